@@ -1,0 +1,1 @@
+//! ACPI tables (RSDP, XSDT, FADT, MADT, DSDT) for the guest.

@@ -1,0 +1,1 @@
+//! The Firecracker-compatible REST API over a unix socket.

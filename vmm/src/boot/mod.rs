@@ -1,0 +1,1 @@
+//! Kernel loading: ELF (PVH or 64-bit boot protocol) and bzImage, decompressed in the monitor.

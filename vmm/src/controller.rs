@@ -1,0 +1,1 @@
+//! Pre-boot configuration store and the actions the API and config file drive.

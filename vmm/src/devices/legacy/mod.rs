@@ -1,0 +1,1 @@
+//! Legacy PC devices: 8250 serial, i8042, ACPI power management.

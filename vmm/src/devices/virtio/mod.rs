@@ -1,0 +1,119 @@
+//! Virtio devices on the virtio-mmio transport (virtio 1.2 §4.2).
+//!
+//! Each device is a folder of the same shape: `device.rs` (features, config space,
+//! activation), `request.rs` (descriptor chain → typed request; the only place guest memory
+//! is interpreted), `event_handler.rs` (queue kicks and backend events), `mod.rs`.
+//! The transport in `mmio.rs` owns the register file and hands queues to a device on
+//! DRIVER_OK. Queue kicks arrive on per-queue `EventFd`s (a KVM ioeventfd, or written by the
+//! transport itself); the device signals the guest through an [`IrqTrigger`].
+
+pub mod block;
+pub mod mmio;
+pub mod net;
+pub mod rng;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::eventfd::EventFd;
+
+pub use virtio_queue::{Queue, QueueT};
+
+/// Guest memory as every device sees it.
+pub type GuestMemory = GuestMemoryMmap;
+
+/// virtio 1.2 §5: device ids.
+pub const TYPE_NET: u32 = 1;
+pub const TYPE_BLOCK: u32 = 2;
+pub const TYPE_RNG: u32 = 4;
+
+/// virtio 1.2 §6: VIRTIO_F_VERSION_1.
+pub const VIRTIO_F_VERSION_1: u32 = 32;
+/// virtio 1.2 §6: VIRTIO_F_RING_EVENT_IDX.
+pub const VIRTIO_F_RING_EVENT_IDX: u32 = 29;
+
+/// virtio 1.2 §4.2.2: InterruptStatus bits.
+pub const VIRTIO_MMIO_INT_VRING: u32 = 0x01;
+pub const VIRTIO_MMIO_INT_CONFIG: u32 = 0x02;
+
+/// Why a device could not be activated.
+#[derive(Debug, thiserror::Error)]
+pub enum ActivateError {
+    #[error("the driver gave {got} queues, the device needs {expected}")]
+    QueueCount { expected: usize, got: usize },
+    #[error("queue {index} is not valid for guest memory (size, alignment or addresses)")]
+    InvalidQueue { index: usize },
+    #[error("cannot register the device's events: {0}")]
+    EventRegistration(std::io::Error),
+    #[error("device backend failed: {0}")]
+    Backend(std::io::Error),
+}
+
+/// How a device interrupts the guest: an edge on its GSI through a KVM irqfd, plus the
+/// InterruptStatus bits the driver reads and acknowledges through the transport.
+#[derive(Debug)]
+pub struct IrqTrigger {
+    status: AtomicU32,
+    irq_evt: EventFd,
+}
+
+impl IrqTrigger {
+    pub fn new() -> std::io::Result<Self> {
+        Ok(IrqTrigger {
+            status: AtomicU32::new(0),
+            irq_evt: EventFd::new(libc::EFD_NONBLOCK)?,
+        })
+    }
+
+    /// The eventfd the builder registers as a KVM irqfd for this device's GSI.
+    pub fn irq_evt(&self) -> &EventFd {
+        &self.irq_evt
+    }
+
+    /// Sets `bits` in InterruptStatus and raises the interrupt line.
+    pub fn trigger(&self, bits: u32) -> std::io::Result<()> {
+        self.status.fetch_or(bits, Ordering::SeqCst);
+        self.irq_evt.write(1)
+    }
+
+    /// InterruptStatus as the driver reads it.
+    pub fn status(&self) -> u32 {
+        self.status.load(Ordering::SeqCst)
+    }
+
+    /// InterruptACK: clears the acknowledged bits.
+    pub fn ack(&self, bits: u32) {
+        self.status.fetch_and(!bits, Ordering::SeqCst);
+    }
+}
+
+/// A virtio device behind the mmio transport. Implementations live in one folder each.
+pub trait VirtioDevice: Send {
+    /// virtio 1.2 §5 device id.
+    fn device_type(&self) -> u32;
+    /// Maximum size of each queue; the length is the number of queues.
+    fn queue_max_sizes(&self) -> &[u16];
+    /// Feature bits the device offers (VIRTIO_F_VERSION_1 included).
+    fn avail_features(&self) -> u64;
+    /// Feature bits the driver accepted (a subset of `avail_features`, checked by the transport).
+    fn set_acked_features(&mut self, acked: u64);
+    /// Reads device config space at `offset`; bytes outside the config space read as zero.
+    fn read_config(&self, offset: u64, data: &mut [u8]);
+    /// Writes device config space; writes to read-only fields are ignored.
+    fn write_config(&mut self, offset: u64, data: &[u8]);
+    /// Starts the device on DRIVER_OK with the queues the driver set up. `queue_evts[i]`
+    /// is signalled whenever the driver notifies queue `i`.
+    fn activate(
+        &mut self,
+        mem: GuestMemory,
+        queues: Vec<Queue>,
+        queue_evts: Vec<Arc<EventFd>>,
+        interrupt: Arc<IrqTrigger>,
+    ) -> Result<(), ActivateError>;
+    /// Device reset by the driver (status written 0). Returns false if the device cannot be
+    /// reset, in which case the transport reports DEVICE_NEEDS_RESET.
+    fn reset(&mut self) -> bool;
+    /// Whether the device is activated.
+    fn is_activated(&self) -> bool;
+}

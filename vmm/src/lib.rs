@@ -1,0 +1,23 @@
+//! `outpost-vmm`: a virtual machine monitor for one guest per process on /dev/kvm.
+//!
+//! The binary (`main.rs`) only parses arguments; everything else lives here so it can be
+//! tested without a process. Data flows API → [`controller`] → [`builder`] → [`vstate`].
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+pub mod acpi;
+pub mod api;
+pub mod arch;
+pub mod boot;
+pub mod builder;
+pub mod config;
+pub mod controller;
+pub mod devices;
+pub mod pvm;
+pub mod vstate;
+
+/// Exit status of the monitor process when the guest powered off (or was never started).
+pub const EXIT_POWEROFF: i32 = 0;
+/// Exit status of the monitor process when the guest asked for a reboot.
+pub const EXIT_REBOOT: i32 = 3;
+/// Exit status when the monitor stopped on an error (bad config, guest fault it cannot handle).
+pub const EXIT_ERROR: i32 = 1;

@@ -1,0 +1,1 @@
+//! KVM VM, vCPUs and guest memory.

@@ -1,8 +1,34 @@
-//! Turns a validated [`VmConfig`] into a running guest: memory, vCPUs, devices, kernel.
-//! (Contract stub; the body lands with the core monitor.)
+//! Turns a validated [`VmConfig`] into a running guest: memory, VM, devices, kernel,
+//! command line, ACPI tables, boot parameters and vCPU threads, in that order.
 
-use crate::config::VmConfig;
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use event_manager::{EventManager, MutEventSubscriber};
+use linux_loader::loader::{load_cmdline, Cmdline};
 use serde::Serialize;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vmm_sys_util::eventfd::EventFd;
+
+use crate::acpi::{self, MmioDeviceInfo};
+use crate::arch::layout::*;
+use crate::arch::{cpuid, regs};
+use crate::boot::{self, params};
+use crate::config::VmConfig;
+use crate::devices::bus::{Bus, BusDevice};
+use crate::devices::legacy::acpi_pm::AcpiPm;
+use crate::devices::legacy::i8042::I8042;
+use crate::devices::legacy::serial::{ConsoleOut, SerialConsole};
+use crate::devices::legacy::{IrqLine, PowerEvent, PowerSignal};
+use crate::pvm;
+use crate::vstate::memory::create_guest_memory;
+use crate::vstate::vcpu::{ExitCounters, VcpuContext, VcpuControl, VcpuHandle};
+use crate::vstate::vm::Vm;
+
+/// Boot arguments when the configuration gives none.
+pub const DEFAULT_BOOT_ARGS: &str = "console=ttyS0 reboot=k panic=1";
 
 /// How a guest ended; the monitor's exit status follows from it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,14 +48,63 @@ impl ExitReason {
     }
 }
 
+impl From<PowerEvent> for ExitReason {
+    fn from(e: PowerEvent) -> Self {
+        match e {
+            PowerEvent::Poweroff => ExitReason::Poweroff,
+            PowerEvent::Reboot => ExitReason::Reboot,
+            PowerEvent::Crash(m) => ExitReason::Error(m),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("{0}")]
-    Invalid(String),
+    #[error("no boot source: configure boot-source with a kernel_image_path")]
+    NoBootSource,
+    #[error("vcpu_count must be between 1 and {max}, not {got}")]
+    VcpuCount { got: u8, max: u8 },
+    #[error("mem_size_mib must be at least 64, not {0}")]
+    MemoryTooSmall(usize),
+    #[error(transparent)]
+    Memory(#[from] crate::vstate::memory::MemoryError),
+    #[error(transparent)]
+    Vm(#[from] crate::vstate::vm::VmError),
+    #[error(transparent)]
+    Kernel(#[from] boot::LoadError),
+    #[error("cannot open initrd {path}: {source}")]
+    Initrd {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("initrd {path} ({size} bytes) does not fit in guest memory below {limit:#x}")]
+    InitrdTooLarge { path: String, size: u64, limit: u64 },
+    #[error("invalid kernel command line: {0}")]
+    Cmdline(String),
+    #[error("cannot open serial output {path}: {source}")]
+    SerialOut {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Acpi(#[from] acpi::AcpiError),
+    #[error(transparent)]
+    BootParams(#[from] params::ParamsError),
+    #[error(transparent)]
+    Regs(#[from] regs::RegsError),
+    #[error("device setup failed: {0}")]
+    Device(String),
+    #[error("cannot start thread {what}: {source}")]
+    Thread {
+        what: &'static str,
+        source: std::io::Error,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
+    #[error("the guest has already stopped")]
+    Stopped,
     #[error("{0}")]
     Failed(String),
 }
@@ -37,48 +112,355 @@ pub enum VmError {
 /// Counters the monitor reports at exit and through the API.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct VmStats {
-    pub exits: std::collections::BTreeMap<String, u64>,
-    pub pvm: std::collections::BTreeMap<String, u64>,
+    pub exits: BTreeMap<String, u64>,
+    pub pvm: BTreeMap<String, u64>,
+}
+
+/// Sources of [`VmStats`], shared by the running VM and its exit waiter.
+#[derive(Clone)]
+struct StatsSources {
+    exits: Arc<ExitCounters>,
+    pvm: Option<Arc<pvm::PvmStats>>,
+}
+
+impl StatsSources {
+    fn snapshot(&self) -> VmStats {
+        VmStats {
+            exits: self.exits.snapshot(),
+            pvm: self.pvm.as_ref().map(|p| p.snapshot()).unwrap_or_default(),
+        }
+    }
 }
 
 /// A started guest. Dropping it does not stop the guest; `wait_exit` blocks until it ends.
 pub struct RunningVm {
-    _private: (),
+    vcpus: Vec<VcpuHandle>,
+    control: Arc<VcpuControl>,
+    power: Arc<PowerSignal>,
+    i8042: Arc<Mutex<I8042>>,
+    stats: StatsSources,
+    _vm: Vm,
+    _mem: GuestMemoryMmap,
 }
 
 impl RunningVm {
+    fn check_running(&self) -> Result<(), VmError> {
+        match self.power.get() {
+            Some(_) => Err(VmError::Stopped),
+            None => Ok(()),
+        }
+    }
+
     pub fn pause(&self) -> Result<(), VmError> {
-        Err(VmError::Failed("not implemented yet".into()))
+        self.check_running()?;
+        self.control.pause(&self.vcpus);
+        Ok(())
     }
+
     pub fn resume(&self) -> Result<(), VmError> {
-        Err(VmError::Failed("not implemented yet".into()))
+        self.check_running()?;
+        self.control.resume(&self.vcpus);
+        Ok(())
     }
+
     pub fn send_ctrl_alt_del(&self) -> Result<(), VmError> {
-        Err(VmError::Failed("not implemented yet".into()))
+        self.check_running()?;
+        self.i8042
+            .lock()
+            .expect("i8042 lock poisoned")
+            .send_ctrl_alt_del();
+        Ok(())
     }
+
     pub fn stats(&self) -> VmStats {
-        VmStats::default()
+        self.stats.snapshot()
     }
+
     /// A handle the process's main thread can block on.
     pub fn exit_waiter(&self) -> ExitWaiter {
-        ExitWaiter { _private: () }
+        ExitWaiter {
+            power: self.power.clone(),
+            stats: self.stats.clone(),
+        }
+    }
+}
+
+impl Drop for RunningVm {
+    fn drop(&mut self) {
+        self.control.stop(&self.vcpus);
     }
 }
 
 /// Blocks until the guest ends.
 #[derive(Clone)]
 pub struct ExitWaiter {
-    _private: (),
+    power: Arc<PowerSignal>,
+    stats: StatsSources,
 }
 
 impl ExitWaiter {
+    /// Waits for the guest's end and logs what the monitor handled on the way.
     pub fn wait(&self) -> ExitReason {
-        ExitReason::Error("not implemented yet".into())
+        let reason = ExitReason::from(self.power.wait());
+        let s = self.stats.snapshot();
+        tracing::info!(?reason, exits = ?s.exits, pvm = ?s.pvm, "guest ended");
+        reason
     }
 }
 
+fn console_out(config: &VmConfig) -> Result<ConsoleOut, StartError> {
+    match config.serial.as_ref().and_then(|s| s.serial_out_path.as_ref()) {
+        Some(path) => {
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|source| StartError::SerialOut {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+            Ok(Box::new(f))
+        }
+        None => Ok(Box::new(std::io::stdout())),
+    }
+}
+
+fn irq_line(vm: &Vm, gsi: u32) -> Result<IrqLine, StartError> {
+    let evt = EventFd::new(libc::EFD_NONBLOCK).map_err(|e| StartError::Device(e.to_string()))?;
+    vm.fd
+        .register_irqfd(&evt, gsi)
+        .map_err(|e| StartError::Device(format!("irqfd for GSI {gsi}: {e}")))?;
+    Ok(IrqLine(evt))
+}
+
+/// Builds the kernel command line: the user's arguments (or ours), PVM additions, the root
+/// device, and the virtio-mmio devices.
+fn build_cmdline(
+    config: &VmConfig,
+    on_pvm: bool,
+    mmio: &[MmioDeviceInfo],
+) -> Result<Cmdline, StartError> {
+    let boot = config.boot_source.as_ref().ok_or(StartError::NoBootSource)?;
+    let mut args = boot
+        .boot_args
+        .clone()
+        .unwrap_or_else(|| DEFAULT_BOOT_ARGS.to_string());
+    if on_pvm {
+        args = pvm::guest_cmdline(&args);
+    }
+    if let Some(root) = config.drives.iter().find(|d| d.is_root_device) {
+        if !args.split_whitespace().any(|a| a.starts_with("root=")) {
+            let mode = if root.is_read_only { "ro" } else { "rw" };
+            args.push_str(&format!(" root=/dev/vda {mode}"));
+        }
+    }
+    let cmdline_err = |e: linux_loader::cmdline::Error| StartError::Cmdline(e.to_string());
+    let mut cmdline = Cmdline::try_from(&args, CMDLINE_MAX_SIZE).map_err(cmdline_err)?;
+    for d in mmio {
+        cmdline
+            .add_virtio_mmio_device(d.len, GuestAddress(d.base), d.gsi, None)
+            .map_err(cmdline_err)?;
+    }
+    Ok(cmdline)
+}
+
+/// Places the initrd page-aligned at the top of low memory.
+fn load_initrd(
+    mem: &GuestMemoryMmap,
+    mem_size: u64,
+    kernel_end: u64,
+    path: &std::path::Path,
+) -> Result<(u64, u64), StartError> {
+    let p = path.display().to_string();
+    let mut f = std::fs::File::open(path).map_err(|source| StartError::Initrd {
+        path: p.clone(),
+        source,
+    })?;
+    let size = f
+        .metadata()
+        .map_err(|source| StartError::Initrd {
+            path: p.clone(),
+            source,
+        })?
+        .len();
+    let top = mem_size.min(MMIO_GAP_START);
+    let addr = top.checked_sub(size).map(|a| a & !0xfff);
+    let addr = match addr {
+        Some(a) if a > kernel_end.max(HIGH_MEMORY_START) => a,
+        _ => {
+            return Err(StartError::InitrdTooLarge {
+                path: p,
+                size,
+                limit: top,
+            })
+        }
+    };
+    mem.read_exact_volatile_from(GuestAddress(addr), &mut f, size as usize)
+        .map_err(|e| StartError::Initrd {
+            path: p,
+            source: std::io::Error::other(e.to_string()),
+        })?;
+    Ok((addr, size))
+}
+
+/// Highest vCPU count we accept (the MADT and CPUID topology handle more).
+pub const MAX_VCPUS: u8 = 32;
+
 /// Validates the configuration's resources (files, taps, memory) and boots the guest.
 pub fn start(config: &VmConfig) -> Result<RunningVm, StartError> {
-    let _ = config;
-    Err(StartError::Invalid("not implemented yet".into()))
+    let t0 = Instant::now();
+    let boot_src = config.boot_source.as_ref().ok_or(StartError::NoBootSource)?;
+    let mc = &config.machine_config;
+    if mc.vcpu_count == 0 || mc.vcpu_count > MAX_VCPUS {
+        return Err(StartError::VcpuCount {
+            got: mc.vcpu_count,
+            max: MAX_VCPUS,
+        });
+    }
+    if mc.mem_size_mib < 64 {
+        return Err(StartError::MemoryTooSmall(mc.mem_size_mib));
+    }
+    let on_pvm = pvm::is_pvm_host();
+    let mem_size = (mc.mem_size_mib as u64) << 20;
+    let mem = create_guest_memory(mc.mem_size_mib as u64)?;
+    let vm = Vm::new(&mem, !on_pvm)?;
+
+    let kernel = boot::load_kernel(&mem, &boot_src.kernel_image_path)?;
+    tracing::info!(how = %kernel.how, "kernel loaded");
+
+    let power = PowerSignal::new();
+    let mut pio = Bus::new();
+    let mmio_bus = Bus::new();
+    let serial = Arc::new(Mutex::new(SerialConsole::new(
+        irq_line(&vm, COM1_IRQ)?,
+        console_out(config)?,
+    )));
+    let i8042 = Arc::new(Mutex::new(I8042::new(irq_line(&vm, I8042_IRQ)?, power.clone())));
+    let acpi_pm = Arc::new(Mutex::new(AcpiPm::new(power.clone())));
+    let bus_err = |e: crate::devices::bus::BusError| StartError::Device(e.to_string());
+    pio.insert(serial.clone() as Arc<Mutex<dyn BusDevice>>, COM1_PORT.into(), 8)
+        .map_err(bus_err)?;
+    pio.insert(i8042.clone() as Arc<Mutex<dyn BusDevice>>, I8042_PORT.into(), 5)
+        .map_err(bus_err)?;
+    pio.insert(acpi_pm as Arc<Mutex<dyn BusDevice>>, ACPI_PM_PORT.into(), ACPI_PM_LEN.into())
+        .map_err(bus_err)?;
+
+    let mut event_manager: EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>> =
+        EventManager::new().map_err(|e| StartError::Device(format!("event manager: {e}")))?;
+    let mmio_devices: Vec<MmioDeviceInfo> = Vec::new();
+
+    let cmdline = build_cmdline(config, on_pvm, &mmio_devices)?;
+    load_cmdline(&mem, GuestAddress(CMDLINE_START), &cmdline)
+        .map_err(|e| StartError::Cmdline(e.to_string()))?;
+    let cmdline_len = cmdline
+        .as_cstring()
+        .map_err(|e| StartError::Cmdline(e.to_string()))?
+        .as_bytes()
+        .len();
+    tracing::info!(cmdline = ?cmdline.as_cstring().ok(), "kernel command line");
+
+    let initrd = match &boot_src.initrd_path {
+        Some(p) => Some(load_initrd(&mem, mem_size, kernel.end, p)?),
+        None => None,
+    };
+    let rsdp = acpi::create_acpi_tables(&mem, mc.vcpu_count, &mmio_devices)?;
+    let inputs = params::BootInputs {
+        cmdline_addr: CMDLINE_START,
+        cmdline_len,
+        initrd,
+        rsdp,
+    };
+    match kernel.mode {
+        regs::EntryMode::Linux64 => {
+            params::write_zero_page(&mem, mem_size, kernel.setup_header, &inputs)?
+        }
+        regs::EntryMode::Pvh => params::write_pvh_start_info(&mem, mem_size, &inputs)?,
+    }
+
+    let event_thread = std::thread::Builder::new()
+        .name("devices".into())
+        .spawn(move || device_loop(event_manager))
+        .map_err(|source| StartError::Thread {
+            what: "devices",
+            source,
+        })?;
+    drop(event_thread);
+
+    crate::vstate::vcpu::install_kick_handler()
+        .map_err(|e| StartError::Device(format!("vCPU kick signal: {e}")))?;
+    let supported = vm
+        .kvm
+        .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
+        .map_err(|e| StartError::Device(format!("KVM_GET_SUPPORTED_CPUID: {e}")))?;
+    let control = Arc::new(VcpuControl::default());
+    let counters = Arc::new(ExitCounters::default());
+    let pvm_stats = on_pvm.then(|| Arc::new(pvm::PvmStats::default()));
+    let pio = Arc::new(pio);
+    let mmio_bus = Arc::new(mmio_bus);
+    let mut vcpus = Vec::new();
+    for index in 0..mc.vcpu_count {
+        let fd = vm
+            .fd
+            .create_vcpu(u64::from(index))
+            .map_err(|e| StartError::Device(format!("KVM_CREATE_VCPU {index}: {e}")))?;
+        let mut cpuid = supported.clone();
+        cpuid::set_topology(&mut cpuid, index, mc.vcpu_count);
+        if on_pvm {
+            pvm::apply_cpu_template(&mut cpuid);
+        }
+        fd.set_cpuid2(&cpuid)
+            .map_err(|e| StartError::Device(format!("KVM_SET_CPUID2: {e}")))?;
+        regs::setup_msrs(&fd)?;
+        regs::setup_fpu(&fd)?;
+        regs::setup_lint(&fd)?;
+        if index == 0 {
+            regs::setup_sregs(&mem, &fd, kernel.mode)?;
+            regs::setup_regs(&fd, kernel.mode, kernel.entry.0)?;
+        }
+        let on_first_run: Option<Box<dyn FnOnce() + Send>> = (index == 0).then(|| {
+            Box::new(move || {
+                let since_start = crate::PROCESS_START.get().map(|s| s.elapsed());
+                tracing::info!(?since_start, build = ?t0.elapsed(), "first KVM_RUN");
+            }) as Box<dyn FnOnce() + Send>
+        });
+        let ctx = VcpuContext {
+            index,
+            mem: mem.clone(),
+            pio: pio.clone(),
+            mmio: mmio_bus.clone(),
+            power: power.clone(),
+            control: control.clone(),
+            counters: counters.clone(),
+            pvm: pvm_stats
+                .as_ref()
+                .map(|s| pvm::PvmVcpu::new(index, s.clone())),
+            on_first_run,
+        };
+        vcpus.push(VcpuHandle::spawn(fd, ctx).map_err(|source| StartError::Thread {
+            what: "vcpu",
+            source,
+        })?);
+    }
+    Ok(RunningVm {
+        vcpus,
+        control,
+        power,
+        i8042,
+        stats: StatsSources {
+            exits: counters,
+            pvm: pvm_stats,
+        },
+        _vm: vm,
+        _mem: mem,
+    })
+}
+
+/// The `devices` thread: runs virtio queue and backend events until the process exits.
+fn device_loop(mut em: EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>>) {
+    loop {
+        if let Err(e) = em.run() {
+            tracing::error!("device event loop failed: {e}");
+            return;
+        }
+    }
 }

@@ -21,3 +21,6 @@ pub const EXIT_POWEROFF: i32 = 0;
 pub const EXIT_REBOOT: i32 = 3;
 /// Exit status when the monitor stopped on an error (bad config, guest fault it cannot handle).
 pub const EXIT_ERROR: i32 = 1;
+
+/// When the process started, for start-up figures (set by the binary).
+pub static PROCESS_START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();

@@ -1,1 +1,5 @@
-//! x86_64 specifics: memory layout, boot registers, CPUID.
+//! x86_64 specifics: the guest physical memory layout, boot-time registers and CPUID.
+
+pub mod cpuid;
+pub mod layout;
+pub mod regs;

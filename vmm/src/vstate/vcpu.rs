@@ -1,0 +1,319 @@
+//! vCPU threads. Each `vcpu<N>` thread owns its `VcpuFd` and runs KVM_RUN until the guest
+//! powers off or reboots, a fault stops it, or the VM is stopped; it dispatches port I/O
+//! and MMIO exits to the buses and, on a PVM host, hands emulation and debug exits to
+//! `crate::pvm`. Pause and stop are requested through [`VcpuControl`] plus a kick signal
+//! that makes a running KVM_RUN return (`immediate_exit`).
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::os::unix::thread::JoinHandleExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+use kvm_bindings::{kvm_run, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN};
+use kvm_ioctls::{VcpuExit, VcpuFd};
+use vm_memory::GuestMemoryMmap;
+
+use crate::devices::bus::Bus;
+use crate::devices::legacy::{PowerEvent, PowerSignal};
+use crate::pvm::PvmVcpu;
+
+/// The signal that kicks a vCPU out of KVM_RUN.
+pub fn kick_signal() -> i32 {
+    vmm_sys_util::signal::SIGRTMIN()
+}
+
+thread_local! {
+    // The vCPU thread's kvm_run mapping, for the kick signal handler.
+    static KVM_RUN: Cell<*mut kvm_run> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+extern "C" fn kick_handler(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    let run = KVM_RUN.with(|c| c.get());
+    if !run.is_null() {
+        // SAFETY: `run` is this thread's own kvm_run mapping, set by the vCPU thread before
+        // it first enters KVM_RUN and valid until the thread's VcpuFd is dropped, after it
+        // cleared the pointer. A volatile byte store is async-signal-safe.
+        unsafe { std::ptr::addr_of_mut!((*run).immediate_exit).write_volatile(1) };
+    }
+}
+
+/// Installs the kick handler once per process.
+pub fn install_kick_handler() -> Result<(), vmm_sys_util::errno::Error> {
+    vmm_sys_util::signal::register_signal_handler(kick_signal(), kick_handler)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RunState {
+    Run,
+    Pause,
+    Stop,
+}
+
+/// Shared run state of all vCPUs.
+#[derive(Debug)]
+pub struct VcpuControl {
+    state: Mutex<(RunState, usize)>,
+    cv: Condvar,
+}
+
+impl Default for VcpuControl {
+    fn default() -> Self {
+        VcpuControl {
+            state: Mutex::new((RunState::Run, 0)),
+            cv: Condvar::new(),
+        }
+    }
+}
+
+/// Exit counts by kind, for the log at exit, the API and the benchmark.
+#[derive(Debug, Default)]
+pub struct ExitCounters {
+    counts: [AtomicU64; EXIT_KINDS.len()],
+}
+
+const EXIT_KINDS: [&str; 12] = [
+    "io_in", "io_out", "mmio_read", "mmio_write", "hlt", "shutdown", "system_event",
+    "internal_error", "debug", "intr", "eagain", "other",
+];
+
+impl ExitCounters {
+    fn bump(&self, kind: &str) {
+        if let Some(i) = EXIT_KINDS.iter().position(|k| *k == kind) {
+            self.counts[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        EXIT_KINDS
+            .iter()
+            .zip(self.counts.iter())
+            .map(|(k, c)| (k.to_string(), c.load(Ordering::Relaxed)))
+            .filter(|(_, v)| *v > 0)
+            .collect()
+    }
+}
+
+/// Everything a vCPU thread needs besides its fd.
+pub struct VcpuContext {
+    pub index: u8,
+    pub mem: GuestMemoryMmap,
+    pub pio: Arc<Bus>,
+    pub mmio: Arc<Bus>,
+    pub power: Arc<PowerSignal>,
+    pub control: Arc<VcpuControl>,
+    pub counters: Arc<ExitCounters>,
+    pub pvm: Option<PvmVcpu>,
+    /// Called once, just before the first KVM_RUN of vCPU 0 (start-up figures).
+    pub on_first_run: Option<Box<dyn FnOnce() + Send>>,
+}
+
+enum Next {
+    Continue,
+    Internal,
+    Debug(kvm_bindings::kvm_debug_exit_arch),
+    End(PowerEvent),
+}
+
+fn run_once(vcpu: &mut VcpuFd, ctx: &VcpuContext) -> Next {
+    let c = &ctx.counters;
+    match vcpu.run() {
+        Ok(VcpuExit::IoIn(port, data)) => {
+            c.bump("io_in");
+            ctx.pio.read(u64::from(port), data);
+            Next::Continue
+        }
+        Ok(VcpuExit::IoOut(port, data)) => {
+            c.bump("io_out");
+            ctx.pio.write(u64::from(port), data);
+            Next::Continue
+        }
+        Ok(VcpuExit::MmioRead(addr, data)) => {
+            c.bump("mmio_read");
+            ctx.mmio.read(addr, data);
+            Next::Continue
+        }
+        Ok(VcpuExit::MmioWrite(addr, data)) => {
+            c.bump("mmio_write");
+            ctx.mmio.write(addr, data);
+            Next::Continue
+        }
+        Ok(VcpuExit::Hlt) => {
+            c.bump("hlt");
+            Next::Continue
+        }
+        // A triple fault: what Linux falls back to when other reboot methods fail.
+        Ok(VcpuExit::Shutdown) => {
+            c.bump("shutdown");
+            Next::End(PowerEvent::Reboot)
+        }
+        Ok(VcpuExit::SystemEvent(kind, _)) => {
+            c.bump("system_event");
+            match kind {
+                KVM_SYSTEM_EVENT_SHUTDOWN => Next::End(PowerEvent::Poweroff),
+                KVM_SYSTEM_EVENT_RESET => Next::End(PowerEvent::Reboot),
+                other => Next::End(PowerEvent::Crash(format!(
+                    "vCPU {}: unexpected system event {other}",
+                    ctx.index
+                ))),
+            }
+        }
+        Ok(VcpuExit::InternalError) => {
+            c.bump("internal_error");
+            Next::Internal
+        }
+        Ok(VcpuExit::Debug(arch)) => {
+            c.bump("debug");
+            Next::Debug(arch)
+        }
+        Ok(VcpuExit::Intr) => {
+            c.bump("intr");
+            Next::Continue
+        }
+        Ok(VcpuExit::FailEntry(reason, cpu)) => Next::End(PowerEvent::Crash(format!(
+            "vCPU {}: KVM entry failed, hardware reason {reason:#x} on cpu {cpu}",
+            ctx.index
+        ))),
+        Ok(other) => {
+            c.bump("other");
+            Next::End(PowerEvent::Crash(format!(
+                "vCPU {}: unhandled exit {other:?}",
+                ctx.index
+            )))
+        }
+        Err(e) if e.errno() == libc::EINTR => {
+            vcpu.set_kvm_immediate_exit(0);
+            Next::Continue
+        }
+        // A secondary vCPU leaving wait-for-SIPI returns EAGAIN once on some hosts.
+        Err(e) if e.errno() == libc::EAGAIN => {
+            c.bump("eagain");
+            Next::Continue
+        }
+        Err(e) => Next::End(PowerEvent::Crash(format!(
+            "vCPU {}: KVM_RUN failed: {e}",
+            ctx.index
+        ))),
+    }
+}
+
+/// Blocks while paused; returns false when the vCPU must stop.
+fn wait_runnable(ctrl: &VcpuControl) -> bool {
+    let mut st = ctrl.state.lock().expect("vcpu control lock poisoned");
+    loop {
+        match st.0 {
+            RunState::Run => return true,
+            RunState::Stop => return false,
+            RunState::Pause => {
+                st.1 += 1;
+                ctrl.cv.notify_all();
+                st = ctrl.cv.wait(st).expect("vcpu control lock poisoned");
+                st.1 -= 1;
+            }
+        }
+    }
+}
+
+fn vcpu_loop(mut vcpu: VcpuFd, mut ctx: VcpuContext) {
+    KVM_RUN.with(|c| c.set(vcpu.get_kvm_run() as *mut kvm_run));
+    if let Some(f) = ctx.on_first_run.take() {
+        f();
+    }
+    let end = loop {
+        if !wait_runnable(&ctx.control) {
+            break None;
+        }
+        if let Some(p) = ctx.pvm.as_mut() {
+            if let Err(e) = p.before_run(&vcpu, &ctx.mem) {
+                break Some(PowerEvent::Crash(format!("vCPU {}: {e}", ctx.index)));
+            }
+        }
+        let next = run_once(&mut vcpu, &ctx);
+        let handled = match (next, ctx.pvm.as_mut()) {
+            (Next::Continue, _) => Ok(()),
+            (Next::End(ev), _) => break Some(ev),
+            (Next::Internal, Some(p)) => p.handle_internal_error(&mut vcpu, &ctx.mem),
+            (Next::Debug(arch), Some(p)) => p.handle_debug(&mut vcpu, &ctx.mem, &arch),
+            (Next::Internal, None) => {
+                let run = vcpu.get_kvm_run();
+                // SAFETY: KVM filled the `internal` member of the exit union for
+                // KVM_EXIT_INTERNAL_ERROR, which is the exit we are handling.
+                let (sub, n) = unsafe { (run.__bindgen_anon_1.internal.suberror, run.__bindgen_anon_1.internal.ndata) };
+                break Some(PowerEvent::Crash(format!(
+                    "vCPU {}: KVM internal error, suberror {sub}, {n} data words",
+                    ctx.index
+                )));
+            }
+            (Next::Debug(arch), None) => {
+                break Some(PowerEvent::Crash(format!(
+                    "vCPU {}: unexpected debug exit at {:#x}",
+                    ctx.index, arch.pc
+                )))
+            }
+        };
+        if let Err(e) = handled {
+            break Some(PowerEvent::Crash(format!("vCPU {}: {e}", ctx.index)));
+        }
+    };
+    KVM_RUN.with(|c| c.set(std::ptr::null_mut()));
+    if let Some(ev) = end {
+        ctx.power.request(ev);
+    }
+}
+
+/// A started vCPU thread.
+pub struct VcpuHandle {
+    thread: JoinHandle<()>,
+}
+
+impl VcpuHandle {
+    pub fn spawn(vcpu: VcpuFd, ctx: VcpuContext) -> std::io::Result<Self> {
+        let thread = std::thread::Builder::new()
+            .name(format!("vcpu{}", ctx.index))
+            .spawn(move || vcpu_loop(vcpu, ctx))?;
+        Ok(VcpuHandle { thread })
+    }
+
+    fn kick(&self) {
+        // SAFETY: the pthread id belongs to a thread we spawned and have not joined; the
+        // signal's handler only stores to that thread's own kvm_run.
+        unsafe { libc::pthread_kill(self.thread.as_pthread_t(), kick_signal()) };
+    }
+}
+
+impl VcpuControl {
+    fn set(&self, s: RunState, vcpus: &[VcpuHandle]) {
+        self.state.lock().expect("vcpu control lock poisoned").0 = s;
+        self.cv.notify_all();
+        for v in vcpus {
+            v.kick();
+        }
+    }
+
+    /// Pauses all vCPUs and waits until each has left KVM_RUN.
+    pub fn pause(&self, vcpus: &[VcpuHandle]) {
+        self.set(RunState::Pause, vcpus);
+        let mut st = self.state.lock().expect("vcpu control lock poisoned");
+        while st.0 == RunState::Pause && st.1 < vcpus.iter().filter(|v| !v.thread.is_finished()).count() {
+            let (g, _) = self
+                .cv
+                .wait_timeout(st, std::time::Duration::from_millis(50))
+                .expect("vcpu control lock poisoned");
+            st = g;
+            if st.1 < vcpus.len() {
+                for v in vcpus {
+                    v.kick();
+                }
+            }
+        }
+    }
+
+    pub fn resume(&self, vcpus: &[VcpuHandle]) {
+        self.set(RunState::Run, vcpus);
+    }
+
+    pub fn stop(&self, vcpus: &[VcpuHandle]) {
+        self.set(RunState::Stop, vcpus);
+    }
+}

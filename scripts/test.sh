@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs all of Outpost's tests on a fresh machine: installs the Debian packages it needs,
+# prepares the guest assets (cached outside the work tree, keyed by version), builds, and
+# runs the unit tests and the end-to-end tests that boot real guests on /dev/kvm.
+# OUTPOST_SLOW_TESTS=1 adds the stock Debian kernel's boot (about ten minutes on PVM).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh
+guest/build-assets.sh >/dev/null
+cargo build --workspace --bins
+cargo test --workspace --no-fail-fast -- --nocapture

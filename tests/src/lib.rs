@@ -1,0 +1,66 @@
+//! Harness for Outpost's end-to-end tests: the guest assets, the monitor binary, guests run
+//! as real `outpost-vmm` processes with their console captured, network namespaces with
+//! taps, and root file systems built for one test. Everything a test creates is removed by
+//! a guard's `Drop`, so a failing test cleans up too.
+
+pub mod guest;
+pub mod net;
+pub mod rootfs;
+
+use std::path::{Path, PathBuf};
+
+/// Where `guest/build-assets.sh` leaves the guest kernels and images.
+pub fn assets_dir() -> PathBuf {
+    let dir = std::env::var_os("OUTPOST_ASSETS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/outpost/guest/current"));
+    assert!(
+        dir.join("test-vmlinux").exists(),
+        "guest assets missing in {}: run guest/build-assets.sh (or scripts/test.sh)",
+        dir.display()
+    );
+    dir
+}
+
+pub fn asset(name: &str) -> PathBuf {
+    assets_dir().join(name)
+}
+
+/// The workspace's root, from this crate's manifest directory.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits inside the workspace")
+        .to_path_buf()
+}
+
+/// The `outpost-vmm` binary under test: `OUTPOST_VMM_BIN`, else the workspace's build.
+pub fn vmm_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("OUTPOST_VMM_BIN") {
+        return PathBuf::from(p);
+    }
+    let root = workspace_root();
+    for profile in ["debug", "release"] {
+        let p = root.join("target").join(profile).join("outpost-vmm");
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("outpost-vmm is not built: run `cargo build -p outpost-vmm` (scripts/test.sh does)");
+}
+
+/// Runs a host command, panicking with its output when it fails.
+pub fn sh(cmd: &str) -> String {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .expect("sh runs");
+    assert!(
+        out.status.success(),
+        "`{cmd}` failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

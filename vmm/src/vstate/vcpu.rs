@@ -10,6 +10,7 @@ use std::os::unix::thread::JoinHandleExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use kvm_bindings::{kvm_run, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN};
 use kvm_ioctls::{VcpuExit, VcpuFd};
@@ -67,10 +68,15 @@ impl Default for VcpuControl {
     }
 }
 
-/// Exit counts by kind, for the log at exit, the API and the benchmark.
+/// Exit counts by kind, and where vCPU threads spent their time, for the log at exit, the
+/// API and the benchmark.
 #[derive(Debug, Default)]
 pub struct ExitCounters {
     counts: [AtomicU64; EXIT_KINDS.len()],
+    /// Nanoseconds inside KVM_RUN (guest code, and the host's emulator on PVM).
+    in_kvm_run_ns: AtomicU64,
+    /// Nanoseconds in the monitor's own code between KVM_RUNs (exit handling).
+    in_monitor_ns: AtomicU64,
 }
 
 const EXIT_KINDS: [&str; 12] = [
@@ -91,6 +97,10 @@ impl ExitCounters {
             .zip(self.counts.iter())
             .map(|(k, c)| (k.to_string(), c.load(Ordering::Relaxed)))
             .filter(|(_, v)| *v > 0)
+            .chain([
+                ("time_in_kvm_run_ms".to_string(), self.in_kvm_run_ns.load(Ordering::Relaxed) / 1_000_000),
+                ("time_in_monitor_ms".to_string(), self.in_monitor_ns.load(Ordering::Relaxed) / 1_000_000),
+            ])
             .collect()
     }
 }
@@ -229,7 +239,10 @@ fn vcpu_loop(mut vcpu: VcpuFd, mut ctx: VcpuContext) {
                 break Some(PowerEvent::Crash(format!("vCPU {}: {e}", ctx.index)));
             }
         }
+        let entered = Instant::now();
         let next = run_once(&mut vcpu, &ctx);
+        let exited = Instant::now();
+        ctx.counters.in_kvm_run_ns.fetch_add((exited - entered).as_nanos() as u64, Ordering::Relaxed);
         let handled = match (next, ctx.pvm.as_mut()) {
             (Next::Continue, _) => Ok(()),
             (Next::End(ev), _) => break Some(ev),
@@ -255,6 +268,7 @@ fn vcpu_loop(mut vcpu: VcpuFd, mut ctx: VcpuContext) {
         if let Err(e) = handled {
             break Some(PowerEvent::Crash(format!("vCPU {}: {e}", ctx.index)));
         }
+        ctx.counters.in_monitor_ns.fetch_add(exited.elapsed().as_nanos() as u64, Ordering::Relaxed);
     };
     KVM_RUN.with(|c| c.set(std::ptr::null_mut()));
     if let Some(ev) = end {

@@ -10,7 +10,7 @@ mod render;
 pub mod routes;
 
 use crate::controller::{Controller, VmmData};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -29,6 +29,8 @@ use tokio::sync::oneshot;
 
 /// Largest request body accepted; Firecracker's own default limit is 51200 bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// How much of an oversized body is read and dropped so the client can see the 413.
+const MAX_DRAIN_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -184,18 +186,35 @@ async fn respond(req: Request<Incoming>, controller: Arc<Mutex<Controller>>) -> 
 }
 
 async fn read_body(req: Request<Incoming>) -> Result<Vec<u8>, RequestError> {
-    let too_large = RequestError::BodyTooLarge { limit: MAX_BODY_BYTES };
+    let too_large = || RequestError::BodyTooLarge { limit: MAX_BODY_BYTES };
     let declared = req
         .headers()
         .get(hyper::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
-        return Err(too_large);
+    let ceiling = (MAX_BODY_BYTES + MAX_DRAIN_BYTES) as u64;
+    if declared.is_some_and(|len| len > ceiling) {
+        return Err(too_large());
     }
-    match Limited::new(req.into_body(), MAX_BODY_BYTES).collect().await {
-        Ok(collected) => Ok(collected.to_bytes().to_vec()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large),
-        Err(e) => Err(RequestError::BodyRead(e.to_string())),
+    // An oversized body is still read (up to MAX_DRAIN_BYTES more) and dropped: closing a unix
+    // socket with unread data makes the client's read fail with ECONNRESET, and it would
+    // never see the 413.
+    let mut body = req.into_body();
+    let mut bytes = Vec::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| RequestError::BodyRead(e.to_string()))?;
+        if let Ok(data) = frame.into_data() {
+            total = total.saturating_add(data.len());
+            if total <= MAX_BODY_BYTES {
+                bytes.extend_from_slice(&data);
+            } else if total as u64 > ceiling {
+                return Err(too_large());
+            }
+        }
     }
+    if total > MAX_BODY_BYTES {
+        return Err(too_large());
+    }
+    Ok(bytes)
 }

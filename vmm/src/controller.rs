@@ -103,9 +103,16 @@ pub enum VmmActionError {
     #[error("duplicate {kind} id {id:?}: each id may appear only once")]
     DuplicateId { kind: &'static str, id: String },
     #[error("drive {drive_id:?}: backing file {path:?} cannot be used: {reason}")]
-    DriveNotUsable { drive_id: String, path: PathBuf, reason: String },
+    DriveNotUsable {
+        drive_id: String,
+        path: PathBuf,
+        reason: String,
+    },
     #[error("drive {drive_id:?}: unknown cache_type {cache_type:?}: use Unsafe or Writeback")]
-    InvalidCacheType { drive_id: String, cache_type: String },
+    InvalidCacheType {
+        drive_id: String,
+        cache_type: String,
+    },
     #[error("drive {new:?} cannot be a second root device: drive {existing:?} already is one")]
     SecondRootDevice { existing: String, new: String },
     #[error("network interface {iface_id:?}: guest_mac {mac:?} is not a unicast MAC like 06:00:ac:10:00:02")]
@@ -127,7 +134,10 @@ pub enum VmmActionError {
     #[error("could not start the guest: {0}")]
     StartFailed(#[from] StartError),
     #[error("{operation} failed: {source}")]
-    VmOperation { operation: &'static str, source: VmError },
+    VmOperation {
+        operation: &'static str,
+        source: VmError,
+    },
 }
 
 /// Told the guest's [`ExitWaiter`] once `InstanceStart` succeeds (the process waits on it).
@@ -220,7 +230,10 @@ impl Controller {
             SendCtrlAltDel => {
                 let vm = self.running_vm("SendCtrlAltDel")?;
                 vm.send_ctrl_alt_del()
-                    .map_err(|source| VmmActionError::VmOperation { operation: "SendCtrlAltDel", source })?;
+                    .map_err(|source| VmmActionError::VmOperation {
+                        operation: "SendCtrlAltDel",
+                        source,
+                    })?;
                 Ok(VmmData::Empty)
             }
             FlushMetrics => Ok(VmmData::Empty),
@@ -280,7 +293,10 @@ impl Controller {
         Ok(VmmData::Empty)
     }
 
-    fn put_network_interface(&mut self, iface: NetworkInterfaceConfig) -> Result<VmmData, VmmActionError> {
+    fn put_network_interface(
+        &mut self,
+        iface: NetworkInterfaceConfig,
+    ) -> Result<VmmData, VmmActionError> {
         self.ensure_not_started()?;
         validate::validate_network_interface(&iface)?;
         validate::check_interface_conflict(&self.config.network_interfaces, &iface)?;

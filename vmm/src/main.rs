@@ -68,7 +68,10 @@ fn main() {
             let first = rendered.split("\n\n").next().unwrap_or("invalid arguments");
             let words: Vec<&str> = first.split_whitespace().collect();
             let message = words.join(" ");
-            eprintln!("outpost-vmm: {} (see --help)", message.trim_start_matches("error: "));
+            eprintln!(
+                "outpost-vmm: {} (see --help)",
+                message.trim_start_matches("error: ")
+            );
             std::process::exit(outpost_vmm::EXIT_ERROR);
         }
     };

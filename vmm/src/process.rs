@@ -6,7 +6,7 @@ use crate::builder::ExitReason;
 use crate::config::VmConfig;
 use crate::controller::{self, Controller, VmmAction, VmmActionError};
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -29,9 +29,15 @@ pub enum RunError {
     #[error("cannot read the configuration file {path:?}: {source}")]
     ReadConfig { path: PathBuf, source: io::Error },
     #[error("invalid configuration file {path:?}: {source}")]
-    ParseConfig { path: PathBuf, source: serde_json::Error },
+    ParseConfig {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("configuration file {path:?}: {source}")]
-    Config { path: PathBuf, source: VmmActionError },
+    Config {
+        path: PathBuf,
+        source: VmmActionError,
+    },
     #[error("{0}")]
     Start(VmmActionError),
     #[error(transparent)]
@@ -56,7 +62,11 @@ pub fn run(options: &Options) -> Result<i32, RunError> {
     if options.api_socket.is_none() && options.config_file.is_none() {
         return Err(RunError::NothingToDo);
     }
-    let file_config = options.config_file.as_ref().map(|p| read_config(p)).transpose()?;
+    let file_config = options
+        .config_file
+        .as_deref()
+        .map(read_config)
+        .transpose()?;
 
     // Block the stop signals before any thread exists so every thread inherits the mask and
     // only the signal thread's sigwait() sees them (no async-signal-safety concerns).
@@ -68,9 +78,11 @@ pub fn run(options: &Options) -> Result<i32, RunError> {
     controller.set_start_listener(Box::new(move |waiter| {
         let tx = tx.clone();
         // Owns nothing but the waiter; ends when the guest does.
-        let spawned = std::thread::Builder::new().name("guest_waiter".into()).spawn(move || {
-            let _ = tx.send(Event::GuestExited(waiter.wait()));
-        });
+        let spawned = std::thread::Builder::new()
+            .name("guest_waiter".into())
+            .spawn(move || {
+                let _ = tx.send(Event::GuestExited(waiter.wait()));
+            });
         if let Err(e) = spawned {
             tracing::error!("cannot start the thread that waits for the guest: {e}");
         }
@@ -78,7 +90,10 @@ pub fn run(options: &Options) -> Result<i32, RunError> {
     if let (Some(config), Some(path)) = (file_config, &options.config_file) {
         controller
             .load_config(config)
-            .map_err(|source| RunError::Config { path: path.clone(), source })?;
+            .map_err(|source| RunError::Config {
+                path: path.clone(),
+                source,
+            })?;
     }
     let controller = Arc::new(Mutex::new(controller));
     let server: Option<ApiServerHandle> = options
@@ -118,10 +133,15 @@ pub fn run(options: &Options) -> Result<i32, RunError> {
     Ok(code)
 }
 
-fn read_config(path: &PathBuf) -> Result<VmConfig, RunError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| RunError::ReadConfig { path: path.clone(), source })?;
-    serde_json::from_str(&text).map_err(|source| RunError::ParseConfig { path: path.clone(), source })
+fn read_config(path: &Path) -> Result<VmConfig, RunError> {
+    let text = std::fs::read_to_string(path).map_err(|source| RunError::ReadConfig {
+        path: path.to_owned(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| RunError::ParseConfig {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Blocks SIGTERM and SIGINT in the calling thread and returns the set.

@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::openapi::{assert_matches_doc, doc, operations, schema_errors, METHODS};
 use common::{http, HostFiles, HttpResponse, Tap};
 use outpost_vmm::api::{self, routes::ROUTES, ApiError, ApiServerHandle};
 use outpost_vmm::controller::Controller;
@@ -13,70 +14,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use vmm_sys_util::tempdir::TempDir;
-
-const METHODS: &[&str] = &["get", "put", "patch", "post", "delete"];
-
-fn doc() -> Value {
-    let text = include_str!("../api/openapi.yaml");
-    serde_norway::from_str(text).expect("openapi.yaml is valid YAML")
-}
-
-/// Follows a local `$ref` (`#/components/...`).
-fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
-    match v.get("$ref").and_then(Value::as_str) {
-        Some(r) => {
-            let pointer = r.strip_prefix('#').unwrap_or_else(|| panic!("non-local $ref {r}"));
-            resolve(doc, doc.pointer(pointer).unwrap_or_else(|| panic!("dangling $ref {r}")))
-        }
-        None => v,
-    }
-}
-
-struct Operation {
-    path: String,
-    method: String,
-    op: Value,
-}
-
-impl Operation {
-    fn request_schema<'a>(&'a self, doc: &'a Value) -> Option<&'a Value> {
-        let body = self.op.pointer("/requestBody/content/application~1json")?;
-        Some(resolve(doc, body.get("schema").expect("request bodies have a schema")))
-    }
-
-    fn example(&self) -> Option<Value> {
-        self.op.pointer("/requestBody/content/application~1json/example").cloned()
-    }
-
-    /// The path with its `{param}` filled from the example's id field of the same name.
-    fn concrete_path(&self, example: Option<&Value>) -> String {
-        let mut path = self.path.clone();
-        while let (Some(start), Some(end)) = (path.find('{'), path.find('}')) {
-            let name = &path[start + 1..end];
-            let value = example.and_then(|e| e.get(name)).and_then(Value::as_str).unwrap_or("x1").to_owned();
-            path.replace_range(start..=end, &value);
-        }
-        path
-    }
-
-    fn documented_statuses(&self) -> Vec<String> {
-        self.op["responses"].as_object().expect("responses").keys().cloned().collect()
-    }
-}
-
-/// Every operation in the document; PUTs before PATCHes so updates apply to a full config.
-fn operations(doc: &Value) -> Vec<Operation> {
-    let mut ops = Vec::new();
-    for (path, item) in doc["paths"].as_object().expect("paths") {
-        for method in METHODS {
-            if let Some(op) = item.get(*method) {
-                ops.push(Operation { path: path.clone(), method: method.to_uppercase(), op: op.clone() });
-            }
-        }
-    }
-    ops.sort_by_key(|o| o.method == "PATCH");
-    ops
-}
 
 /// Points the example's host resources at real ones (the document's paths are illustrative).
 fn localize(mut v: Value, files: &HostFiles, tap: &Tap) -> Value {
@@ -108,74 +45,16 @@ impl Server {
         let socket = dir.as_path().join("api.sock");
         let controller = Arc::new(Mutex::new(Controller::new("contract-test")));
         let handle = api::serve(socket.clone(), controller).expect("server starts");
-        Server { handle: Some(handle), socket, _dir: dir }
+        Server {
+            handle: Some(handle),
+            socket,
+            _dir: dir,
+        }
     }
 
     fn send(&self, method: &str, path: &str, body: Option<&Value>) -> HttpResponse {
         let text = body.map(Value::to_string);
         http(&self.socket, method, path, text.as_deref())
-    }
-}
-
-/// Minimal JSON-schema check for the subset the document uses; returns what does not match.
-fn schema_errors(doc: &Value, schema: &Value, value: &Value, at: &str) -> Vec<String> {
-    let schema = resolve(doc, schema);
-    let mut errors = Vec::new();
-    if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
-        if !allowed.contains(value) {
-            errors.push(format!("{at}: {value} not in {allowed:?}"));
-        }
-    }
-    let ok = match schema.get("type").and_then(Value::as_str) {
-        Some("object") => value.is_object(),
-        Some("array") => value.is_array(),
-        Some("string") => value.is_string(),
-        Some("integer") => value.is_u64() || value.is_i64(),
-        Some("boolean") => value.is_boolean(),
-        _ => true,
-    };
-    if !ok {
-        errors.push(format!("{at}: {value} is not of type {}", schema["type"]));
-        return errors;
-    }
-    if let Some(obj) = value.as_object() {
-        let props = schema.get("properties").and_then(Value::as_object);
-        for req in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
-            if !obj.contains_key(req.as_str().unwrap_or_default()) {
-                errors.push(format!("{at}: required {req} missing"));
-            }
-        }
-        for (key, v) in obj {
-            match (props.and_then(|p| p.get(key)), schema.get("additionalProperties")) {
-                (Some(sub), _) => errors.extend(schema_errors(doc, sub, v, &format!("{at}.{key}"))),
-                (None, Some(Value::Bool(false))) => errors.push(format!("{at}: undocumented field {key}")),
-                (None, Some(extra @ Value::Object(_))) => {
-                    errors.extend(schema_errors(doc, extra, v, &format!("{at}.{key}")))
-                }
-                (None, _) => {}
-            }
-        }
-    }
-    if let (Some(items), Some(arr)) = (schema.get("items"), value.as_array()) {
-        for (i, v) in arr.iter().enumerate() {
-            errors.extend(schema_errors(doc, items, v, &format!("{at}[{i}]")));
-        }
-    }
-    errors
-}
-
-/// The response's body must match the schema documented for its status (or `default`).
-fn assert_matches_doc(doc: &Value, op: &Operation, resp: &HttpResponse) {
-    let key = resp.status.to_string();
-    let responses = &op.op["responses"];
-    let documented = responses.get(&key).or_else(|| responses.get("default"));
-    let documented = resolve(doc, documented.unwrap_or_else(|| panic!("{} {}: {key} undocumented", op.method, op.path)));
-    match documented.pointer("/content/application~1json/schema") {
-        Some(schema) => {
-            let errors = schema_errors(doc, schema, &resp.json(), "body");
-            assert!(errors.is_empty(), "{} {} -> {}: {errors:?}", op.method, op.path, resp.status);
-        }
-        None => assert!(resp.body.is_empty(), "{} {}: undocumented body {:?}", op.method, op.path, resp.body),
     }
 }
 
@@ -185,12 +64,25 @@ fn every_documented_operation_is_routed_and_answers_as_documented() {
     let (files, tap, server) = (HostFiles::new(), Tap::new(), Server::start());
     for op in operations(&doc) {
         let example = op.example().map(|e| localize(e, &files, &tap));
-        let resp = server.send(&op.method, &op.concrete_path(example.as_ref()), example.as_ref());
-        assert!(![404, 405].contains(&resp.status), "{} {} not routed: {resp:?}", op.method, op.path);
+        let resp = server.send(
+            &op.method,
+            &op.concrete_path(example.as_ref()),
+            example.as_ref(),
+        );
+        assert!(
+            ![404, 405].contains(&resp.status),
+            "{} {} not routed: {resp:?}",
+            op.method,
+            op.path
+        );
         assert!(
             op.documented_statuses().contains(&resp.status.to_string()),
             "{} {} answered {} (documented: {:?}): {}",
-            op.method, op.path, resp.status, op.documented_statuses(), resp.body
+            op.method,
+            op.path,
+            resp.status,
+            op.documented_statuses(),
+            resp.body
         );
         assert_matches_doc(&doc, &op, &resp);
     }
@@ -201,19 +93,30 @@ fn every_served_route_is_documented_and_nothing_else_is_served() {
     let doc = doc();
     let paths = doc["paths"].as_object().expect("paths");
     for route in ROUTES {
-        let item = paths.get(route.path).unwrap_or_else(|| panic!("{} is served but not documented", route.path));
-        let mut documented: Vec<String> =
-            METHODS.iter().filter(|m| item.get(**m).is_some()).map(|m| m.to_uppercase()).collect();
+        let item = paths
+            .get(route.path)
+            .unwrap_or_else(|| panic!("{} is served but not documented", route.path));
+        let mut documented: Vec<String> = METHODS
+            .iter()
+            .filter(|m| item.get(**m).is_some())
+            .map(|m| m.to_uppercase())
+            .collect();
         let mut served: Vec<String> = route.methods.iter().map(|m| m.to_string()).collect();
         documented.sort();
         served.sort();
         assert_eq!(served, documented, "methods of {}", route.path);
     }
-    assert_eq!(ROUTES.len(), paths.len(), "documented paths that are not served");
+    assert_eq!(
+        ROUTES.len(),
+        paths.len(),
+        "documented paths that are not served"
+    );
 
     let server = Server::start();
     for op_path in paths.keys() {
-        let concrete = op_path.replace("{drive_id}", "d1").replace("{iface_id}", "i1");
+        let concrete = op_path
+            .replace("{drive_id}", "d1")
+            .replace("{iface_id}", "i1");
         let item = &paths[op_path];
         for method in METHODS.iter().filter(|m| item.get(**m).is_none()) {
             let resp = server.send(&method.to_uppercase(), &concrete, None);
@@ -221,11 +124,20 @@ fn every_served_route_is_documented_and_nothing_else_is_served() {
             assert!(resp.fault().contains("not allowed"));
             let allow = resp.header("allow").expect("405 carries Allow");
             for documented in METHODS.iter().filter(|m| item.get(**m).is_some()) {
-                assert!(allow.contains(&documented.to_uppercase()), "Allow {allow:?} on {concrete}");
+                assert!(
+                    allow.contains(&documented.to_uppercase()),
+                    "Allow {allow:?} on {concrete}"
+                );
             }
         }
     }
-    for unknown in ["/no-such-thing", "/drives", "/drives/a/b", "/vm/config/x", "/machine-config/"] {
+    for unknown in [
+        "/no-such-thing",
+        "/drives",
+        "/drives/a/b",
+        "/vm/config/x",
+        "/machine-config/",
+    ] {
         let resp = server.send("GET", unknown, None);
         assert_eq!(resp.status, 404, "{unknown}: {resp:?}");
         assert!(resp.fault().contains(unknown));
@@ -238,26 +150,50 @@ fn documented_examples_are_accepted_before_boot() {
     let (files, tap, server) = (HostFiles::new(), Tap::new(), Server::start());
     let mut sent = Vec::new();
     for op in operations(&doc) {
-        let Some(example) = op.example().map(|e| localize(e, &files, &tap)) else { continue };
+        let Some(example) = op.example().map(|e| localize(e, &files, &tap)) else {
+            continue;
+        };
         if op.path == "/actions" || op.path == "/vm" {
             continue; // actions, not configuration: below
         }
-        let resp = server.send(&op.method, &op.concrete_path(Some(&example)), Some(&example));
-        assert_eq!(resp.status, 204, "{} {} refused its example {example}: {}", op.method, op.path, resp.body);
+        let resp = server.send(
+            &op.method,
+            &op.concrete_path(Some(&example)),
+            Some(&example),
+        );
+        assert_eq!(
+            resp.status, 204,
+            "{} {} refused its example {example}: {}",
+            op.method, op.path, resp.body
+        );
         sent.push((op.path.clone(), example));
     }
-    assert!(sent.len() >= 7, "examples for every configuration route: {sent:?}");
+    assert!(
+        sent.len() >= 7,
+        "examples for every configuration route: {sent:?}"
+    );
 
     let config = server.send("GET", "/vm/config", None);
     assert_eq!(config.status, 200);
     let config = config.json();
     let full = &doc["components"]["schemas"]["FullVmConfiguration"];
-    assert_eq!(schema_errors(&doc, full, &config, "config"), Vec::<String>::new());
-    let example_of = |path: &str| sent.iter().find(|(p, _)| p == path).map(|(_, e)| e.clone()).expect(path);
+    assert_eq!(
+        schema_errors(&doc, full, &config, "config"),
+        Vec::<String>::new()
+    );
+    let example_of = |path: &str| {
+        sent.iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, e)| e.clone())
+            .expect(path)
+    };
     assert_eq!(config["boot-source"], example_of("/boot-source"));
     assert_eq!(config["drives"][0]["path_on_host"], json!(files.rootfs));
     assert_eq!(config["drives"][0]["is_root_device"], true);
-    assert_eq!(config["network-interfaces"][0]["host_dev_name"], json!(tap.name));
+    assert_eq!(
+        config["network-interfaces"][0]["host_dev_name"],
+        json!(tap.name)
+    );
     assert_eq!(config["serial"], example_of("/serial"));
     assert_eq!(config["entropy"], json!({}));
     // PATCH's example (vcpu_count 4) applied over PUT's (2 vCPUs, 256 MiB).
@@ -267,11 +203,23 @@ fn documented_examples_are_accepted_before_boot() {
     // Pausing needs a started guest.
     let resp = server.send("PATCH", "/vm", Some(&json!({"state": "Paused"})));
     assert_eq!(resp.status, 400);
-    assert!(resp.fault().contains("InstanceStart first"), "{}", resp.body);
+    assert!(
+        resp.fault().contains("InstanceStart first"),
+        "{}",
+        resp.body
+    );
     // The "kernel" is a text file: the builder refuses it and the guest stays unstarted.
-    let resp = server.send("PUT", "/actions", Some(&json!({"action_type": "InstanceStart"})));
+    let resp = server.send(
+        "PUT",
+        "/actions",
+        Some(&json!({"action_type": "InstanceStart"})),
+    );
     assert_eq!(resp.status, 400, "{}", resp.body);
-    assert!(resp.fault().starts_with("could not start the guest"), "{}", resp.body);
+    assert!(
+        resp.fault().starts_with("could not start the guest"),
+        "{}",
+        resp.body
+    );
     assert_eq!(server.send("GET", "/", None).json()["state"], "Not started");
 }
 
@@ -280,30 +228,54 @@ fn bodies_that_break_the_schemas_are_refused() {
     let doc = doc();
     let (files, tap, server) = (HostFiles::new(), Tap::new(), Server::start());
     for op in operations(&doc) {
-        let Some(schema) = op.request_schema(&doc) else { continue };
-        let example = localize(op.example().expect("every request body has an example"), &files, &tap);
+        let Some(schema) = op.request_schema(&doc) else {
+            continue;
+        };
+        let example = localize(
+            op.example().expect("every request body has an example"),
+            &files,
+            &tap,
+        );
         let path = op.concrete_path(Some(&example));
         let refused = |body: Value, phrase: &str| {
             let resp = server.send(&op.method, &path, Some(&body));
             assert_eq!(resp.status, 400, "{} {path} accepted {body}", op.method);
             let fault = resp.fault();
-            assert!(fault.contains(phrase), "{} {path} {body}: {fault:?} lacks {phrase:?}", op.method);
+            assert!(
+                fault.contains(phrase),
+                "{} {path} {body}: {fault:?} lacks {phrase:?}",
+                op.method
+            );
         };
         let mut with_extra = example.clone();
         with_extra["bogus_field"] = json!(1);
-        assert_eq!(schema["additionalProperties"], false, "{} {}", op.method, op.path);
+        assert_eq!(
+            schema["additionalProperties"], false,
+            "{} {}",
+            op.method, op.path
+        );
         refused(with_extra, "bogus_field");
         let resp = server.send(&op.method, &path, None);
         assert_eq!(resp.status, 400);
         assert!(resp.fault().contains("needs a JSON body"));
 
-        for req in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
+        for req in schema
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             let req = req.as_str().expect("required names are strings");
             let mut missing = example.clone();
             missing.as_object_mut().expect("object example").remove(req);
             refused(missing, req);
         }
-        for (name, prop) in schema.get("properties").and_then(Value::as_object).into_iter().flatten() {
+        for (name, prop) in schema
+            .get("properties")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
             let mut bad = example.clone();
             if prop.get("enum").is_some() {
                 bad[name] = json!("NotAValue");
@@ -324,7 +296,10 @@ fn bodies_that_break_the_schemas_are_refused() {
 #[test]
 fn limits_ids_and_malformed_bodies() {
     let (files, server) = (HostFiles::new(), Server::start());
-    let big = format!("{{\"kernel_image_path\":\"{}\"}}", "a".repeat(api::MAX_BODY_BYTES));
+    let big = format!(
+        "{{\"kernel_image_path\":\"{}\"}}",
+        "a".repeat(api::MAX_BODY_BYTES)
+    );
     let resp = http(&server.socket, "PUT", "/boot-source", Some(&big));
     assert_eq!(resp.status, 413);
     assert!(resp.fault().contains("larger than"));
@@ -333,18 +308,39 @@ fn limits_ids_and_malformed_bodies() {
     let resp = server.send("PUT", "/drives/other", Some(&drive));
     assert_eq!(resp.status, 400);
     assert!(resp.fault().contains("does not match"), "{}", resp.body);
-    assert_eq!(server.send("PUT", "/drives/rootfs", Some(&drive)).status, 204);
+    assert_eq!(
+        server.send("PUT", "/drives/rootfs", Some(&drive)).status,
+        204
+    );
     let second = json!({"drive_id": "second", "path_on_host": files.data, "is_root_device": true});
     let resp = server.send("PUT", "/drives/second", Some(&second));
     assert_eq!(resp.status, 400);
     assert!(resp.fault().contains("second root device"), "{}", resp.body);
 
-    let resp = http(&server.socket, "PUT", "/machine-config", Some("{\"vcpu_count\": 2,"));
+    let resp = http(
+        &server.socket,
+        "PUT",
+        "/machine-config",
+        Some("{\"vcpu_count\": 2,"),
+    );
     assert_eq!(resp.status, 400);
-    assert!(resp.fault().starts_with("invalid body for PUT /machine-config"), "{}", resp.body);
-    let resp = server.send("PUT", "/machine-config", Some(&json!({"vcpu_count": 64, "mem_size_mib": 128})));
+    assert!(
+        resp.fault()
+            .starts_with("invalid body for PUT /machine-config"),
+        "{}",
+        resp.body
+    );
+    let resp = server.send(
+        "PUT",
+        "/machine-config",
+        Some(&json!({"vcpu_count": 64, "mem_size_mib": 128})),
+    );
     assert_eq!(resp.status, 400);
-    assert!(resp.fault().contains("vcpu_count 64 is out of range"), "{}", resp.body);
+    assert!(
+        resp.fault().contains("vcpu_count 64 is out of range"),
+        "{}",
+        resp.body
+    );
     let resp = server.send("GET", "/stats", None);
     assert_eq!(resp.status, 400);
     assert!(resp.fault().contains("InstanceStart first"));
@@ -353,9 +349,15 @@ fn limits_ids_and_malformed_bodies() {
 #[test]
 fn socket_is_private_exclusive_and_removed_on_stop() {
     let mut server = Server::start();
-    let mode = std::fs::metadata(&server.socket).expect("socket exists").permissions().mode();
+    let mode = std::fs::metadata(&server.socket)
+        .expect("socket exists")
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
-    let again = api::serve(server.socket.clone(), Arc::new(Mutex::new(Controller::new("x"))));
+    let again = api::serve(
+        server.socket.clone(),
+        Arc::new(Mutex::new(Controller::new("x"))),
+    );
     assert!(matches!(again, Err(ApiError::SocketExists { .. })));
     // The refused second server left the first one's socket alone.
     assert_eq!(server.send("GET", "/", None).json()["id"], "contract-test");

@@ -87,16 +87,30 @@ impl Drop for ApiServerHandle {
 
 /// Binds `socket` and serves the API for `controller` until the handle is stopped.
 /// Fails, leaving nothing behind, if the socket path already exists (as Firecracker does).
-pub fn serve(socket: PathBuf, controller: Arc<Mutex<Controller>>) -> Result<ApiServerHandle, ApiError> {
+pub fn serve(
+    socket: PathBuf,
+    controller: Arc<Mutex<Controller>>,
+) -> Result<ApiServerHandle, ApiError> {
     if socket.symlink_metadata().is_ok() {
         return Err(ApiError::SocketExists { path: socket });
     }
-    let listener = std::os::unix::net::UnixListener::bind(&socket)
-        .map_err(|source| ApiError::Bind { path: socket.clone(), source })?;
+    let listener =
+        std::os::unix::net::UnixListener::bind(&socket).map_err(|source| ApiError::Bind {
+            path: socket.clone(),
+            source,
+        })?;
     // From here on the handle owns the socket file, so every early return removes it.
-    let mut handle = ApiServerHandle { socket, shutdown: None, thread: None };
-    std::fs::set_permissions(&handle.socket, std::fs::Permissions::from_mode(0o600))
-        .map_err(|source| ApiError::Permissions { path: handle.socket.clone(), source })?;
+    let mut handle = ApiServerHandle {
+        socket,
+        shutdown: None,
+        thread: None,
+    };
+    std::fs::set_permissions(&handle.socket, std::fs::Permissions::from_mode(0o600)).map_err(
+        |source| ApiError::Permissions {
+            path: handle.socket.clone(),
+            source,
+        },
+    )?;
     listener.set_nonblocking(true).map_err(ApiError::Setup)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -170,7 +184,10 @@ async fn handle_request(
 }
 
 /// parse → controller → data: the whole of a request's handling.
-async fn respond(req: Request<Incoming>, controller: Arc<Mutex<Controller>>) -> Result<VmmData, Fault> {
+async fn respond(
+    req: Request<Incoming>,
+    controller: Arc<Mutex<Controller>>,
+) -> Result<VmmData, Fault> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let body = read_body(req).await?;
@@ -186,7 +203,9 @@ async fn respond(req: Request<Incoming>, controller: Arc<Mutex<Controller>>) -> 
 }
 
 async fn read_body(req: Request<Incoming>) -> Result<Vec<u8>, RequestError> {
-    let too_large = || RequestError::BodyTooLarge { limit: MAX_BODY_BYTES };
+    let too_large = || RequestError::BodyTooLarge {
+        limit: MAX_BODY_BYTES,
+    };
     let declared = req
         .headers()
         .get(hyper::header::CONTENT_LENGTH)

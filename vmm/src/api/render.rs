@@ -40,9 +40,18 @@ pub fn fault(fault: &Fault) -> HttpResponse {
         Fault::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     let message = fault.to_string();
-    let mut response = json(status, &FaultBody { fault_message: &message });
+    let mut response = json(
+        status,
+        &FaultBody {
+            fault_message: &message,
+        },
+    );
     if let Fault::Request(RequestError::MethodNotAllowed { allowed, .. }) = fault {
-        let list = allowed.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ");
+        let list = allowed
+            .iter()
+            .map(|m| m.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
         if let Ok(value) = HeaderValue::from_str(&list) {
             response.headers_mut().insert(ALLOW, value);
         }

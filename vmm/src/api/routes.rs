@@ -19,18 +19,54 @@ pub struct Route {
 
 /// Everything the server serves; the contract test holds `vmm/api/openapi.yaml` to it.
 pub const ROUTES: &[Route] = &[
-    Route { path: "/", methods: &[Method::GET] },
-    Route { path: "/version", methods: &[Method::GET] },
-    Route { path: "/boot-source", methods: &[Method::PUT] },
-    Route { path: "/machine-config", methods: &[Method::GET, Method::PUT, Method::PATCH] },
-    Route { path: "/drives/{drive_id}", methods: &[Method::PUT] },
-    Route { path: "/network-interfaces/{iface_id}", methods: &[Method::PUT] },
-    Route { path: "/entropy", methods: &[Method::PUT] },
-    Route { path: "/serial", methods: &[Method::PUT] },
-    Route { path: "/actions", methods: &[Method::PUT] },
-    Route { path: "/vm", methods: &[Method::PATCH] },
-    Route { path: "/vm/config", methods: &[Method::GET] },
-    Route { path: "/stats", methods: &[Method::GET] },
+    Route {
+        path: "/",
+        methods: &[Method::GET],
+    },
+    Route {
+        path: "/version",
+        methods: &[Method::GET],
+    },
+    Route {
+        path: "/boot-source",
+        methods: &[Method::PUT],
+    },
+    Route {
+        path: "/machine-config",
+        methods: &[Method::GET, Method::PUT, Method::PATCH],
+    },
+    Route {
+        path: "/drives/{drive_id}",
+        methods: &[Method::PUT],
+    },
+    Route {
+        path: "/network-interfaces/{iface_id}",
+        methods: &[Method::PUT],
+    },
+    Route {
+        path: "/entropy",
+        methods: &[Method::PUT],
+    },
+    Route {
+        path: "/serial",
+        methods: &[Method::PUT],
+    },
+    Route {
+        path: "/actions",
+        methods: &[Method::PUT],
+    },
+    Route {
+        path: "/vm",
+        methods: &[Method::PATCH],
+    },
+    Route {
+        path: "/vm/config",
+        methods: &[Method::GET],
+    },
+    Route {
+        path: "/stats",
+        methods: &[Method::GET],
+    },
 ];
 
 /// A request that does not make it to the controller.
@@ -39,13 +75,27 @@ pub enum RequestError {
     #[error("no such resource: {path}")]
     NotFound { path: String },
     #[error("method {method} is not allowed on {path}")]
-    MethodNotAllowed { method: Method, path: String, allowed: &'static [Method] },
+    MethodNotAllowed {
+        method: Method,
+        path: String,
+        allowed: &'static [Method],
+    },
     #[error("{method} {path} needs a JSON body")]
     MissingBody { method: Method, path: String },
     #[error("invalid body for {method} {path}: {source}")]
-    InvalidBody { method: Method, path: String, source: serde_json::Error },
-    #[error("the {field} in the body ({body_id:?}) does not match the one in the path ({path_id:?})")]
-    IdMismatch { field: &'static str, path_id: String, body_id: String },
+    InvalidBody {
+        method: Method,
+        path: String,
+        source: serde_json::Error,
+    },
+    #[error(
+        "the {field} in the body ({body_id:?}) does not match the one in the path ({path_id:?})"
+    )]
+    IdMismatch {
+        field: &'static str,
+        path_id: String,
+        body_id: String,
+    },
     #[error("request body is larger than {limit} bytes")]
     BodyTooLarge { limit: usize },
     #[error("cannot read the request body: {0}")]
@@ -104,8 +154,9 @@ fn match_route(path: &str) -> Option<(&'static Route, Option<&str>)> {
 
 /// Parses one request into the action it asks for.
 pub fn parse(method: &Method, path: &str, body: &[u8]) -> Result<VmmAction, RequestError> {
-    let (route, param) =
-        match_route(path).ok_or_else(|| RequestError::NotFound { path: path.to_owned() })?;
+    let (route, param) = match_route(path).ok_or_else(|| RequestError::NotFound {
+        path: path.to_owned(),
+    })?;
     if !route.methods.contains(method) {
         return Err(RequestError::MethodNotAllowed {
             method: method.clone(),
@@ -185,7 +236,11 @@ fn same_id(field: &'static str, path_id: &str, body_id: &str) -> Result<(), Requ
     if path_id == body_id {
         Ok(())
     } else {
-        Err(RequestError::IdMismatch { field, path_id: path_id.to_owned(), body_id: body_id.to_owned() })
+        Err(RequestError::IdMismatch {
+            field,
+            path_id: path_id.to_owned(),
+            body_id: body_id.to_owned(),
+        })
     }
 }
 
@@ -195,11 +250,26 @@ mod tests {
 
     #[test]
     fn routes_and_methods() {
-        assert_eq!(parse(&Method::GET, "/", b"").unwrap(), VmmAction::GetInstanceInfo);
-        assert_eq!(parse(&Method::GET, "/vm/config", b"").unwrap(), VmmAction::GetVmConfig);
-        assert!(matches!(parse(&Method::GET, "/nope", b""), Err(RequestError::NotFound { .. })));
-        assert!(matches!(parse(&Method::GET, "/drives/", b""), Err(RequestError::NotFound { .. })));
-        assert!(matches!(parse(&Method::GET, "/drives/a/b", b""), Err(RequestError::NotFound { .. })));
+        assert_eq!(
+            parse(&Method::GET, "/", b"").unwrap(),
+            VmmAction::GetInstanceInfo
+        );
+        assert_eq!(
+            parse(&Method::GET, "/vm/config", b"").unwrap(),
+            VmmAction::GetVmConfig
+        );
+        assert!(matches!(
+            parse(&Method::GET, "/nope", b""),
+            Err(RequestError::NotFound { .. })
+        ));
+        assert!(matches!(
+            parse(&Method::GET, "/drives/", b""),
+            Err(RequestError::NotFound { .. })
+        ));
+        assert!(matches!(
+            parse(&Method::GET, "/drives/a/b", b""),
+            Err(RequestError::NotFound { .. })
+        ));
         assert!(matches!(
             parse(&Method::DELETE, "/machine-config", b""),
             Err(RequestError::MethodNotAllowed { .. })
@@ -215,19 +285,31 @@ mod tests {
         assert!(d.is_root_device);
         let err = parse(&Method::PUT, "/drives/other", body).unwrap_err();
         assert!(matches!(err, RequestError::IdMismatch { .. }), "{err}");
-        let err = parse(&Method::PUT, "/machine-config", br#"{"vcpu_count":2,"mem_size_mib":128,"x":1}"#)
-            .unwrap_err();
+        let err = parse(
+            &Method::PUT,
+            "/machine-config",
+            br#"{"vcpu_count":2,"mem_size_mib":128,"x":1}"#,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("unknown field `x`"), "{err}");
         let err = parse(&Method::PUT, "/machine-config", b" ").unwrap_err();
         assert!(matches!(err, RequestError::MissingBody { .. }), "{err}");
         let err = parse(&Method::PUT, "/actions", br#"{"action_type":"Explode"}"#).unwrap_err();
-        assert!(err.to_string().contains("unknown variant `Explode`"), "{err}");
+        assert!(
+            err.to_string().contains("unknown variant `Explode`"),
+            "{err}"
+        );
         assert_eq!(
             parse(&Method::PATCH, "/vm", br#"{"state":"Paused"}"#).unwrap(),
             VmmAction::Pause
         );
         assert_eq!(
-            parse(&Method::PUT, "/actions", br#"{"action_type":"InstanceStart"}"#).unwrap(),
+            parse(
+                &Method::PUT,
+                "/actions",
+                br#"{"action_type":"InstanceStart"}"#
+            )
+            .unwrap(),
             VmmAction::InstanceStart
         );
     }

@@ -57,29 +57,48 @@ fn parse_mem_total_mib(meminfo: &str) -> Option<usize> {
 pub fn validate_id(kind: &'static str, id: &str) -> Result<(), VmmActionError> {
     let ok = !id.is_empty()
         && id.len() <= MAX_ID_LEN
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if ok {
         Ok(())
     } else {
-        Err(VmmActionError::InvalidId { kind, id: id.to_owned() })
+        Err(VmmActionError::InvalidId {
+            kind,
+            id: id.to_owned(),
+        })
     }
 }
 
-pub fn validate_machine_config(mc: &MachineConfig, host: &HostLimits) -> Result<(), VmmActionError> {
+pub fn validate_machine_config(
+    mc: &MachineConfig,
+    host: &HostLimits,
+) -> Result<(), VmmActionError> {
     if mc.vcpu_count == 0 || mc.vcpu_count > MAX_VCPUS {
-        return Err(VmmActionError::VcpuCountOutOfRange { count: mc.vcpu_count, max: MAX_VCPUS });
+        return Err(VmmActionError::VcpuCountOutOfRange {
+            count: mc.vcpu_count,
+            max: MAX_VCPUS,
+        });
     }
     if mc.mem_size_mib < MIN_MEM_MIB {
-        return Err(VmmActionError::MemoryTooSmall { mib: mc.mem_size_mib, min: MIN_MEM_MIB });
+        return Err(VmmActionError::MemoryTooSmall {
+            mib: mc.mem_size_mib,
+            min: MIN_MEM_MIB,
+        });
     }
     if let Some(host_mib) = host.mem_total_mib {
         if mc.mem_size_mib > host_mib {
-            return Err(VmmActionError::MemoryExceedsHost { mib: mc.mem_size_mib, host_mib });
+            return Err(VmmActionError::MemoryExceedsHost {
+                mib: mc.mem_size_mib,
+                host_mib,
+            });
         }
     }
     if let Some(template) = &mc.cpu_template {
         if !CPU_TEMPLATES.contains(&template.as_str()) {
-            return Err(VmmActionError::InvalidCpuTemplate { template: template.clone() });
+            return Err(VmmActionError::InvalidCpuTemplate {
+                template: template.clone(),
+            });
         }
     }
     Ok(())
@@ -102,8 +121,10 @@ pub fn validate_boot_source(bs: &BootSourceConfig) -> Result<(), VmmActionError>
         reason,
     })?;
     if let Some(initrd) = &bs.initrd_path {
-        readable_file(initrd)
-            .map_err(|reason| VmmActionError::InitrdNotUsable { path: initrd.clone(), reason })?;
+        readable_file(initrd).map_err(|reason| VmmActionError::InitrdNotUsable {
+            path: initrd.clone(),
+            reason,
+        })?;
     }
     Ok(())
 }
@@ -133,7 +154,9 @@ pub fn validate_drive(drive: &DriveConfig) -> Result<(), VmmActionError> {
     let meta = file.metadata().map_err(|e| not_usable(e.to_string()))?;
     use std::os::unix::fs::FileTypeExt;
     if !(meta.is_file() || meta.file_type().is_block_device()) {
-        return Err(not_usable("neither a regular file nor a block device".to_owned()));
+        return Err(not_usable(
+            "neither a regular file nor a block device".to_owned(),
+        ));
     }
     Ok(())
 }
@@ -172,7 +195,9 @@ pub fn validate_network_interface(iface: &NetworkInterfaceConfig) -> Result<(), 
         && name.len() <= MAX_IFNAME_LEN
         && name != "."
         && name != ".."
-        && !name.bytes().any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b == 0);
+        && !name
+            .bytes()
+            .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b == 0);
     if !name_ok {
         return Err(VmmActionError::InvalidHostDevName { name: name.clone() });
     }
@@ -197,11 +222,17 @@ pub fn validate_serial(serial: &SerialConfig) -> Result<(), VmmActionError> {
 }
 
 /// Would adding `new` (or replacing the drive with its id) give two root devices?
-pub fn check_root_conflict(drives: &[DriveConfig], new: &DriveConfig) -> Result<(), VmmActionError> {
+pub fn check_root_conflict(
+    drives: &[DriveConfig],
+    new: &DriveConfig,
+) -> Result<(), VmmActionError> {
     if !new.is_root_device {
         return Ok(());
     }
-    match drives.iter().find(|d| d.is_root_device && d.drive_id != new.drive_id) {
+    match drives
+        .iter()
+        .find(|d| d.is_root_device && d.drive_id != new.drive_id)
+    {
         Some(existing) => Err(VmmActionError::SecondRootDevice {
             existing: existing.drive_id.clone(),
             new: new.drive_id.clone(),
@@ -224,7 +255,10 @@ pub fn check_interface_conflict(
         }
         if let (Some(a), Some(b)) = (&other.guest_mac, &new.guest_mac) {
             if parse_mac(a).is_some() && parse_mac(a) == parse_mac(b) {
-                return Err(VmmActionError::MacInUse { mac: b.clone(), iface_id: other.iface_id.clone() });
+                return Err(VmmActionError::MacInUse {
+                    mac: b.clone(),
+                    iface_id: other.iface_id.clone(),
+                });
             }
         }
     }
@@ -234,13 +268,19 @@ pub fn check_interface_conflict(
 /// Every check at once, for a whole configuration (a `--config-file`, or before InstanceStart).
 pub fn validate_config(config: &VmConfig, host: &HostLimits) -> Result<(), VmmActionError> {
     validate_machine_config(&config.machine_config, host)?;
-    let boot = config.boot_source.as_ref().ok_or(VmmActionError::MissingBootSource)?;
+    let boot = config
+        .boot_source
+        .as_ref()
+        .ok_or(VmmActionError::MissingBootSource)?;
     validate_boot_source(boot)?;
     let mut ids = HashSet::new();
     for (i, drive) in config.drives.iter().enumerate() {
         validate_drive(drive)?;
         if !ids.insert(drive.drive_id.as_str()) {
-            return Err(VmmActionError::DuplicateId { kind: "drive", id: drive.drive_id.clone() });
+            return Err(VmmActionError::DuplicateId {
+                kind: "drive",
+                id: drive.drive_id.clone(),
+            });
         }
         check_root_conflict(&config.drives[..i], drive)?;
     }
@@ -272,7 +312,10 @@ mod tests {
 
     #[test]
     fn meminfo_parsing() {
-        assert_eq!(parse_mem_total_mib("MemTotal:       2097152 kB\nMemFree: 1 kB\n"), Some(2048));
+        assert_eq!(
+            parse_mem_total_mib("MemTotal:       2097152 kB\nMemFree: 1 kB\n"),
+            Some(2048)
+        );
         assert_eq!(parse_mem_total_mib("MemFree: 1 kB\n"), None);
         assert_eq!(parse_mem_total_mib("MemTotal: lots kB\n"), None);
         assert_eq!(parse_mem_total_mib("MemTotal: 2097152 MB\n"), None);
@@ -280,11 +323,24 @@ mod tests {
 
     #[test]
     fn mac_parsing() {
-        assert_eq!(parse_mac("06:00:ac:10:00:02"), Some([6, 0, 0xac, 0x10, 0, 2]));
-        assert_eq!(parse_mac("06:00:AC:10:00:02"), Some([6, 0, 0xac, 0x10, 0, 2]));
-        for bad in ["", "06:00:ac:10:00", "06:00:ac:10:00:02:03", "6:00:ac:10:00:02", "ff:ff:ff:ff:ff:ff",
-            "00:00:00:00:00:00", "06-00-ac-10-00-02", "06:00:ac:10:00:+2"]
-        {
+        assert_eq!(
+            parse_mac("06:00:ac:10:00:02"),
+            Some([6, 0, 0xac, 0x10, 0, 2])
+        );
+        assert_eq!(
+            parse_mac("06:00:AC:10:00:02"),
+            Some([6, 0, 0xac, 0x10, 0, 2])
+        );
+        for bad in [
+            "",
+            "06:00:ac:10:00",
+            "06:00:ac:10:00:02:03",
+            "6:00:ac:10:00:02",
+            "ff:ff:ff:ff:ff:ff",
+            "00:00:00:00:00:00",
+            "06-00-ac-10-00-02",
+            "06:00:ac:10:00:+2",
+        ] {
             assert_eq!(parse_mac(bad), None, "{bad:?}");
         }
     }

@@ -2,6 +2,8 @@
 //! socket, a real tap device, and a directory of host files a configuration can point at.
 #![allow(dead_code)] // each test crate uses a different subset
 
+pub mod openapi;
+
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
@@ -19,7 +21,8 @@ pub struct HttpResponse {
 
 impl HttpResponse {
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
     }
 
     /// The `fault_message` of an error response (panics if the body has none).
@@ -33,14 +36,17 @@ impl HttpResponse {
     pub fn header(&self, name: &str) -> Option<String> {
         self.headers.lines().find_map(|line| {
             let (k, v) = line.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
         })
     }
 }
 
 /// One request on a fresh connection (`Connection: close`, so the body ends at EOF).
 pub fn http(socket: &Path, method: &str, path: &str, body: Option<&str>) -> HttpResponse {
-    let mut stream = UnixStream::connect(socket).unwrap_or_else(|e| panic!("connect {socket:?}: {e}"));
+    let mut stream =
+        UnixStream::connect(socket).unwrap_or_else(|e| panic!("connect {socket:?}: {e}"));
     let body = body.unwrap_or("");
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
@@ -51,14 +57,20 @@ pub fn http(socket: &Path, method: &str, path: &str, body: Option<&str>) -> Http
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).expect("read response");
     let raw = String::from_utf8(raw).expect("response is UTF-8");
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no header end in {raw:?}"));
+    let (head, body) = raw
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in {raw:?}"));
     let (status_line, headers) = head.split_once("\r\n").unwrap_or((head, ""));
     let status = status_line
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-    HttpResponse { status, headers: headers.to_owned(), body: body.to_owned() }
+    HttpResponse {
+        status,
+        headers: headers.to_owned(),
+        body: body.to_owned(),
+    }
 }
 
 /// A real, non-persistent tap device; it disappears when this is dropped (fd closed).
@@ -83,12 +95,20 @@ impl Tap {
             .write(true)
             .open("/dev/net/tun")
             .expect("these tests need /dev/net/tun (run as root)");
-        let mut req = IfReq { name: [0; libc::IFNAMSIZ], flags: IFF_TAP | IFF_NO_PI, _pad: [0; 22] };
+        let mut req = IfReq {
+            name: [0; libc::IFNAMSIZ],
+            flags: IFF_TAP | IFF_NO_PI,
+            _pad: [0; 22],
+        };
         req.name[..7].copy_from_slice(b"otest%d");
         // SAFETY: TUNSETIFF reads and writes one `struct ifreq`, which IfReq lays out (40 bytes).
         let rc = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF, &mut req) };
         assert_eq!(rc, 0, "TUNSETIFF: {}", std::io::Error::last_os_error());
-        let len = req.name.iter().position(|&b| b == 0).unwrap_or(req.name.len());
+        let len = req
+            .name
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(req.name.len());
         let name = String::from_utf8_lossy(&req.name[..len]).into_owned();
         Tap { _file: file, name }
     }

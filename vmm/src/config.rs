@@ -100,3 +100,32 @@ pub struct VmConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serial: Option<SerialConfig>,
 }
+
+/// `PATCH /machine-config`: the fields to change; absent ones keep their value.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MachineConfigUpdate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vcpu_count: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_size_mib: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smt: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_template: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub track_dirty_pages: Option<bool>,
+}
+
+impl MachineConfigUpdate {
+    /// The configuration that results from applying this update to `current`.
+    pub fn apply_to(&self, current: &MachineConfig) -> MachineConfig {
+        MachineConfig {
+            vcpu_count: self.vcpu_count.unwrap_or(current.vcpu_count),
+            mem_size_mib: self.mem_size_mib.unwrap_or(current.mem_size_mib),
+            smt: self.smt.unwrap_or(current.smt),
+            cpu_template: self.cpu_template.clone().or_else(|| current.cpu_template.clone()),
+            track_dirty_pages: self.track_dirty_pages.unwrap_or(current.track_dirty_pages),
+        }
+    }
+}

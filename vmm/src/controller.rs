@@ -1,1 +1,336 @@
-//! Pre-boot configuration store and the actions the API and config file drive.
+//! Pre-boot configuration store and the actions the API and the config file drive.
+//!
+//! The [`Controller`] owns the guest's configuration until `InstanceStart`, then the
+//! [`RunningVm`]. Both the REST API and `--config-file` mode go through [`Controller::handle`],
+//! so the two ways of driving the monitor cannot drift apart.
+
+mod validate;
+
+pub use validate::{validate_full, validate_id, HostLimits, MAX_VCPUS, MIN_MEM_MIB};
+
+use crate::builder::{self, ExitWaiter, RunningVm, StartError, VmError, VmStats};
+use crate::config::{
+    BootSourceConfig, DriveConfig, EntropyConfig, MachineConfig, MachineConfigUpdate,
+    NetworkInterfaceConfig, SerialConfig, VmConfig,
+};
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// Name reported as `app_name` in `GET /`.
+pub const APP_NAME: &str = "outpost-vmm";
+/// Firecracker's default instance id, used when `--id` is not given.
+pub const DEFAULT_INSTANCE_ID: &str = "anonymous-instance";
+
+/// One request to the monitor, whichever way it came in.
+#[derive(Clone, Debug, PartialEq)]
+pub enum VmmAction {
+    GetInstanceInfo,
+    GetVersion,
+    GetVmConfig,
+    GetMachineConfig,
+    PutMachineConfig(MachineConfig),
+    PatchMachineConfig(MachineConfigUpdate),
+    PutBootSource(BootSourceConfig),
+    PutDrive(DriveConfig),
+    PutNetworkInterface(NetworkInterfaceConfig),
+    PutEntropy(EntropyConfig),
+    PutSerial(SerialConfig),
+    InstanceStart,
+    SendCtrlAltDel,
+    /// Accepted for Firecracker compatibility; counters are read live through `GetStats`,
+    /// so there is nothing buffered to flush.
+    FlushMetrics,
+    Pause,
+    Resume,
+    /// Our extension: the guest's exit and PVM counters.
+    GetStats,
+}
+
+/// What a successful action returns.
+#[derive(Clone, Debug)]
+pub enum VmmData {
+    Empty,
+    InstanceInfo(InstanceInfo),
+    Version(VersionInfo),
+    VmConfig(VmConfig),
+    MachineConfig(MachineConfig),
+    Stats(VmStats),
+}
+
+/// Firecracker's `InstanceInfo` (`GET /`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct InstanceInfo {
+    pub app_name: String,
+    pub id: String,
+    pub state: InstanceState,
+    pub vmm_version: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum InstanceState {
+    #[serde(rename = "Not started")]
+    NotStarted,
+    Running,
+    Paused,
+}
+
+/// `GET /version`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VersionInfo {
+    pub app_name: String,
+    pub vmm_version: String,
+}
+
+/// Why an action was refused; `Display` is the `fault_message` the API returns.
+#[derive(Debug, thiserror::Error)]
+pub enum VmmActionError {
+    #[error("vcpu_count {count} is out of range: a guest has 1 to {max} vCPUs")]
+    VcpuCountOutOfRange { count: u8, max: u8 },
+    #[error("mem_size_mib {mib} is too small: a guest needs at least {min} MiB")]
+    MemoryTooSmall { mib: usize, min: usize },
+    #[error("mem_size_mib {mib} is larger than the host's memory ({host_mib} MiB)")]
+    MemoryExceedsHost { mib: usize, host_mib: usize },
+    #[error("unknown cpu_template {template:?}: use None, C3, T2, T2S, T2CL, T2A or V1N1")]
+    InvalidCpuTemplate { template: String },
+    #[error("kernel image {path:?} cannot be used: {reason}")]
+    KernelNotUsable { path: PathBuf, reason: String },
+    #[error("initrd {path:?} cannot be used: {reason}")]
+    InitrdNotUsable { path: PathBuf, reason: String },
+    #[error("no boot source: configure the kernel (PUT /boot-source or \"boot-source\") first")]
+    MissingBootSource,
+    #[error("invalid {kind} id {id:?}: ids are 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'")]
+    InvalidId { kind: &'static str, id: String },
+    #[error("duplicate {kind} id {id:?}: each id may appear only once")]
+    DuplicateId { kind: &'static str, id: String },
+    #[error("drive {drive_id:?}: backing file {path:?} cannot be used: {reason}")]
+    DriveNotUsable {
+        drive_id: String,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("drive {drive_id:?}: unknown cache_type {cache_type:?}: use Unsafe or Writeback")]
+    InvalidCacheType {
+        drive_id: String,
+        cache_type: String,
+    },
+    #[error("drive {new:?} cannot be a second root device: drive {existing:?} already is one")]
+    SecondRootDevice { existing: String, new: String },
+    #[error("network interface {iface_id:?}: guest_mac {mac:?} is not a unicast MAC like 06:00:ac:10:00:02")]
+    InvalidMac { iface_id: String, mac: String },
+    #[error("host_dev_name {name:?} is not a valid interface name (1 to 15 characters, no '/', ':' or spaces)")]
+    InvalidHostDevName { name: String },
+    #[error("host_dev_name {name:?}: no such network device (tap) on the host")]
+    HostDevNotFound { name: String },
+    #[error("host_dev_name {name:?} is already used by network interface {iface_id:?}")]
+    HostDevInUse { name: String, iface_id: String },
+    #[error("guest_mac {mac} is already used by network interface {iface_id:?}")]
+    MacInUse { mac: String, iface_id: String },
+    #[error("serial_out_path {path:?}: its directory does not exist")]
+    SerialOutNotUsable { path: PathBuf },
+    #[error("the guest is already started: its configuration can no longer be changed and it cannot be started again")]
+    AlreadyStarted,
+    #[error("{operation} needs a started guest: send InstanceStart first")]
+    NotStarted { operation: &'static str },
+    #[error("could not start the guest: {0}")]
+    StartFailed(#[from] StartError),
+    #[error("{operation} failed: {source}")]
+    VmOperation {
+        operation: &'static str,
+        source: VmError,
+    },
+}
+
+/// Told the guest's [`ExitWaiter`] once `InstanceStart` succeeds (the process waits on it).
+pub type StartListener = Box<dyn FnMut(ExitWaiter) + Send>;
+
+enum Lifecycle {
+    NotStarted,
+    Started { vm: RunningVm, paused: bool },
+}
+
+/// The monitor's state: pre-boot configuration, then the running guest.
+pub struct Controller {
+    instance_id: String,
+    host: HostLimits,
+    config: VmConfig,
+    lifecycle: Lifecycle,
+    on_start: Option<StartListener>,
+}
+
+impl Controller {
+    /// A controller for this host; `instance_id` is reported by `GET /`.
+    pub fn new(instance_id: impl Into<String>) -> Self {
+        Self::with_host_limits(instance_id, HostLimits::probe())
+    }
+
+    pub fn with_host_limits(instance_id: impl Into<String>, host: HostLimits) -> Self {
+        Controller {
+            instance_id: instance_id.into(),
+            host,
+            config: VmConfig::default(),
+            lifecycle: Lifecycle::NotStarted,
+            on_start: None,
+        }
+    }
+
+    /// Registers who is told when the guest starts (the process's main loop).
+    pub fn set_start_listener(&mut self, listener: StartListener) {
+        self.on_start = Some(listener);
+    }
+
+    /// Replaces the whole pre-boot configuration after checking all of it (`--config-file`).
+    pub fn load_config(&mut self, config: VmConfig) -> Result<(), VmmActionError> {
+        self.ensure_not_started()?;
+        validate::validate_config(&config, &self.host)?;
+        self.config = config;
+        // Keep the root device first, so the builder attaches it as the guest's vda.
+        self.config.drives.sort_by_key(|d| !d.is_root_device);
+        Ok(())
+    }
+
+    pub fn config(&self) -> &VmConfig {
+        &self.config
+    }
+
+    pub fn handle(&mut self, action: VmmAction) -> Result<VmmData, VmmActionError> {
+        use VmmAction::*;
+        match action {
+            GetInstanceInfo => Ok(VmmData::InstanceInfo(self.instance_info())),
+            GetVersion => Ok(VmmData::Version(VersionInfo {
+                app_name: APP_NAME.to_owned(),
+                vmm_version: env!("CARGO_PKG_VERSION").to_owned(),
+            })),
+            GetVmConfig => Ok(VmmData::VmConfig(self.config.clone())),
+            GetMachineConfig => Ok(VmmData::MachineConfig(self.config.machine_config.clone())),
+            PutMachineConfig(mc) => self.set_machine_config(mc),
+            PatchMachineConfig(update) => {
+                let merged = update.apply_to(&self.config.machine_config);
+                self.set_machine_config(merged)
+            }
+            PutBootSource(bs) => {
+                self.ensure_not_started()?;
+                validate::validate_boot_source(&bs)?;
+                self.config.boot_source = Some(bs);
+                Ok(VmmData::Empty)
+            }
+            PutDrive(drive) => self.put_drive(drive),
+            PutNetworkInterface(iface) => self.put_network_interface(iface),
+            PutEntropy(entropy) => {
+                self.ensure_not_started()?;
+                self.config.entropy = Some(entropy);
+                Ok(VmmData::Empty)
+            }
+            PutSerial(serial) => {
+                self.ensure_not_started()?;
+                validate::validate_serial(&serial)?;
+                self.config.serial = Some(serial);
+                Ok(VmmData::Empty)
+            }
+            InstanceStart => self.start(),
+            SendCtrlAltDel => {
+                let vm = self.running_vm("SendCtrlAltDel")?;
+                vm.send_ctrl_alt_del()
+                    .map_err(|source| VmmActionError::VmOperation {
+                        operation: "SendCtrlAltDel",
+                        source,
+                    })?;
+                Ok(VmmData::Empty)
+            }
+            FlushMetrics => Ok(VmmData::Empty),
+            Pause => self.set_paused(true),
+            Resume => self.set_paused(false),
+            GetStats => Ok(VmmData::Stats(self.running_vm("reading stats")?.stats())),
+        }
+    }
+
+    fn instance_info(&self) -> InstanceInfo {
+        let state = match self.lifecycle {
+            Lifecycle::NotStarted => InstanceState::NotStarted,
+            Lifecycle::Started { paused: false, .. } => InstanceState::Running,
+            Lifecycle::Started { paused: true, .. } => InstanceState::Paused,
+        };
+        InstanceInfo {
+            app_name: APP_NAME.to_owned(),
+            id: self.instance_id.clone(),
+            state,
+            vmm_version: env!("CARGO_PKG_VERSION").to_owned(),
+        }
+    }
+
+    fn ensure_not_started(&self) -> Result<(), VmmActionError> {
+        match self.lifecycle {
+            Lifecycle::NotStarted => Ok(()),
+            Lifecycle::Started { .. } => Err(VmmActionError::AlreadyStarted),
+        }
+    }
+
+    fn running_vm(&self, operation: &'static str) -> Result<&RunningVm, VmmActionError> {
+        match &self.lifecycle {
+            Lifecycle::Started { vm, .. } => Ok(vm),
+            Lifecycle::NotStarted => Err(VmmActionError::NotStarted { operation }),
+        }
+    }
+
+    fn set_machine_config(&mut self, mc: MachineConfig) -> Result<VmmData, VmmActionError> {
+        self.ensure_not_started()?;
+        validate::validate_machine_config(&mc, &self.host)?;
+        self.config.machine_config = mc;
+        Ok(VmmData::Empty)
+    }
+
+    /// Firecracker semantics: a PUT with a known id replaces that drive in place.
+    fn put_drive(&mut self, drive: DriveConfig) -> Result<VmmData, VmmActionError> {
+        self.ensure_not_started()?;
+        validate::validate_drive(&drive)?;
+        validate::check_root_conflict(&self.config.drives, &drive)?;
+        let drives = &mut self.config.drives;
+        match drives.iter_mut().find(|d| d.drive_id == drive.drive_id) {
+            Some(slot) => *slot = drive,
+            None => drives.push(drive),
+        }
+        // Keep the root device first, so the builder attaches it as the guest's vda.
+        drives.sort_by_key(|d| !d.is_root_device);
+        Ok(VmmData::Empty)
+    }
+
+    fn put_network_interface(
+        &mut self,
+        iface: NetworkInterfaceConfig,
+    ) -> Result<VmmData, VmmActionError> {
+        self.ensure_not_started()?;
+        validate::validate_network_interface(&iface)?;
+        validate::check_interface_conflict(&self.config.network_interfaces, &iface)?;
+        let ifaces = &mut self.config.network_interfaces;
+        match ifaces.iter_mut().find(|i| i.iface_id == iface.iface_id) {
+            Some(slot) => *slot = iface,
+            None => ifaces.push(iface),
+        }
+        Ok(VmmData::Empty)
+    }
+
+    fn start(&mut self) -> Result<VmmData, VmmActionError> {
+        self.ensure_not_started()?;
+        // Files may have changed since their PUT; check everything again before building.
+        validate::validate_config(&self.config, &self.host)?;
+        let vm = builder::start(&self.config)?;
+        if let Some(listener) = self.on_start.as_mut() {
+            listener(vm.exit_waiter());
+        }
+        self.lifecycle = Lifecycle::Started { vm, paused: false };
+        Ok(VmmData::Empty)
+    }
+
+    fn set_paused(&mut self, pause: bool) -> Result<VmmData, VmmActionError> {
+        let operation = if pause { "Pause" } else { "Resume" };
+        let Lifecycle::Started { vm, paused } = &mut self.lifecycle else {
+            return Err(VmmActionError::NotStarted { operation });
+        };
+        let result = if pause { vm.pause() } else { vm.resume() };
+        result.map_err(|source| VmmActionError::VmOperation { operation, source })?;
+        *paused = pause;
+        Ok(VmmData::Empty)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -12,6 +12,7 @@ pub mod builder;
 pub mod config;
 pub mod controller;
 pub mod devices;
+pub mod process;
 pub mod pvm;
 pub mod vstate;
 

@@ -1,23 +1,94 @@
-//! `outpost-vmm` binary: parses arguments and hands over to the library.
-//! (Temporary runner until the CLI lands: `outpost-vmm CONFIG.json`.)
+//! `outpost-vmm` binary: parses Firecracker's command line and hands over to the library.
+
+use clap::Parser;
+use outpost_vmm::controller::DEFAULT_INSTANCE_ID;
+use outpost_vmm::process::{self, Options};
+use std::path::PathBuf;
+
+/// Firecracker's default API socket path is /run/firecracker.socket; ours follows suit.
+const DEFAULT_API_SOCK: &str = "/run/outpost-vmm.socket";
+
+/// A KVM virtual machine monitor for one guest, driven like Firecracker.
+#[derive(Debug, Parser)]
+#[command(name = "outpost-vmm", version)]
+struct Cli {
+    /// Path of the unix socket the REST API listens on.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_API_SOCK)]
+    api_sock: PathBuf,
+    /// Serve no API; needs --config-file.
+    #[arg(long, requires = "config_file", conflicts_with = "api_sock")]
+    no_api: bool,
+    /// Firecracker-style JSON configuration; the guest starts from it right away.
+    #[arg(long, value_name = "PATH")]
+    config_file: Option<PathBuf>,
+    /// Instance id reported by `GET /`.
+    #[arg(long, default_value = DEFAULT_INSTANCE_ID)]
+    id: String,
+    /// Log level on stderr: Off, Error, Warning, Info, Debug or Trace (any case).
+    #[arg(long, default_value = "Warning", value_parser = parse_level)]
+    log_level: tracing_subscriber::filter::LevelFilter,
+    /// Accepted for Firecracker compatibility; ignored.
+    #[arg(long)]
+    boot_timer: bool,
+    /// Accepted for Firecracker/jailer compatibility; ignored (no seccomp filter yet).
+    #[arg(long, hide = true)]
+    no_seccomp: bool,
+    /// Passed by Firecracker's jailer; ignored.
+    #[arg(long, hide = true, value_name = "US")]
+    start_time_us: Option<u64>,
+    /// Passed by Firecracker's jailer; ignored.
+    #[arg(long, hide = true, value_name = "US")]
+    start_time_cpu_us: Option<u64>,
+    /// Passed by Firecracker's jailer; ignored.
+    #[arg(long, hide = true, value_name = "US")]
+    parent_cpu_time_us: Option<u64>,
+}
+
+fn parse_level(text: &str) -> Result<tracing_subscriber::filter::LevelFilter, String> {
+    use tracing_subscriber::filter::LevelFilter;
+    match text.to_ascii_lowercase().as_str() {
+        "off" => Ok(LevelFilter::OFF),
+        "error" => Ok(LevelFilter::ERROR),
+        "warn" | "warning" => Ok(LevelFilter::WARN),
+        "info" => Ok(LevelFilter::INFO),
+        "debug" => Ok(LevelFilter::DEBUG),
+        "trace" => Ok(LevelFilter::TRACE),
+        _ => Err("use Off, Error, Warning, Info, Debug or Trace".to_owned()),
+    }
+}
+
 fn main() {
-    let _ = outpost_vmm::PROCESS_START.set(std::time::Instant::now());
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => {
+            // One line, like every other configuration error: clap's first paragraph (the
+            // error and, e.g., the missing argument), without the usage block.
+            let rendered = e.to_string();
+            let first = rendered.split("\n\n").next().unwrap_or("invalid arguments");
+            let words: Vec<&str> = first.split_whitespace().collect();
+            let message = words.join(" ");
+            eprintln!(
+                "outpost-vmm: {} (see --help)",
+                message.trim_start_matches("error: ")
+            );
+            std::process::exit(outpost_vmm::EXIT_ERROR);
+        }
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("OUTPOST_LOG"))
+        .with_max_level(cli.log_level)
         .init();
-    let path = std::env::args().nth(1).expect("config path");
-    let cfg: outpost_vmm::config::VmConfig =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    match outpost_vmm::builder::start(&cfg) {
-        Ok(vm) => {
-            let r = vm.exit_waiter().wait();
-            eprintln!("exit: {r:?}");
-            std::process::exit(r.exit_code());
-        }
+    let options = Options {
+        instance_id: cli.id,
+        api_socket: (!cli.no_api).then_some(cli.api_sock),
+        config_file: cli.config_file,
+    };
+    match process::run(&options) {
+        Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("error: {e}");
-            std::process::exit(1);
+            eprintln!("outpost-vmm: {e}");
+            std::process::exit(outpost_vmm::EXIT_ERROR);
         }
     }
 }

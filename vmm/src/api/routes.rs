@@ -1,0 +1,316 @@
+//! Firecracker's routes: turns a method, path and body into a [`VmmAction`]. No logic beyond
+//! parsing lives here; everything the request means is decided by the controller.
+
+use crate::config::{
+    BootSourceConfig, DriveConfig, EntropyConfig, MachineConfig, MachineConfigUpdate,
+    NetworkInterfaceConfig, SerialConfig,
+};
+use crate::controller::VmmAction;
+use hyper::Method;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+/// One path the server serves and the methods it accepts there. `{name}` is a path segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub path: &'static str,
+    pub methods: &'static [Method],
+}
+
+/// Everything the server serves; the contract test holds `vmm/api/openapi.yaml` to it.
+pub const ROUTES: &[Route] = &[
+    Route {
+        path: "/",
+        methods: &[Method::GET],
+    },
+    Route {
+        path: "/version",
+        methods: &[Method::GET],
+    },
+    Route {
+        path: "/boot-source",
+        methods: &[Method::PUT],
+    },
+    Route {
+        path: "/machine-config",
+        methods: &[Method::GET, Method::PUT, Method::PATCH],
+    },
+    Route {
+        path: "/drives/{drive_id}",
+        methods: &[Method::PUT],
+    },
+    Route {
+        path: "/network-interfaces/{iface_id}",
+        methods: &[Method::PUT],
+    },
+    Route {
+        path: "/entropy",
+        methods: &[Method::PUT],
+    },
+    Route {
+        path: "/serial",
+        methods: &[Method::PUT],
+    },
+    Route {
+        path: "/actions",
+        methods: &[Method::PUT],
+    },
+    Route {
+        path: "/vm",
+        methods: &[Method::PATCH],
+    },
+    Route {
+        path: "/vm/config",
+        methods: &[Method::GET],
+    },
+    Route {
+        path: "/stats",
+        methods: &[Method::GET],
+    },
+];
+
+/// A request that does not make it to the controller.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("no such resource: {path}")]
+    NotFound { path: String },
+    #[error("method {method} is not allowed on {path}")]
+    MethodNotAllowed {
+        method: Method,
+        path: String,
+        allowed: &'static [Method],
+    },
+    #[error("{method} {path} needs a JSON body")]
+    MissingBody { method: Method, path: String },
+    #[error("invalid body for {method} {path}: {source}")]
+    InvalidBody {
+        method: Method,
+        path: String,
+        source: serde_json::Error,
+    },
+    #[error(
+        "the {field} in the body ({body_id:?}) does not match the one in the path ({path_id:?})"
+    )]
+    IdMismatch {
+        field: &'static str,
+        path_id: String,
+        body_id: String,
+    },
+    #[error("request body is larger than {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("cannot read the request body: {0}")]
+    BodyRead(String),
+}
+
+/// `PUT /actions` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionBody {
+    action_type: ActionType,
+}
+
+#[derive(Debug, Deserialize)]
+enum ActionType {
+    InstanceStart,
+    SendCtrlAltDel,
+    FlushMetrics,
+}
+
+/// `PATCH /vm` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VmStateBody {
+    state: VmState,
+}
+
+#[derive(Debug, Deserialize)]
+enum VmState {
+    Paused,
+    Resumed,
+}
+
+/// Finds the route template `path` falls under and the value of its `{param}`, if any.
+fn match_route(path: &str) -> Option<(&'static Route, Option<&str>)> {
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    ROUTES.iter().find_map(|route| {
+        let pattern: Vec<&str> = route.path.split('/').skip(1).collect();
+        if pattern.len() != segments.len() {
+            return None;
+        }
+        let mut param = None;
+        for (p, s) in pattern.iter().zip(&segments) {
+            if p.starts_with('{') {
+                if s.is_empty() {
+                    return None;
+                }
+                param = Some(*s);
+            } else if p != s {
+                return None;
+            }
+        }
+        Some((route, param))
+    })
+}
+
+/// Parses one request into the action it asks for.
+pub fn parse(method: &Method, path: &str, body: &[u8]) -> Result<VmmAction, RequestError> {
+    let (route, param) = match_route(path).ok_or_else(|| RequestError::NotFound {
+        path: path.to_owned(),
+    })?;
+    if !route.methods.contains(method) {
+        return Err(RequestError::MethodNotAllowed {
+            method: method.clone(),
+            path: path.to_owned(),
+            allowed: route.methods,
+        });
+    }
+    let json = JsonBody { method, path, body };
+    let param = param.unwrap_or_default();
+    let action = match (route.path, method.as_str()) {
+        ("/", "GET") => VmmAction::GetInstanceInfo,
+        ("/version", "GET") => VmmAction::GetVersion,
+        ("/vm/config", "GET") => VmmAction::GetVmConfig,
+        ("/stats", "GET") => VmmAction::GetStats,
+        ("/machine-config", "GET") => VmmAction::GetMachineConfig,
+        ("/machine-config", "PUT") => VmmAction::PutMachineConfig(json.parse::<MachineConfig>()?),
+        ("/machine-config", "PATCH") => {
+            VmmAction::PatchMachineConfig(json.parse::<MachineConfigUpdate>()?)
+        }
+        ("/boot-source", "PUT") => VmmAction::PutBootSource(json.parse::<BootSourceConfig>()?),
+        ("/drives/{drive_id}", "PUT") => {
+            let drive: DriveConfig = json.parse()?;
+            same_id("drive_id", param, &drive.drive_id)?;
+            VmmAction::PutDrive(drive)
+        }
+        ("/network-interfaces/{iface_id}", "PUT") => {
+            let iface: NetworkInterfaceConfig = json.parse()?;
+            same_id("iface_id", param, &iface.iface_id)?;
+            VmmAction::PutNetworkInterface(iface)
+        }
+        ("/entropy", "PUT") => VmmAction::PutEntropy(json.parse::<EntropyConfig>()?),
+        ("/serial", "PUT") => VmmAction::PutSerial(json.parse::<SerialConfig>()?),
+        ("/actions", "PUT") => match json.parse::<ActionBody>()?.action_type {
+            ActionType::InstanceStart => VmmAction::InstanceStart,
+            ActionType::SendCtrlAltDel => VmmAction::SendCtrlAltDel,
+            ActionType::FlushMetrics => VmmAction::FlushMetrics,
+        },
+        ("/vm", "PATCH") => match json.parse::<VmStateBody>()?.state {
+            VmState::Paused => VmmAction::Pause,
+            VmState::Resumed => VmmAction::Resume,
+        },
+        // ROUTES lists a method this match does not handle: refuse it rather than guess.
+        _ => {
+            return Err(RequestError::MethodNotAllowed {
+                method: method.clone(),
+                path: path.to_owned(),
+                allowed: route.methods,
+            })
+        }
+    };
+    Ok(action)
+}
+
+struct JsonBody<'a> {
+    method: &'a Method,
+    path: &'a str,
+    body: &'a [u8],
+}
+
+impl JsonBody<'_> {
+    fn parse<T: DeserializeOwned>(&self) -> Result<T, RequestError> {
+        if self.body.iter().all(u8::is_ascii_whitespace) {
+            return Err(RequestError::MissingBody {
+                method: self.method.clone(),
+                path: self.path.to_owned(),
+            });
+        }
+        serde_json::from_slice(self.body).map_err(|source| RequestError::InvalidBody {
+            method: self.method.clone(),
+            path: self.path.to_owned(),
+            source,
+        })
+    }
+}
+
+fn same_id(field: &'static str, path_id: &str, body_id: &str) -> Result<(), RequestError> {
+    if path_id == body_id {
+        Ok(())
+    } else {
+        Err(RequestError::IdMismatch {
+            field,
+            path_id: path_id.to_owned(),
+            body_id: body_id.to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_and_methods() {
+        assert_eq!(
+            parse(&Method::GET, "/", b"").unwrap(),
+            VmmAction::GetInstanceInfo
+        );
+        assert_eq!(
+            parse(&Method::GET, "/vm/config", b"").unwrap(),
+            VmmAction::GetVmConfig
+        );
+        assert!(matches!(
+            parse(&Method::GET, "/nope", b""),
+            Err(RequestError::NotFound { .. })
+        ));
+        assert!(matches!(
+            parse(&Method::GET, "/drives/", b""),
+            Err(RequestError::NotFound { .. })
+        ));
+        assert!(matches!(
+            parse(&Method::GET, "/drives/a/b", b""),
+            Err(RequestError::NotFound { .. })
+        ));
+        assert!(matches!(
+            parse(&Method::DELETE, "/machine-config", b""),
+            Err(RequestError::MethodNotAllowed { .. })
+        ));
+    }
+
+    #[test]
+    fn bodies() {
+        let body = br#"{"drive_id":"root","path_on_host":"/r.img","is_root_device":true}"#;
+        let VmmAction::PutDrive(d) = parse(&Method::PUT, "/drives/root", body).unwrap() else {
+            panic!("PUT /drives parses to PutDrive");
+        };
+        assert!(d.is_root_device);
+        let err = parse(&Method::PUT, "/drives/other", body).unwrap_err();
+        assert!(matches!(err, RequestError::IdMismatch { .. }), "{err}");
+        let err = parse(
+            &Method::PUT,
+            "/machine-config",
+            br#"{"vcpu_count":2,"mem_size_mib":128,"x":1}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("unknown field `x`"), "{err}");
+        let err = parse(&Method::PUT, "/machine-config", b" ").unwrap_err();
+        assert!(matches!(err, RequestError::MissingBody { .. }), "{err}");
+        let err = parse(&Method::PUT, "/actions", br#"{"action_type":"Explode"}"#).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown variant `Explode`"),
+            "{err}"
+        );
+        assert_eq!(
+            parse(&Method::PATCH, "/vm", br#"{"state":"Paused"}"#).unwrap(),
+            VmmAction::Pause
+        );
+        assert_eq!(
+            parse(
+                &Method::PUT,
+                "/actions",
+                br#"{"action_type":"InstanceStart"}"#
+            )
+            .unwrap(),
+            VmmAction::InstanceStart
+        );
+    }
+}

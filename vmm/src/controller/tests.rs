@@ -1,0 +1,416 @@
+//! Controller and validation tests on real (temporary) files; the network checks use the
+//! host's `lo`, which every Linux host has, as the "existing device".
+
+use super::*;
+use crate::config::{DriveConfig, NetworkInterfaceConfig};
+use std::path::Path;
+use vmm_sys_util::tempdir::TempDir;
+
+const HOST: HostLimits = HostLimits {
+    mem_total_mib: Some(4096),
+};
+
+fn controller() -> Controller {
+    Controller::with_host_limits("test-vm", HOST)
+}
+
+fn file_in(dir: &TempDir, name: &str, contents: &[u8]) -> PathBuf {
+    let path = dir.as_path().join(name);
+    std::fs::write(&path, contents).expect("temp dir is writable");
+    path
+}
+
+fn drive(id: &str, path: &Path, root: bool) -> DriveConfig {
+    DriveConfig {
+        drive_id: id.to_owned(),
+        path_on_host: path.to_owned(),
+        is_root_device: root,
+        is_read_only: false,
+        partuuid: None,
+        cache_type: None,
+    }
+}
+
+fn iface(id: &str, dev: &str, mac: Option<&str>) -> NetworkInterfaceConfig {
+    NetworkInterfaceConfig {
+        iface_id: id.to_owned(),
+        host_dev_name: dev.to_owned(),
+        guest_mac: mac.map(str::to_owned),
+    }
+}
+
+fn machine(vcpus: u8, mib: usize) -> MachineConfig {
+    MachineConfig {
+        vcpu_count: vcpus,
+        mem_size_mib: mib,
+        ..MachineConfig::default()
+    }
+}
+
+#[test]
+fn instance_info_before_start() {
+    let mut c = controller();
+    let VmmData::InstanceInfo(info) = c.handle(VmmAction::GetInstanceInfo).unwrap() else {
+        panic!("GetInstanceInfo returns InstanceInfo");
+    };
+    assert_eq!(info.id, "test-vm");
+    assert_eq!(info.app_name, "outpost-vmm");
+    assert_eq!(info.state, InstanceState::NotStarted);
+    let json = serde_json::to_value(&info).unwrap();
+    assert_eq!(json["state"], "Not started");
+}
+
+#[test]
+fn machine_config_bounds() {
+    let mut c = controller();
+    for (vcpus, mib) in [(1, 64), (8, 512), (32, 4096)] {
+        c.handle(VmmAction::PutMachineConfig(machine(vcpus, mib)))
+            .unwrap();
+        assert_eq!(c.config().machine_config, machine(vcpus, mib));
+    }
+    let err = c
+        .handle(VmmAction::PutMachineConfig(machine(0, 128)))
+        .unwrap_err();
+    assert!(
+        matches!(err, VmmActionError::VcpuCountOutOfRange { count: 0, .. }),
+        "{err}"
+    );
+    let err = c
+        .handle(VmmAction::PutMachineConfig(machine(33, 128)))
+        .unwrap_err();
+    assert!(
+        matches!(err, VmmActionError::VcpuCountOutOfRange { count: 33, .. }),
+        "{err}"
+    );
+    let err = c
+        .handle(VmmAction::PutMachineConfig(machine(1, 63)))
+        .unwrap_err();
+    assert!(
+        matches!(err, VmmActionError::MemoryTooSmall { mib: 63, .. }),
+        "{err}"
+    );
+    let err = c
+        .handle(VmmAction::PutMachineConfig(machine(1, 4097)))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("larger than the host's memory (4096 MiB)"),
+        "{err}"
+    );
+    // Refused changes leave the last good configuration.
+    assert_eq!(c.config().machine_config, machine(32, 4096));
+}
+
+#[test]
+fn unknown_host_memory_is_not_checked() {
+    let mut c = Controller::with_host_limits(
+        "x",
+        HostLimits {
+            mem_total_mib: None,
+        },
+    );
+    c.handle(VmmAction::PutMachineConfig(machine(1, 1 << 20)))
+        .unwrap();
+}
+
+#[test]
+fn cpu_template_names() {
+    let mut c = controller();
+    let mut mc = machine(2, 128);
+    mc.cpu_template = Some("T2".into());
+    c.handle(VmmAction::PutMachineConfig(mc.clone())).unwrap();
+    mc.cpu_template = Some("Fancy".into());
+    let err = c.handle(VmmAction::PutMachineConfig(mc)).unwrap_err();
+    assert!(
+        matches!(err, VmmActionError::InvalidCpuTemplate { .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn patch_machine_config_changes_only_given_fields() {
+    let mut c = controller();
+    c.handle(VmmAction::PutMachineConfig(machine(2, 256)))
+        .unwrap();
+    let update = MachineConfigUpdate {
+        vcpu_count: Some(4),
+        ..Default::default()
+    };
+    c.handle(VmmAction::PatchMachineConfig(update)).unwrap();
+    assert_eq!(c.config().machine_config, machine(4, 256));
+    let bad = MachineConfigUpdate {
+        mem_size_mib: Some(1),
+        ..Default::default()
+    };
+    assert!(c.handle(VmmAction::PatchMachineConfig(bad)).is_err());
+    assert_eq!(c.config().machine_config, machine(4, 256));
+}
+
+#[test]
+fn boot_source_files_must_exist() {
+    let dir = TempDir::new().unwrap();
+    let kernel = file_in(&dir, "vmlinux", b"kernel bytes");
+    let mut c = controller();
+    let mut bs = BootSourceConfig {
+        kernel_image_path: dir.as_path().join("missing"),
+        boot_args: None,
+        initrd_path: None,
+    };
+    let err = c.handle(VmmAction::PutBootSource(bs.clone())).unwrap_err();
+    assert!(
+        matches!(err, VmmActionError::KernelNotUsable { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("No such file"), "{err}");
+    bs.kernel_image_path = dir.as_path().to_owned();
+    let err = c.handle(VmmAction::PutBootSource(bs.clone())).unwrap_err();
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+    bs.kernel_image_path = kernel;
+    bs.initrd_path = Some(dir.as_path().join("no-initrd"));
+    let err = c.handle(VmmAction::PutBootSource(bs.clone())).unwrap_err();
+    assert!(
+        matches!(err, VmmActionError::InitrdNotUsable { .. }),
+        "{err}"
+    );
+    bs.initrd_path = None;
+    c.handle(VmmAction::PutBootSource(bs.clone())).unwrap();
+    assert_eq!(c.config().boot_source, Some(bs));
+}
+
+#[test]
+fn drives_replace_by_id_and_allow_one_root() {
+    let dir = TempDir::new().unwrap();
+    let a = file_in(&dir, "a.img", &[0; 512]);
+    let b = file_in(&dir, "b.img", &[0; 512]);
+    let mut c = controller();
+    c.handle(VmmAction::PutDrive(drive("data", &b, false)))
+        .unwrap();
+    c.handle(VmmAction::PutDrive(drive("rootfs", &a, true)))
+        .unwrap();
+    // The root device is kept first so it becomes the guest's first disk.
+    let ids: Vec<_> = c
+        .config()
+        .drives
+        .iter()
+        .map(|d| d.drive_id.as_str())
+        .collect();
+    assert_eq!(ids, ["rootfs", "data"]);
+    let err = c
+        .handle(VmmAction::PutDrive(drive("data", &b, true)))
+        .unwrap_err();
+    assert!(
+        matches!(&err, VmmActionError::SecondRootDevice { existing, .. } if existing == "rootfs"),
+        "{err}"
+    );
+    // Re-PUT of the same id replaces it (here: the root moves to another file).
+    c.handle(VmmAction::PutDrive(drive("rootfs", &b, true)))
+        .unwrap();
+    assert_eq!(c.config().drives.len(), 2);
+    assert_eq!(c.config().drives[0].path_on_host, b);
+}
+
+#[test]
+fn drive_checks() {
+    let dir = TempDir::new().unwrap();
+    let img = file_in(&dir, "a.img", &[0; 512]);
+    let mut c = controller();
+    let err = c
+        .handle(VmmAction::PutDrive(drive(
+            "d",
+            &dir.as_path().join("nope"),
+            false,
+        )))
+        .unwrap_err();
+    assert!(
+        matches!(err, VmmActionError::DriveNotUsable { .. }),
+        "{err}"
+    );
+    for bad_id in ["", "a b", "é", "x/y", &"a".repeat(65)] {
+        let err = c
+            .handle(VmmAction::PutDrive(drive(bad_id, &img, false)))
+            .unwrap_err();
+        assert!(
+            matches!(err, VmmActionError::InvalidId { .. }),
+            "{bad_id:?}: {err}"
+        );
+    }
+    let mut d = drive("d_1-A", &img, false);
+    d.cache_type = Some("Sometimes".into());
+    let err = c.handle(VmmAction::PutDrive(d.clone())).unwrap_err();
+    assert!(
+        matches!(err, VmmActionError::InvalidCacheType { .. }),
+        "{err}"
+    );
+    d.cache_type = Some("Writeback".into());
+    c.handle(VmmAction::PutDrive(d)).unwrap();
+}
+
+#[test]
+fn network_interface_checks() {
+    let mut c = controller();
+    c.handle(VmmAction::PutNetworkInterface(iface(
+        "eth0",
+        "lo",
+        Some("06:00:AC:10:00:02"),
+    )))
+    .unwrap();
+    let cases = [
+        (
+            iface("eth1", "no-such-tap9", None),
+            "no such network device",
+        ),
+        (
+            iface("eth1", "a-name-way-too-long", None),
+            "not a valid interface name",
+        ),
+        (iface("eth1", "", None), "not a valid interface name"),
+        (
+            iface("eth1", "lo", None),
+            "already used by network interface \"eth0\"",
+        ),
+        (
+            iface("eth1", "lo", Some("01:00:5e:00:00:01")),
+            "not a unicast MAC",
+        ),
+        (
+            iface("eth1", "lo", Some("06:00:ac:10:00")),
+            "not a unicast MAC",
+        ),
+        (
+            iface("eth1", "lo", Some("g6:00:ac:10:00:02")),
+            "not a unicast MAC",
+        ),
+        (iface("bad id", "lo", None), "invalid network interface id"),
+    ];
+    for (cfg, phrase) in cases {
+        let err = c
+            .handle(VmmAction::PutNetworkInterface(cfg.clone()))
+            .unwrap_err();
+        assert!(err.to_string().contains(phrase), "{cfg:?}: {err}");
+    }
+    // Same id: replaced, not duplicated.
+    c.handle(VmmAction::PutNetworkInterface(iface("eth0", "lo", None)))
+        .unwrap();
+    assert_eq!(
+        c.config().network_interfaces,
+        vec![iface("eth0", "lo", None)]
+    );
+}
+
+#[test]
+fn duplicate_mac_is_refused() {
+    let ifaces = [iface("a", "tap0", Some("06:00:00:00:00:01"))];
+    let err =
+        validate::check_interface_conflict(&ifaces, &iface("b", "tap1", Some("06:00:00:00:00:01")))
+            .unwrap_err();
+    assert!(matches!(err, VmmActionError::MacInUse { .. }), "{err}");
+}
+
+#[test]
+fn actions_that_need_a_guest_are_refused_before_start() {
+    let mut c = controller();
+    for action in [
+        VmmAction::Pause,
+        VmmAction::Resume,
+        VmmAction::SendCtrlAltDel,
+        VmmAction::GetStats,
+    ] {
+        let err = c.handle(action.clone()).unwrap_err();
+        assert!(
+            matches!(err, VmmActionError::NotStarted { .. }),
+            "{action:?}: {err}"
+        );
+    }
+    let err = c.handle(VmmAction::InstanceStart).unwrap_err();
+    assert!(matches!(err, VmmActionError::MissingBootSource), "{err}");
+}
+
+/// A text file is no kernel: the builder refuses it, the error carries its reason, and the
+/// controller stays configurable (nothing half-started).
+#[test]
+fn failed_start_leaves_the_controller_configurable() {
+    let dir = TempDir::new().unwrap();
+    let kernel = file_in(&dir, "vmlinux", b"this is not a kernel\n");
+    let mut c = controller();
+    let bs = BootSourceConfig {
+        kernel_image_path: kernel,
+        boot_args: None,
+        initrd_path: None,
+    };
+    c.handle(VmmAction::PutBootSource(bs)).unwrap();
+    let err = c.handle(VmmAction::InstanceStart).unwrap_err();
+    assert!(matches!(err, VmmActionError::StartFailed(_)), "{err}");
+    let VmmData::InstanceInfo(info) = c.handle(VmmAction::GetInstanceInfo).unwrap() else {
+        panic!("GetInstanceInfo returns InstanceInfo");
+    };
+    assert_eq!(info.state, InstanceState::NotStarted);
+    c.handle(VmmAction::PutMachineConfig(machine(2, 128)))
+        .unwrap();
+}
+
+#[test]
+fn whole_config_validation() {
+    let dir = TempDir::new().unwrap();
+    let kernel = file_in(&dir, "vmlinux", b"k");
+    let img = file_in(&dir, "a.img", &[0; 512]);
+    let good = VmConfig {
+        boot_source: Some(BootSourceConfig {
+            kernel_image_path: kernel,
+            boot_args: None,
+            initrd_path: None,
+        }),
+        machine_config: machine(8, 256),
+        drives: vec![drive("data", &img, false), drive("root", &img, true)],
+        network_interfaces: vec![iface("eth0", "lo", None)],
+        ..VmConfig::default()
+    };
+    validate::validate_config(&good, &HOST).unwrap();
+
+    let mut c = controller();
+    c.load_config(good.clone()).unwrap();
+    assert_eq!(c.config().drives[0].drive_id, "root");
+
+    let mut bad = good.clone();
+    bad.drives.push(drive("data", &img, false));
+    assert!(validate::validate_config(&bad, &HOST)
+        .unwrap_err()
+        .to_string()
+        .contains("duplicate drive id"));
+    let mut bad = good.clone();
+    bad.drives.push(drive("root2", &img, true));
+    assert!(matches!(
+        validate::validate_config(&bad, &HOST),
+        Err(VmmActionError::SecondRootDevice { .. })
+    ));
+    let mut bad = good.clone();
+    bad.network_interfaces.push(iface("eth0", "lo", None));
+    assert!(validate::validate_config(&bad, &HOST)
+        .unwrap_err()
+        .to_string()
+        .contains("duplicate network interface id"));
+    let mut bad = good.clone();
+    bad.boot_source = None;
+    assert!(matches!(
+        validate::validate_config(&bad, &HOST),
+        Err(VmmActionError::MissingBootSource)
+    ));
+    let mut bad = good;
+    bad.machine_config.mem_size_mib = 8192;
+    assert!(matches!(
+        validate::validate_config(&bad, &HOST),
+        Err(VmmActionError::MemoryExceedsHost { .. })
+    ));
+}
+
+#[test]
+fn host_memory_probe_reads_meminfo() {
+    // This host has /proc/meminfo; the value must be what the file says, in MiB.
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let kib: usize = text
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert_eq!(HostLimits::probe().mem_total_mib, Some(kib / 1024));
+}

@@ -71,8 +71,8 @@ def one_run(kind):
         err_path = os.path.join(work, "stderr")
         t0 = time.monotonic()
         with open(err_path, "w") as err:
-            p = subprocess.Popen([VMM, "--no-api", "--config-file", cfg_path], stdout=subprocess.PIPE,
-                                 stderr=err, env=dict(os.environ, OUTPOST_LOG="info"))
+            p = subprocess.Popen([VMM, "--no-api", "--log-level", "Info", "--config-file", cfg_path], stdout=subprocess.PIPE,
+                                 stderr=err)
             first_line = marker = None
             out = b""
             while True:

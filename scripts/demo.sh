@@ -24,5 +24,5 @@ cat > "$work/vm.json" <<JSON
 }
 JSON
 echo "Booting the demo guest (guest kernel code is emulated on this host's PVM KVM: about a minute)..."
-OUTPOST_LOG=${OUTPOST_LOG:-info} target/release/outpost-vmm --no-api --config-file "$work/vm.json"
+target/release/outpost-vmm --no-api --log-level Info --config-file "$work/vm.json"
 echo "outpost-vmm exited with status $?"

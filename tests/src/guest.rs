@@ -51,7 +51,7 @@ impl Guest {
                 api_sock = Some(sock);
             }
         }
-        cmd.env("OUTPOST_LOG", "info")
+        cmd.args(["--log-level", "Info"])
             .stdin(Stdio::null())
             .stdout(File::create(&console).expect("console file"))
             .stderr(File::create(&stderr).expect("stderr file"));
@@ -71,7 +71,14 @@ impl Guest {
 
     fn diagnostics(&self) -> String {
         let c = self.console_text();
-        let tail: String = c.chars().rev().take(3000).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail: String = c
+            .chars()
+            .rev()
+            .take(3000)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
         let e = std::fs::read_to_string(&self.stderr).unwrap_or_default();
         format!("--- console (tail) ---\n{tail}\n--- monitor stderr ---\n{e}")
     }
@@ -92,7 +99,10 @@ impl Guest {
                 if c.contains(needle) {
                     return c;
                 }
-                panic!("monitor exited ({st}) before `{needle}`\n{}", self.diagnostics());
+                panic!(
+                    "monitor exited ({st}) before `{needle}`\n{}",
+                    self.diagnostics()
+                );
             }
             if t0.elapsed() > timeout {
                 panic!("no `{needle}` after {timeout:?}\n{}", self.diagnostics());
@@ -113,7 +123,10 @@ impl Guest {
                 return st;
             }
             if t0.elapsed() > timeout {
-                panic!("monitor still running after {timeout:?}\n{}", self.diagnostics());
+                panic!(
+                    "monitor still running after {timeout:?}\n{}",
+                    self.diagnostics()
+                );
             }
             std::thread::sleep(Duration::from_millis(200));
         }

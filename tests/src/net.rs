@@ -14,7 +14,9 @@ impl TapNetns {
     pub fn new(tag: &str, subnet: u8) -> TapNetns {
         let netns = format!("ost-{tag}-{}", std::process::id());
         let tap = format!("tap{subnet}");
-        let _ = std::process::Command::new("ip").args(["netns", "del", &netns]).status();
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &netns])
+            .status();
         sh(&format!("ip netns add {netns}"));
         let t = TapNetns {
             host_ip: format!("172.30.{subnet}.1"),

@@ -10,7 +10,17 @@ use crate::{asset, sh};
 /// script) after printing its marker.
 pub fn build_rootfs(work: &Path, checks: &str, size_mib: u32) -> PathBuf {
     let root = work.join("rootfs");
-    for d in ["bin", "sbin", "etc/outpost", "dev", "proc", "sys", "tmp", "run", "mnt"] {
+    for d in [
+        "bin",
+        "sbin",
+        "etc/outpost",
+        "dev",
+        "proc",
+        "sys",
+        "tmp",
+        "run",
+        "mnt",
+    ] {
         std::fs::create_dir_all(root.join(d)).expect("create rootfs folder");
     }
     std::fs::copy(asset("busybox"), root.join("bin/busybox")).expect("copy busybox");

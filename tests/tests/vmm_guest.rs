@@ -58,7 +58,10 @@ echo "HOST-SAID=$(nc -l -p 7777)"
         f.set_len(4 << 20).unwrap();
     }
     let ro = work.path().join("ro.img");
-    std::fs::File::create(&ro).unwrap().set_len(1 << 20).unwrap();
+    std::fs::File::create(&ro)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
 
     let mut g = Guest::spawn(work.path(), Mode::Api, Some(&net));
     let sock = g.api_sock.clone().unwrap();
@@ -72,49 +75,101 @@ echo "HOST-SAID=$(nc -l -p 7777)"
         assert!((200..300).contains(&code), "{what}: HTTP {code} {body}");
         body
     };
-    let info: serde_json::Value = serde_json::from_str(&ok(g.api("GET", "/", None), "GET /")).unwrap();
+    let info: serde_json::Value =
+        serde_json::from_str(&ok(g.api("GET", "/", None), "GET /")).unwrap();
     assert_eq!(info["state"], "Not started");
-    ok(g.api("PUT", "/boot-source", Some(&json!({
-        "kernel_image_path": asset("test-vmlinux"),
-        "boot_args": "console=ttyS0 reboot=k panic=1 outpost.end=poweroff"
-    }))), "boot-source");
-    ok(g.api("PUT", "/machine-config", Some(&json!({"vcpu_count": 1, "mem_size_mib": 128}))), "machine-config");
+    ok(
+        g.api(
+            "PUT",
+            "/boot-source",
+            Some(&json!({
+                "kernel_image_path": asset("test-vmlinux"),
+                "boot_args": "console=ttyS0 reboot=k panic=1 outpost.end=poweroff"
+            })),
+        ),
+        "boot-source",
+    );
+    ok(
+        g.api(
+            "PUT",
+            "/machine-config",
+            Some(&json!({"vcpu_count": 1, "mem_size_mib": 128})),
+        ),
+        "machine-config",
+    );
     for (id, path, root, ro) in [
         ("rootfs", &rootfs, true, false),
         ("data", &data, false, false),
         ("ro", &ro, false, true),
     ] {
-        ok(g.api("PUT", &format!("/drives/{id}"), Some(&json!({
-            "drive_id": id, "path_on_host": path, "is_root_device": root, "is_read_only": ro
-        }))), id);
+        ok(
+            g.api(
+                "PUT",
+                &format!("/drives/{id}"),
+                Some(&json!({
+                    "drive_id": id, "path_on_host": path, "is_root_device": root, "is_read_only": ro
+                })),
+            ),
+            id,
+        );
     }
-    ok(g.api("PUT", "/network-interfaces/eth0", Some(&json!({
-        "iface_id": "eth0", "host_dev_name": net.tap, "guest_mac": "06:00:ac:1e:07:02"
-    }))), "network-interfaces");
+    ok(
+        g.api(
+            "PUT",
+            "/network-interfaces/eth0",
+            Some(&json!({
+                "iface_id": "eth0", "host_dev_name": net.tap, "guest_mac": "06:00:ac:1e:07:02"
+            })),
+        ),
+        "network-interfaces",
+    );
     ok(g.api("PUT", "/entropy", Some(&json!({}))), "entropy");
-    let cfg: serde_json::Value = serde_json::from_str(&ok(g.api("GET", "/vm/config", None), "vm/config")).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_str(&ok(g.api("GET", "/vm/config", None), "vm/config")).unwrap();
     assert_eq!(cfg["drives"].as_array().map(|a| a.len()), Some(3), "{cfg}");
     assert_eq!(cfg["machine-config"]["mem_size_mib"], 128);
 
-    ok(g.api("PUT", "/actions", Some(&json!({"action_type": "InstanceStart"}))), "InstanceStart");
-    let info: serde_json::Value = serde_json::from_str(&ok(g.api("GET", "/", None), "GET /")).unwrap();
+    ok(
+        g.api(
+            "PUT",
+            "/actions",
+            Some(&json!({"action_type": "InstanceStart"})),
+        ),
+        "InstanceStart",
+    );
+    let info: serde_json::Value =
+        serde_json::from_str(&ok(g.api("GET", "/", None), "GET /")).unwrap();
     assert_eq!(info["state"], "Running");
     // Configuration after start is refused, with Firecracker's error shape.
-    let (code, body) = g.api("PUT", "/machine-config", Some(&json!({"vcpu_count": 2, "mem_size_mib": 128})));
+    let (code, body) = g.api(
+        "PUT",
+        "/machine-config",
+        Some(&json!({"vcpu_count": 2, "mem_size_mib": 128})),
+    );
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("fault_message"), "{body}");
-    ok(g.api("PATCH", "/vm", Some(&json!({"state": "Paused"}))), "pause");
-    let info: serde_json::Value = serde_json::from_str(&ok(g.api("GET", "/", None), "GET /")).unwrap();
+    ok(
+        g.api("PATCH", "/vm", Some(&json!({"state": "Paused"}))),
+        "pause",
+    );
+    let info: serde_json::Value =
+        serde_json::from_str(&ok(g.api("GET", "/", None), "GET /")).unwrap();
     assert_eq!(info["state"], "Paused");
     let before = g.console_text().len();
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(g.console_text().len(), before, "a paused guest printed");
-    ok(g.api("PATCH", "/vm", Some(&json!({"state": "Resumed"}))), "resume");
+    ok(
+        g.api("PATCH", "/vm", Some(&json!({"state": "Resumed"}))),
+        "resume",
+    );
 
     let console = g.wait_for("NET-READY", BOOT_TIMEOUT);
     // Host → guest: ping, then a TCP message the guest is waiting for.
     let ping = net.exec(&format!("ping -c 3 -W 5 {}", net.guest_ip));
-    assert!(ping.status.success(), "host cannot ping guest: {ping:?}\n{console}");
+    assert!(
+        ping.status.success(),
+        "host cannot ping guest: {ping:?}\n{console}"
+    );
     let stats = ok(g.api("GET", "/stats", None), "stats");
     assert!(stats.contains("io_out"), "{stats}");
     let nc = net.exec(&format!("echo hello-guest | nc -w 5 {} 7777", net.guest_ip));
@@ -125,7 +180,13 @@ echo "HOST-SAID=$(nc -l -p 7777)"
     assert_eq!(st.code(), Some(0), "poweroff must exit 0\n{console}");
     assert!(console.contains("OUTPOST-INIT-OK"), "{console}");
     assert_eq!(value(&console, "CPUS"), Some("1"), "{console}");
-    assert!(matches!(value(&console, "ROOTDEV"), Some("/dev/root") | Some("/dev/vda")), "{console}");
+    assert!(
+        matches!(
+            value(&console, "ROOTDEV"),
+            Some("/dev/root") | Some("/dev/vda")
+        ),
+        "{console}"
+    );
     let pattern_file = work.path().join("pattern.bin");
     std::fs::write(&pattern_file, &pattern).unwrap();
     let want = sh(&format!("md5sum {}", pattern_file.display()));
@@ -135,11 +196,22 @@ echo "HOST-SAID=$(nc -l -p 7777)"
     assert!(console.contains("GUEST-WROTE"), "{console}");
     assert_eq!(value(&console, "RO-FLAG"), Some("1"), "{console}");
     assert_eq!(value(&console, "RO-WRITE"), Some("refused"), "{console}");
-    assert!(value(&console, "RNG").is_some_and(|v| v.contains("virtio")), "{console}");
+    assert!(
+        value(&console, "RNG").is_some_and(|v| v.contains("virtio")),
+        "{console}"
+    );
     assert_eq!(value(&console, "RNG-BYTES"), Some("32"), "{console}");
-    assert_eq!(value(&console, "MAC"), Some("06:00:ac:1e:07:02"), "{console}");
+    assert_eq!(
+        value(&console, "MAC"),
+        Some("06:00:ac:1e:07:02"),
+        "{console}"
+    );
     assert_eq!(value(&console, "GUEST-PING"), Some("ok"), "{console}");
-    assert_eq!(value(&console, "HOST-SAID"), Some("hello-guest"), "{console}");
+    assert_eq!(
+        value(&console, "HOST-SAID"),
+        Some("hello-guest"),
+        "{console}"
+    );
     // What the guest wrote is in the host file after poweroff.
     let mut f = std::fs::File::open(&data).unwrap();
     f.seek(SeekFrom::Start(2048 * 512)).unwrap();
@@ -147,7 +219,11 @@ echo "HOST-SAID=$(nc -l -p 7777)"
     f.read_exact(&mut buf).unwrap();
     assert_eq!(String::from_utf8_lossy(&buf), stamp);
     // The monitor reports what it handled at exit.
-    assert!(g.stderr_text().contains("guest ended"), "{}", g.stderr_text());
+    assert!(
+        g.stderr_text().contains("guest ended"),
+        "{}",
+        g.stderr_text()
+    );
 }
 
 /// The bzImage path (payload unpacked in the monitor), an initramfs, two vCPUs that the guest
@@ -163,7 +239,11 @@ fn config_file_bzimage_smp_reboot() {
     )
     .unwrap();
     let disk = work.path().join("checks.ext4");
-    sh(&format!("mkfs.ext4 -q -F -d {} {} 8M", disk_dir.display(), disk.display()));
+    sh(&format!(
+        "mkfs.ext4 -q -F -d {} {} 8M",
+        disk_dir.display(),
+        disk.display()
+    ));
     let cfg = json!({
         "boot-source": {
             "kernel_image_path": asset("test-bzImage"),
@@ -176,7 +256,12 @@ fn config_file_bzimage_smp_reboot() {
     let mut g = Guest::spawn(work.path(), Mode::ConfigFile(&cfg), None);
     let st = g.wait_exit(BOOT_TIMEOUT);
     let console = g.console_text();
-    assert_eq!(st.code(), Some(outpost_vmm_exit_reboot()), "reboot status\n{console}\n{}", g.stderr_text());
+    assert_eq!(
+        st.code(),
+        Some(outpost_vmm_exit_reboot()),
+        "reboot status\n{console}\n{}",
+        g.stderr_text()
+    );
     assert!(console.contains("OUTPOST-INIT-OK"), "{console}");
     assert_eq!(value(&console, "CPUS"), Some("2"), "{console}");
     assert!(

@@ -5,13 +5,15 @@
 //! `virtio_mmio.device=` parsing still find their disks and NICs.
 
 use acpi_tables::aml;
-use acpi_tables::Aml;
 use acpi_tables::fadt::{FADTBuilder, Flags};
 use acpi_tables::gas::{AccessSize, AddressSpace, GAS};
-use acpi_tables::madt::{EnabledStatus, IoApic, LocalInterruptController, ProcessorLocalApic, MADT};
+use acpi_tables::madt::{
+    EnabledStatus, IoApic, LocalInterruptController, ProcessorLocalApic, MADT,
+};
 use acpi_tables::rsdp::Rsdp;
 use acpi_tables::sdt::Sdt;
 use acpi_tables::xsdt::XSDT;
+use acpi_tables::Aml;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use crate::arch::layout::*;
@@ -139,7 +141,15 @@ pub fn create_acpi_tables(
     let dsdt_bytes = dsdt.as_slice().to_vec();
     let dsdt_addr = place(dsdt_bytes.len());
 
-    let io = |port: u16| GAS::new(AddressSpace::SystemIo, 8, 0, AccessSize::ByteAccess, port.into());
+    let io = |port: u16| {
+        GAS::new(
+            AddressSpace::SystemIo,
+            8,
+            0,
+            AccessSize::ByteAccess,
+            port.into(),
+        )
+    };
     let mut fadt = FADTBuilder::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION)
         .flag(Flags::HwReducedAcpi)
         .flag(Flags::PwrButton)
@@ -207,8 +217,16 @@ mod tests {
     fn tables_are_linked_and_checksummed() {
         let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 2 << 20)]).unwrap();
         let devs = [
-            MmioDeviceInfo { base: VIRTIO_MMIO_START, len: 0x1000, gsi: 5 },
-            MmioDeviceInfo { base: VIRTIO_MMIO_START + 0x1000, len: 0x1000, gsi: 6 },
+            MmioDeviceInfo {
+                base: VIRTIO_MMIO_START,
+                len: 0x1000,
+                gsi: 5,
+            },
+            MmioDeviceInfo {
+                base: VIRTIO_MMIO_START + 0x1000,
+                len: 0x1000,
+                gsi: 6,
+            },
         ];
         let rsdp = create_acpi_tables(&mem, 2, &devs).unwrap();
         let mut r = [0u8; 36];
@@ -240,7 +258,11 @@ mod tests {
     #[test]
     fn dsdt_names_each_virtio_device() {
         let devs: Vec<_> = (0..3)
-            .map(|i| MmioDeviceInfo { base: VIRTIO_MMIO_START + i * 0x1000, len: 0x1000, gsi: 5 + i as u32 })
+            .map(|i| MmioDeviceInfo {
+                base: VIRTIO_MMIO_START + i * 0x1000,
+                len: 0x1000,
+                gsi: 5 + i as u32,
+            })
             .collect();
         let d = dsdt(&devs);
         let s = d.as_slice();

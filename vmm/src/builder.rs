@@ -209,7 +209,11 @@ impl ExitWaiter {
 }
 
 fn console_out(config: &VmConfig) -> Result<ConsoleOut, StartError> {
-    match config.serial.as_ref().and_then(|s| s.serial_out_path.as_ref()) {
+    match config
+        .serial
+        .as_ref()
+        .and_then(|s| s.serial_out_path.as_ref())
+    {
         Some(path) => {
             let f = OpenOptions::new()
                 .create(true)
@@ -240,7 +244,10 @@ fn build_cmdline(
     on_pvm: bool,
     mmio: &[MmioDeviceInfo],
 ) -> Result<Cmdline, StartError> {
-    let boot = config.boot_source.as_ref().ok_or(StartError::NoBootSource)?;
+    let boot = config
+        .boot_source
+        .as_ref()
+        .ok_or(StartError::NoBootSource)?;
     let mut args = boot
         .boot_args
         .clone()
@@ -309,7 +316,10 @@ pub const MAX_VCPUS: u8 = 32;
 /// Validates the configuration's resources (files, taps, memory) and boots the guest.
 pub fn start(config: &VmConfig) -> Result<RunningVm, StartError> {
     let t0 = Instant::now();
-    let boot_src = config.boot_source.as_ref().ok_or(StartError::NoBootSource)?;
+    let boot_src = config
+        .boot_source
+        .as_ref()
+        .ok_or(StartError::NoBootSource)?;
     let mc = &config.machine_config;
     if mc.vcpu_count == 0 || mc.vcpu_count > MAX_VCPUS {
         return Err(StartError::VcpuCount {
@@ -335,15 +345,30 @@ pub fn start(config: &VmConfig) -> Result<RunningVm, StartError> {
         irq_line(&vm, COM1_IRQ)?,
         console_out(config)?,
     )));
-    let i8042 = Arc::new(Mutex::new(I8042::new(irq_line(&vm, I8042_IRQ)?, power.clone())));
+    let i8042 = Arc::new(Mutex::new(I8042::new(
+        irq_line(&vm, I8042_IRQ)?,
+        power.clone(),
+    )));
     let acpi_pm = Arc::new(Mutex::new(AcpiPm::new(power.clone())));
     let bus_err = |e: crate::devices::bus::BusError| StartError::Device(e.to_string());
-    pio.insert(serial.clone() as Arc<Mutex<dyn BusDevice>>, COM1_PORT.into(), 8)
-        .map_err(bus_err)?;
-    pio.insert(i8042.clone() as Arc<Mutex<dyn BusDevice>>, I8042_PORT.into(), 5)
-        .map_err(bus_err)?;
-    pio.insert(acpi_pm as Arc<Mutex<dyn BusDevice>>, ACPI_PM_PORT.into(), ACPI_PM_LEN.into())
-        .map_err(bus_err)?;
+    pio.insert(
+        serial.clone() as Arc<Mutex<dyn BusDevice>>,
+        COM1_PORT.into(),
+        8,
+    )
+    .map_err(bus_err)?;
+    pio.insert(
+        i8042.clone() as Arc<Mutex<dyn BusDevice>>,
+        I8042_PORT.into(),
+        5,
+    )
+    .map_err(bus_err)?;
+    pio.insert(
+        acpi_pm as Arc<Mutex<dyn BusDevice>>,
+        ACPI_PM_PORT.into(),
+        ACPI_PM_LEN.into(),
+    )
+    .map_err(bus_err)?;
 
     let mut event_manager: EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>> =
         EventManager::new().map_err(|e| StartError::Device(format!("event manager: {e}")))?;
@@ -436,10 +461,12 @@ pub fn start(config: &VmConfig) -> Result<RunningVm, StartError> {
                 .map(|s| pvm::PvmVcpu::new(index, s.clone())),
             on_first_run,
         };
-        vcpus.push(VcpuHandle::spawn(fd, ctx).map_err(|source| StartError::Thread {
-            what: "vcpu",
-            source,
-        })?);
+        vcpus.push(
+            VcpuHandle::spawn(fd, ctx).map_err(|source| StartError::Thread {
+                what: "vcpu",
+                source,
+            })?,
+        );
     }
     Ok(RunningVm {
         vcpus,

@@ -87,7 +87,11 @@ pub struct SerialConfig {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VmConfig {
-    #[serde(rename = "boot-source", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "boot-source",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub boot_source: Option<BootSourceConfig>,
     #[serde(rename = "machine-config", default)]
     pub machine_config: MachineConfig,
@@ -124,7 +128,10 @@ impl MachineConfigUpdate {
             vcpu_count: self.vcpu_count.unwrap_or(current.vcpu_count),
             mem_size_mib: self.mem_size_mib.unwrap_or(current.mem_size_mib),
             smt: self.smt.unwrap_or(current.smt),
-            cpu_template: self.cpu_template.clone().or_else(|| current.cpu_template.clone()),
+            cpu_template: self
+                .cpu_template
+                .clone()
+                .or_else(|| current.cpu_template.clone()),
             track_dirty_pages: self.track_dirty_pages.unwrap_or(current.track_dirty_pages),
         }
     }

@@ -58,6 +58,7 @@ fn parse_level(text: &str) -> Result<tracing_subscriber::filter::LevelFilter, St
 }
 
 fn main() {
+    let _ = outpost_vmm::PROCESS_START.set(std::time::Instant::now());
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => e.exit(), // --help, --version
@@ -77,6 +78,7 @@ fn main() {
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(false)
         .with_max_level(cli.log_level)
         .init();
     let options = Options {

@@ -13,7 +13,9 @@ const EDX_HTT_BIT: u32 = 28;
 /// Sets the APIC id and CPU count that this vCPU reports: one package of `count` cores, one
 /// thread each.
 pub fn set_topology(cpuid: &mut CpuId, index: u8, count: u8) {
-    let shift = (u32::from(count).max(1)).next_power_of_two().trailing_zeros();
+    let shift = (u32::from(count).max(1))
+        .next_power_of_two()
+        .trailing_zeros();
     for e in cpuid.as_mut_slice().iter_mut() {
         match e.function {
             LEAF_FEATURES => {

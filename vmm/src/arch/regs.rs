@@ -71,11 +71,7 @@ fn segment_from_gdt(entry: u64, index: u8) -> kvm_segment {
 
 /// Writes the boot GDT and, for long mode, identity page tables for the first 1 GiB; then
 /// programs segment and control registers for `mode`.
-pub fn setup_sregs(
-    mem: &GuestMemoryMmap,
-    vcpu: &VcpuFd,
-    mode: EntryMode,
-) -> Result<(), RegsError> {
+pub fn setup_sregs(mem: &GuestMemoryMmap, vcpu: &VcpuFd, mode: EntryMode) -> Result<(), RegsError> {
     let code = match mode {
         EntryMode::Linux64 => gdt_entry(0xa09b, 0, 0xfffff),
         EntryMode::Pvh => gdt_entry(0xc09b, 0, 0xfffff),
@@ -249,7 +245,10 @@ mod tests {
     #[test]
     fn gdt_entries_decode_to_flat_segments() {
         let code64 = segment_from_gdt(gdt_entry(0xa09b, 0, 0xfffff), 1);
-        assert_eq!((code64.l, code64.db, code64.type_, code64.present), (1, 0, 0xb, 1));
+        assert_eq!(
+            (code64.l, code64.db, code64.type_, code64.present),
+            (1, 0, 0xb, 1)
+        );
         assert_eq!(code64.limit, 0xffff_ffff);
         assert_eq!(code64.selector, 8);
         let code32 = segment_from_gdt(gdt_entry(0xc09b, 0, 0xfffff), 1);

@@ -23,7 +23,11 @@ pub enum BzImageError {
     #[error("boot protocol {0:#x} predates payload_offset (2.08)")]
     TooOld(u16),
     #[error("payload at {offset:#x}+{len:#x} lies outside the {size}-byte image")]
-    PayloadOutOfBounds { offset: usize, len: usize, size: usize },
+    PayloadOutOfBounds {
+        offset: usize,
+        len: usize,
+        size: usize,
+    },
     #[error(transparent)]
     Decompress(#[from] DecompressError),
 }
@@ -46,7 +50,9 @@ pub fn parse(image: &[u8]) -> Result<Header, BzImageError> {
     }
     Ok(Header {
         protocol,
-        setup_sects: *image.get(SETUP_HEADER_OFFSET).ok_or(BzImageError::NotBzImage)?,
+        setup_sects: *image
+            .get(SETUP_HEADER_OFFSET)
+            .ok_or(BzImageError::NotBzImage)?,
         payload_offset: le32(image, 0x248).ok_or(BzImageError::NotBzImage)?,
         payload_length: le32(image, 0x24c).ok_or(BzImageError::NotBzImage)?,
     })
@@ -55,7 +61,11 @@ pub fn parse(image: &[u8]) -> Result<Header, BzImageError> {
 /// The payload is relative to the protected-mode code, which starts after the real-mode
 /// setup sectors (`setup_sects` of 0 means 4).
 pub fn payload<'a>(image: &'a [u8], h: &Header) -> Result<&'a [u8], BzImageError> {
-    let sects = if h.setup_sects == 0 { 4 } else { h.setup_sects as usize };
+    let sects = if h.setup_sects == 0 {
+        4
+    } else {
+        h.setup_sects as usize
+    };
     let offset = (sects + 1) * 512 + h.payload_offset as usize;
     let len = h.payload_length as usize;
     image

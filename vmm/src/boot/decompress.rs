@@ -146,7 +146,10 @@ fn lz4_legacy(mut s: &[u8], hint: usize, codec: Codec) -> Result<Vec<u8>, Decomp
         s = &s[4 + size..];
     }
     if !s.is_empty() {
-        return Err(corrupt(format!("{} stray bytes after the last block", s.len())));
+        return Err(corrupt(format!(
+            "{} stray bytes after the last block",
+            s.len()
+        )));
     }
     Ok(out)
 }
@@ -157,7 +160,9 @@ mod tests {
     use std::io::Write;
 
     fn sample() -> Vec<u8> {
-        (0..300_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect()
+        (0..300_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect()
     }
 
     fn with_size(mut v: Vec<u8>, n: usize) -> Vec<u8> {
@@ -207,7 +212,10 @@ mod tests {
         let mut e = xz2::write::XzEncoder::new(Vec::new(), 1);
         e.write_all(&data).unwrap();
         let z = with_size(e.finish().unwrap(), data.len() + 1);
-        assert!(matches!(decompress(&z), Err(DecompressError::Corrupt { .. })));
+        assert!(matches!(
+            decompress(&z),
+            Err(DecompressError::Corrupt { .. })
+        ));
         assert!(matches!(
             decompress(b"not a kernel"),
             Err(DecompressError::UnknownCodec(_))

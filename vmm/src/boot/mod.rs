@@ -69,14 +69,17 @@ pub fn load_kernel(mem: &GuestMemoryMmap, path: &Path) -> Result<LoadedKernel, L
     file.seek(SeekFrom::Start(0))
         .and_then(|_| file.read_to_end(&mut image))
         .map_err(|e| load_err(e.to_string()))?;
-    let header = bzimage::parse(&image).map_err(|_| LoadError::UnknownFormat { path: p.clone() })?;
+    let header =
+        bzimage::parse(&image).map_err(|_| LoadError::UnknownFormat { path: p.clone() })?;
     match bzimage::unpack_payload(&image, &header) {
         Ok((codec, elf)) if elf.starts_with(ELF_MAGIC) => {
             let how = format!("bzImage, {codec:?} payload unpacked by the monitor");
             return load_elf(mem, &mut Cursor::new(elf), &how).map_err(load_err);
         }
         Ok(_) => tracing::warn!("bzImage payload is not an ELF; running its own decompressor"),
-        Err(e) => tracing::warn!("cannot unpack bzImage payload ({e}); running its own decompressor"),
+        Err(e) => {
+            tracing::warn!("cannot unpack bzImage payload ({e}); running its own decompressor")
+        }
     }
     let r = BzImage::load(
         mem,

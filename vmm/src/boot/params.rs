@@ -121,7 +121,8 @@ pub fn write_pvh_start_info(
         })
         .into_iter()
         .collect();
-    let modlist_addr = PVH_MEMMAP_START + (map.len() * std::mem::size_of::<hvm_memmap_table_entry>()) as u64;
+    let modlist_addr =
+        PVH_MEMMAP_START + (map.len() * std::mem::size_of::<hvm_memmap_table_entry>()) as u64;
     if !modules.is_empty() {
         info.nr_modules = modules.len() as u32;
         info.modlist_paddr = modlist_addr;
@@ -143,10 +144,15 @@ mod tests {
     fn memory_map_covers_ram_and_skips_the_gap() {
         let m = memory_map(256 << 20);
         assert_eq!(m[0], (0, EBDA_START, E820_RAM));
-        assert_eq!(m[2], (HIGH_MEMORY_START, (256 << 20) - HIGH_MEMORY_START, E820_RAM));
+        assert_eq!(
+            m[2],
+            (HIGH_MEMORY_START, (256 << 20) - HIGH_MEMORY_START, E820_RAM)
+        );
         let m = memory_map(8 << 30);
         let ram: u64 = m.iter().filter(|e| e.2 == E820_RAM).map(|e| e.1).sum();
         assert_eq!(ram, (8 << 30) - (HIGH_MEMORY_START - EBDA_START));
-        assert!(m.iter().all(|e| e.0 + e.1 <= MMIO_GAP_START || e.0 >= MMIO_GAP_END));
+        assert!(m
+            .iter()
+            .all(|e| e.0 + e.1 <= MMIO_GAP_START || e.0 >= MMIO_GAP_END));
     }
 }

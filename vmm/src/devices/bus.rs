@@ -62,7 +62,9 @@ impl Bus {
     pub fn read(&self, addr: u64, data: &mut [u8]) -> bool {
         match self.find(addr) {
             Some((off, dev)) => {
-                dev.lock().expect("bus device lock poisoned").read(off, data);
+                dev.lock()
+                    .expect("bus device lock poisoned")
+                    .read(off, data);
                 true
             }
             None => {
@@ -75,7 +77,9 @@ impl Bus {
     pub fn write(&self, addr: u64, data: &[u8]) -> bool {
         match self.find(addr) {
             Some((off, dev)) => {
-                dev.lock().expect("bus device lock poisoned").write(off, data);
+                dev.lock()
+                    .expect("bus device lock poisoned")
+                    .write(off, data);
                 true
             }
             None => false,
@@ -100,11 +104,15 @@ mod tests {
     #[test]
     fn dispatches_by_range_and_rejects_overlap() {
         let mut bus = Bus::new();
-        bus.insert(Arc::new(Mutex::new(Echo(10))), 0x100, 0x10).unwrap();
+        bus.insert(Arc::new(Mutex::new(Echo(10))), 0x100, 0x10)
+            .unwrap();
         assert!(bus.insert(Arc::new(Mutex::new(Echo(0))), 0x10f, 2).is_err());
-        assert!(bus.insert(Arc::new(Mutex::new(Echo(0))), 0xf0, 0x11).is_err());
+        assert!(bus
+            .insert(Arc::new(Mutex::new(Echo(0))), 0xf0, 0x11)
+            .is_err());
         assert!(bus.insert(Arc::new(Mutex::new(Echo(0))), 0x0, 0).is_err());
-        bus.insert(Arc::new(Mutex::new(Echo(50))), 0x110, 0x10).unwrap();
+        bus.insert(Arc::new(Mutex::new(Echo(50))), 0x110, 0x10)
+            .unwrap();
         let mut b = [0u8; 1];
         assert!(bus.read(0x102, &mut b));
         assert_eq!(b[0], 12);

@@ -80,8 +80,18 @@ pub struct ExitCounters {
 }
 
 const EXIT_KINDS: [&str; 12] = [
-    "io_in", "io_out", "mmio_read", "mmio_write", "hlt", "shutdown", "system_event",
-    "internal_error", "debug", "intr", "eagain", "other",
+    "io_in",
+    "io_out",
+    "mmio_read",
+    "mmio_write",
+    "hlt",
+    "shutdown",
+    "system_event",
+    "internal_error",
+    "debug",
+    "intr",
+    "eagain",
+    "other",
 ];
 
 impl ExitCounters {
@@ -98,8 +108,14 @@ impl ExitCounters {
             .map(|(k, c)| (k.to_string(), c.load(Ordering::Relaxed)))
             .filter(|(_, v)| *v > 0)
             .chain([
-                ("time_in_kvm_run_ms".to_string(), self.in_kvm_run_ns.load(Ordering::Relaxed) / 1_000_000),
-                ("time_in_monitor_ms".to_string(), self.in_monitor_ns.load(Ordering::Relaxed) / 1_000_000),
+                (
+                    "time_in_kvm_run_ms".to_string(),
+                    self.in_kvm_run_ns.load(Ordering::Relaxed) / 1_000_000,
+                ),
+                (
+                    "time_in_monitor_ms".to_string(),
+                    self.in_monitor_ns.load(Ordering::Relaxed) / 1_000_000,
+                ),
             ])
             .collect()
     }
@@ -242,7 +258,9 @@ fn vcpu_loop(mut vcpu: VcpuFd, mut ctx: VcpuContext) {
         let entered = Instant::now();
         let next = run_once(&mut vcpu, &ctx);
         let exited = Instant::now();
-        ctx.counters.in_kvm_run_ns.fetch_add((exited - entered).as_nanos() as u64, Ordering::Relaxed);
+        ctx.counters
+            .in_kvm_run_ns
+            .fetch_add((exited - entered).as_nanos() as u64, Ordering::Relaxed);
         let handled = match (next, ctx.pvm.as_mut()) {
             (Next::Continue, _) => Ok(()),
             (Next::End(ev), _) => break Some(ev),
@@ -252,7 +270,12 @@ fn vcpu_loop(mut vcpu: VcpuFd, mut ctx: VcpuContext) {
                 let run = vcpu.get_kvm_run();
                 // SAFETY: KVM filled the `internal` member of the exit union for
                 // KVM_EXIT_INTERNAL_ERROR, which is the exit we are handling.
-                let (sub, n) = unsafe { (run.__bindgen_anon_1.internal.suberror, run.__bindgen_anon_1.internal.ndata) };
+                let (sub, n) = unsafe {
+                    (
+                        run.__bindgen_anon_1.internal.suberror,
+                        run.__bindgen_anon_1.internal.ndata,
+                    )
+                };
                 break Some(PowerEvent::Crash(format!(
                     "vCPU {}: KVM internal error, suberror {sub}, {n} data words",
                     ctx.index
@@ -268,7 +291,9 @@ fn vcpu_loop(mut vcpu: VcpuFd, mut ctx: VcpuContext) {
         if let Err(e) = handled {
             break Some(PowerEvent::Crash(format!("vCPU {}: {e}", ctx.index)));
         }
-        ctx.counters.in_monitor_ns.fetch_add(exited.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        ctx.counters
+            .in_monitor_ns
+            .fetch_add(exited.elapsed().as_nanos() as u64, Ordering::Relaxed);
     };
     KVM_RUN.with(|c| c.set(std::ptr::null_mut()));
     if let Some(ev) = end {
@@ -309,7 +334,9 @@ impl VcpuControl {
     pub fn pause(&self, vcpus: &[VcpuHandle]) {
         self.set(RunState::Pause, vcpus);
         let mut st = self.state.lock().expect("vcpu control lock poisoned");
-        while st.0 == RunState::Pause && st.1 < vcpus.iter().filter(|v| !v.thread.is_finished()).count() {
+        while st.0 == RunState::Pause
+            && st.1 < vcpus.iter().filter(|v| !v.thread.is_finished()).count()
+        {
             let (g, _) = self
                 .cv
                 .wait_timeout(st, std::time::Duration::from_millis(50))

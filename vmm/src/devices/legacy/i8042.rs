@@ -95,7 +95,9 @@ impl I8042 {
             &[0x1d, 0x38, 0xe0, 0x53, 0xe0, 0xd3, 0xb8, 0x9d]
         } else {
             // Set 2.
-            &[0x14, 0x11, 0xe0, 0x71, 0xe0, 0xf0, 0x71, 0xf0, 0x11, 0xf0, 0x14]
+            &[
+                0x14, 0x11, 0xe0, 0x71, 0xe0, 0xf0, 0x71, 0xf0, 0x11, 0xf0, 0x14,
+            ]
         };
         for &c in codes {
             if self.outbuf.len() < OUTBUF_MAX {
@@ -218,7 +220,10 @@ mod tests {
         d.write(COMMAND, &[CMD_READ_CB]);
         assert_eq!(read(&mut d, DATA), 0x45);
         d.write(DATA, &[KBD_RESET]);
-        assert_eq!((read(&mut d, DATA), read(&mut d, DATA)), (KBD_ACK, KBD_SELF_TEST_OK));
+        assert_eq!(
+            (read(&mut d, DATA), read(&mut d, DATA)),
+            (KBD_ACK, KBD_SELF_TEST_OK)
+        );
         d.write(DATA, &[0xed]);
         d.write(DATA, &[0x07]);
         assert_eq!((read(&mut d, DATA), read(&mut d, DATA)), (KBD_ACK, KBD_ACK));

@@ -50,7 +50,10 @@ impl PowerSignal {
     }
 
     pub fn get(&self) -> Option<PowerEvent> {
-        self.event.lock().expect("power signal lock poisoned").clone()
+        self.event
+            .lock()
+            .expect("power signal lock poisoned")
+            .clone()
     }
 
     /// Blocks until the guest asks for an end.

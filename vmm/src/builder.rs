@@ -6,7 +6,7 @@ use std::fs::OpenOptions;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use event_manager::{EventManager, MutEventSubscriber};
+use event_manager::{EventManager, MutEventSubscriber, SubscriberOps};
 use linux_loader::loader::{load_cmdline, Cmdline};
 use serde::Serialize;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
@@ -20,7 +20,7 @@ use crate::config::VmConfig;
 use crate::devices::bus::{Bus, BusDevice};
 use crate::devices::legacy::acpi_pm::AcpiPm;
 use crate::devices::legacy::i8042::I8042;
-use crate::devices::legacy::serial::{ConsoleOut, SerialConsole};
+use crate::devices::legacy::serial::{ConsoleInput, ConsoleOut, SerialConsole};
 use crate::devices::legacy::{IrqLine, PowerEvent, PowerSignal};
 use crate::pvm;
 use crate::vstate::memory::create_guest_memory;
@@ -372,6 +372,7 @@ pub fn start(config: &VmConfig) -> Result<RunningVm, StartError> {
 
     let mut event_manager: EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>> =
         EventManager::new().map_err(|e| StartError::Device(format!("event manager: {e}")))?;
+    event_manager.add_subscriber(Arc::new(Mutex::new(ConsoleInput::new(serial.clone()))));
     let mmio_devices: Vec<MmioDeviceInfo> = Vec::new();
 
     let cmdline = build_cmdline(config, on_pvm, &mmio_devices)?;

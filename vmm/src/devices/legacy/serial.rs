@@ -51,3 +51,40 @@ impl BusDevice for SerialConsole {
         let _ = self.uart.write(off, v);
     }
 }
+
+/// Host input for the console: stdin, read on the device event loop whenever it is readable
+/// and fed to the UART's receive FIFO (bounded by the FIFO; excess waits in the pipe).
+pub struct ConsoleInput {
+    console: std::sync::Arc<std::sync::Mutex<SerialConsole>>,
+}
+
+impl ConsoleInput {
+    pub fn new(console: std::sync::Arc<std::sync::Mutex<SerialConsole>>) -> Self {
+        ConsoleInput { console }
+    }
+}
+
+impl event_manager::MutEventSubscriber for ConsoleInput {
+    fn process(&mut self, events: event_manager::Events, ops: &mut event_manager::EventOps) {
+        use std::io::Read;
+        let mut buf = [0u8; 64];
+        let n = match std::io::stdin().lock().read(&mut buf) {
+            Ok(0) | Err(_) => {
+                // EOF or a broken stdin: stop watching it.
+                let _ = ops.remove(events);
+                return;
+            }
+            Ok(n) => n,
+        };
+        let mut c = self.console.lock().expect("serial lock poisoned");
+        c.enqueue_input(&buf[..n]);
+    }
+
+    fn init(&mut self, ops: &mut event_manager::EventOps) {
+        let stdin = std::io::stdin();
+        // epoll refuses regular files and /dev/null: then there is simply no console input.
+        if let Err(e) = ops.add(event_manager::Events::new(&stdin, event_manager::EventSet::IN)) {
+            tracing::debug!("no console input from stdin: {e}");
+        }
+    }
+}

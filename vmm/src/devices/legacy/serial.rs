@@ -53,7 +53,7 @@ impl BusDevice for SerialConsole {
 }
 
 /// Host input for the console: stdin, read on the device event loop whenever it is readable
-/// and fed to the UART's receive FIFO (bounded by the FIFO; excess waits in the pipe).
+/// and fed to the UART's receive FIFO; what does not fit is dropped, as a real UART overruns.
 pub struct ConsoleInput {
     console: std::sync::Arc<std::sync::Mutex<SerialConsole>>,
 }

@@ -1,0 +1,21 @@
+//! `outpost-image-store`: the bytes on disk behind Outpost's Glance images and Cinder volumes.
+//!
+//! [`ImageStore`] receives image uploads (checksummed, format-checked, qcow2 converted to raw)
+//! and [`VolumeStore`] makes raw disk files from them: blank, cloned from an image or a
+//! snapshot, thin or thick. Every file appears under its final name only when complete (temp
+//! name, fsync, rename); leftovers of a crash are removed when a store is opened. Metadata
+//! lives in the control service's database, not here.
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+pub mod digest;
+pub mod format;
+pub mod id;
+pub mod image;
+pub mod partial;
+pub mod qemu_img;
+pub mod size;
+pub mod sparse;
+
+pub use digest::{Digests, OS_HASH_ALGO};
+pub use format::{ContentFormat, DiskFormat};
+pub use image::{ExpectedFormat, ImageError, ImageStore, ImageStoreConfig, StoredImage, Upload};

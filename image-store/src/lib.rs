@@ -15,7 +15,11 @@ pub mod partial;
 pub mod qemu_img;
 pub mod size;
 pub mod sparse;
+pub mod volume;
 
 pub use digest::{Digests, OS_HASH_ALGO};
 pub use format::{ContentFormat, DiskFormat};
 pub use image::{ExpectedFormat, ImageError, ImageStore, ImageStoreConfig, StoredImage, Upload};
+pub use volume::{
+    CloneMethod, DiskKind, Provisioning, Volume, VolumeError, VolumeStore, VolumeStoreConfig,
+};

@@ -273,7 +273,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = {
             let p = PartialFile::create(dir.path(), "x").unwrap();
-            (&*p.file()).write_all(b"half").unwrap();
+            p.file().write_all(b"half").unwrap();
             p.path().to_owned()
         };
         assert!(!path.exists());
@@ -292,7 +292,7 @@ mod tests {
         let target = dir.path().join("img");
 
         let first = PartialFile::create(&partial, "img").unwrap();
-        (&*first.file()).write_all(b"first").unwrap();
+        first.file().write_all(b"first").unwrap();
         first.commit(&target).unwrap();
         assert_eq!(fs::read(&target).unwrap(), b"first");
         assert_eq!(
@@ -301,7 +301,7 @@ mod tests {
         );
 
         let second = PartialFile::create(&partial, "img").unwrap();
-        (&*second.file()).write_all(b"second").unwrap();
+        second.file().write_all(b"second").unwrap();
         let err = second.commit(&target).unwrap_err();
         assert!(matches!(err, PartialError::AlreadyExists { .. }), "{err}");
         assert_eq!(fs::read(&target).unwrap(), b"first");

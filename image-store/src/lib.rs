@@ -23,3 +23,19 @@ pub use image::{ExpectedFormat, ImageError, ImageStore, ImageStoreConfig, Stored
 pub use volume::{
     CloneMethod, DiskKind, Provisioning, Volume, VolumeError, VolumeStore, VolumeStoreConfig,
 };
+
+#[cfg(test)]
+mod tests {
+    /// The control service shares the stores between request tasks and moves uploads into
+    /// blocking tasks; this fails to compile if that stops being possible.
+    #[test]
+    fn stores_are_shareable_and_uploads_movable() {
+        fn shared<T: Send + Sync>() {}
+        fn movable<T: Send + 'static>() {}
+        shared::<super::ImageStore>();
+        shared::<super::VolumeStore>();
+        movable::<super::Upload>();
+        movable::<super::ImageError>();
+        movable::<super::VolumeError>();
+    }
+}

@@ -174,6 +174,9 @@ fn qcow2_upload_is_stored_as_raw_with_the_same_content() {
         &["info", "--output=json", img.path.to_str().unwrap()],
     );
     assert!(info.contains("\"format\": \"raw\""), "{info}");
+    // qemu-img rewrote our 0600 partial file in place; the mode must survive.
+    let mode = fs::metadata(&img.path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
 }
 
 #[test]

@@ -15,7 +15,7 @@ pub enum ImageError {
     Id(#[from] IdError),
     #[error(transparent)]
     File(PartialError),
-    #[error("cannot read {path}: {source}")]
+    #[error("I/O error on {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error("image {id} already exists; delete it before uploading its data again")]
     AlreadyExists { id: String },

@@ -7,7 +7,10 @@
 //! DRIVER_OK. Queue kicks arrive on per-queue `EventFd`s (a KVM ioeventfd, or written by the
 //! transport itself); the device signals the guest through an [`IrqTrigger`].
 
+pub mod activation;
 pub mod block;
+pub mod descriptor;
+mod guest_fault;
 pub mod mmio;
 pub mod net;
 pub mod rng;
@@ -32,6 +35,9 @@ pub const TYPE_RNG: u32 = 4;
 pub const VIRTIO_F_VERSION_1: u32 = 32;
 /// virtio 1.2 §6: VIRTIO_F_RING_EVENT_IDX.
 pub const VIRTIO_F_RING_EVENT_IDX: u32 = 29;
+
+/// virtio 1.2 §6: VIRTIO_F_INDIRECT_DESC.
+pub const VIRTIO_F_INDIRECT_DESC: u32 = 28;
 
 /// virtio 1.2 §4.2.2: InterruptStatus bits.
 pub const VIRTIO_MMIO_INT_VRING: u32 = 0x01;

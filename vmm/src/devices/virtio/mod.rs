@@ -123,3 +123,34 @@ pub trait VirtioDevice: Send {
     /// Whether the device is activated.
     fn is_activated(&self) -> bool;
 }
+
+/// Copies the part of a device's config space at `offset` into `data`; bytes beyond the
+/// config space read as zero (virtio 1.2 §4.2.2: the driver may read any width).
+pub fn read_config_bytes(config: &[u8], offset: u64, data: &mut [u8]) {
+    data.fill(0);
+    let Ok(start) = usize::try_from(offset) else {
+        return;
+    };
+    if let Some(avail) = config.get(start..) {
+        let n = avail.len().min(data.len());
+        data[..n].copy_from_slice(&avail[..n]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_reads_are_clipped_and_zero_filled() {
+        let cfg = [1u8, 2, 3, 4];
+        let mut b = [0xffu8; 4];
+        read_config_bytes(&cfg, 2, &mut b);
+        assert_eq!(b, [3, 4, 0, 0]);
+        read_config_bytes(&cfg, 4, &mut b);
+        assert_eq!(b, [0; 4]);
+        b = [0xff; 4];
+        read_config_bytes(&cfg, u64::MAX, &mut b);
+        assert_eq!(b, [0; 4]);
+    }
+}

@@ -522,11 +522,14 @@ mod tests {
     use super::*;
     use crate::devices::virtio::{ActivateError, VIRTIO_MMIO_INT_VRING};
 
+    /// Size, desc, driver and device area addresses, ready, event_idx of a handed-over queue.
+    type QueueSummary = (u16, u64, u64, u64, bool, bool);
+
     /// A device that records what the transport does to it.
     #[derive(Default)]
     struct Recorder {
         acked: u64,
-        activated: Option<Vec<(u16, u64, u64, u64, bool, bool)>>,
+        activated: Option<Vec<QueueSummary>>,
         resets: usize,
         fail_activation: bool,
         config: [u8; 8],

@@ -773,7 +773,7 @@ pub(crate) mod tests {
 
         // An indirect entry pointing to another indirect table ends the chain (virtio 1.2
         // §2.7.5.3.1 forbids nesting); the rest is too short to be a request.
-        mem.write_obj(RawDescriptor::from(head), GuestAddress(table + 16))
+        mem.write_obj(head, GuestAddress(table + 16))
             .unwrap();
         let head = RawDescriptor::from(SplitDescriptor::new(
             table,

@@ -229,7 +229,13 @@ impl Net {
                 // virtio 1.2 §2.7.10: ask for a kick, then look again in case the driver
                 // added buffers before it could see the request.
                 match queue.enable_notification(mem) {
-                    Ok(true) => continue,
+                    Ok(true) => {
+                        // Buffers arrived after all: back to ignoring receive kicks.
+                        if let Err(e) = queue.disable_notification(mem) {
+                            note(&mut metrics.queue_errors, DEVICE, &e);
+                        }
+                        continue;
+                    }
                     Ok(false) => return (added, RxStop::NoBuffers),
                     Err(e) => {
                         note(&mut metrics.queue_errors, DEVICE, &e);

@@ -6,6 +6,19 @@
 //! The transport in `mmio.rs` owns the register file and hands queues to a device on
 //! DRIVER_OK. Queue kicks arrive on per-queue `EventFd`s (a KVM ioeventfd, or written by the
 //! transport itself); the device signals the guest through an [`IrqTrigger`].
+//!
+//! Wiring one device (the builder's side):
+//! ```text
+//! let dev = Arc::new(Mutex::new(Block::new(cfg)?));          // or Net::new, Rng::new
+//! event_manager.add_subscriber(dev.clone());                   // device event loop
+//! let irq = Arc::new(IrqTrigger::new()?);                      // irq.irq_evt() -> KVM irqfd
+//! let transport = MmioTransport::new(mem.clone(), dev.clone(), irq)?;
+//! for (i, evt) in transport.queue_evts().iter().enumerate() {  // KVM ioeventfd, datamatch i
+//!     vm.register_ioevent(evt, base + MMIO_QUEUE_NOTIFY_OFFSET, i as u32)?;
+//! }
+//! mmio_bus.insert(Arc::new(Mutex::new(transport)), base, MMIO_WINDOW_SIZE)?;
+//! ```
+//! Threading is described in [`activation`].
 
 pub mod activation;
 pub mod block;

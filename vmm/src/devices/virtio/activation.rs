@@ -32,7 +32,9 @@ pub const fn queue_event(index: usize) -> u32 {
 
 /// The queue index an event-loop data value stands for, if it is a queue kick.
 pub fn queue_of_event(data: u32) -> Option<usize> {
-    (1..EVENT_BACKEND).contains(&data).then(|| (data - 1) as usize)
+    (1..EVENT_BACKEND)
+        .contains(&data)
+        .then(|| (data - 1) as usize)
 }
 
 #[derive(Debug, thiserror::Error)]

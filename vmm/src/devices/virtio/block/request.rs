@@ -646,16 +646,31 @@ pub(crate) mod tests {
         assert_eq!(
             rejected(
                 &mem,
-                &[desc(HDR, 16, false), desc(DATA, huge, true), desc(STATUS, 1, true)],
+                &[
+                    desc(HDR, 16, false),
+                    desc(DATA, huge, true),
+                    desc(STATUS, 1, true)
+                ],
                 u64::MAX
             ),
-            (RequestError::DataOutsideMemory { index: 0, addr: DATA, len: huge }, ST)
+            (
+                RequestError::DataOutsideMemory {
+                    index: 0,
+                    addr: DATA,
+                    len: huge
+                },
+                ST
+            )
         );
         // A chain over 4 GiB in total ends where it overflows (virtio-queue's guard).
         assert_eq!(
             rejected(
                 &mem,
-                &[desc(HDR, 16, false), desc(DATA, u32::MAX, true), desc(STATUS, 1, true)],
+                &[
+                    desc(HDR, 16, false),
+                    desc(DATA, u32::MAX, true),
+                    desc(STATUS, 1, true)
+                ],
                 u64::MAX
             ),
             (RequestError::DescriptorChainTooShort { count: 1 }, None)
@@ -773,8 +788,7 @@ pub(crate) mod tests {
 
         // An indirect entry pointing to another indirect table ends the chain (virtio 1.2
         // §2.7.5.3.1 forbids nesting); the rest is too short to be a request.
-        mem.write_obj(head, GuestAddress(table + 16))
-            .unwrap();
+        mem.write_obj(head, GuestAddress(table + 16)).unwrap();
         let head = RawDescriptor::from(SplitDescriptor::new(
             table,
             48,

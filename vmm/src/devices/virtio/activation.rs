@@ -68,6 +68,9 @@ pub struct QueueRun {
     /// The budget ran out with chains still available; the queue's eventfd was written so
     /// the event loop comes back after serving the other devices.
     pub more: bool,
+    /// Available-ring entries naming a descriptor beyond the queue size: skipped, since
+    /// they can neither be parsed nor returned (virtio 1.2 §2.7.6).
+    pub bad_heads: usize,
 }
 
 impl ActiveQueues {
@@ -122,17 +125,23 @@ impl ActiveQueues {
             .get_mut(index)
             .ok_or(QueueError::NoSuchQueue { index })?;
         let mut chains = 0;
+        let mut bad_heads = 0;
         let drained = (|| -> Result<bool, virtio_queue::Error> {
             loop {
                 queue.disable_notification(mem)?;
                 loop {
-                    if chains == budget {
+                    if chains + bad_heads == budget {
                         return Ok(true);
                     }
                     let Some(chain) = queue.iter(mem)?.next() else {
                         break;
                     };
                     let head = chain.head_index();
+                    // Checked here: virtio-queue would log every such add_used.
+                    if head >= queue.size() {
+                        bad_heads += 1;
+                        continue;
+                    }
                     let used = handle(mem, chain);
                     queue.add_used(mem, head, used)?;
                     chains += 1;
@@ -152,7 +161,11 @@ impl ActiveQueues {
                 .write(1)
                 .map_err(|source| QueueError::Rekick { index, source })?;
         }
-        Ok(QueueRun { chains, more })
+        Ok(QueueRun {
+            chains,
+            more,
+            bad_heads,
+        })
     }
 
     /// Interrupts the guest for `added` new used entries on queue `index` if it wants one.
@@ -290,7 +303,8 @@ mod tests {
             run,
             QueueRun {
                 chains: 2,
-                more: true
+                more: true,
+                bad_heads: 0
             }
         );
         assert_eq!(aq.queue_evts[0].read().unwrap(), 1);
@@ -301,7 +315,8 @@ mod tests {
             run,
             QueueRun {
                 chains: 1,
-                more: false
+                more: false,
+                bad_heads: 0
             }
         );
         assert_eq!(mq.used().idx().load(), 3);

@@ -12,6 +12,15 @@ pub(crate) fn note(counter: &mut u64, device: &str, what: &dyn Display) {
     *counter = counter.saturating_add(1);
 }
 
+/// Counts `n` occurrences at once; logs if they are the first.
+pub(crate) fn note_many(counter: &mut u64, n: u64, device: &str, what: &dyn Display) {
+    if n == 0 {
+        return;
+    }
+    note(counter, device, what);
+    *counter = counter.saturating_add(n - 1);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -25,5 +34,8 @@ mod tests {
         let mut full = u64::MAX;
         note(&mut full, "test", &"again");
         assert_eq!(full, u64::MAX);
+        note_many(&mut c, 0, "test", &"none");
+        note_many(&mut c, 3, "test", &"three");
+        assert_eq!(c, 5);
     }
 }

@@ -15,7 +15,7 @@ use super::QUEUE_SIZE;
 use crate::devices::virtio::activation::{
     drain_eventfd, queue_of_event, LoopRegistrations, EVENT_ACTIVATE,
 };
-use crate::devices::virtio::guest_fault::note;
+use crate::devices::virtio::guest_fault::{note, note_many};
 use crate::devices::virtio::GuestMemory;
 
 const DEVICE: &str = "virtio-blk";
@@ -79,8 +79,14 @@ impl Block {
         let result = active.process(index, usize::from(QUEUE_SIZE), |mem, chain| {
             handle_chain(mem, chain, &mut ctx, metrics)
         });
-        if let Err(e) = result {
-            note(&mut self.metrics.queue_errors, DEVICE, &e);
+        match result {
+            Ok(run) => note_many(
+                &mut self.metrics.queue_errors,
+                run.bad_heads as u64,
+                DEVICE,
+                &"available ring names a descriptor beyond the queue size",
+            ),
+            Err(e) => note(&mut self.metrics.queue_errors, DEVICE, &e),
         }
     }
 }
@@ -457,9 +463,8 @@ mod tests {
         assert_eq!(used(&mq, 1), (3, 1));
         assert_eq!(status(&mem), VIRTIO_BLK_S_IOERR);
         let m = b.metrics();
-        // The bad head index yields an empty chain (malformed, no status) that cannot go in
-        // the used ring either: a queue error, not a panic.
-        assert_eq!((m.malformed_without_status, m.malformed_requests), (2, 1));
+        assert_eq!((m.malformed_without_status, m.malformed_requests), (1, 1));
+        // The bad head index can go nowhere: skipped and counted, not a panic.
         assert_eq!(m.queue_errors, 1);
     }
 

@@ -16,7 +16,7 @@ use super::{QUEUE_SIZE, RX_QUEUE, TX_QUEUE, VNET_HDR_LEN};
 use crate::devices::virtio::activation::{
     drain_eventfd, queue_of_event, LoopRegistrations, EVENT_ACTIVATE, EVENT_BACKEND,
 };
-use crate::devices::virtio::guest_fault::note;
+use crate::devices::virtio::guest_fault::{note, note_many};
 
 const DEVICE: &str = "virtio-net";
 /// Tap reads (or receive chains consumed) per wake-up.
@@ -244,6 +244,16 @@ impl Net {
                 }
             };
             let head = chain.head_index();
+            if head >= queue.size() {
+                // Can be neither used nor returned; checked here because virtio-queue
+                // would log every such add_used.
+                note(
+                    &mut metrics.queue_errors,
+                    DEVICE,
+                    &"available ring names a descriptor beyond the queue size",
+                );
+                continue;
+            }
             let used = match parse_rx(mem, chain) {
                 Ok(buffer) => match buffer.write_frame(mem, &mut self.rx_frame[..len]) {
                     Ok(Some(n)) => {
@@ -329,8 +339,14 @@ impl Net {
             // The device writes nothing into a transmit buffer.
             0
         });
-        if let Err(e) = result {
-            note(&mut self.metrics.queue_errors, DEVICE, &e);
+        match result {
+            Ok(run) => note_many(
+                &mut self.metrics.queue_errors,
+                run.bad_heads as u64,
+                DEVICE,
+                &"available ring names a descriptor beyond the queue size",
+            ),
+            Err(e) => note(&mut self.metrics.queue_errors, DEVICE, &e),
         }
     }
 }

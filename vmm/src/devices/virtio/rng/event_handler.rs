@@ -8,7 +8,7 @@ use super::QUEUE_SIZE;
 use crate::devices::virtio::activation::{
     drain_eventfd, queue_of_event, LoopRegistrations, EVENT_ACTIVATE,
 };
-use crate::devices::virtio::guest_fault::note;
+use crate::devices::virtio::guest_fault::{note, note_many};
 
 const DEVICE: &str = "virtio-rng";
 
@@ -83,8 +83,14 @@ impl Rng {
                 }
             }
         });
-        if let Err(e) = result {
-            note(&mut self.metrics.queue_errors, DEVICE, &e);
+        match result {
+            Ok(run) => note_many(
+                &mut self.metrics.queue_errors,
+                run.bad_heads as u64,
+                DEVICE,
+                &"available ring names a descriptor beyond the queue size",
+            ),
+            Err(e) => note(&mut self.metrics.queue_errors, DEVICE, &e),
         }
     }
 }

@@ -6,8 +6,24 @@
 //! The transport in `mmio.rs` owns the register file and hands queues to a device on
 //! DRIVER_OK. Queue kicks arrive on per-queue `EventFd`s (a KVM ioeventfd, or written by the
 //! transport itself); the device signals the guest through an [`IrqTrigger`].
+//!
+//! Wiring one device (the builder's side):
+//! ```text
+//! let dev = Arc::new(Mutex::new(Block::new(cfg)?));          // or Net::new, Rng::new
+//! event_manager.add_subscriber(dev.clone());                   // device event loop
+//! let irq = Arc::new(IrqTrigger::new()?);                      // irq.irq_evt() -> KVM irqfd
+//! let transport = MmioTransport::new(mem.clone(), dev.clone(), irq)?;
+//! for (i, evt) in transport.queue_evts().iter().enumerate() {  // KVM ioeventfd, datamatch i
+//!     vm.register_ioevent(evt, base + MMIO_QUEUE_NOTIFY_OFFSET, i as u32)?;
+//! }
+//! mmio_bus.insert(Arc::new(Mutex::new(transport)), base, MMIO_WINDOW_SIZE)?;
+//! ```
+//! Threading is described in [`activation`].
 
+pub mod activation;
 pub mod block;
+pub mod descriptor;
+mod guest_fault;
 pub mod mmio;
 pub mod net;
 pub mod rng;
@@ -32,6 +48,9 @@ pub const TYPE_RNG: u32 = 4;
 pub const VIRTIO_F_VERSION_1: u32 = 32;
 /// virtio 1.2 §6: VIRTIO_F_RING_EVENT_IDX.
 pub const VIRTIO_F_RING_EVENT_IDX: u32 = 29;
+
+/// virtio 1.2 §6: VIRTIO_F_INDIRECT_DESC.
+pub const VIRTIO_F_INDIRECT_DESC: u32 = 28;
 
 /// virtio 1.2 §4.2.2: InterruptStatus bits.
 pub const VIRTIO_MMIO_INT_VRING: u32 = 0x01;
@@ -116,4 +135,35 @@ pub trait VirtioDevice: Send {
     fn reset(&mut self) -> bool;
     /// Whether the device is activated.
     fn is_activated(&self) -> bool;
+}
+
+/// Copies the part of a device's config space at `offset` into `data`; bytes beyond the
+/// config space read as zero (virtio 1.2 §4.2.2: the driver may read any width).
+pub fn read_config_bytes(config: &[u8], offset: u64, data: &mut [u8]) {
+    data.fill(0);
+    let Ok(start) = usize::try_from(offset) else {
+        return;
+    };
+    if let Some(avail) = config.get(start..) {
+        let n = avail.len().min(data.len());
+        data[..n].copy_from_slice(&avail[..n]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_reads_are_clipped_and_zero_filled() {
+        let cfg = [1u8, 2, 3, 4];
+        let mut b = [0xffu8; 4];
+        read_config_bytes(&cfg, 2, &mut b);
+        assert_eq!(b, [3, 4, 0, 0]);
+        read_config_bytes(&cfg, 4, &mut b);
+        assert_eq!(b, [0; 4]);
+        b = [0xff; 4];
+        read_config_bytes(&cfg, u64::MAX, &mut b);
+        assert_eq!(b, [0; 4]);
+    }
 }

@@ -1,0 +1,217 @@
+//! The virtio-blk device: configuration, offered features, config space (virtio 1.2 §5.2.3,
+//! §5.2.4) and activation.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Serialize;
+use virtio_bindings::virtio_blk::{
+    VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_F_SEG_MAX,
+    VIRTIO_BLK_F_SIZE_MAX,
+};
+use vmm_sys_util::eventfd::EventFd;
+
+use super::disk::DiskImage;
+use super::{ID_BYTES, QUEUE_SIZE, SECTOR_SIZE, SEG_MAX, SIZE_MAX};
+use crate::devices::virtio::activation::{ActiveQueues, LoopRegistrations};
+use crate::devices::virtio::{
+    read_config_bytes, ActivateError, GuestMemory, IrqTrigger, Queue, VirtioDevice, TYPE_BLOCK,
+    VIRTIO_F_INDIRECT_DESC, VIRTIO_F_RING_EVENT_IDX, VIRTIO_F_VERSION_1,
+};
+
+/// Bounce buffer between guest memory and the image file; requests move in chunks of it.
+const SCRATCH_BYTES: usize = 128 << 10;
+/// virtio 1.2 §5.2.4: capacity, size_max, seg_max, geometry, blk_size.
+const CONFIG_LEN: usize = 24;
+
+/// How the builder describes a drive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockConfig {
+    /// Drive id; also the serial number VIRTIO_BLK_T_GET_ID returns (at most 20 bytes).
+    pub id: String,
+    pub path: PathBuf,
+    pub read_only: bool,
+    /// Offer VIRTIO_BLK_F_FLUSH and make FLUSH requests fdatasync the file. Without it
+    /// the guest assumes a write-through disk and writes sit in the host page cache.
+    pub flush: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlockError {
+    #[error("drive id {id:?} is {len} bytes; virtio-blk serials are at most {ID_BYTES}")]
+    IdTooLong { id: String, len: usize },
+    #[error("cannot open disk image {path}: {source}", path = path.display())]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot find the size of disk image {path}: {source}", path = path.display())]
+    Size {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot create the device's activate eventfd: {0}")]
+    EventFd(std::io::Error),
+}
+
+/// Counters of one drive. Errors are counted by kind; each kind is logged once.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct BlockMetrics {
+    pub read_requests: u64,
+    pub write_requests: u64,
+    pub flush_requests: u64,
+    pub get_id_requests: u64,
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+    /// Requests of a type we do not implement (answered VIRTIO_BLK_S_UNSUPP).
+    pub unsupported_requests: u64,
+    /// Malformed chains answered with VIRTIO_BLK_S_IOERR.
+    pub malformed_requests: u64,
+    /// Malformed chains without a usable status byte, returned with nothing written.
+    pub malformed_without_status: u64,
+    /// Sector ranges beyond the disk.
+    pub out_of_range_requests: u64,
+    /// Writes to a read-only drive.
+    pub read_only_writes: u64,
+    /// Host I/O errors (read, write, fdatasync).
+    pub io_errors: u64,
+    /// Guest memory that became unreachable mid-request, unusable rings, failed interrupts.
+    pub queue_errors: u64,
+}
+
+/// A virtio-blk device. Shared between the transport (vCPU threads) and the device event
+/// loop as `Arc<Mutex<Block>>`; see [`crate::devices::virtio::activation`] for who does what.
+pub struct Block {
+    pub(super) id: String,
+    pub(super) serial: [u8; ID_BYTES],
+    pub(super) disk: DiskImage,
+    pub(super) flush: bool,
+    avail_features: u64,
+    acked_features: u64,
+    config: [u8; CONFIG_LEN],
+    pub(super) active: Option<ActiveQueues>,
+    pub(super) activate_evt: EventFd,
+    pub(super) registrations: LoopRegistrations,
+    pub(super) scratch: Vec<u8>,
+    pub(super) metrics: BlockMetrics,
+}
+
+impl Block {
+    pub fn new(cfg: BlockConfig) -> Result<Block, BlockError> {
+        if cfg.id.len() > ID_BYTES {
+            return Err(BlockError::IdTooLong {
+                len: cfg.id.len(),
+                id: cfg.id,
+            });
+        }
+        let mut serial = [0u8; ID_BYTES];
+        serial[..cfg.id.len()].copy_from_slice(cfg.id.as_bytes());
+        let disk = DiskImage::open(&cfg.path, cfg.read_only)?;
+
+        let mut avail_features = 1 << VIRTIO_F_VERSION_1
+            | 1 << VIRTIO_F_RING_EVENT_IDX
+            | 1 << VIRTIO_F_INDIRECT_DESC
+            | 1 << VIRTIO_BLK_F_SEG_MAX
+            | 1 << VIRTIO_BLK_F_SIZE_MAX
+            | 1 << VIRTIO_BLK_F_BLK_SIZE;
+        if cfg.read_only {
+            avail_features |= 1 << VIRTIO_BLK_F_RO;
+        }
+        if cfg.flush {
+            avail_features |= 1 << VIRTIO_BLK_F_FLUSH;
+        }
+
+        let mut config = [0u8; CONFIG_LEN];
+        config[0..8].copy_from_slice(&disk.capacity_sectors().to_le_bytes());
+        config[8..12].copy_from_slice(&SIZE_MAX.to_le_bytes());
+        config[12..16].copy_from_slice(&SEG_MAX.to_le_bytes());
+        // Geometry (16..20) stays zero: not offered.
+        config[20..24].copy_from_slice(&(SECTOR_SIZE as u32).to_le_bytes());
+
+        Ok(Block {
+            id: cfg.id,
+            serial,
+            disk,
+            flush: cfg.flush,
+            avail_features,
+            acked_features: 0,
+            config,
+            active: None,
+            activate_evt: EventFd::new(libc::EFD_NONBLOCK).map_err(BlockError::EventFd)?,
+            registrations: LoopRegistrations::default(),
+            scratch: vec![0; SCRATCH_BYTES],
+            metrics: BlockMetrics::default(),
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn capacity_sectors(&self) -> u64 {
+        self.disk.capacity_sectors()
+    }
+
+    pub fn metrics(&self) -> BlockMetrics {
+        self.metrics.clone()
+    }
+
+    pub fn acked_features(&self) -> u64 {
+        self.acked_features
+    }
+}
+
+impl VirtioDevice for Block {
+    fn device_type(&self) -> u32 {
+        TYPE_BLOCK
+    }
+
+    fn queue_max_sizes(&self) -> &[u16] {
+        &[QUEUE_SIZE]
+    }
+
+    fn avail_features(&self) -> u64 {
+        self.avail_features
+    }
+
+    fn set_acked_features(&mut self, acked: u64) {
+        self.acked_features = acked & self.avail_features;
+    }
+
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        read_config_bytes(&self.config, offset, data);
+    }
+
+    fn write_config(&mut self, _offset: u64, _data: &[u8]) {
+        // Every field we expose is read-only (writeback is only writable with CONFIG_WCE).
+    }
+
+    fn activate(
+        &mut self,
+        mem: GuestMemory,
+        queues: Vec<Queue>,
+        queue_evts: Vec<Arc<EventFd>>,
+        interrupt: Arc<IrqTrigger>,
+    ) -> Result<(), ActivateError> {
+        let active = ActiveQueues::new(mem, queues, queue_evts, interrupt, 1)?;
+        self.activate_evt
+            .write(1)
+            .map_err(ActivateError::EventRegistration)?;
+        self.active = Some(active);
+        Ok(())
+    }
+
+    fn reset(&mut self) -> bool {
+        self.active = None;
+        self.acked_features = 0;
+        // The event loop drops the queue registrations when it sees this.
+        if let Err(e) = self.activate_evt.write(1) {
+            tracing::error!(drive = %self.id, "cannot tell the event loop about a reset: {e}");
+        }
+        true
+    }
+
+    fn is_activated(&self) -> bool {
+        self.active.is_some()
+    }
+}

@@ -373,7 +373,8 @@ pub fn start(config: &VmConfig) -> Result<RunningVm, StartError> {
     let mut event_manager: EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>> =
         EventManager::new().map_err(|e| StartError::Device(format!("event manager: {e}")))?;
     event_manager.add_subscriber(Arc::new(Mutex::new(ConsoleInput::new(serial.clone()))));
-    let mmio_devices: Vec<MmioDeviceInfo> = Vec::new();
+    let mut mmio_bus = mmio_bus;
+    let mmio_devices = attach_virtio_devices(config, &vm, &mem, &mut event_manager, &mut mmio_bus)?;
 
     let cmdline = build_cmdline(config, on_pvm, &mmio_devices)?;
     load_cmdline(&mem, GuestAddress(CMDLINE_START), &cmdline)
@@ -481,6 +482,100 @@ pub fn start(config: &VmConfig) -> Result<RunningVm, StartError> {
         _vm: vm,
         _mem: mem,
     })
+}
+
+/// One virtio device to attach, in the order the guest enumerates them (root drive first,
+/// so it is /dev/vda).
+enum VirtioSpec<'a> {
+    Block(&'a crate::config::DriveConfig),
+    Net(&'a crate::config::NetworkInterfaceConfig),
+    Rng,
+}
+
+/// Creates each virtio device, its mmio transport, irqfd and ioeventfds, and puts it on the
+/// MMIO bus and the device event loop.
+fn attach_virtio_devices(
+    config: &VmConfig,
+    vm: &Vm,
+    mem: &GuestMemoryMmap,
+    em: &mut EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>>,
+    bus: &mut Bus,
+) -> Result<Vec<MmioDeviceInfo>, StartError> {
+    use crate::devices::virtio::{block, mmio, net, rng, IrqTrigger, VirtioDevice};
+    let dev_err = |what: String| StartError::Device(what);
+    let mut specs: Vec<VirtioSpec> = Vec::new();
+    specs.extend(config.drives.iter().filter(|d| d.is_root_device).map(VirtioSpec::Block));
+    specs.extend(config.drives.iter().filter(|d| !d.is_root_device).map(VirtioSpec::Block));
+    specs.extend(config.network_interfaces.iter().map(VirtioSpec::Net));
+    if config.entropy.is_some() {
+        specs.push(VirtioSpec::Rng);
+    }
+    let max = (IOAPIC_PINS - VIRTIO_IRQ_BASE) as usize;
+    if specs.len() > max {
+        return Err(dev_err(format!("{} virtio devices, at most {max} fit", specs.len())));
+    }
+    let mut infos = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let base = VIRTIO_MMIO_START + i as u64 * VIRTIO_MMIO_SIZE;
+        let gsi = VIRTIO_IRQ_BASE + i as u32;
+        let device: Arc<Mutex<dyn VirtioDevice>> = match spec {
+            VirtioSpec::Block(d) => {
+                let dev = block::Block::new(block::BlockConfig {
+                    id: d.drive_id.clone(),
+                    path: d.path_on_host.clone(),
+                    read_only: d.is_read_only,
+                    flush: d.cache_type.as_deref() == Some("Writeback"),
+                })
+                .map_err(|e| dev_err(format!("drive {}: {e}", d.drive_id)))?;
+                let dev = Arc::new(Mutex::new(dev));
+                em.add_subscriber(dev.clone());
+                dev
+            }
+            VirtioSpec::Net(n) => {
+                let mac = match &n.guest_mac {
+                    Some(m) => Some(crate::config::parse_mac(m).ok_or_else(|| {
+                        dev_err(format!("network interface {}: bad guest_mac {m}", n.iface_id))
+                    })?),
+                    None => None,
+                };
+                let dev = net::Net::new(net::NetConfig {
+                    id: n.iface_id.clone(),
+                    tap_name: n.host_dev_name.clone(),
+                    mac,
+                })
+                .map_err(|e| dev_err(format!("network interface {}: {e}", n.iface_id)))?;
+                let dev = Arc::new(Mutex::new(dev));
+                em.add_subscriber(dev.clone());
+                dev
+            }
+            VirtioSpec::Rng => {
+                let dev = rng::Rng::new().map_err(|e| dev_err(format!("entropy: {e}")))?;
+                let dev = Arc::new(Mutex::new(dev));
+                em.add_subscriber(dev.clone());
+                dev
+            }
+        };
+        let irq = Arc::new(IrqTrigger::new().map_err(|e| dev_err(format!("irq eventfd: {e}")))?);
+        vm.fd
+            .register_irqfd(irq.irq_evt(), gsi)
+            .map_err(|e| dev_err(format!("irqfd for GSI {gsi}: {e}")))?;
+        let transport = mmio::MmioTransport::new(mem.clone(), device, irq)
+            .map_err(|e| dev_err(format!("virtio-mmio transport: {e}")))?;
+        for (q, evt) in transport.queue_evts().iter().enumerate() {
+            let addr = kvm_ioctls::IoEventAddress::Mmio(base + mmio::MMIO_QUEUE_NOTIFY_OFFSET);
+            vm.fd
+                .register_ioevent(evt, &addr, q as u32)
+                .map_err(|e| dev_err(format!("ioeventfd for queue {q}: {e}")))?;
+        }
+        bus.insert(Arc::new(Mutex::new(transport)), base, mmio::MMIO_WINDOW_SIZE)
+            .map_err(|e| dev_err(e.to_string()))?;
+        infos.push(MmioDeviceInfo {
+            base,
+            len: VIRTIO_MMIO_SIZE,
+            gsi,
+        });
+    }
+    Ok(infos)
 }
 
 /// The `devices` thread: runs virtio queue and backend events until the process exits.

@@ -4,6 +4,7 @@
 //! Checks that need the host (files, network devices, memory size) look at the real host;
 //! the builder repeats what can change in between (it opens the files at start).
 
+use crate::config::parse_mac;
 use super::VmmActionError;
 use crate::config::{
     BootSourceConfig, DriveConfig, MachineConfig, NetworkInterfaceConfig, SerialConfig, VmConfig,
@@ -159,24 +160,6 @@ pub fn validate_drive(drive: &DriveConfig) -> Result<(), VmmActionError> {
         ));
     }
     Ok(())
-}
-
-/// `aa:bb:cc:dd:ee:ff`, unicast (bit 0 of the first octet clear), not all zero.
-fn parse_mac(text: &str) -> Option<[u8; 6]> {
-    let mut mac = [0u8; 6];
-    let mut parts = text.split(':');
-    for byte in mac.iter_mut() {
-        let part = parts.next()?;
-        // from_str_radix alone would also take "+f".
-        if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        *byte = u8::from_str_radix(part, 16).ok()?;
-    }
-    if parts.next().is_some() || mac[0] & 1 != 0 || mac == [0; 6] {
-        return None;
-    }
-    Some(mac)
 }
 
 /// One interface on its own: id, MAC, and a host network device that exists.

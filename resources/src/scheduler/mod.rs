@@ -6,6 +6,8 @@
 //! request that finds no host gets a [`NoValidHost`] with every host's reason.
 
 mod config;
+#[cfg(test)]
+mod group_tests;
 mod no_valid_host;
 #[cfg(test)]
 mod tests;

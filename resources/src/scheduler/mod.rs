@@ -56,6 +56,16 @@ pub struct Scheduler {
     allow_resize_to_same_host: bool,
 }
 
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler")
+            .field("filters", &self.filter_names())
+            .field("weighers", &self.weigher_names())
+            .field("allow_resize_to_same_host", &self.allow_resize_to_same_host)
+            .finish()
+    }
+}
+
 impl Scheduler {
     /// Exactly these filters and weighers, in this order (resize to the same host allowed).
     pub fn new(filters: Vec<Box<dyn HostFilter>>, weighers: Vec<Box<dyn HostWeigher>>) -> Self {

@@ -59,7 +59,10 @@ fn param_key(param: &str) -> String {
 /// after a `--` (arguments for init) stays last.
 pub fn merge_boot_args(user: &str, additions: &[&str]) -> String {
     let params = split_params(user);
-    let split = params.iter().position(|p| *p == "--").unwrap_or(params.len());
+    let split = params
+        .iter()
+        .position(|p| *p == "--")
+        .unwrap_or(params.len());
     let (kernel, init) = params.split_at(split);
     let present: Vec<String> = kernel.iter().map(|p| param_key(p)).collect();
     let mut out: Vec<&str> = kernel.to_vec();

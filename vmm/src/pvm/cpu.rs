@@ -29,12 +29,20 @@ impl Exception {
 
     /// An exception without error code (#UD, #NM, #BP, #MF, #DB).
     pub const fn new(vector: u8) -> Self {
-        Self { vector, error_code: None, cr2: None }
+        Self {
+            vector,
+            error_code: None,
+            cr2: None,
+        }
     }
 
     /// An exception that pushes an error code (#GP, #SS).
     pub const fn with_code(vector: u8, code: u32) -> Self {
-        Self { vector, error_code: Some(code), cr2: None }
+        Self {
+            vector,
+            error_code: Some(code),
+            cr2: None,
+        }
     }
 
     /// #GP(0).
@@ -44,7 +52,11 @@ impl Exception {
 
     /// #PF with CR2 = `addr` (SDM Vol. 3A §4.7 for the error code).
     pub const fn page_fault(addr: u64, code: u32) -> Self {
-        Self { vector: Self::PF, error_code: Some(code), cr2: Some(addr) }
+        Self {
+            vector: Self::PF,
+            error_code: Some(code),
+            cr2: Some(addr),
+        }
     }
 
     /// Mnemonic of the vector, for counters and messages.
@@ -80,7 +92,10 @@ impl CpuError {
 
     /// An error for a call that needs no ioctl error number (used by the test doubles).
     pub fn invalid(op: &'static str) -> Self {
-        Self { op, source: kvm_ioctls::Error::new(libc::EINVAL) }
+        Self {
+            op,
+            source: kvm_ioctls::Error::new(libc::EINVAL),
+        }
     }
 
     /// True when KVM refused the value (EINVAL), which for XSETBV means #GP.
@@ -110,7 +125,10 @@ pub trait CpuState {
 
     fn msr(&mut self, index: u32) -> Result<u64, CpuError> {
         let values = self.read_msrs(&[index])?;
-        values.first().copied().ok_or_else(|| CpuError::invalid("KVM_GET_MSRS"))
+        values
+            .first()
+            .copied()
+            .ok_or_else(|| CpuError::invalid("KVM_GET_MSRS"))
     }
 }
 
@@ -124,7 +142,11 @@ pub struct KvmCpu<'a> {
 
 impl<'a> KvmCpu<'a> {
     pub fn new(fd: &'a VcpuFd) -> Self {
-        Self { fd, regs: None, sregs: None }
+        Self {
+            fd,
+            regs: None,
+            sregs: None,
+        }
     }
 
     pub fn fd(&self) -> &'a VcpuFd {
@@ -137,14 +159,19 @@ impl CpuState for KvmCpu<'_> {
         if let Some(r) = self.regs {
             return Ok(r);
         }
-        let r = self.fd.get_regs().map_err(|e| CpuError::new("KVM_GET_REGS", e))?;
+        let r = self
+            .fd
+            .get_regs()
+            .map_err(|e| CpuError::new("KVM_GET_REGS", e))?;
         self.regs = Some(r);
         Ok(r)
     }
 
     fn set_regs(&mut self, regs: &kvm_regs) -> Result<(), CpuError> {
         self.regs = None;
-        self.fd.set_regs(regs).map_err(|e| CpuError::new("KVM_SET_REGS", e))?;
+        self.fd
+            .set_regs(regs)
+            .map_err(|e| CpuError::new("KVM_SET_REGS", e))?;
         self.regs = Some(*regs);
         Ok(())
     }
@@ -153,28 +180,40 @@ impl CpuState for KvmCpu<'_> {
         if let Some(s) = self.sregs {
             return Ok(s);
         }
-        let s = self.fd.get_sregs().map_err(|e| CpuError::new("KVM_GET_SREGS", e))?;
+        let s = self
+            .fd
+            .get_sregs()
+            .map_err(|e| CpuError::new("KVM_GET_SREGS", e))?;
         self.sregs = Some(s);
         Ok(s)
     }
 
     fn set_sregs(&mut self, sregs: &kvm_sregs) -> Result<(), CpuError> {
         self.sregs = None;
-        self.fd.set_sregs(sregs).map_err(|e| CpuError::new("KVM_SET_SREGS", e))?;
+        self.fd
+            .set_sregs(sregs)
+            .map_err(|e| CpuError::new("KVM_SET_SREGS", e))?;
         // KVM normalises some fields (e.g. the pending-interrupt bitmap), so re-read next time.
         Ok(())
     }
 
     fn fpu(&mut self) -> Result<kvm_fpu, CpuError> {
-        self.fd.get_fpu().map_err(|e| CpuError::new("KVM_GET_FPU", e))
+        self.fd
+            .get_fpu()
+            .map_err(|e| CpuError::new("KVM_GET_FPU", e))
     }
 
     fn set_fpu(&mut self, fpu: &kvm_fpu) -> Result<(), CpuError> {
-        self.fd.set_fpu(fpu).map_err(|e| CpuError::new("KVM_SET_FPU", e))
+        self.fd
+            .set_fpu(fpu)
+            .map_err(|e| CpuError::new("KVM_SET_FPU", e))
     }
 
     fn xsave_area(&mut self) -> Result<Vec<u8>, CpuError> {
-        let xsave = self.fd.get_xsave().map_err(|e| CpuError::new("KVM_GET_XSAVE", e))?;
+        let xsave = self
+            .fd
+            .get_xsave()
+            .map_err(|e| CpuError::new("KVM_GET_XSAVE", e))?;
         Ok(xsave.region.iter().flat_map(|w| w.to_le_bytes()).collect())
     }
 
@@ -193,7 +232,10 @@ impl CpuState for KvmCpu<'_> {
     }
 
     fn xcr0(&mut self) -> Result<u64, CpuError> {
-        let xcrs = self.fd.get_xcrs().map_err(|e| CpuError::new("KVM_GET_XCRS", e))?;
+        let xcrs = self
+            .fd
+            .get_xcrs()
+            .map_err(|e| CpuError::new("KVM_GET_XCRS", e))?;
         let count = (xcrs.nr_xcrs as usize).min(xcrs.xcrs.len());
         xcrs.xcrs[..count]
             .iter()
@@ -203,21 +245,32 @@ impl CpuState for KvmCpu<'_> {
     }
 
     fn set_xcr0(&mut self, value: u64) -> Result<(), CpuError> {
-        let mut xcrs = self.fd.get_xcrs().map_err(|e| CpuError::new("KVM_GET_XCRS", e))?;
+        let mut xcrs = self
+            .fd
+            .get_xcrs()
+            .map_err(|e| CpuError::new("KVM_GET_XCRS", e))?;
         xcrs.nr_xcrs = 1;
         xcrs.xcrs[0].xcr = 0;
         xcrs.xcrs[0].value = value;
-        self.fd.set_xcrs(&xcrs).map_err(|e| CpuError::new("KVM_SET_XCRS", e))
+        self.fd
+            .set_xcrs(&xcrs)
+            .map_err(|e| CpuError::new("KVM_SET_XCRS", e))
     }
 
     fn read_msrs(&mut self, indices: &[u32]) -> Result<Vec<u64>, CpuError> {
         let entries: Vec<kvm_msr_entry> = indices
             .iter()
-            .map(|&index| kvm_msr_entry { index, ..Default::default() })
+            .map(|&index| kvm_msr_entry {
+                index,
+                ..Default::default()
+            })
             .collect();
         let mut msrs =
             Msrs::from_entries(&entries).map_err(|_| CpuError::invalid("KVM_GET_MSRS"))?;
-        let read = self.fd.get_msrs(&mut msrs).map_err(|e| CpuError::new("KVM_GET_MSRS", e))?;
+        let read = self
+            .fd
+            .get_msrs(&mut msrs)
+            .map_err(|e| CpuError::new("KVM_GET_MSRS", e))?;
         if read != indices.len() {
             return Err(CpuError::invalid("KVM_GET_MSRS (MSR not readable)"));
         }
@@ -230,8 +283,10 @@ impl CpuState for KvmCpu<'_> {
             sregs.cr2 = cr2;
             self.set_sregs(&sregs)?;
         }
-        let mut events =
-            self.fd.get_vcpu_events().map_err(|e| CpuError::new("KVM_GET_VCPU_EVENTS", e))?;
+        let mut events = self
+            .fd
+            .get_vcpu_events()
+            .map_err(|e| CpuError::new("KVM_GET_VCPU_EVENTS", e))?;
         events.exception.injected = 1;
         events.exception.pending = 0;
         events.exception.nr = exc.vector;

@@ -59,7 +59,14 @@ mod tests {
     use kvm_bindings::kvm_cpuid_entry2;
 
     fn entry(function: u32, eax: u32, ecx: u32, edx: u32) -> kvm_cpuid_entry2 {
-        kvm_cpuid_entry2 { function, eax, ecx, edx, ebx: 0x5a5a, ..Default::default() }
+        kvm_cpuid_entry2 {
+            function,
+            eax,
+            ecx,
+            edx,
+            ebx: 0x5a5a,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -78,7 +85,10 @@ mod tests {
         assert_eq!((e[0].eax, e[0].ecx, e[0].edx), (0xd, all, all));
         assert_eq!((e[1].eax, e[1].ecx, e[1].edx), (all, all & !(1 << 13), all));
         assert_eq!((e[2].eax, e[2].ecx, e[2].edx), (all, all, all));
-        assert_eq!(e[3].eax, all & !((1 << 7) | (1 << 11) | (1 << 12) | (1 << 13) | (1 << 16)));
+        assert_eq!(
+            e[3].eax,
+            all & !((1 << 7) | (1 << 11) | (1 << 12) | (1 << 13) | (1 << 16))
+        );
         assert_eq!((e[3].ecx, e[3].edx), (all, all));
         assert_eq!((e[4].ecx, e[4].edx), (all & !(1 << 5), all & !(1 << 27)));
         assert!(e.iter().all(|x| x.ebx == 0x5a5a));
@@ -90,14 +100,16 @@ mod tests {
         // MSI_EXT_DEST_ID (15), CLOCKSOURCE_STABLE (24).
         let keep = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 9) | (1 << 15) | (1 << 24);
         let mut cpuid =
-            CpuId::from_entries(&[entry(0x4000_0001, keep | kvm_feature::PV_UNHALT, 0, 0)]).unwrap();
+            CpuId::from_entries(&[entry(0x4000_0001, keep | kvm_feature::PV_UNHALT, 0, 0)])
+                .unwrap();
         apply_cpu_template(&mut cpuid);
         assert_eq!(cpuid.as_slice()[0].eax, keep);
     }
 
     #[test]
     fn clean_leaves_stay_clean() {
-        let mut cpuid = CpuId::from_entries(&[entry(0x1, 0, 0, 0), entry(0x8000_0001, 0, 0, 0)]).unwrap();
+        let mut cpuid =
+            CpuId::from_entries(&[entry(0x1, 0, 0, 0), entry(0x8000_0001, 0, 0, 0)]).unwrap();
         apply_cpu_template(&mut cpuid);
         assert!(cpuid.as_slice().iter().all(|e| e.ecx == 0 && e.edx == 0));
     }

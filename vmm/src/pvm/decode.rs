@@ -2,7 +2,7 @@
 //! back with `KVM_EXIT_INTERNAL_ERROR`, general-purpose register access with x86-64 width rules,
 //! and effective-address computation (SDM Vol. 1 §3.7.5).
 
-use iced_x86::{Decoder, DecoderOptions, Instruction, OpKind, Register};
+use iced_x86::{Decoder, DecoderOptions, Instruction, Register};
 use kvm_bindings::{kvm_regs, kvm_sregs};
 
 use super::cpu::Exception;
@@ -15,8 +15,6 @@ pub mod flags {
     pub const AF: u64 = 1 << 4;
     pub const ZF: u64 = 1 << 6;
     pub const SF: u64 = 1 << 7;
-    pub const TF: u64 = 1 << 8;
-    pub const IF: u64 = 1 << 9;
     pub const OF: u64 = 1 << 11;
     pub const RF: u64 = 1 << 16;
     pub const AC: u64 = 1 << 18;
@@ -26,18 +24,15 @@ pub mod flags {
 
 /// Control-register and EFER bits the emulator consults.
 pub mod ctl {
-    pub const CR0_PE: u64 = 1 << 0;
     pub const CR0_MP: u64 = 1 << 1;
     pub const CR0_EM: u64 = 1 << 2;
     pub const CR0_TS: u64 = 1 << 3;
     pub const CR0_WP: u64 = 1 << 16;
     pub const CR0_PG: u64 = 1 << 31;
     pub const CR4_TSD: u64 = 1 << 2;
-    pub const CR4_PAE: u64 = 1 << 5;
     pub const CR4_OSFXSR: u64 = 1 << 9;
     pub const CR4_LA57: u64 = 1 << 12;
     pub const CR4_OSXSAVE: u64 = 1 << 18;
-    pub const CR4_SMEP: u64 = 1 << 20;
     pub const CR4_SMAP: u64 = 1 << 21;
     pub const EFER_LMA: u64 = 1 << 10;
 }
@@ -113,7 +108,10 @@ fn slot_mut(regs: &mut kvm_regs, full: Register) -> Option<&mut u64> {
 }
 
 fn is_high_byte(reg: Register) -> bool {
-    matches!(reg, Register::AH | Register::CH | Register::DH | Register::BH)
+    matches!(
+        reg,
+        Register::AH | Register::CH | Register::DH | Register::BH
+    )
 }
 
 /// Reads a general-purpose register of any width, zero-extended to 64 bits.
@@ -211,11 +209,6 @@ pub enum EaError {
     BadRegister(Register),
 }
 
-/// True when operand `n` of `instr` is a memory operand.
-pub fn is_memory_operand(instr: &Instruction, n: u32) -> bool {
-    instr.op_kind(n) == OpKind::Memory
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,7 +247,10 @@ mod tests {
 
     #[test]
     fn ah_reads_bits_8_to_15() {
-        let r = kvm_regs { rax: 0xa5_5a, ..Default::default() };
+        let r = kvm_regs {
+            rax: 0xa5_5a,
+            ..Default::default()
+        };
         assert_eq!(read_gpr(&r, Register::AH), Some(0xa5));
     }
 
@@ -288,14 +284,20 @@ mod tests {
         let i = decode(0, &[0x67, 0xf3, 0x41, 0x0f, 0xb8, 0x04, 0x24]).unwrap();
         assert_eq!(effective_address(&i, &r, &s), Ok(0x10));
         // popcnt rax, [rbx - 8] wraps below zero into a non-canonical address -> #GP(0)
-        let r2 = kvm_regs { rbx: 0x0000_8000_0000_0008, ..regs() };
+        let r2 = kvm_regs {
+            rbx: 0x0000_8000_0000_0008,
+            ..regs()
+        };
         let i = decode(0, &[0xf3, 0x48, 0x0f, 0xb8, 0x03]).unwrap();
         assert_eq!(
             effective_address(&i, &r2, &s),
             Err(EaError::Fault(Exception::with_code(13, 0)))
         );
         // Stack-based operand: [rsp] non-canonical -> #SS(0)
-        let r3 = kvm_regs { rsp: 0x0000_8000_0000_0000, ..regs() };
+        let r3 = kvm_regs {
+            rsp: 0x0000_8000_0000_0000,
+            ..regs()
+        };
         let i = decode(0, &[0xf3, 0x48, 0x0f, 0xb8, 0x04, 0x24]).unwrap();
         assert_eq!(
             effective_address(&i, &r3, &s),

@@ -4,17 +4,26 @@
 use std::arch::asm;
 
 use super::*;
+use crate::pvm::alu::{crc32c_update, MSR_IA32_TSC};
 use crate::pvm::mmu::{self, PagedMemory};
 use crate::pvm::testutil::{FakeCpu, FlatMem};
 
 const MEM_BASE: u64 = 0x7000_0000;
 
 fn cfg() -> EmulatorConfig {
-    EmulatorConfig { lzcnt: true, tzcnt: true, ..EmulatorConfig::for_host() }
+    EmulatorConfig {
+        lzcnt: true,
+        tzcnt: true,
+        ..EmulatorConfig::for_host()
+    }
 }
 
 /// Runs `bytes` on a fake vCPU whose registers are set up by `setup`.
-fn run(bytes: &[u8], mem: &mut FlatMem, setup: impl FnOnce(&mut FakeCpu)) -> (FakeCpu, Result<Emulated, EmulateError>) {
+fn run(
+    bytes: &[u8],
+    mem: &mut FlatMem,
+    setup: impl FnOnce(&mut FakeCpu),
+) -> (FakeCpu, Result<Emulated, EmulateError>) {
     run_with(&cfg(), bytes, mem, setup)
 }
 
@@ -121,7 +130,9 @@ fn check_bitop(cfg: &EmulatorConfig, op: u8, rep: bool, host: HostFn, defined: u
                     let e = r.unwrap();
                     assert_eq!(e.injected, None);
                     let (hd, hf) = host(size, dst0, v, fl_in, mem_form);
-                    let what = format!("op {op:#x} rep {rep} size {size} mem {mem_form} v {v:#x} fl {fl_in:#x}");
+                    let what = format!(
+                        "op {op:#x} rep {rep} size {size} mem {mem_form} v {v:#x} fl {fl_in:#x}"
+                    );
                     assert_eq!(cpu.regs.rax, hd, "dest: {what}");
                     assert_eq!(cpu.regs.rflags & defined, hf & defined, "flags: {what}");
                     assert_eq!(cpu.regs.rip, 0x1000 + bytes.len() as u64, "rip: {what}");
@@ -147,7 +158,11 @@ fn bsf_and_bsr_match_host_and_stand_in_for_missing_abm() {
     check_bitop(&cfg(), 0xbc, false, host_bsf, flags::ZF);
     check_bitop(&cfg(), 0xbd, false, host_bsr, flags::ZF);
     // Without ABM/BMI1 in the guest's CPUID, F3 0F BD/BC run as BSR/BSF.
-    let legacy = EmulatorConfig { lzcnt: false, tzcnt: false, ..cfg() };
+    let legacy = EmulatorConfig {
+        lzcnt: false,
+        tzcnt: false,
+        ..cfg()
+    };
     check_bitop(&legacy, 0xbd, true, host_bsr, flags::ZF);
     check_bitop(&legacy, 0xbc, true, host_bsf, flags::ZF);
 }
@@ -172,11 +187,36 @@ fn host_crc32(acc: u64, src: u64, src_size: usize, dst64: bool) -> u64 {
 fn crc32_matches_host_for_every_operand_size() {
     // (source size, REX.W destination, bytes for crc32 eax|rax, bl|bx|ebx|rbx, same with [rbx])
     let forms: [(usize, bool, &[u8], &[u8]); 5] = [
-        (1, false, &[0xf2, 0x0f, 0x38, 0xf0, 0xc3], &[0xf2, 0x0f, 0x38, 0xf0, 0x03]),
-        (1, true, &[0xf2, 0x48, 0x0f, 0x38, 0xf0, 0xc3], &[0xf2, 0x48, 0x0f, 0x38, 0xf0, 0x03]),
-        (2, false, &[0x66, 0xf2, 0x0f, 0x38, 0xf1, 0xc3], &[0x66, 0xf2, 0x0f, 0x38, 0xf1, 0x03]),
-        (4, false, &[0xf2, 0x0f, 0x38, 0xf1, 0xc3], &[0xf2, 0x0f, 0x38, 0xf1, 0x03]),
-        (8, true, &[0xf2, 0x48, 0x0f, 0x38, 0xf1, 0xc3], &[0xf2, 0x48, 0x0f, 0x38, 0xf1, 0x03]),
+        (
+            1,
+            false,
+            &[0xf2, 0x0f, 0x38, 0xf0, 0xc3],
+            &[0xf2, 0x0f, 0x38, 0xf0, 0x03],
+        ),
+        (
+            1,
+            true,
+            &[0xf2, 0x48, 0x0f, 0x38, 0xf0, 0xc3],
+            &[0xf2, 0x48, 0x0f, 0x38, 0xf0, 0x03],
+        ),
+        (
+            2,
+            false,
+            &[0x66, 0xf2, 0x0f, 0x38, 0xf1, 0xc3],
+            &[0x66, 0xf2, 0x0f, 0x38, 0xf1, 0x03],
+        ),
+        (
+            4,
+            false,
+            &[0xf2, 0x0f, 0x38, 0xf1, 0xc3],
+            &[0xf2, 0x0f, 0x38, 0xf1, 0x03],
+        ),
+        (
+            8,
+            true,
+            &[0xf2, 0x48, 0x0f, 0x38, 0xf1, 0xc3],
+            &[0xf2, 0x48, 0x0f, 0x38, 0xf1, 0x03],
+        ),
     ];
     for (size, dst64, reg_form, mem_form) in forms {
         for &acc in &[0u64, 0xffff_ffff, 0xdead_beef_1234_5678] {
@@ -191,7 +231,10 @@ fn crc32_matches_host_for_every_operand_size() {
                         c.regs.rflags = 0x2 | flags::CF;
                     });
                     r.unwrap();
-                    assert_eq!(cpu.regs.rax, want, "crc32 size {size} acc {acc:#x} v {v:#x} mem {in_mem}");
+                    assert_eq!(
+                        cpu.regs.rax, want,
+                        "crc32 size {size} acc {acc:#x} v {v:#x} mem {in_mem}"
+                    );
                     assert_eq!(cpu.regs.rflags, 0x2 | flags::CF, "crc32 leaves flags alone");
                 }
             }
@@ -236,11 +279,23 @@ fn cmpxchg16b_matches_host_on_real_guest_memory() {
     let addr = 0x40_0000_0000u64 + 0x80;
     let cell0: u128 = 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210;
     let (rbx, rcx) = (0xaaaa_bbbb_cccc_dddd, 0x1111_2222_3333_4444);
-    for (rax, rdx) in [(0x7654_3210_u64 | 0xfedc_ba98 << 32, 0x0123_4567_89ab_cdef), (1, 2)] {
+    for (rax, rdx) in [
+        (0x7654_3210_u64 | 0xfedc_ba98 << 32, 0x0123_4567_89ab_cdef),
+        (1, 2),
+    ] {
         let mut pm = PagedMemory::new(&gm, mmu::tests::paging(cr3, false));
         pm.write(addr, &cell0.to_le_bytes()).unwrap();
         let mut cpu = FakeCpu::long_mode();
-        cpu.regs = kvm_regs { rax, rdx, rbx, rcx, rdi: addr, rip: 0x1000, rflags: 0x2, ..Default::default() };
+        cpu.regs = kvm_regs {
+            rax,
+            rdx,
+            rbx,
+            rcx,
+            rdi: addr,
+            rip: 0x1000,
+            rflags: 0x2,
+            ..Default::default()
+        };
         // lock cmpxchg16b [rdi]
         emulate(&mut cpu, &mut pm, &cfg(), &[0xf0, 0x48, 0x0f, 0xc7, 0x0f]).unwrap();
         let (ha, hd, hf, hcell) = host_cmpxchg16b(cell0, rax, rdx, rbx, rcx);
@@ -263,7 +318,10 @@ fn cmpxchg16b_matches_host_on_real_guest_memory() {
 fn cmpxchg8b_matches_host_including_upper_halves() {
     let cell0 = 0x8888_7777_6666_5555u64;
     let garbage = 0xffff_ffff_0000_0000u64;
-    for (rax, rdx) in [(0x6666_5555 | garbage, 0x8888_7777 | garbage), (3 | garbage, 4 | garbage)] {
+    for (rax, rdx) in [
+        (0x6666_5555 | garbage, 0x8888_7777 | garbage),
+        (3 | garbage, 4 | garbage),
+    ] {
         let (rbx, rcx) = (0x1234_5678 | garbage, 0x9abc_def0 | garbage);
         let mut mem = FlatMem::new(MEM_BASE, 0x1000);
         mem.put(MEM_BASE + 0x20, &cell0.to_le_bytes());
@@ -295,7 +353,9 @@ fn movbe_matches_host() {
     let mut mem = FlatMem::new(MEM_BASE, 0x1000);
     mem.put(MEM_BASE, &v.to_le_bytes());
     // movbe rax, [rbx]
-    let (cpu, r) = run(&[0x48, 0x0f, 0x38, 0xf0, 0x03], &mut mem, |c| c.regs.rbx = MEM_BASE);
+    let (cpu, r) = run(&[0x48, 0x0f, 0x38, 0xf0, 0x03], &mut mem, |c| {
+        c.regs.rbx = MEM_BASE
+    });
     r.unwrap();
     assert_eq!(cpu.regs.rax, host_load);
     // movbe [rbx+8], rax
@@ -356,7 +416,9 @@ fn clac_stac_fwait_and_ud2() {
     let mut mem = FlatMem::new(MEM_BASE, 0x1000);
     let (cpu, _) = run(&[0x0f, 0x01, 0xcb], &mut mem, |_| {});
     assert_eq!(cpu.regs.rflags & flags::AC, flags::AC);
-    let (cpu, _) = run(&[0x0f, 0x01, 0xca], &mut mem, |c| c.regs.rflags |= flags::AC);
+    let (cpu, _) = run(&[0x0f, 0x01, 0xca], &mut mem, |c| {
+        c.regs.rflags |= flags::AC
+    });
     assert_eq!(cpu.regs.rflags & flags::AC, 0);
     assert_eq!(cpu.regs.rip, 0x1003);
     // fwait: a no-op unless an unmasked x87 exception is pending.
@@ -384,21 +446,32 @@ fn memory_operand_page_fault_is_injected_without_side_effects() {
     let pf = Exception::page_fault(MEM_BASE + 0x1008, 0);
     assert_eq!(e.injected, Some(pf));
     assert_eq!(cpu.sregs.cr2, MEM_BASE + 0x1008);
-    assert_eq!((cpu.regs.rip, cpu.regs.rax, cpu.set_regs_calls), (0x1000, 77, 0));
+    assert_eq!(
+        (cpu.regs.rip, cpu.regs.rax, cpu.set_regs_calls),
+        (0x1000, 77, 0)
+    );
     // clflush on it faults too; a prefetch does not.
-    let (cpu, _) = run(&[0x0f, 0xae, 0x3b], &mut mem, |c| c.regs.rbx = MEM_BASE + 0x1000);
+    let (cpu, _) = run(&[0x0f, 0xae, 0x3b], &mut mem, |c| {
+        c.regs.rbx = MEM_BASE + 0x1000
+    });
     assert_eq!(cpu.injected.len(), 1);
-    let (cpu, _) = run(&[0x0f, 0x18, 0x0b], &mut mem, |c| c.regs.rbx = MEM_BASE + 0x1000);
+    let (cpu, _) = run(&[0x0f, 0x18, 0x0b], &mut mem, |c| {
+        c.regs.rbx = MEM_BASE + 0x1000
+    });
     assert_eq!((cpu.injected.len(), cpu.regs.rip), (0, 0x1003));
     // clwb [rbx] on a present page completes.
-    let (cpu, _) = run(&[0x66, 0x0f, 0xae, 0x33], &mut mem, |c| c.regs.rbx = MEM_BASE);
+    let (cpu, _) = run(&[0x66, 0x0f, 0xae, 0x33], &mut mem, |c| {
+        c.regs.rbx = MEM_BASE
+    });
     assert_eq!((cpu.injected.len(), cpu.regs.rip), (0, 0x1004));
 }
 
 #[test]
 fn rdrand_returns_host_entropy_with_cf() {
     let mut mem = FlatMem::new(MEM_BASE, 0x1000);
-    let (a, _) = run(&[0x48, 0x0f, 0xc7, 0xf0], &mut mem, |c| c.regs.rflags = 0x2 | flags::ZF);
+    let (a, _) = run(&[0x48, 0x0f, 0xc7, 0xf0], &mut mem, |c| {
+        c.regs.rflags = 0x2 | flags::ZF
+    });
     let (b, _) = run(&[0x48, 0x0f, 0xc7, 0xf0], &mut mem, |_| {});
     if std::is_x86_feature_detected!("rdrand") {
         assert_eq!(a.regs.rflags & flags::STATUS, flags::CF);
@@ -414,14 +487,26 @@ fn errors_name_rip_bytes_and_mnemonic() {
     // vaddps xmm0, xmm0, xmm1
     let (cpu, r) = run(&[0xc5, 0xf8, 0x58, 0xc1, 0x90, 0x90], &mut mem, |_| {});
     let msg = r.unwrap_err().to_string();
-    assert!(msg.contains("0x1000") && msg.contains("c5 f8 58 c1") && msg.contains("vaddps"), "{msg}");
-    assert!(!msg.contains("90"), "only the instruction's own bytes: {msg}");
+    assert!(
+        msg.contains("0x1000") && msg.contains("c5 f8 58 c1") && msg.contains("vaddps"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("90"),
+        "only the instruction's own bytes: {msg}"
+    );
     assert_eq!(cpu.set_regs_calls, 0);
     let (_, r) = run(&[0x0f, 0x04], &mut mem, |_| {});
     let msg = r.unwrap_err().to_string();
-    assert!(msg.contains("cannot decode") && msg.contains("0f 04"), "{msg}");
+    assert!(
+        msg.contains("cannot decode") && msg.contains("0f 04"),
+        "{msg}"
+    );
     let (_, r) = run(&[0xcc], &mut mem, |c| c.sregs.efer = 0);
-    assert!(matches!(r, Err(EmulateError::NotLongMode { rip: 0x1000, .. })));
+    assert!(matches!(
+        r,
+        Err(EmulateError::NotLongMode { rip: 0x1000, .. })
+    ));
 }
 
 #[test]

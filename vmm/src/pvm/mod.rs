@@ -7,11 +7,14 @@
 //! user-mode SYSCALL (`KVM_EXIT_DEBUG` on a hardware breakpoint), the tick policy, and
 //! counters of all of it. See README.md beside this file.
 
+mod alu;
 mod cmdline;
 mod cpu;
 mod cpuid;
 mod decode;
 mod emulate;
+mod entry;
+mod fpu;
 mod mmu;
 mod stats;
 mod syscall;
@@ -54,8 +57,15 @@ pub enum PvmError {
         #[source]
         source: EmulateError,
     },
-    #[error("vCPU {index}: KVM internal error, suberror {suberror}, at RIP {rip:#x} (data {data:x?})")]
-    InternalError { index: u8, suberror: u32, rip: u64, data: Vec<u64> },
+    #[error(
+        "vCPU {index}: KVM internal error, suberror {suberror}, at RIP {rip:#x} (data {data:x?})"
+    )]
+    InternalError {
+        index: u8,
+        suberror: u32,
+        rip: u64,
+        data: Vec<u64>,
+    },
     #[error("vCPU {index}: exit reason {exit_reason} passed to the PVM internal-error handler")]
     NotInternalError { index: u8, exit_reason: u32 },
     #[error("vCPU {index}: SYSCALL repair: {source}")]
@@ -117,7 +127,10 @@ impl PvmVcpu {
         let mut cpu = KvmCpu::new(vcpu);
         self.repair
             .before_run(&mut cpu, mem, &self.stats, Instant::now())
-            .map_err(|source| PvmError::Repair { index: self.index, source })
+            .map_err(|source| PvmError::Repair {
+                index: self.index,
+                source,
+            })
     }
 
     /// KVM_EXIT_INTERNAL_ERROR: reads suberror/data from vcpu.get_kvm_run() itself.
@@ -129,7 +142,10 @@ impl PvmVcpu {
         let index = self.index;
         let run = vcpu.get_kvm_run();
         if run.exit_reason != KVM_EXIT_INTERNAL_ERROR {
-            return Err(PvmError::NotInternalError { index, exit_reason: run.exit_reason });
+            return Err(PvmError::NotInternalError {
+                index,
+                exit_reason: run.exit_reason,
+            });
         }
         // SAFETY: exit_reason is KVM_EXIT_INTERNAL_ERROR, so `internal` is the member KVM
         // filled; it consists of integers only, so every bit pattern is a valid value.
@@ -180,7 +196,10 @@ impl PvmVcpu {
         self.repair
             .handle_debug(&mut cpu, mem, arch, &self.stats)
             .map(|_| ())
-            .map_err(|source| PvmError::Repair { index: self.index, source })
+            .map_err(|source| PvmError::Repair {
+                index: self.index,
+                source,
+            })
     }
 
     /// The guest rebooted (or was reset): forget armed state.
@@ -220,7 +239,9 @@ mod tests {
     #[test]
     fn instruction_bytes_unpack_little_endian() {
         // popcnt rax, rbx = f3 48 0f b8 c3, reported with length 15 (trailing bytes follow).
-        let bytes: [u8; 15] = [0xf3, 0x48, 0x0f, 0xb8, 0xc3, 0x90, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+        let bytes: [u8; 15] = [
+            0xf3, 0x48, 0x0f, 0xb8, 0xc3, 0x90, 1, 2, 3, 4, 5, 6, 7, 8, 9,
+        ];
         let mut packed = [0u8; 16];
         packed[0] = 15;
         packed[1..].copy_from_slice(&bytes);
@@ -234,7 +255,10 @@ mod tests {
         assert_eq!(reported_instruction_bytes(2, &data), None);
         // A short report is honoured.
         let short = [1u64, 0x0000_00b8_0f48_f304, 0];
-        assert_eq!(reported_instruction_bytes(3, &short), Some(vec![0xf3, 0x48, 0x0f, 0xb8]));
+        assert_eq!(
+            reported_instruction_bytes(3, &short),
+            Some(vec![0xf3, 0x48, 0x0f, 0xb8])
+        );
     }
 
     #[test]
@@ -250,8 +274,18 @@ mod tests {
 
     #[test]
     fn error_messages_name_the_vcpu_and_rip() {
-        let e = PvmError::InternalError { index: 2, suberror: 3, rip: 0xffff_ffff_8100_0000, data: vec![0x10] };
+        let e = PvmError::InternalError {
+            index: 2,
+            suberror: 3,
+            rip: 0xffff_ffff_8100_0000,
+            data: vec![0x10],
+        };
         let msg = e.to_string();
-        assert!(msg.contains("vCPU 2") && msg.contains("0xffffffff81000000") && msg.contains("suberror 3"), "{msg}");
+        assert!(
+            msg.contains("vCPU 2")
+                && msg.contains("0xffffffff81000000")
+                && msg.contains("suberror 3"),
+            "{msg}"
+        );
     }
 }

@@ -124,7 +124,11 @@ impl PvmStats {
             let n = load(c);
             if n > 0 {
                 let name = super::cpu::Exception::new(vector as u8).name();
-                let key = if name == "other" { format!("injected.vector{vector}") } else { format!("injected.{name}") };
+                let key = if name == "other" {
+                    format!("injected.vector{vector}")
+                } else {
+                    format!("injected.{name}")
+                };
                 *out.entry(key).or_insert(0) += n;
             }
         }
@@ -140,8 +144,14 @@ mod tests {
     #[test]
     fn snapshot_reports_counts_by_kind() {
         let s = PvmStats::new();
-        let popcnt = Emulated { mnemonic: Mnemonic::Popcnt, injected: None };
-        let int3 = Emulated { mnemonic: Mnemonic::Int3, injected: Some(Exception::new(3)) };
+        let popcnt = Emulated {
+            mnemonic: Mnemonic::Popcnt,
+            injected: None,
+        };
+        let int3 = Emulated {
+            mnemonic: Mnemonic::Int3,
+            injected: Some(Exception::new(3)),
+        };
         s.count_emulated(&popcnt);
         s.count_emulated(&popcnt);
         s.count_emulated(&int3);

@@ -13,14 +13,12 @@
 use std::time::{Duration, Instant};
 
 use iced_x86::Code;
-use kvm_bindings::{
-    kvm_debug_exit_arch, kvm_guest_debug, kvm_segment, KVM_GUESTDBG_BLOCKIRQ, KVM_GUESTDBG_ENABLE,
-    KVM_GUESTDBG_SINGLESTEP, KVM_GUESTDBG_USE_HW_BP,
-};
+use kvm_bindings::{kvm_debug_exit_arch, kvm_guest_debug, KVM_GUESTDBG_BLOCKIRQ};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::cpu::{CpuError, CpuState, Exception, KvmCpu};
 use super::decode::{self, ctl, flags};
+use super::entry::{guest_debug, syscall_cs, syscall_rflags, syscall_ss, ExceptionFrame, Gate};
 use super::mmu::{translate, Access, MemError, Paging};
 use super::PvmStats;
 
@@ -63,7 +61,10 @@ impl Sites {
 
     /// From [`SITE_ENV`], defaulting to [`Sites::PageFault`] when unset or unknown.
     pub fn from_env() -> Self {
-        std::env::var(SITE_ENV).ok().and_then(|v| Self::parse(&v)).unwrap_or_default()
+        std::env::var(SITE_ENV)
+            .ok()
+            .and_then(|v| Self::parse(&v))
+            .unwrap_or_default()
     }
 
     fn uses_pf(self) -> bool {
@@ -75,133 +76,6 @@ impl Sites {
     }
 }
 
-/// A 64-bit IDT gate descriptor (SDM Vol. 3A §6.14.1, Figure 6-8).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Gate {
-    pub offset: u64,
-    pub selector: u16,
-    pub ist: u8,
-    pub gate_type: u8,
-    pub dpl: u8,
-    pub present: bool,
-}
-
-impl Gate {
-    pub fn decode(b: &[u8; 16]) -> Self {
-        let offset = u64::from(u16::from_le_bytes([b[0], b[1]]))
-            | (u64::from(u16::from_le_bytes([b[6], b[7]])) << 16)
-            | (u64::from(u32::from_le_bytes([b[8], b[9], b[10], b[11]])) << 32);
-        Self {
-            offset,
-            selector: u16::from_le_bytes([b[2], b[3]]),
-            ist: b[4] & 7,
-            gate_type: b[5] & 0xf,
-            dpl: (b[5] >> 5) & 3,
-            present: b[5] & 0x80 != 0,
-        }
-    }
-
-    /// A present 64-bit interrupt (0xE) or trap (0xF) gate.
-    pub fn is_usable(&self) -> bool {
-        self.present && matches!(self.gate_type, 0xe | 0xf)
-    }
-}
-
-/// The frame a 64-bit exception with error code leaves at RSP (SDM Vol. 3A §6.14.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExceptionFrame {
-    pub error_code: u64,
-    pub rip: u64,
-    pub cs: u64,
-    pub rflags: u64,
-    pub rsp: u64,
-    pub ss: u64,
-}
-
-impl ExceptionFrame {
-    pub const SIZE: usize = 48;
-
-    pub fn parse(b: &[u8; Self::SIZE]) -> Self {
-        let q = |i: usize| {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&b[i * 8..i * 8 + 8]);
-            u64::from_le_bytes(w)
-        };
-        Self { error_code: q(0), rip: q(1), cs: q(2), rflags: q(3), rsp: q(4), ss: q(5) }
-    }
-
-    /// This fault is a user SYSCALL that reached LSTAR at CPL3.
-    pub fn is_broken_syscall(&self, lstar: u64) -> bool {
-        self.cs & 3 == 3 && self.rip == lstar
-    }
-}
-
-/// CS after SYSCALL: selector STAR[47:32] & 0xFFFC, flat 64-bit code, DPL 0.
-pub fn syscall_cs(star: u64) -> kvm_segment {
-    kvm_segment {
-        base: 0,
-        limit: 0xffff_ffff,
-        selector: ((star >> 32) as u16) & 0xfffc,
-        type_: 0xb,
-        present: 1,
-        dpl: 0,
-        db: 0,
-        s: 1,
-        l: 1,
-        g: 1,
-        ..Default::default()
-    }
-}
-
-/// SS after SYSCALL: selector STAR[47:32] + 8, flat read/write data, DPL 0.
-pub fn syscall_ss(star: u64) -> kvm_segment {
-    kvm_segment {
-        base: 0,
-        limit: 0xffff_ffff,
-        selector: ((star >> 32) as u16).wrapping_add(8),
-        type_: 0x3,
-        present: 1,
-        dpl: 0,
-        db: 1,
-        s: 1,
-        l: 0,
-        g: 1,
-        ..Default::default()
-    }
-}
-
-/// RFLAGS after SYSCALL: the user's flags with SFMASK's bits and RF cleared.
-pub fn syscall_rflags(user: u64, sfmask: u64) -> u64 {
-    (user & !sfmask & !flags::RF) | flags::FIXED1
-}
-
-/// The guest-debug programming for breakpoints at `bps` (DR0, DR1), or a single-step with all
-/// breakpoints off. DR7: G0/G1, execute (R/W=00), length 1 (LEN=00); bits 9-10 as KVM expects.
-/// With neither, guest debugging is switched off.
-pub fn guest_debug(bps: &[u64], single_step: bool, block_irq: bool) -> kvm_guest_debug {
-    if bps.is_empty() && !single_step {
-        return kvm_guest_debug::default();
-    }
-    let mut dbg = kvm_guest_debug { control: KVM_GUESTDBG_ENABLE, ..Default::default() };
-    if single_step {
-        dbg.control |= KVM_GUESTDBG_SINGLESTEP;
-        if block_irq {
-            dbg.control |= KVM_GUESTDBG_BLOCKIRQ;
-        }
-        return dbg;
-    }
-    if !bps.is_empty() {
-        dbg.control |= KVM_GUESTDBG_USE_HW_BP;
-        let mut dr7 = 0x0600u64;
-        for (n, &addr) in bps.iter().take(4).enumerate() {
-            dbg.arch.debugreg[n] = addr;
-            dr7 |= 2 << (n * 2);
-        }
-        dbg.arch.debugreg[7] = dr7;
-    }
-    dbg
-}
-
 /// Programs KVM_SET_GUEST_DEBUG.
 pub trait DebugControl {
     fn set_guest_debug(&mut self, dbg: &kvm_guest_debug) -> Result<(), CpuError>;
@@ -209,7 +83,9 @@ pub trait DebugControl {
 
 impl DebugControl for KvmCpu<'_> {
     fn set_guest_debug(&mut self, dbg: &kvm_guest_debug) -> Result<(), CpuError> {
-        self.fd().set_guest_debug(dbg).map_err(|e| CpuError::new("KVM_SET_GUEST_DEBUG", e))
+        self.fd()
+            .set_guest_debug(dbg)
+            .map_err(|e| CpuError::new("KVM_SET_GUEST_DEBUG", e))
     }
 }
 
@@ -270,7 +146,14 @@ pub struct SyscallRepair {
 
 impl SyscallRepair {
     pub fn new(sites: Sites) -> Self {
-        Self { sites, armed: None, stepping: false, clear_pending: false, block_irq: true, last_check: None }
+        Self {
+            sites,
+            armed: None,
+            stepping: false,
+            clear_pending: false,
+            block_irq: true,
+            last_check: None,
+        }
     }
 
     /// Forgets everything (guest reset); the next `before_run` clears KVM's debug state.
@@ -317,7 +200,9 @@ impl SyscallRepair {
         if target == self.armed {
             return Ok(());
         }
-        let bps = target.map(|t| t.breakpoints(self.sites)).unwrap_or_default();
+        let bps = target
+            .map(|t| t.breakpoints(self.sites))
+            .unwrap_or_default();
         self.program(cpu, &guest_debug(&bps, false, false))?;
         self.armed = target;
         if target.is_some() {
@@ -326,7 +211,11 @@ impl SyscallRepair {
         Ok(())
     }
 
-    fn program<C: DebugControl>(&mut self, cpu: &mut C, dbg: &kvm_guest_debug) -> Result<(), RepairError> {
+    fn program<C: DebugControl>(
+        &mut self,
+        cpu: &mut C,
+        dbg: &kvm_guest_debug,
+    ) -> Result<(), RepairError> {
         match cpu.set_guest_debug(dbg) {
             Err(e) if e.is_einval() && dbg.control & KVM_GUESTDBG_BLOCKIRQ != 0 => {
                 // Kernels before 5.15 lack BLOCKIRQ: step without it.
@@ -340,7 +229,11 @@ impl SyscallRepair {
         }
     }
 
-    fn locate<C: CpuState>(&self, cpu: &mut C, mem: &GuestMemoryMmap) -> Result<Option<Target>, RepairError> {
+    fn locate<C: CpuState>(
+        &self,
+        cpu: &mut C,
+        mem: &GuestMemoryMmap,
+    ) -> Result<Option<Target>, RepairError> {
         let sregs = cpu.sregs()?;
         if sregs.cr0 & ctl::CR0_PG == 0 || sregs.efer & ctl::EFER_LMA == 0 {
             return Ok(None);
@@ -350,7 +243,14 @@ impl SyscallRepair {
         let mut pf_entry = None;
         if u64::from(sregs.idt.limit) >= PF_VECTOR * GATE_SIZE + GATE_SIZE - 1 {
             let mut raw = [0u8; 16];
-            if peek(mem, &paging, sregs.idt.base + PF_VECTOR * GATE_SIZE, &mut raw).is_ok() {
+            if peek(
+                mem,
+                &paging,
+                sregs.idt.base + PF_VECTOR * GATE_SIZE,
+                &mut raw,
+            )
+            .is_ok()
+            {
                 let gate = Gate::decode(&raw);
                 if gate.is_usable() {
                     pf_entry = Some(gate.offset);
@@ -358,7 +258,11 @@ impl SyscallRepair {
             }
         }
         let target = Target { pf_entry, lstar };
-        Ok(if target.breakpoints(self.sites).is_empty() { None } else { Some(target) })
+        Ok(if target.breakpoints(self.sites).is_empty() {
+            None
+        } else {
+            Some(target)
+        })
     }
 
     /// Handles KVM_EXIT_DEBUG.
@@ -371,7 +275,10 @@ impl SyscallRepair {
     ) -> Result<DebugOutcome, RepairError> {
         if self.stepping {
             self.stepping = false;
-            let bps = self.armed.map(|t| t.breakpoints(self.sites)).unwrap_or_default();
+            let bps = self
+                .armed
+                .map(|t| t.breakpoints(self.sites))
+                .unwrap_or_default();
             self.program(cpu, &guest_debug(&bps, false, false))?;
             if arch.dr6 & DR6_BS != 0 {
                 return Ok(DebugOutcome::StepDone);
@@ -454,8 +361,13 @@ impl SyscallRepair {
         if regs.rip == addr && peek(mem, &paging, addr, &mut bytes).is_ok() {
             if let Some(instr) = decode::decode(addr, &bytes) {
                 let skip = match instr.code() {
-                    Code::Endbr64 | Code::Nopw | Code::Nopd | Code::Nopq | Code::Nop_rm16
-                    | Code::Nop_rm32 | Code::Nop_rm64 => Some(regs.rflags),
+                    Code::Endbr64
+                    | Code::Nopw
+                    | Code::Nopd
+                    | Code::Nopq
+                    | Code::Nop_rm16
+                    | Code::Nop_rm32
+                    | Code::Nop_rm64 => Some(regs.rflags),
                     Code::Clac => Some(regs.rflags & !flags::AC),
                     Code::Stac => Some(regs.rflags | flags::AC),
                     Code::Cld => Some(regs.rflags & !(1 << 10)),

@@ -3,7 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use kvm_bindings::{kvm_fpu, kvm_guest_debug, kvm_regs, kvm_segment, kvm_sregs, KVM_GUESTDBG_BLOCKIRQ};
+use kvm_bindings::{
+    kvm_fpu, kvm_guest_debug, kvm_regs, kvm_segment, kvm_sregs, KVM_GUESTDBG_BLOCKIRQ,
+};
 
 use super::cpu::{CpuError, CpuState, Exception, XSAVE_AREA_SIZE};
 use super::decode::ctl;
@@ -30,11 +32,18 @@ pub struct FakeCpu {
 impl FakeCpu {
     /// A CPL0 vCPU in 64-bit mode with SSE and XSAVE enabled.
     pub fn long_mode() -> Self {
-        let cs = kvm_segment { selector: 0x10, l: 1, present: 1, s: 1, type_: 0xb, ..Default::default() };
+        let cs = kvm_segment {
+            selector: 0x10,
+            l: 1,
+            present: 1,
+            s: 1,
+            type_: 0xb,
+            ..Default::default()
+        };
         let sregs = kvm_sregs {
             cs,
-            cr0: ctl::CR0_PE | ctl::CR0_MP | ctl::CR0_PG | ctl::CR0_WP | (1 << 5),
-            cr4: ctl::CR4_PAE | ctl::CR4_OSFXSR | ctl::CR4_OSXSAVE,
+            cr0: 1 | ctl::CR0_MP | ctl::CR0_PG | ctl::CR0_WP | (1 << 5),
+            cr4: (1 << 5) | ctl::CR4_OSFXSR | ctl::CR4_OSXSAVE,
             efer: ctl::EFER_LMA | (1 << 8),
             ..Default::default()
         };
@@ -42,9 +51,17 @@ impl FakeCpu {
         area[0..2].copy_from_slice(&0x037fu16.to_le_bytes());
         area[24..28].copy_from_slice(&0x1f80u32.to_le_bytes());
         Self {
-            regs: kvm_regs { rip: 0x1000, rflags: 0x2, ..Default::default() },
+            regs: kvm_regs {
+                rip: 0x1000,
+                rflags: 0x2,
+                ..Default::default()
+            },
             sregs,
-            fpu: kvm_fpu { fcw: 0x037f, mxcsr: 0x1f80, ..Default::default() },
+            fpu: kvm_fpu {
+                fcw: 0x037f,
+                mxcsr: 0x1f80,
+                ..Default::default()
+            },
             area,
             xcr0: 0b111,
             xcr0_supported: 0b111,
@@ -100,7 +117,12 @@ impl CpuState for FakeCpu {
     fn read_msrs(&mut self, indices: &[u32]) -> Result<Vec<u64>, CpuError> {
         indices
             .iter()
-            .map(|i| self.msrs.get(i).copied().ok_or_else(|| CpuError::invalid("KVM_GET_MSRS")))
+            .map(|i| {
+                self.msrs
+                    .get(i)
+                    .copied()
+                    .ok_or_else(|| CpuError::invalid("KVM_GET_MSRS"))
+            })
             .collect()
     }
     fn inject(&mut self, exc: Exception) -> Result<(), CpuError> {
@@ -122,7 +144,12 @@ pub struct FlatMem {
 
 impl FlatMem {
     pub fn new(base: u64, len: usize) -> Self {
-        Self { base, bytes: vec![0; len], absent: BTreeSet::new(), read_only: BTreeSet::new() }
+        Self {
+            base,
+            bytes: vec![0; len],
+            absent: BTreeSet::new(),
+            read_only: BTreeSet::new(),
+        }
     }
 
     fn check(&self, gva: u64, len: usize, write: bool) -> Result<usize, MemError> {
@@ -134,11 +161,16 @@ impl FlatMem {
                 return Err(MemError::Fault(Exception::page_fault(addr, code)));
             }
             if write && self.read_only.contains(&page) {
-                return Err(MemError::Fault(Exception::page_fault(addr, pf::WRITE | pf::PRESENT)));
+                return Err(MemError::Fault(Exception::page_fault(
+                    addr,
+                    pf::WRITE | pf::PRESENT,
+                )));
             }
             page += 0x1000;
         }
-        let off = gva.checked_sub(self.base).ok_or(MemError::NotRam { gva, gpa: gva })? as usize;
+        let off = gva
+            .checked_sub(self.base)
+            .ok_or(MemError::NotRam { gva, gpa: gva })? as usize;
         if off + len > self.bytes.len() {
             return Err(MemError::NotRam { gva, gpa: gva });
         }
@@ -170,7 +202,12 @@ impl GuestVirtMem for FlatMem {
     fn probe(&mut self, gva: u64, len: usize, write: bool) -> Result<(), MemError> {
         self.check(gva, len, write).map(|_| ())
     }
-    fn cmpxchg16(&mut self, gva: u64, expected: u128, new: u128) -> Result<Result<(), u128>, MemError> {
+    fn cmpxchg16(
+        &mut self,
+        gva: u64,
+        expected: u128,
+        new: u128,
+    ) -> Result<Result<(), u128>, MemError> {
         let off = self.check(gva, 16, true)?;
         let mut cur = [0u8; 16];
         cur.copy_from_slice(&self.bytes[off..off + 16]);

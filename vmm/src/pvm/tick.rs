@@ -71,7 +71,9 @@ impl FromStr for TickPolicy {
     type Err = TickPolicyError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || TickPolicyError { value: s.to_string() };
+        let err = || TickPolicyError {
+            value: s.to_string(),
+        };
         let v = s.trim().to_ascii_lowercase();
         if v.is_empty() || v == "exact" {
             return Ok(TickPolicy::Exact);
@@ -110,7 +112,10 @@ mod tests {
         let four: TickPolicy = "stretch:4".parse().unwrap();
         assert_eq!(four.pit_divisor(), 4);
         assert_eq!(" 8 ".parse::<TickPolicy>().unwrap().pit_divisor(), 8);
-        assert_eq!("STRETCH:2".parse::<TickPolicy>().unwrap().to_string(), "stretch:2");
+        assert_eq!(
+            "STRETCH:2".parse::<TickPolicy>().unwrap().to_string(),
+            "stretch:2"
+        );
         assert_eq!(TickPolicy::Exact.pit_divisor(), 1);
     }
 

@@ -9,6 +9,7 @@ use iced_x86::Code;
 use super::cpu::{Exception, XSAVE_AREA_SIZE};
 use super::decode::ctl;
 use super::emulate::{Ctx, Flow, Stop};
+use super::fpu::{self, raise};
 
 /// Legacy-region offsets (SDM Vol. 1 Table 10-2).
 const FIP: usize = 8;
@@ -18,11 +19,11 @@ const ST0: usize = 32;
 const XMM0: usize = 160;
 const LEGACY_END: usize = 416;
 /// The XSAVE header follows the 512-byte legacy region.
-const HEADER: usize = 512;
+pub(super) const HEADER: usize = 512;
 const EXT_START: usize = 576;
 const COMPACTED: u64 = 1 << 63;
 const MXCSR_DEFAULT: u32 = 0x1f80;
-const FCW_DEFAULT: u16 = 0x037f;
+pub(super) const FCW_DEFAULT: u16 = 0x037f;
 
 /// Location of one extended state component (CPUID.(EAX=0DH,ECX=i)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,8 +52,10 @@ impl XsaveLayout {
         let mut components = vec![None; 64];
         let l0 = std::arch::x86_64::__cpuid_count(0xd, 0);
         let l1 = std::arch::x86_64::__cpuid_count(0xd, 1);
-        let supported = u64::from(l0.eax) | (u64::from(l0.edx) << 32)
-            | u64::from(l1.ecx) | (u64::from(l1.edx) << 32);
+        let supported = u64::from(l0.eax)
+            | (u64::from(l0.edx) << 32)
+            | u64::from(l1.ecx)
+            | (u64::from(l1.edx) << 32);
         for (i, slot) in components.iter_mut().enumerate().skip(2) {
             if supported & (1 << i) == 0 {
                 continue;
@@ -72,8 +75,16 @@ impl XsaveLayout {
     /// Component `i` in the standard format (0: x87 registers, 1: XMM registers).
     pub fn standard(&self, i: usize) -> Option<Component> {
         match i {
-            0 => Some(Component { offset: 0, size: XMM0, align64: false }),
-            1 => Some(Component { offset: XMM0, size: LEGACY_END - XMM0, align64: false }),
+            0 => Some(Component {
+                offset: 0,
+                size: XMM0,
+                align64: false,
+            }),
+            1 => Some(Component {
+                offset: XMM0,
+                size: LEGACY_END - XMM0,
+                align64: false,
+            }),
             _ => self.components.get(i).copied().flatten(),
         }
     }
@@ -118,110 +129,23 @@ pub(super) fn execute(ctx: &mut Ctx<'_>) -> Result<Flow, Stop> {
     use Code::*;
     let code = ctx.instr.code();
     match code {
-        Wait => fwait(ctx),
+        Wait => fpu::fwait(ctx),
         Fninit | Finit | Fnclex | Fclex | Fnstsw_AX | Fstsw_AX | Fnstsw_m2byte | Fstsw_m2byte
-        | Fnstcw_m2byte | Fstcw_m2byte | Fldcw_m2byte => x87_control(ctx, code),
-        Ldmxcsr_m32 | VEX_Vldmxcsr_m32 | Stmxcsr_m32 | VEX_Vstmxcsr_m32 => mxcsr(ctx, code),
+        | Fnstcw_m2byte | Fstcw_m2byte | Fldcw_m2byte => fpu::x87_control(ctx, code),
+        Ldmxcsr_m32 | VEX_Vldmxcsr_m32 | Stmxcsr_m32 | VEX_Vstmxcsr_m32 => fpu::mxcsr(ctx, code),
         Fxsave_m512byte | Fxsave64_m512byte => fxsave(ctx, code == Fxsave64_m512byte),
         Fxrstor_m512byte | Fxrstor64_m512byte => fxrstor(ctx, code == Fxrstor64_m512byte),
         Xsave_mem | Xsave64_mem => xsave(ctx, code == Xsave64_mem, Form::Standard),
         Xsaveopt_mem | Xsaveopt64_mem => xsave(ctx, code == Xsaveopt64_mem, Form::Optimised),
         Xsavec_mem | Xsavec64_mem => xsave(ctx, code == Xsavec64_mem, Form::Compacted),
         Xrstor_mem | Xrstor64_mem => xrstor(ctx, code == Xrstor64_mem),
-        Xgetbv => xgetbv(ctx),
-        Xsetbv => xsetbv(ctx),
+        Xgetbv => fpu::xgetbv(ctx),
+        Xsetbv => fpu::xsetbv(ctx),
         Xsaves_mem | Xsaves64_mem | Xrstors_mem | Xrstors64_mem => Err(Stop::Fail(
             "supervisor state (XSAVES/XRSTORS) is not emulated; boot the guest with noxsave".into(),
         )),
         _ => Err(Stop::Unsupported),
     }
-}
-
-fn raise(vector: u8) -> Stop {
-    Stop::Raise(Exception::new(vector))
-}
-
-fn fwait(ctx: &mut Ctx<'_>) -> Result<Flow, Stop> {
-    if ctx.cr0() & (ctl::CR0_MP | ctl::CR0_TS) == (ctl::CR0_MP | ctl::CR0_TS) {
-        return Err(raise(Exception::NM));
-    }
-    let fpu = ctx.cpu.fpu()?;
-    // FSW.ES: an unmasked x87 exception is pending; with CR0.NE it is reported as #MF.
-    const CR0_NE: u64 = 1 << 5;
-    if fpu.fsw & 0x80 != 0 && ctx.cr0() & CR0_NE != 0 {
-        return Err(raise(Exception::MF));
-    }
-    Ok(Flow::Next)
-}
-
-fn x87_control(ctx: &mut Ctx<'_>, code: Code) -> Result<Flow, Stop> {
-    use Code::*;
-    if ctx.cr0() & (ctl::CR0_EM | ctl::CR0_TS) != 0 {
-        return Err(raise(Exception::NM));
-    }
-    if matches!(code, Finit | Fclex | Fstsw_AX | Fstsw_m2byte | Fstcw_m2byte) {
-        fwait(ctx)?;
-    }
-    let mut fpu = ctx.cpu.fpu()?;
-    match code {
-        Fninit | Finit => {
-            fpu.fcw = FCW_DEFAULT;
-            fpu.fsw = 0;
-            fpu.ftwx = 0;
-            fpu.last_opcode = 0;
-            fpu.last_ip = 0;
-            fpu.last_dp = 0;
-            ctx.cpu.set_fpu(&fpu)?;
-        }
-        Fnclex | Fclex => {
-            // Clears PE UE OE ZE DE IE, SF, ES and B (SDM Vol. 2A FCLEX).
-            fpu.fsw &= !0x80ff;
-            ctx.cpu.set_fpu(&fpu)?;
-        }
-        Fnstsw_AX | Fstsw_AX => ctx.regs.rax = (ctx.regs.rax & !0xffff) | u64::from(fpu.fsw),
-        Fnstsw_m2byte | Fstsw_m2byte => {
-            let addr = ctx.ea()?;
-            ctx.mem.write(addr, &fpu.fsw.to_le_bytes())?;
-        }
-        Fnstcw_m2byte | Fstcw_m2byte => {
-            let addr = ctx.ea()?;
-            ctx.mem.write(addr, &fpu.fcw.to_le_bytes())?;
-        }
-        Fldcw_m2byte => {
-            let addr = ctx.ea()?;
-            fpu.fcw = ctx.read_u16(addr)?;
-            ctx.cpu.set_fpu(&fpu)?;
-        }
-        _ => return Err(Stop::Unsupported),
-    }
-    Ok(Flow::Next)
-}
-
-fn mxcsr(ctx: &mut Ctx<'_>, code: Code) -> Result<Flow, Stop> {
-    use Code::*;
-    let vex = matches!(code, VEX_Vldmxcsr_m32 | VEX_Vstmxcsr_m32);
-    if ctx.cr0() & ctl::CR0_EM != 0 && !vex {
-        return Err(raise(Exception::UD));
-    }
-    if ctx.cr4() & ctl::CR4_OSFXSR == 0 || (vex && ctx.cr4() & ctl::CR4_OSXSAVE == 0) {
-        return Err(raise(Exception::UD));
-    }
-    if ctx.cr0() & ctl::CR0_TS != 0 {
-        return Err(raise(Exception::NM));
-    }
-    let addr = ctx.ea()?;
-    let mut fpu = ctx.cpu.fpu()?;
-    if matches!(code, Ldmxcsr_m32 | VEX_Vldmxcsr_m32) {
-        let value = ctx.read_u32(addr)?;
-        if value & !ctx.cfg.mxcsr_mask != 0 {
-            return Err(Stop::Raise(Exception::gp0()));
-        }
-        fpu.mxcsr = value;
-        ctx.cpu.set_fpu(&fpu)?;
-    } else {
-        ctx.mem.write(addr, &fpu.mxcsr.to_le_bytes())?;
-    }
-    Ok(Flow::Next)
 }
 
 fn check_xsave_enabled(ctx: &Ctx<'_>) -> Result<(), Stop> {
@@ -242,7 +166,7 @@ fn aligned_ea(ctx: &Ctx<'_>, align: u64) -> Result<u64, Stop> {
     Ok(addr)
 }
 
-fn u64_at(b: &[u8], off: usize) -> u64 {
+pub(super) fn u64_at(b: &[u8], off: usize) -> u64 {
     let mut w = [0u8; 8];
     w.copy_from_slice(&b[off..off + 8]);
     u64::from_le_bytes(w)
@@ -302,7 +226,10 @@ struct Stores {
 
 impl Stores {
     fn new(base: u64) -> Self {
-        Self { base, pieces: Vec::new() }
+        Self {
+            base,
+            pieces: Vec::new(),
+        }
     }
 
     fn put(&mut self, off: usize, bytes: &[u8]) {
@@ -310,7 +237,12 @@ impl Stores {
     }
 
     fn commit(self, ctx: &mut Ctx<'_>) -> Result<(), Stop> {
-        let extent = self.pieces.iter().map(|(o, b)| o + b.len()).max().unwrap_or(0);
+        let extent = self
+            .pieces
+            .iter()
+            .map(|(o, b)| o + b.len())
+            .max()
+            .unwrap_or(0);
         ctx.mem.probe(self.base, extent, true)?;
         for (off, bytes) in self.pieces {
             ctx.mem.write(self.base + off as u64, &bytes)?;
@@ -476,8 +408,16 @@ fn xrstor(ctx: &mut Ctx<'_>, rex_w: bool) -> Result<Flow, Stop> {
     let mut area = ctx.cpu.xsave_area()?;
     let mut legacy = [0u8; LEGACY_END];
     ctx.mem.read(addr, &mut legacy)?;
-    let load_mxcsr = if compacted { rfbm & xstate_bv & 0b110 != 0 } else { rfbm & 0b110 != 0 };
-    let mxcsr = if load_mxcsr { u32_at(&legacy, MXCSR) } else { MXCSR_DEFAULT };
+    let load_mxcsr = if compacted {
+        rfbm & xstate_bv & 0b110 != 0
+    } else {
+        rfbm & 0b110 != 0
+    };
+    let mxcsr = if load_mxcsr {
+        u32_at(&legacy, MXCSR)
+    } else {
+        MXCSR_DEFAULT
+    };
     if mxcsr & !ctx.cfg.mxcsr_mask != 0 {
         return Err(Stop::Raise(Exception::gp0()));
     }
@@ -498,9 +438,12 @@ fn xrstor(ctx: &mut Ctx<'_>, rex_w: bool) -> Result<Flow, Stop> {
             1 => area[XMM0..LEGACY_END].copy_from_slice(&legacy[XMM0..LEGACY_END]),
             _ => {
                 let src = if compacted {
-                    ctx.cfg.layout.compacted_offset(xcomp_bv, i).ok_or_else(|| {
-                        Stop::Fail(format!("no compacted offset for component {i}"))
-                    })?
+                    ctx.cfg
+                        .layout
+                        .compacted_offset(xcomp_bv, i)
+                        .ok_or_else(|| {
+                            Stop::Fail(format!("no compacted offset for component {i}"))
+                        })?
                 } else {
                     c.offset
                 };
@@ -521,48 +464,6 @@ fn xrstor(ctx: &mut Ctx<'_>, rex_w: bool) -> Result<Flow, Stop> {
     area[HEADER..HEADER + 8].copy_from_slice(&bv.to_le_bytes());
     ctx.cpu.set_xsave_area(&area)?;
     Ok(Flow::Next)
-}
-
-fn xgetbv(ctx: &mut Ctx<'_>) -> Result<Flow, Stop> {
-    if ctx.cr4() & ctl::CR4_OSXSAVE == 0 {
-        return Err(raise(Exception::UD));
-    }
-    let value = match ctx.regs.rcx as u32 {
-        0 => ctx.cpu.xcr0()?,
-        // XGETBV with ECX=1: XCR0 & XINUSE (SDM Vol. 2C XGETBV).
-        1 => {
-            let xcr0 = ctx.cpu.xcr0()?;
-            let area = ctx.cpu.xsave_area()?;
-            xcr0 & u64_at(&area, HEADER)
-        }
-        _ => return Err(Stop::Raise(Exception::gp0())),
-    };
-    ctx.regs.rax = value & 0xffff_ffff;
-    ctx.regs.rdx = value >> 32;
-    Ok(Flow::Next)
-}
-
-fn xsetbv(ctx: &mut Ctx<'_>) -> Result<Flow, Stop> {
-    if ctx.cr4() & ctl::CR4_OSXSAVE == 0 {
-        return Err(raise(Exception::UD));
-    }
-    let value = (ctx.regs.rax & 0xffff_ffff) | (ctx.regs.rdx << 32);
-    let avx512 = 0b1110_0000;
-    let amx = (1 << 17) | (1 << 18);
-    let invalid = ctx.cpl3()
-        || ctx.regs.rcx as u32 != 0
-        || value & 1 == 0
-        || (value & 0b100 != 0 && value & 0b10 == 0)
-        || (value & avx512 != 0 && (value & avx512 != avx512 || value & 0b100 == 0))
-        || (value & amx != 0 && value & amx != amx);
-    if invalid {
-        return Err(Stop::Raise(Exception::gp0()));
-    }
-    match ctx.cpu.set_xcr0(value) {
-        Ok(()) => Ok(Flow::Next),
-        Err(e) if e.is_einval() => Err(Stop::Raise(Exception::gp0())),
-        Err(e) => Err(Stop::Cpu(e)),
-    }
 }
 
 #[cfg(test)]

@@ -21,7 +21,9 @@ fn area() -> Box<Area> {
 fn host_xcr0() -> u64 {
     let (lo, hi): (u32, u32);
     // SAFETY: XGETBV(0) only reads XCR0 into EDX:EAX; the host has OSXSAVE (Linux x86-64).
-    unsafe { asm!("xgetbv", in("ecx") 0u32, out("eax") lo, out("edx") hi, options(nomem, nostack)) };
+    unsafe {
+        asm!("xgetbv", in("ecx") 0u32, out("eax") lo, out("edx") hi, options(nomem, nostack))
+    };
     u64::from(lo) | (u64::from(hi) << 32)
 }
 
@@ -86,15 +88,15 @@ fn make_state(bv: u64, seed: u8) -> Box<Area> {
             b[32 + st * 16 + k] = pat(st * 16 + k);
         }
     }
-    for i in 160..416 {
-        b[i] = pat(i);
+    for (i, byte) in b.iter_mut().enumerate().take(416).skip(160) {
+        *byte = pat(i);
     }
     b[512..520].copy_from_slice(&bv.to_le_bytes());
     for i in 2..64 {
         if bv & (1 << i) != 0 {
             let c = layout.standard(i).unwrap();
-            for k in c.offset..c.offset + c.size {
-                b[k] = pat(k);
+            for (k, byte) in b.iter_mut().enumerate().skip(c.offset).take(c.size) {
+                *byte = pat(k);
             }
         }
     }
@@ -148,13 +150,26 @@ fn check_save(host: HostSeq, bytes: &[u8], state_bv: u64, rfbm: u64) {
         .filter(|&i| mem.bytes[i] != target.0[i])
         .map(|i| format!("{i:#x}: emu {:02x} host {:02x}", mem.bytes[i], target.0[i]))
         .collect();
-    assert!(diffs.is_empty(), "{bytes:02x?} bv {state_bv:#x} rfbm {rfbm:#x}: {} diffs: {:?}", diffs.len(), &diffs[..diffs.len().min(40)]);
+    assert!(
+        diffs.is_empty(),
+        "{bytes:02x?} bv {state_bv:#x} rfbm {rfbm:#x}: {} diffs: {:?}",
+        diffs.len(),
+        &diffs[..diffs.len().min(40)]
+    );
 }
 
 #[test]
 fn xsave_forms_match_host() {
     let m = mask();
-    for (bv, rfbm) in [(m, m), (m, m & !0b10), (m & !0b100, m), (m, 0b11), (0b11, m), (m & !0b10, m), (m & !0b10, m & !0b10)] {
+    for (bv, rfbm) in [
+        (m, m),
+        (m, m & !0b10),
+        (m & !0b100, m),
+        (m, 0b11),
+        (0b11, m),
+        (m & !0b10, m),
+        (m & !0b10, m & !0b10),
+    ] {
         check_save(host_xsave64, &[0x48, 0x0f, 0xae, 0x27], bv, rfbm);
         check_save(host_xsave32, &[0x0f, 0xae, 0x27], bv, rfbm);
         check_save(host_xsaveopt64, &[0x48, 0x0f, 0xae, 0x37], bv, rfbm);
@@ -207,21 +222,39 @@ fn check_restore(host: HostSeq, bytes: &[u8], image: &Area, rfbm: u64) {
                 continue;
             }
             if cpu.area[i] != after.0[i] {
-                diffs.push(format!("{i:#x}: emu {:02x} host {:02x}", cpu.area[i], after.0[i]));
+                diffs.push(format!(
+                    "{i:#x}: emu {:02x} host {:02x}",
+                    cpu.area[i], after.0[i]
+                ));
             }
         }
     }
-    assert!(diffs.is_empty(), "{bytes:02x?} rfbm {rfbm:#x}: {} diffs: {:?}", diffs.len(), &diffs[..diffs.len().min(40)]);
+    assert!(
+        diffs.is_empty(),
+        "{bytes:02x?} rfbm {rfbm:#x}: {} diffs: {:?}",
+        diffs.len(),
+        &diffs[..diffs.len().min(40)]
+    );
     let emu_bv = u64_at(&cpu.area, HEADER) & m;
     let host_bv = u64_at(&after.0, HEADER) & m;
     // The emulator may mark a component in use that the host reports as initial (MXCSR rule).
-    assert_eq!(emu_bv & !0b10, host_bv & !0b10, "XSTATE_BV for {bytes:02x?}");
+    assert_eq!(
+        emu_bv & !0b10,
+        host_bv & !0b10,
+        "XSTATE_BV for {bytes:02x?}"
+    );
 }
 
 #[test]
 fn xrstor_standard_form_matches_host() {
     let m = mask();
-    for (bv, rfbm) in [(m, m), (m & !0b110, m), (0b1, m), (m, 0b101), (m & !0b1, m & !0b10)] {
+    for (bv, rfbm) in [
+        (m, m),
+        (m & !0b110, m),
+        (0b1, m),
+        (m, 0b101),
+        (m & !0b1, m & !0b10),
+    ] {
         let image = make_state(bv, 40);
         check_restore(host_xrstor64, &[0x48, 0x0f, 0xae, 0x2f], &image, rfbm);
         check_restore(host_xrstor32, &[0x0f, 0xae, 0x2f], &image, rfbm);
@@ -231,7 +264,12 @@ fn xrstor_standard_form_matches_host() {
 #[test]
 fn xrstor_compacted_form_matches_host() {
     let m = mask();
-    for (bv, xsavec_rfbm, rfbm) in [(m, m, m), (m, m & !0b100, m), (m & !0b10, m, m), (m, m, 0b11)] {
+    for (bv, xsavec_rfbm, rfbm) in [
+        (m, m, m),
+        (m, m & !0b100, m),
+        (m & !0b10, m, m),
+        (m, m, 0b11),
+    ] {
         // Let the host produce a compacted image from a known state.
         let state = make_state(bv, 77);
         let mut image = area();
@@ -251,11 +289,20 @@ fn fxrstor_matches_host() {
 fn xrstor_rejects_bad_headers_and_alignment() {
     let m = mask();
     let cfg = EmulatorConfig::for_host();
-    let cases: Vec<(u64, Box<dyn Fn(&mut Area)>)> = vec![
+    type Corrupt = Box<dyn Fn(&mut Area)>;
+    let cases: Vec<(u64, Corrupt)> = vec![
         (BASE, Box::new(|a: &mut Area| a.0[520] = 1)), // standard form with XCOMP_BV != 0
         (BASE, Box::new(|a: &mut Area| a.0[530] = 1)), // reserved header byte
-        (BASE, Box::new(move |a: &mut Area| a.0[512..520].copy_from_slice(&(1u64 << 62).to_le_bytes()))),
-        (BASE, Box::new(|a: &mut Area| a.0[24..28].copy_from_slice(&0xffff_ffffu32.to_le_bytes()))),
+        (
+            BASE,
+            Box::new(move |a: &mut Area| {
+                a.0[512..520].copy_from_slice(&(1u64 << 62).to_le_bytes())
+            }),
+        ),
+        (
+            BASE,
+            Box::new(|a: &mut Area| a.0[24..28].copy_from_slice(&0xffff_ffffu32.to_le_bytes())),
+        ),
         (BASE + 16, Box::new(|_: &mut Area| {})),
     ];
     for (addr, corrupt) in cases {
@@ -282,7 +329,13 @@ fn xsave_is_all_or_nothing_on_a_fault() {
     mem.absent.insert(BASE + 0x1000);
     cpu.regs.rdi = BASE + 0x0c00; // the image crosses into the absent page
     cpu.regs.rax = m;
-    let e = emulate(&mut cpu, &mut mem, &EmulatorConfig::for_host(), &[0x48, 0x0f, 0xae, 0x27]).unwrap();
+    let e = emulate(
+        &mut cpu,
+        &mut mem,
+        &EmulatorConfig::for_host(),
+        &[0x48, 0x0f, 0xae, 0x27],
+    )
+    .unwrap();
     assert_eq!(e.injected.map(|x| x.vector), Some(Exception::PF));
     assert!(mem.bytes.iter().all(|&b| b == 0));
 }
@@ -299,18 +352,36 @@ fn mxcsr_and_xgetbv_match_host() {
     let mut cpu = FakeCpu::long_mode();
     cpu.fpu.mxcsr = host_mxcsr;
     cpu.regs.rdi = BASE + 4;
-    emulate(&mut cpu, &mut mem, &EmulatorConfig::for_host(), &[0x0f, 0xae, 0x1f]).unwrap();
+    emulate(
+        &mut cpu,
+        &mut mem,
+        &EmulatorConfig::for_host(),
+        &[0x0f, 0xae, 0x1f],
+    )
+    .unwrap();
     assert_eq!(mem.at(BASE + 4, 4), &host_mxcsr.to_le_bytes());
     // ldmxcsr: a valid value loads, a reserved bit raises #GP(0).
     mem.put(BASE + 8, &0x3f80u32.to_le_bytes());
     cpu.regs.rdi = BASE + 8;
-    emulate(&mut cpu, &mut mem, &EmulatorConfig::for_host(), &[0x0f, 0xae, 0x17]).unwrap();
+    emulate(
+        &mut cpu,
+        &mut mem,
+        &EmulatorConfig::for_host(),
+        &[0x0f, 0xae, 0x17],
+    )
+    .unwrap();
     assert_eq!(cpu.fpu.mxcsr, 0x3f80);
     let bad = !host_mxcsr_mask();
     if bad != 0 {
         mem.put(BASE + 8, &(0x1f80 | bad).to_le_bytes());
         let rip = cpu.regs.rip;
-        let e = emulate(&mut cpu, &mut mem, &EmulatorConfig::for_host(), &[0x0f, 0xae, 0x17]).unwrap();
+        let e = emulate(
+            &mut cpu,
+            &mut mem,
+            &EmulatorConfig::for_host(),
+            &[0x0f, 0xae, 0x17],
+        )
+        .unwrap();
         assert_eq!(e.injected, Some(Exception::gp0()));
         assert_eq!((cpu.fpu.mxcsr, cpu.regs.rip), (0x3f80, rip));
     }
@@ -319,11 +390,23 @@ fn mxcsr_and_xgetbv_match_host() {
     cpu.xcr0 = host_xcr0();
     cpu.regs.rax = u64::MAX;
     cpu.regs.rdx = u64::MAX;
-    emulate(&mut cpu, &mut mem, &EmulatorConfig::for_host(), &[0x0f, 0x01, 0xd0]).unwrap();
+    emulate(
+        &mut cpu,
+        &mut mem,
+        &EmulatorConfig::for_host(),
+        &[0x0f, 0x01, 0xd0],
+    )
+    .unwrap();
     assert_eq!(cpu.regs.rax | (cpu.regs.rdx << 32), host_xcr0());
     assert!(cpu.regs.rax <= u64::from(u32::MAX) && cpu.regs.rdx <= u64::from(u32::MAX));
     cpu.regs.rcx = 7;
-    let e = emulate(&mut cpu, &mut mem, &EmulatorConfig::for_host(), &[0x0f, 0x01, 0xd0]).unwrap();
+    let e = emulate(
+        &mut cpu,
+        &mut mem,
+        &EmulatorConfig::for_host(),
+        &[0x0f, 0x01, 0xd0],
+    )
+    .unwrap();
     assert_eq!(e.injected, Some(Exception::gp0()));
 }
 
@@ -331,7 +414,13 @@ fn mxcsr_and_xgetbv_match_host() {
 fn xsetbv_validates_like_the_sdm() {
     let mut mem = FlatMem::new(BASE, 0x1000);
     let cfg = EmulatorConfig::for_host();
-    for (value, ok) in [(0b111u64, true), (0b11, true), (0b10, false), (0b101, false), (0b1111, false)] {
+    for (value, ok) in [
+        (0b111u64, true),
+        (0b11, true),
+        (0b10, false),
+        (0b101, false),
+        (0b1111, false),
+    ] {
         let mut cpu = FakeCpu::long_mode();
         cpu.xcr0 = 0b11;
         cpu.regs.rax = value;
@@ -372,12 +461,28 @@ fn x87_control_words() {
 #[test]
 fn compacted_offsets_follow_alignment() {
     let layout = XsaveLayout::new(
-        [None, None, Some(Component { offset: 576, size: 256, align64: false }),
-         Some(Component { offset: 960, size: 8, align64: false }),
-         Some(Component { offset: 1024, size: 64, align64: true })]
-            .into_iter()
-            .chain(std::iter::repeat(None).take(59))
-            .collect(),
+        [
+            None,
+            None,
+            Some(Component {
+                offset: 576,
+                size: 256,
+                align64: false,
+            }),
+            Some(Component {
+                offset: 960,
+                size: 8,
+                align64: false,
+            }),
+            Some(Component {
+                offset: 1024,
+                size: 64,
+                align64: true,
+            }),
+        ]
+        .into_iter()
+        .chain(std::iter::repeat_n(None, 59))
+        .collect(),
     );
     assert_eq!(layout.compacted_offset(0b11100, 2), Some(576));
     assert_eq!(layout.compacted_offset(0b11100, 3), Some(832));

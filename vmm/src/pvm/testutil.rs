@@ -1,0 +1,244 @@
+//! Test doubles for the emulator's two traits: a vCPU held in plain structs and a flat linear
+//! memory with pages that fault. Only for unit tests of the pure emulation logic.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kvm_bindings::{
+    kvm_fpu, kvm_guest_debug, kvm_regs, kvm_segment, kvm_sregs, KVM_GUESTDBG_BLOCKIRQ,
+};
+
+use super::cpu::{CpuError, CpuState, Exception, XSAVE_AREA_SIZE};
+use super::decode::ctl;
+use super::mmu::{pf, GuestVirtMem, MemError};
+use super::syscall::DebugControl;
+
+pub struct FakeCpu {
+    pub regs: kvm_regs,
+    pub sregs: kvm_sregs,
+    pub fpu: kvm_fpu,
+    pub area: Vec<u8>,
+    pub xcr0: u64,
+    /// XCR0 values outside this mask make set_xcr0 fail with EINVAL, as KVM does.
+    pub xcr0_supported: u64,
+    pub msrs: BTreeMap<u32, u64>,
+    pub injected: Vec<Exception>,
+    pub set_regs_calls: usize,
+    /// Every KVM_SET_GUEST_DEBUG accepted.
+    pub debug: Vec<kvm_guest_debug>,
+    /// Refuse KVM_GUESTDBG_BLOCKIRQ with EINVAL, as kernels before 5.15 do.
+    pub reject_blockirq: bool,
+}
+
+impl FakeCpu {
+    /// A CPL0 vCPU in 64-bit mode with SSE and XSAVE enabled.
+    pub fn long_mode() -> Self {
+        let cs = kvm_segment {
+            selector: 0x10,
+            l: 1,
+            present: 1,
+            s: 1,
+            type_: 0xb,
+            ..Default::default()
+        };
+        let sregs = kvm_sregs {
+            cs,
+            cr0: 1 | ctl::CR0_MP | ctl::CR0_PG | ctl::CR0_WP | (1 << 5),
+            cr4: (1 << 5) | ctl::CR4_OSFXSR | ctl::CR4_OSXSAVE,
+            efer: ctl::EFER_LMA | (1 << 8),
+            ..Default::default()
+        };
+        let mut area = vec![0u8; XSAVE_AREA_SIZE];
+        area[0..2].copy_from_slice(&0x037fu16.to_le_bytes());
+        area[24..28].copy_from_slice(&0x1f80u32.to_le_bytes());
+        Self {
+            regs: kvm_regs {
+                rip: 0x1000,
+                rflags: 0x2,
+                ..Default::default()
+            },
+            sregs,
+            fpu: kvm_fpu {
+                fcw: 0x037f,
+                mxcsr: 0x1f80,
+                ..Default::default()
+            },
+            area,
+            xcr0: 0b111,
+            xcr0_supported: 0b111,
+            msrs: BTreeMap::new(),
+            injected: Vec::new(),
+            set_regs_calls: 0,
+            debug: Vec::new(),
+            reject_blockirq: false,
+        }
+    }
+}
+
+impl CpuState for FakeCpu {
+    fn regs(&mut self) -> Result<kvm_regs, CpuError> {
+        Ok(self.regs)
+    }
+    fn set_regs(&mut self, regs: &kvm_regs) -> Result<(), CpuError> {
+        self.set_regs_calls += 1;
+        self.regs = *regs;
+        Ok(())
+    }
+    fn sregs(&mut self) -> Result<kvm_sregs, CpuError> {
+        Ok(self.sregs)
+    }
+    fn set_sregs(&mut self, sregs: &kvm_sregs) -> Result<(), CpuError> {
+        self.sregs = *sregs;
+        Ok(())
+    }
+    fn fpu(&mut self) -> Result<kvm_fpu, CpuError> {
+        Ok(self.fpu)
+    }
+    fn set_fpu(&mut self, fpu: &kvm_fpu) -> Result<(), CpuError> {
+        self.fpu = *fpu;
+        Ok(())
+    }
+    fn xsave_area(&mut self) -> Result<Vec<u8>, CpuError> {
+        Ok(self.area.clone())
+    }
+    fn set_xsave_area(&mut self, area: &[u8]) -> Result<(), CpuError> {
+        self.area = area.to_vec();
+        Ok(())
+    }
+    fn xcr0(&mut self) -> Result<u64, CpuError> {
+        Ok(self.xcr0)
+    }
+    fn set_xcr0(&mut self, value: u64) -> Result<(), CpuError> {
+        if value & !self.xcr0_supported != 0 {
+            return Err(CpuError::invalid("KVM_SET_XCRS"));
+        }
+        self.xcr0 = value;
+        Ok(())
+    }
+    fn read_msrs(&mut self, indices: &[u32]) -> Result<Vec<u64>, CpuError> {
+        indices
+            .iter()
+            .map(|i| {
+                self.msrs
+                    .get(i)
+                    .copied()
+                    .ok_or_else(|| CpuError::invalid("KVM_GET_MSRS"))
+            })
+            .collect()
+    }
+    fn inject(&mut self, exc: Exception) -> Result<(), CpuError> {
+        if let Some(cr2) = exc.cr2 {
+            self.sregs.cr2 = cr2;
+        }
+        self.injected.push(exc);
+        Ok(())
+    }
+}
+
+/// Linear memory `[base, base + len)`, identity "paging", with not-present and read-only pages.
+pub struct FlatMem {
+    pub base: u64,
+    pub bytes: Vec<u8>,
+    pub absent: BTreeSet<u64>,
+    pub read_only: BTreeSet<u64>,
+}
+
+impl FlatMem {
+    pub fn new(base: u64, len: usize) -> Self {
+        Self {
+            base,
+            bytes: vec![0; len],
+            absent: BTreeSet::new(),
+            read_only: BTreeSet::new(),
+        }
+    }
+
+    fn check(&self, gva: u64, len: usize, write: bool) -> Result<usize, MemError> {
+        let mut page = gva & !0xfff;
+        while page < gva + len.max(1) as u64 {
+            let addr = page.max(gva);
+            if self.absent.contains(&page) {
+                let code = if write { pf::WRITE } else { 0 };
+                return Err(MemError::Fault(Exception::page_fault(addr, code)));
+            }
+            if write && self.read_only.contains(&page) {
+                return Err(MemError::Fault(Exception::page_fault(
+                    addr,
+                    pf::WRITE | pf::PRESENT,
+                )));
+            }
+            page += 0x1000;
+        }
+        let off = gva
+            .checked_sub(self.base)
+            .ok_or(MemError::NotRam { gva, gpa: gva })? as usize;
+        if off + len > self.bytes.len() {
+            return Err(MemError::NotRam { gva, gpa: gva });
+        }
+        Ok(off)
+    }
+
+    pub fn at(&self, gva: u64, len: usize) -> &[u8] {
+        let off = (gva - self.base) as usize;
+        &self.bytes[off..off + len]
+    }
+
+    pub fn put(&mut self, gva: u64, data: &[u8]) {
+        let off = (gva - self.base) as usize;
+        self.bytes[off..off + data.len()].copy_from_slice(data);
+    }
+}
+
+impl GuestVirtMem for FlatMem {
+    fn read(&mut self, gva: u64, buf: &mut [u8]) -> Result<(), MemError> {
+        let off = self.check(gva, buf.len(), false)?;
+        buf.copy_from_slice(&self.bytes[off..off + buf.len()]);
+        Ok(())
+    }
+    fn write(&mut self, gva: u64, data: &[u8]) -> Result<(), MemError> {
+        let off = self.check(gva, data.len(), true)?;
+        self.bytes[off..off + data.len()].copy_from_slice(data);
+        Ok(())
+    }
+    fn probe(&mut self, gva: u64, len: usize, write: bool) -> Result<(), MemError> {
+        self.check(gva, len, write).map(|_| ())
+    }
+    fn cmpxchg16(
+        &mut self,
+        gva: u64,
+        expected: u128,
+        new: u128,
+    ) -> Result<Result<(), u128>, MemError> {
+        let off = self.check(gva, 16, true)?;
+        let mut cur = [0u8; 16];
+        cur.copy_from_slice(&self.bytes[off..off + 16]);
+        let cur = u128::from_le_bytes(cur);
+        if cur == expected {
+            self.bytes[off..off + 16].copy_from_slice(&new.to_le_bytes());
+            Ok(Ok(()))
+        } else {
+            Ok(Err(cur))
+        }
+    }
+    fn cmpxchg8(&mut self, gva: u64, expected: u64, new: u64) -> Result<Result<(), u64>, MemError> {
+        let off = self.check(gva, 8, true)?;
+        let mut cur = [0u8; 8];
+        cur.copy_from_slice(&self.bytes[off..off + 8]);
+        let cur = u64::from_le_bytes(cur);
+        if cur == expected {
+            self.bytes[off..off + 8].copy_from_slice(&new.to_le_bytes());
+            Ok(Ok(()))
+        } else {
+            Ok(Err(cur))
+        }
+    }
+}
+
+impl DebugControl for FakeCpu {
+    fn set_guest_debug(&mut self, dbg: &kvm_guest_debug) -> Result<(), CpuError> {
+        if self.reject_blockirq && dbg.control & KVM_GUESTDBG_BLOCKIRQ != 0 {
+            return Err(CpuError::invalid("KVM_SET_GUEST_DEBUG"));
+        }
+        self.debug.push(*dbg);
+        Ok(())
+    }
+}

@@ -22,6 +22,8 @@ mod tick;
 mod xstate;
 
 #[cfg(test)]
+mod kvm_tests;
+#[cfg(test)]
 mod testutil;
 
 use std::sync::Arc;

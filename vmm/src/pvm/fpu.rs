@@ -10,7 +10,7 @@ use iced_x86::Code;
 use super::cpu::Exception;
 use super::decode::ctl;
 use super::emulate::{Ctx, Flow, Stop};
-use super::xstate::{u64_at, FCW_DEFAULT, HEADER};
+use super::xstate::{load_area, u64_at, FCW_DEFAULT, HEADER};
 
 /// Legacy-region fields (SDM Vol. 1 Table 10-2).
 const FCW: usize = 0;
@@ -30,7 +30,7 @@ struct Legacy {
 impl Legacy {
     fn load(ctx: &mut Ctx<'_>) -> Result<Self, Stop> {
         Ok(Self {
-            area: ctx.cpu.xsave_area()?,
+            area: load_area(ctx)?,
         })
     }
 
@@ -152,7 +152,7 @@ pub(super) fn xgetbv(ctx: &mut Ctx<'_>) -> Result<Flow, Stop> {
         // XGETBV with ECX=1: XCR0 & XINUSE (SDM Vol. 2C XGETBV).
         1 => {
             let xcr0 = ctx.cpu.xcr0()?;
-            let area = ctx.cpu.xsave_area()?;
+            let area = load_area(ctx)?;
             xcr0 & u64_at(&area, HEADER)
         }
         _ => return Err(Stop::Raise(Exception::gp0())),

@@ -1,7 +1,7 @@
 //! The vCPU state the PVM emulator and the SYSCALL repair read and write, behind a trait so
 //! their logic is tested without /dev/kvm; [`KvmCpu`] implements it over a real `VcpuFd`.
 
-use kvm_bindings::{kvm_fpu, kvm_msr_entry, kvm_regs, kvm_sregs, kvm_xsave, Msrs};
+use kvm_bindings::{kvm_msr_entry, kvm_regs, kvm_sregs, kvm_xsave, Msrs};
 use kvm_ioctls::VcpuFd;
 
 /// Size of the legacy `kvm_xsave` region: standard (non-compacted) XSAVE format, the layout
@@ -110,8 +110,6 @@ pub trait CpuState {
     fn set_regs(&mut self, regs: &kvm_regs) -> Result<(), CpuError>;
     fn sregs(&mut self) -> Result<kvm_sregs, CpuError>;
     fn set_sregs(&mut self, sregs: &kvm_sregs) -> Result<(), CpuError>;
-    fn fpu(&mut self) -> Result<kvm_fpu, CpuError>;
-    fn set_fpu(&mut self, fpu: &kvm_fpu) -> Result<(), CpuError>;
     /// The XSAVE state in standard format, [`XSAVE_AREA_SIZE`] bytes.
     fn xsave_area(&mut self) -> Result<Vec<u8>, CpuError>;
     fn set_xsave_area(&mut self, area: &[u8]) -> Result<(), CpuError>;
@@ -195,18 +193,6 @@ impl CpuState for KvmCpu<'_> {
             .map_err(|e| CpuError::new("KVM_SET_SREGS", e))?;
         // KVM normalises some fields (e.g. the pending-interrupt bitmap), so re-read next time.
         Ok(())
-    }
-
-    fn fpu(&mut self) -> Result<kvm_fpu, CpuError> {
-        self.fd
-            .get_fpu()
-            .map_err(|e| CpuError::new("KVM_GET_FPU", e))
-    }
-
-    fn set_fpu(&mut self, fpu: &kvm_fpu) -> Result<(), CpuError> {
-        self.fd
-            .set_fpu(fpu)
-            .map_err(|e| CpuError::new("KVM_SET_FPU", e))
     }
 
     fn xsave_area(&mut self) -> Result<Vec<u8>, CpuError> {

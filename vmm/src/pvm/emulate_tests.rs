@@ -424,7 +424,7 @@ fn clac_stac_fwait_and_ud2() {
     // fwait: a no-op unless an unmasked x87 exception is pending.
     let (cpu, _) = run(&[0x9b], &mut mem, |_| {});
     assert_eq!((cpu.regs.rip, cpu.injected.len()), (0x1001, 0));
-    let (cpu, _) = run(&[0x9b], &mut mem, |c| c.fpu.fsw = 0x8081);
+    let (cpu, _) = run(&[0x9b], &mut mem, |c| c.set_legacy_u16(2, 0x8081));
     assert_eq!(cpu.injected, vec![Exception::new(Exception::MF)]);
     assert_eq!(cpu.regs.rip, 0x1000);
     // ud2 faults with #UD at the instruction.

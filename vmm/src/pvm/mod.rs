@@ -22,6 +22,8 @@ mod tick;
 mod xstate;
 
 #[cfg(test)]
+mod kvm_tests;
+#[cfg(test)]
 mod testutil;
 
 use std::sync::Arc;
@@ -40,7 +42,7 @@ pub use cpuid::apply_cpu_template;
 pub use emulate::{emulate, EmulateError, Emulated, EmulatorConfig};
 pub use mmu::{GuestVirtMem, MemError, PagedMemory, Paging};
 pub use stats::PvmStats;
-pub use syscall::{DebugOutcome, RepairError, Sites, SyscallRepair, SITE_ENV};
+pub use syscall::{DebugOutcome, RepairError, SyscallRepair};
 pub use tick::{TickPolicy, TickPolicyError, TICK_ENV};
 
 /// True when /dev/kvm is provided by the `kvm_pvm` module.
@@ -117,7 +119,7 @@ impl PvmVcpu {
             index,
             stats,
             config: EmulatorConfig::for_host(),
-            repair: SyscallRepair::new(Sites::from_env()),
+            repair: SyscallRepair::new(),
         }
     }
 

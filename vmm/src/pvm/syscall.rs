@@ -1,14 +1,18 @@
 //! Repair of user-mode SYSCALL on PVM. On this host `syscall` at CPL3 loads RCX/R11 and jumps
 //! to LSTAR but stays at CPL3, so the fetch of the kernel's entry point page-faults (error
-//! code 0x15). A hardware execute breakpoint (KVM_SET_GUEST_DEBUG) on the guest's #PF entry —
-//! and optionally on LSTAR itself — stops the vCPU there; if the fault is such a SYSCALL, the
-//! monitor puts the vCPU in the state SYSCALL should have produced (SDM Vol. 2B SYSCALL) and
-//! lets the guest run its syscall entry. Other page faults step over the breakpoint.
+//! code 0x15). A hardware execute breakpoint (KVM_SET_GUEST_DEBUG) on the guest's #PF entry
+//! stops the vCPU there; if the fault is such a SYSCALL, the monitor puts the vCPU in the
+//! state SYSCALL should have produced (SDM Vol. 2B SYSCALL) and lets the guest run its syscall
+//! entry. Other page faults step over the breakpoint.
 //!
-//! Per vCPU: [`SyscallRepair`] tracks where the breakpoints are, re-arms them when the guest
-//! moves its IDT or LSTAR (checked at most every [`RECHECK_INTERVAL`]), and steps over the
-//! first instruction of a breakpointed handler by emulating it when it is trivial (ENDBR64,
-//! NOP, CLAC, STAC, CLD) or else with one single-step.
+//! A breakpoint on LSTAR itself was tried and dropped: it does not fire in natively-run user
+//! mode on PVM (the process dies with SIGSEGV at LSTAR), and with both breakpoints every
+//! repaired syscall costs an extra single-step at LSTAR.
+//!
+//! Per vCPU: [`SyscallRepair`] tracks where the breakpoint is, re-arms it when the guest
+//! moves its IDT (checked at most every [`RECHECK_INTERVAL`]), and steps over the first
+//! instruction of the #PF entry by emulating it when it is trivial (ENDBR64, NOP, CLAC, STAC,
+//! CLD) or else with one single-step.
 
 use std::time::{Duration, Instant};
 
@@ -22,10 +26,8 @@ use super::entry::{guest_debug, syscall_cs, syscall_rflags, syscall_ss, Exceptio
 use super::mmu::{translate, Access, MemError, Paging};
 use super::PvmStats;
 
-/// How often `before_run` looks for a moved IDT or LSTAR.
+/// How often `before_run` looks for a moved IDT.
 pub const RECHECK_INTERVAL: Duration = Duration::from_millis(20);
-/// Environment variable choosing the breakpoint sites: `pf` (default), `lstar` or `both`.
-pub const SITE_ENV: &str = "OUTPOST_PVM_SYSCALL_BP";
 
 const MSR_STAR: u32 = 0xc000_0081;
 const MSR_LSTAR: u32 = 0xc000_0082;
@@ -35,46 +37,6 @@ const GATE_SIZE: u64 = 16;
 /// DR6.BS: the debug exception came from single-stepping (SDM Vol. 3B §18.2.3).
 const DR6_BS: u64 = 1 << 14;
 const DR6_B0_3: u64 = 0xf;
-
-/// Where the breakpoints go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Sites {
-    /// The #PF entry only: one exit per syscall and per page fault. Shown to fire on PVM.
-    #[default]
-    PageFault,
-    /// LSTAR only: one exit per syscall, none per page fault; needs the breakpoint to fire
-    /// in natively-run user mode (not yet shown on PVM; a miss kills the process with SIGSEGV).
-    Lstar,
-    /// Both: LSTAR catches syscalls if user-mode breakpoints fire, #PF catches them if not.
-    Both,
-}
-
-impl Sites {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "" | "pf" => Some(Sites::PageFault),
-            "lstar" => Some(Sites::Lstar),
-            "both" => Some(Sites::Both),
-            _ => None,
-        }
-    }
-
-    /// From [`SITE_ENV`], defaulting to [`Sites::PageFault`] when unset or unknown.
-    pub fn from_env() -> Self {
-        std::env::var(SITE_ENV)
-            .ok()
-            .and_then(|v| Self::parse(&v))
-            .unwrap_or_default()
-    }
-
-    fn uses_pf(self) -> bool {
-        self != Sites::Lstar
-    }
-
-    fn uses_lstar(self) -> bool {
-        self != Sites::PageFault
-    }
-}
 
 /// Programs KVM_SET_GUEST_DEBUG.
 pub trait DebugControl {
@@ -89,32 +51,12 @@ impl DebugControl for KvmCpu<'_> {
     }
 }
 
-/// Where the breakpoints are armed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Target {
-    pf_entry: Option<u64>,
-    lstar: u64,
-}
-
-impl Target {
-    fn breakpoints(&self, sites: Sites) -> Vec<u64> {
-        let mut v = Vec::new();
-        if let (true, Some(pf)) = (sites.uses_pf(), self.pf_entry) {
-            v.push(pf);
-        }
-        if sites.uses_lstar() && self.lstar != 0 && !v.contains(&self.lstar) {
-            v.push(self.lstar);
-        }
-        v
-    }
-}
-
 /// What a debug exit turned out to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DebugOutcome {
     /// A broken SYSCALL was turned into a proper one.
     Repaired,
-    /// Some other page fault (or a repaired syscall at LSTAR) passed the breakpoint.
+    /// Some other page fault passed the breakpoint.
     SteppedOver,
     /// A single-step over a breakpointed instruction finished; breakpoints are back.
     StepDone,
@@ -136,18 +78,23 @@ pub enum RepairError {
 /// Per-vCPU SYSCALL repair state.
 #[derive(Debug)]
 pub struct SyscallRepair {
-    sites: Sites,
-    armed: Option<Target>,
+    /// Address of the guest's #PF entry the breakpoint is on.
+    armed: Option<u64>,
     stepping: bool,
     clear_pending: bool,
     block_irq: bool,
     last_check: Option<Instant>,
 }
 
+impl Default for SyscallRepair {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl SyscallRepair {
-    pub fn new(sites: Sites) -> Self {
+    pub fn new() -> Self {
         Self {
-            sites,
             armed: None,
             stepping: false,
             clear_pending: false,
@@ -200,9 +147,7 @@ impl SyscallRepair {
         if target == self.armed {
             return Ok(());
         }
-        let bps = target
-            .map(|t| t.breakpoints(self.sites))
-            .unwrap_or_default();
+        let bps: Vec<u64> = target.into_iter().collect();
         self.program(cpu, &guest_debug(&bps, false, false))?;
         self.armed = target;
         if target.is_some() {
@@ -229,40 +174,28 @@ impl SyscallRepair {
         }
     }
 
+    /// The guest's #PF entry, from the IDT gate for vector 14 (none before long mode, or
+    /// while the IDT is too short, unreadable or its gate not present).
     fn locate<C: CpuState>(
         &self,
         cpu: &mut C,
         mem: &GuestMemoryMmap,
-    ) -> Result<Option<Target>, RepairError> {
+    ) -> Result<Option<u64>, RepairError> {
         let sregs = cpu.sregs()?;
         if sregs.cr0 & ctl::CR0_PG == 0 || sregs.efer & ctl::EFER_LMA == 0 {
             return Ok(None);
         }
-        let lstar = cpu.msr(MSR_LSTAR)?;
-        let paging = Paging::from_sregs(&sregs, 0);
-        let mut pf_entry = None;
-        if u64::from(sregs.idt.limit) >= PF_VECTOR * GATE_SIZE + GATE_SIZE - 1 {
-            let mut raw = [0u8; 16];
-            if peek(
-                mem,
-                &paging,
-                sregs.idt.base + PF_VECTOR * GATE_SIZE,
-                &mut raw,
-            )
-            .is_ok()
-            {
-                let gate = Gate::decode(&raw);
-                if gate.is_usable() {
-                    pf_entry = Some(gate.offset);
-                }
-            }
+        if u64::from(sregs.idt.limit) < PF_VECTOR * GATE_SIZE + GATE_SIZE - 1 {
+            return Ok(None);
         }
-        let target = Target { pf_entry, lstar };
-        Ok(if target.breakpoints(self.sites).is_empty() {
-            None
-        } else {
-            Some(target)
-        })
+        let paging = Paging::from_sregs(&sregs, 0);
+        let mut raw = [0u8; 16];
+        let gate_addr = sregs.idt.base.wrapping_add(PF_VECTOR * GATE_SIZE);
+        if peek(mem, &paging, gate_addr, &mut raw).is_err() {
+            return Ok(None);
+        }
+        let gate = Gate::decode(&raw);
+        Ok(gate.is_usable().then_some(gate.offset))
     }
 
     /// Handles KVM_EXIT_DEBUG.
@@ -275,49 +208,30 @@ impl SyscallRepair {
     ) -> Result<DebugOutcome, RepairError> {
         if self.stepping {
             self.stepping = false;
-            let bps = self
-                .armed
-                .map(|t| t.breakpoints(self.sites))
-                .unwrap_or_default();
+            let bps: Vec<u64> = self.armed.into_iter().collect();
             self.program(cpu, &guest_debug(&bps, false, false))?;
             if arch.dr6 & DR6_BS != 0 {
                 return Ok(DebugOutcome::StepDone);
             }
             // Something else stopped the step; fall through with the breakpoints re-armed.
         }
-        let Some(target) = self.armed else {
-            return self.not_ours(cpu, mem, arch, stats);
-        };
-        let at_pf = self.sites.uses_pf() && target.pf_entry == Some(arch.pc);
-        let at_lstar = self.sites.uses_lstar() && target.lstar == arch.pc;
-        if !at_pf && !at_lstar {
+        if self.armed != Some(arch.pc) {
             return self.not_ours(cpu, mem, arch, stats);
         }
         let [star, lstar, sfmask] = read_syscall_msrs(cpu)?;
         let sregs = cpu.sregs()?;
         let regs = cpu.regs()?;
-        if at_lstar && sregs.cs.selector & 3 == 3 {
-            // The breakpoint caught the SYSCALL before its fetch faulted.
-            self.repair(cpu, star, lstar, sfmask, regs.rflags, regs.rsp)?;
+        // The exception frame the #PF delivery pushed (SDM Vol. 3A §6.14.2).
+        let paging = Paging::from_sregs(&sregs, regs.rflags);
+        let mut raw = [0u8; ExceptionFrame::SIZE];
+        peek(mem, &paging, regs.rsp, &mut raw)?;
+        let frame = ExceptionFrame::parse(&raw);
+        if frame.is_broken_syscall(lstar) {
+            self.repair(cpu, star, lstar, sfmask, frame.rflags, frame.rsp)?;
             stats.count_syscall_repair();
-            self.step_over(cpu, mem, lstar, stats)?;
             return Ok(DebugOutcome::Repaired);
         }
-        if at_pf {
-            let paging = Paging::from_sregs(&sregs, regs.rflags);
-            let mut raw = [0u8; ExceptionFrame::SIZE];
-            peek(mem, &paging, regs.rsp, &mut raw)?;
-            let frame = ExceptionFrame::parse(&raw);
-            if frame.is_broken_syscall(lstar) {
-                self.repair(cpu, star, lstar, sfmask, frame.rflags, frame.rsp)?;
-                stats.count_syscall_repair();
-                if self.sites.uses_lstar() {
-                    self.step_over(cpu, mem, lstar, stats)?;
-                }
-                return Ok(DebugOutcome::Repaired);
-            }
-            stats.count_pf_stepover();
-        }
+        stats.count_pf_stepover();
         self.step_over(cpu, mem, arch.pc, stats)?;
         Ok(DebugOutcome::SteppedOver)
     }

@@ -84,18 +84,10 @@ const PUSH_RBP: [u8; 1] = [0x55];
 const SWAPGS: [u8; 3] = [0x0f, 0x01, 0xf8];
 
 #[test]
-fn sites_parse() {
-    assert_eq!(Sites::parse("LSTAR"), Some(Sites::Lstar));
-    assert_eq!(Sites::parse("both"), Some(Sites::Both));
-    assert_eq!(Sites::parse(""), Some(Sites::PageFault));
-    assert_eq!(Sites::parse("x"), None);
-}
-
-#[test]
 fn arms_on_the_page_fault_gate_and_only_reprograms_on_change() {
     let (mem, mut cpu) = setup(&ENDBR64, &SWAPGS);
     let stats = PvmStats::new();
-    let mut r = SyscallRepair::new(Sites::PageFault);
+    let mut r = SyscallRepair::new();
     let t0 = Instant::now();
     r.before_run(&mut cpu, &mem, &stats, t0).unwrap();
     assert_eq!(cpu.debug.len(), 1);
@@ -118,7 +110,7 @@ fn arms_on_the_page_fault_gate_and_only_reprograms_on_change() {
     // Before paging (early boot or after reset) nothing is armed.
     let mut early = FakeCpu::long_mode();
     early.sregs.cr0 = 0;
-    let mut r2 = SyscallRepair::new(Sites::PageFault);
+    let mut r2 = SyscallRepair::new();
     r2.arm(&mut early, &mem, &stats).unwrap();
     assert!(early.debug.is_empty());
 }
@@ -136,7 +128,7 @@ fn broken_syscall_at_the_page_fault_entry_is_repaired() {
     };
     put(&mem, STACK, &frame_bytes(&frame));
     let stats = PvmStats::new();
-    let mut r = SyscallRepair::new(Sites::PageFault);
+    let mut r = SyscallRepair::new();
     r.arm(&mut cpu, &mem, &stats).unwrap();
     let out = r
         .handle_debug(&mut cpu, &mem, &hit(HANDLER), &stats)
@@ -172,7 +164,7 @@ fn other_page_faults_skip_a_trivial_first_instruction() {
     };
     put(&mem, STACK, &frame_bytes(&frame));
     let stats = PvmStats::new();
-    let mut r = SyscallRepair::new(Sites::PageFault);
+    let mut r = SyscallRepair::new();
     r.arm(&mut cpu, &mem, &stats).unwrap();
     let out = r
         .handle_debug(&mut cpu, &mem, &hit(HANDLER), &stats)
@@ -220,7 +212,7 @@ fn non_trivial_first_instruction_is_single_stepped_then_rearmed() {
     };
     put(&mem, STACK, &frame_bytes(&frame));
     let stats = PvmStats::new();
-    let mut r = SyscallRepair::new(Sites::PageFault);
+    let mut r = SyscallRepair::new();
     cpu.reject_blockirq = true;
     r.arm(&mut cpu, &mem, &stats).unwrap();
     assert_eq!(
@@ -265,56 +257,10 @@ fn non_trivial_first_instruction_is_single_stepped_then_rearmed() {
 }
 
 #[test]
-fn lstar_site_repairs_at_cpl3_and_skips_endbr() {
-    let (mem, mut cpu) = setup(&PUSH_RBP, &ENDBR64);
-    let stats = PvmStats::new();
-    let mut r = SyscallRepair::new(Sites::Both);
-    r.arm(&mut cpu, &mem, &stats).unwrap();
-    assert_eq!(cpu.debug[0], guest_debug(&[HANDLER, LSTAR], false, false));
-    // The breakpoint stops the partial SYSCALL at LSTAR, still at CPL3.
-    cpu.sregs.cs.selector = 0x33;
-    cpu.regs.rip = LSTAR;
-    cpu.regs.rsp = USER_RSP;
-    cpu.regs.rflags = 0x246;
-    assert_eq!(
-        r.handle_debug(&mut cpu, &mem, &hit(LSTAR), &stats).unwrap(),
-        DebugOutcome::Repaired
-    );
-    assert_eq!(cpu.sregs.cs, syscall_cs(STAR));
-    assert_eq!((cpu.regs.rip, cpu.regs.rsp), (LSTAR + 4, USER_RSP));
-    assert_eq!(cpu.regs.rflags, 0x46);
-    assert_eq!(stats.snapshot()["first_insn_skips"], 1);
-}
-
-#[test]
-fn lstar_site_single_steps_swapgs_after_a_pf_site_repair() {
-    let (mem, mut cpu) = setup(&ENDBR64, &SWAPGS);
-    let frame = ExceptionFrame {
-        error_code: 0x15,
-        rip: LSTAR,
-        cs: 0x33,
-        rflags: 0x246,
-        rsp: USER_RSP,
-        ss: 0x2b,
-    };
-    put(&mem, STACK, &frame_bytes(&frame));
-    let stats = PvmStats::new();
-    let mut r = SyscallRepair::new(Sites::Both);
-    r.arm(&mut cpu, &mem, &stats).unwrap();
-    assert_eq!(
-        r.handle_debug(&mut cpu, &mem, &hit(HANDLER), &stats)
-            .unwrap(),
-        DebugOutcome::Repaired
-    );
-    assert_eq!(cpu.regs.rip, LSTAR);
-    assert!(cpu.debug.last().unwrap().control & KVM_GUESTDBG_SINGLESTEP != 0);
-}
-
-#[test]
 fn foreign_debug_exits_are_rearmed_or_reinjected() {
     let (mem, mut cpu) = setup(&ENDBR64, &SWAPGS);
     let stats = PvmStats::new();
-    let mut r = SyscallRepair::new(Sites::PageFault);
+    let mut r = SyscallRepair::new();
     r.arm(&mut cpu, &mem, &stats).unwrap();
     // A hit on an address that is no longer ours (the gate moved).
     put(&mem, IDT + 14 * 16, &gate_bytes(HANDLER + 0x40, true));
@@ -345,7 +291,7 @@ fn foreign_debug_exits_are_rearmed_or_reinjected() {
 fn reset_clears_kvm_debug_state_then_rearms() {
     let (mem, mut cpu) = setup(&ENDBR64, &SWAPGS);
     let stats = PvmStats::new();
-    let mut r = SyscallRepair::new(Sites::PageFault);
+    let mut r = SyscallRepair::new();
     let t0 = Instant::now();
     r.before_run(&mut cpu, &mem, &stats, t0).unwrap();
     r.reset();

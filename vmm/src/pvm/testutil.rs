@@ -3,9 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use kvm_bindings::{
-    kvm_fpu, kvm_guest_debug, kvm_regs, kvm_segment, kvm_sregs, KVM_GUESTDBG_BLOCKIRQ,
-};
+use kvm_bindings::{kvm_guest_debug, kvm_regs, kvm_segment, kvm_sregs, KVM_GUESTDBG_BLOCKIRQ};
 
 use super::cpu::{CpuError, CpuState, Exception, XSAVE_AREA_SIZE};
 use super::decode::ctl;
@@ -15,7 +13,6 @@ use super::syscall::DebugControl;
 pub struct FakeCpu {
     pub regs: kvm_regs,
     pub sregs: kvm_sregs,
-    pub fpu: kvm_fpu,
     pub area: Vec<u8>,
     pub xcr0: u64,
     /// XCR0 values outside this mask make set_xcr0 fail with EINVAL, as KVM does.
@@ -57,11 +54,6 @@ impl FakeCpu {
                 ..Default::default()
             },
             sregs,
-            fpu: kvm_fpu {
-                fcw: 0x037f,
-                mxcsr: 0x1f80,
-                ..Default::default()
-            },
             area,
             xcr0: 0b111,
             xcr0_supported: 0b111,
@@ -71,6 +63,31 @@ impl FakeCpu {
             debug: Vec::new(),
             reject_blockirq: false,
         }
+    }
+}
+
+impl FakeCpu {
+    /// A 16-bit field of the XSAVE image's legacy region.
+    pub fn legacy_u16(&self, off: usize) -> u16 {
+        u16::from_le_bytes([self.area[off], self.area[off + 1]])
+    }
+
+    pub fn set_legacy_u16(&mut self, off: usize, v: u16) {
+        self.area[off..off + 2].copy_from_slice(&v.to_le_bytes());
+    }
+
+    pub fn mxcsr(&self) -> u32 {
+        u32::from_le_bytes([self.area[24], self.area[25], self.area[26], self.area[27]])
+    }
+
+    pub fn set_mxcsr(&mut self, v: u32) {
+        self.area[24..28].copy_from_slice(&v.to_le_bytes());
+    }
+
+    pub fn xstate_bv(&self) -> u64 {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&self.area[512..520]);
+        u64::from_le_bytes(b)
     }
 }
 
@@ -88,13 +105,6 @@ impl CpuState for FakeCpu {
     }
     fn set_sregs(&mut self, sregs: &kvm_sregs) -> Result<(), CpuError> {
         self.sregs = *sregs;
-        Ok(())
-    }
-    fn fpu(&mut self) -> Result<kvm_fpu, CpuError> {
-        Ok(self.fpu)
-    }
-    fn set_fpu(&mut self, fpu: &kvm_fpu) -> Result<(), CpuError> {
-        self.fpu = *fpu;
         Ok(())
     }
     fn xsave_area(&mut self) -> Result<Vec<u8>, CpuError> {

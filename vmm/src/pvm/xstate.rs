@@ -166,6 +166,19 @@ fn aligned_ea(ctx: &Ctx<'_>, align: u64) -> Result<u64, Stop> {
     Ok(addr)
 }
 
+/// The vCPU's XSAVE image, checked to be the full standard-format region every offset used
+/// here lies within.
+pub(super) fn load_area(ctx: &mut Ctx<'_>) -> Result<Vec<u8>, Stop> {
+    let area = ctx.cpu.xsave_area()?;
+    if area.len() != XSAVE_AREA_SIZE {
+        return Err(Stop::Fail(format!(
+            "KVM returned a {}-byte xsave image, expected {XSAVE_AREA_SIZE}",
+            area.len()
+        )));
+    }
+    Ok(area)
+}
+
 pub(super) fn u64_at(b: &[u8], off: usize) -> u64 {
     let mut w = [0u8; 8];
     w.copy_from_slice(&b[off..off + 8]);
@@ -261,7 +274,7 @@ fn xmm_guard(ctx: &Ctx<'_>) -> Result<(), Stop> {
 fn fxsave(ctx: &mut Ctx<'_>, rex_w: bool) -> Result<Flow, Stop> {
     xmm_guard(ctx)?;
     let addr = aligned_ea(ctx, 16)?;
-    let area = ctx.cpu.xsave_area()?;
+    let area = load_area(ctx)?;
     let mut st = Stores::new(addr);
     st.put(0, &legacy_header_out(&area, rex_w));
     st.put(MXCSR, &area[MXCSR..ST0]);
@@ -279,7 +292,7 @@ fn fxrstor(ctx: &mut Ctx<'_>, rex_w: bool) -> Result<Flow, Stop> {
     if mxcsr & !ctx.cfg.mxcsr_mask != 0 {
         return Err(Stop::Raise(Exception::gp0()));
     }
-    let mut area = ctx.cpu.xsave_area()?;
+    let mut area = load_area(ctx)?;
     legacy_header_in(&mut area, &image, rex_w);
     area[MXCSR..MXCSR + 4].copy_from_slice(&mxcsr.to_le_bytes());
     area[ST0..LEGACY_END].copy_from_slice(&image[ST0..LEGACY_END]);
@@ -322,7 +335,7 @@ fn xsave(ctx: &mut Ctx<'_>, rex_w: bool, form: Form) -> Result<Flow, Stop> {
     check_xsave_enabled(ctx)?;
     let addr = aligned_ea(ctx, 64)?;
     let (_, rfbm) = rfbm(ctx)?;
-    let area = ctx.cpu.xsave_area()?;
+    let area = load_area(ctx)?;
     let mut in_use = u64_at(&area, HEADER);
     if form == Form::Compacted && u32_at(&area, MXCSR) != MXCSR_DEFAULT {
         // XSAVEC treats a non-default MXCSR as SSE state in use (the host CPU does; XINUSE[1]
@@ -405,7 +418,7 @@ fn xrstor(ctx: &mut Ctx<'_>, rex_w: bool) -> Result<Flow, Stop> {
         return Err(Stop::Raise(Exception::gp0()));
     }
 
-    let mut area = ctx.cpu.xsave_area()?;
+    let mut area = load_area(ctx)?;
     let mut legacy = [0u8; LEGACY_END];
     ctx.mem.read(addr, &mut legacy)?;
     let load_mxcsr = if compacted {

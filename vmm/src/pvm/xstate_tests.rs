@@ -350,7 +350,7 @@ fn mxcsr_and_xgetbv_match_host() {
     };
     let mut mem = FlatMem::new(BASE, 0x1000);
     let mut cpu = FakeCpu::long_mode();
-    cpu.fpu.mxcsr = host_mxcsr;
+    cpu.set_mxcsr(host_mxcsr);
     cpu.regs.rdi = BASE + 4;
     emulate(
         &mut cpu,
@@ -370,7 +370,12 @@ fn mxcsr_and_xgetbv_match_host() {
         &[0x0f, 0xae, 0x17],
     )
     .unwrap();
-    assert_eq!(cpu.fpu.mxcsr, 0x3f80);
+    assert_eq!(cpu.mxcsr(), 0x3f80);
+    assert_eq!(
+        cpu.xstate_bv() & 0b10,
+        0b10,
+        "SSE marked in use so KVM loads MXCSR"
+    );
     let bad = !host_mxcsr_mask();
     if bad != 0 {
         mem.put(BASE + 8, &(0x1f80 | bad).to_le_bytes());
@@ -383,7 +388,7 @@ fn mxcsr_and_xgetbv_match_host() {
         )
         .unwrap();
         assert_eq!(e.injected, Some(Exception::gp0()));
-        assert_eq!((cpu.fpu.mxcsr, cpu.regs.rip), (0x3f80, rip));
+        assert_eq!((cpu.mxcsr(), cpu.regs.rip), (0x3f80, rip));
     }
     // xgetbv with ECX=0 returns XCR0 split like the host's.
     let mut cpu = FakeCpu::long_mode();
@@ -435,22 +440,31 @@ fn x87_control_words() {
     let mut mem = FlatMem::new(BASE, 0x1000);
     let cfg = EmulatorConfig::for_host();
     let mut cpu = FakeCpu::long_mode();
-    cpu.fpu.fcw = 0x1234;
-    cpu.fpu.fsw = 0xb8ff;
-    cpu.fpu.ftwx = 0xff;
+    cpu.set_legacy_u16(0, 0x1234); // FCW
+    cpu.set_legacy_u16(2, 0xb8ff); // FSW
+    cpu.area[4] = 0xff; // abridged FTW
+    cpu.area[6..24].fill(0x5a); // FOP, FIP, FDP
     emulate(&mut cpu, &mut mem, &cfg, &[0xdf, 0xe0]).unwrap(); // fnstsw ax
     assert_eq!(cpu.regs.rax & 0xffff, 0xb8ff);
     emulate(&mut cpu, &mut mem, &cfg, &[0xdb, 0xe2]).unwrap(); // fnclex
-    assert_eq!(cpu.fpu.fsw, 0x3800);
+    assert_eq!(cpu.legacy_u16(2), 0x3800);
     cpu.regs.rbx = BASE;
     emulate(&mut cpu, &mut mem, &cfg, &[0xd9, 0x3b]).unwrap(); // fnstcw [rbx]
     assert_eq!(mem.at(BASE, 2), &0x1234u16.to_le_bytes());
     mem.put(BASE + 2, &0x0272u16.to_le_bytes());
     cpu.regs.rbx = BASE + 2;
     emulate(&mut cpu, &mut mem, &cfg, &[0xd9, 0x2b]).unwrap(); // fldcw [rbx]
-    assert_eq!(cpu.fpu.fcw, 0x0272);
+    assert_eq!(cpu.legacy_u16(0), 0x0272);
+    assert_eq!(cpu.xstate_bv() & 1, 1, "x87 marked in use");
     emulate(&mut cpu, &mut mem, &cfg, &[0xdb, 0xe3]).unwrap(); // fninit
-    assert_eq!((cpu.fpu.fcw, cpu.fpu.fsw, cpu.fpu.ftwx), (0x037f, 0, 0));
+    assert_eq!(
+        (cpu.legacy_u16(0), cpu.legacy_u16(2), cpu.area[4]),
+        (0x037f, 0, 0)
+    );
+    assert!(
+        cpu.area[6..24].iter().all(|&b| b == 0),
+        "FOP, FIP, FDP cleared"
+    );
     assert_eq!(cpu.regs.rip, 0x1000 + 2 + 2 + 2 + 2 + 2);
     // With CR0.TS the x87 control instructions raise #NM.
     cpu.sregs.cr0 |= ctl::CR0_TS;

@@ -27,6 +27,11 @@ use crate::vstate::memory::create_guest_memory;
 use crate::vstate::vcpu::{ExitCounters, VcpuContext, VcpuControl, VcpuHandle};
 use crate::vstate::vm::Vm;
 
+/// Environment variable naming the file for a guest RIP profile of vCPU 0 (off when unset).
+pub const PROFILE_ENV: &str = "OUTPOST_GUEST_PROFILE";
+/// Sampling period of the guest profile.
+const PROFILE_PERIOD: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// Boot arguments when the configuration gives none.
 pub const DEFAULT_BOOT_ARGS: &str = "console=ttyS0 reboot=k panic=1";
 
@@ -139,6 +144,8 @@ pub struct RunningVm {
     power: Arc<PowerSignal>,
     i8042: Arc<Mutex<I8042>>,
     stats: StatsSources,
+    /// The guest profile being sampled and where it goes at exit.
+    profile: Option<(Arc<crate::vstate::vcpu::GuestProfile>, std::path::PathBuf)>,
     _vm: Vm,
     _mem: GuestMemoryMmap,
 }
@@ -181,6 +188,7 @@ impl RunningVm {
         ExitWaiter {
             power: self.power.clone(),
             stats: self.stats.clone(),
+            profile: self.profile.clone(),
         }
     }
 }
@@ -196,6 +204,7 @@ impl Drop for RunningVm {
 pub struct ExitWaiter {
     power: Arc<PowerSignal>,
     stats: StatsSources,
+    profile: Option<(Arc<crate::vstate::vcpu::GuestProfile>, std::path::PathBuf)>,
 }
 
 impl ExitWaiter {
@@ -204,6 +213,11 @@ impl ExitWaiter {
         let reason = ExitReason::from(self.power.wait());
         let s = self.stats.snapshot();
         tracing::info!(?reason, exits = ?s.exits, pvm = ?s.pvm, "guest ended");
+        if let Some((p, path)) = &self.profile {
+            if let Err(e) = p.write_to(path) {
+                tracing::warn!("cannot write the guest profile to {}: {e}", path.display());
+            }
+        }
         reason
     }
 }
@@ -424,6 +438,10 @@ pub fn start(config: &VmConfig) -> Result<RunningVm, StartError> {
     let pvm_stats = on_pvm.then(|| Arc::new(pvm::PvmStats::default()));
     let pio = Arc::new(pio);
     let mmio_bus = Arc::new(mmio_bus);
+    let profile_path = std::env::var_os(PROFILE_ENV).map(std::path::PathBuf::from);
+    let profile = profile_path
+        .as_ref()
+        .map(|_| Arc::new(crate::vstate::vcpu::GuestProfile::default()));
     let mut vcpus = Vec::new();
     for index in 0..mc.vcpu_count {
         let fd = vm
@@ -462,6 +480,7 @@ pub fn start(config: &VmConfig) -> Result<RunningVm, StartError> {
                 .as_ref()
                 .map(|s| pvm::PvmVcpu::new(index, s.clone())),
             on_first_run,
+            profile: (index == 0).then(|| profile.clone()).flatten(),
         };
         vcpus.push(
             VcpuHandle::spawn(fd, ctx).map_err(|source| StartError::Thread {
@@ -470,7 +489,16 @@ pub fn start(config: &VmConfig) -> Result<RunningVm, StartError> {
             })?,
         );
     }
+    if let Some(first) = vcpus.first().filter(|_| profile.is_some()) {
+        first
+            .start_sampler(PROFILE_PERIOD)
+            .map_err(|source| StartError::Thread {
+                what: "sampler",
+                source,
+            })?;
+    }
     Ok(RunningVm {
+        profile: profile.zip(profile_path),
         vcpus,
         control,
         power,

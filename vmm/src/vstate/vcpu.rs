@@ -133,6 +133,41 @@ pub struct VcpuContext {
     pub pvm: Option<PvmVcpu>,
     /// Called once, just before the first KVM_RUN of vCPU 0 (start-up figures).
     pub on_first_run: Option<Box<dyn FnOnce() + Send>>,
+    /// Where to record guest RIP samples taken when a kick interrupts KVM_RUN.
+    pub profile: Option<Arc<GuestProfile>>,
+}
+
+/// A statistical profile of guest code: RIP samples counted per address. A sampler thread
+/// kicks a vCPU at a fixed period; the vCPU records its RIP on the resulting exit. Enabled
+/// with `OUTPOST_GUEST_PROFILE=<file>`; the benchmark symbolizes it to measure, for example,
+/// the share of boot time spent in timer-tick code.
+#[derive(Debug, Default)]
+pub struct GuestProfile {
+    samples: Mutex<std::collections::HashMap<u64, u64>>,
+}
+
+impl GuestProfile {
+    fn record(&self, rip: u64) {
+        *self
+            .samples
+            .lock()
+            .expect("profile lock poisoned")
+            .entry(rip)
+            .or_default() += 1;
+    }
+
+    /// Writes `count rip` lines, most frequent first.
+    pub fn write_to(&self, path: &std::path::Path) -> std::io::Result<()> {
+        use std::io::Write;
+        let samples = self.samples.lock().expect("profile lock poisoned");
+        let mut v: Vec<_> = samples.iter().collect();
+        v.sort_by(|a, b| b.1.cmp(a.1));
+        let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+        for (rip, n) in v {
+            writeln!(f, "{n} {rip:#x}")?;
+        }
+        f.flush()
+    }
 }
 
 enum Next {
@@ -210,6 +245,9 @@ fn run_once(vcpu: &mut VcpuFd, ctx: &VcpuContext) -> Next {
         }
         Err(e) if e.errno() == libc::EINTR => {
             vcpu.set_kvm_immediate_exit(0);
+            if let (Some(p), Ok(regs)) = (&ctx.profile, vcpu.get_regs()) {
+                p.record(regs.rip);
+            }
             Next::Continue
         }
         // A secondary vCPU leaving wait-for-SIPI returns EAGAIN once on some hosts.
@@ -304,6 +342,8 @@ fn vcpu_loop(mut vcpu: VcpuFd, mut ctx: VcpuContext) {
 /// A started vCPU thread.
 pub struct VcpuHandle {
     thread: JoinHandle<()>,
+    /// Dropped with the handle: tells helper threads (the sampler) to stop kicking.
+    alive: Arc<()>,
 }
 
 impl VcpuHandle {
@@ -311,14 +351,43 @@ impl VcpuHandle {
         let thread = std::thread::Builder::new()
             .name(format!("vcpu{}", ctx.index))
             .spawn(move || vcpu_loop(vcpu, ctx))?;
-        Ok(VcpuHandle { thread })
+        Ok(VcpuHandle {
+            thread,
+            alive: Arc::new(()),
+        })
     }
 
     fn kick(&self) {
-        // SAFETY: the pthread id belongs to a thread we spawned and have not joined; the
-        // signal's handler only stores to that thread's own kvm_run.
-        unsafe { libc::pthread_kill(self.thread.as_pthread_t(), kick_signal()) };
+        kick_thread(self.thread.as_pthread_t());
     }
+
+    /// Starts the `sampler` thread that kicks this vCPU every `period` while it lives.
+    pub fn start_sampler(&self, period: std::time::Duration) -> std::io::Result<()> {
+        let tid = self.thread.as_pthread_t();
+        let alive = Arc::downgrade(&self.alive);
+        std::thread::Builder::new()
+            .name("sampler".into())
+            .spawn(move || {
+                while alive.upgrade().is_some() {
+                    std::thread::sleep(period);
+                    if alive.upgrade().is_none() {
+                        break;
+                    }
+                    kick_thread(tid);
+                }
+            })
+            .map(|_| ())
+    }
+}
+
+fn kick_thread(tid: libc::pthread_t) {
+    // SAFETY: `tid` belongs to a vCPU thread we spawned; callers only kick while its
+    // handle lives (the thread is not joined before the handle is dropped). The signal's
+    // handler only stores to that thread's own kvm_run.
+    unsafe { libc::pthread_kill(tid, kick_signal()) };
+}
+
+impl VcpuHandle {
 }
 
 impl VcpuControl {

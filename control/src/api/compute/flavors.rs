@@ -54,7 +54,9 @@ struct FlavorUpdate {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FlavorUpdateBody {
-    description: Option<String>,
+    /// Required (null clears it): `present` without a default makes a missing field an error.
+    #[serde(deserialize_with = "present")]
+    description: Option<Option<String>>,
 }
 
 /// Before 2.55 `description` is not part of the schema, so sending it is an unknown field.
@@ -109,7 +111,7 @@ pub fn update(call: &Call<'_>) -> Result<Reply, Fault> {
         &call.state.db,
         call.ctx(),
         call.param("flavor_id"),
-        body.flavor.description,
+        body.flavor.description.flatten(),
     )?;
     Ok(flavor_reply(call, &f))
 }

@@ -71,8 +71,9 @@ pub struct Api {
     client: Client,
 }
 
-/// The compute microversion the CLI speaks: flavors with description and extra specs.
-const COMPUTE_VERSION: (&str, &str) = ("OpenStack-API-Version", "compute 2.61");
+/// The compute microversion the CLI speaks: flavors with description, extra specs and an
+/// integer swap.
+const COMPUTE_VERSION: (&str, &str) = ("OpenStack-API-Version", "compute 2.75");
 
 impl Api {
     pub fn new(client: Client) -> Api {

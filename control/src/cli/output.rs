@@ -1,13 +1,17 @@
 //! Rendering results: ASCII tables (rows for lists, field/value pairs for one resource) or
 //! pretty JSON.
 
-use comfy_table::{presets, Table};
+use comfy_table::Table;
 use serde_json::Value;
+
+/// openstackclient's look: ASCII borders, a `+---+` rule under the header, no rules between
+/// rows (comfy-table's ASCII_FULL_CONDENSED with `-` and `+` in the header rule).
+const STYLE: &str = "||--+-++|    ++++++";
 
 /// A list as a table with `headers`, one row per item.
 pub fn list(headers: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut t = Table::new();
-    t.load_preset(presets::ASCII_FULL_CONDENSED);
+    t.load_preset(STYLE);
     t.set_header(headers.iter().copied());
     for r in rows {
         t.add_row(r);
@@ -18,7 +22,7 @@ pub fn list(headers: &[&str], rows: Vec<Vec<String>>) -> String {
 /// One resource as a two-column Field/Value table.
 pub fn fields(pairs: Vec<(&str, String)>) -> String {
     let mut t = Table::new();
-    t.load_preset(presets::ASCII_FULL_CONDENSED);
+    t.load_preset(STYLE);
     t.set_header(["Field", "Value"]);
     for (k, v) in pairs {
         t.add_row([k.to_owned(), v]);

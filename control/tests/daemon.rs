@@ -83,7 +83,8 @@ fn a_bad_config_file_is_refused_with_its_reason() {
 fn sigterm_finishes_the_request_in_flight_then_removes_the_socket() {
     let mut d = Daemon::start();
     let token = d.login("admin", ADMIN_PASSWORD, Some("admin"));
-    let body = json!({"flavor": {"name": "inflight", "ram": 64, "vcpus": 1, "disk": 0}}).to_string();
+    let body =
+        json!({"flavor": {"name": "inflight", "ram": 64, "vcpus": 1, "disk": 0}}).to_string();
     let head = format!(
         "POST /compute/v2.1/flavors HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {token}\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -136,7 +137,10 @@ fn kill_dash_nine_and_restart_keeps_flavors_and_users() {
         .with_header("OpenStack-API-Version", "compute 2.61")
         .get("/compute/v2.1/flavors/s1");
     assert_eq!(f.status.as_u16(), 200, "{}", f.text());
-    assert_eq!(f.body_json()["flavor"]["extra_specs"]["hw:cpu_policy"], "dedicated");
+    assert_eq!(
+        f.body_json()["flavor"]["extra_specs"]["hw:cpu_policy"],
+        "dedicated"
+    );
     // alice can still log in to her project.
     d.login("alice", "alice-pw", Some("demo"));
     let users = d.unix().get("/identity/v3/users?name=alice").body_json();

@@ -69,7 +69,10 @@ fn create_show_list_delete() {
     assert_eq!(f["os-flavor-access:is_public"], true);
     assert_eq!(f["OS-FLV-DISABLED:disabled"], false);
     let base = format!("http://{}", d.addr);
-    assert_eq!(f["links"][0]["href"], format!("{base}/compute/v2.1/flavors/{id}"));
+    assert_eq!(
+        f["links"][0]["href"],
+        format!("{base}/compute/v2.1/flavors/{id}")
+    );
     assert_eq!(f["links"][1]["rel"], "bookmark");
 
     let shown = api.get(&format!("{FLAVORS}/{id}"));
@@ -81,7 +84,10 @@ fn create_show_list_delete() {
     assert!(listed.get("flavors_links").is_none());
 
     // Names and ids are unique.
-    let dup = api.post(FLAVORS, &json!({"flavor": {"name": "m1.tiny", "ram": 1, "vcpus": 1, "disk": 0}}));
+    let dup = api.post(
+        FLAVORS,
+        &json!({"flavor": {"name": "m1.tiny", "ram": 1, "vcpus": 1, "disk": 0}}),
+    );
     nova_fault(&dup, 409, "conflictingRequest");
 
     // A name where an id goes is a 404 in Nova's shape (openstackclient then lists).
@@ -101,18 +107,32 @@ fn filters_sorting_and_paging() {
     seed(&api);
     let detail = |q: &str| api.get(&format!("{FLAVORS}/detail{q}"));
     assert_eq!(ids(&detail("").body_json()), ["1", "2", "3"]);
-    assert_eq!(ids(&detail("?is_public=none").body_json()), ["1", "2", "3", "9"]);
+    assert_eq!(
+        ids(&detail("?is_public=none").body_json()),
+        ["1", "2", "3", "9"]
+    );
     assert_eq!(ids(&detail("?is_public=False").body_json()), ["9"]);
     assert_eq!(ids(&detail("?minRam=2048").body_json()), ["2", "3"]);
     assert_eq!(ids(&detail("?minDisk=30&minRam=1").body_json()), ["3"]);
-    assert_eq!(ids(&detail("?sort_key=memory_mb&sort_dir=desc").body_json()), ["3", "2", "1"]);
+    assert_eq!(
+        ids(&detail("?sort_key=memory_mb&sort_dir=desc").body_json()),
+        ["3", "2", "1"]
+    );
     assert_eq!(ids(&detail("?sort_key=name").body_json()), ["3", "2", "1"]);
 
     let page = detail("?limit=2&minRam=1").body_json();
     assert_eq!(ids(&page), ["1", "2"]);
-    let next = page["flavors_links"][0]["href"].as_str().unwrap().to_owned();
-    assert!(next.contains("marker=2") && next.contains("minRam=1"), "{next}");
-    let next_path = next.trim_start_matches(&format!("http://{}", d.addr)).to_owned();
+    let next = page["flavors_links"][0]["href"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        next.contains("marker=2") && next.contains("minRam=1"),
+        "{next}"
+    );
+    let next_path = next
+        .trim_start_matches(&format!("http://{}", d.addr))
+        .to_owned();
     let page2 = api.get(&next_path).body_json();
     assert_eq!(ids(&page2), ["3"]);
     assert!(page2.get("flavors_links").is_none());
@@ -136,9 +156,17 @@ fn filters_sorting_and_paging() {
     // A member sees public flavors only, whatever it asks for.
     d.make_member("alice", "alice-pw", "demo");
     let alice = d.tcp(Some(&d.login("alice", "alice-pw", Some("demo"))));
-    assert_eq!(ids(&alice.get(&format!("{FLAVORS}/detail?is_public=none")).body_json()), ["1", "2", "3"]);
+    assert_eq!(
+        ids(&alice
+            .get(&format!("{FLAVORS}/detail?is_public=none"))
+            .body_json()),
+        ["1", "2", "3"]
+    );
     nova_fault(&alice.get(&format!("{FLAVORS}/9")), 404, "itemNotFound");
-    let denied = alice.post(FLAVORS, &json!({"flavor": {"name": "x", "ram": 1, "vcpus": 1, "disk": 0}}));
+    let denied = alice.post(
+        FLAVORS,
+        &json!({"flavor": {"name": "x", "ram": 1, "vcpus": 1, "disk": 0}}),
+    );
     nova_fault(&denied, 403, "forbidden");
     nova_fault(&alice.delete(&format!("{FLAVORS}/1")), 403, "forbidden");
 }
@@ -149,29 +177,61 @@ fn extra_specs() {
     let api = admin(&d, "2.61");
     seed(&api);
     let specs = format!("{FLAVORS}/1/os-extra_specs");
-    let set = api.post(&specs, &json!({"extra_specs": {"hw:cpu_policy": "dedicated", "hw:numa_nodes": 1, "x": true}}));
+    let set = api.post(
+        &specs,
+        &json!({"extra_specs": {"hw:cpu_policy": "dedicated", "hw:numa_nodes": 1, "x": true}}),
+    );
     assert_eq!(set.status.as_u16(), 200, "{}", set.text());
     assert_eq!(set.body_json()["extra_specs"]["hw:numa_nodes"], "1");
     let all = api.get(&specs).body_json();
-    assert_eq!(all, json!({"extra_specs": {"hw:cpu_policy": "dedicated", "hw:numa_nodes": "1", "x": "true"}}));
-    assert_eq!(api.get(&format!("{specs}/hw:cpu_policy")).body_json(), json!({"hw:cpu_policy": "dedicated"}));
-    let put = api.put(&format!("{specs}/hw:cpu_policy"), Some(&json!({"hw:cpu_policy": "shared"})));
+    assert_eq!(
+        all,
+        json!({"extra_specs": {"hw:cpu_policy": "dedicated", "hw:numa_nodes": "1", "x": "true"}})
+    );
+    assert_eq!(
+        api.get(&format!("{specs}/hw:cpu_policy")).body_json(),
+        json!({"hw:cpu_policy": "dedicated"})
+    );
+    let put = api.put(
+        &format!("{specs}/hw:cpu_policy"),
+        Some(&json!({"hw:cpu_policy": "shared"})),
+    );
     assert_eq!(put.body_json(), json!({"hw:cpu_policy": "shared"}));
     // The flavor body carries them from 2.61.
     let f = api.get(&format!("{FLAVORS}/1")).body_json();
     assert_eq!(f["flavor"]["extra_specs"]["hw:cpu_policy"], "shared");
 
-    nova_fault(&api.put(&format!("{specs}/a"), Some(&json!({"b": "1"}))), 400, "badRequest");
-    nova_fault(&api.put(&format!("{specs}/a"), Some(&json!({"a": "1", "b": "2"}))), 400, "badRequest");
-    nova_fault(&api.post(&specs, &json!({"extra_specs": {"bad/key": "v"}})), 400, "badRequest");
-    nova_fault(&api.post(&specs, &json!({"extra_specs": {"k": ["list"]}})), 400, "badRequest");
+    nova_fault(
+        &api.put(&format!("{specs}/a"), Some(&json!({"b": "1"}))),
+        400,
+        "badRequest",
+    );
+    nova_fault(
+        &api.put(&format!("{specs}/a"), Some(&json!({"a": "1", "b": "2"}))),
+        400,
+        "badRequest",
+    );
+    nova_fault(
+        &api.post(&specs, &json!({"extra_specs": {"bad/key": "v"}})),
+        400,
+        "badRequest",
+    );
+    nova_fault(
+        &api.post(&specs, &json!({"extra_specs": {"k": ["list"]}})),
+        400,
+        "badRequest",
+    );
     nova_fault(&api.post(&specs, &json!({"specs": {}})), 400, "badRequest");
 
     let del = api.delete(&format!("{specs}/x"));
     assert_eq!(del.status.as_u16(), 200, "{}", del.text());
     nova_fault(&api.get(&format!("{specs}/x")), 404, "itemNotFound");
     nova_fault(&api.delete(&format!("{specs}/x")), 404, "itemNotFound");
-    nova_fault(&api.get(&format!("{FLAVORS}/nope/os-extra_specs")), 404, "itemNotFound");
+    nova_fault(
+        &api.get(&format!("{FLAVORS}/nope/os-extra_specs")),
+        404,
+        "itemNotFound",
+    );
     assert_eq!(
         api.get(&specs).body_json(),
         json!({"extra_specs": {"hw:cpu_policy": "shared", "hw:numa_nodes": "1"}})
@@ -192,7 +252,10 @@ fn microversions_shape_bodies_and_are_negotiated() {
     let r = show(&[]);
     assert_eq!(r.header("openstack-api-version"), Some("compute 2.1"));
     assert_eq!(r.header("x-openstack-nova-api-version"), Some("2.1"));
-    assert_eq!(r.header("vary"), Some("OpenStack-API-Version, X-OpenStack-Nova-API-Version"));
+    assert_eq!(
+        r.header("vary"),
+        Some("OpenStack-API-Version, X-OpenStack-Nova-API-Version")
+    );
     let f = &r.body_json()["flavor"];
     assert_eq!(f["swap"], "");
     assert!(f.get("description").is_none() && f.get("extra_specs").is_none());
@@ -209,7 +272,11 @@ fn microversions_shape_bodies_and_are_negotiated() {
         let msg = nova_fault(&r, 406, "computeFault");
         assert!(msg.contains("Minimum is 2.1 and maximum is 2.75"), "{msg}");
     }
-    nova_fault(&show(&[("OpenStack-API-Version", "compute 2.x")]), 400, "badRequest");
+    nova_fault(
+        &show(&[("OpenStack-API-Version", "compute 2.x")]),
+        400,
+        "badRequest",
+    );
 
     // Version documents advertise the range honestly.
     let doc = d.tcp(None).get("/compute/").body_json();
@@ -219,12 +286,19 @@ fn microversions_shape_bodies_and_are_negotiated() {
     assert_eq!(v21["version"]["id"], "v2.1");
 
     // description is refused before 2.55, and PUT does not exist before it.
-    let body = json!({"flavor": {"name": "d", "ram": 1, "vcpus": 1, "disk": 0, "description": "x"}});
+    let body =
+        json!({"flavor": {"name": "d", "ram": 1, "vcpus": 1, "disk": 0, "description": "x"}});
     nova_fault(&plain.post(FLAVORS, &body), 400, "badRequest");
-    let put = plain.put(&format!("{FLAVORS}/1"), Some(&json!({"flavor": {"description": "y"}})));
+    let put = plain.put(
+        &format!("{FLAVORS}/1"),
+        Some(&json!({"flavor": {"description": "y"}})),
+    );
     nova_fault(&put, 404, "itemNotFound");
     let v255 = plain.with_header("OpenStack-API-Version", "compute 2.55");
-    let put = v255.put(&format!("{FLAVORS}/1"), Some(&json!({"flavor": {"description": "y"}})));
+    let put = v255.put(
+        &format!("{FLAVORS}/1"),
+        Some(&json!({"flavor": {"description": "y"}})),
+    );
     assert_eq!(put.status.as_u16(), 200, "{}", put.text());
     assert_eq!(put.body_json()["flavor"]["description"], "y");
     let missing = v255.put(&format!("{FLAVORS}/1"), Some(&json!({"flavor": {}})));
@@ -234,12 +308,18 @@ fn microversions_shape_bodies_and_are_negotiated() {
 #[test]
 fn volume_microversions_and_other_services_discovery() {
     let d = Daemon::start();
-    let r = d.tcp(None).with_header("OpenStack-API-Version", "volume 3.27").get("/volume/v3/");
+    let r = d
+        .tcp(None)
+        .with_header("OpenStack-API-Version", "volume 3.27")
+        .get("/volume/v3/");
     assert_eq!(r.status.as_u16(), 200);
     assert_eq!(r.header("openstack-api-version"), Some("volume 3.27"));
     assert_eq!(r.header("vary"), Some("OpenStack-API-Version"));
     assert_eq!(r.body_json()["versions"][0]["version"], "3.60");
-    let r = d.tcp(None).with_header("OpenStack-API-Version", "volume 3.61").get("/volume/v3");
+    let r = d
+        .tcp(None)
+        .with_header("OpenStack-API-Version", "volume 3.61")
+        .get("/volume/v3");
     nova_fault(&r, 406, "computeFault");
     assert_eq!(d.tcp(None).get("/volume/").status.as_u16(), 300);
     assert_eq!(d.tcp(None).get("/image/").status.as_u16(), 300);
@@ -251,10 +331,19 @@ fn volume_microversions_and_other_services_discovery() {
     let token = d.login("admin", ADMIN_PASSWORD, Some("admin"));
     let img = d.tcp(Some(&token)).get("/image/v2/images");
     assert_eq!(img.status.as_u16(), 404);
-    assert!(img.text().starts_with("404 Not Found\n\n"), "{}", img.text());
-    let net = d.tcp(Some(&token)).get("/network/v2.0/networks").body_json();
+    assert!(
+        img.text().starts_with("404 Not Found\n\n"),
+        "{}",
+        img.text()
+    );
+    let net = d
+        .tcp(Some(&token))
+        .get("/network/v2.0/networks")
+        .body_json();
     assert_eq!(net["NeutronError"]["type"], "HTTPNotFound");
-    let m = d.tcp(Some(&token)).send(hyper::Method::PATCH, FLAVORS, None);
+    let m = d
+        .tcp(Some(&token))
+        .send(hyper::Method::PATCH, FLAVORS, None);
     nova_fault(&m, 405, "badMethod");
 }
 
@@ -314,6 +403,8 @@ fn malformed_input_is_400_and_changes_nothing() {
         assert_eq!(status, 400, "{payload:?}: {body}");
         assert!(body.contains("badRequest"), "{body}");
     }
-    let all = api.get(&format!("{FLAVORS}/detail?is_public=none")).body_json();
+    let all = api
+        .get(&format!("{FLAVORS}/detail?is_public=none"))
+        .body_json();
     assert_eq!(ids(&all), ["1", "2", "3", "9"]);
 }

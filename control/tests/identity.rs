@@ -27,16 +27,20 @@ fn assert_keystone_error(r: &outpost_control::client::ApiResponse, code: u16) {
 #[test]
 fn issued_token_has_keystones_shape_and_catalog() {
     let d = Daemon::start();
-    let r = d
-        .tcp(None)
-        .post("/identity/v3/auth/tokens", &auth_body("admin", ADMIN_PASSWORD, Some("admin")));
+    let r = d.tcp(None).post(
+        "/identity/v3/auth/tokens",
+        &auth_body("admin", ADMIN_PASSWORD, Some("admin")),
+    );
     assert_eq!(r.status.as_u16(), 201, "{}", r.text());
     let value = r.header("x-subject-token").unwrap();
     assert_eq!(value.len(), 43);
     let t = &r.body_json()["token"];
     assert_eq!(t["methods"], json!(["password"]));
     assert_eq!(t["user"]["name"], "admin");
-    assert_eq!(t["user"]["domain"], json!({"id": "default", "name": "Default"}));
+    assert_eq!(
+        t["user"]["domain"],
+        json!({"id": "default", "name": "Default"})
+    );
     assert_eq!(t["project"]["name"], "admin");
     assert_eq!(t["project"]["domain"]["id"], "default");
     assert!(t["expires_at"].as_str().unwrap().ends_with('Z'));
@@ -46,14 +50,20 @@ fn issued_token_has_keystones_shape_and_catalog() {
     let base = format!("http://{}", d.addr);
     let catalog = t["catalog"].as_array().unwrap();
     let url_of = |ty: &str| -> Vec<(String, String)> {
-        let svc = catalog.iter().find(|s| s["type"] == ty).unwrap_or_else(|| panic!("{ty}"));
+        let svc = catalog
+            .iter()
+            .find(|s| s["type"] == ty)
+            .unwrap_or_else(|| panic!("{ty}"));
         svc["endpoints"]
             .as_array()
             .unwrap()
             .iter()
             .map(|e| {
                 assert_eq!(e["region"], "RegionOne");
-                (e["interface"].as_str().unwrap().to_owned(), e["url"].as_str().unwrap().to_owned())
+                (
+                    e["interface"].as_str().unwrap().to_owned(),
+                    e["url"].as_str().unwrap().to_owned(),
+                )
             })
             .collect()
     };
@@ -68,7 +78,10 @@ fn issued_token_has_keystones_shape_and_catalog() {
         let eps = url_of(ty);
         let interfaces: Vec<_> = eps.iter().map(|(i, _)| i.as_str()).collect();
         assert_eq!(interfaces, ["public", "internal", "admin"], "{ty}");
-        assert!(eps.iter().all(|(_, u)| *u == format!("{base}{path}")), "{ty}: {eps:?}");
+        assert!(
+            eps.iter().all(|(_, u)| *u == format!("{base}{path}")),
+            "{ty}: {eps:?}"
+        );
     }
     // Every catalog URL answers discovery (or, for Cinder's project URL, its service's 404).
     let compute = d.tcp(None).get("/compute/v2.1/");
@@ -105,11 +118,15 @@ fn validate_revoke_and_unauthorized_shapes() {
     // No token, a made-up token, a wrong password: 401 in Keystone's shape everywhere.
     let none = d.tcp(None).get("/compute/v2.1/flavors");
     assert_keystone_error(&none, 401);
-    assert!(none.header("www-authenticate").unwrap().starts_with("Keystone uri="));
+    assert!(none
+        .header("www-authenticate")
+        .unwrap()
+        .starts_with("Keystone uri="));
     assert_keystone_error(&d.tcp(Some("bogus")).get("/identity/v3/projects"), 401);
-    let wrong = d
-        .tcp(None)
-        .post("/identity/v3/auth/tokens", &auth_body("admin", "nope", Some("admin")));
+    let wrong = d.tcp(None).post(
+        "/identity/v3/auth/tokens",
+        &auth_body("admin", "nope", Some("admin")),
+    );
     assert_keystone_error(&wrong, 401);
     let nobody = d
         .tcp(None)
@@ -121,7 +138,10 @@ fn validate_revoke_and_unauthorized_shapes() {
 
 #[test]
 fn tokens_expire_after_the_configured_ttl() {
-    let d = Daemon::start_with(Some("[identity]\ntoken_ttl_secs = 1\n"), Some(ADMIN_PASSWORD));
+    let d = Daemon::start_with(
+        Some("[identity]\ntoken_ttl_secs = 1\n"),
+        Some(ADMIN_PASSWORD),
+    );
     let token = d.login("admin", ADMIN_PASSWORD, Some("admin"));
     let api = d.tcp(Some(&token));
     assert_eq!(api.get("/compute/v2.1/flavors").status.as_u16(), 200);
@@ -132,9 +152,10 @@ fn tokens_expire_after_the_configured_ttl() {
 #[test]
 fn unscoped_tokens_carry_no_roles_and_cannot_use_project_services() {
     let d = Daemon::start();
-    let r = d
-        .tcp(None)
-        .post("/identity/v3/auth/tokens", &auth_body("admin", ADMIN_PASSWORD, None));
+    let r = d.tcp(None).post(
+        "/identity/v3/auth/tokens",
+        &auth_body("admin", ADMIN_PASSWORD, None),
+    );
     assert_eq!(r.status.as_u16(), 201);
     let t = &r.body_json()["token"];
     assert!(t.get("project").is_none() && t.get("catalog").is_none() && t.get("roles").is_none());
@@ -162,19 +183,28 @@ fn members_see_their_own_project_admins_see_all() {
     let alice = d.tcp(Some(&d.login("alice", "alice-pw", Some("demo"))));
     let admin = d.tcp(Some(&d.login("admin", ADMIN_PASSWORD, Some("admin"))));
 
-    assert_eq!(names(&alice.get("/identity/v3/projects").body_json(), "projects"), ["demo"]);
+    assert_eq!(
+        names(&alice.get("/identity/v3/projects").body_json(), "projects"),
+        ["demo"]
+    );
     assert_eq!(
         names(&admin.get("/identity/v3/projects").body_json(), "projects"),
         ["admin", "demo", "other"]
     );
-    assert_eq!(names(&alice.get("/identity/v3/users").body_json(), "users"), ["alice"]);
+    assert_eq!(
+        names(&alice.get("/identity/v3/users").body_json(), "users"),
+        ["alice"]
+    );
     assert_eq!(
         names(&admin.get("/identity/v3/users").body_json(), "users"),
         ["admin", "alice", "bob"]
     );
     // Filters by name, as openstackclient uses to find by name.
     assert_eq!(
-        names(&admin.get("/identity/v3/users?name=bob").body_json(), "users"),
+        names(
+            &admin.get("/identity/v3/users?name=bob").body_json(),
+            "users"
+        ),
         ["bob"]
     );
     let own = alice.get(&format!("/identity/v3/projects/{demo_id}"));
@@ -183,18 +213,31 @@ fn members_see_their_own_project_admins_see_all() {
         .as_str()
         .unwrap()
         .to_owned();
-    assert_keystone_error(&alice.get(&format!("/identity/v3/projects/{admin_pid}")), 403);
-    assert_eq!(alice.get(&format!("/identity/v3/users/{alice_id}")).status.as_u16(), 200);
+    assert_keystone_error(
+        &alice.get(&format!("/identity/v3/projects/{admin_pid}")),
+        403,
+    );
+    assert_eq!(
+        alice
+            .get(&format!("/identity/v3/users/{alice_id}"))
+            .status
+            .as_u16(),
+        200
+    );
     // Members change nothing.
-    let p = alice.post("/identity/v3/projects", &json!({"project": {"name": "mine"}}));
+    let p = alice.post(
+        "/identity/v3/projects",
+        &json!({"project": {"name": "mine"}}),
+    );
     assert_keystone_error(&p, 403);
     assert_keystone_error(&alice.get("/identity/v3/roles"), 403);
     let u = alice.post("/identity/v3/users", &json!({"user": {"name": "eve"}}));
     assert_keystone_error(&u, 403);
     // A member's token is refused by a project it holds no role on.
-    let r = d
-        .tcp(None)
-        .post("/identity/v3/auth/tokens", &auth_body("alice", "alice-pw", Some("other")));
+    let r = d.tcp(None).post(
+        "/identity/v3/auth/tokens",
+        &auth_body("alice", "alice-pw", Some("other")),
+    );
     assert_keystone_error(&r, 401);
 }
 
@@ -214,12 +257,23 @@ fn directory_bodies_are_checked() {
     }
     let listed = api.get("/identity/v3/projects").body_json();
     assert_eq!(names(&listed, "projects"), ["admin"]);
-    let dup = api.post("/identity/v3/projects", &json!({"project": {"name": "admin"}}));
+    let dup = api.post(
+        "/identity/v3/projects",
+        &json!({"project": {"name": "admin"}}),
+    );
     assert_keystone_error(&dup, 409);
     let role = api.post("/identity/v3/roles", &json!({"role": {"name": "auditor"}}));
     assert_eq!(role.status.as_u16(), 201);
     let rid = role.body_json()["role"]["id"].as_str().unwrap().to_owned();
-    assert_eq!(api.get(&format!("/identity/v3/roles/{rid}")).status.as_u16(), 200);
-    let grant = api.put(&format!("/identity/v3/projects/nope/users/nope/roles/{rid}"), None);
+    assert_eq!(
+        api.get(&format!("/identity/v3/roles/{rid}"))
+            .status
+            .as_u16(),
+        200
+    );
+    let grant = api.put(
+        &format!("/identity/v3/projects/nope/users/nope/roles/{rid}"),
+        None,
+    );
     assert_keystone_error(&grant, 404);
 }

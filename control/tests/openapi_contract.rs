@@ -22,7 +22,11 @@ fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
     match v.get("$ref").and_then(Value::as_str) {
         Some(r) => {
             let pointer = r.strip_prefix('#').expect("local $ref");
-            resolve(doc, doc.pointer(pointer).unwrap_or_else(|| panic!("dangling {r}")))
+            resolve(
+                doc,
+                doc.pointer(pointer)
+                    .unwrap_or_else(|| panic!("dangling {r}")),
+            )
         }
         None => v,
     }
@@ -50,8 +54,14 @@ fn every_documented_operation_is_routed_and_every_route_documented() {
     let documented = documented(&doc);
     let undocumented: Vec<_> = routed.difference(&documented).collect();
     let unrouted: Vec<_> = documented.difference(&routed).collect();
-    assert!(undocumented.is_empty(), "routed but not documented: {undocumented:?}");
-    assert!(unrouted.is_empty(), "documented but not routed: {unrouted:?}");
+    assert!(
+        undocumented.is_empty(),
+        "routed but not documented: {undocumented:?}"
+    );
+    assert!(
+        unrouted.is_empty(),
+        "documented but not routed: {unrouted:?}"
+    );
     // And the compiled router finds each one.
     let router = Router::new();
     for r in ROUTES {
@@ -91,7 +101,12 @@ fn check(doc: &Value, schema: &Value, v: &Value, at: &str) -> Result<(), String>
         }
     }
     if let Some(obj) = v.as_object() {
-        for key in s.get("required").and_then(Value::as_array).into_iter().flatten() {
+        for key in s
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             let key = key.as_str().unwrap();
             if !obj.contains_key(key) {
                 return Err(format!("{at}: missing required {key}"));
@@ -108,8 +123,12 @@ fn check(doc: &Value, schema: &Value, v: &Value, at: &str) -> Result<(), String>
             }
         }
         let count = obj.len() as u64;
-        if s.get("minProperties").and_then(Value::as_u64).is_some_and(|m| count < m)
-            || s.get("maxProperties").and_then(Value::as_u64).is_some_and(|m| count > m)
+        if s.get("minProperties")
+            .and_then(Value::as_u64)
+            .is_some_and(|m| count < m)
+            || s.get("maxProperties")
+                .and_then(Value::as_u64)
+                .is_some_and(|m| count > m)
         {
             return Err(format!("{at}: {count} properties out of bounds"));
         }
@@ -140,18 +159,35 @@ fn operations(doc: &Value) -> Vec<Op> {
         for m in METHODS {
             if let Some(op) = item.get(m) {
                 let mut params = shared.clone();
-                params.extend(op.get("parameters").and_then(Value::as_array).cloned().unwrap_or_default());
+                params.extend(
+                    op.get("parameters")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default(),
+                );
                 let params = params.iter().map(|p| resolve(doc, p).clone()).collect();
-                ops.push(Op { method: m.to_uppercase(), path: path.clone(), op: op.clone(), params });
+                ops.push(Op {
+                    method: m.to_uppercase(),
+                    path: path.clone(),
+                    op: op.clone(),
+                    params,
+                });
             }
         }
     }
     // Creates first (parents before children) so later reads find something; deletes last,
     // children before parents.
-    let rank = |m: &str| ["POST", "PUT", "GET", "PATCH", "DELETE"].iter().position(|x| *x == m);
+    let rank = |m: &str| {
+        ["POST", "PUT", "GET", "PATCH", "DELETE"]
+            .iter()
+            .position(|x| *x == m)
+    };
     ops.sort_by_key(|o| {
         let depth = o.path.len() as i64;
-        (rank(&o.method), if o.method == "DELETE" { -depth } else { depth })
+        (
+            rank(&o.method),
+            if o.method == "DELETE" { -depth } else { depth },
+        )
     });
     ops
 }
@@ -161,7 +197,9 @@ fn concrete(op: &Op) -> String {
     for p in &op.params {
         if p["in"] == "path" {
             let name = p["name"].as_str().unwrap();
-            let example = p["example"].as_str().unwrap_or_else(|| panic!("{}: {name} has no example", op.path));
+            let example = p["example"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{}: {name} has no example", op.path));
             path = path.replace(&format!("{{{name}}}"), example);
         }
     }
@@ -173,7 +211,12 @@ fn every_documented_operation_answers_as_documented() {
     let doc = doc();
     let db = Db::open_in_memory().unwrap();
     // The password of the document's login example.
-    let admin = bootstrap::ensure(&db, Some("admin-secret"), std::path::Path::new("/nonexistent")).unwrap();
+    let admin = bootstrap::ensure(
+        &db,
+        Some("admin-secret"),
+        std::path::Path::new("/nonexistent"),
+    )
+    .unwrap();
     let state = ApiState {
         db,
         base_url: "http://127.0.0.1:8080".into(),
@@ -189,7 +232,8 @@ fn every_documented_operation_answers_as_documented() {
         for p in &op.params {
             if p["in"] == "header" && p["required"] == true {
                 headers.insert(
-                    hyper::header::HeaderName::from_bytes(p["name"].as_str().unwrap().as_bytes()).unwrap(),
+                    hyper::header::HeaderName::from_bytes(p["name"].as_str().unwrap().as_bytes())
+                        .unwrap(),
                     "x".parse().unwrap(),
                 );
             }
@@ -211,9 +255,12 @@ fn every_documented_operation_answers_as_documented() {
         );
         let status = reply.status.as_u16().to_string();
         let what = format!("{} {path}", op.method);
-        let response = op.op["responses"]
-            .get(&status)
-            .unwrap_or_else(|| panic!("{what}: status {status} is not documented: {:?}", reply.body));
+        let response = op.op["responses"].get(&status).unwrap_or_else(|| {
+            panic!(
+                "{what}: status {status} is not documented: {:?}",
+                reply.body
+            )
+        });
         let response = resolve(&doc, response);
         // 300 is how Keystone, Glance and Cinder answer their unversioned roots.
         if reply.status.is_success() || reply.status.is_redirection() {

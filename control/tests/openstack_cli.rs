@@ -53,7 +53,12 @@ impl Openstack {
             .args(["--os-identity-api-version", "3"])
             .args(["--os-username", &self.user, "--os-password", &self.password])
             .args(["--os-project-name", &self.project])
-            .args(["--os-user-domain-name", "Default", "--os-project-domain-name", "Default"])
+            .args([
+                "--os-user-domain-name",
+                "Default",
+                "--os-project-domain-name",
+                "Default",
+            ])
             .args(["--os-region-name", "RegionOne"])
             .args(args)
             // No clouds.yaml or OS_* from the host may leak in.
@@ -72,7 +77,9 @@ impl Openstack {
     fn json(&self, args: &[&str]) -> Value {
         let mut all = args.to_vec();
         all.extend(["-f", "json"]);
-        let out = self.run(&all).unwrap_or_else(|e| panic!("openstack {args:?}: {e}"));
+        let out = self
+            .run(&all)
+            .unwrap_or_else(|e| panic!("openstack {args:?}: {e}"));
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
     }
 }
@@ -88,23 +95,54 @@ fn openstack_client_drives_tokens_and_flavors() {
     assert!(token["project_id"].is_string() && token["user_id"].is_string());
 
     let made = admin.json(&[
-        "flavor", "create", "--ram", "512", "--vcpus", "1", "--disk", "1", "--id", "t1",
-        "--description", "tiny", "--property", "hw:cpu_policy=dedicated", "m1.tiny",
+        "flavor",
+        "create",
+        "--ram",
+        "512",
+        "--vcpus",
+        "1",
+        "--disk",
+        "1",
+        "--id",
+        "t1",
+        "--description",
+        "tiny",
+        "--property",
+        "hw:cpu_policy=dedicated",
+        "m1.tiny",
     ]);
     assert_eq!(made["id"], "t1");
     assert_eq!(made["ram"], 512);
     assert_eq!(made["description"], "tiny");
-    admin.json(&["flavor", "create", "--ram", "2048", "--vcpus", "2", "--disk", "20", "m1.small"]);
+    admin.json(&[
+        "flavor", "create", "--ram", "2048", "--vcpus", "2", "--disk", "20", "m1.small",
+    ]);
 
     let list = admin.json(&["flavor", "list"]);
-    let names: Vec<_> = list.as_array().unwrap().iter().map(|f| f["Name"].clone()).collect();
-    assert!(names.contains(&"m1.tiny".into()) && names.contains(&"m1.small".into()), "{list}");
+    let names: Vec<_> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["Name"].clone())
+        .collect();
+    assert!(
+        names.contains(&"m1.tiny".into()) && names.contains(&"m1.small".into()),
+        "{list}"
+    );
 
     // By name: Nova answers 404 for the name, and the client falls back to listing.
     let shown = admin.json(&["flavor", "show", "m1.tiny"]);
     assert_eq!(shown["id"], "t1");
     assert_eq!(shown["properties"]["hw:cpu_policy"], "dedicated");
-    admin.run(&["flavor", "set", "--property", "hw:mem_page_size=large", "m1.tiny"]).unwrap();
+    admin
+        .run(&[
+            "flavor",
+            "set",
+            "--property",
+            "hw:mem_page_size=large",
+            "m1.tiny",
+        ])
+        .unwrap();
     let shown = admin.json(&["flavor", "show", "t1"]);
     assert_eq!(shown["properties"]["hw:mem_page_size"], "large");
     let missing = admin.run(&["flavor", "show", "nope"]).unwrap_err();
@@ -113,9 +151,27 @@ fn openstack_client_drives_tokens_and_flavors() {
     // A member made with the identity commands sees flavors but may not create them.
     admin.run(&["project", "create", "demo"]).unwrap();
     admin
-        .run(&["user", "create", "--project", "demo", "--password", "alice-pw", "alice"])
+        .run(&[
+            "user",
+            "create",
+            "--project",
+            "demo",
+            "--password",
+            "alice-pw",
+            "alice",
+        ])
         .unwrap();
-    admin.run(&["role", "add", "--project", "demo", "--user", "alice", "member"]).unwrap();
+    admin
+        .run(&[
+            "role",
+            "add",
+            "--project",
+            "demo",
+            "--user",
+            "alice",
+            "member",
+        ])
+        .unwrap();
     let alice = Openstack::new(&d, "alice", "alice-pw", "demo");
     assert_eq!(alice.json(&["flavor", "list"]).as_array().unwrap().len(), 2);
     let projects = alice.json(&["project", "list"]);
@@ -123,8 +179,17 @@ fn openstack_client_drives_tokens_and_flavors() {
     let denied = alice
         .run(&["flavor", "create", "--ram", "1", "--vcpus", "1", "x"])
         .unwrap_err();
-    assert!(denied.contains("403") || denied.contains("Policy"), "{denied}");
+    assert!(
+        denied.contains("403") || denied.contains("Policy"),
+        "{denied}"
+    );
 
-    admin.run(&["flavor", "delete", "m1.tiny", "m1.small"]).unwrap();
-    assert!(admin.json(&["flavor", "list"]).as_array().unwrap().is_empty());
+    admin
+        .run(&["flavor", "delete", "m1.tiny", "m1.small"])
+        .unwrap();
+    assert!(admin
+        .json(&["flavor", "list"])
+        .as_array()
+        .unwrap()
+        .is_empty());
 }

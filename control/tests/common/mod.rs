@@ -104,7 +104,11 @@ impl Daemon {
             if unix_up && std::net::TcpStream::connect(self.addr).is_ok() {
                 return;
             }
-            assert!(Instant::now() < deadline, "outpostd did not come up:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "outpostd did not come up:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -123,7 +127,11 @@ impl Daemon {
                 self.child = None;
                 return status.code();
             }
-            assert!(Instant::now() < deadline, "outpostd did not exit:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "outpostd did not exit:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -143,7 +151,10 @@ impl Daemon {
 
     /// A project-scoped token for `user` in `project` (by names, domain Default).
     pub fn login(&self, user: &str, password: &str, project: Option<&str>) -> String {
-        let r = self.tcp(None).post("/identity/v3/auth/tokens", &auth_body(user, password, project));
+        let r = self.tcp(None).post(
+            "/identity/v3/auth/tokens",
+            &auth_body(user, password, project),
+        );
         assert_eq!(r.status.as_u16(), 201, "login as {user}: {}", r.text());
         r.header("x-subject-token").unwrap().to_owned()
     }
@@ -151,7 +162,10 @@ impl Daemon {
     /// Makes project `project` and a user in it with role `member` (over the socket).
     pub fn make_member(&self, user: &str, password: &str, project: &str) -> (String, String) {
         let api = self.unix();
-        let p = api.post("/identity/v3/projects", &json!({"project": {"name": project}}));
+        let p = api.post(
+            "/identity/v3/projects",
+            &json!({"project": {"name": project}}),
+        );
         assert_eq!(p.status.as_u16(), 201, "{}", p.text());
         let pid = p.body_json()["project"]["id"].as_str().unwrap().to_owned();
         let u = api.post(
@@ -162,7 +176,10 @@ impl Daemon {
         let uid = u.body_json()["user"]["id"].as_str().unwrap().to_owned();
         let roles = api.get("/identity/v3/roles?name=member").body_json();
         let rid = roles["roles"][0]["id"].as_str().unwrap().to_owned();
-        let g = api.put(&format!("/identity/v3/projects/{pid}/users/{uid}/roles/{rid}"), None);
+        let g = api.put(
+            &format!("/identity/v3/projects/{pid}/users/{uid}/roles/{rid}"),
+            None,
+        );
         assert_eq!(g.status.as_u16(), 204, "{}", g.text());
         (pid, uid)
     }
@@ -236,7 +253,11 @@ impl Api {
         body: Option<&Value>,
         extra: &[(&str, &str)],
     ) -> ApiResponse {
-        let mut h: Vec<(&str, &str)> = self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut h: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         if let Some(t) = &self.token {
             h.push(("X-Auth-Token", t));
         }
@@ -275,7 +296,10 @@ pub fn parse_response(out: &str) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| panic!("no status line in {out:?}"));
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     (status, body)
 }
 

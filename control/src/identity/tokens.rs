@@ -116,6 +116,15 @@ pub fn issue(db: &Db, auth: &PasswordAuth, ttl: Duration) -> Result<IssuedToken,
     Ok(IssuedToken { value, info })
 }
 
+/// Turns "this token does not authenticate" into "no such token", for calls that name a
+/// token as their subject rather than present it; other failures stay what they are.
+pub fn not_found_if_invalid(e: IdentityError) -> IdentityError {
+    match e {
+        IdentityError::Unauthenticated => IdentityError::TokenNotFound,
+        other => other,
+    }
+}
+
 /// What the token `value` carries, if it is known, unexpired, unrevoked and its user, project
 /// and roles still allow it.
 pub fn validate(db: &Db, value: &str) -> Result<TokenInfo, IdentityError> {
@@ -130,7 +139,7 @@ pub fn validate(db: &Db, value: &str) -> Result<TokenInfo, IdentityError> {
 
 /// Revokes the token `value`; revoking an unknown or invalid token is TokenNotFound.
 pub fn revoke(db: &Db, value: &str) -> Result<(), IdentityError> {
-    validate(db, value).map_err(|_| IdentityError::TokenNotFound)?;
+    validate(db, value).map_err(not_found_if_invalid)?;
     db.write(|tx| token_store::revoke(tx, &digest(value)))?;
     Ok(())
 }

@@ -162,7 +162,7 @@ fn subject(call: &Call<'_>) -> Result<String, Fault> {
 /// The subject token's contents, if the caller may look at it: its own token, or any for an
 /// admin (Keystone's `identity:validate_token` default).
 fn subject_info(call: &Call<'_>, value: &str) -> Result<TokenInfo, Fault> {
-    let info = tokens::validate(&call.state.db, value).map_err(|_| IdentityError::TokenNotFound)?;
+    let info = tokens::validate(&call.state.db, value).map_err(tokens::not_found_if_invalid)?;
     let ctx = call.ctx();
     if !ctx.is_admin() && info.user.id != ctx.user_id {
         return Err(IdentityError::Forbidden("validate_token").into());

@@ -403,6 +403,14 @@ fn malformed_input_is_400_and_changes_nothing() {
         assert_eq!(status, 400, "{payload:?}: {body}");
         assert!(body.contains("badRequest"), "{body}");
     }
+    // A body over the limit is refused before it is read, in Nova's shape.
+    let req = format!(
+        "POST {FLAVORS} HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {token}\r\n\
+         Content-Length: 2000000\r\nConnection: close\r\n\r\n{{}}"
+    );
+    let (status, body) = raw_http(d.addr, req.as_bytes());
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("overLimit"), "{body}");
     let all = api
         .get(&format!("{FLAVORS}/detail?is_public=none"))
         .body_json();

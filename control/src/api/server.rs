@@ -4,7 +4,7 @@
 //! after the listeners are closed and in-flight requests have finished (bounded by
 //! [`DRAIN_TIMEOUT`]).
 
-use super::{handle, ApiState, RawRequest, ReplyBody, Transport};
+use super::{fault, handle, ApiState, Fault, RawRequest, ReplyBody, ServiceKind, Transport};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::body::Incoming;
@@ -102,6 +102,17 @@ async fn respond(
         .uri
         .path_and_query()
         .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
+    // A declared length over the limit is refused before any of the body is read.
+    let declared = parts
+        .headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        let fault = Fault::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+        let service = ServiceKind::of_path(parts.uri.path());
+        return Ok(to_http(fault::render(service, &fault)));
+    }
     let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(b) => b.to_bytes().to_vec(),
         Err(e) => {
@@ -112,7 +123,8 @@ async fn respond(
                 (StatusCode::BAD_REQUEST, "cannot read the request body")
             };
             tracing::debug!("{} {target}: {msg}: {e}", parts.method);
-            return Ok(plain(status, msg));
+            let service = ServiceKind::of_path(parts.uri.path());
+            return Ok(to_http(fault::render(service, &Fault::new(status, msg))));
         }
     };
     let method = parts.method.clone();
@@ -127,7 +139,9 @@ async fn respond(
         Ok(r) => r,
         Err(e) => {
             tracing::error!("{method} {target}: the request's worker failed: {e}");
-            return Ok(plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error"));
+            let service = ServiceKind::of_path(parts.uri.path());
+            let fault = Fault::internal("the request's worker failed");
+            return Ok(to_http(fault::render(service, &fault)));
         }
     };
     tracing::info!(
@@ -135,12 +149,6 @@ async fn respond(
         reply.status.as_u16()
     );
     Ok(to_http(reply))
-}
-
-fn plain(status: StatusCode, msg: &str) -> HttpResponse {
-    let mut r = Response::new(Full::new(Bytes::from(msg.to_owned())));
-    *r.status_mut() = status;
-    r
 }
 
 fn to_http(reply: super::Reply) -> HttpResponse {

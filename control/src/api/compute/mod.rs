@@ -1,0 +1,25 @@
+//! Nova v2.1 handlers: flavors and their extra specs; [`views`] renders flavors per
+//! microversion. Servers add `servers.rs` here.
+
+pub mod extra_specs;
+pub mod flavors;
+mod views;
+
+use super::microversion::ApiVersion;
+use super::Call;
+
+/// The microversion a compute request negotiated (dispatch always negotiates under
+/// `/compute/v2.1`).
+fn version(call: &Call<'_>) -> ApiVersion {
+    call.version.unwrap_or(super::microversion::COMPUTE.min)
+}
+
+/// Deserializes a field that may be absent, null or a value into None, Some(None) or
+/// Some(Some(v)), so a request can be told apart from one that leaves the field out.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    serde::Deserialize::deserialize(d).map(Some)
+}

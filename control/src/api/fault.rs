@@ -1,0 +1,223 @@
+//! The one place where errors become replies. Domain errors map to a [`Fault`] (a status and a
+//! message); [`render`] writes it in the shape the calling service's clients parse:
+//!
+//! - Nova and Cinder: `{"<name>": {"code": 404, "message": "..."}}`, the name by status
+//!   (`itemNotFound`, `badRequest`, ...; `computeFault` for the rest);
+//! - Keystone: `{"error": {"code", "title", "message"}}`, also every 401 whatever the
+//!   service, since those come from token validation in front of all services;
+//! - Glance: webob's plain-text page, `404 Not Found\n\n<message>\n\n   `;
+//! - Neutron: `{"NeutronError": {"type": "HTTPNotFound", "message", "detail": ""}}`.
+
+use super::request::{Reply, ReplyBody};
+use super::ServiceKind;
+use crate::compute::flavors::FlavorError;
+use crate::identity::IdentityError;
+use crate::storage::StorageError;
+use hyper::StatusCode;
+use serde_json::json;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fault {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status.as_u16(), self.message)
+    }
+}
+
+impl Fault {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Fault {
+        Fault {
+            status,
+            message: message.into(),
+        }
+    }
+    pub fn bad_request(m: impl Into<String>) -> Fault {
+        Fault::new(StatusCode::BAD_REQUEST, m)
+    }
+    pub fn unauthorized(m: impl Into<String>) -> Fault {
+        Fault::new(StatusCode::UNAUTHORIZED, m)
+    }
+    pub fn forbidden(m: impl Into<String>) -> Fault {
+        Fault::new(StatusCode::FORBIDDEN, m)
+    }
+    pub fn not_found(m: impl Into<String>) -> Fault {
+        Fault::new(StatusCode::NOT_FOUND, m)
+    }
+    pub fn conflict(m: impl Into<String>) -> Fault {
+        Fault::new(StatusCode::CONFLICT, m)
+    }
+    /// A failure the client cannot fix; the detail goes to the log, not to the client.
+    pub fn internal(detail: impl std::fmt::Display) -> Fault {
+        tracing::error!("internal error: {detail}");
+        Fault::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Unexpected API Error. Please report this at the appliance's administrator and \
+             attach the outpostd log if possible.",
+        )
+    }
+}
+
+impl From<StorageError> for Fault {
+    fn from(e: StorageError) -> Fault {
+        Fault::internal(e)
+    }
+}
+
+impl From<IdentityError> for Fault {
+    fn from(e: IdentityError) -> Fault {
+        use IdentityError as E;
+        let status = match &e {
+            E::Unauthenticated | E::InvalidCredentials | E::UnsupportedMethod => {
+                StatusCode::UNAUTHORIZED
+            }
+            E::MissingField { .. } | E::InvalidField { .. } => StatusCode::BAD_REQUEST,
+            E::TokenNotFound | E::NotFound { .. } => StatusCode::NOT_FOUND,
+            E::Forbidden(_) => StatusCode::FORBIDDEN,
+            E::Duplicate { .. } => StatusCode::CONFLICT,
+            E::PasswordHash(_) | E::Random(_) | E::Storage(_) => return Fault::internal(e),
+        };
+        Fault::new(status, e.to_string())
+    }
+}
+
+impl From<FlavorError> for Fault {
+    fn from(e: FlavorError) -> Fault {
+        use FlavorError as E;
+        let status = match &e {
+            E::NotFound(_) | E::ExtraSpecNotFound { .. } => StatusCode::NOT_FOUND,
+            E::NameExists(_) | E::IdExists(_) => StatusCode::CONFLICT,
+            E::InvalidField { .. } | E::MarkerNotFound(_) => StatusCode::BAD_REQUEST,
+            E::Forbidden(_) => StatusCode::FORBIDDEN,
+            E::Random(_) | E::Storage(_) => return Fault::internal(e),
+        };
+        Fault::new(status, e.to_string())
+    }
+}
+
+/// Nova's (and Cinder's) fault names, from their WSGI fault wrappers.
+fn nova_name(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "badRequest",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "itemNotFound",
+        405 => "badMethod",
+        409 => "conflictingRequest",
+        413 => "overLimit",
+        415 => "badMediaType",
+        429 => "overLimit",
+        501 => "notImplemented",
+        503 => "serviceUnavailable",
+        _ => "computeFault",
+    }
+}
+
+/// webob's exception class names, which Neutron reports as the error `type`.
+fn webob_name(status: StatusCode) -> String {
+    let reason = status.canonical_reason().unwrap_or("Error");
+    format!("HTTP{}", reason.replace([' ', '-'], ""))
+}
+
+fn title(status: StatusCode) -> &'static str {
+    status.canonical_reason().unwrap_or("Error")
+}
+
+/// The reply for `fault` in `service`'s shape; `None` (no service matched) uses Keystone's.
+pub fn render(service: Option<ServiceKind>, fault: &Fault) -> Reply {
+    let status = fault.status;
+    let code = status.as_u16();
+    let keystone = || {
+        Reply::json(
+            status,
+            json!({"error": {"code": code, "title": title(status), "message": fault.message}}),
+        )
+    };
+    if status == StatusCode::UNAUTHORIZED {
+        return keystone();
+    }
+    match service {
+        Some(ServiceKind::Compute | ServiceKind::Volume) => Reply::json(
+            status,
+            json!({ nova_name(status): {"code": code, "message": fault.message} }),
+        ),
+        Some(ServiceKind::Network) => Reply::json(
+            status,
+            json!({"NeutronError": {
+                "type": webob_name(status),
+                "message": fault.message,
+                "detail": "",
+            }}),
+        ),
+        Some(ServiceKind::Image) => Reply {
+            status,
+            headers: vec![("content-type".into(), "text/plain; charset=UTF-8".into())],
+            body: ReplyBody::Text(format!(
+                "{code} {}\n\n{}\n\n   ",
+                title(status),
+                fault.message
+            )),
+        },
+        Some(ServiceKind::Identity) | None => keystone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(r: &Reply) -> serde_json::Value {
+        match &r.body {
+            ReplyBody::Json(v) => v.clone(),
+            other => panic!("not JSON: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_service_gets_its_own_shape() {
+        let f = Fault::not_found("Flavor x could not be found.");
+        let nova = render(Some(ServiceKind::Compute), &f);
+        assert_eq!(
+            body(&nova),
+            json!({"itemNotFound": {"code": 404, "message": "Flavor x could not be found."}})
+        );
+        let cinder = render(Some(ServiceKind::Volume), &Fault::conflict("busy"));
+        assert_eq!(body(&cinder)["conflictingRequest"]["code"], 409);
+        let ks = render(Some(ServiceKind::Identity), &f);
+        assert_eq!(body(&ks)["error"]["title"], "Not Found");
+        let neutron = render(Some(ServiceKind::Network), &f);
+        assert_eq!(body(&neutron)["NeutronError"]["type"], "HTTPNotFound");
+        let glance = render(Some(ServiceKind::Image), &f);
+        assert_eq!(
+            glance.body,
+            ReplyBody::Text("404 Not Found\n\nFlavor x could not be found.\n\n   ".into())
+        );
+        let nova406 = render(
+            Some(ServiceKind::Compute),
+            &Fault::new(StatusCode::NOT_ACCEPTABLE, "v"),
+        );
+        assert_eq!(body(&nova406)["computeFault"]["code"], 406);
+    }
+
+    #[test]
+    fn unauthorized_is_keystones_shape_everywhere() {
+        let r = render(Some(ServiceKind::Compute), &Fault::unauthorized("no"));
+        assert_eq!(
+            body(&r),
+            json!({"error": {"code": 401, "title": "Unauthorized", "message": "no"}})
+        );
+    }
+
+    #[test]
+    fn domain_errors_map_to_statuses() {
+        let f: Fault = FlavorError::NameExists("a".into()).into();
+        assert_eq!(f.status, StatusCode::CONFLICT);
+        let f: Fault = IdentityError::Forbidden("list_users").into();
+        assert_eq!(f.status, StatusCode::FORBIDDEN);
+        let f: Fault = IdentityError::InvalidCredentials.into();
+        assert_eq!(f.status, StatusCode::UNAUTHORIZED);
+    }
+}

@@ -1,0 +1,65 @@
+//! The HTTP face of outpostd: one router for both listeners (the trusted unix socket and the
+//! TCP address for OpenStack clients), devstack-style prefixes per service.
+//!
+//! A request goes: [`server`] reads it → [`handle`] finds its [`routes::Route`], checks the
+//! caller ([`auth`]) and the microversion ([`microversion`]) → the route's handler parses it,
+//! calls one domain function and renders the result → [`fault`] turns any error into the
+//! calling service's error shape. Handlers are synchronous and run on tokio's blocking pool,
+//! since SQLite and argon2 block.
+
+mod auth;
+mod compute;
+pub mod fault;
+mod identity;
+pub mod microversion;
+pub mod request;
+pub mod routes;
+pub mod server;
+mod versions;
+
+pub use fault::Fault;
+pub use request::{Call, RawRequest, Reply, ReplyBody};
+pub use routes::{Router, ServiceKind};
+
+use crate::context::RequestContext;
+use crate::storage::Db;
+use std::time::Duration;
+
+/// Which listener a request came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// The unix socket: its peer passed the socket's file permissions and is trusted as admin.
+    Unix,
+    /// The TCP listener: every request but discovery and login needs a token.
+    Tcp,
+}
+
+/// Everything a request may need, shared by all requests.
+pub struct ApiState {
+    pub db: Db,
+    /// Base of every URL the API hands out (links, catalog, version documents); no trailing
+    /// slash.
+    pub base_url: String,
+    pub region: String,
+    pub token_ttl: Duration,
+    /// Who requests on the unix socket act as.
+    pub socket_context: RequestContext,
+    pub router: Router,
+}
+
+/// Handles one request from start to finish; never fails (errors become error replies).
+pub fn handle(state: &ApiState, transport: Transport, raw: RawRequest) -> Reply {
+    let request_id = crate::random::uuid()
+        .map(|u| format!("req-{u}"))
+        .unwrap_or_else(|_| "req-unknown".to_owned());
+    let (service, mut reply) = routes::dispatch(state, transport, raw);
+    reply
+        .headers
+        .push(("x-openstack-request-id".into(), request_id.clone()));
+    if service == Some(ServiceKind::Compute) {
+        reply
+            .headers
+            .push(("x-compute-request-id".into(), request_id));
+    }
+    reply
+}

@@ -1,0 +1,313 @@
+//! The route table: every (method, path) outpostd serves, the service it belongs to (which
+//! decides the error shape and microversions), whether it needs a token, and its handler.
+//! `control/api/openapi.yaml` documents exactly these; `tests/openapi_contract.rs` checks it.
+//!
+//! Routing uses `matchit` (the radix-tree router under axum, well kept, no framework around
+//! it): the table stays plain data that the contract test can read, and dispatch, auth and
+//! error shapes stay in our hands rather than spread over tower layers.
+
+use super::request::{parse_query, percent_decode, Call, RawRequest, Reply};
+use super::{auth, compute, fault, identity, microversion, versions};
+use super::{ApiState, Fault, Transport};
+use hyper::{Method, StatusCode};
+
+pub type Handler = fn(&Call<'_>) -> Result<Reply, Fault>;
+
+/// The OpenStack service a route belongs to, by its path prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceKind {
+    Identity,
+    Compute,
+    Image,
+    Volume,
+    Network,
+}
+
+impl ServiceKind {
+    const PREFIXES: [(&'static str, ServiceKind); 5] = [
+        ("/identity", ServiceKind::Identity),
+        ("/compute", ServiceKind::Compute),
+        ("/image", ServiceKind::Image),
+        ("/volume", ServiceKind::Volume),
+        ("/network", ServiceKind::Network),
+    ];
+
+    pub fn of_path(path: &str) -> Option<ServiceKind> {
+        Self::PREFIXES.iter().find_map(|&(prefix, kind)| {
+            let rest = path.strip_prefix(prefix)?;
+            (rest.is_empty() || rest.starts_with('/')).then_some(kind)
+        })
+    }
+
+    /// The microversion range that applies to `path`: only under a service's versioned
+    /// prefix, not on its unversioned discovery document.
+    fn microversions(path: &str) -> Option<&'static microversion::Microversions> {
+        let under = |p: &str| path == p || path.starts_with(&format!("{p}/"));
+        if under("/compute/v2.1") {
+            Some(&microversion::COMPUTE)
+        } else if under("/volume/v3") {
+            Some(&microversion::VOLUME)
+        } else {
+            None
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Discovery documents and login.
+    Public,
+    /// Needs a caller: a token on TCP, or the unix socket.
+    Caller,
+}
+
+pub struct Route {
+    pub method: Method,
+    /// matchit syntax, which is also OpenAPI's: `/compute/v2.1/flavors/{flavor_id}`.
+    pub path: &'static str,
+    pub service: ServiceKind,
+    pub access: Access,
+    pub handler: Handler,
+}
+
+const fn route(
+    method: Method,
+    path: &'static str,
+    service: ServiceKind,
+    access: Access,
+    handler: Handler,
+) -> Route {
+    Route {
+        method,
+        path,
+        service,
+        access,
+        handler,
+    }
+}
+
+use Access::{Caller, Public};
+use ServiceKind::{Compute, Identity, Image, Network, Volume};
+
+/// Everything served. Images, volumes and servers add their rows here.
+#[rustfmt::skip]
+pub static ROUTES: &[Route] = &[
+    // Discovery: unversioned documents and each API's own version document.
+    route(Method::GET, "/identity", Identity, Public, versions::identity_versions),
+    route(Method::GET, "/identity/v3", Identity, Public, versions::identity_v3),
+    route(Method::GET, "/compute", Compute, Public, versions::compute_versions),
+    route(Method::GET, "/compute/v2.1", Compute, Public, versions::compute_v21),
+    route(Method::GET, "/image", Image, Public, versions::image_versions),
+    route(Method::GET, "/image/versions", Image, Public, versions::image_versions_list),
+    route(Method::GET, "/volume", Volume, Public, versions::volume_versions),
+    route(Method::GET, "/volume/v3", Volume, Public, versions::volume_v3),
+    route(Method::GET, "/network", Network, Public, versions::network_versions),
+    // Keystone.
+    route(Method::POST, "/identity/v3/auth/tokens", Identity, Public, identity::auth::issue),
+    route(Method::GET, "/identity/v3/auth/tokens", Identity, Caller, identity::auth::validate),
+    route(Method::DELETE, "/identity/v3/auth/tokens", Identity, Caller, identity::auth::revoke),
+    route(Method::GET, "/identity/v3/projects", Identity, Caller, identity::directory::list_projects),
+    route(Method::POST, "/identity/v3/projects", Identity, Caller, identity::directory::create_project),
+    route(Method::GET, "/identity/v3/projects/{project_id}", Identity, Caller, identity::directory::show_project),
+    route(Method::GET, "/identity/v3/users", Identity, Caller, identity::directory::list_users),
+    route(Method::POST, "/identity/v3/users", Identity, Caller, identity::directory::create_user),
+    route(Method::GET, "/identity/v3/users/{user_id}", Identity, Caller, identity::directory::show_user),
+    route(Method::GET, "/identity/v3/roles", Identity, Caller, identity::directory::list_roles),
+    route(Method::POST, "/identity/v3/roles", Identity, Caller, identity::directory::create_role),
+    route(Method::GET, "/identity/v3/roles/{role_id}", Identity, Caller, identity::directory::show_role),
+    route(Method::PUT, "/identity/v3/projects/{project_id}/users/{user_id}/roles/{role_id}", Identity, Caller, identity::directory::grant_role),
+    route(Method::DELETE, "/identity/v3/projects/{project_id}/users/{user_id}/roles/{role_id}", Identity, Caller, identity::directory::revoke_role),
+    // Nova flavors.
+    route(Method::GET, "/compute/v2.1/flavors", Compute, Caller, compute::flavors::list),
+    route(Method::POST, "/compute/v2.1/flavors", Compute, Caller, compute::flavors::create),
+    route(Method::GET, "/compute/v2.1/flavors/detail", Compute, Caller, compute::flavors::list_detail),
+    route(Method::GET, "/compute/v2.1/flavors/{flavor_id}", Compute, Caller, compute::flavors::show),
+    route(Method::PUT, "/compute/v2.1/flavors/{flavor_id}", Compute, Caller, compute::flavors::update),
+    route(Method::DELETE, "/compute/v2.1/flavors/{flavor_id}", Compute, Caller, compute::flavors::delete),
+    route(Method::GET, "/compute/v2.1/flavors/{flavor_id}/os-extra_specs", Compute, Caller, compute::extra_specs::list),
+    route(Method::POST, "/compute/v2.1/flavors/{flavor_id}/os-extra_specs", Compute, Caller, compute::extra_specs::create),
+    route(Method::GET, "/compute/v2.1/flavors/{flavor_id}/os-extra_specs/{key}", Compute, Caller, compute::extra_specs::show),
+    route(Method::PUT, "/compute/v2.1/flavors/{flavor_id}/os-extra_specs/{key}", Compute, Caller, compute::extra_specs::update),
+    route(Method::DELETE, "/compute/v2.1/flavors/{flavor_id}/os-extra_specs/{key}", Compute, Caller, compute::extra_specs::delete),
+];
+
+/// The compiled table: each path once, with the routes (one per method) served there.
+pub struct Router {
+    paths: matchit::Router<Vec<&'static Route>>,
+}
+
+impl Router {
+    pub fn new() -> Router {
+        let mut grouped: Vec<(&'static str, Vec<&'static Route>)> = Vec::new();
+        for r in ROUTES {
+            match grouped.iter_mut().find(|(p, _)| *p == r.path) {
+                Some((_, rs)) => rs.push(r),
+                None => grouped.push((r.path, vec![r])),
+            }
+        }
+        let mut paths = matchit::Router::new();
+        for (path, routes) in grouped {
+            // The table is a constant; routes::tests builds it, so this cannot fail at run time.
+            paths
+                .insert(path, routes)
+                .expect("the route table has no conflicting paths");
+        }
+        Router { paths }
+    }
+
+    /// The route for `method` on `path` (without trailing slash, still percent-encoded) and
+    /// its decoded parameters.
+    pub fn resolve(&self, method: &Method, path: &str) -> Result<Resolved, RouteMiss> {
+        let m = self.paths.at(path).map_err(|_| RouteMiss::UnknownPath)?;
+        let route = m
+            .value
+            .iter()
+            .find(|r| r.method == method)
+            .ok_or(RouteMiss::MethodNotAllowed)?;
+        let params = m
+            .params
+            .iter()
+            .map(|(k, v)| Some((k.to_owned(), percent_decode(v, false)?)))
+            .collect::<Option<Vec<_>>>()
+            // A parameter that does not decode names nothing we could hold.
+            .ok_or(RouteMiss::UnknownPath)?;
+        Ok(Resolved { route, params })
+    }
+}
+
+pub struct Resolved {
+    pub route: &'static Route,
+    /// Path parameters, percent-decoded.
+    pub params: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteMiss {
+    UnknownPath,
+    /// The path exists, with other methods.
+    MethodNotAllowed,
+}
+
+impl Default for Router {
+    fn default() -> Self {
+        Router::new()
+    }
+}
+
+/// Routes and runs one request; returns the service it was addressed to and the reply.
+pub(super) fn dispatch(
+    state: &ApiState,
+    transport: Transport,
+    raw: RawRequest,
+) -> (Option<ServiceKind>, Reply) {
+    let (path, query) = raw.target.split_once('?').unwrap_or((&raw.target, ""));
+    // `/compute/` and `/compute` are the same resource: clients ask for both.
+    let path = match path.trim_end_matches('/') {
+        "" => "/",
+        p => p,
+    };
+    let service = ServiceKind::of_path(path);
+    let versions = ServiceKind::microversions(path);
+    let mut negotiated = None;
+    let result = (|| {
+        let Resolved { route, params } =
+            state
+                .router
+                .resolve(&raw.method, path)
+                .map_err(|miss| match miss {
+                    RouteMiss::MethodNotAllowed => Fault::new(
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        "The method is not allowed for the requested URL.",
+                    ),
+                    RouteMiss::UnknownPath => Fault::not_found("The resource could not be found."),
+                })?;
+        let context = match route.access {
+            Access::Public => None,
+            Access::Caller => {
+                let ctx = auth::authenticate(state, transport, &raw.headers)?;
+                if route.service != ServiceKind::Identity {
+                    auth::require_project(&ctx)?;
+                }
+                Some(ctx)
+            }
+        };
+        let version = versions.map(|v| v.negotiate(&raw.headers)).transpose()?;
+        negotiated = version;
+        let call = Call {
+            state,
+            method: &raw.method,
+            headers: &raw.headers,
+            body: &raw.body,
+            params,
+            query: parse_query(query)?,
+            context,
+            version,
+        };
+        (route.handler)(&call)
+    })();
+    let mut reply = result.unwrap_or_else(|f| {
+        if f.status.is_server_error() {
+            tracing::warn!("{} {}: {f}", raw.method, path);
+        } else {
+            tracing::debug!("{} {}: {f}", raw.method, path);
+        }
+        let mut r = fault::render(service, &f);
+        if f.status == StatusCode::UNAUTHORIZED {
+            r.headers.push((
+                "WWW-Authenticate".into(),
+                format!("Keystone uri=\"{}/identity\"", state.base_url),
+            ));
+        }
+        r
+    });
+    if let (Some(v), Some(spec)) = (negotiated, versions) {
+        reply.headers.extend(spec.reply_headers(v));
+    }
+    (service, reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_compiles_and_resolves() {
+        let r = Router::new();
+        let Resolved { route, params } = r
+            .resolve(
+                &Method::GET,
+                "/compute/v2.1/flavors/m1.tiny/os-extra_specs/hw%3Acpu",
+            )
+            .unwrap();
+        assert_eq!(
+            route.path,
+            "/compute/v2.1/flavors/{flavor_id}/os-extra_specs/{key}"
+        );
+        assert_eq!(params[1], ("key".into(), "hw:cpu".into()));
+        // A static segment wins over a parameter.
+        let Resolved { route, .. } = r
+            .resolve(&Method::GET, "/compute/v2.1/flavors/detail")
+            .unwrap();
+        assert_eq!(route.path, "/compute/v2.1/flavors/detail");
+        assert_eq!(
+            r.resolve(&Method::PATCH, "/compute/v2.1/flavors").err(),
+            Some(RouteMiss::MethodNotAllowed)
+        );
+        assert_eq!(
+            r.resolve(&Method::GET, "/nowhere").err(),
+            Some(RouteMiss::UnknownPath)
+        );
+    }
+
+    #[test]
+    fn every_route_declares_the_parameters_its_path_has_and_sits_under_its_service() {
+        for r in ROUTES {
+            assert_eq!(ServiceKind::of_path(r.path), Some(r.service), "{}", r.path);
+            assert!(!r.path.ends_with('/'), "{}", r.path);
+        }
+        assert_eq!(ServiceKind::of_path("/computer"), None);
+        assert!(ServiceKind::microversions("/compute/v2.1/flavors").is_some());
+        assert!(ServiceKind::microversions("/compute").is_none());
+        assert!(ServiceKind::microversions("/volume/v3/p1/volumes").is_some());
+    }
+}

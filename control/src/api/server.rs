@@ -1,0 +1,181 @@
+//! Serving the API with hyper on the unix socket and, when configured, a TCP listener. Both
+//! accept loops run on one tokio runtime; each request's body is read (bounded) and handed
+//! to [`super::handle`] on the blocking pool. [`serve`] returns once `shutdown` resolves,
+//! after the listeners are closed and in-flight requests have finished (bounded by
+//! [`DRAIN_TIMEOUT`]).
+
+use super::{fault, handle, ApiState, Fault, RawRequest, ReplyBody, ServiceKind, Transport};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
+
+/// Largest request body read: flavors and identity bodies are tiny; image uploads will
+/// stream rather than come through here.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// How long shutdown waits for in-flight requests.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub type HttpResponse = Response<Full<Bytes>>;
+
+/// Serves until `shutdown` resolves, then stops accepting and drains.
+pub async fn serve(
+    state: Arc<ApiState>,
+    unix: UnixListener,
+    tcp: Option<TcpListener>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = unix.accept() => match accepted {
+                Ok((stream, _)) => connection(&graceful, stream, state.clone(), Transport::Unix),
+                Err(e) => accept_failed(e).await,
+            },
+            accepted = accept_tcp(tcp.as_ref()) => match accepted {
+                Ok(stream) => connection(&graceful, stream, state.clone(), Transport::Tcp),
+                Err(e) => accept_failed(e).await,
+            },
+        }
+    }
+    // Closing the listeners refuses new connections while the old ones finish.
+    drop(unix);
+    drop(tcp);
+    tracing::info!(
+        "shutting down: waiting for {} open connection(s)",
+        graceful.count()
+    );
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
+    }
+}
+
+async fn accept_tcp(tcp: Option<&TcpListener>) -> std::io::Result<tokio::net::TcpStream> {
+    match tcp {
+        Some(l) => l.accept().await.map(|(s, _)| s),
+        None => std::future::pending().await,
+    }
+}
+
+async fn accept_failed(e: std::io::Error) {
+    // E.g. out of file descriptors: back off instead of spinning on the error.
+    tracing::warn!("cannot accept a connection: {e}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+fn connection<S>(graceful: &GracefulShutdown, stream: S, state: Arc<ApiState>, t: Transport)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| respond(req, state.clone(), t));
+    let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    let conn = graceful.watch(conn);
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!("connection ended with an error: {e}");
+        }
+    });
+}
+
+async fn respond(
+    req: Request<Incoming>,
+    state: Arc<ApiState>,
+    transport: Transport,
+) -> Result<HttpResponse, Infallible> {
+    let (parts, body) = req.into_parts();
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
+    // A declared length over the limit is refused before any of the body is read.
+    let declared = parts
+        .headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        let fault = Fault::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+        let service = ServiceKind::of_path(parts.uri.path());
+        return Ok(to_http(fault::render(service, &fault)));
+    }
+    let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(b) => b.to_bytes().to_vec(),
+        Err(e) => {
+            let too_large = e.is::<http_body_util::LengthLimitError>();
+            let (status, msg) = if too_large {
+                (StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
+            } else {
+                (StatusCode::BAD_REQUEST, "cannot read the request body")
+            };
+            tracing::debug!("{} {target}: {msg}: {e}", parts.method);
+            let service = ServiceKind::of_path(parts.uri.path());
+            return Ok(to_http(fault::render(service, &Fault::new(status, msg))));
+        }
+    };
+    let method = parts.method.clone();
+    let raw = RawRequest {
+        method: parts.method,
+        target: target.clone(),
+        headers: parts.headers,
+        body,
+    };
+    let reply = tokio::task::spawn_blocking(move || handle(&state, transport, raw)).await;
+    let reply = match reply {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("{method} {target}: the request's worker failed: {e}");
+            let service = ServiceKind::of_path(parts.uri.path());
+            let fault = Fault::internal("the request's worker failed");
+            return Ok(to_http(fault::render(service, &fault)));
+        }
+    };
+    tracing::info!(
+        "{transport:?} {method} {target} -> {}",
+        reply.status.as_u16()
+    );
+    Ok(to_http(reply))
+}
+
+fn to_http(reply: super::Reply) -> HttpResponse {
+    let (content_type, body) = match reply.body {
+        ReplyBody::Empty => (None, Bytes::new()),
+        ReplyBody::Json(v) => (Some("application/json"), Bytes::from(v.to_string())),
+        ReplyBody::Text(t) => (Some("text/plain; charset=UTF-8"), Bytes::from(t)),
+    };
+    let mut r = Response::new(Full::new(body));
+    *r.status_mut() = reply.status;
+    let headers = r.headers_mut();
+    if let Some(ct) = content_type {
+        headers.insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static(ct),
+        );
+    }
+    for (name, value) in reply.headers {
+        match (
+            hyper::header::HeaderName::from_bytes(name.as_bytes()),
+            hyper::header::HeaderValue::from_str(&value),
+        ) {
+            (Ok(n), Ok(v)) => {
+                headers.insert(n, v);
+            }
+            _ => tracing::warn!("dropping a reply header that is not valid HTTP: {name}"),
+        }
+    }
+    r
+}

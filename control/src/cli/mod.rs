@@ -1,0 +1,112 @@
+//! `outpost`: the appliance's command line, talking to outpostd over its unix socket (whose
+//! peer acts as admin, so no credentials are needed). One module per resource kind:
+//! [`flavor`] now; `image`, `volume` and `server` slot in beside it as new [`Command`]s.
+//! Output is a table by default or JSON with `-f json`; every API error becomes one line
+//! carrying the service's own message.
+
+pub mod flavor;
+mod output;
+
+use crate::client::{ApiResponse, Client, ClientError, Endpoint};
+use clap::{Parser, Subcommand, ValueEnum};
+use hyper::Method;
+use serde_json::Value;
+use std::path::PathBuf;
+
+pub const DEFAULT_SOCKET: &str = "/var/lib/outpost/outpostd.sock";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "outpost",
+    version,
+    about = "Manage an Outpost appliance through outpostd"
+)]
+pub struct Cli {
+    /// outpostd's unix socket.
+    #[arg(long, env = "OUTPOST_SOCKET", default_value = DEFAULT_SOCKET, global = true)]
+    pub socket: PathBuf,
+    /// Output format.
+    #[arg(short = 'f', long = "format", value_enum, default_value_t = Format::Table, global = true)]
+    pub format: Format,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Server sizes (Nova flavors).
+    #[command(subcommand)]
+    Flavor(flavor::FlavorCommand),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Client(#[from] ClientError),
+    /// The service refused: its message and the HTTP status.
+    #[error("{message} (HTTP {status})")]
+    Api { status: u16, message: String },
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// Runs one command; returns what to print on stdout.
+pub fn run(cli: Cli) -> Result<String, CliError> {
+    let api = Api {
+        client: Client::new(Endpoint::Unix(cli.socket))?,
+    };
+    match cli.command {
+        Command::Flavor(cmd) => flavor::run(&api, cmd, cli.format),
+    }
+}
+
+/// The API as the commands use it: JSON in, JSON out, errors as [`CliError::Api`].
+pub struct Api {
+    client: Client,
+}
+
+/// The compute microversion the CLI speaks: flavors with description, extra specs and an
+/// integer swap.
+const COMPUTE_VERSION: (&str, &str) = ("OpenStack-API-Version", "compute 2.75");
+
+impl Api {
+    pub fn new(client: Client) -> Api {
+        Api { client }
+    }
+
+    fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<ApiResponse, CliError> {
+        let resp = self
+            .client
+            .request(method, path, &[COMPUTE_VERSION], body)?;
+        if !resp.status.is_success() {
+            return Err(CliError::Api {
+                status: resp.status.as_u16(),
+                message: resp.error_message(),
+            });
+        }
+        Ok(resp)
+    }
+
+    pub fn get(&self, path: &str) -> Result<Value, CliError> {
+        Ok(self.call(Method::GET, path, None)?.json()?)
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Result<Value, CliError> {
+        Ok(self.call(Method::POST, path, Some(body))?.json()?)
+    }
+
+    pub fn delete(&self, path: &str) -> Result<(), CliError> {
+        self.call(Method::DELETE, path, None).map(drop)
+    }
+}

@@ -1,0 +1,11 @@
+//! Nova's part of the control service. Flavors now; servers (claims through `resources`,
+//! disks from `image-store`, one `outpost-vmm` per guest) arrive as `servers.rs` beside them.
+
+pub mod extra_specs;
+pub mod flavors;
+
+/// Nova's upper bound for integer fields (its database columns are 32-bit signed).
+pub const MAX_INT: i64 = i32::MAX as i64;
+
+/// Nova's `osapi_max_limit`: no page holds more than this many items.
+pub const MAX_PAGE: usize = 1000;

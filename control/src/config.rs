@@ -1,0 +1,216 @@
+//! outpostd's configuration: an optional TOML file (unknown keys refused) overlaid by
+//! command-line flags, resolved into [`Settings`]. Every setting has an embedded default, so
+//! the daemon starts with no file at all.
+//!
+//! ```toml
+//! state_dir = "/var/lib/outpost"
+//! [api]
+//! socket = "/var/lib/outpost/outpostd.sock"  # default: <state_dir>/outpostd.sock
+//! listen = "127.0.0.1:8080"                  # default: no TCP listener
+//! public_url = "http://192.0.2.10:8080"      # default: http://<listen>
+//! [identity]
+//! token_ttl_secs = 43200
+//! region = "RegionOne"
+//! ```
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/outpost";
+pub const SOCKET_NAME: &str = "outpostd.sock";
+pub const DATABASE_NAME: &str = "outpost.db";
+pub const ADMIN_PASSWORD_FILE: &str = "admin-password";
+/// Keystone's default token lifetime.
+pub const DEFAULT_TOKEN_TTL_SECS: u64 = 12 * 3600;
+/// Longest token lifetime accepted: a week.
+const MAX_TOKEN_TTL_SECS: u64 = 7 * 24 * 3600;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration file {path:?}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("configuration file {path:?}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("identity.token_ttl_secs must be between 1 and {MAX_TOKEN_TTL_SECS}, not {0}")]
+    TokenTtl(u64),
+    #[error("api.public_url {0:?} must be an http:// or https:// URL")]
+    PublicUrl(String),
+    #[error("identity.region must not be empty")]
+    Region,
+}
+
+/// The file's shape. Every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub state_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub api: ApiSection,
+    #[serde(default)]
+    pub identity: IdentitySection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    pub socket: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub public_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentitySection {
+    pub token_ttl_secs: Option<u64>,
+    pub region: Option<String>,
+}
+
+impl ConfigFile {
+    pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// Command-line flags that override the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub state_dir: Option<PathBuf>,
+    pub socket: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub public_url: Option<String>,
+}
+
+/// The resolved settings the daemon runs with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub state_dir: PathBuf,
+    pub socket: PathBuf,
+    pub listen: Option<SocketAddr>,
+    /// Explicit base URL for links and the catalog; None derives it from the bound address.
+    pub public_url: Option<String>,
+    pub token_ttl: Duration,
+    pub region: String,
+}
+
+impl Settings {
+    pub fn resolve(file: ConfigFile, flags: Overrides) -> Result<Settings, ConfigError> {
+        let state_dir = flags
+            .state_dir
+            .or(file.state_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+        let socket = flags
+            .socket
+            .or(file.api.socket)
+            .unwrap_or_else(|| state_dir.join(SOCKET_NAME));
+        let public_url = flags
+            .public_url
+            .or(file.api.public_url)
+            .map(|u| {
+                let trimmed = u.trim_end_matches('/').to_owned();
+                let scheme_ok = trimmed.starts_with("http://") || trimmed.starts_with("https://");
+                if scheme_ok && trimmed.len() > "https://".len() {
+                    Ok(trimmed)
+                } else {
+                    Err(ConfigError::PublicUrl(u))
+                }
+            })
+            .transpose()?;
+        let ttl = file
+            .identity
+            .token_ttl_secs
+            .unwrap_or(DEFAULT_TOKEN_TTL_SECS);
+        if ttl == 0 || ttl > MAX_TOKEN_TTL_SECS {
+            return Err(ConfigError::TokenTtl(ttl));
+        }
+        let region = file
+            .identity
+            .region
+            .unwrap_or_else(|| "RegionOne".to_owned());
+        if region.trim().is_empty() {
+            return Err(ConfigError::Region);
+        }
+        Ok(Settings {
+            state_dir,
+            socket,
+            listen: flags.listen.or(file.api.listen),
+            public_url,
+            token_ttl: Duration::from_secs(ttl),
+            region,
+        })
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.state_dir.join(DATABASE_NAME)
+    }
+
+    pub fn admin_password_path(&self) -> PathBuf {
+        self.state_dir.join(ADMIN_PASSWORD_FILE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ConfigFile, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn no_file_gives_the_embedded_defaults() {
+        let s = Settings::resolve(ConfigFile::default(), Overrides::default()).unwrap();
+        assert_eq!(s.state_dir, PathBuf::from("/var/lib/outpost"));
+        assert_eq!(s.socket, PathBuf::from("/var/lib/outpost/outpostd.sock"));
+        assert_eq!(s.listen, None);
+        assert_eq!(s.token_ttl, Duration::from_secs(43200));
+        assert_eq!(s.region, "RegionOne");
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let file = parse(
+            "state_dir = \"/srv/o\"\n[api]\nlisten = \"127.0.0.1:1\"\npublic_url = \"http://h:1/\"\n\
+             [identity]\ntoken_ttl_secs = 5\n",
+        )
+        .unwrap();
+        let flags = Overrides {
+            listen: Some("127.0.0.1:2".parse().unwrap()),
+            ..Overrides::default()
+        };
+        let s = Settings::resolve(file, flags).unwrap();
+        assert_eq!(s.socket, PathBuf::from("/srv/o/outpostd.sock"));
+        assert_eq!(s.listen, Some("127.0.0.1:2".parse().unwrap()));
+        assert_eq!(s.public_url.as_deref(), Some("http://h:1"));
+        assert_eq!(s.token_ttl, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(parse("stat_dir = \"/x\"").is_err());
+        assert!(parse("[api]\nlisen = \"1.2.3.4:5\"").is_err());
+        assert!(parse("[api]\nlisten = \"not an address\"").is_err());
+        assert!(parse("[identity]\ntoken_ttl_secs = -1").is_err());
+        let zero = parse("[identity]\ntoken_ttl_secs = 0").unwrap();
+        assert!(matches!(
+            Settings::resolve(zero, Overrides::default()),
+            Err(ConfigError::TokenTtl(0))
+        ));
+        let url = parse("[api]\npublic_url = \"ftp://x\"").unwrap();
+        assert!(matches!(
+            Settings::resolve(url, Overrides::default()),
+            Err(ConfigError::PublicUrl(_))
+        ));
+    }
+}

@@ -1,0 +1,178 @@
+//! outpostd's life: prepare the state directory (0700, locked against a second daemon), open
+//! the database, bootstrap the admin, bind the listeners, serve until SIGTERM or SIGINT, and
+//! remove the socket on the way out.
+//!
+//! The tokio runtime (multi-thread, two workers: the appliance has few cores) owns the
+//! listeners and connections; handlers run on its blocking pool. [`run`] returns after the
+//! runtime has drained.
+
+use crate::api::{self, ApiState, Router};
+use crate::config::Settings;
+use crate::identity::bootstrap::{self, BootstrapError};
+use crate::storage::{Db, StorageError};
+use std::fs::{self, DirBuilder, File};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Read on first start only: the admin's password (otherwise one is generated).
+pub const ADMIN_PASSWORD_ENV: &str = "OUTPOST_ADMIN_PASSWORD";
+const LOCK_NAME: &str = "outpostd.lock";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot create the state directory {path:?}: {source}")]
+    StateDir { path: PathBuf, source: io::Error },
+    #[error("another outpostd already uses the state directory {0:?}")]
+    AlreadyRunning(PathBuf),
+    #[error("cannot lock {path:?}: {source}")]
+    Lock { path: PathBuf, source: io::Error },
+    #[error("another process is serving on {0:?}")]
+    SocketInUse(PathBuf),
+    #[error("cannot bind the API socket {path:?}: {source}")]
+    BindSocket { path: PathBuf, source: io::Error },
+    #[error("cannot listen on {addr}: {source}")]
+    BindTcp {
+        addr: std::net::SocketAddr,
+        source: io::Error,
+    },
+    #[error("cannot start the runtime: {0}")]
+    Runtime(io::Error),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("first-start bootstrap failed: {0}")]
+    Bootstrap(#[from] BootstrapError),
+}
+
+/// Runs the daemon until SIGTERM/SIGINT.
+pub fn run(settings: Settings) -> Result<(), DaemonError> {
+    create_state_dir(&settings.state_dir)?;
+    let _lock = lock_state_dir(&settings.state_dir)?;
+    let db = Db::open(&settings.database_path())?;
+    let env_password = std::env::var(ADMIN_PASSWORD_ENV).ok();
+    let socket_context = bootstrap::ensure(
+        &db,
+        env_password.as_deref(),
+        &settings.admin_password_path(),
+    )?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("outpostd")
+        .enable_all()
+        .build()
+        .map_err(DaemonError::Runtime)?;
+    let result = runtime.block_on(async {
+        let unix = bind_socket(&settings.socket)?;
+        let tcp = match settings.listen {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| DaemonError::BindTcp { addr, source })?,
+            ),
+            None => None,
+        };
+        let bound = tcp.as_ref().and_then(|l| l.local_addr().ok());
+        let base_url = match (&settings.public_url, bound) {
+            (Some(url), _) => url.clone(),
+            (None, Some(addr)) => format!("http://{addr}"),
+            (None, None) => "http://localhost".to_owned(),
+        };
+        tracing::info!(
+            "outpostd serving on {:?}{}; public URL {base_url}",
+            settings.socket,
+            bound.map(|a| format!(" and {a}")).unwrap_or_default()
+        );
+        let state = Arc::new(ApiState {
+            db,
+            base_url,
+            region: settings.region.clone(),
+            token_ttl: settings.token_ttl,
+            socket_context,
+            router: Router::new(),
+        });
+        api::server::serve(state, unix, tcp, termination()).await;
+        Ok(())
+    });
+    remove_socket(&settings.socket);
+    tracing::info!("outpostd stopped");
+    result
+}
+
+fn create_state_dir(dir: &Path) -> Result<(), DaemonError> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| DaemonError::StateDir {
+            path: dir.to_owned(),
+            source,
+        })
+}
+
+/// An exclusive flock on `<state-dir>/outpostd.lock`, held for the daemon's life (the kernel
+/// drops it when the process dies, even by SIGKILL).
+fn lock_state_dir(dir: &Path) -> Result<File, DaemonError> {
+    let path = dir.join(LOCK_NAME);
+    let failed = |source| DaemonError::Lock {
+        path: path.clone(),
+        source,
+    };
+    let file = File::create(&path).map_err(failed)?;
+    // SAFETY: flock only reads the descriptor, which `file` keeps open for the call.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let err = io::Error::last_os_error();
+        return Err(if err.kind() == io::ErrorKind::WouldBlock {
+            DaemonError::AlreadyRunning(dir.to_owned())
+        } else {
+            failed(err)
+        });
+    }
+    Ok(file)
+}
+
+/// Binds the API socket (mode 0660). A socket left by a daemon that died is replaced; one
+/// that still answers belongs to a live process and is an error.
+fn bind_socket(path: &Path) -> Result<tokio::net::UnixListener, DaemonError> {
+    if path.symlink_metadata().is_ok() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(DaemonError::SocketInUse(path.to_owned()));
+        }
+        tracing::info!("removing the stale socket {path:?}");
+        let _ = fs::remove_file(path);
+    }
+    let failed = |source| DaemonError::BindSocket {
+        path: path.to_owned(),
+        source,
+    };
+    let listener = tokio::net::UnixListener::bind(path).map_err(failed)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o660)).map_err(failed)?;
+    Ok(listener)
+}
+
+fn remove_socket(path: &Path) {
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!("cannot remove the socket {path:?}: {e}"),
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+async fn termination() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; outpostd can only be killed");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}

@@ -1,0 +1,26 @@
+//! Outpost's control service and its client.
+//!
+//! `outpostd` speaks the OpenStack APIs (Keystone v3, Nova v2.1, Glance v2, Cinder v3,
+//! Neutron v2.0) closely enough for the stock `openstack` client, on a unix socket whose peer
+//! is trusted as admin and optionally on TCP. Layers, from the outside in: [`api`] (routing,
+//! thin handlers, each service's error shape) → the domain modules, one per service and
+//! resource kind ([`identity`], [`compute`]) → [`storage`] (SQLite, one module per kind).
+//! `outpost` is the command-line client ([`cli`] over [`client`]).
+//!
+//! Images (Glance, over `image-store`), volumes (Cinder) and servers (Nova, placed by
+//! `resources`, run by `outpost-vmm`) are to come as `image/`, `volume/` and
+//! `compute/servers.rs`, each with its storage module, migration and API handlers.
+
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+pub mod api;
+pub mod cli;
+pub mod client;
+pub mod compute;
+pub mod config;
+pub mod context;
+pub mod daemon;
+pub mod identity;
+pub mod random;
+pub mod storage;
+pub mod timestamp;

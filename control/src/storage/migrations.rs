@@ -1,0 +1,138 @@
+//! Schema migrations: a versioned list of SQL steps. Each pending step runs in its own
+//! transaction together with its row in `schema_migrations`, so a step is either wholly
+//! applied and recorded or not at all. Steps are append-only: never edit a released one.
+
+use super::StorageError;
+use crate::timestamp::Timestamp;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// Every schema step, in order. Images, volumes and servers append theirs here.
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "identity",
+        sql: include_str!("migrations/0001_identity.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "flavors",
+        sql: include_str!("migrations/0002_flavors.sql"),
+    },
+];
+
+pub(super) fn apply(conn: &mut Connection, steps: &[Migration]) -> Result<(), StorageError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version INTEGER PRIMARY KEY,
+             name TEXT NOT NULL,
+             applied_at INTEGER NOT NULL
+         )",
+    )?;
+    let known = steps.last().map_or(0, |m| m.version);
+    let found = current_version(conn)?;
+    if found > known {
+        return Err(StorageError::SchemaTooNew { found, known });
+    }
+    for step in steps.iter().filter(|m| m.version > found) {
+        let failed = |source| StorageError::Migration {
+            version: step.version,
+            name: step.name,
+            source,
+        };
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(failed)?;
+        tx.execute_batch(step.sql).map_err(failed)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+            (step.version, step.name, Timestamp::now().micros()),
+        )
+        .map_err(failed)?;
+        tx.commit().map_err(failed)?;
+        tracing::info!(
+            "database schema migrated to version {} ({})",
+            step.version,
+            step.name
+        );
+    }
+    Ok(())
+}
+
+fn current_version(conn: &Connection) -> Result<i64, StorageError> {
+    let v: Option<i64> = conn
+        .query_row("SELECT MAX(version) FROM schema_migrations", [], |r| {
+            r.get(0)
+        })
+        .optional()?
+        .flatten();
+    Ok(v.unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn versions(conn: &Connection) -> Vec<(i64, String)> {
+        let mut st = conn
+            .prepare("SELECT version, name FROM schema_migrations ORDER BY version")
+            .unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn applies_every_step_once_and_records_it() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        apply(&mut conn, MIGRATIONS).unwrap();
+        apply(&mut conn, MIGRATIONS).unwrap();
+        let recorded = versions(&conn);
+        assert_eq!(recorded.len(), MIGRATIONS.len());
+        assert_eq!(recorded[0], (1, "identity".to_owned()));
+        // The tables of the last step exist.
+        conn.execute_batch("SELECT * FROM flavor_extra_specs")
+            .unwrap();
+    }
+
+    #[test]
+    fn a_failing_step_leaves_nothing_behind() {
+        let steps = [
+            Migration {
+                version: 1,
+                name: "good",
+                sql: "CREATE TABLE a (x INTEGER);",
+            },
+            Migration {
+                version: 2,
+                name: "bad",
+                sql: "CREATE TABLE b (y INTEGER); INSERT INTO nowhere VALUES (1);",
+            },
+        ];
+        let mut conn = Connection::open_in_memory().unwrap();
+        let err = apply(&mut conn, &steps).unwrap_err();
+        assert!(matches!(err, StorageError::Migration { version: 2, .. }));
+        assert_eq!(versions(&conn), vec![(1, "good".to_owned())]);
+        // Step 2's table was rolled back with it.
+        assert!(conn.execute_batch("SELECT * FROM b").is_err());
+    }
+
+    #[test]
+    fn refuses_a_schema_from_a_newer_release() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        apply(&mut conn, MIGRATIONS).unwrap();
+        conn.execute(
+            "INSERT INTO schema_migrations VALUES (999, 'future', 0)",
+            [],
+        )
+        .unwrap();
+        let err = apply(&mut conn, MIGRATIONS).unwrap_err();
+        assert!(matches!(err, StorageError::SchemaTooNew { found: 999, .. }));
+    }
+}

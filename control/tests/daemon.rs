@@ -1,0 +1,148 @@
+//! outpostd as a process: start with no configuration, files and modes in the state
+//! directory, one daemon per directory, SIGTERM drains and removes the socket, kill -9 and
+//! restart keeps state.
+
+mod common;
+
+use common::{mode, parse_response, Daemon, Text, ADMIN_PASSWORD};
+use serde_json::json;
+use std::io::{Read, Write};
+use std::time::Duration;
+
+#[test]
+fn starts_without_config_and_generates_an_admin_password() {
+    let d = Daemon::start_with(None, None);
+    let state = d.state_dir();
+    assert_eq!(mode(&state), 0o700);
+    assert_eq!(mode(&d.socket()), 0o660);
+    let pw_file = state.join("admin-password");
+    assert_eq!(mode(&pw_file), 0o600);
+    let password = std::fs::read_to_string(&pw_file).unwrap();
+    let password = password.trim();
+    assert!(password.len() >= 20, "{password:?}");
+    // The generated password works; the token is admin in project admin.
+    let token = d.login("admin", password, Some("admin"));
+    let v = d.tcp(Some(&token)).get("/identity/v3/auth/tokens");
+    assert_eq!(v.status.as_u16(), 400, "no X-Subject-Token: {}", v.text());
+    let api = d.tcp(Some(&token));
+    let v = api.send_raw_headers(
+        hyper::Method::GET,
+        "/identity/v3/auth/tokens",
+        None,
+        &[("X-Subject-Token", &token)],
+    );
+    let roles: Vec<_> = v.body_json()["token"]["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(roles, ["admin", "member", "reader"]);
+}
+
+#[test]
+fn the_environment_password_is_used_and_no_file_written() {
+    let d = Daemon::start();
+    assert!(!d.state_dir().join("admin-password").exists());
+    d.login("admin", ADMIN_PASSWORD, Some("admin"));
+}
+
+#[test]
+fn a_second_daemon_on_the_same_state_dir_is_refused() {
+    let d = Daemon::start();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_outpostd"))
+        .arg("--state-dir")
+        .arg(d.state_dir())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another outpostd already uses"), "{err}");
+    // The first one still serves.
+    assert_eq!(d.unix().get("/compute/v2.1/flavors").status.as_u16(), 200);
+}
+
+#[test]
+fn a_bad_config_file_is_refused_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[api]\nlisen = \"127.0.0.1:1\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_outpostd"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--state-dir")
+        .arg(dir.path().join("s"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("lisen"), "{err}");
+}
+
+#[test]
+fn sigterm_finishes_the_request_in_flight_then_removes_the_socket() {
+    let mut d = Daemon::start();
+    let token = d.login("admin", ADMIN_PASSWORD, Some("admin"));
+    let body =
+        json!({"flavor": {"name": "inflight", "ram": 64, "vcpus": 1, "disk": 0}}).to_string();
+    let head = format!(
+        "POST /compute/v2.1/flavors HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    // Headers and half the body now, SIGTERM, then the rest: the request must still be served.
+    let mut s = std::net::TcpStream::connect(d.addr).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    let (first, rest) = body.split_at(body.len() / 2);
+    s.write_all(first.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    d.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(300));
+    // Listeners are closed: new connections are refused.
+    assert!(std::net::TcpStream::connect(d.addr).is_err());
+    s.write_all(rest.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let (status, reply) = parse_response(&out);
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(d.wait(Duration::from_secs(20)), Some(0));
+    assert!(!d.socket().exists());
+    // What it did before stopping was committed.
+    d.spawn();
+    let f = d.unix().get("/compute/v2.1/flavors/detail");
+    assert!(f.text().contains("inflight"));
+}
+
+#[test]
+fn kill_dash_nine_and_restart_keeps_flavors_and_users() {
+    let mut d = Daemon::start();
+    let api = d.unix();
+    let made = api.post(
+        "/compute/v2.1/flavors",
+        &json!({"flavor": {"name": "survivor", "id": "s1", "ram": 128, "vcpus": 1, "disk": 1}}),
+    );
+    assert_eq!(made.status.as_u16(), 200, "{}", made.text());
+    let spec = api.post(
+        "/compute/v2.1/flavors/s1/os-extra_specs",
+        &json!({"extra_specs": {"hw:cpu_policy": "dedicated"}}),
+    );
+    assert_eq!(spec.status.as_u16(), 200);
+    d.make_member("alice", "alice-pw", "demo");
+    d.kill9();
+    // The socket file is left behind by a killed daemon; the next one replaces it.
+    assert!(d.socket().exists());
+    d.spawn();
+    let f = d
+        .unix()
+        .with_header("OpenStack-API-Version", "compute 2.61")
+        .get("/compute/v2.1/flavors/s1");
+    assert_eq!(f.status.as_u16(), 200, "{}", f.text());
+    assert_eq!(
+        f.body_json()["flavor"]["extra_specs"]["hw:cpu_policy"],
+        "dedicated"
+    );
+    // alice can still log in to her project.
+    d.login("alice", "alice-pw", Some("demo"));
+    let users = d.unix().get("/identity/v3/users?name=alice").body_json();
+    assert_eq!(users["users"].as_array().unwrap().len(), 1);
+}

@@ -1,0 +1,195 @@
+//! End to end with the stock OpenStack client: `openstack token issue`, project/user/role
+//! setup, and `flavor create/list/show/set/delete` against a real outpostd, as admin and as a
+//! member. Needs python-openstackclient in a venv: run control/tests/setup-openstack-venv.sh,
+//! then `cargo test -p outpost-control --test openstack_cli -- --ignored`.
+
+mod common;
+
+use common::{Daemon, ADMIN_PASSWORD};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn venv() -> PathBuf {
+    if let Some(v) = std::env::var_os("OUTPOST_OPENSTACK_VENV") {
+        return v.into();
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache"));
+    cache.join("outpost/openstack-venv")
+}
+
+struct Openstack {
+    bin: PathBuf,
+    auth_url: String,
+    user: String,
+    password: String,
+    project: String,
+    home: tempfile::TempDir,
+}
+
+impl Openstack {
+    fn new(d: &Daemon, user: &str, password: &str, project: &str) -> Openstack {
+        let bin = venv().join("bin/openstack");
+        assert!(
+            bin.exists(),
+            "{bin:?} missing: run control/tests/setup-openstack-venv.sh first"
+        );
+        Openstack {
+            bin,
+            auth_url: format!("http://{}/identity/v3", d.addr),
+            user: user.into(),
+            password: password.into(),
+            project: project.into(),
+            home: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Runs `openstack ARGS`; Ok(stdout) or Err(stderr).
+    fn run(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new(&self.bin)
+            .args(["--os-auth-url", &self.auth_url])
+            .args(["--os-identity-api-version", "3"])
+            .args(["--os-username", &self.user, "--os-password", &self.password])
+            .args(["--os-project-name", &self.project])
+            .args([
+                "--os-user-domain-name",
+                "Default",
+                "--os-project-domain-name",
+                "Default",
+            ])
+            .args(["--os-region-name", "RegionOne"])
+            .args(args)
+            // No clouds.yaml or OS_* from the host may leak in.
+            .env_clear()
+            .env("HOME", self.home.path())
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .unwrap();
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["-f", "json"]);
+        let out = self
+            .run(&all)
+            .unwrap_or_else(|e| panic!("openstack {args:?}: {e}"));
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    }
+}
+
+#[test]
+#[ignore = "needs python-openstackclient: run control/tests/setup-openstack-venv.sh, then --ignored"]
+fn openstack_client_drives_tokens_and_flavors() {
+    let d = Daemon::start();
+    let admin = Openstack::new(&d, "admin", ADMIN_PASSWORD, "admin");
+
+    let token = admin.json(&["token", "issue"]);
+    assert_eq!(token["id"].as_str().unwrap().len(), 43);
+    assert!(token["project_id"].is_string() && token["user_id"].is_string());
+
+    let made = admin.json(&[
+        "flavor",
+        "create",
+        "--ram",
+        "512",
+        "--vcpus",
+        "1",
+        "--disk",
+        "1",
+        "--id",
+        "t1",
+        "--description",
+        "tiny",
+        "--property",
+        "hw:cpu_policy=dedicated",
+        "m1.tiny",
+    ]);
+    assert_eq!(made["id"], "t1");
+    assert_eq!(made["ram"], 512);
+    assert_eq!(made["description"], "tiny");
+    admin.json(&[
+        "flavor", "create", "--ram", "2048", "--vcpus", "2", "--disk", "20", "m1.small",
+    ]);
+
+    let list = admin.json(&["flavor", "list"]);
+    let names: Vec<_> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["Name"].clone())
+        .collect();
+    assert!(
+        names.contains(&"m1.tiny".into()) && names.contains(&"m1.small".into()),
+        "{list}"
+    );
+
+    // By name: Nova answers 404 for the name, and the client falls back to listing.
+    let shown = admin.json(&["flavor", "show", "m1.tiny"]);
+    assert_eq!(shown["id"], "t1");
+    assert_eq!(shown["properties"]["hw:cpu_policy"], "dedicated");
+    admin
+        .run(&[
+            "flavor",
+            "set",
+            "--property",
+            "hw:mem_page_size=large",
+            "m1.tiny",
+        ])
+        .unwrap();
+    let shown = admin.json(&["flavor", "show", "t1"]);
+    assert_eq!(shown["properties"]["hw:mem_page_size"], "large");
+    let missing = admin.run(&["flavor", "show", "nope"]).unwrap_err();
+    assert!(missing.contains("nope"), "{missing}");
+
+    // A member made with the identity commands sees flavors but may not create them.
+    admin.run(&["project", "create", "demo"]).unwrap();
+    admin
+        .run(&[
+            "user",
+            "create",
+            "--project",
+            "demo",
+            "--password",
+            "alice-pw",
+            "alice",
+        ])
+        .unwrap();
+    admin
+        .run(&[
+            "role",
+            "add",
+            "--project",
+            "demo",
+            "--user",
+            "alice",
+            "member",
+        ])
+        .unwrap();
+    let alice = Openstack::new(&d, "alice", "alice-pw", "demo");
+    assert_eq!(alice.json(&["flavor", "list"]).as_array().unwrap().len(), 2);
+    let projects = alice.json(&["project", "list"]);
+    assert_eq!(projects.as_array().unwrap().len(), 1, "{projects}");
+    let denied = alice
+        .run(&["flavor", "create", "--ram", "1", "--vcpus", "1", "x"])
+        .unwrap_err();
+    assert!(
+        denied.contains("403") || denied.contains("Policy"),
+        "{denied}"
+    );
+
+    admin
+        .run(&["flavor", "delete", "m1.tiny", "m1.small"])
+        .unwrap();
+    assert!(admin
+        .json(&["flavor", "list"])
+        .as_array()
+        .unwrap()
+        .is_empty());
+}

@@ -34,7 +34,11 @@ ping -c 3 -W 10 {host} >/dev/null && echo GUEST-PING=ok
     )
     .unwrap();
     let disk = work.path().join("checks.ext4");
-    sh(&format!("mkfs.ext4 -q -F -d {} {} 8M", disk_dir.display(), disk.display()));
+    sh(&format!(
+        "mkfs.ext4 -q -F -d {} {} 8M",
+        disk_dir.display(),
+        disk.display()
+    ));
     let cfg = json!({
         "boot-source": {
             "kernel_image_path": asset("debian-vmlinuz"),

@@ -172,7 +172,10 @@ echo "HOST-SAID=$(nc -l -p 7777)"
     );
     let stats = ok(g.api("GET", "/stats", None), "stats");
     assert!(stats.contains("io_out"), "{stats}");
-    let nc = net.exec(&format!("echo hello-guest | nc -w 5 {} 7777", net.guest_ip));
+    let nc = net.exec(&format!(
+        "bash -c 'echo hello-guest > /dev/tcp/{}/7777'",
+        net.guest_ip
+    ));
     assert!(nc.status.success(), "{nc:?}");
 
     let st = g.wait_exit(BOOT_TIMEOUT);

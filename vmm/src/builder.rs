@@ -532,15 +532,30 @@ fn attach_virtio_devices(
     use crate::devices::virtio::{block, mmio, net, rng, IrqTrigger, VirtioDevice};
     let dev_err = |what: String| StartError::Device(what);
     let mut specs: Vec<VirtioSpec> = Vec::new();
-    specs.extend(config.drives.iter().filter(|d| d.is_root_device).map(VirtioSpec::Block));
-    specs.extend(config.drives.iter().filter(|d| !d.is_root_device).map(VirtioSpec::Block));
+    specs.extend(
+        config
+            .drives
+            .iter()
+            .filter(|d| d.is_root_device)
+            .map(VirtioSpec::Block),
+    );
+    specs.extend(
+        config
+            .drives
+            .iter()
+            .filter(|d| !d.is_root_device)
+            .map(VirtioSpec::Block),
+    );
     specs.extend(config.network_interfaces.iter().map(VirtioSpec::Net));
     if config.entropy.is_some() {
         specs.push(VirtioSpec::Rng);
     }
     let max = (IOAPIC_PINS - VIRTIO_IRQ_BASE) as usize;
     if specs.len() > max {
-        return Err(dev_err(format!("{} virtio devices, at most {max} fit", specs.len())));
+        return Err(dev_err(format!(
+            "{} virtio devices, at most {max} fit",
+            specs.len()
+        )));
     }
     let mut infos = Vec::new();
     for (i, spec) in specs.iter().enumerate() {
@@ -562,7 +577,10 @@ fn attach_virtio_devices(
             VirtioSpec::Net(n) => {
                 let mac = match &n.guest_mac {
                     Some(m) => Some(crate::config::parse_mac(m).ok_or_else(|| {
-                        dev_err(format!("network interface {}: bad guest_mac {m}", n.iface_id))
+                        dev_err(format!(
+                            "network interface {}: bad guest_mac {m}",
+                            n.iface_id
+                        ))
                     })?),
                     None => None,
                 };
@@ -595,8 +613,12 @@ fn attach_virtio_devices(
                 .register_ioevent(evt, &addr, q as u32)
                 .map_err(|e| dev_err(format!("ioeventfd for queue {q}: {e}")))?;
         }
-        bus.insert(Arc::new(Mutex::new(transport)), base, mmio::MMIO_WINDOW_SIZE)
-            .map_err(|e| dev_err(e.to_string()))?;
+        bus.insert(
+            Arc::new(Mutex::new(transport)),
+            base,
+            mmio::MMIO_WINDOW_SIZE,
+        )
+        .map_err(|e| dev_err(e.to_string()))?;
         infos.push(MmioDeviceInfo {
             base,
             len: VIRTIO_MMIO_SIZE,

@@ -387,8 +387,7 @@ fn kick_thread(tid: libc::pthread_t) {
     unsafe { libc::pthread_kill(tid, kick_signal()) };
 }
 
-impl VcpuHandle {
-}
+impl VcpuHandle {}
 
 impl VcpuControl {
     fn set(&self, s: RunState, vcpus: &[VcpuHandle]) {

@@ -21,7 +21,11 @@ fn eight_vcpus_and_16_gib_are_all_seen() {
     )
     .unwrap();
     let disk = work.path().join("checks.ext4");
-    sh(&format!("mkfs.ext4 -q -F -d {} {} 8M", disk_dir.display(), disk.display()));
+    sh(&format!(
+        "mkfs.ext4 -q -F -d {} {} 8M",
+        disk_dir.display(),
+        disk.display()
+    ));
     let cfg = json!({
         "boot-source": {
             "kernel_image_path": asset("test-vmlinux"),

@@ -32,6 +32,9 @@ pub const PROFILE_ENV: &str = "OUTPOST_GUEST_PROFILE";
 /// Sampling period of the guest profile.
 const PROFILE_PERIOD: std::time::Duration = std::time::Duration::from_millis(5);
 
+/// On PVM, how often every vCPU is made to exit so that `pvm::PvmVcpu::before_run` runs.
+const PVM_KICK_PERIOD: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Boot arguments when the configuration gives none.
 pub const DEFAULT_BOOT_ARGS: &str = "console=ttyS0 reboot=k panic=1";
 
@@ -489,13 +492,19 @@ pub fn start(config: &VmConfig) -> Result<RunningVm, StartError> {
             })?,
         );
     }
-    if let Some(first) = vcpus.first().filter(|_| profile.is_some()) {
-        first
-            .start_sampler(PROFILE_PERIOD)
-            .map_err(|source| StartError::Thread {
-                what: "sampler",
-                source,
-            })?;
+    let kicker_err = |source| StartError::Thread {
+        what: "kicker",
+        source,
+    };
+    for (i, v) in vcpus.iter().enumerate() {
+        if i == 0 && profile.is_some() {
+            v.start_kicker("sampler", PROFILE_PERIOD).map_err(kicker_err)?;
+        } else if on_pvm {
+            // A vCPU whose guest code never exits (an AP running user processes, say) would
+            // otherwise never re-arm its SYSCALL repair after the guest set up its IDT.
+            v.start_kicker(&format!("pvm-kick{i}"), PVM_KICK_PERIOD)
+                .map_err(kicker_err)?;
+        }
     }
     Ok(RunningVm {
         profile: profile.zip(profile_path),

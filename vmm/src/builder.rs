@@ -498,7 +498,8 @@ pub fn start(config: &VmConfig) -> Result<RunningVm, StartError> {
     };
     for (i, v) in vcpus.iter().enumerate() {
         if i == 0 && profile.is_some() {
-            v.start_kicker("sampler", PROFILE_PERIOD).map_err(kicker_err)?;
+            v.start_kicker("sampler", PROFILE_PERIOD)
+                .map_err(kicker_err)?;
         } else if on_pvm {
             // A vCPU whose guest code never exits (an AP running user processes, say) would
             // otherwise never re-arm its SYSCALL repair after the guest set up its IDT.

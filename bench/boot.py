@@ -19,7 +19,7 @@ ASSETS = os.environ.get("OUTPOST_ASSETS_DIR", "/var/cache/outpost/guest/current"
 VMM = os.environ.get("OUTPOST_VMM_BIN", os.path.join(ROOT, "target/release/outpost-vmm"))
 MARKER = b"OUTPOST-INIT-OK"
 
-CHECKS = """dd if=/dev/vdb of=/dev/null bs=1M 2>/tmp/dd.txt; echo "DD=$(tail -n 1 /tmp/dd.txt)"
+CHECKS = """dd if=/dev/vdb of=/dev/null bs=1M iflag=direct 2>/tmp/dd.txt; echo "DD=$(tail -n 1 /tmp/dd.txt)"
 """
 
 
@@ -93,7 +93,7 @@ def one_run(kind):
             first_run = float(m.group(1)) * {"ms": 1e-3, "µs": 1e-6, "s": 1}[m.group(2)]
         exits = re.search(r"exits=(\{[^}]*\})", log)
         pvm = re.search(r"pvm=(\{[^}]*\})", log)
-        dd = re.search(rb"DD=.*?([\d.]+ [KMG]?B/s)", out)
+        dd = re.search(rb"DD=.*?([\d.]+ ?[KMG]?i?B/s)", out)
         r = {
             "first_line_s": first_line, "marker_s": marker, "first_kvm_run_s": first_run,
             "peak_rss_mib": usage.ru_maxrss / 1024, "exit_status": os.waitstatus_to_exitcode(status),

@@ -21,6 +21,8 @@ pub mod config;
 pub mod context;
 pub mod daemon;
 pub mod identity;
+pub mod image;
 pub mod random;
 pub mod storage;
 pub mod timestamp;
+pub mod volume;

@@ -25,15 +25,14 @@ struct SnapshotCreateBody {
     display_name: Option<String>,
     description: Option<String>,
     display_description: Option<String>,
-    /// Accepted when empty: snapshot metadata is not kept.
-    #[serde(default)]
-    metadata: BTreeMap<String, String>,
+    /// Accepted when empty or null: snapshot metadata is not kept.
+    metadata: Option<BTreeMap<String, String>>,
 }
 
 pub fn create(call: &Call<'_>) -> Result<Reply, Fault> {
     check_project(call)?;
     let b = call.json::<SnapshotCreate>()?.snapshot;
-    if !b.metadata.is_empty() {
+    if b.metadata.as_ref().is_some_and(|m| !m.is_empty()) {
         return Err(Fault::bad_request(
             "Invalid input received: snapshot metadata is not supported by this appliance",
         ));

@@ -32,8 +32,7 @@ struct VolumeCreateBody {
     image_ref: Option<String>,
     image_id: Option<String>,
     snapshot_id: Option<String>,
-    #[serde(default)]
-    metadata: BTreeMap<String, String>,
+    metadata: Option<BTreeMap<String, String>>,
     // Cinder features this appliance does not have: accepted only when absent or null.
     source_volid: Option<Value>,
     source_replica: Option<Value>,
@@ -115,7 +114,7 @@ pub fn create(call: &Call<'_>) -> Result<Reply, Fault> {
         volume_type: b.volume_type,
         image_ref: b.image_ref.or(b.image_id),
         snapshot_id: b.snapshot_id,
-        metadata: b.metadata,
+        metadata: b.metadata.unwrap_or_default(),
     };
     let v = volume::create(&call.state.volume_stores(), call.ctx(), new)?;
     Ok(volume_reply(call, StatusCode::ACCEPTED, &v))

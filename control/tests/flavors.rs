@@ -330,7 +330,7 @@ fn volume_microversions_and_other_services_discovery() {
     assert_eq!(net["versions"][0]["id"], "v2.0");
     // Unknown paths get their service's error shape.
     let token = d.login("admin", ADMIN_PASSWORD, Some("admin"));
-    let img = d.tcp(Some(&token)).get("/image/v2/images");
+    let img = d.tcp(Some(&token)).get("/image/v2/nothing-here");
     assert_eq!(img.status.as_u16(), 404);
     assert!(
         img.text().starts_with("404 Not Found\n\n"),

@@ -4,7 +4,7 @@
 //!
 //! Creating a volume or a snapshot copies data, so it runs in the background as Cinder does:
 //! the record is written `creating`, the request answers 202, and a worker thread makes the
-//! file and records `available` or `error` ([`jobs`]). A volume's status also serialises work
+//! file and records `available` or `error` (`jobs`). A volume's status also serialises work
 //! on it: only an `available` volume is extended, snapshotted or deleted. A restart finishes or
 //! fails whatever was in progress ([`recover`]).
 //!

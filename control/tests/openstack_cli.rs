@@ -291,6 +291,33 @@ fn openstack_client_drives_images_and_volumes() {
     let types = admin.json(&["volume", "type", "list"]);
     assert_eq!(types.as_array().unwrap().len(), 2, "{types}");
 
+    // Extend, snapshot, and a volume from the snapshot.
+    admin
+        .run(&["volume", "set", "--size", "2", "blank"])
+        .unwrap();
+    assert_eq!(admin.json(&["volume", "show", "blank"])["size"], 2);
+    let snap = admin.json(&["volume", "snapshot", "create", "--volume", "blank", "snap1"]);
+    assert_eq!(snap["volume_id"], blank["id"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while admin.json(&["volume", "snapshot", "show", "snap1"])["status"] != "available" {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let snaps = admin.json(&["volume", "snapshot", "list"]);
+    assert_eq!(snaps.as_array().unwrap().len(), 1, "{snaps}");
+    let copy = admin.json(&["volume", "create", "--snapshot", "snap1", "copy"]);
+    assert_eq!(copy["size"], 2);
+    let refused = admin.run(&["volume", "delete", "blank"]).unwrap_err();
+    assert!(refused.contains("snapshot"), "{refused}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while admin.json(&["volume", "show", "copy"])["status"] == "creating" {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    admin
+        .run(&["volume", "snapshot", "delete", "snap1"])
+        .unwrap();
+
     // The image is in use by the volume: Glance's 409 reaches the client.
     let refused = admin.run(&["image", "delete", "cirros"]).unwrap_err();
     assert!(
@@ -298,7 +325,9 @@ fn openstack_client_drives_images_and_volumes() {
         "{refused}"
     );
 
-    admin.run(&["volume", "delete", "boot", "blank"]).unwrap();
+    admin
+        .run(&["volume", "delete", "boot", "blank", "copy"])
+        .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !admin
         .json(&["volume", "list"])

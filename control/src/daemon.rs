@@ -10,6 +10,7 @@ use crate::api::{self, ApiState, Router};
 use crate::config::Settings;
 use crate::identity::bootstrap::{self, BootstrapError};
 use crate::storage::{Db, StorageError};
+use outpost_image_store::{ImageStore, VolumeStore};
 use std::fs::{self, DirBuilder, File};
 use std::io;
 use std::os::fd::AsRawFd;
@@ -44,6 +45,10 @@ pub enum DaemonError {
     Storage(#[from] StorageError),
     #[error("first-start bootstrap failed: {0}")]
     Bootstrap(#[from] BootstrapError),
+    #[error("cannot open the image store: {0}")]
+    ImageStore(#[from] outpost_image_store::ImageError),
+    #[error("cannot open the volume store: {0}")]
+    VolumeStore(#[from] outpost_image_store::VolumeError),
 }
 
 /// Runs the daemon until SIGTERM/SIGINT.
@@ -57,6 +62,12 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
         env_password.as_deref(),
         &settings.admin_password_path(),
     )?;
+    // Disk files live beside the database: images/, volumes/, snapshots/, instances/.
+    // Opening the stores removes files a crash left half-written; recovery then settles
+    // records caught mid-operation.
+    let images = Arc::new(ImageStore::open(settings.state_dir.clone())?);
+    let volumes = Arc::new(VolumeStore::open(settings.state_dir.clone())?);
+    recover(&db, &images, &volumes);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -92,6 +103,8 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
             token_ttl: settings.token_ttl,
             socket_context,
             router: Router::new(),
+            images,
+            volumes,
         });
         api::server::serve(state, unix, tcp, termination()).await;
         Ok(())
@@ -99,6 +112,22 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     remove_socket(&settings.socket);
     tracing::info!("outpostd stopped");
     result
+}
+
+/// Brings image and volume records back into agreement with their files. A failure is
+/// logged, not fatal: the service still serves everything else, and the next start retries.
+fn recover(db: &Db, images: &Arc<ImageStore>, volumes: &Arc<VolumeStore>) {
+    if let Err(e) = crate::image::recover(db, images) {
+        tracing::error!("recovering images after the last run failed: {e}");
+    }
+    let stores = crate::volume::Stores {
+        db: db.clone(),
+        volumes: volumes.clone(),
+        images: images.clone(),
+    };
+    if let Err(e) = crate::volume::recover(&stores) {
+        tracing::error!("recovering volumes after the last run failed: {e}");
+    }
 }
 
 fn create_state_dir(dir: &Path) -> Result<(), DaemonError> {

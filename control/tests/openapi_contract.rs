@@ -8,8 +8,10 @@ use outpost_control::api::routes::ROUTES;
 use outpost_control::api::{handle, ApiState, RawRequest, ReplyBody, Router, Transport};
 use outpost_control::identity::bootstrap;
 use outpost_control::storage::Db;
+use outpost_image_store::{ImageStore, VolumeStore};
 use serde_json::Value;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 const METHODS: [&str; 5] = ["get", "put", "post", "patch", "delete"];
@@ -192,18 +194,38 @@ fn operations(doc: &Value) -> Vec<Op> {
     ops
 }
 
-fn concrete(op: &Op) -> String {
+/// The path with each parameter's example; `x-example: caller-project` stands for the
+/// caller's project id (Cinder URLs carry it), which no static example can know.
+fn concrete(op: &Op, caller_project: &str) -> String {
     let mut path = op.path.clone();
     for p in &op.params {
         if p["in"] == "path" {
             let name = p["name"].as_str().unwrap();
-            let example = p["example"]
-                .as_str()
-                .unwrap_or_else(|| panic!("{}: {name} has no example", op.path));
+            let example = if p["x-example"] == "caller-project" {
+                caller_project
+            } else {
+                p["example"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{}: {name} has no example", op.path))
+            };
             path = path.replace(&format!("{{{name}}}"), example);
         }
     }
     path
+}
+
+/// The first documented request body with an example, as (media type, bytes): JSON examples
+/// serialized, other media types' examples sent as their text.
+fn request_body(op: &Value) -> Option<(String, Vec<u8>)> {
+    let content = op.pointer("/requestBody/content")?.as_object()?;
+    content.iter().find_map(|(media, c)| {
+        let example = c.get("example")?;
+        let bytes = match (media.ends_with("json"), example) {
+            (false, Value::String(s)) => s.clone().into_bytes(),
+            _ => example.to_string().into_bytes(),
+        };
+        Some((media.clone(), bytes))
+    })
 }
 
 #[test]
@@ -217,6 +239,8 @@ fn every_documented_operation_answers_as_documented() {
         std::path::Path::new("/nonexistent"),
     )
     .unwrap();
+    let disks = tempfile::tempdir().unwrap();
+    let admin_project = admin.project_id.clone().unwrap();
     let state = ApiState {
         db,
         base_url: "http://127.0.0.1:8080".into(),
@@ -224,10 +248,12 @@ fn every_documented_operation_answers_as_documented() {
         token_ttl: Duration::from_secs(60),
         socket_context: admin,
         router: Router::new(),
+        images: Arc::new(ImageStore::open(disks.path().to_owned()).unwrap()),
+        volumes: Arc::new(VolumeStore::open(disks.path().to_owned()).unwrap()),
     };
     let mut succeeded = 0;
     for op in operations(&doc) {
-        let path = concrete(&op);
+        let path = concrete(&op, &admin_project);
         let mut headers = HeaderMap::new();
         for p in &op.params {
             if p["in"] == "header" && p["required"] == true {
@@ -238,11 +264,13 @@ fn every_documented_operation_answers_as_documented() {
                 );
             }
         }
-        let body = op
-            .op
-            .pointer("/requestBody/content/application~1json/example")
-            .map(|e| e.to_string().into_bytes())
-            .unwrap_or_default();
+        let body = match request_body(&op.op) {
+            Some((media, bytes)) => {
+                headers.insert(hyper::header::CONTENT_TYPE, media.parse().unwrap());
+                bytes
+            }
+            None => Vec::new(),
+        };
         let reply = handle(
             &state,
             Transport::Unix,

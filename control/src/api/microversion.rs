@@ -9,9 +9,11 @@
 //! (2.75). 2.86 (extra spec validation) is not served. Servers must honour the server-side
 //! changes up to 2.75 when they arrive, or lower this.
 //!
-//! Volume advertises 3.0–3.60 for negotiation only: no volume resource exists yet, and the
-//! volume code must honour changes up to 3.60 (or lower this) when it arrives. 3.67
-//! (project-less URLs) is out of reach because routes carry `{project_id}`.
+//! Volume advertises 3.0 only. The volumes, snapshots and types served behave as Cinder 3.0;
+//! every later microversion changes something served here (3.2 the `bootable` filter, 3.34
+//! `name~` filters, 3.41 `user_id` on snapshots, 3.42 extending attached volumes, 3.48 new
+//! volume fields, ...) or implies an API that is not served (3.27 attachments), so none is
+//! claimed. Raise `max` only with the behaviour of every version up to it.
 
 use super::Fault;
 use hyper::{HeaderMap, StatusCode};
@@ -70,7 +72,7 @@ pub const VOLUME: Microversions = Microversions {
     service_type: "volume",
     legacy_header: None,
     min: ApiVersion::new(3, 0),
-    max: ApiVersion::new(3, 60),
+    max: ApiVersion::new(3, 0),
 };
 
 const STANDARD_HEADER: &str = "OpenStack-API-Version";
@@ -178,9 +180,9 @@ mod tests {
     fn negotiation() {
         let c = &COMPUTE;
         assert_eq!(c.negotiate(&headers(&[])).unwrap(), c.min);
-        let std = headers(&[("openstack-api-version", "volume 3.5, compute 2.60")]);
+        let std = headers(&[("openstack-api-version", "volume 3.0, compute 2.60")]);
         assert_eq!(c.negotiate(&std).unwrap(), ApiVersion::new(2, 60));
-        assert_eq!(VOLUME.negotiate(&std).unwrap(), ApiVersion::new(3, 5));
+        assert_eq!(VOLUME.negotiate(&std).unwrap(), ApiVersion::new(3, 0));
         let legacy = headers(&[("x-openstack-nova-api-version", "2.55")]);
         assert_eq!(c.negotiate(&legacy).unwrap(), ApiVersion::new(2, 55));
         // The standard header wins over the legacy one.

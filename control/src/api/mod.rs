@@ -8,14 +8,17 @@
 //! since SQLite and argon2 block.
 
 mod auth;
+pub mod body;
 mod compute;
 pub mod fault;
 mod identity;
+mod image;
 pub mod microversion;
 pub mod request;
 pub mod routes;
 pub mod server;
 mod versions;
+mod volume;
 
 pub use fault::Fault;
 pub use request::{Call, RawRequest, Reply, ReplyBody};
@@ -23,6 +26,8 @@ pub use routes::{Router, ServiceKind};
 
 use crate::context::RequestContext;
 use crate::storage::Db;
+use outpost_image_store::{ImageStore, VolumeStore};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Which listener a request came in on.
@@ -45,14 +50,40 @@ pub struct ApiState {
     /// Who requests on the unix socket act as.
     pub socket_context: RequestContext,
     pub router: Router,
+    /// Image data (Glance).
+    pub images: Arc<ImageStore>,
+    /// Volume, snapshot and server disk files (Cinder, Nova).
+    pub volumes: Arc<VolumeStore>,
+}
+
+impl ApiState {
+    /// The database and stores, for work that outlives a request (volume copies).
+    pub fn volume_stores(&self) -> crate::volume::Stores {
+        crate::volume::Stores {
+            db: self.db.clone(),
+            volumes: self.volumes.clone(),
+            images: self.images.clone(),
+        }
+    }
 }
 
 /// Handles one request from start to finish; never fails (errors become error replies).
 pub fn handle(state: &ApiState, transport: Transport, raw: RawRequest) -> Reply {
+    handle_streaming(state, transport, raw, None)
+}
+
+/// [`handle`] for a route that streams its body: `upload` is the unread body (and
+/// `raw.body` empty).
+pub fn handle_streaming(
+    state: &ApiState,
+    transport: Transport,
+    raw: RawRequest,
+    upload: Option<request::UploadBody>,
+) -> Reply {
     let request_id = crate::random::uuid()
         .map(|u| format!("req-{u}"))
         .unwrap_or_else(|_| "req-unknown".to_owned());
-    let (service, mut reply) = routes::dispatch(state, transport, raw);
+    let (service, mut reply) = routes::dispatch(state, transport, raw, upload);
     reply
         .headers
         .push(("x-openstack-request-id".into(), request_id.clone()));

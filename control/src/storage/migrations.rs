@@ -24,6 +24,17 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "flavors",
         sql: include_str!("migrations/0002_flavors.sql"),
     },
+    // Glance images and Cinder volumes.
+    Migration {
+        version: 3,
+        name: "images",
+        sql: include_str!("migrations/0003_images.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "volumes",
+        sql: include_str!("migrations/0004_volumes.sql"),
+    },
 ];
 
 pub(super) fn apply(conn: &mut Connection, steps: &[Migration]) -> Result<(), StorageError> {

@@ -73,6 +73,9 @@ pub fn load_kernel(mem: &GuestMemoryMmap, path: &Path) -> Result<LoadedKernel, L
         bzimage::parse(&image).map_err(|_| LoadError::UnknownFormat { path: p.clone() })?;
     match bzimage::unpack_payload(&image, &header) {
         Ok((codec, elf)) if elf.starts_with(ELF_MAGIC) => {
+            // The compressed image is no longer needed: free it before the ELF is copied
+            // into guest memory, which lowers the monitor's peak RSS.
+            drop(image);
             let how = format!("bzImage, {codec:?} payload unpacked by the monitor");
             return load_elf(mem, &mut Cursor::new(elf), &how).map_err(load_err);
         }

@@ -22,6 +22,8 @@ pub enum Mode<'a> {
     ConfigFile(&'a serde_json::Value),
     /// `--api-sock`: configured afterwards over the socket.
     Api,
+    /// Both: boots from the file and keeps the API for actions (Firecracker allows this).
+    ConfigFileAndApi(&'a serde_json::Value),
 }
 
 impl Guest {
@@ -58,6 +60,17 @@ impl Guest {
             Mode::Api => {
                 let sock = work.join("api.sock");
                 cmd.arg("--api-sock").arg(&sock);
+                api_sock = Some(sock);
+            }
+            Mode::ConfigFileAndApi(cfg) => {
+                let path = work.join("vm.json");
+                std::fs::write(&path, serde_json::to_vec_pretty(cfg).expect("json"))
+                    .expect("write config");
+                let sock = work.join("api.sock");
+                cmd.arg("--config-file")
+                    .arg(path)
+                    .arg("--api-sock")
+                    .arg(&sock);
                 api_sock = Some(sock);
             }
         }

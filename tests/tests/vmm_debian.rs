@@ -24,6 +24,12 @@ fn debian_cloud_kernel_finds_disk_and_nic() {
 echo "MAC=$(cat /sys/class/net/eth0/address)"
 ip link set eth0 up && ip addr add {guest}/24 dev eth0
 ping -c 3 -W 10 {host} >/dev/null && echo GUEST-PING=ok
+kbd() {{ while read -r irq count rest; do case "$rest" in *i8042*) echo "$count" ;; esac; done </proc/interrupts; }}
+before=$(kbd)
+echo "CAD-READY"
+i=0
+while [ "$(kbd)" = "$before" ] && [ $i -lt 120 ]; do sleep 1; i=$((i+1)); done
+echo "KBD-IRQS=$before->$(kbd)"
 "#,
             guest = net.guest_ip,
             host = net.host_ip
@@ -46,8 +52,16 @@ ping -c 3 -W 10 {host} >/dev/null && echo GUEST-PING=ok
         "drives": [{"drive_id": "checks", "path_on_host": disk, "is_root_device": false, "is_read_only": true}],
         "network-interfaces": [{"iface_id": "eth0", "host_dev_name": net.tap, "guest_mac": "06:00:ac:1e:09:02"}]
     });
-    let mut g = Guest::spawn(work.path(), Mode::ConfigFile(&cfg), Some(&net));
-    let st = g.wait_exit(Duration::from_secs(1800));
+    let mut g = Guest::spawn(work.path(), Mode::ConfigFileAndApi(&cfg), Some(&net));
+    // SendCtrlAltDel reaches the guest's i8042 driver as key presses (IRQ 1).
+    g.wait_for("CAD-READY", Duration::from_secs(1800));
+    let (code, body) = g.api(
+        "PUT",
+        "/actions",
+        Some(&json!({"action_type": "SendCtrlAltDel"})),
+    );
+    assert_eq!(code, 204, "{body}");
+    let st = g.wait_exit(Duration::from_secs(600));
     let console = g.console_text();
     assert_eq!(st.code(), Some(0), "{console}\n{}", g.stderr_text());
     assert!(console.contains("OUTPOST-MODULES-OK"), "{console}");
@@ -55,4 +69,14 @@ ping -c 3 -W 10 {host} >/dev/null && echo GUEST-PING=ok
     assert!(console.contains("DISKS=vda"), "{console}");
     assert!(console.contains("MAC=06:00:ac:1e:09:02"), "{console}");
     assert!(console.contains("GUEST-PING=ok"), "{console}");
+    let irqs = console
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("KBD-IRQS="))
+        .unwrap_or_else(|| panic!("no KBD-IRQS in\n{console}"));
+    let (before, after) = irqs.split_once("->").expect("before->after");
+    let n = |v: &str| v.trim().parse::<u64>().unwrap_or(0);
+    assert!(
+        n(after) > n(before),
+        "no keyboard interrupt after SendCtrlAltDel: {irqs}"
+    );
 }

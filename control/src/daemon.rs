@@ -7,6 +7,9 @@
 //! runtime has drained.
 
 use crate::api::{self, ApiState, Router};
+use crate::compute::servers::boot_source::LocalImages;
+use crate::compute::servers::config::{ComputeConfigError, ComputeSettings, Machine};
+use crate::compute::servers::{Fleet, FleetError};
 use crate::config::Settings;
 use crate::identity::bootstrap::{self, BootstrapError};
 use crate::storage::{Db, StorageError};
@@ -44,19 +47,28 @@ pub enum DaemonError {
     Storage(#[from] StorageError),
     #[error("first-start bootstrap failed: {0}")]
     Bootstrap(#[from] BootstrapError),
+    #[error("configuration: {0}")]
+    Compute(#[from] ComputeConfigError),
+    #[error("cannot open the image store: {0}")]
+    Images(#[from] outpost_image_store::ImageError),
+    #[error("servers: {0}")]
+    Fleet(#[from] FleetError),
 }
 
 /// Runs the daemon until SIGTERM/SIGINT.
 pub fn run(settings: Settings) -> Result<(), DaemonError> {
     create_state_dir(&settings.state_dir)?;
     let _lock = lock_state_dir(&settings.state_dir)?;
-    let db = Db::open(&settings.database_path())?;
+    let db = Arc::new(Db::open(&settings.database_path())?);
     let env_password = std::env::var(ADMIN_PASSWORD_ENV).ok();
     let socket_context = bootstrap::ensure(
         &db,
         env_password.as_deref(),
         &settings.admin_password_path(),
     )?;
+
+    let fleet = open_fleet(db.clone(), &settings)?;
+    fleet.recover()?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -92,6 +104,7 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
             token_ttl: settings.token_ttl,
             socket_context,
             router: Router::new(),
+            fleet,
         });
         api::server::serve(state, unix, tcp, termination()).await;
         Ok(())
@@ -99,6 +112,30 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     remove_socket(&settings.socket);
     tracing::info!("outpostd stopped");
     result
+}
+
+/// The servers' side of the daemon: this host's inventory (configured, else measured), the
+/// image store and default guest as boot sources, and the saved claims. Runs no server yet
+/// ([`Fleet::recover`] does).
+pub fn open_fleet(db: Arc<Db>, settings: &Settings) -> Result<Arc<Fleet>, DaemonError> {
+    let compute =
+        ComputeSettings::resolve(&settings.compute, Machine::measure(&settings.state_dir))?;
+    tracing::info!(
+        "host {}: {} vCPU, {} MB RAM, {} GB disk; monitor {:?}",
+        compute.host,
+        compute.inventory.vcpus,
+        compute.inventory.ram_mb,
+        compute.inventory.disk_gb,
+        compute.monitor
+    );
+    let images = outpost_image_store::ImageStore::open(settings.state_dir.clone())?;
+    let boot = LocalImages::new(images, settings.guest.clone());
+    Ok(Fleet::open(
+        db,
+        &settings.state_dir,
+        compute,
+        Box::new(boot),
+    )?)
 }
 
 fn create_state_dir(dir: &Path) -> Result<(), DaemonError> {

@@ -11,6 +11,7 @@
 use super::request::{Reply, ReplyBody};
 use super::ServiceKind;
 use crate::compute::flavors::FlavorError;
+use crate::compute::servers::ServerError;
 use crate::identity::IdentityError;
 use crate::storage::StorageError;
 use hyper::StatusCode;
@@ -93,6 +94,29 @@ impl From<FlavorError> for Fault {
             E::InvalidField { .. } | E::MarkerNotFound(_) => StatusCode::BAD_REQUEST,
             E::Forbidden(_) => StatusCode::FORBIDDEN,
             E::Random(_) | E::Storage(_) => return Fault::internal(e),
+        };
+        Fault::new(status, e.to_string())
+    }
+}
+
+impl From<ServerError> for Fault {
+    fn from(e: ServerError) -> Fault {
+        use ServerError as E;
+        let status = match &e {
+            E::NotFound(_) => StatusCode::NOT_FOUND,
+            E::InvalidField { .. }
+            | E::BadRequest(_)
+            | E::FlavorNotFound(_)
+            | E::VolumesUnavailable(_)
+            | E::MarkerNotFound(_) => StatusCode::BAD_REQUEST,
+            E::Image(crate::compute::servers::boot_source::BootSourceError::ImageNotFound(_)) => {
+                StatusCode::BAD_REQUEST
+            }
+            E::InvalidState { .. } => StatusCode::CONFLICT,
+            E::Forbidden(_) => StatusCode::FORBIDDEN,
+            E::Image(_) | E::Random(_) | E::Storage(_) | E::Fleet(_) | E::Console { .. } => {
+                return Fault::internal(e)
+            }
         };
         Fault::new(status, e.to_string())
     }

@@ -21,8 +21,10 @@ pub use fault::Fault;
 pub use request::{Call, RawRequest, Reply, ReplyBody};
 pub use routes::{Router, ServiceKind};
 
+use crate::compute::servers::Fleet;
 use crate::context::RequestContext;
 use crate::storage::Db;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Which listener a request came in on.
@@ -36,7 +38,7 @@ pub enum Transport {
 
 /// Everything a request may need, shared by all requests.
 pub struct ApiState {
-    pub db: Db,
+    pub db: Arc<Db>,
     /// Base of every URL the API hands out (links, catalog, version documents); no trailing
     /// slash.
     pub base_url: String,
@@ -45,6 +47,8 @@ pub struct ApiState {
     /// Who requests on the unix socket act as.
     pub socket_context: RequestContext,
     pub router: Router,
+    /// The servers this daemon runs.
+    pub fleet: Arc<Fleet>,
 }
 
 /// Handles one request from start to finish; never fails (errors become error replies).

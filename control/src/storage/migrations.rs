@@ -24,6 +24,12 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "flavors",
         sql: include_str!("migrations/0002_flavors.sql"),
     },
+    // 3 and 4 are images and volumes (branch glance).
+    Migration {
+        version: 5,
+        name: "servers",
+        sql: include_str!("migrations/0005_servers.sql"),
+    },
 ];
 
 pub(super) fn apply(conn: &mut Connection, steps: &[Migration]) -> Result<(), StorageError> {

@@ -1,11 +1,12 @@
 //! `outpost`: the appliance's command line, talking to outpostd over its unix socket (whose
 //! peer acts as admin, so no credentials are needed). One module per resource kind:
-//! [`flavor`] now; `image`, `volume` and `server` slot in beside it as new [`Command`]s.
+//! [`flavor`] and [`server`]; `image` and `volume` slot in beside them as new [`Command`]s.
 //! Output is a table by default or JSON with `-f json`; every API error becomes one line
 //! carrying the service's own message.
 
 pub mod flavor;
 mod output;
+pub mod server;
 
 use crate::client::{ApiResponse, Client, ClientError, Endpoint};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -43,6 +44,9 @@ pub enum Command {
     /// Server sizes (Nova flavors).
     #[command(subcommand)]
     Flavor(flavor::FlavorCommand),
+    /// Servers (Nova): one guest each, run by its own outpost-vmm.
+    #[command(subcommand)]
+    Server(server::ServerCommand),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +67,7 @@ pub fn run(cli: Cli) -> Result<String, CliError> {
     };
     match cli.command {
         Command::Flavor(cmd) => flavor::run(&api, cmd, cli.format),
+        Command::Server(cmd) => server::run(&api, cmd, cli.format),
     }
 }
 

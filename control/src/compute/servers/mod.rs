@@ -220,25 +220,15 @@ impl NewServer {
                 )));
             }
         }
+        // No network exists yet, so any network or port named is unknown (the first one
+        // is reported, as Nova does).
         if let Networks::List(list) = &self.networks {
-            for n in list {
-                if let Some(port) = &n.port {
-                    return Err(ServerError::BadRequest(format!(
-                        "Port id {port} could not be found."
-                    )));
-                }
-                match &n.uuid {
-                    Some(uuid) => {
-                        return Err(ServerError::BadRequest(format!(
-                            "Network {uuid} could not be found."
-                        )))
-                    }
-                    None => {
-                        return Err(ServerError::BadRequest(
-                            "Each network needs a uuid or a port.".into(),
-                        ))
-                    }
-                }
+            if let Some(n) = list.first() {
+                return Err(ServerError::BadRequest(match (&n.port, &n.uuid) {
+                    (Some(port), _) => format!("Port id {port} could not be found."),
+                    (None, Some(uuid)) => format!("Network {uuid} could not be found."),
+                    (None, None) => "Each network needs a uuid or a port.".to_owned(),
+                }));
             }
         }
         Ok(())

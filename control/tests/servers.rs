@@ -4,7 +4,10 @@
 //! boot costs tens of seconds, and the tests that boot run one at a time.
 //!
 //! - one server's life: BUILD → ACTIVE → console marker → stop → start → hard reboot →
-//!   resize (revert, then confirm) → delete, leaving no process, file, row or claim;
+//!   soft reboot → rename → resize (revert, then confirm) → delete, leaving no process,
+//!   file, row or claim;
+//! - the supervisor: a guest that reboots itself is started again, one that powers off is
+//!   SHUTOFF;
 //! - restart safety: kill -9 of outpostd with a guest running (the guest stays, is adopted,
 //!   stops and deletes), a monitor that died while outpostd was down (ERROR with the
 //!   reason), and a create interrupted by the crash (undone, nothing left);
@@ -271,7 +274,7 @@ fn disk_len(d: &Daemon, id: &str) -> u64 {
 fn a_server_lives_through_its_life() {
     check_assets();
     let _turn = one_guest_at_a_time();
-    let (d, _sweep) = start_daemon("");
+    let (d, _sweep) = start_daemon("soft_reboot_timeout_secs = 5\n");
     create_flavor(&d, "small", 1, 256, 1);
     create_flavor(&d, "bigger", 2, 512, 2);
     let id = create_server(&d, "life", "small");
@@ -385,6 +388,35 @@ fn a_server_lives_through_its_life() {
     );
     wait_marker(&d, &id, markers + 1);
 
+    // Soft reboot: Ctrl-Alt-Del; the test kernel has no keyboard driver to act on it, so
+    // after the soft-reboot timeout it becomes a hard one (as Nova's libvirt driver does).
+    assert_eq!(
+        action(&d, &id, json!({"reboot": {"type": "SOFT"}}))
+            .status
+            .as_u16(),
+        202
+    );
+    assert_eq!(server(&d, &id)["status"], "REBOOT");
+    let r = action(&d, &id, json!({"os-stop": null}));
+    assert_eq!(r.status.as_u16(), 409);
+    assert!(r.text().contains("task_state rebooting"), "{}", r.text());
+    wait_status(&d, &id, "ACTIVE");
+    let soft = monitor_pids(&d, &id);
+    assert_eq!(soft.len(), 2);
+    assert!(
+        soft.iter().all(|p| !after.contains(p)),
+        "{after:?} {soft:?}"
+    );
+
+    // Rename and describe (2.19+); the answer is the server as GET shows it.
+    let r = api(&d).put(
+        &format!("/compute/v2.1/servers/{id}"),
+        Some(&json!({"server": {"name": "renamed", "description": "a test server"}})),
+    );
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    assert_eq!(r.body_json()["server"]["name"], "renamed");
+    assert_eq!(server(&d, &id)["description"], "a test server");
+
     // Resize, then revert: the new size runs beside the old claim, then all goes back.
     assert_eq!(
         action(&d, &id, json!({"resize": {"flavorRef": "bigger"}}))
@@ -434,6 +466,70 @@ fn a_server_lives_through_its_life() {
     // Delete: nothing is left.
     let r = api(&d).delete(&format!("/compute/v2.1/servers/{id}"));
     assert_eq!(r.status.as_u16(), 204, "{}", r.text());
+    wait_gone(&d, &id);
+    assert_nothing_left(&d, &id);
+}
+
+/// What the guest does decides what the supervisor does: a guest that reboots itself
+/// (monitor exit 3) is started again and stays ACTIVE; one that powers off (exit 0) is
+/// SHUTOFF, with no fault.
+#[test]
+fn the_supervisor_follows_what_the_guest_does() {
+    check_assets();
+    let _turn = one_guest_at_a_time();
+    let guest = |end: &str| {
+        format!("[guest]\nboot_args = \"console=ttyS0 reboot=k panic=1 outpost.end={end}\"\n")
+    };
+    let (d, _sweep) = start_daemon(&guest("reboot"));
+    create_flavor(&d, "small", 1, 256, 1);
+    let id = create_server(&d, "rebooter", "small");
+    wait_status(&d, &id, "ACTIVE");
+    let first = monitor_pids(&d, &id);
+    wait_marker(&d, &id, 2);
+    let s = wait_status(&d, &id, "ACTIVE");
+    assert!(s.get("fault").is_none());
+    let again = monitor_pids(&d, &id);
+    assert_eq!(again.len(), 2);
+    assert!(
+        again.iter().all(|p| !first.contains(p)),
+        "{first:?} {again:?}"
+    );
+    assert!(
+        d.log().contains("the guest rebooted; starting it again"),
+        "{}",
+        d.log()
+    );
+    assert_eq!(
+        api(&d)
+            .delete(&format!("/compute/v2.1/servers/{id}"))
+            .status
+            .as_u16(),
+        204
+    );
+    wait_gone(&d, &id);
+    assert_nothing_left(&d, &id);
+    drop(d);
+
+    let (d, _sweep) = start_daemon(&guest("poweroff"));
+    create_flavor(&d, "small", 1, 256, 1);
+    let id = create_server(&d, "poweroff", "small");
+    wait_marker(&d, &id, 1);
+    let deadline = Instant::now() + BOOT_TIMEOUT;
+    while server(&d, &id)["status"] != "SHUTOFF" {
+        assert!(Instant::now() < deadline, "the guest did not power off");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let s = server(&d, &id);
+    assert_eq!(s["OS-EXT-STS:power_state"], 4);
+    assert!(s.get("fault").is_none());
+    assert!(monitor_pids(&d, &id).is_empty());
+    assert_eq!(
+        api(&d)
+            .delete(&format!("/compute/v2.1/servers/{id}"))
+            .status
+            .as_u16(),
+        204
+    );
     wait_gone(&d, &id);
     assert_nothing_left(&d, &id);
 }

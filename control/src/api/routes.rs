@@ -134,6 +134,7 @@ pub static ROUTES: &[Route] = &[
     route(Method::POST, "/compute/v2.1/servers", Compute, Caller, compute::servers::create),
     route(Method::GET, "/compute/v2.1/servers/detail", Compute, Caller, compute::servers::list_detail),
     route(Method::GET, "/compute/v2.1/servers/{server_id}", Compute, Caller, compute::servers::show),
+    route(Method::PUT, "/compute/v2.1/servers/{server_id}", Compute, Caller, compute::servers::update),
     route(Method::DELETE, "/compute/v2.1/servers/{server_id}", Compute, Caller, compute::servers::delete),
     route(Method::POST, "/compute/v2.1/servers/{server_id}/action", Compute, Caller, compute::server_actions::action),
     route(Method::GET, "/compute/v2.1/servers/{server_id}/os-volume_attachments", Compute, Caller, compute::volume_attachments::list),

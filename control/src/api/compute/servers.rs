@@ -339,6 +339,49 @@ fn detail(call: &Call<'_>, s: &Server) -> Value {
     views::detail(s, call.ctx(), &call.state.base_url, version(call))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateBody {
+    server: ServerUpdate,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerUpdate {
+    name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    description: Option<Option<String>>,
+    #[serde(rename = "accessIPv4")]
+    access_ipv4: Option<String>,
+    #[serde(rename = "accessIPv6")]
+    access_ipv6: Option<String>,
+    #[serde(rename = "OS-DCF:diskConfig")]
+    disk_config: Option<String>,
+}
+
+/// `PUT /servers/{id}`: rename, or describe from 2.19. Answers the server as GET does.
+pub fn update(call: &Call<'_>) -> Result<Reply, Fault> {
+    let body: UpdateBody = call.json()?;
+    let b = body.server;
+    if b.description.is_some() && version(call) < DESCRIPTION {
+        return Err(unexpected("description", " before microversion 2.19"));
+    }
+    if b.access_ipv4.is_some() || b.access_ipv6.is_some() {
+        return Err(Fault::bad_request(
+            "accessIPv4 and accessIPv6 cannot be set: servers have no addresses yet.",
+        ));
+    }
+    let _ = b.disk_config;
+    let s = servers::update(
+        &call.state.fleet,
+        call.ctx(),
+        call.param("server_id"),
+        b.name,
+        b.description,
+    )?;
+    Ok(Reply::ok(json!({"server": detail(call, &s)})))
+}
+
 pub fn delete(call: &Call<'_>) -> Result<Reply, Fault> {
     servers::delete(&call.state.fleet, call.ctx(), call.param("server_id"))?;
     Ok(Reply::empty(StatusCode::NO_CONTENT))

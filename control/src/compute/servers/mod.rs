@@ -579,6 +579,37 @@ pub fn revert_resize(
     Ok(fleet.send(id, Command::RevertResize)?)
 }
 
+/// `PUT /servers/{id}`: a new name and/or description (2.19+), in any state.
+pub fn update(
+    fleet: &Fleet,
+    ctx: &RequestContext,
+    id: &str,
+    name: Option<String>,
+    description: Option<Option<String>>,
+) -> Result<Server, ServerError> {
+    if let Some(n) = &name {
+        check_name("name", n)?;
+    }
+    if let Some(Some(d)) = &description {
+        if d.chars().count() > 255 {
+            return Err(invalid("description", "It must be at most 255 characters."));
+        }
+    }
+    fleet.db().write(|tx| {
+        let mut s = store::by_id(tx, id)?
+            .filter(|s| ctx.can_see(&s.project_id))
+            .ok_or_else(|| ServerError::NotFound(id.to_owned()))?;
+        if let Some(n) = name {
+            s.name = n;
+        }
+        if let Some(d) = description {
+            s.description = d;
+        }
+        store::save(tx, &s)?;
+        Ok::<_, ServerError>(store::by_id(tx, id)?.unwrap_or(s))
+    })
+}
+
 /// Deletes in any state (as Nova does); a delete already under way is not repeated.
 pub fn delete(fleet: &Arc<Fleet>, ctx: &RequestContext, id: &str) -> Result<(), ServerError> {
     let already = fleet.db().write(|tx| {

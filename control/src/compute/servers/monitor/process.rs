@@ -68,6 +68,7 @@ pub fn spawn(
         crate::timestamp::Timestamp::now().to_rfc3339()
     )
     .map_err(io("write the monitor log", dir.vmm_log()))?;
+    trim_log(&dir.console_log());
     let stderr = log
         .try_clone()
         .map_err(io("open the monitor log", dir.vmm_log()))?;
@@ -102,6 +103,33 @@ pub fn spawn(
         start_time,
         boot_id: boot_id(),
     })
+}
+
+/// Logs kept across restarts are cut back to their last [`LOG_KEEP`] bytes once they pass
+/// [`LOG_LIMIT`], at each start, so a chatty guest cannot fill the disk over its restarts.
+/// (Within one run the monitor writes the console; bounding that is the monitor's job.)
+const LOG_LIMIT: u64 = 4 << 20;
+const LOG_KEEP: u64 = 1 << 20;
+
+fn trim_log(path: &Path) {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    if meta.len() <= LOG_LIMIT {
+        return;
+    }
+    let kept = match super::read_tail(path, LOG_KEEP) {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::warn!("cannot trim {path:?}: {e}");
+            return;
+        }
+    };
+    let tmp = path.with_extension("log.tmp");
+    let written = std::fs::write(&tmp, kept).and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        tracing::warn!("cannot trim {path:?}: {e}");
+    }
 }
 
 fn remove_if_present(path: &Path) -> std::io::Result<()> {
@@ -256,6 +284,21 @@ pub fn kill_all_using(api_sock: &Path) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_logs_keep_their_end() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = tmp.path().join("console.log");
+        let mut text = "x".repeat(LOG_LIMIT as usize);
+        text.push_str("\nTHE END\n");
+        std::fs::write(&log, &text).unwrap();
+        trim_log(&log);
+        let kept = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(kept.len() as u64, LOG_KEEP);
+        assert!(kept.ends_with("THE END\n"));
+        trim_log(&log);
+        assert_eq!(std::fs::metadata(&log).unwrap().len(), LOG_KEEP);
+    }
 
     #[test]
     fn stat_fields_are_counted_after_the_command_name() {

@@ -7,9 +7,9 @@
 //! resource kind ([`identity`], [`compute`]) → [`storage`] (SQLite, one module per kind).
 //! `outpost` is the command-line client ([`cli`] over [`client`]).
 //!
-//! Images (Glance, over `image-store`), volumes (Cinder) and servers (Nova, placed by
-//! `resources`, run by `outpost-vmm`) are to come as `image/`, `volume/` and
-//! `compute/servers.rs`, each with its storage module, migration and API handlers.
+//! Servers (Nova, placed by `resources`, run by `outpost-vmm`) live in
+//! [`compute::servers`]; images (Glance, over `image-store`) and volumes (Cinder) are to come
+//! as `image/` and `volume/`, each with its storage module, migration and API handlers.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 

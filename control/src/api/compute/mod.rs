@@ -5,6 +5,7 @@
 pub mod extra_specs;
 pub mod flavors;
 pub mod server_actions;
+mod server_query;
 mod server_views;
 pub mod servers;
 mod views;

@@ -10,7 +10,8 @@
 //!   SHUTOFF;
 //! - restart safety: kill -9 of outpostd with a guest running (the guest stays, is adopted,
 //!   stops and deletes), a monitor that died while outpostd was down (ERROR with the
-//!   reason), and a create interrupted by the crash (undone, nothing left);
+//!   reason), a create interrupted by the crash (undone, nothing left) and a delete
+//!   interrupted by it (finished);
 //! - a request that does not fit (ERROR "No valid host was found. ..."), bad input refused
 //!   in Nova's shape with nothing created, visibility between projects, and the CLI.
 
@@ -617,7 +618,7 @@ fn guests_outlive_a_killed_daemon() {
 }
 
 #[test]
-fn a_create_interrupted_by_a_crash_is_undone() {
+fn operations_interrupted_by_a_crash_are_finished_or_undone() {
     check_assets();
     let _turn = one_guest_at_a_time();
     // A monitor that takes its time to come up, so outpostd can be killed mid-create.
@@ -655,6 +656,32 @@ fn a_create_interrupted_by_a_crash_is_undone() {
     assert!(!root_disk(&d, &id).exists());
     assert_eq!(count(&d, "SELECT COUNT(*) FROM claims"), 0);
     assert_eq!(count(&d, "SELECT COUNT(*) FROM server_tasks"), 0);
+
+    // A delete interrupted after its first steps is finished at the next start. The crash
+    // point is placed in the database while outpostd is down: a running server whose delete
+    // had recorded the step "remove_disk" (its monitor may or may not be gone yet).
+    let other = create_server(&d, "half-deleted", "small");
+    wait_status(&d, &other, "ACTIVE");
+    assert_eq!(monitor_pids(&d, &other).len(), 2);
+    d.kill9();
+    {
+        let c = db(&d);
+        c.execute(
+            "UPDATE servers SET task_state = 'deleting' WHERE id = ?1",
+            [&other],
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO server_tasks (server_id, kind, step, started_at, updated_at)
+             VALUES (?1, 'delete', 'remove_disk', 0, 0)",
+            [&other],
+        )
+        .unwrap();
+    }
+    d.spawn();
+    wait_gone(&d, &other);
+    assert_nothing_left(&d, &other);
+
     assert_eq!(
         api(&d)
             .delete(&format!("/compute/v2.1/servers/{id}"))

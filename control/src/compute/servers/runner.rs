@@ -86,12 +86,20 @@ pub struct Runner {
 }
 
 impl Runner {
+    /// A runner for server `id`. A monitor recorded for it that still runs is adopted, so a
+    /// runner started again (after its thread ended abnormally) keeps supervising it.
     pub fn new(fleet: Arc<Fleet>, id: String) -> Runner {
+        let recorded = fleet
+            .db
+            .read(|c| store::by_id(c, &id))
+            .ok()
+            .flatten()
+            .and_then(|s| s.monitor);
         Runner {
             dir: fleet.dir(&id),
+            monitor: recorded.filter(process::is_alive),
             fleet,
             id,
-            monitor: None,
         }
     }
 

@@ -1,15 +1,20 @@
 //! A small blocking HTTP client for outpostd's API, over the unix socket (the `outpost` CLI)
 //! or TCP (tests, scripts): hyper's HTTP/1 client on a current-thread runtime, one connection
 //! per request. [`error_message`] pulls the human message out of any service's error shape.
+//! Image data goes both ways without being held in memory: [`Client::upload`] streams a
+//! reader as the body, [`Client::download`] writes the reply's body as it arrives.
 
 use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
+use hyper::body::{Body, Bytes, Frame, SizeHint};
 use hyper::client::conn::http1;
 use hyper::{HeaderMap, Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 #[derive(Debug, Clone)]
@@ -33,6 +38,8 @@ pub enum ClientError {
     Runtime(std::io::Error),
     #[error("outpostd answered with something that is not JSON: {0}")]
     NotJson(serde_json::Error),
+    #[error("cannot write the downloaded data: {0}")]
+    Write(std::io::Error),
 }
 
 #[derive(Debug, Clone)]
@@ -79,6 +86,79 @@ impl Client {
         headers: &[(&str, &str)],
         body: Option<&Value>,
     ) -> Result<ApiResponse, ClientError> {
+        let mut req = self.builder(method, path, headers);
+        let payload = match body {
+            Some(v) => {
+                req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+                Bytes::from(v.to_string())
+            }
+            None => Bytes::new(),
+        };
+        let req = req.body(Full::new(payload))?;
+        self.runtime
+            .block_on(async { collect(self.connect_and_send(req).await?).await })
+    }
+
+    /// Sends `len` bytes from `data` as the body (`application/octet-stream`), calling
+    /// `progress` with the count sent so far. A reader that ends early fails the request.
+    pub fn upload(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        data: Box<dyn Read + Send>,
+        len: u64,
+        progress: Box<dyn FnMut(u64) + Send>,
+    ) -> Result<ApiResponse, ClientError> {
+        let req = self
+            .builder(method, path, headers)
+            .header(hyper::header::CONTENT_TYPE, "application/octet-stream")
+            .body(ReaderBody {
+                data,
+                remaining: len,
+                sent: 0,
+                progress,
+            })?;
+        self.runtime
+            .block_on(async { collect(self.connect_and_send(req).await?).await })
+    }
+
+    /// GETs `path` and writes a successful reply's body to `out` as it arrives; the returned
+    /// response's `body` is empty then. An error reply is returned whole, nothing written.
+    pub fn download(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        out: &mut dyn Write,
+    ) -> Result<ApiResponse, ClientError> {
+        let req = self
+            .builder(Method::GET, path, headers)
+            .body(Full::new(Bytes::new()))?;
+        self.runtime.block_on(async {
+            let resp = self.connect_and_send(req).await?;
+            if !resp.status().is_success() {
+                return collect(resp).await;
+            }
+            let (parts, mut body) = resp.into_parts();
+            while let Some(frame) = body.frame().await {
+                if let Ok(data) = frame?.into_data() {
+                    out.write_all(&data).map_err(ClientError::Write)?;
+                }
+            }
+            Ok(ApiResponse {
+                status: parts.status,
+                headers: parts.headers,
+                body: Bytes::new(),
+            })
+        })
+    }
+
+    fn builder(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> hyper::http::request::Builder {
         let host = match &self.endpoint {
             Endpoint::Unix(_) => "localhost".to_owned(),
             Endpoint::Tcp(a) => a.to_string(),
@@ -91,54 +171,124 @@ impl Client {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let payload = match body {
-            Some(v) => {
-                req = req.header(hyper::header::CONTENT_TYPE, "application/json");
-                Bytes::from(v.to_string())
+        req
+    }
+
+    async fn connect_and_send<B>(
+        &self,
+        req: Request<B>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError>
+    where
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        match &self.endpoint {
+            Endpoint::Unix(path) => {
+                let s = tokio::net::UnixStream::connect(path)
+                    .await
+                    .map_err(|source| ClientError::Connect {
+                        endpoint: format!("{path:?}"),
+                        source,
+                    })?;
+                send(s, req).await
             }
-            None => Bytes::new(),
-        };
-        let req = req.body(Full::new(payload))?;
-        self.runtime.block_on(async {
-            match &self.endpoint {
-                Endpoint::Unix(path) => {
-                    let s = tokio::net::UnixStream::connect(path)
-                        .await
-                        .map_err(|source| ClientError::Connect {
-                            endpoint: format!("{path:?}"),
-                            source,
-                        })?;
-                    send(s, req).await
-                }
-                Endpoint::Tcp(addr) => {
-                    let s = tokio::net::TcpStream::connect(addr)
-                        .await
-                        .map_err(|source| ClientError::Connect {
-                            endpoint: addr.to_string(),
-                            source,
-                        })?;
-                    send(s, req).await
-                }
+            Endpoint::Tcp(addr) => {
+                let s = tokio::net::TcpStream::connect(addr)
+                    .await
+                    .map_err(|source| ClientError::Connect {
+                        endpoint: addr.to_string(),
+                        source,
+                    })?;
+                send(s, req).await
             }
-        })
+        }
     }
 }
 
-async fn send<S>(stream: S, req: Request<Full<Bytes>>) -> Result<ApiResponse, ClientError>
+/// Sends `req` on `stream`; the connection is driven by a task that ends with it.
+async fn send<S, B>(
+    stream: S,
+    req: Request<B>,
+) -> Result<hyper::Response<hyper::body::Incoming>, ClientError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let (mut sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
-    let driver = tokio::spawn(conn);
-    let resp = sender.send_request(req).await?;
+    tokio::spawn(conn);
+    Ok(sender.send_request(req).await?)
+}
+
+async fn collect(resp: hyper::Response<hyper::body::Incoming>) -> Result<ApiResponse, ClientError> {
     let (parts, body) = resp.into_parts();
     let body = body.collect().await?.to_bytes();
-    driver.abort();
     Ok(ApiResponse {
         status: parts.status,
         headers: parts.headers,
         body,
     })
+}
+
+/// A request body read from a blocking reader. Reading in `poll_frame` blocks the client's
+/// (current-thread) runtime, which has nothing else to do meanwhile.
+struct ReaderBody {
+    data: Box<dyn Read + Send>,
+    remaining: u64,
+    sent: u64,
+    progress: Box<dyn FnMut(u64) + Send>,
+}
+
+/// Bytes per frame of an upload.
+const UPLOAD_CHUNK: usize = 256 * 1024;
+
+impl Body for ReaderBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let this = self.get_mut();
+        if this.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        let want = usize::try_from(this.remaining)
+            .unwrap_or(usize::MAX)
+            .min(UPLOAD_CHUNK);
+        let mut buf = vec![0u8; want];
+        let n = loop {
+            match this.data.read(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        Poll::Ready(Some(match n {
+            Ok(0) => Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("the data ended {} bytes short", this.remaining),
+            )),
+            Ok(n) => {
+                buf.truncate(n);
+                this.remaining -= n as u64;
+                this.sent += n as u64;
+                (this.progress)(this.sent);
+                Ok(Frame::data(Bytes::from(buf)))
+            }
+            Err(e) => Err(e),
+        }))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
 }
 
 /// The message of an OpenStack error body: Nova/Cinder `{"<fault>": {"message"}}`, Keystone

@@ -7,12 +7,13 @@
 //! runtime has drained.
 
 use crate::api::{self, ApiState, Router};
-use crate::compute::servers::boot_source::LocalImages;
+use crate::compute::servers::boot_source::GlanceImages;
 use crate::compute::servers::config::{ComputeConfigError, ComputeSettings, Machine};
 use crate::compute::servers::{Fleet, FleetError};
 use crate::config::Settings;
 use crate::identity::bootstrap::{self, BootstrapError};
 use crate::storage::{Db, StorageError};
+use outpost_image_store::{ImageStore, VolumeStore};
 use std::fs::{self, DirBuilder, File};
 use std::io;
 use std::os::fd::AsRawFd;
@@ -47,10 +48,12 @@ pub enum DaemonError {
     Storage(#[from] StorageError),
     #[error("first-start bootstrap failed: {0}")]
     Bootstrap(#[from] BootstrapError),
+    #[error("cannot open the image store: {0}")]
+    ImageStore(#[from] outpost_image_store::ImageError),
+    #[error("cannot open the volume store: {0}")]
+    VolumeStore(#[from] outpost_image_store::VolumeError),
     #[error("configuration: {0}")]
     Compute(#[from] ComputeConfigError),
-    #[error("cannot open the image store: {0}")]
-    Images(#[from] outpost_image_store::ImageError),
     #[error("servers: {0}")]
     Fleet(#[from] FleetError),
 }
@@ -59,15 +62,21 @@ pub enum DaemonError {
 pub fn run(settings: Settings) -> Result<(), DaemonError> {
     create_state_dir(&settings.state_dir)?;
     let _lock = lock_state_dir(&settings.state_dir)?;
-    let db = Arc::new(Db::open(&settings.database_path())?);
+    let db = Db::open(&settings.database_path())?;
     let env_password = std::env::var(ADMIN_PASSWORD_ENV).ok();
     let socket_context = bootstrap::ensure(
         &db,
         env_password.as_deref(),
         &settings.admin_password_path(),
     )?;
+    // Disk files live beside the database: images/, volumes/, snapshots/, instances/.
+    // Opening the stores removes files a crash left half-written; recovery then settles
+    // records caught mid-operation.
+    let images = Arc::new(ImageStore::open(settings.state_dir.clone())?);
+    let volumes = Arc::new(VolumeStore::open(settings.state_dir.clone())?);
+    recover(&db, &images, &volumes);
 
-    let fleet = open_fleet(db.clone(), &settings)?;
+    let fleet = open_fleet(db.clone(), &settings, images.clone(), volumes.clone())?;
     fleet.recover()?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -105,6 +114,8 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
             socket_context,
             router: Router::new(),
             fleet,
+            images,
+            volumes,
         });
         api::server::serve(state, unix, tcp, termination()).await;
         Ok(())
@@ -114,10 +125,15 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     result
 }
 
-/// The servers' side of the daemon: this host's inventory (configured, else measured), the
-/// image store and default guest as boot sources, and the saved claims. Runs no server yet
-/// ([`Fleet::recover`] does).
-pub fn open_fleet(db: Arc<Db>, settings: &Settings) -> Result<Arc<Fleet>, DaemonError> {
+/// The servers' side of the daemon: this host's inventory (configured, else measured), Glance
+/// images and the default guest as boot sources, the daemon's one image and volume store,
+/// and the saved claims. Runs no server yet ([`Fleet::recover`] does).
+pub fn open_fleet(
+    db: Db,
+    settings: &Settings,
+    images: Arc<ImageStore>,
+    volumes: Arc<VolumeStore>,
+) -> Result<Arc<Fleet>, DaemonError> {
     let compute =
         ComputeSettings::resolve(&settings.compute, Machine::measure(&settings.state_dir))?;
     tracing::info!(
@@ -128,14 +144,30 @@ pub fn open_fleet(db: Arc<Db>, settings: &Settings) -> Result<Arc<Fleet>, Daemon
         compute.inventory.disk_gb,
         compute.monitor
     );
-    let images = outpost_image_store::ImageStore::open(settings.state_dir.clone())?;
-    let boot = LocalImages::new(images, settings.guest.clone());
+    let boot = GlanceImages::new(db.clone(), images, settings.guest.clone());
     Ok(Fleet::open(
         db,
         &settings.state_dir,
         compute,
+        volumes,
         Box::new(boot),
     )?)
+}
+
+/// Brings image and volume records back into agreement with their files. A failure is
+/// logged, not fatal: the service still serves everything else, and the next start retries.
+fn recover(db: &Db, images: &Arc<ImageStore>, volumes: &Arc<VolumeStore>) {
+    if let Err(e) = crate::image::recover(db, images) {
+        tracing::error!("recovering images after the last run failed: {e}");
+    }
+    let stores = crate::volume::Stores {
+        db: db.clone(),
+        volumes: volumes.clone(),
+        images: images.clone(),
+    };
+    if let Err(e) = crate::volume::recover(&stores) {
+        tracing::error!("recovering volumes after the last run failed: {e}");
+    }
 }
 
 fn create_state_dir(dir: &Path) -> Result<(), DaemonError> {

@@ -310,15 +310,16 @@ fn volume_microversions_and_other_services_discovery() {
     let d = Daemon::start();
     let r = d
         .tcp(None)
-        .with_header("OpenStack-API-Version", "volume 3.27")
+        .with_header("OpenStack-API-Version", "volume latest")
         .get("/volume/v3/");
     assert_eq!(r.status.as_u16(), 200);
-    assert_eq!(r.header("openstack-api-version"), Some("volume 3.27"));
+    assert_eq!(r.header("openstack-api-version"), Some("volume 3.0"));
     assert_eq!(r.header("vary"), Some("OpenStack-API-Version"));
-    assert_eq!(r.body_json()["versions"][0]["version"], "3.60");
+    // Cinder 3.0 is what the volume API serves, so it is all it claims.
+    assert_eq!(r.body_json()["versions"][0]["version"], "3.0");
     let r = d
         .tcp(None)
-        .with_header("OpenStack-API-Version", "volume 3.61")
+        .with_header("OpenStack-API-Version", "volume 3.1")
         .get("/volume/v3");
     nova_fault(&r, 406, "computeFault");
     assert_eq!(d.tcp(None).get("/volume/").status.as_u16(), 300);
@@ -329,7 +330,7 @@ fn volume_microversions_and_other_services_discovery() {
     assert_eq!(net["versions"][0]["id"], "v2.0");
     // Unknown paths get their service's error shape.
     let token = d.login("admin", ADMIN_PASSWORD, Some("admin"));
-    let img = d.tcp(Some(&token)).get("/image/v2/images");
+    let img = d.tcp(Some(&token)).get("/image/v2/nothing-here");
     assert_eq!(img.status.as_u16(), 404);
     assert!(
         img.text().starts_with("404 Not Found\n\n"),

@@ -9,6 +9,7 @@ use outpost_control::api::{handle, ApiState, RawRequest, ReplyBody, Router, Tran
 use outpost_control::config::{ConfigFile, Overrides, Settings};
 use outpost_control::identity::bootstrap;
 use outpost_control::storage::Db;
+use outpost_image_store::{ImageStore, VolumeStore};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -194,24 +195,44 @@ fn operations(doc: &Value) -> Vec<Op> {
     ops
 }
 
-fn concrete(op: &Op) -> String {
+/// The path with each parameter's example; `x-example: caller-project` stands for the
+/// caller's project id (Cinder URLs carry it), which no static example can know.
+fn concrete(op: &Op, caller_project: &str) -> String {
     let mut path = op.path.clone();
     for p in &op.params {
         if p["in"] == "path" {
             let name = p["name"].as_str().unwrap();
-            let example = p["example"]
-                .as_str()
-                .unwrap_or_else(|| panic!("{}: {name} has no example", op.path));
+            let example = if p["x-example"] == "caller-project" {
+                caller_project
+            } else {
+                p["example"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{}: {name} has no example", op.path))
+            };
             path = path.replace(&format!("{{{name}}}"), example);
         }
     }
     path
 }
 
+/// The first documented request body with an example, as (media type, bytes): JSON examples
+/// serialized, other media types' examples sent as their text.
+fn request_body(op: &Value) -> Option<(String, Vec<u8>)> {
+    let content = op.pointer("/requestBody/content")?.as_object()?;
+    content.iter().find_map(|(media, c)| {
+        let example = c.get("example")?;
+        let bytes = match (media.ends_with("json"), example) {
+            (false, Value::String(s)) => s.clone().into_bytes(),
+            _ => example.to_string().into_bytes(),
+        };
+        Some((media.clone(), bytes))
+    })
+}
+
 #[test]
 fn every_documented_operation_answers_as_documented() {
     let doc = doc();
-    let db = Arc::new(Db::open_in_memory().unwrap());
+    let db = Db::open_in_memory().unwrap();
     // The password of the document's login example.
     let admin = bootstrap::ensure(
         &db,
@@ -238,7 +259,12 @@ fn every_documented_operation_answers_as_documented() {
         },
     )
     .unwrap();
-    let fleet = outpost_control::daemon::open_fleet(db.clone(), &settings).unwrap();
+    let admin_project = admin.project_id.clone().unwrap();
+    let images = Arc::new(ImageStore::open(settings.state_dir.clone()).unwrap());
+    let volumes = Arc::new(VolumeStore::open(settings.state_dir.clone()).unwrap());
+    let fleet =
+        outpost_control::daemon::open_fleet(db.clone(), &settings, images.clone(), volumes.clone())
+            .unwrap();
     let state = ApiState {
         db,
         base_url: "http://127.0.0.1:8080".into(),
@@ -247,10 +273,12 @@ fn every_documented_operation_answers_as_documented() {
         socket_context: admin,
         router: Router::new(),
         fleet,
+        images,
+        volumes,
     };
     let mut succeeded = 0;
     for op in operations(&doc) {
-        let path = concrete(&op);
+        let path = concrete(&op, &admin_project);
         let mut headers = HeaderMap::new();
         for p in &op.params {
             if p["in"] == "header" && p["required"] == true {
@@ -261,11 +289,13 @@ fn every_documented_operation_answers_as_documented() {
                 );
             }
         }
-        let body = op
-            .op
-            .pointer("/requestBody/content/application~1json/example")
-            .map(|e| e.to_string().into_bytes())
-            .unwrap_or_default();
+        let body = match request_body(&op.op) {
+            Some((media, bytes)) => {
+                headers.insert(hyper::header::CONTENT_TYPE, media.parse().unwrap());
+                bytes
+            }
+            None => Vec::new(),
+        };
         let reply = handle(
             &state,
             Transport::Unix,

@@ -27,6 +27,16 @@ pub enum Mode<'a> {
 impl Guest {
     /// Starts the monitor in `work` (inside `netns` when given).
     pub fn spawn(work: &Path, mode: Mode, netns: Option<&TapNetns>) -> Guest {
+        Self::spawn_with_env(work, mode, netns, &[])
+    }
+
+    /// As [`Guest::spawn`], with extra environment variables for the monitor.
+    pub fn spawn_with_env(
+        work: &Path,
+        mode: Mode,
+        netns: Option<&TapNetns>,
+        env: &[(&str, &str)],
+    ) -> Guest {
         let console = work.join("console.log");
         let stderr = work.join("vmm.stderr");
         let mut cmd = match netns {
@@ -51,7 +61,8 @@ impl Guest {
                 api_sock = Some(sock);
             }
         }
-        cmd.args(["--log-level", "Info"])
+        cmd.envs(env.iter().copied())
+            .args(["--log-level", "Info"])
             .stdin(Stdio::null())
             .stdout(File::create(&console).expect("console file"))
             .stderr(File::create(&stderr).expect("stderr file"));

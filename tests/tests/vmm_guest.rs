@@ -172,7 +172,10 @@ echo "HOST-SAID=$(nc -l -p 7777)"
     );
     let stats = ok(g.api("GET", "/stats", None), "stats");
     assert!(stats.contains("io_out"), "{stats}");
-    let nc = net.exec(&format!("echo hello-guest | nc -w 5 {} 7777", net.guest_ip));
+    let nc = net.exec(&format!(
+        "bash -c 'echo hello-guest > /dev/tcp/{}/7777'",
+        net.guest_ip
+    ));
     assert!(nc.status.success(), "{nc:?}");
 
     let st = g.wait_exit(BOOT_TIMEOUT);
@@ -226,8 +229,10 @@ echo "HOST-SAID=$(nc -l -p 7777)"
     );
 }
 
-/// The bzImage path (payload unpacked in the monitor), an initramfs, two vCPUs that the guest
-/// sees, and a guest reboot ending the monitor with its own status.
+/// The bzImage path (payload unpacked in the monitor) entered through the 64-bit boot
+/// protocol rather than PVH, an initramfs, the smallest memory size (64 MiB), two vCPUs
+/// that the guest sees, the console to a file, and a guest reboot (`reboot=k`: the i8042
+/// reset line) ending the monitor with its own status.
 #[test]
 fn config_file_bzimage_smp_reboot() {
     let work = tempfile::tempdir().expect("tempdir");
@@ -250,12 +255,22 @@ fn config_file_bzimage_smp_reboot() {
             "initrd_path": asset("test-initrd.cpio"),
             "boot_args": "console=ttyS0 reboot=k panic=1 outpost.end=reboot"
         },
-        "machine-config": {"vcpu_count": 2, "mem_size_mib": 128},
-        "drives": [{"drive_id": "checks", "path_on_host": disk, "is_root_device": false, "is_read_only": true}]
+        "machine-config": {"vcpu_count": 2, "mem_size_mib": 64},
+        "drives": [{"drive_id": "checks", "path_on_host": disk, "is_root_device": false, "is_read_only": true}],
+        "serial": {"serial_out_path": work.path().join("serial.log")}
     });
-    let mut g = Guest::spawn(work.path(), Mode::ConfigFile(&cfg), None);
+    let mut g = Guest::spawn_with_env(
+        work.path(),
+        Mode::ConfigFile(&cfg),
+        None,
+        &[("OUTPOST_BOOT_ENTRY", "linux64")],
+    );
     let st = g.wait_exit(BOOT_TIMEOUT);
-    let console = g.console_text();
+    assert!(
+        !g.console_text().contains("OUTPOST-INIT-OK"),
+        "console went to stdout"
+    );
+    let console = std::fs::read_to_string(work.path().join("serial.log")).unwrap_or_default();
     assert_eq!(
         st.code(),
         Some(outpost_vmm_exit_reboot()),
@@ -264,11 +279,9 @@ fn config_file_bzimage_smp_reboot() {
     );
     assert!(console.contains("OUTPOST-INIT-OK"), "{console}");
     assert_eq!(value(&console, "CPUS"), Some("2"), "{console}");
-    assert!(
-        g.stderr_text().contains("payload unpacked by the monitor"),
-        "{}",
-        g.stderr_text()
-    );
+    let log = g.stderr_text();
+    assert!(log.contains("payload unpacked by the monitor"), "{log}");
+    assert!(log.contains("Linux64 entry"), "{log}");
 }
 
 /// The monitor's documented exit status for a guest reboot.

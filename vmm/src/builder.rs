@@ -32,6 +32,9 @@ pub const PROFILE_ENV: &str = "OUTPOST_GUEST_PROFILE";
 /// Sampling period of the guest profile.
 const PROFILE_PERIOD: std::time::Duration = std::time::Duration::from_millis(5);
 
+/// On PVM, how often every vCPU is made to exit so that `pvm::PvmVcpu::before_run` runs.
+const PVM_KICK_PERIOD: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Boot arguments when the configuration gives none.
 pub const DEFAULT_BOOT_ARGS: &str = "console=ttyS0 reboot=k panic=1";
 
@@ -489,13 +492,20 @@ pub fn start(config: &VmConfig) -> Result<RunningVm, StartError> {
             })?,
         );
     }
-    if let Some(first) = vcpus.first().filter(|_| profile.is_some()) {
-        first
-            .start_sampler(PROFILE_PERIOD)
-            .map_err(|source| StartError::Thread {
-                what: "sampler",
-                source,
-            })?;
+    let kicker_err = |source| StartError::Thread {
+        what: "kicker",
+        source,
+    };
+    for (i, v) in vcpus.iter().enumerate() {
+        if i == 0 && profile.is_some() {
+            v.start_kicker("sampler", PROFILE_PERIOD)
+                .map_err(kicker_err)?;
+        } else if on_pvm {
+            // A vCPU whose guest code never exits (an AP running user processes, say) would
+            // otherwise never re-arm its SYSCALL repair after the guest set up its IDT.
+            v.start_kicker(&format!("pvm-kick{i}"), PVM_KICK_PERIOD)
+                .map_err(kicker_err)?;
+        }
     }
     Ok(RunningVm {
         profile: profile.zip(profile_path),
@@ -532,15 +542,30 @@ fn attach_virtio_devices(
     use crate::devices::virtio::{block, mmio, net, rng, IrqTrigger, VirtioDevice};
     let dev_err = |what: String| StartError::Device(what);
     let mut specs: Vec<VirtioSpec> = Vec::new();
-    specs.extend(config.drives.iter().filter(|d| d.is_root_device).map(VirtioSpec::Block));
-    specs.extend(config.drives.iter().filter(|d| !d.is_root_device).map(VirtioSpec::Block));
+    specs.extend(
+        config
+            .drives
+            .iter()
+            .filter(|d| d.is_root_device)
+            .map(VirtioSpec::Block),
+    );
+    specs.extend(
+        config
+            .drives
+            .iter()
+            .filter(|d| !d.is_root_device)
+            .map(VirtioSpec::Block),
+    );
     specs.extend(config.network_interfaces.iter().map(VirtioSpec::Net));
     if config.entropy.is_some() {
         specs.push(VirtioSpec::Rng);
     }
     let max = (IOAPIC_PINS - VIRTIO_IRQ_BASE) as usize;
     if specs.len() > max {
-        return Err(dev_err(format!("{} virtio devices, at most {max} fit", specs.len())));
+        return Err(dev_err(format!(
+            "{} virtio devices, at most {max} fit",
+            specs.len()
+        )));
     }
     let mut infos = Vec::new();
     for (i, spec) in specs.iter().enumerate() {
@@ -562,7 +587,10 @@ fn attach_virtio_devices(
             VirtioSpec::Net(n) => {
                 let mac = match &n.guest_mac {
                     Some(m) => Some(crate::config::parse_mac(m).ok_or_else(|| {
-                        dev_err(format!("network interface {}: bad guest_mac {m}", n.iface_id))
+                        dev_err(format!(
+                            "network interface {}: bad guest_mac {m}",
+                            n.iface_id
+                        ))
                     })?),
                     None => None,
                 };
@@ -595,8 +623,12 @@ fn attach_virtio_devices(
                 .register_ioevent(evt, &addr, q as u32)
                 .map_err(|e| dev_err(format!("ioeventfd for queue {q}: {e}")))?;
         }
-        bus.insert(Arc::new(Mutex::new(transport)), base, mmio::MMIO_WINDOW_SIZE)
-            .map_err(|e| dev_err(e.to_string()))?;
+        bus.insert(
+            Arc::new(Mutex::new(transport)),
+            base,
+            mmio::MMIO_WINDOW_SIZE,
+        )
+        .map_err(|e| dev_err(e.to_string()))?;
         infos.push(MmioDeviceInfo {
             base,
             len: VIRTIO_MMIO_SIZE,

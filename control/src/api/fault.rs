@@ -11,9 +11,12 @@
 use super::request::{Reply, ReplyBody};
 use super::ServiceKind;
 use crate::compute::flavors::FlavorError;
+use crate::compute::servers::boot_source::BootSourceError;
 use crate::compute::servers::ServerError;
 use crate::identity::IdentityError;
+use crate::image::ImageError;
 use crate::storage::StorageError;
+use crate::volume::VolumeError;
 use hyper::StatusCode;
 use serde_json::json;
 
@@ -109,7 +112,7 @@ impl From<ServerError> for Fault {
             | E::FlavorNotFound(_)
             | E::VolumesUnavailable(_)
             | E::MarkerNotFound(_) => StatusCode::BAD_REQUEST,
-            E::Image(crate::compute::servers::boot_source::BootSourceError::ImageNotFound(_)) => {
+            E::Image(BootSourceError::ImageNotFound(_) | BootSourceError::Unusable { .. }) => {
                 StatusCode::BAD_REQUEST
             }
             E::InvalidState { .. } => StatusCode::CONFLICT,
@@ -119,6 +122,107 @@ impl From<ServerError> for Fault {
             }
         };
         Fault::new(status, e.to_string())
+    }
+}
+
+impl From<ImageError> for Fault {
+    fn from(e: ImageError) -> Fault {
+        use ImageError as E;
+        let status = match &e {
+            E::NotFound(_) => StatusCode::NOT_FOUND,
+            E::InvalidField { .. }
+            | E::BadPatch(_)
+            | E::MarkerNotFound(_)
+            | E::FormatsUnset
+            | E::Interrupted { .. }
+            | E::Sha256Mismatch { .. } => StatusCode::BAD_REQUEST,
+            E::ReadOnly(_) | E::Reserved(_) | E::Forbidden(_) | E::Protected(_) => {
+                StatusCode::FORBIDDEN
+            }
+            E::InUse { .. }
+            | E::IdExists(_)
+            | E::NotQueued { .. }
+            | E::NotActive(_)
+            | E::NoSuchProperty(_) => StatusCode::CONFLICT,
+            E::TooManyProperties(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            E::Data(d) => match image_data_status(d) {
+                Some(s) => s,
+                None => return Fault::internal(e),
+            },
+            E::Random(_) | E::Storage(_) => return Fault::internal(e),
+        };
+        Fault::new(status, e.to_string())
+    }
+}
+
+/// The status for an image store error the client caused; None for the host's failures.
+fn image_data_status(e: &outpost_image_store::ImageError) -> Option<StatusCode> {
+    use outpost_image_store::qemu_img::QemuImgError as Q;
+    use outpost_image_store::ImageError as S;
+    Some(match e {
+        S::NotFound { .. } => StatusCode::NOT_FOUND,
+        S::AlreadyExists { .. } => StatusCode::CONFLICT,
+        S::TooLarge { .. } | S::VirtualSizeTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        S::Id(_)
+        | S::UnsupportedFormat { .. }
+        | S::Empty { .. }
+        | S::BadExpectedChecksum { .. }
+        | S::ChecksumMismatch { .. }
+        | S::FormatMismatch { .. }
+        | S::UnsupportedContent { .. }
+        | S::Qcow2 { .. }
+        | S::Qcow2References { .. }
+        | S::Qcow2Encrypted { .. } => StatusCode::BAD_REQUEST,
+        // qemu-img refusing or choking on the data is the data's fault; not running is ours.
+        S::QemuImg { source, .. } => match source {
+            Q::Failed { .. } | Q::Killed { .. } | Q::BadInfo { .. } => StatusCode::BAD_REQUEST,
+            Q::Spawn { .. } | Q::RelativePath { .. } => return None,
+        },
+        S::File(_) | S::Io { .. } | S::UploadFailed { .. } | S::ConvertedSizeMismatch { .. } => {
+            return None
+        }
+    })
+}
+
+impl From<VolumeError> for Fault {
+    fn from(e: VolumeError) -> Fault {
+        use outpost_image_store::VolumeError as D;
+        use VolumeError as E;
+        let status = match &e {
+            E::NotFound(_) | E::SnapshotNotFound(_) | E::TypeNotFound(_) => StatusCode::NOT_FOUND,
+            E::InvalidInput(_)
+            | E::InvalidVolume(_)
+            | E::InvalidSnapshot(_)
+            | E::MarkerNotFound(_) => StatusCode::BAD_REQUEST,
+            E::InvalidImage(i) => match Fault::from_image_ref(i) {
+                Some(s) => s,
+                None => return Fault::internal(e),
+            },
+            E::Forbidden(_) => StatusCode::FORBIDDEN,
+            E::Disk(d) => match d {
+                D::Id(_) | D::Size(_) | D::SmallerThanSource { .. } | D::CannotShrink { .. } => {
+                    StatusCode::BAD_REQUEST
+                }
+                D::NotFound { .. } => StatusCode::NOT_FOUND,
+                D::AlreadyExists { .. } => StatusCode::CONFLICT,
+                D::NoSpace { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                D::File(_) | D::Io { .. } | D::Source { .. } => return Fault::internal(e),
+            },
+            E::Worker(_) | E::Random(_) | E::Storage(_) => return Fault::internal(e),
+        };
+        Fault::new(status, e.to_string())
+    }
+}
+
+impl Fault {
+    /// Cinder answers any problem with `imageRef` (missing, not visible, not active) with 400;
+    /// None for the host's failures.
+    fn from_image_ref(e: &ImageError) -> Option<StatusCode> {
+        match e {
+            ImageError::Random(_) | ImageError::Storage(_) => None,
+            ImageError::Data(d) => image_data_status(d).map(|_| StatusCode::BAD_REQUEST),
+            _ => Some(StatusCode::BAD_REQUEST),
+        }
     }
 }
 

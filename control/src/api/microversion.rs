@@ -14,9 +14,11 @@
 //! `server_groups` (2.71), `locked_reason` (2.73), `host` on create (2.74), and a 400 for
 //! unknown list parameters with PUT answering the full server (2.75).
 //!
-//! Volume advertises 3.0–3.60 for negotiation only: no volume resource exists yet, and the
-//! volume code must honour changes up to 3.60 (or lower this) when it arrives. 3.67
-//! (project-less URLs) is out of reach because routes carry `{project_id}`.
+//! Volume advertises 3.0 only. The volumes, snapshots and types served behave as Cinder 3.0;
+//! every later microversion changes something served here (3.2 the `bootable` filter, 3.34
+//! `name~` filters, 3.41 `user_id` on snapshots, 3.42 extending attached volumes, 3.48 new
+//! volume fields, ...) or implies an API that is not served (3.27 attachments), so none is
+//! claimed. Raise `max` only with the behaviour of every version up to it.
 
 use super::Fault;
 use hyper::{HeaderMap, StatusCode};
@@ -75,7 +77,7 @@ pub const VOLUME: Microversions = Microversions {
     service_type: "volume",
     legacy_header: None,
     min: ApiVersion::new(3, 0),
-    max: ApiVersion::new(3, 60),
+    max: ApiVersion::new(3, 0),
 };
 
 const STANDARD_HEADER: &str = "OpenStack-API-Version";
@@ -183,9 +185,9 @@ mod tests {
     fn negotiation() {
         let c = &COMPUTE;
         assert_eq!(c.negotiate(&headers(&[])).unwrap(), c.min);
-        let std = headers(&[("openstack-api-version", "volume 3.5, compute 2.60")]);
+        let std = headers(&[("openstack-api-version", "volume 3.0, compute 2.60")]);
         assert_eq!(c.negotiate(&std).unwrap(), ApiVersion::new(2, 60));
-        assert_eq!(VOLUME.negotiate(&std).unwrap(), ApiVersion::new(3, 5));
+        assert_eq!(VOLUME.negotiate(&std).unwrap(), ApiVersion::new(3, 0));
         let legacy = headers(&[("x-openstack-nova-api-version", "2.55")]);
         assert_eq!(c.negotiate(&legacy).unwrap(), ApiVersion::new(2, 55));
         // The standard header wins over the legacy one.

@@ -8,14 +8,17 @@
 //! since SQLite and argon2 block.
 
 mod auth;
+pub mod body;
 mod compute;
 pub mod fault;
 mod identity;
+mod image;
 pub mod microversion;
 pub mod request;
 pub mod routes;
 pub mod server;
 mod versions;
+mod volume;
 
 pub use fault::Fault;
 pub use request::{Call, RawRequest, Reply, ReplyBody};
@@ -24,6 +27,7 @@ pub use routes::{Router, ServiceKind};
 use crate::compute::servers::Fleet;
 use crate::context::RequestContext;
 use crate::storage::Db;
+use outpost_image_store::{ImageStore, VolumeStore};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,7 +42,7 @@ pub enum Transport {
 
 /// Everything a request may need, shared by all requests.
 pub struct ApiState {
-    pub db: Arc<Db>,
+    pub db: Db,
     /// Base of every URL the API hands out (links, catalog, version documents); no trailing
     /// slash.
     pub base_url: String,
@@ -49,14 +53,40 @@ pub struct ApiState {
     pub router: Router,
     /// The servers this daemon runs.
     pub fleet: Arc<Fleet>,
+    /// Image data (Glance).
+    pub images: Arc<ImageStore>,
+    /// Volume, snapshot and server disk files (Cinder, Nova).
+    pub volumes: Arc<VolumeStore>,
+}
+
+impl ApiState {
+    /// The database and stores, for work that outlives a request (volume copies).
+    pub fn volume_stores(&self) -> crate::volume::Stores {
+        crate::volume::Stores {
+            db: self.db.clone(),
+            volumes: self.volumes.clone(),
+            images: self.images.clone(),
+        }
+    }
 }
 
 /// Handles one request from start to finish; never fails (errors become error replies).
 pub fn handle(state: &ApiState, transport: Transport, raw: RawRequest) -> Reply {
+    handle_streaming(state, transport, raw, None)
+}
+
+/// [`handle`] for a route that streams its body: `upload` is the unread body (and
+/// `raw.body` empty).
+pub fn handle_streaming(
+    state: &ApiState,
+    transport: Transport,
+    raw: RawRequest,
+    upload: Option<request::UploadBody>,
+) -> Reply {
     let request_id = crate::random::uuid()
         .map(|u| format!("req-{u}"))
         .unwrap_or_else(|_| "req-unknown".to_owned());
-    let (service, mut reply) = routes::dispatch(state, transport, raw);
+    let (service, mut reply) = routes::dispatch(state, transport, raw, upload);
     reply
         .headers
         .push(("x-openstack-request-id".into(), request_id.clone()));

@@ -1,6 +1,7 @@
 //! A request as handlers see it ([`Call`]) and what they return ([`Reply`]): typed access to
 //! path parameters, the query string and a JSON body, with every parse error a 400.
 
+use super::body::StreamedFile;
 use super::{ApiState, Fault};
 use crate::context::RequestContext;
 use hyper::{HeaderMap, Method, StatusCode};
@@ -22,6 +23,8 @@ pub enum ReplyBody {
     Empty,
     Json(Value),
     Text(String),
+    /// Bytes streamed from an open file (image downloads), as `application/octet-stream`.
+    File(StreamedFile),
 }
 
 #[derive(Debug, Clone)]
@@ -72,7 +75,12 @@ pub struct Call<'a> {
     pub context: Option<RequestContext>,
     /// The negotiated microversion, for microversioned services.
     pub version: Option<super::microversion::ApiVersion>,
+    /// For routes that stream their body: the body, not yet read (`body` is then empty).
+    pub upload: std::cell::RefCell<Option<UploadBody>>,
 }
+
+/// A request body read as it arrives.
+pub type UploadBody = Box<dyn std::io::Read + Send>;
 
 impl Call<'_> {
     pub fn param(&self, name: &str) -> &str {
@@ -113,6 +121,15 @@ impl Call<'_> {
 
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The body as a reader: the streamed body of an upload route (taken, so only once), or
+    /// the bytes already read for any other.
+    pub fn body_reader(&self) -> Box<dyn std::io::Read + Send + '_> {
+        match self.upload.borrow_mut().take() {
+            Some(r) => r,
+            None => Box::new(self.body),
+        }
     }
 }
 

@@ -6,8 +6,8 @@
 //! it): the table stays plain data that the contract test can read, and dispatch, auth and
 //! error shapes stay in our hands rather than spread over tower layers.
 
-use super::request::{parse_query, percent_decode, Call, RawRequest, Reply};
-use super::{auth, compute, fault, identity, microversion, versions};
+use super::request::{parse_query, percent_decode, Call, RawRequest, Reply, UploadBody};
+use super::{auth, compute, fault, identity, image, microversion, versions, volume};
 use super::{ApiState, Fault, Transport};
 use hyper::{Method, StatusCode};
 
@@ -61,6 +61,15 @@ pub enum Access {
     Caller,
 }
 
+/// How a route's request body reaches its handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    /// Read whole before the handler runs, up to `server::MAX_BODY_BYTES`.
+    Buffered,
+    /// Handed to the handler unread ([`Call::body_reader`]), any size: image uploads.
+    Streamed,
+}
+
 pub struct Route {
     pub method: Method,
     /// matchit syntax, which is also OpenAPI's: `/compute/v2.1/flavors/{flavor_id}`.
@@ -68,6 +77,7 @@ pub struct Route {
     pub service: ServiceKind,
     pub access: Access,
     pub handler: Handler,
+    pub body: BodyKind,
 }
 
 const fn route(
@@ -83,6 +93,24 @@ const fn route(
         service,
         access,
         handler,
+        body: BodyKind::Buffered,
+    }
+}
+
+/// A route whose body streams to its handler.
+const fn upload(
+    method: Method,
+    path: &'static str,
+    service: ServiceKind,
+    handler: Handler,
+) -> Route {
+    Route {
+        method,
+        path,
+        service,
+        access: Access::Caller,
+        handler,
+        body: BodyKind::Streamed,
     }
 }
 
@@ -141,6 +169,34 @@ pub static ROUTES: &[Route] = &[
     route(Method::POST, "/compute/v2.1/servers/{server_id}/os-volume_attachments", Compute, Caller, compute::volume_attachments::attach),
     route(Method::GET, "/compute/v2.1/servers/{server_id}/os-volume_attachments/{volume_id}", Compute, Caller, compute::volume_attachments::show),
     route(Method::DELETE, "/compute/v2.1/servers/{server_id}/os-volume_attachments/{volume_id}", Compute, Caller, compute::volume_attachments::detach),
+    // Glance images.
+    route(Method::GET, "/image/v2/images", Image, Caller, image::images::list),
+    route(Method::POST, "/image/v2/images", Image, Caller, image::images::create),
+    route(Method::GET, "/image/v2/images/{image_id}", Image, Caller, image::images::show),
+    route(Method::PATCH, "/image/v2/images/{image_id}", Image, Caller, image::images::update),
+    route(Method::DELETE, "/image/v2/images/{image_id}", Image, Caller, image::images::delete),
+    upload(Method::PUT, "/image/v2/images/{image_id}/file", Image, image::data::upload),
+    route(Method::GET, "/image/v2/images/{image_id}/file", Image, Caller, image::data::download),
+    route(Method::PUT, "/image/v2/images/{image_id}/tags/{tag}", Image, Caller, image::images::add_tag),
+    route(Method::DELETE, "/image/v2/images/{image_id}/tags/{tag}", Image, Caller, image::images::remove_tag),
+    route(Method::GET, "/image/v2/schemas/image", Image, Caller, image::schemas::image),
+    route(Method::GET, "/image/v2/schemas/images", Image, Caller, image::schemas::images),
+    // Cinder volumes, snapshots and types.
+    route(Method::GET, "/volume/v3/{project_id}/volumes", Volume, Caller, volume::volumes::list),
+    route(Method::POST, "/volume/v3/{project_id}/volumes", Volume, Caller, volume::volumes::create),
+    route(Method::GET, "/volume/v3/{project_id}/volumes/detail", Volume, Caller, volume::volumes::list_detail),
+    route(Method::GET, "/volume/v3/{project_id}/volumes/{volume_id}", Volume, Caller, volume::volumes::show),
+    route(Method::PUT, "/volume/v3/{project_id}/volumes/{volume_id}", Volume, Caller, volume::volumes::update),
+    route(Method::DELETE, "/volume/v3/{project_id}/volumes/{volume_id}", Volume, Caller, volume::volumes::delete),
+    route(Method::POST, "/volume/v3/{project_id}/volumes/{volume_id}/action", Volume, Caller, volume::volumes::action),
+    route(Method::GET, "/volume/v3/{project_id}/snapshots", Volume, Caller, volume::snapshots::list),
+    route(Method::POST, "/volume/v3/{project_id}/snapshots", Volume, Caller, volume::snapshots::create),
+    route(Method::GET, "/volume/v3/{project_id}/snapshots/detail", Volume, Caller, volume::snapshots::list_detail),
+    route(Method::GET, "/volume/v3/{project_id}/snapshots/{snapshot_id}", Volume, Caller, volume::snapshots::show),
+    route(Method::DELETE, "/volume/v3/{project_id}/snapshots/{snapshot_id}", Volume, Caller, volume::snapshots::delete),
+    route(Method::GET, "/volume/v3/{project_id}/types", Volume, Caller, volume::types::list),
+    route(Method::GET, "/volume/v3/{project_id}/types/default", Volume, Caller, volume::types::default),
+    route(Method::GET, "/volume/v3/{project_id}/types/{type_id}", Volume, Caller, volume::types::show),
 ];
 
 /// The compiled table: each path once, with the routes (one per method) served there.
@@ -165,6 +221,14 @@ impl Router {
                 .expect("the route table has no conflicting paths");
         }
         Router { paths }
+    }
+
+    /// How the route for `method` on request target `target` takes its body (Buffered when
+    /// nothing matches: the miss is answered after reading it, as before).
+    pub fn body_kind(&self, method: &Method, target: &str) -> BodyKind {
+        let (path, _) = split_target(target);
+        self.resolve(method, path)
+            .map_or(BodyKind::Buffered, |r| r.route.body)
     }
 
     /// The route for `method` on `path` (without trailing slash, still percent-encoded) and
@@ -206,18 +270,25 @@ impl Default for Router {
     }
 }
 
+/// A request target's path (without trailing slash: `/compute/` and `/compute` are the same
+/// resource, clients ask for both) and query string.
+fn split_target(target: &str) -> (&str, &str) {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let path = match path.trim_end_matches('/') {
+        "" => "/",
+        p => p,
+    };
+    (path, query)
+}
+
 /// Routes and runs one request; returns the service it was addressed to and the reply.
 pub(super) fn dispatch(
     state: &ApiState,
     transport: Transport,
     raw: RawRequest,
+    upload: Option<UploadBody>,
 ) -> (Option<ServiceKind>, Reply) {
-    let (path, query) = raw.target.split_once('?').unwrap_or((&raw.target, ""));
-    // `/compute/` and `/compute` are the same resource: clients ask for both.
-    let path = match path.trim_end_matches('/') {
-        "" => "/",
-        p => p,
-    };
+    let (path, query) = split_target(&raw.target);
     let service = ServiceKind::of_path(path);
     let versions = ServiceKind::microversions(path);
     let mut negotiated = None;
@@ -254,6 +325,7 @@ pub(super) fn dispatch(
             query: parse_query(query)?,
             context,
             version,
+            upload: std::cell::RefCell::new(upload),
         };
         (route.handler)(&call)
     })();

@@ -1,11 +1,15 @@
 //! Serving the API with hyper on the unix socket and, when configured, a TCP listener. Both
 //! accept loops run on one tokio runtime; each request's body is read (bounded) and handed
-//! to [`super::handle`] on the blocking pool. [`serve`] returns once `shutdown` resolves,
+//! to [`super::handle`] on the blocking pool, except on routes that stream their body (image
+//! uploads), whose handler reads it as it arrives ([`super::body`]). [`serve`] returns once `shutdown` resolves,
 //! after the listeners are closed and in-flight requests have finished (bounded by
 //! [`DRAIN_TIMEOUT`]).
 
-use super::{fault, handle, ApiState, Fault, RawRequest, ReplyBody, ServiceKind, Transport};
-use http_body_util::{BodyExt, Full, Limited};
+use super::body::{ResponseBody, UploadReader};
+use super::routes::BodyKind;
+use super::Transport;
+use super::{fault, handle_streaming, ApiState, Fault, RawRequest, ReplyBody, ServiceKind};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Bytes;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -20,13 +24,13 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 
-/// Largest request body read: flavors and identity bodies are tiny; image uploads will
-/// stream rather than come through here.
+/// Largest request body read into memory: JSON bodies are small. Routes that stream their
+/// body (image uploads) are not bound by it.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// How long shutdown waits for in-flight requests.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub type HttpResponse = Response<Full<Bytes>>;
+pub type HttpResponse = Response<ResponseBody>;
 
 /// Serves until `shutdown` resolves, then stops accepting and drains.
 pub async fn serve(
@@ -102,12 +106,33 @@ async fn respond(
         .uri
         .path_and_query()
         .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
-    // A declared length over the limit is refused before any of the body is read.
     let declared = parts
         .headers
         .get(hyper::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    if state.router.body_kind(&parts.method, &target) == BodyKind::Streamed {
+        let reader = UploadReader::new(body, tokio::runtime::Handle::current(), declared);
+        let raw = RawRequest {
+            method: parts.method.clone(),
+            target: target.clone(),
+            headers: parts.headers,
+            body: Vec::new(),
+        };
+        let upload: super::request::UploadBody = Box::new(reader);
+        let reply = tokio::task::spawn_blocking(move || {
+            handle_streaming(&state, transport, raw, Some(upload))
+        })
+        .await;
+        return Ok(finish(
+            reply,
+            transport,
+            &parts.method,
+            &target,
+            parts.uri.path(),
+        ));
+    }
+    // A declared length over the limit is refused before any of the body is read.
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         let fault = Fault::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
         let service = ServiceKind::of_path(parts.uri.path());
@@ -134,30 +159,49 @@ async fn respond(
         headers: parts.headers,
         body,
     };
-    let reply = tokio::task::spawn_blocking(move || handle(&state, transport, raw)).await;
+    let reply =
+        tokio::task::spawn_blocking(move || handle_streaming(&state, transport, raw, None)).await;
+    Ok(finish(reply, transport, &method, &target, parts.uri.path()))
+}
+
+/// Logs the outcome of a request's blocking task and turns it into the HTTP response.
+fn finish(
+    reply: Result<super::Reply, tokio::task::JoinError>,
+    transport: Transport,
+    method: &hyper::Method,
+    target: &str,
+    path: &str,
+) -> HttpResponse {
     let reply = match reply {
         Ok(r) => r,
         Err(e) => {
             tracing::error!("{method} {target}: the request's worker failed: {e}");
-            let service = ServiceKind::of_path(parts.uri.path());
+            let service = ServiceKind::of_path(path);
             let fault = Fault::internal("the request's worker failed");
-            return Ok(to_http(fault::render(service, &fault)));
+            return to_http(fault::render(service, &fault));
         }
     };
     tracing::info!(
         "{transport:?} {method} {target} -> {}",
         reply.status.as_u16()
     );
-    Ok(to_http(reply))
+    to_http(reply)
 }
 
 fn to_http(reply: super::Reply) -> HttpResponse {
     let (content_type, body) = match reply.body {
-        ReplyBody::Empty => (None, Bytes::new()),
-        ReplyBody::Json(v) => (Some("application/json"), Bytes::from(v.to_string())),
-        ReplyBody::Text(t) => (Some("text/plain; charset=UTF-8"), Bytes::from(t)),
+        ReplyBody::Empty => (None, ResponseBody::full(Bytes::new())),
+        ReplyBody::Json(v) => (
+            Some("application/json"),
+            ResponseBody::full(Bytes::from(v.to_string())),
+        ),
+        ReplyBody::Text(t) => (
+            Some("text/plain; charset=UTF-8"),
+            ResponseBody::full(Bytes::from(t)),
+        ),
+        ReplyBody::File(f) => (Some("application/octet-stream"), ResponseBody::file(f)),
     };
-    let mut r = Response::new(Full::new(body));
+    let mut r = Response::new(body);
     *r.status_mut() = reply.status;
     let headers = r.headers_mut();
     if let Some(ct) = content_type {

@@ -1,12 +1,14 @@
 //! `outpost`: the appliance's command line, talking to outpostd over its unix socket (whose
 //! peer acts as admin, so no credentials are needed). One module per resource kind:
-//! [`flavor`] and [`server`]; `image` and `volume` slot in beside them as new [`Command`]s.
+//! [`flavor`], [`image`], [`server`], [`volume`].
 //! Output is a table by default or JSON with `-f json`; every API error becomes one line
 //! carrying the service's own message.
 
 pub mod flavor;
+pub mod image;
 mod output;
 pub mod server;
+pub mod volume;
 
 use crate::client::{ApiResponse, Client, ClientError, Endpoint};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -47,6 +49,12 @@ pub enum Command {
     /// Servers (Nova): one guest each, run by its own outpost-vmm.
     #[command(subcommand)]
     Server(server::ServerCommand),
+    /// Disk, kernel and ramdisk images (Glance).
+    #[command(subcommand)]
+    Image(image::ImageCommand),
+    /// Volumes, their snapshots and types (Cinder).
+    #[command(subcommand)]
+    Volume(volume::VolumeCommand),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +76,8 @@ pub fn run(cli: Cli) -> Result<String, CliError> {
     match cli.command {
         Command::Flavor(cmd) => flavor::run(&api, cmd, cli.format),
         Command::Server(cmd) => server::run(&api, cmd, cli.format),
+        Command::Image(cmd) => image::run(&api, cmd, cli.format),
+        Command::Volume(cmd) => volume::run(&api, cmd, cli.format),
     }
 }
 
@@ -94,13 +104,7 @@ impl Api {
         let resp = self
             .client
             .request(method, path, &[COMPUTE_VERSION], body)?;
-        if !resp.status.is_success() {
-            return Err(CliError::Api {
-                status: resp.status.as_u16(),
-                message: resp.error_message(),
-            });
-        }
-        Ok(resp)
+        check(resp)
     }
 
     pub fn get(&self, path: &str) -> Result<Value, CliError> {
@@ -113,5 +117,44 @@ impl Api {
 
     pub fn delete(&self, path: &str) -> Result<(), CliError> {
         self.call(Method::DELETE, path, None).map(drop)
+    }
+
+    /// A request whose reply has no body (202, 204).
+    pub fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Result<(), CliError> {
+        self.call(method, path, body).map(drop)
+    }
+
+    /// Streams `len` bytes of `data` to `path` with PUT.
+    pub fn upload(
+        &self,
+        path: &str,
+        data: Box<dyn std::io::Read + Send>,
+        len: u64,
+        progress: Box<dyn FnMut(u64) + Send>,
+    ) -> Result<(), CliError> {
+        let resp = self
+            .client
+            .upload(Method::PUT, path, &[], data, len, progress)?;
+        check(resp).map(drop)
+    }
+
+    /// Writes the body of `GET path` to `out` as it arrives; returns the reply's headers.
+    pub fn download(
+        &self,
+        path: &str,
+        out: &mut dyn std::io::Write,
+    ) -> Result<ApiResponse, CliError> {
+        check(self.client.download(path, &[], out)?)
+    }
+}
+
+fn check(resp: ApiResponse) -> Result<ApiResponse, CliError> {
+    if resp.status.is_success() {
+        Ok(resp)
+    } else {
+        Err(CliError::Api {
+            status: resp.status.as_u16(),
+            message: resp.error_message(),
+        })
     }
 }

@@ -24,7 +24,18 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "flavors",
         sql: include_str!("migrations/0002_flavors.sql"),
     },
-    // 3 and 4 are images and volumes (branch glance).
+    // Glance images and Cinder volumes.
+    Migration {
+        version: 3,
+        name: "images",
+        sql: include_str!("migrations/0003_images.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "volumes",
+        sql: include_str!("migrations/0004_volumes.sql"),
+    },
+    // Nova servers.
     Migration {
         version: 5,
         name: "servers",

@@ -8,15 +8,17 @@
 pub mod claims;
 pub mod flavors;
 pub mod identity;
+pub mod images;
 mod migrations;
 pub mod servers;
 pub mod tokens;
+pub mod volumes;
 
 pub use migrations::{Migration, MIGRATIONS};
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -40,9 +42,11 @@ pub enum StorageError {
     Corrupt(String),
 }
 
-/// The database handle shared by all requests.
+/// The database handle shared by all requests. Clones share the one connection, so
+/// background work (a volume being copied) can record its outcome after its request ended.
+#[derive(Clone)]
 pub struct Db {
-    conn: Mutex<Connection>,
+    conn: Arc<Mutex<Connection>>,
 }
 
 impl Db {
@@ -70,7 +74,7 @@ impl Db {
         conn.busy_timeout(Duration::from_secs(5))?;
         migrations::apply(&mut conn, MIGRATIONS)?;
         Ok(Db {
-            conn: Mutex::new(conn),
+            conn: Arc::new(Mutex::new(conn)),
         })
     }
 

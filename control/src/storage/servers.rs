@@ -128,6 +128,10 @@ pub struct BootConfig {
     /// Glance ids of the kernel and ramdisk, when they came from image properties.
     pub kernel_id: Option<String>,
     pub ramdisk_id: Option<String>,
+    /// The Glance images the server holds (`image_usage`) from its create saga's claim to
+    /// its delete: the image, kernel and ramdisk; empty for the default guest.
+    #[serde(default)]
+    pub images: Vec<String>,
 }
 
 /// Nova's instance fault: why the server is in ERROR.
@@ -506,6 +510,7 @@ mod tests {
                 root_source: Some("/img".into()),
                 kernel_id: None,
                 ramdisk_id: None,
+                images: Vec::new(),
             },
             vm_state: VmState::Building,
             task_state: Some(TaskState::Scheduling),

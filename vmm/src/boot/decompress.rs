@@ -194,6 +194,23 @@ mod tests {
     }
 
     #[test]
+    fn zstd_and_lzma_roundtrip_with_size_trailer() {
+        let data = sample();
+        let mut z = Vec::new();
+        ruzstd::encoding::compress(
+            &data[..],
+            &mut z,
+            ruzstd::encoding::CompressionLevel::Fastest,
+        );
+        assert_eq!(detect(&z).unwrap(), Codec::Zstd);
+        assert_eq!(decompress(&with_size(z, data.len())).unwrap(), data);
+        let mut z = Vec::new();
+        lzma_rs::lzma_compress(&mut &data[..], &mut z).unwrap();
+        assert_eq!(detect(&z).unwrap(), Codec::Lzma);
+        assert_eq!(decompress(&with_size(z, data.len())).unwrap(), data);
+    }
+
+    #[test]
     fn lz4_legacy_blocks_roundtrip() {
         let data = sample();
         let mut z = vec![0x02, 0x21, 0x4c, 0x18];

@@ -4,8 +4,8 @@
 //! Checks that need the host (files, network devices, memory size) look at the real host;
 //! the builder repeats what can change in between (it opens the files at start).
 
-use crate::config::parse_mac;
 use super::VmmActionError;
+use crate::config::parse_mac;
 use crate::config::{
     BootSourceConfig, DriveConfig, MachineConfig, NetworkInterfaceConfig, SerialConfig, VmConfig,
 };

@@ -4,7 +4,7 @@
 //!
 //! Owns: detection, the PVM CPU template, guest command-line additions, emulation of the
 //! instructions the host's emulator lacks (`KVM_EXIT_INTERNAL_ERROR`), the repair of
-//! user-mode SYSCALL (`KVM_EXIT_DEBUG` on a hardware breakpoint), the tick policy, and
+//! user-mode SYSCALL (`KVM_EXIT_DEBUG` on a hardware breakpoint), and
 //! counters of all of it. See README.md beside this file.
 
 mod alu;
@@ -18,7 +18,6 @@ mod fpu;
 mod mmu;
 mod stats;
 mod syscall;
-mod tick;
 mod xstate;
 
 #[cfg(test)]
@@ -43,7 +42,6 @@ pub use emulate::{emulate, EmulateError, Emulated, EmulatorConfig};
 pub use mmu::{GuestVirtMem, MemError, PagedMemory, Paging};
 pub use stats::PvmStats;
 pub use syscall::{DebugOutcome, RepairError, SyscallRepair};
-pub use tick::{TickPolicy, TickPolicyError, TICK_ENV};
 
 /// True when /dev/kvm is provided by the `kvm_pvm` module.
 pub fn is_pvm_host() -> bool {

@@ -361,12 +361,14 @@ impl VcpuHandle {
         kick_thread(self.thread.as_pthread_t());
     }
 
-    /// Starts the `sampler` thread that kicks this vCPU every `period` while it lives.
-    pub fn start_sampler(&self, period: std::time::Duration) -> std::io::Result<()> {
+    /// Starts a thread (`name`) that kicks this vCPU out of KVM_RUN every `period` while the
+    /// handle lives: the guest profile's sampler, and on PVM the periodic exit that lets a
+    /// vCPU that never exits on its own re-arm its SYSCALL repair.
+    pub fn start_kicker(&self, name: &str, period: std::time::Duration) -> std::io::Result<()> {
         let tid = self.thread.as_pthread_t();
         let alive = Arc::downgrade(&self.alive);
         std::thread::Builder::new()
-            .name("sampler".into())
+            .name(name.into())
             .spawn(move || {
                 while alive.upgrade().is_some() {
                     std::thread::sleep(period);
@@ -387,8 +389,7 @@ fn kick_thread(tid: libc::pthread_t) {
     unsafe { libc::pthread_kill(tid, kick_signal()) };
 }
 
-impl VcpuHandle {
-}
+impl VcpuHandle {}
 
 impl VcpuControl {
     fn set(&self, s: RunState, vcpus: &[VcpuHandle]) {

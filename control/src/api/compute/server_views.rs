@@ -231,6 +231,7 @@ mod tests {
                 root_source: None,
                 kernel_id: None,
                 ramdisk_id: None,
+                images: Vec::new(),
             },
             vm_state: VmState::Active,
             task_state: None,

@@ -21,7 +21,7 @@ pub enum FleetError {
     Storage(#[from] StorageError),
     #[error(transparent)]
     Placement(#[from] PlacementError),
-    #[error("cannot open the server disk store: {0}")]
+    #[error("server disks: {0}")]
     Volumes(#[from] VolumeError),
     #[error("cannot create {path:?}: {source}")]
     Dir {
@@ -33,9 +33,10 @@ pub enum FleetError {
 }
 
 pub struct Fleet {
-    pub(super) db: Arc<Db>,
+    pub(super) db: Db,
     pub(super) placement: Placement,
-    pub(super) volumes: VolumeStore,
+    /// The daemon's one volume store, shared with Cinder (server disks live beside volumes).
+    pub(super) volumes: Arc<VolumeStore>,
     pub(super) boot_sources: Box<dyn BootSources>,
     pub(super) settings: ComputeSettings,
     servers_dir: PathBuf,
@@ -43,12 +44,14 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// Opens the disk store under `state_dir`, builds this host's placement and replays the
-    /// saved claims. Runs no server yet: [`Fleet::recover`] does.
+    /// Builds this host's placement and replays the saved claims; server disks go in
+    /// `volumes` (the daemon's store), runtime folders under `state_dir/servers`. Runs no
+    /// server yet: [`Fleet::recover`] does.
     pub fn open(
-        db: Arc<Db>,
+        db: Db,
         state_dir: &Path,
         settings: ComputeSettings,
+        volumes: Arc<VolumeStore>,
         boot_sources: Box<dyn BootSources>,
     ) -> Result<Arc<Fleet>, FleetError> {
         let servers_dir = state_dir.join("servers");
@@ -56,7 +59,6 @@ impl Fleet {
             path: servers_dir.clone(),
             source,
         })?;
-        let volumes = VolumeStore::open(state_dir.to_owned())?;
         let placement = Placement::new(&settings)?;
         placement.restore(&db.read(claims::all)?);
         Ok(Arc::new(Fleet {

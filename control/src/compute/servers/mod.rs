@@ -308,7 +308,7 @@ pub fn create(
             flavor.id
         )));
     }
-    let source = fleet.boot_sources().resolve(&image_ref)?;
+    let source = fleet.boot_sources().resolve(ctx, &image_ref)?;
     let flavor_bytes = u64::try_from(flavor.disk).unwrap_or(0) << 30;
     if flavor.disk > 0 && source.root_size > flavor_bytes {
         return Err(ServerError::BadRequest(format!(
@@ -338,6 +338,7 @@ pub fn create(
             root_source: Some(source.root_source),
             kernel_id: source.kernel_id,
             ramdisk_id: source.ramdisk_id,
+            images: source.images,
         },
         vm_state: VmState::Building,
         task_state: Some(TaskState::Scheduling),

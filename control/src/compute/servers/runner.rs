@@ -62,6 +62,9 @@ pub enum RunError {
     Placement(#[from] PlacementError),
     #[error(transparent)]
     Disk(#[from] VolumeError),
+    /// The server's image cannot be held (deleted or deactivated since the request).
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
     #[error("cannot resize the root disk {path:?}: {source}")]
     DiskResize {
         path: std::path::PathBuf,

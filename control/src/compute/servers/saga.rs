@@ -1,17 +1,20 @@
 //! The server operations made of several steps, each recorded in `server_tasks` before its
 //! effect starts and each with its undo (the shape of Omicron's sagas):
 //!
-//! - create: claim → clone the root disk → start the monitor → ACTIVE; a failure undoes the
-//!   steps done, in reverse (kill the monitor, remove the disk, release the claim) and
-//!   leaves the server in ERROR with the fault;
-//! - delete: stop the monitor → remove the disk and folder → release the claims → delete
-//!   the row; every step is idempotent, so a delete always runs forward to its end;
+//! - create: claim → hold the Glance images (`image_usage`) → clone the root disk → start
+//!   the monitor → ACTIVE; a failure undoes the steps done, in reverse (kill the monitor,
+//!   remove the disk, let the images go, release the claim) and leaves the server in ERROR
+//!   with the fault;
+//! - delete: stop the monitor → remove the disk and folder → release the claims → let the
+//!   images go and delete the row (one transaction); every step is idempotent, so a delete
+//!   always runs forward to its end;
 //! - resize: claim the new size beside the old → stop → grow the disk → start with the new
 //!   size → VERIFY_RESIZE; undone (revertResize, or a failure) by stopping, shrinking the
 //!   disk back, giving the old claim back and starting with the old size.
 
 use super::placement::{migration_id, PlacementError};
 use super::runner::{fault, retask, retask_from, Flow, RunError, Runner};
+use crate::image::{self, ConsumerKind};
 use crate::storage::servers::{self as store, FlavorSnapshot, PowerState, TaskState, VmState};
 use crate::timestamp::Timestamp;
 use outpost_image_store::Provisioning;
@@ -67,7 +70,7 @@ impl Runner {
                     retask(&mut row, Some(TaskState::BlockDeviceMapping));
                     store::save(tx, &row)?;
                 }
-                store::set_task_step(tx, &id, CREATE, "clone_disk")
+                store::set_task_step(tx, &id, CREATE, "hold_images")
             });
         match claimed {
             Ok(claim) => tracing::info!("server {id}: claimed on {}", claim.host_id),
@@ -95,6 +98,15 @@ impl Runner {
     }
 
     fn build(&mut self, s: &store::Server) -> Result<(), RunError> {
+        // Held from here, so the image cannot be deleted while its data is being cloned; an
+        // image deleted or deactivated since the request fails the build here.
+        self.fleet.db.write(|tx| {
+            for image_id in &s.boot.images {
+                image::acquire(tx, image_id, ConsumerKind::Server, &self.id)?;
+            }
+            store::set_task_step(tx, &self.id, CREATE, "clone_disk")?;
+            Ok::<_, RunError>(())
+        })?;
         if let Some(source) = &s.boot.root_source {
             // A disk from an earlier, interrupted attempt is not this build's.
             self.fleet.volumes.remove_server_disks(&self.id)?;
@@ -131,6 +143,9 @@ impl Runner {
     pub(super) fn undo_create(&mut self) -> Result<(), RunError> {
         self.stop_monitor(None)?;
         self.fleet.volumes.remove_server_disks(&self.id)?;
+        self.fleet
+            .db
+            .write(|tx| image::release(tx, ConsumerKind::Server, &self.id))?;
         self.fleet
             .placement
             .release(&self.fleet.db, &ConsumerId(self.id.clone()))?;
@@ -171,7 +186,10 @@ impl Runner {
             .release(db, &ConsumerId(self.id.clone()))?;
         self.fleet.placement.release(db, &migration_id(&self.id))?;
         self.set_step(DELETE, "delete_row")?;
-        db.write(|tx| store::delete(tx, &self.id))?;
+        db.write(|tx| {
+            image::release(tx, ConsumerKind::Server, &self.id)?;
+            store::delete(tx, &self.id)
+        })?;
         Ok(())
     }
 

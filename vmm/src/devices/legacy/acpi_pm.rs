@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::{PowerEvent, PowerSignal};
-use crate::acpi::{PM_RESET, PM_RESET_VALUE, PM_SLEEP_CONTROL, PM_SLEEP_STATUS, SLP_TYP_S5};
+use crate::acpi::{PM_RESET, PM_RESET_VALUE, PM_SLEEP_CONTROL, SLP_TYP_S5};
 use crate::devices::bus::BusDevice;
 
 const SLP_EN: u8 = 1 << 5;
@@ -23,19 +23,20 @@ impl AcpiPm {
 }
 
 impl BusDevice for AcpiPm {
-    fn read(&mut self, offset: u64, data: &mut [u8]) {
-        // Sleep status: WAK_STS is never set (we do not resume from sleep).
-        let _ = offset == u64::from(PM_SLEEP_STATUS);
+    fn read(&mut self, _offset: u64, data: &mut [u8]) {
+        // Every register reads 0; in particular the sleep status's WAK_STS is never set (at
+        // offset PM_SLEEP_STATUS), as the guest never resumes from sleep.
         data.fill(0);
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) {
         let Some(&v) = data.first() else { return };
         match offset {
-            o if o == u64::from(PM_SLEEP_CONTROL) => {
-                if v & SLP_EN != 0 && (v >> SLP_TYP_SHIFT) & SLP_TYP_MASK == SLP_TYP_S5 {
-                    self.power.request(PowerEvent::Poweroff);
-                }
+            o if o == u64::from(PM_SLEEP_CONTROL)
+                && v & SLP_EN != 0
+                && (v >> SLP_TYP_SHIFT) & SLP_TYP_MASK == SLP_TYP_S5 =>
+            {
+                self.power.request(PowerEvent::Poweroff)
             }
             o if o == u64::from(PM_RESET) && v == PM_RESET_VALUE => {
                 self.power.request(PowerEvent::Reboot)

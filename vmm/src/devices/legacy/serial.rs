@@ -83,7 +83,10 @@ impl event_manager::MutEventSubscriber for ConsoleInput {
     fn init(&mut self, ops: &mut event_manager::EventOps) {
         let stdin = std::io::stdin();
         // epoll refuses regular files and /dev/null: then there is simply no console input.
-        if let Err(e) = ops.add(event_manager::Events::new(&stdin, event_manager::EventSet::IN)) {
+        if let Err(e) = ops.add(event_manager::Events::new(
+            &stdin,
+            event_manager::EventSet::IN,
+        )) {
             tracing::debug!("no console input from stdin: {e}");
         }
     }

@@ -12,6 +12,7 @@
 //! [`VirtioDevice::activate`]: super::VirtioDevice::activate
 //! [`VirtioDevice::reset`]: super::VirtioDevice::reset
 
+use crate::devices::virtio::guest_fault::note;
 use std::sync::Arc;
 
 use event_manager::{EventOps, EventSet, Events};
@@ -240,6 +241,36 @@ impl LoopRegistrations {
             self.queue_evts.push(evt.clone());
         }
         first_err.map_or(Ok(()), Err)
+    }
+}
+
+impl LoopRegistrations {
+    /// The activate event: clears it and brings the registered queue eventfds in line with
+    /// `wanted` (the device's active queues, or none after a reset). Failures are counted in
+    /// `errors` and logged once.
+    pub fn on_activate(
+        &mut self,
+        ops: &mut EventOps,
+        activate_evt: &EventFd,
+        wanted: &[Arc<EventFd>],
+        errors: &mut u64,
+        device: &str,
+    ) {
+        if let Err(e) = drain_eventfd(activate_evt) {
+            note(errors, device, &format_args!("activate eventfd: {e}"));
+        }
+        if let Err(e) = self.sync(ops, wanted) {
+            note(errors, device, &format_args!("queue eventfds: {e}"));
+        }
+    }
+}
+
+/// Clears queue `index`'s kick, counting a failure in `errors`.
+pub fn drain_queue_kick(evts: &[Arc<EventFd>], index: usize, errors: &mut u64, device: &str) {
+    if let Some(evt) = evts.get(index) {
+        if let Err(e) = drain_eventfd(evt) {
+            note(errors, device, &format_args!("queue eventfd: {e}"));
+        }
     }
 }
 

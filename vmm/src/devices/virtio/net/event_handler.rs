@@ -14,7 +14,7 @@ use super::device::{Net, RxState};
 use super::request::{parse_rx, parse_tx, BufferError};
 use super::{QUEUE_SIZE, RX_QUEUE, TX_QUEUE, VNET_HDR_LEN};
 use crate::devices::virtio::activation::{
-    drain_eventfd, queue_of_event, LoopRegistrations, EVENT_ACTIVATE, EVENT_BACKEND,
+    drain_queue_kick, queue_of_event, LoopRegistrations, EVENT_ACTIVATE, EVENT_BACKEND,
 };
 use crate::devices::virtio::guest_fault::{note, note_many};
 
@@ -40,21 +40,14 @@ impl MutEventSubscriber for Net {
     fn process(&mut self, events: Events, ops: &mut EventOps) {
         match events.data() {
             EVENT_ACTIVATE => {
-                if let Err(e) = drain_eventfd(&self.activate_evt) {
-                    note(
-                        &mut self.metrics.queue_errors,
-                        DEVICE,
-                        &format_args!("activate eventfd: {e}"),
-                    );
-                }
                 let wanted = self.active.as_ref().map_or(&[][..], |a| &a.queue_evts[..]);
-                if let Err(e) = self.registrations.sync(ops, wanted) {
-                    note(
-                        &mut self.metrics.queue_errors,
-                        DEVICE,
-                        &format_args!("queue eventfds: {e}"),
-                    );
-                }
+                self.registrations.on_activate(
+                    ops,
+                    &self.activate_evt,
+                    wanted,
+                    &mut self.metrics.queue_errors,
+                    DEVICE,
+                );
                 self.rearm_rx(ops);
             }
             EVENT_BACKEND => {
@@ -132,13 +125,12 @@ impl Net {
         let Some(active) = self.active.as_mut() else {
             return;
         };
-        if let Err(e) = drain_eventfd(&active.queue_evts[RX_QUEUE]) {
-            note(
-                &mut self.metrics.queue_errors,
-                DEVICE,
-                &format_args!("queue eventfd: {e}"),
-            );
-        }
+        drain_queue_kick(
+            &active.queue_evts,
+            RX_QUEUE,
+            &mut self.metrics.queue_errors,
+            DEVICE,
+        );
         if self.rx_state != RxState::WaitingForBuffers {
             return;
         }
@@ -300,13 +292,12 @@ impl Net {
         let Some(active) = self.active.as_mut() else {
             return;
         };
-        if let Err(e) = drain_eventfd(&active.queue_evts[TX_QUEUE]) {
-            note(
-                &mut self.metrics.queue_errors,
-                DEVICE,
-                &format_args!("queue eventfd: {e}"),
-            );
-        }
+        drain_queue_kick(
+            &active.queue_evts,
+            TX_QUEUE,
+            &mut self.metrics.queue_errors,
+            DEVICE,
+        );
         let tap = &self.tap;
         let buf = &mut self.tx_frame[..];
         let metrics = &mut self.metrics;

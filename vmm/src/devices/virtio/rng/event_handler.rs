@@ -6,7 +6,7 @@ use super::device::Rng;
 use super::request::parse_request;
 use super::QUEUE_SIZE;
 use crate::devices::virtio::activation::{
-    drain_eventfd, queue_of_event, LoopRegistrations, EVENT_ACTIVATE,
+    drain_queue_kick, queue_of_event, LoopRegistrations, EVENT_ACTIVATE,
 };
 use crate::devices::virtio::guest_fault::{note, note_many};
 
@@ -20,21 +20,14 @@ impl MutEventSubscriber for Rng {
     fn process(&mut self, events: Events, ops: &mut EventOps) {
         match events.data() {
             EVENT_ACTIVATE => {
-                if let Err(e) = drain_eventfd(&self.activate_evt) {
-                    note(
-                        &mut self.metrics.queue_errors,
-                        DEVICE,
-                        &format_args!("activate eventfd: {e}"),
-                    );
-                }
                 let wanted = self.active.as_ref().map_or(&[][..], |a| &a.queue_evts[..]);
-                if let Err(e) = self.registrations.sync(ops, wanted) {
-                    note(
-                        &mut self.metrics.queue_errors,
-                        DEVICE,
-                        &format_args!("queue eventfds: {e}"),
-                    );
-                }
+                self.registrations.on_activate(
+                    ops,
+                    &self.activate_evt,
+                    wanted,
+                    &mut self.metrics.queue_errors,
+                    DEVICE,
+                );
             }
             data => {
                 if let Some(index) = queue_of_event(data) {
@@ -51,15 +44,12 @@ impl Rng {
         let Some(active) = self.active.as_mut() else {
             return;
         };
-        if let Some(evt) = active.queue_evts.get(index) {
-            if let Err(e) = drain_eventfd(evt) {
-                note(
-                    &mut self.metrics.queue_errors,
-                    DEVICE,
-                    &format_args!("queue eventfd: {e}"),
-                );
-            }
-        }
+        drain_queue_kick(
+            &active.queue_evts,
+            index,
+            &mut self.metrics.queue_errors,
+            DEVICE,
+        );
         let metrics = &mut self.metrics;
         let source = &mut self.source;
         let scratch = &mut self.scratch[..];

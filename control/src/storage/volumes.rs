@@ -1,0 +1,564 @@
+//! Cinder volumes, their metadata and attachment, and their snapshots.
+
+use super::StorageError;
+use crate::timestamp::Timestamp;
+use rusqlite::{Connection, OptionalExtension, Row};
+use std::collections::BTreeMap;
+
+/// The Cinder volume statuses this service uses. A status also serialises work on a volume:
+/// only one long operation (create, extend, delete) holds it at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VolumeStatus {
+    Creating,
+    Available,
+    InUse,
+    Extending,
+    Deleting,
+    Error,
+    ErrorDeleting,
+}
+
+impl VolumeStatus {
+    pub const ALL: [VolumeStatus; 7] = [
+        Self::Creating,
+        Self::Available,
+        Self::InUse,
+        Self::Extending,
+        Self::Deleting,
+        Self::Error,
+        Self::ErrorDeleting,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Creating => "creating",
+            Self::Available => "available",
+            Self::InUse => "in-use",
+            Self::Extending => "extending",
+            Self::Deleting => "deleting",
+            Self::Error => "error",
+            Self::ErrorDeleting => "error_deleting",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<VolumeStatus> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// Snapshot statuses (Cinder's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SnapshotStatus {
+    Creating,
+    Available,
+    Deleting,
+    Error,
+    ErrorDeleting,
+}
+
+impl SnapshotStatus {
+    pub const ALL: [SnapshotStatus; 5] = [
+        Self::Creating,
+        Self::Available,
+        Self::Deleting,
+        Self::Error,
+        Self::ErrorDeleting,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Creating => "creating",
+            Self::Available => "available",
+            Self::Deleting => "deleting",
+            Self::Error => "error",
+            Self::ErrorDeleting => "error_deleting",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SnapshotStatus> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub id: String,
+    pub volume_id: String,
+    pub server_id: String,
+    pub device: Option<String>,
+    pub attached_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    pub id: String,
+    pub project_id: String,
+    pub user_id: String,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    /// GiB.
+    pub size: i64,
+    pub status: VolumeStatus,
+    /// `thin` or `thick`.
+    pub volume_type: String,
+    pub image_id: Option<String>,
+    /// Cinder's `volume_image_metadata`: the source image's attributes and properties.
+    pub image_metadata: BTreeMap<String, String>,
+    pub snapshot_id: Option<String>,
+    pub fault: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub attachment: Option<Attachment>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub id: String,
+    pub project_id: String,
+    pub user_id: String,
+    pub volume_id: String,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    /// GiB.
+    pub size: i64,
+    pub status: SnapshotStatus,
+    pub fault: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+fn unknown(what: &str, value: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        0,
+        rusqlite::types::Type::Text,
+        format!("unknown {what} {value:?}").into(),
+    )
+}
+
+const VOLUME_COLUMNS: &str = "id, project_id, user_id, name, description, size, status, \
+                              volume_type, image_id, image_metadata, snapshot_id, fault, \
+                              created_at, updated_at";
+
+fn volume_row(r: &Row<'_>) -> rusqlite::Result<Volume> {
+    let status: String = r.get(6)?;
+    Ok(Volume {
+        id: r.get(0)?,
+        project_id: r.get(1)?,
+        user_id: r.get(2)?,
+        name: r.get(3)?,
+        description: r.get(4)?,
+        size: r.get(5)?,
+        status: VolumeStatus::parse(&status).ok_or_else(|| unknown("volume status", &status))?,
+        volume_type: r.get(7)?,
+        image_id: r.get(8)?,
+        image_metadata: match r.get::<_, Option<String>>(9)? {
+            None => BTreeMap::new(),
+            Some(json) => serde_json::from_str(&json).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(9, rusqlite::types::Type::Text, e.into())
+            })?,
+        },
+        snapshot_id: r.get(10)?,
+        fault: r.get(11)?,
+        metadata: BTreeMap::new(),
+        attachment: None,
+        created_at: Timestamp(r.get(12)?),
+        updated_at: Timestamp(r.get(13)?),
+    })
+}
+
+const ATTACHMENT_COLUMNS: &str = "id, volume_id, server_id, device, attached_at";
+
+fn attachment_row(r: &Row<'_>) -> rusqlite::Result<Attachment> {
+    Ok(Attachment {
+        id: r.get(0)?,
+        volume_id: r.get(1)?,
+        server_id: r.get(2)?,
+        device: r.get(3)?,
+        attached_at: Timestamp(r.get(4)?),
+    })
+}
+
+pub fn insert_volume(conn: &Connection, v: &Volume) -> Result<(), StorageError> {
+    conn.execute(
+        &format!(
+            "INSERT INTO volumes ({VOLUME_COLUMNS})
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+        ),
+        rusqlite::params![
+            v.id,
+            v.project_id,
+            v.user_id,
+            v.name,
+            v.description,
+            v.size,
+            v.status.as_str(),
+            v.volume_type,
+            v.image_id,
+            (!v.image_metadata.is_empty())
+                .then(|| serde_json::to_string(&v.image_metadata).unwrap_or_default()),
+            v.snapshot_id,
+            v.fault,
+            v.created_at.micros(),
+            v.updated_at.micros(),
+        ],
+    )?;
+    let mut st =
+        conn.prepare("INSERT INTO volume_metadata (volume_id, key, value) VALUES (?1, ?2, ?3)")?;
+    for (k, val) in &v.metadata {
+        st.execute((&v.id, k, val))?;
+    }
+    Ok(())
+}
+
+pub fn volume(conn: &Connection, id: &str) -> Result<Option<Volume>, StorageError> {
+    let sql = format!("SELECT {VOLUME_COLUMNS} FROM volumes WHERE id = ?1");
+    let Some(mut v) = conn.query_row(&sql, [id], volume_row).optional()? else {
+        return Ok(None);
+    };
+    let mut st = conn.prepare("SELECT key, value FROM volume_metadata WHERE volume_id = ?1")?;
+    v.metadata = st
+        .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    v.attachment = attachment_of(conn, id)?;
+    Ok(Some(v))
+}
+
+/// Every volume (of `project_id`, if given) with metadata and attachment, unsorted.
+pub fn volumes(conn: &Connection, project_id: Option<&str>) -> Result<Vec<Volume>, StorageError> {
+    let sql = format!("SELECT {VOLUME_COLUMNS} FROM volumes WHERE ?1 IS NULL OR project_id = ?1");
+    let mut st = conn.prepare(&sql)?;
+    let mut vols: Vec<Volume> = st
+        .query_map([project_id], volume_row)?
+        .collect::<Result<_, _>>()?;
+    let mut meta: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut st = conn.prepare("SELECT volume_id, key, value FROM volume_metadata")?;
+    for m in st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))? {
+        let (id, k, v): (String, String, String) = m?;
+        meta.entry(id).or_default().insert(k, v);
+    }
+    let mut attached: BTreeMap<String, Attachment> = BTreeMap::new();
+    let mut st = conn.prepare(&format!(
+        "SELECT {ATTACHMENT_COLUMNS} FROM volume_attachments"
+    ))?;
+    for a in st.query_map([], attachment_row)? {
+        let a = a?;
+        attached.insert(a.volume_id.clone(), a);
+    }
+    for v in &mut vols {
+        v.metadata = meta.remove(&v.id).unwrap_or_default();
+        v.attachment = attached.remove(&v.id);
+    }
+    Ok(vols)
+}
+
+/// Moves volume `id` from one of `from` to `to`, recording `fault` (None clears it); false if
+/// it is in another status or gone.
+pub fn set_volume_status_if(
+    conn: &Connection,
+    id: &str,
+    from: &[VolumeStatus],
+    to: VolumeStatus,
+    fault: Option<&str>,
+) -> Result<bool, StorageError> {
+    let Some(current) = conn
+        .query_row("SELECT status FROM volumes WHERE id = ?1", [id], |r| {
+            r.get::<_, String>(0)
+        })
+        .optional()?
+    else {
+        return Ok(false);
+    };
+    if !from.iter().any(|s| s.as_str() == current) {
+        return Ok(false);
+    }
+    conn.execute(
+        "UPDATE volumes SET status = ?2, fault = ?3, updated_at = ?4 WHERE id = ?1",
+        (id, to.as_str(), fault, Timestamp::now().micros()),
+    )?;
+    Ok(true)
+}
+
+pub fn set_volume_size(conn: &Connection, id: &str, size_gib: i64) -> Result<(), StorageError> {
+    conn.execute(
+        "UPDATE volumes SET size = ?2, updated_at = ?3 WHERE id = ?1",
+        (id, size_gib, Timestamp::now().micros()),
+    )?;
+    Ok(())
+}
+
+pub fn set_volume_text(
+    conn: &Connection,
+    id: &str,
+    name: Option<&str>,
+    description: Option<&str>,
+) -> Result<(), StorageError> {
+    conn.execute(
+        "UPDATE volumes SET name = ?2, description = ?3, updated_at = ?4 WHERE id = ?1",
+        (id, name, description, Timestamp::now().micros()),
+    )?;
+    Ok(())
+}
+
+pub fn delete_volume(conn: &Connection, id: &str) -> Result<bool, StorageError> {
+    Ok(conn.execute("DELETE FROM volumes WHERE id = ?1", [id])? > 0)
+}
+
+pub fn volume_ids_in_status(
+    conn: &Connection,
+    status: VolumeStatus,
+) -> Result<Vec<String>, StorageError> {
+    let mut st = conn.prepare("SELECT id FROM volumes WHERE status = ?1")?;
+    let ids = st.query_map([status.as_str()], |r| r.get(0))?;
+    Ok(ids.collect::<Result<_, _>>()?)
+}
+
+pub fn insert_attachment(conn: &Connection, a: &Attachment) -> Result<(), StorageError> {
+    conn.execute(
+        &format!(
+            "INSERT INTO volume_attachments ({ATTACHMENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"
+        ),
+        (
+            &a.id,
+            &a.volume_id,
+            &a.server_id,
+            &a.device,
+            a.attached_at.micros(),
+        ),
+    )?;
+    Ok(())
+}
+
+pub fn attachment_of(
+    conn: &Connection,
+    volume_id: &str,
+) -> Result<Option<Attachment>, StorageError> {
+    let sql = format!("SELECT {ATTACHMENT_COLUMNS} FROM volume_attachments WHERE volume_id = ?1");
+    Ok(conn
+        .query_row(&sql, [volume_id], attachment_row)
+        .optional()?)
+}
+
+pub fn attachments_of_server(
+    conn: &Connection,
+    server_id: &str,
+) -> Result<Vec<Attachment>, StorageError> {
+    let sql = format!(
+        "SELECT {ATTACHMENT_COLUMNS} FROM volume_attachments WHERE server_id = ?1
+         ORDER BY attached_at, id"
+    );
+    let mut st = conn.prepare(&sql)?;
+    let rows = st.query_map([server_id], attachment_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn delete_attachment(conn: &Connection, volume_id: &str) -> Result<bool, StorageError> {
+    Ok(conn.execute(
+        "DELETE FROM volume_attachments WHERE volume_id = ?1",
+        [volume_id],
+    )? > 0)
+}
+
+const SNAPSHOT_COLUMNS: &str = "id, project_id, user_id, volume_id, name, description, size, \
+                                status, fault, created_at, updated_at";
+
+fn snapshot_row(r: &Row<'_>) -> rusqlite::Result<Snapshot> {
+    let status: String = r.get(7)?;
+    Ok(Snapshot {
+        id: r.get(0)?,
+        project_id: r.get(1)?,
+        user_id: r.get(2)?,
+        volume_id: r.get(3)?,
+        name: r.get(4)?,
+        description: r.get(5)?,
+        size: r.get(6)?,
+        status: SnapshotStatus::parse(&status)
+            .ok_or_else(|| unknown("snapshot status", &status))?,
+        fault: r.get(8)?,
+        created_at: Timestamp(r.get(9)?),
+        updated_at: Timestamp(r.get(10)?),
+    })
+}
+
+pub fn insert_snapshot(conn: &Connection, s: &Snapshot) -> Result<(), StorageError> {
+    conn.execute(
+        &format!(
+            "INSERT INTO volume_snapshots ({SNAPSHOT_COLUMNS})
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+        ),
+        rusqlite::params![
+            s.id,
+            s.project_id,
+            s.user_id,
+            s.volume_id,
+            s.name,
+            s.description,
+            s.size,
+            s.status.as_str(),
+            s.fault,
+            s.created_at.micros(),
+            s.updated_at.micros(),
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn snapshot(conn: &Connection, id: &str) -> Result<Option<Snapshot>, StorageError> {
+    let sql = format!("SELECT {SNAPSHOT_COLUMNS} FROM volume_snapshots WHERE id = ?1");
+    Ok(conn.query_row(&sql, [id], snapshot_row).optional()?)
+}
+
+/// Every snapshot (of `project_id`, if given), unsorted.
+pub fn snapshots(
+    conn: &Connection,
+    project_id: Option<&str>,
+) -> Result<Vec<Snapshot>, StorageError> {
+    let sql = format!(
+        "SELECT {SNAPSHOT_COLUMNS} FROM volume_snapshots WHERE ?1 IS NULL OR project_id = ?1"
+    );
+    let mut st = conn.prepare(&sql)?;
+    let rows = st.query_map([project_id], snapshot_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn snapshot_count_of(conn: &Connection, volume_id: &str) -> Result<i64, StorageError> {
+    Ok(conn.query_row(
+        "SELECT COUNT(*) FROM volume_snapshots WHERE volume_id = ?1",
+        [volume_id],
+        |r| r.get(0),
+    )?)
+}
+
+/// Like [`set_volume_status_if`], for snapshots.
+pub fn set_snapshot_status_if(
+    conn: &Connection,
+    id: &str,
+    from: &[SnapshotStatus],
+    to: SnapshotStatus,
+    fault: Option<&str>,
+) -> Result<bool, StorageError> {
+    let Some(current) = conn
+        .query_row(
+            "SELECT status FROM volume_snapshots WHERE id = ?1",
+            [id],
+            |r| r.get::<_, String>(0),
+        )
+        .optional()?
+    else {
+        return Ok(false);
+    };
+    if !from.iter().any(|s| s.as_str() == current) {
+        return Ok(false);
+    }
+    conn.execute(
+        "UPDATE volume_snapshots SET status = ?2, fault = ?3, updated_at = ?4 WHERE id = ?1",
+        (id, to.as_str(), fault, Timestamp::now().micros()),
+    )?;
+    Ok(true)
+}
+
+pub fn delete_snapshot(conn: &Connection, id: &str) -> Result<bool, StorageError> {
+    Ok(conn.execute("DELETE FROM volume_snapshots WHERE id = ?1", [id])? > 0)
+}
+
+pub fn snapshot_ids_in_status(
+    conn: &Connection,
+    status: SnapshotStatus,
+) -> Result<Vec<String>, StorageError> {
+    let mut st = conn.prepare("SELECT id FROM volume_snapshots WHERE status = ?1")?;
+    let ids = st.query_map([status.as_str()], |r| r.get(0))?;
+    Ok(ids.collect::<Result<_, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::Db;
+
+    fn vol(id: &str, project: &str) -> Volume {
+        Volume {
+            id: id.into(),
+            project_id: project.into(),
+            user_id: "u".into(),
+            name: Some("v".into()),
+            description: None,
+            size: 1,
+            status: VolumeStatus::Creating,
+            volume_type: "thin".into(),
+            image_id: None,
+            image_metadata: BTreeMap::from([("kernel_id".into(), "k".into())]),
+            snapshot_id: None,
+            fault: None,
+            metadata: BTreeMap::from([("k".into(), "v".into())]),
+            attachment: None,
+            created_at: Timestamp(5),
+            updated_at: Timestamp(5),
+        }
+    }
+
+    #[test]
+    fn volumes_attachments_and_snapshots() {
+        let db = Db::open_in_memory().unwrap();
+        db.write(|tx| insert_volume(tx, &vol("v1", "p1"))).unwrap();
+        db.write(|tx| insert_volume(tx, &vol("v2", "p2"))).unwrap();
+        assert_eq!(
+            db.read(|c| volume(c, "v1")).unwrap().unwrap(),
+            vol("v1", "p1")
+        );
+        assert_eq!(db.read(|c| volumes(c, Some("p2"))).unwrap().len(), 1);
+        assert_eq!(db.read(|c| volumes(c, None)).unwrap().len(), 2);
+
+        let creating = [VolumeStatus::Creating];
+        assert!(db
+            .write(|tx| set_volume_status_if(tx, "v1", &creating, VolumeStatus::Available, None))
+            .unwrap());
+        assert!(!db
+            .write(|tx| set_volume_status_if(tx, "v1", &creating, VolumeStatus::Error, None))
+            .unwrap());
+
+        let a = Attachment {
+            id: "a1".into(),
+            volume_id: "v1".into(),
+            server_id: "s1".into(),
+            device: Some("/dev/vdb".into()),
+            attached_at: Timestamp(9),
+        };
+        db.write(|tx| insert_attachment(tx, &a)).unwrap();
+        // One attachment per volume.
+        let again = Attachment {
+            id: "a2".into(),
+            ..a.clone()
+        };
+        assert!(db.write(|tx| insert_attachment(tx, &again)).is_err());
+        assert_eq!(
+            db.read(|c| volume(c, "v1")).unwrap().unwrap().attachment,
+            Some(a.clone())
+        );
+        assert_eq!(
+            db.read(|c| attachments_of_server(c, "s1")).unwrap(),
+            vec![a]
+        );
+        assert!(db.write(|tx| delete_attachment(tx, "v1")).unwrap());
+
+        let s = Snapshot {
+            id: "s1".into(),
+            project_id: "p1".into(),
+            user_id: "u".into(),
+            volume_id: "v1".into(),
+            name: None,
+            description: None,
+            size: 1,
+            status: SnapshotStatus::Creating,
+            fault: None,
+            created_at: Timestamp(1),
+            updated_at: Timestamp(1),
+        };
+        db.write(|tx| insert_snapshot(tx, &s)).unwrap();
+        assert_eq!(db.read(|c| snapshot_count_of(c, "v1")).unwrap(), 1);
+        // The snapshot holds its volume.
+        assert!(db.write(|tx| delete_volume(tx, "v1")).is_err());
+        assert!(db.write(|tx| delete_snapshot(tx, "s1")).unwrap());
+        assert!(db.write(|tx| delete_volume(tx, "v1")).unwrap());
+        assert_eq!(db.read(|c| volume(c, "v1")).unwrap(), None);
+    }
+}

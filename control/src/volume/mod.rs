@@ -1,0 +1,498 @@
+//! Cinder's part of the control service: volumes (blank, from an image, from a snapshot; thin
+//! or thick by volume type), snapshots, and attachments to servers. Files are made by
+//! `outpost-image-store`'s `VolumeStore`.
+//!
+//! Creating a volume or a snapshot copies data, so it runs in the background as Cinder does:
+//! the record is written `creating`, the request answers 202, and a worker thread makes the
+//! file and records `available` or `error` (`jobs`). A volume's status also serialises work
+//! on it: only an `available` volume is extended, snapshotted or deleted. A restart finishes or
+//! fails whatever was in progress ([`recover`]).
+//!
+//! Policy: members act within their project; admins see every project's volumes with
+//! `all_tenants`. Sizes are GiB, 1 to [`MAX_SIZE_GIB`].
+
+mod attachments;
+mod jobs;
+pub mod query;
+mod recovery;
+pub mod snapshots;
+pub mod types;
+
+pub use crate::storage::volumes::{Attachment, Snapshot, SnapshotStatus, Volume, VolumeStatus};
+pub use attachments::{attach, attachments_of_server, detach};
+pub use query::{ListQuery, SortKey};
+pub use recovery::{recover, Recovered};
+pub use types::VolumeType;
+
+use jobs::JobKind;
+
+use crate::context::RequestContext;
+use crate::image::{self, ConsumerKind, ImageError};
+use crate::random::{self, RandomError};
+use crate::storage::volumes as store;
+use crate::storage::{Db, StorageError};
+use crate::timestamp::Timestamp;
+use outpost_image_store::size::{bytes_from_gib, SizeError, GIB};
+use outpost_image_store::{ImageStore, VolumeStore};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// The largest volume, in GiB: the volume store's default limit (4 TiB).
+pub const MAX_SIZE_GIB: i64 = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    #[error("Volume {0} could not be found.")]
+    NotFound(String),
+    #[error("Snapshot {0} could not be found.")]
+    SnapshotNotFound(String),
+    #[error("Volume type {0} could not be found.")]
+    TypeNotFound(String),
+    #[error("Invalid input received: {0}")]
+    InvalidInput(String),
+    #[error("Invalid volume: {0}")]
+    InvalidVolume(String),
+    #[error("Invalid snapshot: {0}")]
+    InvalidSnapshot(String),
+    #[error("Invalid image identifier or unable to access requested image: {0}")]
+    InvalidImage(#[from] ImageError),
+    #[error("Marker {0} could not be found.")]
+    MarkerNotFound(String),
+    #[error("Policy doesn't allow {0} to be performed.")]
+    Forbidden(&'static str),
+    /// The volume store refused or failed.
+    #[error("{0}")]
+    Disk(#[from] outpost_image_store::VolumeError),
+    #[error("cannot start a worker thread: {0}")]
+    Worker(std::io::Error),
+    #[error(transparent)]
+    Random(#[from] RandomError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// The stores volumes live in and are copied from. Cheap to clone; workers take a clone.
+#[derive(Clone)]
+pub struct Stores {
+    pub db: Db,
+    pub volumes: Arc<VolumeStore>,
+    pub images: Arc<ImageStore>,
+}
+
+/// `POST /volumes`, parsed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NewVolume {
+    /// GiB; may be omitted when copying a snapshot (its size is used).
+    pub size: Option<Value>,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    /// Type name or id; default `thin`.
+    pub volume_type: Option<String>,
+    pub image_ref: Option<String>,
+    pub snapshot_id: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// A volume size from the API: a JSON integer or a string of digits (Cinder accepts both),
+/// 1 to [`MAX_SIZE_GIB`].
+pub fn parse_size(field: &str, v: &Value) -> Result<i64, VolumeError> {
+    let bad = |why: String| VolumeError::InvalidInput(format!("{field} {v} {why}"));
+    let n = match v {
+        Value::Number(n) => n.as_i64().ok_or_else(|| bad("must be an integer".into()))?,
+        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s
+            .parse::<i64>()
+            .map_err(|_| bad(format!("is above the maximum of {MAX_SIZE_GIB} GiB")))?,
+        _ => return Err(bad("must be an integer".into())),
+    };
+    if n < 1 {
+        return Err(bad("must be an integer and greater than 0".into()));
+    }
+    if n > MAX_SIZE_GIB {
+        return Err(bad(format!(
+            "is above this host's maximum of {MAX_SIZE_GIB} GiB"
+        )));
+    }
+    Ok(n)
+}
+
+fn bytes(gib: i64) -> Result<u64, VolumeError> {
+    bytes_from_gib("volume", gib).map_err(|e: SizeError| VolumeError::InvalidInput(e.to_string()))
+}
+
+/// GiB needed to hold `size` bytes.
+pub fn gib_for(size: i64) -> i64 {
+    let gib = GIB as i64;
+    size.saturating_add(gib - 1) / gib
+}
+
+fn check_text(field: &str, v: &Option<String>, max: usize) -> Result<(), VolumeError> {
+    match v {
+        Some(s) if s.chars().count() > max => Err(VolumeError::InvalidInput(format!(
+            "{field} is longer than {max} characters"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn project_of(ctx: &RequestContext) -> Result<String, VolumeError> {
+    ctx.project_id
+        .clone()
+        .ok_or(VolumeError::Forbidden("volume:create"))
+}
+
+pub(crate) fn visible(
+    c: &rusqlite::Connection,
+    ctx: &RequestContext,
+    id: &str,
+) -> Result<Volume, VolumeError> {
+    store::volume(c, id)?
+        .filter(|v| ctx.can_see(&v.project_id))
+        .ok_or_else(|| VolumeError::NotFound(id.to_owned()))
+}
+
+/// An image reference as Cinder takes it: an id, or a URL ending in one.
+fn image_id_of(reference: &str) -> &str {
+    reference
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or(reference)
+}
+
+/// Cinder's `volume_image_metadata`: the image's core attributes and its properties.
+fn image_metadata(img: &image::Image) -> BTreeMap<String, String> {
+    let mut m = img.properties.clone();
+    let mut put = |k: &str, v: Option<String>| {
+        if let Some(v) = v {
+            m.insert(k.to_owned(), v);
+        }
+    };
+    put("image_id", Some(img.id.clone()));
+    put("image_name", img.name.clone());
+    put("checksum", img.checksum.clone());
+    put("disk_format", img.disk_format.clone());
+    put("container_format", img.container_format.clone());
+    put("size", img.size.map(|s| s.to_string()));
+    put("min_disk", Some(img.min_disk.to_string()));
+    put("min_ram", Some(img.min_ram.to_string()));
+    m
+}
+
+/// Where the new volume's data comes from, resolved before the record is written.
+enum Source {
+    Blank,
+    Image(PathBuf),
+    Snapshot(String),
+}
+
+/// Writes the record (`creating`) and starts the copy; returns the record.
+pub fn create(
+    stores: &Stores,
+    ctx: &RequestContext,
+    new: NewVolume,
+) -> Result<Volume, VolumeError> {
+    let db = &stores.db;
+    check_text("name", &new.name, 255)?;
+    check_text("description", &new.description, 255)?;
+    for (k, v) in &new.metadata {
+        if k.is_empty() || k.chars().count() > 255 || v.chars().count() > 255 {
+            return Err(VolumeError::InvalidInput(format!(
+                "metadata key {k:?}: keys are 1 to 255 characters, values at most 255"
+            )));
+        }
+    }
+    let vtype = match &new.volume_type {
+        None => types::DEFAULT,
+        Some(t) => types::find(t).ok_or_else(|| VolumeError::TypeNotFound(t.clone()))?,
+    };
+    if new.image_ref.is_some() && new.snapshot_id.is_some() {
+        return Err(VolumeError::InvalidInput(
+            "give at most one of imageRef and snapshot_id".into(),
+        ));
+    }
+    let mut size = new
+        .size
+        .as_ref()
+        .map(|v| parse_size("size", v))
+        .transpose()?;
+    let mut source = Source::Blank;
+    let mut img = None;
+    if let Some(r) = &new.image_ref {
+        let found = image::get(db, ctx, image_id_of(r))?;
+        if found.status != image::ImageStatus::Active {
+            return Err(ImageError::NotActive(found.id).into());
+        }
+        let needed = gib_for(found.virtual_size.or(found.size).unwrap_or(0)).max(found.min_disk);
+        let Some(s) = size else {
+            return Err(VolumeError::InvalidInput(
+                "size is required when creating a volume from an image".into(),
+            ));
+        };
+        if s < needed {
+            return Err(VolumeError::InvalidInput(format!(
+                "Size of specified image {} is larger than volume size {s} GiB: give at least \
+                 {needed} GiB",
+                found.id
+            )));
+        }
+        source = Source::Image(
+            stores
+                .images
+                .image_path(&found.id)
+                .map_err(ImageError::from)?,
+        );
+        img = Some(found);
+    }
+    if let Some(snap_id) = &new.snapshot_id {
+        let snap = snapshots::get(db, ctx, snap_id)?;
+        if snap.status != SnapshotStatus::Available {
+            return Err(VolumeError::InvalidSnapshot(format!(
+                "snapshot {snap_id} is {}; it must be available",
+                snap.status.as_str()
+            )));
+        }
+        let s = *size.get_or_insert(snap.size);
+        if s < snap.size {
+            return Err(VolumeError::InvalidInput(format!(
+                "volume size {s} GiB is smaller than the snapshot's {} GiB",
+                snap.size
+            )));
+        }
+        source = Source::Snapshot(snap_id.clone());
+    }
+    let size = size.ok_or_else(|| VolumeError::InvalidInput("size is required".into()))?;
+    let size_bytes = bytes(size)?;
+    let now = Timestamp::now();
+    let volume = Volume {
+        id: random::uuid()?,
+        project_id: project_of(ctx)?,
+        user_id: ctx.user_id.clone(),
+        name: new.name,
+        description: new.description,
+        size,
+        status: VolumeStatus::Creating,
+        volume_type: vtype.name.to_owned(),
+        image_id: img.as_ref().map(|i| i.id.clone()),
+        image_metadata: img.as_ref().map(image_metadata).unwrap_or_default(),
+        snapshot_id: new.snapshot_id.clone(),
+        fault: None,
+        metadata: new.metadata,
+        attachment: None,
+        created_at: now,
+        updated_at: now,
+    };
+    db.write(|tx| {
+        if let Some(i) = &volume.image_id {
+            // In the same transaction: the image cannot be deleted from here on.
+            image::acquire(tx, i, ConsumerKind::Volume, &volume.id)?;
+        }
+        if let Some(s) = &volume.snapshot_id {
+            let still =
+                store::snapshot(tx, s)?.is_some_and(|s| s.status == SnapshotStatus::Available);
+            if !still {
+                return Err(VolumeError::InvalidSnapshot(format!(
+                    "snapshot {s} is not available"
+                )));
+            }
+        }
+        store::insert_volume(tx, &volume)?;
+        Ok(())
+    })?;
+    let (id, provisioning) = (volume.id.clone(), vtype.provisioning);
+    let worker = stores.clone();
+    jobs::spawn(
+        stores,
+        "volume-create",
+        JobKind::Volume,
+        &volume.id,
+        move || {
+            let vs = &worker.volumes;
+            let made = match &source {
+                Source::Blank => vs.create_blank(&id, size_bytes, provisioning),
+                Source::Image(path) => vs.create_from_image(&id, path, size_bytes, provisioning),
+                Source::Snapshot(snap) => {
+                    vs.create_from_snapshot(&id, snap, size_bytes, provisioning)
+                }
+            };
+            jobs::finish(
+                &worker,
+                JobKind::Volume,
+                &id,
+                made.map(drop).map_err(|e| e.to_string()),
+            );
+        },
+    )?;
+    Ok(volume)
+}
+
+pub fn get(db: &Db, ctx: &RequestContext, id: &str) -> Result<Volume, VolumeError> {
+    db.read(|c| visible(c, ctx, id))
+}
+
+pub fn list(db: &Db, ctx: &RequestContext, q: &ListQuery) -> Result<Vec<Volume>, VolumeError> {
+    let project = if q.all_projects && ctx.is_admin() {
+        None
+    } else {
+        Some(project_of(ctx)?)
+    };
+    let all = db.read(|c| store::volumes(c, project.as_deref()))?;
+    query::page(all, q)
+}
+
+/// `PUT /volumes/{id}`: name and description (None leaves a field as it is).
+pub fn update(
+    db: &Db,
+    ctx: &RequestContext,
+    id: &str,
+    name: Option<Option<String>>,
+    description: Option<Option<String>>,
+) -> Result<Volume, VolumeError> {
+    if let Some(n) = &name {
+        check_text("name", n, 255)?;
+    }
+    if let Some(d) = &description {
+        check_text("description", d, 255)?;
+    }
+    db.write(|tx| {
+        let v = visible(tx, ctx, id)?;
+        let name = name.unwrap_or(v.name);
+        let description = description.unwrap_or(v.description);
+        store::set_volume_text(tx, id, name.as_deref(), description.as_deref())?;
+        visible(tx, ctx, id)
+    })
+}
+
+/// Statuses from which a volume may be deleted (Cinder's list, as far as they exist here).
+const DELETABLE: [VolumeStatus; 3] = [
+    VolumeStatus::Available,
+    VolumeStatus::Error,
+    VolumeStatus::ErrorDeleting,
+];
+
+/// Deletes volume `id`: refused while attached, while it has snapshots, or while it is busy.
+pub fn delete(stores: &Stores, ctx: &RequestContext, id: &str) -> Result<(), VolumeError> {
+    let db = &stores.db;
+    db.write(|tx| {
+        let v = visible(tx, ctx, id)?;
+        if v.attachment.is_some() {
+            return Err(VolumeError::InvalidVolume(format!(
+                "volume {id} is attached to a server; detach it first"
+            )));
+        }
+        let snaps = store::snapshot_count_of(tx, id)?;
+        if snaps > 0 {
+            return Err(VolumeError::InvalidVolume(format!(
+                "volume {id} still has {snaps} dependent snapshots; delete them first"
+            )));
+        }
+        if !store::set_volume_status_if(tx, id, &DELETABLE, VolumeStatus::Deleting, None)? {
+            return Err(VolumeError::InvalidVolume(format!(
+                "Volume status must be available or error and must not be attached or have \
+                 snapshots; volume {id} is {}",
+                v.status.as_str()
+            )));
+        }
+        Ok(())
+    })?;
+    finish_delete(stores, id)
+}
+
+/// Removes the file, then the record and its image use; on failure the volume is left
+/// `error_deleting` (deleting it again retries).
+pub(crate) fn finish_delete(stores: &Stores, id: &str) -> Result<(), VolumeError> {
+    if let Err(e) = stores.volumes.delete(id) {
+        let fault = e.to_string();
+        stores.db.write(|tx| {
+            store::set_volume_status_if(
+                tx,
+                id,
+                &[VolumeStatus::Deleting],
+                VolumeStatus::ErrorDeleting,
+                Some(&fault),
+            )
+        })?;
+        return Err(e.into());
+    }
+    stores.db.write(|tx| {
+        image::release(tx, ConsumerKind::Volume, id)?;
+        store::delete_volume(tx, id)?;
+        Ok::<_, VolumeError>(())
+    })?;
+    tracing::info!("volume {id}: deleted");
+    Ok(())
+}
+
+/// `os-extend`: grows an available volume to `new_size` GiB (thick volumes allocate the new
+/// part). Runs in the request: growing a file is one system call.
+pub fn extend(
+    stores: &Stores,
+    ctx: &RequestContext,
+    id: &str,
+    new_size: &Value,
+) -> Result<Volume, VolumeError> {
+    let db = &stores.db;
+    let new_size = parse_size("new_size", new_size)?;
+    let v = db.write(|tx| {
+        let v = visible(tx, ctx, id)?;
+        if new_size <= v.size {
+            return Err(VolumeError::InvalidInput(format!(
+                "New size for extend must be greater than current size. (current: {}, \
+                 extended: {new_size})",
+                v.size
+            )));
+        }
+        let snapshotting = store::snapshots(tx, None)?
+            .iter()
+            .any(|s| s.volume_id == id && s.status == SnapshotStatus::Creating);
+        if snapshotting
+            || !store::set_volume_status_if(
+                tx,
+                id,
+                &[VolumeStatus::Available],
+                VolumeStatus::Extending,
+                None,
+            )?
+        {
+            return Err(VolumeError::InvalidVolume(format!(
+                "Volume status must be available to extend; volume {id} is {}{}",
+                v.status.as_str(),
+                if snapshotting {
+                    " with a snapshot being taken"
+                } else {
+                    ""
+                }
+            )));
+        }
+        Ok(v)
+    })?;
+    let provisioning = types::by_name(&v.volume_type)
+        .unwrap_or(types::DEFAULT)
+        .provisioning;
+    let grown = bytes(new_size).and_then(|b| Ok(stores.volumes.extend(id, b, provisioning)?));
+    db.write(|tx| {
+        if grown.is_ok() {
+            store::set_volume_size(tx, id, new_size)?;
+        }
+        store::set_volume_status_if(
+            tx,
+            id,
+            &[VolumeStatus::Extending],
+            VolumeStatus::Available,
+            None,
+        )?;
+        Ok::<_, VolumeError>(())
+    })?;
+    grown?;
+    tracing::info!("volume {id}: extended to {new_size} GiB");
+    get(db, ctx, id)
+}
+
+/// Volume `id`'s file, for the monitor (attach it to a guest only while attached).
+pub fn path(volumes: &VolumeStore, id: &str) -> Result<PathBuf, VolumeError> {
+    Ok(volumes.path(id)?)
+}
+
+#[cfg(test)]
+mod tests;

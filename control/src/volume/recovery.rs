@@ -1,0 +1,107 @@
+//! Settling volumes and snapshots left mid-operation by a crash, at start. The volume store
+//! has already removed half-written files when it was opened, and publishes a file only when
+//! it is complete, so a file on disk means the copy finished:
+//!
+//! - `creating` with its file → `available`; without → `error`;
+//! - `extending` → `available`, with the size the file has (the grow is one system call);
+//! - `deleting` → the deletion is finished;
+//! - a volume or snapshot file with no record is removed.
+//!
+//! Server disks (`instances/`) belong to servers and are left alone.
+
+use super::{finish_delete, gib_for, snapshots, Stores, VolumeError};
+use crate::storage::volumes::{self as store, SnapshotStatus, VolumeStatus};
+use outpost_image_store::DiskKind;
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recovered {
+    pub completed: Vec<String>,
+    pub failed: Vec<String>,
+    pub deleted: Vec<String>,
+    pub orphan_files_removed: Vec<String>,
+}
+
+const INTERRUPTED: &str = "interrupted by a restart of outpostd";
+
+pub fn recover(stores: &Stores) -> Result<Recovered, VolumeError> {
+    let db = &stores.db;
+    let vs = &stores.volumes;
+    let mut out = Recovered::default();
+    let on_disk = vs.list(DiskKind::Volume)?;
+    for id in db.read(|c| store::volume_ids_in_status(c, VolumeStatus::Creating))? {
+        let made = on_disk.contains(&id);
+        let (to, fault) = if made {
+            (VolumeStatus::Available, None)
+        } else {
+            (VolumeStatus::Error, Some(INTERRUPTED))
+        };
+        db.write(|tx| store::set_volume_status_if(tx, &id, &[VolumeStatus::Creating], to, fault))?;
+        tracing::info!(
+            "volume {id}: creation {}",
+            if made { "had finished" } else { INTERRUPTED }
+        );
+        if made {
+            &mut out.completed
+        } else {
+            &mut out.failed
+        }
+        .push(id);
+    }
+    for id in db.read(|c| store::volume_ids_in_status(c, VolumeStatus::Extending))? {
+        let size = i64::try_from(vs.size_bytes(&id)?).unwrap_or(i64::MAX);
+        db.write(|tx| {
+            store::set_volume_size(tx, &id, gib_for(size))?;
+            store::set_volume_status_if(
+                tx,
+                &id,
+                &[VolumeStatus::Extending],
+                VolumeStatus::Available,
+                None,
+            )
+        })?;
+        out.completed.push(id);
+    }
+    for id in db.read(|c| store::volume_ids_in_status(c, VolumeStatus::Deleting))? {
+        finish_delete(stores, &id)?;
+        out.deleted.push(id);
+    }
+
+    let on_disk = vs.list(DiskKind::Snapshot)?;
+    for id in db.read(|c| store::snapshot_ids_in_status(c, SnapshotStatus::Creating))? {
+        let made = on_disk.contains(&id);
+        let (to, fault) = if made {
+            (SnapshotStatus::Available, None)
+        } else {
+            (SnapshotStatus::Error, Some(INTERRUPTED))
+        };
+        db.write(|tx| {
+            store::set_snapshot_status_if(tx, &id, &[SnapshotStatus::Creating], to, fault)
+        })?;
+        if made {
+            &mut out.completed
+        } else {
+            &mut out.failed
+        }
+        .push(id);
+    }
+    for id in db.read(|c| store::snapshot_ids_in_status(c, SnapshotStatus::Deleting))? {
+        snapshots::finish_delete(stores, &id)?;
+        out.deleted.push(id);
+    }
+
+    for id in vs.list(DiskKind::Volume)? {
+        if db.read(|c| store::volume(c, &id))?.is_none() {
+            vs.delete(&id)?;
+            tracing::warn!("volume {id}: removed a file with no volume record");
+            out.orphan_files_removed.push(id);
+        }
+    }
+    for id in vs.list(DiskKind::Snapshot)? {
+        if db.read(|c| store::snapshot(c, &id))?.is_none() {
+            vs.delete_snapshot(&id)?;
+            tracing::warn!("snapshot {id}: removed a file with no snapshot record");
+            out.orphan_files_removed.push(id);
+        }
+    }
+    Ok(out)
+}

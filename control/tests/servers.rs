@@ -12,6 +12,9 @@
 //!   stops and deletes), a monitor that died while outpostd was down (ERROR with the
 //!   reason), a create interrupted by the crash (undone, nothing left) and a delete
 //!   interrupted by it (finished);
+//! - a server booted from an uploaded raw Glance image (the default guest kernel, a clone
+//!   of the image as its disk) holds the image: deleting it answers 409 until the server
+//!   is gone;
 //! - a request that does not fit (ERROR "No valid host was found. ..."), bad input refused
 //!   in Nova's shape with nothing created, visibility between projects, and the CLI.
 
@@ -474,6 +477,96 @@ fn a_server_lives_through_its_life() {
 /// What the guest does decides what the supervisor does: a guest that reboots itself
 /// (monitor exit 3) is started again and stays ACTIVE; one that powers off (exit 0) is
 /// SHUTOFF, with no fault.
+/// Uploads `file` as a raw, bare Glance image over the socket (as admin); returns its id.
+fn upload_raw_image(d: &Daemon, name: &str, file: &Path) -> String {
+    let r = d.unix().post(
+        "/image/v2/images",
+        &json!({"name": name, "disk_format": "raw", "container_format": "bare"}),
+    );
+    assert_eq!(r.status.as_u16(), 201, "{}", r.text());
+    let id = r.body_json()["id"].as_str().unwrap().to_owned();
+    let f = std::fs::File::open(file).unwrap();
+    let len = f.metadata().unwrap().len();
+    let r = Client::new(Endpoint::Unix(d.socket()))
+        .unwrap()
+        .upload(
+            hyper::Method::PUT,
+            &format!("/image/v2/images/{id}/file"),
+            &[],
+            Box::new(f),
+            len,
+            Box::new(|_| {}),
+        )
+        .unwrap();
+    assert_eq!(r.status.as_u16(), 204, "{}", r.text());
+    id
+}
+
+#[test]
+fn a_server_boots_from_an_uploaded_image_and_holds_it() {
+    check_assets();
+    let _turn = one_guest_at_a_time();
+    let (d, _sweep) = start_daemon("");
+    create_flavor(&d, "small", 1, 256, 1);
+    let rootfs = Path::new(ASSETS).join("rootfs.ext4");
+    let image = upload_raw_image(&d, "rootfs", &rootfs);
+
+    // imageRef as the client sends it: a link to the image.
+    let r = api(&d).post(
+        "/compute/v2.1/servers",
+        &json!({"server": {"name": "glance", "flavorRef": "small", "networks": "none",
+                           "imageRef": format!("http://x/image/v2/images/{image}")}}),
+    );
+    assert_eq!(r.status.as_u16(), 202, "{}", r.text());
+    let id = r.body_json()["server"]["id"].as_str().unwrap().to_owned();
+    let s = wait_status(&d, &id, "ACTIVE");
+    assert_eq!(s["image"]["id"], image.as_str());
+    wait_marker(&d, &id, 1);
+
+    // A plain image boots the default guest kernel, from a 1 GiB clone of the image.
+    let boot = monitor_get(&d, &id, "/vm/config")["boot-source"].clone();
+    assert_eq!(
+        boot["kernel_image_path"],
+        Path::new(ASSETS).join("test-vmlinux").to_str().unwrap()
+    );
+    let (_, _, disk) = vm_config(&d, &id);
+    assert_eq!(Path::new(&disk), root_disk(&d, &id));
+    assert_eq!(disk_len(&d, &id), 1 << 30);
+
+    // Held: Glance refuses to delete it while the server exists.
+    let users = format!(
+        "SELECT COUNT(*) FROM image_usage WHERE image_id = '{image}' \
+         AND consumer_kind = 'server' AND consumer_id = '{id}'"
+    );
+    assert_eq!(count(&d, &users), 1);
+    let r = d.unix().delete(&format!("/image/v2/images/{image}"));
+    assert_eq!(r.status.as_u16(), 409, "{}", r.text());
+    assert!(r.text().contains(&id), "{}", r.text());
+
+    let r = api(&d).delete(&format!("/compute/v2.1/servers/{id}"));
+    assert_eq!(r.status.as_u16(), 204, "{}", r.text());
+    wait_gone(&d, &id);
+    assert_nothing_left(&d, &id);
+    assert_eq!(count(&d, &users), 0);
+    let r = d.unix().delete(&format!("/image/v2/images/{image}"));
+    assert_eq!(r.status.as_u16(), 204, "{}", r.text());
+
+    // An image that cannot boot (a kernel image, its data not even uploaded) is refused
+    // with nothing created.
+    let r = d.unix().post(
+        "/image/v2/images",
+        &json!({"name": "k", "disk_format": "aki", "container_format": "aki"}),
+    );
+    let kernel = r.body_json()["id"].as_str().unwrap().to_owned();
+    let r = api(&d).post(
+        "/compute/v2.1/servers",
+        &json!({"server": {"name": "k", "flavorRef": "small", "networks": "none",
+                           "imageRef": kernel}}),
+    );
+    assert_eq!(r.status.as_u16(), 400, "{}", r.text());
+    assert_eq!(count(&d, "SELECT COUNT(*) FROM servers"), 0);
+}
+
 #[test]
 fn the_supervisor_follows_what_the_guest_does() {
     check_assets();

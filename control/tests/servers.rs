@@ -14,7 +14,8 @@
 //!   interrupted by it (finished);
 //! - a server booted from an uploaded raw Glance image (the default guest kernel, a clone
 //!   of the image as its disk) holds the image: deleting it answers 409 until the server
-//!   is gone;
+//!   is gone; a volume attached while it runs is pending until a hard reboot, then the
+//!   guest sees vdb, it cannot be detached while open, and deleting the server frees it;
 //! - a request that does not fit (ERROR "No valid host was found. ..."), bad input refused
 //!   in Nova's shape with nothing created, visibility between projects, and the CLI.
 
@@ -503,7 +504,7 @@ fn upload_raw_image(d: &Daemon, name: &str, file: &Path) -> String {
 }
 
 #[test]
-fn a_server_boots_from_an_uploaded_image_and_holds_it() {
+fn a_server_boots_from_an_uploaded_image_holds_it_and_gets_volumes() {
     check_assets();
     let _turn = one_guest_at_a_time();
     let (d, _sweep) = start_daemon("");
@@ -533,6 +534,63 @@ fn a_server_boots_from_an_uploaded_image_and_holds_it() {
     assert_eq!(Path::new(&disk), root_disk(&d, &id));
     assert_eq!(disk_len(&d, &id), 1 << 30);
 
+    // A volume attached to the running server waits for its next start: then the monitor
+    // has it as a second drive, and it cannot be detached while the guest has it open.
+    let project = s["tenant_id"].as_str().unwrap().to_owned();
+    let vols = format!("/volume/v3/{project}/volumes");
+    let r = d
+        .unix()
+        .post(&vols, &json!({"volume": {"size": 1, "name": "data"}}));
+    assert_eq!(r.status.as_u16(), 202, "{}", r.text());
+    let vol = r.body_json()["volume"]["id"].as_str().unwrap().to_owned();
+    let volume_status = |want: &str| {
+        let deadline = Instant::now() + STATE_TIMEOUT;
+        loop {
+            let v = d.unix().get(&format!("{vols}/{vol}")).body_json()["volume"].clone();
+            if v["status"] == want {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "volume never {want}: {v}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    volume_status("available");
+    let va = format!("/compute/v2.1/servers/{id}/os-volume_attachments");
+    let r = api(&d).post(&va, &json!({"volumeAttachment": {"volumeId": vol}}));
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    let a = r.body_json()["volumeAttachment"].clone();
+    assert_eq!(a["device"], "/dev/vdb");
+    assert_eq!(a["serverId"], id.as_str());
+    assert_eq!(a["outpost:pending_restart"], true);
+    let v = volume_status("in-use");
+    assert_eq!(v["attachments"][0]["server_id"], id.as_str(), "{v}");
+    // Attached once only.
+    let r = api(&d).post(&va, &json!({"volumeAttachment": {"volumeId": vol}}));
+    assert_eq!(r.status.as_u16(), 400, "{}", r.text());
+    let r = action(&d, &id, json!({"reboot": {"type": "HARD"}}));
+    assert_eq!(r.status.as_u16(), 202, "{}", r.text());
+    wait_status(&d, &id, "ACTIVE");
+    let shown = api(&d).get(&format!("{va}/{vol}")).body_json();
+    assert_eq!(shown["volumeAttachment"]["outpost:pending_restart"], false);
+    let drives = monitor_get(&d, &id, "/vm/config")["drives"].clone();
+    assert_eq!(drives.as_array().unwrap().len(), 2, "{drives}");
+    assert!(
+        drives[1]["path_on_host"].as_str().unwrap().contains(&vol),
+        "{drives}"
+    );
+    let r = api(&d).delete(&format!("{va}/{vol}"));
+    assert_eq!(r.status.as_u16(), 409, "{}", r.text());
+    // The guest's kernel found it: virtio-blk names the second disk vdb.
+    let deadline = Instant::now() + BOOT_TIMEOUT;
+    while !console(&d, &id, None).contains("[vdb]") {
+        assert!(
+            Instant::now() < deadline,
+            "the guest never saw vdb:\n{}",
+            console(&d, &id, Some(30))
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+
     // Held: Glance refuses to delete it while the server exists.
     let users = format!(
         "SELECT COUNT(*) FROM image_usage WHERE image_id = '{image}' \
@@ -548,6 +606,11 @@ fn a_server_boots_from_an_uploaded_image_and_holds_it() {
     wait_gone(&d, &id);
     assert_nothing_left(&d, &id);
     assert_eq!(count(&d, &users), 0);
+    // Deleting the server detached its volume.
+    assert!(volume_status("available")["attachments"]
+        .as_array()
+        .unwrap()
+        .is_empty());
     let r = d.unix().delete(&format!("/image/v2/images/{image}"));
     assert_eq!(r.status.as_u16(), 204, "{}", r.text());
 
@@ -827,7 +890,7 @@ fn a_server_that_does_not_fit_ends_in_error_and_bad_input_changes_nothing() {
             json!({"server": {"name": "x", "flavorRef": "small", "networks": "none",
                            "block_device_mapping_v2": [{"boot_index": 0, "uuid": "v1",
                                "source_type": "volume", "destination_type": "volume"}]}}),
-            "Volumes are not available",
+            "Booting from a volume is not supported yet",
         ),
         (
             json!({"server": {"name": " x", "flavorRef": "small", "imageRef": "outpost-guest",
@@ -918,19 +981,15 @@ fn a_server_that_does_not_fit_ends_in_error_and_bad_input_changes_nothing() {
     assert_eq!(list("").body_json()["servers"].as_array().unwrap().len(), 1);
     wait_status(&d, &hers, "ERROR");
 
-    // Volume attachments are structured but not available yet.
+    // A server in ERROR has no volumes and gets none.
     let va = format!("/compute/v2.1/servers/{id}/os-volume_attachments");
     assert_eq!(
         api(&d).get(&va).body_json(),
         json!({"volumeAttachments": []})
     );
     let r = api(&d).post(&va, &json!({"volumeAttachment": {"volumeId": "v1"}}));
-    assert_eq!(r.status.as_u16(), 400);
-    assert!(
-        r.text().contains("Volumes are not available"),
-        "{}",
-        r.text()
-    );
+    assert_eq!(r.status.as_u16(), 409, "{}", r.text());
+    assert!(r.text().contains("vm_state error"), "{}", r.text());
 
     // Deleting servers in ERROR leaves nothing.
     for s in [&id, &hers] {

@@ -105,6 +105,11 @@ impl From<FlavorError> for Fault {
 impl From<ServerError> for Fault {
     fn from(e: ServerError) -> Fault {
         use ServerError as E;
+        // Cinder's own mapping: an unknown volume is 404, one that cannot be attached 400.
+        let e = match e {
+            E::Volume(v) => return Fault::from(v),
+            e => e,
+        };
         let status = match &e {
             E::NotFound(_) => StatusCode::NOT_FOUND,
             E::InvalidField { .. }
@@ -115,11 +120,15 @@ impl From<ServerError> for Fault {
             E::Image(BootSourceError::ImageNotFound(_) | BootSourceError::Unusable { .. }) => {
                 StatusCode::BAD_REQUEST
             }
-            E::InvalidState { .. } => StatusCode::CONFLICT,
+            E::InvalidState { .. } | E::VolumeOpen { .. } => StatusCode::CONFLICT,
+            E::NotAttached { .. } => StatusCode::NOT_FOUND,
             E::Forbidden(_) => StatusCode::FORBIDDEN,
-            E::Image(_) | E::Random(_) | E::Storage(_) | E::Fleet(_) | E::Console { .. } => {
-                return Fault::internal(e)
-            }
+            E::Image(_)
+            | E::Volume(_)
+            | E::Random(_)
+            | E::Storage(_)
+            | E::Fleet(_)
+            | E::Console { .. } => return Fault::internal(e),
         };
         Fault::new(status, e.to_string())
     }

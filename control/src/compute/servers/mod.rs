@@ -18,6 +18,7 @@ mod recovery;
 mod runner;
 mod saga;
 pub mod state;
+pub mod volumes;
 
 pub use actions::{
     confirm_resize, console_output, delete, reboot, resize, revert_resize, start, stop, update,
@@ -71,12 +72,21 @@ pub enum ServerError {
     #[error("Policy doesn't allow os_compute_api:{0} to be performed.")]
     Forbidden(&'static str),
     #[error(
-        "Volumes are not available on this appliance yet: {0} cannot be used. Boot from an \
-         image (imageRef) instead."
+        "Booting from a volume is not supported yet: {0} cannot be used. Boot from an image \
+         (imageRef) and attach volumes with os-volume_attachments."
     )]
     VolumesUnavailable(&'static str),
     #[error("marker [{0}] not found")]
     MarkerNotFound(String),
+    #[error("Instance {server} is not attached to volume {volume}.")]
+    NotAttached { server: String, volume: String },
+    #[error(
+        "Volume {volume} is in use by the running guest of server {server}; stop the server \
+         to detach it."
+    )]
+    VolumeOpen { server: String, volume: String },
+    #[error(transparent)]
+    Volume(#[from] crate::volume::VolumeError),
     #[error(transparent)]
     Random(#[from] RandomError),
     #[error(transparent)]

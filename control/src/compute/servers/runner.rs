@@ -62,6 +62,8 @@ pub enum RunError {
     Placement(#[from] PlacementError),
     #[error(transparent)]
     Disk(#[from] VolumeError),
+    #[error(transparent)]
+    Volume(#[from] crate::volume::VolumeError),
     /// The server's image cannot be held (deleted or deactivated since the request).
     #[error(transparent)]
     Image(#[from] crate::image::ImageError),
@@ -277,6 +279,7 @@ impl Runner {
             vcpus: u64::try_from(s.flavor.vcpus).unwrap_or(1),
             mem_mib: u64::try_from(s.flavor.ram).unwrap_or(0),
             root_disk,
+            volumes: super::volumes::drives(&self.fleet, &self.id)?,
         })
     }
 

@@ -177,6 +177,7 @@ impl Runner {
         self.set_step(DELETE, "stop_monitor")?;
         self.stop_monitor(None)?;
         self.set_step(DELETE, "remove_disk")?;
+        super::volumes::detach_all(&self.fleet, &self.id)?;
         self.fleet.volumes.remove_server_disks(&self.id)?;
         self.dir.remove()?;
         self.set_step(DELETE, "release_claim")?;

@@ -91,6 +91,31 @@ impl ServerDir {
         self.path.join("exit-status")
     }
 
+    /// The ids of the volumes the current monitor was given, one a line.
+    fn volumes_file(&self) -> PathBuf {
+        self.path.join("volumes")
+    }
+
+    /// The volumes the current (or last) monitor was started with; none if it never was.
+    pub fn started_volumes(&self) -> Vec<String> {
+        std::fs::read_to_string(self.volumes_file())
+            .map(|s| s.lines().map(str::to_owned).collect())
+            .unwrap_or_default()
+    }
+
+    fn record_volumes(&self, spec: &MonitorSpec) -> Result<(), MonitorError> {
+        let text: String = spec
+            .volumes
+            .iter()
+            .map(|(id, _)| format!("{id}\n"))
+            .collect();
+        std::fs::write(self.volumes_file(), text).map_err(|source| MonitorError::Io {
+            what: "record the server's volumes",
+            path: self.volumes_file(),
+            source,
+        })
+    }
+
     pub fn create(&self) -> Result<(), MonitorError> {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
@@ -127,6 +152,8 @@ pub struct MonitorSpec {
     pub mem_mib: u64,
     /// The server's own root disk (never an image).
     pub root_disk: Option<PathBuf>,
+    /// Attached Cinder volumes (id, file), in attachment order: `/dev/vdb` onwards.
+    pub volumes: Vec<(String, PathBuf)>,
 }
 
 /// Starts the monitor process (not yet the guest): the record is returned at once so the
@@ -181,6 +208,19 @@ pub fn configure_and_start(
                 "drive_id": "rootfs",
                 "path_on_host": disk,
                 "is_root_device": true,
+                "is_read_only": false,
+            }),
+        )?;
+    }
+    dir.record_volumes(spec)?;
+    for (n, (_, path)) in spec.volumes.iter().enumerate() {
+        let drive_id = format!("volume{}", n + 1);
+        api.put(
+            &format!("/drives/{drive_id}"),
+            &json!({
+                "drive_id": drive_id,
+                "path_on_host": path,
+                "is_root_device": false,
                 "is_read_only": false,
             }),
         )?;

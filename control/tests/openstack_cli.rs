@@ -223,8 +223,8 @@ fn openstack_client_drives_servers() {
     admin.json(&[
         "flavor", "create", "--ram", "256", "--vcpus", "1", "--disk", "1", "s1",
     ]);
-    // The client resolves --image through Glance, which is not served yet: create over the
-    // socket.
+    // The client resolves --image through Glance, and the default guest is not a Glance
+    // image (tests/servers.rs boots an uploaded one): create over the socket.
     let flavor = admin.json(&["flavor", "show", "s1"])["id"].clone();
     let r = d.unix().post(
         "/compute/v2.1/servers",

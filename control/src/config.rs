@@ -12,7 +12,10 @@
 //! token_ttl_secs = 43200
 //! region = "RegionOne"
 //! ```
+//!
+//! Servers add `[compute]` and `[guest]`, described in [`crate::compute::servers::config`].
 
+use crate::compute::servers::config::{ComputeSection, GuestSection, GuestSettings};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -53,6 +56,10 @@ pub struct ConfigFile {
     pub api: ApiSection,
     #[serde(default)]
     pub identity: IdentitySection,
+    #[serde(default)]
+    pub compute: ComputeSection,
+    #[serde(default)]
+    pub guest: GuestSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -102,6 +109,9 @@ pub struct Settings {
     pub public_url: Option<String>,
     pub token_ttl: Duration,
     pub region: String,
+    /// Resolved at start against the machine (`ComputeSettings::resolve`).
+    pub compute: ComputeSection,
+    pub guest: GuestSettings,
 }
 
 impl Settings {
@@ -148,6 +158,8 @@ impl Settings {
             public_url,
             token_ttl: Duration::from_secs(ttl),
             region,
+            guest: GuestSettings::resolve(&file.guest),
+            compute: file.compute,
         })
     }
 

@@ -7,6 +7,9 @@
 //! runtime has drained.
 
 use crate::api::{self, ApiState, Router};
+use crate::compute::servers::boot_source::GlanceImages;
+use crate::compute::servers::config::{ComputeConfigError, ComputeSettings, Machine};
+use crate::compute::servers::{Fleet, FleetError};
 use crate::config::Settings;
 use crate::identity::bootstrap::{self, BootstrapError};
 use crate::storage::{Db, StorageError};
@@ -49,6 +52,10 @@ pub enum DaemonError {
     ImageStore(#[from] outpost_image_store::ImageError),
     #[error("cannot open the volume store: {0}")]
     VolumeStore(#[from] outpost_image_store::VolumeError),
+    #[error("configuration: {0}")]
+    Compute(#[from] ComputeConfigError),
+    #[error("servers: {0}")]
+    Fleet(#[from] FleetError),
 }
 
 /// Runs the daemon until SIGTERM/SIGINT.
@@ -68,6 +75,9 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     let images = Arc::new(ImageStore::open(settings.state_dir.clone())?);
     let volumes = Arc::new(VolumeStore::open(settings.state_dir.clone())?);
     recover(&db, &images, &volumes);
+
+    let fleet = open_fleet(db.clone(), &settings, images.clone(), volumes.clone())?;
+    fleet.recover()?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -103,6 +113,7 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
             token_ttl: settings.token_ttl,
             socket_context,
             router: Router::new(),
+            fleet,
             images,
             volumes,
         });
@@ -112,6 +123,35 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     remove_socket(&settings.socket);
     tracing::info!("outpostd stopped");
     result
+}
+
+/// The servers' side of the daemon: this host's inventory (configured, else measured), Glance
+/// images and the default guest as boot sources, the daemon's one image and volume store,
+/// and the saved claims. Runs no server yet ([`Fleet::recover`] does).
+pub fn open_fleet(
+    db: Db,
+    settings: &Settings,
+    images: Arc<ImageStore>,
+    volumes: Arc<VolumeStore>,
+) -> Result<Arc<Fleet>, DaemonError> {
+    let compute =
+        ComputeSettings::resolve(&settings.compute, Machine::measure(&settings.state_dir))?;
+    tracing::info!(
+        "host {}: {} vCPU, {} MB RAM, {} GB disk; monitor {:?}",
+        compute.host,
+        compute.inventory.vcpus,
+        compute.inventory.ram_mb,
+        compute.inventory.disk_gb,
+        compute.monitor
+    );
+    let boot = GlanceImages::new(db.clone(), images, settings.guest.clone());
+    Ok(Fleet::open(
+        db,
+        &settings.state_dir,
+        compute,
+        volumes,
+        Box::new(boot),
+    )?)
 }
 
 /// Brings image and volume records back into agreement with their files. A failure is

@@ -8,9 +8,9 @@
 //! one module per kind). `outpost` is the command-line client ([`cli`] over [`client`]).
 //!
 //! Images ([`image`], Glance) and volumes ([`volume`], Cinder) keep their bytes in
-//! `outpost-image-store`; servers (Nova, placed by `resources`, run by `outpost-vmm`) are to
-//! come as `compute/servers.rs`, using [`image::boot_source`], [`image::acquire`] and
-//! [`volume::attach`].
+//! `outpost-image-store`; servers (Nova, placed by `resources`, run by `outpost-vmm`) live in
+//! [`compute::servers`], booting from Glance images through [`image::boot_source`] and holding
+//! them with [`image::acquire`] so that an image in use cannot be deleted.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 

@@ -11,6 +11,8 @@
 use super::request::{Reply, ReplyBody};
 use super::ServiceKind;
 use crate::compute::flavors::FlavorError;
+use crate::compute::servers::boot_source::BootSourceError;
+use crate::compute::servers::ServerError;
 use crate::identity::IdentityError;
 use crate::image::ImageError;
 use crate::storage::StorageError;
@@ -95,6 +97,38 @@ impl From<FlavorError> for Fault {
             E::InvalidField { .. } | E::MarkerNotFound(_) => StatusCode::BAD_REQUEST,
             E::Forbidden(_) => StatusCode::FORBIDDEN,
             E::Random(_) | E::Storage(_) => return Fault::internal(e),
+        };
+        Fault::new(status, e.to_string())
+    }
+}
+
+impl From<ServerError> for Fault {
+    fn from(e: ServerError) -> Fault {
+        use ServerError as E;
+        // Cinder's own mapping: an unknown volume is 404, one that cannot be attached 400.
+        let e = match e {
+            E::Volume(v) => return Fault::from(v),
+            e => e,
+        };
+        let status = match &e {
+            E::NotFound(_) => StatusCode::NOT_FOUND,
+            E::InvalidField { .. }
+            | E::BadRequest(_)
+            | E::FlavorNotFound(_)
+            | E::VolumesUnavailable(_)
+            | E::MarkerNotFound(_) => StatusCode::BAD_REQUEST,
+            E::Image(BootSourceError::ImageNotFound(_) | BootSourceError::Unusable { .. }) => {
+                StatusCode::BAD_REQUEST
+            }
+            E::InvalidState { .. } | E::VolumeOpen { .. } => StatusCode::CONFLICT,
+            E::NotAttached { .. } => StatusCode::NOT_FOUND,
+            E::Forbidden(_) => StatusCode::FORBIDDEN,
+            E::Image(_)
+            | E::Volume(_)
+            | E::Random(_)
+            | E::Storage(_)
+            | E::Fleet(_)
+            | E::Console { .. } => return Fault::internal(e),
         };
         Fault::new(status, e.to_string())
     }

@@ -6,8 +6,13 @@
 //!
 //! Compute advertises 2.75 and honours every flavor behaviour up to it: `description` and
 //! `PUT /flavors/{id}` (2.55), `extra_specs` in flavor bodies (2.61), `swap` as 0 instead of ""
-//! (2.75). 2.86 (extra spec validation) is not served. Servers must honour the server-side
-//! changes up to 2.75 when they arrive, or lower this.
+//! (2.75). 2.86 (extra spec validation) is not served. Servers honour the server-side
+//! changes up to 2.75 that clients rely on: extended attributes (2.3), `locked` (2.9),
+//! `host_status` (2.16), `description` (2.19), `tags` (2.26, always empty), `networks`
+//! required with "auto"/"none" (2.37), a 400 for an unknown status (2.38), the embedded
+//! flavor (2.47), no `personality` (2.57), `trusted_image_certificates` (2.63),
+//! `server_groups` (2.71), `locked_reason` (2.73), `host` on create (2.74), and a 400 for
+//! unknown list parameters with PUT answering the full server (2.75).
 //!
 //! Volume advertises 3.0 only. The volumes, snapshots and types served behave as Cinder 3.0;
 //! every later microversion changes something served here (3.2 the `bootable` filter, 3.34

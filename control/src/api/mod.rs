@@ -24,6 +24,7 @@ pub use fault::Fault;
 pub use request::{Call, RawRequest, Reply, ReplyBody};
 pub use routes::{Router, ServiceKind};
 
+use crate::compute::servers::Fleet;
 use crate::context::RequestContext;
 use crate::storage::Db;
 use outpost_image_store::{ImageStore, VolumeStore};
@@ -50,6 +51,8 @@ pub struct ApiState {
     /// Who requests on the unix socket act as.
     pub socket_context: RequestContext,
     pub router: Router,
+    /// The servers this daemon runs.
+    pub fleet: Arc<Fleet>,
     /// Image data (Glance).
     pub images: Arc<ImageStore>,
     /// Volume, snapshot and server disk files (Cinder, Nova).

@@ -157,6 +157,18 @@ pub static ROUTES: &[Route] = &[
     route(Method::GET, "/compute/v2.1/flavors/{flavor_id}/os-extra_specs/{key}", Compute, Caller, compute::extra_specs::show),
     route(Method::PUT, "/compute/v2.1/flavors/{flavor_id}/os-extra_specs/{key}", Compute, Caller, compute::extra_specs::update),
     route(Method::DELETE, "/compute/v2.1/flavors/{flavor_id}/os-extra_specs/{key}", Compute, Caller, compute::extra_specs::delete),
+    // Nova servers.
+    route(Method::GET, "/compute/v2.1/servers", Compute, Caller, compute::servers::list),
+    route(Method::POST, "/compute/v2.1/servers", Compute, Caller, compute::servers::create),
+    route(Method::GET, "/compute/v2.1/servers/detail", Compute, Caller, compute::servers::list_detail),
+    route(Method::GET, "/compute/v2.1/servers/{server_id}", Compute, Caller, compute::servers::show),
+    route(Method::PUT, "/compute/v2.1/servers/{server_id}", Compute, Caller, compute::servers::update),
+    route(Method::DELETE, "/compute/v2.1/servers/{server_id}", Compute, Caller, compute::servers::delete),
+    route(Method::POST, "/compute/v2.1/servers/{server_id}/action", Compute, Caller, compute::server_actions::action),
+    route(Method::GET, "/compute/v2.1/servers/{server_id}/os-volume_attachments", Compute, Caller, compute::volume_attachments::list),
+    route(Method::POST, "/compute/v2.1/servers/{server_id}/os-volume_attachments", Compute, Caller, compute::volume_attachments::attach),
+    route(Method::GET, "/compute/v2.1/servers/{server_id}/os-volume_attachments/{volume_id}", Compute, Caller, compute::volume_attachments::show),
+    route(Method::DELETE, "/compute/v2.1/servers/{server_id}/os-volume_attachments/{volume_id}", Compute, Caller, compute::volume_attachments::detach),
     // Glance images.
     route(Method::GET, "/image/v2/images", Image, Caller, image::images::list),
     route(Method::POST, "/image/v2/images", Image, Caller, image::images::create),

@@ -129,7 +129,7 @@ fn flavor_path(f: &Value) -> String {
 }
 
 /// By id first; failing that, by exact name among all flavors, as openstackclient does.
-fn find(api: &Api, name_or_id: &str) -> Result<Value, CliError> {
+pub(super) fn find(api: &Api, name_or_id: &str) -> Result<Value, CliError> {
     match api.get(&format!("{FLAVORS}/{}", percent_encode(name_or_id))) {
         Ok(mut v) => return Ok(v["flavor"].take()),
         Err(CliError::Api { status: 404, .. }) => {}

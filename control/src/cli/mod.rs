@@ -1,12 +1,13 @@
 //! `outpost`: the appliance's command line, talking to outpostd over its unix socket (whose
 //! peer acts as admin, so no credentials are needed). One module per resource kind:
-//! [`flavor`], [`image`], [`volume`]; `server` slots in beside them as a new [`Command`].
+//! [`flavor`], [`image`], [`server`], [`volume`].
 //! Output is a table by default or JSON with `-f json`; every API error becomes one line
 //! carrying the service's own message.
 
 pub mod flavor;
 pub mod image;
 mod output;
+pub mod server;
 pub mod volume;
 
 use crate::client::{ApiResponse, Client, ClientError, Endpoint};
@@ -45,6 +46,9 @@ pub enum Command {
     /// Server sizes (Nova flavors).
     #[command(subcommand)]
     Flavor(flavor::FlavorCommand),
+    /// Servers (Nova): one guest each, run by its own outpost-vmm.
+    #[command(subcommand)]
+    Server(server::ServerCommand),
     /// Disk, kernel and ramdisk images (Glance).
     #[command(subcommand)]
     Image(image::ImageCommand),
@@ -71,6 +75,7 @@ pub fn run(cli: Cli) -> Result<String, CliError> {
     };
     match cli.command {
         Command::Flavor(cmd) => flavor::run(&api, cmd, cli.format),
+        Command::Server(cmd) => server::run(&api, cmd, cli.format),
         Command::Image(cmd) => image::run(&api, cmd, cli.format),
         Command::Volume(cmd) => volume::run(&api, cmd, cli.format),
     }

@@ -1,8 +1,9 @@
-//! Nova's part of the control service. Flavors now; servers (claims through `resources`,
-//! disks from `image-store`, one `outpost-vmm` per guest) arrive as `servers.rs` beside them.
+//! Nova's part of the control service: flavors, and servers (claims through `resources`,
+//! disks from `image-store`, one `outpost-vmm` per guest).
 
 pub mod extra_specs;
 pub mod flavors;
+pub mod servers;
 
 /// Nova's upper bound for integer fields (its database columns are 32-bit signed).
 pub const MAX_INT: i64 = i32::MAX as i64;

@@ -35,6 +35,12 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "volumes",
         sql: include_str!("migrations/0004_volumes.sql"),
     },
+    // Nova servers.
+    Migration {
+        version: 5,
+        name: "servers",
+        sql: include_str!("migrations/0005_servers.sql"),
+    },
 ];
 
 pub(super) fn apply(conn: &mut Connection, steps: &[Migration]) -> Result<(), StorageError> {

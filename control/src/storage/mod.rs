@@ -5,10 +5,12 @@
 //! One connection behind a mutex serves the whole daemon: an appliance's API traffic is light,
 //! and a single writer is what SQLite allows anyway. Callers run on tokio's blocking pool.
 
+pub mod claims;
 pub mod flavors;
 pub mod identity;
 pub mod images;
 mod migrations;
+pub mod servers;
 pub mod tokens;
 pub mod volumes;
 

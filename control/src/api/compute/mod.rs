@@ -1,9 +1,15 @@
-//! Nova v2.1 handlers: flavors and their extra specs; [`views`] renders flavors per
-//! microversion. Servers add `servers.rs` here.
+//! Nova v2.1 handlers: flavors and their extra specs ([`views`] renders flavors per
+//! microversion), servers, their actions and volume attachments ([`server_views`] renders
+//! servers).
 
 pub mod extra_specs;
 pub mod flavors;
+pub mod server_actions;
+mod server_query;
+mod server_views;
+pub mod servers;
 mod views;
+pub mod volume_attachments;
 
 use super::microversion::ApiVersion;
 use super::Call;

@@ -1,0 +1,172 @@
+//! `POST /compute/v2.1/servers/{server_id}/action`: the body's single key names the action
+//! (`os-start`, `os-stop`, `reboot`, `os-getConsoleOutput`, `resize`, `confirmResize`,
+//! `revertResize`), its value the arguments. Status codes are Nova's: 202 for the power
+//! actions, resize and revertResize, 204 for confirmResize, 200 with the console output.
+
+use crate::api::{Call, Fault, Reply};
+use crate::compute::servers;
+use hyper::StatusCode;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Reboot {
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsoleOutput {
+    #[serde(default)]
+    length: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Resize {
+    #[serde(rename = "flavorRef")]
+    flavor_ref: Value,
+    #[serde(rename = "OS-DCF:diskConfig")]
+    disk_config: Option<String>,
+}
+
+fn args<T: for<'de> Deserialize<'de>>(action: &str, v: Value) -> Result<T, Fault> {
+    serde_json::from_value(v)
+        .map_err(|e| Fault::bad_request(format!("Invalid input for field/attribute {action}: {e}")))
+}
+
+/// Actions that take no arguments accept `null` (or `{}`), as Nova's schemas do.
+fn no_args(action: &str, v: &Value) -> Result<(), Fault> {
+    match v {
+        Value::Null => Ok(()),
+        Value::Object(m) if m.is_empty() => Ok(()),
+        other => Err(Fault::bad_request(format!(
+            "Invalid input for field/attribute {action}. Value: {other}. It takes no arguments."
+        ))),
+    }
+}
+
+/// `length`: an integer (or digits in a string), -1 or null for everything.
+fn console_length(v: Option<Value>) -> Result<Option<i64>, Fault> {
+    let bad = |v: &Value| {
+        Fault::bad_request(format!(
+            "Invalid input for field/attribute length. Value: {v}. It must be an integer of \
+             -1 or more."
+        ))
+    };
+    let n = match v {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Number(n)) => n.as_i64().ok_or_else(|| bad(&Value::Number(n.clone())))?,
+        Some(Value::String(s)) => s
+            .parse::<i64>()
+            .map_err(|_| bad(&Value::String(s.clone())))?,
+        Some(other) => return Err(bad(&other)),
+    };
+    match n {
+        -1 => Ok(None),
+        n if n < -1 => Err(bad(&json!(n))),
+        n => Ok(Some(n)),
+    }
+}
+
+pub fn action(call: &Call<'_>) -> Result<Reply, Fault> {
+    let body: Map<String, Value> = call.json()?;
+    let mut entries = body.into_iter();
+    let (name, value) = match (entries.next(), entries.next()) {
+        (Some(entry), None) => entry,
+        _ => {
+            return Err(Fault::bad_request(
+                "The action body must name exactly one action.",
+            ))
+        }
+    };
+    let fleet = &call.state.fleet;
+    let ctx = call.ctx();
+    let id = call.param("server_id");
+    match name.as_str() {
+        "os-start" => {
+            no_args(&name, &value)?;
+            servers::start(fleet, ctx, id)?;
+            Ok(Reply::empty(StatusCode::ACCEPTED))
+        }
+        "os-stop" => {
+            no_args(&name, &value)?;
+            servers::stop(fleet, ctx, id)?;
+            Ok(Reply::empty(StatusCode::ACCEPTED))
+        }
+        "reboot" => {
+            let r: Reboot = args(&name, value)?;
+            let hard = match r.kind.to_ascii_uppercase().as_str() {
+                "HARD" => true,
+                "SOFT" => false,
+                _ => {
+                    return Err(Fault::bad_request(format!(
+                        "Invalid input for field/attribute type. Value: {}. It must be SOFT \
+                         or HARD.",
+                        r.kind
+                    )))
+                }
+            };
+            servers::reboot(fleet, ctx, id, hard)?;
+            Ok(Reply::empty(StatusCode::ACCEPTED))
+        }
+        "os-getConsoleOutput" => {
+            let c: ConsoleOutput = args(&name, value)?;
+            let length = console_length(c.length)?;
+            let output = servers::console_output(fleet, ctx, id, length)?;
+            Ok(Reply::ok(json!({ "output": output })))
+        }
+        "resize" => {
+            let r: Resize = args(&name, value)?;
+            if let Some(d) = r.disk_config.as_deref() {
+                if d != "AUTO" && d != "MANUAL" {
+                    return Err(Fault::bad_request(format!(
+                        "Invalid input for field/attribute OS-DCF:diskConfig. Value: {d}."
+                    )));
+                }
+            }
+            let flavor = match &r.flavor_ref {
+                Value::String(s) if !s.is_empty() => s.clone(),
+                Value::Number(n) => n.to_string(),
+                other => {
+                    return Err(Fault::bad_request(format!(
+                        "Invalid input for field/attribute flavorRef. Value: {other}."
+                    )))
+                }
+            };
+            servers::resize(fleet, ctx, id, &flavor)?;
+            Ok(Reply::empty(StatusCode::ACCEPTED))
+        }
+        "confirmResize" => {
+            no_args(&name, &value)?;
+            servers::confirm_resize(fleet, ctx, id)?;
+            Ok(Reply::empty(StatusCode::NO_CONTENT))
+        }
+        "revertResize" => {
+            no_args(&name, &value)?;
+            servers::revert_resize(fleet, ctx, id)?;
+            Ok(Reply::empty(StatusCode::ACCEPTED))
+        }
+        other => Err(Fault::bad_request(format!(
+            "There is no such action: {other}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn console_lengths() {
+        assert_eq!(console_length(None).unwrap(), None);
+        assert_eq!(console_length(Some(json!(-1))).unwrap(), None);
+        assert_eq!(console_length(Some(json!(5))).unwrap(), Some(5));
+        assert_eq!(console_length(Some(json!("12"))).unwrap(), Some(12));
+        assert!(console_length(Some(json!(-2))).is_err());
+        assert!(console_length(Some(json!("x"))).is_err());
+        assert!(console_length(Some(json!(1.5))).is_err());
+    }
+}

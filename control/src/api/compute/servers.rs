@@ -1,0 +1,470 @@
+//! `/compute/v2.1/servers`: create, list, detail, show, delete. The create body follows
+//! Nova's schema per microversion (`networks` required from 2.37, `description` from 2.19,
+//! `tags` from 2.52, `personality` gone from 2.57, `host` from 2.74); list queries are
+//! parsed by [`super::server_query`].
+
+use super::{present, server_query, server_views as views, version};
+use crate::api::microversion::ApiVersion;
+use crate::api::request::percent_encode;
+use crate::api::{Call, Fault, Reply};
+use crate::compute::servers::{self, NetworkRequest, Networks, NewServer, Server};
+use hyper::StatusCode;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+const DESCRIPTION: ApiVersion = ApiVersion::new(2, 19);
+const NETWORKS_REQUIRED: ApiVersion = ApiVersion::new(2, 37);
+const TAGS: ApiVersion = ApiVersion::new(2, 52);
+const NO_PERSONALITY: ApiVersion = ApiVersion::new(2, 57);
+const TRUSTED_CERTS: ApiVersion = ApiVersion::new(2, 63);
+const REQUESTED_HOST: ApiVersion = ApiVersion::new(2, 74);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    server: ServerCreate,
+    #[serde(rename = "os:scheduler_hints", default)]
+    hints: Option<Map<String, Value>>,
+    #[serde(rename = "OS-SCH-HNT:scheduler_hints", default)]
+    legacy_hints: Option<Map<String, Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerCreate {
+    name: String,
+    #[serde(rename = "imageRef")]
+    image_ref: Option<String>,
+    #[serde(rename = "flavorRef")]
+    flavor_ref: Value,
+    networks: Option<Value>,
+    block_device_mapping_v2: Option<Vec<BlockDeviceMapping>>,
+    block_device_mapping: Option<Vec<Value>>,
+    metadata: Option<BTreeMap<String, String>>,
+    user_data: Option<String>,
+    key_name: Option<String>,
+    #[serde(rename = "adminPass")]
+    admin_pass: Option<String>,
+    availability_zone: Option<String>,
+    config_drive: Option<Value>,
+    #[serde(rename = "OS-DCF:diskConfig")]
+    disk_config: Option<String>,
+    security_groups: Option<Vec<SecurityGroupRef>>,
+    min_count: Option<Value>,
+    max_count: Option<Value>,
+    return_reservation_id: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    description: Option<Option<String>>,
+    tags: Option<Vec<String>>,
+    trusted_image_certificates: Option<Value>,
+    host: Option<String>,
+    hypervisor_hostname: Option<String>,
+    personality: Option<Value>,
+    #[serde(rename = "accessIPv4")]
+    access_ipv4: Option<String>,
+    #[serde(rename = "accessIPv6")]
+    access_ipv6: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecurityGroupRef {
+    name: String,
+}
+
+/// One entry of `block_device_mapping_v2`, as Nova's schema has it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BlockDeviceMapping {
+    boot_index: Option<Value>,
+    uuid: Option<String>,
+    source_type: Option<String>,
+    destination_type: Option<String>,
+    volume_size: Option<Value>,
+    delete_on_termination: Option<Value>,
+    device_name: Option<String>,
+    volume_type: Option<String>,
+    tag: Option<String>,
+    disk_bus: Option<String>,
+    device_type: Option<String>,
+    guest_format: Option<String>,
+    no_device: Option<Value>,
+    volume_id: Option<String>,
+    snapshot_id: Option<String>,
+    image_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NetworkEntry {
+    uuid: Option<String>,
+    port: Option<String>,
+    fixed_ip: Option<String>,
+    tag: Option<String>,
+}
+
+fn unexpected(field: &str, since: &str) -> Fault {
+    Fault::bad_request(format!(
+        "Invalid input for field/attribute server. Additional properties are not allowed \
+         ('{field}' was unexpected{since})"
+    ))
+}
+
+fn networks(v: Option<Value>, version: ApiVersion) -> Result<Networks, Fault> {
+    let Some(v) = v else {
+        if version >= NETWORKS_REQUIRED {
+            return Err(Fault::bad_request(
+                "Invalid input for field/attribute server. 'networks' is a required property",
+            ));
+        }
+        return Ok(Networks::Auto);
+    };
+    match v {
+        Value::String(s) if version >= NETWORKS_REQUIRED && s == "auto" => Ok(Networks::Auto),
+        Value::String(s) if version >= NETWORKS_REQUIRED && s == "none" => Ok(Networks::None),
+        Value::Array(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                let e: NetworkEntry = serde_json::from_value(item).map_err(|e| {
+                    Fault::bad_request(format!("Invalid input for field/attribute networks: {e}"))
+                })?;
+                let _ = e.tag;
+                out.push(NetworkRequest {
+                    uuid: e.uuid,
+                    port: e.port,
+                    fixed_ip: e.fixed_ip,
+                });
+            }
+            Ok(Networks::List(out))
+        }
+        other => Err(Fault::bad_request(format!(
+            "Invalid input for field/attribute networks. Value: {other}. It must be a list{}",
+            if version >= NETWORKS_REQUIRED {
+                ", \"auto\" or \"none\""
+            } else {
+                ""
+            }
+        ))),
+    }
+}
+
+/// Which image a `block_device_mapping_v2` boots, or that it needs a volume. Only an image
+/// copied to a local disk (what imageRef does) works until volumes arrive.
+fn boot_from_mappings(mappings: Vec<BlockDeviceMapping>) -> Result<(Option<String>, bool), Fault> {
+    let mut image = None;
+    let mut volume = false;
+    for m in mappings {
+        let _ = (
+            &m.volume_size,
+            &m.delete_on_termination,
+            &m.device_name,
+            &m.volume_type,
+        );
+        let _ = (
+            &m.tag,
+            &m.disk_bus,
+            &m.device_type,
+            &m.guest_format,
+            &m.no_device,
+        );
+        let source = m.source_type.as_deref().unwrap_or("blank");
+        let destination = m.destination_type.as_deref().unwrap_or("volume");
+        let boot = m
+            .boot_index
+            .as_ref()
+            .and_then(|b| b.as_i64().or_else(|| b.as_str()?.parse().ok()))
+            == Some(0);
+        match (source, destination) {
+            ("image", "local") if boot => {
+                image = m.uuid.or(m.image_id);
+            }
+            (_, "volume") | ("volume" | "snapshot", _) => volume = true,
+            _ => {
+                let _ = (&m.volume_id, &m.snapshot_id);
+                volume = true;
+            }
+        }
+    }
+    Ok((image, volume))
+}
+
+fn reference(v: &Value, field: &str) -> Result<String, Fault> {
+    match v {
+        Value::String(s) if !s.is_empty() => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        other => Err(Fault::bad_request(format!(
+            "Invalid input for field/attribute {field}. Value: {other}."
+        ))),
+    }
+}
+
+fn parse_create(call: &Call<'_>) -> Result<NewServer, Fault> {
+    let body: CreateBody = call.json()?;
+    let v = version(call);
+    for hints in [&body.hints, &body.legacy_hints].into_iter().flatten() {
+        if !hints.is_empty() {
+            return Err(Fault::bad_request(
+                "Scheduler hints (server groups, same_host, ...) are not supported by this \
+                 appliance yet.",
+            ));
+        }
+    }
+    let b = body.server;
+    if b.description.is_some() && v < DESCRIPTION {
+        return Err(unexpected("description", " before microversion 2.19"));
+    }
+    if b.tags.is_some() && v < TAGS {
+        return Err(unexpected("tags", " before microversion 2.52"));
+    }
+    if b.trusted_image_certificates.is_some() && v < TRUSTED_CERTS {
+        return Err(unexpected(
+            "trusted_image_certificates",
+            " before microversion 2.63",
+        ));
+    }
+    if (b.host.is_some() || b.hypervisor_hostname.is_some()) && v < REQUESTED_HOST {
+        return Err(unexpected("host", " before microversion 2.74"));
+    }
+    if b.personality.is_some() {
+        return Err(if v >= NO_PERSONALITY {
+            unexpected("personality", "")
+        } else {
+            Fault::bad_request("File injection (personality) is not supported.")
+        });
+    }
+    if b.tags.as_ref().is_some_and(|t| !t.is_empty()) {
+        return Err(Fault::bad_request(
+            "Server tags are not supported by this appliance yet.",
+        ));
+    }
+    if b.trusted_image_certificates
+        .as_ref()
+        .is_some_and(|c| !c.is_null())
+    {
+        return Err(Fault::bad_request(
+            "Image signature certificate validation is not supported by this appliance.",
+        ));
+    }
+    for (name, value) in [("min_count", &b.min_count), ("max_count", &b.max_count)] {
+        if let Some(n) = value {
+            let one = n.as_i64() == Some(1) || n.as_str() == Some("1");
+            if !one {
+                return Err(Fault::bad_request(format!(
+                    "{name}: this appliance creates one server per request."
+                )));
+            }
+        }
+    }
+    let _ = (
+        &b.return_reservation_id,
+        &b.admin_pass,
+        &b.access_ipv4,
+        &b.access_ipv6,
+    );
+    for group in b.security_groups.iter().flatten() {
+        if group.name != "default" {
+            return Err(Fault::bad_request(format!(
+                "Security group {} not found for project.",
+                group.name
+            )));
+        }
+    }
+    if b.block_device_mapping.is_some() {
+        return Err(servers::ServerError::VolumesUnavailable("block_device_mapping").into());
+    }
+    let (bdm_image, boot_volume) = match b.block_device_mapping_v2 {
+        Some(m) => boot_from_mappings(m)?,
+        None => (None, false),
+    };
+    let disk_config = match b.disk_config.as_deref() {
+        None => "MANUAL".to_owned(),
+        Some(d @ ("AUTO" | "MANUAL")) => d.to_owned(),
+        Some(other) => {
+            return Err(Fault::bad_request(format!(
+                "Invalid input for field/attribute OS-DCF:diskConfig. Value: {other}. It must \
+                 be AUTO or MANUAL."
+            )))
+        }
+    };
+    let config_drive = match b.config_drive {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::Bool(true)) => "True".into(),
+        Some(Value::Bool(false)) => String::new(),
+        Some(Value::String(s)) => s,
+        Some(other) => {
+            return Err(Fault::bad_request(format!(
+                "Invalid input for field/attribute config_drive. Value: {other}."
+            )))
+        }
+    };
+    Ok(NewServer {
+        name: b.name,
+        description: b.description.flatten(),
+        flavor_ref: reference(&b.flavor_ref, "flavorRef")?,
+        image_ref: b.image_ref.filter(|i| !i.is_empty()).or(bdm_image),
+        boot_volume,
+        networks: networks(b.networks, v)?,
+        metadata: b.metadata.unwrap_or_default(),
+        user_data: b.user_data,
+        key_name: b.key_name,
+        config_drive,
+        disk_config,
+        availability_zone: b.availability_zone,
+        host: b.host.or(b.hypervisor_hostname),
+    })
+}
+
+pub fn create(call: &Call<'_>) -> Result<Reply, Fault> {
+    let new = parse_create(call)?;
+    let s = servers::create(&call.state.fleet, call.ctx(), new)?;
+    let base = &call.state.base_url;
+    Ok(Reply::json(
+        StatusCode::ACCEPTED,
+        json!({"server": views::created(&s, base)}),
+    )
+    .header("Location", format!("{base}/compute/v2.1/servers/{}", s.id)))
+}
+
+pub fn show(call: &Call<'_>) -> Result<Reply, Fault> {
+    let s = servers::get(&call.state.fleet, call.ctx(), call.param("server_id"))?;
+    Ok(Reply::ok(json!({"server": detail(call, &s)})))
+}
+
+fn detail(call: &Call<'_>, s: &Server) -> Value {
+    views::detail(s, call.ctx(), &call.state.base_url, version(call))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateBody {
+    server: ServerUpdate,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerUpdate {
+    name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    description: Option<Option<String>>,
+    #[serde(rename = "accessIPv4")]
+    access_ipv4: Option<String>,
+    #[serde(rename = "accessIPv6")]
+    access_ipv6: Option<String>,
+    #[serde(rename = "OS-DCF:diskConfig")]
+    disk_config: Option<String>,
+}
+
+/// `PUT /servers/{id}`: rename, or describe from 2.19. Answers the server as GET does.
+pub fn update(call: &Call<'_>) -> Result<Reply, Fault> {
+    let body: UpdateBody = call.json()?;
+    let b = body.server;
+    if b.description.is_some() && version(call) < DESCRIPTION {
+        return Err(unexpected("description", " before microversion 2.19"));
+    }
+    if b.access_ipv4.is_some() || b.access_ipv6.is_some() {
+        return Err(Fault::bad_request(
+            "accessIPv4 and accessIPv6 cannot be set: servers have no addresses yet.",
+        ));
+    }
+    let _ = b.disk_config;
+    let s = servers::update(
+        &call.state.fleet,
+        call.ctx(),
+        call.param("server_id"),
+        b.name,
+        b.description,
+    )?;
+    Ok(Reply::ok(json!({"server": detail(call, &s)})))
+}
+
+pub fn delete(call: &Call<'_>) -> Result<Reply, Fault> {
+    servers::delete(&call.state.fleet, call.ctx(), call.param("server_id"))?;
+    Ok(Reply::empty(StatusCode::NO_CONTENT))
+}
+
+pub fn list(call: &Call<'_>) -> Result<Reply, Fault> {
+    list_as(call, "/compute/v2.1/servers", false)
+}
+
+pub fn list_detail(call: &Call<'_>) -> Result<Reply, Fault> {
+    list_as(call, "/compute/v2.1/servers/detail", true)
+}
+
+fn list_as(call: &Call<'_>, path: &str, full: bool) -> Result<Reply, Fault> {
+    let q = match server_query::parse(call)? {
+        Some(q) => q,
+        // A filter that can match nothing (Nova's empty answer).
+        None => return Ok(Reply::ok(json!({"servers": []}))),
+    };
+    let page = servers::list(&call.state.fleet, call.ctx(), &q)?;
+    let base = &call.state.base_url;
+    let items: Vec<Value> = page
+        .iter()
+        .map(|s| {
+            if full {
+                detail(call, s)
+            } else {
+                views::summary(s, base)
+            }
+        })
+        .collect();
+    let mut body = json!({ "servers": items });
+    let limit = q.limit.unwrap_or(crate::compute::MAX_PAGE);
+    if let (Some(last), true) = (page.last(), page.len() >= limit) {
+        let mut params: Vec<String> = call
+            .query
+            .iter()
+            .filter(|(k, _)| k != "marker")
+            .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
+            .collect();
+        params.push(format!("marker={}", percent_encode(&last.id)));
+        body["servers_links"] =
+            json!([{"rel": "next", "href": format!("{base}{path}?{}", params.join("&"))}]);
+    }
+    Ok(Reply::ok(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_follow_the_microversion() {
+        let old = ApiVersion::new(2, 1);
+        let new = ApiVersion::new(2, 37);
+        assert_eq!(networks(None, old).unwrap(), Networks::Auto);
+        assert!(networks(None, new).is_err());
+        assert_eq!(networks(Some(json!("none")), new).unwrap(), Networks::None);
+        assert!(networks(Some(json!("none")), old).is_err());
+        let list = networks(Some(json!([{"uuid": "n1"}])), new).unwrap();
+        assert_eq!(
+            list,
+            Networks::List(vec![NetworkRequest {
+                uuid: Some("n1".into()),
+                ..NetworkRequest::default()
+            }])
+        );
+        assert!(networks(Some(json!([{"bogus": 1}])), new).is_err());
+        assert!(networks(Some(json!(5)), new).is_err());
+    }
+
+    #[test]
+    fn mappings_boot_an_image_or_need_a_volume() {
+        let parse = |v: Value| -> Vec<BlockDeviceMapping> { serde_json::from_value(v).unwrap() };
+        let image = parse(
+            json!([{"boot_index": 0, "uuid": "img", "source_type": "image",
+                                  "destination_type": "local"}]),
+        );
+        assert_eq!(
+            boot_from_mappings(image).unwrap(),
+            (Some("img".into()), false)
+        );
+        let volume = parse(
+            json!([{"boot_index": "0", "uuid": "img", "source_type": "image",
+                                   "destination_type": "volume", "volume_size": 1}]),
+        );
+        assert_eq!(boot_from_mappings(volume).unwrap(), (None, true));
+        assert!(serde_json::from_value::<Vec<BlockDeviceMapping>>(json!([{"nope": 1}])).is_err());
+    }
+}

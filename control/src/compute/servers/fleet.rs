@@ -1,0 +1,176 @@
+//! The servers this outpostd runs: what their runners share (database, placement, disks,
+//! boot sources, settings), the registry of runners (one thread per server, see
+//! [`super::runner`]), and the sweep at start that leaves no orphan process, disk, folder
+//! or claim behind before every server's runner recovers it.
+
+use super::boot_source::BootSources;
+use super::config::ComputeSettings;
+use super::monitor::{process, ServerDir};
+use super::placement::{migration_id, Placement, PlacementError};
+use super::runner::{Command, Runner};
+use crate::storage::{claims, servers, Db, StorageError};
+use outpost_image_store::{DiskKind, VolumeError, VolumeStore};
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Placement(#[from] PlacementError),
+    #[error("server disks: {0}")]
+    Volumes(#[from] VolumeError),
+    #[error("cannot create {path:?}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot start a server's runner thread: {0}")]
+    Thread(std::io::Error),
+}
+
+pub struct Fleet {
+    pub(super) db: Db,
+    pub(super) placement: Placement,
+    /// The daemon's one volume store, shared with Cinder (server disks live beside volumes).
+    pub(super) volumes: Arc<VolumeStore>,
+    pub(super) boot_sources: Box<dyn BootSources>,
+    pub(super) settings: ComputeSettings,
+    servers_dir: PathBuf,
+    runners: Mutex<HashMap<String, Sender<Command>>>,
+}
+
+impl Fleet {
+    /// Builds this host's placement and replays the saved claims; server disks go in
+    /// `volumes` (the daemon's store), runtime folders under `state_dir/servers`. Runs no
+    /// server yet: [`Fleet::recover`] does.
+    pub fn open(
+        db: Db,
+        state_dir: &Path,
+        settings: ComputeSettings,
+        volumes: Arc<VolumeStore>,
+        boot_sources: Box<dyn BootSources>,
+    ) -> Result<Arc<Fleet>, FleetError> {
+        let servers_dir = state_dir.join("servers");
+        std::fs::create_dir_all(&servers_dir).map_err(|source| FleetError::Dir {
+            path: servers_dir.clone(),
+            source,
+        })?;
+        let placement = Placement::new(&settings)?;
+        placement.restore(&db.read(claims::all)?);
+        Ok(Arc::new(Fleet {
+            db,
+            placement,
+            volumes,
+            boot_sources,
+            settings,
+            servers_dir,
+            runners: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    pub fn host(&self) -> &str {
+        &self.settings.host
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub fn boot_sources(&self) -> &dyn BootSources {
+        self.boot_sources.as_ref()
+    }
+
+    pub fn dir(&self, server_id: &str) -> ServerDir {
+        ServerDir::new(self.servers_dir.join(server_id))
+    }
+
+    fn runners(&self) -> MutexGuard<'_, HashMap<String, Sender<Command>>> {
+        self.runners.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Hands `command` to the server's runner, starting one if it has none.
+    pub fn send(self: &Arc<Self>, server_id: &str, command: Command) -> Result<(), FleetError> {
+        let mut runners = self.runners();
+        let command = match runners.get(server_id) {
+            Some(tx) => match tx.send(command) {
+                Ok(()) => return Ok(()),
+                // The runner ended (its server was deleted) between lookups.
+                Err(mpsc::SendError(c)) => c,
+            },
+            None => command,
+        };
+        let (tx, rx) = mpsc::channel();
+        // Cannot fail: the receiver is alive in this scope.
+        let _ = tx.send(command);
+        let runner = Runner::new(self.clone(), server_id.to_owned());
+        std::thread::Builder::new()
+            .name(format!("server-{}", short(server_id)))
+            .spawn(move || runner.run(rx))
+            .map_err(FleetError::Thread)?;
+        runners.insert(server_id.to_owned(), tx);
+        Ok(())
+    }
+
+    /// Called by a runner about to end: it may only end if no command is waiting, else it
+    /// gets that command back to handle.
+    pub(super) fn retire(&self, server_id: &str, rx: &Receiver<Command>) -> Option<Command> {
+        let mut runners = self.runners();
+        match rx.try_recv() {
+            Ok(c) => Some(c),
+            Err(_) => {
+                runners.remove(server_id);
+                None
+            }
+        }
+    }
+
+    /// At start: removes what no server owns (monitor processes and folders under
+    /// `servers/`, root disks, claims), then has every server's runner recover it (adopt
+    /// its running monitor, or record how it ended; finish or undo a half-done operation).
+    pub fn recover(self: &Arc<Self>) -> Result<(), FleetError> {
+        let rows = self.db.read(|c| servers::list(c, None))?;
+        let known: BTreeSet<&str> = rows.iter().map(|s| s.id.as_str()).collect();
+        if let Ok(entries) = std::fs::read_dir(&self.servers_dir) {
+            for name in entries.filter_map(|e| e.ok()?.file_name().into_string().ok()) {
+                if known.contains(name.as_str()) {
+                    continue;
+                }
+                let dir = self.dir(&name);
+                let killed = process::kill_all_using(&dir.api_sock());
+                tracing::info!("removing {:?}, which belongs to no server ({killed} orphan process(es) killed)", dir.path());
+                if let Err(e) = dir.remove() {
+                    tracing::warn!("{e}");
+                }
+            }
+        }
+        for id in self.volumes.list(DiskKind::ServerDisk)? {
+            if !known.contains(id.as_str()) {
+                tracing::info!("removing the root disk of {id}, which belongs to no server");
+                self.volumes.remove_server_disks(&id)?;
+            }
+        }
+        for claim in self.placement.claims() {
+            let owner = &claim.consumer_id;
+            let owned = known
+                .iter()
+                .any(|id| owner.0 == *id || *owner == migration_id(id));
+            if !owned {
+                tracing::info!("releasing the claim of {owner}, which belongs to no server");
+                self.placement.release(&self.db, owner)?;
+            }
+        }
+        for s in &rows {
+            self.send(&s.id, Command::Recover)?;
+        }
+        Ok(())
+    }
+}
+
+/// The first block of a UUID, for thread names (at most 15 bytes on Linux).
+fn short(id: &str) -> &str {
+    id.split('-').next().unwrap_or(id).get(..8).unwrap_or(id)
+}

@@ -1,0 +1,312 @@
+//! One `outpost-vmm` per server: where its files live ([`ServerDir`]), starting it under
+//! its shim ([`process`]), configuring it over its API ([`api`]) and stopping it.
+//!
+//! `<state>/servers/<id>/` holds `api.sock`, `console.log` (the guest's serial console,
+//! appended across restarts), `vmm.log` (the monitor's stderr) and `exit-status` (written
+//! by the shim when the monitor ends).
+
+pub mod api;
+pub mod process;
+
+pub use process::MonitorExit;
+
+use crate::storage::servers::MonitorRecord;
+use api::MonitorApi;
+use serde_json::json;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How long a new monitor has to bind its socket.
+const SOCKET_WAIT: Duration = Duration::from_secs(10);
+/// How long one API request may take (InstanceStart loads the kernel).
+const API_TIMEOUT: Duration = Duration::from_secs(60);
+/// The longest path a unix socket can have (sun_path, with its NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    #[error("cannot {what} {path:?}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot start the monitor {binary:?}: {source}")]
+    Spawn {
+        binary: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot identify the monitor process {0} in /proc")]
+    Identity(u32),
+    #[error("the API socket path {0:?} is too long for a unix socket; use a shorter state_dir")]
+    SocketPathTooLong(PathBuf),
+    #[error("the monitor ended before it was started: {0}")]
+    EndedEarly(String),
+    #[error("the monitor did not open its API socket within {0:?}")]
+    NoSocket(Duration),
+    #[error("the monitor's API failed on {path}: {source}")]
+    Api {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the monitor's API answered {path} with something unreadable: {message}")]
+    Reply { path: String, message: String },
+    #[error("the monitor refused {path} ({status}): {message}")]
+    Refused {
+        path: String,
+        status: u16,
+        message: String,
+    },
+}
+
+/// A server's runtime folder.
+#[derive(Debug, Clone)]
+pub struct ServerDir {
+    path: PathBuf,
+}
+
+impl ServerDir {
+    pub fn new(path: PathBuf) -> ServerDir {
+        ServerDir { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn api_sock(&self) -> PathBuf {
+        self.path.join("api.sock")
+    }
+
+    pub fn console_log(&self) -> PathBuf {
+        self.path.join("console.log")
+    }
+
+    pub fn vmm_log(&self) -> PathBuf {
+        self.path.join("vmm.log")
+    }
+
+    pub fn exit_status(&self) -> PathBuf {
+        self.path.join("exit-status")
+    }
+
+    /// The ids of the volumes the current monitor was given, one a line.
+    fn volumes_file(&self) -> PathBuf {
+        self.path.join("volumes")
+    }
+
+    /// The volumes the current (or last) monitor was started with; none if it never was.
+    pub fn started_volumes(&self) -> Vec<String> {
+        std::fs::read_to_string(self.volumes_file())
+            .map(|s| s.lines().map(str::to_owned).collect())
+            .unwrap_or_default()
+    }
+
+    fn record_volumes(&self, spec: &MonitorSpec) -> Result<(), MonitorError> {
+        let text: String = spec
+            .volumes
+            .iter()
+            .map(|(id, _)| format!("{id}\n"))
+            .collect();
+        std::fs::write(self.volumes_file(), text).map_err(|source| MonitorError::Io {
+            what: "record the server's volumes",
+            path: self.volumes_file(),
+            source,
+        })
+    }
+
+    pub fn create(&self) -> Result<(), MonitorError> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.path)
+            .map_err(|source| MonitorError::Io {
+                what: "create the server folder",
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// Removes the folder and everything in it; a missing folder is fine.
+    pub fn remove(&self) -> Result<(), MonitorError> {
+        match std::fs::remove_dir_all(&self.path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(MonitorError::Io {
+                what: "remove the server folder",
+                path: self.path.clone(),
+                source: e,
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What the monitor is configured with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MonitorSpec {
+    pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
+    pub boot_args: String,
+    pub vcpus: u64,
+    pub mem_mib: u64,
+    /// The server's own root disk (never an image).
+    pub root_disk: Option<PathBuf>,
+    /// Attached Cinder volumes (id, file), in attachment order: `/dev/vdb` onwards.
+    pub volumes: Vec<(String, PathBuf)>,
+}
+
+/// Starts the monitor process (not yet the guest): the record is returned at once so the
+/// caller can persist it before anything else can fail.
+pub fn spawn(
+    binary: &Path,
+    dir: &ServerDir,
+    server_id: &str,
+) -> Result<MonitorRecord, MonitorError> {
+    if dir.api_sock().as_os_str().len() > MAX_SOCKET_PATH {
+        return Err(MonitorError::SocketPathTooLong(dir.api_sock()));
+    }
+    dir.create()?;
+    process::spawn(binary, dir, server_id)
+}
+
+/// Configures the spawned monitor through its API and starts the guest.
+pub fn configure_and_start(
+    record: &MonitorRecord,
+    dir: &ServerDir,
+    spec: &MonitorSpec,
+) -> Result<(), MonitorError> {
+    let api = MonitorApi::new(&dir.api_sock(), API_TIMEOUT);
+    let deadline = Instant::now() + SOCKET_WAIT;
+    while !api.answers() {
+        if !process::is_alive(record) {
+            let said = process::last_words(&dir.vmm_log())
+                .unwrap_or_else(|| "it wrote nothing on stderr".to_owned());
+            return Err(MonitorError::EndedEarly(said));
+        }
+        if Instant::now() > deadline {
+            return Err(MonitorError::NoSocket(SOCKET_WAIT));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut boot = json!({
+        "kernel_image_path": spec.kernel,
+        "boot_args": spec.boot_args,
+    });
+    if let Some(initrd) = &spec.initrd {
+        boot["initrd_path"] = json!(initrd);
+    }
+    api.put("/boot-source", &boot)?;
+    api.put(
+        "/machine-config",
+        &json!({"vcpu_count": spec.vcpus, "mem_size_mib": spec.mem_mib}),
+    )?;
+    if let Some(disk) = &spec.root_disk {
+        api.put(
+            "/drives/rootfs",
+            &json!({
+                "drive_id": "rootfs",
+                "path_on_host": disk,
+                "is_root_device": true,
+                "is_read_only": false,
+            }),
+        )?;
+    }
+    dir.record_volumes(spec)?;
+    for (n, (_, path)) in spec.volumes.iter().enumerate() {
+        let drive_id = format!("volume{}", n + 1);
+        api.put(
+            &format!("/drives/{drive_id}"),
+            &json!({
+                "drive_id": drive_id,
+                "path_on_host": path,
+                "is_root_device": false,
+                "is_read_only": false,
+            }),
+        )?;
+    }
+    api.put("/serial", &json!({"serial_out_path": dir.console_log()}))?;
+    api.put("/actions", &json!({"action_type": "InstanceStart"}))
+}
+
+/// Asks the guest to reboot itself (Ctrl-Alt-Del through the i8042).
+pub fn send_ctrl_alt_del(dir: &ServerDir) -> Result<(), MonitorError> {
+    MonitorApi::new(&dir.api_sock(), API_TIMEOUT)
+        .put("/actions", &json!({"action_type": "SendCtrlAltDel"}))
+}
+
+/// Whether the monitor answers its API with a started guest (`GET /` state `Running` or
+/// `Paused`), as opposed to one still waiting for its configuration.
+pub fn guest_started(dir: &ServerDir) -> bool {
+    MonitorApi::new(&dir.api_sock(), Duration::from_secs(5))
+        .get("/")
+        .map(|info| matches!(info["state"].as_str(), Some("Running" | "Paused")))
+        .unwrap_or(false)
+}
+
+/// The last `max` bytes of a file, as text (invalid UTF-8 replaced).
+pub fn read_tail(path: &Path, max: u64) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(max)))?;
+    let mut bytes = Vec::new();
+    f.take(max).read_to_end(&mut bytes)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The guest's console: its last `lines` lines (all when None), read from at most the last
+/// `max_bytes` of the log. A server that never started has an empty console.
+pub fn console_output(
+    dir: &ServerDir,
+    lines: Option<usize>,
+    max_bytes: u64,
+) -> std::io::Result<String> {
+    let text = match read_tail(&dir.console_log(), max_bytes) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
+        Err(e) => return Err(e),
+    };
+    Ok(match lines {
+        None => text,
+        Some(n) => last_lines(&text, n),
+    })
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    if n == 0 {
+        return String::new();
+    }
+    // Position after the newline that starts the n-th line from the end (a trailing newline
+    // ends the last line rather than starting an empty one).
+    let body = text.strip_suffix('\n').unwrap_or(text);
+    match body.rmatch_indices('\n').nth(n - 1) {
+        Some((i, _)) => text[i + 1..].to_owned(),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_lines_counts_from_the_end() {
+        assert_eq!(last_lines("a\nb\nc\n", 2), "b\nc\n");
+        assert_eq!(last_lines("a\nb\nc", 2), "b\nc");
+        assert_eq!(last_lines("a\nb\n", 5), "a\nb\n");
+        assert_eq!(last_lines("a\n", 0), "");
+    }
+
+    #[test]
+    fn console_of_a_server_that_never_ran_is_empty() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = ServerDir::new(tmp.path().join("s"));
+        assert_eq!(console_output(&dir, None, 1024).unwrap(), "");
+        dir.create().unwrap();
+        std::fs::write(dir.console_log(), "one\ntwo\nthree\n").unwrap();
+        assert_eq!(console_output(&dir, Some(1), 1024).unwrap(), "three\n");
+        assert_eq!(console_output(&dir, None, 6).unwrap(), "three\n");
+        dir.remove().unwrap();
+        dir.remove().unwrap();
+    }
+}

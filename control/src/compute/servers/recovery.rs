@@ -1,0 +1,133 @@
+//! What a server's runner does first after outpostd starts: adopt the monitor if it still
+//! runs (recognised by pid, start time and boot id), or learn from the shim's exit status
+//! how it ended meanwhile; then finish or undo the operation a crash interrupted — a delete
+//! is finished, a create is finished only if its guest was already started (else undone),
+//! a resize is rolled back — and re-run a command whose task_state was recorded but whose
+//! runner died with the daemon.
+
+use super::monitor::{self, process};
+use super::runner::{Command, Flow, RunError, Runner};
+use super::saga::{CREATE, CREATE_START_MONITOR, DELETE, RESIZE};
+use crate::storage::servers::{self as store, PowerState, TaskState, VmState};
+
+impl Runner {
+    pub(super) fn recover(&mut self) -> Result<Flow, RunError> {
+        let Some(s) = self.load()? else {
+            return Ok(Flow::End);
+        };
+        let recorded = s.monitor.clone();
+        if let Some(record) = &recorded {
+            if process::is_alive(record) {
+                tracing::info!(
+                    "server {}: adopted its running monitor (pid {})",
+                    self.id,
+                    record.pid
+                );
+                self.monitor = Some(record.clone());
+            }
+        }
+        let saga = self.fleet.db.read(|c| store::task(c, &self.id))?;
+        if let Some(task) = saga {
+            tracing::info!(
+                "server {}: outpostd stopped during {} at step {}",
+                self.id,
+                task.kind,
+                task.step
+            );
+            match task.kind.as_str() {
+                DELETE => return self.delete(),
+                CREATE => {
+                    let started = task.step == CREATE_START_MONITOR
+                        && self.monitor.is_some()
+                        && monitor::guest_started(&self.dir);
+                    if started {
+                        self.finish_create()?;
+                    } else {
+                        self.undo_create()?;
+                        self.fail(
+                            "outpostd stopped while the server was being built; the build was \
+                             undone. Delete the server and create it again.",
+                        )?;
+                    }
+                    return Ok(Flow::Continue);
+                }
+                RESIZE => {
+                    let claimed = s.resize.as_ref().is_some_and(|r| r.claims.is_some());
+                    if claimed {
+                        if let Err(e) = self.undo_resize() {
+                            self.fail(&format!(
+                                "outpostd stopped during a resize, and rolling it back failed: {e}"
+                            ))?;
+                            return Ok(Flow::Continue);
+                        }
+                    }
+                    self.end_resize_task()?;
+                    return Ok(Flow::Continue);
+                }
+                other => {
+                    tracing::warn!("server {}: unknown task {other}; dropped", self.id);
+                    self.fleet.db.write(|tx| store::clear_task(tx, &self.id))?;
+                }
+            }
+        }
+        match (&recorded, &self.monitor) {
+            (Some(record), None) => {
+                // It ended while outpostd was away; the shim recorded how.
+                let exit = process::poll(record, &self.dir).unwrap_or_else(|| {
+                    monitor::MonitorExit::Failed {
+                        reason: "the monitor ended while outpostd was not running".into(),
+                    }
+                });
+                tracing::info!("server {}: its monitor ended meanwhile: {exit:?}", self.id);
+                self.on_exit(exit)?;
+            }
+            (None, None) => {
+                // Nothing recorded: nothing may run for this server.
+                let stray = process::kill_all_using(&self.dir.api_sock());
+                if stray > 0 {
+                    tracing::warn!(
+                        "server {}: killed {stray} unrecorded monitor process(es)",
+                        self.id
+                    );
+                }
+                if s.power_state == PowerState::Running && s.task_state.is_none() {
+                    self.update(|s| {
+                        s.power_state = PowerState::Shutdown;
+                        if s.vm_state == VmState::Active {
+                            s.vm_state = VmState::Stopped;
+                        }
+                    })?;
+                }
+            }
+            _ => {}
+        }
+        // A command accepted before the crash, whose runner died with outpostd.
+        let lost = match s.task_state {
+            Some(TaskState::PoweringOff) => Some(Command::Stop),
+            Some(TaskState::PoweringOn) => Some(Command::Start),
+            Some(TaskState::Rebooting) => Some(Command::Reboot { hard: false }),
+            Some(TaskState::RebootingHard) => Some(Command::Reboot { hard: true }),
+            Some(TaskState::ResizePrep) => Some(Command::Resize),
+            Some(TaskState::ResizeConfirming) => Some(Command::ConfirmResize),
+            Some(TaskState::ResizeReverting) => Some(Command::RevertResize),
+            Some(TaskState::Deleting) => Some(Command::Delete),
+            _ => None,
+        };
+        match lost {
+            Some(Command::Stop) => self.stop(),
+            Some(Command::Start) => self.start(),
+            Some(Command::Reboot { hard }) => self.reboot(hard),
+            Some(Command::Resize) => self.resize(),
+            Some(Command::ConfirmResize) => self.confirm_resize(),
+            Some(Command::RevertResize) => self.revert_resize(),
+            Some(Command::Delete) => self.delete(),
+            _ => {
+                if s.vm_state == VmState::Building {
+                    // Recorded but its create never began (no task row): nothing to undo.
+                    self.fail("outpostd stopped before the server's build began.")?;
+                }
+                Ok(Flow::Continue)
+            }
+        }
+    }
+}

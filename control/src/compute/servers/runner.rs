@@ -1,0 +1,486 @@
+//! One thread per server, the only code that touches its monitor: it runs the commands the
+//! API accepted (in order, one at a time) and watches the monitor between them.
+//!
+//! The thread owns the server's [`MonitorRecord`] in memory; it polls the monitor every
+//! [`POLL`] while one runs and otherwise sleeps on its command channel. It ends when its
+//! server is deleted. The API never waits for it: a handler checks the request against the
+//! server's states and sets its task_state in one transaction, sends the command and
+//! answers 202; the runner clears the task_state when done.
+//!
+//! When a monitor ends with no task under way, the runner applies what the monitor's exit
+//! status means: 0 (guest powered off) → SHUTOFF; 3 (guest rebooted) → start it again;
+//! anything else → ERROR with the monitor's last line on stderr as the fault. With a task
+//! under way (a stop, a reboot), the exit is that task's business.
+
+use super::fleet::Fleet;
+use super::monitor::{self, process, MonitorError, MonitorExit, MonitorSpec, ServerDir};
+use super::placement::PlacementError;
+use crate::storage::servers::{
+    self as store, MonitorRecord, PowerState, Server, ServerFault, TaskState, VmState,
+};
+use crate::storage::StorageError;
+use crate::timestamp::Timestamp;
+use outpost_image_store::VolumeError;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often a running monitor is checked.
+const POLL: Duration = Duration::from_millis(250);
+/// How long a SIGKILLed monitor may take to be gone.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+/// Nova cuts fault messages to its column's 255 characters; the rest goes to details.
+const FAULT_MESSAGE_CHARS: usize = 255;
+
+/// What a server's runner is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Build the server the API just recorded (claim, disk, monitor).
+    Create,
+    /// After outpostd started: adopt the monitor, or learn how it ended; finish or undo what
+    /// was under way.
+    Recover,
+    Start,
+    Stop,
+    Reboot {
+        hard: bool,
+    },
+    /// Resize to the flavor recorded in the server's `resize`.
+    Resize,
+    ConfirmResize,
+    RevertResize,
+    Delete,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Monitor(#[from] MonitorError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Placement(#[from] PlacementError),
+    #[error(transparent)]
+    Disk(#[from] VolumeError),
+    #[error(transparent)]
+    Volume(#[from] crate::volume::VolumeError),
+    /// The server's image cannot be held (deleted or deactivated since the request).
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
+    #[error("cannot resize the root disk {path:?}: {source}")]
+    DiskResize {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Whether the runner goes on after a command.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Flow {
+    Continue,
+    /// The server is gone.
+    End,
+}
+
+pub struct Runner {
+    pub(super) fleet: Arc<Fleet>,
+    pub(super) id: String,
+    pub(super) dir: ServerDir,
+    /// The monitor, while one runs.
+    pub(super) monitor: Option<MonitorRecord>,
+}
+
+impl Runner {
+    /// A runner for server `id`. A monitor recorded for it that still runs is adopted, so a
+    /// runner started again (after its thread ended abnormally) keeps supervising it.
+    pub fn new(fleet: Arc<Fleet>, id: String) -> Runner {
+        let recorded = fleet
+            .db
+            .read(|c| store::by_id(c, &id))
+            .ok()
+            .flatten()
+            .and_then(|s| s.monitor);
+        Runner {
+            dir: fleet.dir(&id),
+            monitor: recorded.filter(process::is_alive),
+            fleet,
+            id,
+        }
+    }
+
+    /// The thread's body: commands in order, the monitor watched in between.
+    pub fn run(mut self, rx: Receiver<Command>) {
+        loop {
+            let next = if self.monitor.is_some() {
+                match rx.recv_timeout(POLL) {
+                    Ok(c) => Some(c),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            } else {
+                match rx.recv() {
+                    Ok(c) => Some(c),
+                    Err(_) => return,
+                }
+            };
+            let mut command = next;
+            while let Some(c) = command.take() {
+                if self.handle(c) == Flow::End {
+                    // Ends only if nothing is queued; a late command is handled first.
+                    command = self.fleet.retire(&self.id, &rx);
+                    if command.is_none() {
+                        return;
+                    }
+                }
+            }
+            self.watch();
+        }
+    }
+
+    fn handle(&mut self, command: Command) -> Flow {
+        tracing::debug!("server {}: {command:?}", self.id);
+        let flow = match command {
+            Command::Create => self.create(),
+            Command::Recover => self.recover(),
+            Command::Start => self.start(),
+            Command::Stop => self.stop(),
+            Command::Reboot { hard } => self.reboot(hard),
+            Command::Resize => self.resize(),
+            Command::ConfirmResize => self.confirm_resize(),
+            Command::RevertResize => self.revert_resize(),
+            Command::Delete => self.delete(),
+        };
+        match flow {
+            Ok(f) => f,
+            Err(e) => {
+                // Storage failed while recording an outcome: the row may be stale; report
+                // it and go on (the next command or restart re-reads it).
+                tracing::error!("server {}: {command:?} failed: {e}", self.id);
+                Flow::Continue
+            }
+        }
+    }
+
+    /// Checks the monitor; applies its exit if it ended.
+    fn watch(&mut self) {
+        let Some(record) = self.monitor.clone() else {
+            return;
+        };
+        if let Some(exit) = process::poll(&record, &self.dir) {
+            self.monitor = None;
+            if let Err(e) = self.on_exit(exit) {
+                tracing::error!("server {}: cannot record its monitor's end: {e}", self.id);
+            }
+        }
+    }
+
+    /// A monitor ended on its own.
+    pub(super) fn on_exit(&mut self, exit: MonitorExit) -> Result<(), RunError> {
+        let Some(server) = self.update(|s| s.monitor = None)? else {
+            return Ok(());
+        };
+        if server.task_state.is_some() {
+            tracing::info!(
+                "server {}: monitor ended ({exit:?}) during {:?}",
+                self.id,
+                server.task_state
+            );
+            return Ok(());
+        }
+        match exit {
+            MonitorExit::Poweroff => {
+                tracing::info!("server {}: the guest powered off", self.id);
+                self.update(|s| {
+                    if s.vm_state == VmState::Active {
+                        s.vm_state = VmState::Stopped;
+                    }
+                    s.power_state = PowerState::Shutdown;
+                })?;
+            }
+            MonitorExit::Reboot => {
+                tracing::info!("server {}: the guest rebooted; starting it again", self.id);
+                if let Err(e) = self.start_monitor(&server) {
+                    self.fail(&format!(
+                        "The guest rebooted and could not start again: {e}"
+                    ))?;
+                }
+            }
+            MonitorExit::Failed { reason } => {
+                tracing::warn!("server {}: the monitor failed: {reason}", self.id);
+                self.fail_as(
+                    &format!("The server's monitor stopped: {reason}"),
+                    PowerState::Crashed,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    // ---- the row ----
+
+    pub(super) fn load(&self) -> Result<Option<Server>, StorageError> {
+        self.fleet.db.read(|c| store::by_id(c, &self.id))
+    }
+
+    /// Reads, changes and writes the row in one transaction (so a handler's concurrent
+    /// change of the task_state is never overwritten with a stale copy).
+    pub(super) fn update(
+        &self,
+        change: impl FnOnce(&mut Server),
+    ) -> Result<Option<Server>, StorageError> {
+        self.fleet.db.write(|tx| {
+            let Some(mut s) = store::by_id(tx, &self.id)? else {
+                return Ok(None);
+            };
+            change(&mut s);
+            store::save(tx, &s)?;
+            Ok(Some(s))
+        })
+    }
+
+    pub(super) fn set_step(&self, kind: &str, step: &str) -> Result<(), StorageError> {
+        self.fleet
+            .db
+            .write(|tx| store::set_task_step(tx, &self.id, kind, step))
+    }
+
+    /// ERROR with `message` as the fault; the task ends.
+    pub(super) fn fail(&self, message: &str) -> Result<(), StorageError> {
+        self.fail_as(message, PowerState::NoState)
+    }
+
+    pub(super) fn fail_as(&self, message: &str, power: PowerState) -> Result<(), StorageError> {
+        let fault = fault(message);
+        let running = self.monitor.is_some();
+        self.fleet.db.write(|tx| {
+            store::clear_task(tx, &self.id)?;
+            let Some(mut s) = store::by_id(tx, &self.id)? else {
+                return Ok(());
+            };
+            s.vm_state = VmState::Error;
+            retask(&mut s, None);
+            s.power_state = if running { PowerState::Running } else { power };
+            s.fault = Some(fault);
+            store::save(tx, &s)
+        })
+    }
+
+    // ---- the monitor ----
+
+    pub(super) fn spec(&self, s: &Server) -> Result<MonitorSpec, RunError> {
+        let root_disk = match &s.boot.root_source {
+            Some(_) => Some(self.fleet.volumes.server_disk_path(&self.id)?),
+            None => None,
+        };
+        Ok(MonitorSpec {
+            kernel: s.boot.kernel.clone(),
+            initrd: s.boot.initrd.clone(),
+            boot_args: s.boot.boot_args.clone(),
+            vcpus: u64::try_from(s.flavor.vcpus).unwrap_or(1),
+            mem_mib: u64::try_from(s.flavor.ram).unwrap_or(0),
+            root_disk,
+            volumes: super::volumes::drives(&self.fleet, &self.id)?,
+        })
+    }
+
+    /// Starts a monitor for `s` and the guest in it; on success the server is running
+    /// (ACTIVE unless it is being resized). Its process is recorded before it is configured,
+    /// so a crash of outpostd in between leaves a process the next start can find.
+    pub(super) fn start_monitor(&mut self, s: &Server) -> Result<(), RunError> {
+        let spec = self.spec(s)?;
+        let record = monitor::spawn(&self.fleet.settings.monitor, &self.dir, &self.id)?;
+        self.monitor = Some(record.clone());
+        self.update(|s| s.monitor = Some(record.clone()))?;
+        if let Err(e) = monitor::configure_and_start(&record, &self.dir, &spec) {
+            self.stop_monitor(None)?;
+            return Err(e.into());
+        }
+        self.update(|s| {
+            s.power_state = PowerState::Running;
+            if matches!(s.vm_state, VmState::Stopped | VmState::Error) {
+                s.vm_state = VmState::Active;
+            }
+            s.launched_at.get_or_insert_with(Timestamp::now);
+        })?;
+        Ok(())
+    }
+
+    /// Stops the monitor: SIGTERM to its process group and up to `graceful` for it to end
+    /// (the monitor powers the guest off), then SIGKILL. Also kills any process that still
+    /// names this server's socket (one started by an outpostd that crashed before recording
+    /// it). Returns how the monitor ended, if one ran.
+    pub(super) fn stop_monitor(
+        &mut self,
+        graceful: Option<Duration>,
+    ) -> Result<Option<MonitorExit>, StorageError> {
+        let mut exit = None;
+        if let Some(record) = self.monitor.clone() {
+            if let Some(wait) = graceful {
+                process::signal_group(&record, libc::SIGTERM);
+                exit = self.wait_exit(wait);
+            }
+            if exit.is_none() && self.monitor.is_some() {
+                process::signal_group(&record, libc::SIGKILL);
+                exit = self.wait_exit(KILL_WAIT);
+                if exit.is_none() {
+                    tracing::error!(
+                        "server {}: monitor process {} survived SIGKILL",
+                        self.id,
+                        record.pid
+                    );
+                }
+            }
+        }
+        let stray = process::kill_all_using(&self.dir.api_sock());
+        if stray > 0 {
+            tracing::warn!(
+                "server {}: killed {stray} unrecorded monitor process(es)",
+                self.id
+            );
+        }
+        self.monitor = None;
+        self.update(|s| s.monitor = None)?;
+        Ok(exit)
+    }
+
+    /// Waits up to `timeout` for the monitor to end.
+    pub(super) fn wait_exit(&mut self, timeout: Duration) -> Option<MonitorExit> {
+        let record = self.monitor.clone()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(exit) = process::poll(&record, &self.dir) {
+                self.monitor = None;
+                return Some(exit);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    // ---- power ----
+
+    pub(super) fn start(&mut self) -> Result<Flow, RunError> {
+        let Some(s) = self.load()? else {
+            return Ok(Flow::End);
+        };
+        if s.task_state != Some(TaskState::PoweringOn) {
+            return Ok(Flow::Continue);
+        }
+        if self.monitor.is_some() {
+            self.stop_monitor(None)?;
+        }
+        match self.start_monitor(&s) {
+            Ok(()) => {
+                self.update(|s| retask_from(s, TaskState::PoweringOn, None))?;
+            }
+            Err(e) => self.fail(&format!("Could not start the server: {e}"))?,
+        }
+        Ok(Flow::Continue)
+    }
+
+    pub(super) fn stop(&mut self) -> Result<Flow, RunError> {
+        let Some(s) = self.load()? else {
+            return Ok(Flow::End);
+        };
+        if s.task_state != Some(TaskState::PoweringOff) {
+            return Ok(Flow::Continue);
+        }
+        let exit = self.stop_monitor(Some(self.fleet.settings.stop_timeout))?;
+        tracing::info!("server {}: stopped ({exit:?})", self.id);
+        self.update(|s| {
+            s.vm_state = VmState::Stopped;
+            s.power_state = PowerState::Shutdown;
+            retask_from(s, TaskState::PoweringOff, None);
+        })?;
+        Ok(Flow::Continue)
+    }
+
+    /// SOFT: Ctrl-Alt-Del, and the guest's own reboot (monitor exit 3) is awaited up to the
+    /// soft-reboot timeout, after which it becomes HARD, as Nova's libvirt driver does.
+    /// HARD: the monitor is killed and started again.
+    pub(super) fn reboot(&mut self, hard: bool) -> Result<Flow, RunError> {
+        let Some(s) = self.load()? else {
+            return Ok(Flow::End);
+        };
+        let task = if hard {
+            TaskState::RebootingHard
+        } else {
+            TaskState::Rebooting
+        };
+        if s.task_state != Some(task) {
+            return Ok(Flow::Continue);
+        }
+        if !hard && self.monitor.is_some() {
+            match monitor::send_ctrl_alt_del(&self.dir) {
+                Ok(()) => {
+                    let exit = self.wait_exit(self.fleet.settings.soft_reboot_timeout);
+                    match exit {
+                        Some(e) => tracing::info!("server {}: soft reboot ({e:?})", self.id),
+                        None => tracing::info!(
+                            "server {}: the guest ignored Ctrl-Alt-Del; rebooting hard",
+                            self.id
+                        ),
+                    }
+                }
+                Err(e) => tracing::info!("server {}: {e}; rebooting hard", self.id),
+            }
+        }
+        self.stop_monitor(None)?;
+        match self.start_monitor(&s) {
+            Ok(()) => {
+                self.update(|s| {
+                    s.vm_state = VmState::Active;
+                    s.fault = None;
+                    retask_from(s, task, None);
+                })?;
+            }
+            Err(e) => self.fail(&format!("Could not reboot the server: {e}"))?,
+        }
+        Ok(Flow::Continue)
+    }
+}
+
+/// Sets the task_state unless a delete has been asked for meanwhile (the delete runs next
+/// and must stay visible).
+pub(super) fn retask(s: &mut Server, task: Option<TaskState>) {
+    if s.task_state != Some(TaskState::Deleting) {
+        s.task_state = task;
+    }
+}
+
+/// Ends task `from` (or moves it on), if it is still the server's task.
+pub(super) fn retask_from(s: &mut Server, from: TaskState, to: Option<TaskState>) {
+    if s.task_state == Some(from) {
+        s.task_state = to;
+    }
+}
+
+/// Nova's instance fault for a failure: code 500, the message cut to 255 characters, the
+/// whole text as details.
+pub(super) fn fault(message: &str) -> ServerFault {
+    let short: String = message.chars().take(FAULT_MESSAGE_CHARS).collect();
+    ServerFault {
+        code: 500,
+        details: (short.len() < message.len()).then(|| message.to_owned()),
+        message: short,
+        created: Timestamp::now().micros(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_are_cut_to_nova_length_with_the_rest_in_details() {
+        let f = fault("short");
+        assert_eq!(f.message, "short");
+        assert_eq!(f.details, None);
+        let long = "x".repeat(300);
+        let f = fault(&long);
+        assert_eq!(f.message.len(), 255);
+        assert_eq!(f.details.as_deref(), Some(long.as_str()));
+    }
+}

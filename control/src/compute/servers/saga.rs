@@ -1,0 +1,438 @@
+//! The server operations made of several steps, each recorded in `server_tasks` before its
+//! effect starts and each with its undo (the shape of Omicron's sagas):
+//!
+//! - create: claim → hold the Glance images (`image_usage`) → clone the root disk → start
+//!   the monitor → ACTIVE; a failure undoes the steps done, in reverse (kill the monitor,
+//!   remove the disk, let the images go, release the claim) and leaves the server in ERROR
+//!   with the fault;
+//! - delete: stop the monitor → remove the disk and folder → release the claims → let the
+//!   images go and delete the row (one transaction); every step is idempotent, so a delete
+//!   always runs forward to its end;
+//! - resize: claim the new size beside the old → stop → grow the disk → start with the new
+//!   size → VERIFY_RESIZE; undone (revertResize, or a failure) by stopping, shrinking the
+//!   disk back, giving the old claim back and starting with the old size.
+
+use super::placement::{migration_id, PlacementError};
+use super::runner::{fault, retask, retask_from, Flow, RunError, Runner};
+use crate::image::{self, ConsumerKind};
+use crate::storage::servers::{self as store, FlavorSnapshot, PowerState, TaskState, VmState};
+use crate::timestamp::Timestamp;
+use outpost_image_store::Provisioning;
+use outpost_resources::ConsumerId;
+use std::path::Path;
+
+pub(super) const CREATE: &str = "create";
+pub(super) const DELETE: &str = "delete";
+pub(super) const RESIZE: &str = "resize";
+/// The create step after which only the guest's start remains.
+pub(super) const CREATE_START_MONITOR: &str = "start_monitor";
+
+const GIB: u64 = 1 << 30;
+
+/// The root disk's size: the flavor's, or the image's when the flavor says 0 (as in Nova),
+/// and never smaller than the image.
+pub fn root_disk_bytes(flavor: &FlavorSnapshot, image_bytes: u64) -> u64 {
+    let flavor_bytes = u64::try_from(flavor.disk).unwrap_or(0).saturating_mul(GIB);
+    flavor_bytes.max(image_bytes)
+}
+
+fn set_disk_len(path: &Path, bytes: u64) -> Result<(), RunError> {
+    let failed = |source| RunError::DiskResize {
+        path: path.to_owned(),
+        source,
+    };
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(failed)?;
+    f.set_len(bytes).map_err(failed)?;
+    f.sync_all().map_err(failed)
+}
+
+impl Runner {
+    // ---- create ----
+
+    pub(super) fn create(&mut self) -> Result<Flow, RunError> {
+        let Some(s) = self.load()? else {
+            return Ok(Flow::End);
+        };
+        if s.vm_state != VmState::Building {
+            return Ok(Flow::Continue);
+        }
+        self.set_step(CREATE, "claim")?;
+        let id = self.id.clone();
+        let claimed = self
+            .fleet
+            .placement
+            .claim(&self.fleet.db, &id, &s.flavor, |tx, claim| {
+                if let Some(mut row) = store::by_id(tx, &id)? {
+                    row.host = Some(claim.host_id.0.clone());
+                    retask(&mut row, Some(TaskState::BlockDeviceMapping));
+                    store::save(tx, &row)?;
+                }
+                store::set_task_step(tx, &id, CREATE, "hold_images")
+            });
+        match claimed {
+            Ok(claim) => tracing::info!("server {id}: claimed on {}", claim.host_id),
+            Err(PlacementError::NoValidHost(n)) => {
+                tracing::info!("server {id}: {n}");
+                self.fail(&n.summary())?;
+                return Ok(Flow::Continue);
+            }
+            Err(e) => {
+                self.fail(&format!("Build of the server failed: {e}"))?;
+                return Ok(Flow::Continue);
+            }
+        }
+        match self.build(&s) {
+            Ok(()) => self.finish_create()?,
+            Err(e) => {
+                tracing::warn!("server {id}: build failed: {e}");
+                if let Err(undo) = self.undo_create() {
+                    tracing::error!("server {id}: undoing the build failed: {undo}");
+                }
+                self.fail(&format!("Build of the server failed: {e}"))?;
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn build(&mut self, s: &store::Server) -> Result<(), RunError> {
+        // Held from here, so the image cannot be deleted while its data is being cloned; an
+        // image deleted or deactivated since the request fails the build here.
+        self.fleet.db.write(|tx| {
+            for image_id in &s.boot.images {
+                image::acquire(tx, image_id, ConsumerKind::Server, &self.id)?;
+            }
+            store::set_task_step(tx, &self.id, CREATE, "clone_disk")?;
+            Ok::<_, RunError>(())
+        })?;
+        if let Some(source) = &s.boot.root_source {
+            // A disk from an earlier, interrupted attempt is not this build's.
+            self.fleet.volumes.remove_server_disks(&self.id)?;
+            let image_bytes = std::fs::metadata(source).map(|m| m.len()).unwrap_or(0);
+            let size = root_disk_bytes(&s.flavor, image_bytes);
+            self.fleet
+                .volumes
+                .clone_for_server(&self.id, source, size, Provisioning::Thin)?;
+        }
+        self.update(|row| retask(row, Some(TaskState::Spawning)))?;
+        self.set_step(CREATE, CREATE_START_MONITOR)?;
+        let current = self.load()?.unwrap_or_else(|| s.clone());
+        self.start_monitor(&current)
+    }
+
+    /// The build is done: ACTIVE, and the task row goes.
+    pub(super) fn finish_create(&self) -> Result<(), RunError> {
+        self.fleet.db.write(|tx| {
+            store::clear_task(tx, &self.id)?;
+            let Some(mut s) = store::by_id(tx, &self.id)? else {
+                return Ok(());
+            };
+            s.vm_state = VmState::Active;
+            s.power_state = PowerState::Running;
+            retask(&mut s, None);
+            s.launched_at.get_or_insert_with(Timestamp::now);
+            store::save(tx, &s)
+        })?;
+        tracing::info!("server {}: ACTIVE", self.id);
+        Ok(())
+    }
+
+    /// The create's steps, undone in reverse; each is a no-op when its step never ran.
+    pub(super) fn undo_create(&mut self) -> Result<(), RunError> {
+        self.stop_monitor(None)?;
+        self.fleet.volumes.remove_server_disks(&self.id)?;
+        self.fleet
+            .db
+            .write(|tx| image::release(tx, ConsumerKind::Server, &self.id))?;
+        self.fleet
+            .placement
+            .release(&self.fleet.db, &ConsumerId(self.id.clone()))?;
+        self.update(|s| s.host = None)?;
+        Ok(())
+    }
+
+    // ---- delete ----
+
+    pub(super) fn delete(&mut self) -> Result<Flow, RunError> {
+        if self.load()?.is_none() {
+            return Ok(Flow::End);
+        }
+        self.update(|s| s.task_state = Some(TaskState::Deleting))?;
+        match self.destroy() {
+            Ok(()) => {
+                tracing::info!("server {}: deleted", self.id);
+                Ok(Flow::End)
+            }
+            Err(e) => {
+                tracing::error!("server {}: delete failed: {e}", self.id);
+                self.fail(&format!("Could not delete the server: {e}"))?;
+                Ok(Flow::Continue)
+            }
+        }
+    }
+
+    fn destroy(&mut self) -> Result<(), RunError> {
+        self.set_step(DELETE, "stop_monitor")?;
+        self.stop_monitor(None)?;
+        self.set_step(DELETE, "remove_disk")?;
+        super::volumes::detach_all(&self.fleet, &self.id)?;
+        self.fleet.volumes.remove_server_disks(&self.id)?;
+        self.dir.remove()?;
+        self.set_step(DELETE, "release_claim")?;
+        let db = &self.fleet.db;
+        self.fleet
+            .placement
+            .release(db, &ConsumerId(self.id.clone()))?;
+        self.fleet.placement.release(db, &migration_id(&self.id))?;
+        self.set_step(DELETE, "delete_row")?;
+        db.write(|tx| {
+            image::release(tx, ConsumerKind::Server, &self.id)?;
+            store::delete(tx, &self.id)
+        })?;
+        Ok(())
+    }
+
+    // ---- resize ----
+
+    pub(super) fn resize(&mut self) -> Result<Flow, RunError> {
+        let Some(s) = self.load()? else {
+            return Ok(Flow::End);
+        };
+        if s.task_state != Some(TaskState::ResizePrep) {
+            return Ok(Flow::Continue);
+        }
+        let Some(record) = s.resize.clone() else {
+            self.update(|s| retask_from(s, TaskState::ResizePrep, None))?;
+            return Ok(Flow::Continue);
+        };
+        self.set_step(RESIZE, "claim")?;
+        let was_running = self.monitor.is_some();
+        let old_disk_bytes = match &s.boot.root_source {
+            Some(_) => {
+                let disk = self.fleet.volumes.server_disk_path(&self.id)?;
+                std::fs::metadata(&disk).map(|m| m.len()).unwrap_or(0)
+            }
+            None => 0,
+        };
+        let id = self.id.clone();
+        let begun = self.fleet.placement.begin_resize(
+            &self.fleet.db,
+            &id,
+            &record.new_flavor,
+            |tx, claims| {
+                if let Some(mut row) = store::by_id(tx, &id)? {
+                    if let Some(r) = row.resize.as_mut() {
+                        r.claims = Some(claims.clone());
+                        r.was_running = was_running;
+                        r.old_disk_bytes = old_disk_bytes;
+                    }
+                    retask_from(
+                        &mut row,
+                        TaskState::ResizePrep,
+                        Some(TaskState::ResizeMigrating),
+                    );
+                    store::save(tx, &row)?;
+                }
+                store::set_task_step(tx, &id, RESIZE, "stop")
+            },
+        );
+        if let Err(e) = begun {
+            // Nothing is held: the server stays as it was, with the reason as its fault
+            // (Nova records it as a failed instance action).
+            tracing::info!("server {id}: resize refused: {e}");
+            let reason = fault(&e.to_string());
+            self.fleet.db.write(|tx| {
+                store::clear_task(tx, &id)?;
+                if let Some(mut row) = store::by_id(tx, &id)? {
+                    row.resize = None;
+                    row.fault = Some(reason);
+                    retask_from(&mut row, TaskState::ResizeMigrating, None);
+                    retask_from(&mut row, TaskState::ResizePrep, None);
+                    store::save(tx, &row)?;
+                }
+                Ok::<_, RunError>(())
+            })?;
+            return Ok(Flow::Continue);
+        }
+        match self.migrate(&record.new_flavor, was_running, old_disk_bytes) {
+            Ok(()) => {
+                self.fleet.db.write(|tx| {
+                    store::clear_task(tx, &id)?;
+                    if let Some(mut row) = store::by_id(tx, &id)? {
+                        row.vm_state = VmState::Resized;
+                        retask(&mut row, None);
+                        store::save(tx, &row)?;
+                    }
+                    Ok::<_, RunError>(())
+                })?;
+                tracing::info!("server {id}: resized, waiting for confirmation");
+            }
+            Err(e) => {
+                tracing::warn!("server {id}: resize failed: {e}");
+                if let Err(undo) = self.undo_resize() {
+                    tracing::error!("server {id}: undoing the resize failed: {undo}");
+                }
+                self.fail(&format!("Resize of the server failed: {e}"))?;
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn migrate(
+        &mut self,
+        new_flavor: &FlavorSnapshot,
+        was_running: bool,
+        old_disk_bytes: u64,
+    ) -> Result<(), RunError> {
+        self.stop_monitor(Some(self.fleet.settings.stop_timeout))?;
+        self.update(|s| {
+            s.power_state = PowerState::Shutdown;
+            retask_from(
+                s,
+                TaskState::ResizeMigrating,
+                Some(TaskState::ResizeMigrated),
+            );
+        })?;
+        self.set_step(RESIZE, "grow_disk")?;
+        if old_disk_bytes > 0 {
+            let new_bytes = root_disk_bytes(new_flavor, old_disk_bytes);
+            if new_bytes > old_disk_bytes {
+                set_disk_len(&self.fleet.volumes.server_disk_path(&self.id)?, new_bytes)?;
+            }
+        }
+        self.set_step(RESIZE, "start")?;
+        let Some(s) = self.update(|s| {
+            s.flavor = new_flavor.clone();
+            retask_from(s, TaskState::ResizeMigrated, Some(TaskState::ResizeFinish));
+        })?
+        else {
+            return Ok(());
+        };
+        if was_running {
+            self.start_monitor(&s)?;
+        }
+        Ok(())
+    }
+
+    /// Back to the size before the resize: the monitor stopped, the disk shrunk back to its
+    /// old length (Nova restores the old disk too, losing what the guest wrote meanwhile),
+    /// the old claim and flavor restored, and the server started again if it ran before.
+    pub(super) fn undo_resize(&mut self) -> Result<(), RunError> {
+        let Some(s) = self.load()? else {
+            return Ok(());
+        };
+        let Some(record) = s.resize.clone() else {
+            return Ok(());
+        };
+        self.stop_monitor(None)?;
+        if record.old_disk_bytes > 0 {
+            set_disk_len(
+                &self.fleet.volumes.server_disk_path(&self.id)?,
+                record.old_disk_bytes,
+            )?;
+        }
+        self.fleet
+            .placement
+            .revert_resize(&self.fleet.db, &self.id)?;
+        let Some(s) = self.update(|s| {
+            s.flavor = record.old_flavor.clone();
+            s.resize = None;
+            s.power_state = PowerState::Shutdown;
+        })?
+        else {
+            return Ok(());
+        };
+        if record.was_running {
+            self.start_monitor(&s)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn confirm_resize(&mut self) -> Result<Flow, RunError> {
+        let Some(s) = self.load()? else {
+            return Ok(Flow::End);
+        };
+        if s.task_state != Some(TaskState::ResizeConfirming) {
+            return Ok(Flow::Continue);
+        }
+        self.fleet
+            .placement
+            .confirm_resize(&self.fleet.db, &self.id)?;
+        let running = self.monitor.is_some();
+        self.update(|s| {
+            s.resize = None;
+            s.vm_state = if running {
+                VmState::Active
+            } else {
+                VmState::Stopped
+            };
+            retask_from(s, TaskState::ResizeConfirming, None);
+        })?;
+        Ok(Flow::Continue)
+    }
+
+    pub(super) fn revert_resize(&mut self) -> Result<Flow, RunError> {
+        let Some(s) = self.load()? else {
+            return Ok(Flow::End);
+        };
+        if s.task_state != Some(TaskState::ResizeReverting) {
+            return Ok(Flow::Continue);
+        }
+        self.set_step(RESIZE, "revert")?;
+        match self.undo_resize() {
+            Ok(()) => self.end_resize_task()?,
+            Err(e) => self.fail(&format!("Revert of the resize failed: {e}"))?,
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// After an undone resize: ACTIVE or SHUTOFF as the monitor is, no task.
+    pub(super) fn end_resize_task(&self) -> Result<(), RunError> {
+        let running = self.monitor.is_some();
+        self.fleet.db.write(|tx| {
+            store::clear_task(tx, &self.id)?;
+            if let Some(mut row) = store::by_id(tx, &self.id)? {
+                row.resize = None;
+                row.vm_state = if running {
+                    VmState::Active
+                } else {
+                    VmState::Stopped
+                };
+                row.power_state = if running {
+                    PowerState::Running
+                } else {
+                    PowerState::Shutdown
+                };
+                retask(&mut row, None);
+                store::save(tx, &row)?;
+            }
+            Ok::<_, RunError>(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn root_disks_take_the_flavor_size_or_the_image_size() {
+        let mut f = FlavorSnapshot {
+            id: "1".into(),
+            name: "f".into(),
+            vcpus: 1,
+            ram: 128,
+            disk: 1,
+            ephemeral: 0,
+            swap: 0,
+            extra_specs: BTreeMap::new(),
+        };
+        assert_eq!(root_disk_bytes(&f, 64 << 20), 1 << 30);
+        f.disk = 0;
+        assert_eq!(root_disk_bytes(&f, 64 << 20), 64 << 20);
+        assert_eq!(root_disk_bytes(&f, 0), 0);
+    }
+}

@@ -1,0 +1,1057 @@
+//! Nova servers against the real outpostd, real `outpost-vmm` monitors and real guests (the
+//! project's test kernel and rootfs from /var/cache/outpost/guest/current; build the monitor
+//! first with `cargo build -p outpost-vmm`). Guests are shared between checks because each
+//! boot costs tens of seconds, and the tests that boot run one at a time.
+//!
+//! - one server's life: BUILD → ACTIVE → console marker → stop → start → hard reboot →
+//!   soft reboot → rename → resize (revert, then confirm) → delete, leaving no process,
+//!   file, row or claim;
+//! - the supervisor: a guest that reboots itself is started again, one that powers off is
+//!   SHUTOFF;
+//! - restart safety: kill -9 of outpostd with a guest running (the guest stays, is adopted,
+//!   stops and deletes), a monitor that died while outpostd was down (ERROR with the
+//!   reason), a create interrupted by the crash (undone, nothing left) and a delete
+//!   interrupted by it (finished);
+//! - a server booted from an uploaded raw Glance image (the default guest kernel, a clone
+//!   of the image as its disk) holds the image: deleting it answers 409 until the server
+//!   is gone; a volume attached while it runs is pending until a hard reboot, then the
+//!   guest sees vdb, it cannot be detached while open, and deleting the server frees it;
+//! - a request that does not fit (ERROR "No valid host was found. ..."), bad input refused
+//!   in Nova's shape with nothing created, visibility between projects, and the CLI.
+
+mod common;
+
+use common::{Api, Daemon, Text, ADMIN_PASSWORD};
+use outpost_control::client::{ApiResponse, Client, Endpoint};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const ASSETS: &str = "/var/cache/outpost/guest/current";
+const MARKER: &str = "OUTPOST-INIT-OK";
+const V275: (&str, &str) = ("OpenStack-API-Version", "compute 2.75");
+/// Guests boot in 20-40 s on the project's PVM host; leave room for a loaded machine.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
+const STATE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Tests that boot guests take turns: the machine has two cores shared with others.
+static GUESTS: Mutex<()> = Mutex::new(());
+
+fn one_guest_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    GUESTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// outpost-vmm as cargo builds it, beside outpostd.
+fn monitor_binary() -> PathBuf {
+    let outpostd = Path::new(env!("CARGO_BIN_EXE_outpostd"));
+    let vmm = outpostd.with_file_name("outpost-vmm");
+    assert!(
+        vmm.is_file(),
+        "{vmm:?} is missing: run `cargo build -p outpost-vmm` before these tests"
+    );
+    vmm
+}
+
+fn check_assets() {
+    for f in ["test-vmlinux", "rootfs.ext4"] {
+        let p = Path::new(ASSETS).join(f);
+        assert!(p.is_file(), "{p:?} is missing: run guest/build-assets.sh");
+    }
+}
+
+/// Kills whatever still runs from a test's state directory when the test ends, pass or
+/// fail (monitors outlive outpostd by design, so dropping the daemon does not stop them).
+struct Sweep(PathBuf);
+
+impl Drop for Sweep {
+    fn drop(&mut self) {
+        for pid in processes_naming(&self.0.to_string_lossy()) {
+            // SAFETY: kill() on a process whose command line names this test's temporary
+            // directory: one of the monitors or shims the test started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+/// Pids whose command line contains `needle`.
+fn processes_naming(needle: &str) -> Vec<i32> {
+    let own = std::process::id();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != own)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    String::from_utf8_lossy(&c)
+                        .replace('\0', " ")
+                        .contains(needle)
+                })
+                .unwrap_or(false)
+        })
+        .map(|pid| pid as i32)
+        .collect()
+}
+
+fn start_daemon(extra: &str) -> (Daemon, Sweep) {
+    let config = format!(
+        "[compute]\nmonitor = {:?}\nstop_timeout_secs = 10\n{extra}",
+        monitor_binary()
+    );
+    let d = Daemon::start_with(Some(&config), Some(ADMIN_PASSWORD));
+    let sweep = Sweep(d.dir.path().to_owned());
+    (d, sweep)
+}
+
+fn api(d: &Daemon) -> Api {
+    d.unix().with_header(V275.0, V275.1)
+}
+
+fn create_flavor(d: &Daemon, id: &str, vcpus: u32, ram: u32, disk: u32) {
+    let r = api(d).post(
+        "/compute/v2.1/flavors",
+        &json!({"flavor": {"name": id, "id": id, "vcpus": vcpus, "ram": ram, "disk": disk}}),
+    );
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+}
+
+fn create_server(d: &Daemon, name: &str, flavor: &str) -> String {
+    let r = api(d).post(
+        "/compute/v2.1/servers",
+        &json!({"server": {"name": name, "flavorRef": flavor, "imageRef": "outpost-guest",
+                           "networks": "none", "metadata": {"role": "test"}}}),
+    );
+    assert_eq!(r.status.as_u16(), 202, "{}", r.text());
+    let id = r.body_json()["server"]["id"].as_str().unwrap().to_owned();
+    let location = r.header("location").unwrap();
+    assert!(
+        location.ends_with(&format!("/compute/v2.1/servers/{id}")),
+        "{location}"
+    );
+    id
+}
+
+fn server(d: &Daemon, id: &str) -> Value {
+    let r = api(d).get(&format!("/compute/v2.1/servers/{id}"));
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    r.body_json()["server"].clone()
+}
+
+/// Waits until the server shows `status` with no task under way.
+fn wait_status(d: &Daemon, id: &str, status: &str) -> Value {
+    let deadline = Instant::now() + STATE_TIMEOUT;
+    loop {
+        let s = server(d, id);
+        if s["status"] == status && s["OS-EXT-STS:task_state"].is_null() {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server {id} never became {status}: {s:#}\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn wait_gone(d: &Daemon, id: &str) {
+    let deadline = Instant::now() + STATE_TIMEOUT;
+    loop {
+        let r = api(d).get(&format!("/compute/v2.1/servers/{id}"));
+        if r.status.as_u16() == 404 {
+            assert_eq!(
+                r.body_json()["itemNotFound"]["message"],
+                format!("Instance {id} could not be found.")
+            );
+            return;
+        }
+        assert!(Instant::now() < deadline, "server {id} was not deleted");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn action(d: &Daemon, id: &str, body: Value) -> ApiResponse {
+    api(d).post(&format!("/compute/v2.1/servers/{id}/action"), &body)
+}
+
+fn console(d: &Daemon, id: &str, length: Option<i64>) -> String {
+    let r = action(d, id, json!({"os-getConsoleOutput": {"length": length}}));
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    r.body_json()["output"].as_str().unwrap().to_owned()
+}
+
+/// Waits until the console shows the init marker `count` times.
+fn wait_marker(d: &Daemon, id: &str, count: usize) {
+    let deadline = Instant::now() + BOOT_TIMEOUT;
+    loop {
+        if console(d, id, None).matches(MARKER).count() >= count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the guest did not print {MARKER} ({count}):\n{}",
+            console(d, id, Some(20))
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+fn server_dir(d: &Daemon, id: &str) -> PathBuf {
+    d.state_dir().join("servers").join(id)
+}
+
+fn root_disk(d: &Daemon, id: &str) -> PathBuf {
+    d.state_dir().join("instances").join(id).join("disk.raw")
+}
+
+/// The processes of the server's monitor (its shim and outpost-vmm).
+fn monitor_pids(d: &Daemon, id: &str) -> Vec<i32> {
+    processes_naming(&server_dir(d, id).join("api.sock").to_string_lossy())
+}
+
+/// `GET path` on the monitor's own API socket.
+fn monitor_get(d: &Daemon, id: &str, path: &str) -> Value {
+    let c = Client::new(Endpoint::Unix(server_dir(d, id).join("api.sock"))).unwrap();
+    let r = c.request(hyper::Method::GET, path, &[], None).unwrap();
+    assert_eq!(r.status.as_u16(), 200, "{path}: {}", r.text());
+    r.json().unwrap()
+}
+
+fn db(d: &Daemon) -> rusqlite::Connection {
+    rusqlite::Connection::open(d.state_dir().join("outpost.db")).unwrap()
+}
+
+fn count(d: &Daemon, sql: &str) -> i64 {
+    db(d).query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+/// Nothing of the server is left: no process, folder, disk, row, task or claim.
+fn assert_nothing_left(d: &Daemon, id: &str) {
+    assert!(monitor_pids(d, id).is_empty(), "monitor processes left");
+    assert!(!server_dir(d, id).exists(), "server folder left");
+    assert!(
+        !root_disk(d, id).parent().unwrap().exists(),
+        "root disk left"
+    );
+    let c = db(d);
+    for (table, column) in [("servers", "id"), ("server_tasks", "server_id")] {
+        let n: i64 = c
+            .query_row(
+                &format!("SELECT COUNT(*) FROM {table} WHERE {column} = ?1"),
+                [id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 0, "{table} still has {id}");
+    }
+    let claims: i64 = c
+        .query_row(
+            "SELECT COUNT(*) FROM claims WHERE consumer_id LIKE ?1",
+            [format!("%{id}")],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(claims, 0, "claims left");
+}
+
+fn vm_config(d: &Daemon, id: &str) -> (u64, u64, String) {
+    let c = monitor_get(d, id, "/vm/config");
+    (
+        c["machine-config"]["vcpu_count"].as_u64().unwrap(),
+        c["machine-config"]["mem_size_mib"].as_u64().unwrap(),
+        c["drives"][0]["path_on_host"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn size(d: &Daemon, id: &str) -> (u64, u64) {
+    let (vcpus, mem, _) = vm_config(d, id);
+    (vcpus, mem)
+}
+
+fn disk_len(d: &Daemon, id: &str) -> u64 {
+    std::fs::metadata(root_disk(d, id)).unwrap().len()
+}
+
+#[test]
+fn a_server_lives_through_its_life() {
+    check_assets();
+    let _turn = one_guest_at_a_time();
+    let (d, _sweep) = start_daemon("soft_reboot_timeout_secs = 5\n");
+    create_flavor(&d, "small", 1, 256, 1);
+    create_flavor(&d, "bigger", 2, 512, 2);
+    let id = create_server(&d, "life", "small");
+
+    // BUILD, then ACTIVE with the states, flavor and host Nova shows.
+    let s = wait_status(&d, &id, "ACTIVE");
+    assert_eq!(s["OS-EXT-STS:vm_state"], "active");
+    assert_eq!(s["OS-EXT-STS:power_state"], 1);
+    assert_eq!(s["flavor"]["original_name"], "small");
+    assert_eq!(s["flavor"]["vcpus"], 1);
+    assert_eq!(s["image"]["id"], "outpost-guest");
+    assert_eq!(s["metadata"]["role"], "test");
+    assert_eq!(s["addresses"], json!({}));
+    assert!(s["OS-EXT-SRV-ATTR:host"]
+        .as_str()
+        .is_some_and(|h| !h.is_empty()));
+    assert!(s.get("fault").is_none());
+
+    // One monitor, configured with the flavor and the server's own 1 GiB root disk (a clone,
+    // never the image).
+    assert_eq!(monitor_pids(&d, &id).len(), 2, "shim and monitor");
+    assert_eq!(monitor_get(&d, &id, "/")["state"], "Running");
+    let (vcpus, mem, disk) = vm_config(&d, &id);
+    assert_eq!((vcpus, mem), (1, 256));
+    assert_eq!(
+        PathBuf::from(&disk),
+        root_disk(&d, &id).canonicalize().unwrap()
+    );
+    assert_eq!(disk_len(&d, &id), 1 << 30);
+    assert_eq!(count(&d, "SELECT COUNT(*) FROM claims"), 1);
+
+    // The guest boots to its init marker; `length` limits the lines.
+    wait_marker(&d, &id, 1);
+    let tail = console(&d, &id, Some(3));
+    assert!(tail.lines().count() <= 3, "{tail:?}");
+
+    // Wrong state, unknown action, bad arguments: refused in Nova's shape, nothing changes.
+    let r = action(&d, &id, json!({"os-start": null}));
+    assert_eq!(r.status.as_u16(), 409, "{}", r.text());
+    assert_eq!(
+        r.body_json()["conflictingRequest"]["message"],
+        format!("Cannot 'start' instance {id} while it is in vm_state active")
+    );
+    let r = action(&d, &id, json!({"explode": null}));
+    assert_eq!(r.status.as_u16(), 400);
+    assert_eq!(
+        r.body_json()["badRequest"]["message"],
+        "There is no such action: explode"
+    );
+    assert_eq!(
+        action(&d, &id, json!({"reboot": {"type": "NOW"}}))
+            .status
+            .as_u16(),
+        400
+    );
+    assert_eq!(
+        action(&d, &id, json!({"os-getConsoleOutput": {"length": -5}}))
+            .status
+            .as_u16(),
+        400
+    );
+    assert_eq!(
+        action(&d, &id, json!({"resize": {"flavorRef": "small"}}))
+            .status
+            .as_u16(),
+        400
+    );
+    assert_eq!(
+        action(&d, &id, json!({"resize": {"flavorRef": "nope"}}))
+            .status
+            .as_u16(),
+        400
+    );
+    assert_eq!(wait_status(&d, &id, "ACTIVE")["OS-EXT-STS:power_state"], 1);
+
+    // Stop: SHUTOFF, no monitor left.
+    assert_eq!(
+        action(&d, &id, json!({"os-stop": null})).status.as_u16(),
+        202
+    );
+    let s = wait_status(&d, &id, "SHUTOFF");
+    assert_eq!(s["OS-EXT-STS:vm_state"], "stopped");
+    assert_eq!(s["OS-EXT-STS:power_state"], 4);
+    assert!(monitor_pids(&d, &id).is_empty());
+    let r = action(&d, &id, json!({"os-stop": null}));
+    assert_eq!(r.status.as_u16(), 409);
+
+    // Start: ACTIVE with a new monitor.
+    assert_eq!(
+        action(&d, &id, json!({"os-start": null})).status.as_u16(),
+        202
+    );
+    wait_status(&d, &id, "ACTIVE");
+    let before = monitor_pids(&d, &id);
+    assert_eq!(before.len(), 2);
+
+    // Hard reboot: the monitor is replaced and the guest boots again.
+    let markers = console(&d, &id, None).matches(MARKER).count();
+    assert_eq!(
+        action(&d, &id, json!({"reboot": {"type": "HARD"}}))
+            .status
+            .as_u16(),
+        202
+    );
+    wait_status(&d, &id, "ACTIVE");
+    let after = monitor_pids(&d, &id);
+    assert_eq!(after.len(), 2);
+    assert!(
+        after.iter().all(|p| !before.contains(p)),
+        "{before:?} {after:?}"
+    );
+    wait_marker(&d, &id, markers + 1);
+
+    // Soft reboot: Ctrl-Alt-Del; the test kernel has no keyboard driver to act on it, so
+    // after the soft-reboot timeout it becomes a hard one (as Nova's libvirt driver does).
+    assert_eq!(
+        action(&d, &id, json!({"reboot": {"type": "SOFT"}}))
+            .status
+            .as_u16(),
+        202
+    );
+    assert_eq!(server(&d, &id)["status"], "REBOOT");
+    let r = action(&d, &id, json!({"os-stop": null}));
+    assert_eq!(r.status.as_u16(), 409);
+    assert!(r.text().contains("task_state rebooting"), "{}", r.text());
+    wait_status(&d, &id, "ACTIVE");
+    let soft = monitor_pids(&d, &id);
+    assert_eq!(soft.len(), 2);
+    assert!(
+        soft.iter().all(|p| !after.contains(p)),
+        "{after:?} {soft:?}"
+    );
+
+    // Rename and describe (2.19+); the answer is the server as GET shows it.
+    let r = api(&d).put(
+        &format!("/compute/v2.1/servers/{id}"),
+        Some(&json!({"server": {"name": "renamed", "description": "a test server"}})),
+    );
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    assert_eq!(r.body_json()["server"]["name"], "renamed");
+    assert_eq!(server(&d, &id)["description"], "a test server");
+
+    // Resize, then revert: the new size runs beside the old claim, then all goes back.
+    assert_eq!(
+        action(&d, &id, json!({"resize": {"flavorRef": "bigger"}}))
+            .status
+            .as_u16(),
+        202
+    );
+    let s = wait_status(&d, &id, "VERIFY_RESIZE");
+    assert_eq!(s["flavor"]["original_name"], "bigger");
+    assert_eq!(size(&d, &id), (2, 512));
+    assert_eq!(disk_len(&d, &id), 2 << 30);
+    assert_eq!(count(&d, "SELECT COUNT(*) FROM claims"), 2);
+    assert_eq!(
+        action(&d, &id, json!({"revertResize": null}))
+            .status
+            .as_u16(),
+        202
+    );
+    let s = wait_status(&d, &id, "ACTIVE");
+    assert_eq!(s["flavor"]["original_name"], "small");
+    assert_eq!(size(&d, &id), (1, 256));
+    assert_eq!(disk_len(&d, &id), 1 << 30);
+    assert_eq!(count(&d, "SELECT COUNT(*) FROM claims"), 1);
+
+    // Resize, then confirm: the old size is released.
+    assert_eq!(
+        action(&d, &id, json!({"resize": {"flavorRef": "bigger"}}))
+            .status
+            .as_u16(),
+        202
+    );
+    wait_status(&d, &id, "VERIFY_RESIZE");
+    assert_eq!(
+        action(&d, &id, json!({"confirmResize": null}))
+            .status
+            .as_u16(),
+        204
+    );
+    let s = wait_status(&d, &id, "ACTIVE");
+    assert_eq!(s["flavor"]["vcpus"], 2);
+    assert_eq!(size(&d, &id), (2, 512));
+    let claim: String = db(&d)
+        .query_row("SELECT claim FROM claims", [], |r| r.get(0))
+        .unwrap();
+    assert!(claim.contains("\"MEMORY_MB\":512"), "{claim}");
+
+    // Delete: nothing is left.
+    let r = api(&d).delete(&format!("/compute/v2.1/servers/{id}"));
+    assert_eq!(r.status.as_u16(), 204, "{}", r.text());
+    wait_gone(&d, &id);
+    assert_nothing_left(&d, &id);
+}
+
+/// What the guest does decides what the supervisor does: a guest that reboots itself
+/// (monitor exit 3) is started again and stays ACTIVE; one that powers off (exit 0) is
+/// SHUTOFF, with no fault.
+/// Uploads `file` as a raw, bare Glance image over the socket (as admin); returns its id.
+fn upload_raw_image(d: &Daemon, name: &str, file: &Path) -> String {
+    let r = d.unix().post(
+        "/image/v2/images",
+        &json!({"name": name, "disk_format": "raw", "container_format": "bare"}),
+    );
+    assert_eq!(r.status.as_u16(), 201, "{}", r.text());
+    let id = r.body_json()["id"].as_str().unwrap().to_owned();
+    let f = std::fs::File::open(file).unwrap();
+    let len = f.metadata().unwrap().len();
+    let r = Client::new(Endpoint::Unix(d.socket()))
+        .unwrap()
+        .upload(
+            hyper::Method::PUT,
+            &format!("/image/v2/images/{id}/file"),
+            &[],
+            Box::new(f),
+            len,
+            Box::new(|_| {}),
+        )
+        .unwrap();
+    assert_eq!(r.status.as_u16(), 204, "{}", r.text());
+    id
+}
+
+#[test]
+fn a_server_boots_from_an_uploaded_image_holds_it_and_gets_volumes() {
+    check_assets();
+    let _turn = one_guest_at_a_time();
+    let (d, _sweep) = start_daemon("");
+    create_flavor(&d, "small", 1, 256, 1);
+    let rootfs = Path::new(ASSETS).join("rootfs.ext4");
+    let image = upload_raw_image(&d, "rootfs", &rootfs);
+
+    // imageRef as the client sends it: a link to the image.
+    let r = api(&d).post(
+        "/compute/v2.1/servers",
+        &json!({"server": {"name": "glance", "flavorRef": "small", "networks": "none",
+                           "imageRef": format!("http://x/image/v2/images/{image}")}}),
+    );
+    assert_eq!(r.status.as_u16(), 202, "{}", r.text());
+    let id = r.body_json()["server"]["id"].as_str().unwrap().to_owned();
+    let s = wait_status(&d, &id, "ACTIVE");
+    assert_eq!(s["image"]["id"], image.as_str());
+    wait_marker(&d, &id, 1);
+
+    // A plain image boots the default guest kernel, from a 1 GiB clone of the image.
+    let boot = monitor_get(&d, &id, "/vm/config")["boot-source"].clone();
+    assert_eq!(
+        boot["kernel_image_path"],
+        Path::new(ASSETS).join("test-vmlinux").to_str().unwrap()
+    );
+    let (_, _, disk) = vm_config(&d, &id);
+    assert_eq!(Path::new(&disk), root_disk(&d, &id));
+    assert_eq!(disk_len(&d, &id), 1 << 30);
+
+    // A volume attached to the running server waits for its next start: then the monitor
+    // has it as a second drive, and it cannot be detached while the guest has it open.
+    let project = s["tenant_id"].as_str().unwrap().to_owned();
+    let vols = format!("/volume/v3/{project}/volumes");
+    let r = d
+        .unix()
+        .post(&vols, &json!({"volume": {"size": 1, "name": "data"}}));
+    assert_eq!(r.status.as_u16(), 202, "{}", r.text());
+    let vol = r.body_json()["volume"]["id"].as_str().unwrap().to_owned();
+    let volume_status = |want: &str| {
+        let deadline = Instant::now() + STATE_TIMEOUT;
+        loop {
+            let v = d.unix().get(&format!("{vols}/{vol}")).body_json()["volume"].clone();
+            if v["status"] == want {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "volume never {want}: {v}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    volume_status("available");
+    let va = format!("/compute/v2.1/servers/{id}/os-volume_attachments");
+    let r = api(&d).post(&va, &json!({"volumeAttachment": {"volumeId": vol}}));
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    let a = r.body_json()["volumeAttachment"].clone();
+    assert_eq!(a["device"], "/dev/vdb");
+    assert_eq!(a["serverId"], id.as_str());
+    assert_eq!(a["outpost:pending_restart"], true);
+    let v = volume_status("in-use");
+    assert_eq!(v["attachments"][0]["server_id"], id.as_str(), "{v}");
+    // Attached once only.
+    let r = api(&d).post(&va, &json!({"volumeAttachment": {"volumeId": vol}}));
+    assert_eq!(r.status.as_u16(), 400, "{}", r.text());
+    let r = action(&d, &id, json!({"reboot": {"type": "HARD"}}));
+    assert_eq!(r.status.as_u16(), 202, "{}", r.text());
+    wait_status(&d, &id, "ACTIVE");
+    let shown = api(&d).get(&format!("{va}/{vol}")).body_json();
+    assert_eq!(shown["volumeAttachment"]["outpost:pending_restart"], false);
+    let drives = monitor_get(&d, &id, "/vm/config")["drives"].clone();
+    assert_eq!(drives.as_array().unwrap().len(), 2, "{drives}");
+    assert!(
+        drives[1]["path_on_host"].as_str().unwrap().contains(&vol),
+        "{drives}"
+    );
+    let r = api(&d).delete(&format!("{va}/{vol}"));
+    assert_eq!(r.status.as_u16(), 409, "{}", r.text());
+    // The guest's kernel found it: virtio-blk names the second disk vdb.
+    let deadline = Instant::now() + BOOT_TIMEOUT;
+    while !console(&d, &id, None).contains("[vdb]") {
+        assert!(
+            Instant::now() < deadline,
+            "the guest never saw vdb:\n{}",
+            console(&d, &id, Some(30))
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+
+    // Held: Glance refuses to delete it while the server exists.
+    let users = format!(
+        "SELECT COUNT(*) FROM image_usage WHERE image_id = '{image}' \
+         AND consumer_kind = 'server' AND consumer_id = '{id}'"
+    );
+    assert_eq!(count(&d, &users), 1);
+    let r = d.unix().delete(&format!("/image/v2/images/{image}"));
+    assert_eq!(r.status.as_u16(), 409, "{}", r.text());
+    assert!(r.text().contains(&id), "{}", r.text());
+
+    let r = api(&d).delete(&format!("/compute/v2.1/servers/{id}"));
+    assert_eq!(r.status.as_u16(), 204, "{}", r.text());
+    wait_gone(&d, &id);
+    assert_nothing_left(&d, &id);
+    assert_eq!(count(&d, &users), 0);
+    // Deleting the server detached its volume.
+    assert!(volume_status("available")["attachments"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let r = d.unix().delete(&format!("/image/v2/images/{image}"));
+    assert_eq!(r.status.as_u16(), 204, "{}", r.text());
+
+    // An image that cannot boot (a kernel image, its data not even uploaded) is refused
+    // with nothing created.
+    let r = d.unix().post(
+        "/image/v2/images",
+        &json!({"name": "k", "disk_format": "aki", "container_format": "aki"}),
+    );
+    let kernel = r.body_json()["id"].as_str().unwrap().to_owned();
+    let r = api(&d).post(
+        "/compute/v2.1/servers",
+        &json!({"server": {"name": "k", "flavorRef": "small", "networks": "none",
+                           "imageRef": kernel}}),
+    );
+    assert_eq!(r.status.as_u16(), 400, "{}", r.text());
+    assert_eq!(count(&d, "SELECT COUNT(*) FROM servers"), 0);
+}
+
+#[test]
+fn the_supervisor_follows_what_the_guest_does() {
+    check_assets();
+    let _turn = one_guest_at_a_time();
+    let guest = |end: &str| {
+        format!("[guest]\nboot_args = \"console=ttyS0 reboot=k panic=1 outpost.end={end}\"\n")
+    };
+    let (d, _sweep) = start_daemon(&guest("reboot"));
+    create_flavor(&d, "small", 1, 256, 1);
+    let id = create_server(&d, "rebooter", "small");
+    wait_status(&d, &id, "ACTIVE");
+    let first = monitor_pids(&d, &id);
+    wait_marker(&d, &id, 2);
+    let s = wait_status(&d, &id, "ACTIVE");
+    assert!(s.get("fault").is_none());
+    let again = monitor_pids(&d, &id);
+    assert_eq!(again.len(), 2);
+    assert!(
+        again.iter().all(|p| !first.contains(p)),
+        "{first:?} {again:?}"
+    );
+    assert!(
+        d.log().contains("the guest rebooted; starting it again"),
+        "{}",
+        d.log()
+    );
+    assert_eq!(
+        api(&d)
+            .delete(&format!("/compute/v2.1/servers/{id}"))
+            .status
+            .as_u16(),
+        204
+    );
+    wait_gone(&d, &id);
+    assert_nothing_left(&d, &id);
+    drop(d);
+
+    let (d, _sweep) = start_daemon(&guest("poweroff"));
+    create_flavor(&d, "small", 1, 256, 1);
+    let id = create_server(&d, "poweroff", "small");
+    wait_marker(&d, &id, 1);
+    let deadline = Instant::now() + BOOT_TIMEOUT;
+    while server(&d, &id)["status"] != "SHUTOFF" {
+        assert!(Instant::now() < deadline, "the guest did not power off");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let s = server(&d, &id);
+    assert_eq!(s["OS-EXT-STS:power_state"], 4);
+    assert!(s.get("fault").is_none());
+    assert!(monitor_pids(&d, &id).is_empty());
+    assert_eq!(
+        api(&d)
+            .delete(&format!("/compute/v2.1/servers/{id}"))
+            .status
+            .as_u16(),
+        204
+    );
+    wait_gone(&d, &id);
+    assert_nothing_left(&d, &id);
+}
+
+#[test]
+fn guests_outlive_a_killed_daemon() {
+    check_assets();
+    let _turn = one_guest_at_a_time();
+    let (mut d, _sweep) = start_daemon("");
+    create_flavor(&d, "small", 1, 256, 1);
+    let id = create_server(&d, "survivor", "small");
+    wait_status(&d, &id, "ACTIVE");
+    let pids = monitor_pids(&d, &id);
+    assert_eq!(pids.len(), 2);
+
+    // kill -9 outpostd: the guest keeps running; a new outpostd adopts it.
+    d.kill9();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        monitor_pids(&d, &id),
+        pids,
+        "the monitor died with outpostd"
+    );
+    assert_eq!(monitor_get(&d, &id, "/")["state"], "Running");
+    d.spawn();
+    let s = wait_status(&d, &id, "ACTIVE");
+    assert_eq!(s["OS-EXT-STS:power_state"], 1);
+    assert_eq!(monitor_pids(&d, &id), pids);
+    assert!(
+        d.log().contains("adopted its running monitor"),
+        "{}",
+        d.log()
+    );
+    wait_marker(&d, &id, 1);
+
+    // The adopted monitor (not outpostd's child any more) stops and starts.
+    assert_eq!(
+        action(&d, &id, json!({"os-stop": null})).status.as_u16(),
+        202
+    );
+    wait_status(&d, &id, "SHUTOFF");
+    assert!(monitor_pids(&d, &id).is_empty());
+    assert_eq!(
+        action(&d, &id, json!({"os-start": null})).status.as_u16(),
+        202
+    );
+    wait_status(&d, &id, "ACTIVE");
+
+    // The monitor dies while outpostd is down: the next outpostd says so (ERROR + fault).
+    d.kill9();
+    let vmm: Vec<i32> = monitor_pids(&d, &id)
+        .into_iter()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm"))
+                .is_ok_and(|c| c.trim() == "outpost-vmm")
+        })
+        .collect();
+    assert_eq!(vmm.len(), 1);
+    // SAFETY: the outpost-vmm process of this test's server.
+    unsafe { libc::kill(vmm[0], libc::SIGKILL) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !monitor_pids(&d, &id).is_empty() {
+        assert!(Instant::now() < deadline, "the shim did not end");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    d.spawn();
+    let s = wait_status(&d, &id, "ERROR");
+    let fault = s["fault"]["message"].as_str().unwrap();
+    assert!(
+        fault.starts_with("The server's monitor stopped:"),
+        "{fault}"
+    );
+    assert_eq!(s["fault"]["code"], 500);
+
+    // A server in ERROR deletes cleanly, after a restart too.
+    assert_eq!(
+        api(&d)
+            .delete(&format!("/compute/v2.1/servers/{id}"))
+            .status
+            .as_u16(),
+        204
+    );
+    wait_gone(&d, &id);
+    assert_nothing_left(&d, &id);
+}
+
+#[test]
+fn operations_interrupted_by_a_crash_are_finished_or_undone() {
+    check_assets();
+    let _turn = one_guest_at_a_time();
+    // A monitor that takes its time to come up, so outpostd can be killed mid-create.
+    let dir = tempfile::tempdir().unwrap();
+    let slow = dir.path().join("slow-vmm");
+    std::fs::write(
+        &slow,
+        format!("#!/bin/sh\nsleep 4\nexec {:?} \"$@\"\n", monitor_binary()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&slow, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let config = format!("[compute]\nmonitor = {slow:?}\n");
+    let mut d = Daemon::start_with(Some(&config), Some(ADMIN_PASSWORD));
+    let _sweep = Sweep(d.dir.path().to_owned());
+    create_flavor(&d, "small", 1, 256, 1);
+    let id = create_server(&d, "interrupted", "small");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while monitor_pids(&d, &id).is_empty() {
+        assert!(Instant::now() < deadline, "the monitor never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(server(&d, &id)["status"], "BUILD");
+    d.kill9();
+    d.spawn();
+    let s = wait_status(&d, &id, "ERROR");
+    assert!(
+        s["fault"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the build was undone"),
+        "{s:#}"
+    );
+    // The undo left nothing but the row (its folder keeps the logs until delete).
+    assert!(monitor_pids(&d, &id).is_empty());
+    assert!(!root_disk(&d, &id).exists());
+    assert_eq!(count(&d, "SELECT COUNT(*) FROM claims"), 0);
+    assert_eq!(count(&d, "SELECT COUNT(*) FROM server_tasks"), 0);
+
+    // A delete interrupted after its first steps is finished at the next start. The crash
+    // point is placed in the database while outpostd is down: a running server whose delete
+    // had recorded the step "remove_disk" (its monitor may or may not be gone yet).
+    let other = create_server(&d, "half-deleted", "small");
+    wait_status(&d, &other, "ACTIVE");
+    assert_eq!(monitor_pids(&d, &other).len(), 2);
+    d.kill9();
+    {
+        let c = db(&d);
+        c.execute(
+            "UPDATE servers SET task_state = 'deleting' WHERE id = ?1",
+            [&other],
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO server_tasks (server_id, kind, step, started_at, updated_at)
+             VALUES (?1, 'delete', 'remove_disk', 0, 0)",
+            [&other],
+        )
+        .unwrap();
+    }
+    d.spawn();
+    wait_gone(&d, &other);
+    assert_nothing_left(&d, &other);
+
+    assert_eq!(
+        api(&d)
+            .delete(&format!("/compute/v2.1/servers/{id}"))
+            .status
+            .as_u16(),
+        204
+    );
+    wait_gone(&d, &id);
+    assert_nothing_left(&d, &id);
+}
+
+#[test]
+fn a_server_that_does_not_fit_ends_in_error_and_bad_input_changes_nothing() {
+    // A small host: nothing boots in this test.
+    let (d, _sweep) = start_daemon("vcpus = 2\nram_mb = 2048\ndisk_gb = 10\n");
+    create_flavor(&d, "small", 1, 256, 1);
+    create_flavor(&d, "huge", 1, 4096, 1);
+    let id = create_server(&d, "too-big", "huge");
+    let s = wait_status(&d, &id, "ERROR");
+    let fault = s["fault"]["message"].as_str().unwrap();
+    assert!(fault.starts_with("No valid host was found."), "{fault}");
+    assert!(fault.contains("MEMORY_MB"), "{fault}");
+    assert_eq!(s["fault"]["code"], 500);
+    assert_eq!(count(&d, "SELECT COUNT(*) FROM claims"), 0);
+    assert!(!root_disk(&d, &id).exists());
+    assert!(monitor_pids(&d, &id).is_empty());
+
+    // Bad input: Nova's 400s and 404s, and no new server.
+    let bad = [
+        (
+            json!({"server": {"name": "x", "flavorRef": "small", "imageRef": "nope",
+                           "networks": "none"}}),
+            "Image nope could not be found.",
+        ),
+        (
+            json!({"server": {"name": "x", "flavorRef": "nope", "imageRef": "outpost-guest",
+                           "networks": "none"}}),
+            "Flavor nope could not be found.",
+        ),
+        (
+            json!({"server": {"name": "x", "flavorRef": "small", "imageRef": "outpost-guest"}}),
+            "'networks' is a required property",
+        ),
+        (
+            json!({"server": {"name": "x", "flavorRef": "small", "imageRef": "outpost-guest",
+                           "networks": [{"uuid": "a1b2"}]}}),
+            "Network a1b2 could not be found.",
+        ),
+        (
+            json!({"server": {"name": "x", "flavorRef": "small", "networks": "none",
+                           "block_device_mapping_v2": [{"boot_index": 0, "uuid": "v1",
+                               "source_type": "volume", "destination_type": "volume"}]}}),
+            "Booting from a volume is not supported yet",
+        ),
+        (
+            json!({"server": {"name": " x", "flavorRef": "small", "imageRef": "outpost-guest",
+                           "networks": "none"}}),
+            "leading or trailing whitespace",
+        ),
+        (
+            json!({"server": {"name": "x", "flavorRef": "small", "imageRef": "outpost-guest",
+                           "networks": "none", "colour": "red"}}),
+            "unknown field",
+        ),
+        (
+            json!({"server": {"name": "x", "flavorRef": "small", "imageRef": "outpost-guest",
+                           "networks": "none", "user_data": "%%%"}}),
+            "User data needs to be valid base 64.",
+        ),
+    ];
+    for (body, message) in bad {
+        let r = api(&d).post("/compute/v2.1/servers", &body);
+        assert_eq!(r.status.as_u16(), 400, "{body}: {}", r.text());
+        let got = r.body_json()["badRequest"]["message"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(got.contains(message), "{body}: {got}");
+    }
+    let r = api(&d).get("/compute/v2.1/servers/0000-nope");
+    assert_eq!(r.status.as_u16(), 404);
+    assert_eq!(
+        r.body_json()["itemNotFound"]["message"],
+        "Instance 0000-nope could not be found."
+    );
+    assert_eq!(count(&d, "SELECT COUNT(*) FROM servers"), 1);
+
+    // Lists: filters, paging, 2.75's strict query, and projects kept apart.
+    let list = |q: &str| api(&d).get(&format!("/compute/v2.1/servers/detail{q}"));
+    assert_eq!(list("?status=ERROR").body_json()["servers"][0]["id"], id);
+    assert_eq!(list("?status=active").body_json()["servers"], json!([]));
+    assert_eq!(
+        list("?name=^too").body_json()["servers"][0]["name"],
+        "too-big"
+    );
+    assert_eq!(list("?name=^big").body_json()["servers"], json!([]));
+    assert_eq!(list("?status=BOGUS").status.as_u16(), 400);
+    assert_eq!(list("?colour=red").status.as_u16(), 400);
+    assert_eq!(list("?marker=nope").status.as_u16(), 400);
+    let page = list("?limit=1").body_json();
+    assert!(page["servers_links"][0]["href"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("marker={id}")));
+    let (_pid, _uid) = d.make_member("alice", "alice-pw", "alpha");
+    let token = d.login("alice", "alice-pw", Some("alpha"));
+    let alice = d.tcp(Some(&token));
+    assert_eq!(
+        alice.get("/compute/v2.1/servers").body_json()["servers"],
+        json!([])
+    );
+    assert_eq!(
+        alice
+            .get(&format!("/compute/v2.1/servers/{id}"))
+            .status
+            .as_u16(),
+        404
+    );
+    assert_eq!(
+        alice
+            .get("/compute/v2.1/servers?all_tenants=1")
+            .status
+            .as_u16(),
+        403
+    );
+    let r = alice.post(
+        &format!("/compute/v2.1/servers/{id}/action"),
+        &json!({"os-stop": null}),
+    );
+    assert_eq!(r.status.as_u16(), 404);
+    // Her own request that does not fit is hers alone.
+    let r = alice.with_header(V275.0, V275.1).post(
+        "/compute/v2.1/servers",
+        &json!({"server": {"name": "hers", "flavorRef": "huge", "imageRef": "outpost-guest",
+                           "networks": "auto"}}),
+    );
+    assert_eq!(r.status.as_u16(), 202, "{}", r.text());
+    let hers = r.body_json()["server"]["id"].as_str().unwrap().to_owned();
+    let all = list("?all_tenants=1").body_json();
+    assert_eq!(all["servers"].as_array().unwrap().len(), 2);
+    assert_eq!(list("").body_json()["servers"].as_array().unwrap().len(), 1);
+    wait_status(&d, &hers, "ERROR");
+
+    // A server in ERROR has no volumes and gets none.
+    let va = format!("/compute/v2.1/servers/{id}/os-volume_attachments");
+    assert_eq!(
+        api(&d).get(&va).body_json(),
+        json!({"volumeAttachments": []})
+    );
+    let r = api(&d).post(&va, &json!({"volumeAttachment": {"volumeId": "v1"}}));
+    assert_eq!(r.status.as_u16(), 409, "{}", r.text());
+    assert!(r.text().contains("vm_state error"), "{}", r.text());
+
+    // Deleting servers in ERROR leaves nothing.
+    for s in [&id, &hers] {
+        assert_eq!(
+            api(&d)
+                .delete(&format!("/compute/v2.1/servers/{s}"))
+                .status
+                .as_u16(),
+            204
+        );
+        wait_gone(&d, s);
+        assert_nothing_left(&d, s);
+    }
+}
+
+fn outpost(d: &Daemon, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_outpost"))
+        .env("OUTPOST_SOCKET", d.socket())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_cli_creates_waits_lists_and_deletes() {
+    let (d, _sweep) = start_daemon("vcpus = 2\nram_mb = 2048\ndisk_gb = 10\n");
+    create_flavor(&d, "huge", 1, 4096, 1);
+    // --wait reports the ERROR with the fault, on one line.
+    let o = outpost(
+        &d,
+        &[
+            "server",
+            "create",
+            "--flavor",
+            "huge",
+            "--image",
+            "outpost-guest",
+            "--wait",
+            "cli-vm",
+        ],
+    );
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("is in ERROR: No valid host was found."),
+        "{err}"
+    );
+    let o = outpost(&d, &["server", "list"]);
+    assert!(o.status.success());
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        table.contains("| cli-vm") && table.contains("ERROR"),
+        "{table}"
+    );
+    let o = outpost(&d, &["-f", "json", "server", "show", "cli-vm"]);
+    let shown: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(shown["status"], "ERROR");
+    let o = outpost(&d, &["server", "start", "cli-vm"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("(HTTP 409)"));
+    let o = outpost(&d, &["server", "delete", "--wait", "cli-vm"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = outpost(&d, &["server", "show", "cli-vm"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("No server with a name or ID"));
+}

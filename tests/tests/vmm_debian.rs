@@ -1,6 +1,6 @@
 //! The stock Debian cloud kernel, unmodified, on outpost-vmm: its virtio modules load from
 //! the initramfs, it finds its disk and NIC through the ACPI DSDT (the kernel has no
-//! `virtio_mmio.device=` parsing), and the NIC carries traffic. About ten minutes on a PVM
+//! `virtio_mmio.device=` parsing), the NIC carries traffic, and SendCtrlAltDel reaches it. About ten minutes on a PVM
 //! host, so it is ignored unless OUTPOST_SLOW_TESTS=1 (the benchmark boots it too).
 
 use std::time::Duration;
@@ -24,12 +24,8 @@ fn debian_cloud_kernel_finds_disk_and_nic() {
 echo "MAC=$(cat /sys/class/net/eth0/address)"
 ip link set eth0 up && ip addr add {guest}/24 dev eth0
 ping -c 3 -W 10 {host} >/dev/null && echo GUEST-PING=ok
-kbd() {{ while read -r irq count rest; do case "$rest" in *i8042*) echo "$count" ;; esac; done </proc/interrupts; }}
-before=$(kbd)
 echo "CAD-READY"
-i=0
-while [ "$(kbd)" = "$before" ] && [ $i -lt 120 ]; do sleep 1; i=$((i+1)); done
-echo "KBD-IRQS=$before->$(kbd)"
+sleep 1800
 "#,
             guest = net.guest_ip,
             host = net.host_ip
@@ -53,7 +49,9 @@ echo "KBD-IRQS=$before->$(kbd)"
         "network-interfaces": [{"iface_id": "eth0", "host_dev_name": net.tap, "guest_mac": "06:00:ac:1e:09:02"}]
     });
     let mut g = Guest::spawn(work.path(), Mode::ConfigFileAndApi(&cfg), Some(&net));
-    // SendCtrlAltDel reaches the guest's i8042 driver as key presses (IRQ 1).
+    // SendCtrlAltDel reaches the guest's i8042/atkbd drivers as key presses; the kernel's
+    // default Ctrl-Alt-Del action (kernel.ctrl-alt-del=1) is an immediate restart, which
+    // ends the monitor with the reboot status.
     g.wait_for("CAD-READY", Duration::from_secs(1800));
     let (code, body) = g.api(
         "PUT",
@@ -63,20 +61,12 @@ echo "KBD-IRQS=$before->$(kbd)"
     assert_eq!(code, 204, "{body}");
     let st = g.wait_exit(Duration::from_secs(600));
     let console = g.console_text();
-    assert_eq!(st.code(), Some(0), "{console}\n{}", g.stderr_text());
+    assert_eq!(st.code(), Some(3), "{console}\n{}", g.stderr_text());
     assert!(console.contains("OUTPOST-MODULES-OK"), "{console}");
     assert!(console.contains("OUTPOST-INIT-OK"), "{console}");
     assert!(console.contains("DISKS=vda"), "{console}");
     assert!(console.contains("MAC=06:00:ac:1e:09:02"), "{console}");
     assert!(console.contains("GUEST-PING=ok"), "{console}");
-    let irqs = console
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("KBD-IRQS="))
-        .unwrap_or_else(|| panic!("no KBD-IRQS in\n{console}"));
-    let (before, after) = irqs.split_once("->").expect("before->after");
-    let n = |v: &str| v.trim().parse::<u64>().unwrap_or(0);
-    assert!(
-        n(after) > n(before),
-        "no keyboard interrupt after SendCtrlAltDel: {irqs}"
-    );
+    // The checks were still sleeping: only Ctrl-Alt-Del ended the guest.
+    assert!(!console.contains("OUTPOST-CHECKS-DONE"), "{console}");
 }

@@ -1,7 +1,8 @@
 //! The stock Debian cloud kernel, unmodified, on outpost-vmm: its virtio modules load from
 //! the initramfs, it finds its disk and NIC through the ACPI DSDT (the kernel has no
-//! `virtio_mmio.device=` parsing), the NIC carries traffic, and SendCtrlAltDel reaches it. About ten minutes on a PVM
-//! host, so it is ignored unless OUTPOST_SLOW_TESTS=1 (the benchmark boots it too).
+//! `virtio_mmio.device=` parsing), the NIC carries traffic, and SendCtrlAltDel reaches it.
+//! About five minutes on a PVM host, so it is ignored unless OUTPOST_SLOW_TESTS=1 (the
+//! benchmark boots it too).
 
 use std::time::Duration;
 

@@ -40,6 +40,7 @@ if echo x | dd of=/dev/vdc conv=fsync 2>/dev/null; then echo RO-WRITE=accepted; 
 echo "RNG=$(cat /sys/class/misc/hw_random/rng_current)"
 echo "RNG-BYTES=$(head -c 32 /dev/hwrng | wc -c)"
 echo "MAC=$(cat /sys/class/net/eth0/address)"
+echo "NETFEAT=$(cat /sys/class/net/eth0/device/features)"
 ip link set eth0 up && ip addr add {guest}/24 dev eth0
 ping -c 3 -W 5 {host} >/dev/null && echo GUEST-PING=ok
 echo NET-READY

@@ -19,7 +19,14 @@ port=${OUTPOST_DEMO_PORT:-8774}
 daemon=$!
 cleanup() {
     if [ "${OUTPOST_DEMO_KEEP:-0}" != 1 ]; then
-        "$bin/outpost" server delete demo >/dev/null 2>&1 || true
+        # Guests outlive outpostd by design: delete the server and wait until it is gone
+        # before stopping the daemon.
+        if "$bin/outpost" server delete demo >/dev/null 2>&1; then
+            for _ in $(seq 100); do
+                "$bin/outpost" server show demo >/dev/null 2>&1 || break
+                sleep 0.2
+            done
+        fi
         kill -TERM "$daemon" 2>/dev/null || true
         wait "$daemon" 2>/dev/null || true
         rm -rf "$state"

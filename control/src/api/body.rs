@@ -114,6 +114,32 @@ impl Read for UploadReader {
     }
 }
 
+/// At most this much of a refused upload is read and discarded before the answer goes out.
+const LINGER_LIMIT: u64 = 64 * 1024 * 1024;
+/// And for at most this long.
+const LINGER_TIME: Duration = Duration::from_secs(10);
+
+impl Drop for UploadReader {
+    /// A handler that answers without reading the whole body (409 for an image that is not
+    /// queued, 400, ...) would otherwise close the connection under a client still sending:
+    /// the client sees a broken pipe instead of the answer. So the rest of a body of known,
+    /// bounded length is read and discarded first (a lingering close). The reader lives only
+    /// on the blocking thread that handles the request, where blocking on the runtime is
+    /// allowed.
+    fn drop(&mut self) {
+        let remaining = self.declared.map(|d| d.saturating_sub(self.received));
+        if self.ended || !remaining.is_some_and(|r| r > 0 && r <= LINGER_LIMIT) {
+            return;
+        }
+        let body = &mut self.body;
+        let _ = self
+            .runtime
+            .block_on(tokio::time::timeout(LINGER_TIME, async {
+                while let Some(Ok(_)) = body.frame().await {}
+            }));
+    }
+}
+
 /// A file a reply sends as its body, already open (so a concurrent delete cannot take it away
 /// between the handler and the connection).
 #[derive(Debug, Clone)]

@@ -112,15 +112,17 @@ async fn respond(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if state.router.body_kind(&parts.method, &target) == BodyKind::Streamed {
-        let reader = UploadReader::new(body, tokio::runtime::Handle::current(), declared);
+        let runtime = tokio::runtime::Handle::current();
         let raw = RawRequest {
             method: parts.method.clone(),
             target: target.clone(),
             headers: parts.headers,
             body: Vec::new(),
         };
-        let upload: super::request::UploadBody = Box::new(reader);
+        // The reader is made on the blocking thread: its drop may block on the runtime.
         let reply = tokio::task::spawn_blocking(move || {
+            let upload: super::request::UploadBody =
+                Box::new(UploadReader::new(body, runtime, declared));
             handle_streaming(&state, transport, raw, Some(upload))
         })
         .await;

@@ -291,22 +291,8 @@ pub fn set_status_if(
     from: &[ImageStatus],
     to: ImageStatus,
 ) -> Result<bool, StorageError> {
-    let Some(current) = conn
-        .query_row("SELECT status FROM images WHERE id = ?1", [id], |r| {
-            r.get::<_, String>(0)
-        })
-        .optional()?
-    else {
-        return Ok(false);
-    };
-    if !from.iter().any(|s| s.as_str() == current) {
-        return Ok(false);
-    }
-    conn.execute(
-        "UPDATE images SET status = ?2, updated_at = ?3 WHERE id = ?1",
-        (id, to.as_str(), Timestamp::now().micros()),
-    )?;
-    Ok(true)
+    let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+    super::set_status_if(conn, "images", id, &from, to.as_str(), None)
 }
 
 /// Records the stored data of image `id` and makes it active, if it is still `saving`; false

@@ -109,3 +109,34 @@ impl Db {
 fn flag(v: i64) -> bool {
     v != 0
 }
+
+/// Sets the `status` of row `id` in `table` to `to` (and its `fault`, when `fault` is given)
+/// if the current status is one of `from`; false when the row is gone or in another status.
+/// One `UPDATE ... WHERE status IN (...)`, so the check and the change are atomic.
+pub(crate) fn set_status_if(
+    conn: &Connection,
+    table: &'static str,
+    id: &str,
+    from: &[&str],
+    to: &str,
+    fault: Option<Option<&str>>,
+) -> Result<bool, StorageError> {
+    if from.is_empty() {
+        return Ok(false);
+    }
+    let placeholders = (0..from.len())
+        .map(|i| format!("?{}", i + 5))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let set_fault = if fault.is_some() { ", fault = ?4" } else { "" };
+    let sql = format!(
+        "UPDATE {table} SET status = ?2, updated_at = ?3{set_fault} \
+         WHERE id = ?1 AND status IN ({placeholders})"
+    );
+    let now = crate::timestamp::Timestamp::now().micros();
+    let mut params: Vec<&dyn rusqlite::ToSql> = vec![&id, &to, &now, &fault];
+    for f in from {
+        params.push(f);
+    }
+    Ok(conn.execute(&sql, params.as_slice())? == 1)
+}

@@ -261,22 +261,8 @@ pub fn set_volume_status_if(
     to: VolumeStatus,
     fault: Option<&str>,
 ) -> Result<bool, StorageError> {
-    let Some(current) = conn
-        .query_row("SELECT status FROM volumes WHERE id = ?1", [id], |r| {
-            r.get::<_, String>(0)
-        })
-        .optional()?
-    else {
-        return Ok(false);
-    };
-    if !from.iter().any(|s| s.as_str() == current) {
-        return Ok(false);
-    }
-    conn.execute(
-        "UPDATE volumes SET status = ?2, fault = ?3, updated_at = ?4 WHERE id = ?1",
-        (id, to.as_str(), fault, Timestamp::now().micros()),
-    )?;
-    Ok(true)
+    let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+    super::set_status_if(conn, "volumes", id, &from, to.as_str(), Some(fault))
 }
 
 pub fn set_volume_size(conn: &Connection, id: &str, size_gib: i64) -> Result<(), StorageError> {
@@ -437,24 +423,15 @@ pub fn set_snapshot_status_if(
     to: SnapshotStatus,
     fault: Option<&str>,
 ) -> Result<bool, StorageError> {
-    let Some(current) = conn
-        .query_row(
-            "SELECT status FROM volume_snapshots WHERE id = ?1",
-            [id],
-            |r| r.get::<_, String>(0),
-        )
-        .optional()?
-    else {
-        return Ok(false);
-    };
-    if !from.iter().any(|s| s.as_str() == current) {
-        return Ok(false);
-    }
-    conn.execute(
-        "UPDATE volume_snapshots SET status = ?2, fault = ?3, updated_at = ?4 WHERE id = ?1",
-        (id, to.as_str(), fault, Timestamp::now().micros()),
-    )?;
-    Ok(true)
+    let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+    super::set_status_if(
+        conn,
+        "volume_snapshots",
+        id,
+        &from,
+        to.as_str(),
+        Some(fault),
+    )
 }
 
 pub fn delete_snapshot(conn: &Connection, id: &str) -> Result<bool, StorageError> {

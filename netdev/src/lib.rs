@@ -6,9 +6,19 @@
 //!
 //! Everything created here carries [`NAME_PREFIX`], so a reconcile can tell what it owns and
 //! remove what no longer belongs to any port or network.
+//!
+//! Host settings it changes: `net.ipv4.ip_forward` is set to 1 as soon as a network has
+//! `nat` (and left on). It relies on br_netfilter being on (`net.bridge.bridge-nf-call-
+//! iptables`/`ip6tables` = 1) for stateful security groups; see [`firewall`].
+#![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod dhcp;
+pub mod firewall;
+mod host;
+pub mod link;
 pub mod spec;
 
+pub use host::{HostNetwork, HostNetworkConfig, NetdevError, Report};
 pub use spec::*;
 
 /// Prefix of every interface, nftables table and dnsmasq instance this crate creates.

@@ -1,0 +1,430 @@
+//! Security groups, anti-spoofing and NAT as one nftables ruleset, rendered as text by a pure
+//! function and applied with one `nft -f` transaction (declare, delete, redefine), so there is
+//! never a moment without rules and a failed apply leaves the old rules in place.
+//!
+//! Why two tables. On this kernel (6.18, modules built in) the bridge family has no
+//! conntrack: `ct state` in a `bridge` table is refused (EPROTO, no nf_conntrack_bridge).
+//! br_netfilter is built in and on (`bridge-nf-call-iptables=1`), so bridged IP traffic
+//! does pass the `inet` hooks with conntrack — but there the in/out device is the bridge,
+//! not the port. So:
+//! - `table bridge <prefix>` (stateless, sees ports and MACs): per port with port security,
+//!   anti-spoofing at prerouting (MAC, ARP sender, source IPs, no DHCP/RA server replies),
+//!   then it stamps the packet mark with the port's index (low 16 bits); at forward it ORs
+//!   in the output port's index (high 16 bits). Both run at priority -200, before
+//!   br_netfilter hands the packet to the inet hooks.
+//! - `table inet <prefix>` (stateful): egress chain of the port in the mark's low half and
+//!   ingress chain of the port in the high half, at forward (guest↔guest, guest→routed) and
+//!   input (guest→host: DHCP, gateway). Host→guest and routed→guest traffic has no port mark
+//!   yet (the bridge picks the port later), so it is dispatched by (bridge, destination IP)
+//!   at output and forward. Plus the NAT chain.
+//!
+//! A port chain ends in `drop`; an allowed packet `return`s (not `accept`, which would end
+//! the base chain before the other port's chain ran). Ports without port security get no
+//! chains: unfiltered. Overlapping IPs in different networks share one conntrack zone (not
+//! separated yet).
+
+use crate::spec::{
+    Direction, EtherType, HostNetworkSpec, MacAddr, Protocol, Remote, RuleSpec, SecurityGroupSpec,
+};
+use crate::{bridge_name, tap_name};
+use ipnet::IpNet;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv6Addr};
+use std::process::{Command, Stdio};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FirewallError {
+    #[error("could not run nft: {0}")]
+    Spawn(std::io::Error),
+    #[error("nft refused the ruleset: {0}")]
+    Rejected(String),
+    #[error("could not turn on IPv4 forwarding: {0}")]
+    Forwarding(std::io::Error),
+}
+
+/// IPv6 link-local address a port derives from its MAC (RFC 4291 appendix A, modified
+/// EUI-64): the only v6 link-local source we let it use.
+fn link_local(mac: MacAddr) -> Ipv6Addr {
+    let m = mac.0;
+    Ipv6Addr::from([
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        m[0] ^ 0x02,
+        m[1],
+        m[2],
+        0xff,
+        0xfe,
+        m[3],
+        m[4],
+        m[5],
+    ])
+}
+
+/// Only letters, digits and dashes of an API id reach a comment in the ruleset.
+fn clean(id: &str) -> String {
+    id.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(64)
+        .collect()
+}
+
+fn set_of(items: &[String]) -> String {
+    format!("{{ {} }}", items.join(", "))
+}
+
+/// nft match for one rule, or None when the rule can never match (an address family that
+/// contradicts the ethertype, a remote group that is not in the spec).
+fn rule_match(
+    rule: &RuleSpec,
+    groups: &HashMap<&str, usize>,
+    members: &[&SecurityGroupSpec],
+) -> Option<String> {
+    let v4 = rule.ethertype == EtherType::IPv4;
+    let mut m = vec![if v4 {
+        "meta nfproto ipv4".to_owned()
+    } else {
+        "meta nfproto ipv6".to_owned()
+    }];
+    let (fam, dir) = (
+        if v4 { "ip" } else { "ip6" },
+        match rule.direction {
+            Direction::Ingress => "saddr",
+            Direction::Egress => "daddr",
+        },
+    );
+    match &rule.remote {
+        Remote::Any => {}
+        Remote::Prefix(p) => {
+            if p.addr().is_ipv4() != v4 {
+                return None;
+            }
+            m.push(format!("{fam} {dir} {}", p.trunc()));
+        }
+        Remote::Group(g) => {
+            let idx = *groups.get(g.as_str())?;
+            let has = members[idx].members.iter().any(|a| a.is_ipv4() == v4);
+            if !has {
+                return None;
+            }
+            let suffix = if v4 { "v4" } else { "v6" };
+            m.push(format!("{fam} {dir} @g{idx}_{suffix}"));
+        }
+    }
+    let ports = |m: &mut Vec<String>| match (rule.port_range_min, rule.port_range_max) {
+        (Some(lo), Some(hi)) if lo != hi => m.push(format!("th dport {lo}-{hi}")),
+        (Some(lo), _) => m.push(format!("th dport {lo}")),
+        (None, _) => {}
+    };
+    match rule.protocol {
+        None => {}
+        Some(Protocol::Tcp) => {
+            m.push("meta l4proto tcp".into());
+            ports(&mut m);
+        }
+        Some(Protocol::Udp) => {
+            m.push("meta l4proto udp".into());
+            ports(&mut m);
+        }
+        // Neutron: "icmp" on an IPv6 rule means ICMPv6; min/max are type/code.
+        Some(Protocol::Icmp) | Some(Protocol::Icmpv6) => {
+            let icmp = if v4 { "icmp" } else { "icmpv6" };
+            m.push(format!("meta l4proto {icmp}"));
+            if let Some(t) = rule.port_range_min {
+                m.push(format!("{icmp} type {}", t.min(255)));
+                if let Some(c) = rule.port_range_max {
+                    m.push(format!("{icmp} code {}", c.min(255)));
+                }
+            }
+        }
+        Some(Protocol::Number(n)) => m.push(format!("meta l4proto {n}")),
+    }
+    Some(m.join(" "))
+}
+
+/// Renders the whole ruleset for `spec` into tables named `table`. Pure.
+pub fn render(spec: &HostNetworkSpec, table: &str) -> String {
+    let groups: HashMap<&str, usize> = spec
+        .security_groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (g.id.as_str(), i))
+        .collect();
+    let group_list: Vec<&SecurityGroupSpec> = spec.security_groups.iter().collect();
+
+    let mut br = String::new(); // body of the bridge table
+    let mut inet = String::new(); // body of the inet table
+    let mut pre_vmap = Vec::new();
+    let mut fwd_vmap = Vec::new();
+    let mut egress_vmap = Vec::new();
+    let mut ingress_vmap = Vec::new();
+    let mut daddr4 = Vec::new();
+    let mut daddr6 = Vec::new();
+
+    for (i, g) in spec.security_groups.iter().enumerate() {
+        let v4: Vec<String> = g
+            .members
+            .iter()
+            .filter(|a| a.is_ipv4())
+            .map(|a| a.to_string())
+            .collect();
+        let v6: Vec<String> = g
+            .members
+            .iter()
+            .filter(|a| a.is_ipv6())
+            .map(|a| a.to_string())
+            .collect();
+        let _ = writeln!(inet, "  # members of security group {}", clean(&g.id));
+        for (suffix, ty, elems) in [("v4", "ipv4_addr", v4), ("v6", "ipv6_addr", v6)] {
+            let _ = write!(inet, "  set g{i}_{suffix} {{ type {ty};");
+            if !elems.is_empty() {
+                let _ = write!(inet, " elements = {}", set_of(&elems));
+            }
+            inet.push_str(" }\n");
+        }
+    }
+
+    let mut idx: u32 = 0;
+    for net in &spec.networks {
+        let bridge = bridge_name(&net.id);
+        for port in net.ports.iter().filter(|p| p.port_security) {
+            idx += 1;
+            let tap = tap_name(&port.id);
+            let in_mark = idx;
+            let out_mark = idx << 16;
+            let (v4, v6): (Vec<IpNet>, Vec<IpNet>) = port
+                .ips
+                .iter()
+                .map(|ip| IpNet::from(*ip))
+                .chain(port.allowed_address_pairs.iter().copied())
+                .partition(|n| n.addr().is_ipv4());
+            let v4s: Vec<String> = v4.iter().map(|n| n.trunc().to_string()).collect();
+            let mut v6s: Vec<String> = v6.iter().map(|n| n.trunc().to_string()).collect();
+            v6s.push(link_local(port.mac).to_string());
+
+            // Anti-spoofing, bridge table.
+            let _ = writeln!(br, "  # port {} on {bridge}", clean(&port.id));
+            let _ = writeln!(br, "  chain s{idx} {{");
+            let _ = writeln!(br, "    ether saddr != {} drop", port.mac);
+            let _ = writeln!(
+                br,
+                "    ether type arp arp saddr ether != {} drop",
+                port.mac
+            );
+            if v4s.is_empty() {
+                br.push_str("    ether type arp drop\n");
+            } else {
+                let _ = writeln!(
+                    br,
+                    "    ether type arp arp saddr ip != {} drop",
+                    set_of(&v4s)
+                );
+            }
+            // DHCP client before it has an address (RFC 2131 §4.1: source 0.0.0.0).
+            let _ = writeln!(
+                br,
+                "    ether type ip ip saddr 0.0.0.0 ip daddr 255.255.255.255 udp sport 68 udp dport 67 meta mark set {in_mark} return"
+            );
+            if v4s.is_empty() {
+                br.push_str("    ether type ip drop\n");
+            } else {
+                let _ = writeln!(br, "    ether type ip ip saddr != {} drop", set_of(&v4s));
+            }
+            // IPv6 duplicate address detection sends from :: (RFC 4862 §5.4.2).
+            let _ = writeln!(
+                br,
+                "    ether type ip6 ip6 saddr :: icmpv6 type {{ nd-neighbor-solicit, mld2-listener-report }} meta mark set {in_mark} return"
+            );
+            let _ = writeln!(br, "    ether type ip6 ip6 saddr != {} drop", set_of(&v6s));
+            // A guest is never a DHCP server nor a router.
+            br.push_str("    ether type ip udp sport 67 drop\n");
+            br.push_str("    ether type ip6 udp sport 547 drop\n");
+            br.push_str("    ether type ip6 icmpv6 type nd-router-advert drop\n");
+            br.push_str("    ether type != { ip, ip6, arp } drop\n");
+            let _ = writeln!(br, "    meta mark set {in_mark}");
+            br.push_str("  }\n");
+            let _ = writeln!(br, "  chain o{idx} {{");
+            let _ = writeln!(br, "    meta mark set meta mark | {out_mark:#x}");
+            br.push_str("  }\n");
+            pre_vmap.push(format!("\"{tap}\" : jump s{idx}"));
+            fwd_vmap.push(format!("\"{tap}\" : jump o{idx}"));
+            egress_vmap.push(format!("{in_mark:#x} : jump e{idx}"));
+            ingress_vmap.push(format!("{out_mark:#x} : jump i{idx}"));
+            for ip in &port.ips {
+                match ip {
+                    IpAddr::V4(a) => daddr4.push(format!("\"{bridge}\" . {a} : jump i{idx}")),
+                    IpAddr::V6(a) => daddr6.push(format!("\"{bridge}\" . {a} : jump i{idx}")),
+                }
+            }
+
+            // Security groups, inet table.
+            for (dir, letter) in [(Direction::Egress, 'e'), (Direction::Ingress, 'i')] {
+                let _ = writeln!(inet, "  # port {} {dir:?}", clean(&port.id));
+                let _ = writeln!(inet, "  chain {letter}{idx} {{");
+                inet.push_str("    ct state invalid drop\n");
+                inet.push_str("    ct state established,related return\n");
+                if dir == Direction::Egress {
+                    inet.push_str("    udp sport 68 udp dport 67 return\n");
+                    inet.push_str("    icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert, mld2-listener-report } return\n");
+                } else {
+                    inet.push_str("    udp sport 67 udp dport 68 return\n");
+                    inet.push_str("    icmpv6 type { nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } return\n");
+                }
+                for gid in &port.security_groups {
+                    let Some(g) = groups.get(gid.as_str()).map(|i| group_list[*i]) else {
+                        continue;
+                    };
+                    for rule in g.rules.iter().filter(|r| r.direction == dir) {
+                        if let Some(m) = rule_match(rule, &groups, &group_list) {
+                            let _ = writeln!(inet, "    {m} return # rule {}", clean(&rule.id));
+                        }
+                    }
+                }
+                inet.push_str("    counter drop\n  }\n");
+            }
+        }
+    }
+
+    let mut out = String::from("# written by outpost-netdev\n");
+    // Declare-then-delete makes the delete succeed whether or not the table existed; all of
+    // this file is one transaction.
+    for fam in ["bridge", "inet"] {
+        let _ = writeln!(out, "table {fam} {table} {{}}\ndelete table {fam} {table}");
+    }
+    let _ = writeln!(out, "table bridge {table} {{");
+    out.push_str(
+        "  chain prerouting {\n    type filter hook prerouting priority -200; policy accept;\n",
+    );
+    if !pre_vmap.is_empty() {
+        let _ = writeln!(out, "    iifname vmap {}", set_of(&pre_vmap));
+    }
+    out.push_str(
+        "  }\n  chain forward {\n    type filter hook forward priority -200; policy accept;\n",
+    );
+    if !fwd_vmap.is_empty() {
+        let _ = writeln!(out, "    oifname vmap {}", set_of(&fwd_vmap));
+    }
+    out.push_str("  }\n");
+    out.push_str(&br);
+    out.push_str("}\n");
+
+    let _ = writeln!(out, "table inet {table} {{");
+    out.push_str(&inet);
+    out.push_str("  chain forward {\n    type filter hook forward priority 0; policy accept;\n");
+    if !egress_vmap.is_empty() {
+        let _ = writeln!(out, "    meta mark & 0xffff vmap {}", set_of(&egress_vmap));
+        let _ = writeln!(
+            out,
+            "    meta mark & 0xffff0000 vmap {}",
+            set_of(&ingress_vmap)
+        );
+    }
+    if !daddr4.is_empty() {
+        let _ = writeln!(
+            out,
+            "    meta mark & 0xffff0000 == 0 oifname . ip daddr vmap {}",
+            set_of(&daddr4)
+        );
+    }
+    if !daddr6.is_empty() {
+        let _ = writeln!(
+            out,
+            "    meta mark & 0xffff0000 == 0 oifname . ip6 daddr vmap {}",
+            set_of(&daddr6)
+        );
+    }
+    out.push_str("  }\n  chain input {\n    type filter hook input priority 0; policy accept;\n");
+    if !egress_vmap.is_empty() {
+        let _ = writeln!(out, "    meta mark & 0xffff vmap {}", set_of(&egress_vmap));
+    }
+    out.push_str("  }\n  chain output {\n    type filter hook output priority 0; policy accept;\n");
+    // The host's DHCP server answering a client that has no address yet.
+    out.push_str("    udp sport 67 udp dport 68 accept\n");
+    if !daddr4.is_empty() {
+        let _ = writeln!(out, "    oifname . ip daddr vmap {}", set_of(&daddr4));
+    }
+    if !daddr6.is_empty() {
+        let _ = writeln!(out, "    oifname . ip6 daddr vmap {}", set_of(&daddr6));
+    }
+    out.push_str("  }\n");
+    out.push_str(
+        "  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n",
+    );
+    for net in spec.networks.iter().filter(|n| n.nat) {
+        let bridge = bridge_name(&net.id);
+        for s in net.subnets.iter().filter(|s| s.cidr.addr().is_ipv4()) {
+            let _ = writeln!(
+                out,
+                "    ip saddr {} oifname != \"{bridge}\" masquerade",
+                s.cidr.trunc()
+            );
+        }
+    }
+    out.push_str("  }\n}\n");
+    out
+}
+
+/// Applies a rendered ruleset in one transaction.
+pub fn apply(ruleset: &str) -> Result<(), FirewallError> {
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(FirewallError::Spawn)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(ruleset.as_bytes())
+            .map_err(FirewallError::Spawn)?;
+    }
+    let out = child.wait_with_output().map_err(FirewallError::Spawn)?;
+    if !out.status.success() {
+        return Err(FirewallError::Rejected(
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether both our tables exist (someone may have flushed the ruleset behind our back).
+pub fn tables_present(table: &str) -> bool {
+    let Ok(out) = Command::new("nft").args(["list", "tables"]).output() else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    ["bridge", "inet"].iter().all(|fam| {
+        text.lines()
+            .any(|l| l.trim() == format!("table {fam} {table}"))
+    })
+}
+
+/// Removes both tables (teardown). Missing tables are fine.
+pub fn remove(table: &str) -> Result<(), FirewallError> {
+    let text = format!(
+        "table bridge {table} {{}}\ndelete table bridge {table}\ntable inet {table} {{}}\ndelete table inet {table}\n"
+    );
+    apply(&text)
+}
+
+/// NAT needs the host to route (net.ipv4.ip_forward). Turned on, never off: other users
+/// of the box may rely on it too.
+pub fn enable_ipv4_forwarding() -> Result<(), FirewallError> {
+    let path = "/proc/sys/net/ipv4/ip_forward";
+    if std::fs::read_to_string(path).is_ok_and(|v| v.trim() == "1") {
+        return Ok(());
+    }
+    std::fs::write(path, "1").map_err(FirewallError::Forwarding)?;
+    tracing::info!("turned on IPv4 forwarding for NAT networks");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -275,3 +275,22 @@ fn link_local_is_modified_eui64() {
         "fe80::f816:3eff:fe12:3456"
     );
 }
+
+#[test]
+// nft -c: the kernel checks the ruleset without committing it (runs as root here).
+fn nft_accepts_the_example_ruleset() {
+    let t = render(&spec(), "opcheck");
+    let mut child = std::process::Command::new("nft")
+        .args(["-c", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), t.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{t}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -73,10 +73,7 @@ pub struct Report {
 
 impl Report {
     pub fn changed_anything(&self) -> bool {
-        *self
-            != Report {
-                ..Default::default()
-            }
+        *self != Report::default()
     }
 }
 
@@ -235,7 +232,7 @@ impl HostNetwork {
         }
         if let Some(dhcp) = &net.dhcp {
             let mac = dhcp.mac.to_string();
-            if !existing.as_ref().is_some_and(|l| l.address == mac) {
+            if existing.as_ref().is_none_or(|l| l.address != mac) {
                 link::set_address(bridge, &mac)?;
             }
         }
@@ -289,13 +286,13 @@ impl HostNetwork {
             tracing::info!(tap, bridge, "created tap");
         }
         let mut touched = false;
-        if !existing.as_ref().is_some_and(|l| l.mtu == mtu) {
+        if existing.as_ref().is_none_or(|l| l.mtu != mtu) {
             link::set_mtu(tap, mtu)?;
             touched = true;
         }
-        if !existing
+        if existing
             .as_ref()
-            .is_some_and(|l| l.master.as_deref() == Some(bridge))
+            .is_none_or(|l| l.master.as_deref() != Some(bridge))
         {
             link::set_master(tap, bridge)?;
             touched = true;

@@ -78,27 +78,7 @@ impl Guest {
 
     /// Connects with busybox nc, sends a line, and says whether it came back (echo server).
     fn echo(&self, addr: &str, port: u16) -> bool {
-        let mut c = Command::new("ip")
-            .args(["netns", "exec", &self.ns, "busybox", "nc", "-w", "2", addr])
-            .arg(port.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stdin = c.stdin.take().unwrap();
-        let _ = stdin.write_all(b"hello\n");
-        let mut line = String::new();
-        let stdout = c.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            line
-        });
-        std::thread::sleep(Duration::from_millis(1500));
-        drop(stdin);
-        let _ = c.kill();
-        let _ = c.wait();
-        reader.join().unwrap() == "hello\n"
+        echo_from(Some(&self.ns), addr, port)
     }
 
     fn spawn(&mut self, args: &[&str]) {
@@ -280,7 +260,7 @@ fn guests_get_dhcp_talk_through_groups_and_nat() {
             },
         ],
     };
-    let ga = Guest::new("a", &tap_name(&a.id), Some(&a.mac.to_string()));
+    let mut ga = Guest::new("a", &tap_name(&a.id), Some(&a.mac.to_string()));
     let gb = Guest::new("b", &tap_name(&b.id), Some(&b.mac.to_string()));
     let mut gs = Guest::new("s", &tap_name(&s.id), Some(&s.mac.to_string()));
 
@@ -356,6 +336,16 @@ fn guests_get_dhcp_talk_through_groups_and_nat() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(ga.echo(&ip_s, 22), "a (admins) reaches s:22");
     assert!(!gb.echo(&ip_s, 22), "b (not in admins) does not reach s:22");
+    // The host is filtered like any other source: it may ping a (icmp from anywhere) but
+    // not open a's port 22, which no rule allows.
+    ga.spawn(&["busybox", "nc", "-ll", "-p", "22", "-e", "/bin/cat"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        run(&["ping", "-c", "1", "-W", "1", &ip_a]).status.success(),
+        "host pings a"
+    );
+    assert!(!echo_from(None, &ip_a, 22), "host does not reach a:22");
+    assert!(!gs.echo(&ip_a, 22), "nor does s");
 
     // An established connection survives the rule's removal; a new one does not.
     let mut conn = Command::new("ip")
@@ -576,4 +566,38 @@ fn dnsmasq_is_adopted_reloaded_and_restarted() {
         !t.contains("table inet op\n") && !t.contains("table bridge op\n"),
         "{t}"
     );
+}
+
+/// Connects with busybox nc (from `ns`, or the host), sends a line, and says whether it came
+/// back from the echo server.
+fn echo_from(ns: Option<&str>, addr: &str, port: u16) -> bool {
+    let mut cmd = match ns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, "busybox"]);
+            c
+        }
+        None => Command::new("busybox"),
+    };
+    let mut c = cmd
+        .args(["nc", "-w", "2", addr])
+        .arg(port.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = c.stdin.take().unwrap();
+    let _ = stdin.write_all(b"hello\n");
+    let mut line = String::new();
+    let stdout = c.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        line
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(stdin);
+    let _ = c.kill();
+    let _ = c.wait();
+    reader.join().unwrap() == "hello\n"
 }

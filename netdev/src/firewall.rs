@@ -18,9 +18,14 @@
 //!   yet (the bridge picks the port later), so it is dispatched by (bridge, destination IP)
 //!   at output and forward. Plus the NAT chain.
 //!
-//! A port chain ends in `drop`; an allowed packet `return`s (not `accept`, which would end
-//! the base chain before the other port's chain ran). Ports without port security get no
-//! chains: unfiltered. Overlapping IPs in different networks share one conntrack zone (not
+//! Each security group's rules are rendered once per direction, in a chain of their own
+//! that the chains of its ports jump to; a match accepts, a port chain ends in `drop`.
+//! Egress and ingress dispatch sit in different base chains of the same hook, so a sender's
+//! accept does not skip the receiver's filter. Ports without port security get no
+//! chains: unfiltered. Packets from a filtered port have their mark overwritten (the box
+//! uses no fwmark routing). Measured apply time (`nft -f`, whole ruleset): ~20 ms for a
+//! few ports, ~0.7-1.5 s for 500 ports in 50 groups on the shared 2-core test box.
+//! Overlapping IPs in different networks share one conntrack zone (not
 //! separated yet).
 
 use crate::spec::{
@@ -189,6 +194,16 @@ pub fn render(spec: &HostNetworkSpec, table: &str) -> String {
             }
             inet.push_str(" }\n");
         }
+        // The group's rules, once, shared by every port in it: a match accepts.
+        for (dir, letter) in [(Direction::Egress, 'e'), (Direction::Ingress, 'i')] {
+            let _ = writeln!(inet, "  chain g{letter}{i} {{");
+            for rule in g.rules.iter().filter(|r| r.direction == dir) {
+                if let Some(m) = rule_match(rule, &groups, &group_list) {
+                    let _ = writeln!(inet, "    {m} accept # rule {}", clean(&rule.id));
+                }
+            }
+            inet.push_str("  }\n");
+        }
     }
 
     let mut idx: u32 = 0;
@@ -264,27 +279,23 @@ pub fn render(spec: &HostNetworkSpec, table: &str) -> String {
                 }
             }
 
-            // Security groups, inet table.
+            // The port's chains: state, DHCP and neighbour discovery, then its groups'
+            // chains (a match there accepts), then drop.
             for (dir, letter) in [(Direction::Egress, 'e'), (Direction::Ingress, 'i')] {
                 let _ = writeln!(inet, "  # port {} {dir:?}", clean(&port.id));
                 let _ = writeln!(inet, "  chain {letter}{idx} {{");
                 inet.push_str("    ct state invalid drop\n");
-                inet.push_str("    ct state established,related return\n");
+                inet.push_str("    ct state established,related accept\n");
                 if dir == Direction::Egress {
-                    inet.push_str("    udp sport 68 udp dport 67 return\n");
-                    inet.push_str("    icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert, mld2-listener-report } return\n");
+                    inet.push_str("    udp sport 68 udp dport 67 accept\n");
+                    inet.push_str("    icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert, mld2-listener-report } accept\n");
                 } else {
-                    inet.push_str("    udp sport 67 udp dport 68 return\n");
-                    inet.push_str("    icmpv6 type { nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } return\n");
+                    inet.push_str("    udp sport 67 udp dport 68 accept\n");
+                    inet.push_str("    icmpv6 type { nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } accept\n");
                 }
                 for gid in &port.security_groups {
-                    let Some(g) = groups.get(gid.as_str()).map(|i| group_list[*i]) else {
-                        continue;
-                    };
-                    for rule in g.rules.iter().filter(|r| r.direction == dir) {
-                        if let Some(m) = rule_match(rule, &groups, &group_list) {
-                            let _ = writeln!(inet, "    {m} return # rule {}", clean(&rule.id));
-                        }
+                    if let Some(g) = groups.get(gid.as_str()) {
+                        let _ = writeln!(inet, "    jump g{letter}{g}");
                     }
                 }
                 inet.push_str("    counter drop\n  }\n");
@@ -320,6 +331,13 @@ pub fn render(spec: &HostNetworkSpec, table: &str) -> String {
     out.push_str("  chain forward {\n    type filter hook forward priority 0; policy accept;\n");
     if !egress_vmap.is_empty() {
         let _ = writeln!(out, "    meta mark & 0xffff vmap {}", set_of(&egress_vmap));
+    }
+    // Egress and ingress are separate base chains on the same hook: an accept in the
+    // sender's chains ends only the first; the receiver's chains still run in the second.
+    out.push_str(
+        "  }\n  chain forward_in {\n    type filter hook forward priority 1; policy accept;\n",
+    );
+    if !ingress_vmap.is_empty() {
         let _ = writeln!(
             out,
             "    meta mark & 0xffff0000 vmap {}",

@@ -601,3 +601,79 @@ fn echo_from(ns: Option<&str>, addr: &str, port: u16) -> bool {
     let _ = c.wait();
     reader.join().unwrap() == "hello\n"
 }
+
+/// The issue asks that a rule change reach running servers in under a second. Apply time
+/// grows with the ruleset, so measure a large box: 500 ports, 50 groups of 10 rules each,
+/// into a table of its own (not hooked to any of our interfaces: the names do not exist).
+#[test]
+fn a_large_ruleset_applies_in_about_a_second() {
+    // Its marks would match the other tests' ports.
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let table = format!("opscale{}", pid());
+    let groups: Vec<SecurityGroupSpec> = (0..50)
+        .map(|g| SecurityGroupSpec {
+            id: format!("g{g}"),
+            rules: (0..10u16)
+                .map(|r| {
+                    let remote = if r % 2 == 0 {
+                        Remote::Group(format!("g{}", (g + 1) % 50))
+                    } else {
+                        Remote::Prefix(format!("10.{r}.0.0/16").parse().unwrap())
+                    };
+                    rule(
+                        &format!("r{r}"),
+                        Direction::Ingress,
+                        Some(Protocol::Tcp),
+                        Some(1000 + r),
+                        remote,
+                    )
+                })
+                .collect(),
+            members: (0..10).map(|m| ip(&format!("10.200.{g}.{m}"))).collect(),
+        })
+        .collect();
+    let ports: Vec<PortSpec> = (0..500u32)
+        .map(|i| PortSpec {
+            id: format!("scale{i:07}"),
+            mac: MacAddr([0x02, 0, 0, 0, (i >> 8) as u8, i as u8]),
+            ips: vec![ip(&format!("10.100.{}.{}", i / 250, i % 250 + 1))],
+            allowed_address_pairs: vec![],
+            security_groups: vec![format!("g{}", i % 50), format!("g{}", (i + 7) % 50)],
+            port_security: true,
+        })
+        .collect();
+    let spec = HostNetworkSpec {
+        networks: vec![NetworkSpec {
+            id: "scalenet".into(),
+            mtu: 1500,
+            subnets: vec![],
+            dhcp: None,
+            ports,
+            nat: false,
+        }],
+        security_groups: groups,
+    };
+    let text = outpost_netdev::firewall::render(&spec, &table);
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let start = Instant::now();
+        let res = outpost_netdev::firewall::apply(&text);
+        times.push(start.elapsed());
+        if let Err(e) = res {
+            let _ = outpost_netdev::firewall::remove(&table);
+            panic!("{e}");
+        }
+    }
+    outpost_netdev::firewall::remove(&table).unwrap();
+    times.sort();
+    eprintln!(
+        "500 ports / 50 groups ({} KiB): nft -f min {:?} median {:?} max {:?}",
+        text.len() / 1024,
+        times[0],
+        times[1],
+        times[2]
+    );
+    // Measured ~0.7-1.3 s on the shared 2-core test box: the issue's 1 s is met for
+    // boxes well below this size, not for this one (see the crate's report).
+    assert!(times[1] < Duration::from_secs(5), "{times:?}");
+}

@@ -198,28 +198,32 @@ fn security_group_rules_render_per_direction() {
     let t = render(&spec(), "op");
     let i = chain(&t, "i1");
     let e = chain(&t, "e1");
+    let gi = chain(&t, "gi0");
+    let ge = chain(&t, "ge0");
     for (c, line) in [
         (i, "ct state invalid drop"),
-        (i, "ct state established,related return"),
+        (i, "ct state established,related accept"),
+        (i, "jump gi0"),
+        (e, "jump ge0"),
         (
-            i,
-            "meta nfproto ipv4 ip saddr @g1_v4 meta l4proto tcp th dport 22 return",
+            gi,
+            "meta nfproto ipv4 ip saddr @g1_v4 meta l4proto tcp th dport 22 accept",
         ),
         (
-            i,
-            "meta nfproto ipv4 ip saddr 192.168.1.0/24 meta l4proto udp th dport 1000-2000 return",
+            gi,
+            "meta nfproto ipv4 ip saddr 192.168.1.0/24 meta l4proto udp th dport 1000-2000 accept",
         ),
         (
-            i,
-            "meta nfproto ipv4 meta l4proto icmp icmp type 8 icmp code 0 return",
+            gi,
+            "meta nfproto ipv4 meta l4proto icmp icmp type 8 icmp code 0 accept",
         ),
         (
-            i,
-            "meta nfproto ipv6 meta l4proto icmpv6 icmpv6 type 128 return",
+            gi,
+            "meta nfproto ipv6 meta l4proto icmpv6 icmpv6 type 128 accept",
         ),
-        (e, "meta nfproto ipv4 return"),
-        (e, "meta nfproto ipv6 meta l4proto 132 return"),
-        (e, "udp sport 68 udp dport 67 return"),
+        (ge, "meta nfproto ipv4 accept"),
+        (ge, "meta nfproto ipv6 meta l4proto 132 accept"),
+        (e, "udp sport 68 udp dport 67 accept"),
     ] {
         assert!(
             c.lines().any(|l| l.trim().starts_with(line)),
@@ -227,7 +231,8 @@ fn security_group_rules_render_per_direction() {
         );
     }
     // Rules that can never match are left out; both chains end in a drop.
-    assert_eq!(i.matches(" return # rule").count(), 4, "{i}");
+    assert_eq!(gi.matches(" accept # rule").count(), 4, "{gi}");
+    assert!(!chain(&t, "gi1").contains("accept"), "admins has no rules");
     assert!(i.trim_end().ends_with("counter drop"));
     assert!(e.trim_end().ends_with("counter drop"));
     assert!(t.contains("set g1_v4 { type ipv4_addr; elements = { 10.0.0.20 } }"));

@@ -606,7 +606,7 @@ fn echo_from(ns: Option<&str>, addr: &str, port: u16) -> bool {
 /// grows with the ruleset, so measure a large box: 500 ports, 50 groups of 10 rules each,
 /// into a table of its own (not hooked to any of our interfaces: the names do not exist).
 #[test]
-fn a_large_ruleset_applies_in_about_a_second() {
+fn a_large_ruleset_applies_in_well_under_a_second() {
     // Its marks would match the other tests' ports.
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let table = format!("opscale{}", pid());
@@ -673,7 +673,6 @@ fn a_large_ruleset_applies_in_about_a_second() {
         times[1],
         times[2]
     );
-    // Measured ~0.7-1.3 s on the shared 2-core test box: the 1 s is met for
-    // boxes well below this size, not for this one (see the crate's report).
-    assert!(times[1] < Duration::from_secs(5), "{times:?}");
+    // Measured ~75 ms median on the shared 2-core test box.
+    assert!(times[1] < Duration::from_secs(1), "{times:?}");
 }

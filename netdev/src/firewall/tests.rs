@@ -170,27 +170,44 @@ fn replaces_both_tables_in_one_transaction() {
 #[test]
 fn anti_spoofing_only_for_ports_with_port_security() {
     let t = render(&spec(), "op");
-    let s = chain(&t, "s1");
-    assert!(s.contains("ether saddr != 02:00:00:00:00:0a drop"), "{s}");
-    assert!(s.contains("arp saddr ether != 02:00:00:00:00:0a drop"));
-    assert!(s.contains("arp saddr ip != { 10.0.0.10/32, 10.9.0.0/16 } drop"));
-    assert!(s.contains("ip saddr != { 10.0.0.10/32, 10.9.0.0/16 } drop"));
-    assert!(s.contains("ip6 saddr != { fe80::ff:fe00:a } drop"));
-    assert!(s.contains("ip saddr 0.0.0.0 ip daddr 255.255.255.255 udp sport 68 udp dport 67"));
-    assert!(s.contains("udp sport 67 drop"));
-    assert!(s.contains("icmpv6 type nd-router-advert drop"));
-    assert!(s.trim_end().ends_with("meta mark set 1"));
-    // The DHCP exemption comes before the source check.
-    assert!(s.find("saddr 0.0.0.0").unwrap() < s.find("ip saddr !=").unwrap());
-    assert!(t.contains(&format!(
-        "iifname vmap {{ \"{}\" : jump s1 }}",
-        tap_name("porta")
-    )));
+    let tap = tap_name("porta");
+    for line in [
+        format!("set ports {{ type ifname; elements = {{ \"{tap}\" }} }}"),
+        format!("map port_mark {{ type ifname : mark; elements = {{ \"{tap}\" : 0x1 }} }}"),
+        format!("set port_mac {{ type ifname . ether_addr; elements = {{ \"{tap}\" . 02:00:00:00:00:0a }} }}"),
+        format!("set port_v4 {{ type ifname . ipv4_addr; flags interval; elements = {{ \"{tap}\" . 10.0.0.10/32, \"{tap}\" . 10.9.0.0/16 }} }}"),
+        format!("set port_v6 {{ type ifname . ipv6_addr; flags interval; elements = {{ \"{tap}\" . fe80::ff:fe00:a/128 }} }}"),
+        format!("map port_out {{ type ifname : verdict; elements = {{ \"{tap}\" : jump o1 }} }}"),
+    ] {
+        assert!(t.lines().any(|l| l.trim() == line), "{line}\nin\n{t}");
+    }
+    let pre = chain(&t, "prerouting");
+    let order = [
+        "iifname != @ports accept",
+        "meta mark set iifname map @port_mark",
+        "iifname . ether saddr != @port_mac drop",
+        "arp saddr ether != @port_mac drop",
+        "arp saddr ip != @port_v4 drop",
+        "ip saddr 0.0.0.0 ip daddr 255.255.255.255 udp sport 68 udp dport 67 accept",
+        "iifname . ip saddr != @port_v4 drop",
+        "iifname . ip6 saddr != @port_v6 drop",
+        "udp sport 67 drop",
+        "icmpv6 type nd-router-advert drop",
+    ];
+    let pos: Vec<usize> = order
+        .iter()
+        .map(|l| pre.find(l).unwrap_or_else(|| panic!("{l} in\n{pre}")))
+        .collect();
+    assert!(
+        pos.windows(2).all(|w| w[0] < w[1]),
+        "order {pos:?} in\n{pre}"
+    );
+    assert!(chain(&t, "o1").contains("meta mark set meta mark | 0x10000"));
     assert!(
         !t.contains(&tap_name("portb")),
         "port without security is unfiltered"
     );
-    assert!(!t.contains("chain s2"));
+    assert!(!t.contains("chain o2"));
 }
 
 #[test]
@@ -201,8 +218,8 @@ fn security_group_rules_render_per_direction() {
     let gi = chain(&t, "gi0");
     let ge = chain(&t, "ge0");
     for (c, line) in [
-        (i, "ct state invalid drop"),
-        (i, "ct state established,related accept"),
+        (i, "jump i_common"),
+        (e, "jump e_common"),
         (i, "jump gi0"),
         (e, "jump ge0"),
         (
@@ -223,7 +240,9 @@ fn security_group_rules_render_per_direction() {
         ),
         (ge, "meta nfproto ipv4 accept"),
         (ge, "meta nfproto ipv6 meta l4proto 132 accept"),
-        (e, "udp sport 68 udp dport 67 accept"),
+        (chain(&t, "e_common"), "udp sport 68 udp dport 67 accept"),
+        (chain(&t, "i_common"), "ct state established,related accept"),
+        (chain(&t, "i_common"), "ct state invalid drop"),
     ] {
         assert!(
             c.lines().any(|l| l.trim().starts_with(line)),
@@ -259,8 +278,8 @@ fn dispatch_and_nat() {
 #[test]
 fn empty_spec_renders_empty_tables() {
     let t = render(&HostNetworkSpec::default(), "op");
-    assert!(!t.contains("vmap"));
-    assert!(!t.contains("chain s1"));
+    assert!(!t.contains("elements"));
+    assert!(!t.contains("chain o1"));
     assert!(t.contains("hook prerouting"));
 }
 

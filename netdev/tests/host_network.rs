@@ -207,6 +207,10 @@ fn guests_get_dhcp_talk_through_groups_and_nat() {
         port("pb01", 0x0b, &format!("{base}.11"), &["basic"]),
         port("ps01", 0x0c, &format!("{base}.12"), &["basic", "web"]),
     );
+    // n: port security but no groups (everything but DHCP dropped); u: no port security.
+    let n = port("pn01", 0x1a, &format!("{base}.20"), &[]);
+    let mut u = port("pu01", 0x1b, &format!("{base}.21"), &[]);
+    u.port_security = false;
     let ssh_rule = rule(
         "ssh",
         Direction::Ingress,
@@ -230,7 +234,7 @@ fn guests_get_dhcp_talk_through_groups_and_nat() {
                 mac: mac(0x02),
                 ips: vec![ip(&format!("{base}.2"))],
             }),
-            ports: vec![a.clone(), b.clone(), s.clone()],
+            ports: vec![a.clone(), b.clone(), s.clone(), n.clone(), u.clone()],
             nat: true,
         }],
         security_groups: vec![
@@ -263,6 +267,8 @@ fn guests_get_dhcp_talk_through_groups_and_nat() {
     let mut ga = Guest::new("a", &tap_name(&a.id), Some(&a.mac.to_string()));
     let gb = Guest::new("b", &tap_name(&b.id), Some(&b.mac.to_string()));
     let mut gs = Guest::new("s", &tap_name(&s.id), Some(&s.mac.to_string()));
+    let gn = Guest::new("n", &tap_name(&n.id), Some(&n.mac.to_string()));
+    let gu = Guest::new("u", &tap_name(&u.id), Some(&u.mac.to_string()));
 
     let report = host.net.reconcile(&spec).unwrap();
     assert_eq!(report.bridges_created, 1, "{report:?}");
@@ -270,7 +276,7 @@ fn guests_get_dhcp_talk_through_groups_and_nat() {
         report.taps_created, 0,
         "the veths are attached, not replaced: {report:?}"
     );
-    assert_eq!(report.ports_updated, 3, "{report:?}");
+    assert_eq!(report.ports_updated, 5, "{report:?}");
     assert_eq!(report.dnsmasq_started, 1, "{report:?}");
     assert!(report.ruleset_applied);
     eprintln!("first ruleset apply: {:?}", report.ruleset_apply_time);
@@ -288,34 +294,43 @@ fn guests_get_dhcp_talk_through_groups_and_nat() {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = in_ns(
-        &ga.ns,
-        &[
-            "busybox",
-            "udhcpc",
-            "-i",
-            "eth0",
-            "-q",
-            "-n",
-            "-t",
-            "5",
-            "-T",
-            "1",
-            "-O",
-            "mtu",
-            "-s",
-            script.to_str().unwrap(),
-        ],
-    );
-    let got = std::fs::read_to_string(&result).unwrap_or_default();
+    let udhcpc = |ns: &str| {
+        let _ = std::fs::remove_file(&result);
+        let out = in_ns(
+            ns,
+            &[
+                "busybox",
+                "udhcpc",
+                "-i",
+                "eth0",
+                "-q",
+                "-n",
+                "-t",
+                "5",
+                "-T",
+                "1",
+                "-O",
+                "mtu",
+                "-s",
+                script.to_str().unwrap(),
+            ],
+        );
+        (
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            std::fs::read_to_string(&result).unwrap_or_default(),
+        )
+    };
+    let (stderr, got) = udhcpc(&ga.ns);
     assert_eq!(
         got.trim(),
         format!("ip={base}.10 router={gw} mtu=1400 subnet=255.255.255.0 dns=9.9.9.9"),
-        "udhcpc: {}",
-        String::from_utf8_lossy(&out.stderr)
+        "udhcpc: {stderr}"
     );
+    // DHCP is allowed before (and regardless of) any security group rule.
+    let (stderr, got) = udhcpc(&gn.ns);
+    assert!(got.starts_with(&format!("ip={base}.20 ")), "{got} {stderr}");
 
-    for (g, p) in [(&ga, &a), (&gb, &b), (&gs, &s)] {
+    for (g, p) in [(&ga, &a), (&gb, &b), (&gs, &s), (&gn, &n), (&gu, &u)] {
         g.ip(&["addr", "add", &format!("{}/24", p.ips[0]), "dev", "eth0"]);
         g.ip(&["route", "add", "default", "via", &gw]);
     }
@@ -325,6 +340,49 @@ fn guests_get_dhcp_talk_through_groups_and_nat() {
         s.ips[0].to_string(),
     );
     assert!(ga.ping(&ip_b), "a pings b");
+    // No group: nothing out (not even to the host's gateway address), nothing in.
+    let ip_n = n.ips[0].to_string();
+    assert!(!gn.ping(&gw), "n has no egress rule, not even to the host");
+    assert!(!gn.ping(&a.ips[0].to_string()), "n has no egress rule");
+    assert!(!ga.ping(&ip_n), "n has no ingress rule");
+    assert!(
+        !run(&["ping", "-c", "1", "-W", "1", &ip_n]).status.success(),
+        "nor from the host"
+    );
+    // ...and it was n's own chains that dropped those packets (n is the 4th filtered port).
+    for chain in ["e4", "i4"] {
+        let listing =
+            String::from_utf8_lossy(&run(&["nft", "list", "chain", "inet", "op", chain]).stdout)
+                .into_owned();
+        let dropped: u64 = listing
+            .split("counter packets ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        assert!(dropped > 0, "{listing}");
+    }
+    // No port security: unfiltered, even from an address that is not its own.
+    assert!(gu.ping(&a.ips[0].to_string()), "u pings a");
+    gu.ip(&["addr", "add", &format!("{base}.99/24"), "dev", "eth0"]);
+    assert!(
+        in_ns(
+            &gu.ns,
+            &[
+                "ping",
+                "-c",
+                "1",
+                "-W",
+                "1",
+                "-I",
+                &format!("{base}.99"),
+                &s.ips[0].to_string()
+            ]
+        )
+        .status
+        .success(),
+        "u sends from an address that is not its own"
+    );
     assert!(gb.ping(&ip_a), "b pings a");
     assert!(
         ga.ping(&gw),

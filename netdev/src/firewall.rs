@@ -49,6 +49,14 @@ pub enum FirewallError {
     Rejected(String),
     #[error("could not turn on IPv4 forwarding: {0}")]
     Forwarding(std::io::Error),
+    #[error(
+        "could not make bridged traffic pass the inet hooks ({path}: {source}); \
+         security groups need br_netfilter (modprobe br_netfilter)"
+    )]
+    BrNetfilter {
+        path: &'static str,
+        source: std::io::Error,
+    },
 }
 
 /// IPv6 link-local address a port derives from its MAC (RFC 4291 appendix A, modified
@@ -461,6 +469,23 @@ pub fn enable_ipv4_forwarding() -> Result<(), FirewallError> {
     }
     std::fs::write(path, "1").map_err(FirewallError::Forwarding)?;
     tracing::info!("turned on IPv4 forwarding for NAT networks");
+    Ok(())
+}
+
+/// Security groups are stateful only because br_netfilter hands bridged IP traffic to the
+/// inet hooks; without it guest-to-guest traffic would bypass every group. Turned on (for
+/// all bridges of the box: the sysctl is global), never off.
+pub fn ensure_br_netfilter() -> Result<(), FirewallError> {
+    for path in [
+        "/proc/sys/net/bridge/bridge-nf-call-iptables",
+        "/proc/sys/net/bridge/bridge-nf-call-ip6tables",
+    ] {
+        if std::fs::read_to_string(path).is_ok_and(|v| v.trim() == "1") {
+            continue;
+        }
+        std::fs::write(path, "1").map_err(|source| FirewallError::BrNetfilter { path, source })?;
+        tracing::info!(path, "turned on br_netfilter for stateful security groups");
+    }
     Ok(())
 }
 

@@ -317,6 +317,13 @@ impl HostNetwork {
         if spec.networks.iter().any(|n| n.nat) {
             firewall::enable_ipv4_forwarding()?;
         }
+        if spec
+            .networks
+            .iter()
+            .any(|n| n.ports.iter().any(|p| p.port_security))
+        {
+            firewall::ensure_br_netfilter()?;
+        }
         let text = firewall::render(spec, &self.config.table);
         if self.applied_ruleset.as_deref() == Some(text.as_str())
             && firewall::tables_present(&self.config.table)

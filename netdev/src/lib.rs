@@ -8,8 +8,9 @@
 //! remove what no longer belongs to any port or network.
 //!
 //! Host settings it changes: `net.ipv4.ip_forward` is set to 1 as soon as a network has
-//! `nat` (and left on). It relies on br_netfilter being on (`net.bridge.bridge-nf-call-
-//! iptables`/`ip6tables` = 1) for stateful security groups; see [`firewall`].
+//! `nat` (and left on); `net.bridge.bridge-nf-call-iptables`/`ip6tables` are set to 1 as
+//! soon as a port has port security (br_netfilter: stateful security groups on bridged
+//! traffic; see [`firewall`]), and left on.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod dhcp;

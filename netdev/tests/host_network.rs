@@ -530,6 +530,7 @@ fn open_like_the_monitor(name: &str) {
         "TUNSETIFF {name}: {}",
         std::io::Error::last_os_error()
     );
+    // SAFETY: as above, all zeroes is a valid ifreq.
     let mut get: libc::ifreq = unsafe { std::mem::zeroed() };
     // SAFETY: as above; TUNGETIFF writes the flags into `get`.
     let ret = unsafe { libc::ioctl(f.as_raw_fd(), libc::TUNGETIFF, &mut get) };

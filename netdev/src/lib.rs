@@ -6,9 +6,20 @@
 //!
 //! Everything created here carries [`NAME_PREFIX`], so a reconcile can tell what it owns and
 //! remove what no longer belongs to any port or network.
+//!
+//! Host settings it changes: `net.ipv4.ip_forward` is set to 1 as soon as a network has
+//! `nat` (and left on); `net.bridge.bridge-nf-call-iptables`/`ip6tables` are set to 1 as
+//! soon as a port has port security (br_netfilter: stateful security groups on bridged
+//! traffic; see [`firewall`]), and left on.
+#![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod dhcp;
+pub mod firewall;
+mod host;
+pub mod link;
 pub mod spec;
 
+pub use host::{HostNetwork, HostNetworkConfig, NetdevError, Report};
 pub use spec::*;
 
 /// Prefix of every interface, nftables table and dnsmasq instance this crate creates.

@@ -1,0 +1,320 @@
+use super::*;
+use crate::spec::*;
+
+fn rule(
+    dir: Direction,
+    eth: EtherType,
+    proto: Option<Protocol>,
+    lo: Option<u16>,
+    hi: Option<u16>,
+    remote: Remote,
+) -> RuleSpec {
+    RuleSpec {
+        id: "r".into(),
+        direction: dir,
+        ethertype: eth,
+        protocol: proto,
+        port_range_min: lo,
+        port_range_max: hi,
+        remote,
+    }
+}
+
+fn spec() -> HostNetworkSpec {
+    HostNetworkSpec {
+        networks: vec![NetworkSpec {
+            id: "net1".into(),
+            mtu: 1500,
+            subnets: vec![SubnetSpec {
+                id: "s".into(),
+                cidr: "10.0.0.0/24".parse().unwrap(),
+                gateway: Some("10.0.0.1".parse().unwrap()),
+                dns_nameservers: vec![],
+                enable_dhcp: true,
+            }],
+            dhcp: None,
+            ports: vec![
+                PortSpec {
+                    id: "porta".into(),
+                    mac: MacAddr([2, 0, 0, 0, 0, 0xa]),
+                    ips: vec!["10.0.0.10".parse().unwrap()],
+                    allowed_address_pairs: vec!["10.9.0.0/16".parse().unwrap()],
+                    security_groups: vec!["web".into()],
+                    port_security: true,
+                },
+                PortSpec {
+                    id: "portb".into(),
+                    mac: MacAddr([2, 0, 0, 0, 0, 0xb]),
+                    ips: vec!["10.0.0.11".parse().unwrap()],
+                    allowed_address_pairs: vec![],
+                    security_groups: vec![],
+                    port_security: false,
+                },
+            ],
+            nat: true,
+        }],
+        security_groups: vec![
+            SecurityGroupSpec {
+                id: "web".into(),
+                rules: vec![
+                    rule(
+                        Direction::Ingress,
+                        EtherType::IPv4,
+                        Some(Protocol::Tcp),
+                        Some(22),
+                        Some(22),
+                        Remote::Group("admins".into()),
+                    ),
+                    rule(
+                        Direction::Ingress,
+                        EtherType::IPv4,
+                        Some(Protocol::Udp),
+                        Some(1000),
+                        Some(2000),
+                        Remote::Prefix("192.168.1.7/24".parse().unwrap()),
+                    ),
+                    rule(
+                        Direction::Ingress,
+                        EtherType::IPv4,
+                        Some(Protocol::Icmp),
+                        Some(8),
+                        Some(0),
+                        Remote::Any,
+                    ),
+                    rule(
+                        Direction::Ingress,
+                        EtherType::IPv6,
+                        Some(Protocol::Icmp),
+                        Some(128),
+                        None,
+                        Remote::Any,
+                    ),
+                    rule(
+                        Direction::Egress,
+                        EtherType::IPv4,
+                        None,
+                        None,
+                        None,
+                        Remote::Any,
+                    ),
+                    rule(
+                        Direction::Egress,
+                        EtherType::IPv6,
+                        Some(Protocol::Number(132)),
+                        None,
+                        None,
+                        Remote::Any,
+                    ),
+                    // Never matches: v6 prefix on a v4 rule, unknown group, group without v6 members.
+                    rule(
+                        Direction::Ingress,
+                        EtherType::IPv4,
+                        None,
+                        None,
+                        None,
+                        Remote::Prefix("fd00::/8".parse().unwrap()),
+                    ),
+                    rule(
+                        Direction::Ingress,
+                        EtherType::IPv4,
+                        None,
+                        None,
+                        None,
+                        Remote::Group("nosuch".into()),
+                    ),
+                    rule(
+                        Direction::Ingress,
+                        EtherType::IPv6,
+                        None,
+                        None,
+                        None,
+                        Remote::Group("admins".into()),
+                    ),
+                ],
+                members: vec!["10.0.0.10".parse().unwrap()],
+            },
+            SecurityGroupSpec {
+                id: "admins".into(),
+                rules: vec![],
+                members: vec!["10.0.0.20".parse().unwrap()],
+            },
+        ],
+    }
+}
+
+fn chain<'a>(text: &'a str, name: &str) -> &'a str {
+    let start = text
+        .find(&format!("  chain {name} {{"))
+        .unwrap_or_else(|| panic!("chain {name} in\n{text}"));
+    let rest = &text[start..];
+    &rest[..rest.find("\n  }").unwrap()]
+}
+
+#[test]
+fn replaces_both_tables_in_one_transaction() {
+    let t = render(&spec(), "opx");
+    let head: Vec<&str> = t.lines().skip(1).take(4).collect();
+    assert_eq!(
+        head,
+        [
+            "table bridge opx {}",
+            "delete table bridge opx",
+            "table inet opx {}",
+            "delete table inet opx"
+        ]
+    );
+    assert!(t.contains("table bridge opx {\n"));
+    assert!(t.contains("table inet opx {\n"));
+}
+
+#[test]
+fn anti_spoofing_only_for_ports_with_port_security() {
+    let t = render(&spec(), "op");
+    let tap = tap_name("porta");
+    for line in [
+        format!("set ports {{ type ifname; elements = {{ \"{tap}\" }} }}"),
+        format!("map port_mark {{ type ifname : mark; elements = {{ \"{tap}\" : 0x1 }} }}"),
+        format!("set port_mac {{ type ifname . ether_addr; elements = {{ \"{tap}\" . 02:00:00:00:00:0a }} }}"),
+        format!("set port_v4 {{ type ifname . ipv4_addr; flags interval; elements = {{ \"{tap}\" . 10.0.0.10/32, \"{tap}\" . 10.9.0.0/16 }} }}"),
+        format!("set port_v6 {{ type ifname . ipv6_addr; flags interval; elements = {{ \"{tap}\" . fe80::ff:fe00:a/128 }} }}"),
+        format!("map port_out {{ type ifname : verdict; elements = {{ \"{tap}\" : jump o1 }} }}"),
+    ] {
+        assert!(t.lines().any(|l| l.trim() == line), "{line}\nin\n{t}");
+    }
+    let pre = chain(&t, "prerouting");
+    let order = [
+        "iifname != @ports accept",
+        "meta mark set iifname map @port_mark",
+        "iifname . ether saddr != @port_mac drop",
+        "arp saddr ether != @port_mac drop",
+        "arp saddr ip != @port_v4 drop",
+        "ip saddr 0.0.0.0 ip daddr 255.255.255.255 udp sport 68 udp dport 67 accept",
+        "iifname . ip saddr != @port_v4 drop",
+        "iifname . ip6 saddr != @port_v6 drop",
+        "udp sport 67 drop",
+        "icmpv6 type nd-router-advert drop",
+    ];
+    let pos: Vec<usize> = order
+        .iter()
+        .map(|l| pre.find(l).unwrap_or_else(|| panic!("{l} in\n{pre}")))
+        .collect();
+    assert!(
+        pos.windows(2).all(|w| w[0] < w[1]),
+        "order {pos:?} in\n{pre}"
+    );
+    assert!(chain(&t, "o1").contains("meta mark set meta mark | 0x10000"));
+    assert!(
+        !t.contains(&tap_name("portb")),
+        "port without security is unfiltered"
+    );
+    assert!(!t.contains("chain o2"));
+}
+
+#[test]
+fn security_group_rules_render_per_direction() {
+    let t = render(&spec(), "op");
+    let i = chain(&t, "i1");
+    let e = chain(&t, "e1");
+    let gi = chain(&t, "gi0");
+    let ge = chain(&t, "ge0");
+    for (c, line) in [
+        (i, "jump i_common"),
+        (e, "jump e_common"),
+        (i, "jump gi0"),
+        (e, "jump ge0"),
+        (
+            gi,
+            "meta nfproto ipv4 ip saddr @g1_v4 meta l4proto tcp th dport 22 accept",
+        ),
+        (
+            gi,
+            "meta nfproto ipv4 ip saddr 192.168.1.0/24 meta l4proto udp th dport 1000-2000 accept",
+        ),
+        (
+            gi,
+            "meta nfproto ipv4 meta l4proto icmp icmp type 8 icmp code 0 accept",
+        ),
+        (
+            gi,
+            "meta nfproto ipv6 meta l4proto icmpv6 icmpv6 type 128 accept",
+        ),
+        (ge, "meta nfproto ipv4 accept"),
+        (ge, "meta nfproto ipv6 meta l4proto 132 accept"),
+        (chain(&t, "e_common"), "udp sport 68 udp dport 67 accept"),
+        (chain(&t, "i_common"), "ct state established,related accept"),
+        (chain(&t, "i_common"), "ct state invalid drop"),
+    ] {
+        assert!(
+            c.lines().any(|l| l.trim().starts_with(line)),
+            "{line:?} in\n{c}"
+        );
+    }
+    // Rules that can never match are left out; both chains end in a drop.
+    assert_eq!(gi.matches(" accept # rule").count(), 4, "{gi}");
+    assert!(!chain(&t, "gi1").contains("accept"), "admins has no rules");
+    assert!(i.trim_end().ends_with("counter drop"));
+    assert!(e.trim_end().ends_with("counter drop"));
+    assert!(t.contains("set g1_v4 { type ipv4_addr; elements = { 10.0.0.20 } }"));
+    assert!(t.contains("set g1_v6 { type ipv6_addr; }"));
+}
+
+#[test]
+fn dispatch_and_nat() {
+    let t = render(&spec(), "op");
+    let br = bridge_name("net1");
+    assert!(t.contains("meta mark & 0xffff vmap { 0x1 : jump e1 }"));
+    assert!(t.contains("meta mark & 0xffff0000 vmap { 0x10000 : jump i1 }"));
+    assert!(t.contains(&format!(
+        "oifname . ip daddr vmap {{ \"{br}\" . 10.0.0.10 : jump i1 }}"
+    )));
+    assert!(t.contains(&format!(
+        "ip saddr 10.0.0.0/24 oifname != \"{br}\" masquerade"
+    )));
+    let mut no_nat = spec();
+    no_nat.networks[0].nat = false;
+    assert!(!render(&no_nat, "op").contains("masquerade"));
+}
+
+#[test]
+fn empty_spec_renders_empty_tables() {
+    let t = render(&HostNetworkSpec::default(), "op");
+    assert!(!t.contains("elements"));
+    assert!(!t.contains("chain o1"));
+    assert!(t.contains("hook prerouting"));
+}
+
+#[test]
+fn ids_cannot_inject_into_the_ruleset() {
+    let mut s = spec();
+    s.security_groups[0].rules[0].id = "x\"; flush ruleset; #\n".into();
+    let t = render(&s, "op");
+    assert!(!t.contains("flush ruleset;"));
+    assert!(t.contains("# rule xflushruleset"));
+}
+
+#[test]
+fn link_local_is_modified_eui64() {
+    assert_eq!(
+        link_local(MacAddr([0xfa, 0x16, 0x3e, 0x12, 0x34, 0x56])).to_string(),
+        "fe80::f816:3eff:fe12:3456"
+    );
+}
+
+#[test]
+// nft -c: the kernel checks the ruleset without committing it (runs as root here).
+fn nft_accepts_the_example_ruleset() {
+    let t = render(&spec(), "opcheck");
+    let mut child = std::process::Command::new("nft")
+        .args(["-c", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), t.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{t}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

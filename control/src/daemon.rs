@@ -7,6 +7,7 @@
 //! runtime has drained.
 
 use crate::api::{self, ApiState, Router};
+use crate::network::NetworkService;
 use crate::compute::servers::boot_source::GlanceImages;
 use crate::compute::servers::config::{ComputeConfigError, ComputeSettings, Machine};
 use crate::compute::servers::{Fleet, FleetError};
@@ -78,6 +79,7 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
 
     let fleet = open_fleet(db.clone(), &settings, images.clone(), volumes.clone())?;
     fleet.recover()?;
+    let network = Arc::new(NetworkService::new(db.clone(), settings.network.clone()));
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -116,6 +118,7 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
             fleet,
             images,
             volumes,
+            network,
         });
         api::server::serve(state, unix, tcp, termination()).await;
         Ok(())

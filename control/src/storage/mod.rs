@@ -10,6 +10,7 @@ pub mod flavors;
 pub mod identity;
 pub mod images;
 mod migrations;
+pub mod networks;
 pub mod servers;
 pub mod tokens;
 pub mod volumes;

@@ -194,14 +194,26 @@ mod tests {
         assert_eq!(s.listen, None);
         assert_eq!(s.token_ttl, Duration::from_secs(43200));
         assert_eq!(s.region, "RegionOne");
-        assert_eq!(s.network, NetworkSettings { nat: true, mtu: 1500 });
+        assert_eq!(
+            s.network,
+            NetworkSettings {
+                nat: true,
+                mtu: 1500
+            }
+        );
     }
 
     #[test]
     fn the_network_section_is_read() {
         let file = parse("[network]\nnat = false\nmtu = 9000\n").unwrap();
         let s = Settings::resolve(file, Overrides::default()).unwrap();
-        assert_eq!(s.network, NetworkSettings { nat: false, mtu: 9000 });
+        assert_eq!(
+            s.network,
+            NetworkSettings {
+                nat: false,
+                mtu: 9000
+            }
+        );
         assert!(parse("[network]\nnatt = true").is_err());
     }
 

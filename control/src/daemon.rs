@@ -7,12 +7,12 @@
 //! runtime has drained.
 
 use crate::api::{self, ApiState, Router};
-use crate::network::NetworkService;
 use crate::compute::servers::boot_source::GlanceImages;
 use crate::compute::servers::config::{ComputeConfigError, ComputeSettings, Machine};
 use crate::compute::servers::{Fleet, FleetError};
 use crate::config::Settings;
 use crate::identity::bootstrap::{self, BootstrapError};
+use crate::network::NetworkService;
 use crate::storage::{Db, StorageError};
 use outpost_image_store::{ImageStore, VolumeStore};
 use std::fs::{self, DirBuilder, File};

@@ -101,7 +101,11 @@ fn new_rule(
 }
 
 /// Neutron's rules for a new group: everything out, IPv4 and IPv6.
-fn add_egress_rules(tx: &Connection, g: &SecurityGroup, now: Timestamp) -> Result<(), NetworkError> {
+fn add_egress_rules(
+    tx: &Connection,
+    g: &SecurityGroup,
+    now: Timestamp,
+) -> Result<(), NetworkError> {
     for ethertype in ["IPv4", "IPv6"] {
         store::insert_rule(tx, &new_rule(g, "egress", ethertype, None, now)?)?;
     }
@@ -128,7 +132,10 @@ pub fn ensure_default(tx: &Connection, project_id: &str) -> Result<SecurityGroup
     store::insert_group(tx, &g)?;
     add_egress_rules(tx, &g, now)?;
     for ethertype in ["IPv4", "IPv6"] {
-        store::insert_rule(tx, &new_rule(&g, "ingress", ethertype, Some(g.id.clone()), now)?)?;
+        store::insert_rule(
+            tx,
+            &new_rule(&g, "ingress", ethertype, Some(g.id.clone()), now)?,
+        )?;
     }
     Ok(store::get_group(tx, &g.id)?.unwrap_or(g))
 }
@@ -298,7 +305,11 @@ impl NetworkService {
 
     /// Neutron's rules: a group used by a port stays (409 SecurityGroupInUse); a member may
     /// not remove its project's default group (409), an admin may.
-    pub fn delete_security_group(&self, ctx: &RequestContext, id: &str) -> Result<(), NetworkError> {
+    pub fn delete_security_group(
+        &self,
+        ctx: &RequestContext,
+        id: &str,
+    ) -> Result<(), NetworkError> {
         self.change(|tx| {
             let g = find_group(tx, ctx, id)?;
             if g.is_default && !ctx.is_admin() {

@@ -77,16 +77,13 @@ pub enum IpamError {
     Invalid(String),
     /// Neutron answers these with 409.
     #[error("{message}")]
-    Conflict {
-        kind: &'static str,
-        message: String,
-    },
+    Conflict { kind: &'static str, message: String },
 }
 
 /// A gateway must be a host address of the subnet.
 pub fn check_gateway(cidr: IpNet, gateway: IpAddr) -> Result<(), IpamError> {
-    let in_range = usable_range(cidr)
-        .is_some_and(|(first, last)| (first..=last).contains(&to_u128(gateway)));
+    let in_range =
+        usable_range(cidr).is_some_and(|(first, last)| (first..=last).contains(&to_u128(gateway)));
     if !in_range || !cidr.contains(&gateway) {
         return Err(IpamError::Invalid(format!(
             "Gateway IP {gateway} is not a host address of subnet {cidr}"
@@ -170,7 +167,11 @@ pub fn check_requested(cidr: IpNet, gateway: Option<IpAddr>, ip: IpAddr) -> Resu
 
 /// The lowest address of the pools that is not in `taken` (and not the gateway). Bounded
 /// by the number taken, so a /64 costs no more than a /29.
-pub fn first_free(pools: &[Pool], gateway: Option<IpAddr>, taken: &HashSet<IpAddr>) -> Option<IpAddr> {
+pub fn first_free(
+    pools: &[Pool],
+    gateway: Option<IpAddr>,
+    taken: &HashSet<IpAddr>,
+) -> Option<IpAddr> {
     let mut sorted: Vec<&Pool> = pools.iter().collect();
     sorted.sort_by_key(|p| to_u128(p.start));
     for p in sorted {
@@ -198,7 +199,14 @@ pub fn mac_for(port_id: &str, attempt: u32) -> MacAddr {
         h.update(attempt.to_be_bytes());
     }
     let d = h.finalize();
-    MacAddr([MAC_PREFIX[0], MAC_PREFIX[1], MAC_PREFIX[2], d[0], d[1], d[2]])
+    MacAddr([
+        MAC_PREFIX[0],
+        MAC_PREFIX[1],
+        MAC_PREFIX[2],
+        d[0],
+        d[1],
+        d[2],
+    ])
 }
 
 /// A MAC a port may be given: unicast and not all zeros.
@@ -229,7 +237,10 @@ mod tests {
         assert_eq!(g, Some(ip("10.0.0.1")));
         assert_eq!(
             default_pools(c, g),
-            vec![Pool { start: ip("10.0.0.2"), end: ip("10.0.0.254") }]
+            vec![Pool {
+                start: ip("10.0.0.2"),
+                end: ip("10.0.0.254")
+            }]
         );
         // A gateway in the middle splits the pool; none leaves it whole.
         let mid = default_pools(c, Some(ip("10.0.0.100")));
@@ -239,24 +250,49 @@ mod tests {
         assert_eq!(default_pools(c, None)[0].start, ip("10.0.0.1"));
         let v6 = net("fd00::/64");
         assert_eq!(default_gateway(v6), Some(ip("fd00::1")));
-        assert_eq!(default_pools(v6, default_gateway(v6))[0].end, ip("fd00::ffff:ffff:ffff:ffff"));
+        assert_eq!(
+            default_pools(v6, default_gateway(v6))[0].end,
+            ip("fd00::ffff:ffff:ffff:ffff")
+        );
     }
 
     #[test]
     fn pools_are_checked() {
         let c = net("10.0.0.0/24");
-        let p = |a: &str, b: &str| Pool { start: ip(a), end: ip(b) };
+        let p = |a: &str, b: &str| Pool {
+            start: ip(a),
+            end: ip(b),
+        };
         assert!(check_pools(c, Some(ip("10.0.0.1")), &[p("10.0.0.10", "10.0.0.20")]).is_ok());
-        assert!(matches!(check_pools(c, None, &[p("10.0.0.20", "10.0.0.10")]), Err(IpamError::Invalid(_))));
-        assert!(matches!(check_pools(c, None, &[p("10.0.0.0", "10.0.0.10")]), Err(IpamError::Invalid(_))));
-        assert!(matches!(check_pools(c, None, &[p("10.0.0.250", "10.0.0.255")]), Err(IpamError::Invalid(_))));
         assert!(matches!(
-            check_pools(c, None, &[p("10.0.0.10", "10.0.0.20"), p("10.0.0.20", "10.0.0.30")]),
-            Err(IpamError::Conflict { kind: "OverlappingAllocationPools", .. })
+            check_pools(c, None, &[p("10.0.0.20", "10.0.0.10")]),
+            Err(IpamError::Invalid(_))
+        ));
+        assert!(matches!(
+            check_pools(c, None, &[p("10.0.0.0", "10.0.0.10")]),
+            Err(IpamError::Invalid(_))
+        ));
+        assert!(matches!(
+            check_pools(c, None, &[p("10.0.0.250", "10.0.0.255")]),
+            Err(IpamError::Invalid(_))
+        ));
+        assert!(matches!(
+            check_pools(
+                c,
+                None,
+                &[p("10.0.0.10", "10.0.0.20"), p("10.0.0.20", "10.0.0.30")]
+            ),
+            Err(IpamError::Conflict {
+                kind: "OverlappingAllocationPools",
+                ..
+            })
         ));
         assert!(matches!(
             check_pools(c, Some(ip("10.0.0.15")), &[p("10.0.0.10", "10.0.0.20")]),
-            Err(IpamError::Conflict { kind: "GatewayConflictWithAllocationPools", .. })
+            Err(IpamError::Conflict {
+                kind: "GatewayConflictWithAllocationPools",
+                ..
+            })
         ));
         assert!(check_gateway(c, ip("10.0.0.255")).is_err());
         assert!(check_gateway(c, ip("10.0.1.1")).is_err());
@@ -269,9 +305,15 @@ mod tests {
         let g = Some(ip("10.0.0.1"));
         assert!(check_requested(c, g, ip("10.0.0.6")).is_ok());
         for bad in ["10.0.0.0", "10.0.0.7", "10.0.1.2"] {
-            assert!(matches!(check_requested(c, g, ip(bad)), Err(IpamError::Invalid(_))), "{bad}");
+            assert!(
+                matches!(check_requested(c, g, ip(bad)), Err(IpamError::Invalid(_))),
+                "{bad}"
+            );
         }
-        assert!(matches!(check_requested(c, g, ip("10.0.0.1")), Err(IpamError::Conflict { .. })));
+        assert!(matches!(
+            check_requested(c, g, ip("10.0.0.1")),
+            Err(IpamError::Conflict { .. })
+        ));
     }
 
     #[test]
@@ -285,7 +327,12 @@ mod tests {
             taken.insert(a);
             got.push(a);
         }
-        assert_eq!(got, (2..=6).map(|i| ip(&format!("10.0.0.{i}"))).collect::<Vec<_>>());
+        assert_eq!(
+            got,
+            (2..=6)
+                .map(|i| ip(&format!("10.0.0.{i}")))
+                .collect::<Vec<_>>()
+        );
         taken.remove(&ip("10.0.0.4"));
         assert_eq!(first_free(&pools, g, &taken), Some(ip("10.0.0.4")));
     }

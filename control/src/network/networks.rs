@@ -153,8 +153,7 @@ fn check_mtu(mtu: u32) -> Result<(), NetworkError> {
 fn check_shared(ctx: &RequestContext, shared: Option<bool>) -> Result<(), NetworkError> {
     if shared == Some(true) && !ctx.is_admin() {
         return Err(NetworkError::Forbidden(
-            "(rule:create_network and rule:create_network:shared) is disallowed by policy"
-                .into(),
+            "(rule:create_network and rule:create_network:shared) is disallowed by policy".into(),
         ));
     }
     Ok(())
@@ -338,10 +337,9 @@ impl NetworkService {
             .cidr
             .as_deref()
             .ok_or_else(|| NetworkError::invalid("cidr is required (subnet pools are not kept)"))?;
-        let cidr: IpNet = cidr_text
-            .trim()
-            .parse()
-            .map_err(|_| NetworkError::invalid(format!("'{cidr_text}' is not a valid IP subnet")))?;
+        let cidr: IpNet = cidr_text.trim().parse().map_err(|_| {
+            NetworkError::invalid(format!("'{cidr_text}' is not a valid IP subnet"))
+        })?;
         if cidr.trunc() != cidr {
             return Err(NetworkError::invalid(format!(
                 "'{cidr_text}' isn't a recommended CIDR, '{}' is recommended",
@@ -375,7 +373,9 @@ impl NetworkService {
         ipam::check_pools(cidr, gateway_ip, &allocation_pools)?;
         let dns_nameservers = parse_dns(req.dns_nameservers.as_deref().unwrap_or(&[]))?;
         let host_routes = parse_routes(req.host_routes.as_deref().unwrap_or(&[]))?;
-        let mode = |m: Option<Option<String>>, field: &str| -> Result<Option<String>, NetworkError> {
+        let mode = |m: Option<Option<String>>,
+                    field: &str|
+         -> Result<Option<String>, NetworkError> {
             match m.flatten().as_deref() {
                 None => Ok(None),
                 Some(_) if version == 4 => Err(NetworkError::invalid(format!(
@@ -399,7 +399,11 @@ impl NetworkService {
         self.change(|tx| {
             let net = owned_network(tx, ctx, &req.network_id)?;
             // A subnet belongs to its network's project unless an admin says otherwise.
-            let project_id = if ctx.is_admin() { requested_owner } else { net.project_id.clone() };
+            let project_id = if ctx.is_admin() {
+                requested_owner
+            } else {
+                net.project_id.clone()
+            };
             for other in store::list_subnets(tx, Some(&net.id))? {
                 if other.cidr.contains(&cidr.network()) || cidr.contains(&other.cidr.network()) {
                     return Err(NetworkError::invalid(format!(
@@ -559,9 +563,7 @@ fn parse_dns(list: &[String]) -> Result<Vec<IpAddr>, NetworkError> {
     for s in list {
         let ip = parse_ip("dns_nameservers", s)?;
         if out.contains(&ip) {
-            return Err(NetworkError::invalid(format!(
-                "Duplicate nameserver '{s}'"
-            )));
+            return Err(NetworkError::invalid(format!("Duplicate nameserver '{s}'")));
         }
         out.push(ip);
     }

@@ -153,14 +153,16 @@ pub(super) fn allocate(
         }
     }
     taken.extend(pending.iter().map(|p| p.ip_address));
-    let ip = ipam::first_free(&subnet.allocation_pools, subnet.gateway_ip, &taken).ok_or_else(
-        || {
+    let ip =
+        ipam::first_free(&subnet.allocation_pools, subnet.gateway_ip, &taken).ok_or_else(|| {
             NetworkError::conflict(
                 "IpAddressGenerationFailure",
-                format!("No more IP addresses available on network {}.", subnet.network_id),
+                format!(
+                    "No more IP addresses available on network {}.",
+                    subnet.network_id
+                ),
             )
-        },
-    )?;
+        })?;
     Ok(FixedIp {
         subnet_id: subnet.id.clone(),
         ip_address: ip,
@@ -208,27 +210,29 @@ fn resolve_fixed_ips(
             .ip_address
             .as_deref()
             .map(|s| {
-                s.trim().parse::<IpAddr>().map_err(|_| {
-                    NetworkError::invalid(format!("'{s}' is not a valid IP address"))
-                })
+                s.trim()
+                    .parse::<IpAddr>()
+                    .map_err(|_| NetworkError::invalid(format!("'{s}' is not a valid IP address")))
             })
             .transpose()?;
         let subnet = match (&r.subnet_id, ip) {
-            (Some(id), _) => subnets
-                .iter()
-                .find(|s| &s.id == id)
-                .ok_or_else(|| match store::get_subnet(tx, id) {
+            (Some(id), _) => subnets.iter().find(|s| &s.id == id).ok_or_else(|| {
+                match store::get_subnet(tx, id) {
                     Ok(Some(_)) => NetworkError::invalid(format!(
                         "Failed to create port on network {network_id}, because fixed_ips \
                          included invalid subnet {id}."
                     )),
                     _ => NetworkError::not_found("Subnet", id),
-                })?,
-            (None, Some(ip)) => subnets.iter().find(|s| s.cidr.contains(&ip)).ok_or_else(|| {
-                NetworkError::invalid(format!(
-                    "IP address {ip} is not a valid IP for any subnet on network {network_id}."
-                ))
+                }
             })?,
+            (None, Some(ip)) => subnets
+                .iter()
+                .find(|s| s.cidr.contains(&ip))
+                .ok_or_else(|| {
+                    NetworkError::invalid(format!(
+                        "IP address {ip} is not a valid IP for any subnet on network {network_id}."
+                    ))
+                })?,
             (None, None) => {
                 return Err(NetworkError::invalid(
                     "a fixed_ips entry needs subnet_id or ip_address",
@@ -240,8 +244,7 @@ fn resolve_fixed_ips(
             Some(ip) => {
                 ipam::check_requested(subnet.cidr, subnet.gateway_ip, ip)?;
                 let holder = store::ip_holder(tx, network_id, ip)?;
-                if holder.is_some_and(|h| h != port_id) || out.iter().any(|f| f.ip_address == ip)
-                {
+                if holder.is_some_and(|h| h != port_id) || out.iter().any(|f| f.ip_address == ip) {
                     return Err(NetworkError::conflict(
                         "IpAddressAlreadyAllocated",
                         format!("IP address {ip} already allocated in subnet {}", subnet.id),
@@ -394,8 +397,9 @@ impl NetworkService {
                 None => free_mac(tx, &net.id, &id)?,
             };
             let device_owner = req.device_owner.clone().unwrap_or_default();
-            let port_security_enabled =
-                req.port_security_enabled.unwrap_or(net.port_security_enabled);
+            let port_security_enabled = req
+                .port_security_enabled
+                .unwrap_or(net.port_security_enabled);
             let security_groups = if device_owner.starts_with("network:")
                 || (!port_security_enabled && req.security_groups.is_none())
             {
@@ -462,9 +466,9 @@ impl NetworkService {
         self.change(|tx| {
             let mut p = find_port(tx, ctx, id)?;
             if let Some(m) = &req.mac_address {
-                let m: MacAddr = m
-                    .parse()
-                    .map_err(|_| NetworkError::invalid(format!("'{m}' is not a valid MAC address")))?;
+                let m: MacAddr = m.parse().map_err(|_| {
+                    NetworkError::invalid(format!("'{m}' is not a valid MAC address"))
+                })?;
                 if m != p.mac_address {
                     if !ctx.is_admin() || !p.host_id.is_empty() {
                         return Err(NetworkError::Forbidden(

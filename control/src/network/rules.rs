@@ -105,7 +105,11 @@ fn parse_protocol(p: &str) -> Result<Option<String>, RuleError> {
             format!(
                 "Security group rule protocol {p} not supported. Only protocol values \
                  [None, {}] and integer representations [0 to 255] are supported.",
-                PROTOCOLS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                PROTOCOLS
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         )),
     }
@@ -142,7 +146,12 @@ pub fn validate(r: &RuleRequest) -> Result<ValidRule, RuleError> {
             ))
         }
     };
-    let protocol = r.protocol.as_deref().map(parse_protocol).transpose()?.flatten();
+    let protocol = r
+        .protocol
+        .as_deref()
+        .map(parse_protocol)
+        .transpose()?
+        .flatten();
     let number = protocol.as_deref().and_then(protocol_number);
     if ethertype == "IPv4" && number == Some(ICMPV6) {
         return Err(refuse(
@@ -328,26 +337,70 @@ mod tests {
         let ok = validate(&req("ingress", Some("TCP"), Some(22), Some(22))).unwrap();
         assert_eq!(ok.protocol.as_deref(), Some("tcp"));
         assert_eq!(ok.ethertype, "IPv4");
-        assert_eq!(validate(&req("egress", Some("132"), None, None)).unwrap().protocol.as_deref(), Some("132"));
-        assert_eq!(validate(&req("egress", Some("any"), None, None)).unwrap().protocol, None);
-        assert_eq!(kind(&req("egress", Some("256"), None, None)), "SecurityGroupRuleInvalidProtocol");
-        assert_eq!(kind(&req("egress", Some("bogus"), None, None)), "SecurityGroupRuleInvalidProtocol");
+        assert_eq!(
+            validate(&req("egress", Some("132"), None, None))
+                .unwrap()
+                .protocol
+                .as_deref(),
+            Some("132")
+        );
+        assert_eq!(
+            validate(&req("egress", Some("any"), None, None))
+                .unwrap()
+                .protocol,
+            None
+        );
+        assert_eq!(
+            kind(&req("egress", Some("256"), None, None)),
+            "SecurityGroupRuleInvalidProtocol"
+        );
+        assert_eq!(
+            kind(&req("egress", Some("bogus"), None, None)),
+            "SecurityGroupRuleInvalidProtocol"
+        );
         assert_eq!(kind(&req("sideways", None, None, None)), "InvalidInput");
     }
 
     #[test]
     fn port_ranges_and_icmp_fields() {
-        assert_eq!(kind(&req("ingress", Some("tcp"), Some(90), Some(80))), "SecurityGroupInvalidPortRange");
-        assert_eq!(kind(&req("ingress", Some("tcp"), Some(80), None)), "SecurityGroupInvalidPortRange");
-        assert_eq!(kind(&req("ingress", Some("udp"), Some(0), Some(10))), "SecurityGroupInvalidPortValue");
-        assert_eq!(kind(&req("ingress", Some("tcp"), Some(1), Some(65536))), "SecurityGroupInvalidPortValue");
-        assert_eq!(kind(&req("ingress", None, Some(1), Some(2))), "SecurityGroupProtocolRequiredWithPorts");
-        assert_eq!(kind(&req("ingress", Some("gre"), Some(1), Some(2))), "SecurityGroupInvalidProtocolForPort");
+        assert_eq!(
+            kind(&req("ingress", Some("tcp"), Some(90), Some(80))),
+            "SecurityGroupInvalidPortRange"
+        );
+        assert_eq!(
+            kind(&req("ingress", Some("tcp"), Some(80), None)),
+            "SecurityGroupInvalidPortRange"
+        );
+        assert_eq!(
+            kind(&req("ingress", Some("udp"), Some(0), Some(10))),
+            "SecurityGroupInvalidPortValue"
+        );
+        assert_eq!(
+            kind(&req("ingress", Some("tcp"), Some(1), Some(65536))),
+            "SecurityGroupInvalidPortValue"
+        );
+        assert_eq!(
+            kind(&req("ingress", None, Some(1), Some(2))),
+            "SecurityGroupProtocolRequiredWithPorts"
+        );
+        assert_eq!(
+            kind(&req("ingress", Some("gre"), Some(1), Some(2))),
+            "SecurityGroupInvalidProtocolForPort"
+        );
         assert!(validate(&req("ingress", Some("icmp"), Some(8), Some(0))).is_ok());
         assert!(validate(&req("ingress", Some("icmp"), Some(8), None)).is_ok());
-        assert_eq!(kind(&req("ingress", Some("icmp"), None, Some(0))), "SecurityGroupMissingIcmpType");
-        assert_eq!(kind(&req("ingress", Some("icmp"), Some(256), None)), "SecurityGroupInvalidIcmpValue");
-        assert_eq!(kind(&req("ingress", Some("ipv6-icmp"), None, None)), "SecurityGroupEthertypeConflictWithProtocol");
+        assert_eq!(
+            kind(&req("ingress", Some("icmp"), None, Some(0))),
+            "SecurityGroupMissingIcmpType"
+        );
+        assert_eq!(
+            kind(&req("ingress", Some("icmp"), Some(256), None)),
+            "SecurityGroupInvalidIcmpValue"
+        );
+        assert_eq!(
+            kind(&req("ingress", Some("ipv6-icmp"), None, None)),
+            "SecurityGroupEthertypeConflictWithProtocol"
+        );
     }
 
     #[test]
@@ -361,7 +414,10 @@ mod tests {
         assert_eq!(kind(&r), "SecurityGroupRemoteGroupAndRemoteIpPrefix");
         let mut bare = req("ingress", None, None, None);
         bare.remote_ip_prefix = Some("10.1.2.3".into());
-        assert_eq!(validate(&bare).unwrap().remote_ip_prefix, Some("10.1.2.3/32".parse().unwrap()));
+        assert_eq!(
+            validate(&bare).unwrap().remote_ip_prefix,
+            Some("10.1.2.3/32".parse().unwrap())
+        );
         bare.remote_ip_prefix = Some("nonsense".into());
         assert_eq!(kind(&bare), "InvalidInput");
     }
@@ -403,6 +459,9 @@ mod tests {
         assert_eq!(spec.remote, Remote::Any);
         let mut v6 = req("ingress", Some("icmp"), None, None);
         v6.ethertype = Some("IPv6".into());
-        assert_eq!(to_spec(&stored(&validate(&v6).unwrap())).protocol, Some(Protocol::Icmpv6));
+        assert_eq!(
+            to_spec(&stored(&validate(&v6).unwrap())).protocol,
+            Some(Protocol::Icmpv6)
+        );
     }
 }

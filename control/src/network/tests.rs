@@ -13,7 +13,11 @@ fn ctx(project: &str, admin: bool) -> RequestContext {
         user_name: "user".into(),
         project_id: Some(project.into()),
         project_name: Some(project.into()),
-        roles: if admin { vec!["admin".into(), "member".into()] } else { vec!["member".into()] },
+        roles: if admin {
+            vec!["admin".into(), "member".into()]
+        } else {
+            vec!["member".into()]
+        },
     }
 }
 
@@ -52,16 +56,35 @@ fn dhcp_port_follows_dhcp_subnets_and_ports_get_addresses() {
     assert_eq!(dhcp[0].fixed_ips.len(), 2, "{:?}", dhcp[0].fixed_ips);
     assert_eq!(dhcp[0].fixed_ips[0].ip_address.to_string(), "10.1.0.2");
 
-    let p = svc.create_device_port(&c, &n.id, "server-1", "box", None).unwrap();
+    let p = svc
+        .create_device_port(&c, &n.id, "server-1", "box", None)
+        .unwrap();
     assert_eq!(p.fixed_ips.len(), 2);
     assert_eq!(p.fixed_ips[0].ip_address.to_string(), "10.1.0.3");
     assert_eq!(p.security_groups.len(), 1);
     // The rest of the /29: .4 .5 .6, then the pool is empty.
     for _ in 0..3 {
-        svc.create_port(&c, NewPort { network_id: n.id.clone(), fixed_ips: Some(vec![FixedIpRequest { subnet_id: Some(s4.clone()), ip_address: None }]), ..NewPort::default() }).unwrap();
+        svc.create_port(
+            &c,
+            NewPort {
+                network_id: n.id.clone(),
+                fixed_ips: Some(vec![FixedIpRequest {
+                    subnet_id: Some(s4.clone()),
+                    ip_address: None,
+                }]),
+                ..NewPort::default()
+            },
+        )
+        .unwrap();
     }
     let err = svc
-        .create_port(&c, NewPort { network_id: n.id.clone(), ..NewPort::default() })
+        .create_port(
+            &c,
+            NewPort {
+                network_id: n.id.clone(),
+                ..NewPort::default()
+            },
+        )
         .unwrap_err();
     assert_eq!(err.neutron_type(), "IpAddressGenerationFailure");
 
@@ -77,13 +100,22 @@ fn dhcp_port_follows_dhcp_subnets_and_ports_get_addresses() {
     let group = &spec.security_groups[0];
     assert_eq!(group.id, p.security_groups[0]);
     assert_eq!(group.rules.len(), 4);
-    assert!(group.rules.iter().any(|r| r.remote == Remote::Group(group.id.clone())));
+    assert!(group
+        .rules
+        .iter()
+        .any(|r| r.remote == Remote::Group(group.id.clone())));
     // Members are every port in the group, with or without a device: 2 + 3 addresses.
     assert_eq!(group.members.len(), 5);
 
     // In use: neither the subnet nor the network may go; after the server, the network may.
-    assert_eq!(svc.delete_subnet(&c, &s6).unwrap_err().neutron_type(), "SubnetInUse");
-    assert_eq!(svc.delete_network(&c, &n.id).unwrap_err().neutron_type(), "NetworkInUse");
+    assert_eq!(
+        svc.delete_subnet(&c, &s6).unwrap_err().neutron_type(),
+        "SubnetInUse"
+    );
+    assert_eq!(
+        svc.delete_network(&c, &n.id).unwrap_err().neutron_type(),
+        "NetworkInUse"
+    );
     svc.release_device("server-1").unwrap();
     for p in svc.list_ports(&c).unwrap() {
         if p.device_owner != DHCP_OWNER {
@@ -93,7 +125,10 @@ fn dhcp_port_follows_dhcp_subnets_and_ports_get_addresses() {
     svc.delete_subnet(&c, &s6).unwrap();
     assert_eq!(svc.list_ports(&c).unwrap()[0].fixed_ips.len(), 1);
     svc.delete_subnet(&c, &s4).unwrap();
-    assert!(svc.list_ports(&c).unwrap().is_empty(), "the DHCP port goes with the last DHCP subnet");
+    assert!(
+        svc.list_ports(&c).unwrap().is_empty(),
+        "the DHCP port goes with the last DHCP subnet"
+    );
     svc.delete_network(&c, &n.id).unwrap();
     assert!(svc.host_spec().unwrap().networks.is_empty());
 }
@@ -107,19 +142,40 @@ fn default_group_rules_and_in_use() {
     assert_eq!(groups[0].0.name, "default");
     let default_id = groups[0].0.id.clone();
     assert_eq!(
-        svc.delete_security_group(&c, &default_id).unwrap_err().neutron_type(),
+        svc.delete_security_group(&c, &default_id)
+            .unwrap_err()
+            .neutron_type(),
         "SecurityGroupCannotRemoveDefault"
     );
     let (g, rules) = svc
-        .create_security_group(&c, NewGroup { name: Some("web".into()), ..NewGroup::default() })
+        .create_security_group(
+            &c,
+            NewGroup {
+                name: Some("web".into()),
+                ..NewGroup::default()
+            },
+        )
         .unwrap();
     assert_eq!(rules.len(), 2);
     let n = svc.create_network(&c, NewNetwork::default()).unwrap();
     let p = svc
-        .create_port(&c, NewPort { network_id: n.id.clone(), security_groups: Some(vec![g.id.clone()]), ..NewPort::default() })
+        .create_port(
+            &c,
+            NewPort {
+                network_id: n.id.clone(),
+                security_groups: Some(vec![g.id.clone()]),
+                ..NewPort::default()
+            },
+        )
         .unwrap();
-    assert_eq!(svc.delete_security_group(&c, &g.id).unwrap_err().neutron_type(), "SecurityGroupInUse");
-    svc.set_port_security_groups(&c, &p.id, vec![default_id.clone()]).unwrap();
+    assert_eq!(
+        svc.delete_security_group(&c, &g.id)
+            .unwrap_err()
+            .neutron_type(),
+        "SecurityGroupInUse"
+    );
+    svc.set_port_security_groups(&c, &p.id, vec![default_id.clone()])
+        .unwrap();
     svc.delete_security_group(&c, &g.id).unwrap();
     // Another project sees none of it.
     let other = ctx("p2", false);

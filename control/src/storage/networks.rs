@@ -178,7 +178,9 @@ fn network_row(r: &Row<'_>) -> rusqlite::Result<Network> {
 
 pub fn insert_network(c: &Connection, n: &Network) -> Result<(), StorageError> {
     c.execute(
-        &format!("INSERT INTO networks ({NETWORK_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)"),
+        &format!(
+            "INSERT INTO networks ({NETWORK_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)"
+        ),
         params![
             n.id,
             n.project_id,
@@ -441,7 +443,13 @@ fn set_port_ips(
         c.execute(
             "INSERT INTO ip_allocations (port_id, subnet_id, network_id, ip_address, position) \
              VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![port_id, ip.subnet_id, network_id, ip.ip_address.to_string(), i],
+            params![
+                port_id,
+                ip.subnet_id,
+                network_id,
+                ip.ip_address.to_string(),
+                i
+            ],
         )?;
     }
     Ok(())
@@ -467,9 +475,7 @@ pub fn list_ports(c: &Connection) -> Result<Vec<Port>, StorageError> {
     let mut st = c.prepare(&format!(
         "SELECT {PORT_COLUMNS} FROM ports ORDER BY created_at, id"
     ))?;
-    let mut ports: Vec<Port> = st
-        .query_map([], port_row)?
-        .collect::<Result<_, _>>()?;
+    let mut ports: Vec<Port> = st.query_map([], port_row)?.collect::<Result<_, _>>()?;
     let index: HashMap<String, usize> = ports
         .iter()
         .enumerate()
@@ -628,7 +634,10 @@ pub fn get_group(c: &Connection, id: &str) -> Result<Option<SecurityGroup>, Stor
     .optional()?)
 }
 
-pub fn default_group(c: &Connection, project_id: &str) -> Result<Option<SecurityGroup>, StorageError> {
+pub fn default_group(
+    c: &Connection,
+    project_id: &str,
+) -> Result<Option<SecurityGroup>, StorageError> {
     Ok(c.query_row(
         &format!(
             "SELECT {GROUP_COLUMNS} FROM security_groups WHERE project_id = ?1 AND is_default = 1"

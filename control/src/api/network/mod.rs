@@ -19,7 +19,9 @@ fn body<T: serde::de::DeserializeOwned>(call: &Call<'_>, key: &str) -> Result<T,
         .as_object_mut()
         .ok_or_else(|| Fault::bad_request("The request body must be a JSON object."))?;
     let inner = obj.remove(key).ok_or_else(|| {
-        Fault::bad_request(format!("Resource body required: the body must hold '{key}'."))
+        Fault::bad_request(format!(
+            "Resource body required: the body must hold '{key}'."
+        ))
     })?;
     if let Some(extra) = obj.keys().next() {
         return Err(Fault::bad_request(format!(
@@ -61,7 +63,11 @@ pub fn show_network(call: &Call<'_>) -> Result<Reply, Fault> {
     let n = svc.get_network(call.ctx(), call.param("network_id"))?;
     let subnets = svc.subnet_ids(&n.id)?;
     let v = query::apply(vec![views::network(&n, &subnets)], &fields_only(call))?;
-    Ok(one(StatusCode::OK, "network", v.into_iter().next().unwrap_or_default()))
+    Ok(one(
+        StatusCode::OK,
+        "network",
+        v.into_iter().next().unwrap_or_default(),
+    ))
 }
 
 pub fn update_network(call: &Call<'_>) -> Result<Reply, Fault> {
@@ -102,9 +108,16 @@ pub fn create_subnet(call: &Call<'_>) -> Result<Reply, Fault> {
 }
 
 pub fn show_subnet(call: &Call<'_>) -> Result<Reply, Fault> {
-    let s = call.state.network.get_subnet(call.ctx(), call.param("subnet_id"))?;
+    let s = call
+        .state
+        .network
+        .get_subnet(call.ctx(), call.param("subnet_id"))?;
     let v = query::apply(vec![views::subnet(&s)], &fields_only(call))?;
-    Ok(one(StatusCode::OK, "subnet", v.into_iter().next().unwrap_or_default()))
+    Ok(one(
+        StatusCode::OK,
+        "subnet",
+        v.into_iter().next().unwrap_or_default(),
+    ))
 }
 
 pub fn update_subnet(call: &Call<'_>) -> Result<Reply, Fault> {
@@ -137,9 +150,16 @@ pub fn create_port(call: &Call<'_>) -> Result<Reply, Fault> {
 }
 
 pub fn show_port(call: &Call<'_>) -> Result<Reply, Fault> {
-    let p = call.state.network.get_port(call.ctx(), call.param("port_id"))?;
+    let p = call
+        .state
+        .network
+        .get_port(call.ctx(), call.param("port_id"))?;
     let v = query::apply(vec![views::port(&p)], &fields_only(call))?;
-    Ok(one(StatusCode::OK, "port", v.into_iter().next().unwrap_or_default()))
+    Ok(one(
+        StatusCode::OK,
+        "port",
+        v.into_iter().next().unwrap_or_default(),
+    ))
 }
 
 pub fn update_port(call: &Call<'_>) -> Result<Reply, Fault> {
@@ -169,7 +189,11 @@ pub fn list_groups(call: &Call<'_>) -> Result<Reply, Fault> {
 pub fn create_group(call: &Call<'_>) -> Result<Reply, Fault> {
     let req: NewGroup = body(call, "security_group")?;
     let (g, r) = call.state.network.create_security_group(call.ctx(), req)?;
-    Ok(one(StatusCode::CREATED, "security_group", views::group(&g, &r)))
+    Ok(one(
+        StatusCode::CREATED,
+        "security_group",
+        views::group(&g, &r),
+    ))
 }
 
 pub fn show_group(call: &Call<'_>) -> Result<Reply, Fault> {
@@ -178,7 +202,11 @@ pub fn show_group(call: &Call<'_>) -> Result<Reply, Fault> {
         .network
         .get_security_group(call.ctx(), call.param("security_group_id"))?;
     let v = query::apply(vec![views::group(&g, &r)], &fields_only(call))?;
-    Ok(one(StatusCode::OK, "security_group", v.into_iter().next().unwrap_or_default()))
+    Ok(one(
+        StatusCode::OK,
+        "security_group",
+        v.into_iter().next().unwrap_or_default(),
+    ))
 }
 
 pub fn update_group(call: &Call<'_>) -> Result<Reply, Fault> {
@@ -227,7 +255,11 @@ pub fn create_rule(call: &Call<'_>) -> Result<Reply, Fault> {
     let svc = &call.state.network;
     let r = svc.create_security_group_rule(call.ctx(), req)?;
     let (g, _) = svc.get_security_group(call.ctx(), &r.security_group_id)?;
-    Ok(one(StatusCode::CREATED, "security_group_rule", views::rule(&r, g.is_default)))
+    Ok(one(
+        StatusCode::CREATED,
+        "security_group_rule",
+        views::rule(&r, g.is_default),
+    ))
 }
 
 pub fn show_rule(call: &Call<'_>) -> Result<Reply, Fault> {
@@ -235,7 +267,11 @@ pub fn show_rule(call: &Call<'_>) -> Result<Reply, Fault> {
     let r = svc.get_security_group_rule(call.ctx(), call.param("rule_id"))?;
     let (g, _) = svc.get_security_group(call.ctx(), &r.security_group_id)?;
     let v = query::apply(vec![views::rule(&r, g.is_default)], &fields_only(call))?;
-    Ok(one(StatusCode::OK, "security_group_rule", v.into_iter().next().unwrap_or_default()))
+    Ok(one(
+        StatusCode::OK,
+        "security_group_rule",
+        v.into_iter().next().unwrap_or_default(),
+    ))
 }
 
 pub fn delete_rule(call: &Call<'_>) -> Result<Reply, Fault> {

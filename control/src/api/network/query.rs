@@ -70,7 +70,13 @@ pub fn apply(items: Vec<Value>, query: &[(String, String)]) -> Result<Vec<Value>
             })
         })
         .collect();
-    let last = |k: &str| query.iter().rev().find(|(q, _)| q == k).map(|(_, v)| v.as_str());
+    let last = |k: &str| {
+        query
+            .iter()
+            .rev()
+            .find(|(q, _)| q == k)
+            .map(|(_, v)| v.as_str())
+    };
     if let Some(key) = last("sort_key") {
         let desc = match last("sort_dir") {
             None | Some("asc") => false,
@@ -99,7 +105,9 @@ pub fn apply(items: Vec<Value>, query: &[(String, String)]) -> Result<Vec<Value>
     }
     if let Some(limit) = last("limit") {
         let n: usize = limit.parse().map_err(|_| {
-            Fault::bad_request(format!("Invalid limit {limit:?}: a non-negative integer is required"))
+            Fault::bad_request(format!(
+                "Invalid limit {limit:?}: a non-negative integer is required"
+            ))
         })?;
         if n > 0 {
             out.truncate(n);
@@ -128,7 +136,10 @@ mod tests {
     use serde_json::json;
 
     fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect()
     }
 
     fn items() -> Vec<Value> {
@@ -145,16 +156,40 @@ mod tests {
 
     #[test]
     fn filters_fields_and_paging() {
-        assert_eq!(ids(&apply(items(), &q(&[("name", "two")])).unwrap()), ["b", "c"]);
-        assert_eq!(ids(&apply(items(), &q(&[("id", "a"), ("id", "c")])).unwrap()), ["a", "c"]);
-        assert_eq!(ids(&apply(items(), &q(&[("shared", "True")])).unwrap()), ["b"]);
-        assert_eq!(ids(&apply(items(), &q(&[("fixed_ips", "ip_address=10.0.0.2")])).unwrap()), ["a"]);
-        assert_eq!(ids(&apply(items(), &q(&[("fixed_ips", "subnet_id=s2")])).unwrap()), ["b"]);
-        assert_eq!(ids(&apply(items(), &q(&[("no_such_attr", "x")])).unwrap()).len(), 3);
+        assert_eq!(
+            ids(&apply(items(), &q(&[("name", "two")])).unwrap()),
+            ["b", "c"]
+        );
+        assert_eq!(
+            ids(&apply(items(), &q(&[("id", "a"), ("id", "c")])).unwrap()),
+            ["a", "c"]
+        );
+        assert_eq!(
+            ids(&apply(items(), &q(&[("shared", "True")])).unwrap()),
+            ["b"]
+        );
+        assert_eq!(
+            ids(&apply(items(), &q(&[("fixed_ips", "ip_address=10.0.0.2")])).unwrap()),
+            ["a"]
+        );
+        assert_eq!(
+            ids(&apply(items(), &q(&[("fixed_ips", "subnet_id=s2")])).unwrap()),
+            ["b"]
+        );
+        assert_eq!(
+            ids(&apply(items(), &q(&[("no_such_attr", "x")])).unwrap()).len(),
+            3
+        );
         let picked = apply(items(), &q(&[("fields", "id"), ("fields", "name")])).unwrap();
         assert_eq!(picked[0], json!({"id": "a", "name": "one"}));
-        assert_eq!(ids(&apply(items(), &q(&[("marker", "a"), ("limit", "1")])).unwrap()), ["b"]);
-        assert_eq!(ids(&apply(items(), &q(&[("sort_key", "id"), ("sort_dir", "desc")])).unwrap()), ["c", "b", "a"]);
+        assert_eq!(
+            ids(&apply(items(), &q(&[("marker", "a"), ("limit", "1")])).unwrap()),
+            ["b"]
+        );
+        assert_eq!(
+            ids(&apply(items(), &q(&[("sort_key", "id"), ("sort_dir", "desc")])).unwrap()),
+            ["c", "b", "a"]
+        );
         assert!(apply(items(), &q(&[("marker", "zz")])).is_err());
     }
 }

@@ -198,6 +198,8 @@ pub static ROUTES: &[Route] = &[
     route(Method::GET, "/volume/v3/{project_id}/types/default", Volume, Caller, volume::types::default),
     route(Method::GET, "/volume/v3/{project_id}/types/{type_id}", Volume, Caller, volume::types::show),
     // Neutron networks, subnets, ports, security groups and rules.
+    route(Method::GET, "/network/v2.0/extensions", Network, Caller, network::list_extensions),
+    route(Method::GET, "/network/v2.0/extensions/{alias}", Network, Caller, network::show_extension),
     route(Method::GET, "/network/v2.0/networks", Network, Caller, network::list_networks),
     route(Method::POST, "/network/v2.0/networks", Network, Caller, network::create_network),
     route(Method::GET, "/network/v2.0/networks/{network_id}", Network, Caller, network::show_network),

@@ -280,3 +280,45 @@ pub fn delete_rule(call: &Call<'_>) -> Result<Reply, Fault> {
         .delete_security_group_rule(call.ctx(), call.param("rule_id"))?;
     Ok(Reply::empty(StatusCode::NO_CONTENT))
 }
+
+// ---- extensions ----
+
+/// The Neutron API extensions this service implements (alias, name, description): clients
+/// ask before using optional attributes, and an extension not listed here is not used.
+const EXTENSIONS: &[(&str, &str, &str)] = &[
+    ("allowed-address-pairs", "Allowed Address Pairs", "Extra addresses a port may send from"),
+    ("binding", "Port Binding", "binding:host_id, binding:vif_type and binding:vnic_type on ports"),
+    ("external-net", "Neutron external network", "router:external (always false here)"),
+    ("net-mtu", "Network MTU", "The MTU of each network"),
+    ("port-security", "Port Security", "port_security_enabled on networks and ports"),
+    ("project-id", "project_id field enabled", "project_id beside tenant_id"),
+    ("security-group", "security-group", "Security groups and their rules"),
+    ("standard-attr-description", "standard-attr-description", "description on resources"),
+    ("standard-attr-revisions", "Resource revision numbers", "revision_number on resources"),
+    ("standard-attr-timestamp", "Resource timestamps", "created_at and updated_at on resources"),
+    ("stateful-security-group", "Stateful security group", "stateful on security groups"),
+];
+
+fn extension((alias, name, description): &(&str, &str, &str)) -> Value {
+    json!({
+        "alias": alias,
+        "name": name,
+        "description": description,
+        "updated": "2026-01-01T00:00:00-00:00",
+        "links": [],
+    })
+}
+
+pub fn list_extensions(call: &Call<'_>) -> Result<Reply, Fault> {
+    listed(call, "extensions", EXTENSIONS.iter().map(extension).collect())
+}
+
+pub fn show_extension(call: &Call<'_>) -> Result<Reply, Fault> {
+    let alias = call.param("alias");
+    let e = EXTENSIONS.iter().find(|e| e.0 == alias).ok_or_else(|| {
+        let mut f = Fault::not_found(format!("Extension with alias {alias} does not exist"));
+        f.neutron_type = Some("HTTPNotFound".into());
+        f
+    })?;
+    Ok(one(StatusCode::OK, "extension", extension(e)))
+}

@@ -286,17 +286,57 @@ pub fn delete_rule(call: &Call<'_>) -> Result<Reply, Fault> {
 /// The Neutron API extensions this service implements (alias, name, description): clients
 /// ask before using optional attributes, and an extension not listed here is not used.
 const EXTENSIONS: &[(&str, &str, &str)] = &[
-    ("allowed-address-pairs", "Allowed Address Pairs", "Extra addresses a port may send from"),
-    ("binding", "Port Binding", "binding:host_id, binding:vif_type and binding:vnic_type on ports"),
-    ("external-net", "Neutron external network", "router:external (always false here)"),
+    (
+        "allowed-address-pairs",
+        "Allowed Address Pairs",
+        "Extra addresses a port may send from",
+    ),
+    (
+        "binding",
+        "Port Binding",
+        "binding:host_id, binding:vif_type and binding:vnic_type on ports",
+    ),
+    (
+        "external-net",
+        "Neutron external network",
+        "router:external (always false here)",
+    ),
     ("net-mtu", "Network MTU", "The MTU of each network"),
-    ("port-security", "Port Security", "port_security_enabled on networks and ports"),
-    ("project-id", "project_id field enabled", "project_id beside tenant_id"),
-    ("security-group", "security-group", "Security groups and their rules"),
-    ("standard-attr-description", "standard-attr-description", "description on resources"),
-    ("standard-attr-revisions", "Resource revision numbers", "revision_number on resources"),
-    ("standard-attr-timestamp", "Resource timestamps", "created_at and updated_at on resources"),
-    ("stateful-security-group", "Stateful security group", "stateful on security groups"),
+    (
+        "port-security",
+        "Port Security",
+        "port_security_enabled on networks and ports",
+    ),
+    (
+        "project-id",
+        "project_id field enabled",
+        "project_id beside tenant_id",
+    ),
+    (
+        "security-group",
+        "security-group",
+        "Security groups and their rules",
+    ),
+    (
+        "standard-attr-description",
+        "standard-attr-description",
+        "description on resources",
+    ),
+    (
+        "standard-attr-revisions",
+        "Resource revision numbers",
+        "revision_number on resources",
+    ),
+    (
+        "standard-attr-timestamp",
+        "Resource timestamps",
+        "created_at and updated_at on resources",
+    ),
+    (
+        "stateful-security-group",
+        "Stateful security group",
+        "stateful on security groups",
+    ),
 ];
 
 fn extension((alias, name, description): &(&str, &str, &str)) -> Value {
@@ -310,7 +350,11 @@ fn extension((alias, name, description): &(&str, &str, &str)) -> Value {
 }
 
 pub fn list_extensions(call: &Call<'_>) -> Result<Reply, Fault> {
-    listed(call, "extensions", EXTENSIONS.iter().map(extension).collect())
+    listed(
+        call,
+        "extensions",
+        EXTENSIONS.iter().map(extension).collect(),
+    )
 }
 
 pub fn show_extension(call: &Call<'_>) -> Result<Reply, Fault> {

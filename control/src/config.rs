@@ -47,6 +47,8 @@ pub enum ConfigError {
     PublicUrl(String),
     #[error("identity.region must not be empty")]
     Region,
+    #[error("network.mtu must be between 68 and 9000, not {0}")]
+    NetworkMtu(u32),
 }
 
 /// The file's shape. Every key is optional.
@@ -156,6 +158,10 @@ impl Settings {
         if region.trim().is_empty() {
             return Err(ConfigError::Region);
         }
+        // 68: the IPv4 minimum (RFC 791); 9000: jumbo frames, the most the API accepts too.
+        if !(68..=9000).contains(&file.network.mtu) {
+            return Err(ConfigError::NetworkMtu(file.network.mtu));
+        }
         Ok(Settings {
             state_dir,
             socket,
@@ -215,6 +221,11 @@ mod tests {
             }
         );
         assert!(parse("[network]\nnatt = true").is_err());
+        let tiny = parse("[network]\nmtu = 60").unwrap();
+        assert!(matches!(
+            Settings::resolve(tiny, Overrides::default()),
+            Err(ConfigError::NetworkMtu(60))
+        ));
     }
 
     #[test]

@@ -4,7 +4,8 @@
 use super::rules::{self, RuleRequest};
 use super::{check_text, new_id, owner, NetworkError, NetworkService};
 use crate::context::RequestContext;
-use crate::storage::networks::{self as store, SecurityGroup, SecurityGroupRule};
+use crate::storage::networks as store;
+use crate::storage::security_groups::{self as sg_store, SecurityGroup, SecurityGroupRule};
 use crate::timestamp::Timestamp;
 use rusqlite::Connection;
 use serde::Deserialize;
@@ -107,7 +108,7 @@ fn add_egress_rules(
     now: Timestamp,
 ) -> Result<(), NetworkError> {
     for ethertype in ["IPv4", "IPv6"] {
-        store::insert_rule(tx, &new_rule(g, "egress", ethertype, None, now)?)?;
+        sg_store::insert_rule(tx, &new_rule(g, "egress", ethertype, None, now)?)?;
     }
     Ok(())
 }
@@ -115,7 +116,7 @@ fn add_egress_rules(
 /// The project's `default` group, made now if it does not exist yet: egress anywhere, and
 /// ingress from the group's own members, for IPv4 and IPv6 (Neutron's defaults).
 pub fn ensure_default(tx: &Connection, project_id: &str) -> Result<SecurityGroup, NetworkError> {
-    if let Some(g) = store::default_group(tx, project_id)? {
+    if let Some(g) = sg_store::default_group(tx, project_id)? {
         return Ok(g);
     }
     let now = Timestamp::now();
@@ -129,15 +130,15 @@ pub fn ensure_default(tx: &Connection, project_id: &str) -> Result<SecurityGroup
         updated_at: now,
         revision_number: 1,
     };
-    store::insert_group(tx, &g)?;
+    sg_store::insert_group(tx, &g)?;
     add_egress_rules(tx, &g, now)?;
     for ethertype in ["IPv4", "IPv6"] {
-        store::insert_rule(
+        sg_store::insert_rule(
             tx,
             &new_rule(&g, "ingress", ethertype, Some(g.id.clone()), now)?,
         )?;
     }
-    Ok(store::get_group(tx, &g.id)?.unwrap_or(g))
+    Ok(sg_store::get_group(tx, &g.id)?.unwrap_or(g))
 }
 
 /// The group if the caller may see it; 404 otherwise.
@@ -146,7 +147,7 @@ pub(super) fn find_group(
     ctx: &RequestContext,
     id: &str,
 ) -> Result<SecurityGroup, NetworkError> {
-    store::get_group(c, id)?
+    sg_store::get_group(c, id)?
         .filter(|g| ctx.can_see(&g.project_id))
         .ok_or_else(|| NetworkError::not_found("SecurityGroup", id))
 }
@@ -159,7 +160,7 @@ impl NetworkService {
         };
         let exists = self
             .db()
-            .read(|c| store::default_group(c, project))?
+            .read(|c| sg_store::default_group(c, project))?
             .is_some();
         if !exists {
             self.change(|tx| ensure_default(tx, project).map(|_| ()))?;
@@ -198,10 +199,10 @@ impl NetworkService {
                 updated_at: now,
                 revision_number: 1,
             };
-            store::insert_group(tx, &g)?;
+            sg_store::insert_group(tx, &g)?;
             add_egress_rules(tx, &g, now)?;
-            let g = store::get_group(tx, &id)?.unwrap_or(g);
-            Ok((g, store::list_rules(tx, Some(&id))?))
+            let g = sg_store::get_group(tx, &id)?.unwrap_or(g);
+            Ok((g, sg_store::list_rules(tx, Some(&id))?))
         })
     }
 
@@ -212,7 +213,7 @@ impl NetworkService {
     ) -> Result<(SecurityGroup, Vec<SecurityGroupRule>), NetworkError> {
         self.db().read(|c| {
             let g = find_group(c, ctx, id)?;
-            Ok((g, store::list_rules(c, Some(id))?))
+            Ok((g, sg_store::list_rules(c, Some(id))?))
         })
     }
 
@@ -229,7 +230,7 @@ impl NetworkService {
                 return Ok(g);
             }
             let project = ctx.project_id.as_deref().unwrap_or_default();
-            let mut hits: Vec<SecurityGroup> = store::list_groups(c)?
+            let mut hits: Vec<SecurityGroup> = sg_store::list_groups(c)?
                 .into_iter()
                 .filter(|g| g.name == name_or_id && g.project_id == project)
                 .collect();
@@ -252,8 +253,8 @@ impl NetworkService {
     ) -> Result<Vec<(SecurityGroup, Vec<SecurityGroupRule>)>, NetworkError> {
         self.ensure_own_default(ctx)?;
         self.db().read(|c| {
-            let rules = store::list_rules(c, None)?;
-            Ok(store::list_groups(c)?
+            let rules = sg_store::list_rules(c, None)?;
+            Ok(sg_store::list_groups(c)?
                 .into_iter()
                 .filter(|g| ctx.can_see(&g.project_id))
                 .map(|g| {
@@ -297,9 +298,9 @@ impl NetworkService {
                 check_text("description", &d)?;
                 g.description = d;
             }
-            store::update_group(tx, &g)?;
-            let g = store::get_group(tx, id)?.unwrap_or(g);
-            Ok((g, store::list_rules(tx, Some(id))?))
+            sg_store::update_group(tx, &g)?;
+            let g = sg_store::get_group(tx, id)?.unwrap_or(g);
+            Ok((g, sg_store::list_rules(tx, Some(id))?))
         })
     }
 
@@ -324,7 +325,7 @@ impl NetworkService {
                     format!("Security Group {id} in use."),
                 ));
             }
-            Ok(store::delete_group(tx, id)?)
+            Ok(sg_store::delete_group(tx, id)?)
         })
     }
 
@@ -368,7 +369,7 @@ impl NetworkService {
             if let Some(remote) = &valid.remote_group_id {
                 find_group(tx, ctx, remote)?;
             }
-            if let Some(dup) = store::list_rules(tx, Some(&g.id))?
+            if let Some(dup) = sg_store::list_rules(tx, Some(&g.id))?
                 .iter()
                 .find(|old| rules::same_rule(&valid, old))
             {
@@ -394,7 +395,7 @@ impl NetworkService {
                 updated_at: now,
                 revision_number: 0,
             };
-            store::insert_rule(tx, &r)?;
+            sg_store::insert_rule(tx, &r)?;
             Ok(r)
         })
     }
@@ -405,7 +406,7 @@ impl NetworkService {
         id: &str,
     ) -> Result<SecurityGroupRule, NetworkError> {
         self.db().read(|c| {
-            store::get_rule(c, id)?
+            sg_store::get_rule(c, id)?
                 .filter(|r| ctx.can_see(&r.project_id))
                 .ok_or_else(|| NetworkError::not_found("SecurityGroupRule", id))
         })
@@ -417,7 +418,7 @@ impl NetworkService {
     ) -> Result<Vec<SecurityGroupRule>, NetworkError> {
         self.ensure_own_default(ctx)?;
         self.db().read(|c| {
-            Ok(store::list_rules(c, None)?
+            Ok(sg_store::list_rules(c, None)?
                 .into_iter()
                 .filter(|r| ctx.can_see(&r.project_id))
                 .collect())
@@ -430,10 +431,10 @@ impl NetworkService {
         id: &str,
     ) -> Result<(), NetworkError> {
         self.change(|tx| {
-            let r = store::get_rule(tx, id)?
+            let r = sg_store::get_rule(tx, id)?
                 .filter(|r| ctx.can_see(&r.project_id))
                 .ok_or_else(|| NetworkError::not_found("SecurityGroupRule", id))?;
-            Ok(store::delete_rule(tx, &r)?)
+            Ok(sg_store::delete_rule(tx, &r)?)
         })
     }
 }

@@ -5,6 +5,7 @@
 use super::rules::to_spec;
 use super::{NetworkError, DHCP_OWNER};
 use crate::storage::networks as store;
+use crate::storage::security_groups as sg_store;
 use crate::storage::Db;
 use outpost_netdev::{
     DhcpPortSpec, HostNetworkSpec, NetworkSpec, PortSpec, SecurityGroupSpec, SubnetSpec,
@@ -17,8 +18,8 @@ pub fn host_spec(db: &Db, nat: bool) -> Result<HostNetworkSpec, NetworkError> {
         let networks = store::list_networks(c)?;
         let subnets = store::list_subnets(c, None)?;
         let ports = store::list_ports(c)?;
-        let groups = store::list_groups(c)?;
-        let rules = store::list_rules(c, None)?;
+        let groups = sg_store::list_groups(c)?;
+        let rules = sg_store::list_rules(c, None)?;
 
         let is_guest = |p: &store::Port| p.device_owner.starts_with("compute:");
         let mut spec = HostNetworkSpec::default();

@@ -1,15 +1,18 @@
-//! Neutron's application logic: networks and subnets ([`networks`]), ports and IPAM
-//! ([`ports`], [`ipam`]), security groups and rules ([`groups`], [`rules`]), and the box's
-//! desired host state built from all of them ([`host`]). Every change runs in one database
+//! Neutron's application logic: networks ([`networks`]) and subnets ([`subnets`]), ports
+//! and IPAM ([`ports`], [`ipam`]), the compute side's calls ([`device`]), security groups
+//! and rules ([`groups`], [`rules`]), and the box's desired host state built from all of
+//! them ([`host`]). Every change runs in one database
 //! transaction and, once committed, bumps the [`NetworkService::changes`] counter that the
 //! host reconciler watches.
 
+pub mod device;
 pub mod groups;
 pub mod host;
 pub mod ipam;
 pub mod networks;
 pub mod ports;
 pub mod rules;
+pub mod subnets;
 #[cfg(test)]
 mod tests;
 

@@ -2,8 +2,9 @@
 //! default groups, the change counter and the host spec.
 
 use super::groups::NewGroup;
-use super::networks::{NewNetwork, NewSubnet};
+use super::networks::NewNetwork;
 use super::ports::{FixedIpRequest, NewPort};
+use super::subnets::NewSubnet;
 use super::*;
 use outpost_netdev::Remote;
 

@@ -7,8 +7,9 @@ mod views;
 
 use crate::api::{Call, Fault, Reply};
 use crate::network::groups::{GroupUpdate, NewGroup, NewRule};
-use crate::network::networks::{NetworkUpdate, NewNetwork, NewSubnet, SubnetUpdate};
+use crate::network::networks::{NetworkUpdate, NewNetwork};
 use crate::network::ports::{NewPort, PortUpdate};
+use crate::network::subnets::{NewSubnet, SubnetUpdate};
 use hyper::StatusCode;
 use serde_json::{json, Value};
 

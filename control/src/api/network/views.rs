@@ -2,7 +2,8 @@
 //! the openstack CLI and openstacksdk read, `tenant_id` beside `project_id`.
 
 use crate::network::DHCP_OWNER;
-use crate::storage::networks::{Network, Port, SecurityGroup, SecurityGroupRule, Subnet};
+use crate::storage::networks::{Network, Port, Subnet};
+use crate::storage::security_groups::{SecurityGroup, SecurityGroupRule};
 use serde_json::{json, Value};
 
 /// Neutron's one availability zone name, as devstack has it.

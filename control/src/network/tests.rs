@@ -184,3 +184,53 @@ fn default_group_rules_and_in_use() {
     assert_eq!(svc.list_security_groups(&other).unwrap().len(), 1);
     assert!(svc.find_security_group(&c, "default").is_ok());
 }
+
+#[test]
+fn user_ports_bind_and_unbind_and_failures_do_not_notify() {
+    let svc = service();
+    let c = ctx("p1", false);
+    let n = svc.create_network(&c, NewNetwork::default()).unwrap();
+    subnet(&svc, &c, &n.id, "10.2.0.0/24");
+    let mut changes = svc.changes();
+    let before = *changes.borrow_and_update();
+    // A refused request commits nothing and tells no one.
+    assert!(svc
+        .create_port(
+            &c,
+            NewPort {
+                network_id: "nope".into(),
+                ..NewPort::default()
+            }
+        )
+        .is_err());
+    assert!(!changes.has_changed().unwrap());
+
+    let p = svc
+        .create_port(
+            &c,
+            NewPort {
+                network_id: n.id.clone(),
+                ..NewPort::default()
+            },
+        )
+        .unwrap();
+    let bound = svc.bind_port(&c, &p.id, "server-9", "box").unwrap();
+    assert_eq!(bound.device_owner, COMPUTE_OWNER);
+    assert_eq!(bound.host_id, "box");
+    assert_eq!(svc.device_ports("server-9").unwrap().len(), 1);
+    assert_eq!(
+        svc.bind_port(&c, &p.id, "server-10", "box")
+            .unwrap_err()
+            .neutron_type(),
+        "PortInUse"
+    );
+    assert!(*changes.borrow_and_update() > before);
+    assert_eq!(svc.host_spec().unwrap().networks[0].ports.len(), 1);
+    // The user's port outlives the server, unbound, with its address.
+    svc.release_device("server-9").unwrap();
+    let after = svc.get_port(&c, &p.id).unwrap();
+    assert_eq!(after.device_id, "");
+    assert_eq!(after.host_id, "");
+    assert_eq!(after.fixed_ips, p.fixed_ips);
+    assert!(svc.host_spec().unwrap().networks[0].ports.is_empty());
+}

@@ -214,6 +214,30 @@ fn networks_subnets_ports_ipam_and_dhcp() {
         409,
         "MacAddressInUse",
     );
+    // Changing a port's fixed IPs hands the old address back.
+    let put_ips = |ip: &str| {
+        api.put(
+            &format!("{NET}/ports/{}", id(&p10)),
+            Some(&json!({"port": {"fixed_ips": [{"ip_address": ip}]}})),
+        )
+    };
+    assert_eq!(ips(&ok(put_ips("10.20.0.11"))["port"]), ["10.20.0.11"]);
+    let interim = created(
+        port_on(
+            &api,
+            &nid,
+            json!({"fixed_ips": [{"ip_address": "10.20.0.10"}]}),
+        ),
+        "port",
+    );
+    neutron_error(&put_ips("10.20.0.10"), 409, "IpAddressAlreadyAllocated");
+    assert_eq!(
+        api.delete(&format!("{NET}/ports/{}", id(&interim)))
+            .status
+            .as_u16(),
+        204
+    );
+    assert_eq!(ips(&ok(put_ips("10.20.0.10"))["port"]), ["10.20.0.10"]);
 
     // Filters and fields.
     let by_ip = ok(api.get(&format!("{NET}/ports?fixed_ips=ip_address%3D10.20.0.10")));
@@ -320,7 +344,7 @@ fn networks_subnets_ports_ipam_and_dhcp() {
         ),
     ))["port"]
         .clone();
-    assert_eq!(compute["revision_number"], 2);
+    assert_eq!(compute["revision_number"], 4);
     let db = Db::open(&d.state_dir().join("outpost.db")).unwrap();
     let spec = outpost_control::network::host_spec(&db, true).unwrap();
     assert_eq!(spec.networks.len(), 1);

@@ -13,9 +13,11 @@
 //! region = "RegionOne"
 //! ```
 //!
-//! Servers add `[compute]` and `[guest]`, described in [`crate::compute::servers::config`].
+//! Servers add `[compute]` and `[guest]`, described in [`crate::compute::servers::config`];
+//! Neutron networking adds `[network]` ([`crate::network::NetworkSettings`]).
 
 use crate::compute::servers::config::{ComputeSection, GuestSection, GuestSettings};
+use crate::network::NetworkSettings;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -45,6 +47,8 @@ pub enum ConfigError {
     PublicUrl(String),
     #[error("identity.region must not be empty")]
     Region,
+    #[error("network.mtu must be between 68 and 9000, not {0}")]
+    NetworkMtu(u32),
 }
 
 /// The file's shape. Every key is optional.
@@ -60,6 +64,8 @@ pub struct ConfigFile {
     pub compute: ComputeSection,
     #[serde(default)]
     pub guest: GuestSection,
+    #[serde(default)]
+    pub network: NetworkSettings,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -112,6 +118,7 @@ pub struct Settings {
     /// Resolved at start against the machine (`ComputeSettings::resolve`).
     pub compute: ComputeSection,
     pub guest: GuestSettings,
+    pub network: NetworkSettings,
 }
 
 impl Settings {
@@ -151,6 +158,10 @@ impl Settings {
         if region.trim().is_empty() {
             return Err(ConfigError::Region);
         }
+        // 68: the IPv4 minimum (RFC 791); 9000: jumbo frames, the most the API accepts too.
+        if !(68..=9000).contains(&file.network.mtu) {
+            return Err(ConfigError::NetworkMtu(file.network.mtu));
+        }
         Ok(Settings {
             state_dir,
             socket,
@@ -160,6 +171,7 @@ impl Settings {
             region,
             guest: GuestSettings::resolve(&file.guest),
             compute: file.compute,
+            network: file.network,
         })
     }
 
@@ -188,6 +200,32 @@ mod tests {
         assert_eq!(s.listen, None);
         assert_eq!(s.token_ttl, Duration::from_secs(43200));
         assert_eq!(s.region, "RegionOne");
+        assert_eq!(
+            s.network,
+            NetworkSettings {
+                nat: true,
+                mtu: 1500
+            }
+        );
+    }
+
+    #[test]
+    fn the_network_section_is_read() {
+        let file = parse("[network]\nnat = false\nmtu = 9000\n").unwrap();
+        let s = Settings::resolve(file, Overrides::default()).unwrap();
+        assert_eq!(
+            s.network,
+            NetworkSettings {
+                nat: false,
+                mtu: 9000
+            }
+        );
+        assert!(parse("[network]\nnatt = true").is_err());
+        let tiny = parse("[network]\nmtu = 60").unwrap();
+        assert!(matches!(
+            Settings::resolve(tiny, Overrides::default()),
+            Err(ConfigError::NetworkMtu(60))
+        ));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::compute::servers::config::{ComputeConfigError, ComputeSettings, Machi
 use crate::compute::servers::{Fleet, FleetError};
 use crate::config::Settings;
 use crate::identity::bootstrap::{self, BootstrapError};
+use crate::network::NetworkService;
 use crate::storage::{Db, StorageError};
 use outpost_image_store::{ImageStore, VolumeStore};
 use std::fs::{self, DirBuilder, File};
@@ -78,6 +79,7 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
 
     let fleet = open_fleet(db.clone(), &settings, images.clone(), volumes.clone())?;
     fleet.recover()?;
+    let network = Arc::new(NetworkService::new(db.clone(), settings.network.clone()));
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -116,6 +118,7 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
             fleet,
             images,
             volumes,
+            network,
         });
         api::server::serve(state, unix, tcp, termination()).await;
         Ok(())

@@ -23,6 +23,7 @@ pub mod context;
 pub mod daemon;
 pub mod identity;
 pub mod image;
+pub mod network;
 pub mod random;
 pub mod storage;
 pub mod timestamp;

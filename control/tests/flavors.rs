@@ -339,7 +339,7 @@ fn volume_microversions_and_other_services_discovery() {
     );
     let net = d
         .tcp(Some(&token))
-        .get("/network/v2.0/networks")
+        .get("/network/v2.0/nothing-here")
         .body_json();
     assert_eq!(net["NeutronError"]["type"], "HTTPNotFound");
     let m = d

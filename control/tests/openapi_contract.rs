@@ -265,6 +265,10 @@ fn every_documented_operation_answers_as_documented() {
     let fleet =
         outpost_control::daemon::open_fleet(db.clone(), &settings, images.clone(), volumes.clone())
             .unwrap();
+    let network = Arc::new(outpost_control::network::NetworkService::new(
+        db.clone(),
+        settings.network.clone(),
+    ));
     let state = ApiState {
         db,
         base_url: "http://127.0.0.1:8080".into(),
@@ -275,6 +279,7 @@ fn every_documented_operation_answers_as_documented() {
         fleet,
         images,
         volumes,
+        network,
     };
     let mut succeeded = 0;
     for op in operations(&doc) {

@@ -15,6 +15,7 @@ use crate::compute::servers::boot_source::BootSourceError;
 use crate::compute::servers::ServerError;
 use crate::identity::IdentityError;
 use crate::image::ImageError;
+use crate::network::NetworkError;
 use crate::storage::StorageError;
 use crate::volume::VolumeError;
 use hyper::StatusCode;
@@ -24,6 +25,8 @@ use serde_json::json;
 pub struct Fault {
     pub status: StatusCode,
     pub message: String,
+    /// Neutron's error `type` (`NetworkNotFound`, ...); None renders webob's class name.
+    pub neutron_type: Option<String>,
 }
 
 impl std::fmt::Display for Fault {
@@ -37,6 +40,7 @@ impl Fault {
         Fault {
             status,
             message: message.into(),
+            neutron_type: None,
         }
     }
     pub fn bad_request(m: impl Into<String>) -> Fault {
@@ -193,6 +197,22 @@ fn image_data_status(e: &outpost_image_store::ImageError) -> Option<StatusCode> 
     })
 }
 
+impl From<NetworkError> for Fault {
+    fn from(e: NetworkError) -> Fault {
+        use NetworkError as E;
+        let status = match &e {
+            E::NotFound { .. } => StatusCode::NOT_FOUND,
+            E::InvalidInput(_) | E::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            E::Conflict { .. } => StatusCode::CONFLICT,
+            E::Forbidden(_) => StatusCode::FORBIDDEN,
+            E::Random(_) | E::Storage(_) => return Fault::internal(e),
+        };
+        let mut f = Fault::new(status, e.to_string());
+        f.neutron_type = Some(e.neutron_type());
+        f
+    }
+}
+
 impl From<VolumeError> for Fault {
     fn from(e: VolumeError) -> Fault {
         use outpost_image_store::VolumeError as D;
@@ -284,7 +304,7 @@ pub fn render(service: Option<ServiceKind>, fault: &Fault) -> Reply {
         Some(ServiceKind::Network) => Reply::json(
             status,
             json!({"NeutronError": {
-                "type": webob_name(status),
+                "type": fault.neutron_type.clone().unwrap_or_else(|| webob_name(status)),
                 "message": fault.message,
                 "detail": "",
             }}),

@@ -14,6 +14,7 @@ pub mod fault;
 mod identity;
 mod image;
 pub mod microversion;
+mod network;
 pub mod request;
 pub mod routes;
 pub mod server;
@@ -26,6 +27,7 @@ pub use routes::{Router, ServiceKind};
 
 use crate::compute::servers::Fleet;
 use crate::context::RequestContext;
+use crate::network::NetworkService;
 use crate::storage::Db;
 use outpost_image_store::{ImageStore, VolumeStore};
 use std::sync::Arc;
@@ -57,6 +59,8 @@ pub struct ApiState {
     pub images: Arc<ImageStore>,
     /// Volume, snapshot and server disk files (Cinder, Nova).
     pub volumes: Arc<VolumeStore>,
+    /// Neutron networking: its state and the change notifier the host side watches.
+    pub network: Arc<NetworkService>,
 }
 
 impl ApiState {

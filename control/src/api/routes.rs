@@ -7,7 +7,7 @@
 //! error shapes stay in our hands rather than spread over tower layers.
 
 use super::request::{parse_query, percent_decode, Call, RawRequest, Reply, UploadBody};
-use super::{auth, compute, fault, identity, image, microversion, versions, volume};
+use super::{auth, compute, fault, identity, image, microversion, network, versions, volume};
 use super::{ApiState, Fault, Transport};
 use hyper::{Method, StatusCode};
 
@@ -197,6 +197,33 @@ pub static ROUTES: &[Route] = &[
     route(Method::GET, "/volume/v3/{project_id}/types", Volume, Caller, volume::types::list),
     route(Method::GET, "/volume/v3/{project_id}/types/default", Volume, Caller, volume::types::default),
     route(Method::GET, "/volume/v3/{project_id}/types/{type_id}", Volume, Caller, volume::types::show),
+    // Neutron networks, subnets, ports, security groups and rules.
+    route(Method::GET, "/network/v2.0/extensions", Network, Caller, network::list_extensions),
+    route(Method::GET, "/network/v2.0/extensions/{alias}", Network, Caller, network::show_extension),
+    route(Method::GET, "/network/v2.0/networks", Network, Caller, network::list_networks),
+    route(Method::POST, "/network/v2.0/networks", Network, Caller, network::create_network),
+    route(Method::GET, "/network/v2.0/networks/{network_id}", Network, Caller, network::show_network),
+    route(Method::PUT, "/network/v2.0/networks/{network_id}", Network, Caller, network::update_network),
+    route(Method::DELETE, "/network/v2.0/networks/{network_id}", Network, Caller, network::delete_network),
+    route(Method::GET, "/network/v2.0/subnets", Network, Caller, network::list_subnets),
+    route(Method::POST, "/network/v2.0/subnets", Network, Caller, network::create_subnet),
+    route(Method::GET, "/network/v2.0/subnets/{subnet_id}", Network, Caller, network::show_subnet),
+    route(Method::PUT, "/network/v2.0/subnets/{subnet_id}", Network, Caller, network::update_subnet),
+    route(Method::DELETE, "/network/v2.0/subnets/{subnet_id}", Network, Caller, network::delete_subnet),
+    route(Method::GET, "/network/v2.0/ports", Network, Caller, network::list_ports),
+    route(Method::POST, "/network/v2.0/ports", Network, Caller, network::create_port),
+    route(Method::GET, "/network/v2.0/ports/{port_id}", Network, Caller, network::show_port),
+    route(Method::PUT, "/network/v2.0/ports/{port_id}", Network, Caller, network::update_port),
+    route(Method::DELETE, "/network/v2.0/ports/{port_id}", Network, Caller, network::delete_port),
+    route(Method::GET, "/network/v2.0/security-groups", Network, Caller, network::list_groups),
+    route(Method::POST, "/network/v2.0/security-groups", Network, Caller, network::create_group),
+    route(Method::GET, "/network/v2.0/security-groups/{security_group_id}", Network, Caller, network::show_group),
+    route(Method::PUT, "/network/v2.0/security-groups/{security_group_id}", Network, Caller, network::update_group),
+    route(Method::DELETE, "/network/v2.0/security-groups/{security_group_id}", Network, Caller, network::delete_group),
+    route(Method::GET, "/network/v2.0/security-group-rules", Network, Caller, network::list_rules),
+    route(Method::POST, "/network/v2.0/security-group-rules", Network, Caller, network::create_rule),
+    route(Method::GET, "/network/v2.0/security-group-rules/{rule_id}", Network, Caller, network::show_rule),
+    route(Method::DELETE, "/network/v2.0/security-group-rules/{rule_id}", Network, Caller, network::delete_rule),
 ];
 
 /// The compiled table: each path once, with the routes (one per method) served there.

@@ -41,6 +41,12 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "servers",
         sql: include_str!("migrations/0005_servers.sql"),
     },
+    // Neutron networks, subnets, ports and security groups.
+    Migration {
+        version: 6,
+        name: "networks",
+        sql: include_str!("migrations/0006_networks.sql"),
+    },
 ];
 
 pub(super) fn apply(conn: &mut Connection, steps: &[Migration]) -> Result<(), StorageError> {

@@ -10,6 +10,8 @@ pub mod flavors;
 pub mod identity;
 pub mod images;
 mod migrations;
+pub mod networks;
+pub mod security_groups;
 pub mod servers;
 pub mod tokens;
 pub mod volumes;

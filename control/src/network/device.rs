@@ -1,0 +1,114 @@
+//! The calls the compute side makes for a server's networking: a port made for the server
+//! on a network, a user's port bound to it, its ports released when it goes, and its
+//! security groups replaced (Nova's addSecurityGroup / removeSecurityGroup).
+
+use super::ports::{find_port, NewPort, PortUpdate};
+use super::{NetworkError, NetworkService, COMPUTE_OWNER};
+use crate::context::RequestContext;
+use crate::storage::networks::{self as store, Port};
+
+impl NetworkService {
+    /// Makes a port on `network_id` for server `device_id` on host `host_id` (Nova's
+    /// "allocate a port on this network"): addresses allocated, the project's default group
+    /// unless `security_groups` names others. The port is deleted with the server
+    /// ([`Self::release_device`]).
+    pub fn create_device_port(
+        &self,
+        ctx: &RequestContext,
+        network_id: &str,
+        device_id: &str,
+        host_id: &str,
+        security_groups: Option<Vec<String>>,
+    ) -> Result<Port, NetworkError> {
+        let req = NewPort {
+            network_id: network_id.to_owned(),
+            device_id: Some(device_id.to_owned()),
+            device_owner: Some(COMPUTE_OWNER.to_owned()),
+            host_id: Some(host_id.to_owned()),
+            security_groups,
+            ..NewPort::default()
+        };
+        self.create_port_as(ctx, req, true)
+    }
+
+    /// Binds an existing port the user gave (Nova's `networks: [{port: id}]`) to server
+    /// `device_id` on `host_id`. 409 PortInUse when another device holds it.
+    pub fn bind_port(
+        &self,
+        ctx: &RequestContext,
+        port_id: &str,
+        device_id: &str,
+        host_id: &str,
+    ) -> Result<Port, NetworkError> {
+        self.change(|tx| {
+            let mut p = find_port(tx, ctx, port_id)?;
+            if !p.device_id.is_empty() && p.device_id != device_id {
+                return Err(NetworkError::conflict(
+                    "PortInUse",
+                    format!(
+                        "Unable to complete operation on port {port_id} for network {}. Port \
+                         already has an attached device {}.",
+                        p.network_id, p.device_id
+                    ),
+                ));
+            }
+            p.device_id = device_id.to_owned();
+            p.device_owner = COMPUTE_OWNER.to_owned();
+            p.host_id = host_id.to_owned();
+            store::update_port(tx, &p)?;
+            Ok(store::get_port(tx, port_id)?.unwrap_or(p))
+        })
+    }
+
+    /// The ports bound to server `device_id`, oldest first.
+    pub fn device_ports(&self, device_id: &str) -> Result<Vec<Port>, NetworkError> {
+        self.db().read(|c| {
+            Ok(store::list_ports(c)?
+                .into_iter()
+                .filter(|p| p.device_id == device_id)
+                .collect())
+        })
+    }
+
+    /// A server is gone: the ports made for it are deleted, the ones the user gave it are
+    /// unbound (device, owner and host cleared) and keep their addresses, as with Nova.
+    pub fn release_device(&self, device_id: &str) -> Result<(), NetworkError> {
+        if device_id.is_empty() {
+            return Ok(());
+        }
+        self.change(|tx| {
+            for mut p in store::list_ports(tx)?
+                .into_iter()
+                .filter(|p| p.device_id == device_id)
+            {
+                if p.auto_delete {
+                    store::delete_port(tx, &p.id)?;
+                } else {
+                    p.device_id.clear();
+                    p.device_owner.clear();
+                    p.host_id.clear();
+                    store::update_port(tx, &p)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Replaces a port's security groups (Nova's addSecurityGroup / removeSecurityGroup
+    /// compute the new list). Ids only; [`Self::find_security_group`] resolves names.
+    pub fn set_port_security_groups(
+        &self,
+        ctx: &RequestContext,
+        port_id: &str,
+        groups: Vec<String>,
+    ) -> Result<Port, NetworkError> {
+        self.update_port(
+            ctx,
+            port_id,
+            PortUpdate {
+                security_groups: Some(groups),
+                ..PortUpdate::default()
+            },
+        )
+    }
+}

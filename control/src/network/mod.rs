@@ -1,0 +1,210 @@
+//! Neutron's application logic: networks ([`networks`]) and subnets ([`subnets`]), ports
+//! and IPAM ([`ports`], [`ipam`]), the compute side's calls ([`device`]), security groups
+//! and rules ([`groups`], [`rules`]), and the box's desired host state built from all of
+//! them ([`host`]). Every change runs in one database
+//! transaction and, once committed, bumps the [`NetworkService::changes`] counter that the
+//! host reconciler watches.
+
+pub mod device;
+pub mod groups;
+pub mod host;
+pub mod ipam;
+pub mod networks;
+pub mod ports;
+pub mod rules;
+pub mod subnets;
+#[cfg(test)]
+mod tests;
+
+pub use host::host_spec;
+
+use crate::context::RequestContext;
+use crate::random::RandomError;
+use crate::storage::{Db, StorageError};
+use serde::Deserialize;
+use tokio::sync::watch;
+
+/// The `[network]` section of the configuration.
+///
+/// ```toml
+/// [network]
+/// nat = true   # masquerade IPv4 from guest subnets leaving the box
+/// mtu = 1500   # MTU of networks created without one
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkSettings {
+    pub nat: bool,
+    pub mtu: u32,
+}
+
+impl Default for NetworkSettings {
+    fn default() -> Self {
+        NetworkSettings {
+            nat: true,
+            mtu: 1500,
+        }
+    }
+}
+
+/// Device owner of the DHCP port Neutron keeps on each network with DHCP.
+pub const DHCP_OWNER: &str = "network:dhcp";
+/// Device owner of the ports the compute side makes for servers.
+pub const COMPUTE_OWNER: &str = "compute:nova";
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    /// `resource` is Neutron's name for the kind (`Network`, `SecurityGroupRule`, ...).
+    #[error("{resource} {id} could not be found.")]
+    NotFound { resource: &'static str, id: String },
+    #[error("Invalid input for operation: {0}")]
+    InvalidInput(String),
+    /// Another 400, with Neutron's error type.
+    #[error("{message}")]
+    BadRequest { kind: &'static str, message: String },
+    /// A 409, with Neutron's error type.
+    #[error("{message}")]
+    Conflict { kind: &'static str, message: String },
+    #[error("{0}")]
+    Forbidden(String),
+    #[error(transparent)]
+    Random(#[from] RandomError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl NetworkError {
+    pub fn not_found(resource: &'static str, id: &str) -> Self {
+        NetworkError::NotFound {
+            resource,
+            id: id.to_owned(),
+        }
+    }
+
+    pub fn conflict(kind: &'static str, message: impl Into<String>) -> Self {
+        NetworkError::Conflict {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        NetworkError::InvalidInput(message.into())
+    }
+
+    /// Neutron's error `type` for this error.
+    pub fn neutron_type(&self) -> String {
+        match self {
+            NetworkError::NotFound { resource, .. } => format!("{resource}NotFound"),
+            NetworkError::InvalidInput(_) => "InvalidInput".to_owned(),
+            NetworkError::BadRequest { kind, .. } | NetworkError::Conflict { kind, .. } => {
+                (*kind).to_owned()
+            }
+            NetworkError::Forbidden(_) => "PolicyNotAuthorized".to_owned(),
+            NetworkError::Random(_) | NetworkError::Storage(_) => "HTTPInternalServerError".into(),
+        }
+    }
+}
+
+impl From<ipam::IpamError> for NetworkError {
+    fn from(e: ipam::IpamError) -> Self {
+        match e {
+            ipam::IpamError::Invalid(m) => NetworkError::InvalidInput(m),
+            ipam::IpamError::Conflict { kind, message } => NetworkError::Conflict { kind, message },
+        }
+    }
+}
+
+impl From<rules::RuleError> for NetworkError {
+    fn from(e: rules::RuleError) -> Self {
+        NetworkError::BadRequest {
+            kind: e.kind,
+            message: e.message,
+        }
+    }
+}
+
+/// Neutron networking for the whole daemon: the database and the change counter.
+pub struct NetworkService {
+    db: Db,
+    settings: NetworkSettings,
+    changes: watch::Sender<u64>,
+}
+
+impl NetworkService {
+    pub fn new(db: Db, settings: NetworkSettings) -> NetworkService {
+        NetworkService {
+            db,
+            settings,
+            changes: watch::Sender::new(0),
+        }
+    }
+
+    pub fn settings(&self) -> &NetworkSettings {
+        &self.settings
+    }
+
+    /// A counter bumped after every committed change that may alter [`Self::host_spec`]:
+    /// the host reconciler waits on `changed()` and then rebuilds the spec.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// The desired host state now.
+    pub fn host_spec(&self) -> Result<outpost_netdev::HostNetworkSpec, NetworkError> {
+        host::host_spec(&self.db, self.settings.nat)
+    }
+
+    /// Runs `f` in one write transaction and, if it committed, tells the watchers.
+    fn change<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, NetworkError>,
+    ) -> Result<T, NetworkError> {
+        let out = self.db.write(f)?;
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+        Ok(out)
+    }
+
+    fn db(&self) -> &Db {
+        &self.db
+    }
+}
+
+/// The project a new resource belongs to: the caller's, or (admins only) the one the body
+/// names with `project_id` / `tenant_id`.
+fn owner(
+    ctx: &RequestContext,
+    project_id: Option<&str>,
+    tenant_id: Option<&str>,
+) -> Result<String, NetworkError> {
+    let own = ctx.project_id.clone().unwrap_or_default();
+    let asked = match (project_id, tenant_id) {
+        (Some(p), Some(t)) if p != t => {
+            return Err(NetworkError::invalid(
+                "project_id and tenant_id do not match",
+            ))
+        }
+        (Some(p), _) | (None, Some(p)) => p,
+        (None, None) => return Ok(own),
+    };
+    if asked != own && !ctx.is_admin() {
+        return Err(NetworkError::Forbidden(
+            "Only an admin may create a resource for another project.".into(),
+        ));
+    }
+    Ok(asked.to_owned())
+}
+
+fn new_id() -> Result<String, NetworkError> {
+    Ok(crate::random::uuid()?)
+}
+
+/// Neutron caps names and descriptions at 255 characters.
+fn check_text(field: &str, v: &str) -> Result<(), NetworkError> {
+    if v.chars().count() > 255 {
+        return Err(NetworkError::invalid(format!(
+            "'{field}' exceeds maximum length of 255"
+        )));
+    }
+    Ok(())
+}

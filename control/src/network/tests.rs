@@ -1,0 +1,236 @@
+//! The service over a real in-memory database: DHCP port lifecycle, IPAM through ports,
+//! default groups, the change counter and the host spec.
+
+use super::groups::NewGroup;
+use super::networks::NewNetwork;
+use super::ports::{FixedIpRequest, NewPort};
+use super::subnets::NewSubnet;
+use super::*;
+use outpost_netdev::Remote;
+
+fn ctx(project: &str, admin: bool) -> RequestContext {
+    RequestContext {
+        user_id: "u".into(),
+        user_name: "user".into(),
+        project_id: Some(project.into()),
+        project_name: Some(project.into()),
+        roles: if admin {
+            vec!["admin".into(), "member".into()]
+        } else {
+            vec!["member".into()]
+        },
+    }
+}
+
+fn service() -> NetworkService {
+    NetworkService::new(Db::open_in_memory().unwrap(), NetworkSettings::default())
+}
+
+fn subnet(svc: &NetworkService, c: &RequestContext, net: &str, cidr: &str) -> String {
+    svc.create_subnet(
+        c,
+        NewSubnet {
+            network_id: net.into(),
+            ip_version: Some(serde_json::json!(if cidr.contains(':') { 6 } else { 4 })),
+            cidr: Some(cidr.into()),
+            ..NewSubnet::default()
+        },
+    )
+    .unwrap()
+    .id
+}
+
+#[test]
+fn dhcp_port_follows_dhcp_subnets_and_ports_get_addresses() {
+    let svc = service();
+    let c = ctx("p1", false);
+    let mut changes = svc.changes();
+    let n = svc.create_network(&c, NewNetwork::default()).unwrap();
+    assert!(changes.has_changed().unwrap());
+    changes.mark_unchanged();
+    let s4 = subnet(&svc, &c, &n.id, "10.1.0.0/29");
+    let s6 = subnet(&svc, &c, &n.id, "fd00:1::/64");
+    assert!(changes.has_changed().unwrap());
+    let dhcp: Vec<_> = svc.list_ports(&c).unwrap();
+    assert_eq!(dhcp.len(), 1);
+    assert_eq!(dhcp[0].device_owner, DHCP_OWNER);
+    assert_eq!(dhcp[0].fixed_ips.len(), 2, "{:?}", dhcp[0].fixed_ips);
+    assert_eq!(dhcp[0].fixed_ips[0].ip_address.to_string(), "10.1.0.2");
+
+    let p = svc
+        .create_device_port(&c, &n.id, "server-1", "box", None)
+        .unwrap();
+    assert_eq!(p.fixed_ips.len(), 2);
+    assert_eq!(p.fixed_ips[0].ip_address.to_string(), "10.1.0.3");
+    assert_eq!(p.security_groups.len(), 1);
+    // The rest of the /29: .4 .5 .6, then the pool is empty.
+    for _ in 0..3 {
+        svc.create_port(
+            &c,
+            NewPort {
+                network_id: n.id.clone(),
+                fixed_ips: Some(vec![FixedIpRequest {
+                    subnet_id: Some(s4.clone()),
+                    ip_address: None,
+                }]),
+                ..NewPort::default()
+            },
+        )
+        .unwrap();
+    }
+    let err = svc
+        .create_port(
+            &c,
+            NewPort {
+                network_id: n.id.clone(),
+                ..NewPort::default()
+            },
+        )
+        .unwrap_err();
+    assert_eq!(err.neutron_type(), "IpAddressGenerationFailure");
+
+    let spec = svc.host_spec().unwrap();
+    assert_eq!(spec.networks.len(), 1);
+    let net = &spec.networks[0];
+    assert!(net.nat);
+    assert_eq!(net.subnets.len(), 2);
+    assert_eq!(net.dhcp.as_ref().unwrap().ips.len(), 2);
+    // Only the server's port has a device.
+    assert_eq!(net.ports.len(), 1);
+    assert_eq!(net.ports[0].id, p.id);
+    let group = &spec.security_groups[0];
+    assert_eq!(group.id, p.security_groups[0]);
+    assert_eq!(group.rules.len(), 4);
+    assert!(group
+        .rules
+        .iter()
+        .any(|r| r.remote == Remote::Group(group.id.clone())));
+    // Members are every port in the group, with or without a device: 2 + 3 addresses.
+    assert_eq!(group.members.len(), 5);
+
+    // In use: neither the subnet nor the network may go; after the server, the network may.
+    assert_eq!(
+        svc.delete_subnet(&c, &s6).unwrap_err().neutron_type(),
+        "SubnetInUse"
+    );
+    assert_eq!(
+        svc.delete_network(&c, &n.id).unwrap_err().neutron_type(),
+        "NetworkInUse"
+    );
+    svc.release_device("server-1").unwrap();
+    for p in svc.list_ports(&c).unwrap() {
+        if p.device_owner != DHCP_OWNER {
+            svc.delete_port(&c, &p.id).unwrap();
+        }
+    }
+    svc.delete_subnet(&c, &s6).unwrap();
+    assert_eq!(svc.list_ports(&c).unwrap()[0].fixed_ips.len(), 1);
+    svc.delete_subnet(&c, &s4).unwrap();
+    assert!(
+        svc.list_ports(&c).unwrap().is_empty(),
+        "the DHCP port goes with the last DHCP subnet"
+    );
+    svc.delete_network(&c, &n.id).unwrap();
+    assert!(svc.host_spec().unwrap().networks.is_empty());
+}
+
+#[test]
+fn default_group_rules_and_in_use() {
+    let svc = service();
+    let c = ctx("p1", false);
+    let groups = svc.list_security_groups(&c).unwrap();
+    assert_eq!(groups.len(), 1);
+    assert_eq!(groups[0].0.name, "default");
+    let default_id = groups[0].0.id.clone();
+    assert_eq!(
+        svc.delete_security_group(&c, &default_id)
+            .unwrap_err()
+            .neutron_type(),
+        "SecurityGroupCannotRemoveDefault"
+    );
+    let (g, rules) = svc
+        .create_security_group(
+            &c,
+            NewGroup {
+                name: Some("web".into()),
+                ..NewGroup::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(rules.len(), 2);
+    let n = svc.create_network(&c, NewNetwork::default()).unwrap();
+    let p = svc
+        .create_port(
+            &c,
+            NewPort {
+                network_id: n.id.clone(),
+                security_groups: Some(vec![g.id.clone()]),
+                ..NewPort::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        svc.delete_security_group(&c, &g.id)
+            .unwrap_err()
+            .neutron_type(),
+        "SecurityGroupInUse"
+    );
+    svc.set_port_security_groups(&c, &p.id, vec![default_id.clone()])
+        .unwrap();
+    svc.delete_security_group(&c, &g.id).unwrap();
+    // Another project sees none of it.
+    let other = ctx("p2", false);
+    assert!(svc.get_port(&other, &p.id).is_err());
+    assert_eq!(svc.list_security_groups(&other).unwrap().len(), 1);
+    assert!(svc.find_security_group(&c, "default").is_ok());
+}
+
+#[test]
+fn user_ports_bind_and_unbind_and_failures_do_not_notify() {
+    let svc = service();
+    let c = ctx("p1", false);
+    let n = svc.create_network(&c, NewNetwork::default()).unwrap();
+    subnet(&svc, &c, &n.id, "10.2.0.0/24");
+    let mut changes = svc.changes();
+    let before = *changes.borrow_and_update();
+    // A refused request commits nothing and tells no one.
+    assert!(svc
+        .create_port(
+            &c,
+            NewPort {
+                network_id: "nope".into(),
+                ..NewPort::default()
+            }
+        )
+        .is_err());
+    assert!(!changes.has_changed().unwrap());
+
+    let p = svc
+        .create_port(
+            &c,
+            NewPort {
+                network_id: n.id.clone(),
+                ..NewPort::default()
+            },
+        )
+        .unwrap();
+    let bound = svc.bind_port(&c, &p.id, "server-9", "box").unwrap();
+    assert_eq!(bound.device_owner, COMPUTE_OWNER);
+    assert_eq!(bound.host_id, "box");
+    assert_eq!(svc.device_ports("server-9").unwrap().len(), 1);
+    assert_eq!(
+        svc.bind_port(&c, &p.id, "server-10", "box")
+            .unwrap_err()
+            .neutron_type(),
+        "PortInUse"
+    );
+    assert!(*changes.borrow_and_update() > before);
+    assert_eq!(svc.host_spec().unwrap().networks[0].ports.len(), 1);
+    // The user's port outlives the server, unbound, with its address.
+    svc.release_device("server-9").unwrap();
+    let after = svc.get_port(&c, &p.id).unwrap();
+    assert_eq!(after.device_id, "");
+    assert_eq!(after.host_id, "");
+    assert_eq!(after.fixed_ips, p.fixed_ips);
+    assert!(svc.host_spec().unwrap().networks[0].ports.is_empty());
+}

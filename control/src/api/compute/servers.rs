@@ -533,21 +533,56 @@ mod tests {
     }
 
     #[test]
-    fn mappings_boot_an_image_or_need_a_volume() {
+    fn mappings_are_parsed_as_nova_reads_them() {
         let parse = |v: Value| -> Vec<BlockDeviceMapping> { serde_json::from_value(v).unwrap() };
-        let image = parse(
-            json!([{"boot_index": 0, "uuid": "img", "source_type": "image",
-                                  "destination_type": "local"}]),
-        );
+        let image = parse(json!([{"boot_index": 0, "uuid": "img", "source_type": "image",
+                                  "destination_type": "local"}]));
+        assert_eq!(block_devices(image).unwrap(), (Some("img".into()), vec![]));
+        let all = parse(json!([
+            {"boot_index": "0", "uuid": "img", "source_type": "image",
+             "destination_type": "volume", "volume_size": "2", "delete_on_termination": true},
+            {"boot_index": -1, "uuid": "v1", "source_type": "volume",
+             "destination_type": "volume"},
+            {"source_type": "blank", "destination_type": "volume", "volume_size": 1,
+             "delete_on_termination": "True"},
+            {"source_type": "blank", "no_device": true},
+        ]));
+        let (image, devices) = block_devices(all).unwrap();
+        assert_eq!(image, None);
         assert_eq!(
-            boot_from_mappings(image).unwrap(),
-            (Some("img".into()), false)
+            devices,
+            vec![
+                BlockDeviceRequest {
+                    source: RequestedSource::Image("img".into()),
+                    volume_size: Some(2),
+                    boot: true,
+                    delete_on_termination: true,
+                },
+                BlockDeviceRequest {
+                    source: RequestedSource::Volume("v1".into()),
+                    volume_size: None,
+                    boot: false,
+                    delete_on_termination: false,
+                },
+                BlockDeviceRequest {
+                    source: RequestedSource::Blank,
+                    volume_size: Some(1),
+                    boot: false,
+                    delete_on_termination: true,
+                },
+            ]
         );
-        let volume = parse(
-            json!([{"boot_index": "0", "uuid": "img", "source_type": "image",
-                                   "destination_type": "volume", "volume_size": 1}]),
-        );
-        assert_eq!(boot_from_mappings(volume).unwrap(), (None, true));
+        for bad in [
+            json!([{"source_type": "volume", "destination_type": "volume"}]),
+            json!([{"source_type": "disk", "uuid": "x"}]),
+            json!([{"source_type": "volume", "uuid": "x", "destination_type": "cloud"}]),
+            json!([{"source_type": "blank", "destination_type": "local", "volume_size": 1}]),
+            json!([{"source_type": "volume", "uuid": "x", "boot_index": "first"}]),
+            json!([{"source_type": "blank", "volume_size": 1, "delete_on_termination": "maybe"}]),
+        ] {
+            let r = block_devices(parse(bad.clone()));
+            assert!(r.is_err(), "{bad}");
+        }
         assert!(serde_json::from_value::<Vec<BlockDeviceMapping>>(json!([{"nope": 1}])).is_err());
     }
 }

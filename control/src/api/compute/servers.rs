@@ -191,8 +191,17 @@ fn block_devices(
     let mut out = Vec::with_capacity(mappings.len());
     for m in mappings {
         // Accepted and meaningless here: one bus (virtio), the guest names its disks.
-        let _ = (&m.device_name, &m.volume_type, &m.tag, &m.disk_bus, &m.device_type);
-        if m.no_device.as_ref().is_some_and(|v| flag("no_device", v).unwrap_or(false)) {
+        let _ = (
+            &m.device_name,
+            &m.volume_type,
+            &m.tag,
+            &m.disk_bus,
+            &m.device_type,
+        );
+        if m.no_device
+            .as_ref()
+            .is_some_and(|v| flag("no_device", v).unwrap_or(false))
+        {
             continue;
         }
         if m.guest_format.is_some() {
@@ -207,7 +216,11 @@ fn block_devices(
             None | Some(Value::Null) => false,
             Some(v) => integer("boot_index", v)? == 0,
         };
-        let size = m.volume_size.as_ref().map(|v| integer("volume_size", v)).transpose()?;
+        let size = m
+            .volume_size
+            .as_ref()
+            .map(|v| integer("volume_size", v))
+            .transpose()?;
         let delete_on_termination = m
             .delete_on_termination
             .as_ref()
@@ -215,12 +228,16 @@ fn block_devices(
             .transpose()?
             .unwrap_or(false);
         let uuid = |legacy: Option<String>| {
-            m.uuid.clone().or(legacy).filter(|u| !u.is_empty()).ok_or_else(|| {
-                Fault::bad_request(format!(
+            m.uuid
+                .clone()
+                .or(legacy)
+                .filter(|u| !u.is_empty())
+                .ok_or_else(|| {
+                    Fault::bad_request(format!(
                     "Block Device Mapping is Invalid: a mapping with source_type {source} needs \
                      a uuid."
                 ))
-            })
+                })
         };
         let requested = match (source, destination) {
             ("image", "local") if boot => {
@@ -535,8 +552,10 @@ mod tests {
     #[test]
     fn mappings_are_parsed_as_nova_reads_them() {
         let parse = |v: Value| -> Vec<BlockDeviceMapping> { serde_json::from_value(v).unwrap() };
-        let image = parse(json!([{"boot_index": 0, "uuid": "img", "source_type": "image",
-                                  "destination_type": "local"}]));
+        let image = parse(
+            json!([{"boot_index": 0, "uuid": "img", "source_type": "image",
+                                  "destination_type": "local"}]),
+        );
         assert_eq!(block_devices(image).unwrap(), (Some("img".into()), vec![]));
         let all = parse(json!([
             {"boot_index": "0", "uuid": "img", "source_type": "image",

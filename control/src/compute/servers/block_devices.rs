@@ -68,6 +68,12 @@ pub(super) fn check_minimums(
     min_disk: i64,
     min_ram: i64,
 ) -> Result<(), ServerError> {
+    // Nova checks memory first.
+    if min_ram > flavor_ram {
+        return Err(ServerError::BadRequest(
+            "Flavor's memory is too small for requested image.".into(),
+        ));
+    }
     match root_gib {
         Some(size) if min_disk > size => {
             return Err(ServerError::BadRequest(format!(
@@ -87,11 +93,6 @@ pub(super) fn check_minimums(
             )))
         }
         _ => {}
-    }
-    if min_ram > flavor_ram {
-        return Err(ServerError::BadRequest(
-            "Flavor's memory is too small for requested image.".into(),
-        ));
     }
     Ok(())
 }
@@ -217,7 +218,11 @@ pub(super) fn plan(
                 if r.boot {
                     root = Some((b, size));
                 }
-                (BlockSource::Image { image_id: image }, random::uuid()?, Some(size))
+                (
+                    BlockSource::Image { image_id: image },
+                    random::uuid()?,
+                    Some(size),
+                )
             }
             RequestedSource::Snapshot(snap) => {
                 let s = volume::snapshots::get(fleet.db(), ctx, snap).map_err(|e| match e {
@@ -229,16 +234,17 @@ pub(super) fn plan(
                 let size = r.volume_size.unwrap_or(s.size).max(s.size);
                 if r.boot {
                     let parent = volume::get(fleet.db(), ctx, &s.volume_id).ok();
-                    let mut b =
-                        volume_boot(fleet, ctx, parent.as_ref().and_then(|p| p.image_id.as_deref()))?;
+                    let mut b = volume_boot(
+                        fleet,
+                        ctx,
+                        parent.as_ref().and_then(|p| p.image_id.as_deref()),
+                    )?;
                     b.min_disk = parent.as_ref().map_or(0, |p| metadata_int(p, "min_disk"));
                     b.min_ram = parent.as_ref().map_or(0, |p| metadata_int(p, "min_ram"));
                     root = Some((b, size));
                 }
                 (
-                    BlockSource::Snapshot {
-                        snapshot_id: s.id,
-                    },
+                    BlockSource::Snapshot { snapshot_id: s.id },
                     random::uuid()?,
                     Some(size),
                 )
@@ -279,11 +285,23 @@ pub(super) fn plan(
                     source.root_size
                 )));
             }
-            check_minimums(flavor.disk, flavor.ram, None, source.min_disk, source.min_ram)?;
+            check_minimums(
+                flavor.disk,
+                flavor.ram,
+                None,
+                source.min_disk,
+                source.min_ram,
+            )?;
             (image.to_owned(), config(source, true))
         }
         (None, Some((source, size))) => {
-            check_minimums(flavor.disk, flavor.ram, Some(size), source.min_disk, source.min_ram)?;
+            check_minimums(
+                flavor.disk,
+                flavor.ram,
+                Some(size),
+                source.min_disk,
+                source.min_ram,
+            )?;
             let mut boot = config(source, false);
             // The volume holds the image it is copied from; the server holds only the kernel
             // and ramdisk images it boots.
@@ -336,7 +354,11 @@ pub(super) fn make_and_attach(fleet: &Fleet, s: &Server) -> Result<(), RunError>
             };
             let new = NewVolume {
                 size: d.size_gib.map(serde_json::Value::from),
-                name: Some(format!("{}-{}", s.name.chars().take(200).collect::<String>(), if d.boot { "root" } else { "data" })),
+                name: Some(format!(
+                    "{}-{}",
+                    s.name.chars().take(200).collect::<String>(),
+                    if d.boot { "root" } else { "data" }
+                )),
                 image_ref,
                 snapshot_id,
                 ..NewVolume::default()
@@ -404,15 +426,28 @@ mod tests {
         // A flavor disk of 0 takes the image's size: no disk check.
         assert!(check_minimums(0, 256, None, 5, 0).is_ok());
         let e = check_minimums(1, 256, None, 2, 0).unwrap_err().to_string();
-        assert!(e.starts_with("Flavor's disk is too small for requested image."), "{e}");
-        assert!(e.contains("1073741824 bytes") && e.contains("2147483648 bytes"), "{e}");
+        assert!(
+            e.starts_with("Flavor's disk is too small for requested image."),
+            "{e}"
+        );
+        assert!(
+            e.contains("1073741824 bytes") && e.contains("2147483648 bytes"),
+            "{e}"
+        );
         assert_eq!(
-            check_minimums(1, 128, None, 0, 256).unwrap_err().to_string(),
+            check_minimums(1, 128, None, 0, 256)
+                .unwrap_err()
+                .to_string(),
             "Flavor's memory is too small for requested image."
         );
         // Volume-backed: the volume's size counts, not the flavor's disk.
         assert!(check_minimums(0, 256, Some(2), 2, 0).is_ok());
-        let e = check_minimums(10, 256, Some(1), 2, 0).unwrap_err().to_string();
-        assert!(e.starts_with("Volume is smaller than the minimum size"), "{e}");
+        let e = check_minimums(10, 256, Some(1), 2, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("Volume is smaller than the minimum size"),
+            "{e}"
+        );
     }
 }

@@ -31,9 +31,7 @@ pub use saga::root_disk_bytes;
 use super::flavors::{self, FlavorError};
 use crate::context::RequestContext;
 use crate::random::{self, RandomError};
-use crate::storage::servers::{
-    self as store, FlavorSnapshot, PowerState, TaskState, VmState,
-};
+use crate::storage::servers::{self as store, FlavorSnapshot, PowerState, TaskState, VmState};
 use crate::storage::StorageError;
 use crate::timestamp::Timestamp;
 use boot_source::BootSourceError;

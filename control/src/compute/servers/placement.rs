@@ -230,7 +230,8 @@ mod tests {
     fn claims_are_persisted_released_and_restored() {
         let db = Db::open_in_memory().unwrap();
         let p = placement(2, 1024);
-        p.claim(&db, "a", &flavor(1, 512), false, |_, _| Ok(())).unwrap();
+        p.claim(&db, "a", &flavor(1, 512), false, |_, _| Ok(()))
+            .unwrap();
         let err = p
             .claim(&db, "b", &flavor(2, 512), false, |_, _| Ok(()))
             .unwrap_err();
@@ -261,7 +262,8 @@ mod tests {
     fn resize_holds_both_then_confirm_or_revert() {
         let db = Db::open_in_memory().unwrap();
         let p = placement(4, 2048);
-        p.claim(&db, "a", &flavor(1, 512), false, |_, _| Ok(())).unwrap();
+        p.claim(&db, "a", &flavor(1, 512), false, |_, _| Ok(()))
+            .unwrap();
         p.begin_resize(&db, "a", &flavor(2, 1024), false, |_, _| Ok(()))
             .unwrap();
         assert_eq!(db.read(claims::all).unwrap().len(), 2);

@@ -64,17 +64,20 @@ impl Runner {
         }
         self.set_step(CREATE, "claim")?;
         let id = self.id.clone();
-        let claimed = self
-            .fleet
-            .placement
-            .claim(&self.fleet.db, &id, &s.flavor, s.boot.volume_backed(), |tx, claim| {
+        let claimed = self.fleet.placement.claim(
+            &self.fleet.db,
+            &id,
+            &s.flavor,
+            s.boot.volume_backed(),
+            |tx, claim| {
                 if let Some(mut row) = store::by_id(tx, &id)? {
                     row.host = Some(claim.host_id.0.clone());
                     retask(&mut row, Some(TaskState::BlockDeviceMapping));
                     store::save(tx, &row)?;
                 }
                 store::set_task_step(tx, &id, CREATE, "hold_images")
-            });
+            },
+        );
         match claimed {
             Ok(claim) => tracing::info!("server {id}: claimed on {}", claim.host_id),
             Err(PlacementError::NoValidHost(n)) => {

@@ -838,6 +838,63 @@ fn operations_interrupted_by_a_crash_are_finished_or_undone() {
     wait_gone(&d, &other);
     assert_nothing_left(&d, &other);
 
+    // A boot from volume interrupted the same way: the volume its build made is deleted
+    // (even without delete_on_termination), the one it was given is detached, available.
+    let image = upload_raw_image(&d, "rootfs", &Path::new(ASSETS).join("rootfs.ext4"));
+    let project: String = db(&d)
+        .query_row("SELECT id FROM projects WHERE name = 'admin'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let vols = format!("/volume/v3/{project}/volumes");
+    let r = d
+        .unix()
+        .post(&vols, &json!({"volume": {"size": 1, "name": "given"}}));
+    assert_eq!(r.status.as_u16(), 202, "{}", r.text());
+    let given = r.body_json()["volume"]["id"].as_str().unwrap().to_owned();
+    let given_status =
+        |d: &Daemon| d.unix().get(&format!("{vols}/{given}")).body_json()["volume"].clone();
+    let deadline = Instant::now() + STATE_TIMEOUT;
+    while given_status(&d)["status"] != "available" {
+        assert!(Instant::now() < deadline, "{}", given_status(&d));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = api(&d).post(
+        "/compute/v2.1/servers",
+        &json!({"server": {"name": "bfv", "flavorRef": "small", "networks": "none",
+            "block_device_mapping_v2": [
+                {"boot_index": 0, "uuid": image, "source_type": "image",
+                 "destination_type": "volume", "volume_size": 1},
+                {"uuid": given, "source_type": "volume", "destination_type": "volume"}]}}),
+    );
+    assert_eq!(r.status.as_u16(), 202, "{}", r.text());
+    let bfv = r.body_json()["server"]["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + STATE_TIMEOUT;
+    while monitor_pids(&d, &bfv).is_empty() {
+        assert!(Instant::now() < deadline, "the monitor never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(count(&d, "SELECT COUNT(*) FROM volumes"), 2);
+    d.kill9();
+    d.spawn();
+    let s = wait_status(&d, &bfv, "ERROR");
+    assert!(
+        s["fault"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the build was undone"),
+        "{s:#}"
+    );
+    assert_eq!(count(&d, "SELECT COUNT(*) FROM volumes"), 1);
+    assert_eq!(count(&d, "SELECT COUNT(*) FROM volume_attachments"), 0);
+    let v = given_status(&d);
+    assert_eq!(v["status"], "available", "{v}");
+    let r = api(&d).delete(&format!("/compute/v2.1/servers/{bfv}"));
+    assert_eq!(r.status.as_u16(), 204, "{}", r.text());
+    wait_gone(&d, &bfv);
+    assert_nothing_left(&d, &bfv);
+    assert_eq!(given_status(&d)["status"], "available");
+
     assert_eq!(
         api(&d)
             .delete(&format!("/compute/v2.1/servers/{id}"))

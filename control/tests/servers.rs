@@ -947,7 +947,7 @@ fn a_server_that_does_not_fit_ends_in_error_and_bad_input_changes_nothing() {
             json!({"server": {"name": "x", "flavorRef": "small", "networks": "none",
                            "block_device_mapping_v2": [{"boot_index": 0, "uuid": "v1",
                                "source_type": "volume", "destination_type": "volume"}]}}),
-            "Booting from a volume is not supported yet",
+            "Block Device Mapping is Invalid: failed to get volume v1.",
         ),
         (
             json!({"server": {"name": " x", "flavorRef": "small", "imageRef": "outpost-guest",

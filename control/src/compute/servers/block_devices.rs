@@ -217,6 +217,8 @@ pub(super) fn plan(
                 }
                 if r.boot {
                     root = Some((b, size));
+                } else {
+                    check_minimums(0, 0, Some(size), b.min_disk, 0)?;
                 }
                 (
                     BlockSource::Image { image_id: image },
@@ -264,7 +266,7 @@ pub(super) fn plan(
         };
         if let Some(size) = size_gib {
             volume::parse_size("volume_size", &serde_json::json!(size))
-                .map_err(|e| invalid_bdm(e))?;
+                .map_err(invalid_bdm)?;
         }
         devices.push(BlockDevice {
             volume_id,

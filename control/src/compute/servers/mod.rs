@@ -71,8 +71,8 @@ pub enum ServerError {
     #[error("Policy doesn't allow os_compute_api:{0} to be performed.")]
     Forbidden(&'static str),
     #[error(
-        "Booting from a volume is not supported yet: {0} cannot be used. Boot from an image \
-         (imageRef) and attach volumes with os-volume_attachments."
+        "{0} (the legacy block device mapping) is not supported by this appliance: use \
+         block_device_mapping_v2."
     )]
     VolumesUnavailable(&'static str),
     #[error("marker [{0}] not found")]

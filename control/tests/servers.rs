@@ -16,6 +16,12 @@
 //!   of the image as its disk) holds the image: deleting it answers 409 until the server
 //!   is gone; a volume attached while it runs is pending until a hard reboot, then the
 //!   guest sees vdb, it cannot be detached while open, and deleting the server frees it;
+//! - boot from volume (`block_device_mapping_v2`): a server booted from a new volume copied
+//!   from an image (its root drive is the volume's file, no local disk claimed) whose guest
+//!   writes its boot id to a data volume; the volume detached, then given to a second server
+//!   booted from an existing volume, whose guest reads the same record; delete_on_termination
+//!   deletes the first root volume and keeps the others; bad mappings and image minimums
+//!   refused with nothing made; a boot from volume interrupted by kill -9 undone;
 //! - a request that does not fit (ERROR "No valid host was found. ..."), bad input refused
 //!   in Nova's shape with nothing created, visibility between projects, and the CLI.
 

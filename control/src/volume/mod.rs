@@ -455,6 +455,32 @@ pub fn delete(stores: &Stores, ctx: &RequestContext, id: &str) -> Result<(), Vol
     finish_delete(stores, id)
 }
 
+/// Detaches volume `id` from server `server_id` and deletes it, for a server deleted with
+/// the volume's `delete_on_termination`. The detach and the `deleting` status are one
+/// transaction, so a crash in between cannot leave a detached volume that nobody deletes: a
+/// restart finishes a `deleting` volume ([`recover`]). A volume with snapshots is only
+/// detached (Cinder would refuse to delete it); returns whether it was deleted.
+pub fn detach_and_delete(stores: &Stores, id: &str, server_id: &str) -> Result<bool, VolumeError> {
+    let deleting = stores.db.write(|tx| {
+        let Some(a) = store::attachment_of(tx, id)?.filter(|a| a.server_id == server_id) else {
+            return Ok(false);
+        };
+        store::delete_attachment(tx, &a.volume_id)?;
+        let snapshots = store::snapshot_count_of(tx, id)?;
+        let to = if snapshots > 0 {
+            VolumeStatus::Available
+        } else {
+            VolumeStatus::Deleting
+        };
+        store::set_volume_status_if(tx, id, &[VolumeStatus::InUse], to, None)?;
+        Ok::<_, VolumeError>(to == VolumeStatus::Deleting)
+    })?;
+    if deleting {
+        finish_delete(stores, id)?;
+    }
+    Ok(deleting)
+}
+
 /// Removes the file, then the record and its image use; on failure the volume is left
 /// `error_deleting` (deleting it again retries).
 pub(crate) fn finish_delete(stores: &Stores, id: &str) -> Result<(), VolumeError> {

@@ -265,8 +265,7 @@ pub(super) fn plan(
             }
         };
         if let Some(size) = size_gib {
-            volume::parse_size("volume_size", &serde_json::json!(size))
-                .map_err(invalid_bdm)?;
+            volume::parse_size("volume_size", &serde_json::json!(size)).map_err(invalid_bdm)?;
         }
         devices.push(BlockDevice {
             volume_id,
@@ -397,22 +396,28 @@ pub(super) fn undo(fleet: &Fleet, s: &Server) -> Result<(), RunError> {
 }
 
 /// A delete's part: every volume is detached (`available` again), and those the create
-/// request gave `delete_on_termination` are deleted. A volume that cannot be deleted (it has
-/// snapshots, say) is left, as Nova leaves it, and logged.
+/// request gave `delete_on_termination` are deleted, each detached and marked `deleting` in
+/// one transaction so a crash cannot orphan it. A volume that cannot be deleted (it has
+/// snapshots) is left, as Nova leaves it, and logged.
 pub(super) fn release_on_delete(fleet: &Fleet, s: &Server) -> Result<(), RunError> {
     let stores = fleet.stores();
-    let ctx = owner(s);
     for a in volume::attachments_of_server(fleet.db(), &s.id)? {
-        volume::detach(fleet.db(), &a.volume_id, &s.id)?;
-        if s.boot.delete_on_termination(&a.volume_id) {
-            match volume::delete(&stores, &ctx, &a.volume_id) {
-                Ok(()) | Err(VolumeError::NotFound(_)) => {}
-                Err(e) => tracing::warn!(
-                    "server {}: volume {} is left (delete_on_termination): {e}",
-                    s.id,
-                    a.volume_id
-                ),
-            }
+        if !s.boot.delete_on_termination(&a.volume_id) {
+            volume::detach(fleet.db(), &a.volume_id, &s.id)?;
+            continue;
+        }
+        match volume::detach_and_delete(&stores, &a.volume_id, &s.id) {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                "server {}: volume {} has snapshots; it is detached, not deleted",
+                s.id,
+                a.volume_id
+            ),
+            Err(e) => tracing::warn!(
+                "server {}: volume {} is left (delete_on_termination): {e}",
+                s.id,
+                a.volume_id
+            ),
         }
     }
     Ok(())

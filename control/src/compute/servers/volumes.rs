@@ -3,7 +3,10 @@
 //! every attached volume as an extra virtio-blk drive when it starts. A running guest's
 //! monitor is not changed: a volume attached or detached while the server runs takes effect
 //! at its next start (stop/start or hard reboot), and the attachment says so; a volume the
-//! running guest has open cannot be detached until the server stops (409).
+//! running guest has open cannot be detached until the server stops (409). A volume-backed
+//! server's root volume is attached as `/dev/vda` and is never detached (400); the volumes of
+//! `block_device_mapping_v2` are made and attached by the create saga
+//! ([`super::block_devices`]).
 
 use super::{Fleet, Server, ServerError};
 use crate::context::RequestContext;

@@ -147,12 +147,13 @@ pub fn open_fleet(
         compute.inventory.disk_gb,
         compute.monitor
     );
-    let boot = GlanceImages::new(db.clone(), images, settings.guest.clone());
+    let boot = GlanceImages::new(db.clone(), images.clone(), settings.guest.clone());
     Ok(Fleet::open(
         db,
         &settings.state_dir,
         compute,
         volumes,
+        images,
         Box::new(boot),
     )?)
 }

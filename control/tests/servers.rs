@@ -16,6 +16,12 @@
 //!   of the image as its disk) holds the image: deleting it answers 409 until the server
 //!   is gone; a volume attached while it runs is pending until a hard reboot, then the
 //!   guest sees vdb, it cannot be detached while open, and deleting the server frees it;
+//! - boot from volume (`block_device_mapping_v2`): a server booted from a new volume copied
+//!   from an image (its root drive is the volume's file, no local disk claimed) whose guest
+//!   writes its boot id to a data volume; the volume detached, then given to a second server
+//!   booted from an existing volume, whose guest reads the same record; delete_on_termination
+//!   deletes the first root volume and keeps the others; bad mappings and image minimums
+//!   refused with nothing made; a boot from volume interrupted by kill -9 undone;
 //! - a request that does not fit (ERROR "No valid host was found. ..."), bad input refused
 //!   in Nova's shape with nothing created, visibility between projects, and the CLI.
 
@@ -838,6 +844,63 @@ fn operations_interrupted_by_a_crash_are_finished_or_undone() {
     wait_gone(&d, &other);
     assert_nothing_left(&d, &other);
 
+    // A boot from volume interrupted the same way: the volume its build made is deleted
+    // (even without delete_on_termination), the one it was given is detached, available.
+    let image = upload_raw_image(&d, "rootfs", &Path::new(ASSETS).join("rootfs.ext4"));
+    let project: String = db(&d)
+        .query_row("SELECT id FROM projects WHERE name = 'admin'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let vols = format!("/volume/v3/{project}/volumes");
+    let r = d
+        .unix()
+        .post(&vols, &json!({"volume": {"size": 1, "name": "given"}}));
+    assert_eq!(r.status.as_u16(), 202, "{}", r.text());
+    let given = r.body_json()["volume"]["id"].as_str().unwrap().to_owned();
+    let given_status =
+        |d: &Daemon| d.unix().get(&format!("{vols}/{given}")).body_json()["volume"].clone();
+    let deadline = Instant::now() + STATE_TIMEOUT;
+    while given_status(&d)["status"] != "available" {
+        assert!(Instant::now() < deadline, "{}", given_status(&d));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = api(&d).post(
+        "/compute/v2.1/servers",
+        &json!({"server": {"name": "bfv", "flavorRef": "small", "networks": "none",
+            "block_device_mapping_v2": [
+                {"boot_index": 0, "uuid": image, "source_type": "image",
+                 "destination_type": "volume", "volume_size": 1},
+                {"uuid": given, "source_type": "volume", "destination_type": "volume"}]}}),
+    );
+    assert_eq!(r.status.as_u16(), 202, "{}", r.text());
+    let bfv = r.body_json()["server"]["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + STATE_TIMEOUT;
+    while monitor_pids(&d, &bfv).is_empty() {
+        assert!(Instant::now() < deadline, "the monitor never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(count(&d, "SELECT COUNT(*) FROM volumes"), 2);
+    d.kill9();
+    d.spawn();
+    let s = wait_status(&d, &bfv, "ERROR");
+    assert!(
+        s["fault"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the build was undone"),
+        "{s:#}"
+    );
+    assert_eq!(count(&d, "SELECT COUNT(*) FROM volumes"), 1);
+    assert_eq!(count(&d, "SELECT COUNT(*) FROM volume_attachments"), 0);
+    let v = given_status(&d);
+    assert_eq!(v["status"], "available", "{v}");
+    let r = api(&d).delete(&format!("/compute/v2.1/servers/{bfv}"));
+    assert_eq!(r.status.as_u16(), 204, "{}", r.text());
+    wait_gone(&d, &bfv);
+    assert_nothing_left(&d, &bfv);
+    assert_eq!(given_status(&d)["status"], "available");
+
     assert_eq!(
         api(&d)
             .delete(&format!("/compute/v2.1/servers/{id}"))
@@ -890,7 +953,7 @@ fn a_server_that_does_not_fit_ends_in_error_and_bad_input_changes_nothing() {
             json!({"server": {"name": "x", "flavorRef": "small", "networks": "none",
                            "block_device_mapping_v2": [{"boot_index": 0, "uuid": "v1",
                                "source_type": "volume", "destination_type": "volume"}]}}),
-            "Booting from a volume is not supported yet",
+            "Block Device Mapping is Invalid: failed to get volume v1.",
         ),
         (
             json!({"server": {"name": " x", "flavorRef": "small", "imageRef": "outpost-guest",
@@ -1054,4 +1117,328 @@ fn the_cli_creates_waits_lists_and_deletes() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let o = outpost(&d, &["server", "show", "cli-vm"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("No server with a name or ID"));
+}
+
+/// Uploads `data` as a raw, bare Glance image with extra attributes (as admin).
+fn upload_image_with(d: &Daemon, name: &str, data: &[u8], extra: Value) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(name);
+    std::fs::write(&file, data).unwrap();
+    let id = upload_raw_image(d, name, &file);
+    if let Some(attrs) = extra.as_object().filter(|a| !a.is_empty()) {
+        let patch: Vec<Value> = attrs
+            .iter()
+            .map(|(k, v)| json!({"op": "replace", "path": format!("/{k}"), "value": v}))
+            .collect();
+        let r = d.unix().send_raw_headers(
+            hyper::Method::PATCH,
+            &format!("/image/v2/images/{id}"),
+            Some(&json!(patch)),
+            &[(
+                "Content-Type",
+                "application/openstack-images-v2.1-json-patch",
+            )],
+        );
+        assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    }
+    id
+}
+
+/// The guest's script on a data volume (run by guest/init from the volume, mounted
+/// read-only): at 8 MiB into the raw device, past the little file system, it finds a record
+/// left by an earlier guest and prints it, or else writes one made of this guest's random
+/// boot id and prints that.
+const VOLUME_RECORD_SCRIPT: &str = r#"dd if="$OUTPOST_DISK" bs=512 skip=16384 count=1 2>/dev/null | {
+    read -r rec
+    case $rec in
+        OUTPOST-VOLDATA:*) echo "OUTPOST-VOLUME-READ ${rec#OUTPOST-VOLDATA:}" ;;
+        *)
+            read -r id </proc/sys/kernel/random/boot_id
+            echo "OUTPOST-VOLDATA:$id" >/tmp/rec
+            if dd if=/tmp/rec of="$OUTPOST_DISK" bs=512 seek=16384 conv=notrunc,fsync 2>/dev/null
+            then
+                sync
+                echo "OUTPOST-VOLUME-WROTE $id"
+            else
+                echo "OUTPOST-VOLUME-WRITE-FAILED"
+            fi
+            ;;
+    esac
+}
+"#;
+
+/// Waits for a console line starting with `prefix` and returns the rest of it.
+fn wait_console_line(d: &Daemon, id: &str, prefix: &str) -> String {
+    let deadline = Instant::now() + BOOT_TIMEOUT;
+    loop {
+        let out = console(d, id, None);
+        if let Some(line) = out.lines().find_map(|l| l.trim().strip_prefix(prefix)) {
+            return line.trim().to_owned();
+        }
+        assert!(
+            !out.contains("OUTPOST-VOLUME-WRITE-FAILED"),
+            "the guest could not write its volume:\n{out}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the guest never printed {prefix}:\n{}",
+            console(d, id, Some(40))
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn servers_boot_from_volumes_and_a_volume_moves_between_servers_with_its_data() {
+    check_assets();
+    let _turn = one_guest_at_a_time();
+    let (d, _sweep) = start_daemon("");
+    create_flavor(&d, "small", 1, 256, 1);
+    let rootfs = Path::new(ASSETS).join("rootfs.ext4");
+    let image = upload_raw_image(&d, "rootfs", &rootfs);
+    // The data volume's image: a small file system carrying the guest's script.
+    let tmp = tempfile::tempdir().unwrap();
+    let content = tmp.path().join("content");
+    std::fs::create_dir(&content).unwrap();
+    std::fs::write(content.join("outpost-checks.sh"), VOLUME_RECORD_SCRIPT).unwrap();
+    let fs = tmp.path().join("data.ext4");
+    let made = std::process::Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-d"])
+        .arg(&content)
+        .arg(&fs)
+        .arg("4M")
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let data_image = upload_raw_image(&d, "data", &fs);
+
+    let admin_project: String = db(&d)
+        .query_row("SELECT id FROM projects WHERE name = 'admin'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let vols = format!("/volume/v3/{admin_project}/volumes");
+    let volume = |id: &str| d.unix().get(&format!("{vols}/{id}"));
+    let volume_status = |id: &str, want: &str| {
+        let deadline = Instant::now() + STATE_TIMEOUT;
+        loop {
+            let v = volume(id).body_json()["volume"].clone();
+            if v["status"] == want {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "volume {id} never {want}: {v}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let new_volume = |name: &str, image: &str| {
+        let r = d.unix().post(
+            &vols,
+            &json!({"volume": {"size": 1, "name": name, "imageRef": image}}),
+        );
+        assert_eq!(r.status.as_u16(), 202, "{}", r.text());
+        let id = r.body_json()["volume"]["id"].as_str().unwrap().to_owned();
+        volume_status(&id, "available");
+        id
+    };
+    let data = new_volume("data", &data_image);
+    let create = |name: &str, image_ref: Option<&str>, bdm: Value| {
+        let mut body = json!({"server": {"name": name, "flavorRef": "small",
+                                         "networks": "none", "block_device_mapping_v2": bdm}});
+        if let Some(i) = image_ref {
+            body["server"]["imageRef"] = json!(i);
+        }
+        api(&d).post("/compute/v2.1/servers", &body)
+    };
+    let bad = |r: ApiResponse, want: &str| {
+        assert_eq!(r.status.as_u16(), 400, "{}", r.text());
+        let msg = r.body_json()["badRequest"]["message"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(msg.contains(want), "{msg:?} lacks {want:?}");
+    };
+    let from_image = |size: Value| {
+        json!({"boot_index": 0, "uuid": image, "source_type": "image",
+               "destination_type": "volume", "volume_size": size,
+               "delete_on_termination": true})
+    };
+
+    // Bad mappings and image minimums: 400 in Nova's words, nothing made.
+    bad(
+        create(
+            "x",
+            Some(""),
+            json!([{"boot_index": 0, "uuid": image,
+            "source_type": "image", "destination_type": "volume"}]),
+        ),
+        "need to have a non-zero size specified",
+    );
+    bad(
+        create("x", Some(&image), json!([from_image(json!(1))])),
+        "Boot sequence for the instance and image/block device mapping combination is not valid",
+    );
+    bad(
+        create(
+            "x",
+            None,
+            json!([{"boot_index": 0, "uuid": "no-such-volume",
+            "source_type": "volume", "destination_type": "volume"}]),
+        ),
+        "Block Device Mapping is Invalid: failed to get volume no-such-volume.",
+    );
+    bad(
+        create("x", None, json!([{"source_type": "cloud", "uuid": "x"}])),
+        "source_type",
+    );
+    let hungry = upload_image_with(&d, "hungry", &[0; 4096], json!({"min_ram": 512}));
+    bad(
+        create("x", Some(&hungry), json!([])),
+        "Flavor's memory is too small for requested image.",
+    );
+    let big = upload_image_with(&d, "big", &[0; 4096], json!({"min_disk": 2}));
+    bad(
+        create("x", Some(&big), json!([])),
+        "Flavor's disk is too small for requested image.",
+    );
+    bad(
+        create(
+            "x",
+            None,
+            json!([{"boot_index": 0, "uuid": big, "source_type": "image",
+            "destination_type": "volume", "volume_size": 1}]),
+        ),
+        "Volume is smaller than the minimum size specified in image metadata",
+    );
+    assert_eq!(count(&d, "SELECT COUNT(*) FROM servers"), 0);
+    assert_eq!(count(&d, "SELECT COUNT(*) FROM volumes"), 1);
+
+    // Server A boots from a new volume copied from the image (imageRef ""), with the data
+    // volume attached at create; its guest writes a record to the data volume.
+    let r = create(
+        "a",
+        Some(""),
+        json!([from_image(json!(1)),
+               {"boot_index": -1, "uuid": data, "source_type": "volume",
+                "destination_type": "volume"}]),
+    );
+    assert_eq!(r.status.as_u16(), 202, "{}", r.text());
+    let a = r.body_json()["server"]["id"].as_str().unwrap().to_owned();
+    let s = wait_status(&d, &a, "ACTIVE");
+    assert_eq!(s["image"], "", "{s:#}");
+    let attached = s["os-extended-volumes:volumes_attached"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(attached.len(), 2, "{s:#}");
+    let root = attached.iter().find(|v| v["id"] != data.as_str()).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for v in &attached {
+        assert_eq!(v["delete_on_termination"], v["id"] == root.as_str(), "{v}");
+    }
+    // The root is a real Cinder volume, in use by A and listed.
+    let rv = volume_status(&root, "in-use");
+    assert_eq!(rv["attachments"][0]["server_id"], a.as_str(), "{rv}");
+    assert_eq!(rv["attachments"][0]["device"], "/dev/vda", "{rv}");
+    assert_eq!(
+        rv["volume_image_metadata"]["image_id"],
+        image.as_str(),
+        "{rv}"
+    );
+    let listed = d.unix().get(&format!("{vols}/detail")).body_json();
+    assert_eq!(listed["volumes"].as_array().unwrap().len(), 2, "{listed}");
+    // The monitor's root drive is the volume's own file (no clone, no local disk), and the
+    // claim holds no local disk.
+    let drives = monitor_get(&d, &a, "/vm/config")["drives"].clone();
+    assert_eq!(drives.as_array().unwrap().len(), 2, "{drives}");
+    assert!(
+        drives[0]["path_on_host"].as_str().unwrap().contains(&root),
+        "{drives}"
+    );
+    assert!(
+        drives[1]["path_on_host"].as_str().unwrap().contains(&data),
+        "{drives}"
+    );
+    assert!(!root_disk(&d, &a).exists());
+    let claim: String = db(&d)
+        .query_row(
+            "SELECT claim FROM claims WHERE consumer_id = ?1",
+            [&a],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        !claim.contains("DISK_GB") && claim.contains("MEMORY_MB"),
+        "{claim}"
+    );
+    wait_marker(&d, &a, 1);
+    let written = wait_console_line(&d, &a, "OUTPOST-VOLUME-WROTE ");
+    assert_eq!(written.len(), 36, "a boot id: {written:?}");
+
+    // The root volume cannot be detached; the data volume not while A's guest has it open.
+    let va = |server: &str, vol: &str| {
+        format!("/compute/v2.1/servers/{server}/os-volume_attachments/{vol}")
+    };
+    let r = api(&d).delete(&va(&a, &root));
+    assert_eq!(r.status.as_u16(), 400, "{}", r.text());
+    assert_eq!(
+        r.body_json()["badRequest"]["message"],
+        "Cannot detach a root device volume"
+    );
+    let r = api(&d).delete(&va(&a, &data));
+    assert_eq!(r.status.as_u16(), 409, "{}", r.text());
+    let r = action(&d, &a, json!({"os-stop": null}));
+    assert_eq!(r.status.as_u16(), 202, "{}", r.text());
+    wait_status(&d, &a, "SHUTOFF");
+    let r = api(&d).delete(&va(&a, &data));
+    assert_eq!(r.status.as_u16(), 202, "{}", r.text());
+    volume_status(&data, "available");
+
+    // Server B boots from an existing volume (a copy of the same image made through
+    // Cinder) with the data volume: its guest finds A's record.
+    let own_root = new_volume("own-root", &image);
+    let r = create(
+        "b",
+        None,
+        json!([{"boot_index": 0, "uuid": own_root, "source_type": "volume",
+                "destination_type": "volume"},
+               {"uuid": data, "source_type": "volume", "destination_type": "volume"}]),
+    );
+    assert_eq!(r.status.as_u16(), 202, "{}", r.text());
+    let b = r.body_json()["server"]["id"].as_str().unwrap().to_owned();
+    let s = wait_status(&d, &b, "ACTIVE");
+    assert_eq!(s["image"], "", "{s:#}");
+    // A volume in use cannot boot another server.
+    bad(
+        create(
+            "c",
+            None,
+            json!([{"boot_index": 0, "uuid": own_root,
+            "source_type": "volume", "destination_type": "volume"}]),
+        ),
+        "status must be 'available'",
+    );
+    wait_marker(&d, &b, 1);
+    let read = wait_console_line(&d, &b, "OUTPOST-VOLUME-READ ");
+    assert_eq!(read, written, "B read what A's guest wrote");
+    assert!(!console(&d, &b, None).contains("OUTPOST-VOLUME-WROTE"));
+
+    // Deleting A deletes its root volume (delete_on_termination); deleting B keeps its
+    // volumes, available again.
+    for server in [&a, &b] {
+        let r = api(&d).delete(&format!("/compute/v2.1/servers/{server}"));
+        assert_eq!(r.status.as_u16(), 204, "{}", r.text());
+        wait_gone(&d, server);
+        assert_nothing_left(&d, server);
+    }
+    assert_eq!(volume(&root).status.as_u16(), 404);
+    volume_status(&own_root, "available");
+    volume_status(&data, "available");
+    for v in [&own_root, &data] {
+        let r = d.unix().delete(&format!("{vols}/{v}"));
+        assert_eq!(r.status.as_u16(), 202, "{}", r.text());
+    }
+    assert_eq!(count(&d, "SELECT COUNT(*) FROM volumes"), 0);
+    assert_eq!(count(&d, "SELECT COUNT(*) FROM volume_attachments"), 0);
 }

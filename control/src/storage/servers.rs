@@ -132,6 +132,63 @@ pub struct BootConfig {
     /// its delete: the image, kernel and ramdisk; empty for the default guest.
     #[serde(default)]
     pub images: Vec<String>,
+    /// Booted from a volume: the volume whose file is the root disk (`/dev/vda`, no clone);
+    /// `root_source` is None then.
+    #[serde(default)]
+    pub root_volume: Option<String>,
+    /// The volumes `block_device_mapping_v2` asked for, in request order. Ids of volumes
+    /// the create saga makes are chosen when the request is accepted, so an interrupted
+    /// create can find (and undo) a half-made volume.
+    #[serde(default)]
+    pub block_devices: Vec<BlockDevice>,
+}
+
+impl BootConfig {
+    /// Nova's volume-backed server: its root disk is a volume, and it claims no local disk.
+    pub fn volume_backed(&self) -> bool {
+        self.root_volume.is_some()
+    }
+
+    /// Whether deleting the server deletes volume `volume_id` (it was made or named by the
+    /// create request with `delete_on_termination`).
+    pub fn delete_on_termination(&self, volume_id: &str) -> bool {
+        self.block_devices
+            .iter()
+            .any(|b| b.volume_id == volume_id && b.delete_on_termination)
+    }
+}
+
+/// One volume of a `block_device_mapping_v2`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlockDevice {
+    pub volume_id: String,
+    pub source: BlockSource,
+    /// GiB of a volume to be made (image or blank source).
+    pub size_gib: Option<i64>,
+    /// `boot_index: 0`: the root disk.
+    pub boot: bool,
+    pub delete_on_termination: bool,
+}
+
+/// Where a block device's volume comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum BlockSource {
+    /// An existing volume, attached as it is.
+    Volume,
+    /// A new volume copied from this Glance image.
+    Image { image_id: String },
+    /// A new volume copied from this volume snapshot.
+    Snapshot { snapshot_id: String },
+    /// A new empty volume.
+    Blank,
+}
+
+impl BlockSource {
+    /// The create saga made this volume (and its undo removes it).
+    pub fn is_new(&self) -> bool {
+        !matches!(self, BlockSource::Volume)
+    }
 }
 
 /// Nova's instance fault: why the server is in ERROR.
@@ -511,6 +568,8 @@ mod tests {
                 kernel_id: None,
                 ramdisk_id: None,
                 images: Vec::new(),
+                root_volume: None,
+                block_devices: Vec::new(),
             },
             vm_state: VmState::Building,
             task_state: Some(TaskState::Scheduling),

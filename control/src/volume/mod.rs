@@ -193,6 +193,78 @@ pub fn create(
     ctx: &RequestContext,
     new: NewVolume,
 ) -> Result<Volume, VolumeError> {
+    let planned = begin(stores, ctx, new, None)?;
+    let volume = planned.volume.clone();
+    let worker = stores.clone();
+    jobs::spawn(
+        stores,
+        "volume-create",
+        JobKind::Volume,
+        &volume.id,
+        move || {
+            let made = planned.make(&worker);
+            jobs::finish(&worker, JobKind::Volume, &planned.volume.id, made);
+        },
+    )?;
+    Ok(volume)
+}
+
+/// A volume made in the caller's thread with an id the caller chose (a server's create
+/// saga records the id before the volume exists, so its undo can find a half-made one).
+/// Returns the volume once `available`; a failed copy leaves it in `error`.
+pub fn create_now(
+    stores: &Stores,
+    ctx: &RequestContext,
+    new: NewVolume,
+    id: &str,
+) -> Result<Volume, VolumeError> {
+    let planned = begin(stores, ctx, new, Some(id.to_owned()))?;
+    let made = planned.make(stores);
+    let failed = made.as_ref().err().cloned();
+    jobs::finish(stores, JobKind::Volume, id, made);
+    if let Some(f) = failed {
+        return Err(VolumeError::InvalidVolume(format!(
+            "volume {id} could not be made: {f}"
+        )));
+    }
+    stores
+        .db
+        .read(|c| store::volume(c, id))?
+        .ok_or_else(|| VolumeError::NotFound(id.to_owned()))
+}
+
+/// A volume whose record is written (`creating`) and whose file is still to be made.
+struct Planned {
+    volume: Volume,
+    source: Source,
+    provisioning: outpost_image_store::Provisioning,
+    size_bytes: u64,
+}
+
+impl Planned {
+    fn make(&self, stores: &Stores) -> Result<(), String> {
+        let (vs, id, size, p) = (
+            &stores.volumes,
+            &self.volume.id,
+            self.size_bytes,
+            self.provisioning,
+        );
+        let made = match &self.source {
+            Source::Blank => vs.create_blank(id, size, p),
+            Source::Image(path) => vs.create_from_image(id, path, size, p),
+            Source::Snapshot(snap) => vs.create_from_snapshot(id, snap, size, p),
+        };
+        made.map(drop).map_err(|e| e.to_string())
+    }
+}
+
+/// Checks a create request and writes its record (`creating`), holding its image.
+fn begin(
+    stores: &Stores,
+    ctx: &RequestContext,
+    new: NewVolume,
+    id: Option<String>,
+) -> Result<Planned, VolumeError> {
     let db = &stores.db;
     check_text("name", &new.name, 255)?;
     check_text("description", &new.description, 255)?;
@@ -266,7 +338,10 @@ pub fn create(
     let size_bytes = bytes(size)?;
     let now = Timestamp::now();
     let volume = Volume {
-        id: random::uuid()?,
+        id: match id {
+            Some(id) => id,
+            None => random::uuid()?,
+        },
         project_id: project_of(ctx)?,
         user_id: ctx.user_id.clone(),
         name: new.name,
@@ -300,31 +375,12 @@ pub fn create(
         store::insert_volume(tx, &volume)?;
         Ok(())
     })?;
-    let (id, provisioning) = (volume.id.clone(), vtype.provisioning);
-    let worker = stores.clone();
-    jobs::spawn(
-        stores,
-        "volume-create",
-        JobKind::Volume,
-        &volume.id,
-        move || {
-            let vs = &worker.volumes;
-            let made = match &source {
-                Source::Blank => vs.create_blank(&id, size_bytes, provisioning),
-                Source::Image(path) => vs.create_from_image(&id, path, size_bytes, provisioning),
-                Source::Snapshot(snap) => {
-                    vs.create_from_snapshot(&id, snap, size_bytes, provisioning)
-                }
-            };
-            jobs::finish(
-                &worker,
-                JobKind::Volume,
-                &id,
-                made.map(drop).map_err(|e| e.to_string()),
-            );
-        },
-    )?;
-    Ok(volume)
+    Ok(Planned {
+        volume,
+        source,
+        provisioning: vtype.provisioning,
+        size_bytes,
+    })
 }
 
 pub fn get(db: &Db, ctx: &RequestContext, id: &str) -> Result<Volume, VolumeError> {
@@ -397,6 +453,32 @@ pub fn delete(stores: &Stores, ctx: &RequestContext, id: &str) -> Result<(), Vol
         Ok(())
     })?;
     finish_delete(stores, id)
+}
+
+/// Detaches volume `id` from server `server_id` and deletes it, for a server deleted with
+/// the volume's `delete_on_termination`. The detach and the `deleting` status are one
+/// transaction, so a crash in between cannot leave a detached volume that nobody deletes: a
+/// restart finishes a `deleting` volume ([`recover`]). A volume with snapshots is only
+/// detached (Cinder would refuse to delete it); returns whether it was deleted.
+pub fn detach_and_delete(stores: &Stores, id: &str, server_id: &str) -> Result<bool, VolumeError> {
+    let deleting = stores.db.write(|tx| {
+        let Some(a) = store::attachment_of(tx, id)?.filter(|a| a.server_id == server_id) else {
+            return Ok(false);
+        };
+        store::delete_attachment(tx, &a.volume_id)?;
+        let snapshots = store::snapshot_count_of(tx, id)?;
+        let to = if snapshots > 0 {
+            VolumeStatus::Available
+        } else {
+            VolumeStatus::Deleting
+        };
+        store::set_volume_status_if(tx, id, &[VolumeStatus::InUse], to, None)?;
+        Ok::<_, VolumeError>(to == VolumeStatus::Deleting)
+    })?;
+    if deleting {
+        finish_delete(stores, id)?;
+    }
+    Ok(deleting)
 }
 
 /// Removes the file, then the record and its image use; on failure the volume is left

@@ -385,3 +385,49 @@ fn recovery_settles_interrupted_work() {
     // An errored volume can be deleted.
     delete(&e.stores, member, &lost.id).unwrap();
 }
+
+#[test]
+fn a_volume_made_in_place_is_detached_and_deleted_with_its_server() {
+    let e = env();
+    let member = &e.f.member;
+    // Made in the caller's thread under the caller's id: available on return.
+    let v = create_now(&e.stores, member, blank(1), "chosen-id").unwrap();
+    assert_eq!(
+        (v.id.as_str(), v.status),
+        ("chosen-id", VolumeStatus::Available)
+    );
+    assert!(create_now(&e.stores, member, blank(0), "other").is_err());
+    assert!(get(&e.f.db, member, "other").is_err());
+
+    // Not attached to that server: nothing happens.
+    attach(&e.f.db, &v.id, "server-1", Some("/dev/vda")).unwrap();
+    assert!(!detach_and_delete(&e.stores, &v.id, "server-2").unwrap());
+    assert_eq!(
+        get(&e.f.db, member, &v.id).unwrap().status,
+        VolumeStatus::InUse
+    );
+    assert!(detach_and_delete(&e.stores, &v.id, "server-1").unwrap());
+    assert!(matches!(
+        get(&e.f.db, member, &v.id),
+        Err(VolumeError::NotFound(_))
+    ));
+    assert!(e.stores.volumes.path(&v.id).map_or(true, |p| !p.exists()));
+
+    // A volume with a snapshot is only detached.
+    let w = create_now(&e.stores, member, blank(1), "with-snapshot").unwrap();
+    let snap = snapshots::create(
+        &e.stores,
+        member,
+        snapshots::NewSnapshot {
+            volume_id: w.id.clone(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    settled_snapshot(&e, &snap.id);
+    attach(&e.f.db, &w.id, "server-1", None).unwrap();
+    assert!(!detach_and_delete(&e.stores, &w.id, "server-1").unwrap());
+    let w = get(&e.f.db, member, &w.id).unwrap();
+    assert_eq!(w.status, VolumeStatus::Available);
+    assert!(w.attachment.is_none());
+}

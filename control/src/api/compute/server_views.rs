@@ -232,6 +232,8 @@ mod tests {
                 kernel_id: None,
                 ramdisk_id: None,
                 images: Vec::new(),
+                root_volume: None,
+                block_devices: Vec::new(),
             },
             vm_state: VmState::Active,
             task_state: None,

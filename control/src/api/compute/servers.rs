@@ -7,6 +7,7 @@ use super::{present, server_query, server_views as views, version};
 use crate::api::microversion::ApiVersion;
 use crate::api::request::percent_encode;
 use crate::api::{Call, Fault, Reply};
+use crate::compute::servers::block_devices::{BlockDeviceRequest, RequestedSource};
 use crate::compute::servers::{self, NetworkRequest, Networks, NewServer, Server};
 use hyper::StatusCode;
 use serde::Deserialize;
@@ -149,44 +150,132 @@ fn networks(v: Option<Value>, version: ApiVersion) -> Result<Networks, Fault> {
     }
 }
 
-/// Which image a `block_device_mapping_v2` boots, or that it needs a volume. Only an image
-/// copied to a local disk (what imageRef does) works until volumes arrive.
-fn boot_from_mappings(mappings: Vec<BlockDeviceMapping>) -> Result<(Option<String>, bool), Fault> {
+/// Nova's boolean parameter: JSON booleans and the usual spellings of them.
+fn flag(field: &str, v: &Value) -> Result<bool, Fault> {
+    match v {
+        Value::Bool(b) => Ok(*b),
+        Value::String(s) => match s.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" | "t" | "y" => Ok(true),
+            "false" | "0" | "no" | "off" | "f" | "n" => Ok(false),
+            _ => Err(bad_mapping(field, v)),
+        },
+        Value::Number(n) if n.as_i64() == Some(1) => Ok(true),
+        Value::Number(n) if n.as_i64() == Some(0) => Ok(false),
+        _ => Err(bad_mapping(field, v)),
+    }
+}
+
+/// An integer given as a JSON number or a string of digits (Nova's schema takes both).
+fn integer(field: &str, v: &Value) -> Result<i64, Fault> {
+    match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .ok_or_else(|| bad_mapping(field, v))
+}
+
+fn bad_mapping(field: &str, v: &Value) -> Fault {
+    Fault::bad_request(format!(
+        "Invalid input for field/attribute {field}. Value: {v}."
+    ))
+}
+
+/// `block_device_mapping_v2`, checked against Nova's schema: the image a mapping boots
+/// as a local disk (what imageRef does), and the volumes asked for. Whether they exist and
+/// fit is the create's business ([`servers::block_devices::plan`]).
+fn block_devices(
+    mappings: Vec<BlockDeviceMapping>,
+) -> Result<(Option<String>, Vec<BlockDeviceRequest>), Fault> {
     let mut image = None;
-    let mut volume = false;
+    let mut out = Vec::with_capacity(mappings.len());
     for m in mappings {
+        // Accepted and meaningless here: one bus (virtio), the guest names its disks.
         let _ = (
-            &m.volume_size,
-            &m.delete_on_termination,
             &m.device_name,
             &m.volume_type,
-        );
-        let _ = (
             &m.tag,
             &m.disk_bus,
             &m.device_type,
-            &m.guest_format,
-            &m.no_device,
         );
+        if m.no_device
+            .as_ref()
+            .is_some_and(|v| flag("no_device", v).unwrap_or(false))
+        {
+            continue;
+        }
+        if m.guest_format.is_some() {
+            return Err(Fault::bad_request(
+                "Block Device Mapping is Invalid: guest_format is only for local disks, which \
+                 this appliance does not make.",
+            ));
+        }
         let source = m.source_type.as_deref().unwrap_or("blank");
         let destination = m.destination_type.as_deref().unwrap_or("volume");
-        let boot = m
-            .boot_index
+        let boot = match &m.boot_index {
+            None | Some(Value::Null) => false,
+            Some(v) => integer("boot_index", v)? == 0,
+        };
+        let size = m
+            .volume_size
             .as_ref()
-            .and_then(|b| b.as_i64().or_else(|| b.as_str()?.parse().ok()))
-            == Some(0);
-        match (source, destination) {
+            .map(|v| integer("volume_size", v))
+            .transpose()?;
+        let delete_on_termination = m
+            .delete_on_termination
+            .as_ref()
+            .map(|v| flag("delete_on_termination", v))
+            .transpose()?
+            .unwrap_or(false);
+        let uuid = |legacy: Option<String>| {
+            m.uuid
+                .clone()
+                .or(legacy)
+                .filter(|u| !u.is_empty())
+                .ok_or_else(|| {
+                    Fault::bad_request(format!(
+                    "Block Device Mapping is Invalid: a mapping with source_type {source} needs \
+                     a uuid."
+                ))
+                })
+        };
+        let requested = match (source, destination) {
             ("image", "local") if boot => {
-                image = m.uuid.or(m.image_id);
+                image = Some(uuid(m.image_id.clone())?);
+                continue;
             }
-            (_, "volume") | ("volume" | "snapshot", _) => volume = true,
-            _ => {
-                let _ = (&m.volume_id, &m.snapshot_id);
-                volume = true;
+            (_, "local") => {
+                return Err(Fault::bad_request(
+                    "Block Device Mapping is Invalid: local disks other than the boot image \
+                     (ephemeral, swap) are not supported by this appliance; use \
+                     destination_type volume.",
+                ))
             }
-        }
+            ("volume", "volume") => RequestedSource::Volume(uuid(m.volume_id.clone())?),
+            ("image", "volume") => RequestedSource::Image(uuid(m.image_id.clone())?),
+            ("snapshot", "volume") => RequestedSource::Snapshot(uuid(m.snapshot_id.clone())?),
+            ("blank", "volume") => RequestedSource::Blank,
+            ("volume" | "image" | "snapshot" | "blank", other) => {
+                return Err(Fault::bad_request(format!(
+                    "Invalid input for field/attribute destination_type. Value: {other}. \
+                     '{other}' is not one of ['local', 'volume']"
+                )))
+            }
+            (other, _) => {
+                return Err(Fault::bad_request(format!(
+                    "Invalid input for field/attribute source_type. Value: {other}. '{other}' \
+                     is not one of ['volume', 'image', 'snapshot', 'blank']"
+                )))
+            }
+        };
+        out.push(BlockDeviceRequest {
+            source: requested,
+            volume_size: size,
+            boot,
+            delete_on_termination,
+        });
     }
-    Ok((image, volume))
+    Ok((image, out))
 }
 
 fn reference(v: &Value, field: &str) -> Result<String, Fault> {
@@ -273,9 +362,9 @@ fn parse_create(call: &Call<'_>) -> Result<NewServer, Fault> {
     if b.block_device_mapping.is_some() {
         return Err(servers::ServerError::VolumesUnavailable("block_device_mapping").into());
     }
-    let (bdm_image, boot_volume) = match b.block_device_mapping_v2 {
-        Some(m) => boot_from_mappings(m)?,
-        None => (None, false),
+    let (bdm_image, block_devices) = match b.block_device_mapping_v2 {
+        Some(m) => block_devices(m)?,
+        None => (None, Vec::new()),
     };
     let disk_config = match b.disk_config.as_deref() {
         None => "MANUAL".to_owned(),
@@ -303,7 +392,7 @@ fn parse_create(call: &Call<'_>) -> Result<NewServer, Fault> {
         description: b.description.flatten(),
         flavor_ref: reference(&b.flavor_ref, "flavorRef")?,
         image_ref: b.image_ref.filter(|i| !i.is_empty()).or(bdm_image),
-        boot_volume,
+        block_devices,
         networks: networks(b.networks, v)?,
         metadata: b.metadata.unwrap_or_default(),
         user_data: b.user_data,
@@ -332,7 +421,18 @@ pub fn show(call: &Call<'_>) -> Result<Reply, Fault> {
 }
 
 fn detail(call: &Call<'_>, s: &Server) -> Value {
-    views::detail(s, call.ctx(), &call.state.base_url, version(call))
+    let mut out = views::detail(s, call.ctx(), &call.state.base_url, version(call));
+    // Nova's os-extended-volumes:volumes_attached (delete_on_termination from 2.3).
+    match servers::volumes::attached(&call.state.fleet, s) {
+        Ok(volumes) => {
+            out["os-extended-volumes:volumes_attached"] = volumes
+                .into_iter()
+                .map(|(id, dot)| json!({"id": id, "delete_on_termination": dot}))
+                .collect();
+        }
+        Err(e) => tracing::warn!("server {}: cannot list its volumes: {e}", s.id),
+    }
+    out
 }
 
 #[derive(Deserialize)]
@@ -450,21 +550,58 @@ mod tests {
     }
 
     #[test]
-    fn mappings_boot_an_image_or_need_a_volume() {
+    fn mappings_are_parsed_as_nova_reads_them() {
         let parse = |v: Value| -> Vec<BlockDeviceMapping> { serde_json::from_value(v).unwrap() };
         let image = parse(
             json!([{"boot_index": 0, "uuid": "img", "source_type": "image",
                                   "destination_type": "local"}]),
         );
+        assert_eq!(block_devices(image).unwrap(), (Some("img".into()), vec![]));
+        let all = parse(json!([
+            {"boot_index": "0", "uuid": "img", "source_type": "image",
+             "destination_type": "volume", "volume_size": "2", "delete_on_termination": true},
+            {"boot_index": -1, "uuid": "v1", "source_type": "volume",
+             "destination_type": "volume"},
+            {"source_type": "blank", "destination_type": "volume", "volume_size": 1,
+             "delete_on_termination": "True"},
+            {"source_type": "blank", "no_device": true},
+        ]));
+        let (image, devices) = block_devices(all).unwrap();
+        assert_eq!(image, None);
         assert_eq!(
-            boot_from_mappings(image).unwrap(),
-            (Some("img".into()), false)
+            devices,
+            vec![
+                BlockDeviceRequest {
+                    source: RequestedSource::Image("img".into()),
+                    volume_size: Some(2),
+                    boot: true,
+                    delete_on_termination: true,
+                },
+                BlockDeviceRequest {
+                    source: RequestedSource::Volume("v1".into()),
+                    volume_size: None,
+                    boot: false,
+                    delete_on_termination: false,
+                },
+                BlockDeviceRequest {
+                    source: RequestedSource::Blank,
+                    volume_size: Some(1),
+                    boot: false,
+                    delete_on_termination: true,
+                },
+            ]
         );
-        let volume = parse(
-            json!([{"boot_index": "0", "uuid": "img", "source_type": "image",
-                                   "destination_type": "volume", "volume_size": 1}]),
-        );
-        assert_eq!(boot_from_mappings(volume).unwrap(), (None, true));
+        for bad in [
+            json!([{"source_type": "volume", "destination_type": "volume"}]),
+            json!([{"source_type": "disk", "uuid": "x"}]),
+            json!([{"source_type": "volume", "uuid": "x", "destination_type": "cloud"}]),
+            json!([{"source_type": "blank", "destination_type": "local", "volume_size": 1}]),
+            json!([{"source_type": "volume", "uuid": "x", "boot_index": "first"}]),
+            json!([{"source_type": "blank", "volume_size": 1, "delete_on_termination": "maybe"}]),
+        ] {
+            let r = block_devices(parse(bad.clone()));
+            assert!(r.is_err(), "{bad}");
+        }
         assert!(serde_json::from_value::<Vec<BlockDeviceMapping>>(json!([{"nope": 1}])).is_err());
     }
 }

@@ -131,6 +131,19 @@ pub fn resize(
             new.id, new.disk, current.flavor.disk
         )));
     }
+    // Nova checks the new flavor against the image's minimums, as on create; an image
+    // deleted since the boot has none to check. A volume-backed server's disk is its volume.
+    if !current.image_ref.is_empty() {
+        if let Ok(source) = fleet.boot_sources().resolve(ctx, &current.image_ref) {
+            super::block_devices::check_minimums(
+                new.disk,
+                new.ram,
+                None,
+                source.min_disk,
+                source.min_ram,
+            )?;
+        }
+    }
     let new_flavor = snapshot(&new);
     begin(fleet, ctx, id, &ALLOWED, TaskState::ResizePrep, |s| {
         s.resize = Some(ResizeRecord {

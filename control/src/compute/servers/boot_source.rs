@@ -48,12 +48,18 @@ pub struct BootSource {
     /// The Glance images the server uses (image, kernel, ramdisk), recorded in
     /// `image_usage` for the server's life.
     pub images: Vec<String>,
+    /// Glance's `min_disk` (GiB) and `min_ram` (MB) of the image; 0 when not set.
+    pub min_disk: i64,
+    pub min_ram: i64,
 }
 
 /// Resolves a create request's `imageRef` as the caller sees it.
 pub trait BootSources: Send + Sync {
     fn resolve(&self, ctx: &RequestContext, image_ref: &str)
         -> Result<BootSource, BootSourceError>;
+    /// The id that boots the appliance's default guest; its kernel, initrd and command line
+    /// also boot a volume that came from no image.
+    fn default_image_id(&self) -> &str;
 }
 
 /// Glance images, plus the appliance's default guest.
@@ -97,6 +103,8 @@ impl BootSources for GlanceImages {
                 kernel_id: None,
                 ramdisk_id: None,
                 images: Vec::new(),
+                min_disk: 0,
+                min_ram: 0,
             });
         }
         let unusable = |reason: String| BootSourceError::Unusable {
@@ -147,7 +155,13 @@ impl BootSources for GlanceImages {
             kernel_id,
             ramdisk_id,
             images,
+            min_disk: b.image.min_disk,
+            min_ram: b.image.min_ram,
         })
+    }
+
+    fn default_image_id(&self) -> &str {
+        &self.guest.image_id
     }
 }
 

@@ -9,7 +9,7 @@ use super::monitor::{process, ServerDir};
 use super::placement::{migration_id, Placement, PlacementError};
 use super::runner::{Command, Runner};
 use crate::storage::{claims, servers, Db, StorageError};
-use outpost_image_store::{DiskKind, VolumeError, VolumeStore};
+use outpost_image_store::{DiskKind, ImageStore, VolumeError, VolumeStore};
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -37,6 +37,8 @@ pub struct Fleet {
     pub(super) placement: Placement,
     /// The daemon's one volume store, shared with Cinder (server disks live beside volumes).
     pub(super) volumes: Arc<VolumeStore>,
+    /// Glance's image store, which volumes made from images are copied from.
+    images: Arc<ImageStore>,
     pub(super) boot_sources: Box<dyn BootSources>,
     pub(super) settings: ComputeSettings,
     servers_dir: PathBuf,
@@ -52,6 +54,7 @@ impl Fleet {
         state_dir: &Path,
         settings: ComputeSettings,
         volumes: Arc<VolumeStore>,
+        images: Arc<ImageStore>,
         boot_sources: Box<dyn BootSources>,
     ) -> Result<Arc<Fleet>, FleetError> {
         let servers_dir = state_dir.join("servers");
@@ -65,6 +68,7 @@ impl Fleet {
             db,
             placement,
             volumes,
+            images,
             boot_sources,
             settings,
             servers_dir,
@@ -78,6 +82,15 @@ impl Fleet {
 
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// Cinder's stores, for the volumes a create makes or a delete removes.
+    pub(super) fn stores(&self) -> crate::volume::Stores {
+        crate::volume::Stores {
+            db: self.db.clone(),
+            volumes: self.volumes.clone(),
+            images: self.images.clone(),
+        }
     }
 
     pub fn boot_sources(&self) -> &dyn BootSources {

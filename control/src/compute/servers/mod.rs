@@ -9,6 +9,7 @@
 //! both be accepted; the loser gets Nova's 409.
 
 mod actions;
+pub mod block_devices;
 pub mod boot_source;
 pub mod config;
 mod fleet;
@@ -30,9 +31,7 @@ pub use saga::root_disk_bytes;
 use super::flavors::{self, FlavorError};
 use crate::context::RequestContext;
 use crate::random::{self, RandomError};
-use crate::storage::servers::{
-    self as store, BootConfig, FlavorSnapshot, PowerState, TaskState, VmState,
-};
+use crate::storage::servers::{self as store, FlavorSnapshot, PowerState, TaskState, VmState};
 use crate::storage::StorageError;
 use crate::timestamp::Timestamp;
 use boot_source::BootSourceError;
@@ -72,8 +71,8 @@ pub enum ServerError {
     #[error("Policy doesn't allow os_compute_api:{0} to be performed.")]
     Forbidden(&'static str),
     #[error(
-        "Booting from a volume is not supported yet: {0} cannot be used. Boot from an image \
-         (imageRef) and attach volumes with os-volume_attachments."
+        "{0} (the legacy block device mapping) is not supported by this appliance: use \
+         block_device_mapping_v2."
     )]
     VolumesUnavailable(&'static str),
     #[error("marker [{0}] not found")]
@@ -119,10 +118,10 @@ pub struct NewServer {
     pub name: String,
     pub description: Option<String>,
     pub flavor_ref: String,
-    /// None when booting from a volume.
+    /// None or "" when booting from a volume.
     pub image_ref: Option<String>,
-    /// A boot volume was asked for (`block_device_mapping_v2` with a volume).
-    pub boot_volume: bool,
+    /// `block_device_mapping_v2`: a boot volume and data volumes.
+    pub block_devices: Vec<block_devices::BlockDeviceRequest>,
     pub networks: Networks,
     pub metadata: BTreeMap<String, String>,
     pub user_data: Option<String>,
@@ -181,7 +180,7 @@ pub fn check_name(field: &'static str, name: &str) -> Result<(), ServerError> {
 }
 
 /// A reference given as an id or as a URL ending in one (Nova accepts both).
-fn last_segment(reference: &str) -> &str {
+pub(super) fn last_segment(reference: &str) -> &str {
     reference
         .trim_end_matches('/')
         .rsplit('/')
@@ -300,17 +299,6 @@ pub fn create(
             )));
         }
     }
-    if new.boot_volume {
-        return Err(ServerError::VolumesUnavailable("block_device_mapping_v2"));
-    }
-    let image_ref = match new.image_ref.as_deref().map(last_segment) {
-        Some(i) if !i.is_empty() => i.to_owned(),
-        _ => {
-            return Err(ServerError::BadRequest(
-                "imageRef is required unless the server boots from a volume.".into(),
-            ))
-        }
-    };
     let flavor = fleet.db().read(|c| find_flavor(c, ctx, &new.flavor_ref))?;
     if flavor.disabled {
         return Err(ServerError::BadRequest(format!(
@@ -318,15 +306,13 @@ pub fn create(
             flavor.id
         )));
     }
-    let source = fleet.boot_sources().resolve(ctx, &image_ref)?;
-    let flavor_bytes = u64::try_from(flavor.disk).unwrap_or(0) << 30;
-    if flavor.disk > 0 && source.root_size > flavor_bytes {
-        return Err(ServerError::BadRequest(format!(
-            "Flavor's disk is too small for requested image. Flavor disk is {flavor_bytes} \
-             bytes, image is {} bytes.",
-            source.root_size
-        )));
-    }
+    let planned = block_devices::plan(
+        fleet,
+        ctx,
+        &flavor,
+        new.image_ref.as_deref(),
+        &new.block_devices,
+    )?;
     let networks = match &new.networks {
         Networks::Auto => serde_json::json!("auto"),
         Networks::None => serde_json::json!("none"),
@@ -340,16 +326,8 @@ pub fn create(
         project_id,
         user_id: ctx.user_id.clone(),
         flavor: snapshot(&flavor),
-        image_ref,
-        boot: BootConfig {
-            kernel: source.kernel,
-            initrd: source.initrd,
-            boot_args: source.boot_args,
-            root_source: Some(source.root_source),
-            kernel_id: source.kernel_id,
-            ramdisk_id: source.ramdisk_id,
-            images: source.images,
-        },
+        image_ref: planned.image_ref,
+        boot: planned.boot,
         vm_state: VmState::Building,
         task_state: Some(TaskState::Scheduling),
         power_state: PowerState::NoState,
@@ -436,7 +414,7 @@ mod tests {
             description: None,
             flavor_ref: "1".into(),
             image_ref: Some("img".into()),
-            boot_volume: false,
+            block_devices: Vec::new(),
             networks: Networks::Auto,
             metadata: BTreeMap::new(),
             user_data: None,

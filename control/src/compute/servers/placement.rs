@@ -106,9 +106,10 @@ impl Placement {
         db: &Db,
         server_id: &str,
         flavor: &FlavorSnapshot,
+        boot_from_volume: bool,
         also: impl FnOnce(&Transaction<'_>, &Claim) -> Result<(), StorageError>,
     ) -> Result<Claim, PlacementError> {
-        let request = resource_flavor(flavor).to_request(false)?;
+        let request = resource_flavor(flavor).to_request(boot_from_volume)?;
         let consumer = ConsumerId(server_id.to_owned());
         let mut cluster = self.lock();
         let selection = self.scheduler.schedule(&mut cluster, &consumer, &request)?;
@@ -138,9 +139,10 @@ impl Placement {
         db: &Db,
         server_id: &str,
         flavor: &FlavorSnapshot,
+        boot_from_volume: bool,
         also: impl FnOnce(&Transaction<'_>, &Resize) -> Result<(), StorageError>,
     ) -> Result<Resize, PlacementError> {
-        let request = resource_flavor(flavor).to_request(false)?;
+        let request = resource_flavor(flavor).to_request(boot_from_volume)?;
         let consumer = ConsumerId(server_id.to_owned());
         let migration = migration_id(server_id);
         let mut cluster = self.lock();
@@ -228,9 +230,10 @@ mod tests {
     fn claims_are_persisted_released_and_restored() {
         let db = Db::open_in_memory().unwrap();
         let p = placement(2, 1024);
-        p.claim(&db, "a", &flavor(1, 512), |_, _| Ok(())).unwrap();
+        p.claim(&db, "a", &flavor(1, 512), false, |_, _| Ok(()))
+            .unwrap();
         let err = p
-            .claim(&db, "b", &flavor(2, 512), |_, _| Ok(()))
+            .claim(&db, "b", &flavor(2, 512), false, |_, _| Ok(()))
             .unwrap_err();
         match err {
             PlacementError::NoValidHost(n) => {
@@ -239,7 +242,7 @@ mod tests {
             other => panic!("{other}"),
         }
         // A failing companion write leaves nothing claimed.
-        let failed = p.claim(&db, "c", &flavor(1, 256), |_, _| {
+        let failed = p.claim(&db, "c", &flavor(1, 256), false, |_, _| {
             Err(StorageError::Corrupt("no".into()))
         });
         assert!(failed.is_err());
@@ -259,8 +262,9 @@ mod tests {
     fn resize_holds_both_then_confirm_or_revert() {
         let db = Db::open_in_memory().unwrap();
         let p = placement(4, 2048);
-        p.claim(&db, "a", &flavor(1, 512), |_, _| Ok(())).unwrap();
-        p.begin_resize(&db, "a", &flavor(2, 1024), |_, _| Ok(()))
+        p.claim(&db, "a", &flavor(1, 512), false, |_, _| Ok(()))
+            .unwrap();
+        p.begin_resize(&db, "a", &flavor(2, 1024), false, |_, _| Ok(()))
             .unwrap();
         assert_eq!(db.read(claims::all).unwrap().len(), 2);
         p.revert_resize(&db, "a").unwrap();
@@ -273,7 +277,7 @@ mod tests {
                 .get(&outpost_resources::ResourceClass::MemoryMb),
             512
         );
-        p.begin_resize(&db, "a", &flavor(2, 1024), |_, _| Ok(()))
+        p.begin_resize(&db, "a", &flavor(2, 1024), false, |_, _| Ok(()))
             .unwrap();
         p.confirm_resize(&db, "a").unwrap();
         let left = db.read(claims::all).unwrap();
@@ -286,7 +290,7 @@ mod tests {
         );
         // Too big beside the old size: refused, nothing changes.
         assert!(p
-            .begin_resize(&db, "a", &flavor(3, 1024), |_, _| Ok(()))
+            .begin_resize(&db, "a", &flavor(3, 1024), false, |_, _| Ok(()))
             .is_err());
         assert_eq!(p.claims().len(), 1);
     }

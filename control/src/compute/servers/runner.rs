@@ -268,9 +268,10 @@ impl Runner {
     // ---- the monitor ----
 
     pub(super) fn spec(&self, s: &Server) -> Result<MonitorSpec, RunError> {
-        let root_disk = match &s.boot.root_source {
-            Some(_) => Some(self.fleet.volumes.server_disk_path(&self.id)?),
-            None => None,
+        let root_disk = match (&s.boot.root_volume, &s.boot.root_source) {
+            (Some(v), _) => Some(crate::volume::path(&self.fleet.volumes, v)?),
+            (None, Some(_)) => Some(self.fleet.volumes.server_disk_path(&self.id)?),
+            (None, None) => None,
         };
         Ok(MonitorSpec {
             kernel: s.boot.kernel.clone(),
@@ -279,7 +280,7 @@ impl Runner {
             vcpus: u64::try_from(s.flavor.vcpus).unwrap_or(1),
             mem_mib: u64::try_from(s.flavor.ram).unwrap_or(0),
             root_disk,
-            volumes: super::volumes::drives(&self.fleet, &self.id)?,
+            volumes: super::volumes::drives(&self.fleet, s)?,
         })
     }
 

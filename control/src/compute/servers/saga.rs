@@ -1,11 +1,14 @@
 //! The server operations made of several steps, each recorded in `server_tasks` before its
 //! effect starts and each with its undo (the shape of Omicron's sagas):
 //!
-//! - create: claim → hold the Glance images (`image_usage`) → clone the root disk → start
-//!   the monitor → ACTIVE; a failure undoes the steps done, in reverse (kill the monitor,
-//!   remove the disk, let the images go, release the claim) and leaves the server in ERROR
+//! - create: claim → hold the Glance images (`image_usage`) → make and attach the volumes of
+//!   `block_device_mapping_v2` (a volume-backed server's root among them) → clone the root
+//!   disk (image-backed only) → start the monitor → ACTIVE; a failure undoes the steps
+//!   done, in reverse (kill the monitor, remove the disk, detach the volumes and delete the
+//!   ones it made, let the images go, release the claim) and leaves the server in ERROR
 //!   with the fault;
-//! - delete: stop the monitor → remove the disk and folder → release the claims → let the
+//! - delete: stop the monitor → detach the volumes (deleting those with
+//!   `delete_on_termination`), remove the disk and folder → release the claims → let the
 //!   images go and delete the row (one transaction); every step is idempotent, so a delete
 //!   always runs forward to its end;
 //! - resize: claim the new size beside the old → stop → grow the disk → start with the new
@@ -61,17 +64,20 @@ impl Runner {
         }
         self.set_step(CREATE, "claim")?;
         let id = self.id.clone();
-        let claimed = self
-            .fleet
-            .placement
-            .claim(&self.fleet.db, &id, &s.flavor, |tx, claim| {
+        let claimed = self.fleet.placement.claim(
+            &self.fleet.db,
+            &id,
+            &s.flavor,
+            s.boot.volume_backed(),
+            |tx, claim| {
                 if let Some(mut row) = store::by_id(tx, &id)? {
                     row.host = Some(claim.host_id.0.clone());
                     retask(&mut row, Some(TaskState::BlockDeviceMapping));
                     store::save(tx, &row)?;
                 }
                 store::set_task_step(tx, &id, CREATE, "hold_images")
-            });
+            },
+        );
         match claimed {
             Ok(claim) => tracing::info!("server {id}: claimed on {}", claim.host_id),
             Err(PlacementError::NoValidHost(n)) => {
@@ -104,9 +110,11 @@ impl Runner {
             for image_id in &s.boot.images {
                 image::acquire(tx, image_id, ConsumerKind::Server, &self.id)?;
             }
-            store::set_task_step(tx, &self.id, CREATE, "clone_disk")?;
+            store::set_task_step(tx, &self.id, CREATE, "volumes")?;
             Ok::<_, RunError>(())
         })?;
+        super::block_devices::make_and_attach(&self.fleet, s)?;
+        self.set_step(CREATE, "clone_disk")?;
         if let Some(source) = &s.boot.root_source {
             // A disk from an earlier, interrupted attempt is not this build's.
             self.fleet.volumes.remove_server_disks(&self.id)?;
@@ -143,6 +151,9 @@ impl Runner {
     pub(super) fn undo_create(&mut self) -> Result<(), RunError> {
         self.stop_monitor(None)?;
         self.fleet.volumes.remove_server_disks(&self.id)?;
+        if let Some(s) = self.load()? {
+            super::block_devices::undo(&self.fleet, &s)?;
+        }
         self.fleet
             .db
             .write(|tx| image::release(tx, ConsumerKind::Server, &self.id))?;
@@ -177,7 +188,9 @@ impl Runner {
         self.set_step(DELETE, "stop_monitor")?;
         self.stop_monitor(None)?;
         self.set_step(DELETE, "remove_disk")?;
-        super::volumes::detach_all(&self.fleet, &self.id)?;
+        if let Some(s) = self.load()? {
+            super::block_devices::release_on_delete(&self.fleet, &s)?;
+        }
         self.fleet.volumes.remove_server_disks(&self.id)?;
         self.dir.remove()?;
         self.set_step(DELETE, "release_claim")?;
@@ -221,6 +234,7 @@ impl Runner {
             &self.fleet.db,
             &id,
             &record.new_flavor,
+            s.boot.volume_backed(),
             |tx, claims| {
                 if let Some(mut row) = store::by_id(tx, &id)? {
                     if let Some(r) = row.resize.as_mut() {

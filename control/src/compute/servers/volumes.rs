@@ -3,7 +3,10 @@
 //! every attached volume as an extra virtio-blk drive when it starts. A running guest's
 //! monitor is not changed: a volume attached or detached while the server runs takes effect
 //! at its next start (stop/start or hard reboot), and the attachment says so; a volume the
-//! running guest has open cannot be detached until the server stops (409).
+//! running guest has open cannot be detached until the server stops (409). A volume-backed
+//! server's root volume is attached as `/dev/vda` and is never detached (400); the volumes of
+//! `block_device_mapping_v2` are made and attached by the create saga
+//! ([`super::block_devices`]).
 
 use super::{Fleet, Server, ServerError};
 use crate::context::RequestContext;
@@ -63,7 +66,7 @@ fn view(fleet: &Fleet, s: &Server, a: Attachment) -> VolumeAttachment {
 }
 
 /// The next free `/dev/vdX` after the root disk (`vda`).
-fn next_device(taken: &[Attachment]) -> Option<String> {
+pub(super) fn next_device(taken: &[Attachment]) -> Option<String> {
     (b'b'..=b'z')
         .map(|c| format!("/dev/vd{}", c as char))
         .find(|d| {
@@ -104,6 +107,11 @@ pub fn detach(
     let s = super::get(fleet, ctx, server_id)?;
     changeable(&s, "detach_volume")?;
     show(fleet, ctx, server_id, volume_id)?;
+    if s.boot.root_volume.as_deref() == Some(volume_id) {
+        return Err(ServerError::BadRequest(
+            "Cannot detach a root device volume".into(),
+        ));
+    }
     // The monitor cannot drop a drive from a running guest: freeing the volume meanwhile
     // would let another server or a delete use a disk this guest still writes.
     if guest_has(fleet, &s, volume_id) {
@@ -143,18 +151,29 @@ pub fn show(
         })
 }
 
-/// The files of the volumes attached to `server_id`, in attachment order, for its monitor.
-pub(super) fn drives(
-    fleet: &Fleet,
-    server_id: &str,
-) -> Result<Vec<(String, PathBuf)>, VolumeError> {
-    volume::attachments_of_server(fleet.db(), server_id)?
+/// The files of the volumes attached to server `s` beside its root disk, in attachment
+/// order, for its monitor.
+pub(super) fn drives(fleet: &Fleet, s: &Server) -> Result<Vec<(String, PathBuf)>, VolumeError> {
+    volume::attachments_of_server(fleet.db(), &s.id)?
         .into_iter()
+        .filter(|a| s.boot.root_volume.as_deref() != Some(a.volume_id.as_str()))
         .map(|a| volume::path(&fleet.volumes, &a.volume_id).map(|p| (a.volume_id, p)))
         .collect()
 }
 
-/// Detaches every volume of a server being deleted (they become `available`).
+/// Nova's `os-extended-volumes:volumes_attached`: each attached volume's id and whether
+/// deleting the server deletes it.
+pub fn attached(fleet: &Fleet, s: &Server) -> Result<Vec<(String, bool)>, ServerError> {
+    Ok(volume::attachments_of_server(fleet.db(), &s.id)?
+        .into_iter()
+        .map(|a| {
+            let dot = s.boot.delete_on_termination(&a.volume_id);
+            (a.volume_id, dot)
+        })
+        .collect())
+}
+
+/// Detaches every volume of a server (they become `available`).
 pub(super) fn detach_all(fleet: &Fleet, server_id: &str) -> Result<(), VolumeError> {
     for a in volume::attachments_of_server(fleet.db(), server_id)? {
         volume::detach(fleet.db(), &a.volume_id, server_id)?;

@@ -204,20 +204,24 @@ mod tests {
             s.network,
             NetworkSettings {
                 nat: true,
-                mtu: 1500
+                mtu: 1500,
+                manage_host: true,
+                run_dir: PathBuf::from("/run/outpost/net"),
             }
         );
     }
 
     #[test]
     fn the_network_section_is_read() {
-        let file = parse("[network]\nnat = false\nmtu = 9000\n").unwrap();
+        let file = parse("[network]\nnat = false\nmtu = 9000\nmanage_host = false\n").unwrap();
         let s = Settings::resolve(file, Overrides::default()).unwrap();
         assert_eq!(
             s.network,
             NetworkSettings {
                 nat: false,
-                mtu: 9000
+                mtu: 9000,
+                manage_host: false,
+                run_dir: PathBuf::from("/run/outpost/net"),
             }
         );
         assert!(parse("[network]\nnatt = true").is_err());

@@ -12,6 +12,7 @@ use crate::compute::servers::config::{ComputeConfigError, ComputeSettings, Machi
 use crate::compute::servers::{Fleet, FleetError};
 use crate::config::Settings;
 use crate::identity::bootstrap::{self, BootstrapError};
+use crate::network::agent::HostAgent;
 use crate::network::NetworkService;
 use crate::storage::{Db, StorageError};
 use outpost_image_store::{ImageStore, VolumeStore};
@@ -57,6 +58,8 @@ pub enum DaemonError {
     Compute(#[from] ComputeConfigError),
     #[error("servers: {0}")]
     Fleet(#[from] FleetError),
+    #[error(transparent)]
+    Network(#[from] crate::network::agent::AgentError),
 }
 
 /// Runs the daemon until SIGTERM/SIGINT.
@@ -77,9 +80,21 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     let volumes = Arc::new(VolumeStore::open(settings.state_dir.clone())?);
     recover(&db, &images, &volumes);
 
-    let fleet = open_fleet(db.clone(), &settings, images.clone(), volumes.clone())?;
-    fleet.recover()?;
+    // The host's networking is rebuilt before any server's runner starts, so recovered
+    // guests find their taps wired and filtered.
     let network = Arc::new(NetworkService::new(db.clone(), settings.network.clone()));
+    let agent = Arc::new(HostAgent::open(network.clone())?);
+    if let Err(e) = agent.sync() {
+        tracing::error!("{e}");
+    }
+    let fleet = open_fleet(
+        db.clone(),
+        &settings,
+        images.clone(),
+        volumes.clone(),
+        Some(agent.clone()),
+    )?;
+    fleet.recover()?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -88,6 +103,7 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
         .build()
         .map_err(DaemonError::Runtime)?;
     let result = runtime.block_on(async {
+        tokio::spawn(agent.run());
         let unix = bind_socket(&settings.socket)?;
         let tcp = match settings.listen {
             Some(addr) => Some(
@@ -136,6 +152,7 @@ pub fn open_fleet(
     settings: &Settings,
     images: Arc<ImageStore>,
     volumes: Arc<VolumeStore>,
+    network: Option<Arc<HostAgent>>,
 ) -> Result<Arc<Fleet>, DaemonError> {
     let compute =
         ComputeSettings::resolve(&settings.compute, Machine::measure(&settings.state_dir))?;
@@ -155,6 +172,7 @@ pub fn open_fleet(
         volumes,
         images,
         Box::new(boot),
+        network,
     )?)
 }
 

@@ -262,9 +262,14 @@ fn every_documented_operation_answers_as_documented() {
     let admin_project = admin.project_id.clone().unwrap();
     let images = Arc::new(ImageStore::open(settings.state_dir.clone()).unwrap());
     let volumes = Arc::new(VolumeStore::open(settings.state_dir.clone()).unwrap());
-    let fleet =
-        outpost_control::daemon::open_fleet(db.clone(), &settings, images.clone(), volumes.clone())
-            .unwrap();
+    let fleet = outpost_control::daemon::open_fleet(
+        db.clone(),
+        &settings,
+        images.clone(),
+        volumes.clone(),
+        None,
+    )
+    .unwrap();
     let network = Arc::new(outpost_control::network::NetworkService::new(
         db.clone(),
         settings.network.clone(),

@@ -124,14 +124,15 @@ impl From<ServerError> for Fault {
             E::Image(BootSourceError::ImageNotFound(_) | BootSourceError::Unusable { .. }) => {
                 StatusCode::BAD_REQUEST
             }
-            E::InvalidState { .. } | E::VolumeOpen { .. } => StatusCode::CONFLICT,
-            E::NotAttached { .. } => StatusCode::NOT_FOUND,
+            E::InvalidState { .. } | E::VolumeOpen { .. } | E::Conflict(_) => StatusCode::CONFLICT,
+            E::NotAttached { .. } | E::ItemNotFound(_) => StatusCode::NOT_FOUND,
             E::Forbidden(_) => StatusCode::FORBIDDEN,
             E::Image(_)
             | E::Volume(_)
             | E::Random(_)
             | E::Storage(_)
             | E::Fleet(_)
+            | E::Network(_)
             | E::Console { .. } => return Fault::internal(e),
         };
         Fault::new(status, e.to_string())
@@ -205,7 +206,7 @@ impl From<NetworkError> for Fault {
             E::InvalidInput(_) | E::BadRequest { .. } => StatusCode::BAD_REQUEST,
             E::Conflict { .. } => StatusCode::CONFLICT,
             E::Forbidden(_) => StatusCode::FORBIDDEN,
-            E::Random(_) | E::Storage(_) => return Fault::internal(e),
+            E::Random(_) | E::Storage(_) | E::Internal(_) => return Fault::internal(e),
         };
         let mut f = Fault::new(status, e.to_string());
         f.neutron_type = Some(e.neutron_type());

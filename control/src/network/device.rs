@@ -20,8 +20,27 @@ impl NetworkService {
         host_id: &str,
         security_groups: Option<Vec<String>>,
     ) -> Result<Port, NetworkError> {
+        self.create_device_port_with_ip(ctx, network_id, device_id, host_id, security_groups, None)
+    }
+
+    /// [`Self::create_device_port`] with the address Nova's `fixed_ip` asked for.
+    pub fn create_device_port_with_ip(
+        &self,
+        ctx: &RequestContext,
+        network_id: &str,
+        device_id: &str,
+        host_id: &str,
+        security_groups: Option<Vec<String>>,
+        fixed_ip: Option<std::net::IpAddr>,
+    ) -> Result<Port, NetworkError> {
         let req = NewPort {
             network_id: network_id.to_owned(),
+            fixed_ips: fixed_ip.map(|ip| {
+                vec![super::ports::FixedIpRequest {
+                    subnet_id: None,
+                    ip_address: Some(ip.to_string()),
+                }]
+            }),
             device_id: Some(device_id.to_owned()),
             device_owner: Some(COMPUTE_OWNER.to_owned()),
             host_id: Some(host_id.to_owned()),

@@ -5,6 +5,7 @@
 //! transaction and, once committed, bumps the [`NetworkService::changes`] counter that the
 //! host reconciler watches.
 
+pub mod agent;
 pub mod device;
 pub mod groups;
 pub mod host;
@@ -28,14 +29,26 @@ use tokio::sync::watch;
 ///
 /// ```toml
 /// [network]
-/// nat = true   # masquerade IPv4 from guest subnets leaving the box
-/// mtu = 1500   # MTU of networks created without one
+/// nat = true          # masquerade IPv4 from guest subnets leaving the box
+/// mtu = 1500          # MTU of networks created without one
+/// manage_host = true  # build bridges, taps, dnsmasq and nftables for the networks
+/// run_dir = "/run/outpost/net"  # dnsmasq's files (runtime state, rebuilt by reconciles)
 /// ```
+///
+/// `run_dir` is outside the (private, 0700) state directory because dnsmasq re-reads its
+/// reservations after dropping root; it survives a daemon restart, so running dnsmasqs are
+/// adopted.
+///
+/// `manage_host = false` keeps the API and its state but touches nothing on the host (and
+/// servers get no NICs): for a second outpostd on a box whose networking another one owns,
+/// such as the test suite's many daemons.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NetworkSettings {
     pub nat: bool,
     pub mtu: u32,
+    pub manage_host: bool,
+    pub run_dir: std::path::PathBuf,
 }
 
 impl Default for NetworkSettings {
@@ -43,6 +56,8 @@ impl Default for NetworkSettings {
         NetworkSettings {
             nat: true,
             mtu: 1500,
+            manage_host: true,
+            run_dir: std::path::PathBuf::from("/run/outpost/net"),
         }
     }
 }
@@ -71,6 +86,9 @@ pub enum NetworkError {
     Random(#[from] RandomError),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The host side failed (the agent's reconcile).
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl NetworkError {
@@ -101,7 +119,9 @@ impl NetworkError {
                 (*kind).to_owned()
             }
             NetworkError::Forbidden(_) => "PolicyNotAuthorized".to_owned(),
-            NetworkError::Random(_) | NetworkError::Storage(_) => "HTTPInternalServerError".into(),
+            NetworkError::Random(_) | NetworkError::Storage(_) | NetworkError::Internal(_) => {
+                "HTTPInternalServerError".into()
+            }
         }
     }
 }

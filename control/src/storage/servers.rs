@@ -25,6 +25,7 @@ pub enum VmState {
 pub enum TaskState {
     Scheduling,
     BlockDeviceMapping,
+    Networking,
     Spawning,
     PoweringOff,
     PoweringOn,
@@ -72,6 +73,7 @@ spelled!(VmState {
 spelled!(TaskState {
     Scheduling => "scheduling",
     BlockDeviceMapping => "block_device_mapping",
+    Networking => "networking",
     Spawning => "spawning",
     PoweringOff => "powering-off",
     PoweringOn => "powering-on",

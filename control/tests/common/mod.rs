@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod guestctl;
+pub mod guests;
+
 use hyper::Method;
 use outpost_control::client::{ApiResponse, Client, Endpoint};
 use serde_json::{json, Value};
@@ -28,16 +31,24 @@ pub fn free_port() -> SocketAddr {
 }
 
 impl Daemon {
-    /// outpostd with no configuration file, admin password from the environment.
+    /// outpostd with the embedded defaults (but leaving the host's networking alone, see
+    /// [`Daemon::start_with`]), admin password from the environment.
     pub fn start() -> Daemon {
-        Daemon::start_with(None, Some(ADMIN_PASSWORD))
+        Daemon::start_with(Some(""), Some(ADMIN_PASSWORD))
     }
 
-    /// `config`: TOML written to a file and passed with --config.
+    /// `config`: TOML written to a file and passed with --config; None: no file at all.
+    /// Unless the TOML has a `[network]` section, the daemon is told not to manage the
+    /// host's networking (`manage_host = false`): the suite's many daemons run side by side,
+    /// and only the networking tests, one at a time, may own bridges, taps and nftables.
     pub fn start_with(config: Option<&str>, password: Option<&str>) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let config = config.map(|text| {
             let p = dir.path().join("outpostd.toml");
+            let mut text = text.to_owned();
+            if !text.contains("[network]") {
+                text.push_str("\n[network]\nmanage_host = false\n");
+            }
             std::fs::write(&p, text).unwrap();
             p
         });

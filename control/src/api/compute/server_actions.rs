@@ -149,10 +149,61 @@ pub fn action(call: &Call<'_>) -> Result<Reply, Fault> {
             servers::revert_resize(fleet, ctx, id)?;
             Ok(Reply::empty(StatusCode::ACCEPTED))
         }
+        "addSecurityGroup" | "removeSecurityGroup" => {
+            let g: SecurityGroupArg = args(&name, value)?;
+            let s = servers::get(fleet, ctx, id)?;
+            let add = name == "addSecurityGroup";
+            servers::nics::change_security_group(fleet, ctx, &s, &g.name, add)?;
+            Ok(Reply::empty(StatusCode::ACCEPTED))
+        }
         other => Err(Fault::bad_request(format!(
             "There is no such action: {other}"
         ))),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecurityGroupArg {
+    name: String,
+}
+
+/// `GET /servers/{id}/os-security-groups`: the groups of the server's ports, with rules.
+pub fn security_groups(call: &Call<'_>) -> Result<Reply, Fault> {
+    let fleet = &call.state.fleet;
+    let s = servers::get(fleet, call.ctx(), call.param("server_id"))?;
+    let groups = servers::nics::security_groups(fleet, &s).map_err(servers::ServerError::from)?;
+    let mut out = Vec::with_capacity(groups.len());
+    for g in groups {
+        let rules = call
+            .state
+            .db
+            .read(|c| crate::storage::security_groups::list_rules(c, Some(&g.id)))
+            .map_err(servers::ServerError::from)?;
+        let rules: Vec<Value> = rules
+            .into_iter()
+            .filter(|r| r.direction == "ingress")
+            .map(|r| {
+                json!({
+                    "id": r.id,
+                    "parent_group_id": g.id,
+                    "ip_protocol": r.protocol,
+                    "from_port": r.port_range_min,
+                    "to_port": r.port_range_max,
+                    "ip_range": r.remote_ip_prefix.map_or_else(|| json!({}), |p| json!({"cidr": p})),
+                    "group": {},
+                })
+            })
+            .collect();
+        out.push(json!({
+            "id": g.id,
+            "name": g.name,
+            "description": g.description,
+            "tenant_id": g.project_id,
+            "rules": rules,
+        }));
+    }
+    Ok(Reply::ok(json!({ "security_groups": out })))
 }
 
 #[cfg(test)]

@@ -351,14 +351,6 @@ fn parse_create(call: &Call<'_>) -> Result<NewServer, Fault> {
         &b.access_ipv4,
         &b.access_ipv6,
     );
-    for group in b.security_groups.iter().flatten() {
-        if group.name != "default" {
-            return Err(Fault::bad_request(format!(
-                "Security group {} not found for project.",
-                group.name
-            )));
-        }
-    }
     if b.block_device_mapping.is_some() {
         return Err(servers::ServerError::VolumesUnavailable("block_device_mapping").into());
     }
@@ -394,6 +386,12 @@ fn parse_create(call: &Call<'_>) -> Result<NewServer, Fault> {
         image_ref: b.image_ref.filter(|i| !i.is_empty()).or(bdm_image),
         block_devices,
         networks: networks(b.networks, v)?,
+        security_groups: b
+            .security_groups
+            .unwrap_or_default()
+            .into_iter()
+            .map(|g| g.name)
+            .collect(),
         metadata: b.metadata.unwrap_or_default(),
         user_data: b.user_data,
         key_name: b.key_name,
@@ -431,6 +429,18 @@ fn detail(call: &Call<'_>, s: &Server) -> Value {
                 .collect();
         }
         Err(e) => tracing::warn!("server {}: cannot list its volumes: {e}", s.id),
+    }
+    let fleet = &call.state.fleet;
+    match servers::nics::addresses(fleet, s) {
+        Ok(a) => out["addresses"] = a,
+        Err(e) => tracing::warn!("server {}: cannot list its addresses: {e}", s.id),
+    }
+    match servers::nics::security_groups(fleet, s) {
+        Ok(groups) if !groups.is_empty() => {
+            out["security_groups"] = groups.iter().map(|g| json!({"name": g.name})).collect();
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("server {}: cannot list its security groups: {e}", s.id),
     }
     out
 }

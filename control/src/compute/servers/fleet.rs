@@ -8,6 +8,7 @@ use super::config::ComputeSettings;
 use super::monitor::{process, ServerDir};
 use super::placement::{migration_id, Placement, PlacementError};
 use super::runner::{Command, Runner};
+use crate::network::agent::HostAgent;
 use crate::storage::{claims, servers, Db, StorageError};
 use outpost_image_store::{DiskKind, ImageStore, VolumeError, VolumeStore};
 use std::collections::{BTreeSet, HashMap};
@@ -41,6 +42,9 @@ pub struct Fleet {
     images: Arc<ImageStore>,
     pub(super) boot_sources: Box<dyn BootSources>,
     pub(super) settings: ComputeSettings,
+    /// The host agent that wires servers' ports; None when this daemon does not manage the
+    /// host's networking.
+    network: Option<Arc<HostAgent>>,
     servers_dir: PathBuf,
     runners: Mutex<HashMap<String, Sender<Command>>>,
 }
@@ -56,6 +60,7 @@ impl Fleet {
         volumes: Arc<VolumeStore>,
         images: Arc<ImageStore>,
         boot_sources: Box<dyn BootSources>,
+        network: Option<Arc<HostAgent>>,
     ) -> Result<Arc<Fleet>, FleetError> {
         let servers_dir = state_dir.join("servers");
         std::fs::create_dir_all(&servers_dir).map_err(|source| FleetError::Dir {
@@ -71,9 +76,15 @@ impl Fleet {
             images,
             boot_sources,
             settings,
+            network: network.filter(|a| a.enabled()),
             servers_dir,
             runners: Mutex::new(HashMap::new()),
         }))
+    }
+
+    /// The host agent, when this daemon wires servers to networks.
+    pub fn network(&self) -> Option<&Arc<HostAgent>> {
+        self.network.as_ref()
     }
 
     pub fn host(&self) -> &str {

@@ -14,6 +14,7 @@ pub mod boot_source;
 pub mod config;
 mod fleet;
 pub mod monitor;
+pub mod nics;
 pub mod placement;
 mod recovery;
 mod runner;
@@ -77,6 +78,14 @@ pub enum ServerError {
     VolumesUnavailable(&'static str),
     #[error("marker [{0}] not found")]
     MarkerNotFound(String),
+    /// A 409 in Nova's words (a port in use, more than one network for "auto").
+    #[error("{0}")]
+    Conflict(String),
+    /// A 404 for something other than the server (a security group).
+    #[error("{0}")]
+    ItemNotFound(String),
+    #[error("networking: {0}")]
+    Network(#[from] crate::network::NetworkError),
     #[error("Instance {server} is not attached to volume {volume}.")]
     NotAttached { server: String, volume: String },
     #[error(
@@ -96,8 +105,7 @@ pub enum ServerError {
     Console { id: String, source: std::io::Error },
 }
 
-/// What `networks` asked for. Networking is a later issue: "auto" and "none" are accepted
-/// and change nothing; a network or port named by id does not exist yet, so it is refused.
+/// What `networks` asked for; [`nics::plan`] resolves it against Neutron.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Networks {
     Auto,
@@ -123,6 +131,9 @@ pub struct NewServer {
     /// `block_device_mapping_v2`: a boot volume and data volumes.
     pub block_devices: Vec<block_devices::BlockDeviceRequest>,
     pub networks: Networks,
+    /// Security group names (or ids) for the ports made for the server; empty: the
+    /// project's default group.
+    pub security_groups: Vec<String>,
     pub metadata: BTreeMap<String, String>,
     pub user_data: Option<String>,
     pub key_name: Option<String>,
@@ -233,17 +244,6 @@ impl NewServer {
                 )));
             }
         }
-        // No network exists yet, so any network or port named is unknown (the first one
-        // is reported, as Nova does).
-        if let Networks::List(list) = &self.networks {
-            if let Some(n) = list.first() {
-                return Err(ServerError::BadRequest(match (&n.port, &n.uuid) {
-                    (Some(port), _) => format!("Port id {port} could not be found."),
-                    (None, Some(uuid)) => format!("Network {uuid} could not be found."),
-                    (None, None) => "Each network needs a uuid or a port.".to_owned(),
-                }));
-            }
-        }
         Ok(())
     }
 }
@@ -313,11 +313,7 @@ pub fn create(
         new.image_ref.as_deref(),
         &new.block_devices,
     )?;
-    let networks = match &new.networks {
-        Networks::Auto => serde_json::json!("auto"),
-        Networks::None => serde_json::json!("none"),
-        Networks::List(_) => serde_json::json!([]),
-    };
+    let networks = nics::plan(fleet, ctx, &new.networks, &new.security_groups)?.to_value();
     let server = Server {
         seq: 0,
         id: random::uuid()?,
@@ -416,6 +412,7 @@ mod tests {
             image_ref: Some("img".into()),
             block_devices: Vec::new(),
             networks: Networks::Auto,
+            security_groups: Vec::new(),
             metadata: BTreeMap::new(),
             user_data: None,
             key_name: None,
@@ -442,15 +439,6 @@ mod tests {
         assert_eq!(
             n.validate().unwrap_err().to_string(),
             "User data needs to be valid base 64."
-        );
-        let mut n = new_server();
-        n.networks = Networks::List(vec![NetworkRequest {
-            uuid: Some("net-1".into()),
-            ..NetworkRequest::default()
-        }]);
-        assert_eq!(
-            n.validate().unwrap_err().to_string(),
-            "Network net-1 could not be found."
         );
         let mut n = new_server();
         n.networks = Networks::List(vec![]);

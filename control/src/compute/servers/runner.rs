@@ -67,6 +67,8 @@ pub enum RunError {
     /// The server's image cannot be held (deleted or deactivated since the request).
     #[error(transparent)]
     Image(#[from] crate::image::ImageError),
+    #[error(transparent)]
+    Network(#[from] crate::network::NetworkError),
     #[error("cannot resize the root disk {path:?}: {source}")]
     DiskResize {
         path: std::path::PathBuf,
@@ -281,6 +283,7 @@ impl Runner {
             mem_mib: u64::try_from(s.flavor.ram).unwrap_or(0),
             root_disk,
             volumes: super::volumes::drives(&self.fleet, s)?,
+            nics: super::nics::monitor_nics(&self.fleet, s)?,
         })
     }
 

@@ -124,6 +124,9 @@ impl Runner {
                 .volumes
                 .clone_for_server(&self.id, source, size, Provisioning::Thin)?;
         }
+        self.update(|row| retask(row, Some(TaskState::Networking)))?;
+        self.set_step(CREATE, "network")?;
+        super::nics::allocate(&self.fleet, s)?;
         self.update(|row| retask(row, Some(TaskState::Spawning)))?;
         self.set_step(CREATE, CREATE_START_MONITOR)?;
         let current = self.load()?.unwrap_or_else(|| s.clone());
@@ -151,6 +154,7 @@ impl Runner {
     pub(super) fn undo_create(&mut self) -> Result<(), RunError> {
         self.stop_monitor(None)?;
         self.fleet.volumes.remove_server_disks(&self.id)?;
+        super::nics::release(&self.fleet, &self.id)?;
         if let Some(s) = self.load()? {
             super::block_devices::undo(&self.fleet, &s)?;
         }
@@ -193,6 +197,8 @@ impl Runner {
         }
         self.fleet.volumes.remove_server_disks(&self.id)?;
         self.dir.remove()?;
+        self.set_step(DELETE, "release_ports")?;
+        super::nics::release(&self.fleet, &self.id)?;
         self.set_step(DELETE, "release_claim")?;
         let db = &self.fleet.db;
         self.fleet

@@ -154,6 +154,8 @@ pub struct MonitorSpec {
     pub root_disk: Option<PathBuf>,
     /// Attached Cinder volumes (id, file), in attachment order: `/dev/vdb` onwards.
     pub volumes: Vec<(String, PathBuf)>,
+    /// Network interfaces (host tap, guest MAC), in order: eth0 onwards.
+    pub nics: Vec<(String, String)>,
 }
 
 /// Starts the monitor process (not yet the guest): the record is returned at once so the
@@ -223,6 +225,13 @@ pub fn configure_and_start(
                 "is_root_device": false,
                 "is_read_only": false,
             }),
+        )?;
+    }
+    for (n, (tap, mac)) in spec.nics.iter().enumerate() {
+        let iface_id = format!("eth{n}");
+        api.put(
+            &format!("/network-interfaces/{iface_id}"),
+            &json!({"iface_id": iface_id, "host_dev_name": tap, "guest_mac": mac}),
         )?;
     }
     api.put("/serial", &json!({"serial_out_path": dir.console_log()}))?;

@@ -1,0 +1,367 @@
+//! A server's network interfaces: Nova's `networks` request resolved against Neutron when
+//! the API accepts the create ([`plan`]), ports made or bound by the create saga
+//! ([`allocate`]) and released by delete or undo ([`release`]), the taps the monitor gets
+//! ([`monitor_nics`]), and what the API shows (`addresses`, `security_groups`).
+//!
+//! The plan is kept in the server's `networks` column, so a restart of outpostd needs
+//! nothing else: `{"requested": [...], "security_groups": [...]|null}`. Rows from before
+//! networking hold "auto"/"none" and plan no NIC.
+//!
+//! The saga makes the ports, then has the host agent wire them (bridge, tap, DHCP
+//! reservation, nftables) before the monitor opens the taps, so a guest never runs a
+//! moment on an unfiltered port.
+
+use super::fleet::Fleet;
+use super::{NetworkRequest, Networks, Server, ServerError};
+use crate::context::RequestContext;
+use crate::network::NetworkError;
+use crate::storage::networks::Port;
+use crate::storage::security_groups as sg_store;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// One NIC asked for, resolved to ids.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NicRequest {
+    /// A new port on this network (with this address, if given).
+    Network {
+        id: String,
+        fixed_ip: Option<IpAddr>,
+    },
+    /// The user's own port.
+    Port { id: String },
+}
+
+/// What the create request asked for, in order.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NicPlan {
+    pub requested: Vec<NicRequest>,
+    /// Group ids for the ports the server gets made; None: the project's default group.
+    pub security_groups: Option<Vec<String>>,
+}
+
+impl NicPlan {
+    /// The plan in a server's `networks` column (none for rows from before networking).
+    pub fn of(s: &Server) -> NicPlan {
+        serde_json::from_value(s.networks.clone()).unwrap_or_default()
+    }
+
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+/// Nova's own words for the networking failures a create can meet.
+fn bad(message: impl Into<String>) -> ServerError {
+    ServerError::BadRequest(message.into())
+}
+
+/// Resolves a create's `networks` and `security_groups` for `ctx`. Nothing is allocated
+/// here; an unknown network, port or group, a port already in use or an address outside
+/// the network is refused now, with nothing created.
+pub fn plan(
+    fleet: &Fleet,
+    ctx: &RequestContext,
+    networks: &Networks,
+    groups: &[String],
+) -> Result<NicPlan, ServerError> {
+    let Some(agent) = fleet.network() else {
+        // This daemon does not wire servers (manage_host = false): only "none" and "auto"
+        // make sense, and both mean no NIC.
+        return match networks {
+            Networks::List(list) if !list.is_empty() => Err(bad(
+                "This appliance's networking is disabled ([network] manage_host = false).",
+            )),
+            _ => Ok(NicPlan::default()),
+        };
+    };
+    let service = agent.service();
+    let requested = match networks {
+        Networks::None => Vec::new(),
+        Networks::Auto => {
+            // Nova's "auto": the one network the project can use; none, no NIC.
+            let nets = service.list_networks(ctx).map_err(network_error)?;
+            match nets.as_slice() {
+                [] => Vec::new(),
+                [(n, _)] => vec![NicRequest::Network {
+                    id: n.id.clone(),
+                    fixed_ip: None,
+                }],
+                _ => {
+                    return Err(ServerError::Conflict(
+                        "Multiple possible networks found, use a Network ID to be more \
+                         specific."
+                            .into(),
+                    ))
+                }
+            }
+        }
+        Networks::List(list) => {
+            let mut out = Vec::with_capacity(list.len());
+            for r in list {
+                out.push(resolve(service, ctx, r)?);
+            }
+            out
+        }
+    };
+    let security_groups = if groups.is_empty() {
+        None
+    } else {
+        let mut ids = Vec::with_capacity(groups.len());
+        for name in groups {
+            let g = service.find_security_group(ctx, name).map_err(|_| {
+                bad(format!(
+                    "Security group {name} not found for project {}.",
+                    ctx.project_id.as_deref().unwrap_or_default()
+                ))
+            })?;
+            if !ids.contains(&g.id) {
+                ids.push(g.id);
+            }
+        }
+        Some(ids)
+    };
+    Ok(NicPlan {
+        requested,
+        security_groups,
+    })
+}
+
+fn resolve(
+    service: &crate::network::NetworkService,
+    ctx: &RequestContext,
+    r: &NetworkRequest,
+) -> Result<NicRequest, ServerError> {
+    if let Some(port_id) = &r.port {
+        let port = service
+            .get_port(ctx, port_id)
+            .map_err(|_| bad(format!("Port id {port_id} could not be found.")))?;
+        if !port.device_id.is_empty() {
+            return Err(ServerError::Conflict(format!(
+                "Port {port_id} is still in use."
+            )));
+        }
+        return Ok(NicRequest::Port { id: port.id });
+    }
+    let Some(net_id) = &r.uuid else {
+        return Err(bad("Each network needs a uuid or a port."));
+    };
+    let net = service
+        .get_network(ctx, net_id)
+        .map_err(|_| bad(format!("Network {net_id} could not be found.")))?;
+    let fixed_ip = match &r.fixed_ip {
+        None => None,
+        Some(ip) => Some(ip.parse::<IpAddr>().map_err(|_| {
+            bad(format!(
+                "Invalid input for field/attribute fixed_ip. Value: {ip}. '{ip}' is not a \
+                 'ip-address'"
+            ))
+        })?),
+    };
+    Ok(NicRequest::Network {
+        id: net.id,
+        fixed_ip,
+    })
+}
+
+fn network_error(e: NetworkError) -> ServerError {
+    ServerError::BadRequest(e.to_string())
+}
+
+/// The server's owner, as whom its ports are made (Nova makes them in the server's
+/// project, whoever asked).
+fn owner(s: &Server) -> RequestContext {
+    RequestContext {
+        user_id: s.user_id.clone(),
+        user_name: String::new(),
+        project_id: Some(s.project_id.clone()),
+        project_name: None,
+        roles: Vec::new(),
+    }
+}
+
+/// The create saga's network step: the planned ports made or bound, in request order, and
+/// the host wired for them. Any ports left from an interrupted attempt go first.
+pub fn allocate(fleet: &Fleet, s: &Server) -> Result<(), NetworkError> {
+    let Some(agent) = fleet.network() else {
+        return Ok(());
+    };
+    let plan = NicPlan::of(s);
+    if plan.requested.is_empty() {
+        return Ok(());
+    }
+    let service = agent.service();
+    service.release_device(&s.id)?;
+    let ctx = owner(s);
+    let host = s.host.clone().unwrap_or_else(|| fleet.host().to_owned());
+    for r in &plan.requested {
+        match r {
+            NicRequest::Network { id, fixed_ip } => {
+                service.create_device_port_with_ip(
+                    &ctx,
+                    id,
+                    &s.id,
+                    &host,
+                    plan.security_groups.clone(),
+                    *fixed_ip,
+                )?;
+            }
+            NicRequest::Port { id } => {
+                service.bind_port(&ctx, id, &s.id, &host)?;
+            }
+        }
+    }
+    sync(fleet)
+}
+
+/// Releases the server's ports (made ones deleted, given ones unbound) and unwires them.
+pub fn release(fleet: &Fleet, server_id: &str) -> Result<(), NetworkError> {
+    let Some(agent) = fleet.network() else {
+        return Ok(());
+    };
+    agent.service().release_device(server_id)?;
+    sync(fleet)
+}
+
+/// Has the host match the database now (a failure is the caller's: the port is not wired).
+pub fn sync(fleet: &Fleet) -> Result<(), NetworkError> {
+    if let Some(agent) = fleet.network() {
+        agent
+            .sync()
+            .map_err(|e| NetworkError::Internal(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// The server's ports in the order its plan asked for them (ports bound later, e.g. by
+/// Neutron calls, after those).
+pub fn ports(fleet: &Fleet, s: &Server) -> Result<Vec<Port>, NetworkError> {
+    let Some(agent) = fleet.network() else {
+        return Ok(Vec::new());
+    };
+    let mut ports = agent.service().device_ports(&s.id)?;
+    let plan = NicPlan::of(s);
+    let rank = |p: &Port| {
+        plan.requested
+            .iter()
+            .position(|r| match r {
+                NicRequest::Port { id } => *id == p.id,
+                NicRequest::Network { id, .. } => *id == p.network_id,
+            })
+            .unwrap_or(usize::MAX)
+    };
+    ports.sort_by_key(|p| (rank(p), p.created_at));
+    Ok(ports)
+}
+
+/// (tap, MAC) for each of the server's ports, as the monitor's network interfaces.
+pub fn monitor_nics(fleet: &Fleet, s: &Server) -> Result<Vec<(String, String)>, NetworkError> {
+    Ok(ports(fleet, s)?
+        .iter()
+        .map(|p| (outpost_netdev::tap_name(&p.id), p.mac_address.to_string()))
+        .collect())
+}
+
+/// Nova's `addresses`: per network name, each fixed IP with its version and MAC.
+pub fn addresses(fleet: &Fleet, s: &Server) -> Result<Value, NetworkError> {
+    let mut out: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let ports = ports(fleet, s)?;
+    if ports.is_empty() {
+        return Ok(json!({}));
+    }
+    let db = fleet.db();
+    for p in &ports {
+        let name = db
+            .read(|c| crate::storage::networks::get_network(c, &p.network_id))?
+            .map_or_else(|| p.network_id.clone(), |n| n.name);
+        let list = out.entry(name).or_default();
+        for ip in &p.fixed_ips {
+            list.push(json!({
+                "addr": ip.ip_address.to_string(),
+                "version": if ip.ip_address.is_ipv4() { 4 } else { 6 },
+                "OS-EXT-IPS:type": "fixed",
+                "OS-EXT-IPS-MAC:mac_addr": p.mac_address.to_string(),
+            }));
+        }
+    }
+    Ok(json!(out))
+}
+
+/// Nova's `security_groups` of a server: the names of its ports' groups, each once.
+pub fn security_groups(
+    fleet: &Fleet,
+    s: &Server,
+) -> Result<Vec<sg_store::SecurityGroup>, NetworkError> {
+    let mut ids: Vec<String> = Vec::new();
+    for p in ports(fleet, s)? {
+        for g in p.security_groups {
+            if !ids.contains(&g) {
+                ids.push(g);
+            }
+        }
+    }
+    let db = fleet.db();
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(g) = db.read(|c| sg_store::get_group(c, &id))? {
+            out.push(g);
+        }
+    }
+    Ok(out)
+}
+
+/// Nova's addSecurityGroup (`add = true`) and removeSecurityGroup on every port of the
+/// server; the agent's next reconcile (within the change notification) applies it.
+pub fn change_security_group(
+    fleet: &Fleet,
+    ctx: &RequestContext,
+    s: &Server,
+    name: &str,
+    add: bool,
+) -> Result<(), ServerError> {
+    let Some(agent) = fleet.network() else {
+        return Err(bad("This appliance's networking is disabled."));
+    };
+    let service = agent.service();
+    let group = service.find_security_group(ctx, name).map_err(|_| {
+        ServerError::NotFound(format!("Security group {name} not found for project."))
+    })?;
+    let ports = ports(fleet, s).map_err(network_error)?;
+    if ports.is_empty() {
+        return Err(bad(format!(
+            "Instance {} has no network interface to apply security group {name} to.",
+            s.id
+        )));
+    }
+    if !add && !ports.iter().any(|p| p.security_groups.contains(&group.id)) {
+        return Err(bad(format!(
+            "Security group {name} not associated with the instance {}",
+            s.id
+        )));
+    }
+    if add && ports.iter().all(|p| p.security_groups.contains(&group.id)) {
+        return Err(bad(format!(
+            "Security group {name} is already associated with the instance {}",
+            s.id
+        )));
+    }
+    for p in ports {
+        let mut groups = p.security_groups.clone();
+        if add {
+            if !groups.contains(&group.id) {
+                groups.push(group.id.clone());
+            }
+        } else {
+            groups.retain(|g| *g != group.id);
+        }
+        if groups != p.security_groups {
+            service
+                .set_port_security_groups(&owner(s), &p.id, groups)
+                .map_err(network_error)?;
+        }
+    }
+    Ok(())
+}

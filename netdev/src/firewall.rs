@@ -452,6 +452,18 @@ pub fn tables_present(table: &str) -> bool {
     })
 }
 
+/// Whether either of our tables exists.
+pub fn any_table_present(table: &str) -> bool {
+    let Ok(out) = Command::new("nft").args(["list", "tables"]).output() else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    ["bridge", "inet"].iter().any(|fam| {
+        text.lines()
+            .any(|l| l.trim() == format!("table {fam} {table}"))
+    })
+}
+
 /// Removes both tables (teardown). Missing tables are fine.
 pub fn remove(table: &str) -> Result<(), FirewallError> {
     let text = format!(

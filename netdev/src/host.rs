@@ -324,6 +324,16 @@ impl HostNetwork {
         {
             firewall::ensure_br_netfilter()?;
         }
+        // Nothing to filter or translate: no table at all, so a box whose networks are all
+        // deleted carries no nftables object of ours.
+        if spec.networks.is_empty() {
+            if self.applied_ruleset.is_some() || firewall::any_table_present(&self.config.table) {
+                firewall::remove(&self.config.table)?;
+                self.applied_ruleset = None;
+                report.ruleset_applied = true;
+            }
+            return Ok(());
+        }
         let text = firewall::render(spec, &self.config.table);
         if self.applied_ruleset.as_deref() == Some(text.as_str())
             && firewall::tables_present(&self.config.table)

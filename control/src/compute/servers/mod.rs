@@ -346,6 +346,13 @@ pub fn create(
         store::set_task_step(tx, &s.id, saga::CREATE, "claim")?;
         Ok::<_, StorageError>(s)
     })?;
+    // The user's ports are taken now, so a second request naming them is refused at once
+    // (Nova's PortInUse); the server that could not have them never existed.
+    if let Err(e) = nics::reserve_ports(fleet, &stored) {
+        let _ = nics::release(fleet, &stored.id);
+        fleet.db().write(|tx| store::delete(tx, &stored.id))?;
+        return Err(e);
+    }
     fleet.send(&stored.id, Command::Create)?;
     Ok(stored)
 }

@@ -217,6 +217,30 @@ pub fn allocate(fleet: &Fleet, s: &Server) -> Result<(), NetworkError> {
     sync(fleet)
 }
 
+/// Binds the user's own ports the plan names to the new server, at request time. A port
+/// another server holds (or took since the plan was made) is Nova's 409 PortInUse.
+pub fn reserve_ports(fleet: &Fleet, s: &Server) -> Result<(), ServerError> {
+    let Some(agent) = fleet.network() else {
+        return Ok(());
+    };
+    let ctx = owner(s);
+    let host = fleet.host().to_owned();
+    for r in &NicPlan::of(s).requested {
+        if let NicRequest::Port { id } = r {
+            agent
+                .service()
+                .bind_port(&ctx, id, &s.id, &host)
+                .map_err(|e| match e {
+                    NetworkError::Conflict { .. } => {
+                        ServerError::Conflict(format!("Port {id} is still in use."))
+                    }
+                    e => ServerError::Network(e),
+                })?;
+        }
+    }
+    Ok(())
+}
+
 /// Releases the server's ports (made ones deleted, given ones unbound) and unwires them.
 pub fn release(fleet: &Fleet, server_id: &str) -> Result<(), NetworkError> {
     let Some(agent) = fleet.network() else {

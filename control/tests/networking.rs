@@ -13,6 +13,10 @@
 //!   ICMP counters stay put, while honest pings move them);
 //! - egress through the NAT uplink reaches an address in a namespace behind the host that
 //!   has no route back to the guests' subnet;
+//! - `"networks": "auto"` with one network gives the server a port on it;
+//! - kill -9 of outpostd while the host drifts (a stray tap, a deleted nftables table): the
+//!   next start reconciles both, adopts the running dnsmasq, and the guests keep their
+//!   network and their filtering;
 //! - deleting the servers, the port and the network leaves no bridge, tap, nftables table or
 //!   dnsmasq behind.
 //!
@@ -166,7 +170,7 @@ fn guests_get_dhcp_addresses_and_security_groups_filter_them() {
     let pid = std::process::id();
     // A subnet of our own: 10.<200+>.<x>.0/24, and the outside world 198.18.<x>.0/24.
     let x = (pid % 200) as u8;
-    let (d, _sweep) = start_daemon("[network]\nnat = true\n");
+    let (mut d, _sweep) = start_daemon("[network]\nnat = true\n");
     let net = neutron_post(
         &d,
         "networks",
@@ -446,6 +450,59 @@ fn guests_get_dhcp_addresses_and_security_groups_filter_them() {
     let n2 = in_echos(&ctl, &b_ip);
     assert_eq!(n2, n1, "B received forged packets");
     drop(outside);
+
+    // "auto" with one network: a port on it (the server need not boot for that).
+    let r = api(&d).post(
+        "/compute/v2.1/servers",
+        &json!({"server": {"name": "c", "flavorRef": "net.small", "imageRef": image,
+                           "networks": "auto"}}),
+    );
+    assert_eq!(r.status.as_u16(), 202, "{}", r.text());
+    let c = r.body_json()["server"]["id"].as_str().unwrap().to_owned();
+    let sc = wait_status(&d, &c, "ACTIVE");
+    let c_addr = sc["addresses"][&lan][0]["addr"].as_str().unwrap_or("").to_owned();
+    assert!(c_addr.starts_with(&format!("{prefix}.")), "{sc:#}");
+    let r = api(&d).delete(&format!("/compute/v2.1/servers/{c}"));
+    assert_eq!(r.status.as_u16(), 204, "{}", r.text());
+    wait_gone(&d, &c);
+
+    // kill -9 of outpostd, and the host drifts while it is down: a stray tap of ours, our
+    // inet table gone. The next start removes the one, rebuilds the other, keeps the same
+    // dnsmasq, and the guests keep their network and their filtering.
+    let dnsmasq_pids = || {
+        let mut pids: Vec<i32> = common::guests::processes_naming("/run/outpost/net/")
+            .into_iter()
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                    .unwrap_or_default()
+                    .starts_with("/usr/sbin/dnsmasq")
+            })
+            .collect();
+        pids.sort_unstable();
+        pids
+    };
+    let dnsmasq_before = dnsmasq_pids();
+    assert_eq!(dnsmasq_before.len(), 1, "{dnsmasq_before:?}");
+    d.kill9();
+    sh("ip tuntap add dev optdeadbeef0000 mode tap && nft delete table inet op");
+    d.spawn();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sh("ip -o link show").contains("optdeadbeef0000")
+        || !sh("nft list tables").contains("table inet op")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the restart did not reconcile the host:
+{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(dnsmasq_pids(), dnsmasq_before);
+    wait_status(&d, &a, "ACTIVE");
+    wait_status(&d, &b, "ACTIVE");
+    assert!(connects(&ctl, &b_ip, &a_ip), "B lost A over the restart");
+    assert!(!connects(&ctl, &a_ip, &b_ip), "A got into B after the restart");
 
     // Deleting everything leaves nothing on the host.
     for id in [&a, &b] {

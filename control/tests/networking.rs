@@ -460,7 +460,10 @@ fn guests_get_dhcp_addresses_and_security_groups_filter_them() {
     assert_eq!(r.status.as_u16(), 202, "{}", r.text());
     let c = r.body_json()["server"]["id"].as_str().unwrap().to_owned();
     let sc = wait_status(&d, &c, "ACTIVE");
-    let c_addr = sc["addresses"][&lan][0]["addr"].as_str().unwrap_or("").to_owned();
+    let c_addr = sc["addresses"][&lan][0]["addr"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
     assert!(c_addr.starts_with(&format!("{prefix}.")), "{sc:#}");
     let r = api(&d).delete(&format!("/compute/v2.1/servers/{c}"));
     assert_eq!(r.status.as_u16(), 204, "{}", r.text());
@@ -502,7 +505,10 @@ fn guests_get_dhcp_addresses_and_security_groups_filter_them() {
     wait_status(&d, &a, "ACTIVE");
     wait_status(&d, &b, "ACTIVE");
     assert!(connects(&ctl, &b_ip, &a_ip), "B lost A over the restart");
-    assert!(!connects(&ctl, &a_ip, &b_ip), "A got into B after the restart");
+    assert!(
+        !connects(&ctl, &a_ip, &b_ip),
+        "A got into B after the restart"
+    );
 
     // Deleting everything leaves nothing on the host.
     for id in [&a, &b] {

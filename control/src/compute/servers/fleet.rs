@@ -42,8 +42,8 @@ pub struct Fleet {
     images: Arc<ImageStore>,
     pub(super) boot_sources: Box<dyn BootSources>,
     pub(super) settings: ComputeSettings,
-    /// The host agent that wires servers' ports; None when this daemon does not manage the
-    /// host's networking.
+    /// Neutron and the host agent that wires servers' ports (None only in tests of the
+    /// compute side alone).
     network: Option<Arc<HostAgent>>,
     servers_dir: PathBuf,
     runners: Mutex<HashMap<String, Sender<Command>>>,
@@ -76,13 +76,13 @@ impl Fleet {
             images,
             boot_sources,
             settings,
-            network: network.filter(|a| a.enabled()),
+            network,
             servers_dir,
             runners: Mutex::new(HashMap::new()),
         }))
     }
 
-    /// The host agent, when this daemon wires servers to networks.
+    /// Neutron and its host agent.
     pub fn network(&self) -> Option<&Arc<HostAgent>> {
         self.network.as_ref()
     }

@@ -7,6 +7,9 @@
 //! nothing else: `{"requested": [...], "security_groups": [...]|null}`. Rows from before
 //! networking hold "auto"/"none" and plan no NIC.
 //!
+//! With `[network] manage_host = false` the ports are made all the same (Neutron's state is
+//! the same), but nothing is wired and the monitor gets no NIC.
+//!
 //! The saga makes the ports, then has the host agent wire them (bridge, tap, DHCP
 //! reservation, nftables) before the monitor opens the taps, so a guest never runs a
 //! moment on an unfiltered port.
@@ -69,12 +72,10 @@ pub fn plan(
     groups: &[String],
 ) -> Result<NicPlan, ServerError> {
     let Some(agent) = fleet.network() else {
-        // This daemon does not wire servers (manage_host = false): only "none" and "auto"
-        // make sense, and both mean no NIC.
         return match networks {
-            Networks::List(list) if !list.is_empty() => Err(bad(
-                "This appliance's networking is disabled ([network] manage_host = false).",
-            )),
+            Networks::List(list) if !list.is_empty() => {
+                Err(bad("This appliance has no networking service."))
+            }
             _ => Ok(NicPlan::default()),
         };
     };
@@ -281,8 +282,13 @@ pub fn ports(fleet: &Fleet, s: &Server) -> Result<Vec<Port>, NetworkError> {
     Ok(ports)
 }
 
-/// (tap, MAC) for each of the server's ports, as the monitor's network interfaces.
+/// (tap, MAC) for each of the server's ports, as the monitor's network interfaces; none
+/// when this daemon leaves the host's networking alone (`manage_host = false`: the ports
+/// exist in Neutron's state, their taps do not).
 pub fn monitor_nics(fleet: &Fleet, s: &Server) -> Result<Vec<(String, String)>, NetworkError> {
+    if !fleet.network().is_some_and(|a| a.enabled()) {
+        return Ok(Vec::new());
+    }
     Ok(ports(fleet, s)?
         .iter()
         .map(|p| (outpost_netdev::tap_name(&p.id), p.mac_address.to_string()))
@@ -347,7 +353,7 @@ pub fn change_security_group(
     add: bool,
 ) -> Result<(), ServerError> {
     let Some(agent) = fleet.network() else {
-        return Err(bad("This appliance's networking is disabled."));
+        return Err(bad("This appliance has no networking service."));
     };
     let service = agent.service();
     let group = service.find_security_group(ctx, name).map_err(|_| {

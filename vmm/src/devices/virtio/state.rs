@@ -135,13 +135,13 @@ impl VirtioState {
     }
 
     /// The shared part of `MutEventSubscriber::process`: on the activate event, makes the
-    /// registered queue eventfds follow activation or reset (failures counted in
-    /// `queue_errors`). Says what the event was, for the device to do its own part.
+    /// registered queue eventfds follow activation or reset (failures counted in the
+    /// metrics' queue errors). Says what the event was, for the device to do its own part.
     pub fn loop_event(
         &mut self,
         events: &Events,
         ops: &mut EventOps,
-        queue_errors: &mut u64,
+        metrics: &mut impl DeviceMetrics,
     ) -> DeviceEvent {
         match events.data() {
             EVENT_ACTIVATE => {
@@ -150,7 +150,7 @@ impl VirtioState {
                     ops,
                     &self.activate_evt,
                     wanted,
-                    queue_errors,
+                    metrics.queue_errors(),
                     self.device,
                 );
                 DeviceEvent::Activation
@@ -160,10 +160,15 @@ impl VirtioState {
         }
     }
 
-    /// Clears queue `index`'s kick, counting a failure in `queue_errors`.
-    pub fn drain_kick(&self, index: usize, queue_errors: &mut u64) {
+    /// Clears queue `index`'s kick, counting a failure in the metrics' queue errors.
+    pub fn drain_kick(&self, index: usize, metrics: &mut impl DeviceMetrics) {
         if let Some(active) = &self.active {
-            drain_queue_kick(&active.queue_evts, index, queue_errors, self.device);
+            drain_queue_kick(
+                &active.queue_evts,
+                index,
+                metrics.queue_errors(),
+                self.device,
+            );
         }
     }
 
@@ -244,9 +249,7 @@ mod tests {
                 .unwrap();
         }
         fn process(&mut self, events: Events, ops: &mut EventOps) {
-            let event = self
-                .virtio
-                .loop_event(&events, ops, &mut self.counters.queue_errors);
+            let event = self.virtio.loop_event(&events, ops, &mut self.counters);
             self.seen.push(event);
             match event {
                 DeviceEvent::QueueKick(index) => {
@@ -297,7 +300,7 @@ mod tests {
         let mut s = VirtioState::new("test", 0, vec![]).unwrap();
         let mut c = Counters::default();
         s.serve_queue(0, 16, &mut c, |_, _, _| unreachable!("no queues"));
-        s.drain_kick(0, &mut c.queue_errors);
+        s.drain_kick(0, &mut c);
         assert_eq!(c.queue_errors, 0);
     }
 

@@ -21,8 +21,9 @@ impl MutEventSubscriber for Block {
     }
 
     fn process(&mut self, events: Events, ops: &mut EventOps) {
-        let queue_errors = &mut self.metrics.queue_errors;
-        if let DeviceEvent::QueueKick(index) = self.virtio.loop_event(&events, ops, queue_errors) {
+        if let DeviceEvent::QueueKick(index) =
+            self.virtio.loop_event(&events, ops, &mut self.metrics)
+        {
             self.process_queue_event(index);
         }
     }

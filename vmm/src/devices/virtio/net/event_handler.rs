@@ -35,8 +35,7 @@ impl MutEventSubscriber for Net {
     }
 
     fn process(&mut self, events: Events, ops: &mut EventOps) {
-        let queue_errors = &mut self.metrics.queue_errors;
-        match self.virtio.loop_event(&events, ops, queue_errors) {
+        match self.virtio.loop_event(&events, ops, &mut self.metrics) {
             DeviceEvent::Activation => self.rearm_rx(ops),
             DeviceEvent::Backend(set) if set.intersects(EventSet::ERROR | EventSet::HANG_UP) => {
                 note(
@@ -101,8 +100,7 @@ impl Net {
         if !self.virtio.is_activated() {
             return;
         }
-        self.virtio
-            .drain_kick(RX_QUEUE, &mut self.metrics.queue_errors);
+        self.virtio.drain_kick(RX_QUEUE, &mut self.metrics);
         if self.rx_state != RxState::WaitingForBuffers {
             return;
         }
@@ -411,8 +409,7 @@ mod tests {
         assert_eq!(cfg, [2, 0, 0, 0, 0, 7, 1, 0]);
 
         let mem = test_memory();
-        let rx = MockSplitQueue::create(&mem, GuestAddress(RXQ), 16);
-        let tx = MockSplitQueue::create(&mem, GuestAddress(TXQ), 16);
+        let (rx, tx) = mock_queues(&mem);
         activate(&mut net, &mem, &rx, &tx);
 
         // A broadcast frame of the local experimental ethertype, after a zero vnet header.
@@ -473,11 +470,39 @@ mod tests {
             .unwrap();
     }
 
-    fn run_until(
-        em: &mut EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>>,
-        net: &Arc<Mutex<Net>>,
-        done: impl Fn(&Net) -> bool,
+    type Loop = EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>>;
+
+    /// The receive and transmit queues, apart in guest memory.
+    fn mock_queues(
+        mem: &GuestMemory,
+    ) -> (
+        MockSplitQueue<'_, GuestMemory>,
+        MockSplitQueue<'_, GuestMemory>,
     ) {
+        (
+            MockSplitQueue::create(mem, GuestAddress(RXQ), 16),
+            MockSplitQueue::create(mem, GuestAddress(TXQ), 16),
+        )
+    }
+
+    /// A device on `tap` with its own event loop, activated on `rx` and `tx`, once the loop
+    /// has seen the activation. Returns the queues' kick eventfds too.
+    fn active_on_loop(
+        tap: &TestTap,
+        mem: &GuestMemory,
+        rx: &MockSplitQueue<GuestMemory>,
+        tx: &MockSplitQueue<GuestMemory>,
+    ) -> (Arc<Mutex<Net>>, Loop, Vec<Arc<EventFd>>) {
+        let net = Arc::new(Mutex::new(net_on(tap)));
+        let mut em = Loop::new().unwrap();
+        em.add_subscriber(net.clone());
+        let evts = activate(&mut *net.lock().unwrap(), mem, rx, tx);
+        em.run_with_timeout(100).unwrap();
+        assert_eq!(net.lock().unwrap().rx_state, RxState::Polling);
+        (net, em, evts)
+    }
+
+    fn run_until(em: &mut Loop, net: &Arc<Mutex<Net>>, done: impl Fn(&Net) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(5);
         while !done(&net.lock().unwrap()) {
             assert!(
@@ -495,15 +520,9 @@ mod tests {
             eprintln!("skipping: cannot create taps here");
             return;
         };
-        let net = Arc::new(Mutex::new(net_on(&tap)));
-        let mut em = EventManager::<Arc<Mutex<dyn MutEventSubscriber + Send>>>::new().unwrap();
-        em.add_subscriber(net.clone());
         let mem = test_memory();
-        let rx = MockSplitQueue::create(&mem, GuestAddress(RXQ), 16);
-        let tx = MockSplitQueue::create(&mem, GuestAddress(TXQ), 16);
-        let evts = activate(&mut *net.lock().unwrap(), &mem, &rx, &tx);
-        em.run_with_timeout(100).unwrap();
-        assert_eq!(net.lock().unwrap().rx_state, RxState::Polling);
+        let (rx, tx) = mock_queues(&mem);
+        let (net, mut em, evts) = active_on_loop(&tap, &mem, &rx, &tx);
 
         // No buffers yet: the first frame is read, then reception pauses.
         provoke_arp(&tap, 0);
@@ -543,17 +562,12 @@ mod tests {
             eprintln!("skipping: cannot create taps here");
             return;
         };
-        let net = Arc::new(Mutex::new(net_on(&tap)));
-        let mut em = EventManager::<Arc<Mutex<dyn MutEventSubscriber + Send>>>::new().unwrap();
-        em.add_subscriber(net.clone());
         let mem = test_memory();
-        let rx = MockSplitQueue::create(&mem, GuestAddress(RXQ), 16);
-        let tx = MockSplitQueue::create(&mem, GuestAddress(TXQ), 16);
-        activate(&mut *net.lock().unwrap(), &mem, &rx, &tx);
+        let (rx, tx) = mock_queues(&mem);
+        let (net, mut em, _) = active_on_loop(&tap, &mem, &rx, &tx);
         // Room for the header and 20 bytes: an ARP frame (42 bytes) does not fit. Also a
         // device-readable buffer, which is returned empty.
         push(&rx, 0, &[(0x10_0000, 8, false), (0x20_0000, 32, true)]);
-        em.run_with_timeout(100).unwrap();
         provoke_arp(&tap, 1);
         run_until(&mut em, &net, |n| n.metrics().rx_dropped_too_big >= 1);
         let m = net.lock().unwrap().metrics();
@@ -569,15 +583,9 @@ mod tests {
             eprintln!("skipping: cannot create taps here");
             return;
         };
-        let net = Arc::new(Mutex::new(net_on(&tap)));
-        let mut em = EventManager::<Arc<Mutex<dyn MutEventSubscriber + Send>>>::new().unwrap();
-        em.add_subscriber(net.clone());
         let mem = test_memory();
-        let rx = MockSplitQueue::create(&mem, GuestAddress(RXQ), 16);
-        let tx = MockSplitQueue::create(&mem, GuestAddress(TXQ), 16);
-        activate(&mut *net.lock().unwrap(), &mem, &rx, &tx);
-        em.run_with_timeout(100).unwrap();
-        assert_eq!(net.lock().unwrap().rx_state, RxState::Polling);
+        let (rx, tx) = mock_queues(&mem);
+        let (net, mut em, _) = active_on_loop(&tap, &mem, &rx, &tx);
         assert!(net.lock().unwrap().reset());
         em.run_with_timeout(100).unwrap();
         assert_eq!(net.lock().unwrap().rx_state, RxState::Idle);

@@ -141,7 +141,8 @@ pub trait VirtioDevice: Send {
     /// Writes device config space; writes to read-only fields are ignored.
     fn write_config(&mut self, offset: u64, data: &[u8]);
     /// Starts the device on DRIVER_OK with the queues the driver set up. `queue_evts[i]`
-    /// is signalled whenever the driver notifies queue `i`. Nothing changes on failure.
+    /// is signalled whenever the driver notifies queue `i`. On failure the device stays
+    /// inactive.
     fn activate(
         &mut self,
         mem: GuestMemory,

@@ -8,6 +8,7 @@
 //! store or drop the [`ActiveQueues`] and write the device's activate `EventFd`; the loop,
 //! woken by it, makes its registrations match ([`LoopRegistrations::sync`]). A kick that
 //! arrives before the queue eventfds are registered stays pending in the eventfd's counter.
+//! Devices reach all of this through their [`VirtioState`](super::VirtioState).
 //!
 //! [`VirtioDevice::activate`]: super::VirtioDevice::activate
 //! [`VirtioDevice::reset`]: super::VirtioDevice::reset

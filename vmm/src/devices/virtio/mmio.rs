@@ -520,19 +520,32 @@ fn lock<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devices::virtio::{ActivateError, VIRTIO_MMIO_INT_VRING};
+    use crate::devices::virtio::{ActivateError, VirtioState, VIRTIO_MMIO_INT_VRING};
 
     /// Size, desc, driver and device area addresses, ready, event_idx of a handed-over queue.
     type QueueSummary = (u16, u64, u64, u64, bool, bool);
 
-    /// A device that records what the transport does to it.
-    #[derive(Default)]
+    /// A device that records what the transport does to it. Features go through the shared
+    /// [`VirtioState`]; activation, reset and config space are its own, to record them.
     struct Recorder {
-        acked: u64,
+        virtio: VirtioState,
         activated: Option<Vec<QueueSummary>>,
         resets: usize,
         fail_activation: bool,
         config: [u8; 8],
+    }
+
+    impl Default for Recorder {
+        fn default() -> Self {
+            let features = 1 << VIRTIO_F_VERSION_1 | 1 << VIRTIO_F_RING_EVENT_IDX | 1 << 3;
+            Recorder {
+                virtio: VirtioState::new("recorder", features, Vec::new()).unwrap(),
+                activated: None,
+                resets: 0,
+                fail_activation: false,
+                config: [0; 8],
+            }
+        }
     }
 
     impl VirtioDevice for Recorder {
@@ -542,11 +555,11 @@ mod tests {
         fn queue_max_sizes(&self) -> &[u16] {
             &[16, 8]
         }
-        fn avail_features(&self) -> u64 {
-            1 << VIRTIO_F_VERSION_1 | 1 << VIRTIO_F_RING_EVENT_IDX | 1 << 3
+        fn virtio(&self) -> &VirtioState {
+            &self.virtio
         }
-        fn set_acked_features(&mut self, acked: u64) {
-            self.acked = acked;
+        fn virtio_mut(&mut self) -> &mut VirtioState {
+            &mut self.virtio
         }
         fn read_config(&self, offset: u64, data: &mut [u8]) {
             data.fill(0);
@@ -659,7 +672,7 @@ mod tests {
 
         negotiate(&mut t, FEATURES);
         assert_eq!(r(&mut t, STATUS), ACK | DRIVER | FEATURES_OK);
-        assert_eq!(dev.lock().unwrap().acked, FEATURES);
+        assert_eq!(dev.lock().unwrap().virtio.acked_features(), FEATURES);
 
         w(&mut t, QUEUE_SEL, 0);
         assert_eq!(r(&mut t, QUEUE_NUM_MAX), 16);

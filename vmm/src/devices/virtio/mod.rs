@@ -2,7 +2,9 @@
 //!
 //! Each device is a folder of the same shape: `device.rs` (features, config space,
 //! activation), `request.rs` (descriptor chain → typed request; the only place guest memory
-//! is interpreted), `event_handler.rs` (queue kicks and backend events), `mod.rs`.
+//! is interpreted), `event_handler.rs` (queue kicks and backend events), `mod.rs`. What
+//! every device shares (features, config space, activation and the event-loop registrations
+//! that follow it) is one [`VirtioState`] (`state.rs`) that each device embeds.
 //! The transport in `mmio.rs` owns the register file and hands queues to a device on
 //! DRIVER_OK. Queue kicks arrive on per-queue `EventFd`s (a KVM ioeventfd, or written by the
 //! transport itself); the device signals the guest through an [`IrqTrigger`].
@@ -27,6 +29,7 @@ mod guest_fault;
 pub mod mmio;
 pub mod net;
 pub mod rng;
+pub mod state;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -34,7 +37,10 @@ use std::sync::Arc;
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
+pub use state::{DeviceEvent, DeviceMetrics, VirtioState};
 pub use virtio_queue::{Queue, QueueT};
+
+use activation::ActiveQueues;
 
 /// Guest memory as every device sees it.
 pub type GuestMemory = GuestMemoryMmap;
@@ -107,34 +113,68 @@ impl IrqTrigger {
     }
 }
 
-/// A virtio device behind the mmio transport. Implementations live in one folder each.
+/// A virtio device behind the mmio transport. Implementations live in one folder each and
+/// embed a [`VirtioState`]; the default methods below are the bookkeeping every device
+/// shares, so a device writes only its identity, its config writes and, where its backend
+/// needs them, the two activation hooks.
 pub trait VirtioDevice: Send {
     /// virtio 1.2 §5 device id.
     fn device_type(&self) -> u32;
     /// Maximum size of each queue; the length is the number of queues.
     fn queue_max_sizes(&self) -> &[u16];
+    /// The device's features, config space and activation.
+    fn virtio(&self) -> &VirtioState;
+    fn virtio_mut(&mut self) -> &mut VirtioState;
+
     /// Feature bits the device offers (VIRTIO_F_VERSION_1 included).
-    fn avail_features(&self) -> u64;
+    fn avail_features(&self) -> u64 {
+        self.virtio().avail_features()
+    }
     /// Feature bits the driver accepted (a subset of `avail_features`, checked by the transport).
-    fn set_acked_features(&mut self, acked: u64);
+    fn set_acked_features(&mut self, acked: u64) {
+        self.virtio_mut().set_acked_features(acked);
+    }
     /// Reads device config space at `offset`; bytes outside the config space read as zero.
-    fn read_config(&self, offset: u64, data: &mut [u8]);
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        read_config_bytes(self.virtio().config_space(), offset, data);
+    }
     /// Writes device config space; writes to read-only fields are ignored.
     fn write_config(&mut self, offset: u64, data: &[u8]);
     /// Starts the device on DRIVER_OK with the queues the driver set up. `queue_evts[i]`
-    /// is signalled whenever the driver notifies queue `i`.
+    /// is signalled whenever the driver notifies queue `i`. On failure the device stays
+    /// inactive.
     fn activate(
         &mut self,
         mem: GuestMemory,
         queues: Vec<Queue>,
         queue_evts: Vec<Arc<EventFd>>,
         interrupt: Arc<IrqTrigger>,
-    ) -> Result<(), ActivateError>;
+    ) -> Result<(), ActivateError> {
+        let expected = self.queue_max_sizes().len();
+        let active = ActiveQueues::new(mem, queues, queue_evts, interrupt, expected)?;
+        self.prepare_activation()?;
+        self.virtio_mut().activate(active)?;
+        self.activation_changed();
+        Ok(())
+    }
+    /// Hook: readies the backend for the features the driver accepted, before the device
+    /// becomes active; an error refuses activation.
+    fn prepare_activation(&mut self) -> Result<(), ActivateError> {
+        Ok(())
+    }
+    /// Hook: the device was just activated or reset (the event loop sees it next).
+    fn activation_changed(&mut self) {}
     /// Device reset by the driver (status written 0). Returns false if the device cannot be
     /// reset, in which case the transport reports DEVICE_NEEDS_RESET.
-    fn reset(&mut self) -> bool;
+    fn reset(&mut self) -> bool {
+        self.virtio_mut().reset();
+        self.activation_changed();
+        true
+    }
     /// Whether the device is activated.
-    fn is_activated(&self) -> bool;
+    fn is_activated(&self) -> bool {
+        self.virtio().is_activated()
+    }
 }
 
 /// Copies the part of a device's config space at `offset` into `data`; bytes beyond the

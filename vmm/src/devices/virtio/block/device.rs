@@ -2,27 +2,26 @@
 //! §5.2.4) and activation.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use serde::Serialize;
 use virtio_bindings::virtio_blk::{
     VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_F_SEG_MAX,
     VIRTIO_BLK_F_SIZE_MAX,
 };
-use vmm_sys_util::eventfd::EventFd;
 
 use super::disk::DiskImage;
 use super::{ID_BYTES, QUEUE_SIZE, SECTOR_SIZE, SEG_MAX, SIZE_MAX};
-use crate::devices::virtio::activation::{ActiveQueues, LoopRegistrations};
 use crate::devices::virtio::{
-    read_config_bytes, ActivateError, GuestMemory, IrqTrigger, Queue, VirtioDevice, TYPE_BLOCK,
-    VIRTIO_F_INDIRECT_DESC, VIRTIO_F_RING_EVENT_IDX, VIRTIO_F_VERSION_1,
+    DeviceMetrics, VirtioDevice, VirtioState, TYPE_BLOCK, VIRTIO_F_INDIRECT_DESC,
+    VIRTIO_F_RING_EVENT_IDX, VIRTIO_F_VERSION_1,
 };
 
 /// Bounce buffer between guest memory and the image file; requests move in chunks of it.
 const SCRATCH_BYTES: usize = 128 << 10;
 /// virtio 1.2 §5.2.4: capacity, size_max, seg_max, geometry, blk_size.
 const CONFIG_LEN: usize = 24;
+/// Names the device in logs.
+pub(super) const DEVICE: &str = "virtio-blk";
 
 /// How the builder describes a drive.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +78,12 @@ pub struct BlockMetrics {
     pub queue_errors: u64,
 }
 
+impl DeviceMetrics for BlockMetrics {
+    fn queue_errors(&mut self) -> &mut u64 {
+        &mut self.queue_errors
+    }
+}
+
 /// A virtio-blk device. Shared between the transport (vCPU threads) and the device event
 /// loop as `Arc<Mutex<Block>>`; see [`crate::devices::virtio::activation`] for who does what.
 pub struct Block {
@@ -86,12 +91,7 @@ pub struct Block {
     pub(super) serial: [u8; ID_BYTES],
     pub(super) disk: DiskImage,
     pub(super) flush: bool,
-    avail_features: u64,
-    acked_features: u64,
-    config: [u8; CONFIG_LEN],
-    pub(super) active: Option<ActiveQueues>,
-    pub(super) activate_evt: EventFd,
-    pub(super) registrations: LoopRegistrations,
+    pub(super) virtio: VirtioState,
     pub(super) scratch: Vec<u8>,
     pub(super) metrics: BlockMetrics,
 }
@@ -133,12 +133,8 @@ impl Block {
             serial,
             disk,
             flush: cfg.flush,
-            avail_features,
-            acked_features: 0,
-            config,
-            active: None,
-            activate_evt: EventFd::new(libc::EFD_NONBLOCK).map_err(BlockError::EventFd)?,
-            registrations: LoopRegistrations::default(),
+            virtio: VirtioState::new(DEVICE, avail_features, config.to_vec())
+                .map_err(BlockError::EventFd)?,
             scratch: vec![0; SCRATCH_BYTES],
             metrics: BlockMetrics::default(),
         })
@@ -157,7 +153,7 @@ impl Block {
     }
 
     pub fn acked_features(&self) -> u64 {
-        self.acked_features
+        self.virtio.acked_features()
     }
 }
 
@@ -170,48 +166,15 @@ impl VirtioDevice for Block {
         &[QUEUE_SIZE]
     }
 
-    fn avail_features(&self) -> u64 {
-        self.avail_features
+    fn virtio(&self) -> &VirtioState {
+        &self.virtio
     }
 
-    fn set_acked_features(&mut self, acked: u64) {
-        self.acked_features = acked & self.avail_features;
-    }
-
-    fn read_config(&self, offset: u64, data: &mut [u8]) {
-        read_config_bytes(&self.config, offset, data);
+    fn virtio_mut(&mut self) -> &mut VirtioState {
+        &mut self.virtio
     }
 
     fn write_config(&mut self, _offset: u64, _data: &[u8]) {
         // Every field we expose is read-only (writeback is only writable with CONFIG_WCE).
-    }
-
-    fn activate(
-        &mut self,
-        mem: GuestMemory,
-        queues: Vec<Queue>,
-        queue_evts: Vec<Arc<EventFd>>,
-        interrupt: Arc<IrqTrigger>,
-    ) -> Result<(), ActivateError> {
-        let active = ActiveQueues::new(mem, queues, queue_evts, interrupt, 1)?;
-        self.activate_evt
-            .write(1)
-            .map_err(ActivateError::EventRegistration)?;
-        self.active = Some(active);
-        Ok(())
-    }
-
-    fn reset(&mut self) -> bool {
-        self.active = None;
-        self.acked_features = 0;
-        // The event loop drops the queue registrations when it sees this.
-        if let Err(e) = self.activate_evt.write(1) {
-            tracing::error!(drive = %self.id, "cannot tell the event loop about a reset: {e}");
-        }
-        true
-    }
-
-    fn is_activated(&self) -> bool {
-        self.active.is_some()
     }
 }

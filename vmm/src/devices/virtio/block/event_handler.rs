@@ -6,42 +6,25 @@ use virtio_queue::DescriptorChain;
 
 #[cfg(test)]
 use super::device::BlockError;
-use super::device::{Block, BlockMetrics};
+use super::device::{Block, BlockMetrics, DEVICE};
 use super::request::{
     parse_request, write_status, ExecuteContext, ExecuteError, RequestError, RequestType,
     STATUS_IOERR, STATUS_OK,
 };
 use super::QUEUE_SIZE;
-use crate::devices::virtio::activation::{
-    drain_queue_kick, queue_of_event, LoopRegistrations, EVENT_ACTIVATE,
-};
-use crate::devices::virtio::guest_fault::{note, note_many};
-use crate::devices::virtio::GuestMemory;
-
-const DEVICE: &str = "virtio-blk";
+use crate::devices::virtio::guest_fault::note;
+use crate::devices::virtio::{DeviceEvent, GuestMemory};
 
 impl MutEventSubscriber for Block {
     fn init(&mut self, ops: &mut EventOps) {
-        LoopRegistrations::init(ops, &self.activate_evt, DEVICE);
+        self.virtio.init_loop(ops);
     }
 
     fn process(&mut self, events: Events, ops: &mut EventOps) {
-        match events.data() {
-            EVENT_ACTIVATE => {
-                let wanted = self.active.as_ref().map_or(&[][..], |a| &a.queue_evts[..]);
-                self.registrations.on_activate(
-                    ops,
-                    &self.activate_evt,
-                    wanted,
-                    &mut self.metrics.queue_errors,
-                    DEVICE,
-                );
-            }
-            data => {
-                if let Some(index) = queue_of_event(data) {
-                    self.process_queue_event(index);
-                }
-            }
+        if let DeviceEvent::QueueKick(index) =
+            self.virtio.loop_event(&events, ops, &mut self.metrics)
+        {
+            self.process_queue_event(index);
         }
     }
 }
@@ -50,34 +33,17 @@ impl Block {
     /// A kick of queue `index`: serve at most one queue's worth of requests; if more are
     /// pending the queue eventfd is re-signalled and the loop comes back after other work.
     pub(super) fn process_queue_event(&mut self, index: usize) {
-        let Some(active) = self.active.as_mut() else {
-            return;
-        };
-        drain_queue_kick(
-            &active.queue_evts,
-            index,
-            &mut self.metrics.queue_errors,
-            DEVICE,
-        );
-        let metrics = &mut self.metrics;
         let mut ctx = ExecuteContext {
             disk: &self.disk,
             serial: &self.serial,
             flush: self.flush,
             scratch: &mut self.scratch,
         };
-        let result = active.process(index, usize::from(QUEUE_SIZE), |mem, chain| {
-            handle_chain(mem, chain, &mut ctx, metrics)
-        });
-        match result {
-            Ok(run) => note_many(
-                &mut self.metrics.queue_errors,
-                run.bad_heads as u64,
-                DEVICE,
-                &"available ring names a descriptor beyond the queue size",
-            ),
-            Err(e) => note(&mut self.metrics.queue_errors, DEVICE, &e),
-        }
+        let budget = usize::from(QUEUE_SIZE);
+        self.virtio
+            .serve_queue(index, budget, &mut self.metrics, |mem, chain, metrics| {
+                handle_chain(mem, chain, &mut ctx, metrics)
+            });
     }
 }
 

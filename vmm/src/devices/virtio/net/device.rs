@@ -3,7 +3,6 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::sync::Arc;
 
 use serde::Serialize;
 use virtio_bindings::virtio_net::{
@@ -11,19 +10,19 @@ use virtio_bindings::virtio_net::{
     VIRTIO_NET_F_GUEST_TSO6, VIRTIO_NET_F_HOST_ECN, VIRTIO_NET_F_HOST_TSO4, VIRTIO_NET_F_HOST_TSO6,
     VIRTIO_NET_F_MAC, VIRTIO_NET_F_STATUS, VIRTIO_NET_S_LINK_UP,
 };
-use vmm_sys_util::eventfd::EventFd;
 
 use super::request::MAX_TX_LEN;
 use super::tap::{Tap, TapError};
 use super::{MAX_FRAME_LEN, QUEUE_SIZE, VNET_HDR_LEN};
-use crate::devices::virtio::activation::{ActiveQueues, LoopRegistrations};
 use crate::devices::virtio::{
-    read_config_bytes, ActivateError, GuestMemory, IrqTrigger, Queue, VirtioDevice, TYPE_NET,
-    VIRTIO_F_INDIRECT_DESC, VIRTIO_F_RING_EVENT_IDX, VIRTIO_F_VERSION_1,
+    ActivateError, DeviceMetrics, VirtioDevice, VirtioState, TYPE_NET, VIRTIO_F_INDIRECT_DESC,
+    VIRTIO_F_RING_EVENT_IDX, VIRTIO_F_VERSION_1,
 };
 
 /// virtio 1.2 §5.1.4: mac[6], status (le16).
 const CONFIG_LEN: usize = 8;
+/// Names the device in logs.
+pub(super) const DEVICE: &str = "virtio-net";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetConfig {
@@ -69,6 +68,12 @@ pub struct NetMetrics {
     pub queue_errors: u64,
 }
 
+impl DeviceMetrics for NetMetrics {
+    fn queue_errors(&mut self) -> &mut u64 {
+        &mut self.queue_errors
+    }
+}
+
 /// Where reception stands. Frames are read from the tap only while it is `Polling`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum RxState {
@@ -88,12 +93,7 @@ pub struct Net {
     pub(super) id: String,
     pub(super) tap: Tap,
     mac: [u8; 6],
-    avail_features: u64,
-    acked_features: u64,
-    config: [u8; CONFIG_LEN],
-    pub(super) active: Option<ActiveQueues>,
-    pub(super) activate_evt: EventFd,
-    pub(super) registrations: LoopRegistrations,
+    pub(super) virtio: VirtioState,
     pub(super) rx_state: RxState,
     /// Set on activation/reset so the event loop re-arms reception.
     pub(super) rx_rearm: bool,
@@ -131,12 +131,8 @@ impl Net {
             id: cfg.id,
             tap,
             mac,
-            avail_features,
-            acked_features: 0,
-            config,
-            active: None,
-            activate_evt: EventFd::new(libc::EFD_NONBLOCK).map_err(NetError::EventFd)?,
-            registrations: LoopRegistrations::default(),
+            virtio: VirtioState::new(DEVICE, avail_features, config.to_vec())
+                .map_err(NetError::EventFd)?,
             rx_state: RxState::Idle,
             rx_rearm: false,
             rx_pending: None,
@@ -163,7 +159,7 @@ impl Net {
     }
 
     pub fn acked_features(&self) -> u64 {
-        self.acked_features
+        self.virtio.acked_features()
     }
 
     /// TUN_F_* flags for what the guest accepts on receive (virtio 1.2 §5.1.6.4.1): the
@@ -207,16 +203,12 @@ impl VirtioDevice for Net {
         &[QUEUE_SIZE, QUEUE_SIZE]
     }
 
-    fn avail_features(&self) -> u64 {
-        self.avail_features
+    fn virtio(&self) -> &VirtioState {
+        &self.virtio
     }
 
-    fn set_acked_features(&mut self, acked: u64) {
-        self.acked_features = acked & self.avail_features;
-    }
-
-    fn read_config(&self, offset: u64, data: &mut [u8]) {
-        read_config_bytes(&self.config, offset, data);
+    fn virtio_mut(&mut self) -> &mut VirtioState {
+        &mut self.virtio
     }
 
     fn write_config(&mut self, _offset: u64, _data: &[u8]) {
@@ -224,38 +216,17 @@ impl VirtioDevice for Net {
         // control queue, which we do not offer).
     }
 
-    fn activate(
-        &mut self,
-        mem: GuestMemory,
-        queues: Vec<Queue>,
-        queue_evts: Vec<Arc<EventFd>>,
-        interrupt: Arc<IrqTrigger>,
-    ) -> Result<(), ActivateError> {
-        let active = ActiveQueues::new(mem, queues, queue_evts, interrupt, 2)?;
+    /// virtio 1.2 §5.1.6.4.1: the tap hands the guest only offloaded frames it accepted.
+    fn prepare_activation(&mut self) -> Result<(), ActivateError> {
         self.tap
-            .set_offload(Net::tap_offloads(self.acked_features))
-            .map_err(|e| ActivateError::Backend(std::io::Error::other(e)))?;
-        self.activate_evt
-            .write(1)
-            .map_err(ActivateError::EventRegistration)?;
-        self.active = Some(active);
-        self.rx_rearm = true;
-        self.rx_pending = None;
-        Ok(())
+            .set_offload(Net::tap_offloads(self.virtio.acked_features()))
+            .map_err(|e| ActivateError::Backend(std::io::Error::other(e)))
     }
 
-    fn reset(&mut self) -> bool {
-        self.active = None;
-        self.acked_features = 0;
+    /// Reception starts afresh: the event loop re-arms the tap, and a frame held for the
+    /// old queues is dropped.
+    fn activation_changed(&mut self) {
         self.rx_rearm = true;
         self.rx_pending = None;
-        if let Err(e) = self.activate_evt.write(1) {
-            tracing::error!(iface = %self.id, "cannot tell the event loop about a reset: {e}");
-        }
-        true
-    }
-
-    fn is_activated(&self) -> bool {
-        self.active.is_some()
     }
 }

@@ -10,15 +10,12 @@
 use event_manager::{EventOps, EventSet, Events, MutEventSubscriber};
 use virtio_queue::{QueueOwnedT, QueueT};
 
-use super::device::{Net, RxState};
+use super::device::{Net, RxState, DEVICE};
 use super::request::{parse_rx, parse_tx, BufferError};
 use super::{QUEUE_SIZE, RX_QUEUE, TX_QUEUE, VNET_HDR_LEN};
-use crate::devices::virtio::activation::{
-    drain_queue_kick, queue_of_event, LoopRegistrations, EVENT_ACTIVATE, EVENT_BACKEND,
-};
-use crate::devices::virtio::guest_fault::{note, note_many};
-
-const DEVICE: &str = "virtio-net";
+use crate::devices::virtio::activation::EVENT_BACKEND;
+use crate::devices::virtio::guest_fault::note;
+use crate::devices::virtio::DeviceEvent;
 /// Tap reads (or receive chains consumed) per wake-up.
 const RX_BUDGET: usize = 256;
 
@@ -34,42 +31,24 @@ enum RxStop {
 
 impl MutEventSubscriber for Net {
     fn init(&mut self, ops: &mut EventOps) {
-        LoopRegistrations::init(ops, &self.activate_evt, DEVICE);
+        self.virtio.init_loop(ops);
     }
 
     fn process(&mut self, events: Events, ops: &mut EventOps) {
-        match events.data() {
-            EVENT_ACTIVATE => {
-                let wanted = self.active.as_ref().map_or(&[][..], |a| &a.queue_evts[..]);
-                self.registrations.on_activate(
-                    ops,
-                    &self.activate_evt,
-                    wanted,
-                    &mut self.metrics.queue_errors,
+        match self.virtio.loop_event(&events, ops, &mut self.metrics) {
+            DeviceEvent::Activation => self.rearm_rx(ops),
+            DeviceEvent::Backend(set) if set.intersects(EventSet::ERROR | EventSet::HANG_UP) => {
+                note(
+                    &mut self.metrics.rx_tap_errors,
                     DEVICE,
+                    &"tap reported an error or hang-up",
                 );
-                self.rearm_rx(ops);
+                self.set_rx_state(ops, RxState::Failed);
             }
-            EVENT_BACKEND => {
-                if events
-                    .event_set()
-                    .intersects(EventSet::ERROR | EventSet::HANG_UP)
-                {
-                    note(
-                        &mut self.metrics.rx_tap_errors,
-                        DEVICE,
-                        &"tap reported an error or hang-up",
-                    );
-                    self.set_rx_state(ops, RxState::Failed);
-                } else {
-                    self.process_rx(ops);
-                }
-            }
-            data => match queue_of_event(data) {
-                Some(RX_QUEUE) => self.process_rx_kick(ops),
-                Some(TX_QUEUE) => self.process_tx(),
-                _ => {}
-            },
+            DeviceEvent::Backend(_) => self.process_rx(ops),
+            DeviceEvent::QueueKick(RX_QUEUE) => self.process_rx_kick(ops),
+            DeviceEvent::QueueKick(TX_QUEUE) => self.process_tx(),
+            DeviceEvent::QueueKick(_) | DeviceEvent::Unknown => {}
         }
     }
 }
@@ -108,43 +87,42 @@ impl Net {
             return;
         }
         self.rx_rearm = false;
-        let Some(active) = self.active.as_mut() else {
+        if self.virtio.is_activated() {
+            self.poll_tap(ops);
+        } else {
             self.set_rx_state(ops, RxState::Idle);
-            return;
-        };
-        // Receive kicks only matter while we wait for buffers.
-        if let Err(e) = active.queues[RX_QUEUE].disable_notification(&active.mem) {
-            note(&mut self.metrics.queue_errors, DEVICE, &e);
         }
-        self.set_rx_state(ops, RxState::Polling);
     }
 
     /// The driver added receive buffers (or just kicked): resume reading the tap if we
     /// were waiting for buffers.
     pub(super) fn process_rx_kick(&mut self, ops: &mut EventOps) {
-        let Some(active) = self.active.as_mut() else {
+        if !self.virtio.is_activated() {
             return;
-        };
-        drain_queue_kick(
-            &active.queue_evts,
-            RX_QUEUE,
-            &mut self.metrics.queue_errors,
-            DEVICE,
-        );
+        }
+        self.virtio.drain_kick(RX_QUEUE, &mut self.metrics);
         if self.rx_state != RxState::WaitingForBuffers {
             return;
         }
-        if let Err(e) = active.queues[RX_QUEUE].disable_notification(&active.mem) {
-            note(&mut self.metrics.queue_errors, DEVICE, &e);
-        }
-        self.set_rx_state(ops, RxState::Polling);
+        self.poll_tap(ops);
         // The frame we held back may be the only one: the tap will not wake us for it.
         self.process_rx(ops);
     }
 
+    /// Reads the tap for the active queues. Receive kicks only matter while we wait for
+    /// buffers, so they are turned off.
+    fn poll_tap(&mut self, ops: &mut EventOps) {
+        if let Some(active) = self.virtio.active_mut() {
+            if let Err(e) = active.queues[RX_QUEUE].disable_notification(&active.mem) {
+                note(&mut self.metrics.queue_errors, DEVICE, &e);
+            }
+        }
+        self.set_rx_state(ops, RxState::Polling);
+    }
+
     /// Moves frames from the tap into receive buffers, at most [`RX_BUDGET`] steps.
     pub(super) fn process_rx(&mut self, ops: &mut EventOps) {
-        if self.active.is_none() {
+        if !self.virtio.is_activated() {
             self.rx_rearm = true;
             self.rearm_rx(ops);
             return;
@@ -153,7 +131,7 @@ impl Net {
             return;
         }
         let (added, stop) = self.receive_frames();
-        if let Some(active) = self.active.as_mut() {
+        if let Some(active) = self.virtio.active_mut() {
             if let Err(e) = active.signal_used(RX_QUEUE, added) {
                 note(&mut self.metrics.queue_errors, DEVICE, &e);
             }
@@ -174,7 +152,7 @@ impl Net {
 
     /// The receive loop proper; returns the used entries added and why it stopped.
     fn receive_frames(&mut self) -> (usize, RxStop) {
-        let Some(active) = self.active.as_mut() else {
+        let Some(active) = self.virtio.active_mut() else {
             return (0, RxStop::Poll);
         };
         let mem = &active.mem;
@@ -289,56 +267,43 @@ impl Net {
     /// Sends every queued transmit chain (at most a queue's worth per kick) to the tap.
     /// A chain that cannot be sent is dropped and counted; the guest always gets it back.
     pub(super) fn process_tx(&mut self) {
-        let Some(active) = self.active.as_mut() else {
-            return;
-        };
-        drain_queue_kick(
-            &active.queue_evts,
-            TX_QUEUE,
-            &mut self.metrics.queue_errors,
-            DEVICE,
-        );
         let tap = &self.tap;
         let buf = &mut self.tx_frame[..];
-        let metrics = &mut self.metrics;
-        let result = active.process(TX_QUEUE, usize::from(QUEUE_SIZE), |mem, chain| {
-            let frame = match parse_tx(mem, chain) {
-                Ok(frame) => frame,
-                Err(e @ BufferError::TxTooLong { .. }) => {
-                    note(&mut metrics.tx_dropped_oversize, DEVICE, &e);
-                    return 0;
-                }
-                Err(e) => {
-                    note(&mut metrics.tx_malformed_chains, DEVICE, &e);
-                    return 0;
-                }
-            };
-            match frame.gather(mem, buf) {
-                Ok(bytes) => match tap.write_frame(bytes) {
-                    Ok(_) => {
-                        metrics.tx_frames += 1;
-                        metrics.tx_bytes += bytes.len().saturating_sub(VNET_HDR_LEN) as u64;
+        let budget = usize::from(QUEUE_SIZE);
+        self.virtio.serve_queue(
+            TX_QUEUE,
+            budget,
+            &mut self.metrics,
+            |mem, chain, metrics| {
+                let frame = match parse_tx(mem, chain) {
+                    Ok(frame) => frame,
+                    Err(e @ BufferError::TxTooLong { .. }) => {
+                        note(&mut metrics.tx_dropped_oversize, DEVICE, &e);
+                        return 0;
                     }
-                    Err(e) => note(
-                        &mut metrics.tx_tap_errors,
-                        DEVICE,
-                        &format_args!("tap write: {e}"),
-                    ),
-                },
-                Err(e) => note(&mut metrics.queue_errors, DEVICE, &e),
-            }
-            // The device writes nothing into a transmit buffer.
-            0
-        });
-        match result {
-            Ok(run) => note_many(
-                &mut self.metrics.queue_errors,
-                run.bad_heads as u64,
-                DEVICE,
-                &"available ring names a descriptor beyond the queue size",
-            ),
-            Err(e) => note(&mut self.metrics.queue_errors, DEVICE, &e),
-        }
+                    Err(e) => {
+                        note(&mut metrics.tx_malformed_chains, DEVICE, &e);
+                        return 0;
+                    }
+                };
+                match frame.gather(mem, buf) {
+                    Ok(bytes) => match tap.write_frame(bytes) {
+                        Ok(_) => {
+                            metrics.tx_frames += 1;
+                            metrics.tx_bytes += bytes.len().saturating_sub(VNET_HDR_LEN) as u64;
+                        }
+                        Err(e) => note(
+                            &mut metrics.tx_tap_errors,
+                            DEVICE,
+                            &format_args!("tap write: {e}"),
+                        ),
+                    },
+                    Err(e) => note(&mut metrics.queue_errors, DEVICE, &e),
+                }
+                // The device writes nothing into a transmit buffer.
+                0
+            },
+        );
     }
 }
 
@@ -444,8 +409,7 @@ mod tests {
         assert_eq!(cfg, [2, 0, 0, 0, 0, 7, 1, 0]);
 
         let mem = test_memory();
-        let rx = MockSplitQueue::create(&mem, GuestAddress(RXQ), 16);
-        let tx = MockSplitQueue::create(&mem, GuestAddress(TXQ), 16);
+        let (rx, tx) = mock_queues(&mem);
         activate(&mut net, &mem, &rx, &tx);
 
         // A broadcast frame of the local experimental ethertype, after a zero vnet header.
@@ -506,11 +470,39 @@ mod tests {
             .unwrap();
     }
 
-    fn run_until(
-        em: &mut EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>>,
-        net: &Arc<Mutex<Net>>,
-        done: impl Fn(&Net) -> bool,
+    type Loop = EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>>;
+
+    /// The receive and transmit queues, apart in guest memory.
+    fn mock_queues(
+        mem: &GuestMemory,
+    ) -> (
+        MockSplitQueue<'_, GuestMemory>,
+        MockSplitQueue<'_, GuestMemory>,
     ) {
+        (
+            MockSplitQueue::create(mem, GuestAddress(RXQ), 16),
+            MockSplitQueue::create(mem, GuestAddress(TXQ), 16),
+        )
+    }
+
+    /// A device on `tap` with its own event loop, activated on `rx` and `tx`, once the loop
+    /// has seen the activation. Returns the queues' kick eventfds too.
+    fn active_on_loop(
+        tap: &TestTap,
+        mem: &GuestMemory,
+        rx: &MockSplitQueue<GuestMemory>,
+        tx: &MockSplitQueue<GuestMemory>,
+    ) -> (Arc<Mutex<Net>>, Loop, Vec<Arc<EventFd>>) {
+        let net = Arc::new(Mutex::new(net_on(tap)));
+        let mut em = Loop::new().unwrap();
+        em.add_subscriber(net.clone());
+        let evts = activate(&mut *net.lock().unwrap(), mem, rx, tx);
+        em.run_with_timeout(100).unwrap();
+        assert_eq!(net.lock().unwrap().rx_state, RxState::Polling);
+        (net, em, evts)
+    }
+
+    fn run_until(em: &mut Loop, net: &Arc<Mutex<Net>>, done: impl Fn(&Net) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(5);
         while !done(&net.lock().unwrap()) {
             assert!(
@@ -528,15 +520,9 @@ mod tests {
             eprintln!("skipping: cannot create taps here");
             return;
         };
-        let net = Arc::new(Mutex::new(net_on(&tap)));
-        let mut em = EventManager::<Arc<Mutex<dyn MutEventSubscriber + Send>>>::new().unwrap();
-        em.add_subscriber(net.clone());
         let mem = test_memory();
-        let rx = MockSplitQueue::create(&mem, GuestAddress(RXQ), 16);
-        let tx = MockSplitQueue::create(&mem, GuestAddress(TXQ), 16);
-        let evts = activate(&mut *net.lock().unwrap(), &mem, &rx, &tx);
-        em.run_with_timeout(100).unwrap();
-        assert_eq!(net.lock().unwrap().rx_state, RxState::Polling);
+        let (rx, tx) = mock_queues(&mem);
+        let (net, mut em, evts) = active_on_loop(&tap, &mem, &rx, &tx);
 
         // No buffers yet: the first frame is read, then reception pauses.
         provoke_arp(&tap, 0);
@@ -576,17 +562,12 @@ mod tests {
             eprintln!("skipping: cannot create taps here");
             return;
         };
-        let net = Arc::new(Mutex::new(net_on(&tap)));
-        let mut em = EventManager::<Arc<Mutex<dyn MutEventSubscriber + Send>>>::new().unwrap();
-        em.add_subscriber(net.clone());
         let mem = test_memory();
-        let rx = MockSplitQueue::create(&mem, GuestAddress(RXQ), 16);
-        let tx = MockSplitQueue::create(&mem, GuestAddress(TXQ), 16);
-        activate(&mut *net.lock().unwrap(), &mem, &rx, &tx);
+        let (rx, tx) = mock_queues(&mem);
+        let (net, mut em, _) = active_on_loop(&tap, &mem, &rx, &tx);
         // Room for the header and 20 bytes: an ARP frame (42 bytes) does not fit. Also a
         // device-readable buffer, which is returned empty.
         push(&rx, 0, &[(0x10_0000, 8, false), (0x20_0000, 32, true)]);
-        em.run_with_timeout(100).unwrap();
         provoke_arp(&tap, 1);
         run_until(&mut em, &net, |n| n.metrics().rx_dropped_too_big >= 1);
         let m = net.lock().unwrap().metrics();
@@ -602,15 +583,9 @@ mod tests {
             eprintln!("skipping: cannot create taps here");
             return;
         };
-        let net = Arc::new(Mutex::new(net_on(&tap)));
-        let mut em = EventManager::<Arc<Mutex<dyn MutEventSubscriber + Send>>>::new().unwrap();
-        em.add_subscriber(net.clone());
         let mem = test_memory();
-        let rx = MockSplitQueue::create(&mem, GuestAddress(RXQ), 16);
-        let tx = MockSplitQueue::create(&mem, GuestAddress(TXQ), 16);
-        activate(&mut *net.lock().unwrap(), &mem, &rx, &tx);
-        em.run_with_timeout(100).unwrap();
-        assert_eq!(net.lock().unwrap().rx_state, RxState::Polling);
+        let (rx, tx) = mock_queues(&mem);
+        let (net, mut em, _) = active_on_loop(&tap, &mem, &rx, &tx);
         assert!(net.lock().unwrap().reset());
         em.run_with_timeout(100).unwrap();
         assert_eq!(net.lock().unwrap().rx_state, RxState::Idle);

@@ -2,38 +2,22 @@
 
 use event_manager::{EventOps, Events, MutEventSubscriber};
 
-use super::device::Rng;
+use super::device::{Rng, DEVICE};
 use super::request::parse_request;
 use super::QUEUE_SIZE;
-use crate::devices::virtio::activation::{
-    drain_queue_kick, queue_of_event, LoopRegistrations, EVENT_ACTIVATE,
-};
-use crate::devices::virtio::guest_fault::{note, note_many};
-
-const DEVICE: &str = "virtio-rng";
+use crate::devices::virtio::guest_fault::note;
+use crate::devices::virtio::DeviceEvent;
 
 impl MutEventSubscriber for Rng {
     fn init(&mut self, ops: &mut EventOps) {
-        LoopRegistrations::init(ops, &self.activate_evt, DEVICE);
+        self.virtio.init_loop(ops);
     }
 
     fn process(&mut self, events: Events, ops: &mut EventOps) {
-        match events.data() {
-            EVENT_ACTIVATE => {
-                let wanted = self.active.as_ref().map_or(&[][..], |a| &a.queue_evts[..]);
-                self.registrations.on_activate(
-                    ops,
-                    &self.activate_evt,
-                    wanted,
-                    &mut self.metrics.queue_errors,
-                    DEVICE,
-                );
-            }
-            data => {
-                if let Some(index) = queue_of_event(data) {
-                    self.process_queue_event(index);
-                }
-            }
+        if let DeviceEvent::QueueKick(index) =
+            self.virtio.loop_event(&events, ops, &mut self.metrics)
+        {
+            self.process_queue_event(index);
         }
     }
 }
@@ -41,47 +25,30 @@ impl MutEventSubscriber for Rng {
 impl Rng {
     /// Serves at most a queue's worth of requests per kick; the rest on a re-kick.
     pub(super) fn process_queue_event(&mut self, index: usize) {
-        let Some(active) = self.active.as_mut() else {
-            return;
-        };
-        drain_queue_kick(
-            &active.queue_evts,
-            index,
-            &mut self.metrics.queue_errors,
-            DEVICE,
-        );
-        let metrics = &mut self.metrics;
         let source = &mut self.source;
         let scratch = &mut self.scratch[..];
-        let result = active.process(index, usize::from(QUEUE_SIZE), |mem, chain| {
-            let request = match parse_request(mem, chain) {
-                Ok(r) => r,
-                Err(e) => {
-                    note(&mut metrics.malformed_requests, DEVICE, &e);
-                    return 0;
+        let budget = usize::from(QUEUE_SIZE);
+        self.virtio
+            .serve_queue(index, budget, &mut self.metrics, |mem, chain, metrics| {
+                let request = match parse_request(mem, chain) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        note(&mut metrics.malformed_requests, DEVICE, &e);
+                        return 0;
+                    }
+                };
+                match request.fill(mem, source, scratch) {
+                    Ok(n) => {
+                        metrics.requests += 1;
+                        metrics.bytes += u64::from(n);
+                        n
+                    }
+                    Err(e) => {
+                        note(&mut metrics.entropy_errors, DEVICE, &e);
+                        0
+                    }
                 }
-            };
-            match request.fill(mem, source, scratch) {
-                Ok(n) => {
-                    metrics.requests += 1;
-                    metrics.bytes += u64::from(n);
-                    n
-                }
-                Err(e) => {
-                    note(&mut metrics.entropy_errors, DEVICE, &e);
-                    0
-                }
-            }
-        });
-        match result {
-            Ok(run) => note_many(
-                &mut self.metrics.queue_errors,
-                run.bad_heads as u64,
-                DEVICE,
-                &"available ring names a descriptor beyond the queue size",
-            ),
-            Err(e) => note(&mut self.metrics.queue_errors, DEVICE, &e),
-        }
+            });
     }
 }
 

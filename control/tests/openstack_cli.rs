@@ -231,7 +231,10 @@ fn wait_until<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Optio
 #[test]
 fn openstack_client_boots_a_server_from_an_uploaded_image() {
     let rootfs = Path::new(ASSETS).join("rootfs.ext4");
-    assert!(rootfs.is_file(), "{rootfs:?} is missing: run guest/build-assets.sh");
+    assert!(
+        rootfs.is_file(),
+        "{rootfs:?} is missing: run guest/build-assets.sh"
+    );
     let vmm = Path::new(env!("CARGO_BIN_EXE_outpostd")).with_file_name("outpost-vmm");
     assert!(
         vmm.is_file(),

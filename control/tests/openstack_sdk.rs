@@ -40,7 +40,10 @@ impl Drop for MonitorSweep {
 #[test]
 fn an_openstacksdk_seed_script_boots_checks_and_deletes_a_server() {
     let rootfs = Path::new(ASSETS).join("rootfs.ext4");
-    assert!(rootfs.is_file(), "{rootfs:?} is missing: run guest/build-assets.sh");
+    assert!(
+        rootfs.is_file(),
+        "{rootfs:?} is missing: run guest/build-assets.sh"
+    );
     let vmm = Path::new(env!("CARGO_BIN_EXE_outpostd")).with_file_name("outpost-vmm");
     assert!(
         vmm.is_file(),
@@ -110,7 +113,10 @@ fn an_openstacksdk_seed_script_boots_checks_and_deletes_a_server() {
         .collect();
     assert_eq!(steps.len(), 6, "{stdout}");
     assert_eq!(steps[0], "authorized");
-    assert!(steps[1].ends_with(&format!("and image {image}")), "{stdout}");
+    assert!(
+        steps[1].ends_with(&format!("and image {image}")),
+        "{stdout}"
+    );
     let server = steps[2]
         .strip_prefix("created server ")
         .unwrap_or_else(|| panic!("{stdout}"));

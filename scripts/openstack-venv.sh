@@ -26,10 +26,13 @@ venv="$CACHE/$key"
 # A venv's scripts name its own path, so it cannot be built elsewhere and renamed: it is built
 # in place, and a `.complete` file written last marks it usable; a directory without it is
 # the remains of an interrupted run and is built again.
+mkdir -p "$CACHE"
+# One builder at a time (two test runs starting together would build over each other).
+exec 9>"$CACHE/.lock"
+flock 9
 if [ ! -e "$venv/.complete" ]; then
     log "building $venv"
     rm -rf "$venv"
-    mkdir -p "$CACHE"
     "$PYTHON" -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check --no-input \
         --requirement "$REQUIREMENTS" >&2

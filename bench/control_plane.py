@@ -56,7 +56,9 @@ class Outpostd:
         s.close()
         config = os.path.join(work, "outpostd.toml")
         with open(config, "w") as f:
-            f.write(f'[compute]\nmonitor = "{VMM}"\nstop_timeout_secs = 10\n')
+            # Placement's default 4 vCPUs per core would refuse the concurrent run's 9th 1-vCPU
+            # server on a 2-core host: this measures the control plane, not the scheduler.
+            f.write(f'[compute]\nmonitor = "{VMM}"\nstop_timeout_secs = 10\ncpu_allocation_ratio = 16.0\n')
         env = dict(os.environ, OUTPOST_ADMIN_PASSWORD=PASSWORD, OUTPOST_LOG="info")
         self.log = open(os.path.join(work, "outpostd.log"), "w")
         self.proc = subprocess.Popen(
@@ -98,8 +100,11 @@ class Outpostd:
         self.log.close()
 
 
-def wait_marker(path, deadline):
-    """Polls a console log every 10 ms until the marker shows; the epoch time it did."""
+def wait_marker(d, sid, deadline):
+    """Polls the server's console log every 10 ms until the marker shows; the epoch time it
+    did. None when the server went to ERROR (asked every second) or the deadline passed."""
+    path = os.path.join(d.server_dir(sid), "console.log")
+    next_check = time.time() + 1
     while time.time() < deadline:
         try:
             with open(path, "rb") as f:
@@ -107,6 +112,10 @@ def wait_marker(path, deadline):
                     return time.time()
         except FileNotFoundError:
             pass
+        if time.time() > next_check:
+            next_check = time.time() + 1
+            if d.request("GET", f"/compute/v2.1/servers/{sid}")[2]["server"]["status"] == "ERROR":
+                return None
         time.sleep(0.01)
     return None
 
@@ -121,7 +130,7 @@ def boot_through_outpostd(d, name, start_barrier=None):
     if status != 202:
         return {"error": f"POST /servers: {status} {body}"}
     sid = body["server"]["id"]
-    marker = wait_marker(os.path.join(d.server_dir(sid), "console.log"), t0 + BOOT_TIMEOUT)
+    marker = wait_marker(d, sid, t0 + BOOT_TIMEOUT)
     _, _, s = d.request("GET", f"/compute/v2.1/servers/{sid}")
     s = s["server"]
     spawn = None
@@ -225,6 +234,7 @@ def report(title, rs):
     bad = [r for r in rs if r.get("error") or r.get("marker_s") is None or r.get("status") != "ACTIVE"]
     for r in bad:
         print(f"  failed: {r}")
+    rs = [r for r in rs if r not in bad]
     summary("POST /servers -> init marker", [r.get("marker_s") for r in rs], "s", "9.2f")
     summary("POST /servers -> 202 answer", [r.get("answer_ms") for r in rs], "ms")
     summary("POST /servers -> monitor spawn", [r.get("spawn_ms") for r in rs], "ms")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs all of Outpost's tests on a fresh machine: installs the Debian packages it needs,
-# prepares the guest assets (cached outside the work tree, keyed by version), builds, and
+# prepares the guest assets and the OpenStack client's Python venv (cached outside the work
+# tree, keyed by version), builds, and
 # runs the unit tests and the end-to-end tests that boot real guests on /dev/kvm.
 # OUTPOST_SLOW_TESTS=1 adds the stock Debian kernel's boot (about ten minutes on PVM).
 set -euo pipefail
@@ -8,6 +9,9 @@ cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
 guest/build-assets.sh >/dev/null
+# The stock OpenStack client and SDK the end-to-end tests drive (cached, keyed by version).
+OUTPOST_OPENSTACK_VENV=$(scripts/openstack-venv.sh)
+export OUTPOST_OPENSTACK_VENV
 cargo build --workspace --bins
 cargo test --workspace --no-fail-fast
 if [ "${OUTPOST_SLOW_TESTS:-0}" = 1 ]; then

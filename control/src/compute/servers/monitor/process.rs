@@ -31,7 +31,8 @@ exit "$rc"
 const SHIM_NAME: &str = "outpost-monitor-shim";
 
 /// A line written to `vmm.log` before each start, so a failure's reason is taken from this
-/// run's output only.
+/// run's output only. Its timestamp has microseconds: bench/control_plane.py measures the
+/// control service's cost up to the monitor's start from it.
 pub const RUN_MARKER: &str = "--- outpostd: monitor started";
 
 /// How a monitor ended.
@@ -65,7 +66,7 @@ pub fn spawn(
     writeln!(
         log,
         "{RUN_MARKER} {}",
-        crate::timestamp::Timestamp::now().to_rfc3339()
+        crate::timestamp::Timestamp::now().to_rfc3339_micros()
     )
     .map_err(io("write the monitor log", dir.vmm_log()))?;
     trim_log(&dir.console_log());

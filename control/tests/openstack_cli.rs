@@ -15,8 +15,8 @@
 
 mod common;
 
-use common::{openstack_venv, Daemon, ADMIN_PASSWORD};
-use serde_json::Value;
+use common::openstack::Openstack;
+use common::{Daemon, ADMIN_PASSWORD};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -25,66 +25,6 @@ const ASSETS: &str = "/var/cache/outpost/guest/current";
 const MARKER: &str = "OUTPOST-INIT-OK";
 /// Guests boot in 20-40 s on the project's PVM host; leave room for a loaded machine.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
-
-struct Openstack {
-    bin: PathBuf,
-    auth_url: String,
-    user: String,
-    password: String,
-    project: String,
-    home: tempfile::TempDir,
-}
-
-impl Openstack {
-    fn new(d: &Daemon, user: &str, password: &str, project: &str) -> Openstack {
-        let bin = openstack_venv().join("bin/openstack");
-        Openstack {
-            bin,
-            auth_url: format!("http://{}/identity/v3", d.addr),
-            user: user.into(),
-            password: password.into(),
-            project: project.into(),
-            home: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    /// Runs `openstack ARGS`; Ok(stdout) or Err(stderr).
-    fn run(&self, args: &[&str]) -> Result<String, String> {
-        let out = Command::new(&self.bin)
-            .args(["--os-auth-url", &self.auth_url])
-            .args(["--os-identity-api-version", "3"])
-            .args(["--os-username", &self.user, "--os-password", &self.password])
-            .args(["--os-project-name", &self.project])
-            .args([
-                "--os-user-domain-name",
-                "Default",
-                "--os-project-domain-name",
-                "Default",
-            ])
-            .args(["--os-region-name", "RegionOne"])
-            .args(args)
-            // No clouds.yaml or OS_* from the host may leak in.
-            .env_clear()
-            .env("HOME", self.home.path())
-            .env("PATH", "/usr/bin:/bin")
-            .output()
-            .unwrap();
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = args.to_vec();
-        all.extend(["-f", "json"]);
-        let out = self
-            .run(&all)
-            .unwrap_or_else(|e| panic!("openstack {args:?}: {e}"));
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
-    }
-}
 
 #[test]
 fn openstack_client_drives_tokens_and_flavors() {

@@ -5,6 +5,7 @@
 
 pub mod guestctl;
 pub mod guests;
+pub mod openstack;
 
 use hyper::Method;
 use outpost_control::client::{ApiResponse, Client, Endpoint};

@@ -180,6 +180,9 @@ pub fn configure_and_start(
 ) -> Result<(), MonitorError> {
     let api = MonitorApi::new(&dir.api_sock(), API_TIMEOUT);
     let deadline = Instant::now() + SOCKET_WAIT;
+    // The monitor binds its socket within milliseconds of starting: poll often at first,
+    // then back off, so a slow start costs little CPU and a fast one little latency.
+    let mut pause = Duration::from_millis(1);
     while !api.answers() {
         if !process::is_alive(record) {
             let said = process::last_words(&dir.vmm_log())
@@ -189,7 +192,8 @@ pub fn configure_and_start(
         if Instant::now() > deadline {
             return Err(MonitorError::NoSocket(SOCKET_WAIT));
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
     }
     let mut boot = json!({
         "kernel_image_path": spec.kernel,

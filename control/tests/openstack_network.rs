@@ -184,7 +184,7 @@ fn openstack_client_drives_networks_ports_and_security_groups() {
         .as_str()
         .unwrap()
         .to_owned();
-    assert_eq!(groups_of_port(), [web.clone()]);
+    assert_eq!(groups_of_port(), std::slice::from_ref(&web));
     os.run(&["server", "add", "security", "group", "s1", "default"])
         .unwrap();
     let mut both = vec![web.clone(), default.clone()];
@@ -192,7 +192,7 @@ fn openstack_client_drives_networks_ports_and_security_groups() {
     assert_eq!(groups_of_port(), both);
     os.run(&["server", "remove", "security", "group", "s1", "web"])
         .unwrap();
-    assert_eq!(groups_of_port(), [default.clone()]);
+    assert_eq!(groups_of_port(), std::slice::from_ref(&default));
     let not_there = os
         .run(&["server", "remove", "security", "group", "s1", "web"])
         .unwrap_err();

@@ -325,23 +325,11 @@ pub(super) fn plan(
     Ok(Planned { image_ref, boot })
 }
 
-/// The server's owner, as whom the saga makes its volumes (the request's caller may be an
-/// admin of another project; Nova makes them in the server's project too).
-fn owner(s: &Server) -> RequestContext {
-    RequestContext {
-        user_id: s.user_id.clone(),
-        user_name: String::new(),
-        project_id: Some(s.project_id.clone()),
-        project_name: None,
-        roles: Vec::new(),
-    }
-}
-
 /// The create saga's volume step: makes each new volume (in the saga's thread, under the id
 /// recorded in the server's row) and attaches every volume, the root one as `/dev/vda`.
 pub(super) fn make_and_attach(fleet: &Fleet, s: &Server) -> Result<(), RunError> {
     let stores = fleet.stores();
-    let ctx = owner(s);
+    let ctx = super::owner(s);
     for d in &s.boot.block_devices {
         let exists = fleet
             .db()
@@ -385,7 +373,7 @@ pub(super) fn make_and_attach(fleet: &Fleet, s: &Server) -> Result<(), RunError>
 pub(super) fn undo(fleet: &Fleet, s: &Server) -> Result<(), RunError> {
     super::volumes::detach_all(fleet, &s.id)?;
     let stores = fleet.stores();
-    let ctx = owner(s);
+    let ctx = super::owner(s);
     for d in s.boot.block_devices.iter().filter(|d| d.source.is_new()) {
         match volume::delete(&stores, &ctx, &d.volume_id) {
             Ok(()) | Err(VolumeError::NotFound(_)) => {}

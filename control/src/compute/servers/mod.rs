@@ -357,6 +357,18 @@ pub fn create(
     Ok(stored)
 }
 
+/// The server's owner, as whom its sagas make what the server gets (volumes, ports): Nova
+/// makes them in the server's project, whoever asked for the server.
+pub(super) fn owner(s: &Server) -> RequestContext {
+    RequestContext {
+        user_id: s.user_id.clone(),
+        user_name: String::new(),
+        project_id: Some(s.project_id.clone()),
+        project_name: None,
+        roles: Vec::new(),
+    }
+}
+
 /// The server if the caller may see it (its project's members, and admins).
 pub fn get(fleet: &Fleet, ctx: &RequestContext, id: &str) -> Result<Server, ServerError> {
     fleet

@@ -172,18 +172,6 @@ fn network_error(e: NetworkError) -> ServerError {
     ServerError::BadRequest(e.to_string())
 }
 
-/// The server's owner, as whom its ports are made (Nova makes them in the server's
-/// project, whoever asked).
-fn owner(s: &Server) -> RequestContext {
-    RequestContext {
-        user_id: s.user_id.clone(),
-        user_name: String::new(),
-        project_id: Some(s.project_id.clone()),
-        project_name: None,
-        roles: Vec::new(),
-    }
-}
-
 /// The create saga's network step: the planned ports made or bound, in request order, and
 /// the host wired for them. Any ports left from an interrupted attempt go first.
 pub fn allocate(fleet: &Fleet, s: &Server) -> Result<(), NetworkError> {
@@ -196,7 +184,7 @@ pub fn allocate(fleet: &Fleet, s: &Server) -> Result<(), NetworkError> {
     }
     let service = agent.service();
     service.release_device(&s.id)?;
-    let ctx = owner(s);
+    let ctx = super::owner(s);
     let host = s.host.clone().unwrap_or_else(|| fleet.host().to_owned());
     for r in &plan.requested {
         match r {
@@ -224,7 +212,7 @@ pub fn reserve_ports(fleet: &Fleet, s: &Server) -> Result<(), ServerError> {
     let Some(agent) = fleet.network() else {
         return Ok(());
     };
-    let ctx = owner(s);
+    let ctx = super::owner(s);
     let host = fleet.host().to_owned();
     for r in &NicPlan::of(s).requested {
         if let NicRequest::Port { id } = r {
@@ -389,7 +377,7 @@ pub fn change_security_group(
         }
         if groups != p.security_groups {
             service
-                .set_port_security_groups(&owner(s), &p.id, groups)
+                .set_port_security_groups(&super::owner(s), &p.id, groups)
                 .map_err(network_error)?;
         }
     }

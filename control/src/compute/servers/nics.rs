@@ -168,8 +168,17 @@ fn resolve(
     })
 }
 
+/// Neutron's refusals in Nova's answer: what the caller got wrong is a 400, a conflict a
+/// 409; a failure of our own (storage, the host) stays a 500.
 fn network_error(e: NetworkError) -> ServerError {
-    ServerError::BadRequest(e.to_string())
+    match e {
+        NetworkError::NotFound { .. }
+        | NetworkError::InvalidInput(_)
+        | NetworkError::BadRequest { .. }
+        | NetworkError::Forbidden(_) => ServerError::BadRequest(e.to_string()),
+        NetworkError::Conflict { .. } => ServerError::Conflict(e.to_string()),
+        e => ServerError::Network(e),
+    }
 }
 
 /// The create saga's network step: the planned ports made or bound, in request order, and

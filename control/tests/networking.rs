@@ -328,6 +328,14 @@ fn guests_get_dhcp_addresses_and_security_groups_filter_them() {
         r.output.trim(),
         format!("lease ip={a_ip} router={gateway} dns=192.0.2.53 mtu=1450")
     );
+    // ... and the image's hook applied all of it at boot.
+    let r = ctl.run(&a_ip, "cat /sys/class/net/eth0/mtu; ip -4 route show default", STEP);
+    assert!(r.ok(), "{r:?}");
+    assert_eq!(
+        r.output.lines().collect::<Vec<_>>(),
+        ["1450".to_owned(), format!("default via {gateway} dev eth0 ")],
+        "{r:?}"
+    );
 
     // They reach each other; both listen on 22 with an echoing banner.
     for (from, to) in [(&a_ip, &b_ip), (&b_ip, &a_ip)] {

@@ -67,7 +67,7 @@ impl GuestControl {
     }
 
     /// The guest side: /etc/outpost/checks.sh for an image whose guests this server drives.
-    /// It asks DHCP for eth0's address (busybox udhcpc with the image's hook), reports the
+    /// It asks DHCP for eth0's address and MTU (busybox udhcpc with the image's hook), reports the
     /// lease on the console, then runs steps until the guest dies.
     pub fn boot_script(&self) -> String {
         format!(
@@ -75,7 +75,7 @@ impl GuestControl {
 # Test guest driver: DHCP on eth0, then shell steps from the test at {ctl}.
 ctl={ctl}
 echo OUTPOST-NET-START
-if udhcpc -i eth0 -n -q -t 30 -T 2 -A 2 -s /usr/share/udhcpc/default.script >/tmp/dhcp 2>&1; then
+if udhcpc -i eth0 -n -q -O mtu -t 30 -T 2 -A 2 -s /usr/share/udhcpc/default.script >/tmp/dhcp 2>&1; then
     echo OUTPOST-DHCP-OK
 else
     echo OUTPOST-DHCP-FAILED

@@ -83,8 +83,15 @@ pub fn plan(
     let requested = match networks {
         Networks::None => Vec::new(),
         Networks::Auto => {
-            // Nova's "auto": the one network the project can use; none, no NIC.
-            let nets = service.list_networks(ctx).map_err(network_error)?;
+            // Nova's "auto": the one network the project can use (its own or a shared one;
+            // an admin's view of other projects' networks does not count); none, no NIC.
+            let project = ctx.project_id.as_deref().unwrap_or_default();
+            let nets: Vec<_> = service
+                .list_networks(ctx)
+                .map_err(network_error)?
+                .into_iter()
+                .filter(|(n, _)| n.shared || n.project_id == project)
+                .collect();
             match nets.as_slice() {
                 [] => Vec::new(),
                 [(n, _)] => vec![NicRequest::Network {

@@ -399,3 +399,29 @@ pub fn change_security_group(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_round_trip_and_old_rows_plan_nothing() {
+        let plan = NicPlan {
+            requested: vec![
+                NicRequest::Network {
+                    id: "net-1".into(),
+                    fixed_ip: Some("10.0.0.5".parse().unwrap()),
+                },
+                NicRequest::Port { id: "port-1".into() },
+            ],
+            security_groups: Some(vec!["g1".into()]),
+        };
+        let back: NicPlan = serde_json::from_value(plan.to_value()).unwrap();
+        assert_eq!(back, plan);
+        // Rows written before networking hold Nova's words, not a plan.
+        for old in [json!("auto"), json!("none"), json!([])] {
+            let parsed: NicPlan = serde_json::from_value(old).unwrap_or_default();
+            assert_eq!(parsed, NicPlan::default());
+        }
+    }
+}

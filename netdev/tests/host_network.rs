@@ -768,3 +768,222 @@ fn ipv6_guests_reach_each_other_only_as_the_rules_say() {
     host.net.teardown().unwrap();
     assert_eq!(our_links(), Vec::<String>::new());
 }
+
+/// The conntrack entries (from /proc/net/nf_conntrack, root netns) whose original
+/// direction is `src` → `dst` with these ports.
+fn conntrack_entries(proto: &str, src: &str, dst: &str, sport: u16, dport: u16) -> Vec<String> {
+    let table = std::fs::read_to_string("/proc/net/nf_conntrack").unwrap();
+    let want = format!("src={src} dst={dst} sport={sport} dport={dport} ");
+    table
+        .lines()
+        .filter(|l| l.split_whitespace().nth(2) == Some(proto))
+        .filter(|l| l.contains(&want))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// One UDP datagram from `sport` to `addr:dport` (python3); whether the echo came back.
+fn udp_echo(ns: &str, sport: u16, addr: &str, dport: u16, text: &str) -> bool {
+    let script = format!(
+        "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); \
+         s.bind(('', {sport})); s.settimeout(2); s.sendto(b'{text}', ('{addr}', {dport})); \
+         print(s.recv(100).decode())"
+    );
+    let out = in_ns(ns, &["/usr/bin/python3", "-c", &script]);
+    out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == text
+}
+
+/// Two tenants with the same subnet and the same guest addresses on one box: each network
+/// works on its own (DHCP, ping, TCP), a flow established on one is not "established" for
+/// an identical 5-tuple on the other, and conntrack holds the two in different zones.
+#[test]
+fn overlapping_networks_track_identical_flows_in_their_own_zones() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut host = Host::new();
+    let base = subnet_base(4);
+    let (c_ip, s_ip) = (format!("{base}.10"), format!("{base}.11"));
+    let any_out = rule("out", Direction::Egress, None, None, Remote::Any);
+    let ping_in = rule(
+        "ping",
+        Direction::Ingress,
+        Some(Protocol::Icmp),
+        None,
+        Remote::Any,
+    );
+    let tcp22 = rule(
+        "tcp22",
+        Direction::Ingress,
+        Some(Protocol::Tcp),
+        Some(22),
+        Remote::Any,
+    );
+    let udp6000 = rule(
+        "udp6000",
+        Direction::Ingress,
+        Some(Protocol::Udp),
+        Some(6000),
+        Remote::Any,
+    );
+    let network = |tag: &str, dhcp_last: u8, ports: Vec<PortSpec>| NetworkSpec {
+        id: format!("{:08x}ovl{tag}", pid()),
+        mtu: 1500,
+        subnets: vec![SubnetSpec {
+            id: format!("sub{tag}"),
+            cidr: format!("{base}.0/24").parse().unwrap(),
+            gateway: None,
+            dns_nameservers: vec![],
+            enable_dhcp: true,
+        }],
+        dhcp: Some(DhcpPortSpec {
+            port_id: format!("dhcp{tag}"),
+            mac: mac(dhcp_last),
+            ips: vec![ip(&format!("{base}.2"))],
+        }),
+        ports,
+        nat: false,
+    };
+    let (ca, sa) = (
+        port("ca01", 0x31, &c_ip, &["client"]),
+        port("sa01", 0x32, &s_ip, &["server_a"]),
+    );
+    let (cb, sb) = (
+        port("cb01", 0x41, &c_ip, &["client"]),
+        port("sb01", 0x42, &s_ip, &["server_b"]),
+    );
+    let group = |id: &str, rules: Vec<RuleSpec>| SecurityGroupSpec {
+        id: id.into(),
+        rules,
+        members: vec![],
+    };
+    let mut spec = HostNetworkSpec {
+        networks: vec![
+            network("a", 0x30, vec![ca.clone(), sa.clone()]),
+            network("b", 0x40, vec![cb.clone(), sb.clone()]),
+        ],
+        security_groups: vec![
+            group("client", vec![any_out.clone()]),
+            group(
+                "server_a",
+                vec![
+                    any_out.clone(),
+                    ping_in.clone(),
+                    tcp22.clone(),
+                    udp6000.clone(),
+                ],
+            ),
+            // Network B's server does not let UDP 6000 in.
+            group("server_b", vec![any_out, ping_in, tcp22]),
+        ],
+    };
+    let mut guests = Vec::new();
+    for (tag, p) in [("ca", &ca), ("sa", &sa), ("cb", &cb), ("sb", &sb)] {
+        guests.push(Guest::new(tag, &tap_name(&p.id), Some(&p.mac.to_string())));
+    }
+    let [gca, gsa, gcb, gsb] = &mut guests[..] else {
+        unreachable!("four guests")
+    };
+    host.net.reconcile(&spec).unwrap();
+    let zones = firewall::zones::assign(&spec, &firewall::Zones::new());
+    let (za, zb) = (zones[&spec.networks[0].id], zones[&spec.networks[1].id]);
+    assert!(za != zb && za != 0 && zb != 0, "{zones:?}");
+
+    // (a) Each network on its own: DHCP from its own dnsmasq (same server address on both
+    // bridges), ping and TCP between the same two addresses.
+    for g in [&*gca, &*gcb] {
+        let out = in_ns(
+            &g.ns,
+            &[
+                "busybox",
+                "udhcpc",
+                "-i",
+                "eth0",
+                "-q",
+                "-n",
+                "-t",
+                "5",
+                "-T",
+                "1",
+                "-s",
+                "/bin/true",
+            ],
+        );
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && said.contains(&format!("lease of {c_ip} obtained")),
+            "{}: {said}",
+            g.ns
+        );
+    }
+    for (g, p) in [(&*gca, &ca), (&*gsa, &sa), (&*gcb, &cb), (&*gsb, &sb)] {
+        g.ip(&["addr", "add", &format!("{}/24", p.ips[0]), "dev", "eth0"]);
+    }
+    assert!(gca.ping(&s_ip), "network A: client pings server");
+    assert!(gcb.ping(&s_ip), "network B: client pings server");
+    for g in [&mut *gsa, &mut *gsb] {
+        g.spawn(&["busybox", "nc", "-ll", "-p", "22", "-e", "/bin/cat"]);
+    }
+    // Each server is a UDP echo on 6000 that also logs what it received.
+    let logs = [
+        host._dir.path().join("sa.log"),
+        host._dir.path().join("sb.log"),
+    ];
+    for (g, log) in [(&mut *gsa, &logs[0]), (&mut *gsb, &logs[1])] {
+        std::fs::write(log, "").unwrap();
+        let script = format!(
+            "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+             s.bind(('', 6000))\nwhile True:\n    d, a = s.recvfrom(100)\n    \
+             open('{}', 'ab').write(d + b'\\n')\n    s.sendto(d, a)\n",
+            log.display()
+        );
+        g.spawn(&["/usr/bin/python3", "-c", &script]);
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(gca.echo(&s_ip, 22), "network A: TCP to the server");
+    assert!(gcb.echo(&s_ip, 22), "network B: TCP to the server");
+
+    // (b) A UDP flow client:5000 → server:6000 established on A...
+    assert!(udp_echo(&gca.ns, 5000, &s_ip, 6000, "froma"), "A's flow");
+    let on_a = conntrack_entries("udp", &c_ip, &s_ip, 5000, 6000);
+    assert_eq!(on_a.len(), 1, "{on_a:?}");
+    assert!(on_a[0].contains(&format!(" zone={za} ")), "{on_a:?}");
+    // ...and the same 5-tuple on B is a new flow there, which B's server does not let in
+    // (in one shared zone it would have matched A's entry and passed as established).
+    assert!(
+        !udp_echo(&gcb.ns, 5000, &s_ip, 6000, "fromb"),
+        "B's identical 5-tuple is not let in"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&logs[1]).unwrap(),
+        "",
+        "B's server got nothing"
+    );
+    assert_eq!(std::fs::read_to_string(&logs[0]).unwrap(), "froma\n");
+
+    // (c) Allowed on B too, the identical flows live side by side, one per zone.
+    spec.security_groups[2].rules.push(udp6000);
+    assert!(host.net.reconcile(&spec).unwrap().ruleset_applied);
+    assert!(udp_echo(&gcb.ns, 5000, &s_ip, 6000, "fromb"), "B's flow");
+    assert_eq!(std::fs::read_to_string(&logs[1]).unwrap(), "fromb\n");
+    assert!(
+        udp_echo(&gca.ns, 5000, &s_ip, 6000, "froma"),
+        "A's flow still works"
+    );
+    let entries = conntrack_entries("udp", &c_ip, &s_ip, 5000, 6000);
+    let mut zones_seen: Vec<String> = entries
+        .iter()
+        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("zone=")))
+        .map(str::to_owned)
+        .collect();
+    zones_seen.sort();
+    let mut want = vec![format!("zone={za}"), format!("zone={zb}")];
+    want.sort();
+    assert_eq!(zones_seen, want, "{entries:#?}");
+
+    drop(guests);
+    host.net.teardown().unwrap();
+    assert_eq!(our_links(), Vec::<String>::new());
+}

@@ -474,6 +474,15 @@ fn guests_get_dhcp_talk_through_groups_and_nat() {
         ga.ping(&format!("198.18.{o}.2")),
         "a reaches outside through NAT"
     );
+    // Tracked in the network's zone in the original direction only: the reply came in on
+    // the uplink (zone 0) and found the entry by its masqueraded reply tuple.
+    let zone = firewall::zones::assign(&spec, &firewall::Zones::new())[&net_id];
+    let outside_ip = format!("198.18.{o}.2");
+    assert!(
+        zone_of_flows("icmp", &ip_a, &outside_ip).contains(&format!("zone-orig={zone}")),
+        "{:?}",
+        zone_of_flows("icmp", &ip_a, &outside_ip)
+    );
 
     // Idempotent.
     let report = host.net.reconcile(&spec).unwrap();
@@ -986,4 +995,93 @@ fn overlapping_networks_track_identical_flows_in_their_own_zones() {
     drop(guests);
     host.net.teardown().unwrap();
     assert_eq!(our_links(), Vec::<String>::new());
+}
+
+/// The zone fields (`zone=`, `zone-orig=`, `zone-reply=`) of the conntrack entries whose
+/// original direction is `src` → `dst`.
+fn zone_of_flows(proto: &str, src: &str, dst: &str) -> Vec<String> {
+    let table = std::fs::read_to_string("/proc/net/nf_conntrack").unwrap();
+    let want = format!("src={src} dst={dst} ");
+    table
+        .lines()
+        .filter(|l| l.split_whitespace().nth(2) == Some(proto) && l.contains(&want))
+        .flat_map(|l| {
+            l.split_whitespace()
+                .filter(|w| w.starts_with("zone"))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Two NAT networks on one box: a guest of one reaches a guest of the other through the
+/// host (masqueraded to the other network's gateway), and the replies, which come back
+/// from the other network's bridge to a host address, find the flow.
+#[test]
+fn routed_flows_between_nat_networks_find_their_replies() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut host = Host::new();
+    let network = |test: u8, p: PortSpec| {
+        let base = subnet_base(test);
+        NetworkSpec {
+            id: format!("{:08x}rt{test}", pid()),
+            mtu: 1500,
+            subnets: vec![SubnetSpec {
+                id: format!("sub{test}"),
+                cidr: format!("{base}.0/24").parse().unwrap(),
+                gateway: Some(ip(&format!("{base}.1"))),
+                dns_nameservers: vec![],
+                enable_dhcp: false,
+            }],
+            dhcp: None,
+            ports: vec![p],
+            nat: true,
+        }
+    };
+    let (base_a, base_m) = (subnet_base(5), subnet_base(6));
+    let a = port("ra01", 0x51, &format!("{base_a}.10"), &["open"]);
+    let m = port("rm01", 0x61, &format!("{base_m}.10"), &["open"]);
+    let spec = HostNetworkSpec {
+        networks: vec![network(5, a.clone()), network(6, m.clone())],
+        security_groups: vec![SecurityGroupSpec {
+            id: "open".into(),
+            rules: vec![
+                rule("out", Direction::Egress, None, None, Remote::Any),
+                rule(
+                    "ping",
+                    Direction::Ingress,
+                    Some(Protocol::Icmp),
+                    None,
+                    Remote::Any,
+                ),
+                rule(
+                    "tcp22",
+                    Direction::Ingress,
+                    Some(Protocol::Tcp),
+                    Some(22),
+                    Remote::Any,
+                ),
+            ],
+            members: vec![],
+        }],
+    };
+    let ga = Guest::new("ra", &tap_name(&a.id), Some(&a.mac.to_string()));
+    let mut gm = Guest::new("rm", &tap_name(&m.id), Some(&m.mac.to_string()));
+    host.net.reconcile(&spec).unwrap();
+    for (g, p, base) in [(&ga, &a, &base_a), (&gm, &m, &base_m)] {
+        g.ip(&["addr", "add", &format!("{}/24", p.ips[0]), "dev", "eth0"]);
+        g.ip(&["route", "add", "default", "via", &format!("{base}.1")]);
+    }
+    gm.spawn(&["busybox", "nc", "-ll", "-p", "22", "-e", "/bin/cat"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let (ip_a, ip_m) = (a.ips[0].to_string(), m.ips[0].to_string());
+    assert!(ga.ping(&ip_m), "a pings m through the host");
+    assert!(ga.echo(&ip_m, 22), "a reaches m:22 through the host");
+    // Host ↔ guest on the second network still works (the gateway is a host address).
+    assert!(gm.ping(&format!("{base_m}.1")), "m pings its gateway");
+    let zone = firewall::zones::assign(&spec, &firewall::Zones::new())[&spec.networks[0].id];
+    let seen = zone_of_flows("icmp", &ip_a, &ip_m);
+    assert!(seen.contains(&format!("zone-orig={zone}")), "{seen:?}");
+    drop((ga, gm));
+    host.net.teardown().unwrap();
 }

@@ -27,8 +27,12 @@
 //! uses no fwmark routing). Measured apply time (`nft -f`, whole ruleset): ~20 ms for a
 //! few ports, ~75 ms for 500 ports in 50 groups of 10 rules on the shared 2-core test box
 //! (1.3 s when each port had its own anti-spoofing chain with anonymous sets).
-//! Overlapping IPs in different networks share one conntrack zone (not
-//! separated yet).
+//!
+//! Conntrack zones: networks may overlap (two tenants with the same subnet and addresses),
+//! so each network's flows are tracked in a zone of its own ([`zones`] numbers them from
+//! the network id), set at priority raw on prerouting and output of the inet table, before
+//! conntrack's lookup; see `render_zones` for which flows are zoned in both directions
+//! and which only in their original one (so that masqueraded replies are found).
 
 use crate::spec::{
     Direction, EtherType, HostNetworkSpec, MacAddr, Protocol, Remote, RuleSpec, SecurityGroupSpec,
@@ -40,6 +44,9 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv6Addr};
 use std::process::{Command, Stdio};
+
+pub mod zones;
+pub use zones::Zones;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FirewallError {
@@ -164,8 +171,108 @@ fn rule_match(
     Some(m.join(" "))
 }
 
-/// Renders the whole ruleset for `spec` into tables named `table`. Pure.
+/// Renders the whole ruleset for `spec` into tables named `table`, with conntrack zones
+/// assigned afresh ([`zones::assign`] with no history). Pure.
 pub fn render(spec: &HostNetworkSpec, table: &str) -> String {
+    render_with_zones(spec, table, &zones::assign(spec, &Zones::new()))
+}
+
+/// The conntrack zone chains of the inet table: base chains at priority raw (before
+/// conntrack looks the packet up) on prerouting (packets from a network's bridge: bridged
+/// traffic through br_netfilter, and traffic to the host or to be routed) and output (the
+/// host's packets to a bridge), each dispatching by bridge name to the network's chain.
+///
+/// Which direction the zone covers decides where replies are found:
+/// - Flows inside a network (both addresses in its subnets, neither the host's) and DHCP
+///   are zoned both ways (`ct zone set`): guests on overlapping networks with the same
+///   addresses and ports never share an entry.
+/// - Every other flow from or to the bridge (to or from the host's addresses, routed,
+///   masqueraded) is zoned in its original direction only (`ct original zone set`); its
+///   reply tuple lives in zone 0, so a reply arriving on another interface (the uplink
+///   after masquerade, or another network's bridge after routing) finds it. Masquerade
+///   keeps reply tuples unique in zone 0, so overlapping networks do not clash there.
+///
+/// A flow's two directions always get the same kind of template: the test for "inside" is
+/// symmetric in source and destination, and DHCP is matched by the server port both ways.
+fn render_zones(spec: &HostNetworkSpec, zones: &Zones, out: &mut String) {
+    let mut chains = String::new();
+    let mut pre = Vec::new();
+    let mut post = Vec::new();
+    for (n, net) in spec.networks.iter().enumerate() {
+        let zone = zones.get(&net.id).copied().unwrap_or(0);
+        if zone == 0 {
+            continue;
+        }
+        let bridge = bridge_name(&net.id);
+        let n = n + 1;
+        pre.push(format!("\"{bridge}\" : jump zi{n}"));
+        post.push(format!("\"{bridge}\" : jump zo{n}"));
+        let host: Vec<IpAddr> = net
+            .dhcp
+            .iter()
+            .flat_map(|d| d.ips.iter().copied())
+            .chain(
+                net.subnets
+                    .iter()
+                    .filter(|_| net.nat)
+                    .filter_map(|s| s.gateway),
+            )
+            .collect();
+        let mut inside = Vec::new();
+        for (v4, fam) in [(true, "ip"), (false, "ip6")] {
+            let subnets: Vec<String> = net
+                .subnets
+                .iter()
+                .filter(|s| s.cidr.addr().is_ipv4() == v4)
+                .map(|s| s.cidr.trunc().to_string())
+                .collect();
+            if subnets.is_empty() {
+                continue;
+            }
+            let host: Vec<String> = host
+                .iter()
+                .filter(|a| a.is_ipv4() == v4)
+                .map(|a| a.to_string())
+                .collect();
+            let subnets = set_of(&subnets);
+            inside.push((fam, subnets, (!host.is_empty()).then(|| set_of(&host))));
+        }
+        let _ = writeln!(chains, "  # conntrack zone of network {}", clean(&net.id));
+        for (letter, dhcp, host_side) in [('i', "dport", "daddr"), ('o', "sport", "saddr")] {
+            let _ = writeln!(chains, "  chain z{letter}{n} {{");
+            let _ = writeln!(
+                chains,
+                "    udp {dhcp} {{ 67, 547 }} ct zone set {zone} accept"
+            );
+            for (fam, subnets, host) in &inside {
+                let _ = write!(chains, "    {fam} saddr {subnets} {fam} daddr {subnets}");
+                if let Some(host) = host {
+                    let _ = write!(chains, " {fam} {host_side} != {host}");
+                }
+                let _ = writeln!(chains, " ct zone set {zone} accept");
+            }
+            let _ = writeln!(chains, "    ct original zone set {zone}\n  }}");
+        }
+    }
+    if pre.is_empty() {
+        return;
+    }
+    out.push_str(&chains);
+    let _ = writeln!(
+        out,
+        "  chain zone_in {{\n    type filter hook prerouting priority raw; policy accept;\n    iifname vmap {}\n  }}",
+        set_of(&pre)
+    );
+    let _ = writeln!(
+        out,
+        "  chain zone_out {{\n    type filter hook output priority raw; policy accept;\n    oifname vmap {}\n  }}",
+        set_of(&post)
+    );
+}
+
+/// Renders the whole ruleset for `spec` into tables named `table`, each network's traffic
+/// tracked in its conntrack zone from `zones` (networks missing there: zone 0). Pure.
+pub fn render_with_zones(spec: &HostNetworkSpec, table: &str, zones: &Zones) -> String {
     let groups: HashMap<&str, usize> = spec
         .security_groups
         .iter()
@@ -355,6 +462,7 @@ pub fn render(spec: &HostNetworkSpec, table: &str) -> String {
     ));
 
     let _ = writeln!(out, "table inet {table} {{");
+    render_zones(spec, zones, &mut out);
     out.push_str(&inet);
     out.push_str("  chain forward {\n    type filter hook forward priority 0; policy accept;\n");
     if !egress_vmap.is_empty() {

@@ -85,6 +85,9 @@ pub struct HostNetwork {
     config: HostNetworkConfig,
     /// The ruleset we applied last; re-applied only when it differs or our tables vanished.
     applied_ruleset: Option<String>,
+    /// Conntrack zone of each network in that ruleset: kept while the network exists, so a
+    /// zone collision resolved once stays resolved the same way (see `firewall::zones`).
+    zones: firewall::Zones,
 }
 
 fn owned_bridge(name: &str) -> bool {
@@ -106,6 +109,7 @@ impl HostNetwork {
         Ok(HostNetwork {
             config,
             applied_ruleset: None,
+            zones: firewall::Zones::new(),
         })
     }
 
@@ -204,6 +208,7 @@ impl HostNetwork {
         let report = self.reconcile(&HostNetworkSpec::default())?;
         firewall::remove(&self.config.table)?;
         self.applied_ruleset = None;
+        self.zones.clear();
         tracing::info!("host network torn down");
         Ok(report)
     }
@@ -330,11 +335,13 @@ impl HostNetwork {
             if self.applied_ruleset.is_some() || firewall::any_table_present(&self.config.table) {
                 firewall::remove(&self.config.table)?;
                 self.applied_ruleset = None;
+                self.zones.clear();
                 report.ruleset_applied = true;
             }
             return Ok(());
         }
-        let text = firewall::render(spec, &self.config.table);
+        let zones = firewall::zones::assign(spec, &self.zones);
+        let text = firewall::render_with_zones(spec, &self.config.table, &zones);
         if self.applied_ruleset.as_deref() == Some(text.as_str())
             && firewall::tables_present(&self.config.table)
         {
@@ -347,6 +354,7 @@ impl HostNetwork {
         report.ruleset_applied = true;
         report.ruleset_apply_time = Some(took);
         self.applied_ruleset = Some(text);
+        self.zones = zones;
         Ok(())
     }
 }

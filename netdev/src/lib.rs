@@ -2,7 +2,8 @@
 //! its state; it hands this crate the whole desired state of the box ([`HostNetworkSpec`]) and
 //! [`HostNetwork::reconcile`] makes the kernel match it: one Linux bridge per network, one
 //! tap per port, one dnsmasq per network with static reservations only, and one nftables
-//! ruleset (security groups, anti-spoofing, NAT) applied atomically.
+//! ruleset (security groups, anti-spoofing, NAT, a conntrack zone per network so that
+//! networks with overlapping addresses are tracked apart) applied atomically.
 //!
 //! Everything created here carries [`NAME_PREFIX`], so a reconcile can tell what it owns and
 //! remove what no longer belongs to any port or network.

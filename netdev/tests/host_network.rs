@@ -474,6 +474,15 @@ fn guests_get_dhcp_talk_through_groups_and_nat() {
         ga.ping(&format!("198.18.{o}.2")),
         "a reaches outside through NAT"
     );
+    // Tracked in the network's zone in the original direction only: the reply came in on
+    // the uplink (zone 0) and found the entry by its masqueraded reply tuple.
+    let zone = firewall::zones::assign(&spec, &firewall::Zones::new())[&net_id];
+    let outside_ip = format!("198.18.{o}.2");
+    assert!(
+        zone_of_flows("icmp", &ip_a, &outside_ip).contains(&format!("zone-orig={zone}")),
+        "{:?}",
+        zone_of_flows("icmp", &ip_a, &outside_ip)
+    );
 
     // Idempotent.
     let report = host.net.reconcile(&spec).unwrap();
@@ -767,4 +776,312 @@ fn ipv6_guests_reach_each_other_only_as_the_rules_say() {
     );
     host.net.teardown().unwrap();
     assert_eq!(our_links(), Vec::<String>::new());
+}
+
+/// The conntrack entries (from /proc/net/nf_conntrack, root netns) whose original
+/// direction is `src` → `dst` with these ports.
+fn conntrack_entries(proto: &str, src: &str, dst: &str, sport: u16, dport: u16) -> Vec<String> {
+    let table = std::fs::read_to_string("/proc/net/nf_conntrack").unwrap();
+    let want = format!("src={src} dst={dst} sport={sport} dport={dport} ");
+    table
+        .lines()
+        .filter(|l| l.split_whitespace().nth(2) == Some(proto))
+        .filter(|l| l.contains(&want))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// One UDP datagram from `sport` to `addr:dport` (python3); whether the echo came back.
+fn udp_echo(ns: &str, sport: u16, addr: &str, dport: u16, text: &str) -> bool {
+    let script = format!(
+        "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); \
+         s.bind(('', {sport})); s.settimeout(2); s.sendto(b'{text}', ('{addr}', {dport})); \
+         print(s.recv(100).decode())"
+    );
+    let out = in_ns(ns, &["/usr/bin/python3", "-c", &script]);
+    out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == text
+}
+
+/// Two tenants with the same subnet and the same guest addresses on one box: each network
+/// works on its own (DHCP, ping, TCP), a flow established on one is not "established" for
+/// an identical 5-tuple on the other, and conntrack holds the two in different zones.
+#[test]
+fn overlapping_networks_track_identical_flows_in_their_own_zones() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut host = Host::new();
+    let base = subnet_base(4);
+    let (c_ip, s_ip) = (format!("{base}.10"), format!("{base}.11"));
+    let any_out = rule("out", Direction::Egress, None, None, Remote::Any);
+    let ping_in = rule(
+        "ping",
+        Direction::Ingress,
+        Some(Protocol::Icmp),
+        None,
+        Remote::Any,
+    );
+    let tcp22 = rule(
+        "tcp22",
+        Direction::Ingress,
+        Some(Protocol::Tcp),
+        Some(22),
+        Remote::Any,
+    );
+    let udp6000 = rule(
+        "udp6000",
+        Direction::Ingress,
+        Some(Protocol::Udp),
+        Some(6000),
+        Remote::Any,
+    );
+    let network = |tag: &str, dhcp_last: u8, ports: Vec<PortSpec>| NetworkSpec {
+        id: format!("{:08x}ovl{tag}", pid()),
+        mtu: 1500,
+        subnets: vec![SubnetSpec {
+            id: format!("sub{tag}"),
+            cidr: format!("{base}.0/24").parse().unwrap(),
+            gateway: None,
+            dns_nameservers: vec![],
+            enable_dhcp: true,
+        }],
+        dhcp: Some(DhcpPortSpec {
+            port_id: format!("dhcp{tag}"),
+            mac: mac(dhcp_last),
+            ips: vec![ip(&format!("{base}.2"))],
+        }),
+        ports,
+        nat: false,
+    };
+    let (ca, sa) = (
+        port("ca01", 0x31, &c_ip, &["client"]),
+        port("sa01", 0x32, &s_ip, &["server_a"]),
+    );
+    let (cb, sb) = (
+        port("cb01", 0x41, &c_ip, &["client"]),
+        port("sb01", 0x42, &s_ip, &["server_b"]),
+    );
+    let group = |id: &str, rules: Vec<RuleSpec>| SecurityGroupSpec {
+        id: id.into(),
+        rules,
+        members: vec![],
+    };
+    let mut spec = HostNetworkSpec {
+        networks: vec![
+            network("a", 0x30, vec![ca.clone(), sa.clone()]),
+            network("b", 0x40, vec![cb.clone(), sb.clone()]),
+        ],
+        security_groups: vec![
+            group("client", vec![any_out.clone()]),
+            group(
+                "server_a",
+                vec![
+                    any_out.clone(),
+                    ping_in.clone(),
+                    tcp22.clone(),
+                    udp6000.clone(),
+                ],
+            ),
+            // Network B's server does not let UDP 6000 in.
+            group("server_b", vec![any_out, ping_in, tcp22]),
+        ],
+    };
+    let mut guests = Vec::new();
+    for (tag, p) in [("ca", &ca), ("sa", &sa), ("cb", &cb), ("sb", &sb)] {
+        guests.push(Guest::new(tag, &tap_name(&p.id), Some(&p.mac.to_string())));
+    }
+    let [gca, gsa, gcb, gsb] = &mut guests[..] else {
+        unreachable!("four guests")
+    };
+    host.net.reconcile(&spec).unwrap();
+    let zones = firewall::zones::assign(&spec, &firewall::Zones::new());
+    let (za, zb) = (zones[&spec.networks[0].id], zones[&spec.networks[1].id]);
+    assert!(za != zb && za != 0 && zb != 0, "{zones:?}");
+
+    // (a) Each network on its own: DHCP from its own dnsmasq (same server address on both
+    // bridges), ping and TCP between the same two addresses.
+    for g in [&*gca, &*gcb] {
+        let out = in_ns(
+            &g.ns,
+            &[
+                "busybox",
+                "udhcpc",
+                "-i",
+                "eth0",
+                "-q",
+                "-n",
+                "-t",
+                "5",
+                "-T",
+                "1",
+                "-s",
+                "/bin/true",
+            ],
+        );
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && said.contains(&format!("lease of {c_ip} obtained")),
+            "{}: {said}",
+            g.ns
+        );
+    }
+    for (g, p) in [(&*gca, &ca), (&*gsa, &sa), (&*gcb, &cb), (&*gsb, &sb)] {
+        g.ip(&["addr", "add", &format!("{}/24", p.ips[0]), "dev", "eth0"]);
+    }
+    assert!(gca.ping(&s_ip), "network A: client pings server");
+    assert!(gcb.ping(&s_ip), "network B: client pings server");
+    for g in [&mut *gsa, &mut *gsb] {
+        g.spawn(&["busybox", "nc", "-ll", "-p", "22", "-e", "/bin/cat"]);
+    }
+    // Each server is a UDP echo on 6000 that also logs what it received.
+    let logs = [
+        host._dir.path().join("sa.log"),
+        host._dir.path().join("sb.log"),
+    ];
+    for (g, log) in [(&mut *gsa, &logs[0]), (&mut *gsb, &logs[1])] {
+        std::fs::write(log, "").unwrap();
+        let script = format!(
+            "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+             s.bind(('', 6000))\nwhile True:\n    d, a = s.recvfrom(100)\n    \
+             open('{}', 'ab').write(d + b'\\n')\n    s.sendto(d, a)\n",
+            log.display()
+        );
+        g.spawn(&["/usr/bin/python3", "-c", &script]);
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(gca.echo(&s_ip, 22), "network A: TCP to the server");
+    assert!(gcb.echo(&s_ip, 22), "network B: TCP to the server");
+
+    // (b) A UDP flow client:5000 → server:6000 established on A...
+    assert!(udp_echo(&gca.ns, 5000, &s_ip, 6000, "froma"), "A's flow");
+    let on_a = conntrack_entries("udp", &c_ip, &s_ip, 5000, 6000);
+    assert_eq!(on_a.len(), 1, "{on_a:?}");
+    assert!(on_a[0].contains(&format!(" zone={za} ")), "{on_a:?}");
+    // ...and the same 5-tuple on B is a new flow there, which B's server does not let in
+    // (in one shared zone it would have matched A's entry and passed as established).
+    assert!(
+        !udp_echo(&gcb.ns, 5000, &s_ip, 6000, "fromb"),
+        "B's identical 5-tuple is not let in"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&logs[1]).unwrap(),
+        "",
+        "B's server got nothing"
+    );
+    assert_eq!(std::fs::read_to_string(&logs[0]).unwrap(), "froma\n");
+
+    // (c) Allowed on B too, the identical flows live side by side, one per zone.
+    spec.security_groups[2].rules.push(udp6000);
+    assert!(host.net.reconcile(&spec).unwrap().ruleset_applied);
+    assert!(udp_echo(&gcb.ns, 5000, &s_ip, 6000, "fromb"), "B's flow");
+    assert_eq!(std::fs::read_to_string(&logs[1]).unwrap(), "fromb\n");
+    assert!(
+        udp_echo(&gca.ns, 5000, &s_ip, 6000, "froma"),
+        "A's flow still works"
+    );
+    let entries = conntrack_entries("udp", &c_ip, &s_ip, 5000, 6000);
+    let mut zones_seen: Vec<String> = entries
+        .iter()
+        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("zone=")))
+        .map(str::to_owned)
+        .collect();
+    zones_seen.sort();
+    let mut want = vec![format!("zone={za}"), format!("zone={zb}")];
+    want.sort();
+    assert_eq!(zones_seen, want, "{entries:#?}");
+
+    drop(guests);
+    host.net.teardown().unwrap();
+    assert_eq!(our_links(), Vec::<String>::new());
+}
+
+/// The zone fields (`zone=`, `zone-orig=`, `zone-reply=`) of the conntrack entries whose
+/// original direction is `src` → `dst`.
+fn zone_of_flows(proto: &str, src: &str, dst: &str) -> Vec<String> {
+    let table = std::fs::read_to_string("/proc/net/nf_conntrack").unwrap();
+    let want = format!("src={src} dst={dst} ");
+    table
+        .lines()
+        .filter(|l| l.split_whitespace().nth(2) == Some(proto) && l.contains(&want))
+        .flat_map(|l| {
+            l.split_whitespace()
+                .filter(|w| w.starts_with("zone"))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Two NAT networks on one box: a guest of one reaches a guest of the other through the
+/// host (masqueraded to the other network's gateway), and the replies, which come back
+/// from the other network's bridge to a host address, find the flow.
+#[test]
+fn routed_flows_between_nat_networks_find_their_replies() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut host = Host::new();
+    let network = |test: u8, p: PortSpec| {
+        let base = subnet_base(test);
+        NetworkSpec {
+            id: format!("{:08x}rt{test}", pid()),
+            mtu: 1500,
+            subnets: vec![SubnetSpec {
+                id: format!("sub{test}"),
+                cidr: format!("{base}.0/24").parse().unwrap(),
+                gateway: Some(ip(&format!("{base}.1"))),
+                dns_nameservers: vec![],
+                enable_dhcp: false,
+            }],
+            dhcp: None,
+            ports: vec![p],
+            nat: true,
+        }
+    };
+    let (base_a, base_m) = (subnet_base(5), subnet_base(6));
+    let a = port("ra01", 0x51, &format!("{base_a}.10"), &["open"]);
+    let m = port("rm01", 0x61, &format!("{base_m}.10"), &["open"]);
+    let spec = HostNetworkSpec {
+        networks: vec![network(5, a.clone()), network(6, m.clone())],
+        security_groups: vec![SecurityGroupSpec {
+            id: "open".into(),
+            rules: vec![
+                rule("out", Direction::Egress, None, None, Remote::Any),
+                rule(
+                    "ping",
+                    Direction::Ingress,
+                    Some(Protocol::Icmp),
+                    None,
+                    Remote::Any,
+                ),
+                rule(
+                    "tcp22",
+                    Direction::Ingress,
+                    Some(Protocol::Tcp),
+                    Some(22),
+                    Remote::Any,
+                ),
+            ],
+            members: vec![],
+        }],
+    };
+    let ga = Guest::new("ra", &tap_name(&a.id), Some(&a.mac.to_string()));
+    let mut gm = Guest::new("rm", &tap_name(&m.id), Some(&m.mac.to_string()));
+    host.net.reconcile(&spec).unwrap();
+    for (g, p, base) in [(&ga, &a, &base_a), (&gm, &m, &base_m)] {
+        g.ip(&["addr", "add", &format!("{}/24", p.ips[0]), "dev", "eth0"]);
+        g.ip(&["route", "add", "default", "via", &format!("{base}.1")]);
+    }
+    gm.spawn(&["busybox", "nc", "-ll", "-p", "22", "-e", "/bin/cat"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let (ip_a, ip_m) = (a.ips[0].to_string(), m.ips[0].to_string());
+    assert!(ga.ping(&ip_m), "a pings m through the host");
+    assert!(ga.echo(&ip_m, 22), "a reaches m:22 through the host");
+    // Host ↔ guest on the second network still works (the gateway is a host address).
+    assert!(gm.ping(&format!("{base_m}.1")), "m pings its gateway");
+    let zone = firewall::zones::assign(&spec, &firewall::Zones::new())[&spec.networks[0].id];
+    let seen = zone_of_flows("icmp", &ip_a, &ip_m);
+    assert!(seen.contains(&format!("zone-orig={zone}")), "{seen:?}");
+    drop((ga, gm));
+    host.net.teardown().unwrap();
 }

@@ -318,3 +318,123 @@ fn nft_accepts_the_example_ruleset() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The example network plus a second one with the same IPv4 subnet (overlapping tenants),
+/// a DHCP port and an IPv6 subnet, no NAT.
+fn two_networks() -> HostNetworkSpec {
+    let mut s = spec();
+    let mut other = s.networks[0].clone();
+    other.id = "net2".into();
+    other.nat = false;
+    other.ports.clear();
+    other.dhcp = Some(DhcpPortSpec {
+        port_id: "d".into(),
+        mac: MacAddr([2, 0, 0, 0, 0, 2]),
+        ips: vec!["10.0.0.2".parse().unwrap()],
+    });
+    other.subnets.push(SubnetSpec {
+        id: "s6".into(),
+        cidr: "fd00:1::/64".parse().unwrap(),
+        gateway: None,
+        dns_nameservers: vec![],
+        enable_dhcp: false,
+    });
+    s.networks.push(other);
+    s
+}
+
+#[test]
+fn each_network_is_tracked_in_its_own_zone_before_conntrack() {
+    let s = two_networks();
+    let zones: Zones = [("net1".to_owned(), 7u16), ("net2".to_owned(), 9)].into();
+    let t = render_with_zones(&s, "op", &zones);
+    let (b1, b2) = (bridge_name("net1"), bridge_name("net2"));
+    let zin = chain(&t, "zone_in");
+    assert!(
+        zin.contains("type filter hook prerouting priority raw; policy accept;"),
+        "{zin}"
+    );
+    assert!(
+        zin.contains(&format!(
+            "iifname vmap {{ \"{b1}\" : jump zi1, \"{b2}\" : jump zi2 }}"
+        )),
+        "{zin}"
+    );
+    let zout = chain(&t, "zone_out");
+    assert!(zout.contains("type filter hook output priority raw; policy accept;"));
+    assert!(zout.contains(&format!(
+        "oifname vmap {{ \"{b1}\" : jump zo1, \"{b2}\" : jump zo2 }}"
+    )));
+    // Inside a network and DHCP: both directions in the zone; everything else (the
+    // host's addresses: net1's NAT gateway, net2's DHCP port; routed): original only.
+    let lines = |c: &str| -> Vec<String> {
+        c.lines()
+            .skip(1)
+            .map(|l| l.trim().to_owned())
+            .filter(|l| !l.is_empty())
+            .collect()
+    };
+    assert_eq!(
+        lines(chain(&t, "zi1")),
+        [
+            "udp dport { 67, 547 } ct zone set 7 accept",
+            "ip saddr { 10.0.0.0/24 } ip daddr { 10.0.0.0/24 } ip daddr != { 10.0.0.1 } ct zone set 7 accept",
+            "ct original zone set 7",
+        ]
+    );
+    assert_eq!(
+        lines(chain(&t, "zo1")),
+        [
+            "udp sport { 67, 547 } ct zone set 7 accept",
+            "ip saddr { 10.0.0.0/24 } ip daddr { 10.0.0.0/24 } ip saddr != { 10.0.0.1 } ct zone set 7 accept",
+            "ct original zone set 7",
+        ]
+    );
+    assert_eq!(
+        lines(chain(&t, "zi2")),
+        [
+            "udp dport { 67, 547 } ct zone set 9 accept",
+            "ip saddr { 10.0.0.0/24 } ip daddr { 10.0.0.0/24 } ip daddr != { 10.0.0.2 } ct zone set 9 accept",
+            "ip6 saddr { fd00:1::/64 } ip6 daddr { fd00:1::/64 } ct zone set 9 accept",
+            "ct original zone set 9",
+        ]
+    );
+    // One transaction still: the zone chains are inside the inet table that is replaced.
+    let inet = t.find("table inet op {\n").unwrap();
+    assert!(t.find("chain zone_in").unwrap() > inet);
+}
+
+#[test]
+fn zones_come_from_the_network_ids() {
+    let s = two_networks();
+    let t = render(&s, "op");
+    let z = zones::assign(&s, &Zones::new());
+    assert_ne!(z["net1"], z["net2"]);
+    assert!(t.contains(&format!("ct original zone set {}\n", z["net1"])));
+    assert!(t.contains(&format!("ct original zone set {}\n", z["net2"])));
+    // A network without a zone (0: the default) gets no zone chain at all.
+    let only2: Zones = [("net2".to_owned(), 9u16)].into();
+    let t = render_with_zones(&s, "op", &only2);
+    assert!(!t.contains("chain zi1"));
+    assert!(!t.contains(&format!("\"{}\" : jump zi", bridge_name("net1"))));
+    assert!(t.contains("chain zi2"));
+    assert!(!render(&HostNetworkSpec::default(), "op").contains("zone_in"));
+}
+
+#[test]
+fn nft_accepts_the_zoned_ruleset() {
+    let t = render(&two_networks(), "opcheckz");
+    let mut child = std::process::Command::new("nft")
+        .args(["-c", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), t.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{t}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

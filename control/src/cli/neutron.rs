@@ -73,11 +73,7 @@ impl Kind {
             .iter()
             .map(|(k, v)| format!("{k}={}", percent_encode(v)))
             .collect();
-        let mut found = api.get(&format!(
-            "{ROOT}/{}?{}",
-            self.collection,
-            query.join("&")
-        ))?;
+        let mut found = api.get(&format!("{ROOT}/{}?{}", self.collection, query.join("&")))?;
         Ok(found[self.list_key]
             .as_array_mut()
             .map(std::mem::take)

@@ -239,10 +239,16 @@ fn summary(r: &Value, names: &GroupNames) -> String {
         parts.push(format!("port_range='{}'", ports(r)));
     }
     if !r["remote_ip_prefix"].is_null() {
-        parts.push(format!("remote_ip_prefix='{}'", cell(&r["remote_ip_prefix"])));
+        parts.push(format!(
+            "remote_ip_prefix='{}'",
+            cell(&r["remote_ip_prefix"])
+        ));
     }
     if !r["remote_group_id"].is_null() {
-        parts.push(format!("remote_group='{}'", names.name(&r["remote_group_id"])));
+        parts.push(format!(
+            "remote_group='{}'",
+            names.name(&r["remote_group_id"])
+        ));
     }
     parts.push(format!("id='{}'", cell(&r["id"])));
     parts.join(", ")

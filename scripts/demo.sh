@@ -107,4 +107,6 @@ fi
 echo "The demo server took its address from demo-net's DHCP and reached the gateway."
 if [ "${OUTPOST_DEMO_KEEP:-0}" = 1 ]; then
     echo "Left running. export OUTPOST_SOCKET=$OUTPOST_SOCKET; admin password in $state/admin-password"
+    echo "To clean up: $bin/outpost server delete demo --wait; $bin/outpost network delete demo-net;"
+    echo "then kill $daemon (outpostd)."
 fi

@@ -1,13 +1,19 @@
 //! `outpost`: the appliance's command line, talking to outpostd over its unix socket (whose
 //! peer acts as admin, so no credentials are needed). One module per resource kind:
-//! [`flavor`], [`image`], [`server`], [`volume`].
+//! [`flavor`], [`image`], [`server`], [`volume`], and for Neutron [`network`], [`subnet`],
+//! [`port`] and [`security_group`] (sharing `neutron`'s lookups).
 //! Output is a table by default or JSON with `-f json`; every API error becomes one line
 //! carrying the service's own message.
 
 pub mod flavor;
 pub mod image;
+pub mod network;
+mod neutron;
 mod output;
+pub mod port;
+pub mod security_group;
 pub mod server;
+pub mod subnet;
 pub mod volume;
 
 use crate::client::{ApiResponse, Client, ClientError, Endpoint};
@@ -55,6 +61,18 @@ pub enum Command {
     /// Volumes, their snapshots and types (Cinder).
     #[command(subcommand)]
     Volume(volume::VolumeCommand),
+    /// Networks (Neutron): one bridge each on this host.
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
+    /// A network's address ranges, gateway, DNS servers and DHCP (Neutron).
+    #[command(subcommand)]
+    Subnet(subnet::SubnetCommand),
+    /// Ports: a MAC and addresses on a network, for a server's NIC (Neutron).
+    #[command(subcommand)]
+    Port(port::PortCommand),
+    /// Security groups and their rules (Neutron): `outpost security group ...`.
+    #[command(subcommand)]
+    Security(security_group::SecurityCommand),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +96,10 @@ pub fn run(cli: Cli) -> Result<String, CliError> {
         Command::Server(cmd) => server::run(&api, cmd, cli.format),
         Command::Image(cmd) => image::run(&api, cmd, cli.format),
         Command::Volume(cmd) => volume::run(&api, cmd, cli.format),
+        Command::Network(cmd) => network::run(&api, cmd, cli.format),
+        Command::Subnet(cmd) => subnet::run(&api, cmd, cli.format),
+        Command::Port(cmd) => port::run(&api, cmd, cli.format),
+        Command::Security(cmd) => security_group::run(&api, cmd, cli.format),
     }
 }
 

@@ -1,5 +1,7 @@
-//! `outpost server create|list|show|delete|start|stop|reboot|console|resize`.
+//! `outpost server create|list|show|delete|start|stop|reboot|console|resize` and
+//! `outpost server add|remove security group`.
 
+use super::neutron::{NETWORK, PORT, SECURITY_GROUP};
 use super::output::{self, cell};
 use super::{flavor, Api, CliError, Format};
 use crate::api::request::percent_encode;
@@ -70,6 +72,26 @@ pub enum ServerCommand {
     },
     /// Resize a server to another flavor, then confirm or revert.
     Resize(ResizeArgs),
+    /// Add a security group to a server: `add security group SERVER GROUP`.
+    #[command(subcommand)]
+    Add(ServerPart),
+    /// Remove a security group from a server: `remove security group SERVER GROUP`.
+    #[command(subcommand)]
+    Remove(ServerPart),
+}
+
+/// What `server add` and `server remove` change.
+#[derive(Debug, Subcommand)]
+pub enum ServerPart {
+    /// Security groups (of every port of the server).
+    #[command(subcommand)]
+    Security(SecurityPart),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecurityPart {
+    /// A security group, by ID or name, on a server, by ID or name.
+    Group { server: String, group: String },
 }
 
 #[derive(Debug, Args)]
@@ -81,6 +103,20 @@ pub struct CreateArgs {
     /// Image ID (or the appliance's default guest, `outpost-guest`).
     #[arg(long)]
     pub image: String,
+    /// A NIC on this network, by ID or name (repeatable).
+    #[arg(long = "network", value_name = "NETWORK", conflicts_with = "nic")]
+    pub networks: Vec<String>,
+    /// A NIC on this existing port, by ID or name (repeatable).
+    #[arg(long = "port", value_name = "PORT", conflicts_with = "nic")]
+    pub ports: Vec<String>,
+    /// `none`: no NIC; `auto` (the default without --network/--port): the project's one
+    /// network, if there is one.
+    #[arg(long, value_parser = ["none", "auto"])]
+    pub nic: Option<String>,
+    /// A security group for the ports the server gets, by ID or name (repeatable;
+    /// default: the project's `default`).
+    #[arg(long = "security-group", value_name = "GROUP")]
+    pub security_groups: Vec<String>,
     /// Metadata KEY=VALUE (repeatable).
     #[arg(long = "property", value_name = "KEY=VALUE")]
     pub properties: Vec<String>,
@@ -195,6 +231,32 @@ pub fn run(api: &Api, cmd: ServerCommand, format: Format) -> Result<String, CliE
             Ok(cell(&out["output"]))
         }
         ServerCommand::Resize(args) => resize(api, args),
+        ServerCommand::Add(ServerPart::Security(SecurityPart::Group { server, group })) => {
+            security_group(api, &server, &group, "addSecurityGroup")
+        }
+        ServerCommand::Remove(ServerPart::Security(SecurityPart::Group { server, group })) => {
+            security_group(api, &server, &group, "removeSecurityGroup")
+        }
+    }
+}
+
+/// `addSecurityGroup` / `removeSecurityGroup` with the group's id (unambiguous whichever
+/// project's group the name found); the service's messages then name the group as typed.
+fn security_group(api: &Api, server: &str, group: &str, action: &str) -> Result<String, CliError> {
+    let s = find(api, server)?;
+    let id = SECURITY_GROUP.id_of(api, group)?;
+    let sent = api.call(
+        Method::POST,
+        &format!("{}/action", server_path(&s)),
+        Some(&json!({ action: {"name": id} })),
+    );
+    match sent {
+        Ok(_) => Ok(String::new()),
+        Err(CliError::Api { status, message }) => Err(CliError::Api {
+            status,
+            message: message.replace(&id, group),
+        }),
+        Err(e) => Err(e),
     }
 }
 
@@ -260,14 +322,40 @@ fn create(api: &Api, a: CreateArgs) -> Result<String, CliError> {
         "name": a.name,
         "flavorRef": flavor["id"],
         "imageRef": a.image,
-        "networks": "none",
+        "networks": networks(api, &a)?,
         "metadata": metadata,
     });
+    if !a.security_groups.is_empty() {
+        let mut groups = Vec::with_capacity(a.security_groups.len());
+        for g in &a.security_groups {
+            groups.push(json!({"name": SECURITY_GROUP.id_of(api, g)?}));
+        }
+        server["security_groups"] = json!(groups);
+    }
     if let Some(d) = a.description {
         server["description"] = json!(d);
     }
     let created = api.post(SERVERS, &json!({ "server": server }))?;
     Ok(cell(&created["server"]["id"]))
+}
+
+/// Nova's `networks`: `"none"`/`"auto"`, or one entry per --network and --port (networks
+/// first), names resolved to ids here so that an unknown one is named in the error.
+fn networks(api: &Api, a: &CreateArgs) -> Result<Value, CliError> {
+    if let Some(nic) = &a.nic {
+        return Ok(json!(nic));
+    }
+    if a.networks.is_empty() && a.ports.is_empty() {
+        return Ok(json!("auto"));
+    }
+    let mut out = Vec::new();
+    for n in &a.networks {
+        out.push(json!({"uuid": NETWORK.id_of(api, n)?}));
+    }
+    for p in &a.ports {
+        out.push(json!({"port": PORT.id_of(api, p)?}));
+    }
+    Ok(Value::Array(out))
 }
 
 fn get(api: &Api, id: &str) -> Result<Value, CliError> {
@@ -315,7 +403,7 @@ fn server_path(s: &Value) -> String {
 }
 
 /// By id first; failing that, by exact name, as openstackclient does.
-fn find(api: &Api, name_or_id: &str) -> Result<Value, CliError> {
+pub(super) fn find(api: &Api, name_or_id: &str) -> Result<Value, CliError> {
     match get(api, name_or_id) {
         Ok(v) => return Ok(v),
         Err(CliError::Api { status: 404, .. }) => {}
@@ -360,6 +448,38 @@ fn image_id(s: &Value) -> String {
     }
 }
 
+/// `addresses` as openstackclient prints them: `net1=10.0.0.3, fd00::3; net2=192.0.2.7`.
+fn addresses(s: &Value) -> String {
+    s["addresses"]
+        .as_object()
+        .map(|nets| {
+            nets.iter()
+                .map(|(net, ips)| {
+                    let ips = ips
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|ip| cell(&ip["addr"]))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    format!("{net}={ips}")
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .unwrap_or_default()
+}
+
+fn security_group_names(s: &Value) -> String {
+    s["security_groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|g| format!("name='{}'", cell(&g["name"])))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn show_one(s: &Value, format: Format) -> String {
     if format == Format::Json {
         return output::json(s);
@@ -374,7 +494,8 @@ fn show_one(s: &Value, format: Format) -> String {
         ("OS-EXT-STS:task_state", cell(&s["OS-EXT-STS:task_state"])),
         ("OS-EXT-STS:power_state", cell(&s["OS-EXT-STS:power_state"])),
         ("OS-EXT-SRV-ATTR:host", cell(&s["OS-EXT-SRV-ATTR:host"])),
-        ("addresses", String::new()),
+        ("addresses", addresses(s)),
+        ("security_groups", security_group_names(s)),
         ("project_id", cell(&s["tenant_id"])),
         ("user_id", cell(&s["user_id"])),
         ("created", cell(&s["created"])),
@@ -398,7 +519,7 @@ fn table(servers: &[Value]) -> String {
                 cell(&s["id"]),
                 cell(&s["name"]),
                 cell(&s["status"]),
-                String::new(),
+                addresses(s),
                 image_id(s),
                 flavor_name(s),
             ]
@@ -408,4 +529,24 @@ fn table(servers: &[Value]) -> String {
         &["ID", "Name", "Status", "Networks", "Image", "Flavor"],
         rows,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_and_groups_as_openstackclient_prints_them() {
+        let s = json!({
+            "addresses": {
+                "lan": [{"addr": "10.0.0.3", "version": 4}, {"addr": "fd00::3", "version": 6}],
+                "wan": [{"addr": "192.0.2.7", "version": 4}],
+            },
+            "security_groups": [{"name": "default"}, {"name": "web"}],
+        });
+        assert_eq!(addresses(&s), "lan=10.0.0.3, fd00::3; wan=192.0.2.7");
+        assert_eq!(security_group_names(&s), "name='default'\nname='web'");
+        assert_eq!(addresses(&json!({"addresses": {}})), "");
+        assert_eq!(addresses(&json!({})), "");
+    }
 }

@@ -329,11 +329,18 @@ fn guests_get_dhcp_addresses_and_security_groups_filter_them() {
         format!("lease ip={a_ip} router={gateway} dns=192.0.2.53 mtu=1450")
     );
     // ... and the image's hook applied all of it at boot.
-    let r = ctl.run(&a_ip, "cat /sys/class/net/eth0/mtu; ip -4 route show default", STEP);
+    let r = ctl.run(
+        &a_ip,
+        "cat /sys/class/net/eth0/mtu; ip -4 route show default",
+        STEP,
+    );
     assert!(r.ok(), "{r:?}");
     assert_eq!(
         r.output.lines().collect::<Vec<_>>(),
-        ["1450".to_owned(), format!("default via {gateway} dev eth0 ")],
+        [
+            "1450".to_owned(),
+            format!("default via {gateway} dev eth0 ")
+        ],
         "{r:?}"
     );
 

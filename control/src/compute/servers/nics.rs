@@ -412,7 +412,9 @@ mod tests {
                     id: "net-1".into(),
                     fixed_ip: Some("10.0.0.5".parse().unwrap()),
                 },
-                NicRequest::Port { id: "port-1".into() },
+                NicRequest::Port {
+                    id: "port-1".into(),
+                },
             ],
             security_groups: Some(vec!["g1".into()]),
         };

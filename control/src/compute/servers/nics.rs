@@ -189,7 +189,8 @@ fn network_error(e: NetworkError) -> ServerError {
 }
 
 /// The create saga's network step: the planned ports made or bound, in request order, and
-/// the host wired for them. Any ports left from an interrupted attempt go first.
+/// the host wired for them. Ports made by an interrupted attempt go first; the user's own
+/// ports stay bound (they were taken when the request was accepted).
 pub fn allocate(fleet: &Fleet, s: &Server) -> Result<(), NetworkError> {
     let Some(agent) = fleet.network() else {
         return Ok(());
@@ -199,8 +200,12 @@ pub fn allocate(fleet: &Fleet, s: &Server) -> Result<(), NetworkError> {
         return Ok(());
     }
     let service = agent.service();
-    service.release_device(&s.id)?;
     let ctx = super::owner(s);
+    for p in service.device_ports(&s.id)? {
+        if p.auto_delete {
+            service.delete_port(&ctx, &p.id)?;
+        }
+    }
     let host = s.host.clone().unwrap_or_else(|| fleet.host().to_owned());
     for r in &plan.requested {
         match r {

@@ -379,8 +379,16 @@ fn the_supervisor_follows_what_the_guest_does() {
     wait_marker(&d, &id, 2);
     let s = wait_status(&d, &id, "ACTIVE");
     assert!(s.get("fault").is_none());
-    let again = monitor_pids(&d, &id);
-    assert_eq!(again.len(), 2);
+    // The guest reboots again and again: wait for a moment its shim and monitor both run.
+    let deadline = Instant::now() + STATE_TIMEOUT;
+    let again = loop {
+        let pids = monitor_pids(&d, &id);
+        if pids.len() == 2 {
+            break pids;
+        }
+        assert!(Instant::now() < deadline, "monitor processes: {pids:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert!(
         again.iter().all(|p| !first.contains(p)),
         "{first:?} {again:?}"

@@ -3,39 +3,9 @@
 
 mod common;
 
+use common::cli::{failed, ok, outpost};
 use common::Daemon;
 use serde_json::Value;
-use std::process::Output;
-
-fn outpost(d: &Daemon, args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_outpost"))
-        .env("OUTPOST_SOCKET", d.socket())
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
-
-fn failed(o: &Output) -> String {
-    assert!(
-        !o.status.success(),
-        "{}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-    assert!(o.stdout.is_empty());
-    let err = String::from_utf8(o.stderr.clone()).unwrap();
-    assert_eq!(err.lines().count(), 1, "{err}");
-    err
-}
 
 #[test]
 fn flavor_create_list_show_delete_as_tables() {

@@ -6,72 +6,18 @@
 
 mod common;
 
+use common::cli::{failed, json, ok, outpost, row};
 use common::guests::{check_assets, one_guest_at_a_time, start_daemon};
 use common::Daemon;
 use serde_json::Value;
-use std::process::{Command, Output};
-
-fn outpost(d: &Daemon, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_outpost"))
-        .env("OUTPOST_SOCKET", d.socket())
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
 
 fn run(d: &Daemon, args: &[&str]) -> String {
     ok(&outpost(d, args))
 }
 
-fn json(d: &Daemon, args: &[&str]) -> Value {
-    let mut all = vec!["-f", "json"];
-    all.extend_from_slice(args);
-    let out = run(d, &all);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
-}
-
 /// The one line on stderr of a command that failed.
 fn error(d: &Daemon, args: &[&str]) -> String {
-    let o = outpost(d, args);
-    assert!(
-        !o.status.success(),
-        "{args:?} succeeded: {}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-    assert!(o.stdout.is_empty());
-    let err = String::from_utf8(o.stderr).unwrap();
-    assert_eq!(err.lines().count(), 1, "{err}");
-    err
-}
-
-/// The value of `field` in a Field/Value table (all its lines, joined with `\n`).
-fn row(table: &str, field: &str) -> String {
-    let mut lines = table.lines().skip_while(|l| cell(l, 1) != Some(field));
-    let first = lines
-        .next()
-        .unwrap_or_else(|| panic!("no {field} in\n{table}"));
-    let mut value = vec![cell(first, 2).unwrap_or_default()];
-    // A multi-line value continues on rows whose Field is empty.
-    value.extend(
-        lines
-            .take_while(|l| cell(l, 1) == Some(""))
-            .map(|l| cell(l, 2).unwrap_or_default()),
-    );
-    value.join("\n")
-}
-
-fn cell(line: &str, n: usize) -> Option<&str> {
-    line.split('|').nth(n).map(str::trim)
+    failed(&outpost(d, args))
 }
 
 /// The table's data rows whose cells include `value`.

@@ -4,64 +4,14 @@
 
 mod common;
 
+use common::cli::{failed, json, ok, outpost, row};
 use common::Daemon;
-use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn outpost(d: &Daemon, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_outpost"))
-        .env("OUTPOST_SOCKET", d.socket())
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
-
-fn json(d: &Daemon, args: &[&str]) -> Value {
-    let mut all = vec!["-f", "json"];
-    all.extend_from_slice(args);
-    let out = ok(&outpost(d, &all));
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
-}
-
-fn failed(o: &Output) -> String {
-    assert!(
-        !o.status.success(),
-        "{}",
-        String::from_utf8_lossy(&o.stdout)
-    );
-    assert!(o.stdout.is_empty());
-    let err = String::from_utf8(o.stderr.clone()).unwrap();
-    assert_eq!(err.lines().count(), 1, "{err}");
-    err
-}
+use std::process::Command;
 
 fn md5sum(p: &Path) -> String {
     let out = Command::new("md5sum").arg(p).output().unwrap();
     String::from_utf8(out.stdout).unwrap()[..32].to_owned()
-}
-
-/// The value of `field` in a Field/Value table.
-fn row(table: &str, field: &str) -> String {
-    table
-        .lines()
-        .find(|l| l.split('|').nth(1).map(str::trim) == Some(field))
-        .unwrap_or_else(|| panic!("no {field} in\n{table}"))
-        .split('|')
-        .nth(2)
-        .unwrap()
-        .trim()
-        .to_owned()
 }
 
 #[test]

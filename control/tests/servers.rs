@@ -27,6 +27,7 @@
 
 mod common;
 
+use common::cli::outpost;
 use common::guests::*;
 use common::{Daemon, Text, ADMIN_PASSWORD};
 use outpost_control::client::ApiResponse;
@@ -802,14 +803,6 @@ fn a_server_that_does_not_fit_ends_in_error_and_bad_input_changes_nothing() {
         wait_gone(&d, s);
         assert_nothing_left(&d, s);
     }
-}
-
-fn outpost(d: &Daemon, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_outpost"))
-        .env("OUTPOST_SOCKET", d.socket())
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 #[test]

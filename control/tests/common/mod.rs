@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod guestctl;
 pub mod guests;
 pub mod openstack;

@@ -136,23 +136,18 @@ pub(super) fn find(api: &Api, name_or_id: &str) -> Result<Value, CliError> {
         Err(e) => return Err(e),
     }
     let all = api.get(&format!("{FLAVORS}/detail?is_public=none"))?;
-    let mut matches: Vec<Value> = all["flavors"]
+    let matches: Vec<Value> = all["flavors"]
         .as_array()
         .into_iter()
         .flatten()
         .filter(|f| f["name"] == name_or_id)
         .cloned()
         .collect();
-    match matches.len() {
-        1 => Ok(matches.remove(0)),
-        0 => Err(CliError::Api {
-            status: 404,
-            message: format!("No flavor with a name or ID of '{name_or_id}' exists."),
-        }),
-        _ => Err(CliError::Usage(format!(
-            "More than one flavor exists with the name '{name_or_id}'."
-        ))),
-    }
+    super::only_match(
+        matches,
+        || format!("No flavor with a name or ID of '{name_or_id}' exists."),
+        || format!("More than one flavor exists with the name '{name_or_id}'."),
+    )
 }
 
 fn show_one(f: &Value, format: Format) -> String {

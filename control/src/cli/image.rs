@@ -302,17 +302,12 @@ pub fn find(api: &Api, name_or_id: &str) -> Result<Value, CliError> {
         "{IMAGES}?visibility=all&name={}",
         percent_encode(name_or_id)
     ))?;
-    let mut matches: Vec<Value> = found["images"].as_array().cloned().unwrap_or_default();
-    match matches.len() {
-        1 => Ok(matches.remove(0)),
-        0 => Err(CliError::Api {
-            status: 404,
-            message: format!("No Image found for {name_or_id}"),
-        }),
-        _ => Err(CliError::Usage(format!(
-            "More than one image exists with the name '{name_or_id}'."
-        ))),
-    }
+    let matches: Vec<Value> = found["images"].as_array().cloned().unwrap_or_default();
+    super::only_match(
+        matches,
+        || format!("No Image found for {name_or_id}"),
+        || format!("More than one image exists with the name '{name_or_id}'."),
+    )
 }
 
 fn show_one(i: &Value, format: Format) -> String {

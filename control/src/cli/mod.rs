@@ -86,6 +86,23 @@ pub enum CliError {
     Usage(String),
 }
 
+/// The one resource a lookup by name found: a 404 saying `none` when it found nothing, a
+/// usage error saying `many` when the name is ambiguous.
+fn only_match(
+    mut matches: Vec<Value>,
+    none: impl FnOnce() -> String,
+    many: impl FnOnce() -> String,
+) -> Result<Value, CliError> {
+    match matches.len() {
+        1 => Ok(matches.remove(0)),
+        0 => Err(CliError::Api {
+            status: 404,
+            message: none(),
+        }),
+        _ => Err(CliError::Usage(many())),
+    }
+}
+
 /// Runs one command; returns what to print on stdout.
 pub fn run(cli: Cli) -> Result<String, CliError> {
     let api = Api {

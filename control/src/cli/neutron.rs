@@ -102,27 +102,26 @@ impl Kind {
             let own = own_project(api)?;
             matches.retain(|v| v["project_id"] == own.as_str());
             if matches.is_empty() {
-                return Err(self.ambiguous(name_or_id));
+                return Err(CliError::Usage(self.ambiguous_message(name_or_id)));
             }
         }
-        match matches.len() {
-            1 => Ok(matches.remove(0)),
-            0 => Err(CliError::Api {
-                status: 404,
-                message: format!(
+        super::only_match(
+            matches,
+            || {
+                format!(
                     "No {} with a name or ID of '{name_or_id}' exists.",
                     self.label
-                ),
-            }),
-            _ => Err(self.ambiguous(name_or_id)),
-        }
+                )
+            },
+            || self.ambiguous_message(name_or_id),
+        )
     }
 
-    fn ambiguous(&self, name: &str) -> CliError {
-        CliError::Usage(format!(
+    fn ambiguous_message(&self, name: &str) -> String {
+        format!(
             "More than one {} exists with the name '{name}'; use its ID.",
             self.label
-        ))
+        )
     }
 
     /// The id of the resource named or identified by `name_or_id`.

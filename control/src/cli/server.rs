@@ -414,23 +414,18 @@ pub(super) fn find(api: &Api, name_or_id: &str) -> Result<Value, CliError> {
         "{SERVERS}/detail?name={}",
         percent_encode(&pattern)
     ))?;
-    let mut matches: Vec<Value> = all["servers"]
+    let matches: Vec<Value> = all["servers"]
         .as_array()
         .into_iter()
         .flatten()
         .filter(|s| s["name"] == name_or_id)
         .cloned()
         .collect();
-    match matches.len() {
-        1 => Ok(matches.remove(0)),
-        0 => Err(CliError::Api {
-            status: 404,
-            message: format!("No server with a name or ID of '{name_or_id}' exists."),
-        }),
-        _ => Err(CliError::Usage(format!(
-            "More than one server exists with the name '{name_or_id}'."
-        ))),
-    }
+    super::only_match(
+        matches,
+        || format!("No server with a name or ID of '{name_or_id}' exists."),
+        || format!("More than one server exists with the name '{name_or_id}'."),
+    )
 }
 
 fn flavor_name(s: &Value) -> String {

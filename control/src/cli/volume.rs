@@ -271,20 +271,15 @@ fn find(api: &Api, root: &str, kind: &str, name_or_id: &str) -> Result<Value, Cl
         "{root}/{kind}/detail?name={}",
         percent_encode(name_or_id)
     ))?;
-    let mut matches = found[kind]
+    let matches = found[kind]
         .as_array_mut()
         .map(std::mem::take)
         .unwrap_or_default();
-    match matches.len() {
-        1 => Ok(matches.remove(0)),
-        0 => Err(CliError::Api {
-            status: 404,
-            message: format!("No {one} with a name or ID of '{name_or_id}' exists."),
-        }),
-        _ => Err(CliError::Usage(format!(
-            "More than one {one} exists with the name '{name_or_id}'."
-        ))),
-    }
+    super::only_match(
+        matches,
+        || format!("No {one} with a name or ID of '{name_or_id}' exists."),
+        || format!("More than one {one} exists with the name '{name_or_id}'."),
+    )
 }
 
 /// Polls until `v` is no longer `creating`; a failure is an error carrying the reason.

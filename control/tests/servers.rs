@@ -229,10 +229,7 @@ fn a_server_lives_through_its_life() {
     assert!(claim.contains("\"MEMORY_MB\":512"), "{claim}");
 
     // Delete: nothing is left.
-    let r = api(&d).delete(&format!("/compute/v2.1/servers/{id}"));
-    assert_eq!(r.status.as_u16(), 204, "{}", r.text());
-    wait_gone(&d, &id);
-    assert_nothing_left(&d, &id);
+    delete_leaving_nothing(&d, &id);
 }
 
 #[test]
@@ -333,10 +330,7 @@ fn a_server_boots_from_an_uploaded_image_holds_it_and_gets_volumes() {
     assert_eq!(r.status.as_u16(), 409, "{}", r.text());
     assert!(r.text().contains(&id), "{}", r.text());
 
-    let r = api(&d).delete(&format!("/compute/v2.1/servers/{id}"));
-    assert_eq!(r.status.as_u16(), 204, "{}", r.text());
-    wait_gone(&d, &id);
-    assert_nothing_left(&d, &id);
+    delete_leaving_nothing(&d, &id);
     assert_eq!(count(&d, &users), 0);
     // Deleting the server detached its volume.
     assert!(volume_status("available")["attachments"]
@@ -399,15 +393,7 @@ fn the_supervisor_follows_what_the_guest_does() {
         "{}",
         d.log()
     );
-    assert_eq!(
-        api(&d)
-            .delete(&format!("/compute/v2.1/servers/{id}"))
-            .status
-            .as_u16(),
-        204
-    );
-    wait_gone(&d, &id);
-    assert_nothing_left(&d, &id);
+    delete_leaving_nothing(&d, &id);
     drop(d);
 
     let (d, _sweep) = start_daemon(&guest("poweroff"));
@@ -423,15 +409,7 @@ fn the_supervisor_follows_what_the_guest_does() {
     assert_eq!(s["OS-EXT-STS:power_state"], 4);
     assert!(s.get("fault").is_none());
     assert!(monitor_pids(&d, &id).is_empty());
-    assert_eq!(
-        api(&d)
-            .delete(&format!("/compute/v2.1/servers/{id}"))
-            .status
-            .as_u16(),
-        204
-    );
-    wait_gone(&d, &id);
-    assert_nothing_left(&d, &id);
+    delete_leaving_nothing(&d, &id);
 }
 
 #[test]
@@ -505,15 +483,7 @@ fn guests_outlive_a_killed_daemon() {
     assert_eq!(s["fault"]["code"], 500);
 
     // A server in ERROR deletes cleanly, after a restart too.
-    assert_eq!(
-        api(&d)
-            .delete(&format!("/compute/v2.1/servers/{id}"))
-            .status
-            .as_u16(),
-        204
-    );
-    wait_gone(&d, &id);
-    assert_nothing_left(&d, &id);
+    delete_leaving_nothing(&d, &id);
 }
 
 #[test]
@@ -638,15 +608,7 @@ fn operations_interrupted_by_a_crash_are_finished_or_undone() {
     assert_nothing_left(&d, &bfv);
     assert_eq!(given_status(&d)["status"], "available");
 
-    assert_eq!(
-        api(&d)
-            .delete(&format!("/compute/v2.1/servers/{id}"))
-            .status
-            .as_u16(),
-        204
-    );
-    wait_gone(&d, &id);
-    assert_nothing_left(&d, &id);
+    delete_leaving_nothing(&d, &id);
 }
 
 #[test]

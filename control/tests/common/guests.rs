@@ -209,6 +209,14 @@ pub fn count(d: &Daemon, sql: &str) -> i64 {
     db(d).query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
+/// Deletes the server (Nova's 204), waits until it is gone and checks nothing of it is left.
+pub fn delete_leaving_nothing(d: &Daemon, id: &str) {
+    let r = api(d).delete(&format!("/compute/v2.1/servers/{id}"));
+    assert_eq!(r.status.as_u16(), 204, "{}", r.text());
+    wait_gone(d, id);
+    assert_nothing_left(d, id);
+}
+
 /// Nothing of the server is left: no process, folder, disk, row, task or claim.
 pub fn assert_nothing_left(d: &Daemon, id: &str) {
     assert!(monitor_pids(d, id).is_empty(), "monitor processes left");

@@ -7,6 +7,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Which CPU this run is on: the PVM instruction emulator follows the host vendor's rules
+# (vmm/src/pvm/vendor.rs) and its tests compare against the host's own instructions.
+cpu_field() { grep -m1 "^$1[[:space:]]*:" /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'; }
+cpu_flags=" $(cpu_field flags) "
+kvm_kind=hardware
+[ -d /sys/module/kvm_pvm ] && kvm_kind=PVM
+echo "test.sh: host CPU $(cpu_field vendor_id) family $(cpu_field 'cpu family') model $(cpu_field model): $(cpu_field 'model name');" \
+    "x87/XSAVE-relevant flags:$(for f in xsave xsaveopt xsavec xsaves xsaveerptr avx avx512f popcnt abm bmi1 movbe rdtscp rdpid; do
+        case "$cpu_flags" in *" $f "*) printf ' %s' "$f" ;; *) printf ' -%s' "$f" ;; esac
+    done); /dev/kvm: $kvm_kind"
+
 scripts/install-deps.sh
 guest/build-assets.sh >/dev/null
 # The stock OpenStack client and SDK the end-to-end tests drive (cached, keyed by version).

@@ -11,6 +11,7 @@ use super::alu::{self, BitOp, MSR_TSC_AUX};
 use super::cpu::{CpuError, CpuState, Exception};
 use super::decode::{self, ctl, flags, EaError};
 use super::mmu::{GuestVirtMem, MemError};
+use super::vendor::CpuVendor;
 use super::xstate::{self, XsaveLayout};
 
 /// Host-dependent choices of the emulator.
@@ -24,6 +25,8 @@ pub struct EmulatorConfig {
     pub mxcsr_mask: u32,
     /// Where each XSAVE component lives (CPUID leaf 0xD).
     pub layout: XsaveLayout,
+    /// Whose documented behaviour to follow where Intel and AMD differ.
+    pub vendor: CpuVendor,
 }
 
 impl EmulatorConfig {
@@ -35,6 +38,7 @@ impl EmulatorConfig {
             tzcnt: std::is_x86_feature_detected!("bmi1"),
             mxcsr_mask: xstate::host_mxcsr_mask(),
             layout: XsaveLayout::host(),
+            vendor: CpuVendor::host(),
         }
     }
 }

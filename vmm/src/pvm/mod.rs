@@ -18,6 +18,7 @@ mod fpu;
 mod mmu;
 mod stats;
 mod syscall;
+mod vendor;
 mod xstate;
 
 #[cfg(test)]

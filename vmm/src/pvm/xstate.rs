@@ -10,8 +10,12 @@ use super::cpu::{Exception, XSAVE_AREA_SIZE};
 use super::decode::ctl;
 use super::emulate::{Ctx, Flow, Stop};
 use super::fpu::{self, raise};
+use super::vendor::{x87_exception_pending, X87Pointers};
 
 /// Legacy-region offsets (SDM Vol. 1 Table 10-2).
+const FCW: usize = 0;
+const FSW: usize = 2;
+const FOP: usize = 6;
 const FIP: usize = 8;
 const FDP: usize = 16;
 const MXCSR: usize = 24;
@@ -24,6 +28,10 @@ const EXT_START: usize = 576;
 const COMPACTED: u64 = 1 << 63;
 const MXCSR_DEFAULT: u32 = 0x1f80;
 pub(super) const FCW_DEFAULT: u16 = 0x037f;
+const FOP_MASK: u16 = 0x07ff;
+/// FSW's error-summary and busy bits (SDM Vol. 1 §8.1.3).
+const FSW_ES: u16 = 1 << 7;
+const FSW_B: u16 = 1 << 15;
 
 /// Location of one extended state component (CPUID.(EAX=0DH,ECX=i)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,27 +193,43 @@ pub(super) fn u64_at(b: &[u8], off: usize) -> u64 {
     u64::from_le_bytes(w)
 }
 
+fn u16_at(b: &[u8], off: usize) -> u16 {
+    u16::from_le_bytes([b[off], b[off + 1]])
+}
+
 fn u32_at(b: &[u8], off: usize) -> u32 {
     u32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
 }
 
 /// Bytes 0..24 of the legacy region in the layout FXSAVE/XSAVE write: the 64-bit form keeps
 /// 64-bit FIP/FDP; the 32-bit form stores 32-bit offsets with FCS/FDS, which this CPU
-/// generation reports as zero (CPUID.7.EBX[13], FPU CS/DS deprecated).
-fn legacy_header_out(area: &[u8], rex_w: bool) -> [u8; 24] {
+/// generation reports as zero (CPUID.7.EBX[13], FPU CS/DS deprecated, on Intel; AMD stores
+/// zero there in 64-bit mode too).
+fn legacy_header_out(area: &[u8], rex_w: bool, rule: X87Pointers) -> [u8; 24] {
     let mut h = [0u8; 24];
     h.copy_from_slice(&area[..24]);
+    if rule
+        == (X87Pointers::OnPendingException {
+            saved_always: false,
+        })
+        && !x87_exception_pending(u16_at(area, FCW), u16_at(area, FSW))
+    {
+        // AMD APM Vol. 5 FXSAVE: without XSaveErPtr the error pointers are stored only while
+        // an unmasked exception is pending; otherwise the fields are written as zero.
+        h[FOP..MXCSR].fill(0);
+    }
     if !rex_w {
-        let fip = u64_at(area, FIP) as u32;
-        let fdp = u64_at(area, FDP) as u32;
+        let fip = u64_at(&h, FIP) as u32;
+        let fdp = u64_at(&h, FDP) as u32;
         h[FIP..FIP + 8].copy_from_slice(&u64::from(fip).to_le_bytes());
         h[FDP..FDP + 8].copy_from_slice(&u64::from(fdp).to_le_bytes());
     }
     h
 }
 
-/// Loads bytes 0..24 of a guest legacy region into the 64-bit-format image.
-fn legacy_header_in(area: &mut [u8], image: &[u8], rex_w: bool) {
+/// Loads bytes 0..24 of a guest legacy region into the 64-bit-format image, by the vendor's
+/// rule for the x87 last-instruction fields (see [`X87Pointers`]).
+fn legacy_header_in(area: &mut [u8], image: &[u8], rex_w: bool, rule: X87Pointers) {
     area[..MXCSR].copy_from_slice(&image[..MXCSR]);
     if !rex_w {
         let fip = u32_at(image, FIP);
@@ -213,6 +237,34 @@ fn legacy_header_in(area: &mut [u8], image: &[u8], rex_w: bool) {
         area[FIP..FIP + 8].copy_from_slice(&u64::from(fip).to_le_bytes());
         area[FDP..FDP + 8].copy_from_slice(&u64::from(fdp).to_le_bytes());
     }
+    match rule {
+        // Intel SDM Vol. 2 FXRSTOR/XRSTOR: FSW and the pointers are loaded as stored.
+        X87Pointers::Always => {}
+        X87Pointers::OnPendingException { .. } => {
+            // AMD APM Vol. 5 FXRSTOR: FSW.ES and FSW.B follow from the loaded flags and masks,
+            // and the error pointers are loaded only for a pending exception (zero otherwise).
+            let pending = x87_exception_pending(u16_at(area, FCW), u16_at(area, FSW));
+            let summary = if pending { FSW_ES | FSW_B } else { 0 };
+            let fsw = (u16_at(area, FSW) & !(FSW_ES | FSW_B)) | summary;
+            area[FSW..FSW + 2].copy_from_slice(&fsw.to_le_bytes());
+            if pending {
+                // The last opcode is 11 bits (APM Vol. 1 §6.2.7: bits 15:11 read as zero).
+                let fop = u16_at(area, FOP) & FOP_MASK;
+                area[FOP..FOP + 2].copy_from_slice(&fop.to_le_bytes());
+                for off in [FIP, FDP] {
+                    let canonical = canonical48(u64_at(area, off));
+                    area[off..off + 8].copy_from_slice(&canonical.to_le_bytes());
+                }
+            } else {
+                area[FOP..MXCSR].fill(0);
+            }
+        }
+    }
+}
+
+/// `v` sign-extended from bit 47, as AMD processors hold FIP and FDP.
+fn canonical48(v: u64) -> u64 {
+    (((v << 16) as i64) >> 16) as u64
 }
 
 fn init_component(area: &mut [u8], layout: &super::emulate::EmulatorConfig, i: usize) {
@@ -276,7 +328,10 @@ fn fxsave(ctx: &mut Ctx<'_>, rex_w: bool) -> Result<Flow, Stop> {
     let addr = aligned_ea(ctx, 16)?;
     let area = load_area(ctx)?;
     let mut st = Stores::new(addr);
-    st.put(0, &legacy_header_out(&area, rex_w));
+    st.put(
+        0,
+        &legacy_header_out(&area, rex_w, ctx.cfg.vendor.x87_pointers()),
+    );
     st.put(MXCSR, &area[MXCSR..ST0]);
     st.put(ST0, &area[ST0..LEGACY_END]);
     st.commit(ctx)?;
@@ -293,7 +348,7 @@ fn fxrstor(ctx: &mut Ctx<'_>, rex_w: bool) -> Result<Flow, Stop> {
         return Err(Stop::Raise(Exception::gp0()));
     }
     let mut area = load_area(ctx)?;
-    legacy_header_in(&mut area, &image, rex_w);
+    legacy_header_in(&mut area, &image, rex_w, ctx.cfg.vendor.x87_pointers());
     area[MXCSR..MXCSR + 4].copy_from_slice(&mxcsr.to_le_bytes());
     area[ST0..LEGACY_END].copy_from_slice(&image[ST0..LEGACY_END]);
     let bv = u64_at(&area, HEADER) | 0b11;
@@ -362,7 +417,10 @@ fn xsave(ctx: &mut Ctx<'_>, rex_w: bool, form: Form) -> Result<Flow, Stop> {
         }
         match i {
             0 => {
-                st.put(0, &legacy_header_out(&area, rex_w));
+                st.put(
+                    0,
+                    &legacy_header_out(&area, rex_w, ctx.cfg.vendor.x87_pointers()),
+                );
                 st.put(ST0, &area[ST0..XMM0]);
             }
             _ => st.put(dest, &area[c.offset..c.offset + c.size]),
@@ -445,7 +503,7 @@ fn xrstor(ctx: &mut Ctx<'_>, rex_w: bool) -> Result<Flow, Stop> {
         }
         match i {
             0 => {
-                legacy_header_in(&mut area, &legacy, rex_w);
+                legacy_header_in(&mut area, &legacy, rex_w, ctx.cfg.vendor.x87_pointers());
                 area[ST0..XMM0].copy_from_slice(&legacy[ST0..XMM0]);
             }
             1 => area[XMM0..LEGACY_END].copy_from_slice(&legacy[XMM0..LEGACY_END]),
@@ -482,3 +540,7 @@ fn xrstor(ctx: &mut Ctx<'_>, rex_w: bool) -> Result<Flow, Stop> {
 #[cfg(test)]
 #[path = "xstate_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "xstate_vendor_tests.rs"]
+mod vendor_tests;

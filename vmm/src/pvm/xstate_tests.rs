@@ -6,6 +6,7 @@ use std::arch::asm;
 
 use super::super::emulate::{emulate, EmulatorConfig};
 use super::super::testutil::{FakeCpu, FlatMem};
+use super::super::vendor::CpuVendor;
 use super::*;
 
 const BUF: usize = 16384;
@@ -70,14 +71,30 @@ host_seq!(host_xrstor64, "xrstor64");
 host_seq!(host_xrstor32, "xrstor");
 host_seq!(host_fxrstor64, "fxrstor64");
 
-/// A recognisable, valid standard-format state with XSTATE_BV = `bv`.
+/// A recognisable, valid standard-format state with XSTATE_BV = `bv`, no x87 exception pending.
 fn make_state(bv: u64, seed: u8) -> Box<Area> {
+    make_x87_state(bv, seed, X87::Quiet)
+}
+
+/// Whether the x87 state carries a pending (unmasked) exception: vendors differ in what they
+/// do with the x87 last-instruction fields then (vendor.rs, `X87Pointers`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum X87 {
+    Quiet,
+    Pending,
+}
+
+fn make_x87_state(bv: u64, seed: u8, x87: X87) -> Box<Area> {
     let layout = XsaveLayout::host();
     let mut a = area();
     let b = &mut a.0;
     let pat = |i: usize| (i as u8).wrapping_mul(7).wrapping_add(seed) | 1;
-    b[0..2].copy_from_slice(&0x027fu16.to_le_bytes()); // FCW
-    b[2..4].copy_from_slice(&0x3800u16.to_le_bytes()); // FSW: TOP = 7
+    let (fcw, fsw) = match x87 {
+        X87::Quiet => (0x027fu16, 0x3800u16), // all masked; TOP = 7
+        X87::Pending => (0x027e, 0x3881),     // IE unmasked and flagged, ES set; TOP = 7
+    };
+    b[0..2].copy_from_slice(&fcw.to_le_bytes());
+    b[2..4].copy_from_slice(&fsw.to_le_bytes());
     b[4] = 0x81; // abridged FTW
     b[6..8].copy_from_slice(&0x0123u16.to_le_bytes()); // FOP
     b[8..16].copy_from_slice(&(0x1122_3344_5566_7788u64 + u64::from(seed)).to_le_bytes());
@@ -134,8 +151,14 @@ type HostSeq = fn(&Area, u64, &mut Area, u64, &mut Area);
 
 /// Runs a save instruction on the host and in the emulator and compares the memory images.
 fn check_save(host: HostSeq, bytes: &[u8], state_bv: u64, rfbm: u64) {
+    for x87 in [X87::Quiet, X87::Pending] {
+        check_save_x87(host, bytes, state_bv, rfbm, x87);
+    }
+}
+
+fn check_save_x87(host: HostSeq, bytes: &[u8], state_bv: u64, rfbm: u64, x87: X87) {
     let m = mask();
-    let prep = make_state(state_bv & m, 3);
+    let prep = make_x87_state(state_bv & m, 3, x87);
     let mut target = area();
     target.0.fill(0xa5);
     let mut after = area();
@@ -152,7 +175,8 @@ fn check_save(host: HostSeq, bytes: &[u8], state_bv: u64, rfbm: u64) {
         .collect();
     assert!(
         diffs.is_empty(),
-        "{bytes:02x?} bv {state_bv:#x} rfbm {rfbm:#x}: {} diffs: {:?}",
+        "{bytes:02x?} bv {state_bv:#x} rfbm {rfbm:#x} x87 {x87:?} on {:?}: {} diffs: {:?}",
+        CpuVendor::host(),
         diffs.len(),
         &diffs[..diffs.len().min(40)]
     );
@@ -215,10 +239,11 @@ fn check_restore(host: HostSeq, bytes: &[u8], image: &Area, rfbm: u64) {
             if (28..32).contains(&i) {
                 continue; // MXCSR_MASK is a CPU property, not state.
             }
-            if i == 15 {
-                // FIP bits 63:56: this CPU does not keep them (XSAVE reports 0xff after loading
-                // anything else). The emulator's image is loaded by the real CPU through
-                // KVM_SET_XSAVE, which normalises them the same way.
+            if i == 15 && CpuVendor::host() == CpuVendor::Intel {
+                // FIP bits 63:56: the Intel CPU this was written on does not keep them (XSAVE
+                // reports 0xff after loading anything else). The emulator's image is loaded
+                // by the real CPU through KVM_SET_XSAVE, which normalises them the same way.
+                // AMD holds FIP as a 48-bit canonical address, which the emulator follows.
                 continue;
             }
             if cpu.area[i] != after.0[i] {
@@ -231,7 +256,8 @@ fn check_restore(host: HostSeq, bytes: &[u8], image: &Area, rfbm: u64) {
     }
     assert!(
         diffs.is_empty(),
-        "{bytes:02x?} rfbm {rfbm:#x}: {} diffs: {:?}",
+        "{bytes:02x?} rfbm {rfbm:#x} on {:?}: {} diffs: {:?}",
+        CpuVendor::host(),
         diffs.len(),
         &diffs[..diffs.len().min(40)]
     );
@@ -255,9 +281,11 @@ fn xrstor_standard_form_matches_host() {
         (m, 0b101),
         (m & !0b1, m & !0b10),
     ] {
-        let image = make_state(bv, 40);
-        check_restore(host_xrstor64, &[0x48, 0x0f, 0xae, 0x2f], &image, rfbm);
-        check_restore(host_xrstor32, &[0x0f, 0xae, 0x2f], &image, rfbm);
+        for x87 in [X87::Quiet, X87::Pending] {
+            let image = make_x87_state(bv, 40, x87);
+            check_restore(host_xrstor64, &[0x48, 0x0f, 0xae, 0x2f], &image, rfbm);
+            check_restore(host_xrstor32, &[0x0f, 0xae, 0x2f], &image, rfbm);
+        }
     }
 }
 
@@ -281,8 +309,10 @@ fn xrstor_compacted_form_matches_host() {
 
 #[test]
 fn fxrstor_matches_host() {
-    let image = make_state(mask(), 99);
-    check_restore(host_fxrstor64, &[0x48, 0x0f, 0xae, 0x0f], &image, mask());
+    for x87 in [X87::Quiet, X87::Pending] {
+        let image = make_x87_state(mask(), 99, x87);
+        check_restore(host_fxrstor64, &[0x48, 0x0f, 0xae, 0x0f], &image, mask());
+    }
 }
 
 #[test]
@@ -327,7 +357,9 @@ fn xsave_is_all_or_nothing_on_a_fault() {
     let mut cpu = fake_cpu_with(&make_state(m, 5));
     let mut mem = FlatMem::new(BASE, 0x4000);
     mem.absent.insert(BASE + 0x1000);
-    cpu.regs.rdi = BASE + 0x0c00; // the image crosses into the absent page
+    // The legacy region and header alone (576 bytes) cross into the absent page, whatever
+    // components beyond them the host has (AVX-512 or not).
+    cpu.regs.rdi = BASE + 0x0f00;
     cpu.regs.rax = m;
     let e = emulate(
         &mut cpu,

@@ -10,6 +10,9 @@ PACKAGES=(
     linux-source-6.1 build-essential make gcc bc flex bison libelf-dev libssl-dev perl kmod
     # Integration tests: host networking, DHCP for guests, disk images, Python helpers.
     iproute2 nftables dnsmasq-base iputils-ping qemu-utils python3 python3-venv
+    # A site of several boxes: etcd (v3 API only, docs/cluster.md) and protoc for the etcd
+    # client crate's generated gRPC code.
+    etcd-server etcd-client protobuf-compiler
 )
 
 missing=()
@@ -32,3 +35,8 @@ echo "install-deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${missing[@]}"
+# Debian's etcd-server enables a system member on 127.0.0.1:2379; Outpost starts its own
+# members (one per box, configured for the site), so the packaged unit stays off.
+if [[ -d /run/systemd/system ]] && systemctl is-enabled --quiet etcd 2>/dev/null; then
+    systemctl disable --now etcd >&2 || true
+fi

@@ -5,6 +5,7 @@
 
 pub mod guest;
 pub mod net;
+pub mod rig;
 pub mod rootfs;
 
 use std::path::{Path, PathBuf};

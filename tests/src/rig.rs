@@ -1,0 +1,291 @@
+//! A site of several boxes on one machine, for the cluster's tests and demo: each box is a
+//! network namespace with a veth on a shared underlay bridge, its own cgroup (so a power loss
+//! is `cgroup.kill` and a hang `cgroup.freeze`) and its own etcd member. Processes a test
+//! starts on a box (outpostd, later) run in that namespace and cgroup through [`BoxNode::spawn`].
+//!
+//! The underlay is 10.<a>.<b>.0/24 with the host (the operator's side) at .254 and box `i` at
+//! .`i`; names carry the rig's id so rigs of concurrent tests never meet. Everything is removed
+//! by `Drop`: processes, namespaces, the bridge, cgroups and data directories.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::sh;
+
+/// etcd's client and peer ports on every box's underlay address.
+pub const ETCD_CLIENT_PORT: u16 = 2379;
+pub const ETCD_PEER_PORT: u16 = 2380;
+
+/// One box of the rig.
+pub struct BoxNode {
+    /// `box1`, `box2`, ... : the box's name in the cluster and in etcd.
+    pub name: String,
+    pub netns: String,
+    /// The box's underlay address.
+    pub addr: String,
+    /// The box's own directory (etcd data, logs, state of what runs on it).
+    pub dir: PathBuf,
+    /// The veth's end on the underlay bridge.
+    uplink: String,
+    cgroup: PathBuf,
+    children: Vec<Child>,
+}
+
+/// A rig of boxes on one underlay.
+pub struct Rig {
+    pub id: String,
+    pub bridge: String,
+    /// The underlay's /24, as `10.a.b`.
+    pub prefix: String,
+    pub host_addr: String,
+    pub boxes: Vec<BoxNode>,
+    cgroup: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Rig {
+    /// Builds `n` boxes (1..=9) on a new underlay; nothing runs on them yet.
+    pub fn new(n: usize) -> Rig {
+        assert!((1..=9).contains(&n), "a rig has 1 to 9 boxes");
+        // Unique per process and per rig in it: the pid and a counter pick the /24.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let seq = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let pid = std::process::id();
+        let id = format!("{:x}{}", pid % 0xffff, seq);
+        let net = (pid as usize * 7 + seq as usize) % (250 * 250);
+        let prefix = format!("10.{}.{}", 100 + net / 250 % 150, net % 250);
+        let dir = tempfile::Builder::new()
+            .prefix("outpost-rig-")
+            .tempdir()
+            .expect("temporary directory for the rig");
+        let cgroup = cgroup2_root().join(format!("outpost-rig-{id}"));
+        let bridge = format!("oprig{id}");
+        let host_addr = format!("{prefix}.254");
+        let mut rig = Rig {
+            id,
+            bridge,
+            prefix,
+            host_addr,
+            boxes: Vec::new(),
+            cgroup,
+            _dir: dir,
+        };
+        std::fs::create_dir_all(&rig.cgroup).expect("a cgroup for the rig");
+        sh(&format!(
+            "ip link add {br} type bridge && ip addr add {host}/24 dev {br} && ip link set {br} up",
+            br = rig.bridge,
+            host = rig.host_addr
+        ));
+        for i in 1..=n {
+            rig.add_box(i);
+        }
+        rig
+    }
+
+    fn add_box(&mut self, i: usize) {
+        let name = format!("box{i}");
+        let netns = format!("oprig{}-{name}", self.id);
+        let addr = format!("{}.{i}", self.prefix);
+        let dir = self._dir.path().join(&name);
+        std::fs::create_dir_all(&dir).expect("box directory");
+        let cgroup = self.cgroup.join(&name);
+        std::fs::create_dir_all(&cgroup).expect("box cgroup");
+        // veth: `ul<id>b<i>` on the bridge, `ul0` inside the box.
+        let outer = format!("ul{}b{i}", self.id);
+        sh(&format!(
+            "ip netns add {netns} && ip -n {netns} link set lo up && \
+             ip link add {outer} type veth peer name ul0 netns {netns} && \
+             ip link set {outer} master {br} up && \
+             ip -n {netns} addr add {addr}/24 dev ul0 && ip -n {netns} link set ul0 up && \
+             ip -n {netns} route add default via {host}",
+            br = self.bridge,
+            host = self.host_addr
+        ));
+        self.boxes.push(BoxNode {
+            name,
+            netns,
+            addr,
+            dir,
+            uplink: outer,
+            cgroup,
+            children: Vec::new(),
+        });
+    }
+
+    /// The etcd `--initial-cluster` value for every box.
+    fn initial_cluster(&self) -> String {
+        self.boxes
+            .iter()
+            .map(|b| format!("{}=http://{}:{ETCD_PEER_PORT}", b.name, b.addr))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Starts one etcd member per box, as one new cluster, and waits until every member
+    /// answers a linearizable read.
+    pub fn start_etcd(&mut self) {
+        let initial = self.initial_cluster();
+        let token = format!("outpost-rig-{}", self.id);
+        for b in &mut self.boxes {
+            let client = format!("http://{}:{ETCD_CLIENT_PORT}", b.addr);
+            let peer = format!("http://{}:{ETCD_PEER_PORT}", b.addr);
+            let args = [
+                "etcd".to_string(),
+                format!("--name={}", b.name),
+                format!("--data-dir={}", b.dir.join("etcd").display()),
+                format!("--listen-client-urls={client},http://127.0.0.1:{ETCD_CLIENT_PORT}"),
+                format!("--advertise-client-urls={client}"),
+                format!("--listen-peer-urls={peer}"),
+                format!("--initial-advertise-peer-urls={peer}"),
+                format!("--initial-cluster={initial}"),
+                format!("--initial-cluster-token={token}"),
+                "--initial-cluster-state=new".into(),
+                // docs/cluster.md: LAN timings, pre-vote on (off by default in 3.4).
+                "--heartbeat-interval=100".into(),
+                "--election-timeout=1000".into(),
+                "--pre-vote=true".into(),
+                "--auto-compaction-mode=periodic".into(),
+                "--auto-compaction-retention=1h".into(),
+                "--logger=zap".into(),
+            ];
+            b.spawn("etcd", &args);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for b in &self.boxes {
+            loop {
+                let out = b.etcdctl(&["endpoint", "health"]);
+                if out.status.success() {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "etcd on {} did not become healthy: {}\n{}",
+                    b.name,
+                    String::from_utf8_lossy(&out.stderr),
+                    b.log("etcd")
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+
+    /// Every box's etcd client URL, comma-separated (an `[cluster] etcd` value).
+    pub fn etcd_endpoints(&self) -> String {
+        self.boxes
+            .iter()
+            .map(BoxNode::etcd_url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Power loss of box `i` (1-based): every process in its cgroup killed at once and its
+    /// underlay link down.
+    pub fn power_off(&mut self, i: usize) {
+        let b = &mut self.boxes[i - 1];
+        b.kill_all();
+        let _ = Command::new("ip")
+            .args(["-n", &b.netns, "link", "set", "ul0", "down"])
+            .status();
+    }
+}
+
+/// Where cgroup v2 is mounted: /sys/fs/cgroup on a unified host, /sys/fs/cgroup/unified on a
+/// hybrid one (the kill and freeze files the rig uses exist only in v2).
+pub fn cgroup2_root() -> PathBuf {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").expect("/proc/self/mounts");
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
+        })
+        .next()
+        .expect("cgroup v2 is mounted (the rig's boxes are cgroups)")
+}
+
+impl BoxNode {
+    pub fn etcd_url(&self) -> String {
+        format!("http://{}:{ETCD_CLIENT_PORT}", self.addr)
+    }
+
+    /// Starts `argv` in this box's namespace and cgroup; its output goes to `<dir>/<log>.log`.
+    pub fn spawn(&mut self, log: &str, argv: &[String]) {
+        let out = std::fs::File::create(self.dir.join(format!("{log}.log"))).expect("log file");
+        let err = out.try_clone().expect("log file handle");
+        // The shell joins the cgroup before it becomes the program, so no child escapes it.
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(r#"echo $$ > "$0/cgroup.procs" && exec ip netns exec "$@""#)
+            .arg(&self.cgroup)
+            .arg(&self.netns)
+            .args(argv)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawn a process on a box");
+        self.children.push(child);
+    }
+
+    /// The log a process started with [`BoxNode::spawn`] wrote.
+    pub fn log(&self, log: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{log}.log"))).unwrap_or_default()
+    }
+
+    /// Runs a command in the box's namespace (not its cgroup: it is the operator's hand).
+    pub fn exec(&self, argv: &[&str]) -> std::process::Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.netns])
+            .args(argv)
+            .output()
+            .expect("ip netns exec runs")
+    }
+
+    /// `etcdctl` (v3 API) against this box's own member.
+    pub fn etcdctl(&self, args: &[&str]) -> std::process::Output {
+        let endpoint = format!("--endpoints={}", self.etcd_url());
+        let mut argv = vec!["env", "ETCDCTL_API=3", "etcdctl", "--dial-timeout=2s"];
+        argv.push(&endpoint);
+        argv.extend_from_slice(args);
+        self.exec(&argv)
+    }
+
+    /// The pids in the box's cgroup.
+    pub fn pids(&self) -> Vec<u32> {
+        std::fs::read_to_string(self.cgroup.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+
+    /// Kills every process of the box at once (cgroup v2 `cgroup.kill`) and reaps them.
+    pub fn kill_all(&mut self) {
+        let _ = std::fs::write(self.cgroup.join("cgroup.kill"), "1");
+        for mut c in self.children.drain(..) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.pids().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        for b in &mut self.boxes {
+            b.kill_all();
+            // The veth goes with its namespace, but asynchronously: delete it now.
+            let _ = Command::new("ip").args(["link", "del", &b.uplink]).status();
+            let _ = Command::new("ip").args(["netns", "del", &b.netns]).status();
+            let _ = std::fs::remove_dir(&b.cgroup);
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .status();
+        let _ = std::fs::remove_dir(&self.cgroup);
+    }
+}

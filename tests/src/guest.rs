@@ -39,6 +39,17 @@ impl Guest {
         netns: Option<&TapNetns>,
         env: &[(&str, &str)],
     ) -> Guest {
+        Self::spawn_with(work, mode, netns, env, &[])
+    }
+
+    /// As [`Guest::spawn_with_env`], with extra arguments for the monitor.
+    pub fn spawn_with(
+        work: &Path,
+        mode: Mode,
+        netns: Option<&TapNetns>,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Guest {
         let console = work.join("console.log");
         let stderr = work.join("vmm.stderr");
         let mut cmd = match netns {
@@ -75,6 +86,7 @@ impl Guest {
             }
         }
         cmd.envs(env.iter().copied())
+            .args(args)
             .args(["--log-level", "Info"])
             .stdin(Stdio::null())
             .stdout(File::create(&console).expect("console file"))
@@ -87,6 +99,11 @@ impl Guest {
             api_sock,
             status: None,
         }
+    }
+
+    /// The monitor's pid (the process `ip netns exec` became, when in a namespace).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn console_text(&self) -> String {

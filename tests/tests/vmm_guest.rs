@@ -165,6 +165,16 @@ echo "HOST-SAID=$(nc -l -p 7777)"
     );
 
     let console = g.wait_for("NET-READY", BOOT_TIMEOUT);
+    // Every thread of the monitor runs under a seccomp filter once the guest does.
+    let threads = seccomp_modes(g.pid());
+    assert!(threads.len() >= 5, "{threads:?}");
+    assert!(
+        threads.iter().all(|(_, mode)| mode == "2"),
+        "a thread without a filter: {threads:?}"
+    );
+    for kind in ["vcpu0", "devices", "api_server"] {
+        assert!(threads.iter().any(|(n, _)| n == kind), "{threads:?}");
+    }
     // Host → guest: ping, then a TCP message the guest is waiting for.
     let ping = net.exec(&format!("ping -c 3 -W 5 {}", net.guest_ip));
     assert!(
@@ -173,8 +183,9 @@ echo "HOST-SAID=$(nc -l -p 7777)"
     );
     let stats = ok(g.api("GET", "/stats", None), "stats");
     assert!(stats.contains("io_out"), "{stats}");
+    // The guest starts `nc -l` after printing NET-READY: retry until it listens.
     let nc = net.exec(&format!(
-        "bash -c 'echo hello-guest > /dev/tcp/{}/7777'",
+        "bash -c 'for i in $(seq 60); do echo hello-guest 2>/dev/null > /dev/tcp/{}/7777 && exit 0; sleep 1; done; exit 1'",
         net.guest_ip
     ));
     assert!(nc.status.success(), "{nc:?}");
@@ -283,6 +294,58 @@ fn config_file_bzimage_smp_reboot() {
     let log = g.stderr_text();
     assert!(log.contains("payload unpacked by the monitor"), "{log}");
     assert!(log.contains("Linux64 entry"), "{log}");
+}
+
+/// (thread name, `Seccomp:` mode) for every thread of `pid`.
+fn seccomp_modes(pid: u32) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("monitor's tasks") {
+        let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
+        let field = |k: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(k))
+                .map(|v| v.trim().to_owned())
+                .unwrap_or_default()
+        };
+        out.push((field("Name:"), field("Seccomp:")));
+    }
+    out
+}
+
+/// A thread that makes a syscall outside its filter takes the monitor down with SIGSYS, for
+/// each kind of thread (the hidden test flag makes it do so right after its filter is on).
+#[test]
+fn a_forbidden_syscall_kills_the_monitor_with_sigsys() {
+    use std::os::unix::process::ExitStatusExt;
+    let work = tempfile::tempdir().expect("tempdir");
+    let cfg = json!({
+        "boot-source": {
+            "kernel_image_path": asset("test-vmlinux"),
+            "initrd_path": asset("test-initrd.cpio"),
+            "boot_args": "console=ttyS0 panic=1"
+        },
+        "machine-config": {"vcpu_count": 1, "mem_size_mib": 64}
+    });
+    for kind in ["api", "main", "devices", "vcpu"] {
+        let dir = work.path().join(kind);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut g = Guest::spawn_with(
+            &dir,
+            Mode::ConfigFileAndApi(&cfg),
+            None,
+            &[],
+            &["--seccomp-test-violation", kind],
+        );
+        let st = g.wait_exit(Duration::from_secs(60));
+        assert_eq!(
+            st.signal(),
+            Some(libc::SIGSYS),
+            "{kind}: {st}
+{}",
+            g.stderr_text()
+        );
+    }
 }
 
 /// The monitor's documented exit status for a guest reboot.

@@ -107,6 +107,8 @@ pub enum StartError {
         what: &'static str,
         source: std::io::Error,
     },
+    #[error("the monitor is stopping: the guest was not started")]
+    Stopping,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -640,6 +642,10 @@ fn attach_virtio_devices(
 
 /// The `devices` thread: runs virtio queue and backend events until the process exits.
 fn device_loop(mut em: EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>>) {
+    if let Err(e) = crate::seccomp::install(crate::seccomp::ThreadKind::Devices) {
+        tracing::error!("{e}");
+        std::process::exit(crate::EXIT_ERROR);
+    }
     loop {
         if let Err(e) = em.run() {
             tracing::error!("device event loop failed: {e}");

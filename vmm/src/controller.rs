@@ -8,7 +8,7 @@ mod validate;
 
 pub use validate::{validate_full, validate_id, HostLimits, MAX_VCPUS, MIN_MEM_MIB};
 
-use crate::builder::{self, ExitWaiter, RunningVm, StartError, VmError, VmStats};
+use crate::builder::{self, RunningVm, StartError, VmError, VmStats};
 use crate::config::{
     BootSourceConfig, DriveConfig, EntropyConfig, MachineConfig, MachineConfigUpdate,
     NetworkInterfaceConfig, SerialConfig, VmConfig,
@@ -140,8 +140,11 @@ pub enum VmmActionError {
     },
 }
 
-/// Told the guest's [`ExitWaiter`] once `InstanceStart` succeeds (the process waits on it).
-pub type StartListener = Box<dyn FnMut(ExitWaiter) + Send>;
+/// Builds and starts the guest for `InstanceStart` once the configuration is checked. The
+/// process runs it on its main thread whatever thread the request arrived on, so the vCPU
+/// and device threads are born of a thread without a seccomp filter and carry only their
+/// own (seccomp.rs). Without one, the controller builds on the calling thread.
+pub type Starter = Box<dyn FnMut(&VmConfig) -> Result<RunningVm, StartError> + Send>;
 
 enum Lifecycle {
     NotStarted,
@@ -154,7 +157,7 @@ pub struct Controller {
     host: HostLimits,
     config: VmConfig,
     lifecycle: Lifecycle,
-    on_start: Option<StartListener>,
+    starter: Option<Starter>,
 }
 
 impl Controller {
@@ -169,13 +172,18 @@ impl Controller {
             host,
             config: VmConfig::default(),
             lifecycle: Lifecycle::NotStarted,
-            on_start: None,
+            starter: None,
         }
     }
 
-    /// Registers who is told when the guest starts (the process's main loop).
-    pub fn set_start_listener(&mut self, listener: StartListener) {
-        self.on_start = Some(listener);
+    /// Registers who builds and starts the guest (the process's main thread).
+    pub fn set_starter(&mut self, starter: Starter) {
+        self.starter = Some(starter);
+    }
+
+    /// Whether `InstanceStart` has succeeded.
+    pub fn is_started(&self) -> bool {
+        matches!(self.lifecycle, Lifecycle::Started { .. })
     }
 
     /// Replaces the whole pre-boot configuration after checking all of it (`--config-file`).
@@ -312,10 +320,10 @@ impl Controller {
         self.ensure_not_started()?;
         // Files may have changed since their PUT; check everything again before building.
         validate::validate_config(&self.config, &self.host)?;
-        let vm = builder::start(&self.config)?;
-        if let Some(listener) = self.on_start.as_mut() {
-            listener(vm.exit_waiter());
-        }
+        let vm = match self.starter.as_mut() {
+            Some(start) => start(&self.config)?,
+            None => builder::start(&self.config)?,
+        };
         self.lifecycle = Lifecycle::Started { vm, paused: false };
         Ok(VmmData::Empty)
     }

@@ -14,6 +14,7 @@ pub mod controller;
 pub mod devices;
 pub mod process;
 pub mod pvm;
+pub mod seccomp;
 pub mod vstate;
 
 /// Exit status of the monitor process when the guest powered off (or was never started).

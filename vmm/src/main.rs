@@ -3,6 +3,7 @@
 use clap::Parser;
 use outpost_vmm::controller::DEFAULT_INSTANCE_ID;
 use outpost_vmm::process::{self, Options};
+use outpost_vmm::seccomp::{Enforcement, ThreadKind};
 use std::path::PathBuf;
 
 /// Firecracker's default API socket path is /run/firecracker.socket; ours follows suit.
@@ -30,9 +31,16 @@ struct Cli {
     /// Accepted for Firecracker compatibility; ignored.
     #[arg(long)]
     boot_timer: bool,
-    /// Accepted for Firecracker/jailer compatibility; ignored (no seccomp filter yet).
-    #[arg(long, hide = true)]
+    /// Run without seccomp filters (debugging only; Firecracker's flag).
+    #[arg(long)]
     no_seccomp: bool,
+    /// Have the kernel log syscalls outside the filters instead of killing the monitor
+    /// (for keeping the filters' lists complete).
+    #[arg(long, hide = true, conflicts_with = "no_seccomp")]
+    seccomp_log: bool,
+    /// Test hook: this kind of thread makes a forbidden syscall once its filter is on.
+    #[arg(long, hide = true, value_enum)]
+    seccomp_test_violation: Option<ViolatingThread>,
     /// Passed by Firecracker's jailer; ignored.
     #[arg(long, hide = true, value_name = "US")]
     start_time_us: Option<u64>,
@@ -42,6 +50,14 @@ struct Cli {
     /// Passed by Firecracker's jailer; ignored.
     #[arg(long, hide = true, value_name = "US")]
     parent_cpu_time_us: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ViolatingThread {
+    Vcpu,
+    Devices,
+    Api,
+    Main,
 }
 
 fn parse_level(text: &str) -> Result<tracing_subscriber::filter::LevelFilter, String> {
@@ -85,6 +101,19 @@ fn main() {
         instance_id: cli.id,
         api_socket: (!cli.no_api).then_some(cli.api_sock),
         config_file: cli.config_file,
+        seccomp: if cli.no_seccomp {
+            Enforcement::Off
+        } else if cli.seccomp_log {
+            Enforcement::Log
+        } else {
+            Enforcement::Kill
+        },
+        seccomp_test_violation: cli.seccomp_test_violation.map(|t| match t {
+            ViolatingThread::Vcpu => ThreadKind::Vcpu,
+            ViolatingThread::Devices => ThreadKind::Devices,
+            ViolatingThread::Api => ThreadKind::Api,
+            ViolatingThread::Main => ThreadKind::Main,
+        }),
     };
     match process::run(&options) {
         Ok(code) => std::process::exit(code),

@@ -2,9 +2,10 @@
 //! guest to end or for SIGTERM/SIGINT, clean up (the API socket) and report the exit status.
 
 use crate::api::{self, ApiError, ApiServerHandle};
-use crate::builder::ExitReason;
+use crate::builder::{self, ExitReason, RunningVm, StartError};
 use crate::config::VmConfig;
 use crate::controller::{self, Controller, VmmAction, VmmActionError};
+use crate::seccomp::{self, Enforcement, SeccompError, ThreadKind};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -18,6 +19,10 @@ pub struct Options {
     pub api_socket: Option<PathBuf>,
     /// Configure (and start) the guest from this Firecracker-style JSON file.
     pub config_file: Option<PathBuf>,
+    /// Seccomp filters: enforced (the default), logged only, or off.
+    pub seccomp: Enforcement,
+    /// Test hook: this thread kind breaks its filter on purpose.
+    pub seccomp_test_violation: Option<ThreadKind>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,12 +49,39 @@ pub enum RunError {
     Api(#[from] ApiError),
     #[error("cannot set up signal handling: {0}")]
     Signals(io::Error),
+    #[error(transparent)]
+    Seccomp(#[from] SeccompError),
 }
 
 /// What the main loop waits for.
 enum Event {
     GuestExited(ExitReason),
     Signal(libc::c_int),
+    /// An `InstanceStart` from the API, built on the main thread.
+    Build(Box<VmConfig>, mpsc::Sender<Result<RunningVm, StartError>>),
+}
+
+/// Builds and starts the guest on the calling (main) thread and starts the thread that
+/// reports its end to the main loop.
+fn start_guest(config: &VmConfig, events: &mpsc::Sender<Event>) -> Result<RunningVm, StartError> {
+    let vm = builder::start(config)?;
+    let waiter = vm.exit_waiter();
+    let tx = events.clone();
+    // Owns nothing but the waiter; ends when the guest does.
+    std::thread::Builder::new()
+        .name("guest_waiter".into())
+        .spawn(move || {
+            let reason = match seccomp::install(ThreadKind::Helper) {
+                Ok(()) => waiter.wait(),
+                Err(e) => ExitReason::Error(e.to_string()),
+            };
+            let _ = tx.send(Event::GuestExited(reason));
+        })
+        .map_err(|source| StartError::Thread {
+            what: "guest_waiter",
+            source,
+        })?;
+    Ok(vm)
 }
 
 /// Runs the monitor until the guest ends or a signal asks it to stop; returns the process's
@@ -68,6 +100,7 @@ pub fn run(options: &Options) -> Result<i32, RunError> {
         .map(read_config)
         .transpose()?;
 
+    seccomp::configure(options.seccomp, options.seccomp_test_violation);
     // Block the stop signals before any thread exists so every thread inherits the mask and
     // only the signal thread's sigwait() sees them (no async-signal-safety concerns).
     let signals = stop_signals()?;
@@ -75,17 +108,18 @@ pub fn run(options: &Options) -> Result<i32, RunError> {
     spawn_signal_thread(signals, tx.clone())?;
 
     let mut controller = Controller::new(options.instance_id.clone());
-    controller.set_start_listener(Box::new(move |waiter| {
-        let tx = tx.clone();
-        // Owns nothing but the waiter; ends when the guest does.
-        let spawned = std::thread::Builder::new()
-            .name("guest_waiter".into())
-            .spawn(move || {
-                let _ = tx.send(Event::GuestExited(waiter.wait()));
-            });
-        if let Err(e) = spawned {
-            tracing::error!("cannot start the thread that waits for the guest: {e}");
+    let main_thread = std::thread::current().id();
+    let builds = tx.clone();
+    controller.set_starter(Box::new(move |config| {
+        if std::thread::current().id() == main_thread {
+            return start_guest(config, &builds);
         }
+        // An API request: the main thread builds (see Starter), this one waits for it.
+        let (reply, answer) = mpsc::channel();
+        builds
+            .send(Event::Build(Box::new(config.clone()), reply))
+            .map_err(|_| StartError::Stopping)?;
+        answer.recv().map_err(|_| StartError::Stopping)?
     }));
     if let (Some(config), Some(path)) = (file_config, &options.config_file) {
         controller
@@ -112,20 +146,35 @@ pub fn run(options: &Options) -> Result<i32, RunError> {
         started.map_err(RunError::Start)?;
     }
 
-    let code = match events.recv() {
-        Ok(Event::GuestExited(reason)) => {
-            match &reason {
-                ExitReason::Error(e) => tracing::error!("guest stopped on an error: {e}"),
-                other => tracing::info!("guest ended: {other:?}"),
+    // Once the guest runs, the main thread never builds again: it takes its narrow filter.
+    // (Never by asking the controller: an API request holds its lock while it waits for us.)
+    if options.config_file.is_some() {
+        seccomp::install(ThreadKind::Main)?;
+    }
+    let code = loop {
+        match events.recv() {
+            Ok(Event::Build(config, reply)) => {
+                let started = start_guest(&config, &tx);
+                let ok = started.is_ok();
+                let _ = reply.send(started);
+                if ok {
+                    seccomp::install(ThreadKind::Main)?;
+                }
             }
-            reason.exit_code()
+            Ok(Event::GuestExited(reason)) => {
+                match &reason {
+                    ExitReason::Error(e) => tracing::error!("guest stopped on an error: {e}"),
+                    other => tracing::info!("guest ended: {other:?}"),
+                }
+                break reason.exit_code();
+            }
+            Ok(Event::Signal(signal)) => {
+                tracing::info!("stopping on signal {signal}");
+                break crate::EXIT_POWEROFF;
+            }
+            // Every sender is gone: no guest will ever report; treat as a clean stop.
+            Err(_) => break crate::EXIT_POWEROFF,
         }
-        Ok(Event::Signal(signal)) => {
-            tracing::info!("stopping on signal {signal}");
-            crate::EXIT_POWEROFF
-        }
-        // Every sender is gone: no guest will ever report; treat as a clean stop.
-        Err(_) => crate::EXIT_POWEROFF,
     };
     if let Some(server) = server {
         server.stop();
@@ -165,13 +214,19 @@ fn stop_signals() -> Result<libc::sigset_t, RunError> {
 fn spawn_signal_thread(set: libc::sigset_t, tx: mpsc::Sender<Event>) -> Result<(), RunError> {
     std::thread::Builder::new()
         .name("signals".into())
-        .spawn(move || loop {
-            let mut signal: libc::c_int = 0;
-            // SAFETY: `set` is an initialized sigset_t whose signals are blocked in every
-            // thread; `signal` is a valid place for the result.
-            let rc = unsafe { libc::sigwait(&set, &mut signal) };
-            if rc == 0 && tx.send(Event::Signal(signal)).is_err() {
-                return;
+        .spawn(move || {
+            if let Err(e) = seccomp::install(ThreadKind::Helper) {
+                tracing::error!("{e}");
+                std::process::exit(crate::EXIT_ERROR);
+            }
+            loop {
+                let mut signal: libc::c_int = 0;
+                // SAFETY: `set` is an initialized sigset_t whose signals are blocked in every
+                // thread; `signal` is a valid place for the result.
+                let rc = unsafe { libc::sigwait(&set, &mut signal) };
+                if rc == 0 && tx.send(Event::Signal(signal)).is_err() {
+                    return;
+                }
             }
         })
         .map(drop)

@@ -120,6 +120,11 @@ pub fn serve(
     let thread = std::thread::Builder::new()
         .name("api_server".into())
         .spawn(move || {
+            // Until a start over the API, this thread may build the VM (seccomp.rs).
+            if let Err(e) = crate::seccomp::install(crate::seccomp::ThreadKind::Api) {
+                tracing::error!("{e}");
+                std::process::exit(crate::EXIT_ERROR);
+            }
             runtime.block_on(accept_loop(listener, controller, rx));
             // An InstanceStart still loading a kernel must not keep the process from exiting.
             runtime.shutdown_timeout(Duration::from_secs(1));
@@ -192,14 +197,29 @@ async fn respond(
     let path = req.uri().path().to_owned();
     let body = read_body(req).await?;
     let action = routes::parse(&method, &path, &body)?;
-    tokio::task::spawn_blocking(move || {
-        // A poisoned lock means an earlier request panicked; handle() commits state only
-        // after each step succeeds, so the controller is still consistent.
-        let mut controller = controller.lock().unwrap_or_else(PoisonError::into_inner);
-        controller.handle(action).map_err(Fault::from)
-    })
-    .await
-    .map_err(|e| Fault::Internal(format!("the action's worker failed: {e}")))?
+    // Handled on this thread, not a blocking pool's: every action is short (a start is built
+    // by the main thread, see controller::Starter) and a pool would need thread creation,
+    // which this thread's seccomp filter does not allow.
+    // A poisoned lock means an earlier request panicked; handle() commits state only after
+    // each step succeeds, so the controller is still consistent.
+    let mut controller = controller.lock().unwrap_or_else(PoisonError::into_inner);
+    let result = controller.handle(action).map_err(Fault::from);
+    if controller.is_started() {
+        // The guest runs: this thread gives up checking files for new configuration.
+        narrow_after_start().map_err(|e| Fault::Internal(e.to_string()))?;
+    }
+    result
+}
+
+/// Stacks the `Started` filter on the API thread, once.
+fn narrow_after_start() -> Result<(), crate::seccomp::SeccompError> {
+    thread_local! {
+        static NARROWED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    if NARROWED.with(|n| n.replace(true)) {
+        return Ok(());
+    }
+    crate::seccomp::install(crate::seccomp::ThreadKind::Started)
 }
 
 async fn read_body(req: Request<Incoming>) -> Result<Vec<u8>, RequestError> {

@@ -16,6 +16,7 @@ mod emulate;
 mod entry;
 mod fpu;
 mod mmu;
+pub(crate) mod seccomp;
 mod stats;
 mod syscall;
 mod vendor;

@@ -201,6 +201,11 @@ fn read_exit(dir: &ServerDir, shim_signal: Option<i32>) -> MonitorExit {
         Some(code) => {
             let said = last_words(&dir.vmm_log());
             let reason = match (code.parse::<i32>(), said) {
+                // Its last words predate the kill; the signal is the news.
+                (Ok(c), _) if c == 128 + libc::SIGSYS => "the monitor was killed by its \
+                    seccomp filter (SIGSYS): one of its threads made a system call outside \
+                    its filter (the host's kernel log names the thread and the call)"
+                    .to_owned(),
                 (_, Some(line)) => line,
                 (Ok(c), None) if c > 128 => {
                     format!("the monitor was killed by signal {}", c - 128)
@@ -356,6 +361,32 @@ mod tests {
         }
         assert!(!signal_group(&rec, libc::SIGTERM));
         assert!(processes_using(&dir.api_sock()).is_empty());
+    }
+
+    #[test]
+    fn a_monitor_killed_by_its_seccomp_filter_says_so() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = ServerDir::new(tmp.path().to_owned());
+        // SIGSYS as the kernel sends it for a filtered syscall; the earlier log line is not
+        // the reason.
+        let script = tmp.path().join("fake-vmm");
+        std::fs::write(
+            &script,
+            "#!/bin/sh
+echo 'INFO guest running' >&2
+kill -SYS $$
+",
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let rec = spawn(&script, &dir, "s1").unwrap();
+        match wait_exit(&rec, &dir) {
+            MonitorExit::Failed { reason } => {
+                assert!(reason.contains("seccomp filter (SIGSYS)"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     fn wait_exit(rec: &MonitorRecord, dir: &ServerDir) -> MonitorExit {

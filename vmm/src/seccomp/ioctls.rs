@@ -1,0 +1,40 @@
+//! The KVM ioctl request numbers the filters name (linux/kvm.h; KVMIO is 0xAE). kvm-ioctls
+//! keeps its own private, so they are spelled out here with vmm-sys-util's macros.
+#![allow(non_snake_case)]
+
+use kvm_bindings::{
+    kvm_guest_debug, kvm_msrs, kvm_regs, kvm_sregs, kvm_vcpu_events, kvm_xcrs, kvm_xsave,
+};
+use vmm_sys_util::{ioctl_io_nr, ioctl_ior_nr, ioctl_iow_nr, ioctl_iowr_nr};
+
+const KVMIO: u32 = 0xAE;
+
+ioctl_io_nr!(KVM_RUN, KVMIO, 0x80);
+ioctl_ior_nr!(KVM_GET_REGS, KVMIO, 0x81, kvm_regs);
+ioctl_iow_nr!(KVM_SET_REGS, KVMIO, 0x82, kvm_regs);
+ioctl_ior_nr!(KVM_GET_SREGS, KVMIO, 0x83, kvm_sregs);
+ioctl_iow_nr!(KVM_SET_SREGS, KVMIO, 0x84, kvm_sregs);
+ioctl_iowr_nr!(KVM_GET_MSRS, KVMIO, 0x88, kvm_msrs);
+ioctl_iow_nr!(KVM_SET_MSRS, KVMIO, 0x89, kvm_msrs);
+ioctl_iow_nr!(KVM_SET_GUEST_DEBUG, KVMIO, 0x9b, kvm_guest_debug);
+ioctl_ior_nr!(KVM_GET_VCPU_EVENTS, KVMIO, 0x9f, kvm_vcpu_events);
+ioctl_iow_nr!(KVM_SET_VCPU_EVENTS, KVMIO, 0xa0, kvm_vcpu_events);
+ioctl_ior_nr!(KVM_GET_XSAVE, KVMIO, 0xa4, kvm_xsave);
+ioctl_iow_nr!(KVM_SET_XSAVE, KVMIO, 0xa5, kvm_xsave);
+ioctl_ior_nr!(KVM_GET_XCRS, KVMIO, 0xa6, kvm_xcrs);
+ioctl_iow_nr!(KVM_SET_XCRS, KVMIO, 0xa7, kvm_xcrs);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn numbers_match_linux_kvm_h() {
+        // Values from linux/kvm.h on x86-64.
+        assert_eq!(super::KVM_RUN(), 0xae80);
+        assert_eq!(super::KVM_GET_REGS(), 0x8090_ae81);
+        assert_eq!(super::KVM_SET_SREGS(), 0x4138_ae84);
+        assert_eq!(super::KVM_GET_MSRS(), 0xc008_ae88);
+        assert_eq!(super::KVM_SET_GUEST_DEBUG(), 0x4048_ae9b);
+        assert_eq!(super::KVM_GET_XSAVE(), 0x9000_aea4);
+        assert_eq!(super::KVM_SET_XCRS(), 0x4188_aea7);
+    }
+}

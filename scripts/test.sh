@@ -23,6 +23,9 @@ guest/build-assets.sh >/dev/null
 # The stock OpenStack client and SDK the end-to-end tests drive (cached, keyed by version).
 OUTPOST_OPENSTACK_VENV=$(scripts/openstack-venv.sh)
 export OUTPOST_OPENSTACK_VENV
+# The rules the code keeps (STYLE.md): formatting and every lint, warnings as errors.
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins
 cargo test --workspace --no-fail-fast
 if [ "${OUTPOST_SLOW_TESTS:-0}" = 1 ]; then

@@ -12,8 +12,6 @@
 //! [`compute::servers`], booting from Glance images through [`image::boot_source`] and holding
 //! them with [`image::acquire`] so that an image in use cannot be deleted.
 
-#![deny(clippy::undocumented_unsafe_blocks)]
-
 pub mod api;
 pub mod cli;
 pub mod client;

@@ -5,7 +5,6 @@
 //! snapshot, thin or thick. Every file appears under its final name only when complete (temp
 //! name, fsync, rename); leftovers of a crash are removed when a store is opened. Metadata
 //! lives in the control service's database, not here.
-#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod digest;
 pub mod format;

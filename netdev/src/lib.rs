@@ -12,7 +12,6 @@
 //! `nat` (and left on); `net.bridge.bridge-nf-call-iptables`/`ip6tables` are set to 1 as
 //! soon as a port has port security (br_netfilter: stateful security groups on bridged
 //! traffic; see [`firewall`]), and left on.
-#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod dhcp;
 pub mod firewall;

@@ -2,6 +2,7 @@
 //! as real `outpost-vmm` processes with their console captured, network namespaces with
 //! taps, and root file systems built for one test. Everything a test creates is removed by
 //! a guard's `Drop`, so a failing test cleans up too.
+#![forbid(unsafe_code)]
 
 pub mod guest;
 pub mod net;

@@ -2,7 +2,6 @@
 //!
 //! The binary (`main.rs`) only parses arguments; everything else lives here so it can be
 //! tested without a process. Data flows API → [`controller`] → [`builder`] → [`vstate`].
-#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod acpi;
 pub mod api;

@@ -648,8 +648,10 @@ fn device_loop(mut em: EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>>) 
     }
     loop {
         if let Err(e) = em.run() {
+            // The guest's devices would be dead: stop the whole VM with the error.
             tracing::error!("device event loop failed: {e}");
-            return;
+            eprintln!("outpost-vmm: the device event loop failed: {e}");
+            std::process::exit(crate::EXIT_ERROR);
         }
     }
 }

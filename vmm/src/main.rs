@@ -97,6 +97,13 @@ fn main() {
         .with_ansi(false)
         .with_max_level(cli.log_level)
         .init();
+    // A panic on any thread (a vCPU, the device loop) ends the monitor with status 1 and the
+    // message on stderr, where its supervisor reads the reason: never a guest left running
+    // with a dead vCPU or dead devices.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("outpost-vmm: internal error: {info}");
+        std::process::exit(outpost_vmm::EXIT_ERROR);
+    }));
     let options = Options {
         instance_id: cli.id,
         api_socket: (!cli.no_api).then_some(cli.api_sock),

@@ -227,7 +227,11 @@ fn fetch_at_rip(mem: &PagedMemory<'_>, rip: u64) -> Vec<u8> {
     let mut buf = [0u8; 15];
     if mem.peek(rip, &mut buf[..first]).is_ok() {
         out.extend_from_slice(&buf[..first]);
-        if first < 15 && mem.peek(rip + first as u64, &mut buf[first..]).is_ok() {
+        if first < 15
+            && mem
+                .peek(rip.wrapping_add(first as u64), &mut buf[first..])
+                .is_ok()
+        {
             out.extend_from_slice(&buf[first..]);
         }
     }

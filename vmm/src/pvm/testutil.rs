@@ -163,9 +163,11 @@ impl FlatMem {
     }
 
     fn check(&self, gva: u64, len: usize, write: bool) -> Result<usize, MemError> {
-        let mut page = gva & !0xfff;
-        while page < gva + len.max(1) as u64 {
-            let addr = page.max(gva);
+        // Pages wrap at the top of the address space, like linear addresses.
+        let pages = ((gva & 0xfff) + len.max(1) as u64).div_ceil(0x1000);
+        for i in 0..pages {
+            let page = (gva & !0xfff).wrapping_add(i * 0x1000);
+            let addr = if i == 0 { gva } else { page };
             if self.absent.contains(&page) {
                 let code = if write { pf::WRITE } else { 0 };
                 return Err(MemError::Fault(Exception::page_fault(addr, code)));
@@ -176,7 +178,6 @@ impl FlatMem {
                     pf::WRITE | pf::PRESENT,
                 )));
             }
-            page += 0x1000;
         }
         let off = gva
             .checked_sub(self.base)

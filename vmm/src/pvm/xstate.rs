@@ -310,7 +310,7 @@ impl Stores {
             .unwrap_or(0);
         ctx.mem.probe(self.base, extent, true)?;
         for (off, bytes) in self.pieces {
-            ctx.mem.write(self.base + off as u64, &bytes)?;
+            ctx.mem.write(self.base.wrapping_add(off as u64), &bytes)?;
         }
         Ok(())
     }
@@ -443,7 +443,7 @@ fn xsave(ctx: &mut Ctx<'_>, rex_w: bool, form: Form) -> Result<Flow, Stop> {
         h
     } else {
         let mut old = [0u8; 8];
-        ctx.mem.read(addr + HEADER as u64, &mut old)?;
+        ctx.mem.read(addr.wrapping_add(HEADER as u64), &mut old)?;
         let bv = (u64::from_le_bytes(old) & !rfbm) | (in_use & rfbm);
         let mut h = [0u8; 16];
         h[..8].copy_from_slice(&bv.to_le_bytes());
@@ -460,7 +460,8 @@ fn xrstor(ctx: &mut Ctx<'_>, rex_w: bool) -> Result<Flow, Stop> {
     let addr = aligned_ea(ctx, 64)?;
     let (xcr0, rfbm) = rfbm(ctx)?;
     let mut header = [0u8; 64];
-    ctx.mem.read(addr + HEADER as u64, &mut header)?;
+    ctx.mem
+        .read(addr.wrapping_add(HEADER as u64), &mut header)?;
     let xstate_bv = u64_at(&header, 0);
     let xcomp_bv = u64_at(&header, 8);
     let compacted = xcomp_bv & COMPACTED != 0;
@@ -519,7 +520,7 @@ fn xrstor(ctx: &mut Ctx<'_>, rex_w: bool) -> Result<Flow, Stop> {
                     c.offset
                 };
                 let mut buf = vec![0u8; c.size];
-                ctx.mem.read(addr + src as u64, &mut buf)?;
+                ctx.mem.read(addr.wrapping_add(src as u64), &mut buf)?;
                 area[c.offset..c.offset + c.size].copy_from_slice(&buf);
             }
         }

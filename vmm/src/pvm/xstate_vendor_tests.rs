@@ -166,3 +166,26 @@ fn saves_pointers_by_vendor_and_xsaveerptr() {
         );
     }
 }
+
+/// Guest addresses at the top of the address space: the area's offsets wrap like the CPU's
+/// linear addresses and the access faults; the emulator never overflows or panics.
+#[test]
+fn areas_at_the_top_of_the_address_space_fault_without_overflow() {
+    for bytes in [XSAVE64, XRSTOR64, XSAVEC64, FXSAVE64, FXRSTOR64] {
+        let mut cpu = FakeCpu::long_mode();
+        cpu.xcr0 = 0b11;
+        cpu.xcr0_supported = 0b11;
+        let mut mem = FlatMem::new(BASE, 0x1000);
+        // The last page and (after the wrap) the first are not mapped.
+        mem.absent.insert(u64::MAX & !0xfff);
+        mem.absent.insert(0);
+        cpu.regs.rdi = u64::MAX & !63;
+        cpu.regs.rax = 0b11;
+        let e = emulate(&mut cpu, &mut mem, &cfg(INTEL), bytes).unwrap();
+        assert_eq!(
+            e.injected.map(|x| x.vector),
+            Some(crate::pvm::cpu::Exception::PF),
+            "{bytes:02x?}"
+        );
+    }
+}

@@ -19,7 +19,7 @@ pub use crate::storage::images::{Image, ImageStatus, ImageVisibility};
 pub use data::{download, upload, ImageFile, UploadChecks};
 pub use query::{ImageQuery, SortKey, VisibilityFilter};
 pub use recovery::recover;
-pub use usage::{acquire, in_use, release, users, ConsumerKind};
+pub use usage::{acquire, hold, in_use, let_go, release, users, ConsumerKind};
 
 use crate::context::RequestContext;
 use crate::random::{self, RandomError};

@@ -59,6 +59,28 @@ pub fn release(
     store::remove_usage(tx, kind.as_str(), consumer_id)
 }
 
+/// Holds images `image_ids` for `kind` `consumer_id` (each must exist and be active): all or
+/// none, in one write. For a consumer whose own record is written elsewhere (a server's
+/// create saga records its progress first and lets go in its undo).
+pub fn hold(
+    db: &Db,
+    image_ids: &[String],
+    kind: ConsumerKind,
+    consumer_id: &str,
+) -> Result<(), ImageError> {
+    db.write(|tx| {
+        image_ids
+            .iter()
+            .try_for_each(|id| acquire(tx, id, kind, consumer_id))
+    })
+}
+
+/// Drops every hold of `kind` `consumer_id`, in one write; returns how many images it held.
+/// Letting go twice changes nothing.
+pub fn let_go(db: &Db, kind: ConsumerKind, consumer_id: &str) -> Result<usize, StorageError> {
+    db.write(|tx| release(tx, kind, consumer_id))
+}
+
 /// `volume 1f0c…, server 9a2e…` for messages.
 pub(super) fn describe(users: &[(String, String)]) -> String {
     users

@@ -5,7 +5,8 @@
 use super::ports::{find_port, NewPort, PortUpdate};
 use super::{NetworkError, NetworkService, COMPUTE_OWNER};
 use crate::context::RequestContext;
-use crate::storage::networks::{self as store, Port};
+use crate::storage::networks::{self as store, Network, Port};
+use crate::storage::security_groups::{self as sg_store, SecurityGroup, SecurityGroupRule};
 
 impl NetworkService {
     /// Makes a port on `network_id` for server `device_id` on host `host_id` (Nova's
@@ -129,5 +130,30 @@ impl NetworkService {
                 ..PortUpdate::default()
             },
         )
+    }
+
+    /// The network a server's port is on, whoever owns it (Nova names a server's addresses
+    /// by network).
+    pub fn device_network(&self, network_id: &str) -> Result<Option<Network>, NetworkError> {
+        Ok(self.db().read(|c| store::get_network(c, network_id))?)
+    }
+
+    /// A security group of a server's port, whoever owns it (Nova's `security_groups` of a
+    /// server).
+    pub fn device_security_group(
+        &self,
+        group_id: &str,
+    ) -> Result<Option<SecurityGroup>, NetworkError> {
+        Ok(self.db().read(|c| sg_store::get_group(c, group_id))?)
+    }
+
+    /// The rules of a server's security group (Nova's `os-security-groups` of a server).
+    pub fn device_security_group_rules(
+        &self,
+        group_id: &str,
+    ) -> Result<Vec<SecurityGroupRule>, NetworkError> {
+        Ok(self
+            .db()
+            .read(|c| sg_store::list_rules(c, Some(group_id)))?)
     }
 }

@@ -14,9 +14,9 @@ use super::boot_source::{BootSource, BootSourceError};
 use super::runner::RunError;
 use super::{last_segment, Fleet, ServerError};
 use crate::compute::flavors::Flavor;
+use crate::compute::servers::store::{BlockDevice, BlockSource, BootConfig, Server};
 use crate::context::RequestContext;
 use crate::random;
-use crate::storage::servers::{BlockDevice, BlockSource, BootConfig, Server};
 use crate::volume::{self, NewVolume, VolumeError, VolumeStatus};
 use std::collections::BTreeSet;
 

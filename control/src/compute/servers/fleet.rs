@@ -8,8 +8,9 @@ use super::config::ComputeSettings;
 use super::monitor::{process, ServerDir};
 use super::placement::{migration_id, Placement, PlacementError};
 use super::runner::{Command, Runner};
+use super::store::ServerStore;
 use crate::network::agent::HostAgent;
-use crate::storage::{claims, servers, Db, StorageError};
+use crate::storage::{Db, StorageError};
 use outpost_image_store::{DiskKind, ImageStore, VolumeError, VolumeStore};
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -67,8 +68,7 @@ impl Fleet {
             path: servers_dir.clone(),
             source,
         })?;
-        let placement = Placement::new(&settings)?;
-        placement.restore(&db.read(claims::all)?);
+        let placement = Placement::open(&settings, Arc::new(db.clone()))?;
         Ok(Arc::new(Fleet {
             db,
             placement,
@@ -92,6 +92,11 @@ impl Fleet {
     }
 
     pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The servers' door to their state.
+    pub fn servers(&self) -> &dyn ServerStore {
         &self.db
     }
 
@@ -156,7 +161,7 @@ impl Fleet {
     /// `servers/`, root disks, claims), then has every server's runner recover it (adopt
     /// its running monitor, or record how it ended; finish or undo a half-done operation).
     pub fn recover(self: &Arc<Self>) -> Result<(), FleetError> {
-        let rows = self.db.read(|c| servers::list(c, None))?;
+        let rows = self.servers().servers(None)?;
         let known: BTreeSet<&str> = rows.iter().map(|s| s.id.as_str()).collect();
         if let Ok(entries) = std::fs::read_dir(&self.servers_dir) {
             for name in entries.filter_map(|e| e.ok()?.file_name().into_string().ok()) {
@@ -184,7 +189,7 @@ impl Fleet {
                 .any(|id| owner.0 == *id || *owner == migration_id(id));
             if !owned {
                 tracing::info!("releasing the claim of {owner}, which belongs to no server");
-                self.placement.release(&self.db, owner)?;
+                self.placement.release(owner)?;
             }
         }
         for s in &rows {

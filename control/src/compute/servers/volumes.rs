@@ -9,8 +9,8 @@
 //! ([`super::block_devices`]).
 
 use super::{Fleet, Server, ServerError};
+use crate::compute::servers::store::{PowerState, VmState};
 use crate::context::RequestContext;
-use crate::storage::servers::{PowerState, VmState};
 use crate::storage::volumes::Attachment;
 use crate::volume::{self, VolumeError};
 use std::path::PathBuf;

@@ -17,6 +17,8 @@ pub mod subnets;
 #[cfg(test)]
 mod tests;
 
+pub use crate::storage::networks::{Network, Port, Subnet};
+pub use crate::storage::security_groups::{SecurityGroup, SecurityGroupRule};
 pub use host::host_spec;
 
 use crate::context::RequestContext;

@@ -76,6 +76,12 @@ pub fn detach(db: &Db, volume_id: &str, server_id: &str) -> Result<(), VolumeErr
     Ok(())
 }
 
+/// Volume `id`, whoever owns it: for the compute side, which checks the caller's right to it
+/// with [`super::get`] when the request comes in and acts later as the server's saga.
+pub fn find(db: &Db, id: &str) -> Result<Option<super::Volume>, VolumeError> {
+    Ok(db.read(|c| store::volume(c, id))?)
+}
+
 /// The volumes attached to server `server_id`, oldest first.
 pub fn attachments_of_server(db: &Db, server_id: &str) -> Result<Vec<Attachment>, VolumeError> {
     Ok(db.read(|c| store::attachments_of_server(c, server_id))?)

@@ -19,7 +19,7 @@ pub mod snapshots;
 pub mod types;
 
 pub use crate::storage::volumes::{Attachment, Snapshot, SnapshotStatus, Volume, VolumeStatus};
-pub use attachments::{attach, attachments_of_server, detach};
+pub use attachments::{attach, attachments_of_server, detach, find};
 pub use query::{ListQuery, SortKey};
 pub use recovery::{recover, Recovered};
 pub use types::VolumeType;

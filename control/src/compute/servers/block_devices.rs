@@ -331,10 +331,7 @@ pub(super) fn make_and_attach(fleet: &Fleet, s: &Server) -> Result<(), RunError>
     let stores = fleet.stores();
     let ctx = super::owner(s);
     for d in &s.boot.block_devices {
-        let exists = fleet
-            .db()
-            .read(|c| crate::storage::volumes::volume(c, &d.volume_id))?
-            .is_some();
+        let exists = volume::find(fleet.db(), &d.volume_id)?.is_some();
         if d.source.is_new() && !exists {
             let (image_ref, snapshot_id) = match &d.source {
                 BlockSource::Image { image_id } => (Some(image_id.clone()), None),

@@ -17,9 +17,7 @@
 use super::fleet::Fleet;
 use super::{NetworkRequest, Networks, Server, ServerError};
 use crate::context::RequestContext;
-use crate::network::NetworkError;
-use crate::storage::networks::Port;
-use crate::storage::security_groups::{SecurityGroup, SecurityGroupRule};
+use crate::network::{NetworkError, Port, SecurityGroup, SecurityGroupRule};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;

@@ -11,8 +11,7 @@
 use super::{Fleet, Server, ServerError};
 use crate::compute::servers::store::{PowerState, VmState};
 use crate::context::RequestContext;
-use crate::storage::volumes::Attachment;
-use crate::volume::{self, VolumeError};
+use crate::volume::{self, Attachment, VolumeError};
 use std::path::PathBuf;
 
 /// An attachment as Nova shows it, and whether the running guest sees it yet.

@@ -26,5 +26,6 @@ pub mod image;
 pub mod network;
 pub mod random;
 pub mod storage;
+pub mod store;
 pub mod timestamp;
 pub mod volume;

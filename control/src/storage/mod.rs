@@ -1,6 +1,7 @@
-//! The control service's state in SQLite: opening the database (WAL, foreign keys),
-//! schema migrations, and one module of typed queries per resource kind. Nothing above this
-//! module writes SQL; every change runs inside [`Db::write`]'s transaction.
+//! The control service's state in SQLite, for one box: opening the database (WAL, foreign
+//! keys), schema migrations, and one module per resource kind that implements its domain's
+//! store trait on [`Db`] (`impl FlavorStore for Db`, ...). Nothing above this module writes
+//! SQL; every change runs inside [`Db::write`]'s transaction.
 //!
 //! One connection behind a mutex serves the whole daemon: an appliance's API traffic is light,
 //! and a single writer is what SQLite allows anyway. Callers run on tokio's blocking pool.
@@ -19,29 +20,16 @@ pub mod volumes;
 pub use migrations::{Migration, MIGRATIONS};
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StorageError {
-    #[error("cannot open the database {path:?}: {source}")]
-    Open {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
-    #[error("the database schema is at version {found}, newer than this outpostd knows ({known}); run a newer outpostd")]
-    SchemaTooNew { found: i64, known: i64 },
-    #[error("schema migration {version} ({name}) failed: {source}")]
-    Migration {
-        version: i64,
-        name: &'static str,
-        source: rusqlite::Error,
-    },
-    #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    #[error("the database holds a value this outpostd cannot read: {0}")]
-    Corrupt(String),
+pub use crate::store::StorageError;
+
+impl From<rusqlite::Error> for StorageError {
+    fn from(e: rusqlite::Error) -> Self {
+        StorageError::Backend(Box::new(e))
+    }
 }
 
 /// The database handle shared by all requests. Clones share the one connection, so
@@ -56,7 +44,7 @@ impl Db {
     pub fn open(path: &Path) -> Result<Db, StorageError> {
         let conn = Connection::open(path).map_err(|source| StorageError::Open {
             path: path.to_owned(),
-            source,
+            source: Box::new(source),
         })?;
         Self::setup(conn)
     }

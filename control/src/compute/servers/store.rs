@@ -7,7 +7,7 @@
 //! so that a store without locks can run it as a compare-and-swap on the record's revision,
 //! running `change` again on the newer copy when it lost the race.
 
-use crate::storage::StorageError;
+use crate::store::StorageError;
 use crate::timestamp::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

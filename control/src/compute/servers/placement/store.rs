@@ -3,7 +3,7 @@
 //! (`storage::claims`); a cluster's store implements the same trait, each method one
 //! transaction.
 
-use crate::storage::StorageError;
+use crate::store::StorageError;
 use outpost_resources::{Claim, ConsumerId};
 
 pub trait ClaimStore: Send + Sync {

@@ -1,0 +1,28 @@
+//! What every domain's door to its state shares: the error a store reports. Each domain
+//! defines its own store trait (`identity::store`, `compute::flavors::store`,
+//! `compute::servers::store`, ...); [`crate::storage`] implements them on SQLite for one box,
+//! and a cluster's store implements the same traits. Nothing here names a backend.
+
+use std::path::PathBuf;
+
+/// The backend's own error, kept as the cause (a SQLite or etcd client error).
+pub type BackendError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("cannot open the database {path:?}: {source}")]
+    Open { path: PathBuf, source: BackendError },
+    #[error("the database schema is at version {found}, newer than this outpostd knows ({known}); run a newer outpostd")]
+    SchemaTooNew { found: i64, known: i64 },
+    #[error("schema migration {version} ({name}) failed: {source}")]
+    Migration {
+        version: i64,
+        name: &'static str,
+        source: BackendError,
+    },
+    /// The store failed to read or write.
+    #[error("database error: {0}")]
+    Backend(BackendError),
+    #[error("the database holds a value this outpostd cannot read: {0}")]
+    Corrupt(String),
+}

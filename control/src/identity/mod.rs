@@ -6,6 +6,7 @@ pub mod bootstrap;
 pub mod catalog;
 pub mod directory;
 pub mod password;
+pub mod store;
 pub mod tokens;
 
 #[cfg(test)]

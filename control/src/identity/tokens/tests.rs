@@ -88,9 +88,7 @@ fn expired_tokens_are_invalid_and_purged() {
     ));
     // The next issue drops it.
     issue(&f.db, &alice(None), HOUR).unwrap();
-    let left =
-        f.db.read(|c| token_store::get(c, &digest(&t.value)))
-            .unwrap();
+    let left = f.db.token(&digest(&t.value)).unwrap();
     assert!(left.is_none());
 }
 

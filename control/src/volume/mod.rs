@@ -358,11 +358,18 @@ fn begin(
         created_at: now,
         updated_at: now,
     };
-    db.write(|tx| {
-        if let Some(i) = &volume.image_id {
-            // In the same transaction: the image cannot be deleted from here on.
-            image::acquire(tx, i, ConsumerKind::Volume, &volume.id)?;
-        }
+    // The image is held first, through Glance's door: it cannot be deleted from here on. If
+    // the volume is then not recorded the hold is let go; a crash in between leaves a hold
+    // with no volume, which `recover` lets go at the next start.
+    if let Some(i) = &volume.image_id {
+        image::hold(
+            db,
+            std::slice::from_ref(i),
+            ConsumerKind::Volume,
+            &volume.id,
+        )?;
+    }
+    let recorded = db.write(|tx| {
         if let Some(s) = &volume.snapshot_id {
             let still =
                 store::snapshot(tx, s)?.is_some_and(|s| s.status == SnapshotStatus::Available);
@@ -374,7 +381,15 @@ fn begin(
         }
         store::insert_volume(tx, &volume)?;
         Ok(())
-    })?;
+    });
+    if let Err(e) = recorded {
+        if volume.image_id.is_some() {
+            if let Err(undo) = image::let_go(db, ConsumerKind::Volume, &volume.id) {
+                tracing::warn!("volume {}: cannot let go of its image: {undo}", volume.id);
+            }
+        }
+        return Err(e);
+    }
     Ok(Planned {
         volume,
         source,
@@ -497,11 +512,10 @@ pub(crate) fn finish_delete(stores: &Stores, id: &str) -> Result<(), VolumeError
         })?;
         return Err(e.into());
     }
-    stores.db.write(|tx| {
-        image::release(tx, ConsumerKind::Volume, id)?;
-        store::delete_volume(tx, id)?;
-        Ok::<_, VolumeError>(())
-    })?;
+    // The record, then the image hold: a crash in between leaves a hold with no volume,
+    // which `recover` lets go.
+    stores.db.write(|tx| store::delete_volume(tx, id))?;
+    image::let_go(&stores.db, ConsumerKind::Volume, id)?;
     tracing::info!("volume {id}: deleted");
     Ok(())
 }

@@ -5,11 +5,14 @@
 //! - `creating` with its file → `available`; without → `error`;
 //! - `extending` → `available`, with the size the file has (the grow is one system call);
 //! - `deleting` → the deletion is finished;
-//! - a volume or snapshot file with no record is removed.
+//! - a volume or snapshot file with no record is removed;
+//! - an image held for a volume that has no record (its create or delete was interrupted
+//!   between the two domains' writes) is let go.
 //!
 //! Server disks (`instances/`) belong to servers and are left alone.
 
 use super::{finish_delete, gib_for, snapshots, Stores, VolumeError};
+use crate::image::ConsumerKind;
 use crate::storage::volumes::{self as store, SnapshotStatus, VolumeStatus};
 use outpost_image_store::DiskKind;
 
@@ -101,6 +104,12 @@ pub fn recover(stores: &Stores) -> Result<Recovered, VolumeError> {
             vs.delete_snapshot(&id)?;
             tracing::warn!("snapshot {id}: removed a file with no snapshot record");
             out.orphan_files_removed.push(id);
+        }
+    }
+    for id in crate::image::holders(db, ConsumerKind::Volume)? {
+        if db.read(|c| store::volume(c, &id))?.is_none() {
+            crate::image::let_go(db, ConsumerKind::Volume, &id)?;
+            tracing::info!("volume {id}: let go of the image held for it; it has no record");
         }
     }
     Ok(out)

@@ -212,9 +212,11 @@ fn from_image_copies_it_and_holds_it() {
     let big = image_of(&e, &vec![1u8; 4096]);
     let mut meta = image::get(&e.f.db, member, &big).unwrap();
     meta.min_disk = 2;
-    e.f.db
-        .write(|tx| crate::storage::images::save(tx, &meta))
-        .unwrap();
+    crate::image::ImageRecordStore::update_image(&e.f.db, &big, &mut |i| {
+        *i = meta.clone();
+        Ok(true)
+    })
+    .unwrap();
     let r = create(
         &e.stores,
         member,

@@ -347,10 +347,9 @@ fn recovery_settles_interrupted_work() {
     settled(&e, &lost.id);
     // As a crash would leave them: one finished copy not yet recorded, one copy whose file
     // never appeared, one deletion half done, one file with no record.
-    use crate::storage::volumes as store;
     let set = |id: &str, to: VolumeStatus| {
         e.f.db
-            .write(|tx| store::set_volume_status_if(tx, id, &VolumeStatus::ALL, to, None))
+            .set_volume_status_if(id, &VolumeStatus::ALL, to, None)
             .unwrap()
     };
     set(&done.id, VolumeStatus::Creating);

@@ -64,6 +64,26 @@ pub struct ApiState {
 }
 
 impl ApiState {
+    /// Keystone's door.
+    pub fn identity(&self) -> &dyn crate::identity::store::IdentityStore {
+        &self.db
+    }
+
+    /// The flavors' door.
+    pub fn flavors(&self) -> &dyn crate::compute::flavors::FlavorStore {
+        &self.db
+    }
+
+    /// Glance's door to the image records (the bytes are in `images`).
+    pub fn image_records(&self) -> &dyn crate::image::ImageRecordStore {
+        &self.db
+    }
+
+    /// Cinder's door to the volume records (the bytes are in `volumes`).
+    pub fn volume_records(&self) -> &dyn crate::volume::VolumeRecordStore {
+        &self.db
+    }
+
     /// The database and stores, for work that outlives a request (volume copies).
     pub fn volume_stores(&self) -> crate::volume::Stores {
         crate::volume::Stores {

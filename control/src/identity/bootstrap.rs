@@ -28,8 +28,8 @@ pub enum BootstrapError {
     Identity(#[from] IdentityError),
 }
 
-impl From<crate::storage::StorageError> for BootstrapError {
-    fn from(e: crate::storage::StorageError) -> Self {
+impl From<crate::store::StorageError> for BootstrapError {
+    fn from(e: crate::store::StorageError) -> Self {
         BootstrapError::Identity(e.into())
     }
 }

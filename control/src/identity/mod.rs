@@ -13,7 +13,7 @@ pub mod tokens;
 pub(crate) mod testing;
 
 use crate::random::RandomError;
-use crate::storage::StorageError;
+use crate::store::StorageError;
 
 /// Keystone's single domain; users and projects all live in it.
 pub const DEFAULT_DOMAIN_ID: &str = "default";

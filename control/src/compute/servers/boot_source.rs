@@ -10,7 +10,8 @@
 use super::config::GuestSettings;
 use crate::context::RequestContext;
 use crate::image::{self, ImageError};
-use crate::storage::{Db, StorageError};
+use crate::storage::Db;
+use crate::store::StorageError;
 use outpost_image_store::ImageStore;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -10,7 +10,8 @@ use super::placement::{migration_id, Placement, PlacementError};
 use super::runner::{Command, Runner};
 use super::store::ServerStore;
 use crate::network::agent::HostAgent;
-use crate::storage::{Db, StorageError};
+use crate::storage::Db;
+use crate::store::StorageError;
 use outpost_image_store::{DiskKind, ImageStore, VolumeError, VolumeStore};
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -91,12 +92,23 @@ impl Fleet {
         &self.settings.host
     }
 
-    pub fn db(&self) -> &Db {
+    /// The servers' door to their state.
+    pub fn servers(&self) -> &dyn ServerStore {
         &self.db
     }
 
-    /// The servers' door to their state.
-    pub fn servers(&self) -> &dyn ServerStore {
+    /// The flavors' door (a create or resize names a flavor).
+    pub fn flavors(&self) -> &dyn crate::compute::flavors::FlavorStore {
+        &self.db
+    }
+
+    /// Glance's door (the images a server holds).
+    pub fn image_records(&self) -> &dyn crate::image::ImageRecordStore {
+        &self.db
+    }
+
+    /// Cinder's door (the volumes a server has).
+    pub fn volume_records(&self) -> &dyn crate::volume::VolumeRecordStore {
         &self.db
     }
 

@@ -33,7 +33,7 @@ pub use saga::root_disk_bytes;
 use super::flavors::{self, FlavorError};
 use crate::context::RequestContext;
 use crate::random::{self, RandomError};
-use crate::storage::StorageError;
+use crate::store::StorageError;
 use crate::timestamp::Timestamp;
 use boot_source::BootSourceError;
 use std::collections::BTreeMap;
@@ -269,7 +269,7 @@ fn find_flavor(
     reference: &str,
 ) -> Result<flavors::Flavor, ServerError> {
     let id = last_segment(reference);
-    match flavors::get(fleet.db(), ctx, id) {
+    match flavors::get(fleet.flavors(), ctx, id) {
         Ok(f) => Ok(f),
         Err(FlavorError::NotFound(_)) => Err(ServerError::FlavorNotFound(id.to_owned())),
         Err(FlavorError::Storage(e)) => Err(e.into()),

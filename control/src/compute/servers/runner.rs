@@ -18,7 +18,7 @@ use super::placement::PlacementError;
 use super::store::{
     MonitorRecord, PowerState, Server, ServerFault, TaskChange, TaskState, VmState,
 };
-use crate::storage::StorageError;
+use crate::store::StorageError;
 use crate::timestamp::Timestamp;
 use outpost_image_store::VolumeError;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};

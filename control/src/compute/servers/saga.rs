@@ -126,7 +126,7 @@ impl Runner {
         // Held from here, so the image cannot be deleted while its data is being cloned; an
         // image deleted or deactivated since the request fails the build here.
         image::hold(
-            self.fleet.db(),
+            self.fleet.image_records(),
             &s.boot.images,
             ConsumerKind::Server,
             &self.id,
@@ -172,7 +172,7 @@ impl Runner {
         if let Some(s) = self.load()? {
             super::block_devices::undo(&self.fleet, &s)?;
         }
-        image::let_go(self.fleet.db(), ConsumerKind::Server, &self.id)?;
+        image::let_go(self.fleet.image_records(), ConsumerKind::Server, &self.id)?;
         self.fleet.placement.release(&ConsumerId(self.id.clone()))?;
         self.update(|s| s.host = None)?;
         Ok(())
@@ -215,7 +215,7 @@ impl Runner {
         self.set_step(DELETE, "delete_row")?;
         // Two writes, each in its own domain: a crash between them re-runs this step, and
         // letting go of images already let go changes nothing.
-        image::let_go(self.fleet.db(), ConsumerKind::Server, &self.id)?;
+        image::let_go(self.fleet.image_records(), ConsumerKind::Server, &self.id)?;
         self.fleet.servers().delete_server(&self.id)?;
         Ok(())
     }

@@ -12,7 +12,7 @@ pub mod store;
 
 use super::config::ComputeSettings;
 use crate::compute::servers::store::FlavorSnapshot;
-use crate::storage::StorageError;
+use crate::store::StorageError;
 use outpost_resources::{
     Claim, ClaimError, Cluster, ConsumerId, Flavor, FlavorError, HostId, InventoryError,
     NoValidHost, Resize, ScheduleError, Scheduler,

@@ -6,16 +6,16 @@
 //! One connection behind a mutex serves the whole daemon: an appliance's API traffic is light,
 //! and a single writer is what SQLite allows anyway. Callers run on tokio's blocking pool.
 
-pub mod claims;
-pub mod flavors;
-pub mod identity;
-pub mod images;
+mod claims;
+mod flavors;
+mod identity;
+mod images;
 mod migrations;
-pub mod networks;
-pub mod security_groups;
-pub mod servers;
-pub mod tokens;
-pub mod volumes;
+mod networks;
+mod security_groups;
+mod servers;
+mod tokens;
+mod volumes;
 
 pub use migrations::{Migration, MIGRATIONS};
 
@@ -75,13 +75,20 @@ impl Db {
     }
 
     /// Runs `f` on the connection outside any explicit transaction (each statement is atomic).
-    pub fn read<T, E>(&self, f: impl FnOnce(&Connection) -> Result<T, E>) -> Result<T, E> {
+    /// Only the SQLite implementations of the doors, in this module, reach the connection.
+    pub(in crate::storage) fn read<T, E>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, E>,
+    ) -> Result<T, E> {
         f(&self.lock())
     }
 
     /// Runs `f` in an IMMEDIATE transaction (the write lock is taken up front, so checks made
     /// inside `f` still hold when it writes); commits if `f` succeeds, rolls back otherwise.
-    pub fn write<T, E>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T, E>) -> Result<T, E>
+    pub(in crate::storage) fn write<T, E>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, E>
     where
         E: From<StorageError>,
     {
@@ -103,7 +110,7 @@ fn flag(v: i64) -> bool {
 /// Sets the `status` of row `id` in `table` to `to` (and its `fault`, when `fault` is given)
 /// if the current status is one of `from`; false when the row is gone or in another status.
 /// One `UPDATE ... WHERE status IN (...)`, so the check and the change are atomic.
-pub(crate) fn set_status_if(
+fn set_status_if(
     conn: &Connection,
     table: &'static str,
     id: &str,

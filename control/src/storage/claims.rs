@@ -66,6 +66,13 @@ mod tests {
     use outpost_resources::{HostId, Resources};
 
     #[test]
+    fn conforms_to_the_claim_store_contract() {
+        crate::compute::servers::placement::store::conformance::run(|| {
+            Db::open_in_memory().unwrap()
+        });
+    }
+
+    #[test]
     fn claims_round_trip_and_replace() {
         let db = Db::open_in_memory().unwrap();
         let mut claim = Claim {

@@ -307,11 +307,12 @@ impl ServerStore for super::Db {
     ) -> Result<Option<Server>, StorageError> {
         // IMMEDIATE: the row read here cannot change before it is written back.
         self.write(|tx| {
-            let Some(mut s) = by_id(tx, id)? else {
+            let Some(read) = by_id(tx, id)? else {
                 return Ok(None);
             };
+            let mut s = read.clone();
             if !change(&mut s) {
-                return Ok(Some(s));
+                return Ok(Some(read));
             }
             apply_task(tx, id, task)?;
             save(tx, &s)?;
@@ -346,6 +347,11 @@ mod tests {
     use crate::compute::servers::store::{BootConfig, FlavorSnapshot, ServerFault};
     use crate::storage::Db;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn conforms_to_the_server_store_contract() {
+        crate::compute::servers::store::conformance::run(|| Db::open_in_memory().unwrap());
+    }
 
     pub(crate) fn server(id: &str, project: &str) -> Server {
         Server {

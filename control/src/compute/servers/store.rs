@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+#[cfg(test)]
+pub(crate) mod conformance;
+
 /// Nova's `vm_state`: what the server is, between operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VmState {

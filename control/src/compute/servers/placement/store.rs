@@ -6,6 +6,9 @@
 use crate::store::StorageError;
 use outpost_resources::{Claim, ConsumerId};
 
+#[cfg(test)]
+pub(crate) mod conformance;
+
 pub trait ClaimStore: Send + Sync {
     /// Every claim, ordered by consumer, for replay at start.
     fn claims(&self) -> Result<Vec<Claim>, StorageError>;

@@ -526,6 +526,11 @@ impl VolumeRecordStore for super::Db {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conforms_to_the_volume_store_contract() {
+        crate::volume::store::conformance::run(|| crate::storage::Db::open_in_memory().unwrap());
+    }
     use crate::storage::Db;
 
     fn vol(id: &str, project: &str) -> Volume {

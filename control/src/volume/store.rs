@@ -14,6 +14,9 @@ use crate::store::StorageError;
 use crate::timestamp::Timestamp;
 use std::collections::BTreeMap;
 
+#[cfg(test)]
+pub(crate) mod conformance;
+
 /// The Cinder volume statuses this service uses. A status also serialises work on a volume:
 /// only one long operation (create, extend, delete) holds it at a time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

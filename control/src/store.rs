@@ -3,7 +3,29 @@
 //! `compute::servers::store`, ...); [`crate::storage`] implements them on SQLite for one box,
 //! and a cluster's store implements the same traits. Nothing here names a backend.
 
+use crate::compute::flavors::FlavorStore;
+use crate::compute::servers::placement::store::ClaimStore;
+use crate::compute::servers::store::ServerStore;
+use crate::identity::store::IdentityStore;
+use crate::image::ImageRecordStore;
+use crate::network::NetworkStore;
+use crate::volume::VolumeRecordStore;
 use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Every domain's door, as a daemon wires them: built once (`Doors::sqlite` for one box, a
+/// cluster's store later) and handed to the API, the fleet and the background work. Cheap to
+/// clone.
+#[derive(Clone)]
+pub struct Doors {
+    pub identity: Arc<dyn IdentityStore>,
+    pub flavors: Arc<dyn FlavorStore>,
+    pub images: Arc<dyn ImageRecordStore>,
+    pub volumes: Arc<dyn VolumeRecordStore>,
+    pub networks: Arc<dyn NetworkStore>,
+    pub servers: Arc<dyn ServerStore>,
+    pub claims: Arc<dyn ClaimStore>,
+}
 
 /// The backend's own error, kept as the cause (a SQLite or etcd client error).
 pub type BackendError = Box<dyn std::error::Error + Send + Sync + 'static>;

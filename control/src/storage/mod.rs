@@ -102,6 +102,22 @@ impl Db {
     }
 }
 
+impl crate::store::Doors {
+    /// Every door on this one SQLite database (one box).
+    pub fn sqlite(db: &Db) -> crate::store::Doors {
+        let db = Arc::new(db.clone());
+        crate::store::Doors {
+            identity: db.clone(),
+            flavors: db.clone(),
+            images: db.clone(),
+            volumes: db.clone(),
+            networks: db.clone(),
+            servers: db.clone(),
+            claims: db,
+        }
+    }
+}
+
 /// Reads a boolean stored as INTEGER 0/1.
 fn flag(v: i64) -> bool {
     v != 0

@@ -4,7 +4,7 @@
 //! exits under it, the volume store's partial file is removed at the next start, and
 //! [`super::recover`] fails the record.
 
-use super::{SnapshotStatus, Stores, VolumeError, VolumeRecordStore, VolumeStatus};
+use super::{SnapshotStatus, Stores, VolumeError, VolumeStatus};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobKind {
@@ -37,7 +37,7 @@ pub fn spawn(
 /// record was removed meanwhile the new file is removed too.
 pub fn finish(stores: &Stores, kind: JobKind, id: &str, outcome: Result<(), String>) {
     let fault = outcome.as_ref().err().map(String::as_str);
-    let db: &dyn VolumeRecordStore = &stores.db;
+    let db = stores.records.as_ref();
     let recorded = match kind {
         JobKind::Volume => db.set_volume_status_if(
             id,

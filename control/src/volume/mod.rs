@@ -32,7 +32,6 @@ use jobs::JobKind;
 use crate::context::RequestContext;
 use crate::image::{self, ConsumerKind, ImageError};
 use crate::random::{self, RandomError};
-use crate::storage::Db;
 use crate::store::StorageError;
 use crate::timestamp::Timestamp;
 use outpost_image_store::size::{bytes_from_gib, SizeError, GIB};
@@ -79,8 +78,13 @@ pub enum VolumeError {
 /// The stores volumes live in and are copied from. Cheap to clone; workers take a clone.
 #[derive(Clone)]
 pub struct Stores {
-    pub db: Db,
+    /// Cinder's door to its records.
+    pub records: Arc<dyn VolumeRecordStore>,
+    /// Glance's door: the images volumes are copied from and hold.
+    pub image_records: Arc<dyn image::ImageRecordStore>,
+    /// The volume files.
     pub volumes: Arc<VolumeStore>,
+    /// The image files.
     pub images: Arc<ImageStore>,
 }
 
@@ -241,7 +245,7 @@ pub fn create_now(
         )));
     }
     stores
-        .db
+        .records
         .volume(id)?
         .ok_or_else(|| VolumeError::NotFound(id.to_owned()))
 }
@@ -278,7 +282,8 @@ fn begin(
     new: NewVolume,
     id: Option<String>,
 ) -> Result<Planned, VolumeError> {
-    let db = &stores.db;
+    let db = stores.records.as_ref();
+    let glance = stores.image_records.as_ref();
     check_text("name", &new.name, 255)?;
     check_text("description", &new.description, 255)?;
     for (k, v) in &new.metadata {
@@ -305,7 +310,7 @@ fn begin(
     let mut source = Source::Blank;
     let mut img = None;
     if let Some(r) = &new.image_ref {
-        let found = image::get(db, ctx, image_id_of(r))?;
+        let found = image::get(glance, ctx, image_id_of(r))?;
         if found.status != image::ImageStatus::Active {
             return Err(ImageError::NotActive(found.id).into());
         }
@@ -376,7 +381,7 @@ fn begin(
     // with no volume, which `recover` lets go at the next start.
     if let Some(i) = &volume.image_id {
         image::hold(
-            db,
+            glance,
             std::slice::from_ref(i),
             ConsumerKind::Volume,
             &volume.id,
@@ -392,7 +397,7 @@ fn begin(
     };
     if let Err(e) = recorded {
         if volume.image_id.is_some() {
-            if let Err(undo) = image::let_go(db, ConsumerKind::Volume, &volume.id) {
+            if let Err(undo) = image::let_go(glance, ConsumerKind::Volume, &volume.id) {
                 tracing::warn!("volume {}: cannot let go of its image: {undo}", volume.id);
             }
         }
@@ -460,7 +465,7 @@ const DELETABLE: [VolumeStatus; 3] = [
 
 /// Deletes volume `id`: refused while attached, while it has snapshots, or while it is busy.
 pub fn delete(stores: &Stores, ctx: &RequestContext, id: &str) -> Result<(), VolumeError> {
-    stores.db.change_volume_status(id, &mut |seen| {
+    stores.records.change_volume_status(id, &mut |seen| {
         let v = &seen.volume;
         check_visible(ctx, v)?;
         if v.attachment.is_some() {
@@ -492,7 +497,7 @@ pub fn delete(stores: &Stores, ctx: &RequestContext, id: &str) -> Result<(), Vol
 /// restart finishes a `deleting` volume ([`recover`]). A volume with snapshots is only
 /// detached (Cinder would refuse to delete it); returns whether it was deleted.
 pub fn detach_and_delete(stores: &Stores, id: &str, server_id: &str) -> Result<bool, VolumeError> {
-    let to = stores.db.detach_volume(id, server_id, &mut |seen| {
+    let to = stores.records.detach_volume(id, server_id, &mut |seen| {
         if seen.snapshots.is_empty() {
             VolumeStatus::Deleting
         } else {
@@ -511,7 +516,7 @@ pub fn detach_and_delete(stores: &Stores, id: &str, server_id: &str) -> Result<b
 pub(crate) fn finish_delete(stores: &Stores, id: &str) -> Result<(), VolumeError> {
     if let Err(e) = stores.volumes.delete(id) {
         let fault = e.to_string();
-        stores.db.set_volume_status_if(
+        stores.records.set_volume_status_if(
             id,
             &[VolumeStatus::Deleting],
             VolumeStatus::ErrorDeleting,
@@ -521,8 +526,8 @@ pub(crate) fn finish_delete(stores: &Stores, id: &str) -> Result<(), VolumeError
     }
     // The record, then the image hold: a crash in between leaves a hold with no volume,
     // which `recover` lets go.
-    stores.db.delete_volume(id)?;
-    image::let_go(&stores.db, ConsumerKind::Volume, id)?;
+    stores.records.delete_volume(id)?;
+    image::let_go(stores.image_records.as_ref(), ConsumerKind::Volume, id)?;
     tracing::info!("volume {id}: deleted");
     Ok(())
 }
@@ -535,7 +540,7 @@ pub fn extend(
     id: &str,
     new_size: &Value,
 ) -> Result<Volume, VolumeError> {
-    let db = &stores.db;
+    let db = stores.records.as_ref();
     let new_size = parse_size("new_size", new_size)?;
     let v = db.change_volume_status(id, &mut |seen| {
         let v = &seen.volume;

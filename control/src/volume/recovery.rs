@@ -12,7 +12,7 @@
 //! Server disks (`instances/`) belong to servers and are left alone.
 
 use super::{finish_delete, gib_for, snapshots, Stores, VolumeError};
-use super::{SnapshotStatus, VolumeRecordStore, VolumeStatus};
+use super::{SnapshotStatus, VolumeStatus};
 use crate::image::ConsumerKind;
 use outpost_image_store::DiskKind;
 
@@ -27,7 +27,7 @@ pub struct Recovered {
 const INTERRUPTED: &str = "interrupted by a restart of outpostd";
 
 pub fn recover(stores: &Stores) -> Result<Recovered, VolumeError> {
-    let db: &dyn VolumeRecordStore = &stores.db;
+    let db = stores.records.as_ref();
     let vs = &stores.volumes;
     let mut out = Recovered::default();
     let on_disk = vs.list(DiskKind::Volume)?;
@@ -95,9 +95,9 @@ pub fn recover(stores: &Stores) -> Result<Recovered, VolumeError> {
             out.orphan_files_removed.push(id);
         }
     }
-    for id in crate::image::holders(&stores.db, ConsumerKind::Volume)? {
+    for id in crate::image::holders(stores.image_records.as_ref(), ConsumerKind::Volume)? {
         if db.volume(&id)?.is_none() {
-            crate::image::let_go(&stores.db, ConsumerKind::Volume, &id)?;
+            crate::image::let_go(stores.image_records.as_ref(), ConsumerKind::Volume, &id)?;
             tracing::info!("volume {id}: let go of the image held for it; it has no record");
         }
     }

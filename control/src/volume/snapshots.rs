@@ -37,7 +37,7 @@ pub fn create(
     check_text("description", &new.description, 255)?;
     let now = Timestamp::now();
     let id = random::uuid()?;
-    let snap = stores.db.create_snapshot(&new.volume_id, &mut |v| {
+    let snap = stores.records.create_snapshot(&new.volume_id, &mut |v| {
         check_visible(ctx, v)?;
         let ok = match v.status {
             VolumeStatus::Available => true,
@@ -120,31 +120,33 @@ const DELETABLE: [SnapshotStatus; 3] = [
 ];
 
 pub fn delete(stores: &Stores, ctx: &RequestContext, id: &str) -> Result<(), VolumeError> {
-    stores.db.change_snapshot_status(id, &mut |s, copies| {
-        if !ctx.can_see(&s.project_id) {
-            return Err(VolumeError::SnapshotNotFound(id.to_owned()));
-        }
-        let copying = copies.iter().any(|v| v.status == VolumeStatus::Creating);
-        if copying {
-            return Err(VolumeError::InvalidSnapshot(format!(
-                "a volume is being created from snapshot {id}; delete it once that is done"
-            )));
-        }
-        if !DELETABLE.contains(&s.status) {
-            return Err(VolumeError::InvalidSnapshot(format!(
-                "Snapshot status must be available or error; snapshot {id} is {}",
-                s.status.as_str()
-            )));
-        }
-        Ok(Some(SnapshotStatus::Deleting))
-    })?;
+    stores
+        .records
+        .change_snapshot_status(id, &mut |s, copies| {
+            if !ctx.can_see(&s.project_id) {
+                return Err(VolumeError::SnapshotNotFound(id.to_owned()));
+            }
+            let copying = copies.iter().any(|v| v.status == VolumeStatus::Creating);
+            if copying {
+                return Err(VolumeError::InvalidSnapshot(format!(
+                    "a volume is being created from snapshot {id}; delete it once that is done"
+                )));
+            }
+            if !DELETABLE.contains(&s.status) {
+                return Err(VolumeError::InvalidSnapshot(format!(
+                    "Snapshot status must be available or error; snapshot {id} is {}",
+                    s.status.as_str()
+                )));
+            }
+            Ok(Some(SnapshotStatus::Deleting))
+        })?;
     finish_delete(stores, id)
 }
 
 pub(super) fn finish_delete(stores: &Stores, id: &str) -> Result<(), VolumeError> {
     if let Err(e) = stores.volumes.delete_snapshot(id) {
         let fault = e.to_string();
-        stores.db.set_snapshot_status_if(
+        stores.records.set_snapshot_status_if(
             id,
             &[SnapshotStatus::Deleting],
             SnapshotStatus::ErrorDeleting,
@@ -152,7 +154,7 @@ pub(super) fn finish_delete(stores: &Stores, id: &str) -> Result<(), VolumeError
         )?;
         return Err(e.into());
     }
-    stores.db.delete_snapshot(id)?;
+    stores.records.delete_snapshot(id)?;
     tracing::info!("snapshot {id}: deleted");
     Ok(())
 }

@@ -18,7 +18,8 @@ fn env() -> Env {
     let dir = tempfile::tempdir().unwrap();
     let f = fixture();
     let stores = Stores {
-        db: f.db.clone(),
+        records: Arc::new(f.db.clone()),
+        image_records: Arc::new(f.db.clone()),
         volumes: Arc::new(VolumeStore::open(dir.path().to_owned()).unwrap()),
         images: Arc::new(ImageStore::open(dir.path().to_owned()).unwrap()),
     };

@@ -10,8 +10,7 @@ use super::placement::{migration_id, Placement, PlacementError};
 use super::runner::{Command, Runner};
 use super::store::ServerStore;
 use crate::network::agent::HostAgent;
-use crate::storage::Db;
-use crate::store::StorageError;
+use crate::store::{Doors, StorageError};
 use outpost_image_store::{DiskKind, ImageStore, VolumeError, VolumeStore};
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -36,7 +35,8 @@ pub enum FleetError {
 }
 
 pub struct Fleet {
-    pub(super) db: Db,
+    /// Every domain's door (servers, placement, and those a server's saga goes through).
+    doors: Doors,
     pub(super) placement: Placement,
     /// The daemon's one volume store, shared with Cinder (server disks live beside volumes).
     pub(super) volumes: Arc<VolumeStore>,
@@ -56,7 +56,7 @@ impl Fleet {
     /// `volumes` (the daemon's store), runtime folders under `state_dir/servers`. Runs no
     /// server yet: [`Fleet::recover`] does.
     pub fn open(
-        db: Db,
+        doors: Doors,
         state_dir: &Path,
         settings: ComputeSettings,
         volumes: Arc<VolumeStore>,
@@ -69,9 +69,9 @@ impl Fleet {
             path: servers_dir.clone(),
             source,
         })?;
-        let placement = Placement::open(&settings, Arc::new(db.clone()))?;
+        let placement = Placement::open(&settings, doors.claims.clone())?;
         Ok(Arc::new(Fleet {
-            db,
+            doors,
             placement,
             volumes,
             images,
@@ -94,28 +94,29 @@ impl Fleet {
 
     /// The servers' door to their state.
     pub fn servers(&self) -> &dyn ServerStore {
-        &self.db
+        self.doors.servers.as_ref()
     }
 
     /// The flavors' door (a create or resize names a flavor).
     pub fn flavors(&self) -> &dyn crate::compute::flavors::FlavorStore {
-        &self.db
+        self.doors.flavors.as_ref()
     }
 
     /// Glance's door (the images a server holds).
     pub fn image_records(&self) -> &dyn crate::image::ImageRecordStore {
-        &self.db
+        self.doors.images.as_ref()
     }
 
     /// Cinder's door (the volumes a server has).
     pub fn volume_records(&self) -> &dyn crate::volume::VolumeRecordStore {
-        &self.db
+        self.doors.volumes.as_ref()
     }
 
     /// Cinder's stores, for the volumes a create makes or a delete removes.
     pub(super) fn stores(&self) -> crate::volume::Stores {
         crate::volume::Stores {
-            db: self.db.clone(),
+            records: self.doors.volumes.clone(),
+            image_records: self.doors.images.clone(),
             volumes: self.volumes.clone(),
             images: self.images.clone(),
         }

@@ -14,7 +14,8 @@ use crate::config::Settings;
 use crate::identity::bootstrap::{self, BootstrapError};
 use crate::network::agent::HostAgent;
 use crate::network::NetworkService;
-use crate::storage::{Db, StorageError};
+use crate::storage::Db;
+use crate::store::{Doors, StorageError};
 use outpost_image_store::{ImageStore, VolumeStore};
 use std::fs::{self, DirBuilder, File};
 use std::io;
@@ -66,10 +67,11 @@ pub enum DaemonError {
 pub fn run(settings: Settings) -> Result<(), DaemonError> {
     create_state_dir(&settings.state_dir)?;
     let _lock = lock_state_dir(&settings.state_dir)?;
-    let db = Db::open(&settings.database_path())?;
+    // The one place the store is chosen: SQLite on this box.
+    let doors = Doors::sqlite(&Db::open(&settings.database_path())?);
     let env_password = std::env::var(ADMIN_PASSWORD_ENV).ok();
     let socket_context = bootstrap::ensure(
-        &db,
+        doors.identity.as_ref(),
         env_password.as_deref(),
         &settings.admin_password_path(),
     )?;
@@ -78,17 +80,20 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     // records caught mid-operation.
     let images = Arc::new(ImageStore::open(settings.state_dir.clone())?);
     let volumes = Arc::new(VolumeStore::open(settings.state_dir.clone())?);
-    recover(&db, &images, &volumes);
+    recover(&doors, &images, &volumes);
 
     // The host's networking is rebuilt before any server's runner starts, so recovered
     // guests find their taps wired and filtered.
-    let network = Arc::new(NetworkService::new(db.clone(), settings.network.clone()));
+    let network = Arc::new(NetworkService::with_store(
+        doors.networks.clone(),
+        settings.network.clone(),
+    ));
     let agent = Arc::new(HostAgent::open(network.clone())?);
     if let Err(e) = agent.sync() {
         tracing::error!("{e}");
     }
     let fleet = open_fleet(
-        db.clone(),
+        doors.clone(),
         &settings,
         images.clone(),
         volumes.clone(),
@@ -125,7 +130,7 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
             bound.map(|a| format!(" and {a}")).unwrap_or_default()
         );
         let state = Arc::new(ApiState {
-            db,
+            doors,
             base_url,
             region: settings.region.clone(),
             token_ttl: settings.token_ttl,
@@ -148,7 +153,7 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
 /// images and the default guest as boot sources, the daemon's one image and volume store,
 /// and the saved claims. Runs no server yet ([`Fleet::recover`] does).
 pub fn open_fleet(
-    db: Db,
+    doors: Doors,
     settings: &Settings,
     images: Arc<ImageStore>,
     volumes: Arc<VolumeStore>,
@@ -164,9 +169,9 @@ pub fn open_fleet(
         compute.inventory.disk_gb,
         compute.monitor
     );
-    let boot = GlanceImages::new(db.clone(), images.clone(), settings.guest.clone());
+    let boot = GlanceImages::new(doors.images.clone(), images.clone(), settings.guest.clone());
     Ok(Fleet::open(
-        db,
+        doors,
         &settings.state_dir,
         compute,
         volumes,
@@ -178,12 +183,13 @@ pub fn open_fleet(
 
 /// Brings image and volume records back into agreement with their files. A failure is
 /// logged, not fatal: the service still serves everything else, and the next start retries.
-fn recover(db: &Db, images: &Arc<ImageStore>, volumes: &Arc<VolumeStore>) {
-    if let Err(e) = crate::image::recover(db, images) {
+fn recover(doors: &Doors, images: &Arc<ImageStore>, volumes: &Arc<VolumeStore>) {
+    if let Err(e) = crate::image::recover(doors.images.as_ref(), images) {
         tracing::error!("recovering images after the last run failed: {e}");
     }
     let stores = crate::volume::Stores {
-        db: db.clone(),
+        records: doors.volumes.clone(),
+        image_records: doors.images.clone(),
         volumes: volumes.clone(),
         images: images.clone(),
     };

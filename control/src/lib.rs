@@ -4,13 +4,14 @@
 //! Neutron v2.0) closely enough for the stock `openstack` client, on a unix socket whose peer
 //! is trusted as admin and optionally on TCP. Layers, from the outside in: [`api`] (routing,
 //! thin handlers, each service's error shape) → the domain modules, one per service and
-//! resource kind ([`identity`], [`compute`], [`image`], [`volume`]) → [`storage`] (SQLite,
-//! one module per kind). `outpost` is the command-line client ([`cli`] over [`client`]).
+//! resource kind ([`identity`], [`compute`], [`image`], [`volume`]), each reaching its state
+//! only through its own store trait (its door, [`store`]) → [`storage`] (SQLite, implementing
+//! the doors, one module per kind). `outpost` is the command-line client ([`cli`] over [`client`]).
 //!
 //! Images ([`image`], Glance) and volumes ([`volume`], Cinder) keep their bytes in
 //! `outpost-image-store`; servers (Nova, placed by `resources`, run by `outpost-vmm`) live in
 //! [`compute::servers`], booting from Glance images through [`image::boot_source`] and holding
-//! them with [`image::acquire`] so that an image in use cannot be deleted.
+//! them with [`image::hold`] so that an image in use cannot be deleted.
 
 pub mod api;
 pub mod cli;
@@ -24,5 +25,6 @@ pub mod image;
 pub mod network;
 pub mod random;
 pub mod storage;
+pub mod store;
 pub mod timestamp;
 pub mod volume;

@@ -262,20 +262,21 @@ fn every_documented_operation_answers_as_documented() {
     let admin_project = admin.project_id.clone().unwrap();
     let images = Arc::new(ImageStore::open(settings.state_dir.clone()).unwrap());
     let volumes = Arc::new(VolumeStore::open(settings.state_dir.clone()).unwrap());
+    let doors = outpost_control::store::Doors::sqlite(&db);
     let fleet = outpost_control::daemon::open_fleet(
-        db.clone(),
+        doors.clone(),
         &settings,
         images.clone(),
         volumes.clone(),
         None,
     )
     .unwrap();
-    let network = Arc::new(outpost_control::network::NetworkService::new(
-        db.clone(),
+    let network = Arc::new(outpost_control::network::NetworkService::with_store(
+        doors.networks.clone(),
         settings.network.clone(),
     ));
     let state = ApiState {
-        db,
+        doors,
         base_url: "http://127.0.0.1:8080".into(),
         region: "RegionOne".into(),
         token_ttl: Duration::from_secs(60),

@@ -456,16 +456,9 @@ fn kill_9_keeps_volumes_and_settles_interrupted_work() {
     // published), one not (no file, a half-written partial file instead).
     let db = outpost_control::storage::Db::open(&d.state_dir().join("outpost.db")).unwrap();
     for id in &ids[1..] {
-        db.write(|tx| {
-            outpost_control::storage::volumes::set_volume_status_if(
-                tx,
-                id,
-                &[outpost_control::volume::VolumeStatus::Available],
-                outpost_control::volume::VolumeStatus::Creating,
-                None,
-            )
-        })
-        .unwrap();
+        use outpost_control::volume::{VolumeRecordStore, VolumeStatus};
+        db.set_volume_status_if(id, &[VolumeStatus::Available], VolumeStatus::Creating, None)
+            .unwrap();
     }
     drop(db);
     std::fs::remove_file(volume_file(&d, &ids[2])).unwrap();

@@ -24,7 +24,7 @@ pub fn authenticate(
                 .ok_or_else(|| {
                     Fault::unauthorized("The request you have made requires authentication.")
                 })?;
-            let info = tokens::validate(&state.db, token)?;
+            let info = tokens::validate(state.identity(), token)?;
             Ok(RequestContext::from_token(&info))
         }
     }

@@ -16,7 +16,7 @@ use crate::compute::servers::ServerError;
 use crate::identity::IdentityError;
 use crate::image::ImageError;
 use crate::network::NetworkError;
-use crate::storage::StorageError;
+use crate::store::StorageError;
 use crate::volume::VolumeError;
 use hyper::StatusCode;
 use serde_json::json;

@@ -28,7 +28,7 @@ pub use routes::{Router, ServiceKind};
 use crate::compute::servers::Fleet;
 use crate::context::RequestContext;
 use crate::network::NetworkService;
-use crate::storage::Db;
+use crate::store::Doors;
 use outpost_image_store::{ImageStore, VolumeStore};
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,7 +44,8 @@ pub enum Transport {
 
 /// Everything a request may need, shared by all requests.
 pub struct ApiState {
-    pub db: Db,
+    /// Every domain's door to its state.
+    pub doors: Doors,
     /// Base of every URL the API hands out (links, catalog, version documents); no trailing
     /// slash.
     pub base_url: String,
@@ -64,10 +65,31 @@ pub struct ApiState {
 }
 
 impl ApiState {
+    /// Keystone's door.
+    pub fn identity(&self) -> &dyn crate::identity::store::IdentityStore {
+        self.doors.identity.as_ref()
+    }
+
+    /// The flavors' door.
+    pub fn flavors(&self) -> &dyn crate::compute::flavors::FlavorStore {
+        self.doors.flavors.as_ref()
+    }
+
+    /// Glance's door to the image records (the bytes are in `images`).
+    pub fn image_records(&self) -> &dyn crate::image::ImageRecordStore {
+        self.doors.images.as_ref()
+    }
+
+    /// Cinder's door to the volume records (the bytes are in `volumes`).
+    pub fn volume_records(&self) -> &dyn crate::volume::VolumeRecordStore {
+        self.doors.volumes.as_ref()
+    }
+
     /// The database and stores, for work that outlives a request (volume copies).
     pub fn volume_stores(&self) -> crate::volume::Stores {
         crate::volume::Stores {
-            db: self.db.clone(),
+            records: self.doors.volumes.clone(),
+            image_records: self.doors.images.clone(),
             volumes: self.volumes.clone(),
             images: self.images.clone(),
         }

@@ -1,10 +1,8 @@
 //! Flavor extra specs: free-form key/value hints for scheduling and the guest's shape.
 //! Readers of a flavor read its specs; only admins change them.
 
-use super::flavors::{require_admin, visible, FlavorError};
+use super::flavors::{self, require_admin, FlavorError, FlavorStore};
 use crate::context::RequestContext;
-use crate::storage::flavors as store;
-use crate::storage::Db;
 use std::collections::BTreeMap;
 
 /// Nova's key rule: 1..=255 of letters, digits, `-`, `_`, `:`, `.` and space.
@@ -32,15 +30,15 @@ fn check_value(key: &str, value: &str) -> Result<(), FlavorError> {
 }
 
 pub fn list(
-    db: &Db,
+    db: &dyn FlavorStore,
     ctx: &RequestContext,
     flavor_id: &str,
 ) -> Result<BTreeMap<String, String>, FlavorError> {
-    Ok(db.read(|c| visible(c, ctx, flavor_id))?.extra_specs)
+    Ok(flavors::get(db, ctx, flavor_id)?.extra_specs)
 }
 
 pub fn get(
-    db: &Db,
+    db: &dyn FlavorStore,
     ctx: &RequestContext,
     flavor_id: &str,
     key: &str,
@@ -56,7 +54,7 @@ pub fn get(
 
 /// Adds or replaces `specs` on the flavor (other keys stay); returns what was set.
 pub fn set(
-    db: &Db,
+    db: &dyn FlavorStore,
     ctx: &RequestContext,
     flavor_id: &str,
     specs: BTreeMap<String, String>,
@@ -66,28 +64,26 @@ pub fn set(
         check_key(k)?;
         check_value(k, v)?;
     }
-    db.write(|tx| {
-        let f = visible(tx, ctx, flavor_id)?;
-        store::set_extra_specs(tx, f.seq, &specs)?;
-        Ok(specs)
-    })
+    // Admins see every flavor, so "no such flavor" is the only way not to see it.
+    if !db.set_extra_specs(flavor_id, &specs)? {
+        return Err(FlavorError::NotFound(flavor_id.to_owned()));
+    }
+    Ok(specs)
 }
 
 pub fn delete(
-    db: &Db,
+    db: &dyn FlavorStore,
     ctx: &RequestContext,
     flavor_id: &str,
     key: &str,
 ) -> Result<(), FlavorError> {
     require_admin(ctx, "os-flavor-extra-specs:delete")?;
-    db.write(|tx| {
-        let f = visible(tx, ctx, flavor_id)?;
-        if !store::delete_extra_spec(tx, f.seq, key)? {
-            return Err(FlavorError::ExtraSpecNotFound {
-                flavor: flavor_id.to_owned(),
-                key: key.to_owned(),
-            });
-        }
-        Ok(())
-    })
+    match db.delete_extra_spec(flavor_id, key)? {
+        None => Err(FlavorError::NotFound(flavor_id.to_owned())),
+        Some(false) => Err(FlavorError::ExtraSpecNotFound {
+            flavor: flavor_id.to_owned(),
+            key: key.to_owned(),
+        }),
+        Some(true) => Ok(()),
+    }
 }

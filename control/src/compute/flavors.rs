@@ -5,12 +5,13 @@
 use super::{MAX_INT, MAX_PAGE};
 use crate::context::RequestContext;
 use crate::random::{self, RandomError};
-use crate::storage::flavors::{self as store, FlavorFilter};
-use crate::storage::{Db, StorageError};
+use crate::store::StorageError;
 use crate::timestamp::Timestamp;
 use std::collections::BTreeMap;
 
-pub use crate::storage::flavors::{Flavor, SortKey};
+pub mod store;
+
+pub use store::{Flavor, FlavorFilter, FlavorStore, SortKey};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FlavorError {
@@ -182,7 +183,11 @@ fn check_flavor_id(id: &str) -> Result<(), FlavorError> {
     Ok(())
 }
 
-pub fn create(db: &Db, ctx: &RequestContext, new: NewFlavor) -> Result<Flavor, FlavorError> {
+pub fn create(
+    db: &dyn FlavorStore,
+    ctx: &RequestContext,
+    new: NewFlavor,
+) -> Result<Flavor, FlavorError> {
     require_admin(ctx, "os-flavor-manage:create")?;
     new.validate()?;
     let id = match new.id {
@@ -206,34 +211,22 @@ pub fn create(db: &Db, ctx: &RequestContext, new: NewFlavor) -> Result<Flavor, F
         created_at: Timestamp::now(),
         updated_at: None,
     };
-    db.write(|tx| {
-        if store::by_id(tx, &flavor.id)?.is_some() {
-            return Err(FlavorError::IdExists(flavor.id.clone()));
-        }
-        if store::by_name(tx, &flavor.name)?.is_some() {
-            return Err(FlavorError::NameExists(flavor.name.clone()));
-        }
-        Ok(store::insert(tx, &flavor)?)
-    })
+    db.create_flavor(&flavor)
 }
 
 /// The flavor `id` if the caller may see it (an admin any, others the public ones).
-pub fn get(db: &Db, ctx: &RequestContext, id: &str) -> Result<Flavor, FlavorError> {
-    db.read(|c| visible(c, ctx, id))
-}
-
-pub(super) fn visible(
-    c: &rusqlite::Connection,
-    ctx: &RequestContext,
-    id: &str,
-) -> Result<Flavor, FlavorError> {
-    store::by_id(c, id)?
+pub fn get(db: &dyn FlavorStore, ctx: &RequestContext, id: &str) -> Result<Flavor, FlavorError> {
+    db.flavor(id)?
         .filter(|f| f.is_public || ctx.is_admin())
         .ok_or_else(|| FlavorError::NotFound(id.to_owned()))
 }
 
 /// One page of flavors, after the marker, at most `limit` (capped at [`MAX_PAGE`]).
-pub fn list(db: &Db, ctx: &RequestContext, q: &FlavorQuery) -> Result<Vec<Flavor>, FlavorError> {
+pub fn list(
+    db: &dyn FlavorStore,
+    ctx: &RequestContext,
+    q: &FlavorQuery,
+) -> Result<Vec<Flavor>, FlavorError> {
     for (field, v) in [("minRam", q.min_ram), ("minDisk", q.min_disk)] {
         if let Some(v) = v {
             check_range(field, v, 0)?;
@@ -250,7 +243,7 @@ pub fn list(db: &Db, ctx: &RequestContext, q: &FlavorQuery) -> Result<Vec<Flavor
         sort_key: q.sort_key,
         descending: q.descending,
     };
-    let all = db.read(|c| store::list(c, &filter))?;
+    let all = db.flavors(&filter)?;
     let start = match &q.marker {
         None => 0,
         Some(m) => {
@@ -264,9 +257,9 @@ pub fn list(db: &Db, ctx: &RequestContext, q: &FlavorQuery) -> Result<Vec<Flavor
     Ok(all.into_iter().skip(start).take(limit).collect())
 }
 
-pub fn delete(db: &Db, ctx: &RequestContext, id: &str) -> Result<(), FlavorError> {
+pub fn delete(db: &dyn FlavorStore, ctx: &RequestContext, id: &str) -> Result<(), FlavorError> {
     require_admin(ctx, "os-flavor-manage:delete")?;
-    if !db.write(|tx| store::delete(tx, id))? {
+    if !db.delete_flavor(id)? {
         return Err(FlavorError::NotFound(id.to_owned()));
     }
     Ok(())
@@ -274,7 +267,7 @@ pub fn delete(db: &Db, ctx: &RequestContext, id: &str) -> Result<(), FlavorError
 
 /// Replaces the description (microversion 2.55's only mutable field).
 pub fn set_description(
-    db: &Db,
+    db: &dyn FlavorStore,
     ctx: &RequestContext,
     id: &str,
     description: Option<String>,
@@ -283,11 +276,8 @@ pub fn set_description(
     if let Some(d) = &description {
         check_text("description", d, 0, 65535)?;
     }
-    db.write(|tx| {
-        let f = store::by_id(tx, id)?.ok_or_else(|| FlavorError::NotFound(id.to_owned()))?;
-        store::set_description(tx, f.seq, description.as_deref())?;
-        store::by_id(tx, id)?.ok_or_else(|| FlavorError::NotFound(id.to_owned()))
-    })
+    db.set_flavor_description(id, description.as_deref())?
+        .ok_or_else(|| FlavorError::NotFound(id.to_owned()))
 }
 
 #[cfg(test)]

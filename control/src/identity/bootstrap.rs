@@ -2,11 +2,10 @@
 //! it. The password comes from the caller (the daemon reads `OUTPOST_ADMIN_PASSWORD`) or is
 //! generated and written to a 0600 file. Idempotent: later starts change nothing.
 
+use super::store::{IdentityStore, Project, ProjectRole, Role, User};
 use super::{password, IdentityError, BUILTIN_ROLES, ROLE_ADMIN};
 use crate::context::RequestContext;
 use crate::random;
-use crate::storage::identity::{self as store, Project, Role, User};
-use crate::storage::Db;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -29,8 +28,8 @@ pub enum BootstrapError {
     Identity(#[from] IdentityError),
 }
 
-impl From<crate::storage::StorageError> for BootstrapError {
-    fn from(e: crate::storage::StorageError) -> Self {
+impl From<crate::store::StorageError> for BootstrapError {
+    fn from(e: crate::store::StorageError) -> Self {
         BootstrapError::Identity(e.into())
     }
 }
@@ -41,14 +40,14 @@ impl From<crate::storage::StorageError> for BootstrapError {
 /// `password`: the admin's password when it has to be created; None generates one and
 /// writes it to `password_file`.
 pub fn ensure(
-    db: &Db,
+    db: &dyn IdentityStore,
     password: Option<&str>,
     password_file: &Path,
 ) -> Result<RequestContext, BootstrapError> {
     if password.is_some_and(str::is_empty) {
         return Err(BootstrapError::EmptyPassword);
     }
-    let exists = db.read(|c| store::user_by_name(c, ADMIN_USER))?.is_some();
+    let exists = db.user_by_name(ADMIN_USER)?.is_some();
     // Hash (slow) before the write transaction; only needed the first time.
     let new_secret = if exists {
         None
@@ -60,64 +59,63 @@ pub fn ensure(
         let hash = password::hash(&secret)?;
         Some((secret, hash))
     };
-    db.write(|tx| -> Result<(), BootstrapError> {
-        for name in BUILTIN_ROLES {
-            if store::role_by_name(tx, name)?.is_none() {
-                let role = Role {
-                    id: random::hex_id().map_err(IdentityError::from)?,
-                    name: name.to_owned(),
-                    description: String::new(),
-                };
-                store::insert_role(tx, &role)?;
-            }
-        }
-        let project = match store::project_by_name(tx, ADMIN_PROJECT)? {
-            Some(p) => p,
-            None => {
-                let p = Project {
-                    id: random::hex_id().map_err(IdentityError::from)?,
-                    name: ADMIN_PROJECT.to_owned(),
-                    description: "Bootstrap project for initializing the cloud.".to_owned(),
-                    enabled: true,
-                };
-                store::insert_project(tx, &p)?;
-                p
-            }
-        };
-        if let Some((secret, hash)) = &new_secret {
-            let user = User {
+    // Each identity is made in its own write, if missing; a start interrupted half-way
+    // finds what it made and goes on.
+    for name in BUILTIN_ROLES {
+        if db.role_by_name(name)?.is_none() {
+            let role = Role {
                 id: random::hex_id().map_err(IdentityError::from)?,
-                name: ADMIN_USER.to_owned(),
-                enabled: true,
-                default_project_id: Some(project.id.clone()),
-                email: None,
+                name: name.to_owned(),
                 description: String::new(),
             };
-            store::insert_user(tx, &user, Some(hash))?;
-            let admin =
-                store::role_by_name(tx, ROLE_ADMIN)?.ok_or(BootstrapError::AdminMissing("role"))?;
-            store::assign_role(tx, &project.id, &user.id, &admin.id)?;
-            // Written before the commit: if writing fails nothing is committed, and the next
-            // start generates a new password.
-            if password.is_none() {
-                write_secret(password_file, secret)?;
-                tracing::info!("generated admin password written to {password_file:?}");
-            }
+            db.create_role(&role)?;
         }
-        Ok(())
-    })?;
+    }
+    let project = match db.project_by_name(ADMIN_PROJECT)? {
+        Some(p) => p,
+        None => db.create_project(&Project {
+            id: random::hex_id().map_err(IdentityError::from)?,
+            name: ADMIN_PROJECT.to_owned(),
+            description: "Bootstrap project for initializing the cloud.".to_owned(),
+            enabled: true,
+        })?,
+    };
+    if let Some((secret, hash)) = &new_secret {
+        let admin = db
+            .role_by_name(ROLE_ADMIN)?
+            .ok_or(BootstrapError::AdminMissing("role"))?;
+        // Written before the user: if writing fails no user exists, and the next start
+        // generates a new password (and overwrites a file left by a user that failed).
+        if password.is_none() {
+            write_secret(password_file, secret)?;
+            tracing::info!("generated admin password written to {password_file:?}");
+        }
+        let user = User {
+            id: random::hex_id().map_err(IdentityError::from)?,
+            name: ADMIN_USER.to_owned(),
+            enabled: true,
+            default_project_id: Some(project.id.clone()),
+            email: None,
+            description: String::new(),
+        };
+        // The user and its admin role in one write: the admin never exists without it.
+        let grant = ProjectRole {
+            project_id: &project.id,
+            role_id: &admin.id,
+        };
+        db.create_user(&user, Some(hash), Some(grant))?;
+    }
     socket_context(db)
 }
 
 /// The identity of the unix socket's peer, read from the database.
-fn socket_context(db: &Db) -> Result<RequestContext, BootstrapError> {
-    let (user, project) = db.read(|c| -> Result<_, BootstrapError> {
-        Ok((
-            store::user_by_name(c, ADMIN_USER)?.ok_or(BootstrapError::AdminMissing("user"))?,
-            store::project_by_name(c, ADMIN_PROJECT)?
-                .ok_or(BootstrapError::AdminMissing("project"))?,
-        ))
-    })?;
+fn socket_context(db: &dyn IdentityStore) -> Result<RequestContext, BootstrapError> {
+    let user = db
+        .user_by_name(ADMIN_USER)?
+        .ok_or(BootstrapError::AdminMissing("user"))?;
+    let project = db
+        .project_by_name(ADMIN_PROJECT)?
+        .ok_or(BootstrapError::AdminMissing("project"))?;
     Ok(RequestContext {
         user_id: user.id,
         user_name: user.name,
@@ -150,6 +148,7 @@ fn write_secret(path: &Path, secret: &str) -> Result<(), BootstrapError> {
 mod tests {
     use super::*;
     use crate::identity::tokens::{self, DomainRef, NamedRef, PasswordAuth};
+    use crate::storage::Db;
     use std::time::Duration;
 
     fn login(db: &Db, password: &str) -> Result<tokens::IssuedToken, IdentityError> {

@@ -1,11 +1,10 @@
 //! Managing projects, users, roles and role assignments, with Keystone's rule that only an
 //! admin changes them; listings follow [`RequestContext::visibility`].
 
+use super::store::{Grant, IdentityStore, ListFilter, Project, Role, User};
 use super::{password, IdentityError};
 use crate::context::{RequestContext, Visibility};
 use crate::random;
-use crate::storage::identity::{self as store, ListFilter, Project, Role, User};
-use crate::storage::Db;
 
 #[derive(Debug, Clone)]
 pub struct NewProject {
@@ -64,15 +63,19 @@ fn filter<'a>(
 }
 
 pub fn list_projects(
-    db: &Db,
+    db: &dyn IdentityStore,
     ctx: &RequestContext,
     name: Option<&str>,
 ) -> Result<Vec<Project>, IdentityError> {
     let f = filter(ctx, name, "list_projects")?;
-    db.read(|c| Ok(store::projects(c, f)?))
+    Ok(db.projects(f)?)
 }
 
-pub fn get_project(db: &Db, ctx: &RequestContext, id: &str) -> Result<Project, IdentityError> {
+pub fn get_project(
+    db: &dyn IdentityStore,
+    ctx: &RequestContext,
+    id: &str,
+) -> Result<Project, IdentityError> {
     let not_found = || IdentityError::NotFound {
         kind: "project",
         id: id.to_owned(),
@@ -81,11 +84,11 @@ pub fn get_project(db: &Db, ctx: &RequestContext, id: &str) -> Result<Project, I
     if !ctx.can_see(id) {
         return Err(IdentityError::Forbidden("get_project"));
     }
-    db.read(|c| store::project(c, id))?.ok_or_else(not_found)
+    db.project(id)?.ok_or_else(not_found)
 }
 
 pub fn create_project(
-    db: &Db,
+    db: &dyn IdentityStore,
     ctx: &RequestContext,
     new: NewProject,
 ) -> Result<Project, IdentityError> {
@@ -97,36 +100,29 @@ pub fn create_project(
         description: new.description,
         enabled: new.enabled,
     };
-    db.write(|tx| {
-        if store::project_by_name(tx, &project.name)?.is_some() {
-            return Err(IdentityError::Duplicate {
-                kind: "Project",
-                name: project.name.clone(),
-            });
-        }
-        store::insert_project(tx, &project)?;
-        Ok(project)
-    })
+    db.create_project(&project)
 }
 
 pub fn list_users(
-    db: &Db,
+    db: &dyn IdentityStore,
     ctx: &RequestContext,
     name: Option<&str>,
 ) -> Result<Vec<User>, IdentityError> {
     let f = filter(ctx, name, "list_users")?;
-    db.read(|c| Ok(store::users(c, f)?))
+    Ok(db.users(f)?)
 }
 
 /// An admin sees any user; others see themselves and the users of their own project.
-pub fn get_user(db: &Db, ctx: &RequestContext, id: &str) -> Result<User, IdentityError> {
+pub fn get_user(
+    db: &dyn IdentityStore,
+    ctx: &RequestContext,
+    id: &str,
+) -> Result<User, IdentityError> {
     let visible = if ctx.is_admin() || ctx.user_id == id {
-        db.read(|c| store::user(c, id))?
+        db.user(id)?
     } else {
         let f = filter(ctx, None, "get_user")?;
-        db.read(|c| store::users(c, f))?
-            .into_iter()
-            .find(|u| u.id == id)
+        db.users(f)?.into_iter().find(|u| u.id == id)
     };
     visible.ok_or_else(|| IdentityError::NotFound {
         kind: "user",
@@ -134,7 +130,11 @@ pub fn get_user(db: &Db, ctx: &RequestContext, id: &str) -> Result<User, Identit
     })
 }
 
-pub fn create_user(db: &Db, ctx: &RequestContext, new: NewUser) -> Result<User, IdentityError> {
+pub fn create_user(
+    db: &dyn IdentityStore,
+    ctx: &RequestContext,
+    new: NewUser,
+) -> Result<User, IdentityError> {
     require_admin(ctx, "create_user")?;
     check_name("name", &new.name, 255)?;
     // Hash before taking the write lock: argon2 is deliberately slow.
@@ -147,45 +147,35 @@ pub fn create_user(db: &Db, ctx: &RequestContext, new: NewUser) -> Result<User, 
         email: new.email,
         description: new.description,
     };
-    db.write(|tx| {
-        if store::user_by_name(tx, &user.name)?.is_some() {
-            return Err(IdentityError::Duplicate {
-                kind: "User",
-                name: user.name.clone(),
-            });
-        }
-        if let Some(pid) = &user.default_project_id {
-            if store::project(tx, pid)?.is_none() {
-                return Err(IdentityError::NotFound {
-                    kind: "project",
-                    id: pid.clone(),
-                });
-            }
-        }
-        store::insert_user(tx, &user, hash.as_deref())?;
-        Ok(user)
-    })
+    db.create_user(&user, hash.as_deref(), None)
 }
 
 pub fn list_roles(
-    db: &Db,
+    db: &dyn IdentityStore,
     ctx: &RequestContext,
     name: Option<&str>,
 ) -> Result<Vec<Role>, IdentityError> {
     require_admin(ctx, "list_roles")?;
-    db.read(|c| Ok(store::roles(c, name)?))
+    Ok(db.roles(name)?)
 }
 
-pub fn get_role(db: &Db, ctx: &RequestContext, id: &str) -> Result<Role, IdentityError> {
+pub fn get_role(
+    db: &dyn IdentityStore,
+    ctx: &RequestContext,
+    id: &str,
+) -> Result<Role, IdentityError> {
     require_admin(ctx, "get_role")?;
-    db.read(|c| store::role(c, id))?
-        .ok_or_else(|| IdentityError::NotFound {
-            kind: "role",
-            id: id.to_owned(),
-        })
+    db.role(id)?.ok_or_else(|| IdentityError::NotFound {
+        kind: "role",
+        id: id.to_owned(),
+    })
 }
 
-pub fn create_role(db: &Db, ctx: &RequestContext, new: NewRole) -> Result<Role, IdentityError> {
+pub fn create_role(
+    db: &dyn IdentityStore,
+    ctx: &RequestContext,
+    new: NewRole,
+) -> Result<Role, IdentityError> {
     require_admin(ctx, "create_role")?;
     check_name("name", &new.name, 64)?;
     let role = Role {
@@ -193,16 +183,7 @@ pub fn create_role(db: &Db, ctx: &RequestContext, new: NewRole) -> Result<Role, 
         name: new.name,
         description: new.description,
     };
-    db.write(|tx| {
-        if store::role_by_name(tx, &role.name)?.is_some() {
-            return Err(IdentityError::Duplicate {
-                kind: "Role",
-                name: role.name.clone(),
-            });
-        }
-        store::insert_role(tx, &role)?;
-        Ok(role)
-    })
+    db.create_role(&role)
 }
 
 /// Which user, on which project, with which role: all by id.
@@ -213,46 +194,32 @@ pub struct Assignment<'a> {
     pub role_id: &'a str,
 }
 
-pub fn grant_role(db: &Db, ctx: &RequestContext, a: Assignment<'_>) -> Result<(), IdentityError> {
-    require_admin(ctx, "create_grant")?;
-    db.write(|tx| {
-        check_assignment_parts(tx, a)?;
-        Ok(store::assign_role(tx, a.project_id, a.user_id, a.role_id)?)
-    })
-}
-
-pub fn revoke_role(db: &Db, ctx: &RequestContext, a: Assignment<'_>) -> Result<(), IdentityError> {
-    require_admin(ctx, "revoke_grant")?;
-    db.write(|tx| {
-        check_assignment_parts(tx, a)?;
-        if !store::unassign_role(tx, a.project_id, a.user_id, a.role_id)? {
-            return Err(IdentityError::NotFound {
-                kind: "role assignment",
-                id: format!("{}/{}/{}", a.project_id, a.user_id, a.role_id),
-            });
-        }
-        Ok(())
-    })
-}
-
-fn check_assignment_parts(
-    c: &rusqlite::Connection,
+pub fn grant_role(
+    db: &dyn IdentityStore,
+    ctx: &RequestContext,
     a: Assignment<'_>,
 ) -> Result<(), IdentityError> {
-    let missing = |kind, id: &str| IdentityError::NotFound {
-        kind,
-        id: id.to_owned(),
-    };
-    if store::project(c, a.project_id)?.is_none() {
-        return Err(missing("project", a.project_id));
+    require_admin(ctx, "create_grant")?;
+    db.grant_role(a.grant())
+}
+
+pub fn revoke_role(
+    db: &dyn IdentityStore,
+    ctx: &RequestContext,
+    a: Assignment<'_>,
+) -> Result<(), IdentityError> {
+    require_admin(ctx, "revoke_grant")?;
+    db.revoke_role(a.grant())
+}
+
+impl Assignment<'_> {
+    fn grant(&self) -> Grant<'_> {
+        Grant {
+            project_id: self.project_id,
+            user_id: self.user_id,
+            role_id: self.role_id,
+        }
     }
-    if store::user(c, a.user_id)?.is_none() {
-        return Err(missing("user", a.user_id));
-    }
-    if store::role(c, a.role_id)?.is_none() {
-        return Err(missing("role", a.role_id));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -6,13 +6,14 @@ pub mod bootstrap;
 pub mod catalog;
 pub mod directory;
 pub mod password;
+pub mod store;
 pub mod tokens;
 
 #[cfg(test)]
 pub(crate) mod testing;
 
 use crate::random::RandomError;
-use crate::storage::StorageError;
+use crate::store::StorageError;
 
 /// Keystone's single domain; users and projects all live in it.
 pub const DEFAULT_DOMAIN_ID: &str = "default";

@@ -3,8 +3,8 @@
 
 use super::bootstrap;
 use super::directory::{self, Assignment, NewProject, NewUser};
+use super::store::IdentityStore;
 use crate::context::RequestContext;
-use crate::storage::identity as store;
 use crate::storage::Db;
 
 pub const ADMIN_PASSWORD: &str = "admin-secret";
@@ -44,10 +44,7 @@ pub fn fixture() -> Fixture {
         },
     )
     .unwrap();
-    let role = db
-        .read(|c| store::role_by_name(c, "member"))
-        .unwrap()
-        .unwrap();
+    let role = db.role_by_name("member").unwrap().unwrap();
     directory::grant_role(
         &db,
         &admin,

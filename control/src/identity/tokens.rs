@@ -2,14 +2,11 @@
 //! SHA-256 with its scope and expiry; validation re-reads the user, project and roles so a
 //! disabled user or a removed assignment takes effect at once.
 
+use super::store::{IdentityStore, Project, Role, TokenRecord, User};
 use super::{password, IdentityError, DEFAULT_DOMAIN_ID, DEFAULT_DOMAIN_NAME};
 use super::{ROLE_ADMIN, ROLE_MEMBER, ROLE_READER};
 use crate::random;
-use crate::storage::identity::{self as store, Project, Role, User};
-use crate::storage::tokens::{self as token_store, TokenRecord};
-use crate::storage::Db;
 use crate::timestamp::Timestamp;
-use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
@@ -69,11 +66,15 @@ fn digest(value: &str) -> String {
 }
 
 /// Checks the password and issues a token valid for `ttl`.
-pub fn issue(db: &Db, auth: &PasswordAuth, ttl: Duration) -> Result<IssuedToken, IdentityError> {
-    let user = db.read(|c| find_user(c, &auth.user))?;
+pub fn issue(
+    db: &dyn IdentityStore,
+    auth: &PasswordAuth,
+    ttl: Duration,
+) -> Result<IssuedToken, IdentityError> {
+    let user = find_user(db, &auth.user)?;
     // Verify outside the database lock: argon2 is deliberately slow.
     let stored = match &user {
-        Some(u) => db.read(|c| store::password_hash(c, &u.id))?,
+        Some(u) => db.password_hash(&u.id)?,
         None => None,
     };
     let (user, stored) = match (user, stored) {
@@ -98,21 +99,18 @@ pub fn issue(db: &Db, auth: &PasswordAuth, ttl: Duration) -> Result<IssuedToken,
         expires_at: issued_at.saturating_add(ttl),
         revoked: false,
     };
-    let info = db.write(|tx| -> Result<TokenInfo, IdentityError> {
-        let project = match &auth.project {
-            Some(p) => Some(find_project(tx, p)?.ok_or(IdentityError::InvalidCredentials)?),
-            None => None,
-        };
-        let record = TokenRecord {
-            project_id: project.as_ref().map(|p| p.id.clone()),
-            ..record
-        };
-        let info = describe(tx, &record)?.ok_or(IdentityError::InvalidCredentials)?;
-        // Tokens that expired are never valid again; drop them while holding the write lock.
-        token_store::purge_expired(tx, issued_at)?;
-        token_store::insert(tx, &record)?;
-        Ok(info)
-    })?;
+    let project = match &auth.project {
+        Some(p) => Some(find_project(db, p)?.ok_or(IdentityError::InvalidCredentials)?),
+        None => None,
+    };
+    let record = TokenRecord {
+        project_id: project.as_ref().map(|p| p.id.clone()),
+        ..record
+    };
+    // Read, then written: a user disabled or a role taken in between is caught by the next
+    // validation, which reads them all again.
+    let info = describe(db, &record)?.ok_or(IdentityError::InvalidCredentials)?;
+    db.insert_token(&record)?;
     Ok(IssuedToken { value, info })
 }
 
@@ -127,36 +125,39 @@ pub fn not_found_if_invalid(e: IdentityError) -> IdentityError {
 
 /// What the token `value` carries, if it is known, unexpired, unrevoked and its user, project
 /// and roles still allow it.
-pub fn validate(db: &Db, value: &str) -> Result<TokenInfo, IdentityError> {
-    db.read(|c| {
-        let record = token_store::get(c, &digest(value))?.ok_or(IdentityError::Unauthenticated)?;
-        if record.revoked || record.expires_at <= Timestamp::now() {
-            return Err(IdentityError::Unauthenticated);
-        }
-        describe(c, &record)?.ok_or(IdentityError::Unauthenticated)
-    })
+pub fn validate(db: &dyn IdentityStore, value: &str) -> Result<TokenInfo, IdentityError> {
+    let record = db
+        .token(&digest(value))?
+        .ok_or(IdentityError::Unauthenticated)?;
+    if record.revoked || record.expires_at <= Timestamp::now() {
+        return Err(IdentityError::Unauthenticated);
+    }
+    describe(db, &record)?.ok_or(IdentityError::Unauthenticated)
 }
 
 /// Revokes the token `value`; revoking an unknown or invalid token is TokenNotFound.
-pub fn revoke(db: &Db, value: &str) -> Result<(), IdentityError> {
+pub fn revoke(db: &dyn IdentityStore, value: &str) -> Result<(), IdentityError> {
     validate(db, value).map_err(not_found_if_invalid)?;
-    db.write(|tx| token_store::revoke(tx, &digest(value)))?;
+    db.revoke_token(&digest(value))?;
     Ok(())
 }
 
 /// The user, project and effective roles of `record`, or None when the user or project is
 /// gone or disabled, or a scoped token's user no longer holds any role on the project.
-fn describe(c: &Connection, record: &TokenRecord) -> Result<Option<TokenInfo>, IdentityError> {
-    let Some(user) = store::user(c, &record.user_id)?.filter(|u| u.enabled) else {
+fn describe(
+    db: &dyn IdentityStore,
+    record: &TokenRecord,
+) -> Result<Option<TokenInfo>, IdentityError> {
+    let Some(user) = db.user(&record.user_id)?.filter(|u| u.enabled) else {
         return Ok(None);
     };
     let (project, roles) = match &record.project_id {
         None => (None, Vec::new()),
         Some(pid) => {
-            let Some(project) = store::project(c, pid)?.filter(|p| p.enabled) else {
+            let Some(project) = db.project(pid)?.filter(|p| p.enabled) else {
                 return Ok(None);
             };
-            let roles = effective_roles(c, store::assigned_roles(c, &user.id, pid)?)?;
+            let roles = effective_roles(db, db.assigned_roles(&user.id, pid)?)?;
             if roles.is_empty() {
                 return Ok(None);
             }
@@ -175,11 +176,14 @@ fn describe(c: &Connection, record: &TokenRecord) -> Result<Option<TokenInfo>, I
 }
 
 /// Adds the roles implied by the assigned ones: admin ⇒ member ⇒ reader.
-fn effective_roles(c: &Connection, mut roles: Vec<Role>) -> Result<Vec<Role>, IdentityError> {
+fn effective_roles(
+    db: &dyn IdentityStore,
+    mut roles: Vec<Role>,
+) -> Result<Vec<Role>, IdentityError> {
     let has = |roles: &[Role], name: &str| roles.iter().any(|r| r.name == name);
     for (holder, implied) in [(ROLE_ADMIN, ROLE_MEMBER), (ROLE_MEMBER, ROLE_READER)] {
         if has(&roles, holder) && !has(&roles, implied) {
-            if let Some(r) = store::role_by_name(c, implied)? {
+            if let Some(r) = db.role_by_name(implied)? {
                 roles.push(r);
             }
         }
@@ -187,18 +191,18 @@ fn effective_roles(c: &Connection, mut roles: Vec<Role>) -> Result<Vec<Role>, Id
     Ok(roles)
 }
 
-fn find_user(c: &Connection, r: &NamedRef) -> Result<Option<User>, IdentityError> {
+fn find_user(db: &dyn IdentityStore, r: &NamedRef) -> Result<Option<User>, IdentityError> {
     Ok(match r {
-        NamedRef::Id(id) => store::user(c, id)?,
-        NamedRef::Name { name, domain } if domain.is_default() => store::user_by_name(c, name)?,
+        NamedRef::Id(id) => db.user(id)?,
+        NamedRef::Name { name, domain } if domain.is_default() => db.user_by_name(name)?,
         NamedRef::Name { .. } => None,
     })
 }
 
-fn find_project(c: &Connection, r: &NamedRef) -> Result<Option<Project>, IdentityError> {
+fn find_project(db: &dyn IdentityStore, r: &NamedRef) -> Result<Option<Project>, IdentityError> {
     Ok(match r {
-        NamedRef::Id(id) => store::project(c, id)?,
-        NamedRef::Name { name, domain } if domain.is_default() => store::project_by_name(c, name)?,
+        NamedRef::Id(id) => db.project(id)?,
+        NamedRef::Name { name, domain } if domain.is_default() => db.project_by_name(name)?,
         NamedRef::Name { .. } => None,
     })
 }

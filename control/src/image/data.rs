@@ -7,11 +7,10 @@
 //! data can be uploaded again. A crash during an upload leaves `saving`; [`super::recover`]
 //! requeues it at the next start, and the image store removes the partial file.
 
-use super::{fields, modifiable, ImageError, ImageStatus};
+use super::store::{Conversion, Image, ImageData, ImageRecordStore};
+use super::{check_modifiable, fields, not_found, ImageError, ImageStatus};
 use crate::context::RequestContext;
 use crate::random;
-use crate::storage::images::{self as store, Conversion, Image, ImageData};
-use crate::storage::Db;
 use outpost_image_store::{DiskFormat, ExpectedFormat, ImageStore, StoredImage, OS_HASH_ALGO};
 use sha2::{Digest, Sha256};
 use std::fs::File;
@@ -72,28 +71,36 @@ fn expectations(
 
 /// Receives image `id`'s data from `body` and makes the image active.
 pub fn upload(
-    db: &Db,
+    db: &dyn ImageRecordStore,
     images: &ImageStore,
     ctx: &RequestContext,
     id: &str,
     body: &mut dyn Read,
     checks: UploadChecks,
 ) -> Result<Image, ImageError> {
-    let image = db.write(|tx| {
-        let image = modifiable(tx, ctx, id)?;
-        if image.disk_format.is_none() || image.container_format.is_none() {
+    // The checks and the move to `saving` are one step: formats cannot change under it.
+    let mut expected = None;
+    let mut image = None;
+    db.update_image(id, &mut |i| {
+        check_modifiable(ctx, i)?;
+        if i.disk_format.is_none() || i.container_format.is_none() {
             return Err(ImageError::FormatsUnset);
         }
-        let expected = expectations(&image, &checks)?;
-        if !store::set_status_if(tx, id, &[ImageStatus::Queued], ImageStatus::Saving)? {
+        expected = Some(expectations(i, &checks)?);
+        if i.status != ImageStatus::Queued {
             return Err(ImageError::NotQueued {
                 id: id.to_owned(),
-                status: image.status.as_str(),
+                status: i.status.as_str(),
             });
         }
-        Ok((image, expected))
-    });
-    let (image, (md5, sha256)) = image?;
+        image = Some(i.clone());
+        i.status = ImageStatus::Saving;
+        Ok(true)
+    })?
+    .ok_or_else(|| not_found(id))?;
+    let (Some(image), Some((md5, sha256))) = (image, expected) else {
+        return Err(not_found(id));
+    };
     tracing::info!("image {id}: receiving data");
     let outcome = receive(images, &image, body, md5.as_deref(), sha256.as_deref())
         .and_then(|stored| record(db, images, id, stored));
@@ -115,9 +122,8 @@ pub fn upload(
     }
 }
 
-fn requeue(db: &Db, id: &str) {
-    let back =
-        db.write(|tx| store::set_status_if(tx, id, &[ImageStatus::Saving], ImageStatus::Queued));
+fn requeue(db: &dyn ImageRecordStore, id: &str) {
+    let back = db.set_image_status_if(id, &[ImageStatus::Saving], ImageStatus::Queued);
     if let Err(e) = back {
         // Recovery at the next start requeues it.
         tracing::error!("image {id}: cannot return it to queued: {e}");
@@ -190,7 +196,12 @@ fn receive(
 }
 
 /// Records the published data; if the image was deleted meanwhile, removes the file again.
-fn record(db: &Db, images: &ImageStore, id: &str, stored: StoredImage) -> Result<(), ImageError> {
+fn record(
+    db: &dyn ImageRecordStore,
+    images: &ImageStore,
+    id: &str,
+    stored: StoredImage,
+) -> Result<(), ImageError> {
     let converted =
         stored.disk_format == DiskFormat::Qcow2 && stored.stored_format == DiskFormat::Raw;
     let size = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
@@ -211,7 +222,7 @@ fn record(db: &Db, images: &ImageStore, id: &str, stored: StoredImage) -> Result
             os_hash_value: stored.uploaded.sha512_hex.clone(),
         }),
     };
-    match db.write(|tx| store::record_data(tx, id, &data)) {
+    match db.record_image_data(id, &data) {
         Ok(true) => Ok(()),
         Ok(false) => {
             images.delete_image(id)?;
@@ -227,7 +238,7 @@ fn record(db: &Db, images: &ImageStore, id: &str, stored: StoredImage) -> Result
 /// Image `id`'s data for `ctx`, or None while it has none (queued, saving, killed), which
 /// Glance answers with 204.
 pub fn download(
-    db: &Db,
+    db: &dyn ImageRecordStore,
     images: &ImageStore,
     ctx: &RequestContext,
     id: &str,

@@ -4,7 +4,7 @@
 //! alike.
 
 use super::ImageError;
-use crate::storage::images::{Image, ImageVisibility};
+use crate::image::store::{Image, ImageVisibility};
 use outpost_image_store::DiskFormat;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -280,7 +280,7 @@ mod tests {
         Image {
             id: "i".into(),
             name: None,
-            status: crate::storage::images::ImageStatus::Queued,
+            status: crate::image::store::ImageStatus::Queued,
             visibility: ImageVisibility::Shared,
             owner: None,
             disk_format: None,

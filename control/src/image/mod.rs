@@ -1,7 +1,7 @@
 //! Glance's part of the control service: image records (validation, visibility, policy),
-//! their data in `outpost-image-store`, and who uses them. Servers read images through
-//! [`boot_source`] and hold them with [`acquire`]/[`release`]; an image in use cannot be
-//! deleted ([`in_use`]).
+//! their data in `outpost-image-store`, and who uses them, all kept through Glance's door
+//! ([`store::ImageRecordStore`]). Servers read images through [`boot_source`] and hold them
+//! with [`hold`]/[`let_go`]; an image in use cannot be deleted ([`in_use`]).
 //!
 //! Policy follows Glance's defaults: anyone in a project creates images (owned by the
 //! project); only admins make them public or give them another owner; owners and admins
@@ -13,18 +13,19 @@ pub mod patch;
 pub mod query;
 mod recovery;
 pub mod schema;
+pub mod store;
 mod usage;
 
-pub use crate::storage::images::{Image, ImageStatus, ImageVisibility};
 pub use data::{download, upload, ImageFile, UploadChecks};
 pub use query::{ImageQuery, SortKey, VisibilityFilter};
 pub use recovery::recover;
-pub use usage::{acquire, in_use, release, users, ConsumerKind};
+pub use store::{Image, ImageRecordStore, ImageStatus, ImageVisibility};
+pub(crate) use usage::describe as describe_users;
+pub use usage::{hold, holders, in_use, let_go, users, ConsumerKind};
 
 use crate::context::RequestContext;
 use crate::random::{self, RandomError};
-use crate::storage::images as store;
-use crate::storage::{Db, StorageError};
+use crate::store::StorageError;
 use crate::timestamp::Timestamp;
 use outpost_image_store::ImageStore;
 use serde_json::{Map, Value};
@@ -100,29 +101,24 @@ fn not_found(id: &str) -> ImageError {
 }
 
 /// Image `id` if `ctx` may see it.
-pub(crate) fn visible(
-    c: &rusqlite::Connection,
-    ctx: &RequestContext,
-    id: &str,
-) -> Result<Image, ImageError> {
-    store::by_id(c, id)?
+fn visible(db: &dyn ImageRecordStore, ctx: &RequestContext, id: &str) -> Result<Image, ImageError> {
+    db.image(id)?
         .filter(|i| query::can_see(ctx, i))
         .ok_or_else(|| not_found(id))
 }
 
-/// Like [`visible`], and the caller must own it (or be admin).
-fn modifiable(
-    c: &rusqlite::Connection,
-    ctx: &RequestContext,
-    id: &str,
-) -> Result<Image, ImageError> {
-    let image = visible(c, ctx, id)?;
-    if !query::can_modify(ctx, &image) {
+/// `image` may be changed by `ctx`: it sees it, and owns it (or is admin).
+fn check_modifiable(ctx: &RequestContext, image: &Image) -> Result<(), ImageError> {
+    if !query::can_see(ctx, image) {
+        return Err(not_found(&image.id));
+    }
+    if !query::can_modify(ctx, image) {
         return Err(ImageError::Forbidden(format!(
-            "You are not permitted to modify image {id}: it belongs to another project."
+            "You are not permitted to modify image {}: it belongs to another project.",
+            image.id
         )));
     }
-    Ok(image)
+    Ok(())
 }
 
 /// The checks a change must pass beyond field validation: who may publish or re-own an image,
@@ -163,7 +159,11 @@ fn check_policy(
     Ok(())
 }
 
-pub fn create(db: &Db, ctx: &RequestContext, new: NewImage) -> Result<Image, ImageError> {
+pub fn create(
+    db: &dyn ImageRecordStore,
+    ctx: &RequestContext,
+    new: NewImage,
+) -> Result<Image, ImageError> {
     let mut attributes = new.attributes;
     let id = match attributes.remove("id") {
         None | Some(Value::Null) => random::uuid()?,
@@ -204,92 +204,96 @@ pub fn create(db: &Db, ctx: &RequestContext, new: NewImage) -> Result<Image, Ima
     }
     fields::check_format_pair(&image)?;
     check_policy(ctx, None, &image)?;
-    db.write(|tx| {
-        if store::by_id(tx, &image.id)?.is_some() {
-            return Err(ImageError::IdExists(image.id.clone()));
-        }
-        store::insert(tx, &image)?;
-        Ok(())
-    })?;
+    db.create_image(&image)?;
     Ok(image)
 }
 
-pub fn get(db: &Db, ctx: &RequestContext, id: &str) -> Result<Image, ImageError> {
-    db.read(|c| visible(c, ctx, id))
+pub fn get(db: &dyn ImageRecordStore, ctx: &RequestContext, id: &str) -> Result<Image, ImageError> {
+    visible(db, ctx, id)
 }
 
-pub fn list(db: &Db, ctx: &RequestContext, q: &ImageQuery) -> Result<Vec<Image>, ImageError> {
-    let all = db.read(store::all)?;
+pub fn list(
+    db: &dyn ImageRecordStore,
+    ctx: &RequestContext,
+    q: &ImageQuery,
+) -> Result<Vec<Image>, ImageError> {
+    let all = db.images()?;
     query::page(ctx, all, q)
 }
 
 /// `PATCH`: applies `changes` all or nothing.
 pub fn update(
-    db: &Db,
+    db: &dyn ImageRecordStore,
     ctx: &RequestContext,
     id: &str,
     changes: &[patch::Change],
 ) -> Result<Image, ImageError> {
-    db.write(|tx| {
-        let before = modifiable(tx, ctx, id)?;
-        let after = patch::apply(&before, changes)?;
-        check_policy(ctx, Some(&before), &after)?;
-        store::save(tx, &after)?;
-        store::by_id(tx, id)?.ok_or_else(|| not_found(id))
-    })
+    db.update_image(id, &mut |image| {
+        check_modifiable(ctx, image)?;
+        let after = patch::apply(image, changes)?;
+        check_policy(ctx, Some(image), &after)?;
+        *image = after;
+        Ok(true)
+    })?
+    .ok_or_else(|| not_found(id))
 }
 
 /// Adds one tag (`PUT /v2/images/{id}/tags/{tag}`); adding a present tag changes nothing.
-pub fn add_tag(db: &Db, ctx: &RequestContext, id: &str, tag: &str) -> Result<(), ImageError> {
+pub fn add_tag(
+    db: &dyn ImageRecordStore,
+    ctx: &RequestContext,
+    id: &str,
+    tag: &str,
+) -> Result<(), ImageError> {
     let tag = fields::tag(&Value::String(tag.to_owned()))?;
-    db.write(|tx| {
-        let mut image = modifiable(tx, ctx, id)?;
-        if image.tags.insert(tag) {
-            if image.tags.len() > fields::MAX_TAGS {
-                return Err(ImageError::InvalidField {
-                    field: "tags".into(),
-                    reason: format!("more than {} tags", fields::MAX_TAGS),
-                });
-            }
-            store::save(tx, &image)?;
+    db.update_image(id, &mut |image| {
+        check_modifiable(ctx, image)?;
+        if !image.tags.insert(tag.clone()) {
+            return Ok(false);
         }
-        Ok(())
-    })
+        if image.tags.len() > fields::MAX_TAGS {
+            return Err(ImageError::InvalidField {
+                field: "tags".into(),
+                reason: format!("more than {} tags", fields::MAX_TAGS),
+            });
+        }
+        Ok(true)
+    })?
+    .ok_or_else(|| not_found(id))?;
+    Ok(())
 }
 
 /// Removes one tag; a tag the image does not have is a 404, as in Glance.
-pub fn remove_tag(db: &Db, ctx: &RequestContext, id: &str, tag: &str) -> Result<(), ImageError> {
-    db.write(|tx| {
-        let mut image = modifiable(tx, ctx, id)?;
+pub fn remove_tag(
+    db: &dyn ImageRecordStore,
+    ctx: &RequestContext,
+    id: &str,
+    tag: &str,
+) -> Result<(), ImageError> {
+    db.update_image(id, &mut |image| {
+        check_modifiable(ctx, image)?;
         if !image.tags.remove(tag) {
             return Err(ImageError::NotFound(format!("{id} with tag {tag}")));
         }
-        store::save(tx, &image)?;
-        Ok(())
-    })
+        Ok(true)
+    })?
+    .ok_or_else(|| not_found(id))?;
+    Ok(())
 }
 
 /// Deletes the record, then the data. Refused while protected or in use. An upload in progress
 /// notices the record is gone when it finishes and removes what it wrote.
 pub fn delete(
-    db: &Db,
+    db: &dyn ImageRecordStore,
     images: &ImageStore,
     ctx: &RequestContext,
     id: &str,
 ) -> Result<(), ImageError> {
-    db.write(|tx| {
-        let image = modifiable(tx, ctx, id)?;
+    db.delete_unheld_image(id, &mut |image| {
+        check_modifiable(ctx, image)?;
         if image.protected {
             return Err(ImageError::Protected(id.to_owned()));
         }
-        let users = store::usage(tx, id)?;
-        if !users.is_empty() {
-            return Err(ImageError::InUse {
-                id: id.to_owned(),
-                users: usage::describe(&users),
-            });
-        }
-        store::delete(tx, id)?;
         Ok(())
     })?;
     // A crash between the two leaves an unreferenced file, which `recover` removes.
@@ -320,44 +324,42 @@ pub struct BootFile {
 /// Resolves image `id` for booting as `ctx`: it and its kernel and ramdisk (if named) must be
 /// visible to `ctx` and active; the kernel must be an `aki` image and the ramdisk an `ari`.
 pub fn boot_source(
-    db: &Db,
+    db: &dyn ImageRecordStore,
     images: &ImageStore,
     ctx: &RequestContext,
     id: &str,
 ) -> Result<BootSource, ImageError> {
-    db.read(|c| {
-        let image = active(c, ctx, id)?;
-        let part = |key: &str, format: &str| -> Result<Option<BootFile>, ImageError> {
-            let Some(part_id) = image.properties.get(key) else {
-                return Ok(None);
-            };
-            let part = active(c, ctx, part_id)?;
-            if part.disk_format.as_deref() != Some(format) {
-                return Err(ImageError::InvalidField {
-                    field: key.to_owned(),
-                    reason: format!(
-                        "image {part_id} has disk_format {}, not {format}",
-                        part.disk_format.as_deref().unwrap_or("(none)")
-                    ),
-                });
-            }
-            Ok(Some(BootFile {
-                path: images.image_path(part_id)?,
-                image_id: part_id.clone(),
-            }))
+    let image = active(db, ctx, id)?;
+    let part = |key: &str, format: &str| -> Result<Option<BootFile>, ImageError> {
+        let Some(part_id) = image.properties.get(key) else {
+            return Ok(None);
         };
-        Ok(BootSource {
-            kernel: part(fields::KERNEL_ID, "aki")?,
-            ramdisk: part(fields::RAMDISK_ID, "ari")?,
-            command_line: image.properties.get(fields::OS_COMMAND_LINE).cloned(),
-            path: images.image_path(id)?,
-            image,
-        })
+        let part = active(db, ctx, part_id)?;
+        if part.disk_format.as_deref() != Some(format) {
+            return Err(ImageError::InvalidField {
+                field: key.to_owned(),
+                reason: format!(
+                    "image {part_id} has disk_format {}, not {format}",
+                    part.disk_format.as_deref().unwrap_or("(none)")
+                ),
+            });
+        }
+        Ok(Some(BootFile {
+            path: images.image_path(part_id)?,
+            image_id: part_id.clone(),
+        }))
+    };
+    Ok(BootSource {
+        kernel: part(fields::KERNEL_ID, "aki")?,
+        ramdisk: part(fields::RAMDISK_ID, "ari")?,
+        command_line: image.properties.get(fields::OS_COMMAND_LINE).cloned(),
+        path: images.image_path(id)?,
+        image,
     })
 }
 
-fn active(c: &rusqlite::Connection, ctx: &RequestContext, id: &str) -> Result<Image, ImageError> {
-    let image = visible(c, ctx, id)?;
+fn active(db: &dyn ImageRecordStore, ctx: &RequestContext, id: &str) -> Result<Image, ImageError> {
+    let image = visible(db, ctx, id)?;
     if image.status != ImageStatus::Active {
         return Err(ImageError::NotActive(id.to_owned()));
     }

@@ -6,7 +6,7 @@
 
 use super::fields::{self, Attr};
 use super::ImageError;
-use crate::storage::images::Image;
+use crate::image::store::Image;
 use serde_json::Value;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,7 +133,7 @@ pub fn apply(image: &Image, changes: &[Change]) -> Result<Image, ImageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::images::{ImageStatus, ImageVisibility};
+    use crate::image::store::{ImageStatus, ImageVisibility};
     use crate::timestamp::Timestamp;
     use serde_json::json;
     use std::collections::{BTreeMap, BTreeSet};

@@ -4,7 +4,7 @@
 
 use super::ImageError;
 use crate::context::RequestContext;
-use crate::storage::images::{Image, ImageStatus, ImageVisibility};
+use crate::image::store::{Image, ImageStatus, ImageVisibility};
 use std::cmp::Ordering;
 
 /// Glance's `limit_param_default` and `api_limit_max`.

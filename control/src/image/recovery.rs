@@ -6,9 +6,7 @@
 //! - an `active` image whose file is gone becomes `killed`;
 //! - a file whose record was deleted is removed.
 
-use super::ImageError;
-use crate::storage::images::{self as store, ImageStatus};
-use crate::storage::Db;
+use super::{ImageError, ImageRecordStore, ImageStatus};
 use outpost_image_store::ImageStore;
 
 /// What [`recover`] changed.
@@ -19,25 +17,23 @@ pub struct Recovered {
     pub orphan_files_removed: Vec<String>,
 }
 
-pub fn recover(db: &Db, images: &ImageStore) -> Result<Recovered, ImageError> {
+pub fn recover(db: &dyn ImageRecordStore, images: &ImageStore) -> Result<Recovered, ImageError> {
     let mut out = Recovered::default();
-    for id in db.read(|c| store::ids_in_status(c, ImageStatus::Saving))? {
+    for id in db.image_ids_in_status(ImageStatus::Saving)? {
         images.delete_image(&id)?;
-        db.write(|tx| store::set_status_if(tx, &id, &[ImageStatus::Saving], ImageStatus::Queued))?;
+        db.set_image_status_if(&id, &[ImageStatus::Saving], ImageStatus::Queued)?;
         tracing::info!("image {id}: upload interrupted by a restart; queued again");
         out.requeued.push(id);
     }
-    for id in db.read(|c| store::ids_in_status(c, ImageStatus::Active))? {
+    for id in db.image_ids_in_status(ImageStatus::Active)? {
         if !images.contains(&id)? {
-            db.write(|tx| {
-                store::set_status_if(tx, &id, &[ImageStatus::Active], ImageStatus::Killed)
-            })?;
+            db.set_image_status_if(&id, &[ImageStatus::Active], ImageStatus::Killed)?;
             tracing::error!("image {id}: its data is missing from the image store; killed");
             out.killed.push(id);
         }
     }
     for id in images.list_ids()? {
-        if db.read(|c| store::by_id(c, &id))?.is_none() {
+        if db.image(&id)?.is_none() {
             images.delete_image(&id)?;
             tracing::info!("image {id}: removed data left by a deleted image");
             out.orphan_files_removed.push(id);

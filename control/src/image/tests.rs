@@ -182,7 +182,12 @@ fn failed_uploads_store_nothing_and_requeue() {
     with_sha
         .properties
         .insert(data::OWNER_SHA256.into(), "ab".repeat(32));
-    e.f.db.write(|tx| store::save(tx, &with_sha)).unwrap();
+    e.f.db
+        .update_image(&i.id, &mut |im| {
+            *im = with_sha.clone();
+            Ok(true)
+        })
+        .unwrap();
     assert!(matches!(
         put(&e, member, &i.id, &data),
         Err(ImageError::Sha256Mismatch { .. })
@@ -312,18 +317,17 @@ fn delete_is_refused_while_protected_or_in_use() {
     let member = &e.f.member;
     let i = raw(&e, member, "disk");
     put(&e, member, &i.id, &[3u8; 1024]).unwrap();
-    e.f.db
-        .write(|tx| acquire(tx, &i.id, ConsumerKind::Server, "srv-1"))
-        .unwrap();
+    hold(
+        &e.f.db,
+        std::slice::from_ref(&i.id),
+        ConsumerKind::Server,
+        "srv-1",
+    )
+    .unwrap();
     assert!(in_use(&e.f.db, &i.id).unwrap());
     let err = delete(&e.f.db, &e.store, member, &i.id).unwrap_err();
     assert!(err.to_string().contains("server srv-1"), "{err}");
-    assert_eq!(
-        e.f.db
-            .write(|tx| release(tx, ConsumerKind::Server, "srv-1"))
-            .unwrap(),
-        1
-    );
+    assert_eq!(let_go(&e.f.db, ConsumerKind::Server, "srv-1").unwrap(), 1);
     let protect =
         patch::parse(&json!([{"op": "replace", "path": "/protected", "value": true}])).unwrap();
     update(&e.f.db, member, &i.id, &protect).unwrap();
@@ -343,8 +347,12 @@ fn delete_is_refused_while_protected_or_in_use() {
     // Only an active image can be used.
     let queued = raw(&e, member, "q");
     assert!(matches!(
-        e.f.db
-            .write(|tx| acquire(tx, &queued.id, ConsumerKind::Volume, "v")),
+        hold(
+            &e.f.db,
+            std::slice::from_ref(&queued.id),
+            ConsumerKind::Volume,
+            "v"
+        ),
         Err(ImageError::NotActive(_))
     ));
 }
@@ -411,9 +419,7 @@ fn recovery_requeues_kills_and_removes_orphans() {
     // As a crash would leave them: one upload mid-way (published but unrecorded), one active
     // image whose file vanished, one file whose record was deleted.
     e.f.db
-        .write(|tx| {
-            store::set_status_if(tx, &saving.id, &[ImageStatus::Queued], ImageStatus::Saving)
-        })
+        .set_image_status_if(&saving.id, &[ImageStatus::Queued], ImageStatus::Saving)
         .unwrap();
     let mut up = e
         .store
@@ -428,7 +434,9 @@ fn recovery_requeues_kills_and_removes_orphans() {
     std::io::Write::write_all(&mut up, &[5u8; 512]).unwrap();
     up.finish(None).unwrap();
     std::fs::remove_file(e.store.image_path(&active.id).unwrap()).unwrap();
-    e.f.db.write(|tx| store::delete(tx, &gone.id)).unwrap();
+    e.f.db
+        .delete_unheld_image(&gone.id, &mut |_| Ok(()))
+        .unwrap();
 
     let r = recover(&e.f.db, &e.store).unwrap();
     assert_eq!(r.requeued, vec![saving.id.clone()]);

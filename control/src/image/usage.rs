@@ -1,12 +1,11 @@
 //! Who uses an image (`image_usage`): a volume copied from it, for the volume's life, and a
-//! server booted from it (or from its kernel and ramdisk), for the server's life. Consumers
-//! record their use in the same transaction that creates them, so an image can never be
-//! deleted between the check and the use.
+//! server booted from it (or from its kernel and ramdisk), for the server's life. A hold is
+//! taken only on an active image and an image is deleted only while nobody holds it, each
+//! checked and written in one step by the store, so an image can never be deleted between the
+//! check and the use.
 
-use super::{ImageError, ImageStatus};
-use crate::storage::images as store;
-use crate::storage::{Db, StorageError};
-use rusqlite::Connection;
+use super::{ImageError, ImageRecordStore};
+use crate::store::StorageError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConsumerKind {
@@ -24,43 +23,46 @@ impl ConsumerKind {
 }
 
 /// Whether anything uses image `id`.
-pub fn in_use(db: &Db, id: &str) -> Result<bool, StorageError> {
-    Ok(!db.read(|c| store::usage(c, id))?.is_empty())
+pub fn in_use(db: &dyn ImageRecordStore, id: &str) -> Result<bool, StorageError> {
+    Ok(!db.image_holders(id)?.is_empty())
 }
 
 /// Who uses image `id`: (consumer kind, consumer id).
-pub fn users(db: &Db, id: &str) -> Result<Vec<(String, String)>, StorageError> {
-    db.read(|c| store::usage(c, id))
+pub fn users(db: &dyn ImageRecordStore, id: &str) -> Result<Vec<(String, String)>, StorageError> {
+    db.image_holders(id)
 }
 
-/// Records, inside the caller's transaction, that `kind` `consumer_id` uses image `image_id`,
-/// which must exist and be active. Call it in the transaction that creates the consumer.
-pub fn acquire(
-    tx: &Connection,
-    image_id: &str,
+/// Holds images `image_ids` for `kind` `consumer_id` (each must exist and be active): all or
+/// none, in one write. The consumer takes its hold before it uses the image and lets go when
+/// it is gone; its own record is written through its own domain's door, so a consumer that
+/// could be interrupted between the two sweeps holds left by consumers that never came to be
+/// (see [`holders`]).
+pub fn hold(
+    db: &dyn ImageRecordStore,
+    image_ids: &[String],
     kind: ConsumerKind,
     consumer_id: &str,
 ) -> Result<(), ImageError> {
-    let image = store::by_id(tx, image_id)?.ok_or_else(|| ImageError::NotFound(image_id.into()))?;
-    if image.status != ImageStatus::Active {
-        return Err(ImageError::NotActive(image_id.to_owned()));
-    }
-    store::add_usage(tx, image_id, kind.as_str(), consumer_id)?;
-    Ok(())
+    db.hold_images(image_ids, kind, consumer_id)
 }
 
-/// Drops every use by `kind` `consumer_id` (in the transaction that deletes the consumer);
-/// returns how many images it used.
-pub fn release(
-    tx: &Connection,
+/// Drops every hold of `kind` `consumer_id`; returns how many images it held. Letting go
+/// twice changes nothing.
+pub fn let_go(
+    db: &dyn ImageRecordStore,
     kind: ConsumerKind,
     consumer_id: &str,
 ) -> Result<usize, StorageError> {
-    store::remove_usage(tx, kind.as_str(), consumer_id)
+    db.release_images(kind, consumer_id)
+}
+
+/// Every consumer of `kind` holding an image.
+pub fn holders(db: &dyn ImageRecordStore, kind: ConsumerKind) -> Result<Vec<String>, StorageError> {
+    db.holders_of_kind(kind)
 }
 
 /// `volume 1f0c…, server 9a2e…` for messages.
-pub(super) fn describe(users: &[(String, String)]) -> String {
+pub(crate) fn describe(users: &[(String, String)]) -> String {
     users
         .iter()
         .map(|(kind, id)| format!("{kind} {id}"))

@@ -3,9 +3,9 @@
 //! security groups replaced (Nova's addSecurityGroup / removeSecurityGroup).
 
 use super::ports::{find_port, NewPort, PortUpdate};
+use super::store::{Network, Port, SecurityGroup, SecurityGroupRule};
 use super::{NetworkError, NetworkService, COMPUTE_OWNER};
 use crate::context::RequestContext;
-use crate::storage::networks::{self as store, Port};
 
 impl NetworkService {
     /// Makes a port on `network_id` for server `device_id` on host `host_id` (Nova's
@@ -74,15 +74,15 @@ impl NetworkService {
             p.device_id = device_id.to_owned();
             p.device_owner = COMPUTE_OWNER.to_owned();
             p.host_id = host_id.to_owned();
-            store::update_port(tx, &p)?;
-            Ok(store::get_port(tx, port_id)?.unwrap_or(p))
+            tx.update_port(&p)?;
+            Ok(tx.get_port(port_id)?.unwrap_or(p))
         })
     }
 
     /// The ports bound to server `device_id`, oldest first.
     pub fn device_ports(&self, device_id: &str) -> Result<Vec<Port>, NetworkError> {
-        self.db().read(|c| {
-            Ok(store::list_ports(c)?
+        self.read(|c| {
+            Ok(c.list_ports()?
                 .into_iter()
                 .filter(|p| p.device_id == device_id)
                 .collect())
@@ -96,17 +96,18 @@ impl NetworkService {
             return Ok(());
         }
         self.change(|tx| {
-            for mut p in store::list_ports(tx)?
+            for mut p in tx
+                .list_ports()?
                 .into_iter()
                 .filter(|p| p.device_id == device_id)
             {
                 if p.auto_delete {
-                    store::delete_port(tx, &p.id)?;
+                    tx.delete_port(&p.id)?;
                 } else {
                     p.device_id.clear();
                     p.device_owner.clear();
                     p.host_id.clear();
-                    store::update_port(tx, &p)?;
+                    tx.update_port(&p)?;
                 }
             }
             Ok(())
@@ -129,5 +130,28 @@ impl NetworkService {
                 ..PortUpdate::default()
             },
         )
+    }
+
+    /// The network a server's port is on, whoever owns it (Nova names a server's addresses
+    /// by network).
+    pub fn device_network(&self, network_id: &str) -> Result<Option<Network>, NetworkError> {
+        self.read(|c| Ok(c.get_network(network_id)?))
+    }
+
+    /// A security group of a server's port, whoever owns it (Nova's `security_groups` of a
+    /// server).
+    pub fn device_security_group(
+        &self,
+        group_id: &str,
+    ) -> Result<Option<SecurityGroup>, NetworkError> {
+        self.read(|c| Ok(c.get_group(group_id)?))
+    }
+
+    /// The rules of a server's security group (Nova's `os-security-groups` of a server).
+    pub fn device_security_group_rules(
+        &self,
+        group_id: &str,
+    ) -> Result<Vec<SecurityGroupRule>, NetworkError> {
+        self.read(|c| Ok(c.list_rules(Some(group_id))?))
     }
 }

@@ -2,12 +2,10 @@
 //! with Neutron's default rules.
 
 use super::rules::{self, RuleRequest};
+use super::store::{NetworkTx, SecurityGroup, SecurityGroupRule};
 use super::{check_text, new_id, owner, NetworkError, NetworkService};
 use crate::context::RequestContext;
-use crate::storage::networks as store;
-use crate::storage::security_groups::{self as sg_store, SecurityGroup, SecurityGroupRule};
 use crate::timestamp::Timestamp;
-use rusqlite::Connection;
 use serde::Deserialize;
 
 pub const DEFAULT_NAME: &str = "default";
@@ -103,20 +101,20 @@ fn new_rule(
 
 /// Neutron's rules for a new group: everything out, IPv4 and IPv6.
 fn add_egress_rules(
-    tx: &Connection,
+    tx: &dyn NetworkTx,
     g: &SecurityGroup,
     now: Timestamp,
 ) -> Result<(), NetworkError> {
     for ethertype in ["IPv4", "IPv6"] {
-        sg_store::insert_rule(tx, &new_rule(g, "egress", ethertype, None, now)?)?;
+        tx.insert_rule(&new_rule(g, "egress", ethertype, None, now)?)?;
     }
     Ok(())
 }
 
 /// The project's `default` group, made now if it does not exist yet: egress anywhere, and
 /// ingress from the group's own members, for IPv4 and IPv6 (Neutron's defaults).
-pub fn ensure_default(tx: &Connection, project_id: &str) -> Result<SecurityGroup, NetworkError> {
-    if let Some(g) = sg_store::default_group(tx, project_id)? {
+pub fn ensure_default(tx: &dyn NetworkTx, project_id: &str) -> Result<SecurityGroup, NetworkError> {
+    if let Some(g) = tx.default_group(project_id)? {
         return Ok(g);
     }
     let now = Timestamp::now();
@@ -130,24 +128,27 @@ pub fn ensure_default(tx: &Connection, project_id: &str) -> Result<SecurityGroup
         updated_at: now,
         revision_number: 1,
     };
-    sg_store::insert_group(tx, &g)?;
+    tx.insert_group(&g)?;
     add_egress_rules(tx, &g, now)?;
     for ethertype in ["IPv4", "IPv6"] {
-        sg_store::insert_rule(
-            tx,
-            &new_rule(&g, "ingress", ethertype, Some(g.id.clone()), now)?,
-        )?;
+        tx.insert_rule(&new_rule(
+            &g,
+            "ingress",
+            ethertype,
+            Some(g.id.clone()),
+            now,
+        )?)?;
     }
-    Ok(sg_store::get_group(tx, &g.id)?.unwrap_or(g))
+    Ok(tx.get_group(&g.id)?.unwrap_or(g))
 }
 
 /// The group if the caller may see it; 404 otherwise.
 pub(super) fn find_group(
-    c: &Connection,
+    c: &dyn NetworkTx,
     ctx: &RequestContext,
     id: &str,
 ) -> Result<SecurityGroup, NetworkError> {
-    sg_store::get_group(c, id)?
+    c.get_group(id)?
         .filter(|g| ctx.can_see(&g.project_id))
         .ok_or_else(|| NetworkError::not_found("SecurityGroup", id))
 }
@@ -158,10 +159,7 @@ impl NetworkService {
         let Some(project) = ctx.project_id.as_deref() else {
             return Ok(());
         };
-        let exists = self
-            .db()
-            .read(|c| sg_store::default_group(c, project))?
-            .is_some();
+        let exists = self.read(|c| Ok(c.default_group(project)?))?.is_some();
         if !exists {
             self.change(|tx| ensure_default(tx, project).map(|_| ()))?;
         }
@@ -192,17 +190,17 @@ impl NetworkService {
             let g = SecurityGroup {
                 id: id.clone(),
                 project_id: project_id.clone(),
-                name,
-                description,
+                name: name.clone(),
+                description: description.clone(),
                 is_default: false,
                 created_at: now,
                 updated_at: now,
                 revision_number: 1,
             };
-            sg_store::insert_group(tx, &g)?;
+            tx.insert_group(&g)?;
             add_egress_rules(tx, &g, now)?;
-            let g = sg_store::get_group(tx, &id)?.unwrap_or(g);
-            Ok((g, sg_store::list_rules(tx, Some(&id))?))
+            let g = tx.get_group(&id)?.unwrap_or(g);
+            Ok((g, tx.list_rules(Some(&id))?))
         })
     }
 
@@ -211,9 +209,9 @@ impl NetworkService {
         ctx: &RequestContext,
         id: &str,
     ) -> Result<(SecurityGroup, Vec<SecurityGroupRule>), NetworkError> {
-        self.db().read(|c| {
+        self.read(|c| {
             let g = find_group(c, ctx, id)?;
-            Ok((g, sg_store::list_rules(c, Some(id))?))
+            Ok((g, c.list_rules(Some(id))?))
         })
     }
 
@@ -225,12 +223,13 @@ impl NetworkService {
         name_or_id: &str,
     ) -> Result<SecurityGroup, NetworkError> {
         self.ensure_own_default(ctx)?;
-        self.db().read(|c| {
+        self.read(|c| {
             if let Ok(g) = find_group(c, ctx, name_or_id) {
                 return Ok(g);
             }
             let project = ctx.project_id.as_deref().unwrap_or_default();
-            let mut hits: Vec<SecurityGroup> = sg_store::list_groups(c)?
+            let mut hits: Vec<SecurityGroup> = c
+                .list_groups()?
                 .into_iter()
                 .filter(|g| g.name == name_or_id && g.project_id == project)
                 .collect();
@@ -252,9 +251,9 @@ impl NetworkService {
         ctx: &RequestContext,
     ) -> Result<Vec<(SecurityGroup, Vec<SecurityGroupRule>)>, NetworkError> {
         self.ensure_own_default(ctx)?;
-        self.db().read(|c| {
-            let rules = sg_store::list_rules(c, None)?;
-            Ok(sg_store::list_groups(c)?
+        self.read(|c| {
+            let rules = c.list_rules(None)?;
+            Ok(c.list_groups()?
                 .into_iter()
                 .filter(|g| ctx.can_see(&g.project_id))
                 .map(|g| {
@@ -278,7 +277,7 @@ impl NetworkService {
         not_stateless(req.stateful)?;
         self.change(|tx| {
             let mut g = find_group(tx, ctx, id)?;
-            if let Some(name) = req.name {
+            if let Some(name) = req.name.clone() {
                 check_text("name", &name)?;
                 if g.is_default && name != DEFAULT_NAME {
                     return Err(NetworkError::conflict(
@@ -294,13 +293,13 @@ impl NetworkService {
                 }
                 g.name = name;
             }
-            if let Some(d) = req.description {
+            if let Some(d) = req.description.clone() {
                 check_text("description", &d)?;
                 g.description = d;
             }
-            sg_store::update_group(tx, &g)?;
-            let g = sg_store::get_group(tx, id)?.unwrap_or(g);
-            Ok((g, sg_store::list_rules(tx, Some(id))?))
+            tx.update_group(&g)?;
+            let g = tx.get_group(id)?.unwrap_or(g);
+            Ok((g, tx.list_rules(Some(id))?))
         })
     }
 
@@ -319,13 +318,13 @@ impl NetworkService {
                     "Insufficient rights for removing default security group.",
                 ));
             }
-            if store::ports_in_group(tx, id)? > 0 {
+            if tx.ports_in_group(id)? > 0 {
                 return Err(NetworkError::conflict(
                     "SecurityGroupInUse",
                     format!("Security Group {id} in use."),
                 ));
             }
-            Ok(sg_store::delete_group(tx, id)?)
+            Ok(tx.delete_group(id)?)
         })
     }
 
@@ -369,7 +368,8 @@ impl NetworkService {
             if let Some(remote) = &valid.remote_group_id {
                 find_group(tx, ctx, remote)?;
             }
-            if let Some(dup) = sg_store::list_rules(tx, Some(&g.id))?
+            if let Some(dup) = tx
+                .list_rules(Some(&g.id))?
                 .iter()
                 .find(|old| rules::same_rule(&valid, old))
             {
@@ -390,12 +390,12 @@ impl NetworkService {
                 port_range_max: valid.port_range_max,
                 remote_ip_prefix: valid.remote_ip_prefix,
                 remote_group_id: valid.remote_group_id.clone(),
-                description,
+                description: description.clone(),
                 created_at: now,
                 updated_at: now,
                 revision_number: 0,
             };
-            sg_store::insert_rule(tx, &r)?;
+            tx.insert_rule(&r)?;
             Ok(r)
         })
     }
@@ -405,8 +405,8 @@ impl NetworkService {
         ctx: &RequestContext,
         id: &str,
     ) -> Result<SecurityGroupRule, NetworkError> {
-        self.db().read(|c| {
-            sg_store::get_rule(c, id)?
+        self.read(|c| {
+            c.get_rule(id)?
                 .filter(|r| ctx.can_see(&r.project_id))
                 .ok_or_else(|| NetworkError::not_found("SecurityGroupRule", id))
         })
@@ -417,8 +417,8 @@ impl NetworkService {
         ctx: &RequestContext,
     ) -> Result<Vec<SecurityGroupRule>, NetworkError> {
         self.ensure_own_default(ctx)?;
-        self.db().read(|c| {
-            Ok(sg_store::list_rules(c, None)?
+        self.read(|c| {
+            Ok(c.list_rules(None)?
                 .into_iter()
                 .filter(|r| ctx.can_see(&r.project_id))
                 .collect())
@@ -431,10 +431,11 @@ impl NetworkService {
         id: &str,
     ) -> Result<(), NetworkError> {
         self.change(|tx| {
-            let r = sg_store::get_rule(tx, id)?
+            let r = tx
+                .get_rule(id)?
                 .filter(|r| ctx.can_see(&r.project_id))
                 .ok_or_else(|| NetworkError::not_found("SecurityGroupRule", id))?;
-            Ok(sg_store::delete_rule(tx, &r)?)
+            Ok(tx.delete_rule(&r)?)
         })
     }
 }

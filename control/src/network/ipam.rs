@@ -3,7 +3,7 @@
 //! database (one IMMEDIATE transaction and a UNIQUE constraint) makes each hand-out unique;
 //! this module only decides which address.
 
-use crate::storage::networks::Pool;
+use super::store::Pool;
 use ipnet::IpNet;
 use outpost_netdev::MacAddr;
 use sha2::{Digest, Sha256};

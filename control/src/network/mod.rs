@@ -13,16 +13,20 @@ pub mod ipam;
 pub mod networks;
 pub mod ports;
 pub mod rules;
+pub mod store;
 pub mod subnets;
 #[cfg(test)]
 mod tests;
 
 pub use host::host_spec;
+pub use store::{Network, NetworkStore, NetworkTx, Port, SecurityGroup, SecurityGroupRule, Subnet};
 
 use crate::context::RequestContext;
 use crate::random::RandomError;
-use crate::storage::{Db, StorageError};
+use crate::storage::Db;
+use crate::store::StorageError;
 use serde::Deserialize;
+use std::sync::Arc;
 use tokio::sync::watch;
 
 /// The `[network]` section of the configuration.
@@ -144,17 +148,23 @@ impl From<rules::RuleError> for NetworkError {
     }
 }
 
-/// Neutron networking for the whole daemon: the database and the change counter.
+/// Neutron networking for the whole daemon: its door to its state and the change counter.
 pub struct NetworkService {
-    db: Db,
+    store: Arc<dyn NetworkStore>,
     settings: NetworkSettings,
     changes: watch::Sender<u64>,
 }
 
 impl NetworkService {
+    /// Neutron on this box's SQLite database.
     pub fn new(db: Db, settings: NetworkSettings) -> NetworkService {
+        Self::with_store(Arc::new(db), settings)
+    }
+
+    /// Neutron on any store (a cluster's).
+    pub fn with_store(store: Arc<dyn NetworkStore>, settings: NetworkSettings) -> NetworkService {
         NetworkService {
-            db,
+            store,
             settings,
             changes: watch::Sender::new(0),
         }
@@ -172,21 +182,35 @@ impl NetworkService {
 
     /// The desired host state now.
     pub fn host_spec(&self) -> Result<outpost_netdev::HostNetworkSpec, NetworkError> {
-        host::host_spec(&self.db, self.settings.nat)
+        host::host_spec(self.store.as_ref(), self.settings.nat)
     }
 
-    /// Runs `f` in one write transaction and, if it committed, tells the watchers.
+    /// Runs `f` on one consistent view of the records.
+    fn read<T>(
+        &self,
+        mut f: impl FnMut(&dyn NetworkTx) -> Result<T, NetworkError>,
+    ) -> Result<T, NetworkError> {
+        let mut out = None;
+        self.store.read_networks(&mut |c| {
+            out = Some(f(c)?);
+            Ok(())
+        })?;
+        out.ok_or_else(|| NetworkError::Internal("the network store ran no read".into()))
+    }
+
+    /// Runs `f` as one unit of work (again, on fresh records, if a store without locks lost
+    /// a race) and, once it committed, tells the watchers.
     fn change<T>(
         &self,
-        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, NetworkError>,
+        mut f: impl FnMut(&dyn NetworkTx) -> Result<T, NetworkError>,
     ) -> Result<T, NetworkError> {
-        let out = self.db.write(f)?;
+        let mut out = None;
+        self.store.write_networks(&mut |tx| {
+            out = Some(f(tx)?);
+            Ok(())
+        })?;
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
-        Ok(out)
-    }
-
-    fn db(&self) -> &Db {
-        &self.db
+        out.ok_or_else(|| NetworkError::Internal("the network store ran no change".into()))
     }
 }
 

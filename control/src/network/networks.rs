@@ -1,10 +1,9 @@
 //! Networks: create, show, list, update, and delete with their subnets and DHCP port.
 
+use super::store::{Network, NetworkTx};
 use super::{check_text, new_id, owner, NetworkError, NetworkService, DHCP_OWNER};
 use crate::context::RequestContext;
-use crate::storage::networks::{self as store, Network};
 use crate::timestamp::Timestamp;
-use rusqlite::Connection;
 use serde::{Deserialize, Deserializer};
 use std::net::IpAddr;
 
@@ -53,18 +52,18 @@ pub(super) fn visible(ctx: &RequestContext, n: &Network) -> bool {
 
 /// The network if the caller may see it; 404 otherwise (so clients fall back to names).
 pub(super) fn find_network(
-    c: &Connection,
+    c: &dyn NetworkTx,
     ctx: &RequestContext,
     id: &str,
 ) -> Result<Network, NetworkError> {
-    store::get_network(c, id)?
+    c.get_network(id)?
         .filter(|n| visible(ctx, n))
         .ok_or_else(|| NetworkError::not_found("Network", id))
 }
 
 /// The network if the caller owns it (or is admin): 404 when invisible, 403 when only shared.
 pub(super) fn owned_network(
-    c: &Connection,
+    c: &dyn NetworkTx,
     ctx: &RequestContext,
     id: &str,
 ) -> Result<Network, NetworkError> {
@@ -141,7 +140,7 @@ impl NetworkService {
             revision_number: 1,
         };
         self.change(|tx| {
-            store::insert_network(tx, &n)?;
+            tx.insert_network(&n)?;
             super::groups::ensure_default(tx, &n.project_id)?;
             Ok(())
         })?;
@@ -149,7 +148,7 @@ impl NetworkService {
     }
 
     pub fn get_network(&self, ctx: &RequestContext, id: &str) -> Result<Network, NetworkError> {
-        self.db().read(|c| find_network(c, ctx, id))
+        self.read(|c| find_network(c, ctx, id))
     }
 
     /// The networks the caller may see, with their subnets' ids.
@@ -157,9 +156,9 @@ impl NetworkService {
         &self,
         ctx: &RequestContext,
     ) -> Result<Vec<(Network, Vec<String>)>, NetworkError> {
-        self.db().read(|c| {
-            let subnets = store::list_subnets(c, None)?;
-            Ok(store::list_networks(c)?
+        self.read(|c| {
+            let subnets = c.list_subnets(None)?;
+            Ok(c.list_networks()?
                 .into_iter()
                 .filter(|n| visible(ctx, n))
                 .map(|n| {
@@ -176,8 +175,8 @@ impl NetworkService {
 
     /// The ids of a network's subnets.
     pub fn subnet_ids(&self, network_id: &str) -> Result<Vec<String>, NetworkError> {
-        self.db().read(|c| {
-            Ok(store::list_subnets(c, Some(network_id))?
+        self.read(|c| {
+            Ok(c.list_subnets(Some(network_id))?
                 .into_iter()
                 .map(|s| s.id)
                 .collect())
@@ -194,11 +193,11 @@ impl NetworkService {
         check_external(req.router_external)?;
         self.change(|tx| {
             let mut n = owned_network(tx, ctx, id)?;
-            if let Some(v) = req.name {
+            if let Some(v) = req.name.clone() {
                 check_text("name", &v)?;
                 n.name = v;
             }
-            if let Some(v) = req.description {
+            if let Some(v) = req.description.clone() {
                 check_text("description", &v)?;
                 n.description = v;
             }
@@ -215,8 +214,8 @@ impl NetworkService {
             if let Some(v) = req.port_security_enabled {
                 n.port_security_enabled = v;
             }
-            store::update_network(tx, &n)?;
-            Ok(store::get_network(tx, id)?.unwrap_or(n))
+            tx.update_network(&n)?;
+            Ok(tx.get_network(id)?.unwrap_or(n))
         })
     }
 
@@ -225,7 +224,8 @@ impl NetworkService {
     pub fn delete_network(&self, ctx: &RequestContext, id: &str) -> Result<(), NetworkError> {
         self.change(|tx| {
             owned_network(tx, ctx, id)?;
-            let ports: Vec<_> = store::list_ports(tx)?
+            let ports: Vec<_> = tx
+                .list_ports()?
                 .into_iter()
                 .filter(|p| p.network_id == id)
                 .collect();
@@ -239,12 +239,12 @@ impl NetworkService {
                 ));
             }
             for p in ports {
-                store::delete_port(tx, &p.id)?;
+                tx.delete_port(&p.id)?;
             }
-            for s in store::list_subnets(tx, Some(id))? {
-                store::delete_subnet(tx, &s.id)?;
+            for s in tx.list_subnets(Some(id))? {
+                tx.delete_subnet(&s.id)?;
             }
-            store::delete_network(tx, id)?;
+            tx.delete_network(id)?;
             Ok(())
         })
     }

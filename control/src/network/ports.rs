@@ -5,13 +5,12 @@
 use super::groups::{ensure_default, find_group};
 use super::ipam;
 use super::networks::find_network;
+use super::store::{AddressPair, FixedIp, Network, NetworkTx, Port, Subnet};
 use super::{check_text, new_id, owner, NetworkError, NetworkService, DHCP_OWNER};
 use crate::context::RequestContext;
-use crate::storage::networks::{self as store, AddressPair, FixedIp, Network, Port, Subnet};
 use crate::timestamp::Timestamp;
 use ipnet::IpNet;
 use outpost_netdev::MacAddr;
-use rusqlite::Connection;
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -96,7 +95,7 @@ pub(super) struct DhcpPortPlan;
 
 impl DhcpPortPlan {
     #[allow(clippy::new_ret_no_self)]
-    pub(super) fn new(tx: &Connection, net: &Network) -> Result<Port, NetworkError> {
+    pub(super) fn new(tx: &dyn NetworkTx, net: &Network) -> Result<Port, NetworkError> {
         let id = new_id()?;
         let now = Timestamp::now();
         Ok(Port {
@@ -124,10 +123,10 @@ impl DhcpPortPlan {
 }
 
 /// The MAC derived from the port id, stepped past any already on the network.
-fn free_mac(tx: &Connection, network_id: &str, port_id: &str) -> Result<MacAddr, NetworkError> {
+fn free_mac(tx: &dyn NetworkTx, network_id: &str, port_id: &str) -> Result<MacAddr, NetworkError> {
     for attempt in 0..64 {
         let mac = ipam::mac_for(port_id, attempt);
-        if !store::mac_in_use(tx, network_id, mac)? {
+        if !tx.mac_in_use(network_id, mac)? {
             return Ok(mac);
         }
     }
@@ -141,13 +140,13 @@ fn free_mac(tx: &Connection, network_id: &str, port_id: &str) -> Result<MacAddr,
 /// request already chose. The port's own current addresses count as free (an update may
 /// keep them).
 pub(super) fn allocate(
-    tx: &Connection,
+    tx: &dyn NetworkTx,
     subnet: &Subnet,
     port_id: &str,
     pending: &[FixedIp],
 ) -> Result<FixedIp, NetworkError> {
-    let mut taken: HashSet<IpAddr> = store::allocated_ips(tx, &subnet.id)?.into_iter().collect();
-    if let Some(own) = store::get_port(tx, port_id)? {
+    let mut taken: HashSet<IpAddr> = tx.allocated_ips(&subnet.id)?.into_iter().collect();
+    if let Some(own) = tx.get_port(port_id)? {
         for ip in own.fixed_ips {
             taken.remove(&ip.ip_address);
         }
@@ -172,12 +171,12 @@ pub(super) fn allocate(
 /// The addresses a port asks for (`None`: Neutron's default, one address of each IP
 /// version the network has), checked and allocated.
 fn resolve_fixed_ips(
-    tx: &Connection,
+    tx: &dyn NetworkTx,
     network_id: &str,
     port_id: &str,
     requests: Option<&[FixedIpRequest]>,
 ) -> Result<Vec<FixedIp>, NetworkError> {
-    let subnets = store::list_subnets(tx, Some(network_id))?;
+    let subnets = tx.list_subnets(Some(network_id))?;
     let mut out: Vec<FixedIp> = Vec::new();
     let Some(requests) = requests else {
         for version in [4u8, 6] {
@@ -216,15 +215,18 @@ fn resolve_fixed_ips(
             })
             .transpose()?;
         let subnet = match (&r.subnet_id, ip) {
-            (Some(id), _) => subnets.iter().find(|s| &s.id == id).ok_or_else(|| {
-                match store::get_subnet(tx, id) {
-                    Ok(Some(_)) => NetworkError::invalid(format!(
-                        "Failed to create port on network {network_id}, because fixed_ips \
+            (Some(id), _) => {
+                subnets
+                    .iter()
+                    .find(|s| &s.id == id)
+                    .ok_or_else(|| match tx.get_subnet(id) {
+                        Ok(Some(_)) => NetworkError::invalid(format!(
+                            "Failed to create port on network {network_id}, because fixed_ips \
                          included invalid subnet {id}."
-                    )),
-                    _ => NetworkError::not_found("Subnet", id),
-                }
-            })?,
+                        )),
+                        _ => NetworkError::not_found("Subnet", id),
+                    })?
+            }
             (None, Some(ip)) => subnets
                 .iter()
                 .find(|s| s.cidr.contains(&ip))
@@ -243,7 +245,7 @@ fn resolve_fixed_ips(
             None => allocate(tx, subnet, port_id, &out)?,
             Some(ip) => {
                 ipam::check_requested(subnet.cidr, subnet.gateway_ip, ip)?;
-                let holder = store::ip_holder(tx, network_id, ip)?;
+                let holder = tx.ip_holder(network_id, ip)?;
                 if holder.is_some_and(|h| h != port_id) || out.iter().any(|f| f.ip_address == ip) {
                     return Err(NetworkError::conflict(
                         "IpAddressAlreadyAllocated",
@@ -294,7 +296,7 @@ fn parse_pairs(
 /// The groups a port gets: those named (each must exist and be usable by the port's
 /// project), or the project's default group.
 fn resolve_groups(
-    tx: &Connection,
+    tx: &dyn NetworkTx,
     ctx: &RequestContext,
     project_id: &str,
     requested: Option<&[String]>,
@@ -335,19 +337,20 @@ fn check_port_security(p: &Port) -> Result<(), NetworkError> {
 }
 
 /// Whether the caller may see port `p`: its project's, or on a network the caller owns.
-fn port_visible(c: &Connection, ctx: &RequestContext, p: &Port) -> Result<bool, NetworkError> {
+fn port_visible(c: &dyn NetworkTx, ctx: &RequestContext, p: &Port) -> Result<bool, NetworkError> {
     if ctx.can_see(&p.project_id) {
         return Ok(true);
     }
-    Ok(store::get_network(c, &p.network_id)?.is_some_and(|n| ctx.can_see(&n.project_id)))
+    Ok(c.get_network(&p.network_id)?
+        .is_some_and(|n| ctx.can_see(&n.project_id)))
 }
 
 pub(super) fn find_port(
-    c: &Connection,
+    c: &dyn NetworkTx,
     ctx: &RequestContext,
     id: &str,
 ) -> Result<Port, NetworkError> {
-    match store::get_port(c, id)? {
+    match c.get_port(id)? {
         Some(p) if port_visible(c, ctx, &p)? => Ok(p),
         _ => Err(NetworkError::not_found("Port", id)),
     }
@@ -386,7 +389,7 @@ impl NetworkService {
             let net = find_network(tx, ctx, &req.network_id)?;
             let mac_address = match requested_mac {
                 Some(m) => {
-                    if store::mac_in_use(tx, &net.id, m)? {
+                    if tx.mac_in_use(&net.id, m)? {
                         return Err(NetworkError::conflict(
                             "MacAddressInUse",
                             format!(
@@ -421,8 +424,8 @@ impl NetworkService {
                 id: id.clone(),
                 network_id: net.id.clone(),
                 project_id: project_id.clone(),
-                name,
-                description,
+                name: name.clone(),
+                description: description.clone(),
                 mac_address,
                 admin_state_up: req.admin_state_up.unwrap_or(true),
                 device_id: req.device_id.clone().unwrap_or_default(),
@@ -436,19 +439,19 @@ impl NetworkService {
                 revision_number: 1,
             };
             check_port_security(&port)?;
-            store::insert_port(tx, &port)?;
+            tx.insert_port(&port)?;
             Ok(port)
         })
     }
 
     pub fn get_port(&self, ctx: &RequestContext, id: &str) -> Result<Port, NetworkError> {
-        self.db().read(|c| find_port(c, ctx, id))
+        self.read(|c| find_port(c, ctx, id))
     }
 
     pub fn list_ports(&self, ctx: &RequestContext) -> Result<Vec<Port>, NetworkError> {
-        self.db().read(|c| {
-            let nets = store::list_networks(c)?;
-            Ok(store::list_ports(c)?
+        self.read(|c| {
+            let nets = c.list_networks()?;
+            Ok(c.list_ports()?
                 .into_iter()
                 .filter(|p| {
                     ctx.can_see(&p.project_id)
@@ -480,7 +483,7 @@ impl NetworkService {
                         ));
                     }
                     ipam::check_mac(m)?;
-                    if store::mac_in_use(tx, &p.network_id, m)? {
+                    if tx.mac_in_use(&p.network_id, m)? {
                         return Err(NetworkError::conflict(
                             "MacAddressInUse",
                             format!("The mac address {m} is in use."),
@@ -489,41 +492,41 @@ impl NetworkService {
                     p.mac_address = m;
                 }
             }
-            if let Some(v) = req.name {
+            if let Some(v) = req.name.clone() {
                 check_text("name", &v)?;
                 p.name = v;
             }
-            if let Some(v) = req.description {
+            if let Some(v) = req.description.clone() {
                 check_text("description", &v)?;
                 p.description = v;
             }
             if let Some(v) = req.admin_state_up {
                 p.admin_state_up = v;
             }
-            if let Some(v) = req.device_id {
+            if let Some(v) = req.device_id.clone() {
                 p.device_id = v;
             }
-            if let Some(v) = req.device_owner {
+            if let Some(v) = req.device_owner.clone() {
                 p.device_owner = v;
             }
-            if let Some(v) = req.host_id {
+            if let Some(v) = req.host_id.clone() {
                 p.host_id = v;
             }
             if let Some(v) = req.port_security_enabled {
                 p.port_security_enabled = v;
             }
-            if let Some(g) = req.security_groups {
+            if let Some(g) = req.security_groups.clone() {
                 p.security_groups = resolve_groups(tx, ctx, &p.project_id, Some(&g))?;
             }
-            if let Some(pairs) = req.allowed_address_pairs {
+            if let Some(pairs) = req.allowed_address_pairs.clone() {
                 p.allowed_address_pairs = parse_pairs(&pairs, p.mac_address)?;
             }
-            if let Some(ips) = req.fixed_ips {
+            if let Some(ips) = req.fixed_ips.clone() {
                 p.fixed_ips = resolve_fixed_ips(tx, &p.network_id, &p.id, Some(&ips))?;
             }
             check_port_security(&p)?;
-            store::update_port(tx, &p)?;
-            Ok(store::get_port(tx, id)?.unwrap_or(p))
+            tx.update_port(&p)?;
+            Ok(tx.get_port(id)?.unwrap_or(p))
         })
     }
 
@@ -531,7 +534,7 @@ impl NetworkService {
     pub fn delete_port(&self, ctx: &RequestContext, id: &str) -> Result<(), NetworkError> {
         self.change(|tx| {
             find_port(tx, ctx, id)?;
-            Ok(store::delete_port(tx, id)?)
+            Ok(tx.delete_port(id)?)
         })
     }
 }

@@ -3,7 +3,7 @@
 //! sameness test behind `SecurityGroupRuleExists`, and a stored rule as the host spec's
 //! [`RuleSpec`].
 
-use crate::storage::security_groups::SecurityGroupRule;
+use super::store::SecurityGroupRule;
 use ipnet::IpNet;
 use outpost_netdev::{Direction, EtherType, Protocol, Remote, RuleSpec};
 

@@ -4,12 +4,11 @@
 use super::ipam;
 use super::networks::{double, owned_network, parse_ip, visible};
 use super::ports::{allocate, DhcpPortPlan};
+use super::store::{HostRoute, Network, NetworkTx, Pool, Subnet};
 use super::{check_text, new_id, owner, NetworkError, NetworkService, DHCP_OWNER};
 use crate::context::RequestContext;
-use crate::storage::networks::{self as store, HostRoute, Network, Pool, Subnet};
 use crate::timestamp::Timestamp;
 use ipnet::IpNet;
-use rusqlite::Connection;
 use serde::Deserialize;
 use std::net::IpAddr;
 
@@ -66,9 +65,11 @@ pub struct SubnetUpdate {
     pub enable_dhcp: Option<bool>,
 }
 
-fn find_subnet(c: &Connection, ctx: &RequestContext, id: &str) -> Result<Subnet, NetworkError> {
-    let s = store::get_subnet(c, id)?.ok_or_else(|| NetworkError::not_found("Subnet", id))?;
-    let net = store::get_network(c, &s.network_id)?;
+fn find_subnet(c: &dyn NetworkTx, ctx: &RequestContext, id: &str) -> Result<Subnet, NetworkError> {
+    let s = c
+        .get_subnet(id)?
+        .ok_or_else(|| NetworkError::not_found("Subnet", id))?;
+    let net = c.get_network(&s.network_id)?;
     if ctx.can_see(&s.project_id) || net.is_some_and(|n| visible(ctx, &n)) {
         Ok(s)
     } else {
@@ -165,11 +166,11 @@ impl NetworkService {
             let net = owned_network(tx, ctx, &req.network_id)?;
             // A subnet belongs to its network's project unless an admin says otherwise.
             let project_id = if ctx.is_admin() {
-                requested_owner
+                requested_owner.clone()
             } else {
                 net.project_id.clone()
             };
-            for other in store::list_subnets(tx, Some(&net.id))? {
+            for other in tx.list_subnets(Some(&net.id))? {
                 if other.cidr.contains(&cidr.network()) || cidr.contains(&other.cidr.network()) {
                     return Err(NetworkError::invalid(format!(
                         "Requested subnet with cidr: {cidr} for network: {} overlaps with \
@@ -183,35 +184,35 @@ impl NetworkService {
                 id: id.clone(),
                 network_id: net.id.clone(),
                 project_id,
-                name,
-                description,
+                name: name.clone(),
+                description: description.clone(),
                 ip_version: version,
                 cidr,
                 gateway_ip,
                 enable_dhcp: req.enable_dhcp.unwrap_or(true),
-                dns_nameservers,
-                allocation_pools,
-                host_routes,
-                ipv6_address_mode,
-                ipv6_ra_mode,
+                dns_nameservers: dns_nameservers.clone(),
+                allocation_pools: allocation_pools.clone(),
+                host_routes: host_routes.clone(),
+                ipv6_address_mode: ipv6_address_mode.clone(),
+                ipv6_ra_mode: ipv6_ra_mode.clone(),
                 created_at: now,
                 updated_at: now,
                 revision_number: 1,
             };
-            store::insert_subnet(tx, &s)?;
+            tx.insert_subnet(&s)?;
             sync_dhcp_port(tx, &net)?;
             Ok(s)
         })
     }
 
     pub fn get_subnet(&self, ctx: &RequestContext, id: &str) -> Result<Subnet, NetworkError> {
-        self.db().read(|c| find_subnet(c, ctx, id))
+        self.read(|c| find_subnet(c, ctx, id))
     }
 
     pub fn list_subnets(&self, ctx: &RequestContext) -> Result<Vec<Subnet>, NetworkError> {
-        self.db().read(|c| {
-            let nets = store::list_networks(c)?;
-            Ok(store::list_subnets(c, None)?
+        self.read(|c| {
+            let nets = c.list_networks()?;
+            Ok(c.list_subnets(None)?
                 .into_iter()
                 .filter(|s| {
                     ctx.can_see(&s.project_id)
@@ -230,19 +231,19 @@ impl NetworkService {
         self.change(|tx| {
             let mut s = find_subnet(tx, ctx, id)?;
             let net = owned_network(tx, ctx, &s.network_id)?;
-            if let Some(v) = req.name {
+            if let Some(v) = req.name.clone() {
                 check_text("name", &v)?;
                 s.name = v;
             }
-            if let Some(v) = req.description {
+            if let Some(v) = req.description.clone() {
                 check_text("description", &v)?;
                 s.description = v;
             }
-            if let Some(g) = req.gateway_ip {
+            if let Some(g) = req.gateway_ip.clone() {
                 s.gateway_ip = g.map(|g| parse_ip("gateway_ip", &g)).transpose()?;
                 if let Some(g) = s.gateway_ip {
                     ipam::check_gateway(s.cidr, g)?;
-                    if store::ip_holder(tx, &s.network_id, g)?.is_some() {
+                    if tx.ip_holder(&s.network_id, g)?.is_some() {
                         return Err(NetworkError::conflict(
                             "IpAddressInUse",
                             format!("Unable to complete operation for network {}. The IP address {g} is in use.", s.network_id),
@@ -250,22 +251,22 @@ impl NetworkService {
                     }
                 }
             }
-            if let Some(p) = req.allocation_pools {
+            if let Some(p) = req.allocation_pools.clone() {
                 s.allocation_pools = parse_pools(&p)?;
             }
             ipam::check_pools(s.cidr, s.gateway_ip, &s.allocation_pools)?;
-            if let Some(d) = req.dns_nameservers {
+            if let Some(d) = req.dns_nameservers.clone() {
                 s.dns_nameservers = parse_dns(&d)?;
             }
-            if let Some(r) = req.host_routes {
+            if let Some(r) = req.host_routes.clone() {
                 s.host_routes = parse_routes(&r)?;
             }
             if let Some(v) = req.enable_dhcp {
                 s.enable_dhcp = v;
             }
-            store::update_subnet(tx, &s)?;
+            tx.update_subnet(&s)?;
             sync_dhcp_port(tx, &net)?;
-            Ok(store::get_subnet(tx, id)?.unwrap_or(s))
+            Ok(tx.get_subnet(id)?.unwrap_or(s))
         })
     }
 
@@ -274,7 +275,7 @@ impl NetworkService {
         self.change(|tx| {
             let s = find_subnet(tx, ctx, id)?;
             let net = owned_network(tx, ctx, &s.network_id)?;
-            let ports = store::list_ports(tx)?;
+            let ports = tx.list_ports()?;
             let users: Vec<_> = ports
                 .iter()
                 .filter(|p| p.fixed_ips.iter().any(|ip| ip.subnet_id == id))
@@ -291,9 +292,9 @@ impl NetworkService {
             for p in users {
                 let mut p = p.clone();
                 p.fixed_ips.retain(|ip| ip.subnet_id != id);
-                store::update_port(tx, &p)?;
+                tx.update_port(&p)?;
             }
-            store::delete_subnet(tx, id)?;
+            tx.delete_subnet(id)?;
             sync_dhcp_port(tx, &net)
         })
     }
@@ -354,17 +355,19 @@ fn parse_routes(list: &[HostRouteRequest]) -> Result<Vec<HostRoute>, NetworkErro
 
 /// Makes the network's DHCP port match its subnets: absent when no subnet has DHCP, else
 /// one port with an address on every DHCP-enabled subnet (kept across changes).
-pub(super) fn sync_dhcp_port(tx: &Connection, net: &Network) -> Result<(), NetworkError> {
-    let dhcp_subnets: Vec<Subnet> = store::list_subnets(tx, Some(&net.id))?
+pub(super) fn sync_dhcp_port(tx: &dyn NetworkTx, net: &Network) -> Result<(), NetworkError> {
+    let dhcp_subnets: Vec<Subnet> = tx
+        .list_subnets(Some(&net.id))?
         .into_iter()
         .filter(|s| s.enable_dhcp)
         .collect();
-    let existing = store::list_ports(tx)?
+    let existing = tx
+        .list_ports()?
         .into_iter()
         .find(|p| p.network_id == net.id && p.device_owner == DHCP_OWNER);
     match (existing, dhcp_subnets.is_empty()) {
         (None, true) => Ok(()),
-        (Some(p), true) => Ok(store::delete_port(tx, &p.id)?),
+        (Some(p), true) => Ok(tx.delete_port(&p.id)?),
         (existing, false) => {
             let mut port = match existing {
                 Some(p) => p,
@@ -378,10 +381,10 @@ pub(super) fn sync_dhcp_port(tx: &Connection, net: &Network) -> Result<(), Netwo
                     port.fixed_ips.push(ip);
                 }
             }
-            if store::get_port(tx, &port.id)?.is_some() {
-                store::update_port(tx, &port)?;
+            if tx.get_port(&port.id)?.is_some() {
+                tx.update_port(&port)?;
             } else {
-                store::insert_port(tx, &port)?;
+                tx.insert_port(&port)?;
             }
             Ok(())
         }

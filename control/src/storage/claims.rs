@@ -3,10 +3,11 @@
 //! released the claim, and replayed into the scheduler's cluster at start.
 
 use super::StorageError;
-use outpost_resources::Claim;
+use crate::compute::servers::placement::store::ClaimStore;
+use outpost_resources::{Claim, ConsumerId};
 use rusqlite::Connection;
 
-pub fn put(conn: &Connection, claim: &Claim) -> Result<(), StorageError> {
+fn put(conn: &Connection, claim: &Claim) -> Result<(), StorageError> {
     let json = serde_json::to_string(claim)
         .map_err(|e| StorageError::Corrupt(format!("cannot encode a claim: {e}")))?;
     conn.execute(
@@ -18,11 +19,11 @@ pub fn put(conn: &Connection, claim: &Claim) -> Result<(), StorageError> {
 }
 
 /// Removes the consumer's claim; false if it had none.
-pub fn remove(conn: &Connection, consumer_id: &str) -> Result<bool, StorageError> {
+fn remove(conn: &Connection, consumer_id: &str) -> Result<bool, StorageError> {
     Ok(conn.execute("DELETE FROM claims WHERE consumer_id = ?1", [consumer_id])? > 0)
 }
 
-pub fn all(conn: &Connection) -> Result<Vec<Claim>, StorageError> {
+fn all(conn: &Connection) -> Result<Vec<Claim>, StorageError> {
     let mut st = conn.prepare("SELECT consumer_id, claim FROM claims ORDER BY consumer_id")?;
     let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
     rows.map(|row| {
@@ -33,11 +34,43 @@ pub fn all(conn: &Connection) -> Result<Vec<Claim>, StorageError> {
     .collect()
 }
 
+/// The SQLite implementation of placement's door: each method one transaction.
+impl ClaimStore for super::Db {
+    fn claims(&self) -> Result<Vec<Claim>, StorageError> {
+        self.read(all)
+    }
+
+    fn put_claims(&self, claims: &[Claim]) -> Result<(), StorageError> {
+        self.write(|tx| claims.iter().try_for_each(|c| put(tx, c)))
+    }
+
+    fn remove_claim(
+        &self,
+        consumer: &ConsumerId,
+        then: Option<&Claim>,
+    ) -> Result<bool, StorageError> {
+        self.write(|tx| {
+            let removed = remove(tx, &consumer.0)?;
+            if let Some(c) = then {
+                put(tx, c)?;
+            }
+            Ok(removed)
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::storage::Db;
-    use outpost_resources::{ConsumerId, HostId, Resources};
+    use outpost_resources::{HostId, Resources};
+
+    #[test]
+    fn conforms_to_the_claim_store_contract() {
+        crate::compute::servers::placement::store::conformance::run(|| {
+            Db::open_in_memory().unwrap()
+        });
+    }
 
     #[test]
     fn claims_round_trip_and_replace() {

@@ -1,111 +1,14 @@
-//! Glance images: the record, its additional properties and tags, and who uses it.
+//! Glance images in SQLite, behind [`ImageRecordStore`]: the record, its additional
+//! properties and tags, and who uses it.
 
 use super::{flag, StorageError};
+use crate::image::store::{
+    Conversion, Image, ImageData, ImageRecordStore, ImageStatus, ImageVisibility,
+};
+use crate::image::{ConsumerKind, ImageError};
 use crate::timestamp::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Row};
 use std::collections::{BTreeMap, BTreeSet};
-
-/// Glance's image statuses, as far as this service moves through them. A failed or
-/// interrupted upload returns the image to `Queued` (as Glance's `PUT /file` does), so the
-/// data can be uploaded again; `Killed` marks an image whose data vanished from disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ImageStatus {
-    Queued,
-    Saving,
-    Active,
-    Killed,
-}
-
-impl ImageStatus {
-    pub const ALL: [ImageStatus; 4] = [Self::Queued, Self::Saving, Self::Active, Self::Killed];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Saving => "saving",
-            Self::Active => "active",
-            Self::Killed => "killed",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<ImageStatus> {
-        Self::ALL.into_iter().find(|v| v.as_str() == s)
-    }
-}
-
-/// Glance v2 visibility. `Shared` images are seen by their owner only, since image members
-/// are not served.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ImageVisibility {
-    Public,
-    Private,
-    Shared,
-    Community,
-}
-
-impl ImageVisibility {
-    pub const ALL: [ImageVisibility; 4] =
-        [Self::Public, Self::Private, Self::Shared, Self::Community];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Public => "public",
-            Self::Private => "private",
-            Self::Shared => "shared",
-            Self::Community => "community",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<ImageVisibility> {
-        Self::ALL.into_iter().find(|v| v.as_str() == s)
-    }
-}
-
-/// What was received when the upload was converted before being stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Conversion {
-    pub from_format: String,
-    pub checksum: String,
-    pub os_hash_value: String,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Image {
-    pub id: String,
-    pub name: Option<String>,
-    pub status: ImageStatus,
-    pub visibility: ImageVisibility,
-    /// The owning project's id.
-    pub owner: Option<String>,
-    pub disk_format: Option<String>,
-    pub container_format: Option<String>,
-    pub min_disk: i64,
-    pub min_ram: i64,
-    pub protected: bool,
-    pub size: Option<i64>,
-    pub virtual_size: Option<i64>,
-    pub checksum: Option<String>,
-    pub os_hash_algo: Option<String>,
-    pub os_hash_value: Option<String>,
-    pub conversion: Option<Conversion>,
-    pub properties: BTreeMap<String, String>,
-    pub tags: BTreeSet<String>,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
-}
-
-/// The stored data of an image, recorded when its upload completes.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ImageData {
-    pub size: i64,
-    pub virtual_size: i64,
-    pub checksum: String,
-    pub os_hash_algo: String,
-    pub os_hash_value: String,
-    /// The disk format of the stored file (raw after a qcow2 conversion).
-    pub disk_format: String,
-    pub conversion: Option<Conversion>,
-}
 
 const COLUMNS: &str = "id, name, status, visibility, owner, disk_format, container_format, \
                        min_disk, min_ram, protected, size, virtual_size, checksum, os_hash_algo, \
@@ -161,7 +64,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Image> {
 }
 
 /// Inserts `image` with its properties and tags.
-pub fn insert(conn: &Connection, image: &Image) -> Result<(), StorageError> {
+fn insert(conn: &Connection, image: &Image) -> Result<(), StorageError> {
     conn.execute(
         &format!(
             "INSERT INTO images ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
@@ -195,7 +98,7 @@ pub fn insert(conn: &Connection, image: &Image) -> Result<(), StorageError> {
     Ok(())
 }
 
-pub fn by_id(conn: &Connection, id: &str) -> Result<Option<Image>, StorageError> {
+fn by_id(conn: &Connection, id: &str) -> Result<Option<Image>, StorageError> {
     let sql = format!("SELECT {COLUMNS} FROM images WHERE id = ?1");
     let Some(mut image) = conn.query_row(&sql, [id], row).optional()? else {
         return Ok(None);
@@ -213,7 +116,7 @@ pub fn by_id(conn: &Connection, id: &str) -> Result<Option<Image>, StorageError>
 
 /// Every image with its properties and tags, in no particular order. Listing filters,
 /// visibility and sorting are applied by the caller: an appliance holds few images.
-pub fn all(conn: &Connection) -> Result<Vec<Image>, StorageError> {
+fn all(conn: &Connection) -> Result<Vec<Image>, StorageError> {
     let mut st = conn.prepare(&format!("SELECT {COLUMNS} FROM images"))?;
     let mut images: Vec<Image> = st.query_map([], row)?.collect::<Result<_, _>>()?;
     let mut props: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
@@ -237,7 +140,7 @@ pub fn all(conn: &Connection) -> Result<Vec<Image>, StorageError> {
 
 /// Writes the user-changeable fields of `image` (everything but status, data and creation
 /// time), its properties and tags; `updated_at` becomes now.
-pub fn save(conn: &Connection, image: &Image) -> Result<(), StorageError> {
+fn save(conn: &Connection, image: &Image) -> Result<(), StorageError> {
     conn.execute(
         "UPDATE images SET name = ?2, visibility = ?3, owner = ?4, disk_format = ?5,
                 container_format = ?6, min_disk = ?7, min_ram = ?8, protected = ?9,
@@ -285,7 +188,7 @@ fn replace_tags(conn: &Connection, id: &str, tags: &BTreeSet<String>) -> Result<
 }
 
 /// Moves image `id` from one of `from` to `to`; false if it is not in one of `from` (or gone).
-pub fn set_status_if(
+fn set_status_if(
     conn: &Connection,
     id: &str,
     from: &[ImageStatus],
@@ -297,7 +200,7 @@ pub fn set_status_if(
 
 /// Records the stored data of image `id` and makes it active, if it is still `saving`; false
 /// otherwise (it was deleted meanwhile).
-pub fn record_data(conn: &Connection, id: &str, data: &ImageData) -> Result<bool, StorageError> {
+fn record_data(conn: &Connection, id: &str, data: &ImageData) -> Result<bool, StorageError> {
     let c = data.conversion.as_ref();
     let n = conn.execute(
         "UPDATE images SET status = 'active', size = ?2, virtual_size = ?3, checksum = ?4,
@@ -322,19 +225,19 @@ pub fn record_data(conn: &Connection, id: &str, data: &ImageData) -> Result<bool
     Ok(n > 0)
 }
 
-pub fn delete(conn: &Connection, id: &str) -> Result<bool, StorageError> {
+fn delete(conn: &Connection, id: &str) -> Result<bool, StorageError> {
     Ok(conn.execute("DELETE FROM images WHERE id = ?1", [id])? > 0)
 }
 
 /// Ids of images in `status`.
-pub fn ids_in_status(conn: &Connection, status: ImageStatus) -> Result<Vec<String>, StorageError> {
+fn ids_in_status(conn: &Connection, status: ImageStatus) -> Result<Vec<String>, StorageError> {
     let mut st = conn.prepare("SELECT id FROM images WHERE status = ?1")?;
     let ids = st.query_map([status.as_str()], |r| r.get(0))?;
     Ok(ids.collect::<Result<_, _>>()?)
 }
 
 /// Records that `consumer_kind` `consumer_id` uses image `image_id` (idempotent).
-pub fn add_usage(
+fn add_usage(
     conn: &Connection,
     image_id: &str,
     consumer_kind: &str,
@@ -349,7 +252,7 @@ pub fn add_usage(
 }
 
 /// Removes every use by `consumer_kind` `consumer_id`; returns how many were removed.
-pub fn remove_usage(
+fn remove_usage(
     conn: &Connection,
     consumer_kind: &str,
     consumer_id: &str,
@@ -361,7 +264,7 @@ pub fn remove_usage(
 }
 
 /// Who uses image `image_id`: (consumer kind, consumer id), sorted.
-pub fn usage(conn: &Connection, image_id: &str) -> Result<Vec<(String, String)>, StorageError> {
+fn usage(conn: &Connection, image_id: &str) -> Result<Vec<(String, String)>, StorageError> {
     let mut st = conn.prepare(
         "SELECT consumer_kind, consumer_id FROM image_usage WHERE image_id = ?1
          ORDER BY consumer_kind, consumer_id",
@@ -370,10 +273,131 @@ pub fn usage(conn: &Connection, image_id: &str) -> Result<Vec<(String, String)>,
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// The SQLite implementation of Glance's door: each method one transaction.
+impl ImageRecordStore for super::Db {
+    fn create_image(&self, image: &Image) -> Result<(), ImageError> {
+        self.write(|tx| {
+            if by_id(tx, &image.id)?.is_some() {
+                return Err(ImageError::IdExists(image.id.clone()));
+            }
+            Ok(insert(tx, image)?)
+        })
+    }
+
+    fn image(&self, id: &str) -> Result<Option<Image>, StorageError> {
+        self.read(|c| by_id(c, id))
+    }
+
+    fn images(&self) -> Result<Vec<Image>, StorageError> {
+        self.read(all)
+    }
+
+    fn image_ids_in_status(&self, status: ImageStatus) -> Result<Vec<String>, StorageError> {
+        self.read(|c| ids_in_status(c, status))
+    }
+
+    fn update_image(
+        &self,
+        id: &str,
+        change: &mut dyn FnMut(&mut Image) -> Result<bool, ImageError>,
+    ) -> Result<Option<Image>, ImageError> {
+        self.write(|tx| {
+            let Some(before) = by_id(tx, id)? else {
+                return Ok(None);
+            };
+            let mut image = before.clone();
+            if !change(&mut image)? {
+                return Ok(Some(before));
+            }
+            save(tx, &image)?;
+            if image.status != before.status {
+                set_status_if(tx, id, &[before.status], image.status)?;
+            }
+            Ok(by_id(tx, id)?)
+        })
+    }
+
+    fn set_image_status_if(
+        &self,
+        id: &str,
+        from: &[ImageStatus],
+        to: ImageStatus,
+    ) -> Result<bool, StorageError> {
+        self.write(|tx| set_status_if(tx, id, from, to))
+    }
+
+    fn record_image_data(&self, id: &str, data: &ImageData) -> Result<bool, StorageError> {
+        self.write(|tx| record_data(tx, id, data))
+    }
+
+    fn delete_unheld_image(
+        &self,
+        id: &str,
+        check: &mut dyn FnMut(&Image) -> Result<(), ImageError>,
+    ) -> Result<(), ImageError> {
+        self.write(|tx| {
+            let image = by_id(tx, id)?.ok_or_else(|| ImageError::NotFound(id.to_owned()))?;
+            check(&image)?;
+            let users = usage(tx, id)?;
+            if !users.is_empty() {
+                return Err(ImageError::InUse {
+                    id: id.to_owned(),
+                    users: crate::image::describe_users(&users),
+                });
+            }
+            delete(tx, id)?;
+            Ok(())
+        })
+    }
+
+    fn hold_images(
+        &self,
+        image_ids: &[String],
+        kind: ConsumerKind,
+        consumer: &str,
+    ) -> Result<(), ImageError> {
+        self.write(|tx| {
+            for image_id in image_ids {
+                let image =
+                    by_id(tx, image_id)?.ok_or_else(|| ImageError::NotFound(image_id.clone()))?;
+                if image.status != ImageStatus::Active {
+                    return Err(ImageError::NotActive(image_id.clone()));
+                }
+                add_usage(tx, image_id, kind.as_str(), consumer)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn release_images(&self, kind: ConsumerKind, consumer: &str) -> Result<usize, StorageError> {
+        self.write(|tx| remove_usage(tx, kind.as_str(), consumer))
+    }
+
+    fn image_holders(&self, id: &str) -> Result<Vec<(String, String)>, StorageError> {
+        self.read(|c| usage(c, id))
+    }
+
+    fn holders_of_kind(&self, kind: ConsumerKind) -> Result<Vec<String>, StorageError> {
+        self.read(|c| {
+            let mut st = c.prepare(
+                "SELECT DISTINCT consumer_id FROM image_usage WHERE consumer_kind = ?1
+                 ORDER BY consumer_id",
+            )?;
+            let ids = st.query_map([kind.as_str()], |r| r.get(0))?;
+            Ok(ids.collect::<Result<_, _>>()?)
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::storage::Db;
+
+    #[test]
+    fn conforms_to_the_image_store_contract() {
+        crate::image::store::conformance::run(|| Db::open_in_memory().unwrap());
+    }
 
     pub(crate) fn image(id: &str) -> Image {
         Image {

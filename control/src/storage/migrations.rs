@@ -66,7 +66,7 @@ pub(super) fn apply(conn: &mut Connection, steps: &[Migration]) -> Result<(), St
         let failed = |source| StorageError::Migration {
             version: step.version,
             name: step.name,
-            source,
+            source: Box::new(source),
         };
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)

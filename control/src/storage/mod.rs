@@ -1,47 +1,35 @@
-//! The control service's state in SQLite: opening the database (WAL, foreign keys),
-//! schema migrations, and one module of typed queries per resource kind. Nothing above this
-//! module writes SQL; every change runs inside [`Db::write`]'s transaction.
+//! The control service's state in SQLite, for one box: opening the database (WAL, foreign
+//! keys), schema migrations, and one module per resource kind that implements its domain's
+//! store trait on [`Db`] (`impl FlavorStore for Db`, ...). Nothing above this module writes
+//! SQL; every change runs inside [`Db::write`]'s transaction.
 //!
 //! One connection behind a mutex serves the whole daemon: an appliance's API traffic is light,
 //! and a single writer is what SQLite allows anyway. Callers run on tokio's blocking pool.
 
-pub mod claims;
-pub mod flavors;
-pub mod identity;
-pub mod images;
+mod claims;
+mod flavors;
+mod identity;
+mod images;
 mod migrations;
-pub mod networks;
-pub mod security_groups;
-pub mod servers;
-pub mod tokens;
-pub mod volumes;
+mod networks;
+mod security_groups;
+mod servers;
+mod tokens;
+mod volumes;
 
 pub use migrations::{Migration, MIGRATIONS};
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StorageError {
-    #[error("cannot open the database {path:?}: {source}")]
-    Open {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
-    #[error("the database schema is at version {found}, newer than this outpostd knows ({known}); run a newer outpostd")]
-    SchemaTooNew { found: i64, known: i64 },
-    #[error("schema migration {version} ({name}) failed: {source}")]
-    Migration {
-        version: i64,
-        name: &'static str,
-        source: rusqlite::Error,
-    },
-    #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    #[error("the database holds a value this outpostd cannot read: {0}")]
-    Corrupt(String),
+pub use crate::store::StorageError;
+
+impl From<rusqlite::Error> for StorageError {
+    fn from(e: rusqlite::Error) -> Self {
+        StorageError::Backend(Box::new(e))
+    }
 }
 
 /// The database handle shared by all requests. Clones share the one connection, so
@@ -56,7 +44,7 @@ impl Db {
     pub fn open(path: &Path) -> Result<Db, StorageError> {
         let conn = Connection::open(path).map_err(|source| StorageError::Open {
             path: path.to_owned(),
-            source,
+            source: Box::new(source),
         })?;
         Self::setup(conn)
     }
@@ -87,13 +75,20 @@ impl Db {
     }
 
     /// Runs `f` on the connection outside any explicit transaction (each statement is atomic).
-    pub fn read<T, E>(&self, f: impl FnOnce(&Connection) -> Result<T, E>) -> Result<T, E> {
+    /// Only the SQLite implementations of the doors, in this module, reach the connection.
+    pub(in crate::storage) fn read<T, E>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, E>,
+    ) -> Result<T, E> {
         f(&self.lock())
     }
 
     /// Runs `f` in an IMMEDIATE transaction (the write lock is taken up front, so checks made
     /// inside `f` still hold when it writes); commits if `f` succeeds, rolls back otherwise.
-    pub fn write<T, E>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T, E>) -> Result<T, E>
+    pub(in crate::storage) fn write<T, E>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, E>
     where
         E: From<StorageError>,
     {
@@ -107,6 +102,22 @@ impl Db {
     }
 }
 
+impl crate::store::Doors {
+    /// Every door on this one SQLite database (one box).
+    pub fn sqlite(db: &Db) -> crate::store::Doors {
+        let db = Arc::new(db.clone());
+        crate::store::Doors {
+            identity: db.clone(),
+            flavors: db.clone(),
+            images: db.clone(),
+            volumes: db.clone(),
+            networks: db.clone(),
+            servers: db.clone(),
+            claims: db,
+        }
+    }
+}
+
 /// Reads a boolean stored as INTEGER 0/1.
 fn flag(v: i64) -> bool {
     v != 0
@@ -115,7 +126,7 @@ fn flag(v: i64) -> bool {
 /// Sets the `status` of row `id` in `table` to `to` (and its `fault`, when `fault` is given)
 /// if the current status is one of `from`; false when the row is gone or in another status.
 /// One `UPDATE ... WHERE status IN (...)`, so the check and the change are atomic.
-pub(crate) fn set_status_if(
+fn set_status_if(
     conn: &Connection,
     table: &'static str,
     id: &str,

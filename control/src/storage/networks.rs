@@ -1,102 +1,19 @@
-//! Neutron's state: networks, subnets, and ports with their fixed IPs (IPAM's allocations)
-//! and security groups ([`super::security_groups`] has the groups and rules). Whole rows in,
+//! Neutron's state in SQLite, behind [`NetworkStore`]: networks, subnets, and ports with
+//! their fixed IPs (IPAM's allocations, each address once under a UNIQUE constraint) and
+//! security groups ([`super::security_groups`] has the groups and rules). Whole rows in,
 //! whole rows out; the rules about them live in `crate::network`.
 
 use super::{flag, StorageError};
+use crate::network::store::{
+    FixedIp, Network, NetworkStore, NetworkTx, Port, SecurityGroup, SecurityGroupRule, Subnet,
+};
+use crate::network::NetworkError;
 use crate::timestamp::Timestamp;
-use ipnet::IpNet;
 use outpost_netdev::MacAddr;
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::HashMap;
 use std::net::IpAddr;
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Network {
-    pub id: String,
-    pub project_id: String,
-    pub name: String,
-    pub description: String,
-    pub admin_state_up: bool,
-    pub shared: bool,
-    pub mtu: u32,
-    pub port_security_enabled: bool,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
-    pub revision_number: i64,
-}
-
-/// One allocation pool: `start..=end`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Pool {
-    pub start: IpAddr,
-    pub end: IpAddr,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HostRoute {
-    pub destination: IpNet,
-    pub nexthop: IpAddr,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Subnet {
-    pub id: String,
-    pub network_id: String,
-    pub project_id: String,
-    pub name: String,
-    pub description: String,
-    pub ip_version: u8,
-    pub cidr: IpNet,
-    pub gateway_ip: Option<IpAddr>,
-    pub enable_dhcp: bool,
-    pub dns_nameservers: Vec<IpAddr>,
-    pub allocation_pools: Vec<Pool>,
-    pub host_routes: Vec<HostRoute>,
-    pub ipv6_address_mode: Option<String>,
-    pub ipv6_ra_mode: Option<String>,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
-    pub revision_number: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FixedIp {
-    pub subnet_id: String,
-    pub ip_address: IpAddr,
-}
-
-/// Neutron's allowed_address_pairs entry: an address or prefix, and the MAC it may use.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AddressPair {
-    pub ip_address: IpNet,
-    pub mac_address: MacAddr,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Port {
-    pub id: String,
-    pub network_id: String,
-    pub project_id: String,
-    pub name: String,
-    pub description: String,
-    pub mac_address: MacAddr,
-    pub admin_state_up: bool,
-    pub device_id: String,
-    pub device_owner: String,
-    /// `binding:host_id`; empty when unbound.
-    pub host_id: String,
-    pub port_security_enabled: bool,
-    pub allowed_address_pairs: Vec<AddressPair>,
-    /// Made by the compute side for a server; deleted (not unbound) with it.
-    pub auto_delete: bool,
-    pub fixed_ips: Vec<FixedIp>,
-    /// Security group ids, in the order given.
-    pub security_groups: Vec<String>,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
-    pub revision_number: i64,
-}
 
 pub(super) fn corrupt(what: &str, e: impl std::fmt::Display) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
@@ -143,7 +60,7 @@ fn network_row(r: &Row<'_>) -> rusqlite::Result<Network> {
     })
 }
 
-pub fn insert_network(c: &Connection, n: &Network) -> Result<(), StorageError> {
+pub(super) fn insert_network(c: &Connection, n: &Network) -> Result<(), StorageError> {
     c.execute(
         &format!(
             "INSERT INTO networks ({NETWORK_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)"
@@ -166,7 +83,7 @@ pub fn insert_network(c: &Connection, n: &Network) -> Result<(), StorageError> {
 }
 
 /// Writes every mutable field of `n` and bumps its revision.
-pub fn update_network(c: &Connection, n: &Network) -> Result<(), StorageError> {
+pub(super) fn update_network(c: &Connection, n: &Network) -> Result<(), StorageError> {
     c.execute(
         "UPDATE networks SET name = ?2, description = ?3, admin_state_up = ?4, shared = ?5, \
          mtu = ?6, port_security_enabled = ?7, updated_at = ?8, \
@@ -185,7 +102,7 @@ pub fn update_network(c: &Connection, n: &Network) -> Result<(), StorageError> {
     Ok(())
 }
 
-pub fn get_network(c: &Connection, id: &str) -> Result<Option<Network>, StorageError> {
+pub(super) fn get_network(c: &Connection, id: &str) -> Result<Option<Network>, StorageError> {
     Ok(c.query_row(
         &format!("SELECT {NETWORK_COLUMNS} FROM networks WHERE id = ?1"),
         [id],
@@ -194,7 +111,7 @@ pub fn get_network(c: &Connection, id: &str) -> Result<Option<Network>, StorageE
     .optional()?)
 }
 
-pub fn list_networks(c: &Connection) -> Result<Vec<Network>, StorageError> {
+pub(super) fn list_networks(c: &Connection) -> Result<Vec<Network>, StorageError> {
     let mut st = c.prepare(&format!(
         "SELECT {NETWORK_COLUMNS} FROM networks ORDER BY created_at, id"
     ))?;
@@ -202,7 +119,7 @@ pub fn list_networks(c: &Connection) -> Result<Vec<Network>, StorageError> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub fn delete_network(c: &Connection, id: &str) -> Result<(), StorageError> {
+pub(super) fn delete_network(c: &Connection, id: &str) -> Result<(), StorageError> {
     c.execute("DELETE FROM networks WHERE id = ?1", [id])?;
     Ok(())
 }
@@ -238,7 +155,7 @@ fn subnet_row(r: &Row<'_>) -> rusqlite::Result<Subnet> {
     })
 }
 
-pub fn insert_subnet(c: &Connection, s: &Subnet) -> Result<(), StorageError> {
+pub(super) fn insert_subnet(c: &Connection, s: &Subnet) -> Result<(), StorageError> {
     c.execute(
         &format!(
             "INSERT INTO subnets ({SUBNET_COLUMNS}) \
@@ -268,7 +185,7 @@ pub fn insert_subnet(c: &Connection, s: &Subnet) -> Result<(), StorageError> {
 }
 
 /// Writes the mutable fields of `s` and bumps its revision.
-pub fn update_subnet(c: &Connection, s: &Subnet) -> Result<(), StorageError> {
+pub(super) fn update_subnet(c: &Connection, s: &Subnet) -> Result<(), StorageError> {
     c.execute(
         "UPDATE subnets SET name = ?2, description = ?3, enable_dhcp = ?4, dns_nameservers = ?5, \
          host_routes = ?6, gateway_ip = ?7, allocation_pools = ?8, updated_at = ?9, \
@@ -288,7 +205,7 @@ pub fn update_subnet(c: &Connection, s: &Subnet) -> Result<(), StorageError> {
     Ok(())
 }
 
-pub fn get_subnet(c: &Connection, id: &str) -> Result<Option<Subnet>, StorageError> {
+pub(super) fn get_subnet(c: &Connection, id: &str) -> Result<Option<Subnet>, StorageError> {
     Ok(c.query_row(
         &format!("SELECT {SUBNET_COLUMNS} FROM subnets WHERE id = ?1"),
         [id],
@@ -298,7 +215,10 @@ pub fn get_subnet(c: &Connection, id: &str) -> Result<Option<Subnet>, StorageErr
 }
 
 /// All subnets, or those of one network, oldest first.
-pub fn list_subnets(c: &Connection, network_id: Option<&str>) -> Result<Vec<Subnet>, StorageError> {
+pub(super) fn list_subnets(
+    c: &Connection,
+    network_id: Option<&str>,
+) -> Result<Vec<Subnet>, StorageError> {
     let mut st = c.prepare(&format!(
         "SELECT {SUBNET_COLUMNS} FROM subnets WHERE ?1 IS NULL OR network_id = ?1 \
          ORDER BY created_at, id"
@@ -307,7 +227,7 @@ pub fn list_subnets(c: &Connection, network_id: Option<&str>) -> Result<Vec<Subn
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub fn delete_subnet(c: &Connection, id: &str) -> Result<(), StorageError> {
+pub(super) fn delete_subnet(c: &Connection, id: &str) -> Result<(), StorageError> {
     c.execute("DELETE FROM subnets WHERE id = ?1", [id])?;
     Ok(())
 }
@@ -343,7 +263,7 @@ fn port_row(r: &Row<'_>) -> rusqlite::Result<Port> {
 
 /// Inserts the port with its fixed IPs and groups. A taken address or MAC fails on the
 /// UNIQUE constraints (callers check first, for Neutron's errors).
-pub fn insert_port(c: &Connection, p: &Port) -> Result<(), StorageError> {
+pub(super) fn insert_port(c: &Connection, p: &Port) -> Result<(), StorageError> {
     c.execute(
         &format!(
             "INSERT INTO ports ({PORT_COLUMNS}) \
@@ -373,7 +293,7 @@ pub fn insert_port(c: &Connection, p: &Port) -> Result<(), StorageError> {
 }
 
 /// Writes the port's scalar fields, fixed IPs and groups, and bumps its revision.
-pub fn update_port(c: &Connection, p: &Port) -> Result<(), StorageError> {
+pub(super) fn update_port(c: &Connection, p: &Port) -> Result<(), StorageError> {
     c.execute(
         "UPDATE ports SET name = ?2, description = ?3, admin_state_up = ?4, device_id = ?5, \
          device_owner = ?6, host_id = ?7, port_security_enabled = ?8, \
@@ -438,7 +358,7 @@ fn set_port_groups(c: &Connection, port_id: &str, groups: &[String]) -> Result<(
 }
 
 /// Every port with its addresses and groups, oldest first.
-pub fn list_ports(c: &Connection) -> Result<Vec<Port>, StorageError> {
+pub(super) fn list_ports(c: &Connection) -> Result<Vec<Port>, StorageError> {
     let mut st = c.prepare(&format!(
         "SELECT {PORT_COLUMNS} FROM ports ORDER BY created_at, id"
     ))?;
@@ -474,7 +394,7 @@ pub fn list_ports(c: &Connection) -> Result<Vec<Port>, StorageError> {
     Ok(ports)
 }
 
-pub fn get_port(c: &Connection, id: &str) -> Result<Option<Port>, StorageError> {
+pub(super) fn get_port(c: &Connection, id: &str) -> Result<Option<Port>, StorageError> {
     let Some(mut p) = c
         .query_row(
             &format!("SELECT {PORT_COLUMNS} FROM ports WHERE id = ?1"),
@@ -504,20 +424,20 @@ pub fn get_port(c: &Connection, id: &str) -> Result<Option<Port>, StorageError> 
     Ok(Some(p))
 }
 
-pub fn delete_port(c: &Connection, id: &str) -> Result<(), StorageError> {
+pub(super) fn delete_port(c: &Connection, id: &str) -> Result<(), StorageError> {
     c.execute("DELETE FROM ports WHERE id = ?1", [id])?;
     Ok(())
 }
 
 /// The addresses taken in `subnet_id`.
-pub fn allocated_ips(c: &Connection, subnet_id: &str) -> Result<Vec<IpAddr>, StorageError> {
+pub(super) fn allocated_ips(c: &Connection, subnet_id: &str) -> Result<Vec<IpAddr>, StorageError> {
     let mut st = c.prepare("SELECT ip_address FROM ip_allocations WHERE subnet_id = ?1")?;
     let rows = st.query_map([subnet_id], |r| parsed("ip_address", r.get(0)?))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// The port holding `ip` on `network_id`, if any.
-pub fn ip_holder(
+pub(super) fn ip_holder(
     c: &Connection,
     network_id: &str,
     ip: IpAddr,
@@ -530,7 +450,11 @@ pub fn ip_holder(
     .optional()?)
 }
 
-pub fn mac_in_use(c: &Connection, network_id: &str, mac: MacAddr) -> Result<bool, StorageError> {
+pub(super) fn mac_in_use(
+    c: &Connection,
+    network_id: &str,
+    mac: MacAddr,
+) -> Result<bool, StorageError> {
     let n: i64 = c.query_row(
         "SELECT COUNT(*) FROM ports WHERE network_id = ?1 AND mac_address = ?2",
         params![network_id, mac.to_string()],
@@ -540,10 +464,158 @@ pub fn mac_in_use(c: &Connection, network_id: &str, mac: MacAddr) -> Result<bool
 }
 
 /// How many ports use group `id`.
-pub fn ports_in_group(c: &Connection, id: &str) -> Result<i64, StorageError> {
+pub(super) fn ports_in_group(c: &Connection, id: &str) -> Result<i64, StorageError> {
     Ok(c.query_row(
         "SELECT COUNT(*) FROM port_security_groups WHERE security_group_id = ?1",
         [id],
         |r| r.get(0),
     )?)
+}
+/// The SQLite view of a unit of work: a connection inside [`super::Db::read`] or
+/// [`super::Db::write`]'s transaction.
+struct SqliteNetworkTx<'a>(&'a Connection);
+
+impl NetworkTx for SqliteNetworkTx<'_> {
+    fn insert_network(&self, n: &Network) -> Result<(), StorageError> {
+        insert_network(self.0, n)
+    }
+
+    fn update_network(&self, n: &Network) -> Result<(), StorageError> {
+        update_network(self.0, n)
+    }
+
+    fn get_network(&self, id: &str) -> Result<Option<Network>, StorageError> {
+        get_network(self.0, id)
+    }
+
+    fn list_networks(&self) -> Result<Vec<Network>, StorageError> {
+        list_networks(self.0)
+    }
+
+    fn delete_network(&self, id: &str) -> Result<(), StorageError> {
+        delete_network(self.0, id)
+    }
+
+    fn insert_subnet(&self, s: &Subnet) -> Result<(), StorageError> {
+        insert_subnet(self.0, s)
+    }
+
+    fn update_subnet(&self, s: &Subnet) -> Result<(), StorageError> {
+        update_subnet(self.0, s)
+    }
+
+    fn get_subnet(&self, id: &str) -> Result<Option<Subnet>, StorageError> {
+        get_subnet(self.0, id)
+    }
+
+    fn list_subnets(&self, network_id: Option<&str>) -> Result<Vec<Subnet>, StorageError> {
+        list_subnets(self.0, network_id)
+    }
+
+    fn delete_subnet(&self, id: &str) -> Result<(), StorageError> {
+        delete_subnet(self.0, id)
+    }
+
+    fn insert_port(&self, p: &Port) -> Result<(), StorageError> {
+        insert_port(self.0, p)
+    }
+
+    fn update_port(&self, p: &Port) -> Result<(), StorageError> {
+        update_port(self.0, p)
+    }
+
+    fn list_ports(&self) -> Result<Vec<Port>, StorageError> {
+        list_ports(self.0)
+    }
+
+    fn get_port(&self, id: &str) -> Result<Option<Port>, StorageError> {
+        get_port(self.0, id)
+    }
+
+    fn delete_port(&self, id: &str) -> Result<(), StorageError> {
+        delete_port(self.0, id)
+    }
+
+    fn allocated_ips(&self, subnet_id: &str) -> Result<Vec<IpAddr>, StorageError> {
+        allocated_ips(self.0, subnet_id)
+    }
+
+    fn ip_holder(&self, network_id: &str, ip: IpAddr) -> Result<Option<String>, StorageError> {
+        ip_holder(self.0, network_id, ip)
+    }
+
+    fn mac_in_use(&self, network_id: &str, mac: MacAddr) -> Result<bool, StorageError> {
+        mac_in_use(self.0, network_id, mac)
+    }
+
+    fn ports_in_group(&self, id: &str) -> Result<i64, StorageError> {
+        ports_in_group(self.0, id)
+    }
+
+    fn insert_group(&self, g: &SecurityGroup) -> Result<(), StorageError> {
+        super::security_groups::insert_group(self.0, g)
+    }
+
+    fn update_group(&self, g: &SecurityGroup) -> Result<(), StorageError> {
+        super::security_groups::update_group(self.0, g)
+    }
+
+    fn get_group(&self, id: &str) -> Result<Option<SecurityGroup>, StorageError> {
+        super::security_groups::get_group(self.0, id)
+    }
+
+    fn default_group(&self, project_id: &str) -> Result<Option<SecurityGroup>, StorageError> {
+        super::security_groups::default_group(self.0, project_id)
+    }
+
+    fn list_groups(&self) -> Result<Vec<SecurityGroup>, StorageError> {
+        super::security_groups::list_groups(self.0)
+    }
+
+    fn delete_group(&self, id: &str) -> Result<(), StorageError> {
+        super::security_groups::delete_group(self.0, id)
+    }
+
+    fn insert_rule(&self, r: &SecurityGroupRule) -> Result<(), StorageError> {
+        super::security_groups::insert_rule(self.0, r)
+    }
+
+    fn get_rule(&self, id: &str) -> Result<Option<SecurityGroupRule>, StorageError> {
+        super::security_groups::get_rule(self.0, id)
+    }
+
+    fn list_rules(&self, group_id: Option<&str>) -> Result<Vec<SecurityGroupRule>, StorageError> {
+        super::security_groups::list_rules(self.0, group_id)
+    }
+
+    fn delete_rule(&self, r: &SecurityGroupRule) -> Result<(), StorageError> {
+        super::security_groups::delete_rule(self.0, r)
+    }
+}
+
+/// The SQLite implementation of Neutron's door: a read, or one IMMEDIATE transaction.
+impl NetworkStore for super::Db {
+    fn read_networks(
+        &self,
+        f: &mut dyn FnMut(&dyn NetworkTx) -> Result<(), NetworkError>,
+    ) -> Result<(), NetworkError> {
+        self.read(|c| f(&SqliteNetworkTx(c)))
+    }
+
+    fn write_networks(
+        &self,
+        f: &mut dyn FnMut(&dyn NetworkTx) -> Result<(), NetworkError>,
+    ) -> Result<(), NetworkError> {
+        self.write(|tx| f(&SqliteNetworkTx(tx)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::storage::Db;
+
+    #[test]
+    fn conforms_to_the_network_store_contract() {
+        crate::network::store::conformance::run(|| Db::open_in_memory().unwrap());
+    }
 }

@@ -3,42 +3,9 @@
 
 use super::networks::parsed;
 use super::{flag, StorageError};
+use crate::network::store::{SecurityGroup, SecurityGroupRule};
 use crate::timestamp::Timestamp;
-use ipnet::IpNet;
 use rusqlite::{params, Connection, OptionalExtension, Row};
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct SecurityGroup {
-    pub id: String,
-    pub project_id: String,
-    pub name: String,
-    pub description: String,
-    pub is_default: bool,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
-    pub revision_number: i64,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct SecurityGroupRule {
-    pub id: String,
-    pub security_group_id: String,
-    pub project_id: String,
-    /// `ingress` or `egress`.
-    pub direction: String,
-    /// `IPv4` or `IPv6`.
-    pub ethertype: String,
-    /// As the client gave it (a name or a number), None for any.
-    pub protocol: Option<String>,
-    pub port_range_min: Option<u16>,
-    pub port_range_max: Option<u16>,
-    pub remote_ip_prefix: Option<IpNet>,
-    pub remote_group_id: Option<String>,
-    pub description: String,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
-    pub revision_number: i64,
-}
 
 const GROUP_COLUMNS: &str =
     "id, project_id, name, description, is_default, created_at, updated_at, revision_number";
@@ -56,7 +23,7 @@ fn group_row(r: &Row<'_>) -> rusqlite::Result<SecurityGroup> {
     })
 }
 
-pub fn insert_group(c: &Connection, g: &SecurityGroup) -> Result<(), StorageError> {
+pub(super) fn insert_group(c: &Connection, g: &SecurityGroup) -> Result<(), StorageError> {
     c.execute(
         &format!("INSERT INTO security_groups ({GROUP_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)"),
         params![
@@ -73,7 +40,7 @@ pub fn insert_group(c: &Connection, g: &SecurityGroup) -> Result<(), StorageErro
     Ok(())
 }
 
-pub fn update_group(c: &Connection, g: &SecurityGroup) -> Result<(), StorageError> {
+pub(super) fn update_group(c: &Connection, g: &SecurityGroup) -> Result<(), StorageError> {
     c.execute(
         "UPDATE security_groups SET name = ?2, description = ?3, updated_at = ?4, \
          revision_number = revision_number + 1 WHERE id = ?1",
@@ -82,7 +49,7 @@ pub fn update_group(c: &Connection, g: &SecurityGroup) -> Result<(), StorageErro
     Ok(())
 }
 
-pub fn get_group(c: &Connection, id: &str) -> Result<Option<SecurityGroup>, StorageError> {
+pub(super) fn get_group(c: &Connection, id: &str) -> Result<Option<SecurityGroup>, StorageError> {
     Ok(c.query_row(
         &format!("SELECT {GROUP_COLUMNS} FROM security_groups WHERE id = ?1"),
         [id],
@@ -91,7 +58,7 @@ pub fn get_group(c: &Connection, id: &str) -> Result<Option<SecurityGroup>, Stor
     .optional()?)
 }
 
-pub fn default_group(
+pub(super) fn default_group(
     c: &Connection,
     project_id: &str,
 ) -> Result<Option<SecurityGroup>, StorageError> {
@@ -105,7 +72,7 @@ pub fn default_group(
     .optional()?)
 }
 
-pub fn list_groups(c: &Connection) -> Result<Vec<SecurityGroup>, StorageError> {
+pub(super) fn list_groups(c: &Connection) -> Result<Vec<SecurityGroup>, StorageError> {
     let mut st = c.prepare(&format!(
         "SELECT {GROUP_COLUMNS} FROM security_groups ORDER BY created_at, id"
     ))?;
@@ -113,7 +80,7 @@ pub fn list_groups(c: &Connection) -> Result<Vec<SecurityGroup>, StorageError> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub fn delete_group(c: &Connection, id: &str) -> Result<(), StorageError> {
+pub(super) fn delete_group(c: &Connection, id: &str) -> Result<(), StorageError> {
     c.execute("DELETE FROM security_groups WHERE id = ?1", [id])?;
     Ok(())
 }
@@ -144,7 +111,7 @@ fn rule_row(r: &Row<'_>) -> rusqlite::Result<SecurityGroupRule> {
     })
 }
 
-pub fn insert_rule(c: &Connection, r: &SecurityGroupRule) -> Result<(), StorageError> {
+pub(super) fn insert_rule(c: &Connection, r: &SecurityGroupRule) -> Result<(), StorageError> {
     c.execute(
         &format!(
             "INSERT INTO security_group_rules ({RULE_COLUMNS}) \
@@ -175,7 +142,10 @@ pub fn insert_rule(c: &Connection, r: &SecurityGroupRule) -> Result<(), StorageE
     Ok(())
 }
 
-pub fn get_rule(c: &Connection, id: &str) -> Result<Option<SecurityGroupRule>, StorageError> {
+pub(super) fn get_rule(
+    c: &Connection,
+    id: &str,
+) -> Result<Option<SecurityGroupRule>, StorageError> {
     Ok(c.query_row(
         &format!("SELECT {RULE_COLUMNS} FROM security_group_rules WHERE id = ?1"),
         [id],
@@ -185,7 +155,7 @@ pub fn get_rule(c: &Connection, id: &str) -> Result<Option<SecurityGroupRule>, S
 }
 
 /// All rules, or those of one group, oldest first.
-pub fn list_rules(
+pub(super) fn list_rules(
     c: &Connection,
     group_id: Option<&str>,
 ) -> Result<Vec<SecurityGroupRule>, StorageError> {
@@ -197,7 +167,7 @@ pub fn list_rules(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub fn delete_rule(c: &Connection, r: &SecurityGroupRule) -> Result<(), StorageError> {
+pub(super) fn delete_rule(c: &Connection, r: &SecurityGroupRule) -> Result<(), StorageError> {
     c.execute("DELETE FROM security_group_rules WHERE id = ?1", [&r.id])?;
     c.execute(
         "UPDATE security_groups SET revision_number = revision_number + 1 WHERE id = ?1",

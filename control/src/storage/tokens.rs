@@ -1,22 +1,12 @@
-//! Bearer tokens, stored by the hex SHA-256 of their value with scope, expiry and revocation.
+//! Bearer tokens, stored by the hex SHA-256 of their value with scope, expiry and revocation;
+//! part of identity's door (`impl IdentityStore for Db` in `storage::identity`).
 
 use super::{flag, StorageError};
+use crate::identity::store::TokenRecord;
 use crate::timestamp::Timestamp;
 use rusqlite::{Connection, OptionalExtension};
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct TokenRecord {
-    pub id_hash: String,
-    pub user_id: String,
-    pub project_id: Option<String>,
-    pub methods: Vec<String>,
-    pub audit_id: String,
-    pub issued_at: Timestamp,
-    pub expires_at: Timestamp,
-    pub revoked: bool,
-}
-
-pub fn insert(conn: &Connection, t: &TokenRecord) -> Result<(), StorageError> {
+pub(super) fn insert(conn: &Connection, t: &TokenRecord) -> Result<(), StorageError> {
     conn.execute(
         "INSERT INTO tokens (id_hash, user_id, project_id, methods, audit_id, issued_at,
                              expires_at, revoked)
@@ -35,7 +25,7 @@ pub fn insert(conn: &Connection, t: &TokenRecord) -> Result<(), StorageError> {
     Ok(())
 }
 
-pub fn get(conn: &Connection, id_hash: &str) -> Result<Option<TokenRecord>, StorageError> {
+pub(super) fn get(conn: &Connection, id_hash: &str) -> Result<Option<TokenRecord>, StorageError> {
     Ok(conn
         .query_row(
             "SELECT id_hash, user_id, project_id, methods, audit_id, issued_at, expires_at,
@@ -60,7 +50,7 @@ pub fn get(conn: &Connection, id_hash: &str) -> Result<Option<TokenRecord>, Stor
 }
 
 /// Marks a token revoked; false if there is no such token.
-pub fn revoke(conn: &Connection, id_hash: &str) -> Result<bool, StorageError> {
+pub(super) fn revoke(conn: &Connection, id_hash: &str) -> Result<bool, StorageError> {
     Ok(conn.execute(
         "UPDATE tokens SET revoked = 1 WHERE id_hash = ?1",
         [id_hash],
@@ -68,7 +58,7 @@ pub fn revoke(conn: &Connection, id_hash: &str) -> Result<bool, StorageError> {
 }
 
 /// Drops tokens that expired before `before`; they can never validate again.
-pub fn purge_expired(conn: &Connection, before: Timestamp) -> Result<usize, StorageError> {
+pub(super) fn purge_expired(conn: &Connection, before: Timestamp) -> Result<usize, StorageError> {
     Ok(conn.execute(
         "DELETE FROM tokens WHERE expires_at < ?1",
         [before.micros()],

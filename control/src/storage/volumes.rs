@@ -1,132 +1,15 @@
-//! Cinder volumes, their metadata and attachment, and their snapshots.
+//! Cinder volumes, their metadata and attachment, and their snapshots, in SQLite, behind
+//! [`VolumeRecordStore`].
 
 use super::StorageError;
 use crate::timestamp::Timestamp;
+use crate::volume::store::{
+    Attachment, Decision, Snapshot, SnapshotStatus, Volume, VolumeRecordStore, VolumeStatus,
+    VolumeView,
+};
+use crate::volume::VolumeError;
 use rusqlite::{Connection, OptionalExtension, Row};
 use std::collections::BTreeMap;
-
-/// The Cinder volume statuses this service uses. A status also serialises work on a volume:
-/// only one long operation (create, extend, delete) holds it at a time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum VolumeStatus {
-    Creating,
-    Available,
-    InUse,
-    Extending,
-    Deleting,
-    Error,
-    ErrorDeleting,
-}
-
-impl VolumeStatus {
-    pub const ALL: [VolumeStatus; 7] = [
-        Self::Creating,
-        Self::Available,
-        Self::InUse,
-        Self::Extending,
-        Self::Deleting,
-        Self::Error,
-        Self::ErrorDeleting,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Creating => "creating",
-            Self::Available => "available",
-            Self::InUse => "in-use",
-            Self::Extending => "extending",
-            Self::Deleting => "deleting",
-            Self::Error => "error",
-            Self::ErrorDeleting => "error_deleting",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<VolumeStatus> {
-        Self::ALL.into_iter().find(|v| v.as_str() == s)
-    }
-}
-
-/// Snapshot statuses (Cinder's names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SnapshotStatus {
-    Creating,
-    Available,
-    Deleting,
-    Error,
-    ErrorDeleting,
-}
-
-impl SnapshotStatus {
-    pub const ALL: [SnapshotStatus; 5] = [
-        Self::Creating,
-        Self::Available,
-        Self::Deleting,
-        Self::Error,
-        Self::ErrorDeleting,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Creating => "creating",
-            Self::Available => "available",
-            Self::Deleting => "deleting",
-            Self::Error => "error",
-            Self::ErrorDeleting => "error_deleting",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<SnapshotStatus> {
-        Self::ALL.into_iter().find(|v| v.as_str() == s)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attachment {
-    pub id: String,
-    pub volume_id: String,
-    pub server_id: String,
-    pub device: Option<String>,
-    pub attached_at: Timestamp,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Volume {
-    pub id: String,
-    pub project_id: String,
-    pub user_id: String,
-    pub name: Option<String>,
-    pub description: Option<String>,
-    /// GiB.
-    pub size: i64,
-    pub status: VolumeStatus,
-    /// `thin` or `thick`.
-    pub volume_type: String,
-    pub image_id: Option<String>,
-    /// Cinder's `volume_image_metadata`: the source image's attributes and properties.
-    pub image_metadata: BTreeMap<String, String>,
-    pub snapshot_id: Option<String>,
-    pub fault: Option<String>,
-    pub metadata: BTreeMap<String, String>,
-    pub attachment: Option<Attachment>,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Snapshot {
-    pub id: String,
-    pub project_id: String,
-    pub user_id: String,
-    pub volume_id: String,
-    pub name: Option<String>,
-    pub description: Option<String>,
-    /// GiB.
-    pub size: i64,
-    pub status: SnapshotStatus,
-    pub fault: Option<String>,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
-}
 
 fn unknown(what: &str, value: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
@@ -179,7 +62,7 @@ fn attachment_row(r: &Row<'_>) -> rusqlite::Result<Attachment> {
     })
 }
 
-pub fn insert_volume(conn: &Connection, v: &Volume) -> Result<(), StorageError> {
+fn insert_volume(conn: &Connection, v: &Volume) -> Result<(), StorageError> {
     conn.execute(
         &format!(
             "INSERT INTO volumes ({VOLUME_COLUMNS})
@@ -211,7 +94,7 @@ pub fn insert_volume(conn: &Connection, v: &Volume) -> Result<(), StorageError> 
     Ok(())
 }
 
-pub fn volume(conn: &Connection, id: &str) -> Result<Option<Volume>, StorageError> {
+fn volume(conn: &Connection, id: &str) -> Result<Option<Volume>, StorageError> {
     let sql = format!("SELECT {VOLUME_COLUMNS} FROM volumes WHERE id = ?1");
     let Some(mut v) = conn.query_row(&sql, [id], volume_row).optional()? else {
         return Ok(None);
@@ -225,7 +108,7 @@ pub fn volume(conn: &Connection, id: &str) -> Result<Option<Volume>, StorageErro
 }
 
 /// Every volume (of `project_id`, if given) with metadata and attachment, unsorted.
-pub fn volumes(conn: &Connection, project_id: Option<&str>) -> Result<Vec<Volume>, StorageError> {
+fn volumes(conn: &Connection, project_id: Option<&str>) -> Result<Vec<Volume>, StorageError> {
     let sql = format!("SELECT {VOLUME_COLUMNS} FROM volumes WHERE ?1 IS NULL OR project_id = ?1");
     let mut st = conn.prepare(&sql)?;
     let mut vols: Vec<Volume> = st
@@ -254,7 +137,7 @@ pub fn volumes(conn: &Connection, project_id: Option<&str>) -> Result<Vec<Volume
 
 /// Moves volume `id` from one of `from` to `to`, recording `fault` (None clears it); false if
 /// it is in another status or gone.
-pub fn set_volume_status_if(
+fn set_volume_status_if(
     conn: &Connection,
     id: &str,
     from: &[VolumeStatus],
@@ -265,7 +148,7 @@ pub fn set_volume_status_if(
     super::set_status_if(conn, "volumes", id, &from, to.as_str(), Some(fault))
 }
 
-pub fn set_volume_size(conn: &Connection, id: &str, size_gib: i64) -> Result<(), StorageError> {
+fn set_volume_size(conn: &Connection, id: &str, size_gib: i64) -> Result<(), StorageError> {
     conn.execute(
         "UPDATE volumes SET size = ?2, updated_at = ?3 WHERE id = ?1",
         (id, size_gib, Timestamp::now().micros()),
@@ -273,7 +156,7 @@ pub fn set_volume_size(conn: &Connection, id: &str, size_gib: i64) -> Result<(),
     Ok(())
 }
 
-pub fn set_volume_text(
+fn set_volume_text(
     conn: &Connection,
     id: &str,
     name: Option<&str>,
@@ -286,11 +169,11 @@ pub fn set_volume_text(
     Ok(())
 }
 
-pub fn delete_volume(conn: &Connection, id: &str) -> Result<bool, StorageError> {
+fn delete_volume(conn: &Connection, id: &str) -> Result<bool, StorageError> {
     Ok(conn.execute("DELETE FROM volumes WHERE id = ?1", [id])? > 0)
 }
 
-pub fn volume_ids_in_status(
+fn volume_ids_in_status(
     conn: &Connection,
     status: VolumeStatus,
 ) -> Result<Vec<String>, StorageError> {
@@ -299,7 +182,7 @@ pub fn volume_ids_in_status(
     Ok(ids.collect::<Result<_, _>>()?)
 }
 
-pub fn insert_attachment(conn: &Connection, a: &Attachment) -> Result<(), StorageError> {
+fn insert_attachment(conn: &Connection, a: &Attachment) -> Result<(), StorageError> {
     conn.execute(
         &format!(
             "INSERT INTO volume_attachments ({ATTACHMENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"
@@ -315,17 +198,14 @@ pub fn insert_attachment(conn: &Connection, a: &Attachment) -> Result<(), Storag
     Ok(())
 }
 
-pub fn attachment_of(
-    conn: &Connection,
-    volume_id: &str,
-) -> Result<Option<Attachment>, StorageError> {
+fn attachment_of(conn: &Connection, volume_id: &str) -> Result<Option<Attachment>, StorageError> {
     let sql = format!("SELECT {ATTACHMENT_COLUMNS} FROM volume_attachments WHERE volume_id = ?1");
     Ok(conn
         .query_row(&sql, [volume_id], attachment_row)
         .optional()?)
 }
 
-pub fn attachments_of_server(
+fn attachments_of_server(
     conn: &Connection,
     server_id: &str,
 ) -> Result<Vec<Attachment>, StorageError> {
@@ -338,7 +218,7 @@ pub fn attachments_of_server(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub fn delete_attachment(conn: &Connection, volume_id: &str) -> Result<bool, StorageError> {
+fn delete_attachment(conn: &Connection, volume_id: &str) -> Result<bool, StorageError> {
     Ok(conn.execute(
         "DELETE FROM volume_attachments WHERE volume_id = ?1",
         [volume_id],
@@ -366,7 +246,7 @@ fn snapshot_row(r: &Row<'_>) -> rusqlite::Result<Snapshot> {
     })
 }
 
-pub fn insert_snapshot(conn: &Connection, s: &Snapshot) -> Result<(), StorageError> {
+fn insert_snapshot(conn: &Connection, s: &Snapshot) -> Result<(), StorageError> {
     conn.execute(
         &format!(
             "INSERT INTO volume_snapshots ({SNAPSHOT_COLUMNS})
@@ -389,16 +269,13 @@ pub fn insert_snapshot(conn: &Connection, s: &Snapshot) -> Result<(), StorageErr
     Ok(())
 }
 
-pub fn snapshot(conn: &Connection, id: &str) -> Result<Option<Snapshot>, StorageError> {
+fn snapshot(conn: &Connection, id: &str) -> Result<Option<Snapshot>, StorageError> {
     let sql = format!("SELECT {SNAPSHOT_COLUMNS} FROM volume_snapshots WHERE id = ?1");
     Ok(conn.query_row(&sql, [id], snapshot_row).optional()?)
 }
 
 /// Every snapshot (of `project_id`, if given), unsorted.
-pub fn snapshots(
-    conn: &Connection,
-    project_id: Option<&str>,
-) -> Result<Vec<Snapshot>, StorageError> {
+fn snapshots(conn: &Connection, project_id: Option<&str>) -> Result<Vec<Snapshot>, StorageError> {
     let sql = format!(
         "SELECT {SNAPSHOT_COLUMNS} FROM volume_snapshots WHERE ?1 IS NULL OR project_id = ?1"
     );
@@ -407,16 +284,15 @@ pub fn snapshots(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub fn snapshot_count_of(conn: &Connection, volume_id: &str) -> Result<i64, StorageError> {
-    Ok(conn.query_row(
-        "SELECT COUNT(*) FROM volume_snapshots WHERE volume_id = ?1",
-        [volume_id],
-        |r| r.get(0),
-    )?)
+fn snapshots_of(conn: &Connection, volume_id: &str) -> Result<Vec<Snapshot>, StorageError> {
+    let sql = format!("SELECT {SNAPSHOT_COLUMNS} FROM volume_snapshots WHERE volume_id = ?1");
+    let mut st = conn.prepare(&sql)?;
+    let rows = st.query_map([volume_id], snapshot_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Like [`set_volume_status_if`], for snapshots.
-pub fn set_snapshot_status_if(
+fn set_snapshot_status_if(
     conn: &Connection,
     id: &str,
     from: &[SnapshotStatus],
@@ -434,11 +310,11 @@ pub fn set_snapshot_status_if(
     )
 }
 
-pub fn delete_snapshot(conn: &Connection, id: &str) -> Result<bool, StorageError> {
+fn delete_snapshot(conn: &Connection, id: &str) -> Result<bool, StorageError> {
     Ok(conn.execute("DELETE FROM volume_snapshots WHERE id = ?1", [id])? > 0)
 }
 
-pub fn snapshot_ids_in_status(
+fn snapshot_ids_in_status(
     conn: &Connection,
     status: SnapshotStatus,
 ) -> Result<Vec<String>, StorageError> {
@@ -447,9 +323,214 @@ pub fn snapshot_ids_in_status(
     Ok(ids.collect::<Result<_, _>>()?)
 }
 
+fn view(conn: &Connection, volume: Volume) -> Result<VolumeView, StorageError> {
+    let snapshots = snapshots_of(conn, &volume.id)?;
+    Ok(VolumeView { volume, snapshots })
+}
+
+/// The SQLite implementation of Cinder's door: each method one (IMMEDIATE) transaction, so
+/// what a closure read still holds when the write lands.
+impl VolumeRecordStore for super::Db {
+    fn create_volume(&self, v: &Volume) -> Result<bool, StorageError> {
+        self.write(|tx| {
+            if let Some(s) = &v.snapshot_id {
+                let available =
+                    snapshot(tx, s)?.is_some_and(|s| s.status == SnapshotStatus::Available);
+                if !available {
+                    return Ok(false);
+                }
+            }
+            insert_volume(tx, v)?;
+            Ok(true)
+        })
+    }
+
+    fn volume(&self, id: &str) -> Result<Option<Volume>, StorageError> {
+        self.read(|c| volume(c, id))
+    }
+
+    fn volumes(&self, project_id: Option<&str>) -> Result<Vec<Volume>, StorageError> {
+        self.read(|c| volumes(c, project_id))
+    }
+
+    fn volume_ids_in_status(&self, status: VolumeStatus) -> Result<Vec<String>, StorageError> {
+        self.read(|c| volume_ids_in_status(c, status))
+    }
+
+    fn set_volume_status_if(
+        &self,
+        id: &str,
+        from: &[VolumeStatus],
+        to: VolumeStatus,
+        fault: Option<&str>,
+    ) -> Result<bool, StorageError> {
+        self.write(|tx| set_volume_status_if(tx, id, from, to, fault))
+    }
+
+    fn change_volume_status(
+        &self,
+        id: &str,
+        decide: &mut dyn FnMut(&VolumeView) -> Decision<VolumeStatus>,
+    ) -> Result<Volume, VolumeError> {
+        self.write(|tx| {
+            let v = volume(tx, id)?.ok_or_else(|| VolumeError::NotFound(id.to_owned()))?;
+            let seen = view(tx, v)?;
+            if let Some(to) = decide(&seen)? {
+                set_volume_status_if(tx, id, &[seen.volume.status], to, None)?;
+            }
+            Ok(seen.volume)
+        })
+    }
+
+    fn set_volume_text(
+        &self,
+        id: &str,
+        name: Option<Option<&str>>,
+        description: Option<Option<&str>>,
+    ) -> Result<Option<Volume>, StorageError> {
+        self.write(|tx| {
+            let Some(v) = volume(tx, id)? else {
+                return Ok(None);
+            };
+            let name = name.unwrap_or(v.name.as_deref());
+            let description = description.unwrap_or(v.description.as_deref());
+            set_volume_text(tx, id, name, description)?;
+            volume(tx, id)
+        })
+    }
+
+    fn finish_extend(&self, id: &str, new_size: Option<i64>) -> Result<bool, StorageError> {
+        self.write(|tx| {
+            let extending = [VolumeStatus::Extending];
+            let was = volume(tx, id)?.is_some_and(|v| v.status == VolumeStatus::Extending);
+            if was {
+                if let Some(size) = new_size {
+                    set_volume_size(tx, id, size)?;
+                }
+            }
+            set_volume_status_if(tx, id, &extending, VolumeStatus::Available, None)
+        })
+    }
+
+    fn delete_volume(&self, id: &str) -> Result<bool, StorageError> {
+        self.write(|tx| delete_volume(tx, id))
+    }
+
+    fn attach_volume(
+        &self,
+        a: &Attachment,
+        check: &mut dyn FnMut(&Volume) -> Result<(), VolumeError>,
+    ) -> Result<(), VolumeError> {
+        self.write(|tx| {
+            let id = &a.volume_id;
+            let v = volume(tx, id)?.ok_or_else(|| VolumeError::NotFound(id.clone()))?;
+            check(&v)?;
+            let available = [VolumeStatus::Available];
+            if v.attachment.is_some()
+                || !set_volume_status_if(tx, id, &available, VolumeStatus::InUse, None)?
+            {
+                return Err(VolumeError::InvalidVolume(format!(
+                    "volume {id} is {}; only an available volume can be attached",
+                    v.status.as_str()
+                )));
+            }
+            insert_attachment(tx, a)?;
+            Ok(())
+        })
+    }
+
+    fn detach_volume(
+        &self,
+        volume_id: &str,
+        server_id: &str,
+        then: &mut dyn FnMut(&VolumeView) -> VolumeStatus,
+    ) -> Result<Option<VolumeStatus>, StorageError> {
+        self.write(|tx| {
+            let attached = attachment_of(tx, volume_id)?.is_some_and(|a| a.server_id == server_id);
+            let Some(v) = volume(tx, volume_id)?.filter(|_| attached) else {
+                return Ok(None);
+            };
+            delete_attachment(tx, volume_id)?;
+            let mut seen = view(tx, v)?;
+            seen.volume.attachment = None;
+            let to = then(&seen);
+            set_volume_status_if(tx, volume_id, &[VolumeStatus::InUse], to, None)?;
+            Ok(Some(to))
+        })
+    }
+
+    fn attachments_of_server(&self, server_id: &str) -> Result<Vec<Attachment>, StorageError> {
+        self.read(|c| attachments_of_server(c, server_id))
+    }
+
+    fn create_snapshot(
+        &self,
+        volume_id: &str,
+        make: &mut dyn FnMut(&Volume) -> Result<Snapshot, VolumeError>,
+    ) -> Result<Snapshot, VolumeError> {
+        self.write(|tx| {
+            let v = volume(tx, volume_id)?
+                .ok_or_else(|| VolumeError::NotFound(volume_id.to_owned()))?;
+            let snap = make(&v)?;
+            insert_snapshot(tx, &snap)?;
+            Ok(snap)
+        })
+    }
+
+    fn snapshot(&self, id: &str) -> Result<Option<Snapshot>, StorageError> {
+        self.read(|c| snapshot(c, id))
+    }
+
+    fn snapshots(&self, project_id: Option<&str>) -> Result<Vec<Snapshot>, StorageError> {
+        self.read(|c| snapshots(c, project_id))
+    }
+
+    fn snapshot_ids_in_status(&self, status: SnapshotStatus) -> Result<Vec<String>, StorageError> {
+        self.read(|c| snapshot_ids_in_status(c, status))
+    }
+
+    fn set_snapshot_status_if(
+        &self,
+        id: &str,
+        from: &[SnapshotStatus],
+        to: SnapshotStatus,
+        fault: Option<&str>,
+    ) -> Result<bool, StorageError> {
+        self.write(|tx| set_snapshot_status_if(tx, id, from, to, fault))
+    }
+
+    fn change_snapshot_status(
+        &self,
+        id: &str,
+        decide: &mut dyn FnMut(&Snapshot, &[Volume]) -> Decision<SnapshotStatus>,
+    ) -> Result<Snapshot, VolumeError> {
+        self.write(|tx| {
+            let s =
+                snapshot(tx, id)?.ok_or_else(|| VolumeError::SnapshotNotFound(id.to_owned()))?;
+            let copies: Vec<Volume> = volumes(tx, None)?
+                .into_iter()
+                .filter(|v| v.snapshot_id.as_deref() == Some(id))
+                .collect();
+            if let Some(to) = decide(&s, &copies)? {
+                set_snapshot_status_if(tx, id, &[s.status], to, None)?;
+            }
+            Ok(s)
+        })
+    }
+
+    fn delete_snapshot(&self, id: &str) -> Result<bool, StorageError> {
+        self.write(|tx| delete_snapshot(tx, id))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conforms_to_the_volume_store_contract() {
+        crate::volume::store::conformance::run(|| crate::storage::Db::open_in_memory().unwrap());
+    }
     use crate::storage::Db;
 
     fn vol(id: &str, project: &str) -> Volume {
@@ -531,7 +612,7 @@ mod tests {
             updated_at: Timestamp(1),
         };
         db.write(|tx| insert_snapshot(tx, &s)).unwrap();
-        assert_eq!(db.read(|c| snapshot_count_of(c, "v1")).unwrap(), 1);
+        assert_eq!(db.read(|c| snapshots_of(c, "v1")).unwrap().len(), 1);
         // The snapshot holds its volume.
         assert!(db.write(|tx| delete_volume(tx, "v1")).is_err());
         assert!(db.write(|tx| delete_snapshot(tx, "s1")).unwrap());

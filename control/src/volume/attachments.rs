@@ -3,16 +3,14 @@
 //! Checking that the caller may use the volume (same project, or admin) is the caller's part:
 //! look the volume up with [`super::get`] as the request's context first.
 
-use super::VolumeError;
+use super::{Attachment, Volume, VolumeError, VolumeRecordStore, VolumeStatus};
 use crate::random;
-use crate::storage::volumes::{self as store, Attachment, VolumeStatus};
-use crate::storage::Db;
 use crate::timestamp::Timestamp;
 
 /// Attaches volume `volume_id` to server `server_id` as `device` (e.g. `/dev/vdb`; None if the
 /// guest picks). The volume must be `available`.
 pub fn attach(
-    db: &Db,
+    db: &dyn VolumeRecordStore,
     volume_id: &str,
     server_id: &str,
     device: Option<&str>,
@@ -24,28 +22,19 @@ pub fn attach(
         device: device.map(str::to_owned),
         attached_at: Timestamp::now(),
     };
-    db.write(|tx| {
-        let v = store::volume(tx, volume_id)?
-            .ok_or_else(|| VolumeError::NotFound(volume_id.to_owned()))?;
+    db.attach_volume(&attachment, &mut |v| {
         if let Some(a) = &v.attachment {
             return Err(VolumeError::InvalidVolume(format!(
                 "volume {volume_id} is already attached to server {}",
                 a.server_id
             )));
         }
-        if !store::set_volume_status_if(
-            tx,
-            volume_id,
-            &[VolumeStatus::Available],
-            VolumeStatus::InUse,
-            None,
-        )? {
+        if v.status != VolumeStatus::Available {
             return Err(VolumeError::InvalidVolume(format!(
                 "volume {volume_id} is {}; only an available volume can be attached",
                 v.status.as_str()
             )));
         }
-        store::insert_attachment(tx, &attachment)?;
         Ok(())
     })?;
     tracing::info!("volume {volume_id}: attached to server {server_id}");
@@ -53,30 +42,33 @@ pub fn attach(
 }
 
 /// Detaches volume `volume_id` from server `server_id`; it becomes `available`.
-pub fn detach(db: &Db, volume_id: &str, server_id: &str) -> Result<(), VolumeError> {
-    db.write(|tx| {
-        let a = store::attachment_of(tx, volume_id)?
-            .filter(|a| a.server_id == server_id)
-            .ok_or_else(|| {
-                VolumeError::InvalidVolume(format!(
-                    "volume {volume_id} is not attached to server {server_id}"
-                ))
-            })?;
-        store::delete_attachment(tx, &a.volume_id)?;
-        store::set_volume_status_if(
-            tx,
-            volume_id,
-            &[VolumeStatus::InUse],
-            VolumeStatus::Available,
-            None,
-        )?;
-        Ok::<_, VolumeError>(())
-    })?;
+pub fn detach(
+    db: &dyn VolumeRecordStore,
+    volume_id: &str,
+    server_id: &str,
+) -> Result<(), VolumeError> {
+    if db
+        .detach_volume(volume_id, server_id, &mut |_| VolumeStatus::Available)?
+        .is_none()
+    {
+        return Err(VolumeError::InvalidVolume(format!(
+            "volume {volume_id} is not attached to server {server_id}"
+        )));
+    }
     tracing::info!("volume {volume_id}: detached from server {server_id}");
     Ok(())
 }
 
+/// Volume `id`, whoever owns it: for the compute side, which checks the caller's right to it
+/// with [`super::get`] when the request comes in and acts later as the server's saga.
+pub fn find(db: &dyn VolumeRecordStore, id: &str) -> Result<Option<Volume>, VolumeError> {
+    Ok(db.volume(id)?)
+}
+
 /// The volumes attached to server `server_id`, oldest first.
-pub fn attachments_of_server(db: &Db, server_id: &str) -> Result<Vec<Attachment>, VolumeError> {
-    Ok(db.read(|c| store::attachments_of_server(c, server_id))?)
+pub fn attachments_of_server(
+    db: &dyn VolumeRecordStore,
+    server_id: &str,
+) -> Result<Vec<Attachment>, VolumeError> {
+    Ok(db.attachments_of_server(server_id)?)
 }

@@ -4,8 +4,7 @@
 //! exits under it, the volume store's partial file is removed at the next start, and
 //! [`super::recover`] fails the record.
 
-use super::{Stores, VolumeError};
-use crate::storage::volumes::{self as store, SnapshotStatus, VolumeStatus};
+use super::{SnapshotStatus, Stores, VolumeError, VolumeStatus};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobKind {
@@ -38,9 +37,9 @@ pub fn spawn(
 /// record was removed meanwhile the new file is removed too.
 pub fn finish(stores: &Stores, kind: JobKind, id: &str, outcome: Result<(), String>) {
     let fault = outcome.as_ref().err().map(String::as_str);
-    let recorded = stores.db.write(|tx| match kind {
-        JobKind::Volume => store::set_volume_status_if(
-            tx,
+    let db = stores.records.as_ref();
+    let recorded = match kind {
+        JobKind::Volume => db.set_volume_status_if(
             id,
             &[VolumeStatus::Creating],
             if fault.is_some() {
@@ -50,8 +49,7 @@ pub fn finish(stores: &Stores, kind: JobKind, id: &str, outcome: Result<(), Stri
             },
             fault,
         ),
-        JobKind::Snapshot => store::set_snapshot_status_if(
-            tx,
+        JobKind::Snapshot => db.set_snapshot_status_if(
             id,
             &[SnapshotStatus::Creating],
             if fault.is_some() {
@@ -61,7 +59,7 @@ pub fn finish(stores: &Stores, kind: JobKind, id: &str, outcome: Result<(), Stri
             },
             fault,
         ),
-    });
+    };
     let what = match kind {
         JobKind::Volume => "volume",
         JobKind::Snapshot => "snapshot",

@@ -16,12 +16,15 @@ mod jobs;
 pub mod query;
 mod recovery;
 pub mod snapshots;
+pub mod store;
 pub mod types;
 
-pub use crate::storage::volumes::{Attachment, Snapshot, SnapshotStatus, Volume, VolumeStatus};
-pub use attachments::{attach, attachments_of_server, detach};
+pub use attachments::{attach, attachments_of_server, detach, find};
 pub use query::{ListQuery, SortKey};
 pub use recovery::{recover, Recovered};
+pub use store::{
+    Attachment, Snapshot, SnapshotStatus, Volume, VolumeRecordStore, VolumeStatus, VolumeView,
+};
 pub use types::VolumeType;
 
 use jobs::JobKind;
@@ -29,8 +32,7 @@ use jobs::JobKind;
 use crate::context::RequestContext;
 use crate::image::{self, ConsumerKind, ImageError};
 use crate::random::{self, RandomError};
-use crate::storage::volumes as store;
-use crate::storage::{Db, StorageError};
+use crate::store::StorageError;
 use crate::timestamp::Timestamp;
 use outpost_image_store::size::{bytes_from_gib, SizeError, GIB};
 use outpost_image_store::{ImageStore, VolumeStore};
@@ -76,8 +78,13 @@ pub enum VolumeError {
 /// The stores volumes live in and are copied from. Cheap to clone; workers take a clone.
 #[derive(Clone)]
 pub struct Stores {
-    pub db: Db,
+    /// Cinder's door to its records.
+    pub records: Arc<dyn VolumeRecordStore>,
+    /// Glance's door: the images volumes are copied from and hold.
+    pub image_records: Arc<dyn image::ImageRecordStore>,
+    /// The volume files.
     pub volumes: Arc<VolumeStore>,
+    /// The image files.
     pub images: Arc<ImageStore>,
 }
 
@@ -142,14 +149,24 @@ fn project_of(ctx: &RequestContext) -> Result<String, VolumeError> {
         .ok_or(VolumeError::Forbidden("volume:create"))
 }
 
-pub(crate) fn visible(
-    c: &rusqlite::Connection,
+fn visible(
+    db: &dyn VolumeRecordStore,
     ctx: &RequestContext,
     id: &str,
 ) -> Result<Volume, VolumeError> {
-    store::volume(c, id)?
+    db.volume(id)?
         .filter(|v| ctx.can_see(&v.project_id))
         .ok_or_else(|| VolumeError::NotFound(id.to_owned()))
+}
+
+/// `v` as `ctx` may see it: the volume's project never changes, so a check made on one read
+/// holds for the next.
+fn check_visible(ctx: &RequestContext, v: &Volume) -> Result<(), VolumeError> {
+    if ctx.can_see(&v.project_id) {
+        Ok(())
+    } else {
+        Err(VolumeError::NotFound(v.id.clone()))
+    }
 }
 
 /// An image reference as Cinder takes it: an id, or a URL ending in one.
@@ -228,8 +245,8 @@ pub fn create_now(
         )));
     }
     stores
-        .db
-        .read(|c| store::volume(c, id))?
+        .records
+        .volume(id)?
         .ok_or_else(|| VolumeError::NotFound(id.to_owned()))
 }
 
@@ -265,7 +282,8 @@ fn begin(
     new: NewVolume,
     id: Option<String>,
 ) -> Result<Planned, VolumeError> {
-    let db = &stores.db;
+    let db = stores.records.as_ref();
+    let glance = stores.image_records.as_ref();
     check_text("name", &new.name, 255)?;
     check_text("description", &new.description, 255)?;
     for (k, v) in &new.metadata {
@@ -292,7 +310,7 @@ fn begin(
     let mut source = Source::Blank;
     let mut img = None;
     if let Some(r) = &new.image_ref {
-        let found = image::get(db, ctx, image_id_of(r))?;
+        let found = image::get(glance, ctx, image_id_of(r))?;
         if found.status != image::ImageStatus::Active {
             return Err(ImageError::NotActive(found.id).into());
         }
@@ -358,23 +376,33 @@ fn begin(
         created_at: now,
         updated_at: now,
     };
-    db.write(|tx| {
-        if let Some(i) = &volume.image_id {
-            // In the same transaction: the image cannot be deleted from here on.
-            image::acquire(tx, i, ConsumerKind::Volume, &volume.id)?;
-        }
-        if let Some(s) = &volume.snapshot_id {
-            let still =
-                store::snapshot(tx, s)?.is_some_and(|s| s.status == SnapshotStatus::Available);
-            if !still {
-                return Err(VolumeError::InvalidSnapshot(format!(
-                    "snapshot {s} is not available"
-                )));
+    // The image is held first, through Glance's door: it cannot be deleted from here on. If
+    // the volume is then not recorded the hold is let go; a crash in between leaves a hold
+    // with no volume, which `recover` lets go at the next start.
+    if let Some(i) = &volume.image_id {
+        image::hold(
+            glance,
+            std::slice::from_ref(i),
+            ConsumerKind::Volume,
+            &volume.id,
+        )?;
+    }
+    let recorded = match db.create_volume(&volume) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(VolumeError::InvalidSnapshot(format!(
+            "snapshot {} is not available",
+            volume.snapshot_id.as_deref().unwrap_or_default()
+        ))),
+        Err(e) => Err(e.into()),
+    };
+    if let Err(e) = recorded {
+        if volume.image_id.is_some() {
+            if let Err(undo) = image::let_go(glance, ConsumerKind::Volume, &volume.id) {
+                tracing::warn!("volume {}: cannot let go of its image: {undo}", volume.id);
             }
         }
-        store::insert_volume(tx, &volume)?;
-        Ok(())
-    })?;
+        return Err(e);
+    }
     Ok(Planned {
         volume,
         source,
@@ -383,23 +411,31 @@ fn begin(
     })
 }
 
-pub fn get(db: &Db, ctx: &RequestContext, id: &str) -> Result<Volume, VolumeError> {
-    db.read(|c| visible(c, ctx, id))
+pub fn get(
+    db: &dyn VolumeRecordStore,
+    ctx: &RequestContext,
+    id: &str,
+) -> Result<Volume, VolumeError> {
+    visible(db, ctx, id)
 }
 
-pub fn list(db: &Db, ctx: &RequestContext, q: &ListQuery) -> Result<Vec<Volume>, VolumeError> {
+pub fn list(
+    db: &dyn VolumeRecordStore,
+    ctx: &RequestContext,
+    q: &ListQuery,
+) -> Result<Vec<Volume>, VolumeError> {
     let project = if q.all_projects && ctx.is_admin() {
         None
     } else {
         Some(project_of(ctx)?)
     };
-    let all = db.read(|c| store::volumes(c, project.as_deref()))?;
+    let all = db.volumes(project.as_deref())?;
     query::page(all, q)
 }
 
 /// `PUT /volumes/{id}`: name and description (None leaves a field as it is).
 pub fn update(
-    db: &Db,
+    db: &dyn VolumeRecordStore,
     ctx: &RequestContext,
     id: &str,
     name: Option<Option<String>>,
@@ -411,13 +447,13 @@ pub fn update(
     if let Some(d) = &description {
         check_text("description", d, 255)?;
     }
-    db.write(|tx| {
-        let v = visible(tx, ctx, id)?;
-        let name = name.unwrap_or(v.name);
-        let description = description.unwrap_or(v.description);
-        store::set_volume_text(tx, id, name.as_deref(), description.as_deref())?;
-        visible(tx, ctx, id)
-    })
+    visible(db, ctx, id)?;
+    db.set_volume_text(
+        id,
+        name.as_ref().map(Option::as_deref),
+        description.as_ref().map(Option::as_deref),
+    )?
+    .ok_or_else(|| VolumeError::NotFound(id.to_owned()))
 }
 
 /// Statuses from which a volume may be deleted (Cinder's list, as far as they exist here).
@@ -429,28 +465,28 @@ const DELETABLE: [VolumeStatus; 3] = [
 
 /// Deletes volume `id`: refused while attached, while it has snapshots, or while it is busy.
 pub fn delete(stores: &Stores, ctx: &RequestContext, id: &str) -> Result<(), VolumeError> {
-    let db = &stores.db;
-    db.write(|tx| {
-        let v = visible(tx, ctx, id)?;
+    stores.records.change_volume_status(id, &mut |seen| {
+        let v = &seen.volume;
+        check_visible(ctx, v)?;
         if v.attachment.is_some() {
             return Err(VolumeError::InvalidVolume(format!(
                 "volume {id} is attached to a server; detach it first"
             )));
         }
-        let snaps = store::snapshot_count_of(tx, id)?;
+        let snaps = seen.snapshots.len();
         if snaps > 0 {
             return Err(VolumeError::InvalidVolume(format!(
                 "volume {id} still has {snaps} dependent snapshots; delete them first"
             )));
         }
-        if !store::set_volume_status_if(tx, id, &DELETABLE, VolumeStatus::Deleting, None)? {
+        if !DELETABLE.contains(&v.status) {
             return Err(VolumeError::InvalidVolume(format!(
                 "Volume status must be available or error and must not be attached or have \
                  snapshots; volume {id} is {}",
                 v.status.as_str()
             )));
         }
-        Ok(())
+        Ok(Some(VolumeStatus::Deleting))
     })?;
     finish_delete(stores, id)
 }
@@ -461,20 +497,14 @@ pub fn delete(stores: &Stores, ctx: &RequestContext, id: &str) -> Result<(), Vol
 /// restart finishes a `deleting` volume ([`recover`]). A volume with snapshots is only
 /// detached (Cinder would refuse to delete it); returns whether it was deleted.
 pub fn detach_and_delete(stores: &Stores, id: &str, server_id: &str) -> Result<bool, VolumeError> {
-    let deleting = stores.db.write(|tx| {
-        let Some(a) = store::attachment_of(tx, id)?.filter(|a| a.server_id == server_id) else {
-            return Ok(false);
-        };
-        store::delete_attachment(tx, &a.volume_id)?;
-        let snapshots = store::snapshot_count_of(tx, id)?;
-        let to = if snapshots > 0 {
-            VolumeStatus::Available
-        } else {
+    let to = stores.records.detach_volume(id, server_id, &mut |seen| {
+        if seen.snapshots.is_empty() {
             VolumeStatus::Deleting
-        };
-        store::set_volume_status_if(tx, id, &[VolumeStatus::InUse], to, None)?;
-        Ok::<_, VolumeError>(to == VolumeStatus::Deleting)
+        } else {
+            VolumeStatus::Available
+        }
     })?;
+    let deleting = to == Some(VolumeStatus::Deleting);
     if deleting {
         finish_delete(stores, id)?;
     }
@@ -486,22 +516,18 @@ pub fn detach_and_delete(stores: &Stores, id: &str, server_id: &str) -> Result<b
 pub(crate) fn finish_delete(stores: &Stores, id: &str) -> Result<(), VolumeError> {
     if let Err(e) = stores.volumes.delete(id) {
         let fault = e.to_string();
-        stores.db.write(|tx| {
-            store::set_volume_status_if(
-                tx,
-                id,
-                &[VolumeStatus::Deleting],
-                VolumeStatus::ErrorDeleting,
-                Some(&fault),
-            )
-        })?;
+        stores.records.set_volume_status_if(
+            id,
+            &[VolumeStatus::Deleting],
+            VolumeStatus::ErrorDeleting,
+            Some(&fault),
+        )?;
         return Err(e.into());
     }
-    stores.db.write(|tx| {
-        image::release(tx, ConsumerKind::Volume, id)?;
-        store::delete_volume(tx, id)?;
-        Ok::<_, VolumeError>(())
-    })?;
+    // The record, then the image hold: a crash in between leaves a hold with no volume,
+    // which `recover` lets go.
+    stores.records.delete_volume(id)?;
+    image::let_go(stores.image_records.as_ref(), ConsumerKind::Volume, id)?;
     tracing::info!("volume {id}: deleted");
     Ok(())
 }
@@ -514,10 +540,11 @@ pub fn extend(
     id: &str,
     new_size: &Value,
 ) -> Result<Volume, VolumeError> {
-    let db = &stores.db;
+    let db = stores.records.as_ref();
     let new_size = parse_size("new_size", new_size)?;
-    let v = db.write(|tx| {
-        let v = visible(tx, ctx, id)?;
+    let v = db.change_volume_status(id, &mut |seen| {
+        let v = &seen.volume;
+        check_visible(ctx, v)?;
         if new_size <= v.size {
             return Err(VolumeError::InvalidInput(format!(
                 "New size for extend must be greater than current size. (current: {}, \
@@ -525,18 +552,11 @@ pub fn extend(
                 v.size
             )));
         }
-        let snapshotting = store::snapshots(tx, None)?
+        let snapshotting = seen
+            .snapshots
             .iter()
-            .any(|s| s.volume_id == id && s.status == SnapshotStatus::Creating);
-        if snapshotting
-            || !store::set_volume_status_if(
-                tx,
-                id,
-                &[VolumeStatus::Available],
-                VolumeStatus::Extending,
-                None,
-            )?
-        {
+            .any(|s| s.status == SnapshotStatus::Creating);
+        if snapshotting || v.status != VolumeStatus::Available {
             return Err(VolumeError::InvalidVolume(format!(
                 "Volume status must be available to extend; volume {id} is {}{}",
                 v.status.as_str(),
@@ -547,25 +567,13 @@ pub fn extend(
                 }
             )));
         }
-        Ok(v)
+        Ok(Some(VolumeStatus::Extending))
     })?;
     let provisioning = types::by_name(&v.volume_type)
         .unwrap_or(types::DEFAULT)
         .provisioning;
     let grown = bytes(new_size).and_then(|b| Ok(stores.volumes.extend(id, b, provisioning)?));
-    db.write(|tx| {
-        if grown.is_ok() {
-            store::set_volume_size(tx, id, new_size)?;
-        }
-        store::set_volume_status_if(
-            tx,
-            id,
-            &[VolumeStatus::Extending],
-            VolumeStatus::Available,
-            None,
-        )?;
-        Ok::<_, VolumeError>(())
-    })?;
+    db.finish_extend(id, grown.is_ok().then_some(new_size))?;
     grown?;
     tracing::info!("volume {id}: extended to {new_size} GiB");
     get(db, ctx, id)

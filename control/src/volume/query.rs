@@ -2,8 +2,8 @@
 //! `sort_dir`, `sort=key:dir`), and paging (`limit`, `marker`). Pure functions over loaded
 //! records.
 
+use super::store::{Snapshot, Volume};
 use super::VolumeError;
-use crate::storage::volumes::{Snapshot, Volume};
 use crate::timestamp::Timestamp;
 use std::cmp::Ordering;
 

@@ -5,12 +5,15 @@
 //! - `creating` with its file → `available`; without → `error`;
 //! - `extending` → `available`, with the size the file has (the grow is one system call);
 //! - `deleting` → the deletion is finished;
-//! - a volume or snapshot file with no record is removed.
+//! - a volume or snapshot file with no record is removed;
+//! - an image held for a volume that has no record (its create or delete was interrupted
+//!   between the two domains' writes) is let go.
 //!
 //! Server disks (`instances/`) belong to servers and are left alone.
 
 use super::{finish_delete, gib_for, snapshots, Stores, VolumeError};
-use crate::storage::volumes::{self as store, SnapshotStatus, VolumeStatus};
+use super::{SnapshotStatus, VolumeStatus};
+use crate::image::ConsumerKind;
 use outpost_image_store::DiskKind;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -24,18 +27,18 @@ pub struct Recovered {
 const INTERRUPTED: &str = "interrupted by a restart of outpostd";
 
 pub fn recover(stores: &Stores) -> Result<Recovered, VolumeError> {
-    let db = &stores.db;
+    let db = stores.records.as_ref();
     let vs = &stores.volumes;
     let mut out = Recovered::default();
     let on_disk = vs.list(DiskKind::Volume)?;
-    for id in db.read(|c| store::volume_ids_in_status(c, VolumeStatus::Creating))? {
+    for id in db.volume_ids_in_status(VolumeStatus::Creating)? {
         let made = on_disk.contains(&id);
         let (to, fault) = if made {
             (VolumeStatus::Available, None)
         } else {
             (VolumeStatus::Error, Some(INTERRUPTED))
         };
-        db.write(|tx| store::set_volume_status_if(tx, &id, &[VolumeStatus::Creating], to, fault))?;
+        db.set_volume_status_if(&id, &[VolumeStatus::Creating], to, fault)?;
         tracing::info!(
             "volume {id}: creation {}",
             if made { "had finished" } else { INTERRUPTED }
@@ -47,36 +50,25 @@ pub fn recover(stores: &Stores) -> Result<Recovered, VolumeError> {
         }
         .push(id);
     }
-    for id in db.read(|c| store::volume_ids_in_status(c, VolumeStatus::Extending))? {
+    for id in db.volume_ids_in_status(VolumeStatus::Extending)? {
         let size = i64::try_from(vs.size_bytes(&id)?).unwrap_or(i64::MAX);
-        db.write(|tx| {
-            store::set_volume_size(tx, &id, gib_for(size))?;
-            store::set_volume_status_if(
-                tx,
-                &id,
-                &[VolumeStatus::Extending],
-                VolumeStatus::Available,
-                None,
-            )
-        })?;
+        db.finish_extend(&id, Some(gib_for(size)))?;
         out.completed.push(id);
     }
-    for id in db.read(|c| store::volume_ids_in_status(c, VolumeStatus::Deleting))? {
+    for id in db.volume_ids_in_status(VolumeStatus::Deleting)? {
         finish_delete(stores, &id)?;
         out.deleted.push(id);
     }
 
     let on_disk = vs.list(DiskKind::Snapshot)?;
-    for id in db.read(|c| store::snapshot_ids_in_status(c, SnapshotStatus::Creating))? {
+    for id in db.snapshot_ids_in_status(SnapshotStatus::Creating)? {
         let made = on_disk.contains(&id);
         let (to, fault) = if made {
             (SnapshotStatus::Available, None)
         } else {
             (SnapshotStatus::Error, Some(INTERRUPTED))
         };
-        db.write(|tx| {
-            store::set_snapshot_status_if(tx, &id, &[SnapshotStatus::Creating], to, fault)
-        })?;
+        db.set_snapshot_status_if(&id, &[SnapshotStatus::Creating], to, fault)?;
         if made {
             &mut out.completed
         } else {
@@ -84,23 +76,29 @@ pub fn recover(stores: &Stores) -> Result<Recovered, VolumeError> {
         }
         .push(id);
     }
-    for id in db.read(|c| store::snapshot_ids_in_status(c, SnapshotStatus::Deleting))? {
+    for id in db.snapshot_ids_in_status(SnapshotStatus::Deleting)? {
         snapshots::finish_delete(stores, &id)?;
         out.deleted.push(id);
     }
 
     for id in vs.list(DiskKind::Volume)? {
-        if db.read(|c| store::volume(c, &id))?.is_none() {
+        if db.volume(&id)?.is_none() {
             vs.delete(&id)?;
             tracing::warn!("volume {id}: removed a file with no volume record");
             out.orphan_files_removed.push(id);
         }
     }
     for id in vs.list(DiskKind::Snapshot)? {
-        if db.read(|c| store::snapshot(c, &id))?.is_none() {
+        if db.snapshot(&id)?.is_none() {
             vs.delete_snapshot(&id)?;
             tracing::warn!("snapshot {id}: removed a file with no snapshot record");
             out.orphan_files_removed.push(id);
+        }
+    }
+    for id in crate::image::holders(stores.image_records.as_ref(), ConsumerKind::Volume)? {
+        if db.volume(&id)?.is_none() {
+            crate::image::let_go(stores.image_records.as_ref(), ConsumerKind::Volume, &id)?;
+            tracing::info!("volume {id}: let go of the image held for it; it has no record");
         }
     }
     Ok(out)

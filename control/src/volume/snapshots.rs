@@ -4,11 +4,10 @@
 //! deleted while a volume is being created from it.
 
 use super::jobs::{self, JobKind};
-use super::{check_text, project_of, query, ListQuery, Stores, VolumeError};
+use super::{check_text, check_visible, project_of, query, ListQuery, Stores, VolumeError};
+use super::{Snapshot, SnapshotStatus, VolumeRecordStore, VolumeStatus};
 use crate::context::RequestContext;
 use crate::random;
-use crate::storage::volumes::{self as store, Snapshot, SnapshotStatus, VolumeStatus};
-use crate::storage::Db;
 use crate::timestamp::Timestamp;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -20,11 +19,11 @@ pub struct NewSnapshot {
 }
 
 fn visible(
-    c: &rusqlite::Connection,
+    db: &dyn VolumeRecordStore,
     ctx: &RequestContext,
     id: &str,
 ) -> Result<Snapshot, VolumeError> {
-    store::snapshot(c, id)?
+    db.snapshot(id)?
         .filter(|s| ctx.can_see(&s.project_id))
         .ok_or_else(|| VolumeError::SnapshotNotFound(id.to_owned()))
 }
@@ -38,8 +37,8 @@ pub fn create(
     check_text("description", &new.description, 255)?;
     let now = Timestamp::now();
     let id = random::uuid()?;
-    let snap = stores.db.write(|tx| {
-        let v = super::visible(tx, ctx, &new.volume_id)?;
+    let snap = stores.records.create_snapshot(&new.volume_id, &mut |v| {
+        check_visible(ctx, v)?;
         let ok = match v.status {
             VolumeStatus::Available => true,
             VolumeStatus::InUse => new.force,
@@ -70,7 +69,6 @@ pub fn create(
             created_at: now,
             updated_at: now,
         };
-        store::insert_snapshot(tx, &snap)?;
         Ok(snap)
     })?;
     let worker = stores.clone();
@@ -93,17 +91,25 @@ pub fn create(
     Ok(snap)
 }
 
-pub fn get(db: &Db, ctx: &RequestContext, id: &str) -> Result<Snapshot, VolumeError> {
-    db.read(|c| visible(c, ctx, id))
+pub fn get(
+    db: &dyn VolumeRecordStore,
+    ctx: &RequestContext,
+    id: &str,
+) -> Result<Snapshot, VolumeError> {
+    visible(db, ctx, id)
 }
 
-pub fn list(db: &Db, ctx: &RequestContext, q: &ListQuery) -> Result<Vec<Snapshot>, VolumeError> {
+pub fn list(
+    db: &dyn VolumeRecordStore,
+    ctx: &RequestContext,
+    q: &ListQuery,
+) -> Result<Vec<Snapshot>, VolumeError> {
     let project = if q.all_projects && ctx.is_admin() {
         None
     } else {
         Some(project_of(ctx)?)
     };
-    let all = db.read(|c| store::snapshots(c, project.as_deref()))?;
+    let all = db.snapshots(project.as_deref())?;
     query::page(all, q)
 }
 
@@ -114,42 +120,41 @@ const DELETABLE: [SnapshotStatus; 3] = [
 ];
 
 pub fn delete(stores: &Stores, ctx: &RequestContext, id: &str) -> Result<(), VolumeError> {
-    stores.db.write(|tx| {
-        let s = visible(tx, ctx, id)?;
-        let copying = store::volumes(tx, None)?
-            .iter()
-            .any(|v| v.snapshot_id.as_deref() == Some(id) && v.status == VolumeStatus::Creating);
-        if copying {
-            return Err(VolumeError::InvalidSnapshot(format!(
-                "a volume is being created from snapshot {id}; delete it once that is done"
-            )));
-        }
-        if !store::set_snapshot_status_if(tx, id, &DELETABLE, SnapshotStatus::Deleting, None)? {
-            return Err(VolumeError::InvalidSnapshot(format!(
-                "Snapshot status must be available or error; snapshot {id} is {}",
-                s.status.as_str()
-            )));
-        }
-        Ok(())
-    })?;
+    stores
+        .records
+        .change_snapshot_status(id, &mut |s, copies| {
+            if !ctx.can_see(&s.project_id) {
+                return Err(VolumeError::SnapshotNotFound(id.to_owned()));
+            }
+            let copying = copies.iter().any(|v| v.status == VolumeStatus::Creating);
+            if copying {
+                return Err(VolumeError::InvalidSnapshot(format!(
+                    "a volume is being created from snapshot {id}; delete it once that is done"
+                )));
+            }
+            if !DELETABLE.contains(&s.status) {
+                return Err(VolumeError::InvalidSnapshot(format!(
+                    "Snapshot status must be available or error; snapshot {id} is {}",
+                    s.status.as_str()
+                )));
+            }
+            Ok(Some(SnapshotStatus::Deleting))
+        })?;
     finish_delete(stores, id)
 }
 
 pub(super) fn finish_delete(stores: &Stores, id: &str) -> Result<(), VolumeError> {
     if let Err(e) = stores.volumes.delete_snapshot(id) {
         let fault = e.to_string();
-        stores.db.write(|tx| {
-            store::set_snapshot_status_if(
-                tx,
-                id,
-                &[SnapshotStatus::Deleting],
-                SnapshotStatus::ErrorDeleting,
-                Some(&fault),
-            )
-        })?;
+        stores.records.set_snapshot_status_if(
+            id,
+            &[SnapshotStatus::Deleting],
+            SnapshotStatus::ErrorDeleting,
+            Some(&fault),
+        )?;
         return Err(e.into());
     }
-    stores.db.write(|tx| store::delete_snapshot(tx, id))?;
+    stores.records.delete_snapshot(id)?;
     tracing::info!("snapshot {id}: deleted");
     Ok(())
 }

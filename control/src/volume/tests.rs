@@ -18,7 +18,8 @@ fn env() -> Env {
     let dir = tempfile::tempdir().unwrap();
     let f = fixture();
     let stores = Stores {
-        db: f.db.clone(),
+        records: Arc::new(f.db.clone()),
+        image_records: Arc::new(f.db.clone()),
         volumes: Arc::new(VolumeStore::open(dir.path().to_owned()).unwrap()),
         images: Arc::new(ImageStore::open(dir.path().to_owned()).unwrap()),
     };
@@ -212,9 +213,11 @@ fn from_image_copies_it_and_holds_it() {
     let big = image_of(&e, &vec![1u8; 4096]);
     let mut meta = image::get(&e.f.db, member, &big).unwrap();
     meta.min_disk = 2;
-    e.f.db
-        .write(|tx| crate::storage::images::save(tx, &meta))
-        .unwrap();
+    crate::image::ImageRecordStore::update_image(&e.f.db, &big, &mut |i| {
+        *i = meta.clone();
+        Ok(true)
+    })
+    .unwrap();
     let r = create(
         &e.stores,
         member,
@@ -345,10 +348,9 @@ fn recovery_settles_interrupted_work() {
     settled(&e, &lost.id);
     // As a crash would leave them: one finished copy not yet recorded, one copy whose file
     // never appeared, one deletion half done, one file with no record.
-    use crate::storage::volumes as store;
     let set = |id: &str, to: VolumeStatus| {
         e.f.db
-            .write(|tx| store::set_volume_status_if(tx, id, &VolumeStatus::ALL, to, None))
+            .set_volume_status_if(id, &VolumeStatus::ALL, to, None)
             .unwrap()
     };
     set(&done.id, VolumeStatus::Creating);

@@ -37,20 +37,30 @@ fn as_strings(specs: Map<String, Value>) -> Result<BTreeMap<String, String>, Fau
 }
 
 pub fn list(call: &Call<'_>) -> Result<Reply, Fault> {
-    let specs = extra_specs::list(&call.state.db, call.ctx(), call.param("flavor_id"))?;
+    let specs = extra_specs::list(call.state.flavors(), call.ctx(), call.param("flavor_id"))?;
     Ok(Reply::ok(json!({"extra_specs": specs})))
 }
 
 pub fn create(call: &Call<'_>) -> Result<Reply, Fault> {
     let body: ExtraSpecsBody = call.json()?;
     let specs = as_strings(body.extra_specs)?;
-    let set = extra_specs::set(&call.state.db, call.ctx(), call.param("flavor_id"), specs)?;
+    let set = extra_specs::set(
+        call.state.flavors(),
+        call.ctx(),
+        call.param("flavor_id"),
+        specs,
+    )?;
     Ok(Reply::ok(json!({"extra_specs": set})))
 }
 
 pub fn show(call: &Call<'_>) -> Result<Reply, Fault> {
     let key = call.param("key");
-    let value = extra_specs::get(&call.state.db, call.ctx(), call.param("flavor_id"), key)?;
+    let value = extra_specs::get(
+        call.state.flavors(),
+        call.ctx(),
+        call.param("flavor_id"),
+        key,
+    )?;
     Ok(Reply::ok(json!({ key: value })))
 }
 
@@ -65,13 +75,18 @@ pub fn update(call: &Call<'_>) -> Result<Reply, Fault> {
         return Err(Fault::bad_request("Request body and URI mismatch"));
     }
     let specs = as_strings(body)?;
-    let set = extra_specs::set(&call.state.db, call.ctx(), call.param("flavor_id"), specs)?;
+    let set = extra_specs::set(
+        call.state.flavors(),
+        call.ctx(),
+        call.param("flavor_id"),
+        specs,
+    )?;
     Ok(Reply::ok(json!(set)))
 }
 
 pub fn delete(call: &Call<'_>) -> Result<Reply, Fault> {
     let (flavor, key) = (call.param("flavor_id"), call.param("key"));
-    extra_specs::delete(&call.state.db, call.ctx(), flavor, key)?;
+    extra_specs::delete(call.state.flavors(), call.ctx(), flavor, key)?;
     // Nova answers 200 with no body here (but 202 for deleting the flavor itself).
     Ok(Reply::empty(StatusCode::OK))
 }

@@ -92,12 +92,12 @@ pub fn create(call: &Call<'_>) -> Result<Reply, Fault> {
         is_public: b.is_public,
         description: b.description.flatten(),
     };
-    let f = flavors::create(&call.state.db, call.ctx(), new)?;
+    let f = flavors::create(call.state.flavors(), call.ctx(), new)?;
     Ok(flavor_reply(call, &f))
 }
 
 pub fn show(call: &Call<'_>) -> Result<Reply, Fault> {
-    let f = flavors::get(&call.state.db, call.ctx(), call.param("flavor_id"))?;
+    let f = flavors::get(call.state.flavors(), call.ctx(), call.param("flavor_id"))?;
     Ok(flavor_reply(call, &f))
 }
 
@@ -108,7 +108,7 @@ pub fn update(call: &Call<'_>) -> Result<Reply, Fault> {
     }
     let body: FlavorUpdate = call.json()?;
     let f = flavors::set_description(
-        &call.state.db,
+        call.state.flavors(),
         call.ctx(),
         call.param("flavor_id"),
         body.flavor.description.flatten(),
@@ -117,7 +117,7 @@ pub fn update(call: &Call<'_>) -> Result<Reply, Fault> {
 }
 
 pub fn delete(call: &Call<'_>) -> Result<Reply, Fault> {
-    flavors::delete(&call.state.db, call.ctx(), call.param("flavor_id"))?;
+    flavors::delete(call.state.flavors(), call.ctx(), call.param("flavor_id"))?;
     Ok(Reply::empty(StatusCode::ACCEPTED))
 }
 
@@ -135,7 +135,7 @@ fn list_as(
     view: fn(&Flavor, &str, ApiVersion) -> Value,
 ) -> Result<Reply, Fault> {
     let q = query(call)?;
-    let page = flavors::list(&call.state.db, call.ctx(), &q)?;
+    let page = flavors::list(call.state.flavors(), call.ctx(), &q)?;
     let base = &call.state.base_url;
     let mut body = json!({
         "flavors": page.iter().map(|f| view(f, base, version(call))).collect::<Vec<_>>()

@@ -175,10 +175,7 @@ pub fn security_groups(call: &Call<'_>) -> Result<Reply, Fault> {
     let groups = servers::nics::security_groups(fleet, &s).map_err(servers::ServerError::from)?;
     let mut out = Vec::with_capacity(groups.len());
     for g in groups {
-        let rules = call
-            .state
-            .db
-            .read(|c| crate::storage::security_groups::list_rules(c, Some(&g.id)))
+        let rules = servers::nics::security_group_rules(fleet, &g.id)
             .map_err(servers::ServerError::from)?;
         let rules: Vec<Value> = rules
             .into_iter()

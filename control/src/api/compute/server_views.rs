@@ -6,9 +6,9 @@
 //! admins (Nova's default policy); a fault is shown in ERROR, its details to admins.
 
 use crate::api::microversion::ApiVersion;
+use crate::compute::servers::store::VmState;
 use crate::compute::servers::{state, Server};
 use crate::context::RequestContext;
-use crate::storage::servers::VmState;
 use crate::timestamp::Timestamp;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha224};
@@ -202,7 +202,9 @@ fn hostname(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::servers::{BootConfig, FlavorSnapshot, PowerState, ServerFault, TaskState};
+    use crate::compute::servers::store::{
+        BootConfig, FlavorSnapshot, PowerState, ServerFault, TaskState,
+    };
     use std::collections::BTreeMap;
 
     fn server() -> Server {

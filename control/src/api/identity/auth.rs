@@ -138,7 +138,7 @@ fn token_reply(call: &Call<'_>, status: StatusCode, value: &str, info: &TokenInf
 
 pub fn issue(call: &Call<'_>) -> Result<Reply, Fault> {
     let auth = password_auth(call.json()?)?;
-    let issued = tokens::issue(&call.state.db, &auth, call.state.token_ttl)?;
+    let issued = tokens::issue(call.state.identity(), &auth, call.state.token_ttl)?;
     Ok(token_reply(
         call,
         StatusCode::CREATED,
@@ -162,7 +162,8 @@ fn subject(call: &Call<'_>) -> Result<String, Fault> {
 /// The subject token's contents, if the caller may look at it: its own token, or any for an
 /// admin (Keystone's `identity:validate_token` default).
 fn subject_info(call: &Call<'_>, value: &str) -> Result<TokenInfo, Fault> {
-    let info = tokens::validate(&call.state.db, value).map_err(tokens::not_found_if_invalid)?;
+    let info =
+        tokens::validate(call.state.identity(), value).map_err(tokens::not_found_if_invalid)?;
     let ctx = call.ctx();
     if !ctx.is_admin() && info.user.id != ctx.user_id {
         return Err(IdentityError::Forbidden("validate_token").into());
@@ -179,6 +180,6 @@ pub fn validate(call: &Call<'_>) -> Result<Reply, Fault> {
 pub fn revoke(call: &Call<'_>) -> Result<Reply, Fault> {
     let value = subject(call)?;
     subject_info(call, &value)?;
-    tokens::revoke(&call.state.db, &value)?;
+    tokens::revoke(call.state.identity(), &value)?;
     Ok(Reply::empty(StatusCode::NO_CONTENT))
 }

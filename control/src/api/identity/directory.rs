@@ -75,13 +75,13 @@ fn default_domain_only(field: &'static str, v: &Option<String>) -> Result<(), Id
 
 pub fn list_projects(call: &Call<'_>) -> Result<Reply, Fault> {
     let base = &call.state.base_url;
-    let projects = directory::list_projects(&call.state.db, call.ctx(), call.query("name"))?;
+    let projects = directory::list_projects(call.state.identity(), call.ctx(), call.query("name"))?;
     let items = projects.iter().map(|p| views::project(p, base)).collect();
     Ok(Reply::ok(views::collection("projects", items, base)))
 }
 
 pub fn show_project(call: &Call<'_>) -> Result<Reply, Fault> {
-    let p = directory::get_project(&call.state.db, call.ctx(), call.param("project_id"))?;
+    let p = directory::get_project(call.state.identity(), call.ctx(), call.param("project_id"))?;
     Ok(Reply::ok(
         json!({"project": views::project(&p, &call.state.base_url)}),
     ))
@@ -111,20 +111,20 @@ pub fn create_project(call: &Call<'_>) -> Result<Reply, Fault> {
         description: b.description.unwrap_or_default(),
         enabled: b.enabled.unwrap_or(true),
     };
-    let p = directory::create_project(&call.state.db, call.ctx(), new)?;
+    let p = directory::create_project(call.state.identity(), call.ctx(), new)?;
     let body = json!({"project": views::project(&p, &call.state.base_url)});
     Ok(Reply::json(StatusCode::CREATED, body))
 }
 
 pub fn list_users(call: &Call<'_>) -> Result<Reply, Fault> {
     let base = &call.state.base_url;
-    let users = directory::list_users(&call.state.db, call.ctx(), call.query("name"))?;
+    let users = directory::list_users(call.state.identity(), call.ctx(), call.query("name"))?;
     let items = users.iter().map(|u| views::user(u, base)).collect();
     Ok(Reply::ok(views::collection("users", items, base)))
 }
 
 pub fn show_user(call: &Call<'_>) -> Result<Reply, Fault> {
-    let u = directory::get_user(&call.state.db, call.ctx(), call.param("user_id"))?;
+    let u = directory::get_user(call.state.identity(), call.ctx(), call.param("user_id"))?;
     Ok(Reply::ok(
         json!({"user": views::user(&u, &call.state.base_url)}),
     ))
@@ -142,20 +142,20 @@ pub fn create_user(call: &Call<'_>) -> Result<Reply, Fault> {
         email: b.email,
         description: b.description.unwrap_or_default(),
     };
-    let u = directory::create_user(&call.state.db, call.ctx(), new)?;
+    let u = directory::create_user(call.state.identity(), call.ctx(), new)?;
     let body = json!({"user": views::user(&u, &call.state.base_url)});
     Ok(Reply::json(StatusCode::CREATED, body))
 }
 
 pub fn list_roles(call: &Call<'_>) -> Result<Reply, Fault> {
     let base = &call.state.base_url;
-    let roles = directory::list_roles(&call.state.db, call.ctx(), call.query("name"))?;
+    let roles = directory::list_roles(call.state.identity(), call.ctx(), call.query("name"))?;
     let items = roles.iter().map(|r| views::role(r, base)).collect();
     Ok(Reply::ok(views::collection("roles", items, base)))
 }
 
 pub fn show_role(call: &Call<'_>) -> Result<Reply, Fault> {
-    let r = directory::get_role(&call.state.db, call.ctx(), call.param("role_id"))?;
+    let r = directory::get_role(call.state.identity(), call.ctx(), call.param("role_id"))?;
     Ok(Reply::ok(
         json!({"role": views::role(&r, &call.state.base_url)}),
     ))
@@ -175,7 +175,7 @@ pub fn create_role(call: &Call<'_>) -> Result<Reply, Fault> {
         name: b.name,
         description: b.description.unwrap_or_default(),
     };
-    let r = directory::create_role(&call.state.db, call.ctx(), new)?;
+    let r = directory::create_role(call.state.identity(), call.ctx(), new)?;
     let body = json!({"role": views::role(&r, &call.state.base_url)});
     Ok(Reply::json(StatusCode::CREATED, body))
 }
@@ -189,11 +189,11 @@ fn assignment<'a>(call: &'a Call<'_>) -> Assignment<'a> {
 }
 
 pub fn grant_role(call: &Call<'_>) -> Result<Reply, Fault> {
-    directory::grant_role(&call.state.db, call.ctx(), assignment(call))?;
+    directory::grant_role(call.state.identity(), call.ctx(), assignment(call))?;
     Ok(Reply::empty(StatusCode::NO_CONTENT))
 }
 
 pub fn revoke_role(call: &Call<'_>) -> Result<Reply, Fault> {
-    directory::revoke_role(&call.state.db, call.ctx(), assignment(call))?;
+    directory::revoke_role(call.state.identity(), call.ctx(), assignment(call))?;
     Ok(Reply::empty(StatusCode::NO_CONTENT))
 }

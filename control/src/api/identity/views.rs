@@ -1,9 +1,9 @@
 //! Keystone's JSON for tokens, projects, users and roles.
 
 use crate::identity::catalog;
+use crate::identity::store::{Project, Role, User};
 use crate::identity::tokens::TokenInfo;
 use crate::identity::{DEFAULT_DOMAIN_ID, DEFAULT_DOMAIN_NAME};
-use crate::storage::identity::{Project, Role, User};
 use serde_json::{json, Value};
 
 fn domain() -> Value {

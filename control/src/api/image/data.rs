@@ -26,7 +26,7 @@ pub fn upload(call: &Call<'_>) -> Result<Reply, Fault> {
     let state = call.state;
     let mut body = call.body_reader();
     image::upload(
-        &state.db,
+        state.image_records(),
         &state.images,
         call.ctx(),
         call.param("image_id"),
@@ -52,7 +52,12 @@ fn content_md5(v: &str) -> Result<String, Fault> {
 
 pub fn download(call: &Call<'_>) -> Result<Reply, Fault> {
     let state = call.state;
-    let Some(f) = image::download(&state.db, &state.images, call.ctx(), call.param("image_id"))?
+    let Some(f) = image::download(
+        state.image_records(),
+        &state.images,
+        call.ctx(),
+        call.param("image_id"),
+    )?
     else {
         return Ok(Reply::empty(StatusCode::NO_CONTENT));
     };

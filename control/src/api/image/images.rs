@@ -20,13 +20,21 @@ fn image_reply(status: StatusCode, i: &image::Image) -> Reply {
 
 pub fn create(call: &Call<'_>) -> Result<Reply, Fault> {
     let attributes: Map<String, Value> = call.json()?;
-    let i = image::create(&call.state.db, call.ctx(), NewImage { attributes })?;
+    let i = image::create(
+        call.state.image_records(),
+        call.ctx(),
+        NewImage { attributes },
+    )?;
     let location = format!("{}/image/v2/images/{}", call.state.base_url, i.id);
     Ok(image_reply(StatusCode::CREATED, &i).header("Location", location))
 }
 
 pub fn show(call: &Call<'_>) -> Result<Reply, Fault> {
-    let i = image::get(&call.state.db, call.ctx(), call.param("image_id"))?;
+    let i = image::get(
+        call.state.image_records(),
+        call.ctx(),
+        call.param("image_id"),
+    )?;
     Ok(image_reply(StatusCode::OK, &i))
 }
 
@@ -44,19 +52,29 @@ pub fn update(call: &Call<'_>) -> Result<Reply, Fault> {
     }
     let body: Value = call.json()?;
     let changes = patch::parse(&body)?;
-    let i = image::update(&call.state.db, call.ctx(), call.param("image_id"), &changes)?;
+    let i = image::update(
+        call.state.image_records(),
+        call.ctx(),
+        call.param("image_id"),
+        &changes,
+    )?;
     Ok(image_reply(StatusCode::OK, &i))
 }
 
 pub fn delete(call: &Call<'_>) -> Result<Reply, Fault> {
     let state = call.state;
-    image::delete(&state.db, &state.images, call.ctx(), call.param("image_id"))?;
+    image::delete(
+        state.image_records(),
+        &state.images,
+        call.ctx(),
+        call.param("image_id"),
+    )?;
     Ok(Reply::empty(StatusCode::NO_CONTENT))
 }
 
 pub fn add_tag(call: &Call<'_>) -> Result<Reply, Fault> {
     image::add_tag(
-        &call.state.db,
+        call.state.image_records(),
         call.ctx(),
         call.param("image_id"),
         call.param("tag"),
@@ -66,7 +84,7 @@ pub fn add_tag(call: &Call<'_>) -> Result<Reply, Fault> {
 
 pub fn remove_tag(call: &Call<'_>) -> Result<Reply, Fault> {
     image::remove_tag(
-        &call.state.db,
+        call.state.image_records(),
         call.ctx(),
         call.param("image_id"),
         call.param("tag"),
@@ -76,7 +94,7 @@ pub fn remove_tag(call: &Call<'_>) -> Result<Reply, Fault> {
 
 pub fn list(call: &Call<'_>) -> Result<Reply, Fault> {
     let q = query(call)?;
-    let page = image::list(&call.state.db, call.ctx(), &q)?;
+    let page = image::list(call.state.image_records(), call.ctx(), &q)?;
     let keep: Vec<String> = call
         .query
         .iter()

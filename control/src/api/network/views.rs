@@ -1,9 +1,7 @@
 //! Neutron v2.0's JSON for networks, subnets, ports, security groups and rules: every field
 //! the openstack CLI and openstacksdk read, `tenant_id` beside `project_id`.
 
-use crate::network::DHCP_OWNER;
-use crate::storage::networks::{Network, Port, Subnet};
-use crate::storage::security_groups::{SecurityGroup, SecurityGroupRule};
+use crate::network::{Network, Port, SecurityGroup, SecurityGroupRule, Subnet, DHCP_OWNER};
 use serde_json::{json, Value};
 
 /// Neutron's one availability zone name, as devstack has it.

@@ -62,7 +62,11 @@ pub fn create(call: &Call<'_>) -> Result<Reply, Fault> {
 
 pub fn show(call: &Call<'_>) -> Result<Reply, Fault> {
     check_project(call)?;
-    let s = snapshots::get(&call.state.db, call.ctx(), call.param("snapshot_id"))?;
+    let s = snapshots::get(
+        call.state.volume_records(),
+        call.ctx(),
+        call.param("snapshot_id"),
+    )?;
     Ok(Reply::ok(json!({"snapshot": views::snapshot(&s, true)})))
 }
 
@@ -87,7 +91,7 @@ pub fn list_detail(call: &Call<'_>) -> Result<Reply, Fault> {
 fn list_as(call: &Call<'_>, sub: &str, detail: bool) -> Result<Reply, Fault> {
     check_project(call)?;
     let q = list_query(call)?;
-    let page = snapshots::list(&call.state.db, call.ctx(), &q)?;
+    let page = snapshots::list(call.state.volume_records(), call.ctx(), &q)?;
     let mut body =
         json!({"snapshots": page.iter().map(|s| views::snapshot(s, detail)).collect::<Vec<_>>()});
     let path = format!("/volume/v3/{}/{sub}", call.param("project_id"));

@@ -122,7 +122,11 @@ pub fn create(call: &Call<'_>) -> Result<Reply, Fault> {
 
 pub fn show(call: &Call<'_>) -> Result<Reply, Fault> {
     check_project(call)?;
-    let v = volume::get(&call.state.db, call.ctx(), call.param("volume_id"))?;
+    let v = volume::get(
+        call.state.volume_records(),
+        call.ctx(),
+        call.param("volume_id"),
+    )?;
     Ok(volume_reply(call, StatusCode::OK, &v))
 }
 
@@ -130,7 +134,7 @@ pub fn update(call: &Call<'_>) -> Result<Reply, Fault> {
     check_project(call)?;
     let b = call.json::<VolumeUpdate>()?.volume;
     let v = volume::update(
-        &call.state.db,
+        call.state.volume_records(),
         call.ctx(),
         call.param("volume_id"),
         b.name.or(b.display_name),
@@ -201,7 +205,7 @@ pub fn list_detail(call: &Call<'_>) -> Result<Reply, Fault> {
 fn list_as(call: &Call<'_>, sub: &str, view: fn(&Volume, &str) -> Value) -> Result<Reply, Fault> {
     check_project(call)?;
     let q = list_query(call)?;
-    let page = volume::list(&call.state.db, call.ctx(), &q)?;
+    let page = volume::list(call.state.volume_records(), call.ctx(), &q)?;
     let base = &call.state.base_url;
     let mut body = json!({"volumes": page.iter().map(|v| view(v, base)).collect::<Vec<_>>()});
     let path = format!("/volume/v3/{}/{sub}", call.param("project_id"));

@@ -3,12 +3,12 @@
 //! hands the work to the server's runner (Nova's 202); the loser of two conflicting
 //! requests gets Nova's 409 naming the state in the way.
 
+use super::store::{ResizeRecord, Server, TaskChange, TaskState, VmState};
 use super::{
     check_name, find_flavor, get, invalid, monitor, snapshot, Command, Fleet, ServerError,
     MAX_CONSOLE_BYTES,
 };
 use crate::context::RequestContext;
-use crate::storage::servers::{self as store, ResizeRecord, Server, TaskState, VmState};
 use std::sync::Arc;
 
 /// Which states an action accepts.
@@ -27,36 +27,52 @@ fn begin(
     id: &str,
     allowed: &Allowed,
     task: TaskState,
-    change: impl FnOnce(&mut Server),
+    mut change: impl FnMut(&mut Server),
 ) -> Result<Server, ServerError> {
-    fleet.db().write(|tx| {
-        let mut s = store::by_id(tx, id)?
-            .filter(|s| ctx.can_see(&s.project_id))
-            .ok_or_else(|| ServerError::NotFound(id.to_owned()))?;
-        let before = s.clone();
-        if let Some(t) = s.task_state {
-            if !allowed.tasks.contains(&t) {
-                return Err(ServerError::InvalidState {
-                    action: allowed.action,
-                    id: id.to_owned(),
-                    attribute: "task_state",
-                    state: t.as_str(),
-                });
+    let mut outcome = Err(ServerError::NotFound(id.to_owned()));
+    fleet
+        .servers()
+        .update_server(id, TaskChange::Keep, &mut |s| {
+            outcome = check(ctx, id, allowed, s);
+            if outcome.is_err() {
+                return false;
             }
-        }
-        if !allowed.vm.contains(&s.vm_state) {
+            s.task_state = Some(task);
+            change(s);
+            true
+        })?;
+    outcome
+}
+
+/// The server as it was, if the caller may see it and its states allow the action.
+fn check(
+    ctx: &RequestContext,
+    id: &str,
+    allowed: &Allowed,
+    s: &Server,
+) -> Result<Server, ServerError> {
+    if !ctx.can_see(&s.project_id) {
+        return Err(ServerError::NotFound(id.to_owned()));
+    }
+    if let Some(t) = s.task_state {
+        if !allowed.tasks.contains(&t) {
             return Err(ServerError::InvalidState {
                 action: allowed.action,
                 id: id.to_owned(),
-                attribute: "vm_state",
-                state: s.vm_state.as_str(),
+                attribute: "task_state",
+                state: t.as_str(),
             });
         }
-        s.task_state = Some(task);
-        change(&mut s);
-        store::save(tx, &s)?;
-        Ok(before)
-    })
+    }
+    if !allowed.vm.contains(&s.vm_state) {
+        return Err(ServerError::InvalidState {
+            action: allowed.action,
+            id: id.to_owned(),
+            attribute: "vm_state",
+            state: s.vm_state.as_str(),
+        });
+    }
+    Ok(s.clone())
 }
 
 pub fn start(fleet: &Arc<Fleet>, ctx: &RequestContext, id: &str) -> Result<(), ServerError> {
@@ -118,7 +134,7 @@ pub fn resize(
         tasks: &[],
     };
     let current = get(fleet, ctx, id)?;
-    let new = fleet.db().read(|c| find_flavor(c, ctx, flavor_ref))?;
+    let new = find_flavor(fleet, ctx, flavor_ref)?;
     if new.id == current.flavor.id {
         return Err(ServerError::BadRequest(
             "When resizing, instances must change flavor!".into(),
@@ -148,7 +164,7 @@ pub fn resize(
     begin(fleet, ctx, id, &ALLOWED, TaskState::ResizePrep, |s| {
         s.resize = Some(ResizeRecord {
             old_flavor: s.flavor.clone(),
-            new_flavor,
+            new_flavor: new_flavor.clone(),
             was_running: false,
             old_disk_bytes: 0,
             claims: None,
@@ -208,34 +224,45 @@ pub fn update(
             return Err(invalid("description", "It must be at most 255 characters."));
         }
     }
-    fleet.db().write(|tx| {
-        let mut s = store::by_id(tx, id)?
-            .filter(|s| ctx.can_see(&s.project_id))
-            .ok_or_else(|| ServerError::NotFound(id.to_owned()))?;
-        if let Some(n) = name {
-            s.name = n;
-        }
-        if let Some(d) = description {
-            s.description = d;
-        }
-        store::save(tx, &s)?;
-        Ok::<_, ServerError>(store::by_id(tx, id)?.unwrap_or(s))
-    })
+    let mut visible = false;
+    let stored = fleet
+        .servers()
+        .update_server(id, TaskChange::Keep, &mut |s| {
+            visible = ctx.can_see(&s.project_id);
+            if !visible {
+                return false;
+            }
+            if let Some(n) = &name {
+                s.name = n.clone();
+            }
+            if let Some(d) = &description {
+                s.description = d.clone();
+            }
+            true
+        })?;
+    stored
+        .filter(|_| visible)
+        .ok_or_else(|| ServerError::NotFound(id.to_owned()))
 }
 
 /// Deletes in any state (as Nova does); a delete already under way is not repeated.
 pub fn delete(fleet: &Arc<Fleet>, ctx: &RequestContext, id: &str) -> Result<(), ServerError> {
-    let already = fleet.db().write(|tx| {
-        let mut s = store::by_id(tx, id)?
-            .filter(|s| ctx.can_see(&s.project_id))
-            .ok_or_else(|| ServerError::NotFound(id.to_owned()))?;
-        if s.task_state == Some(TaskState::Deleting) {
-            return Ok(true);
-        }
-        s.task_state = Some(TaskState::Deleting);
-        store::save(tx, &s)?;
-        Ok::<_, ServerError>(false)
-    })?;
+    let mut visible = false;
+    let mut already = false;
+    fleet
+        .servers()
+        .update_server(id, TaskChange::Keep, &mut |s| {
+            visible = ctx.can_see(&s.project_id);
+            already = s.task_state == Some(TaskState::Deleting);
+            if !visible || already {
+                return false;
+            }
+            s.task_state = Some(TaskState::Deleting);
+            true
+        })?;
+    if !visible {
+        return Err(ServerError::NotFound(id.to_owned()));
+    }
     if !already {
         fleet.send(id, Command::Delete)?;
     }

@@ -14,9 +14,9 @@ use super::boot_source::{BootSource, BootSourceError};
 use super::runner::RunError;
 use super::{last_segment, Fleet, ServerError};
 use crate::compute::flavors::Flavor;
+use crate::compute::servers::store::{BlockDevice, BlockSource, BootConfig, Server};
 use crate::context::RequestContext;
 use crate::random;
-use crate::storage::servers::{BlockDevice, BlockSource, BootConfig, Server};
 use crate::volume::{self, NewVolume, VolumeError, VolumeStatus};
 use std::collections::BTreeSet;
 
@@ -131,7 +131,7 @@ fn available_volume(
     ctx: &RequestContext,
     id: &str,
 ) -> Result<volume::Volume, ServerError> {
-    let v = match volume::get(fleet.db(), ctx, id) {
+    let v = match volume::get(fleet.volume_records(), ctx, id) {
         Ok(v) => v,
         Err(VolumeError::NotFound(_)) => {
             return Err(invalid_bdm(format_args!("failed to get volume {id}.")))
@@ -227,15 +227,18 @@ pub(super) fn plan(
                 )
             }
             RequestedSource::Snapshot(snap) => {
-                let s = volume::snapshots::get(fleet.db(), ctx, snap).map_err(|e| match e {
-                    VolumeError::SnapshotNotFound(_) => {
-                        invalid_bdm(format_args!("failed to get snapshot {snap}."))
-                    }
-                    other => other.into(),
-                })?;
+                let s =
+                    volume::snapshots::get(fleet.volume_records(), ctx, snap).map_err(
+                        |e| match e {
+                            VolumeError::SnapshotNotFound(_) => {
+                                invalid_bdm(format_args!("failed to get snapshot {snap}."))
+                            }
+                            other => other.into(),
+                        },
+                    )?;
                 let size = r.volume_size.unwrap_or(s.size).max(s.size);
                 if r.boot {
-                    let parent = volume::get(fleet.db(), ctx, &s.volume_id).ok();
+                    let parent = volume::get(fleet.volume_records(), ctx, &s.volume_id).ok();
                     let mut b = volume_boot(
                         fleet,
                         ctx,
@@ -331,10 +334,7 @@ pub(super) fn make_and_attach(fleet: &Fleet, s: &Server) -> Result<(), RunError>
     let stores = fleet.stores();
     let ctx = super::owner(s);
     for d in &s.boot.block_devices {
-        let exists = fleet
-            .db()
-            .read(|c| crate::storage::volumes::volume(c, &d.volume_id))?
-            .is_some();
+        let exists = volume::find(fleet.volume_records(), &d.volume_id)?.is_some();
         if d.source.is_new() && !exists {
             let (image_ref, snapshot_id) = match &d.source {
                 BlockSource::Image { image_id } => (Some(image_id.clone()), None),
@@ -354,7 +354,7 @@ pub(super) fn make_and_attach(fleet: &Fleet, s: &Server) -> Result<(), RunError>
             };
             volume::create_now(&stores, &ctx, new, &d.volume_id)?;
         }
-        let attached = volume::attachments_of_server(fleet.db(), &s.id)?;
+        let attached = volume::attachments_of_server(fleet.volume_records(), &s.id)?;
         if attached.iter().any(|a| a.volume_id == d.volume_id) {
             continue;
         }
@@ -363,7 +363,12 @@ pub(super) fn make_and_attach(fleet: &Fleet, s: &Server) -> Result<(), RunError>
         } else {
             super::volumes::next_device(&attached)
         };
-        volume::attach(fleet.db(), &d.volume_id, &s.id, device.as_deref())?;
+        volume::attach(
+            fleet.volume_records(),
+            &d.volume_id,
+            &s.id,
+            device.as_deref(),
+        )?;
     }
     Ok(())
 }
@@ -389,9 +394,9 @@ pub(super) fn undo(fleet: &Fleet, s: &Server) -> Result<(), RunError> {
 /// snapshots) is left, as Nova leaves it, and logged.
 pub(super) fn release_on_delete(fleet: &Fleet, s: &Server) -> Result<(), RunError> {
     let stores = fleet.stores();
-    for a in volume::attachments_of_server(fleet.db(), &s.id)? {
+    for a in volume::attachments_of_server(fleet.volume_records(), &s.id)? {
         if !s.boot.delete_on_termination(&a.volume_id) {
-            volume::detach(fleet.db(), &a.volume_id, &s.id)?;
+            volume::detach(fleet.volume_records(), &a.volume_id, &s.id)?;
             continue;
         }
         match volume::detach_and_delete(&stores, &a.volume_id, &s.id) {

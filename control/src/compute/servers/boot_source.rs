@@ -10,7 +10,7 @@
 use super::config::GuestSettings;
 use crate::context::RequestContext;
 use crate::image::{self, ImageError};
-use crate::storage::{Db, StorageError};
+use crate::store::StorageError;
 use outpost_image_store::ImageStore;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -64,14 +64,22 @@ pub trait BootSources: Send + Sync {
 
 /// Glance images, plus the appliance's default guest.
 pub struct GlanceImages {
-    db: Db,
+    records: Arc<dyn image::ImageRecordStore>,
     images: Arc<ImageStore>,
     guest: GuestSettings,
 }
 
 impl GlanceImages {
-    pub fn new(db: Db, images: Arc<ImageStore>, guest: GuestSettings) -> GlanceImages {
-        GlanceImages { db, images, guest }
+    pub fn new(
+        records: Arc<dyn image::ImageRecordStore>,
+        images: Arc<ImageStore>,
+        guest: GuestSettings,
+    ) -> GlanceImages {
+        GlanceImages {
+            records,
+            images,
+            guest,
+        }
     }
 }
 
@@ -111,7 +119,7 @@ impl BootSources for GlanceImages {
             id: image_ref.to_owned(),
             reason,
         };
-        let b = match image::boot_source(&self.db, &self.images, ctx, image_ref) {
+        let b = match image::boot_source(self.records.as_ref(), &self.images, ctx, image_ref) {
             Ok(b) => b,
             // Not visible is not found, as in Glance.
             Err(ImageError::NotFound(_) | ImageError::Data(_)) => {
@@ -225,7 +233,7 @@ mod tests {
             json!({"disk_format": "raw", "container_format": "bare", "visibility": "private"}),
             4096,
         );
-        let glance = GlanceImages::new(f.db.clone(), store.clone(), guest);
+        let glance = GlanceImages::new(Arc::new(f.db.clone()), store.clone(), guest);
 
         let d = glance.resolve(&f.member, "outpost-guest").unwrap();
         assert_eq!((d.root_source, d.root_size), (rootfs, 4096));

@@ -8,8 +8,9 @@ use super::config::ComputeSettings;
 use super::monitor::{process, ServerDir};
 use super::placement::{migration_id, Placement, PlacementError};
 use super::runner::{Command, Runner};
+use super::store::ServerStore;
 use crate::network::agent::HostAgent;
-use crate::storage::{claims, servers, Db, StorageError};
+use crate::store::{Doors, StorageError};
 use outpost_image_store::{DiskKind, ImageStore, VolumeError, VolumeStore};
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -34,7 +35,8 @@ pub enum FleetError {
 }
 
 pub struct Fleet {
-    pub(super) db: Db,
+    /// Every domain's door (servers, placement, and those a server's saga goes through).
+    doors: Doors,
     pub(super) placement: Placement,
     /// The daemon's one volume store, shared with Cinder (server disks live beside volumes).
     pub(super) volumes: Arc<VolumeStore>,
@@ -54,7 +56,7 @@ impl Fleet {
     /// `volumes` (the daemon's store), runtime folders under `state_dir/servers`. Runs no
     /// server yet: [`Fleet::recover`] does.
     pub fn open(
-        db: Db,
+        doors: Doors,
         state_dir: &Path,
         settings: ComputeSettings,
         volumes: Arc<VolumeStore>,
@@ -67,10 +69,9 @@ impl Fleet {
             path: servers_dir.clone(),
             source,
         })?;
-        let placement = Placement::new(&settings)?;
-        placement.restore(&db.read(claims::all)?);
+        let placement = Placement::open(&settings, doors.claims.clone())?;
         Ok(Arc::new(Fleet {
-            db,
+            doors,
             placement,
             volumes,
             images,
@@ -91,14 +92,31 @@ impl Fleet {
         &self.settings.host
     }
 
-    pub fn db(&self) -> &Db {
-        &self.db
+    /// The servers' door to their state.
+    pub fn servers(&self) -> &dyn ServerStore {
+        self.doors.servers.as_ref()
+    }
+
+    /// The flavors' door (a create or resize names a flavor).
+    pub fn flavors(&self) -> &dyn crate::compute::flavors::FlavorStore {
+        self.doors.flavors.as_ref()
+    }
+
+    /// Glance's door (the images a server holds).
+    pub fn image_records(&self) -> &dyn crate::image::ImageRecordStore {
+        self.doors.images.as_ref()
+    }
+
+    /// Cinder's door (the volumes a server has).
+    pub fn volume_records(&self) -> &dyn crate::volume::VolumeRecordStore {
+        self.doors.volumes.as_ref()
     }
 
     /// Cinder's stores, for the volumes a create makes or a delete removes.
     pub(super) fn stores(&self) -> crate::volume::Stores {
         crate::volume::Stores {
-            db: self.db.clone(),
+            records: self.doors.volumes.clone(),
+            image_records: self.doors.images.clone(),
             volumes: self.volumes.clone(),
             images: self.images.clone(),
         }
@@ -156,7 +174,7 @@ impl Fleet {
     /// `servers/`, root disks, claims), then has every server's runner recover it (adopt
     /// its running monitor, or record how it ended; finish or undo a half-done operation).
     pub fn recover(self: &Arc<Self>) -> Result<(), FleetError> {
-        let rows = self.db.read(|c| servers::list(c, None))?;
+        let rows = self.servers().servers(None)?;
         let known: BTreeSet<&str> = rows.iter().map(|s| s.id.as_str()).collect();
         if let Ok(entries) = std::fs::read_dir(&self.servers_dir) {
             for name in entries.filter_map(|e| e.ok()?.file_name().into_string().ok()) {
@@ -184,7 +202,7 @@ impl Fleet {
                 .any(|id| owner.0 == *id || *owner == migration_id(id));
             if !owned {
                 tracing::info!("releasing the claim of {owner}, which belongs to no server");
-                self.placement.release(&self.db, owner)?;
+                self.placement.release(owner)?;
             }
         }
         for s in &rows {

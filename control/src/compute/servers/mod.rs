@@ -20,6 +20,7 @@ mod recovery;
 mod runner;
 mod saga;
 pub mod state;
+pub mod store;
 pub mod volumes;
 
 pub use actions::{
@@ -32,14 +33,14 @@ pub use saga::root_disk_bytes;
 use super::flavors::{self, FlavorError};
 use crate::context::RequestContext;
 use crate::random::{self, RandomError};
-use crate::storage::servers::{self as store, FlavorSnapshot, PowerState, TaskState, VmState};
-use crate::storage::StorageError;
+use crate::store::StorageError;
 use crate::timestamp::Timestamp;
 use boot_source::BootSourceError;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use store::{FlavorSnapshot, PowerState, TaskState, VmState};
 
-pub use crate::storage::servers::Server;
+pub use store::Server;
 
 /// Nova's `max_limit` for one page of servers.
 const MAX_PAGE: usize = super::MAX_PAGE;
@@ -263,12 +264,12 @@ fn snapshot(f: &flavors::Flavor) -> FlavorSnapshot {
 
 /// The flavor a create or resize names; Nova answers an unknown one with 400.
 fn find_flavor(
-    c: &rusqlite::Connection,
+    fleet: &Fleet,
     ctx: &RequestContext,
     reference: &str,
 ) -> Result<flavors::Flavor, ServerError> {
     let id = last_segment(reference);
-    match flavors::visible(c, ctx, id) {
+    match flavors::get(fleet.flavors(), ctx, id) {
         Ok(f) => Ok(f),
         Err(FlavorError::NotFound(_)) => Err(ServerError::FlavorNotFound(id.to_owned())),
         Err(FlavorError::Storage(e)) => Err(e.into()),
@@ -299,7 +300,7 @@ pub fn create(
             )));
         }
     }
-    let flavor = fleet.db().read(|c| find_flavor(c, ctx, &new.flavor_ref))?;
+    let flavor = find_flavor(fleet, ctx, &new.flavor_ref)?;
     if flavor.disabled {
         return Err(ServerError::BadRequest(format!(
             "Flavor {} is disabled.",
@@ -341,16 +342,14 @@ pub fn create(
         updated_at: None,
         launched_at: None,
     };
-    let stored = fleet.db().write(|tx| {
-        let s = store::insert(tx, &server)?;
-        store::set_task_step(tx, &s.id, saga::CREATE, "claim")?;
-        Ok::<_, StorageError>(s)
-    })?;
+    let stored = fleet
+        .servers()
+        .insert_server(&server, saga::CREATE, "claim")?;
     // The user's ports are taken now, so a second request naming them is refused at once
     // (Nova's PortInUse); the server that could not have them never existed.
     if let Err(e) = nics::reserve_ports(fleet, &stored) {
         let _ = nics::release(fleet, &stored.id);
-        fleet.db().write(|tx| store::delete(tx, &stored.id))?;
+        fleet.servers().delete_server(&stored.id)?;
         return Err(e);
     }
     fleet.send(&stored.id, Command::Create)?;
@@ -372,8 +371,8 @@ pub(super) fn owner(s: &Server) -> RequestContext {
 /// The server if the caller may see it (its project's members, and admins).
 pub fn get(fleet: &Fleet, ctx: &RequestContext, id: &str) -> Result<Server, ServerError> {
     fleet
-        .db()
-        .read(|c| store::by_id(c, id))?
+        .servers()
+        .server(id)?
         .filter(|s| ctx.can_see(&s.project_id))
         .ok_or_else(|| ServerError::NotFound(id.to_owned()))
 }
@@ -392,7 +391,7 @@ pub fn list(
         Some(crate::context::Visibility::All) => q.project_id.clone(),
         Some(crate::context::Visibility::Project(p)) => Some(p),
     };
-    let all = fleet.db().read(|c| store::list(c, project.as_deref()))?;
+    let all = fleet.servers().servers(project.as_deref())?;
     let matching: Vec<Server> = all
         .into_iter()
         .filter(|s| {

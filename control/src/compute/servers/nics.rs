@@ -17,9 +17,7 @@
 use super::fleet::Fleet;
 use super::{NetworkRequest, Networks, Server, ServerError};
 use crate::context::RequestContext;
-use crate::network::NetworkError;
-use crate::storage::networks::Port;
-use crate::storage::security_groups as sg_store;
+use crate::network::{NetworkError, Port, SecurityGroup, SecurityGroupRule};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -311,10 +309,13 @@ pub fn addresses(fleet: &Fleet, s: &Server) -> Result<Value, NetworkError> {
     if ports.is_empty() {
         return Ok(json!({}));
     }
-    let db = fleet.db();
+    let Some(agent) = fleet.network() else {
+        return Ok(json!({}));
+    };
     for p in &ports {
-        let name = db
-            .read(|c| crate::storage::networks::get_network(c, &p.network_id))?
+        let name = agent
+            .service()
+            .device_network(&p.network_id)?
             .map_or_else(|| p.network_id.clone(), |n| n.name);
         let list = out.entry(name).or_default();
         for ip in &p.fixed_ips {
@@ -329,11 +330,8 @@ pub fn addresses(fleet: &Fleet, s: &Server) -> Result<Value, NetworkError> {
     Ok(json!(out))
 }
 
-/// Nova's `security_groups` of a server: the names of its ports' groups, each once.
-pub fn security_groups(
-    fleet: &Fleet,
-    s: &Server,
-) -> Result<Vec<sg_store::SecurityGroup>, NetworkError> {
+/// Nova's `security_groups` of a server: its ports' groups, each once.
+pub fn security_groups(fleet: &Fleet, s: &Server) -> Result<Vec<SecurityGroup>, NetworkError> {
     let mut ids: Vec<String> = Vec::new();
     for p in ports(fleet, s)? {
         for g in p.security_groups {
@@ -342,14 +340,27 @@ pub fn security_groups(
             }
         }
     }
-    let db = fleet.db();
+    let Some(agent) = fleet.network() else {
+        return Ok(Vec::new());
+    };
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
-        if let Some(g) = db.read(|c| sg_store::get_group(c, &id))? {
+        if let Some(g) = agent.service().device_security_group(&id)? {
             out.push(g);
         }
     }
     Ok(out)
+}
+
+/// The rules of group `group_id`, one of a server's [`security_groups`].
+pub fn security_group_rules(
+    fleet: &Fleet,
+    group_id: &str,
+) -> Result<Vec<SecurityGroupRule>, NetworkError> {
+    match fleet.network() {
+        Some(agent) => agent.service().device_security_group_rules(group_id),
+        None => Ok(Vec::new()),
+    }
 }
 
 /// Nova's addSecurityGroup (`add = true`) and removeSecurityGroup on every port of the

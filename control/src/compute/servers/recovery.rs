@@ -8,7 +8,7 @@
 use super::monitor::{self, process};
 use super::runner::{Command, Flow, RunError, Runner};
 use super::saga::{CREATE, CREATE_START_MONITOR, DELETE, RESIZE};
-use crate::storage::servers::{self as store, PowerState, TaskState, VmState};
+use super::store::{PowerState, TaskChange, TaskState, VmState};
 
 impl Runner {
     pub(super) fn recover(&mut self) -> Result<Flow, RunError> {
@@ -26,7 +26,7 @@ impl Runner {
                 self.monitor = Some(record.clone());
             }
         }
-        let saga = self.fleet.db.read(|c| store::task(c, &self.id))?;
+        let saga = self.fleet.servers().server_task(&self.id)?;
         if let Some(task) = saga {
             tracing::info!(
                 "server {}: outpostd stopped during {} at step {}",
@@ -53,6 +53,12 @@ impl Runner {
                 }
                 RESIZE => {
                     let claimed = s.resize.as_ref().is_some_and(|r| r.claims.is_some());
+                    if !claimed {
+                        // The claims may be saved without the server's record of them (the
+                        // two are separate writes): give the old size back to the server.
+                        // Changes nothing when no resize was claimed.
+                        self.fleet.placement.revert_resize(&self.id)?;
+                    }
                     if claimed {
                         if let Err(e) = self.undo_resize() {
                             self.fail(&format!(
@@ -66,7 +72,9 @@ impl Runner {
                 }
                 other => {
                     tracing::warn!("server {}: unknown task {other}; dropped", self.id);
-                    self.fleet.db.write(|tx| store::clear_task(tx, &self.id))?;
+                    self.fleet
+                        .servers()
+                        .set_server_task(&self.id, TaskChange::Clear)?;
                 }
             }
         }

@@ -15,10 +15,10 @@
 use super::fleet::Fleet;
 use super::monitor::{self, process, MonitorError, MonitorExit, MonitorSpec, ServerDir};
 use super::placement::PlacementError;
-use crate::storage::servers::{
-    self as store, MonitorRecord, PowerState, Server, ServerFault, TaskState, VmState,
+use super::store::{
+    MonitorRecord, PowerState, Server, ServerFault, TaskChange, TaskState, VmState,
 };
-use crate::storage::StorageError;
+use crate::store::StorageError;
 use crate::timestamp::Timestamp;
 use outpost_image_store::VolumeError;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -97,8 +97,8 @@ impl Runner {
     /// runner started again (after its thread ended abnormally) keeps supervising it.
     pub fn new(fleet: Arc<Fleet>, id: String) -> Runner {
         let recorded = fleet
-            .db
-            .read(|c| store::by_id(c, &id))
+            .servers()
+            .server(&id)
             .ok()
             .flatten()
             .and_then(|s| s.monitor);
@@ -221,29 +221,36 @@ impl Runner {
     // ---- the row ----
 
     pub(super) fn load(&self) -> Result<Option<Server>, StorageError> {
-        self.fleet.db.read(|c| store::by_id(c, &self.id))
+        self.fleet.servers().server(&self.id)
     }
 
-    /// Reads, changes and writes the row in one transaction (so a handler's concurrent
+    /// Reads, changes and writes the row as one atomic step (so a handler's concurrent
     /// change of the task_state is never overwritten with a stale copy).
     pub(super) fn update(
         &self,
-        change: impl FnOnce(&mut Server),
+        change: impl FnMut(&mut Server),
     ) -> Result<Option<Server>, StorageError> {
-        self.fleet.db.write(|tx| {
-            let Some(mut s) = store::by_id(tx, &self.id)? else {
-                return Ok(None);
-            };
-            change(&mut s);
-            store::save(tx, &s)?;
-            Ok(Some(s))
-        })
+        self.update_with(TaskChange::Keep, change)
+    }
+
+    /// [`Self::update`] that also records the operation's progress, in the same write.
+    pub(super) fn update_with(
+        &self,
+        task: TaskChange<'_>,
+        mut change: impl FnMut(&mut Server),
+    ) -> Result<Option<Server>, StorageError> {
+        self.fleet
+            .servers()
+            .update_server(&self.id, task, &mut |s| {
+                change(s);
+                true
+            })
     }
 
     pub(super) fn set_step(&self, kind: &str, step: &str) -> Result<(), StorageError> {
         self.fleet
-            .db
-            .write(|tx| store::set_task_step(tx, &self.id, kind, step))
+            .servers()
+            .set_server_task(&self.id, TaskChange::Step { kind, step })
     }
 
     /// ERROR with `message` as the fault; the task ends.
@@ -254,17 +261,13 @@ impl Runner {
     pub(super) fn fail_as(&self, message: &str, power: PowerState) -> Result<(), StorageError> {
         let fault = fault(message);
         let running = self.monitor.is_some();
-        self.fleet.db.write(|tx| {
-            store::clear_task(tx, &self.id)?;
-            let Some(mut s) = store::by_id(tx, &self.id)? else {
-                return Ok(());
-            };
+        self.update_with(TaskChange::Clear, |s| {
             s.vm_state = VmState::Error;
-            retask(&mut s, None);
+            retask(s, None);
             s.power_state = if running { PowerState::Running } else { power };
-            s.fault = Some(fault);
-            store::save(tx, &s)
-        })
+            s.fault = Some(fault.clone());
+        })?;
+        Ok(())
     }
 
     // ---- the monitor ----

@@ -14,11 +14,17 @@
 //! - resize: claim the new size beside the old → stop → grow the disk → start with the new
 //!   size → VERIFY_RESIZE; undone (revertResize, or a failure) by stopping, shrinking the
 //!   disk back, giving the old claim back and starting with the old size.
+//!
+//! Each step writes through the door of the domain it changes (placement's claims, Glance's
+//! image holds, Cinder's volumes, Neutron's ports, the server's own record), each write
+//! atomic on its own; no transaction spans two domains. What keeps a crash between two such
+//! writes safe is the step recorded before them: recovery undoes from there, and every undo
+//! is idempotent (releasing a claim or an image hold that was never taken changes nothing).
 
 use super::placement::{migration_id, PlacementError};
 use super::runner::{fault, retask, retask_from, Flow, RunError, Runner};
+use super::store::{FlavorSnapshot, PowerState, Server, TaskChange, TaskState, VmState};
 use crate::image::{self, ConsumerKind};
-use crate::storage::servers::{self as store, FlavorSnapshot, PowerState, TaskState, VmState};
 use crate::timestamp::Timestamp;
 use outpost_image_store::Provisioning;
 use outpost_resources::ConsumerId;
@@ -64,20 +70,33 @@ impl Runner {
         }
         self.set_step(CREATE, "claim")?;
         let id = self.id.clone();
-        let claimed = self.fleet.placement.claim(
-            &self.fleet.db,
-            &id,
-            &s.flavor,
-            s.boot.volume_backed(),
-            |tx, claim| {
-                if let Some(mut row) = store::by_id(tx, &id)? {
-                    row.host = Some(claim.host_id.0.clone());
-                    retask(&mut row, Some(TaskState::BlockDeviceMapping));
-                    store::save(tx, &row)?;
+        // Recorded before the claim: a crash before the next write finds step "claim" and
+        // the undo releases whatever was claimed.
+        let claimed = self
+            .fleet
+            .placement
+            .claim(&id, &s.flavor, s.boot.volume_backed())
+            .and_then(|claim| {
+                let host = claim.host_id.0.clone();
+                let recorded = self.update_with(
+                    TaskChange::Step {
+                        kind: CREATE,
+                        step: "hold_images",
+                    },
+                    |row| {
+                        row.host = Some(host.clone());
+                        retask(row, Some(TaskState::BlockDeviceMapping));
+                    },
+                );
+                match recorded {
+                    Ok(_) => Ok(claim),
+                    Err(e) => {
+                        // Not recorded, so not held: the build fails with nothing claimed.
+                        let _ = self.fleet.placement.release(&ConsumerId(id.clone()));
+                        Err(e.into())
+                    }
                 }
-                store::set_task_step(tx, &id, CREATE, "hold_images")
-            },
-        );
+            });
         match claimed {
             Ok(claim) => tracing::info!("server {id}: claimed on {}", claim.host_id),
             Err(PlacementError::NoValidHost(n)) => {
@@ -103,16 +122,16 @@ impl Runner {
         Ok(Flow::Continue)
     }
 
-    fn build(&mut self, s: &store::Server) -> Result<(), RunError> {
+    fn build(&mut self, s: &Server) -> Result<(), RunError> {
         // Held from here, so the image cannot be deleted while its data is being cloned; an
         // image deleted or deactivated since the request fails the build here.
-        self.fleet.db.write(|tx| {
-            for image_id in &s.boot.images {
-                image::acquire(tx, image_id, ConsumerKind::Server, &self.id)?;
-            }
-            store::set_task_step(tx, &self.id, CREATE, "volumes")?;
-            Ok::<_, RunError>(())
-        })?;
+        image::hold(
+            self.fleet.image_records(),
+            &s.boot.images,
+            ConsumerKind::Server,
+            &self.id,
+        )?;
+        self.set_step(CREATE, "volumes")?;
         super::block_devices::make_and_attach(&self.fleet, s)?;
         self.set_step(CREATE, "clone_disk")?;
         if let Some(source) = &s.boot.root_source {
@@ -135,16 +154,11 @@ impl Runner {
 
     /// The build is done: ACTIVE, and the task row goes.
     pub(super) fn finish_create(&self) -> Result<(), RunError> {
-        self.fleet.db.write(|tx| {
-            store::clear_task(tx, &self.id)?;
-            let Some(mut s) = store::by_id(tx, &self.id)? else {
-                return Ok(());
-            };
+        self.update_with(TaskChange::Clear, |s| {
             s.vm_state = VmState::Active;
             s.power_state = PowerState::Running;
-            retask(&mut s, None);
+            retask(s, None);
             s.launched_at.get_or_insert_with(Timestamp::now);
-            store::save(tx, &s)
         })?;
         tracing::info!("server {}: ACTIVE", self.id);
         Ok(())
@@ -158,12 +172,8 @@ impl Runner {
         if let Some(s) = self.load()? {
             super::block_devices::undo(&self.fleet, &s)?;
         }
-        self.fleet
-            .db
-            .write(|tx| image::release(tx, ConsumerKind::Server, &self.id))?;
-        self.fleet
-            .placement
-            .release(&self.fleet.db, &ConsumerId(self.id.clone()))?;
+        image::let_go(self.fleet.image_records(), ConsumerKind::Server, &self.id)?;
+        self.fleet.placement.release(&ConsumerId(self.id.clone()))?;
         self.update(|s| s.host = None)?;
         Ok(())
     }
@@ -200,16 +210,13 @@ impl Runner {
         self.set_step(DELETE, "release_ports")?;
         super::nics::release(&self.fleet, &self.id)?;
         self.set_step(DELETE, "release_claim")?;
-        let db = &self.fleet.db;
-        self.fleet
-            .placement
-            .release(db, &ConsumerId(self.id.clone()))?;
-        self.fleet.placement.release(db, &migration_id(&self.id))?;
+        self.fleet.placement.release(&ConsumerId(self.id.clone()))?;
+        self.fleet.placement.release(&migration_id(&self.id))?;
         self.set_step(DELETE, "delete_row")?;
-        db.write(|tx| {
-            image::release(tx, ConsumerKind::Server, &self.id)?;
-            store::delete(tx, &self.id)
-        })?;
+        // Two writes, each in its own domain: a crash between them re-runs this step, and
+        // letting go of images already let go changes nothing.
+        image::let_go(self.fleet.image_records(), ConsumerKind::Server, &self.id)?;
+        self.fleet.servers().delete_server(&self.id)?;
         Ok(())
     }
 
@@ -236,56 +243,54 @@ impl Runner {
             None => 0,
         };
         let id = self.id.clone();
-        let begun = self.fleet.placement.begin_resize(
-            &self.fleet.db,
-            &id,
-            &record.new_flavor,
-            s.boot.volume_backed(),
-            |tx, claims| {
-                if let Some(mut row) = store::by_id(tx, &id)? {
-                    if let Some(r) = row.resize.as_mut() {
-                        r.claims = Some(claims.clone());
-                        r.was_running = was_running;
-                        r.old_disk_bytes = old_disk_bytes;
+        // Both claims are saved first, then the server's record of them. A crash between
+        // the two leaves step "claim" and a resize record without claims; recovery then
+        // gives the old claim back (see `recovery.rs`).
+        let begun = self
+            .fleet
+            .placement
+            .begin_resize(&id, &record.new_flavor, s.boot.volume_backed())
+            .and_then(|claims| {
+                let recorded = self.update_with(
+                    TaskChange::Step {
+                        kind: RESIZE,
+                        step: "stop",
+                    },
+                    |row| {
+                        if let Some(r) = row.resize.as_mut() {
+                            r.claims = Some(claims.clone());
+                            r.was_running = was_running;
+                            r.old_disk_bytes = old_disk_bytes;
+                        }
+                        retask_from(row, TaskState::ResizePrep, Some(TaskState::ResizeMigrating));
+                    },
+                );
+                match recorded {
+                    Ok(_) => Ok(claims),
+                    Err(e) => {
+                        let _ = self.fleet.placement.revert_resize(&id);
+                        Err(e.into())
                     }
-                    retask_from(
-                        &mut row,
-                        TaskState::ResizePrep,
-                        Some(TaskState::ResizeMigrating),
-                    );
-                    store::save(tx, &row)?;
                 }
-                store::set_task_step(tx, &id, RESIZE, "stop")
-            },
-        );
+            });
         if let Err(e) = begun {
             // Nothing is held: the server stays as it was, with the reason as its fault
             // (Nova records it as a failed instance action).
             tracing::info!("server {id}: resize refused: {e}");
             let reason = fault(&e.to_string());
-            self.fleet.db.write(|tx| {
-                store::clear_task(tx, &id)?;
-                if let Some(mut row) = store::by_id(tx, &id)? {
-                    row.resize = None;
-                    row.fault = Some(reason);
-                    retask_from(&mut row, TaskState::ResizeMigrating, None);
-                    retask_from(&mut row, TaskState::ResizePrep, None);
-                    store::save(tx, &row)?;
-                }
-                Ok::<_, RunError>(())
+            self.update_with(TaskChange::Clear, |row| {
+                row.resize = None;
+                row.fault = Some(reason.clone());
+                retask_from(row, TaskState::ResizeMigrating, None);
+                retask_from(row, TaskState::ResizePrep, None);
             })?;
             return Ok(Flow::Continue);
         }
         match self.migrate(&record.new_flavor, was_running, old_disk_bytes) {
             Ok(()) => {
-                self.fleet.db.write(|tx| {
-                    store::clear_task(tx, &id)?;
-                    if let Some(mut row) = store::by_id(tx, &id)? {
-                        row.vm_state = VmState::Resized;
-                        retask(&mut row, None);
-                        store::save(tx, &row)?;
-                    }
-                    Ok::<_, RunError>(())
+                self.update_with(TaskChange::Clear, |row| {
+                    row.vm_state = VmState::Resized;
+                    retask(row, None);
                 })?;
                 tracing::info!("server {id}: resized, waiting for confirmation");
             }
@@ -353,9 +358,7 @@ impl Runner {
                 record.old_disk_bytes,
             )?;
         }
-        self.fleet
-            .placement
-            .revert_resize(&self.fleet.db, &self.id)?;
+        self.fleet.placement.revert_resize(&self.id)?;
         let Some(s) = self.update(|s| {
             s.flavor = record.old_flavor.clone();
             s.resize = None;
@@ -377,9 +380,7 @@ impl Runner {
         if s.task_state != Some(TaskState::ResizeConfirming) {
             return Ok(Flow::Continue);
         }
-        self.fleet
-            .placement
-            .confirm_resize(&self.fleet.db, &self.id)?;
+        self.fleet.placement.confirm_resize(&self.id)?;
         let running = self.monitor.is_some();
         self.update(|s| {
             s.resize = None;
@@ -411,25 +412,21 @@ impl Runner {
     /// After an undone resize: ACTIVE or SHUTOFF as the monitor is, no task.
     pub(super) fn end_resize_task(&self) -> Result<(), RunError> {
         let running = self.monitor.is_some();
-        self.fleet.db.write(|tx| {
-            store::clear_task(tx, &self.id)?;
-            if let Some(mut row) = store::by_id(tx, &self.id)? {
-                row.resize = None;
-                row.vm_state = if running {
-                    VmState::Active
-                } else {
-                    VmState::Stopped
-                };
-                row.power_state = if running {
-                    PowerState::Running
-                } else {
-                    PowerState::Shutdown
-                };
-                retask(&mut row, None);
-                store::save(tx, &row)?;
-            }
-            Ok::<_, RunError>(())
-        })
+        self.update_with(TaskChange::Clear, |row| {
+            row.resize = None;
+            row.vm_state = if running {
+                VmState::Active
+            } else {
+                VmState::Stopped
+            };
+            row.power_state = if running {
+                PowerState::Running
+            } else {
+                PowerState::Shutdown
+            };
+            retask(row, None);
+        })?;
+        Ok(())
     }
 }
 

@@ -1,7 +1,7 @@
 //! A server's API `status`, derived from its vm_state and task_state as Nova derives it, and
 //! the reverse for the `status` list filter.
 
-use crate::storage::servers::{TaskState, VmState};
+use crate::compute::servers::store::{TaskState, VmState};
 
 /// The status Nova shows for these states.
 pub fn status(vm: VmState, task: Option<TaskState>) -> &'static str {

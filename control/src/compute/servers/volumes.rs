@@ -9,10 +9,9 @@
 //! ([`super::block_devices`]).
 
 use super::{Fleet, Server, ServerError};
+use crate::compute::servers::store::{PowerState, VmState};
 use crate::context::RequestContext;
-use crate::storage::servers::{PowerState, VmState};
-use crate::storage::volumes::Attachment;
-use crate::volume::{self, VolumeError};
+use crate::volume::{self, Attachment, VolumeError};
 use std::path::PathBuf;
 
 /// An attachment as Nova shows it, and whether the running guest sees it yet.
@@ -86,15 +85,15 @@ pub fn attach(
     let s = super::get(fleet, ctx, server_id)?;
     changeable(&s, "attach_volume")?;
     // The caller must be able to see the volume (same project, or admin).
-    volume::get(fleet.db(), ctx, volume_id)?;
-    let taken = volume::attachments_of_server(fleet.db(), &s.id)?;
+    volume::get(fleet.volume_records(), ctx, volume_id)?;
+    let taken = volume::attachments_of_server(fleet.volume_records(), &s.id)?;
     let device = match device {
         Some(d) => d.to_owned(),
         None => next_device(&taken).ok_or_else(|| {
             ServerError::BadRequest(format!("Server {} has no free device name.", s.id))
         })?,
     };
-    let a = volume::attach(fleet.db(), volume_id, &s.id, Some(&device))?;
+    let a = volume::attach(fleet.volume_records(), volume_id, &s.id, Some(&device))?;
     Ok(view(fleet, &s, a))
 }
 
@@ -120,7 +119,7 @@ pub fn detach(
             volume: volume_id.to_owned(),
         });
     }
-    volume::detach(fleet.db(), volume_id, &s.id)?;
+    volume::detach(fleet.volume_records(), volume_id, &s.id)?;
     Ok(())
 }
 
@@ -130,10 +129,12 @@ pub fn list(
     server_id: &str,
 ) -> Result<Vec<VolumeAttachment>, ServerError> {
     let s = super::get(fleet, ctx, server_id)?;
-    Ok(volume::attachments_of_server(fleet.db(), &s.id)?
-        .into_iter()
-        .map(|a| view(fleet, &s, a))
-        .collect())
+    Ok(
+        volume::attachments_of_server(fleet.volume_records(), &s.id)?
+            .into_iter()
+            .map(|a| view(fleet, &s, a))
+            .collect(),
+    )
 }
 
 pub fn show(
@@ -154,7 +155,7 @@ pub fn show(
 /// The files of the volumes attached to server `s` beside its root disk, in attachment
 /// order, for its monitor.
 pub(super) fn drives(fleet: &Fleet, s: &Server) -> Result<Vec<(String, PathBuf)>, VolumeError> {
-    volume::attachments_of_server(fleet.db(), &s.id)?
+    volume::attachments_of_server(fleet.volume_records(), &s.id)?
         .into_iter()
         .filter(|a| s.boot.root_volume.as_deref() != Some(a.volume_id.as_str()))
         .map(|a| volume::path(&fleet.volumes, &a.volume_id).map(|p| (a.volume_id, p)))
@@ -164,19 +165,21 @@ pub(super) fn drives(fleet: &Fleet, s: &Server) -> Result<Vec<(String, PathBuf)>
 /// Nova's `os-extended-volumes:volumes_attached`: each attached volume's id and whether
 /// deleting the server deletes it.
 pub fn attached(fleet: &Fleet, s: &Server) -> Result<Vec<(String, bool)>, ServerError> {
-    Ok(volume::attachments_of_server(fleet.db(), &s.id)?
-        .into_iter()
-        .map(|a| {
-            let dot = s.boot.delete_on_termination(&a.volume_id);
-            (a.volume_id, dot)
-        })
-        .collect())
+    Ok(
+        volume::attachments_of_server(fleet.volume_records(), &s.id)?
+            .into_iter()
+            .map(|a| {
+                let dot = s.boot.delete_on_termination(&a.volume_id);
+                (a.volume_id, dot)
+            })
+            .collect(),
+    )
 }
 
 /// Detaches every volume of a server (they become `available`).
 pub(super) fn detach_all(fleet: &Fleet, server_id: &str) -> Result<(), VolumeError> {
-    for a in volume::attachments_of_server(fleet.db(), server_id)? {
-        volume::detach(fleet.db(), &a.volume_id, server_id)?;
+    for a in volume::attachments_of_server(fleet.volume_records(), server_id)? {
+        volume::detach(fleet.volume_records(), &a.volume_id, server_id)?;
     }
     Ok(())
 }

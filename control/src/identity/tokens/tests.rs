@@ -51,15 +51,10 @@ fn issue_validate_revoke() {
 fn only_the_digest_of_a_token_is_stored() {
     let f = fixture();
     let t = issue(&f.db, &alice(None), HOUR).unwrap();
-    let stored: Vec<String> =
-        f.db.read(|c| {
-            let mut st = c.prepare("SELECT id_hash FROM tokens")?;
-            let rows = st.query_map([], |r| r.get(0))?;
-            rows.collect::<rusqlite::Result<_>>()
-        })
-        .unwrap();
-    assert_eq!(stored, [digest(&t.value)]);
-    assert_ne!(stored[0], t.value);
+    let stored = f.db.token(&digest(&t.value)).unwrap().unwrap();
+    assert_eq!(stored.id_hash, digest(&t.value));
+    assert_ne!(stored.id_hash, t.value);
+    assert_eq!(f.db.token(&t.value).unwrap(), None);
 }
 
 #[test]
@@ -88,9 +83,7 @@ fn expired_tokens_are_invalid_and_purged() {
     ));
     // The next issue drops it.
     issue(&f.db, &alice(None), HOUR).unwrap();
-    let left =
-        f.db.read(|c| token_store::get(c, &digest(&t.value)))
-            .unwrap();
+    let left = f.db.token(&digest(&t.value)).unwrap();
     assert!(left.is_none());
 }
 
@@ -132,12 +125,11 @@ fn bad_credentials_and_scopes_are_all_the_same_refusal() {
 fn losing_the_role_invalidates_a_scoped_token() {
     let f = fixture();
     let t = issue(&f.db, &alice(Some(by_name("demo"))), HOUR).unwrap();
-    f.db.write(|tx| {
-        tx.execute(
-            "DELETE FROM role_assignments WHERE user_id = ?1",
-            [&f.member.user_id],
-        )
-        .map_err(crate::storage::StorageError::from)
+    let member = f.db.role_by_name("member").unwrap().unwrap();
+    f.db.revoke_role(crate::identity::store::Grant {
+        project_id: &f.member_project_id,
+        user_id: &f.member.user_id,
+        role_id: &member.id,
     })
     .unwrap();
     assert!(matches!(

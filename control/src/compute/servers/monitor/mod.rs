@@ -10,7 +10,7 @@ pub mod process;
 
 pub use process::MonitorExit;
 
-use crate::storage::servers::MonitorRecord;
+use crate::compute::servers::store::MonitorRecord;
 use api::MonitorApi;
 use serde_json::json;
 use std::io::{Read, Seek, SeekFrom};

@@ -8,7 +8,7 @@
 //! `/proc/<pid>/stat`) and the host's boot id, so a reused pid is never mistaken for it.
 
 use super::{MonitorError, ServerDir};
-use crate::storage::servers::MonitorRecord;
+use crate::compute::servers::store::MonitorRecord;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::process::CommandExt;

@@ -1,18 +1,24 @@
 //! Where servers go: the cluster of hosts (this box, from `[compute]`) and its claims,
 //! scheduled by `outpost-resources` (filters → weighers → claim). Every change to the
-//! claims is written to SQLite in the same transaction as the step that made it, and the
-//! saved claims are replayed at start. One lock serialises scheduling, as the resources
-//! crate expects.
+//! claims is saved through placement's door ([`store::ClaimStore`]) before it counts, each
+//! in one atomic write, and the saved claims are replayed at start. One lock serialises
+//! scheduling, as the resources crate expects.
+//!
+//! Placement's writes are its own: the saga step that takes a claim records its progress
+//! first, so a crash between the claim and the server's next write is undone by releasing
+//! the claim (see `saga.rs`).
+
+pub mod store;
 
 use super::config::ComputeSettings;
-use crate::storage::servers::FlavorSnapshot;
-use crate::storage::{claims, Db, StorageError};
+use crate::compute::servers::store::FlavorSnapshot;
+use crate::store::StorageError;
 use outpost_resources::{
     Claim, ClaimError, Cluster, ConsumerId, Flavor, FlavorError, HostId, InventoryError,
     NoValidHost, Resize, ScheduleError, Scheduler,
 };
-use rusqlite::Transaction;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use store::ClaimStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlacementError {
@@ -60,11 +66,15 @@ pub fn resource_flavor(f: &FlavorSnapshot) -> Flavor {
 pub struct Placement {
     cluster: Mutex<Cluster>,
     scheduler: Scheduler,
+    store: Arc<dyn ClaimStore>,
 }
 
 impl Placement {
-    /// The cluster of this one host, with no claims yet.
-    pub fn new(settings: &ComputeSettings) -> Result<Placement, PlacementError> {
+    /// The cluster of this one host, with the claims `store` holds replayed.
+    pub fn open(
+        settings: &ComputeSettings,
+        store: Arc<dyn ClaimStore>,
+    ) -> Result<Placement, PlacementError> {
         let host = settings
             .inventory
             .to_host(HostId(settings.host.clone()), settings.host.clone())?;
@@ -72,10 +82,13 @@ impl Placement {
             Cluster::from_hosts([host]).map_err(|e| PlacementError::Scheduler(e.to_string()))?;
         let scheduler = Scheduler::from_config(&settings.scheduler)
             .map_err(|e| PlacementError::Scheduler(e.to_string()))?;
-        Ok(Placement {
+        let placement = Placement {
             cluster: Mutex::new(cluster),
             scheduler,
-        })
+            store,
+        };
+        placement.restore(&placement.store.claims()?);
+        Ok(placement)
     }
 
     fn lock(&self) -> MutexGuard<'_, Cluster> {
@@ -85,7 +98,7 @@ impl Placement {
 
     /// Replays saved claims (without re-checking capacity: a host that shrank keeps its
     /// servers). A claim that cannot be replayed (its host is gone) is logged and skipped.
-    pub fn restore(&self, saved: &[Claim]) {
+    fn restore(&self, saved: &[Claim]) {
         let mut cluster = self.lock();
         for claim in saved {
             if let Err(e) = cluster.restore(claim) {
@@ -99,25 +112,21 @@ impl Placement {
         self.lock().claims().collect()
     }
 
-    /// Schedules a server of `flavor` and persists its claim, together with whatever `also`
-    /// writes in the same transaction. Nothing is held if any of it fails.
+    /// Schedules a server of `flavor` and saves its claim. Nothing is held if either fails.
     pub fn claim(
         &self,
-        db: &Db,
         server_id: &str,
         flavor: &FlavorSnapshot,
         boot_from_volume: bool,
-        also: impl FnOnce(&Transaction<'_>, &Claim) -> Result<(), StorageError>,
     ) -> Result<Claim, PlacementError> {
         let request = resource_flavor(flavor).to_request(boot_from_volume)?;
         let consumer = ConsumerId(server_id.to_owned());
         let mut cluster = self.lock();
         let selection = self.scheduler.schedule(&mut cluster, &consumer, &request)?;
-        let saved = db.write(|tx| {
-            claims::put(tx, &selection.claim)?;
-            also(tx, &selection.claim)
-        });
-        if let Err(e) = saved {
+        if let Err(e) = self
+            .store
+            .put_claims(std::slice::from_ref(&selection.claim))
+        {
             cluster.release(&consumer);
             return Err(e.into());
         }
@@ -125,22 +134,20 @@ impl Placement {
     }
 
     /// Releases `consumer`'s claim, in the database first (idempotent).
-    pub fn release(&self, db: &Db, consumer: &ConsumerId) -> Result<(), StorageError> {
+    pub fn release(&self, consumer: &ConsumerId) -> Result<(), StorageError> {
         let mut cluster = self.lock();
-        db.write(|tx| claims::remove(tx, &consumer.0))?;
+        self.store.remove_claim(consumer, None)?;
         cluster.release(consumer);
         Ok(())
     }
 
     /// Starts a resize to `flavor`: the old claim passes to the migration, the server
-    /// claims the new size (beside the old one on this host). Persisted with `also`.
+    /// claims the new size (beside the old one on this host); both saved in one write.
     pub fn begin_resize(
         &self,
-        db: &Db,
         server_id: &str,
         flavor: &FlavorSnapshot,
         boot_from_volume: bool,
-        also: impl FnOnce(&Transaction<'_>, &Resize) -> Result<(), StorageError>,
     ) -> Result<Resize, PlacementError> {
         let request = resource_flavor(flavor).to_request(boot_from_volume)?;
         let consumer = ConsumerId(server_id.to_owned());
@@ -149,11 +156,9 @@ impl Placement {
         let resize =
             self.scheduler
                 .schedule_resize(&mut cluster, &consumer, &migration, &request)?;
-        let saved = db.write(|tx| {
-            claims::put(tx, &resize.source)?;
-            claims::put(tx, &resize.dest)?;
-            also(tx, &resize)
-        });
+        let saved = self
+            .store
+            .put_claims(&[resize.source.clone(), resize.dest.clone()]);
         if let Err(e) = saved {
             // Gives the old claim back to the server, as it was.
             let _ = cluster.revert_resize(&consumer, &migration);
@@ -163,13 +168,13 @@ impl Placement {
     }
 
     /// Confirms a resize: the old size, held by the migration, is released.
-    pub fn confirm_resize(&self, db: &Db, server_id: &str) -> Result<(), StorageError> {
-        self.release(db, &migration_id(server_id))
+    pub fn confirm_resize(&self, server_id: &str) -> Result<(), StorageError> {
+        self.release(&migration_id(server_id))
     }
 
     /// Reverts a resize: the new size is released and the old one goes back to the server.
     /// A resize already reverted (the migration holds nothing) changes nothing.
-    pub fn revert_resize(&self, db: &Db, server_id: &str) -> Result<(), PlacementError> {
+    pub fn revert_resize(&self, server_id: &str) -> Result<(), PlacementError> {
         let consumer = ConsumerId(server_id.to_owned());
         let migration = migration_id(server_id);
         let mut cluster = self.lock();
@@ -180,10 +185,7 @@ impl Placement {
             consumer_id: consumer.clone(),
             ..old
         };
-        db.write(|tx| {
-            claims::remove(tx, &migration.0)?;
-            claims::put(tx, &restored)
-        })?;
+        self.store.remove_claim(&migration, Some(&restored))?;
         cluster.revert_resize(&consumer, &migration)?;
         Ok(())
     }
@@ -193,10 +195,15 @@ impl Placement {
 mod tests {
     use super::*;
     use crate::compute::servers::config::{ComputeSection, Machine};
+    use crate::storage::Db;
     use std::collections::BTreeMap;
 
-    fn placement(vcpus: u64, ram_mb: u64) -> Placement {
-        let settings = ComputeSettings::resolve(
+    fn placement(db: &Db, vcpus: u64, ram_mb: u64) -> Placement {
+        Placement::open(&settings_for(vcpus, ram_mb), Arc::new(db.clone())).unwrap()
+    }
+
+    fn settings_for(vcpus: u64, ram_mb: u64) -> ComputeSettings {
+        ComputeSettings::resolve(
             &ComputeSection {
                 host: Some("box".into()),
                 reserved_host_memory_mb: Some(0),
@@ -209,8 +216,7 @@ mod tests {
                 disk_gb: 10,
             },
         )
-        .unwrap();
-        Placement::new(&settings).unwrap()
+        .unwrap()
     }
 
     fn flavor(vcpus: i64, ram: i64) -> FlavorSnapshot {
@@ -229,47 +235,58 @@ mod tests {
     #[test]
     fn claims_are_persisted_released_and_restored() {
         let db = Db::open_in_memory().unwrap();
-        let p = placement(2, 1024);
-        p.claim(&db, "a", &flavor(1, 512), false, |_, _| Ok(()))
-            .unwrap();
-        let err = p
-            .claim(&db, "b", &flavor(2, 512), false, |_, _| Ok(()))
-            .unwrap_err();
+        let p = placement(&db, 2, 1024);
+        p.claim("a", &flavor(1, 512), false).unwrap();
+        let err = p.claim("b", &flavor(2, 512), false).unwrap_err();
         match err {
             PlacementError::NoValidHost(n) => {
                 assert!(n.to_string().starts_with("No valid host was found."), "{n}")
             }
             other => panic!("{other}"),
         }
-        // A failing companion write leaves nothing claimed.
-        let failed = p.claim(&db, "c", &flavor(1, 256), false, |_, _| {
-            Err(StorageError::Corrupt("no".into()))
-        });
-        assert!(failed.is_err());
         assert_eq!(p.claims().len(), 1);
-        let saved = db.read(claims::all).unwrap();
+        let saved = db.claims().unwrap();
         assert_eq!(saved.len(), 1);
-        let again = placement(2, 1024);
-        again.restore(&saved);
+        let again = placement(&db, 2, 1024);
         assert_eq!(again.claims(), p.claims());
-        p.release(&db, &ConsumerId::from("a")).unwrap();
-        p.release(&db, &ConsumerId::from("a")).unwrap();
+        p.release(&ConsumerId::from("a")).unwrap();
+        p.release(&ConsumerId::from("a")).unwrap();
         assert!(p.claims().is_empty());
-        assert!(db.read(claims::all).unwrap().is_empty());
+        assert!(db.claims().unwrap().is_empty());
+    }
+
+    /// A store that refuses every write.
+    struct Refusing;
+
+    impl ClaimStore for Refusing {
+        fn claims(&self) -> Result<Vec<Claim>, StorageError> {
+            Ok(Vec::new())
+        }
+        fn put_claims(&self, _: &[Claim]) -> Result<(), StorageError> {
+            Err(StorageError::Corrupt("no".into()))
+        }
+        fn remove_claim(&self, _: &ConsumerId, _: Option<&Claim>) -> Result<bool, StorageError> {
+            Err(StorageError::Corrupt("no".into()))
+        }
+    }
+
+    #[test]
+    fn a_claim_that_cannot_be_saved_holds_nothing() {
+        let p = Placement::open(&settings_for(2, 1024), Arc::new(Refusing)).unwrap();
+        assert!(p.claim("c", &flavor(1, 256), false).is_err());
+        assert!(p.claims().is_empty());
     }
 
     #[test]
     fn resize_holds_both_then_confirm_or_revert() {
         let db = Db::open_in_memory().unwrap();
-        let p = placement(4, 2048);
-        p.claim(&db, "a", &flavor(1, 512), false, |_, _| Ok(()))
-            .unwrap();
-        p.begin_resize(&db, "a", &flavor(2, 1024), false, |_, _| Ok(()))
-            .unwrap();
-        assert_eq!(db.read(claims::all).unwrap().len(), 2);
-        p.revert_resize(&db, "a").unwrap();
-        p.revert_resize(&db, "a").unwrap();
-        let left = db.read(claims::all).unwrap();
+        let p = placement(&db, 4, 2048);
+        p.claim("a", &flavor(1, 512), false).unwrap();
+        p.begin_resize("a", &flavor(2, 1024), false).unwrap();
+        assert_eq!(db.claims().unwrap().len(), 2);
+        p.revert_resize("a").unwrap();
+        p.revert_resize("a").unwrap();
+        let left = db.claims().unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(
             left[0]
@@ -277,10 +294,9 @@ mod tests {
                 .get(&outpost_resources::ResourceClass::MemoryMb),
             512
         );
-        p.begin_resize(&db, "a", &flavor(2, 1024), false, |_, _| Ok(()))
-            .unwrap();
-        p.confirm_resize(&db, "a").unwrap();
-        let left = db.read(claims::all).unwrap();
+        p.begin_resize("a", &flavor(2, 1024), false).unwrap();
+        p.confirm_resize("a").unwrap();
+        let left = db.claims().unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(
             left[0]
@@ -289,9 +305,7 @@ mod tests {
             1024
         );
         // Too big beside the old size: refused, nothing changes.
-        assert!(p
-            .begin_resize(&db, "a", &flavor(3, 1024), false, |_, _| Ok(()))
-            .is_err());
+        assert!(p.begin_resize("a", &flavor(3, 1024), false).is_err());
         assert_eq!(p.claims().len(), 1);
     }
 }

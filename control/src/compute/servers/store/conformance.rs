@@ -1,0 +1,184 @@
+//! The contract every [`ServerStore`] keeps, as one suite any implementation runs:
+//! `conformance::run(|| fresh_empty_store())` from the implementation's tests. SQLite runs it
+//! in `storage::servers`; a cluster's store runs the same.
+
+use super::{
+    BootConfig, FlavorSnapshot, PowerState, Server, ServerStore, TaskChange, TaskState, VmState,
+};
+use crate::timestamp::Timestamp;
+use std::collections::BTreeMap;
+
+fn server(id: &str, project: &str, created_at: i64) -> Server {
+    Server {
+        seq: 0,
+        id: id.into(),
+        name: format!("vm-{id}"),
+        description: None,
+        project_id: project.into(),
+        user_id: "u".into(),
+        flavor: FlavorSnapshot {
+            id: "1".into(),
+            name: "m1.tiny".into(),
+            vcpus: 1,
+            ram: 256,
+            disk: 1,
+            ephemeral: 0,
+            swap: 0,
+            extra_specs: BTreeMap::new(),
+        },
+        image_ref: "img".into(),
+        boot: BootConfig {
+            kernel: "/k".into(),
+            initrd: None,
+            boot_args: "console=ttyS0".into(),
+            root_source: Some("/img".into()),
+            kernel_id: None,
+            ramdisk_id: None,
+            images: vec!["img".into()],
+            root_volume: None,
+            block_devices: Vec::new(),
+        },
+        vm_state: VmState::Building,
+        task_state: Some(TaskState::Scheduling),
+        power_state: PowerState::NoState,
+        host: None,
+        fault: None,
+        metadata: BTreeMap::from([("k".into(), "v".into())]),
+        user_data: None,
+        key_name: None,
+        config_drive: String::new(),
+        disk_config: "MANUAL".into(),
+        networks: serde_json::json!({"requested": [], "security_groups": null}),
+        monitor: None,
+        resize: None,
+        created_at: Timestamp(created_at),
+        updated_at: None,
+        launched_at: None,
+    }
+}
+
+const STEP: TaskChange<'static> = TaskChange::Step {
+    kind: "create",
+    step: "clone_disk",
+};
+
+/// Runs every check, each on a store `fresh` makes (empty).
+pub(crate) fn run<S: ServerStore>(fresh: impl Fn() -> S) {
+    servers_read_back_whole_and_list_newest_first(&fresh());
+    updates_write_with_their_step_or_not_at_all(&fresh());
+    racing_updates_are_never_lost(&fresh());
+    deleting_a_server_takes_its_progress_along(&fresh());
+}
+
+fn servers_read_back_whole_and_list_newest_first(store: &dyn ServerStore) {
+    let a = server("a", "p1", 1_000);
+    let stored = store.insert_server(&a, "create", "claim").unwrap();
+    assert_eq!(
+        Server {
+            seq: a.seq,
+            ..stored.clone()
+        },
+        a
+    );
+    assert_eq!(store.server("a").unwrap(), Some(stored));
+    let task = store.server_task("a").unwrap().unwrap();
+    assert_eq!(
+        (task.kind.as_str(), task.step.as_str()),
+        ("create", "claim")
+    );
+    store
+        .insert_server(&server("b", "p2", 2_000), "create", "claim")
+        .unwrap();
+    // Same created_at as b: the later insert comes first.
+    store
+        .insert_server(&server("c", "p1", 2_000), "create", "claim")
+        .unwrap();
+    let ids = |project| -> Vec<String> {
+        store
+            .servers(project)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.id)
+            .collect()
+    };
+    assert_eq!(ids(None), ["c", "b", "a"]);
+    assert_eq!(ids(Some("p1")), ["c", "a"]);
+    assert!(ids(Some("nobody")).is_empty());
+    assert_eq!(store.server("zzz").unwrap(), None);
+}
+
+fn updates_write_with_their_step_or_not_at_all(store: &dyn ServerStore) {
+    store
+        .insert_server(&server("a", "p", 1), "create", "claim")
+        .unwrap();
+    let after = store
+        .update_server("a", STEP, &mut |s| {
+            s.vm_state = VmState::Active;
+            s.task_state = None;
+            s.host = Some("box".into());
+            true
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.vm_state, VmState::Active);
+    assert_eq!(after.host.as_deref(), Some("box"));
+    assert!(after.updated_at.is_some());
+    assert_eq!(store.server("a").unwrap(), Some(after.clone()));
+    assert_eq!(store.server_task("a").unwrap().unwrap().step, "clone_disk");
+    // A change that declines writes nothing, its step neither.
+    let declined = store
+        .update_server("a", TaskChange::Clear, &mut |s| {
+            s.name = "lost".into();
+            false
+        })
+        .unwrap();
+    assert_eq!(declined, Some(after.clone()));
+    assert_eq!(store.server("a").unwrap(), Some(after));
+    assert!(store.server_task("a").unwrap().is_some());
+    store
+        .update_server("a", TaskChange::Clear, &mut |_| true)
+        .unwrap();
+    assert_eq!(store.server_task("a").unwrap(), None);
+    // No server: no change, and no progress row for it.
+    assert_eq!(
+        store.update_server("zzz", STEP, &mut |_| true).unwrap(),
+        None
+    );
+    assert_eq!(store.server_task("zzz").unwrap(), None);
+    store.set_server_task("a", STEP).unwrap();
+    assert_eq!(store.server_task("a").unwrap().unwrap().kind, "create");
+    store.set_server_task("a", TaskChange::Clear).unwrap();
+    assert_eq!(store.server_task("a").unwrap(), None);
+}
+
+fn racing_updates_are_never_lost(store: &dyn ServerStore) {
+    store
+        .insert_server(&server("a", "p", 1), "create", "claim")
+        .unwrap();
+    std::thread::scope(|scope| {
+        for t in 0..4 {
+            scope.spawn(move || {
+                for i in 0..5 {
+                    store
+                        .update_server("a", TaskChange::Keep, &mut |s| {
+                            s.metadata.insert(format!("t{t}-{i}"), String::new());
+                            true
+                        })
+                        .unwrap();
+                }
+            });
+        }
+    });
+    // The 20 keys and the one from the insert: no update overwrote another.
+    assert_eq!(store.server("a").unwrap().unwrap().metadata.len(), 21);
+}
+
+fn deleting_a_server_takes_its_progress_along(store: &dyn ServerStore) {
+    store
+        .insert_server(&server("a", "p", 1), "delete", "stop_monitor")
+        .unwrap();
+    assert!(store.delete_server("a").unwrap());
+    assert_eq!(store.server("a").unwrap(), None);
+    assert_eq!(store.server_task("a").unwrap(), None);
+    assert!(!store.delete_server("a").unwrap());
+}

@@ -1,0 +1,182 @@
+//! Glance's door to its state: image records (with their properties and tags) and who holds
+//! each image (`image_usage`: a volume copied from it, a server booted from it). Everything
+//! that reads or writes them goes through [`ImageRecordStore`]; SQLite implements it for one
+//! box (`storage::images`), and a cluster's store implements the same trait.
+//!
+//! Each method is atomic on its own. The contested writes are single calls: an image is held
+//! only while it is active, and deleted only while nobody holds it, each checked and written
+//! in one step, so a hold and a delete racing cannot both succeed.
+
+use super::{ConsumerKind, ImageError};
+use crate::store::StorageError;
+use crate::timestamp::Timestamp;
+use std::collections::{BTreeMap, BTreeSet};
+
+#[cfg(test)]
+pub(crate) mod conformance;
+
+/// Glance's image statuses, as far as this service moves through them. A failed or
+/// interrupted upload returns the image to `Queued` (as Glance's `PUT /file` does), so the
+/// data can be uploaded again; `Killed` marks an image whose data vanished from disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ImageStatus {
+    Queued,
+    Saving,
+    Active,
+    Killed,
+}
+
+impl ImageStatus {
+    pub const ALL: [ImageStatus; 4] = [Self::Queued, Self::Saving, Self::Active, Self::Killed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Saving => "saving",
+            Self::Active => "active",
+            Self::Killed => "killed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ImageStatus> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// Glance v2 visibility. `Shared` images are seen by their owner only, since image members
+/// are not served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ImageVisibility {
+    Public,
+    Private,
+    Shared,
+    Community,
+}
+
+impl ImageVisibility {
+    pub const ALL: [ImageVisibility; 4] =
+        [Self::Public, Self::Private, Self::Shared, Self::Community];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Public => "public",
+            Self::Private => "private",
+            Self::Shared => "shared",
+            Self::Community => "community",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ImageVisibility> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// What was received when the upload was converted before being stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conversion {
+    pub from_format: String,
+    pub checksum: String,
+    pub os_hash_value: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Image {
+    pub id: String,
+    pub name: Option<String>,
+    pub status: ImageStatus,
+    pub visibility: ImageVisibility,
+    /// The owning project's id.
+    pub owner: Option<String>,
+    pub disk_format: Option<String>,
+    pub container_format: Option<String>,
+    pub min_disk: i64,
+    pub min_ram: i64,
+    pub protected: bool,
+    pub size: Option<i64>,
+    pub virtual_size: Option<i64>,
+    pub checksum: Option<String>,
+    pub os_hash_algo: Option<String>,
+    pub os_hash_value: Option<String>,
+    pub conversion: Option<Conversion>,
+    pub properties: BTreeMap<String, String>,
+    pub tags: BTreeSet<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// The stored data of an image, recorded when its upload completes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageData {
+    pub size: i64,
+    pub virtual_size: i64,
+    pub checksum: String,
+    pub os_hash_algo: String,
+    pub os_hash_value: String,
+    /// The disk format of the stored file (raw after a qcow2 conversion).
+    pub disk_format: String,
+    pub conversion: Option<Conversion>,
+}
+
+pub trait ImageRecordStore: Send + Sync {
+    /// Records a new image unless one has its id ([`ImageError::IdExists`]).
+    fn create_image(&self, image: &Image) -> Result<(), ImageError>;
+
+    fn image(&self, id: &str) -> Result<Option<Image>, StorageError>;
+
+    /// Every image, in no particular order (listings sort and page them).
+    fn images(&self) -> Result<Vec<Image>, StorageError>;
+
+    /// Ids of the images in `status`.
+    fn image_ids_in_status(&self, status: ImageStatus) -> Result<Vec<String>, StorageError>;
+
+    /// Reads image `id`, lets `change` edit it and writes it back (stamping `updated_at`), as
+    /// one atomic step. `change` refusing (an error) or answering false writes nothing. It may
+    /// run more than once (on a newer copy), so it must only edit the image and what it
+    /// captures. Returns the image as stored afterwards, None if there is no such image.
+    fn update_image(
+        &self,
+        id: &str,
+        change: &mut dyn FnMut(&mut Image) -> Result<bool, ImageError>,
+    ) -> Result<Option<Image>, ImageError>;
+
+    /// Moves image `id` from one of `from` to `to`; false if it is not in one of `from` (or
+    /// gone).
+    fn set_image_status_if(
+        &self,
+        id: &str,
+        from: &[ImageStatus],
+        to: ImageStatus,
+    ) -> Result<bool, StorageError>;
+
+    /// Records the stored data of image `id` and makes it active, if it is still `saving`;
+    /// false otherwise (it was deleted meanwhile).
+    fn record_image_data(&self, id: &str, data: &ImageData) -> Result<bool, StorageError>;
+
+    /// Deletes image `id` if `check` accepts it as it is now and nobody holds it
+    /// ([`ImageError::InUse`]); [`ImageError::NotFound`] if there is no such image.
+    fn delete_unheld_image(
+        &self,
+        id: &str,
+        check: &mut dyn FnMut(&Image) -> Result<(), ImageError>,
+    ) -> Result<(), ImageError>;
+
+    /// Holds each of `image_ids` for `kind` `consumer` if every one exists
+    /// ([`ImageError::NotFound`]) and is active ([`ImageError::NotActive`]): all or none.
+    /// Holding again is not an error.
+    fn hold_images(
+        &self,
+        image_ids: &[String],
+        kind: ConsumerKind,
+        consumer: &str,
+    ) -> Result<(), ImageError>;
+
+    /// Drops every hold of `kind` `consumer`; returns how many images it held.
+    fn release_images(&self, kind: ConsumerKind, consumer: &str) -> Result<usize, StorageError>;
+
+    /// Who holds image `id`: (consumer kind, consumer id), sorted.
+    fn image_holders(&self, id: &str) -> Result<Vec<(String, String)>, StorageError>;
+
+    /// Every consumer of `kind` that holds any image, sorted (for sweeping holds whose
+    /// consumer is gone).
+    fn holders_of_kind(&self, kind: ConsumerKind) -> Result<Vec<String>, StorageError>;
+}

@@ -1,0 +1,211 @@
+//! The contract every [`ImageRecordStore`] keeps, as one suite any implementation runs:
+//! `conformance::run(|| fresh_empty_store())` from the implementation's tests. SQLite runs it
+//! in `storage::images`; a cluster's store runs the same.
+
+use super::{Image, ImageData, ImageRecordStore, ImageStatus, ImageVisibility};
+use crate::image::{ConsumerKind, ImageError};
+use crate::timestamp::Timestamp;
+use std::collections::{BTreeMap, BTreeSet};
+
+fn image(id: &str) -> Image {
+    Image {
+        id: id.into(),
+        name: Some(format!("image {id}")),
+        status: ImageStatus::Queued,
+        visibility: ImageVisibility::Shared,
+        owner: Some("p1".into()),
+        disk_format: Some("raw".into()),
+        container_format: Some("bare".into()),
+        min_disk: 1,
+        min_ram: 64,
+        protected: false,
+        size: None,
+        virtual_size: None,
+        checksum: None,
+        os_hash_algo: None,
+        os_hash_value: None,
+        conversion: None,
+        properties: BTreeMap::from([("os_distro".into(), "cirros".into())]),
+        tags: BTreeSet::from(["boot".into()]),
+        created_at: Timestamp::now(),
+        updated_at: Timestamp::now(),
+    }
+}
+
+fn data() -> ImageData {
+    ImageData {
+        size: 512,
+        virtual_size: 512,
+        checksum: "c".repeat(32),
+        os_hash_algo: "sha512".into(),
+        os_hash_value: "h".repeat(128),
+        disk_format: "raw".into(),
+        conversion: None,
+    }
+}
+
+/// An image made active through the store's own steps.
+fn active(store: &dyn ImageRecordStore, id: &str) {
+    store.create_image(&image(id)).unwrap();
+    let to_saving = [ImageStatus::Queued];
+    assert!(store
+        .set_image_status_if(id, &to_saving, ImageStatus::Saving)
+        .unwrap());
+    assert!(store.record_image_data(id, &data()).unwrap());
+}
+
+/// Runs every check, each on a store `fresh` makes (empty).
+pub(crate) fn run<S: ImageRecordStore>(fresh: impl Fn() -> S) {
+    images_read_back_whole_and_ids_are_taken_once(&fresh());
+    updates_write_all_or_nothing(&fresh());
+    statuses_move_only_from_where_they_are(&fresh());
+    only_active_images_are_held_and_held_ones_are_not_deleted(&fresh());
+}
+
+fn images_read_back_whole_and_ids_are_taken_once(store: &dyn ImageRecordStore) {
+    let i = image("i1");
+    store.create_image(&i).unwrap();
+    let got = store.image("i1").unwrap().unwrap();
+    assert_eq!(
+        Image {
+            created_at: i.created_at,
+            updated_at: i.updated_at,
+            ..got
+        },
+        i
+    );
+    assert!(matches!(
+        store.create_image(&image("i1")),
+        Err(ImageError::IdExists(_))
+    ));
+    store.create_image(&image("i2")).unwrap();
+    let mut ids: Vec<_> = store.images().unwrap().into_iter().map(|i| i.id).collect();
+    ids.sort();
+    assert_eq!(ids, ["i1", "i2"]);
+    assert_eq!(store.image("nope").unwrap(), None);
+}
+
+fn updates_write_all_or_nothing(store: &dyn ImageRecordStore) {
+    store.create_image(&image("i1")).unwrap();
+    let after = store
+        .update_image("i1", &mut |i| {
+            i.name = Some("renamed".into());
+            i.tags.insert("new".into());
+            i.properties.remove("os_distro");
+            Ok(true)
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.name.as_deref(), Some("renamed"));
+    assert!(after.tags.contains("new") && after.properties.is_empty());
+    assert_eq!(store.image("i1").unwrap(), Some(after.clone()));
+    // A refusal or a "no change" writes nothing.
+    let refused = store.update_image("i1", &mut |i| {
+        i.name = Some("lost".into());
+        Err(ImageError::FormatsUnset)
+    });
+    assert!(matches!(refused, Err(ImageError::FormatsUnset)));
+    let unchanged = store.update_image("i1", &mut |i| {
+        i.name = Some("lost".into());
+        Ok(false)
+    });
+    assert_eq!(unchanged.unwrap(), Some(after.clone()));
+    assert_eq!(store.image("i1").unwrap(), Some(after));
+    assert!(store
+        .update_image("nope", &mut |_| Ok(true))
+        .unwrap()
+        .is_none());
+    // A status changed by an update is written with it.
+    let saving = store
+        .update_image("i1", &mut |i| {
+            i.status = ImageStatus::Saving;
+            Ok(true)
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(saving.status, ImageStatus::Saving);
+}
+
+fn statuses_move_only_from_where_they_are(store: &dyn ImageRecordStore) {
+    store.create_image(&image("i1")).unwrap();
+    assert!(
+        !store.record_image_data("i1", &data()).unwrap(),
+        "not saving"
+    );
+    let queued = [ImageStatus::Queued];
+    assert!(store
+        .set_image_status_if("i1", &queued, ImageStatus::Saving)
+        .unwrap());
+    assert!(!store
+        .set_image_status_if("i1", &queued, ImageStatus::Saving)
+        .unwrap());
+    assert_eq!(
+        store.image_ids_in_status(ImageStatus::Saving).unwrap(),
+        ["i1"]
+    );
+    assert!(store.record_image_data("i1", &data()).unwrap());
+    let i = store.image("i1").unwrap().unwrap();
+    assert_eq!(i.status, ImageStatus::Active);
+    assert_eq!(i.size, Some(512));
+    assert_eq!(i.checksum, Some("c".repeat(32)));
+    assert!(!store
+        .set_image_status_if("nope", &queued, ImageStatus::Saving)
+        .unwrap());
+}
+
+fn only_active_images_are_held_and_held_ones_are_not_deleted(store: &dyn ImageRecordStore) {
+    store.create_image(&image("queued")).unwrap();
+    active(store, "a");
+    active(store, "b");
+    let ids = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    // All or none: a queued image among them holds nothing.
+    assert!(matches!(
+        store.hold_images(&ids(&["a", "queued"]), ConsumerKind::Server, "s1"),
+        Err(ImageError::NotActive(_))
+    ));
+    assert!(matches!(
+        store.hold_images(&ids(&["a", "nope"]), ConsumerKind::Server, "s1"),
+        Err(ImageError::NotFound(_))
+    ));
+    assert!(store.image_holders("a").unwrap().is_empty());
+    store
+        .hold_images(&ids(&["a", "b"]), ConsumerKind::Server, "s1")
+        .unwrap();
+    store
+        .hold_images(&ids(&["a"]), ConsumerKind::Server, "s1")
+        .unwrap();
+    store
+        .hold_images(&ids(&["a"]), ConsumerKind::Volume, "v1")
+        .unwrap();
+    assert_eq!(
+        store.image_holders("a").unwrap(),
+        [
+            ("server".to_owned(), "s1".to_owned()),
+            ("volume".to_owned(), "v1".to_owned())
+        ]
+    );
+    assert_eq!(store.holders_of_kind(ConsumerKind::Server).unwrap(), ["s1"]);
+    assert!(matches!(
+        store.delete_unheld_image("a", &mut |_| Ok(())),
+        Err(ImageError::InUse { .. })
+    ));
+    // The caller's check comes first and can refuse on its own.
+    assert!(matches!(
+        store.delete_unheld_image("queued", &mut |i| Err(ImageError::Protected(i.id.clone()))),
+        Err(ImageError::Protected(_))
+    ));
+    assert_eq!(store.release_images(ConsumerKind::Server, "s1").unwrap(), 2);
+    assert_eq!(store.release_images(ConsumerKind::Server, "s1").unwrap(), 0);
+    store.delete_unheld_image("b", &mut |_| Ok(())).unwrap();
+    assert_eq!(store.image("b").unwrap(), None);
+    assert!(matches!(
+        store.delete_unheld_image("b", &mut |_| Ok(())),
+        Err(ImageError::NotFound(_))
+    ));
+    assert_eq!(store.release_images(ConsumerKind::Volume, "v1").unwrap(), 1);
+    assert!(store
+        .holders_of_kind(ConsumerKind::Volume)
+        .unwrap()
+        .is_empty());
+    store.delete_unheld_image("a", &mut |_| Ok(())).unwrap();
+}

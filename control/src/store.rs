@@ -1,0 +1,50 @@
+//! What every domain's door to its state shares: the error a store reports. Each domain
+//! defines its own store trait (`identity::store`, `compute::flavors::store`,
+//! `compute::servers::store`, ...); [`crate::storage`] implements them on SQLite for one box,
+//! and a cluster's store implements the same traits. Nothing here names a backend.
+
+use crate::compute::flavors::FlavorStore;
+use crate::compute::servers::placement::store::ClaimStore;
+use crate::compute::servers::store::ServerStore;
+use crate::identity::store::IdentityStore;
+use crate::image::ImageRecordStore;
+use crate::network::NetworkStore;
+use crate::volume::VolumeRecordStore;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Every domain's door, as a daemon wires them: built once (`Doors::sqlite` for one box, a
+/// cluster's store later) and handed to the API, the fleet and the background work. Cheap to
+/// clone.
+#[derive(Clone)]
+pub struct Doors {
+    pub identity: Arc<dyn IdentityStore>,
+    pub flavors: Arc<dyn FlavorStore>,
+    pub images: Arc<dyn ImageRecordStore>,
+    pub volumes: Arc<dyn VolumeRecordStore>,
+    pub networks: Arc<dyn NetworkStore>,
+    pub servers: Arc<dyn ServerStore>,
+    pub claims: Arc<dyn ClaimStore>,
+}
+
+/// The backend's own error, kept as the cause (a SQLite or etcd client error).
+pub type BackendError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("cannot open the database {path:?}: {source}")]
+    Open { path: PathBuf, source: BackendError },
+    #[error("the database schema is at version {found}, newer than this outpostd knows ({known}); run a newer outpostd")]
+    SchemaTooNew { found: i64, known: i64 },
+    #[error("schema migration {version} ({name}) failed: {source}")]
+    Migration {
+        version: i64,
+        name: &'static str,
+        source: BackendError,
+    },
+    /// The store failed to read or write.
+    #[error("database error: {0}")]
+    Backend(BackendError),
+    #[error("the database holds a value this outpostd cannot read: {0}")]
+    Corrupt(String),
+}

@@ -16,7 +16,7 @@ use crate::acpi::{self, MmioDeviceInfo};
 use crate::arch::layout::*;
 use crate::arch::{cpuid, regs};
 use crate::boot::{self, params};
-use crate::config::VmConfig;
+use crate::config::{RateLimiterConfig, VmConfig};
 use crate::devices::bus::{Bus, BusDevice};
 use crate::devices::legacy::acpi_pm::AcpiPm;
 use crate::devices::legacy::i8042::I8042;
@@ -151,6 +151,8 @@ pub struct RunningVm {
     stats: StatsSources,
     /// The guest profile being sampled and where it goes at exit.
     profile: Option<(Arc<crate::vstate::vcpu::GuestProfile>, std::path::PathBuf)>,
+    /// The drives and interfaces by id, for changes while the guest runs (rate limits).
+    devices: VirtioHandles,
     _vm: Vm,
     _mem: GuestMemoryMmap,
 }
@@ -186,6 +188,58 @@ impl RunningVm {
 
     pub fn stats(&self) -> VmStats {
         self.stats.snapshot()
+    }
+
+    /// Changes drive `drive_id`'s rate limiter while the guest runs.
+    pub fn update_drive_rate_limiter(
+        &self,
+        drive_id: &str,
+        update: &RateLimiterConfig,
+    ) -> Result<(), VmError> {
+        self.check_running()?;
+        let drive = self
+            .devices
+            .drives
+            .iter()
+            .find(|(id, _)| id == drive_id)
+            .ok_or_else(|| {
+                VmError::Failed(format!("no drive {drive_id:?} in the running guest"))
+            })?;
+        drive
+            .1
+            .lock()
+            .expect("block device lock poisoned")
+            .update_rate_limiter(update)
+            .map_err(|e| VmError::Failed(format!("cannot wake drive {drive_id:?}'s queue: {e}")))
+    }
+
+    /// Changes interface `iface_id`'s receive and/or transmit rate limiter while the guest
+    /// runs.
+    pub fn update_interface_rate_limiters(
+        &self,
+        iface_id: &str,
+        rx: Option<&RateLimiterConfig>,
+        tx: Option<&RateLimiterConfig>,
+    ) -> Result<(), VmError> {
+        self.check_running()?;
+        let iface = self
+            .devices
+            .interfaces
+            .iter()
+            .find(|(id, _)| id == iface_id)
+            .ok_or_else(|| {
+                VmError::Failed(format!(
+                    "no network interface {iface_id:?} in the running guest"
+                ))
+            })?;
+        iface
+            .1
+            .lock()
+            .expect("net device lock poisoned")
+            .update_rate_limiters(rx, tx)
+            .map_err(|e| {
+                VmError::Failed(format!("cannot wake interface {iface_id:?}'s queues: {e}"))
+            })
     }
 
     /// A handle the process's main thread can block on.
@@ -393,7 +447,8 @@ pub fn start(config: &VmConfig) -> Result<RunningVm, StartError> {
         EventManager::new().map_err(|e| StartError::Device(format!("event manager: {e}")))?;
     event_manager.add_subscriber(Arc::new(Mutex::new(ConsoleInput::new(serial.clone()))));
     let mut mmio_bus = mmio_bus;
-    let mmio_devices = attach_virtio_devices(config, &vm, &mem, &mut event_manager, &mut mmio_bus)?;
+    let (mmio_devices, devices) =
+        attach_virtio_devices(config, &vm, &mem, &mut event_manager, &mut mmio_bus)?;
 
     let cmdline = build_cmdline(config, on_pvm, &mmio_devices)?;
     load_cmdline(&mem, GuestAddress(CMDLINE_START), &cmdline)
@@ -511,6 +566,7 @@ pub fn start(config: &VmConfig) -> Result<RunningVm, StartError> {
     }
     Ok(RunningVm {
         profile: profile.zip(profile_path),
+        devices,
         vcpus,
         control,
         power,
@@ -522,6 +578,13 @@ pub fn start(config: &VmConfig) -> Result<RunningVm, StartError> {
         _vm: vm,
         _mem: mem,
     })
+}
+
+/// The virtio devices the API may change while the guest runs, by id.
+#[derive(Default)]
+struct VirtioHandles {
+    drives: Vec<(String, Arc<Mutex<crate::devices::virtio::block::Block>>)>,
+    interfaces: Vec<(String, Arc<Mutex<crate::devices::virtio::net::Net>>)>,
 }
 
 /// One virtio device to attach, in the order the guest enumerates them (root drive first,
@@ -540,7 +603,7 @@ fn attach_virtio_devices(
     mem: &GuestMemoryMmap,
     em: &mut EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>>,
     bus: &mut Bus,
-) -> Result<Vec<MmioDeviceInfo>, StartError> {
+) -> Result<(Vec<MmioDeviceInfo>, VirtioHandles), StartError> {
     use crate::devices::virtio::{block, mmio, net, rng, IrqTrigger, VirtioDevice};
     let dev_err = |what: String| StartError::Device(what);
     let mut specs: Vec<VirtioSpec> = Vec::new();
@@ -570,6 +633,7 @@ fn attach_virtio_devices(
         )));
     }
     let mut infos = Vec::new();
+    let mut handles = VirtioHandles::default();
     for (i, spec) in specs.iter().enumerate() {
         let base = VIRTIO_MMIO_START + i as u64 * VIRTIO_MMIO_SIZE;
         let gsi = VIRTIO_IRQ_BASE + i as u32;
@@ -580,10 +644,12 @@ fn attach_virtio_devices(
                     path: d.path_on_host.clone(),
                     read_only: d.is_read_only,
                     flush: d.cache_type.as_deref() == Some("Writeback"),
+                    rate_limiter: d.rate_limiter,
                 })
                 .map_err(|e| dev_err(format!("drive {}: {e}", d.drive_id)))?;
                 let dev = Arc::new(Mutex::new(dev));
                 em.add_subscriber(dev.clone());
+                handles.drives.push((d.drive_id.clone(), dev.clone()));
                 dev
             }
             VirtioSpec::Net(n) => {
@@ -600,10 +666,13 @@ fn attach_virtio_devices(
                     id: n.iface_id.clone(),
                     tap_name: n.host_dev_name.clone(),
                     mac,
+                    rx_rate_limiter: n.rx_rate_limiter,
+                    tx_rate_limiter: n.tx_rate_limiter,
                 })
                 .map_err(|e| dev_err(format!("network interface {}: {e}", n.iface_id)))?;
                 let dev = Arc::new(Mutex::new(dev));
                 em.add_subscriber(dev.clone());
+                handles.interfaces.push((n.iface_id.clone(), dev.clone()));
                 dev
             }
             VirtioSpec::Rng => {
@@ -637,7 +706,7 @@ fn attach_virtio_devices(
             gsi,
         });
     }
-    Ok(infos)
+    Ok((infos, handles))
 }
 
 /// The `devices` thread: runs virtio queue and backend events until the process exits.

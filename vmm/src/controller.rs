@@ -10,8 +10,9 @@ pub use validate::{validate_full, validate_id, HostLimits, MAX_VCPUS, MIN_MEM_MI
 
 use crate::builder::{self, RunningVm, StartError, VmError, VmStats};
 use crate::config::{
-    BootSourceConfig, DriveConfig, EntropyConfig, MachineConfig, MachineConfigUpdate,
-    NetworkInterfaceConfig, SerialConfig, VmConfig,
+    BootSourceConfig, DriveConfig, DriveUpdate, EntropyConfig, LoggerConfig, MachineConfig,
+    MachineConfigUpdate, MetricsConfig, NetworkInterfaceConfig, NetworkInterfaceUpdate,
+    SerialConfig, VmConfig,
 };
 use serde::Serialize;
 use std::path::PathBuf;
@@ -32,7 +33,16 @@ pub enum VmmAction {
     PatchMachineConfig(MachineConfigUpdate),
     PutBootSource(BootSourceConfig),
     PutDrive(DriveConfig),
+    /// Firecracker's `PATCH /drives/{id}`: the rate limiter, before or after start.
+    PatchDrive(DriveUpdate),
     PutNetworkInterface(NetworkInterfaceConfig),
+    /// Firecracker's `PATCH /network-interfaces/{id}`: the rate limiters, before or after
+    /// start.
+    PatchNetworkInterface(NetworkInterfaceUpdate),
+    /// Accepted and kept for `GET /vm/config`; not acted on (see [`LoggerConfig`]).
+    PutLogger(LoggerConfig),
+    /// Accepted and kept; not acted on (see [`MetricsConfig`]).
+    PutMetrics(MetricsConfig),
     PutEntropy(EntropyConfig),
     PutSerial(SerialConfig),
     InstanceStart,
@@ -52,7 +62,7 @@ pub enum VmmData {
     Empty,
     InstanceInfo(InstanceInfo),
     Version(VersionInfo),
-    VmConfig(VmConfig),
+    VmConfig(Box<VmConfig>),
     MachineConfig(MachineConfig),
     Stats(VmStats),
 }
@@ -92,6 +102,24 @@ pub enum VmmActionError {
     MemoryExceedsHost { mib: usize, host_mib: usize },
     #[error("unknown cpu_template {template:?}: use None, C3, T2, T2S, T2CL, T2A or V1N1")]
     InvalidCpuTemplate { template: String },
+    #[error("unknown {field} {value:?}: use one of {allowed}")]
+    InvalidChoice {
+        field: &'static str,
+        value: String,
+        allowed: String,
+    },
+    #[error(
+        "mmds-config ipv4_address {address:?} is not a link-local IPv4 address (169.254.0.0/16)"
+    )]
+    InvalidMmdsAddress { address: String },
+    #[error("no drive {drive_id:?}: add it with PUT /drives/{drive_id} first")]
+    UnknownDrive { drive_id: String },
+    #[error(
+        "no network interface {iface_id:?}: add it with PUT /network-interfaces/{iface_id} first"
+    )]
+    UnknownNetworkInterface { iface_id: String },
+    #[error("drive {drive_id:?}: changing path_on_host is not supported (only the rate limiter can change with PATCH)")]
+    DrivePathChange { drive_id: String },
     #[error("kernel image {path:?} cannot be used: {reason}")]
     KernelNotUsable { path: PathBuf, reason: String },
     #[error("initrd {path:?} cannot be used: {reason}")]
@@ -208,7 +236,7 @@ impl Controller {
                 app_name: APP_NAME.to_owned(),
                 vmm_version: env!("CARGO_PKG_VERSION").to_owned(),
             })),
-            GetVmConfig => Ok(VmmData::VmConfig(self.config.clone())),
+            GetVmConfig => Ok(VmmData::VmConfig(Box::new(self.config.clone()))),
             GetMachineConfig => Ok(VmmData::MachineConfig(self.config.machine_config.clone())),
             PutMachineConfig(mc) => self.set_machine_config(mc),
             PatchMachineConfig(update) => {
@@ -222,7 +250,20 @@ impl Controller {
                 Ok(VmmData::Empty)
             }
             PutDrive(drive) => self.put_drive(drive),
+            PatchDrive(update) => self.patch_drive(update),
             PutNetworkInterface(iface) => self.put_network_interface(iface),
+            PatchNetworkInterface(update) => self.patch_network_interface(update),
+            PutLogger(logger) => {
+                self.ensure_not_started()?;
+                validate::validate_logger(&logger)?;
+                self.config.logger = Some(logger);
+                Ok(VmmData::Empty)
+            }
+            PutMetrics(metrics) => {
+                self.ensure_not_started()?;
+                self.config.metrics = Some(metrics);
+                Ok(VmmData::Empty)
+            }
             PutEntropy(entropy) => {
                 self.ensure_not_started()?;
                 self.config.entropy = Some(entropy);
@@ -298,6 +339,86 @@ impl Controller {
         }
         // Keep the root device first, so the builder attaches it as the guest's vda.
         drives.sort_by_key(|d| !d.is_root_device);
+        Ok(VmmData::Empty)
+    }
+
+    /// Changes a drive's rate limiter: in the running device when the guest runs, and in
+    /// the configuration `GET /vm/config` reports either way.
+    fn patch_drive(&mut self, update: DriveUpdate) -> Result<VmmData, VmmActionError> {
+        let drive = self
+            .config
+            .drives
+            .iter()
+            .find(|d| d.drive_id == update.drive_id)
+            .ok_or_else(|| VmmActionError::UnknownDrive {
+                drive_id: update.drive_id.clone(),
+            })?;
+        if update
+            .path_on_host
+            .as_ref()
+            .is_some_and(|p| *p != drive.path_on_host)
+        {
+            return Err(VmmActionError::DrivePathChange {
+                drive_id: update.drive_id,
+            });
+        }
+        let Some(limits) = &update.rate_limiter else {
+            return Ok(VmmData::Empty);
+        };
+        if let Lifecycle::Started { vm, .. } = &self.lifecycle {
+            vm.update_drive_rate_limiter(&update.drive_id, limits)
+                .map_err(|source| VmmActionError::VmOperation {
+                    operation: "PATCH /drives",
+                    source,
+                })?;
+        }
+        if let Some(drive) = self
+            .config
+            .drives
+            .iter_mut()
+            .find(|d| d.drive_id == update.drive_id)
+        {
+            drive.rate_limiter = Some(drive.rate_limiter.unwrap_or_default().updated(limits));
+        }
+        Ok(VmmData::Empty)
+    }
+
+    /// Changes an interface's rate limiters, like [`Controller::patch_drive`].
+    fn patch_network_interface(
+        &mut self,
+        update: NetworkInterfaceUpdate,
+    ) -> Result<VmmData, VmmActionError> {
+        let Some(iface) = self
+            .config
+            .network_interfaces
+            .iter_mut()
+            .find(|i| i.iface_id == update.iface_id)
+        else {
+            return Err(VmmActionError::UnknownNetworkInterface {
+                iface_id: update.iface_id,
+            });
+        };
+        let (rx, tx) = (
+            update.rx_rate_limiter.as_ref(),
+            update.tx_rate_limiter.as_ref(),
+        );
+        if rx.is_none() && tx.is_none() {
+            return Ok(VmmData::Empty);
+        }
+        if let Lifecycle::Started { vm, .. } = &self.lifecycle {
+            vm.update_interface_rate_limiters(&update.iface_id, rx, tx)
+                .map_err(|source| VmmActionError::VmOperation {
+                    operation: "PATCH /network-interfaces",
+                    source,
+                })?;
+        }
+        let merge = |current: &mut Option<crate::config::RateLimiterConfig>, update| {
+            if let Some(update) = update {
+                *current = Some(current.unwrap_or_default().updated(update));
+            }
+        };
+        merge(&mut iface.rx_rate_limiter, rx);
+        merge(&mut iface.tx_rate_limiter, tx);
         Ok(VmmData::Empty)
     }
 

@@ -2,8 +2,9 @@
 //! parsing lives here; everything the request means is decided by the controller.
 
 use crate::config::{
-    BootSourceConfig, DriveConfig, EntropyConfig, MachineConfig, MachineConfigUpdate,
-    NetworkInterfaceConfig, SerialConfig,
+    BootSourceConfig, DriveConfig, DriveUpdate, EntropyConfig, LoggerConfig, MachineConfig,
+    MachineConfigUpdate, MetricsConfig, NetworkInterfaceConfig, NetworkInterfaceUpdate,
+    SerialConfig,
 };
 use crate::controller::VmmAction;
 use hyper::Method;
@@ -37,10 +38,18 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         path: "/drives/{drive_id}",
-        methods: &[Method::PUT],
+        methods: &[Method::PUT, Method::PATCH],
     },
     Route {
         path: "/network-interfaces/{iface_id}",
+        methods: &[Method::PUT, Method::PATCH],
+    },
+    Route {
+        path: "/logger",
+        methods: &[Method::PUT],
+    },
+    Route {
+        path: "/metrics",
         methods: &[Method::PUT],
     },
     Route {
@@ -182,11 +191,23 @@ pub fn parse(method: &Method, path: &str, body: &[u8]) -> Result<VmmAction, Requ
             same_id("drive_id", param, &drive.drive_id)?;
             VmmAction::PutDrive(drive)
         }
+        ("/drives/{drive_id}", "PATCH") => {
+            let update: DriveUpdate = json.parse()?;
+            same_id("drive_id", param, &update.drive_id)?;
+            VmmAction::PatchDrive(update)
+        }
         ("/network-interfaces/{iface_id}", "PUT") => {
             let iface: NetworkInterfaceConfig = json.parse()?;
             same_id("iface_id", param, &iface.iface_id)?;
             VmmAction::PutNetworkInterface(iface)
         }
+        ("/network-interfaces/{iface_id}", "PATCH") => {
+            let update: NetworkInterfaceUpdate = json.parse()?;
+            same_id("iface_id", param, &update.iface_id)?;
+            VmmAction::PatchNetworkInterface(update)
+        }
+        ("/logger", "PUT") => VmmAction::PutLogger(json.parse::<LoggerConfig>()?),
+        ("/metrics", "PUT") => VmmAction::PutMetrics(json.parse::<MetricsConfig>()?),
         ("/entropy", "PUT") => VmmAction::PutEntropy(json.parse::<EntropyConfig>()?),
         ("/serial", "PUT") => VmmAction::PutSerial(json.parse::<SerialConfig>()?),
         ("/actions", "PUT") => match json.parse::<ActionBody>()?.action_type {
@@ -303,6 +324,30 @@ mod tests {
             parse(&Method::PATCH, "/vm", br#"{"state":"Paused"}"#).unwrap(),
             VmmAction::Pause
         );
+        let patch =
+            br#"{"drive_id":"root","rate_limiter":{"bandwidth":{"size":1000,"refill_time":100}}}"#;
+        let VmmAction::PatchDrive(u) = parse(&Method::PATCH, "/drives/root", patch).unwrap() else {
+            panic!("PATCH /drives parses to PatchDrive");
+        };
+        let bw = u.rate_limiter.and_then(|r| r.bandwidth).unwrap();
+        assert_eq!(
+            (bw.size, bw.one_time_burst, bw.refill_time),
+            (1000, None, 100)
+        );
+        let err = parse(&Method::PATCH, "/drives/other", patch).unwrap_err();
+        assert!(matches!(err, RequestError::IdMismatch { .. }), "{err}");
+        let patch = br#"{"iface_id":"eth0","tx_rate_limiter":{"ops":{"size":10,"refill_time":1000,"one_time_burst":5}}}"#;
+        assert!(matches!(
+            parse(&Method::PATCH, "/network-interfaces/eth0", patch).unwrap(),
+            VmmAction::PatchNetworkInterface(_)
+        ));
+        let err = parse(
+            &Method::PATCH,
+            "/network-interfaces/eth0",
+            br#"{"iface_id":"eth0","rx_rate_limiter":{"bandwidth":{"size":1}}}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("refill_time"), "{err}");
         assert_eq!(
             parse(
                 &Method::PUT,

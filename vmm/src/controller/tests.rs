@@ -28,6 +28,8 @@ fn drive(id: &str, path: &Path, root: bool) -> DriveConfig {
         is_read_only: false,
         partuuid: None,
         cache_type: None,
+        rate_limiter: None,
+        io_engine: None,
     }
 }
 
@@ -36,6 +38,8 @@ fn iface(id: &str, dev: &str, mac: Option<&str>) -> NetworkInterfaceConfig {
         iface_id: id.to_owned(),
         host_dev_name: dev.to_owned(),
         guest_mac: mac.map(str::to_owned),
+        rx_rate_limiter: None,
+        tx_rate_limiter: None,
     }
 }
 
@@ -400,6 +404,162 @@ fn whole_config_validation() {
         validate::validate_config(&bad, &HOST),
         Err(VmmActionError::MemoryExceedsHost { .. })
     ));
+}
+
+/// Firecracker's rate limiter shape; `bucket(size, ms)` with no one-time burst.
+fn bucket(size: u64, refill_time: u64) -> crate::config::TokenBucketConfig {
+    crate::config::TokenBucketConfig {
+        size,
+        one_time_burst: None,
+        refill_time,
+    }
+}
+
+#[test]
+fn patch_before_start_changes_only_the_given_buckets() {
+    use crate::config::{DriveUpdate, NetworkInterfaceUpdate, RateLimiterConfig};
+    let dir = TempDir::new().unwrap();
+    let img = file_in(&dir, "a.img", &[0; 512]);
+    let mut c = controller();
+    c.handle(VmmAction::PutDrive(drive("root", &img, true)))
+        .unwrap();
+    c.handle(VmmAction::PutNetworkInterface(iface("eth0", "lo", None)))
+        .unwrap();
+    let limits = |bw, ops| RateLimiterConfig { bandwidth: bw, ops };
+    let patch = |limiter| DriveUpdate {
+        drive_id: "root".into(),
+        path_on_host: None,
+        rate_limiter: Some(limiter),
+    };
+    c.handle(VmmAction::PatchDrive(patch(limits(
+        Some(bucket(1000, 100)),
+        None,
+    ))))
+    .unwrap();
+    c.handle(VmmAction::PatchDrive(patch(limits(
+        None,
+        Some(bucket(10, 1000)),
+    ))))
+    .unwrap();
+    assert_eq!(
+        c.config().drives[0].rate_limiter,
+        Some(limits(Some(bucket(1000, 100)), Some(bucket(10, 1000))))
+    );
+    // Size 0 turns a bucket off (Firecracker's way); the other stays.
+    c.handle(VmmAction::PatchDrive(patch(limits(
+        Some(bucket(0, 0)),
+        None,
+    ))))
+    .unwrap();
+    assert!(c.config().drives[0].rate_limiter.unwrap().is_limit());
+    assert!(!c.config().drives[0]
+        .rate_limiter
+        .unwrap()
+        .bandwidth
+        .unwrap()
+        .is_limit());
+
+    let err = c
+        .handle(VmmAction::PatchDrive(DriveUpdate {
+            drive_id: "nope".into(),
+            path_on_host: None,
+            rate_limiter: None,
+        }))
+        .unwrap_err();
+    assert!(matches!(err, VmmActionError::UnknownDrive { .. }), "{err}");
+    let err = c
+        .handle(VmmAction::PatchDrive(DriveUpdate {
+            drive_id: "root".into(),
+            path_on_host: Some("/elsewhere.img".into()),
+            rate_limiter: None,
+        }))
+        .unwrap_err();
+    assert!(err.to_string().contains("path_on_host"), "{err}");
+    // The same path is fine (Firecracker clients send it back).
+    c.handle(VmmAction::PatchDrive(DriveUpdate {
+        drive_id: "root".into(),
+        path_on_host: Some(img.clone()),
+        rate_limiter: None,
+    }))
+    .unwrap();
+
+    c.handle(VmmAction::PatchNetworkInterface(NetworkInterfaceUpdate {
+        iface_id: "eth0".into(),
+        rx_rate_limiter: None,
+        tx_rate_limiter: Some(limits(Some(bucket(5000, 1000)), None)),
+    }))
+    .unwrap();
+    let eth0 = &c.config().network_interfaces[0];
+    assert_eq!(eth0.rx_rate_limiter, None);
+    assert_eq!(
+        eth0.tx_rate_limiter,
+        Some(limits(Some(bucket(5000, 1000)), None))
+    );
+    let err = c
+        .handle(VmmAction::PatchNetworkInterface(NetworkInterfaceUpdate {
+            iface_id: "eth9".into(),
+            rx_rate_limiter: None,
+            tx_rate_limiter: None,
+        }))
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        VmmActionError::UnknownNetworkInterface { .. }
+    ));
+}
+
+/// A configuration file as a Firecracker user writes one, with the fields we accept and do
+/// not act on (logger, metrics, mmds-config, io_engine, huge_pages, entropy's limiter).
+#[test]
+fn a_firecracker_users_file_is_accepted() {
+    let dir = TempDir::new().unwrap();
+    let kernel = file_in(&dir, "vmlinux", b"k");
+    let img = file_in(&dir, "rootfs.ext4", &[0; 512]);
+    let text = serde_json::json!({
+        "boot-source": {"kernel_image_path": kernel, "boot_args": "console=ttyS0 reboot=k panic=1", "initrd_path": null},
+        "drives": [{
+            "drive_id": "rootfs", "partuuid": null, "is_root_device": true, "cache_type": "Unsafe",
+            "is_read_only": false, "path_on_host": img, "io_engine": "Sync",
+            "rate_limiter": {"bandwidth": {"size": 52428800, "one_time_burst": 0, "refill_time": 1000},
+                             "ops": {"size": 1000, "refill_time": 1000}}
+        }],
+        "machine-config": {"vcpu_count": 2, "mem_size_mib": 1024, "smt": false, "track_dirty_pages": false, "huge_pages": "None"},
+        "network-interfaces": [{
+            "iface_id": "eth0", "guest_mac": "06:00:AC:10:00:02", "host_dev_name": "lo",
+            "rx_rate_limiter": {"bandwidth": {"size": 1000000, "refill_time": 100}},
+            "tx_rate_limiter": null
+        }],
+        "logger": {"log_path": "/tmp/fc.log", "level": "debug", "show_level": true, "show_log_origin": false},
+        "metrics": {"metrics_path": "/tmp/fc-metrics.fifo"},
+        "mmds-config": {"version": "V2", "network_interfaces": ["eth0"], "ipv4_address": "169.254.170.2"},
+        "entropy": {"rate_limiter": {"bandwidth": {"size": 1000, "refill_time": 100}}}
+    });
+    let config: VmConfig = serde_json::from_value(text).expect("a Firecracker file parses");
+    validate::validate_config(&config, &HOST).unwrap();
+    assert!(config.drives[0].rate_limiter.unwrap().is_limit());
+
+    let mut bad = config.clone();
+    bad.mmds_config.as_mut().unwrap().network_interfaces = vec!["eth1".into()];
+    assert!(matches!(
+        validate::validate_config(&bad, &HOST),
+        Err(VmmActionError::UnknownNetworkInterface { .. })
+    ));
+    let mut bad = config.clone();
+    bad.mmds_config.as_mut().unwrap().ipv4_address = Some("10.0.0.1".into());
+    assert!(matches!(
+        validate::validate_config(&bad, &HOST),
+        Err(VmmActionError::InvalidMmdsAddress { .. })
+    ));
+    let mut bad = config.clone();
+    bad.logger.as_mut().unwrap().level = Some("Loud".into());
+    let err = validate::validate_config(&bad, &HOST).unwrap_err();
+    assert!(err.to_string().contains("Loud"), "{err}");
+    let mut bad = config.clone();
+    bad.drives[0].io_engine = Some("Uring".into());
+    assert!(validate::validate_config(&bad, &HOST).is_err());
+    let mut bad = config;
+    bad.machine_config.huge_pages = Some("1G".into());
+    assert!(validate::validate_config(&bad, &HOST).is_err());
 }
 
 #[test]

@@ -7,7 +7,8 @@
 use super::VmmActionError;
 use crate::config::parse_mac;
 use crate::config::{
-    BootSourceConfig, DriveConfig, MachineConfig, NetworkInterfaceConfig, SerialConfig, VmConfig,
+    BootSourceConfig, DriveConfig, LoggerConfig, MachineConfig, MmdsConfig, NetworkInterfaceConfig,
+    SerialConfig, VmConfig,
 };
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -25,6 +26,39 @@ pub const MAX_IFNAME_LEN: usize = 15;
 const CACHE_TYPES: &[&str] = &["Unsafe", "Writeback"];
 /// Firecracker's static CPU template names; accepted and ignored (no template is applied).
 const CPU_TEMPLATES: &[&str] = &["None", "C3", "T2", "T2S", "T2CL", "T2A", "V1N1"];
+/// Firecracker's `huge_pages` values; accepted, guest memory uses ordinary pages.
+const HUGE_PAGES: &[&str] = &["None", "2M"];
+/// Firecracker's `io_engine` values; both are served with synchronous I/O.
+const IO_ENGINES: &[&str] = &["Sync", "Async"];
+/// Firecracker's logger levels (matched without regard to case).
+const LOG_LEVELS: &[&str] = &["Error", "Warning", "Info", "Debug", "Trace", "Off"];
+/// Firecracker's MMDS versions.
+const MMDS_VERSIONS: &[&str] = &["V1", "V2"];
+
+/// `value` is one of `allowed`, or the error names the field and the choices.
+fn one_of(
+    field: &'static str,
+    value: &str,
+    allowed: &'static [&'static str],
+    ignore_case: bool,
+) -> Result<(), VmmActionError> {
+    let found = allowed.iter().any(|a| {
+        if ignore_case {
+            a.eq_ignore_ascii_case(value)
+        } else {
+            *a == value
+        }
+    });
+    if found {
+        Ok(())
+    } else {
+        Err(VmmActionError::InvalidChoice {
+            field,
+            value: value.to_owned(),
+            allowed: allowed.join(", "),
+        })
+    }
+}
 
 /// What the host can give a guest, read once when the controller is made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,6 +136,45 @@ pub fn validate_machine_config(
             });
         }
     }
+    if let Some(huge_pages) = &mc.huge_pages {
+        one_of("huge_pages", huge_pages, HUGE_PAGES, false)?;
+    }
+    Ok(())
+}
+
+/// `logger`: only the level is checked (nothing else is acted on).
+pub fn validate_logger(logger: &LoggerConfig) -> Result<(), VmmActionError> {
+    if let Some(level) = &logger.level {
+        one_of("logger level", level, LOG_LEVELS, true)?;
+    }
+    Ok(())
+}
+
+/// `mmds-config`: a known version, a link-local address, and interfaces that exist.
+pub fn validate_mmds_config(
+    mmds: &MmdsConfig,
+    ifaces: &[NetworkInterfaceConfig],
+) -> Result<(), VmmActionError> {
+    if let Some(version) = &mmds.version {
+        one_of("mmds-config version", version, MMDS_VERSIONS, false)?;
+    }
+    if let Some(addr) = &mmds.ipv4_address {
+        let link_local = addr
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|a| a.is_link_local());
+        if !link_local {
+            return Err(VmmActionError::InvalidMmdsAddress {
+                address: addr.clone(),
+            });
+        }
+    }
+    for id in &mmds.network_interfaces {
+        if !ifaces.iter().any(|i| &i.iface_id == id) {
+            return Err(VmmActionError::UnknownNetworkInterface {
+                iface_id: id.clone(),
+            });
+        }
+    }
     Ok(())
 }
 
@@ -141,6 +214,9 @@ pub fn validate_drive(drive: &DriveConfig) -> Result<(), VmmActionError> {
                 cache_type: cache.clone(),
             });
         }
+    }
+    if let Some(engine) = &drive.io_engine {
+        one_of("io_engine", engine, IO_ENGINES, false)?;
     }
     let not_usable = |reason: String| VmmActionError::DriveNotUsable {
         drive_id: drive.drive_id.clone(),
@@ -280,6 +356,12 @@ pub fn validate_config(config: &VmConfig, host: &HostLimits) -> Result<(), VmmAc
     }
     if let Some(serial) = &config.serial {
         validate_serial(serial)?;
+    }
+    if let Some(logger) = &config.logger {
+        validate_logger(logger)?;
+    }
+    if let Some(mmds) = &config.mmds_config {
+        validate_mmds_config(mmds, &config.network_interfaces)?;
     }
     Ok(())
 }

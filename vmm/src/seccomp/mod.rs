@@ -241,6 +241,10 @@ fn rules(kind: ThreadKind, pvm: bool) -> Result<Rules, seccompiler::BackendError
                     libc::SYS_fsync,
                     libc::SYS_fdatasync,
                     libc::SYS_lseek,
+                    // Rate limiters arm their refill timer when a bucket falls below full
+                    // and disarm it when it is full again (the timerfd itself is created at
+                    // build time; its expirations are read with `read`).
+                    libc::SYS_timerfd_settime,
                 ],
             );
             // A virtio-net device tells its tap the offloads the driver accepted.

@@ -27,6 +27,23 @@ pub const EVENT_ACTIVATE: u32 = 0;
 /// Event-loop data of a device backend's fd (the tap of a net device).
 pub const EVENT_BACKEND: u32 = 0x1_0000;
 
+/// Event-loop data of a device's first rate limiter timer; the next ones follow.
+pub const EVENT_RATE_LIMITER: u32 = 0x2_0000;
+/// Rate limiter timers a device may register.
+const RATE_LIMITERS_MAX: u32 = 16;
+
+/// Event-loop data of rate limiter `index`'s timer.
+pub const fn rate_limiter_event(index: usize) -> u32 {
+    EVENT_RATE_LIMITER + index as u32
+}
+
+/// The rate limiter an event-loop data value stands for, if it is a limiter's timer.
+pub fn rate_limiter_of_event(data: u32) -> Option<usize> {
+    (EVENT_RATE_LIMITER..EVENT_RATE_LIMITER + RATE_LIMITERS_MAX)
+        .contains(&data)
+        .then(|| (data - EVENT_RATE_LIMITER) as usize)
+}
+
 /// Event-loop data of queue `index`'s kick eventfd.
 pub const fn queue_event(index: usize) -> u32 {
     1 + index as u32
@@ -70,9 +87,28 @@ pub struct QueueRun {
     /// The budget ran out with chains still available; the queue's eventfd was written so
     /// the event loop comes back after serving the other devices.
     pub more: bool,
+    /// The handler deferred a chain (rate limited): it is still in the ring.
+    pub deferred: bool,
     /// Available-ring entries naming a descriptor beyond the queue size: skipped, since
     /// they can neither be parsed nor returned (virtio 1.2 §2.7.6).
     pub bad_heads: usize,
+}
+
+/// What a device did with one chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainOutcome {
+    /// Served: into the used ring, with this many bytes written into the chain.
+    Used(u32),
+    /// Not served now (the device's rate limiter is empty): back to the ring.
+    Deferred,
+}
+
+/// Why a pass over a queue ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PassEnd {
+    Drained,
+    Budget,
+    Deferred,
 }
 
 impl ActiveQueues {
@@ -121,6 +157,24 @@ impl ActiveQueues {
     where
         F: FnMut(&GuestMemory, DescriptorChain<&GuestMemory>) -> u32,
     {
+        self.process_or_defer(index, budget, |mem, chain| {
+            ChainOutcome::Used(handle(mem, chain))
+        })
+    }
+
+    /// As [`ActiveQueues::process`], but `handle` may defer a chain (its rate limiter is
+    /// empty): the chain goes back to the ring, the pass stops with notifications still
+    /// suppressed (a kick could not be served anyway), and the device comes back when its
+    /// limiter refills.
+    pub fn process_or_defer<F>(
+        &mut self,
+        index: usize,
+        budget: usize,
+        mut handle: F,
+    ) -> Result<QueueRun, QueueError>
+    where
+        F: FnMut(&GuestMemory, DescriptorChain<&GuestMemory>) -> ChainOutcome,
+    {
         let mem = &self.mem;
         let queue = self
             .queues
@@ -128,12 +182,12 @@ impl ActiveQueues {
             .ok_or(QueueError::NoSuchQueue { index })?;
         let mut chains = 0;
         let mut bad_heads = 0;
-        let drained = (|| -> Result<bool, virtio_queue::Error> {
+        let stop = (|| -> Result<PassEnd, virtio_queue::Error> {
             loop {
                 queue.disable_notification(mem)?;
                 loop {
                     if chains + bad_heads == budget {
-                        return Ok(true);
+                        return Ok(PassEnd::Budget);
                     }
                     let Some(chain) = queue.iter(mem)?.next() else {
                         break;
@@ -144,18 +198,25 @@ impl ActiveQueues {
                         bad_heads += 1;
                         continue;
                     }
-                    let used = handle(mem, chain);
+                    let used = match handle(mem, chain) {
+                        ChainOutcome::Used(used) => used,
+                        ChainOutcome::Deferred => {
+                            queue.go_to_previous_position();
+                            return Ok(PassEnd::Deferred);
+                        }
+                    };
                     queue.add_used(mem, head, used)?;
                     chains += 1;
                 }
                 if !queue.enable_notification(mem)? {
-                    return Ok(false);
+                    return Ok(PassEnd::Drained);
                 }
             }
         })();
         // Chains already in the used ring are signalled even if the pass stopped on an error.
         self.signal_used(index, chains)?;
-        let more = drained?;
+        let stop = stop?;
+        let more = stop == PassEnd::Budget;
         if more {
             self.queue_evts
                 .get(index)
@@ -166,6 +227,7 @@ impl ActiveQueues {
         Ok(QueueRun {
             chains,
             more,
+            deferred: stop == PassEnd::Deferred,
             bad_heads,
         })
     }
@@ -336,6 +398,7 @@ mod tests {
             QueueRun {
                 chains: 2,
                 more: true,
+                deferred: false,
                 bad_heads: 0
             }
         );
@@ -348,11 +411,45 @@ mod tests {
             QueueRun {
                 chains: 1,
                 more: false,
+                deferred: false,
                 bad_heads: 0
             }
         );
         assert_eq!(mq.used().idx().load(), 3);
         assert_eq!(mq.used().ring().ref_at(2).unwrap().load().len(), 5);
+    }
+
+    #[test]
+    fn a_deferred_chain_stays_in_the_ring_for_the_next_pass() {
+        let mem = test_memory();
+        let mq = MockSplitQueue::new(&mem, 16);
+        for i in 0..3u64 {
+            mq.add_desc_chains(&[desc(0x10_0000 + i * 0x100, 8, true)], i as u16)
+                .unwrap();
+        }
+        let mut aq = active(&mem, mq.create_queue().unwrap());
+        let mut allowed = 1;
+        let run = aq
+            .process_or_defer(0, 16, |_, _| {
+                if allowed == 0 {
+                    return ChainOutcome::Deferred;
+                }
+                allowed -= 1;
+                ChainOutcome::Used(1)
+            })
+            .unwrap();
+        assert_eq!((run.chains, run.more, run.deferred), (1, false, true));
+        assert_eq!(mq.used().idx().load(), 1);
+        // Deferring is not a reason to come back by itself: no re-kick.
+        assert!(aq.queue_evts[0].read().is_err());
+        let run = aq
+            .process_or_defer(0, 16, |_, _| ChainOutcome::Used(1))
+            .unwrap();
+        assert_eq!((run.chains, run.deferred), (2, false));
+        let heads: Vec<u32> = (0..3)
+            .map(|i| mq.used().ring().ref_at(i).unwrap().load().id())
+            .collect();
+        assert_eq!(heads, [0, 1, 2]);
     }
 
     #[test]
@@ -379,5 +476,8 @@ mod tests {
         assert_eq!(queue_of_event(queue_event(3)), Some(3));
         assert_eq!(queue_of_event(EVENT_ACTIVATE), None);
         assert_eq!(queue_of_event(EVENT_BACKEND), None);
+        assert_eq!(rate_limiter_of_event(rate_limiter_event(1)), Some(1));
+        assert_eq!(rate_limiter_of_event(queue_event(1)), None);
+        assert_eq!(queue_of_event(rate_limiter_event(0)), None);
     }
 }

@@ -28,6 +28,7 @@ pub mod descriptor;
 mod guest_fault;
 pub mod mmio;
 pub mod net;
+pub mod rate_limiter;
 pub mod rng;
 pub mod state;
 

@@ -11,8 +11,8 @@ use virtio_queue::DescriptorChain;
 use vmm_sys_util::eventfd::EventFd;
 
 use super::activation::{
-    drain_queue_kick, queue_of_event, ActiveQueues, LoopRegistrations, EVENT_ACTIVATE,
-    EVENT_BACKEND,
+    drain_queue_kick, queue_of_event, rate_limiter_of_event, ActiveQueues, ChainOutcome,
+    LoopRegistrations, EVENT_ACTIVATE, EVENT_BACKEND,
 };
 use super::guest_fault::{note, note_many};
 use super::{ActivateError, GuestMemory};
@@ -34,6 +34,9 @@ pub enum DeviceEvent {
     QueueKick(usize),
     /// The device backend's fd (registered with [`EVENT_BACKEND`]) has these events.
     Backend(EventSet),
+    /// The timer of the device's rate limiter `index` fired (registered with
+    /// [`rate_limiter_event`](super::activation::rate_limiter_event)).
+    RateLimiter(usize),
     /// Data the device never registered.
     Unknown,
 }
@@ -156,7 +159,10 @@ impl VirtioState {
                 DeviceEvent::Activation
             }
             EVENT_BACKEND => DeviceEvent::Backend(events.event_set()),
-            data => queue_of_event(data).map_or(DeviceEvent::Unknown, DeviceEvent::QueueKick),
+            data => queue_of_event(data)
+                .map(DeviceEvent::QueueKick)
+                .or_else(|| rate_limiter_of_event(data).map(DeviceEvent::RateLimiter))
+                .unwrap_or(DeviceEvent::Unknown),
         }
     }
 
@@ -182,20 +188,54 @@ impl VirtioState {
         M: DeviceMetrics,
         F: FnMut(&GuestMemory, DescriptorChain<&GuestMemory>, &mut M) -> u32,
     {
+        self.serve_queue_or_defer(index, budget, metrics, |mem, chain, metrics| {
+            ChainOutcome::Used(handle(mem, chain, metrics))
+        });
+    }
+
+    /// As [`VirtioState::serve_queue`], for a device whose `handle` may defer a chain to
+    /// wait for its rate limiter ([`ActiveQueues::process_or_defer`]). Says whether it did.
+    pub fn serve_queue_or_defer<M, F>(
+        &mut self,
+        index: usize,
+        budget: usize,
+        metrics: &mut M,
+        mut handle: F,
+    ) -> bool
+    where
+        M: DeviceMetrics,
+        F: FnMut(&GuestMemory, DescriptorChain<&GuestMemory>, &mut M) -> ChainOutcome,
+    {
         let device = self.device;
         let Some(active) = self.active.as_mut() else {
-            return;
+            return false;
         };
         drain_queue_kick(&active.queue_evts, index, metrics.queue_errors(), device);
-        let result = active.process(index, budget, |mem, chain| handle(mem, chain, metrics));
+        let result =
+            active.process_or_defer(index, budget, |mem, chain| handle(mem, chain, metrics));
         match result {
-            Ok(run) => note_many(
-                metrics.queue_errors(),
-                run.bad_heads as u64,
-                device,
-                &"available ring names a descriptor beyond the queue size",
-            ),
-            Err(e) => note(metrics.queue_errors(), device, &e),
+            Ok(run) => {
+                note_many(
+                    metrics.queue_errors(),
+                    run.bad_heads as u64,
+                    device,
+                    &"available ring names a descriptor beyond the queue size",
+                );
+                run.deferred
+            }
+            Err(e) => {
+                note(metrics.queue_errors(), device, &e);
+                false
+            }
+        }
+    }
+
+    /// Signals queue `index`'s kick eventfd as the driver would, so the event loop looks at
+    /// the queue again (after a rate limit changed, say). Nothing when inactive.
+    pub fn kick(&self, index: usize) -> std::io::Result<()> {
+        match self.active.as_ref().and_then(|a| a.queue_evts.get(index)) {
+            Some(evt) => evt.write(1),
+            None => Ok(()),
         }
     }
 }
@@ -234,7 +274,7 @@ mod tests {
         stray: EventFd,
     }
 
-    const STRAY: u32 = 0x2_0000;
+    const STRAY: u32 = 0x3_0000;
 
     impl MutEventSubscriber for Probe {
         fn init(&mut self, ops: &mut EventOps) {
@@ -261,7 +301,7 @@ mod tests {
                 }
                 DeviceEvent::Backend(_) => drain_eventfd(&self.backend).unwrap(),
                 DeviceEvent::Unknown => drain_eventfd(&self.stray).unwrap(),
-                DeviceEvent::Activation => {}
+                DeviceEvent::Activation | DeviceEvent::RateLimiter(_) => {}
             }
         }
     }

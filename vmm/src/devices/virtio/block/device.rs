@@ -11,6 +11,8 @@ use virtio_bindings::virtio_blk::{
 
 use super::disk::DiskImage;
 use super::{ID_BYTES, QUEUE_SIZE, SECTOR_SIZE, SEG_MAX, SIZE_MAX};
+use crate::config::RateLimiterConfig;
+use crate::devices::virtio::rate_limiter::RateLimiter;
 use crate::devices::virtio::{
     DeviceMetrics, VirtioDevice, VirtioState, TYPE_BLOCK, VIRTIO_F_INDIRECT_DESC,
     VIRTIO_F_RING_EVENT_IDX, VIRTIO_F_VERSION_1,
@@ -33,6 +35,8 @@ pub struct BlockConfig {
     /// Offer VIRTIO_BLK_F_FLUSH and make FLUSH requests fdatasync the file. Without it
     /// the guest assumes a write-through disk and writes sit in the host page cache.
     pub flush: bool,
+    /// Limits on the guest's requests: data bytes and requests.
+    pub rate_limiter: Option<RateLimiterConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +55,8 @@ pub enum BlockError {
     },
     #[error("cannot create the device's activate eventfd: {0}")]
     EventFd(std::io::Error),
+    #[error("cannot create the rate limiter's timerfd: {0}")]
+    Timer(std::io::Error),
 }
 
 /// Counters of one drive. Errors are counted by kind; each kind is logged once.
@@ -76,6 +82,8 @@ pub struct BlockMetrics {
     pub io_errors: u64,
     /// Guest memory that became unreachable mid-request, unusable rings, failed interrupts.
     pub queue_errors: u64,
+    /// Times the request queue was parked to wait for the rate limiter.
+    pub rate_limited: u64,
 }
 
 impl DeviceMetrics for BlockMetrics {
@@ -93,6 +101,7 @@ pub struct Block {
     pub(super) flush: bool,
     pub(super) virtio: VirtioState,
     pub(super) scratch: Vec<u8>,
+    pub(super) limiter: RateLimiter,
     pub(super) metrics: BlockMetrics,
 }
 
@@ -136,6 +145,8 @@ impl Block {
             virtio: VirtioState::new(DEVICE, avail_features, config.to_vec())
                 .map_err(BlockError::EventFd)?,
             scratch: vec![0; SCRATCH_BYTES],
+            limiter: RateLimiter::new(DEVICE, cfg.rate_limiter.as_ref())
+                .map_err(BlockError::Timer)?,
             metrics: BlockMetrics::default(),
         })
     }
@@ -154,6 +165,14 @@ impl Block {
 
     pub fn acked_features(&self) -> u64 {
         self.virtio.acked_features()
+    }
+
+    /// Replaces the rate limiter's buckets that `update` names, then has the event loop look
+    /// at the queue again, so requests parked under the old limits are served under the
+    /// new ones. Called on the API thread: it only writes an eventfd.
+    pub fn update_rate_limiter(&mut self, update: &RateLimiterConfig) -> std::io::Result<()> {
+        self.limiter.update(update);
+        self.virtio.kick(0)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The block device on the device event loop: the activate eventfd (queue registration
 //! follows activation and reset) and kicks of the request queue.
 
-use event_manager::{EventOps, Events, MutEventSubscriber};
+use event_manager::{EventOps, EventSet, Events, MutEventSubscriber};
 use virtio_queue::DescriptorChain;
 
 #[cfg(test)]
@@ -12,19 +12,42 @@ use super::request::{
     STATUS_IOERR, STATUS_OK,
 };
 use super::QUEUE_SIZE;
+use crate::devices::virtio::activation::{rate_limiter_event, ChainOutcome};
 use crate::devices::virtio::guest_fault::note;
+use crate::devices::virtio::rate_limiter::RateLimiter;
 use crate::devices::virtio::{DeviceEvent, GuestMemory};
+
+/// The request queue's rate limiter, in event-loop data.
+const LIMITER: usize = 0;
 
 impl MutEventSubscriber for Block {
     fn init(&mut self, ops: &mut EventOps) {
         self.virtio.init_loop(ops);
+        let timer = Events::with_data(
+            self.limiter.timer(),
+            rate_limiter_event(LIMITER),
+            EventSet::IN,
+        );
+        if let Err(e) = ops.add(timer) {
+            note(
+                &mut self.metrics.queue_errors,
+                DEVICE,
+                &format_args!("cannot register the rate limiter's timer: {e}"),
+            );
+        }
     }
 
     fn process(&mut self, events: Events, ops: &mut EventOps) {
-        if let DeviceEvent::QueueKick(index) =
-            self.virtio.loop_event(&events, ops, &mut self.metrics)
-        {
-            self.process_queue_event(index);
+        match self.virtio.loop_event(&events, ops, &mut self.metrics) {
+            DeviceEvent::QueueKick(index) => self.process_queue_event(index),
+            // The buckets refilled: a queue parked on them is served again.
+            DeviceEvent::RateLimiter(_) => {
+                let parked = self.limiter.on_timer();
+                if parked {
+                    self.process_queue_event(0);
+                }
+            }
+            _ => {}
         }
     }
 }
@@ -32,6 +55,7 @@ impl MutEventSubscriber for Block {
 impl Block {
     /// A kick of queue `index`: serve at most one queue's worth of requests; if more are
     /// pending the queue eventfd is re-signalled and the loop comes back after other work.
+    /// A request the rate limiter refuses stays in the queue until the limiter's timer.
     pub(super) fn process_queue_event(&mut self, index: usize) {
         let mut ctx = ExecuteContext {
             disk: &self.disk,
@@ -39,22 +63,29 @@ impl Block {
             flush: self.flush,
             scratch: &mut self.scratch,
         };
+        let limiter = &mut self.limiter;
         let budget = usize::from(QUEUE_SIZE);
-        self.virtio
-            .serve_queue(index, budget, &mut self.metrics, |mem, chain, metrics| {
-                handle_chain(mem, chain, &mut ctx, metrics)
-            });
+        let parked = self.virtio.serve_queue_or_defer(
+            index,
+            budget,
+            &mut self.metrics,
+            |mem, chain, metrics| handle_chain(mem, chain, &mut ctx, limiter, metrics),
+        );
+        if parked {
+            self.metrics.rate_limited += 1;
+        }
     }
 }
 
-/// Serves one chain and returns its used length: bytes written to data buffers, plus the
-/// status byte when there is one.
+/// Serves one chain and returns its used length (bytes written to data buffers, plus the
+/// status byte when there is one), or defers it when the rate limiter has no room for it.
 fn handle_chain(
     mem: &GuestMemory,
     chain: DescriptorChain<&GuestMemory>,
     ctx: &mut ExecuteContext,
+    limiter: &mut RateLimiter,
     metrics: &mut BlockMetrics,
-) -> u32 {
+) -> ChainOutcome {
     let request = match parse_request(mem, chain, ctx.disk.capacity_sectors()) {
         Ok(request) => request,
         Err(rejected) => {
@@ -65,17 +96,25 @@ fn handle_chain(
             };
             note(counter, DEVICE, &rejected.error);
             let Some(status) = rejected.status else {
-                return 0;
+                return ChainOutcome::Used(0);
             };
-            return match write_status(mem, status, STATUS_IOERR) {
+            return ChainOutcome::Used(match write_status(mem, status, STATUS_IOERR) {
                 Ok(()) => 1,
                 Err(e) => {
                     note(&mut metrics.queue_errors, DEVICE, &e);
                     0
                 }
-            };
+            });
         }
     };
+    // Malformed requests above cost nothing: they do no I/O.
+    let bytes = match request.request_type {
+        RequestType::In | RequestType::Out => request.data_len,
+        _ => 0,
+    };
+    if !limiter.consume(bytes, 1) {
+        return ChainOutcome::Deferred;
+    }
 
     let (status, written) = match request.execute(mem, ctx) {
         Ok(written) => {
@@ -107,13 +146,13 @@ fn handle_chain(
             (e.status(), 0)
         }
     };
-    match write_status(mem, request.status, status) {
+    ChainOutcome::Used(match write_status(mem, request.status, status) {
         Ok(()) => written.saturating_add(1),
         Err(e) => {
             note(&mut metrics.queue_errors, DEVICE, &e);
             written
         }
-    }
+    })
 }
 
 #[cfg(test)]
@@ -156,6 +195,7 @@ mod tests {
             path: file.as_path().to_owned(),
             read_only,
             flush,
+            rate_limiter: None,
         })
         .unwrap()
     }
@@ -514,12 +554,85 @@ mod tests {
     }
 
     #[test]
+    fn rate_limited_requests_wait_in_the_ring_for_the_refill_timer() {
+        use crate::config::{RateLimiterConfig, TokenBucketConfig};
+        let file = disk(16);
+        let mem = test_memory();
+        let mq = MockSplitQueue::new(&mem, 16);
+        let mut b = block(&file, false, false);
+        // One request per 100 ms.
+        let one_op = RateLimiterConfig {
+            bandwidth: None,
+            ops: Some(TokenBucketConfig {
+                size: 1,
+                one_time_burst: None,
+                refill_time: 100,
+            }),
+        };
+        b.update_rate_limiter(&one_op).unwrap();
+        let dev = Arc::new(Mutex::new(b));
+        let mut em = EventManager::<Arc<Mutex<dyn MutEventSubscriber + Send>>>::new().unwrap();
+        em.add_subscriber(dev.clone());
+        let evt = Arc::new(EventFd::new(libc::EFD_NONBLOCK).unwrap());
+        dev.lock()
+            .unwrap()
+            .activate(
+                mem.clone(),
+                vec![mq.create_queue().unwrap()],
+                vec![evt.clone()],
+                Arc::new(IrqTrigger::new().unwrap()),
+            )
+            .unwrap();
+        em.run_with_timeout(100).unwrap();
+        for i in 0..3u16 {
+            let hdr = HDR + u64::from(i) * 0x100;
+            write_header(&mem, hdr, VIRTIO_BLK_T_GET_ID, 0);
+            push(
+                &mq,
+                i * 3,
+                &[(hdr, 16, false), (DATA, 20, true), (STATUS, 1, true)],
+            );
+        }
+        evt.write(1).unwrap();
+        em.run_with_timeout(100).unwrap();
+        assert_eq!(mq.used().idx().load(), 1, "one request per refill");
+        assert_eq!(dev.lock().unwrap().metrics().rate_limited, 1);
+        // The limiter's timer, not a kick, brings the next ones.
+        let t0 = std::time::Instant::now();
+        while mq.used().idx().load() < 3 && t0.elapsed() < std::time::Duration::from_secs(5) {
+            em.run_with_timeout(200).unwrap();
+        }
+        assert_eq!(mq.used().idx().load(), 3);
+        assert!(t0.elapsed() >= std::time::Duration::from_millis(150));
+
+        // Lifting the limit serves what is parked at once (the update kicks the queue).
+        for i in 3..5u16 {
+            write_header(&mem, HDR, VIRTIO_BLK_T_GET_ID, 0);
+            push(
+                &mq,
+                i * 3,
+                &[(HDR, 16, false), (DATA, 20, true), (STATUS, 1, true)],
+            );
+        }
+        evt.write(1).unwrap();
+        em.run_with_timeout(100).unwrap();
+        let off = RateLimiterConfig {
+            bandwidth: None,
+            ops: Some(TokenBucketConfig::default()),
+        };
+        dev.lock().unwrap().update_rate_limiter(&off).unwrap();
+        em.run_with_timeout(100).unwrap();
+        assert_eq!(mq.used().idx().load(), 5);
+    }
+
+    #[test]
     fn bad_configs_are_refused() {
         let err = Block::new(BlockConfig {
             id: "x".repeat(21),
             path: "/nonexistent".into(),
             read_only: true,
             flush: false,
+            rate_limiter: None,
         });
         assert!(matches!(err, Err(BlockError::IdTooLong { len: 21, .. })));
         let err = Block::new(BlockConfig {
@@ -527,6 +640,7 @@ mod tests {
             path: "/nonexistent/disk.img".into(),
             read_only: true,
             flush: false,
+            rate_limiter: None,
         });
         assert!(matches!(err, Err(BlockError::Open { .. })));
     }

@@ -13,7 +13,9 @@ use virtio_bindings::virtio_net::{
 
 use super::request::MAX_TX_LEN;
 use super::tap::{Tap, TapError};
-use super::{MAX_FRAME_LEN, QUEUE_SIZE, VNET_HDR_LEN};
+use super::{MAX_FRAME_LEN, QUEUE_SIZE, RX_QUEUE, TX_QUEUE, VNET_HDR_LEN};
+use crate::config::RateLimiterConfig;
+use crate::devices::virtio::rate_limiter::RateLimiter;
 use crate::devices::virtio::{
     ActivateError, DeviceMetrics, VirtioDevice, VirtioState, TYPE_NET, VIRTIO_F_INDIRECT_DESC,
     VIRTIO_F_RING_EVENT_IDX, VIRTIO_F_VERSION_1,
@@ -31,6 +33,10 @@ pub struct NetConfig {
     pub tap_name: String,
     /// The guest's MAC; a random locally administered one when None.
     pub mac: Option<[u8; 6]>,
+    /// Limits on frames from the tap to the guest: bytes (without the vnet header) and frames.
+    pub rx_rate_limiter: Option<RateLimiterConfig>,
+    /// Limits on frames from the guest to the tap.
+    pub tx_rate_limiter: Option<RateLimiterConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +47,8 @@ pub enum NetError {
     RandomMac(std::io::Error),
     #[error("cannot create the device's activate eventfd: {0}")]
     EventFd(std::io::Error),
+    #[error("cannot create a rate limiter's timerfd: {0}")]
+    Timer(std::io::Error),
 }
 
 /// Counters of one interface. Errors are counted by kind; each kind is logged once.
@@ -66,6 +74,10 @@ pub struct NetMetrics {
     /// Frames the tap refused or could not take: dropped.
     pub tx_tap_errors: u64,
     pub queue_errors: u64,
+    /// Times reception paused to wait for the receive rate limiter.
+    pub rx_rate_limited: u64,
+    /// Times the transmit queue was parked to wait for the transmit rate limiter.
+    pub tx_rate_limited: u64,
 }
 
 impl DeviceMetrics for NetMetrics {
@@ -85,6 +97,8 @@ pub(super) enum RxState {
     WaitingForBuffers,
     /// The tap failed; unregistered until the next activation.
     Failed,
+    /// The receive rate limiter is empty: the tap is unregistered until it refills.
+    Throttled,
 }
 
 /// A virtio-net device, shared as `Arc<Mutex<Net>>` between the transport and the event
@@ -99,6 +113,10 @@ pub struct Net {
     pub(super) rx_rearm: bool,
     /// A frame read from the tap that is waiting for a receive buffer.
     pub(super) rx_pending: Option<usize>,
+    /// The pending frame's tokens are taken from the receive limiter already.
+    pub(super) rx_pending_paid: bool,
+    pub(super) rx_limiter: RateLimiter,
+    pub(super) tx_limiter: RateLimiter,
     pub(super) rx_frame: Vec<u8>,
     pub(super) tx_frame: Vec<u8>,
     pub(super) metrics: NetMetrics,
@@ -136,6 +154,11 @@ impl Net {
             rx_state: RxState::Idle,
             rx_rearm: false,
             rx_pending: None,
+            rx_pending_paid: false,
+            rx_limiter: RateLimiter::new(DEVICE, cfg.rx_rate_limiter.as_ref())
+                .map_err(NetError::Timer)?,
+            tx_limiter: RateLimiter::new(DEVICE, cfg.tx_rate_limiter.as_ref())
+                .map_err(NetError::Timer)?,
             rx_frame: vec![0; VNET_HDR_LEN + MAX_FRAME_LEN],
             tx_frame: vec![0; MAX_TX_LEN],
             metrics: NetMetrics::default(),
@@ -160,6 +183,25 @@ impl Net {
 
     pub fn acked_features(&self) -> u64 {
         self.virtio.acked_features()
+    }
+
+    /// Replaces the rate limiters' buckets the updates name, then has the event loop look
+    /// at both queues again, so traffic parked under the old limits moves under the new
+    /// ones. Called on the API thread: it only writes eventfds.
+    pub fn update_rate_limiters(
+        &mut self,
+        rx: Option<&RateLimiterConfig>,
+        tx: Option<&RateLimiterConfig>,
+    ) -> std::io::Result<()> {
+        if let Some(rx) = rx {
+            self.rx_limiter.update(rx);
+            self.virtio.kick(RX_QUEUE)?;
+        }
+        if let Some(tx) = tx {
+            self.tx_limiter.update(tx);
+            self.virtio.kick(TX_QUEUE)?;
+        }
+        Ok(())
     }
 
     /// TUN_F_* flags for what the guest accepts on receive (virtio 1.2 §5.1.6.4.1): the
@@ -228,5 +270,6 @@ impl VirtioDevice for Net {
     fn activation_changed(&mut self) {
         self.rx_rearm = true;
         self.rx_pending = None;
+        self.rx_pending_paid = false;
     }
 }

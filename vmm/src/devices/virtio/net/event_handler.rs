@@ -5,7 +5,9 @@
 //! taken off the epoll set (the frame already read waits in `rx_pending`, the rest in the
 //! tap's own queue) and comes back when the driver kicks the receive queue. Each wake-up
 //! handles a bounded number of frames; the tap is level-triggered, so the loop comes back
-//! for the rest after serving other devices.
+//! for the rest after serving other devices. Each direction has a rate limiter: an empty
+//! receive limiter takes the tap off the epoll set the same way, an empty transmit limiter
+//! leaves the frame in the transmit queue, and the limiter's timer resumes either.
 
 use event_manager::{EventOps, EventSet, Events, MutEventSubscriber};
 use virtio_queue::{QueueOwnedT, QueueT};
@@ -13,9 +15,12 @@ use virtio_queue::{QueueOwnedT, QueueT};
 use super::device::{Net, RxState, DEVICE};
 use super::request::{parse_rx, parse_tx, BufferError};
 use super::{QUEUE_SIZE, RX_QUEUE, TX_QUEUE, VNET_HDR_LEN};
-use crate::devices::virtio::activation::EVENT_BACKEND;
+use crate::devices::virtio::activation::{rate_limiter_event, ChainOutcome, EVENT_BACKEND};
 use crate::devices::virtio::guest_fault::note;
 use crate::devices::virtio::DeviceEvent;
+/// The rate limiters, in event-loop data: one per queue, numbered like the queues.
+const RX_LIMITER: usize = RX_QUEUE;
+const TX_LIMITER: usize = TX_QUEUE;
 /// Tap reads (or receive chains consumed) per wake-up.
 const RX_BUDGET: usize = 256;
 
@@ -27,11 +32,26 @@ enum RxStop {
     NoBuffers,
     /// The tap or the receive ring is broken: stop until the device is reset.
     Broken,
+    /// The receive rate limiter is empty: wait for its timer.
+    Throttled,
 }
 
 impl MutEventSubscriber for Net {
     fn init(&mut self, ops: &mut EventOps) {
         self.virtio.init_loop(ops);
+        for (index, limiter) in [
+            (RX_LIMITER, &self.rx_limiter),
+            (TX_LIMITER, &self.tx_limiter),
+        ] {
+            let timer = Events::with_data(limiter.timer(), rate_limiter_event(index), EventSet::IN);
+            if let Err(e) = ops.add(timer) {
+                note(
+                    &mut self.metrics.queue_errors,
+                    DEVICE,
+                    &format_args!("cannot register a rate limiter's timer: {e}"),
+                );
+            }
+        }
     }
 
     fn process(&mut self, events: Events, ops: &mut EventOps) {
@@ -48,7 +68,20 @@ impl MutEventSubscriber for Net {
             DeviceEvent::Backend(_) => self.process_rx(ops),
             DeviceEvent::QueueKick(RX_QUEUE) => self.process_rx_kick(ops),
             DeviceEvent::QueueKick(TX_QUEUE) => self.process_tx(),
-            DeviceEvent::QueueKick(_) | DeviceEvent::Unknown => {}
+            // The buckets refilled: traffic parked on them moves again.
+            DeviceEvent::RateLimiter(RX_LIMITER) => {
+                let parked = self.rx_limiter.on_timer();
+                if parked {
+                    self.resume_rx(ops);
+                }
+            }
+            DeviceEvent::RateLimiter(TX_LIMITER) => {
+                let parked = self.tx_limiter.on_timer();
+                if parked {
+                    self.process_tx();
+                }
+            }
+            DeviceEvent::QueueKick(_) | DeviceEvent::RateLimiter(_) | DeviceEvent::Unknown => {}
         }
     }
 }
@@ -94,14 +127,25 @@ impl Net {
         }
     }
 
-    /// The driver added receive buffers (or just kicked): resume reading the tap if we
-    /// were waiting for buffers.
+    /// The driver added receive buffers (or just kicked, or a rate limit changed): resume
+    /// reading the tap if we were waiting for buffers or for the limiter (which refuses
+    /// again at once if it is still empty).
     pub(super) fn process_rx_kick(&mut self, ops: &mut EventOps) {
         if !self.virtio.is_activated() {
             return;
         }
         self.virtio.drain_kick(RX_QUEUE, &mut self.metrics);
-        if self.rx_state != RxState::WaitingForBuffers {
+        self.resume_rx(ops);
+    }
+
+    /// Reception was paused for buffers or for the limiter: read the tap again.
+    fn resume_rx(&mut self, ops: &mut EventOps) {
+        if !self.virtio.is_activated()
+            || !matches!(
+                self.rx_state,
+                RxState::WaitingForBuffers | RxState::Throttled
+            )
+        {
             return;
         }
         self.poll_tap(ops);
@@ -147,6 +191,10 @@ impl Net {
                 self.set_rx_state(ops, RxState::WaitingForBuffers);
             }
             RxStop::Broken => self.set_rx_state(ops, RxState::Failed),
+            RxStop::Throttled => {
+                self.metrics.rx_rate_limited += 1;
+                self.set_rx_state(ops, RxState::Throttled);
+            }
         }
     }
 
@@ -187,6 +235,14 @@ impl Net {
                 },
             };
             self.rx_pending = Some(len);
+            // Paid once per frame, when it is first tried: a frame that waits for a buffer
+            // is not charged again.
+            if !self.rx_pending_paid {
+                if !self.rx_limiter.consume((len - VNET_HDR_LEN) as u64, 1) {
+                    return (added, RxStop::Throttled);
+                }
+                self.rx_pending_paid = true;
+            }
 
             let chain = match queue.iter(mem) {
                 Ok(mut avail) => avail.next(),
@@ -228,6 +284,7 @@ impl Net {
                 Ok(buffer) => match buffer.write_frame(mem, &mut self.rx_frame[..len]) {
                     Ok(Some(n)) => {
                         self.rx_pending = None;
+                        self.rx_pending_paid = false;
                         metrics.rx_frames += 1;
                         metrics.rx_bytes += (n - VNET_HDR_LEN) as u64;
                         n
@@ -236,6 +293,7 @@ impl Net {
                         // The frame is bigger than the buffer: drop the frame, keep the
                         // buffer for the next one.
                         self.rx_pending = None;
+                        self.rx_pending_paid = false;
                         note(
                             &mut metrics.rx_dropped_too_big,
                             DEVICE,
@@ -266,11 +324,13 @@ impl Net {
 
     /// Sends every queued transmit chain (at most a queue's worth per kick) to the tap.
     /// A chain that cannot be sent is dropped and counted; the guest always gets it back.
+    /// A frame the transmit limiter refuses stays in the queue until the limiter refills.
     pub(super) fn process_tx(&mut self) {
         let tap = &self.tap;
         let buf = &mut self.tx_frame[..];
+        let limiter = &mut self.tx_limiter;
         let budget = usize::from(QUEUE_SIZE);
-        self.virtio.serve_queue(
+        let parked = self.virtio.serve_queue_or_defer(
             TX_QUEUE,
             budget,
             &mut self.metrics,
@@ -279,13 +339,16 @@ impl Net {
                     Ok(frame) => frame,
                     Err(e @ BufferError::TxTooLong { .. }) => {
                         note(&mut metrics.tx_dropped_oversize, DEVICE, &e);
-                        return 0;
+                        return ChainOutcome::Used(0);
                     }
                     Err(e) => {
                         note(&mut metrics.tx_malformed_chains, DEVICE, &e);
-                        return 0;
+                        return ChainOutcome::Used(0);
                     }
                 };
+                if !limiter.consume(frame.len.saturating_sub(VNET_HDR_LEN) as u64, 1) {
+                    return ChainOutcome::Deferred;
+                }
                 match frame.gather(mem, buf) {
                     Ok(bytes) => match tap.write_frame(bytes) {
                         Ok(_) => {
@@ -301,9 +364,12 @@ impl Net {
                     Err(e) => note(&mut metrics.queue_errors, DEVICE, &e),
                 }
                 // The device writes nothing into a transmit buffer.
-                0
+                ChainOutcome::Used(0)
             },
         );
+        if parked {
+            self.metrics.tx_rate_limited += 1;
+        }
     }
 }
 
@@ -333,6 +399,8 @@ mod tests {
             id: "eth0".into(),
             tap_name: tap.name.clone(),
             mac: Some([0x02, 0, 0, 0, 0, 7]),
+            rx_rate_limiter: None,
+            tx_rate_limiter: None,
         })
         .unwrap()
     }

@@ -1,0 +1,226 @@
+//! One token bucket as pure arithmetic: the caller says how much time passed, so the bucket
+//! is tested with a fake clock and never reads one itself.
+
+use std::time::Duration;
+
+use crate::config::TokenBucketConfig;
+
+use super::REFILL_PERIOD;
+
+/// Tokens that `size` tokens per `refill_time` are worth, counted in token-nanoseconds so
+/// refills that fall between whole tokens are carried over, not lost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenBucket {
+    /// Tokens added per `refill_ns`.
+    size: u64,
+    refill_ns: u128,
+    /// The most the bucket holds: `size`, or one refill period's worth when `refill_time`
+    /// is shorter than the period (else a full bucket would cap the rate below the limit).
+    capacity: u64,
+    budget: u64,
+    /// Tokens taken beyond the budget by the last request let through; refills pay it
+    /// back before anything else passes.
+    debt: u64,
+    /// Firecracker's one_time_burst: spent before the budget, never refilled.
+    one_time_burst: u64,
+    /// Refill time not yet worth a whole token, in token-nanoseconds.
+    carry: u128,
+}
+
+impl TokenBucket {
+    /// A full bucket, or None when the configuration limits nothing.
+    pub fn new(cfg: &TokenBucketConfig) -> Option<TokenBucket> {
+        if !cfg.is_limit() {
+            return None;
+        }
+        let refill_ns = u128::from(cfg.refill_time) * 1_000_000;
+        let per_period = u128::from(cfg.size) * REFILL_PERIOD.as_nanos() / refill_ns;
+        let capacity = u64::try_from(per_period).unwrap_or(u64::MAX).max(cfg.size);
+        Some(TokenBucket {
+            size: cfg.size,
+            refill_ns,
+            capacity,
+            budget: capacity,
+            debt: 0,
+            one_time_burst: cfg.one_time_burst.unwrap_or(0),
+            carry: 0,
+        })
+    }
+
+    /// Splits `tokens` into what the one-time burst pays and what the budget must.
+    fn split(&self, tokens: u64) -> (u64, u64) {
+        let from_burst = tokens.min(self.one_time_burst);
+        (from_burst, tokens - from_burst)
+    }
+
+    /// Whether `tokens` can be taken now: whenever the budget is positive and nothing is
+    /// owed. A request larger than the budget goes through and leaves a debt the next
+    /// refills pay, so the long-run rate is exact whatever the request sizes, no size can
+    /// block a queue for ever, and a busy consumer never lets refills overflow the cap
+    /// between two timer ticks (tokens are only lost while it does not want them).
+    pub fn can_take(&self, tokens: u64) -> bool {
+        let (_, rest) = self.split(tokens);
+        rest == 0 || (self.debt == 0 && self.budget > 0)
+    }
+
+    /// Takes `tokens`; the caller checked [`TokenBucket::can_take`] first.
+    pub fn take(&mut self, tokens: u64) {
+        let (from_burst, rest) = self.split(tokens);
+        self.one_time_burst -= from_burst;
+        if rest <= self.budget {
+            self.budget -= rest;
+        } else {
+            self.debt = self.debt.saturating_add(rest - self.budget);
+            self.budget = 0;
+        }
+    }
+
+    /// Adds what `elapsed` is worth at `size` per `refill_time`, paying debt first.
+    pub fn refill(&mut self, elapsed: Duration) {
+        let earned = self.carry + elapsed.as_nanos().saturating_mul(u128::from(self.size));
+        self.carry = earned % self.refill_ns;
+        let mut tokens = u64::try_from(earned / self.refill_ns).unwrap_or(u64::MAX);
+        let paid = tokens.min(self.debt);
+        self.debt -= paid;
+        tokens -= paid;
+        self.budget = self.budget.saturating_add(tokens).min(self.capacity);
+        if self.is_full() {
+            self.carry = 0;
+        }
+    }
+
+    /// Full: refills would add nothing (the one-time burst does not count).
+    pub fn is_full(&self) -> bool {
+        self.debt == 0 && self.budget == self.capacity
+    }
+
+    pub fn budget(&self) -> u64 {
+        self.budget
+    }
+
+    pub fn one_time_burst(&self) -> u64 {
+        self.one_time_burst
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bucket(size: u64, burst: u64, refill_ms: u64) -> TokenBucket {
+        TokenBucket::new(&TokenBucketConfig {
+            size,
+            one_time_burst: Some(burst),
+            refill_time: refill_ms,
+        })
+        .expect("a limit")
+    }
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn zero_size_or_refill_time_is_no_limit() {
+        for (size, refill_time) in [(0, 100), (100, 0), (0, 0)] {
+            let cfg = TokenBucketConfig {
+                size,
+                one_time_burst: Some(5),
+                refill_time,
+            };
+            assert_eq!(TokenBucket::new(&cfg), None);
+        }
+    }
+
+    #[test]
+    fn starts_full_and_refills_at_size_per_refill_time() {
+        let mut b = bucket(1000, 0, 1000);
+        assert!(b.is_full());
+        assert!(b.can_take(1000));
+        b.take(1000);
+        assert!(!b.can_take(1));
+        // 1000 tokens/s: 100 ms is worth 100 tokens.
+        b.refill(100 * MS);
+        assert_eq!(b.budget(), 100);
+        assert!(b.can_take(100));
+        // Fractions carry over: 3 × 0.5 ms = 1.5 tokens → 1, then 0.5 more makes 2.
+        b.take(100);
+        for _ in 0..3 {
+            b.refill(Duration::from_micros(500));
+        }
+        assert_eq!(b.budget(), 1);
+        b.refill(Duration::from_micros(500));
+        assert_eq!(b.budget(), 2);
+        // Never above the size, however long it idles.
+        b.refill(Duration::from_secs(3600));
+        assert_eq!(b.budget(), 1000);
+        assert!(b.is_full());
+    }
+
+    #[test]
+    fn one_time_burst_is_spent_first_and_never_refilled() {
+        let mut b = bucket(100, 250, 1000);
+        b.take(200);
+        assert_eq!((b.one_time_burst(), b.budget()), (50, 100));
+        // 80 more: 50 from the burst, 30 from the budget.
+        assert!(b.can_take(80));
+        b.take(80);
+        assert_eq!((b.one_time_burst(), b.budget()), (0, 70));
+        b.refill(Duration::from_secs(10));
+        assert_eq!((b.one_time_burst(), b.budget()), (0, 100));
+        assert!(b.is_full());
+    }
+
+    #[test]
+    fn a_request_larger_than_the_budget_passes_and_is_paid_back() {
+        let mut b = bucket(1000, 0, 1000);
+        assert!(b.can_take(5000));
+        b.take(5000);
+        assert!(!b.can_take(1));
+        // 4000 of debt: four seconds of refill before anything else passes.
+        b.refill(Duration::from_millis(3900));
+        assert!(!b.can_take(1));
+        b.refill(Duration::from_millis(200));
+        assert_eq!(b.budget(), 100);
+        // Any positive budget lets the next request through, whatever its size.
+        assert!(b.can_take(5000));
+        b.take(5000);
+        assert!(!b.can_take(1));
+    }
+
+    #[test]
+    fn refill_times_shorter_than_the_period_do_not_cap_the_rate() {
+        // 10 tokens per 10 ms is 100 per period: the bucket holds a period's worth.
+        let mut b = bucket(10, 0, 10);
+        assert_eq!(b.budget(), 100);
+        b.take(100);
+        b.refill(REFILL_PERIOD);
+        assert_eq!(b.budget(), 100);
+    }
+
+    #[test]
+    fn long_run_rate_matches_the_limit() {
+        // A consumer taking 64 KiB whenever it can, refilled every 100 ms for 10 s, moves
+        // the bucket's initial fill plus exactly the rate times the time.
+        let rate = 1 << 20; // bytes/s
+        let mut b = bucket(rate / 10, 0, 100);
+        let mut moved = 0u64;
+        for _ in 0..100 {
+            while b.can_take(65536) {
+                b.take(65536);
+                moved += 65536;
+            }
+            b.refill(100 * MS);
+        }
+        let expected = rate * 10 + rate / 10;
+        let error = moved.abs_diff(expected) as f64 / expected as f64;
+        assert!(error < 0.01, "moved {moved}, expected about {expected}");
+    }
+
+    #[test]
+    fn huge_values_saturate_instead_of_overflowing() {
+        let mut b = bucket(u64::MAX, u64::MAX, 1);
+        b.take(u64::MAX);
+        b.take(u64::MAX);
+        b.refill(Duration::from_secs(u64::MAX / 2));
+        assert!(b.is_full());
+    }
+}

@@ -11,8 +11,8 @@ PACKAGES=(
     # Integration tests: host networking, DHCP for guests, disk images, Python helpers.
     iproute2 nftables dnsmasq-base iputils-ping qemu-utils python3 python3-venv
     # A site of several boxes: etcd (v3 API only, docs/cluster.md) and protoc for the etcd
-    # client crate's generated gRPC code.
-    etcd-server etcd-client protobuf-compiler
+    # client crate's generated gRPC code (with protobuf's well-known types).
+    etcd-server etcd-client protobuf-compiler libprotobuf-dev
 )
 
 missing=()

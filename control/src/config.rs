@@ -16,6 +16,7 @@
 //! Servers add `[compute]` and `[guest]`, described in [`crate::compute::servers::config`];
 //! Neutron networking adds `[network]` ([`crate::network::NetworkSettings`]).
 
+use crate::cluster::{ClusterSection, ClusterSettings};
 use crate::compute::servers::config::{ComputeSection, GuestSection, GuestSettings};
 use crate::network::NetworkSettings;
 use serde::Deserialize;
@@ -49,6 +50,8 @@ pub enum ConfigError {
     Region,
     #[error("network.mtu must be between 68 and 9000, not {0}")]
     NetworkMtu(u32),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::settings::ClusterConfigError),
 }
 
 /// The file's shape. Every key is optional.
@@ -66,6 +69,9 @@ pub struct ConfigFile {
     pub guest: GuestSection,
     #[serde(default)]
     pub network: NetworkSettings,
+    /// A site of several boxes (crate::cluster); absent on a box that stands alone.
+    #[serde(default)]
+    pub cluster: ClusterSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -119,6 +125,8 @@ pub struct Settings {
     pub compute: ComputeSection,
     pub guest: GuestSettings,
     pub network: NetworkSettings,
+    /// `Some` on a box of a site (etcd), `None` on one that stands alone (SQLite only).
+    pub cluster: Option<ClusterSettings>,
 }
 
 impl Settings {
@@ -162,6 +170,7 @@ impl Settings {
         if !(68..=9000).contains(&file.network.mtu) {
             return Err(ConfigError::NetworkMtu(file.network.mtu));
         }
+        let cluster = file.cluster.resolve()?;
         Ok(Settings {
             state_dir,
             socket,
@@ -172,6 +181,7 @@ impl Settings {
             guest: GuestSettings::resolve(&file.guest),
             compute: file.compute,
             network: file.network,
+            cluster,
         })
     }
 

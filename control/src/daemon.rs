@@ -7,6 +7,7 @@
 //! runtime has drained.
 
 use crate::api::{self, ApiState, Router};
+use crate::cluster::site::Site;
 use crate::compute::servers::boot_source::GlanceImages;
 use crate::compute::servers::config::{ComputeConfigError, ComputeSettings, Machine};
 use crate::compute::servers::{Fleet, FleetError};
@@ -61,6 +62,10 @@ pub enum DaemonError {
     Fleet(#[from] FleetError),
     #[error(transparent)]
     Network(#[from] crate::network::agent::AgentError),
+    #[error("cluster: {0}")]
+    Cluster(#[from] crate::cluster::ClusterError),
+    #[error(transparent)]
+    Site(#[from] crate::cluster::site::SiteError),
 }
 
 /// Runs the daemon until SIGTERM/SIGINT.
@@ -129,7 +134,28 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
             settings.socket,
             bound.map(|a| format!(" and {a}")).unwrap_or_default()
         );
+        // This box alone, or a member of a site (bootstrap or join, then the lease).
+        let site = match &settings.cluster {
+            Some(cluster) => {
+                let u = fleet.host_usage();
+                let total = crate::cluster::records::Amounts {
+                    vcpus: u.total[0],
+                    ram_mb: u.total[1],
+                    disk_gb: u.total[2],
+                };
+                let membership =
+                    crate::cluster::Membership::join(cluster, &settings.state_dir, total).await?;
+                tracing::info!(
+                    "box {} is a member of the cluster (lease {:x})",
+                    cluster.name,
+                    membership.lease_id()
+                );
+                Site::member(membership, fleet.clone())
+            }
+            None => Site::alone(&settings.state_dir, fleet.clone())?,
+        };
         let state = Arc::new(ApiState {
+            site: Arc::new(site),
             doors,
             base_url,
             region: settings.region.clone(),

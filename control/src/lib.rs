@@ -16,6 +16,7 @@
 pub mod api;
 pub mod cli;
 pub mod client;
+pub mod cluster;
 pub mod compute;
 pub mod config;
 pub mod context;

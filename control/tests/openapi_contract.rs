@@ -275,7 +275,11 @@ fn every_documented_operation_answers_as_documented() {
         doors.networks.clone(),
         settings.network.clone(),
     ));
+    let site = Arc::new(
+        outpost_control::cluster::site::Site::alone(&settings.state_dir, fleet.clone()).unwrap(),
+    );
     let state = ApiState {
+        site,
         doors,
         base_url: "http://127.0.0.1:8080".into(),
         region: "RegionOne".into(),

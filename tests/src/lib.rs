@@ -51,6 +51,21 @@ pub fn vmm_bin() -> PathBuf {
     panic!("outpost-vmm is not built: run `cargo build -p outpost-vmm` (scripts/test.sh does)");
 }
 
+/// The `outpostd` binary under test: `OUTPOST_OUTPOSTD_BIN`, else the workspace's build.
+pub fn outpostd_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("OUTPOST_OUTPOSTD_BIN") {
+        return PathBuf::from(p);
+    }
+    let root = workspace_root();
+    for profile in ["debug", "release"] {
+        let p = root.join("target").join(profile).join("outpostd");
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("outpostd is not built: run `cargo build -p outpost-control` (scripts/test.sh does)");
+}
+
 /// Runs a host command, panicking with its output when it fails.
 pub fn sh(cmd: &str) -> String {
     let out = std::process::Command::new("sh")

@@ -29,7 +29,8 @@ pub struct BoxNode {
     /// The veth's end on the underlay bridge.
     uplink: String,
     cgroup: PathBuf,
-    children: Vec<Child>,
+    /// What [`BoxNode::spawn`] started, by log name.
+    children: Vec<(String, Child)>,
 }
 
 /// A rig of boxes on one underlay.
@@ -204,7 +205,118 @@ pub fn cgroup2_root() -> PathBuf {
         .expect("cgroup v2 is mounted (the rig's boxes are cgroups)")
 }
 
+/// The port each box's outpostd serves OpenStack clients on (its underlay address).
+pub const API_PORT: u16 = 8774;
+
+impl Rig {
+    /// Writes box `i`'s outpostd configuration: a member of this rig's site (joining with
+    /// `join_token` when given), host networking left alone, TCP on its underlay address.
+    pub fn write_outpostd_config(&self, i: usize, join_token: Option<&str>) {
+        let b = &self.boxes[i - 1];
+        let etcd: Vec<String> = self
+            .boxes
+            .iter()
+            .map(|b| format!("\"{}\"", b.etcd_url()))
+            .collect();
+        let token = join_token
+            .map(|t| format!("join_token = \"{t}\"\n"))
+            .unwrap_or_default();
+        let text = format!(
+            "state_dir = \"{state}\"\n\
+             [api]\nlisten = \"{addr}:{API_PORT}\"\n\
+             [network]\nmanage_host = false\n\
+             [cluster]\netcd = [{etcd}]\nname = \"{name}\"\nunderlay = \"{addr}\"\n{token}",
+            state = b.state_dir().display(),
+            addr = b.addr,
+            etcd = etcd.join(", "),
+            name = b.name,
+        );
+        std::fs::write(b.config_path(), text).expect("write outpostd.toml");
+    }
+
+    /// Starts box `i`'s outpostd (see [`Rig::write_outpostd_config`]) in its namespace and
+    /// cgroup; `wait` for its API.
+    pub fn start_outpostd(&mut self, i: usize) {
+        let bin = crate::outpostd_bin();
+        let b = &mut self.boxes[i - 1];
+        let config = b.config_path();
+        b.spawn(
+            "outpostd",
+            &[
+                bin.display().to_string(),
+                "--config".into(),
+                config.display().to_string(),
+            ],
+        );
+    }
+}
+
 impl BoxNode {
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("outpostd.toml")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.state_dir().join("outpostd.sock")
+    }
+
+    /// Runs `outpostd --config <this box's> ARGS` (an operator's command on the box).
+    pub fn outpostd(&self, args: &[&str]) -> std::process::Output {
+        let bin = crate::outpostd_bin().display().to_string();
+        let config = self.config_path().display().to_string();
+        let mut argv = vec![bin.as_str(), "--config", config.as_str()];
+        argv.extend_from_slice(args);
+        self.exec(&argv)
+    }
+
+    /// One request to this box's outpostd over its unix socket (which acts as the admin),
+    /// at compute microversion `version`: (status, body).
+    pub fn api(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        version: &str,
+    ) -> (u16, serde_json::Value) {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method])
+            .arg("--unix-socket")
+            .arg(self.socket())
+            .args(["-H", &format!("OpenStack-API-Version: compute {version}")])
+            .args(["-H", "Content-Type: application/json"]);
+        if let Some(b) = body {
+            cmd.args(["-d", &b.to_string()]);
+        }
+        let out = cmd
+            .arg(format!("http://localhost{path}"))
+            .output()
+            .expect("curl runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (
+            code.trim().parse().unwrap_or(0),
+            serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// Waits until this box's outpostd answers on its socket.
+    pub fn wait_api(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.api("GET", "/compute/v2.1", None, "2.1").0 != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "outpostd on {} did not answer: {}",
+                self.name,
+                self.log("outpostd")
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn etcd_url(&self) -> String {
         format!("http://{}:{ETCD_CLIENT_PORT}", self.addr)
     }
@@ -225,7 +337,7 @@ impl BoxNode {
             .stderr(err)
             .spawn()
             .expect("spawn a process on a box");
-        self.children.push(child);
+        self.children.push((log.to_owned(), child));
     }
 
     /// The log a process started with [`BoxNode::spawn`] wrote.
@@ -251,6 +363,17 @@ impl BoxNode {
         self.exec(&argv)
     }
 
+    /// `kill -9` of the process started as `log` (the rest of the box goes on).
+    pub fn kill9(&mut self, log: &str) {
+        let (gone, kept): (Vec<_>, Vec<_>) =
+            self.children.drain(..).partition(|(name, _)| name == log);
+        self.children = kept;
+        for (_, mut c) in gone {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// The pids in the box's cgroup.
     pub fn pids(&self) -> Vec<u32> {
         std::fs::read_to_string(self.cgroup.join("cgroup.procs"))
@@ -263,7 +386,7 @@ impl BoxNode {
     /// Kills every process of the box at once (cgroup v2 `cgroup.kill`) and reaps them.
     pub fn kill_all(&mut self) {
         let _ = std::fs::write(self.cgroup.join("cgroup.kill"), "1");
-        for mut c in self.children.drain(..) {
+        for (_, mut c) in self.children.drain(..) {
             let _ = c.kill();
             let _ = c.wait();
         }

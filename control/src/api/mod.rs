@@ -62,6 +62,8 @@ pub struct ApiState {
     pub volumes: Arc<VolumeStore>,
     /// Neutron networking: its state and the change notifier the host side watches.
     pub network: Arc<NetworkService>,
+    /// The boxes this daemon answers for (itself, or its cluster's members).
+    pub site: Arc<crate::cluster::site::Site>,
 }
 
 impl ApiState {

@@ -158,6 +158,11 @@ pub static ROUTES: &[Route] = &[
     route(Method::PUT, "/compute/v2.1/flavors/{flavor_id}/os-extra_specs/{key}", Compute, Caller, compute::extra_specs::update),
     route(Method::DELETE, "/compute/v2.1/flavors/{flavor_id}/os-extra_specs/{key}", Compute, Caller, compute::extra_specs::delete),
     // Nova servers.
+    route(Method::GET, "/compute/v2.1/os-services", Compute, Caller, compute::services::list),
+    route(Method::PUT, "/compute/v2.1/os-services/{service_id}", Compute, Caller, compute::services::update),
+    route(Method::GET, "/compute/v2.1/os-hypervisors", Compute, Caller, compute::services::hypervisors),
+    route(Method::GET, "/compute/v2.1/os-hypervisors/detail", Compute, Caller, compute::services::hypervisors_detail),
+    route(Method::GET, "/compute/v2.1/os-hypervisors/{hypervisor_id}", Compute, Caller, compute::services::hypervisor),
     route(Method::GET, "/compute/v2.1/servers", Compute, Caller, compute::servers::list),
     route(Method::POST, "/compute/v2.1/servers", Compute, Caller, compute::servers::create),
     route(Method::GET, "/compute/v2.1/servers/detail", Compute, Caller, compute::servers::list_detail),

@@ -27,6 +27,34 @@ struct Args {
     /// Base URL handed out in the catalog and links (default http://<listen>).
     #[arg(long)]
     public_url: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Operator commands run on a box of a site, with its configuration (they talk to etcd).
+#[derive(clap::Subcommand)]
+enum Command {
+    /// The site this box belongs to.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(clap::Subcommand)]
+enum ClusterCommand {
+    /// Creates a join token: a new box joins with it once (`[cluster] join_token`).
+    #[command(name = "token-create")]
+    TokenCreate {
+        /// Admit only the box of this name.
+        #[arg(long = "box")]
+        for_box: Option<String>,
+        /// Validity in seconds (at most a day).
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+    },
+    /// Lists the boxes: name, up or down, enabled or disabled, underlay address.
+    List,
+    /// Removes a box that is down from the site.
+    Remove { name: String },
 }
 
 fn main() -> ExitCode {
@@ -57,7 +85,56 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
+    if let Some(Command::Cluster(command)) = args.command {
+        return cluster(&settings, command);
+    }
     match outpost_control::daemon::run(settings) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn cluster(settings: &Settings, command: ClusterCommand) -> ExitCode {
+    use outpost_control::cluster::Membership;
+    let Some(cluster) = &settings.cluster else {
+        return fail(&"this box is not configured for a site: give [cluster] in --config");
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    let result = runtime.block_on(async {
+        let site = Membership::operator(cluster).await?;
+        match command {
+            ClusterCommand::TokenCreate { for_box, ttl } => {
+                let token = site
+                    .create_join_token(std::time::Duration::from_secs(ttl), for_box.as_deref())
+                    .await?;
+                println!("{token}");
+            }
+            ClusterCommand::List => {
+                for b in site.boxes().await? {
+                    println!(
+                        "{}\t{}\t{}\t{}",
+                        b.record.name,
+                        if b.is_up() { "up" } else { "down" },
+                        if b.record.enabled {
+                            "enabled"
+                        } else {
+                            "disabled"
+                        },
+                        b.record.underlay
+                    );
+                }
+            }
+            ClusterCommand::Remove { name } => site.remove(&name).await?,
+        }
+        Ok::<(), outpost_control::cluster::ClusterError>(())
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }

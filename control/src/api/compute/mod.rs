@@ -8,6 +8,7 @@ pub mod server_actions;
 mod server_query;
 mod server_views;
 pub mod servers;
+pub mod services;
 mod views;
 pub mod volume_attachments;
 

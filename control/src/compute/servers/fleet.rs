@@ -88,6 +88,16 @@ impl Fleet {
         self.network.as_ref()
     }
 
+    /// This host's inventory and usage, and whether it takes new servers.
+    pub fn host_usage(&self) -> super::placement::HostUsage {
+        self.placement.host_usage()
+    }
+
+    /// Nova's service enable/disable for this host.
+    pub fn set_host_enabled(&self, enabled: bool, reason: Option<String>) {
+        self.placement.set_enabled(enabled, reason);
+    }
+
     pub fn host(&self) -> &str {
         &self.settings.host
     }

@@ -15,7 +15,7 @@ use crate::compute::servers::store::FlavorSnapshot;
 use crate::store::StorageError;
 use outpost_resources::{
     Claim, ClaimError, Cluster, ConsumerId, Flavor, FlavorError, HostId, InventoryError,
-    NoValidHost, Resize, ScheduleError, Scheduler,
+    NoValidHost, Resize, ResourceClass, ScheduleError, Scheduler,
 };
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use store::ClaimStore;
@@ -63,6 +63,15 @@ pub fn resource_flavor(f: &FlavorSnapshot) -> Flavor {
     }
 }
 
+/// [`Placement::host_usage`]: vCPUs, MiB of RAM and GiB of disk, in that order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostUsage {
+    pub total: [u64; 3],
+    pub used: [u64; 3],
+    pub consumers: u64,
+    pub enabled: bool,
+}
+
 pub struct Placement {
     cluster: Mutex<Cluster>,
     scheduler: Scheduler,
@@ -103,6 +112,47 @@ impl Placement {
         for claim in saved {
             if let Err(e) = cluster.restore(claim) {
                 tracing::warn!("cannot restore the claim of {}: {e}", claim.consumer_id);
+            }
+        }
+    }
+
+    /// This host's inventory totals and what is claimed of them (Nova's os-hypervisors), and
+    /// how many servers hold claims on it.
+    pub fn host_usage(&self) -> HostUsage {
+        let cluster = self.lock();
+        let Some(host) = cluster.hosts().next() else {
+            return HostUsage::default();
+        };
+        let total = |c: ResourceClass| host.inventory(&c).map_or(0, |i| i.total);
+        let used = |c: ResourceClass| host.usage().get(&c);
+        HostUsage {
+            total: [
+                total(ResourceClass::Vcpu),
+                total(ResourceClass::MemoryMb),
+                total(ResourceClass::DiskGb),
+            ],
+            used: [
+                used(ResourceClass::Vcpu),
+                used(ResourceClass::MemoryMb),
+                used(ResourceClass::DiskGb),
+            ],
+            // A resize's old size is a second claim of the same server.
+            consumers: cluster
+                .claims()
+                .filter(|c| !c.consumer_id.0.starts_with("migration:"))
+                .count() as u64,
+            enabled: host.enabled,
+        }
+    }
+
+    /// Nova's service disable: a disabled host takes no new servers and keeps its own.
+    pub fn set_enabled(&self, enabled: bool, reason: Option<String>) {
+        let mut cluster = self.lock();
+        let ids: Vec<HostId> = cluster.hosts().map(|h| h.id().clone()).collect();
+        for id in ids {
+            if let Some(host) = cluster.host_mut(&id) {
+                host.enabled = enabled;
+                host.disabled_reason = if enabled { None } else { reason.clone() };
             }
         }
     }

@@ -1,0 +1,74 @@
+//! The JSON records this module keeps in etcd. Every record carries `schema`; readers accept
+//! any schema up to theirs and ignore unknown fields (docs/cluster.md, "Schema versions").
+
+use serde::{Deserialize, Serialize};
+
+pub const BOX_SCHEMA: u32 = 1;
+pub const ALIVE_SCHEMA: u32 = 1;
+pub const CLUSTER_SCHEMA: u32 = 1;
+pub const TOKEN_SCHEMA: u32 = 1;
+pub const PROVIDER_SCHEMA: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterRecord {
+    pub schema: u32,
+    pub id: String,
+    pub created_by: String,
+    pub created_at: String,
+}
+
+/// `/boxes/<name>`: what the site knows of a member, alive or not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BoxRecord {
+    pub schema: u32,
+    pub name: String,
+    /// Stable id of the box's nova-compute service (Nova's service UUID).
+    pub service_id: String,
+    /// Stable id of the box as a hypervisor.
+    pub hypervisor_id: String,
+    pub underlay: String,
+    pub availability_zone: String,
+    pub enabled: bool,
+    #[serde(default)]
+    pub disabled_reason: Option<String>,
+    pub joined_at: String,
+}
+
+/// `/alive/<name>`, on the box's lease: present while the box renews it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AliveRecord {
+    pub schema: u32,
+    /// Differs after every outpostd start.
+    pub boot_id: String,
+    pub started_at: String,
+    pub version: String,
+}
+
+/// `/join-tokens/<sha256>`, on a lease that ends with its validity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub schema: u32,
+    /// The only box the token admits, when given.
+    #[serde(default)]
+    pub for_box: Option<String>,
+    pub created_by: String,
+    pub expires_at: String,
+}
+
+/// Amounts of the three resources Nova reports per hypervisor.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Amounts {
+    pub vcpus: u64,
+    pub ram_mb: u64,
+    pub disk_gb: u64,
+}
+
+/// `/placement/providers/<name>`: the box's inventory and usage, as it publishes them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderRecord {
+    pub schema: u32,
+    pub total: Amounts,
+    pub used: Amounts,
+    pub running_vms: u64,
+    pub updated_at: String,
+}

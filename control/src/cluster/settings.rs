@@ -1,0 +1,150 @@
+//! `[cluster]` in outpostd's configuration: present on every box of a site, absent on a box
+//! that stands alone.
+//!
+//! ```toml
+//! [cluster]
+//! etcd = ["http://10.0.0.1:2379", "http://10.0.0.2:2379", "http://10.0.0.3:2379"]
+//! name = "box2"                 # this box, a DNS label that never changes
+//! underlay = "10.0.0.2"         # this box's address on the boxes' own network
+//! availability_zone = "nova"    # Nova's default zone
+//! join_token = "..."            # needed once, to join an existing cluster
+//! ```
+
+use serde::Deserialize;
+use std::net::IpAddr;
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    pub etcd: Option<Vec<String>>,
+    pub name: Option<String>,
+    pub underlay: Option<IpAddr>,
+    pub availability_zone: Option<String>,
+    pub join_token: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSettings {
+    pub etcd: Vec<String>,
+    pub name: String,
+    pub underlay: IpAddr,
+    pub availability_zone: String,
+    pub join_token: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ClusterConfigError {
+    #[error("cluster.{0} is required when [cluster] is given")]
+    Missing(&'static str),
+    #[error("cluster.etcd {0:?} must be http:// or https:// URLs")]
+    Endpoint(String),
+    #[error(
+        "cluster.name {0:?} must be a DNS label: 1 to 63 of a-z, 0-9 and '-', not at either end"
+    )]
+    Name(String),
+    #[error("cluster.availability_zone must not be empty")]
+    Zone,
+}
+
+impl ClusterSection {
+    /// `None` when the section is absent (one box, no etcd).
+    pub fn resolve(&self) -> Result<Option<ClusterSettings>, ClusterConfigError> {
+        let given = self.etcd.is_some() || self.name.is_some() || self.underlay.is_some();
+        if !given {
+            return Ok(None);
+        }
+        let etcd = self
+            .etcd
+            .clone()
+            .filter(|e| !e.is_empty())
+            .ok_or(ClusterConfigError::Missing("etcd"))?;
+        if let Some(bad) = etcd
+            .iter()
+            .find(|e| !(e.starts_with("http://") || e.starts_with("https://")))
+        {
+            return Err(ClusterConfigError::Endpoint(bad.clone()));
+        }
+        let name = self
+            .name
+            .clone()
+            .ok_or(ClusterConfigError::Missing("name"))?;
+        if !is_dns_label(&name) {
+            return Err(ClusterConfigError::Name(name));
+        }
+        let underlay = self
+            .underlay
+            .ok_or(ClusterConfigError::Missing("underlay"))?;
+        let availability_zone = self
+            .availability_zone
+            .clone()
+            .unwrap_or_else(|| "nova".to_owned());
+        if availability_zone.trim().is_empty() {
+            return Err(ClusterConfigError::Zone);
+        }
+        Ok(Some(ClusterSettings {
+            etcd,
+            name,
+            underlay,
+            availability_zone,
+            join_token: self.join_token.clone(),
+        }))
+    }
+}
+
+pub fn is_dns_label(s: &str) -> bool {
+    (1..=63).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(toml_text: &str) -> ClusterSection {
+        toml::from_str(toml_text).unwrap()
+    }
+
+    #[test]
+    fn absent_means_one_box_and_every_field_is_checked() {
+        assert_eq!(ClusterSection::default().resolve(), Ok(None));
+        let ok = section(
+            r#"etcd = ["http://10.0.0.1:2379"]
+               name = "box1"
+               underlay = "10.0.0.1""#,
+        )
+        .resolve()
+        .unwrap()
+        .unwrap();
+        assert_eq!(ok.availability_zone, "nova");
+        assert_eq!(ok.underlay.to_string(), "10.0.0.1");
+        for (text, err) in [
+            (
+                r#"name = "box1"
+                   underlay = "10.0.0.1""#,
+                ClusterConfigError::Missing("etcd"),
+            ),
+            (
+                r#"etcd = ["10.0.0.1:2379"]
+                   name = "box1"
+                   underlay = "10.0.0.1""#,
+                ClusterConfigError::Endpoint("10.0.0.1:2379".into()),
+            ),
+            (
+                r#"etcd = ["http://10.0.0.1:2379"]
+                   name = "Box_1"
+                   underlay = "10.0.0.1""#,
+                ClusterConfigError::Name("Box_1".into()),
+            ),
+            (
+                r#"etcd = ["http://10.0.0.1:2379"]
+                   name = "box1""#,
+                ClusterConfigError::Missing("underlay"),
+            ),
+        ] {
+            assert_eq!(section(text).resolve(), Err(err), "{text}");
+        }
+    }
+}

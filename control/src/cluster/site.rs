@@ -1,0 +1,233 @@
+//! The boxes this outpostd answers for: itself alone, or every member of its cluster. Nova's
+//! os-services and os-hypervisors read them here; a service disable is applied here.
+//!
+//! A box alone keeps its service record (stable ids, enabled or not) in `box.json` in its
+//! state directory. A member keeps it in etcd, and a background task applies its own
+//! record's enabled flag to the local scheduler and publishes its inventory and usage every
+//! second (until placement itself lives in etcd, docs/cluster.md).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use super::records::{Amounts, BoxRecord, BOX_SCHEMA};
+use super::{ClusterError, Membership};
+use crate::compute::servers::Fleet;
+use crate::timestamp::Timestamp;
+
+const BOX_FILE: &str = "box.json";
+
+/// One box as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoxView {
+    pub record: BoxRecord,
+    pub up: bool,
+    /// When the box last reported (its alive key's start, or its last usage report).
+    pub updated_at: String,
+    pub total: Amounts,
+    pub used: Amounts,
+    pub running_vms: u64,
+}
+
+pub enum Site {
+    Alone {
+        record: Mutex<BoxRecord>,
+        file: PathBuf,
+        fleet: Arc<Fleet>,
+    },
+    Member {
+        membership: Membership,
+        fleet: Arc<Fleet>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SiteError {
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error("cannot keep the box's service record in {path:?}: {source}")]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no box named {0:?}")]
+    NoSuchBox(String),
+}
+
+impl Site {
+    /// A box alone: its record from `box.json`, made on first start.
+    pub fn alone(state_dir: &Path, fleet: Arc<Fleet>) -> Result<Site, SiteError> {
+        let file = state_dir.join(BOX_FILE);
+        let record = match std::fs::read(&file) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| SiteError::File {
+                path: file.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let id = || {
+                    crate::random::uuid().map_err(|e| SiteError::File {
+                        path: file.clone(),
+                        source: std::io::Error::other(e.to_string()),
+                    })
+                };
+                let record = BoxRecord {
+                    schema: BOX_SCHEMA,
+                    name: fleet.host().to_owned(),
+                    service_id: id()?,
+                    hypervisor_id: id()?,
+                    underlay: "127.0.0.1".to_owned(),
+                    availability_zone: "nova".to_owned(),
+                    enabled: true,
+                    disabled_reason: None,
+                    joined_at: Timestamp::now().to_rfc3339(),
+                };
+                save(&file, &record)?;
+                record
+            }
+            Err(source) => return Err(SiteError::File { path: file, source }),
+        };
+        fleet.set_host_enabled(record.enabled, record.disabled_reason.clone());
+        Ok(Site::Alone {
+            record: Mutex::new(record),
+            file,
+            fleet,
+        })
+    }
+
+    /// A member: starts the task that keeps the local scheduler and the published usage in
+    /// step with the cluster.
+    pub fn member(membership: Membership, fleet: Arc<Fleet>) -> Site {
+        tokio::spawn(sync_member(membership.clone(), fleet.clone()));
+        Site::Member { membership, fleet }
+    }
+
+    /// This box's name.
+    pub fn own_name(&self) -> String {
+        match self {
+            Site::Alone { record, .. } => lock(record).name.clone(),
+            Site::Member { membership, .. } => membership.name().to_owned(),
+        }
+    }
+
+    /// Every box, sorted by name.
+    pub async fn boxes(&self) -> Result<Vec<BoxView>, SiteError> {
+        match self {
+            Site::Alone { record, fleet, .. } => {
+                let record = lock(record).clone();
+                let (total, used, running_vms) = local_usage(fleet);
+                Ok(vec![BoxView {
+                    record,
+                    up: true,
+                    updated_at: Timestamp::now().to_rfc3339(),
+                    total,
+                    used,
+                    running_vms,
+                }])
+            }
+            Site::Member { membership, .. } => Ok(membership
+                .boxes()
+                .await?
+                .into_iter()
+                .map(|b| {
+                    let up = b.is_up();
+                    let (total, used, running_vms, updated_at) = match &b.provider {
+                        Some(p) => (p.total, p.used, p.running_vms, p.updated_at.clone()),
+                        None => Default::default(),
+                    };
+                    BoxView {
+                        record: b.record,
+                        up,
+                        updated_at,
+                        total,
+                        used,
+                        running_vms,
+                    }
+                })
+                .collect()),
+        }
+    }
+
+    /// Enables or disables new placements on box `name`.
+    pub async fn set_enabled(
+        &self,
+        name: &str,
+        enabled: bool,
+        reason: Option<String>,
+    ) -> Result<BoxRecord, SiteError> {
+        match self {
+            Site::Alone {
+                record,
+                file,
+                fleet,
+            } => {
+                let mut r = lock(record);
+                if r.name != name {
+                    return Err(SiteError::NoSuchBox(name.to_owned()));
+                }
+                let mut next = r.clone();
+                next.enabled = enabled;
+                next.disabled_reason = if enabled { None } else { reason };
+                save(file, &next)?;
+                fleet.set_host_enabled(next.enabled, next.disabled_reason.clone());
+                *r = next.clone();
+                Ok(next)
+            }
+            Site::Member { membership, fleet } => {
+                let record = membership.set_enabled(name, enabled, reason).await?;
+                if name == membership.name() {
+                    fleet.set_host_enabled(record.enabled, record.disabled_reason.clone());
+                }
+                Ok(record)
+            }
+        }
+    }
+}
+
+fn lock(record: &Mutex<BoxRecord>) -> std::sync::MutexGuard<'_, BoxRecord> {
+    record.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn save(file: &Path, record: &BoxRecord) -> Result<(), SiteError> {
+    let tmp = file.with_extension("tmp");
+    let bytes = serde_json::to_vec_pretty(record).expect("a box record serializes");
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, file))
+        .map_err(|source| SiteError::File {
+            path: file.to_owned(),
+            source,
+        })
+}
+
+fn local_usage(fleet: &Fleet) -> (Amounts, Amounts, u64) {
+    let u = fleet.host_usage();
+    let amounts = |a: [u64; 3]| Amounts {
+        vcpus: a[0],
+        ram_mb: a[1],
+        disk_gb: a[2],
+    };
+    (amounts(u.total), amounts(u.used), u.consumers)
+}
+
+/// Every second: this box's record's enabled flag into the local scheduler, its usage out.
+async fn sync_member(membership: Membership, fleet: Arc<Fleet>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let (total, used, running) = local_usage(&fleet);
+        if let Err(e) = membership.publish(total, used, running).await {
+            tracing::warn!("cluster: publishing this box's usage: {e}");
+            continue;
+        }
+        match membership.boxes().await {
+            Ok(boxes) => {
+                if let Some(me) = boxes.iter().find(|b| b.record.name == membership.name()) {
+                    let r = &me.record;
+                    if fleet.host_usage().enabled != r.enabled {
+                        fleet.set_host_enabled(r.enabled, r.disabled_reason.clone());
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("cluster: reading the members: {e}"),
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! Three boxes forming one site on the rig (tests/src/rig.rs): the first bootstraps the
+//! cluster, a box without a join token is refused, the others join with tokens; every box's
+//! Nova os-hypervisors and os-services show all three with their inventory; a service
+//! disabled through one box is seen disabled through another and its box takes no new
+//! servers; `kill -9` of an outpostd restarted at once keeps the box's lease; a box that loses
+//! power is shown down within the lease's TTL, then removed.
+
+use std::time::{Duration, Instant};
+
+use outpost_tests::rig::Rig;
+use serde_json::{json, Value};
+
+fn ok(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Polls `f` until it returns Some, for up to `secs`.
+fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "not within {secs} s: {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn hypervisors(rig: &Rig, i: usize) -> Vec<Value> {
+    let (code, body) =
+        rig.boxes[i - 1].api("GET", "/compute/v2.1/os-hypervisors/detail", None, "2.53");
+    assert_eq!(code, 200, "{body}");
+    body["hypervisors"].as_array().cloned().unwrap_or_default()
+}
+
+fn by_name<'a>(list: &'a [Value], key: &str, name: &str) -> &'a Value {
+    list.iter()
+        .find(|v| v[key] == name)
+        .unwrap_or_else(|| panic!("{name} not in {list:?}"))
+}
+
+/// The lease id box `name`'s alive key is on, as etcd reports it.
+fn alive_lease(rig: &Rig, name: &str) -> Option<String> {
+    let out = rig.boxes[0].etcdctl(&["get", "-w", "json", &format!("/outpost/v1/alive/{name}")]);
+    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+    v["kvs"][0]["lease"].as_i64().map(|l| l.to_string())
+}
+
+#[test]
+fn three_boxes_form_one_site_with_services_hypervisors_and_leases() {
+    let mut rig = Rig::new(3);
+    rig.start_etcd();
+
+    // Box 1 bootstraps the site.
+    rig.write_outpostd_config(1, None);
+    rig.start_outpostd(1);
+    rig.boxes[0].wait_api(Duration::from_secs(60));
+
+    // Box 2 without a token is refused, saying how to get one.
+    rig.write_outpostd_config(2, None);
+    let refused = rig.boxes[1].outpostd(&[]);
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("join token") && said.contains("box2"),
+        "{said}"
+    );
+
+    // Tokens from box 1; a token for box 3 does not admit box 2, and is spent once used.
+    let for2 = ok(rig.boxes[0].outpostd(&["cluster", "token-create", "--box", "box2"]));
+    let for3 = ok(rig.boxes[0].outpostd(&["cluster", "token-create", "--box", "box3"]));
+    rig.write_outpostd_config(2, Some(&for3));
+    assert!(!rig.boxes[1].outpostd(&[]).status.success());
+    rig.write_outpostd_config(2, Some(&for2));
+    rig.start_outpostd(2);
+    rig.write_outpostd_config(3, Some(&for3));
+    rig.start_outpostd(3);
+    rig.boxes[1].wait_api(Duration::from_secs(60));
+    rig.boxes[2].wait_api(Duration::from_secs(60));
+
+    // Every box shows the three hypervisors, up and enabled, with their inventory.
+    for i in 1..=3 {
+        let list = eventually(10, "three hypervisors with inventory", || {
+            let l = hypervisors(&rig, i);
+            (l.len() == 3 && l.iter().all(|h| h["vcpus"].as_u64() > Some(0))).then_some(l)
+        });
+        for b in &rig.boxes {
+            let h = by_name(&list, "hypervisor_hostname", &b.name);
+            assert_eq!(
+                (h["state"].as_str(), h["status"].as_str()),
+                (Some("up"), Some("enabled"))
+            );
+            assert_eq!(h["host_ip"], b.addr.as_str());
+            assert!(
+                h["memory_mb"].as_u64() > Some(0) && h["local_gb"].as_u64() > Some(0),
+                "{h}"
+            );
+            assert_eq!(h["vcpus_used"], 0);
+        }
+    }
+
+    // Disable box 2's compute service through box 3 (2.53: by its UUID); box 1 sees it.
+    let (code, services) = rig.boxes[2].api("GET", "/compute/v2.1/os-services", None, "2.53");
+    assert_eq!(code, 200, "{services}");
+    let services = services["services"].as_array().cloned().unwrap();
+    assert_eq!(services.len(), 3);
+    let id2 = by_name(&services, "host", "box2")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (code, body) = rig.boxes[2].api(
+        "PUT",
+        &format!("/compute/v2.1/os-services/{id2}"),
+        Some(&json!({"status": "disabled", "disabled_reason": "maintenance"})),
+        "2.53",
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["service"]["status"], "disabled");
+    let t0 = Instant::now();
+    eventually(5, "box 1 sees box 2 disabled", || {
+        let (_, s) = rig.boxes[0].api("GET", "/compute/v2.1/os-services?host=box2", None, "2.53");
+        (s["services"][0]["status"] == "disabled").then_some(())
+    });
+    eprintln!("disable seen on another box after {:?}", t0.elapsed());
+    // Bad input changes nothing.
+    let (code, _) = rig.boxes[0].api(
+        "PUT",
+        &format!("/compute/v2.1/os-services/{id2}"),
+        Some(&json!({"status": "sleeping"})),
+        "2.53",
+    );
+    assert_eq!(code, 400);
+    let (code, _) = rig.boxes[0].api(
+        "PUT",
+        "/compute/v2.1/os-services/00000000-0000-0000-0000-000000000000",
+        Some(&json!({"status": "enabled"})),
+        "2.53",
+    );
+    assert_eq!(code, 404);
+    // Box 2's own scheduler takes no new server while disabled (it applies its record within
+    // a second): the server ends in ERROR with the reason.
+    std::thread::sleep(Duration::from_millis(1500));
+    let (code, body) = rig.boxes[1].api(
+        "POST",
+        "/compute/v2.1/flavors",
+        Some(&json!({"flavor": {"name": "tiny", "ram": 64, "vcpus": 1, "disk": 1}})),
+        "2.53",
+    );
+    assert_eq!(code, 200, "{body}");
+    let flavor = body["flavor"]["id"].as_str().unwrap().to_owned();
+    let (code, body) = rig.boxes[1].api(
+        "POST",
+        "/compute/v2.1/servers",
+        Some(
+            &json!({"server": {"name": "s", "flavorRef": flavor, "imageRef": "outpost-guest",
+                                "networks": "none"}}),
+        ),
+        "2.53",
+    );
+    assert_eq!(code, 202, "{body}");
+    let server = body["server"]["id"].as_str().unwrap().to_owned();
+    let fault = eventually(30, "the server ends in ERROR", || {
+        let (_, s) = rig.boxes[1].api(
+            "GET",
+            &format!("/compute/v2.1/servers/{server}"),
+            None,
+            "2.53",
+        );
+        (s["server"]["status"] == "ERROR").then(|| s["server"]["fault"]["message"].to_string())
+    });
+    assert!(
+        fault.contains("disabled") || fault.contains("No valid host"),
+        "{fault}"
+    );
+    let (code, _) = rig.boxes[1].api(
+        "DELETE",
+        &format!("/compute/v2.1/servers/{server}"),
+        None,
+        "2.53",
+    );
+    assert_eq!(code, 204);
+    // The pre-2.53 action form enables it again.
+    let (code, body) = rig.boxes[0].api(
+        "PUT",
+        "/compute/v2.1/os-services/enable",
+        Some(&json!({"host": "box2", "binary": "nova-compute"})),
+        "2.1",
+    );
+    assert_eq!(
+        (code, body["service"]["status"].as_str()),
+        (200, Some("enabled")),
+        "{body}"
+    );
+
+    // kill -9 of box 2's outpostd and a restart at once: the same lease, still up.
+    let lease = alive_lease(&rig, "box2").expect("box 2 is alive");
+    rig.boxes[1].kill9("outpostd");
+    rig.start_outpostd(2);
+    rig.boxes[1].wait_api(Duration::from_secs(60));
+    assert_eq!(alive_lease(&rig, "box2").as_deref(), Some(lease.as_str()));
+
+    // Box 3 loses power: the others see it down within the lease's TTL (10 s) and a bit.
+    rig.power_off(3);
+    let t0 = Instant::now();
+    eventually(20, "box 3 down on box 1", || {
+        let l = hypervisors(&rig, 1);
+        (by_name(&l, "hypervisor_hostname", "box3")["state"] == "down").then_some(())
+    });
+    eprintln!("power loss seen after {:?}", t0.elapsed());
+    let (_, s) = rig.boxes[1].api("GET", "/compute/v2.1/os-services?host=box3", None, "2.53");
+    assert_eq!(s["services"][0]["state"], "down");
+
+    // Removing an up box is refused; the dead one goes.
+    let refused = rig.boxes[0].outpostd(&["cluster", "remove", "box2"]);
+    assert!(!refused.status.success());
+    ok(rig.boxes[0].outpostd(&["cluster", "remove", "box3"]));
+    let listed = ok(rig.boxes[1].outpostd(&["cluster", "list"]));
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    assert_eq!(hypervisors(&rig, 2).len(), 2);
+}

@@ -328,6 +328,35 @@ mod tests {
     }
 
     #[test]
+    fn host_usage_counts_claims_and_a_disabled_host_takes_no_new_server() {
+        let db = Db::open_in_memory().unwrap();
+        let p = placement(&db, 4, 2048);
+        let empty = p.host_usage();
+        assert_eq!(
+            (empty.total[0], empty.total[1], empty.used, empty.consumers),
+            (4, 2048, [0; 3], 0)
+        );
+        assert!(empty.enabled);
+        p.claim("a", &flavor(1, 512), false).unwrap();
+        p.begin_resize("a", &flavor(2, 1024), false).unwrap();
+        let u = p.host_usage();
+        assert_eq!(
+            (u.used[0], u.used[1], u.consumers),
+            (3, 1536, 1),
+            "a resize is one server"
+        );
+        p.set_enabled(false, Some("maintenance".into()));
+        assert!(!p.host_usage().enabled);
+        let refused = p
+            .claim("b", &flavor(1, 128), false)
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("maintenance"), "{refused}");
+        p.set_enabled(true, None);
+        p.claim("b", &flavor(1, 128), false).unwrap();
+    }
+
+    #[test]
     fn resize_holds_both_then_confirm_or_revert() {
         let db = Db::open_in_memory().unwrap();
         let p = placement(&db, 4, 2048);

@@ -40,6 +40,111 @@ pub fn provider(name: &str) -> String {
     format!("{}{name}", providers())
 }
 
+/// What a `/names/<kind>/<name>` key makes unique.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameKind {
+    Project,
+    User,
+    Role,
+    Flavor,
+}
+
+impl NameKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            NameKind::Project => "project",
+            NameKind::User => "user",
+            NameKind::Role => "role",
+            NameKind::Flavor => "flavor",
+        }
+    }
+}
+
+/// The keys of the doors kept in etcd (identity, flavors), under a root: [`PREFIX`] in a
+/// cluster; tests give each store a root of its own so they share one etcd member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keyspace {
+    root: String,
+}
+
+impl Default for Keyspace {
+    fn default() -> Self {
+        Keyspace::under(PREFIX)
+    }
+}
+
+impl Keyspace {
+    /// Keys under `root` (no trailing slash), e.g. `/outpost/v1`.
+    pub fn under(root: &str) -> Keyspace {
+        Keyspace {
+            root: root.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    /// `/names/<kind>/<name>`: `{id}` of the one record holding the name, created in the same
+    /// transaction as the record.
+    pub fn name(&self, kind: NameKind, name: &str) -> String {
+        format!("{}/names/{}/{name}", self.root, kind.as_str())
+    }
+
+    pub fn projects(&self) -> String {
+        format!("{}/identity/projects/", self.root)
+    }
+
+    pub fn project(&self, id: &str) -> String {
+        format!("{}{id}", self.projects())
+    }
+
+    pub fn users(&self) -> String {
+        format!("{}/identity/users/", self.root)
+    }
+
+    /// A user with its argon2 password hash.
+    pub fn user(&self, id: &str) -> String {
+        format!("{}{id}", self.users())
+    }
+
+    pub fn roles(&self) -> String {
+        format!("{}/identity/roles/", self.root)
+    }
+
+    pub fn role(&self, id: &str) -> String {
+        format!("{}{id}", self.roles())
+    }
+
+    /// Every assignment on a project (ids are generated: no `/` in them).
+    pub fn assignments_on(&self, project: &str) -> String {
+        format!("{}/identity/assignments/{project}/", self.root)
+    }
+
+    /// Every role a user holds on a project.
+    pub fn assignments_of(&self, project: &str, user: &str) -> String {
+        format!("{}{user}/", self.assignments_on(project))
+    }
+
+    pub fn assignment(&self, project: &str, user: &str, role: &str) -> String {
+        format!("{}{role}", self.assignments_of(project, user))
+    }
+
+    pub fn tokens(&self) -> String {
+        format!("{}/identity/tokens/", self.root)
+    }
+
+    /// An issued token by the SHA-256 of its value, on a lease that ends after its expiry.
+    pub fn token(&self, id_hash: &str) -> String {
+        format!("{}{id_hash}", self.tokens())
+    }
+
+    pub fn flavors(&self) -> String {
+        format!("{}/flavors/", self.root)
+    }
+
+    /// A flavor with its extra specs inline.
+    pub fn flavor(&self, id: &str) -> String {
+        format!("{}{id}", self.flavors())
+    }
+}
+
 /// The part of `key` after `prefix`, when it is a direct child.
 pub fn child<'a>(key: &'a str, prefix: &str) -> Option<&'a str> {
     key.strip_prefix(prefix).filter(|rest| !rest.contains('/'))
@@ -56,5 +161,22 @@ mod tests {
         assert_eq!(child(&box_record("box3"), &boxes()), Some("box3"));
         assert_eq!(child("/outpost/v1/boxes/a/b", &boxes()), None);
         assert_eq!(child("/outpost/v1/alive/a", &boxes()), None);
+    }
+
+    #[test]
+    fn door_keys_follow_the_keyspace_table() {
+        let k = Keyspace::default();
+        assert_eq!(
+            k.name(NameKind::User, "alice"),
+            "/outpost/v1/names/user/alice"
+        );
+        assert_eq!(k.project("p1"), "/outpost/v1/identity/projects/p1");
+        assert_eq!(
+            k.assignment("p", "u", "r"),
+            "/outpost/v1/identity/assignments/p/u/r"
+        );
+        assert_eq!(k.flavor("1"), "/outpost/v1/flavors/1");
+        assert_eq!(Keyspace::under("/t/9/").roles(), "/t/9/identity/roles/");
+        assert_eq!(child(&k.user("u1"), &k.users()), Some("u1"));
     }
 }

@@ -10,6 +10,7 @@ pub mod membership;
 pub mod records;
 pub mod settings;
 pub mod site;
+pub mod store;
 
 pub use membership::{BoxStatus, Membership};
 pub use settings::{ClusterSection, ClusterSettings};
@@ -39,6 +40,8 @@ pub enum ClusterError {
     StillAlive(String),
     #[error("the record of box {0:?} changed while it was being updated; try again")]
     Conflict(String),
+    #[error("cannot start the thread the etcd stores run on: {0}")]
+    StoreThread(std::io::Error),
     #[error("cannot keep the lease id in {path:?}: {source}")]
     LeaseFile {
         path: std::path::PathBuf,

@@ -1,0 +1,282 @@
+//! The doors a cluster keeps in etcd (docs/cluster.md, "Doors"): identity ([`identity`]) and
+//! flavors ([`flavors`]), implementing the same store traits as SQLite, so every box reads and
+//! writes one copy. Keys come from [`Keyspace`]; values are JSON with a `schema` field.
+//!
+//! The traits are synchronous and the etcd client is async. Every call runs on the stores'
+//! own runtime: one thread (`etcd-store`) with a current-thread tokio runtime, on which the
+//! client was also connected (tonic drives its channels on the runtime that made them). A
+//! caller hands its future to that thread and waits on a channel. Not `Handle::current()
+//! .block_on`: that panics on a runtime worker and needs a runtime at all, and the stores are
+//! also called from the daemon's main thread before its runtime starts (bootstrap, recovery),
+//! from the fleet's plain threads and from the conformance suites' threads. The cost is one
+//! thread hop per call; a caller on an async worker (none today: handlers run on the blocking
+//! pool) would block that worker for one etcd round trip, never deadlock it.
+
+pub mod flavors;
+pub mod identity;
+
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use etcd_client::{GetOptions, KeyValue, Txn, TxnOp, TxnOpResponse, TxnResponse};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::etcd::Etcd;
+use super::keys::Keyspace;
+use super::{ClusterError, ClusterSettings};
+use crate::store::StorageError;
+
+pub use flavors::EtcdFlavors;
+pub use identity::EtcdIdentity;
+
+/// How often a write that lost a race re-reads and tries again before it gives up.
+const MAX_TRIES: u32 = 8;
+/// etcd refuses transactions of more than 128 operations; ours stay within 64.
+const MAX_TXN_OPS: usize = 64;
+
+type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The thread the stores' etcd calls run on (see the module's comment). It owns a
+/// current-thread runtime and runs each job as a task; it stops when the last handle is
+/// dropped.
+#[derive(Clone)]
+struct Executor {
+    jobs: tokio::sync::mpsc::UnboundedSender<Job>,
+}
+
+impl Executor {
+    fn start() -> std::io::Result<Executor> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (jobs, mut queue) = tokio::sync::mpsc::unbounded_channel::<Job>();
+        std::thread::Builder::new()
+            .name("etcd-store".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    while let Some(job) = queue.recv().await {
+                        tokio::spawn(job);
+                    }
+                });
+            })?;
+        Ok(Executor { jobs })
+    }
+
+    /// Runs `fut` on the stores' thread and waits for its result.
+    fn run<T: Send + 'static>(
+        &self,
+        fut: impl Future<Output = T> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let job: Job = Box::pin(async move {
+            let _ = tx.send(fut.await);
+        });
+        let gone = || StorageError::Backend("the etcd store's thread has stopped".into());
+        self.jobs.send(job).map_err(|_| gone())?;
+        rx.recv().map_err(|_| gone())
+    }
+}
+
+/// One connection to etcd shared by the cluster's doors: the client, the thread its calls run
+/// on, and the keyspace. Cheap to clone.
+#[derive(Clone)]
+pub struct EtcdDoors {
+    exec: Executor,
+    kv: Kv,
+}
+
+impl EtcdDoors {
+    /// Connects to `endpoints` (in order of preference) with keys under `keys`.
+    pub fn connect(endpoints: Vec<String>, keys: Keyspace) -> Result<EtcdDoors, ClusterError> {
+        let exec = Executor::start().map_err(ClusterError::StoreThread)?;
+        let etcd = exec
+            .run(Etcd::connect(endpoints))
+            .map_err(|e| ClusterError::StoreThread(std::io::Error::other(e.to_string())))??;
+        Ok(EtcdDoors {
+            exec,
+            kv: Kv { etcd, keys },
+        })
+    }
+
+    /// This box's doors for the cluster of `settings`: its own member first, as for its
+    /// membership, keys under `/outpost/v1`.
+    pub fn for_box(settings: &ClusterSettings) -> Result<EtcdDoors, ClusterError> {
+        let own = format!("//{}:", settings.underlay);
+        let mut endpoints = settings.etcd.clone();
+        endpoints.sort_by_key(|e| !e.contains(&own));
+        EtcdDoors::connect(endpoints, Keyspace::default())
+    }
+
+    pub fn identity(&self) -> EtcdIdentity {
+        EtcdIdentity::new(self.clone())
+    }
+
+    pub fn flavors(&self) -> EtcdFlavors {
+        EtcdFlavors::new(self.clone())
+    }
+
+    /// Runs `f` (one store operation) on the stores' thread.
+    fn call<T, E, F, Fut>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(Kv) -> Fut,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: From<StorageError> + Send + 'static,
+    {
+        self.exec.run(f(self.kv.clone()))?
+    }
+}
+
+/// The async side of the stores: etcd reads and writes, errors already in the doors' terms.
+#[derive(Clone)]
+struct Kv {
+    etcd: Etcd,
+    keys: Keyspace,
+}
+
+impl Kv {
+    async fn get(&self, key: String) -> Result<Option<KeyValue>, StorageError> {
+        let resp = self
+            .etcd
+            .run(|mut c| {
+                let key = key.clone();
+                async move { c.get(key, None).await }
+            })
+            .await
+            .map_err(backend)?;
+        Ok(resp.kvs().first().cloned())
+    }
+
+    /// Every key under `prefix`, with values unless `keys_only`.
+    async fn range(&self, prefix: String, keys_only: bool) -> Result<Vec<KeyValue>, StorageError> {
+        let resp = self
+            .etcd
+            .run(|mut c| {
+                let prefix = prefix.clone();
+                let mut options = GetOptions::new().with_prefix();
+                if keys_only {
+                    options = options.with_keys_only();
+                }
+                async move { c.get(prefix, Some(options)).await }
+            })
+            .await
+            .map_err(backend)?;
+        Ok(resp.kvs().to_vec())
+    }
+
+    /// Runs `txn`. Repeated on another member when one does not answer: every transaction
+    /// here is guarded by compare clauses or idempotent.
+    async fn txn(&self, txn: Txn) -> Result<TxnResponse, StorageError> {
+        self.etcd
+            .run(|mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
+            .await
+            .map_err(backend)
+    }
+
+    /// The values of `keys` (None where absent), read in transactions of at most 64 gets.
+    async fn get_many(&self, keys: Vec<String>) -> Result<Vec<Option<KeyValue>>, StorageError> {
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(MAX_TXN_OPS) {
+            let gets = chunk.iter().map(|k| TxnOp::get(k.clone(), None));
+            let resp = self
+                .txn(Txn::new().and_then(gets.collect::<Vec<_>>()))
+                .await?;
+            out.extend(ranges(&resp).into_iter().map(|kvs| kvs.first().cloned()));
+        }
+        Ok(out)
+    }
+
+    /// Deletes `keys`, in transactions of at most 64 deletes.
+    async fn delete_all(&self, keys: Vec<String>) -> Result<(), StorageError> {
+        for chunk in keys.chunks(MAX_TXN_OPS) {
+            let deletes = chunk.iter().map(|k| TxnOp::delete(k.clone(), None));
+            self.txn(Txn::new().and_then(deletes.collect::<Vec<_>>()))
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+const NAME_SCHEMA: u32 = 1;
+
+/// `/names/<kind>/<name>`: the id of the one record holding the name.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct NameRecord {
+    schema: u32,
+    id: String,
+}
+
+fn name_record(id: &str) -> Vec<u8> {
+    to_json(&NameRecord {
+        schema: NAME_SCHEMA,
+        id: id.to_owned(),
+    })
+}
+
+/// The key-values of each range read in a transaction's answer, in order.
+fn ranges(resp: &TxnResponse) -> Vec<Vec<KeyValue>> {
+    resp.op_responses()
+        .into_iter()
+        .filter_map(|r| match r {
+            TxnOpResponse::Get(g) => Some(g.kvs().to_vec()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// For a transaction whose failure branch reads keys (counts or values): whether each
+/// exists, in order.
+fn existing(resp: &TxnResponse) -> Vec<bool> {
+    resp.op_responses()
+        .into_iter()
+        .filter_map(|r| match r {
+            TxnOpResponse::Get(g) => Some(g.count() > 0),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The revision a transaction committed at: the `create_revision` of what it created.
+fn committed_at(resp: &TxnResponse) -> i64 {
+    resp.header().map_or(0, |h| h.revision())
+}
+
+fn to_json<T: Serialize>(record: &T) -> Vec<u8> {
+    serde_json::to_vec(record).expect("records serialize: plain structs of strings and numbers")
+}
+
+fn from_json<T: DeserializeOwned>(kv: &KeyValue) -> Result<T, StorageError> {
+    serde_json::from_slice(kv.value()).map_err(|e| {
+        StorageError::Corrupt(format!(
+            "{}: {e}",
+            String::from_utf8_lossy(kv.key()).into_owned()
+        ))
+    })
+}
+
+fn backend(e: ClusterError) -> StorageError {
+    StorageError::Backend(Box::new(e))
+}
+
+/// A write that lost its race [`MAX_TRIES`] times in a row.
+fn contended(key: &str) -> StorageError {
+    StorageError::Backend(
+        format!("{key} kept changing while it was being written; try again").into(),
+    )
+}
+
+/// Waits 0–20 ms before a retry, so boxes that collided do not collide again in step.
+async fn jitter() {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    tokio::time::sleep(Duration::from_micros(u64::from(nanos % 20_000))).await;
+}

@@ -863,7 +863,10 @@ fn wait_console_line(d: &Daemon, id: &str, prefix: &str) -> String {
     let deadline = Instant::now() + BOOT_TIMEOUT;
     loop {
         let out = console(d, id, None);
-        if let Some(line) = out.lines().find_map(|l| l.trim().strip_prefix(prefix)) {
+        // Only whole lines: the guest's UART writes a line a character at a time, and a slow
+        // guest may be caught half-way through one.
+        let whole = out.rsplit_once('\n').map_or("", |(lines, _)| lines);
+        if let Some(line) = whole.lines().find_map(|l| l.trim().strip_prefix(prefix)) {
             return line.trim().to_owned();
         }
         assert!(

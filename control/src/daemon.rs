@@ -25,7 +25,8 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Read on first start only: the admin's password (otherwise one is generated).
+/// Read on first start only: the admin's password (otherwise one is generated). In a cluster,
+/// only on the box that creates the shared admin; later boxes ignore it.
 pub const ADMIN_PASSWORD_ENV: &str = "OUTPOST_ADMIN_PASSWORD";
 const LOCK_NAME: &str = "outpostd.lock";
 
@@ -72,8 +73,15 @@ pub enum DaemonError {
 pub fn run(settings: Settings) -> Result<(), DaemonError> {
     create_state_dir(&settings.state_dir)?;
     let _lock = lock_state_dir(&settings.state_dir)?;
-    // The one place the store is chosen: SQLite on this box.
-    let doors = Doors::sqlite(&Db::open(&settings.database_path())?);
+    // The one place the stores are chosen: SQLite on this box; in a cluster, identity and
+    // flavors in etcd (shared by every box), the other domains still in SQLite.
+    let mut doors = Doors::sqlite(&Db::open(&settings.database_path())?);
+    if let Some(cluster) = &settings.cluster {
+        let shared = crate::cluster::store::EtcdDoors::for_box(cluster)?;
+        doors.identity = Arc::new(shared.identity());
+        doors.flavors = Arc::new(shared.flavors());
+    }
+    // In a cluster the first box creates the admin and the others find it (bootstrap.rs).
     let env_password = std::env::var(ADMIN_PASSWORD_ENV).ok();
     let socket_context = bootstrap::ensure(
         doors.identity.as_ref(),

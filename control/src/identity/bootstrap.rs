@@ -1,6 +1,13 @@
 //! First start: the built-in roles, project `admin` and user `admin` holding role `admin` on
 //! it. The password comes from the caller (the daemon reads `OUTPOST_ADMIN_PASSWORD`) or is
 //! generated and written to a 0600 file. Idempotent: later starts change nothing.
+//!
+//! In a cluster the identities are shared, so the same holds across boxes: the first box to
+//! start creates them, and every later box finds them and writes nothing, no password file
+//! either. A joining box's admin is the cluster's one admin, whose password is the one the
+//! first box was given or wrote to its own `admin-password`. Boxes starting at once may both
+//! try: each identity is created by one name-guarded write, so the loser finds the winner's
+//! and removes the password file it wrote for an admin it did not create.
 
 use super::store::{IdentityStore, Project, ProjectRole, Role, User};
 use super::{password, IdentityError, BUILTIN_ROLES, ROLE_ADMIN};
@@ -61,6 +68,7 @@ pub fn ensure(
     };
     // Each identity is made in its own write, if missing; a start interrupted half-way
     // finds what it made and goes on.
+    // A Duplicate is another box (of a cluster) that made it first: take theirs.
     for name in BUILTIN_ROLES {
         if db.role_by_name(name)?.is_none() {
             let role = Role {
@@ -68,17 +76,26 @@ pub fn ensure(
                 name: name.to_owned(),
                 description: String::new(),
             };
-            db.create_role(&role)?;
+            match db.create_role(&role) {
+                Ok(_) | Err(IdentityError::Duplicate { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
     }
     let project = match db.project_by_name(ADMIN_PROJECT)? {
         Some(p) => p,
-        None => db.create_project(&Project {
+        None => match db.create_project(&Project {
             id: random::hex_id().map_err(IdentityError::from)?,
             name: ADMIN_PROJECT.to_owned(),
             description: "Bootstrap project for initializing the cloud.".to_owned(),
             enabled: true,
-        })?,
+        }) {
+            Ok(p) => p,
+            Err(IdentityError::Duplicate { .. }) => db
+                .project_by_name(ADMIN_PROJECT)?
+                .ok_or(BootstrapError::AdminMissing("project"))?,
+            Err(e) => return Err(e.into()),
+        },
     };
     if let Some((secret, hash)) = &new_secret {
         let admin = db
@@ -103,7 +120,16 @@ pub fn ensure(
             project_id: &project.id,
             role_id: &admin.id,
         };
-        db.create_user(&user, Some(hash), Some(grant))?;
+        match db.create_user(&user, Some(hash), Some(grant)) {
+            Ok(_) => {}
+            Err(IdentityError::Duplicate { .. }) => {
+                tracing::info!("another box created the admin first; its password stands");
+                if password.is_none() {
+                    remove_secret(password_file);
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     socket_context(db)
 }
@@ -123,6 +149,14 @@ fn socket_context(db: &dyn IdentityStore) -> Result<RequestContext, BootstrapErr
         project_name: Some(project.name),
         roles: BUILTIN_ROLES.iter().map(|r| (*r).to_owned()).collect(),
     })
+}
+
+/// Removes a password file that names no admin's password (best effort: a leftover only
+/// misleads, it grants nothing).
+fn remove_secret(path: &Path) {
+    if let Err(e) = std::fs::remove_file(path) {
+        tracing::warn!("cannot remove {path:?}, which holds no admin's password: {e}");
+    }
 }
 
 fn write_secret(path: &Path, secret: &str) -> Result<(), BootstrapError> {
@@ -182,6 +216,140 @@ mod tests {
         assert_eq!(again, ctx);
         assert_eq!(std::fs::read_to_string(&file).unwrap(), secret);
         assert!(login(&db, secret.trim()).is_ok());
+    }
+
+    /// What a second box of a cluster sees: the identities exist (made by another box), or
+    /// another box makes them while this one runs (every create answers Duplicate).
+    #[test]
+    fn a_second_box_finds_the_admin_and_one_that_lost_the_race_keeps_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file1, file2) = (dir.path().join("one"), dir.path().join("two"));
+        let db = Db::open_in_memory().unwrap();
+        let first = ensure(&db, None, &file1).unwrap();
+        assert_eq!(ensure(&db, None, &file2).unwrap(), first);
+        assert!(
+            !file2.exists(),
+            "a box that found the admin writes no password"
+        );
+        let late = Late {
+            db: &db,
+            looks: Default::default(),
+        };
+        assert_eq!(ensure(&late, None, &file2).unwrap(), first);
+        assert!(
+            !file2.exists(),
+            "a box that lost the race keeps no password"
+        );
+        let secret = std::fs::read_to_string(&file1).unwrap();
+        assert!(login(&db, secret.trim()).is_ok());
+    }
+
+    /// A store that hides the bootstrap identities from the first look at each (the
+    /// builtin roles, the project, the user), as if another box made them in between.
+    struct Late<'a> {
+        db: &'a Db,
+        /// Looks so far at roles, the project and the user, by name.
+        looks: [std::sync::atomic::AtomicUsize; 3],
+    }
+
+    impl Late<'_> {
+        fn hidden(&self, what: usize, first: usize) -> bool {
+            self.looks[what].fetch_add(1, std::sync::atomic::Ordering::Relaxed) < first
+        }
+    }
+
+    impl IdentityStore for Late<'_> {
+        fn create_project(&self, p: &Project) -> Result<Project, IdentityError> {
+            self.db.create_project(p)
+        }
+        fn project(&self, id: &str) -> Result<Option<Project>, crate::store::StorageError> {
+            self.db.project(id)
+        }
+        fn project_by_name(
+            &self,
+            name: &str,
+        ) -> Result<Option<Project>, crate::store::StorageError> {
+            if self.hidden(1, 1) {
+                return Ok(None);
+            }
+            self.db.project_by_name(name)
+        }
+        fn projects(
+            &self,
+            f: crate::identity::store::ListFilter<'_>,
+        ) -> Result<Vec<Project>, crate::store::StorageError> {
+            self.db.projects(f)
+        }
+        fn create_user(
+            &self,
+            u: &User,
+            h: Option<&str>,
+            g: Option<ProjectRole<'_>>,
+        ) -> Result<User, IdentityError> {
+            self.db.create_user(u, h, g)
+        }
+        fn user(&self, id: &str) -> Result<Option<User>, crate::store::StorageError> {
+            self.db.user(id)
+        }
+        fn user_by_name(&self, name: &str) -> Result<Option<User>, crate::store::StorageError> {
+            if self.hidden(2, 1) {
+                return Ok(None);
+            }
+            self.db.user_by_name(name)
+        }
+        fn users(
+            &self,
+            f: crate::identity::store::ListFilter<'_>,
+        ) -> Result<Vec<User>, crate::store::StorageError> {
+            self.db.users(f)
+        }
+        fn password_hash(&self, id: &str) -> Result<Option<String>, crate::store::StorageError> {
+            self.db.password_hash(id)
+        }
+        fn create_role(&self, r: &Role) -> Result<Role, IdentityError> {
+            self.db.create_role(r)
+        }
+        fn role(&self, id: &str) -> Result<Option<Role>, crate::store::StorageError> {
+            self.db.role(id)
+        }
+        fn role_by_name(&self, name: &str) -> Result<Option<Role>, crate::store::StorageError> {
+            if self.hidden(0, BUILTIN_ROLES.len()) {
+                return Ok(None);
+            }
+            self.db.role_by_name(name)
+        }
+        fn roles(&self, name: Option<&str>) -> Result<Vec<Role>, crate::store::StorageError> {
+            self.db.roles(name)
+        }
+        fn grant_role(&self, g: crate::identity::store::Grant<'_>) -> Result<(), IdentityError> {
+            self.db.grant_role(g)
+        }
+        fn revoke_role(&self, g: crate::identity::store::Grant<'_>) -> Result<(), IdentityError> {
+            self.db.revoke_role(g)
+        }
+        fn assigned_roles(
+            &self,
+            u: &str,
+            p: &str,
+        ) -> Result<Vec<Role>, crate::store::StorageError> {
+            self.db.assigned_roles(u, p)
+        }
+        fn insert_token(
+            &self,
+            t: &crate::identity::store::TokenRecord,
+        ) -> Result<(), crate::store::StorageError> {
+            self.db.insert_token(t)
+        }
+        fn token(
+            &self,
+            h: &str,
+        ) -> Result<Option<crate::identity::store::TokenRecord>, crate::store::StorageError>
+        {
+            self.db.token(h)
+        }
+        fn revoke_token(&self, h: &str) -> Result<bool, crate::store::StorageError> {
+            self.db.revoke_token(h)
+        }
     }
 
     #[test]

@@ -251,6 +251,24 @@ impl Rig {
     }
 }
 
+/// What [`BoxNode::http`] got back.
+#[derive(Debug)]
+pub struct HttpReply {
+    pub code: u16,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: serde_json::Value,
+}
+
+impl HttpReply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 impl BoxNode {
     pub fn config_path(&self) -> PathBuf {
         self.dir.join("outpostd.toml")
@@ -301,6 +319,47 @@ impl BoxNode {
             code.trim().parse().unwrap_or(0),
             serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
         )
+    }
+
+    /// One request to this box's outpostd over TCP on its underlay address, from the host (an
+    /// OpenStack client's path, so no implied identity: send `X-Auth-Token` in `headers`).
+    pub fn http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&serde_json::Value>,
+    ) -> HttpReply {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-s", "-i", "--max-time", "10", "-X", method])
+            .args(["-H", "Content-Type: application/json"]);
+        for (name, value) in headers {
+            cmd.args(["-H", &format!("{name}: {value}")]);
+        }
+        if let Some(b) = body {
+            cmd.args(["-d", &b.to_string()]);
+        }
+        let out = cmd
+            .arg(format!("http://{}:{API_PORT}{path}", self.addr))
+            .output()
+            .expect("curl runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let mut lines = head.lines();
+        let code = lines
+            .next()
+            .and_then(|status| status.split_whitespace().nth(1))
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        HttpReply {
+            code,
+            headers,
+            body: serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+        }
     }
 
     /// Waits until this box's outpostd answers on its socket.

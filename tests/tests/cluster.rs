@@ -2,7 +2,8 @@
 //! cluster, a box without a join token is refused, the others join with tokens; every box's
 //! Nova os-hypervisors and os-services show all three with their inventory; a service
 //! disabled through one box is seen disabled through another and its box takes no new
-//! servers; `kill -9` of an outpostd restarted at once keeps the box's lease; a box that loses
+//! servers; a flavor and a Keystone token made through one box are seen by another (identity
+//! and flavors live in etcd); `kill -9` of an outpostd restarted at once keeps the box's lease; a box that loses
 //! power is shown down within the lease's TTL, then removed.
 
 use std::time::{Duration, Instant};
@@ -103,6 +104,77 @@ fn three_boxes_form_one_site_with_services_hypervisors_and_leases() {
             assert_eq!(h["vcpus_used"], 0);
         }
     }
+
+    // Identity and flavors are shared: a flavor made through box 1 is listed through box 3
+    // within a second, and a token box 1 issued (to a client over TCP, with the admin
+    // password box 1 generated) is accepted by box 3.
+    let (code, body) = rig.boxes[0].api(
+        "POST",
+        "/compute/v2.1/flavors",
+        Some(&json!({"flavor": {"name": "shared", "ram": 128, "vcpus": 1, "disk": 1}})),
+        "2.53",
+    );
+    assert_eq!(code, 200, "{body}");
+    let shared = body["flavor"]["id"].as_str().unwrap().to_owned();
+    let t0 = Instant::now();
+    loop {
+        let (code, f) = rig.boxes[2].api(
+            "GET",
+            &format!("/compute/v2.1/flavors/{shared}"),
+            None,
+            "2.53",
+        );
+        if code == 200 {
+            assert_eq!(f["flavor"]["name"], "shared");
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "box 3 does not see box 1's flavor: {code} {f}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("a flavor seen on another box after {:?}", t0.elapsed());
+    let password = std::fs::read_to_string(rig.boxes[0].state_dir().join("admin-password"))
+        .expect("box 1 generated the admin's password");
+    for b in &rig.boxes[1..] {
+        assert!(
+            !b.state_dir().join("admin-password").exists(),
+            "{} found the admin and wrote no password of its own",
+            b.name
+        );
+    }
+    let default = json!({"name": "Default"});
+    let login = json!({"auth": {
+        "identity": {"methods": ["password"], "password": {"user":
+            {"name": "admin", "domain": default, "password": password.trim()}}},
+        "scope": {"project": {"name": "admin", "domain": default}}}});
+    let issued = rig.boxes[0].http("POST", "/identity/v3/auth/tokens", &[], Some(&login));
+    assert_eq!(issued.code, 201, "{issued:?}");
+    let token = issued
+        .header("x-subject-token")
+        .expect("a token")
+        .to_owned();
+    let listed = rig.boxes[2].http(
+        "GET",
+        "/compute/v2.1/flavors",
+        &[("X-Auth-Token", &token)],
+        None,
+    );
+    assert_eq!(listed.code, 200, "{listed:?}");
+    assert!(
+        listed.body["flavors"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|f| f["id"] == shared.as_str())),
+        "{listed:?}"
+    );
+    let refused = rig.boxes[2].http(
+        "GET",
+        "/compute/v2.1/flavors",
+        &[("X-Auth-Token", "not-a-token")],
+        None,
+    );
+    assert_eq!(refused.code, 401, "{refused:?}");
 
     // Disable box 2's compute service through box 3 (2.53: by its UUID); box 1 sees it.
     let (code, services) = rig.boxes[2].api("GET", "/compute/v2.1/os-services", None, "2.53");

@@ -399,10 +399,7 @@ impl Membership {
 /// Connects to this box's own member first (the endpoint on its underlay address), then the
 /// others in the configured order.
 async fn connect(settings: &ClusterSettings) -> Result<Etcd, ClusterError> {
-    let own = format!("//{}:", settings.underlay);
-    let mut endpoints = settings.etcd.clone();
-    endpoints.sort_by_key(|e| !e.contains(&own));
-    Etcd::connect(endpoints).await
+    Etcd::connect(settings.endpoints_own_first()).await
 }
 
 /// Bootstraps the cluster (no `/cluster` key yet: this box is the first), rejoins as a known

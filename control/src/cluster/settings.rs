@@ -91,6 +91,17 @@ impl ClusterSection {
     }
 }
 
+impl ClusterSettings {
+    /// The etcd endpoints, this box's own member (on its underlay address) first: a box
+    /// prefers the member that fails with it.
+    pub fn endpoints_own_first(&self) -> Vec<String> {
+        let own = format!("//{}:", self.underlay);
+        let mut endpoints = self.etcd.clone();
+        endpoints.sort_by_key(|e| !e.contains(&own));
+        endpoints
+    }
+}
+
 pub fn is_dns_label(s: &str) -> bool {
     (1..=63).contains(&s.len())
         && s.bytes()

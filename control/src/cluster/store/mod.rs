@@ -106,10 +106,7 @@ impl EtcdDoors {
     /// This box's doors for the cluster of `settings`: its own member first, as for its
     /// membership, keys under `/outpost/v1`.
     pub fn for_box(settings: &ClusterSettings) -> Result<EtcdDoors, ClusterError> {
-        let own = format!("//{}:", settings.underlay);
-        let mut endpoints = settings.etcd.clone();
-        endpoints.sort_by_key(|e| !e.contains(&own));
-        EtcdDoors::connect(endpoints, Keyspace::default())
+        EtcdDoors::connect(settings.endpoints_own_first(), Keyspace::default())
     }
 
     pub fn identity(&self) -> EtcdIdentity {

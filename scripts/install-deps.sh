@@ -13,6 +13,8 @@ PACKAGES=(
     # A site of several boxes: etcd (v3 API only, docs/cluster.md) and protoc for the etcd
     # client crate's generated gRPC code (with protobuf's well-known types).
     etcd-server etcd-client protobuf-compiler libprotobuf-dev
+    # The rig talks to each box's outpostd over its unix socket with curl.
+    curl
 )
 
 missing=()

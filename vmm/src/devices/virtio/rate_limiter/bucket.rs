@@ -75,23 +75,35 @@ impl TokenBucket {
         }
     }
 
-    /// Adds what `elapsed` is worth at `size` per `refill_time`, paying debt first.
-    pub fn refill(&mut self, elapsed: Duration) {
+    /// Adds what `elapsed` is worth at `size` per `refill_time`, paying debt first. When a
+    /// consumer is `waiting` for tokens, the cap grows with the periods that passed: a
+    /// late timer (a loaded host) must not throw away tokens the consumer was kept from.
+    /// What it does not take by the next refill is capped again.
+    pub fn refill(&mut self, elapsed: Duration, waiting: bool) {
         let earned = self.carry + elapsed.as_nanos().saturating_mul(u128::from(self.size));
         self.carry = earned % self.refill_ns;
         let mut tokens = u64::try_from(earned / self.refill_ns).unwrap_or(u64::MAX);
         let paid = tokens.min(self.debt);
         self.debt -= paid;
         tokens -= paid;
-        self.budget = self.budget.saturating_add(tokens).min(self.capacity);
-        if self.is_full() {
+        let cap = if waiting {
+            let periods = elapsed.as_nanos().div_ceil(REFILL_PERIOD.as_nanos()).max(1);
+            self.capacity
+                .saturating_mul(u64::try_from(periods).unwrap_or(u64::MAX))
+        } else {
+            self.capacity
+        };
+        self.budget = self.budget.saturating_add(tokens).min(cap);
+        // An idle full bucket forgets the fraction; one a consumer waits on keeps it, or
+        // every refill would round the rate down.
+        if self.is_full() && !waiting {
             self.carry = 0;
         }
     }
 
     /// Full: refills would add nothing (the one-time burst does not count).
     pub fn is_full(&self) -> bool {
-        self.debt == 0 && self.budget == self.capacity
+        self.debt == 0 && self.budget >= self.capacity
     }
 
     pub fn budget(&self) -> u64 {
@@ -106,6 +118,13 @@ impl TokenBucket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl TokenBucket {
+        /// A refill with nobody waiting.
+        fn refill_idle(&mut self, elapsed: Duration) {
+            self.refill(elapsed, false);
+        }
+    }
 
     fn bucket(size: u64, burst: u64, refill_ms: u64) -> TokenBucket {
         TokenBucket::new(&TokenBucketConfig {
@@ -138,19 +157,19 @@ mod tests {
         b.take(1000);
         assert!(!b.can_take(1));
         // 1000 tokens/s: 100 ms is worth 100 tokens.
-        b.refill(100 * MS);
+        b.refill_idle(100 * MS);
         assert_eq!(b.budget(), 100);
         assert!(b.can_take(100));
         // Fractions carry over: 3 × 0.5 ms = 1.5 tokens → 1, then 0.5 more makes 2.
         b.take(100);
         for _ in 0..3 {
-            b.refill(Duration::from_micros(500));
+            b.refill_idle(Duration::from_micros(500));
         }
         assert_eq!(b.budget(), 1);
-        b.refill(Duration::from_micros(500));
+        b.refill_idle(Duration::from_micros(500));
         assert_eq!(b.budget(), 2);
         // Never above the size, however long it idles.
-        b.refill(Duration::from_secs(3600));
+        b.refill_idle(Duration::from_secs(3600));
         assert_eq!(b.budget(), 1000);
         assert!(b.is_full());
     }
@@ -164,7 +183,7 @@ mod tests {
         assert!(b.can_take(80));
         b.take(80);
         assert_eq!((b.one_time_burst(), b.budget()), (0, 70));
-        b.refill(Duration::from_secs(10));
+        b.refill_idle(Duration::from_secs(10));
         assert_eq!((b.one_time_burst(), b.budget()), (0, 100));
         assert!(b.is_full());
     }
@@ -176,9 +195,9 @@ mod tests {
         b.take(5000);
         assert!(!b.can_take(1));
         // 4000 of debt: four seconds of refill before anything else passes.
-        b.refill(Duration::from_millis(3900));
+        b.refill_idle(Duration::from_millis(3900));
         assert!(!b.can_take(1));
-        b.refill(Duration::from_millis(200));
+        b.refill_idle(Duration::from_millis(200));
         assert_eq!(b.budget(), 100);
         // Any positive budget lets the next request through, whatever its size.
         assert!(b.can_take(5000));
@@ -192,7 +211,7 @@ mod tests {
         let mut b = bucket(10, 0, 10);
         assert_eq!(b.budget(), 100);
         b.take(100);
-        b.refill(REFILL_PERIOD);
+        b.refill_idle(REFILL_PERIOD);
         assert_eq!(b.budget(), 100);
     }
 
@@ -208,7 +227,7 @@ mod tests {
                 b.take(65536);
                 moved += 65536;
             }
-            b.refill(100 * MS);
+            b.refill_idle(100 * MS);
         }
         let expected = rate * 10 + rate / 10;
         let error = moved.abs_diff(expected) as f64 / expected as f64;
@@ -216,11 +235,45 @@ mod tests {
     }
 
     #[test]
+    fn a_late_timer_does_not_cost_a_waiting_consumer_its_tokens() {
+        let mut b = bucket(1000, 0, 100);
+        b.take(1000);
+        assert!(!b.can_take(1));
+        // The timer came 250 ms late: 3.5 periods' worth, all kept for the waiting consumer.
+        b.refill(Duration::from_millis(350), true);
+        assert_eq!(b.budget(), 3500);
+        assert!(b.is_full());
+        // Nobody waiting: the cap is the bucket's size as usual.
+        let mut b = bucket(1000, 0, 100);
+        b.take(1000);
+        b.refill(Duration::from_millis(350), false);
+        assert_eq!(b.budget(), 1000);
+    }
+
+    #[test]
+    fn a_waiting_consumer_keeps_the_fraction_of_a_late_refill() {
+        // One token per 500 ms, refilled 30 ms late each time, taken at once each time: two
+        // tokens a second all the same.
+        let mut b = bucket(1, 0, 500);
+        b.take(1);
+        let mut taken = 0;
+        for _ in 0..100 {
+            b.refill(Duration::from_millis(130), true);
+            if b.can_take(1) {
+                b.take(1);
+                taken += 1;
+            }
+        }
+        // 13 s at 2 tokens/s.
+        assert_eq!(taken, 26);
+    }
+
+    #[test]
     fn huge_values_saturate_instead_of_overflowing() {
         let mut b = bucket(u64::MAX, u64::MAX, 1);
         b.take(u64::MAX);
         b.take(u64::MAX);
-        b.refill(Duration::from_secs(u64::MAX / 2));
+        b.refill_idle(Duration::from_secs(u64::MAX / 2));
         assert!(b.is_full());
     }
 }

@@ -151,10 +151,13 @@ impl RateLimiter {
         let elapsed = self
             .refilled_at
             .map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
+        let waiting = self.blocked;
         for b in self.buckets() {
-            b.refill(elapsed);
+            b.refill(elapsed, waiting);
         }
-        if self.buckets().all(|b| b.is_full()) {
+        // With a consumer waiting the timer keeps its phase: it takes the tokens at once,
+        // and re-arming from then on would add the timer's lateness to every wait.
+        if !waiting && self.buckets().all(|b| b.is_full()) {
             if let Err(e) = self.timer.set_period(Duration::ZERO) {
                 note(
                     &mut self.timer_errors,

@@ -646,6 +646,73 @@ mod tests {
     }
 
     #[test]
+    fn rate_limits_park_reception_and_transmission_until_lifted() {
+        use crate::config::{RateLimiterConfig, TokenBucketConfig};
+        let Some(tap) = TestTap::create("l") else {
+            eprintln!("skipping: cannot create taps here");
+            return;
+        };
+        let mem = test_memory();
+        let (rx, tx) = mock_queues(&mem);
+        let (net, mut em, evts) = active_on_loop(&tap, &mem, &rx, &tx);
+        // One frame each way, then nothing for a minute.
+        let one_frame = RateLimiterConfig {
+            bandwidth: None,
+            ops: Some(TokenBucketConfig {
+                size: 1,
+                one_time_burst: None,
+                refill_time: 60_000,
+            }),
+        };
+        net.lock()
+            .unwrap()
+            .update_rate_limiters(Some(&one_frame), Some(&one_frame))
+            .unwrap();
+        em.run_with_timeout(100).unwrap();
+
+        let bufs: Vec<_> = (0..4u64)
+            .map(|i| (0x10_0000 + i * 0x1000, 2048u32, true))
+            .collect();
+        push(&rx, 0, &bufs);
+        provoke_arp(&tap, 2);
+        provoke_arp(&tap, 3);
+        run_until(&mut em, &net, |n| n.metrics().rx_rate_limited >= 1);
+        assert_eq!(net.lock().unwrap().rx_state, RxState::Throttled);
+        assert_eq!(net.lock().unwrap().metrics().rx_frames, 1);
+
+        let mut frame = vec![0u8; 12];
+        frame.extend_from_slice(&[0xff; 6]);
+        frame.extend_from_slice(&[2, 0, 0, 0, 0, 7, 0x88, 0xb5]);
+        frame.resize(12 + 60, 0xab);
+        mem.write_slice(&frame, GuestAddress(0x30_0000)).unwrap();
+        let len = frame.len() as u32;
+        push(&tx, 0, &[(0x30_0000, len, false), (0x30_0000, len, false)]);
+        evts[TX_QUEUE].write(1).unwrap();
+        run_until(&mut em, &net, |n| n.metrics().tx_rate_limited >= 1);
+        assert_eq!(net.lock().unwrap().metrics().tx_frames, 1);
+        assert_eq!(
+            tx.used().idx().load(),
+            1,
+            "the second frame waits in the ring"
+        );
+
+        // Lifting the limits moves what was parked at once, without waiting for a refill.
+        let off = RateLimiterConfig {
+            bandwidth: None,
+            ops: Some(TokenBucketConfig::default()),
+        };
+        net.lock()
+            .unwrap()
+            .update_rate_limiters(Some(&off), Some(&off))
+            .unwrap();
+        run_until(&mut em, &net, |n| {
+            n.metrics().rx_frames >= 2 && n.metrics().tx_frames >= 2
+        });
+        assert_eq!(net.lock().unwrap().rx_state, RxState::Polling);
+        assert_eq!(tx.used().idx().load(), 2);
+    }
+
+    #[test]
     fn reset_stops_polling_the_tap() {
         let Some(tap) = TestTap::create("s") else {
             eprintln!("skipping: cannot create taps here");

@@ -7,7 +7,7 @@ use crate::config::TokenBucketConfig;
 
 use super::REFILL_PERIOD;
 
-/// Tokens that `size` tokens per `refill_time` are worth, counted in token-nanoseconds so
+/// `size` tokens per `refill_time`. Time is turned into tokens in token-nanoseconds, so
 /// refills that fall between whole tokens are carried over, not lost.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenBucket {
@@ -80,7 +80,10 @@ impl TokenBucket {
     /// late timer (a loaded host) must not throw away tokens the consumer was kept from.
     /// What it does not take by the next refill is capped again.
     pub fn refill(&mut self, elapsed: Duration, waiting: bool) {
-        let earned = self.carry + elapsed.as_nanos().saturating_mul(u128::from(self.size));
+        let earned = elapsed
+            .as_nanos()
+            .saturating_mul(u128::from(self.size))
+            .saturating_add(self.carry);
         self.carry = earned % self.refill_ns;
         let mut tokens = u64::try_from(earned / self.refill_ns).unwrap_or(u64::MAX);
         let paid = tokens.min(self.debt);

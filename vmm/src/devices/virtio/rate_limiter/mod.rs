@@ -32,7 +32,8 @@ pub struct RateLimiter {
     refilled_at: Option<Instant>,
     /// A request was refused since the last refill: its queue waits for the timer.
     blocked: bool,
-    /// Timer failures; the limits are dropped on the first one (see `start_refills`).
+    /// Timer failures, the first of each kind logged; a timer that cannot be armed drops
+    /// the limits (see `start_refills`).
     timer_errors: u64,
     /// Names the device in logs.
     device: &'static str,

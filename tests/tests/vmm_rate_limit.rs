@@ -19,20 +19,20 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(600);
 const PHASE_TIMEOUT: Duration = Duration::from_secs(120);
 const MIB: u64 = 1 << 20;
 /// The guest reads in O_DIRECT requests of this size.
-const REQUEST: u64 = 64 * 1024;
+const REQUEST: u64 = 32 * 1024;
 /// The drive's bandwidth limit, bytes/s. A PVM guest on a loaded host spends up to ~150 ms
 /// of its own per request (its kernel code is emulated), so the limits sit well below what
 /// it manages unlimited.
-const DISK_BPS: u64 = 3 * REQUEST;
+const DISK_BPS: u64 = 6 * REQUEST;
 /// The drive's ops limit, requests/s.
-const DISK_OPS: u64 = 3;
+const DISK_OPS: u64 = 4;
 /// The interface's transmit limit, bytes/s (about four full frames a second); a PVM
 /// guest's TCP send is slow, so the limit is low enough for the guest to outrun it.
 const NET_BPS: u64 = 6 * 1024;
 /// Before a counter is read for a rate (also spends the full bucket a limit starts with).
 const WARMUP: Duration = Duration::from_millis(1500);
-/// How long a limited rate is measured: enough requests or frames that one more or less
-/// is a few percent.
+/// How long a limited rate is measured: enough requests or frames (24 to 36) that one
+/// more or less at either end is a few percent.
 const WINDOW: Duration = Duration::from_secs(6);
 /// How long an unlimited rate is measured.
 const FREE_WINDOW: Duration = Duration::from_secs(3);
@@ -66,8 +66,15 @@ fn tap_rx_bytes(net: &TapNetns) -> (u64, Instant) {
     (text.trim().parse().expect("a byte count"), at)
 }
 
-/// The rate of a counter over `window`, after [`WARMUP`].
-fn rate(window: Duration, mut sample: impl FnMut() -> (u64, Instant)) -> f64 {
+/// The rate of a counter over `window`, once it has grown by `burst` (the full bucket a
+/// limit starts with, which the guest may only start on a while after its marker) and
+/// [`WARMUP`] more has passed.
+fn rate(window: Duration, burst: u64, mut sample: impl FnMut() -> (u64, Instant)) -> f64 {
+    let (start, t) = sample();
+    while sample().0 < start + burst {
+        assert!(t.elapsed() < PHASE_TIMEOUT, "the guest does not go on");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     std::thread::sleep(WARMUP);
     let (b0, t0) = sample();
     std::thread::sleep(window);
@@ -91,17 +98,19 @@ fn listen(net: &TapNetns, port: u16) -> Child {
 }
 
 /// Lets the guest send to `port` and returns the rate of Ethernet bytes on the tap once the
-/// stream runs: what the transmit limiter counts, retransmissions included.
+/// stream runs (past the limit's initial bucket): what the transmit limiter counts,
+/// retransmissions included.
 fn send_rate(net: &TapNetns, port: u16, window: Duration) -> f64 {
     let mut listener = listen(net, port);
     let (before, _) = tap_rx_bytes(net);
     release(net);
     let t0 = Instant::now();
-    while tap_rx_bytes(net).0 < before + 16384 {
+    // Past the limit's initial bucket (a second's worth) before the warm-up.
+    while tap_rx_bytes(net).0 < before + 2 * NET_BPS {
         assert!(t0.elapsed() < PHASE_TIMEOUT, "the guest does not send");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let rate = rate(window, || tap_rx_bytes(net));
+    let rate = rate(window, 0, || tap_rx_bytes(net));
     let _ = listener.kill();
     let _ = listener.wait();
     rate
@@ -152,14 +161,14 @@ fn limits_hold_the_guest_to_its_rates_and_change_at_run_time() {
     let work = tempfile::tempdir().expect("tempdir");
     let net = TapNetns::new("rl", 9);
     // Each phase runs until the host has measured it and lets the guest go on: reads are
-    // O_DIRECT requests of 64 KiB (no page cache: a PVM guest's kernel copies slowly),
+    // O_DIRECT requests of 32 KiB (no page cache: a PVM guest's kernel copies slowly),
     // sends last until the host closes its listener.
     let checks = format!(
         r#"ip link set eth0 up && ip addr add {guest}/24 dev eth0
 wait_host() {{ nc -l -p 7000 >/dev/null; }}
 reads() {{
   echo "$1"
-  (while :; do dd if=/dev/vdb of=/dev/null bs=64k skip=$2 count=250 iflag=direct 2>/dev/null; done) &
+  (while :; do dd if=/dev/vdb of=/dev/null bs=32k skip=$2 count=500 iflag=direct 2>/dev/null; done) &
   loop=$!
   wait_host
   kill $loop; killall dd 2>/dev/null; wait $loop 2>/dev/null
@@ -167,10 +176,10 @@ reads() {{
 sends() {{ echo "$1"; wait_host; dd if=/dev/zero bs=64k count=100000 2>/dev/null | nc {host} $2; }}
 reads READ-FREE 0
 sends SEND-FREE 5001
-reads READ-BYTES 250
+reads READ-BYTES 500
 sends SEND-BYTES 5002
-reads READ-OPS 500
-reads READ-LIFTED 750
+reads READ-OPS 1000
+reads READ-LIFTED 1500
 echo RATE-DONE
 "#,
         guest = net.guest_ip,
@@ -229,7 +238,7 @@ echo RATE-DONE
     };
 
     phase(&mut g, "READ-FREE");
-    let disk_free = rate(FREE_WINDOW, disk);
+    let disk_free = rate(FREE_WINDOW, 0, disk);
     patch(
         &g,
         "/drives/data",
@@ -246,7 +255,7 @@ echo RATE-DONE
     );
 
     phase(&mut g, "READ-BYTES");
-    let disk_bytes = rate(WINDOW, disk);
+    let disk_bytes = rate(WINDOW, DISK_BPS, disk);
     // Bytes off, ops on: a PATCH changes only the buckets it names.
     patch(
         &g,
@@ -264,7 +273,7 @@ echo RATE-DONE
     );
 
     phase(&mut g, "READ-OPS");
-    let disk_ops = rate(WINDOW, disk) / REQUEST as f64;
+    let disk_ops = rate(WINDOW, DISK_OPS * REQUEST, disk) / REQUEST as f64;
     let (code, config) = g.api("GET", "/vm/config", None);
     assert_eq!(code, 200, "{config}");
     let config: serde_json::Value = serde_json::from_str(&config).unwrap();
@@ -282,7 +291,7 @@ echo RATE-DONE
     release(&net);
 
     phase(&mut g, "READ-LIFTED");
-    let disk_lifted = rate(FREE_WINDOW, disk);
+    let disk_lifted = rate(FREE_WINDOW, 0, disk);
     release(&net);
 
     let console = g.wait_for("RATE-DONE", PHASE_TIMEOUT);

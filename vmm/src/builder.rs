@@ -711,10 +711,7 @@ fn attach_virtio_devices(
 
 /// The `devices` thread: runs virtio queue and backend events until the process exits.
 fn device_loop(mut em: EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>>) {
-    if let Err(e) = crate::seccomp::install(crate::seccomp::ThreadKind::Devices) {
-        tracing::error!("{e}");
-        std::process::exit(crate::EXIT_ERROR);
-    }
+    crate::seccomp::install_or_exit(crate::seccomp::ThreadKind::Devices);
     loop {
         if let Err(e) = em.run() {
             // The guest's devices would be dead: stop the whole VM with the error.

@@ -215,10 +215,7 @@ fn spawn_signal_thread(set: libc::sigset_t, tx: mpsc::Sender<Event>) -> Result<(
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            if let Err(e) = seccomp::install(ThreadKind::Helper) {
-                tracing::error!("{e}");
-                std::process::exit(crate::EXIT_ERROR);
-            }
+            crate::seccomp::install_or_exit(crate::seccomp::ThreadKind::Helper);
             loop {
                 let mut signal: libc::c_int = 0;
                 // SAFETY: `set` is an initialized sigset_t whose signals are blocked in every

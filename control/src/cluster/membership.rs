@@ -70,12 +70,7 @@ impl Membership {
         let etcd = connect(settings).await?;
         enter(&etcd, settings).await?;
         let lease = lease(&etcd, &state_dir.join(LEASE_FILE)).await?;
-        let alive = AliveRecord {
-            schema: ALIVE_SCHEMA,
-            boot_id: crate::random::uuid().map_err(|e| corrupt("boot id", e.to_string()))?,
-            started_at: Timestamp::now().to_rfc3339(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-        };
+        let alive = alive_record()?;
         let (key, value) = (keys::alive(&settings.name), to_json(&alive));
         etcd.run(|mut c| {
             let (key, value) = (key.clone(), value.clone());
@@ -192,12 +187,7 @@ impl Membership {
         let alive = client.get(keys::alive(&self.name), None).await?;
         let record = match alive.kvs().first() {
             Some(kv) => kv.value().to_vec(),
-            None => to_json(&AliveRecord {
-                schema: ALIVE_SCHEMA,
-                boot_id: crate::random::uuid().map_err(|e| corrupt("boot id", e.to_string()))?,
-                started_at: Timestamp::now().to_rfc3339(),
-                version: env!("CARGO_PKG_VERSION").to_owned(),
-            }),
+            None => to_json(&alive_record()?),
         };
         client
             .put(
@@ -509,6 +499,16 @@ async fn lease(etcd: &Etcd, file: &PathBuf) -> Result<i64, ClusterError> {
             source,
         })?;
     Ok(id)
+}
+
+/// This outpostd's presence: a fresh boot id at every start.
+fn alive_record() -> Result<AliveRecord, ClusterError> {
+    Ok(AliveRecord {
+        schema: ALIVE_SCHEMA,
+        boot_id: crate::random::uuid().map_err(|e| corrupt("boot id", e.to_string()))?,
+        started_at: Timestamp::now().to_rfc3339(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+    })
 }
 
 fn sha256_hex(secret: &str) -> String {

@@ -62,3 +62,21 @@ pub enum IdentityError {
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
+
+impl IdentityError {
+    /// A name already taken by another record of `kind`.
+    pub fn duplicate(kind: &'static str, name: &str) -> IdentityError {
+        IdentityError::Duplicate {
+            kind,
+            name: name.to_owned(),
+        }
+    }
+
+    /// No record of `kind` with `id`.
+    pub fn missing(kind: &'static str, id: &str) -> IdentityError {
+        IdentityError::NotFound {
+            kind,
+            id: id.to_owned(),
+        }
+    }
+}

@@ -222,7 +222,7 @@ impl IdentityStore for super::Db {
     fn create_project(&self, p: &Project) -> Result<Project, IdentityError> {
         self.write(|tx| {
             if project_by_name(tx, &p.name)?.is_some() {
-                return Err(duplicate("Project", &p.name));
+                return Err(IdentityError::duplicate("Project", &p.name));
             }
             insert_project(tx, p)?;
             Ok(p.clone())
@@ -249,11 +249,11 @@ impl IdentityStore for super::Db {
     ) -> Result<User, IdentityError> {
         self.write(|tx| {
             if user_by_name(tx, &u.name)?.is_some() {
-                return Err(duplicate("User", &u.name));
+                return Err(IdentityError::duplicate("User", &u.name));
             }
             if let Some(pid) = &u.default_project_id {
                 if project(tx, pid)?.is_none() {
-                    return Err(missing("project", pid));
+                    return Err(IdentityError::missing("project", pid));
                 }
             }
             insert_user(tx, u, password_hash)?;
@@ -289,7 +289,7 @@ impl IdentityStore for super::Db {
     fn create_role(&self, r: &Role) -> Result<Role, IdentityError> {
         self.write(|tx| {
             if role_by_name(tx, &r.name)?.is_some() {
-                return Err(duplicate("Role", &r.name));
+                return Err(IdentityError::duplicate("Role", &r.name));
             }
             insert_role(tx, r)?;
             Ok(r.clone())
@@ -319,7 +319,7 @@ impl IdentityStore for super::Db {
         self.write(|tx| {
             check_grant(tx, g)?;
             if !unassign_role(tx, g.project_id, g.user_id, g.role_id)? {
-                return Err(missing(
+                return Err(IdentityError::missing(
                     "role assignment",
                     &format!("{}/{}/{}", g.project_id, g.user_id, g.role_id),
                 ));
@@ -348,30 +348,16 @@ impl IdentityStore for super::Db {
     }
 }
 
-fn duplicate(kind: &'static str, name: &str) -> IdentityError {
-    IdentityError::Duplicate {
-        kind,
-        name: name.to_owned(),
-    }
-}
-
-fn missing(kind: &'static str, id: &str) -> IdentityError {
-    IdentityError::NotFound {
-        kind,
-        id: id.to_owned(),
-    }
-}
-
 /// The project, user and role of `g` exist (else NotFound naming the first missing one).
 fn check_grant(c: &Connection, g: Grant<'_>) -> Result<(), IdentityError> {
     if project(c, g.project_id)?.is_none() {
-        return Err(missing("project", g.project_id));
+        return Err(IdentityError::missing("project", g.project_id));
     }
     if user(c, g.user_id)?.is_none() {
-        return Err(missing("user", g.user_id));
+        return Err(IdentityError::missing("user", g.user_id));
     }
     if role(c, g.role_id)?.is_none() {
-        return Err(missing("role", g.role_id));
+        return Err(IdentityError::missing("role", g.role_id));
     }
     Ok(())
 }

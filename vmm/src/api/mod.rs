@@ -121,10 +121,7 @@ pub fn serve(
         .name("api_server".into())
         .spawn(move || {
             // Until a start over the API, this thread may build the VM (seccomp.rs).
-            if let Err(e) = crate::seccomp::install(crate::seccomp::ThreadKind::Api) {
-                tracing::error!("{e}");
-                std::process::exit(crate::EXIT_ERROR);
-            }
+            crate::seccomp::install_or_exit(crate::seccomp::ThreadKind::Api);
             runtime.block_on(accept_loop(listener, controller, rx));
             // An InstanceStart still loading a kernel must not keep the process from exiting.
             runtime.shutdown_timeout(Duration::from_secs(1));

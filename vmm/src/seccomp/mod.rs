@@ -125,6 +125,15 @@ pub fn install(kind: ThreadKind) -> Result<(), SeccompError> {
     Ok(())
 }
 
+/// Installs `kind`'s filter or ends the monitor: for threads that have no one to report a
+/// failure to (a thread without its filter must not run on).
+pub fn install_or_exit(kind: ThreadKind) {
+    if let Err(e) = install(kind) {
+        tracing::error!("{e}");
+        std::process::exit(crate::EXIT_ERROR);
+    }
+}
+
 /// The BPF program for `kind`.
 pub fn program(
     kind: ThreadKind,

@@ -280,10 +280,7 @@ fn wait_runnable(ctrl: &VcpuControl) -> bool {
 }
 
 fn vcpu_loop(mut vcpu: VcpuFd, mut ctx: VcpuContext) {
-    if let Err(e) = crate::seccomp::install(crate::seccomp::ThreadKind::Vcpu) {
-        tracing::error!("{e}");
-        std::process::exit(crate::EXIT_ERROR);
-    }
+    crate::seccomp::install_or_exit(crate::seccomp::ThreadKind::Vcpu);
     KVM_RUN.with(|c| c.set(vcpu.get_kvm_run() as *mut kvm_run));
     if let Some(f) = ctx.on_first_run.take() {
         f();
@@ -374,10 +371,7 @@ impl VcpuHandle {
         std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
-                if let Err(e) = crate::seccomp::install(crate::seccomp::ThreadKind::Helper) {
-                    tracing::error!("{e}");
-                    std::process::exit(crate::EXIT_ERROR);
-                }
+                crate::seccomp::install_or_exit(crate::seccomp::ThreadKind::Helper);
                 while alive.upgrade().is_some() {
                     std::thread::sleep(period);
                     if alive.upgrade().is_none() {

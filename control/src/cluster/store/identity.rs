@@ -143,20 +143,6 @@ impl EtcdIdentity {
     }
 }
 
-fn duplicate(kind: &'static str, name: &str) -> IdentityError {
-    IdentityError::Duplicate {
-        kind,
-        name: name.to_owned(),
-    }
-}
-
-fn missing(kind: &'static str, id: &str) -> IdentityError {
-    IdentityError::NotFound {
-        kind,
-        id: id.to_owned(),
-    }
-}
-
 /// Two records created with one id: ids are generated, so this is a caller's bug.
 fn id_taken(kind: &str, id: &str) -> IdentityError {
     IdentityError::Storage(StorageError::Backend(
@@ -233,7 +219,7 @@ impl Kv {
         if resp.succeeded() {
             Ok(())
         } else if existing(&resp).first() == Some(&true) {
-            Err(duplicate(label, name))
+            Err(IdentityError::duplicate(label, name))
         } else {
             Err(id_taken(label, id))
         }
@@ -289,19 +275,19 @@ impl Kv {
         }
         let mut found = existing(&resp).into_iter();
         if found.next() == Some(true) {
-            return Err(duplicate("User", &u.name));
+            return Err(IdentityError::duplicate("User", &u.name));
         }
         if let Some(pid) = &u.default_project_id {
             if found.next() == Some(false) {
-                return Err(missing("project", pid));
+                return Err(IdentityError::missing("project", pid));
             }
         }
         if let Some((pid, rid)) = &grant {
             if found.next() == Some(false) {
-                return Err(missing("project", pid));
+                return Err(IdentityError::missing("project", pid));
             }
             if found.next() == Some(false) {
-                return Err(missing("role", rid));
+                return Err(IdentityError::missing("role", rid));
             }
         }
         Err(id_taken("user", &u.id))
@@ -345,10 +331,10 @@ impl Kv {
         let parts = [("project", &project), ("user", &user), ("role", &role)];
         for ((kind, id), exists) in parts.into_iter().zip(&found) {
             if !exists {
-                return Err(missing(kind, id));
+                return Err(IdentityError::missing(kind, id));
             }
         }
-        Err(missing(
+        Err(IdentityError::missing(
             "role assignment",
             &format!("{project}/{user}/{role}"),
         ))

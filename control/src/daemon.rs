@@ -145,14 +145,10 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
         // This box alone, or a member of a site (bootstrap or join, then the lease).
         let site = match &settings.cluster {
             Some(cluster) => {
-                let u = fleet.host_usage();
-                let total = crate::cluster::records::Amounts {
-                    vcpus: u.total[0],
-                    ram_mb: u.total[1],
-                    disk_gb: u.total[2],
-                };
+                let inventory = crate::cluster::site::inventory_of(&fleet)?;
                 let membership =
-                    crate::cluster::Membership::join(cluster, &settings.state_dir, total).await?;
+                    crate::cluster::Membership::join(cluster, &settings.state_dir, &inventory)
+                        .await?;
                 tracing::info!(
                     "box {} is a member of the cluster (lease {:x})",
                     cluster.name,

@@ -4,7 +4,7 @@
 //! and a cluster's store implements the same traits. Nothing here names a backend.
 
 use crate::compute::flavors::FlavorStore;
-use crate::compute::servers::placement::store::ClaimStore;
+use crate::compute::servers::placement::store::PlacementDoor;
 use crate::compute::servers::store::ServerStore;
 use crate::identity::store::IdentityStore;
 use crate::image::ImageRecordStore;
@@ -24,7 +24,7 @@ pub struct Doors {
     pub volumes: Arc<dyn VolumeRecordStore>,
     pub networks: Arc<dyn NetworkStore>,
     pub servers: Arc<dyn ServerStore>,
-    pub claims: Arc<dyn ClaimStore>,
+    pub claims: PlacementDoor,
 }
 
 /// The backend's own error, kept as the cause (a SQLite or etcd client error).

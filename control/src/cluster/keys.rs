@@ -40,6 +40,24 @@ pub fn provider(name: &str) -> String {
     format!("{}{name}", providers())
 }
 
+pub fn usages() -> String {
+    format!("{PREFIX}/placement/usage/")
+}
+
+/// What the claims on a box add up to; its revision is the box's generation.
+pub fn usage(name: &str) -> String {
+    format!("{}{name}", usages())
+}
+
+pub fn claims() -> String {
+    format!("{PREFIX}/placement/claims/")
+}
+
+/// One consumer's claim (a server id, or `migration:<server id>`).
+pub fn claim(consumer: &str) -> String {
+    format!("{}{consumer}", claims())
+}
+
 /// What a `/names/<kind>/<name>` key makes unique.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NameKind {
@@ -142,6 +160,13 @@ impl Keyspace {
     /// A flavor with its extra specs inline.
     pub fn flavor(&self, id: &str) -> String {
         format!("{}{id}", self.flavors())
+    }
+}
+
+// Servers (the reconciler's watch; the servers' door spells the rest).
+impl Keyspace {
+    pub fn servers(&self) -> String {
+        format!("{}/servers/", self.root)
     }
 }
 

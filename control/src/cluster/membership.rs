@@ -20,8 +20,8 @@ use sha2::{Digest, Sha256};
 use super::etcd::Etcd;
 use super::keys;
 use super::records::{
-    AliveRecord, Amounts, BoxRecord, ClusterRecord, ProviderRecord, TokenRecord, ALIVE_SCHEMA,
-    BOX_SCHEMA, CLUSTER_SCHEMA, PROVIDER_SCHEMA, TOKEN_SCHEMA,
+    AliveRecord, Amounts, BoxRecord, ClusterRecord, ProviderRecord, TokenRecord, UsageRecord,
+    ALIVE_SCHEMA, BOX_SCHEMA, CLUSTER_SCHEMA, PROVIDER_SCHEMA, TOKEN_SCHEMA,
 };
 use super::{ClusterError, ClusterSettings};
 use crate::timestamp::Timestamp;
@@ -35,12 +35,24 @@ const LEASE_FILE: &str = "cluster-lease";
 /// Longest validity of a join token.
 pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 
+/// What a box offers, as it publishes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inventory {
+    /// vCPUs, MiB of RAM and GiB of disk (os-hypervisors).
+    pub total: Amounts,
+    pub inventories:
+        std::collections::BTreeMap<outpost_resources::ResourceClass, outpost_resources::Inventory>,
+    pub traits: std::collections::BTreeSet<String>,
+}
+
 /// A member as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BoxStatus {
     pub record: BoxRecord,
     pub alive: Option<AliveRecord>,
     pub provider: Option<ProviderRecord>,
+    /// What the claims on it add up to (none until its first claim).
+    pub usage: Option<UsageRecord>,
 }
 
 impl BoxStatus {
@@ -65,7 +77,7 @@ impl Membership {
     pub async fn join(
         settings: &ClusterSettings,
         state_dir: &Path,
-        total: Amounts,
+        inventory: &Inventory,
     ) -> Result<Membership, ClusterError> {
         let etcd = connect(settings).await?;
         enter(&etcd, settings).await?;
@@ -86,7 +98,7 @@ impl Membership {
             lease,
             last_ack: Arc::new(Mutex::new(Instant::now())),
         };
-        membership.publish(total, Amounts::default(), 0).await?;
+        membership.publish(inventory).await?;
         tokio::spawn(membership.clone().renew());
         Ok(membership)
     }
@@ -105,6 +117,11 @@ impl Membership {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The client this box reaches etcd with (for watches).
+    pub fn etcd(&self) -> Etcd {
+        self.etcd.clone()
     }
 
     pub fn lease_id(&self) -> i64 {
@@ -199,18 +216,14 @@ impl Membership {
         Ok(())
     }
 
-    /// Writes this box's inventory and usage for the others (os-hypervisors).
-    pub async fn publish(
-        &self,
-        total: Amounts,
-        used: Amounts,
-        running_vms: u64,
-    ) -> Result<(), ClusterError> {
+    /// Writes this box's inventory for the scheduler on every box and for os-hypervisors.
+    /// Usage is not the box's to write: the claim transactions keep it.
+    pub async fn publish(&self, inventory: &Inventory) -> Result<(), ClusterError> {
         let record = ProviderRecord {
             schema: PROVIDER_SCHEMA,
-            total,
-            used,
-            running_vms,
+            total: inventory.total,
+            inventories: inventory.inventories.clone(),
+            traits: inventory.traits.clone(),
             updated_at: Timestamp::now().to_rfc3339(),
         };
         let (key, value) = (keys::provider(&self.name), to_json(&record));
@@ -233,7 +246,8 @@ impl Membership {
                 let txn = Txn::new().and_then([
                     TxnOp::get(keys::boxes(), prefixed.clone()),
                     TxnOp::get(keys::alive_prefix(), prefixed.clone()),
-                    TxnOp::get(keys::providers(), prefixed),
+                    TxnOp::get(keys::providers(), prefixed.clone()),
+                    TxnOp::get(keys::usages(), prefixed),
                 ]);
                 c.txn(txn).await
             })
@@ -242,7 +256,8 @@ impl Membership {
             TxnOpResponse::Get(g) => Some(g),
             _ => None,
         });
-        let (Some(boxes), Some(alive), Some(providers)) = (gets.next(), gets.next(), gets.next())
+        let (Some(boxes), Some(alive), Some(providers), Some(usages)) =
+            (gets.next(), gets.next(), gets.next(), gets.next())
         else {
             return Err(corrupt("txn", "a read returned no ranges".into()));
         };
@@ -257,6 +272,7 @@ impl Membership {
         };
         let alive = by_name(&alive, &keys::alive_prefix());
         let providers = by_name(&providers, &keys::providers());
+        let usages = by_name(&usages, &keys::usages());
         let mut out = Vec::new();
         for (name, value) in by_name(&boxes, &keys::boxes()) {
             let record: BoxRecord = from_json(&keys::box_record(&name), &value)?;
@@ -268,10 +284,15 @@ impl Membership {
                 .get(&name)
                 .map(|v| from_json(&keys::provider(&name), v))
                 .transpose()?;
+            let usage = usages
+                .get(&name)
+                .map(|v| from_json(&keys::usage(&name), v))
+                .transpose()?;
             out.push(BoxStatus {
                 record,
                 alive,
                 provider,
+                usage,
             });
         }
         Ok(out)
@@ -359,6 +380,7 @@ impl Membership {
             .and_then([
                 TxnOp::delete(key.clone(), None),
                 TxnOp::delete(keys::provider(name), None),
+                TxnOp::delete(keys::usage(name), None),
             ])
             .or_else([TxnOp::get(key, None)]);
         let (_, mut client) = self.etcd.client().await?;

@@ -11,6 +11,7 @@ pub mod records;
 pub mod settings;
 pub mod site;
 pub mod store;
+pub mod watch;
 
 pub use membership::{BoxStatus, Membership};
 pub use settings::{ClusterSection, ClusterSettings};

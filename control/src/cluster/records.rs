@@ -1,13 +1,17 @@
 //! The JSON records this module keeps in etcd. Every record carries `schema`; readers accept
 //! any schema up to theirs and ignore unknown fields (docs/cluster.md, "Schema versions").
 
+use outpost_resources::{Claim, Inventory, ResourceClass};
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
 
 pub const BOX_SCHEMA: u32 = 1;
 pub const ALIVE_SCHEMA: u32 = 1;
 pub const CLUSTER_SCHEMA: u32 = 1;
 pub const TOKEN_SCHEMA: u32 = 1;
 pub const PROVIDER_SCHEMA: u32 = 1;
+pub const USAGE_SCHEMA: u32 = 1;
+pub const CLAIM_SCHEMA: u32 = 1;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterRecord {
@@ -63,12 +67,35 @@ pub struct Amounts {
     pub disk_gb: u64,
 }
 
-/// `/placement/providers/<name>`: the box's inventory and usage, as it publishes them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `/placement/providers/<name>`: the box's inventory, as it publishes it (at start and
+/// when its configuration changes). What is claimed of it is in [`UsageRecord`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProviderRecord {
     pub schema: u32,
     pub total: Amounts,
-    pub used: Amounts,
-    pub running_vms: u64,
+    /// Placement's inventory per resource class (reserved amounts, allocation ratios,
+    /// units): what the scheduler checks claims against.
+    #[serde(default)]
+    pub inventories: BTreeMap<ResourceClass, Inventory>,
+    #[serde(default)]
+    pub traits: BTreeSet<String>,
     pub updated_at: String,
+}
+
+/// `/placement/usage/<name>`: what the claims on the box add up to. Every claim transaction
+/// on the box rewrites it and compares its revision, which is the box's generation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageRecord {
+    pub schema: u32,
+    pub used: Amounts,
+    /// Servers holding claims (a resize's second claim not counted).
+    pub servers: u64,
+}
+
+/// `/placement/claims/<consumer>`: one consumer's claim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimRecord {
+    pub schema: u32,
+    #[serde(flatten)]
+    pub claim: Claim,
 }

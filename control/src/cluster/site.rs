@@ -2,14 +2,14 @@
 //! os-services and os-hypervisors read them here; a service disable is applied here.
 //!
 //! A box alone keeps its service record (stable ids, enabled or not) in `box.json` in its
-//! state directory. A member keeps it in etcd, and a background task applies its own
-//! record's enabled flag to the local scheduler and publishes its inventory and usage every
-//! second (until placement itself lives in etcd, docs/cluster.md).
+//! state directory. A member keeps it in etcd, where every box's scheduler reads it with the
+//! box's inventory (published by a background task) and its usage (kept by the claims).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use super::membership::Inventory;
 use super::records::{Amounts, BoxRecord, BOX_SCHEMA};
 use super::{ClusterError, Membership};
 use crate::compute::servers::Fleet;
@@ -98,6 +98,9 @@ impl Site {
     /// step with the cluster.
     pub fn member(membership: Membership, fleet: Arc<Fleet>) -> Site {
         tokio::spawn(sync_member(membership.clone(), fleet.clone()));
+        if fleet.is_site() {
+            tokio::spawn(reconcile_owned(membership.clone(), fleet.clone()));
+        }
         Site::Member { membership, fleet }
     }
 
@@ -130,10 +133,14 @@ impl Site {
                 .into_iter()
                 .map(|b| {
                     let up = b.is_up();
-                    let (total, used, running_vms, updated_at) = match &b.provider {
-                        Some(p) => (p.total, p.used, p.running_vms, p.updated_at.clone()),
+                    let (total, updated_at) = match &b.provider {
+                        Some(p) => (p.total, p.updated_at.clone()),
                         None => Default::default(),
                     };
+                    let (used, running_vms) = b
+                        .usage
+                        .as_ref()
+                        .map_or((Amounts::default(), 0), |u| (u.used, u.servers));
                     BoxView {
                         record: b.record,
                         up,
@@ -172,12 +179,9 @@ impl Site {
                 *r = next.clone();
                 Ok(next)
             }
-            Site::Member { membership, fleet } => {
-                let record = membership.set_enabled(name, enabled, reason).await?;
-                if name == membership.name() {
-                    fleet.set_host_enabled(record.enabled, record.disabled_reason.clone());
-                }
-                Ok(record)
+            // Every box's scheduler reads the record at each decision.
+            Site::Member { membership, .. } => {
+                Ok(membership.set_enabled(name, enabled, reason).await?)
             }
         }
     }
@@ -208,26 +212,95 @@ fn local_usage(fleet: &Fleet) -> (Amounts, Amounts, u64) {
     (amounts(u.total), amounts(u.used), u.consumers)
 }
 
-/// Every second: this box's record's enabled flag into the local scheduler, its usage out.
+/// What this box offers, as it publishes it for the site's scheduler.
+pub fn inventory_of(fleet: &Fleet) -> Result<Inventory, ClusterError> {
+    let config = fleet.host_config();
+    let inventories = config
+        .inventories()
+        .map_err(|e| ClusterError::Corrupt {
+            key: "[compute] inventory".into(),
+            reason: e.to_string(),
+        })?
+        .into_iter()
+        .collect();
+    Ok(Inventory {
+        total: Amounts {
+            vcpus: config.vcpus,
+            ram_mb: config.ram_mb,
+            disk_gb: config.disk_gb,
+        },
+        inventories,
+        traits: Default::default(),
+    })
+}
+
+/// Every second: this box's inventory published again if it changed or its record went
+/// missing (a reload, or an operator's repair), so every box's scheduler sees it.
 async fn sync_member(membership: Membership, fleet: Arc<Fleet>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut published: Option<Inventory> = None;
     loop {
         tick.tick().await;
-        let (total, used, running) = local_usage(&fleet);
-        if let Err(e) = membership.publish(total, used, running).await {
-            tracing::warn!("cluster: publishing this box's usage: {e}");
-            continue;
-        }
-        match membership.boxes().await {
+        let inventory = match inventory_of(&fleet) {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!("cluster: {e}");
+                continue;
+            }
+        };
+        let listed = match membership.boxes().await {
             Ok(boxes) => {
-                if let Some(me) = boxes.iter().find(|b| b.record.name == membership.name()) {
-                    let r = &me.record;
+                let me = boxes.iter().find(|b| b.record.name == membership.name());
+                // A box whose placement is its own applies its record's switch to it.
+                if let Some(r) = me.map(|b| &b.record).filter(|_| !fleet.is_site()) {
                     if fleet.host_usage().enabled != r.enabled {
                         fleet.set_host_enabled(r.enabled, r.disabled_reason.clone());
                     }
                 }
+                me.is_some_and(|b| b.provider.is_some())
             }
-            Err(e) => tracing::warn!("cluster: reading the members: {e}"),
+            Err(e) => {
+                tracing::warn!("cluster: reading the members: {e}");
+                continue;
+            }
+        };
+        if listed && published.as_ref() == Some(&inventory) {
+            continue;
+        }
+        match membership.publish(&inventory).await {
+            Ok(()) => published = Some(inventory),
+            Err(e) => tracing::warn!("cluster: publishing this box's inventory: {e}"),
+        }
+    }
+}
+
+/// How often this box's servers are reconciled when no change was seen.
+const RECONCILE_EVERY: Duration = Duration::from_secs(5);
+
+/// On every change to the servers (or every few seconds): hands this box's runners what was
+/// asked of its servers through any box (`Fleet::reconcile`).
+async fn reconcile_owned(membership: Membership, fleet: Arc<Fleet>) {
+    let mut notices = super::watch::changes(
+        membership.etcd(),
+        super::keys::Keyspace::default().servers(),
+    );
+    let handed = Arc::new(Mutex::new(std::collections::HashMap::new()));
+    loop {
+        let fleet = fleet.clone();
+        let handed = handed.clone();
+        let pass = tokio::task::spawn_blocking(move || {
+            let mut handed = handed.lock().unwrap_or_else(PoisonError::into_inner);
+            fleet.reconcile(&mut handed)
+        })
+        .await;
+        match pass {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("cluster: reconciling this box's servers: {e}"),
+            Err(e) => tracing::error!("cluster: the servers' reconciler failed: {e}"),
+        }
+        tokio::select! {
+            changed = notices.changed() => if changed.is_err() { return },
+            () = tokio::time::sleep(RECONCILE_EVERY) => {}
         }
     }
 }

@@ -113,7 +113,7 @@ impl crate::store::Doors {
             volumes: db.clone(),
             networks: db.clone(),
             servers: db.clone(),
-            claims: db,
+            claims: crate::compute::servers::placement::store::PlacementDoor::Box(db),
         }
     }
 }

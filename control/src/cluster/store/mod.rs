@@ -12,6 +12,7 @@
 //! thread hop per call; a caller on an async worker (none today: handlers run on the blocking
 //! pool) would block that worker for one etcd round trip, never deadlock it.
 
+pub mod claims;
 pub mod flavors;
 pub mod identity;
 
@@ -31,6 +32,7 @@ use super::keys::Keyspace;
 use super::{ClusterError, ClusterSettings};
 use crate::store::StorageError;
 
+pub use claims::EtcdSiteClaims;
 pub use flavors::EtcdFlavors;
 pub use identity::EtcdIdentity;
 
@@ -111,6 +113,11 @@ impl EtcdDoors {
 
     pub fn identity(&self) -> EtcdIdentity {
         EtcdIdentity::new(self.clone())
+    }
+
+    /// Placement shared by the site's boxes (keys under `/outpost/v1` whatever the root).
+    pub fn site_claims(&self) -> EtcdSiteClaims {
+        EtcdSiteClaims::new(self.clone())
     }
 
     pub fn flavors(&self) -> EtcdFlavors {

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::EtcdDoors;
-use crate::cluster::keys::Keyspace;
+use crate::cluster::keys::{self, Keyspace};
 
 /// One etcd member for one test; killed (and its data removed) on drop.
 struct EtcdMember {
@@ -126,4 +126,206 @@ fn a_store_works_from_a_runtime_s_blocking_pool_and_from_plain_threads() {
     // The stores outlive a runtime that used them.
     drop(runtime);
     assert!(flavors.flavor("1").unwrap().is_some());
+}
+
+/// A site of `boxes` boxes in `etcd`, each with 4 vCPUs, 2 GiB of RAM (nothing reserved, no
+/// overcommit) and 10 GiB of disk, up and enabled; one placement per box, each on its own
+/// connection as on separate machines.
+fn site_of(
+    etcd: &EtcdMember,
+    boxes: &[&str],
+) -> Vec<crate::compute::servers::placement::Placement> {
+    use crate::cluster::records::{
+        AliveRecord, BoxRecord, ALIVE_SCHEMA, BOX_SCHEMA, PROVIDER_SCHEMA,
+    };
+    use crate::compute::servers::config::{ComputeSection, ComputeSettings, Machine};
+    use crate::compute::servers::placement::store::PlacementDoor;
+    use crate::compute::servers::placement::Placement;
+    use std::sync::Arc;
+    let doors = etcd.doors().unwrap();
+    boxes
+        .iter()
+        .map(|name| {
+            let settings = ComputeSettings::resolve(
+                &ComputeSection {
+                    host: Some((*name).into()),
+                    reserved_host_memory_mb: Some(0),
+                    cpu_allocation_ratio: Some(1.0),
+                    ..ComputeSection::default()
+                },
+                Machine {
+                    vcpus: 4,
+                    ram_mb: 2048,
+                    disk_gb: 10,
+                },
+            )
+            .unwrap();
+            let record = BoxRecord {
+                schema: BOX_SCHEMA,
+                name: (*name).into(),
+                service_id: format!("svc-{name}"),
+                hypervisor_id: format!("hv-{name}"),
+                underlay: "10.0.0.1".into(),
+                availability_zone: "nova".into(),
+                enabled: true,
+                disabled_reason: None,
+                joined_at: "2026-12-06T00:00:00Z".into(),
+            };
+            let provider = crate::cluster::records::ProviderRecord {
+                schema: PROVIDER_SCHEMA,
+                total: crate::cluster::records::Amounts {
+                    vcpus: 4,
+                    ram_mb: 2048,
+                    disk_gb: 10,
+                },
+                inventories: settings
+                    .inventory
+                    .inventories()
+                    .unwrap()
+                    .into_iter()
+                    .collect(),
+                traits: Default::default(),
+                updated_at: "2026-12-06T00:00:00Z".into(),
+            };
+            let alive = AliveRecord {
+                schema: ALIVE_SCHEMA,
+                boot_id: "b".into(),
+                started_at: "2026-12-06T00:00:00Z".into(),
+                version: "test".into(),
+            };
+            let puts = vec![
+                etcd_client::TxnOp::put(keys::box_record(name), super::to_json(&record), None),
+                etcd_client::TxnOp::put(keys::provider(name), super::to_json(&provider), None),
+                etcd_client::TxnOp::put(keys::alive(name), super::to_json(&alive), None),
+            ];
+            doors
+                .call(|kv| async move {
+                    kv.txn(etcd_client::Txn::new().and_then(puts))
+                        .await
+                        .map(|_| ())
+                })
+                .unwrap();
+            let own = etcd.doors().unwrap();
+            Placement::open(&settings, PlacementDoor::Site(Arc::new(own.site_claims()))).unwrap()
+        })
+        .collect()
+}
+
+fn small_flavor() -> crate::compute::servers::store::FlavorSnapshot {
+    crate::compute::servers::store::FlavorSnapshot {
+        id: "f".into(),
+        name: "f".into(),
+        vcpus: 1,
+        ram: 512,
+        disk: 1,
+        ephemeral: 0,
+        swap: 0,
+        extra_specs: Default::default(),
+    }
+}
+
+#[test]
+fn thirty_creates_at_once_through_three_boxes_never_over_commit_a_box() {
+    use crate::compute::servers::placement::store::SiteClaims;
+    use outpost_resources::ResourceClass;
+    let etcd = EtcdMember::start();
+    let site = std::sync::Arc::new(site_of(&etcd, &["box1", "box2", "box3"]));
+    // Each box holds four such servers (2048 MiB / 512 MiB, 4 vCPUs): twelve fit in all.
+    let placed: Vec<Option<String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..30)
+            .map(|i| {
+                let site = site.clone();
+                s.spawn(move || {
+                    site[i % 3]
+                        .claim(&format!("server-{i}"), &small_flavor(), false)
+                        .ok()
+                        .map(|c| c.host_id.0)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let granted = placed.iter().flatten().count();
+    assert_eq!(granted, 12, "placed: {placed:?}");
+    let view = etcd.doors().unwrap().site_claims().read().unwrap();
+    for host in view.cluster.hosts() {
+        assert_eq!(
+            host.usage().get(&ResourceClass::MemoryMb),
+            2048,
+            "{}",
+            host.name
+        );
+        assert_eq!(host.usage().get(&ResourceClass::Vcpu), 4, "{}", host.name);
+        assert_eq!(host.claims().count(), 4, "{}", host.name);
+    }
+    // The usage records the API shows add up to the claims.
+    for (i, p) in site.iter().enumerate() {
+        let u = p.host_usage();
+        assert_eq!(
+            (u.used[0], u.used[1], u.consumers),
+            (4, 2048, 4),
+            "box{}",
+            i + 1
+        );
+    }
+}
+
+#[test]
+fn a_site_releases_resizes_and_reverts_claims_on_the_box_that_holds_them() {
+    use outpost_resources::ConsumerId;
+    let etcd = EtcdMember::start();
+    let site = site_of(&etcd, &["box1", "box2"]);
+    let claim = site[0].claim("s1", &small_flavor(), false).unwrap();
+    let holder = if claim.host_id.0 == "box1" { 0 } else { 1 };
+    // Any box may release or resize a claim held on another.
+    let bigger = crate::compute::servers::store::FlavorSnapshot {
+        ram: 1024,
+        ..small_flavor()
+    };
+    let other = 1 - holder;
+    let resize = site[other].begin_resize("s1", &bigger, false).unwrap();
+    assert_eq!(
+        resize.dest.host_id, claim.host_id,
+        "a resize stays on its box"
+    );
+    assert_eq!(site[holder].host_usage().used[1], 1536);
+    site[other].revert_resize("s1").unwrap();
+    site[other].revert_resize("s1").unwrap();
+    assert_eq!(site[holder].host_usage().used[1], 512);
+    assert_eq!(site[holder].claims().unwrap(), vec![claim]);
+    site[other].release(&ConsumerId::from("s1")).unwrap();
+    site[other].release(&ConsumerId::from("s1")).unwrap();
+    assert_eq!(site[holder].host_usage().used, [0; 3]);
+    assert!(site[holder].claims().unwrap().is_empty());
+}
+
+#[test]
+fn a_disabled_or_dead_box_takes_no_new_claim() {
+    let etcd = EtcdMember::start();
+    let site = site_of(&etcd, &["box1", "box2"]);
+    let doors = etcd.doors().unwrap();
+    // box2 is gone (its alive key expired), box1 is disabled by its operator.
+    let mut record: crate::cluster::records::BoxRecord = doors
+        .call(|kv| async move { kv.get(keys::box_record("box1")).await })
+        .map(|kv| super::from_json(&kv.unwrap()).unwrap())
+        .unwrap();
+    record.enabled = false;
+    record.disabled_reason = Some("maintenance".into());
+    let ops = vec![
+        etcd_client::TxnOp::delete(keys::alive("box2"), None),
+        etcd_client::TxnOp::put(keys::box_record("box1"), super::to_json(&record), None),
+    ];
+    doors
+        .call(|kv| async move {
+            kv.txn(etcd_client::Txn::new().and_then(ops))
+                .await
+                .map(|_| ())
+        })
+        .unwrap();
+    let refused = site[1]
+        .claim("s1", &small_flavor(), false)
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("No valid host"), "{refused}");
+    assert!(refused.contains("maintenance"), "{refused}");
 }

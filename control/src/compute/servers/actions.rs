@@ -81,8 +81,8 @@ pub fn start(fleet: &Arc<Fleet>, ctx: &RequestContext, id: &str) -> Result<(), S
         vm: &[VmState::Stopped],
         tasks: &[],
     };
-    begin(fleet, ctx, id, &ALLOWED, TaskState::PoweringOn, |_| {})?;
-    Ok(fleet.send(id, Command::Start)?)
+    let was = begin(fleet, ctx, id, &ALLOWED, TaskState::PoweringOn, |_| {})?;
+    Ok(fleet.dispatch(id, was.host.as_deref(), Command::Start)?)
 }
 
 pub fn stop(fleet: &Arc<Fleet>, ctx: &RequestContext, id: &str) -> Result<(), ServerError> {
@@ -91,8 +91,8 @@ pub fn stop(fleet: &Arc<Fleet>, ctx: &RequestContext, id: &str) -> Result<(), Se
         vm: &[VmState::Active, VmState::Error],
         tasks: &[],
     };
-    begin(fleet, ctx, id, &ALLOWED, TaskState::PoweringOff, |_| {})?;
-    Ok(fleet.send(id, Command::Stop)?)
+    let was = begin(fleet, ctx, id, &ALLOWED, TaskState::PoweringOff, |_| {})?;
+    Ok(fleet.dispatch(id, was.host.as_deref(), Command::Stop)?)
 }
 
 pub fn reboot(
@@ -117,8 +117,8 @@ pub fn reboot(
     } else {
         (&SOFT, TaskState::Rebooting)
     };
-    begin(fleet, ctx, id, allowed, task, |_| {})?;
-    Ok(fleet.send(id, Command::Reboot { hard })?)
+    let was = begin(fleet, ctx, id, allowed, task, |_| {})?;
+    Ok(fleet.dispatch(id, was.host.as_deref(), Command::Reboot { hard })?)
 }
 
 /// Cold resize to `flavor_ref`: refused for the same flavor or a smaller root disk.
@@ -161,7 +161,7 @@ pub fn resize(
         }
     }
     let new_flavor = snapshot(&new);
-    begin(fleet, ctx, id, &ALLOWED, TaskState::ResizePrep, |s| {
+    let was = begin(fleet, ctx, id, &ALLOWED, TaskState::ResizePrep, |s| {
         s.resize = Some(ResizeRecord {
             old_flavor: s.flavor.clone(),
             new_flavor: new_flavor.clone(),
@@ -170,7 +170,7 @@ pub fn resize(
             claims: None,
         });
     })?;
-    Ok(fleet.send(id, Command::Resize)?)
+    Ok(fleet.dispatch(id, was.host.as_deref(), Command::Resize)?)
 }
 
 pub fn confirm_resize(
@@ -183,7 +183,7 @@ pub fn confirm_resize(
         vm: &[VmState::Resized],
         tasks: &[],
     };
-    begin(
+    let was = begin(
         fleet,
         ctx,
         id,
@@ -191,7 +191,7 @@ pub fn confirm_resize(
         TaskState::ResizeConfirming,
         |_| {},
     )?;
-    Ok(fleet.send(id, Command::ConfirmResize)?)
+    Ok(fleet.dispatch(id, was.host.as_deref(), Command::ConfirmResize)?)
 }
 
 pub fn revert_resize(
@@ -204,8 +204,8 @@ pub fn revert_resize(
         vm: &[VmState::Resized],
         tasks: &[],
     };
-    begin(fleet, ctx, id, &ALLOWED, TaskState::ResizeReverting, |_| {})?;
-    Ok(fleet.send(id, Command::RevertResize)?)
+    let was = begin(fleet, ctx, id, &ALLOWED, TaskState::ResizeReverting, |_| {})?;
+    Ok(fleet.dispatch(id, was.host.as_deref(), Command::RevertResize)?)
 }
 
 /// `PUT /servers/{id}`: a new name and/or description (2.19+), in any state.
@@ -249,11 +249,13 @@ pub fn update(
 pub fn delete(fleet: &Arc<Fleet>, ctx: &RequestContext, id: &str) -> Result<(), ServerError> {
     let mut visible = false;
     let mut already = false;
+    let mut host = None;
     fleet
         .servers()
         .update_server(id, TaskChange::Keep, &mut |s| {
             visible = ctx.can_see(&s.project_id);
             already = s.task_state == Some(TaskState::Deleting);
+            host = s.host.clone();
             if !visible || already {
                 return false;
             }
@@ -264,7 +266,7 @@ pub fn delete(fleet: &Arc<Fleet>, ctx: &RequestContext, id: &str) -> Result<(), 
         return Err(ServerError::NotFound(id.to_owned()));
     }
     if !already {
-        fleet.send(id, Command::Delete)?;
+        fleet.dispatch(id, host.as_deref(), Command::Delete)?;
     }
     Ok(())
 }

@@ -11,11 +11,13 @@ use super::runner::{Command, Runner};
 use super::store::ServerStore;
 use crate::network::agent::HostAgent;
 use crate::store::{Doors, StorageError};
+use crate::timestamp::Timestamp;
 use outpost_image_store::{DiskKind, ImageStore, VolumeError, VolumeStore};
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
@@ -98,6 +100,11 @@ impl Fleet {
         self.placement.set_enabled(enabled, reason);
     }
 
+    /// What this host offers, as configured (or measured).
+    pub fn host_config(&self) -> &outpost_resources::HostConfig {
+        &self.settings.inventory
+    }
+
     pub fn host(&self) -> &str {
         &self.settings.host
     }
@@ -167,6 +174,27 @@ impl Fleet {
         Ok(())
     }
 
+    /// Whether placement is the site's (boxes share servers) rather than this box's alone.
+    pub fn is_site(&self) -> bool {
+        self.placement.is_site()
+    }
+
+    /// Hands `command` to the runner on the box that must act: this one when it runs the
+    /// server, when no box runs it yet (a failed create), or on one box. On a site, a
+    /// server another box runs is that box's: its reconciler finds the request in the
+    /// record the caller has just written (docs/cluster.md, "Routing").
+    pub fn dispatch(
+        self: &Arc<Self>,
+        server_id: &str,
+        host: Option<&str>,
+        command: Command,
+    ) -> Result<(), FleetError> {
+        match host {
+            Some(owner) if self.is_site() && owner != self.host() => Ok(()),
+            _ => self.send(server_id, command),
+        }
+    }
+
     /// Called by a runner about to end: it may only end if no command is waiting, else it
     /// gets that command back to handle.
     pub(super) fn retire(&self, server_id: &str, rx: &Receiver<Command>) -> Option<Command> {
@@ -181,11 +209,25 @@ impl Fleet {
     }
 
     /// At start: removes what no server owns (monitor processes and folders under
-    /// `servers/`, root disks, claims), then has every server's runner recover it (adopt
-    /// its running monitor, or record how it ended; finish or undo a half-done operation).
+    /// `servers/`, root disks, claims on this box), then has every server's runner recover
+    /// it (adopt its running monitor, or record how it ended; finish or undo a half-done
+    /// operation). On a site every box's servers are listed, and this box recovers those it
+    /// runs (one still being placed is the placing box's business).
     pub fn recover(self: &Arc<Self>) -> Result<(), FleetError> {
         let rows = self.servers().servers(None)?;
         let known: BTreeSet<&str> = rows.iter().map(|s| s.id.as_str()).collect();
+        self.sweep(&known)?;
+        let site = self.is_site();
+        for s in rows
+            .iter()
+            .filter(|s| !site || s.host.as_deref() == Some(self.host()))
+        {
+            self.send(&s.id, Command::Recover)?;
+        }
+        Ok(())
+    }
+
+    fn sweep(&self, known: &BTreeSet<&str>) -> Result<(), FleetError> {
         if let Ok(entries) = std::fs::read_dir(&self.servers_dir) {
             for name in entries.filter_map(|e| e.ok()?.file_name().into_string().ok()) {
                 if known.contains(name.as_str()) {
@@ -205,7 +247,7 @@ impl Fleet {
                 self.volumes.remove_server_disks(&id)?;
             }
         }
-        for claim in self.placement.claims() {
+        for claim in self.placement.claims()? {
             let owner = &claim.consumer_id;
             let owned = known
                 .iter()
@@ -215,12 +257,48 @@ impl Fleet {
                 self.placement.release(owner)?;
             }
         }
-        for s in &rows {
+        Ok(())
+    }
+
+    /// On a site: hands this box's runners what was asked of its servers through other
+    /// boxes (a create placed here, a stop, a delete), found in the records as a task_state.
+    /// `handed` remembers what was handed over, so an unchanged record is handed again only
+    /// after [`REPAIR_AFTER`] (a request whose handling failed is tried again). Handing a
+    /// request twice is harmless: each command first checks the task_state it serves.
+    pub fn reconcile(
+        self: &Arc<Self>,
+        handed: &mut HashMap<String, (String, Instant)>,
+    ) -> Result<(), FleetError> {
+        let rows = self.servers().servers(None)?;
+        let mut pending = BTreeSet::new();
+        for s in rows
+            .iter()
+            .filter(|s| s.host.as_deref() == Some(self.host()))
+        {
+            let Some(task) = s.task_state else {
+                continue;
+            };
+            pending.insert(s.id.clone());
+            let marker = format!(
+                "{}@{}",
+                task.as_str(),
+                s.updated_at.map_or(0, Timestamp::micros)
+            );
+            if let Some((seen, at)) = handed.get(&s.id) {
+                if *seen == marker && at.elapsed() < REPAIR_AFTER {
+                    continue;
+                }
+            }
             self.send(&s.id, Command::Recover)?;
+            handed.insert(s.id.clone(), (marker, Instant::now()));
         }
+        handed.retain(|id, _| pending.contains(id));
         Ok(())
     }
 }
+
+/// How long a request handed to a runner may stay unchanged before it is handed again.
+pub const REPAIR_AFTER: Duration = Duration::from_secs(30);
 
 /// The first block of a UUID, for thread names (at most 15 bytes on Linux).
 fn short(id: &str) -> &str {

@@ -7,7 +7,7 @@
 
 use super::monitor::{self, process};
 use super::runner::{Command, Flow, RunError, Runner};
-use super::saga::{CREATE, CREATE_START_MONITOR, DELETE, RESIZE};
+use super::saga::{CREATE, CREATE_SCHEDULED, CREATE_START_MONITOR, DELETE, RESIZE};
 use super::store::{PowerState, TaskChange, TaskState, VmState};
 
 impl Runner {
@@ -36,6 +36,13 @@ impl Runner {
             );
             match task.kind.as_str() {
                 DELETE => return self.delete(),
+                CREATE if task.step == CREATE_SCHEDULED => {
+                    // Placed here by another box: nothing is built yet.
+                    if s.host.as_deref() == Some(self.fleet.host()) {
+                        self.build_claimed(&s)?;
+                    }
+                    return Ok(Flow::Continue);
+                }
                 CREATE => {
                     let started = task.step == CREATE_START_MONITOR
                         && self.monitor.is_some()

@@ -33,6 +33,8 @@ use std::path::Path;
 pub(super) const CREATE: &str = "create";
 pub(super) const DELETE: &str = "delete";
 pub(super) const RESIZE: &str = "resize";
+/// A create placed on another box of the site: that box builds it from here.
+pub(super) const CREATE_SCHEDULED: &str = "scheduled";
 /// The create step after which only the guest's start remains.
 pub(super) const CREATE_START_MONITOR: &str = "start_monitor";
 
@@ -78,16 +80,20 @@ impl Runner {
             .claim(&id, &s.flavor, s.boot.volume_backed())
             .and_then(|claim| {
                 let host = claim.host_id.0.clone();
-                let recorded = self.update_with(
-                    TaskChange::Step {
-                        kind: CREATE,
-                        step: "hold_images",
-                    },
-                    |row| {
-                        row.host = Some(host.clone());
+                // Another box of the site builds it: the record names it, and that box's
+                // reconciler takes the build from step `scheduled`.
+                let here = host == self.fleet.host();
+                let step = if here {
+                    "hold_images"
+                } else {
+                    CREATE_SCHEDULED
+                };
+                let recorded = self.update_with(TaskChange::Step { kind: CREATE, step }, |row| {
+                    row.host = Some(host.clone());
+                    if here {
                         retask(row, Some(TaskState::BlockDeviceMapping));
-                    },
-                );
+                    }
+                });
                 match recorded {
                     Ok(_) => Ok(claim),
                     Err(e) => {
@@ -98,6 +104,13 @@ impl Runner {
                 }
             });
         match claimed {
+            Ok(claim) if claim.host_id.0 != self.fleet.host() => {
+                tracing::info!(
+                    "server {id}: placed on box {}, which builds it",
+                    claim.host_id
+                );
+                return Ok(Flow::End);
+            }
             Ok(claim) => tracing::info!("server {id}: claimed on {}", claim.host_id),
             Err(PlacementError::NoValidHost(n)) => {
                 tracing::info!("server {id}: {n}");
@@ -109,7 +122,25 @@ impl Runner {
                 return Ok(Flow::Continue);
             }
         }
-        match self.build(&s) {
+        self.build_claimed(&s)?;
+        Ok(Flow::Continue)
+    }
+
+    /// Builds a server whose claim is on this box (after its claim here, or when another
+    /// box placed it here); a failure undoes the build and leaves the server in ERROR.
+    pub(super) fn build_claimed(&mut self, s: &Server) -> Result<(), RunError> {
+        let id = self.id.clone();
+        if let Err(e) = self.update_with(
+            TaskChange::Step {
+                kind: CREATE,
+                step: "hold_images",
+            },
+            |row| retask(row, Some(TaskState::BlockDeviceMapping)),
+        ) {
+            tracing::warn!("server {id}: cannot record the build's start: {e}");
+            return Err(e.into());
+        }
+        match self.build(s) {
             Ok(()) => self.finish_create()?,
             Err(e) => {
                 tracing::warn!("server {id}: build failed: {e}");
@@ -119,7 +150,7 @@ impl Runner {
                 self.fail(&format!("Build of the server failed: {e}"))?;
             }
         }
-        Ok(Flow::Continue)
+        Ok(())
     }
 
     fn build(&mut self, s: &Server) -> Result<(), RunError> {

@@ -18,7 +18,7 @@ use outpost_resources::{
     NoValidHost, Resize, ResourceClass, ScheduleError, Scheduler,
 };
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use store::ClaimStore;
+use store::{ClaimChange, ClaimStore, PlacementDoor, SiteClaims, SiteView};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlacementError {
@@ -34,6 +34,8 @@ pub enum PlacementError {
     Scheduler(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error("the site's claims kept changing while this one was being placed; try again")]
+    Contended,
 }
 
 impl From<ScheduleError> for PlacementError {
@@ -72,82 +74,110 @@ pub struct HostUsage {
     pub enabled: bool,
 }
 
+/// Where placement's state is kept.
+enum Door {
+    /// One box: the cluster of this one host lives here, every change saved through the
+    /// box's store before it counts.
+    Box {
+        cluster: Mutex<Cluster>,
+        store: Arc<dyn ClaimStore>,
+    },
+    /// A site of boxes: each decision is made on a fresh read and committed only if the
+    /// boxes it touches did not change meanwhile, else made again.
+    Site(Arc<dyn SiteClaims>),
+}
+
+/// How often a decision that lost its race is made again before the request fails.
+const SITE_TRIES: u32 = 8;
+
 pub struct Placement {
-    cluster: Mutex<Cluster>,
+    door: Door,
     scheduler: Scheduler,
-    store: Arc<dyn ClaimStore>,
+    /// This box, whose usage [`Placement::host_usage`] reports.
+    this: HostId,
 }
 
 impl Placement {
-    /// The cluster of this one host, with the claims `store` holds replayed.
+    /// One box's placement: the cluster of this one host, with the claims `store` holds
+    /// replayed. A site's: every box, read from `site` at each decision.
     pub fn open(
         settings: &ComputeSettings,
-        store: Arc<dyn ClaimStore>,
+        door: PlacementDoor,
     ) -> Result<Placement, PlacementError> {
-        let host = settings
-            .inventory
-            .to_host(HostId(settings.host.clone()), settings.host.clone())?;
-        let cluster =
-            Cluster::from_hosts([host]).map_err(|e| PlacementError::Scheduler(e.to_string()))?;
         let scheduler = Scheduler::from_config(&settings.scheduler)
             .map_err(|e| PlacementError::Scheduler(e.to_string()))?;
-        let placement = Placement {
-            cluster: Mutex::new(cluster),
-            scheduler,
-            store,
-        };
-        placement.restore(&placement.store.claims()?);
-        Ok(placement)
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Cluster> {
-        // The cluster is only changed by calls that either complete or change nothing.
-        self.cluster.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Replays saved claims (without re-checking capacity: a host that shrank keeps its
-    /// servers). A claim that cannot be replayed (its host is gone) is logged and skipped.
-    fn restore(&self, saved: &[Claim]) {
-        let mut cluster = self.lock();
-        for claim in saved {
-            if let Err(e) = cluster.restore(claim) {
-                tracing::warn!("cannot restore the claim of {}: {e}", claim.consumer_id);
+        let this = HostId(settings.host.clone());
+        let door = match door {
+            PlacementDoor::Box(store) => {
+                let host = settings
+                    .inventory
+                    .to_host(this.clone(), settings.host.clone())?;
+                let cluster = Cluster::from_hosts([host])
+                    .map_err(|e| PlacementError::Scheduler(e.to_string()))?;
+                let door = Door::Box {
+                    cluster: Mutex::new(cluster),
+                    store,
+                };
+                if let Door::Box { cluster, store } = &door {
+                    restore(&mut lock(cluster), &store.claims()?);
+                }
+                door
             }
+            PlacementDoor::Site(site) => Door::Site(site),
+        };
+        Ok(Placement {
+            door,
+            scheduler,
+            this,
+        })
+    }
+
+    /// Makes the decision `decide` takes on the site as read, and commits it; made again on
+    /// a fresh read when another box changed a box it touches first.
+    fn on_site<T>(
+        &self,
+        site: &dyn SiteClaims,
+        mut decide: impl FnMut(&SiteView) -> Result<(ClaimChange, T), PlacementError>,
+    ) -> Result<T, PlacementError> {
+        for attempt in 0..SITE_TRIES {
+            let view = site.read()?;
+            let (change, outcome) = decide(&view)?;
+            if change == ClaimChange::default() || site.commit(&view, &change)? {
+                return Ok(outcome);
+            }
+            tracing::debug!("placement: lost a race (attempt {attempt}); deciding again");
+            std::thread::sleep(jitter());
         }
+        Err(PlacementError::Contended)
+    }
+
+    /// Whether the boxes of a site share placement.
+    pub fn is_site(&self) -> bool {
+        matches!(self.door, Door::Site(_))
     }
 
     /// This host's inventory totals and what is claimed of them (Nova's os-hypervisors), and
     /// how many servers hold claims on it.
     pub fn host_usage(&self) -> HostUsage {
-        let cluster = self.lock();
-        let Some(host) = cluster.hosts().next() else {
-            return HostUsage::default();
-        };
-        let total = |c: ResourceClass| host.inventory(&c).map_or(0, |i| i.total);
-        let used = |c: ResourceClass| host.usage().get(&c);
-        HostUsage {
-            total: [
-                total(ResourceClass::Vcpu),
-                total(ResourceClass::MemoryMb),
-                total(ResourceClass::DiskGb),
-            ],
-            used: [
-                used(ResourceClass::Vcpu),
-                used(ResourceClass::MemoryMb),
-                used(ResourceClass::DiskGb),
-            ],
-            // A resize's old size is a second claim of the same server.
-            consumers: cluster
-                .claims()
-                .filter(|c| !c.consumer_id.0.starts_with("migration:"))
-                .count() as u64,
-            enabled: host.enabled,
+        match &self.door {
+            Door::Box { cluster, .. } => usage_of(&lock(cluster), &self.this),
+            Door::Site(site) => match site.read() {
+                Ok(view) => usage_of(&view.cluster, &self.this),
+                Err(e) => {
+                    tracing::warn!("placement: cannot read the site's claims: {e}");
+                    HostUsage::default()
+                }
+            },
         }
     }
 
-    /// Nova's service disable: a disabled host takes no new servers and keeps its own.
+    /// Nova's service disable on one box: a disabled host takes no new servers and keeps its
+    /// own. (On a site, the box's record says it, read at every decision.)
     pub fn set_enabled(&self, enabled: bool, reason: Option<String>) {
-        let mut cluster = self.lock();
+        let Door::Box { cluster, .. } = &self.door else {
+            return;
+        };
+        let mut cluster = lock(cluster);
         let ids: Vec<HostId> = cluster.hosts().map(|h| h.id().clone()).collect();
         for id in ids {
             if let Some(host) = cluster.host_mut(&id) {
@@ -157,9 +187,17 @@ impl Placement {
         }
     }
 
-    /// Every claim held now.
-    pub fn claims(&self) -> Vec<Claim> {
-        self.lock().claims().collect()
+    /// Every claim held on this box now.
+    pub fn claims(&self) -> Result<Vec<Claim>, PlacementError> {
+        Ok(match &self.door {
+            Door::Box { cluster, .. } => lock(cluster).claims().collect(),
+            Door::Site(site) => site
+                .read()?
+                .cluster
+                .claims()
+                .filter(|c| c.host_id == self.this)
+                .collect(),
+        })
     }
 
     /// Schedules a server of `flavor` and saves its claim. Nothing is held if either fails.
@@ -171,24 +209,48 @@ impl Placement {
     ) -> Result<Claim, PlacementError> {
         let request = resource_flavor(flavor).to_request(boot_from_volume)?;
         let consumer = ConsumerId(server_id.to_owned());
-        let mut cluster = self.lock();
-        let selection = self.scheduler.schedule(&mut cluster, &consumer, &request)?;
-        if let Err(e) = self
-            .store
-            .put_claims(std::slice::from_ref(&selection.claim))
-        {
-            cluster.release(&consumer);
-            return Err(e.into());
+        match &self.door {
+            Door::Box { cluster, store } => {
+                let mut cluster = lock(cluster);
+                let selection = self.scheduler.schedule(&mut cluster, &consumer, &request)?;
+                if let Err(e) = store.put_claims(std::slice::from_ref(&selection.claim)) {
+                    cluster.release(&consumer);
+                    return Err(e.into());
+                }
+                Ok(selection.claim)
+            }
+            Door::Site(site) => self.on_site(site.as_ref(), |view| {
+                let mut cluster = view.cluster.clone();
+                let claim = self
+                    .scheduler
+                    .schedule(&mut cluster, &consumer, &request)?
+                    .claim;
+                let change = ClaimChange {
+                    put: vec![claim.clone()],
+                    remove: Vec::new(),
+                };
+                Ok((change, claim))
+            }),
         }
-        Ok(selection.claim)
     }
 
     /// Releases `consumer`'s claim, in the database first (idempotent).
-    pub fn release(&self, consumer: &ConsumerId) -> Result<(), StorageError> {
-        let mut cluster = self.lock();
-        self.store.remove_claim(consumer, None)?;
-        cluster.release(consumer);
-        Ok(())
+    pub fn release(&self, consumer: &ConsumerId) -> Result<(), PlacementError> {
+        match &self.door {
+            Door::Box { cluster, store } => {
+                let mut cluster = lock(cluster);
+                store.remove_claim(consumer, None)?;
+                cluster.release(consumer);
+                Ok(())
+            }
+            Door::Site(site) => self.on_site(site.as_ref(), |view| {
+                let mut change = ClaimChange::default();
+                if view.cluster.holder(consumer).is_some() {
+                    change.remove.push(consumer.clone());
+                }
+                Ok((change, ()))
+            }),
+        }
     }
 
     /// Starts a resize to `flavor`: the old claim passes to the migration, the server
@@ -202,23 +264,46 @@ impl Placement {
         let request = resource_flavor(flavor).to_request(boot_from_volume)?;
         let consumer = ConsumerId(server_id.to_owned());
         let migration = migration_id(server_id);
-        let mut cluster = self.lock();
-        let resize =
-            self.scheduler
-                .schedule_resize(&mut cluster, &consumer, &migration, &request)?;
-        let saved = self
-            .store
-            .put_claims(&[resize.source.clone(), resize.dest.clone()]);
-        if let Err(e) = saved {
-            // Gives the old claim back to the server, as it was.
-            let _ = cluster.revert_resize(&consumer, &migration);
-            return Err(e.into());
+        match &self.door {
+            Door::Box { cluster, store } => {
+                let mut cluster = lock(cluster);
+                let resize = self.scheduler.schedule_resize(
+                    &mut cluster,
+                    &consumer,
+                    &migration,
+                    &request,
+                )?;
+                let saved = store.put_claims(&[resize.source.clone(), resize.dest.clone()]);
+                if let Err(e) = saved {
+                    // Gives the old claim back to the server, as it was.
+                    let _ = cluster.revert_resize(&consumer, &migration);
+                    return Err(e.into());
+                }
+                Ok(resize)
+            }
+            Door::Site(site) => self.on_site(site.as_ref(), |view| {
+                // The server's disks are on its box: a resize stays there (moving it is a
+                // migration, which is the box-failure work's).
+                let mut request = request.clone();
+                request.destination = view.cluster.holder(&consumer).cloned();
+                let mut cluster = view.cluster.clone();
+                let resize = self.scheduler.schedule_resize(
+                    &mut cluster,
+                    &consumer,
+                    &migration,
+                    &request,
+                )?;
+                let change = ClaimChange {
+                    put: vec![resize.source.clone(), resize.dest.clone()],
+                    remove: Vec::new(),
+                };
+                Ok((change, resize))
+            }),
         }
-        Ok(resize)
     }
 
     /// Confirms a resize: the old size, held by the migration, is released.
-    pub fn confirm_resize(&self, server_id: &str) -> Result<(), StorageError> {
+    pub fn confirm_resize(&self, server_id: &str) -> Result<(), PlacementError> {
         self.release(&migration_id(server_id))
     }
 
@@ -227,18 +312,84 @@ impl Placement {
     pub fn revert_resize(&self, server_id: &str) -> Result<(), PlacementError> {
         let consumer = ConsumerId(server_id.to_owned());
         let migration = migration_id(server_id);
-        let mut cluster = self.lock();
-        let Some(old) = cluster.claim_of(&migration) else {
-            return Ok(());
-        };
-        let restored = Claim {
-            consumer_id: consumer.clone(),
-            ..old
-        };
-        self.store.remove_claim(&migration, Some(&restored))?;
-        cluster.revert_resize(&consumer, &migration)?;
-        Ok(())
+        match &self.door {
+            Door::Box { cluster, store } => {
+                let mut cluster = lock(cluster);
+                let Some(old) = cluster.claim_of(&migration) else {
+                    return Ok(());
+                };
+                let restored = Claim {
+                    consumer_id: consumer.clone(),
+                    ..old
+                };
+                store.remove_claim(&migration, Some(&restored))?;
+                cluster.revert_resize(&consumer, &migration)?;
+                Ok(())
+            }
+            Door::Site(site) => self.on_site(site.as_ref(), |view| {
+                let mut change = ClaimChange::default();
+                if let Some(old) = view.cluster.claim_of(&migration) {
+                    change.remove.push(migration.clone());
+                    change.remove.push(consumer.clone());
+                    change.put.push(Claim {
+                        consumer_id: consumer.clone(),
+                        ..old
+                    });
+                }
+                Ok((change, ()))
+            }),
+        }
     }
+}
+
+fn lock(cluster: &Mutex<Cluster>) -> MutexGuard<'_, Cluster> {
+    // The cluster is only changed by calls that either complete or change nothing.
+    cluster.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Replays saved claims (without re-checking capacity: a host that shrank keeps its
+/// servers). A claim that cannot be replayed (its host is gone) is logged and skipped.
+fn restore(cluster: &mut Cluster, saved: &[Claim]) {
+    for claim in saved {
+        if let Err(e) = cluster.restore(claim) {
+            tracing::warn!("cannot restore the claim of {}: {e}", claim.consumer_id);
+        }
+    }
+}
+
+/// What `host` offers and holds in `cluster` (all zero when it is not there).
+fn usage_of(cluster: &Cluster, host: &HostId) -> HostUsage {
+    let Some(host) = cluster.host(host) else {
+        return HostUsage::default();
+    };
+    let total = |c: ResourceClass| host.inventory(&c).map_or(0, |i| i.total);
+    let used = |c: ResourceClass| host.usage().get(&c);
+    HostUsage {
+        total: [
+            total(ResourceClass::Vcpu),
+            total(ResourceClass::MemoryMb),
+            total(ResourceClass::DiskGb),
+        ],
+        used: [
+            used(ResourceClass::Vcpu),
+            used(ResourceClass::MemoryMb),
+            used(ResourceClass::DiskGb),
+        ],
+        // A resize's old size is a second claim of the same server.
+        consumers: host
+            .claims()
+            .filter(|c| !c.consumer_id.0.starts_with("migration:"))
+            .count() as u64,
+        enabled: host.enabled,
+    }
+}
+
+/// 0–20 ms, so boxes that collided do not collide again in step.
+fn jitter() -> std::time::Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    std::time::Duration::from_micros(u64::from(nanos % 20_000))
 }
 
 #[cfg(test)]
@@ -249,7 +400,11 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn placement(db: &Db, vcpus: u64, ram_mb: u64) -> Placement {
-        Placement::open(&settings_for(vcpus, ram_mb), Arc::new(db.clone())).unwrap()
+        Placement::open(
+            &settings_for(vcpus, ram_mb),
+            PlacementDoor::Box(Arc::new(db.clone())),
+        )
+        .unwrap()
     }
 
     fn settings_for(vcpus: u64, ram_mb: u64) -> ComputeSettings {
@@ -294,14 +449,14 @@ mod tests {
             }
             other => panic!("{other}"),
         }
-        assert_eq!(p.claims().len(), 1);
+        assert_eq!(p.claims().unwrap().len(), 1);
         let saved = db.claims().unwrap();
         assert_eq!(saved.len(), 1);
         let again = placement(&db, 2, 1024);
-        assert_eq!(again.claims(), p.claims());
+        assert_eq!(again.claims().unwrap(), p.claims().unwrap());
         p.release(&ConsumerId::from("a")).unwrap();
         p.release(&ConsumerId::from("a")).unwrap();
-        assert!(p.claims().is_empty());
+        assert!(p.claims().unwrap().is_empty());
         assert!(db.claims().unwrap().is_empty());
     }
 
@@ -322,9 +477,13 @@ mod tests {
 
     #[test]
     fn a_claim_that_cannot_be_saved_holds_nothing() {
-        let p = Placement::open(&settings_for(2, 1024), Arc::new(Refusing)).unwrap();
+        let p = Placement::open(
+            &settings_for(2, 1024),
+            PlacementDoor::Box(Arc::new(Refusing)),
+        )
+        .unwrap();
         assert!(p.claim("c", &flavor(1, 256), false).is_err());
-        assert!(p.claims().is_empty());
+        assert!(p.claims().unwrap().is_empty());
     }
 
     #[test]
@@ -385,6 +544,6 @@ mod tests {
         );
         // Too big beside the old size: refused, nothing changes.
         assert!(p.begin_resize("a", &flavor(3, 1024), false).is_err());
-        assert_eq!(p.claims().len(), 1);
+        assert_eq!(p.claims().unwrap().len(), 1);
     }
 }

@@ -94,7 +94,14 @@ pub fn decompress(payload: &[u8]) -> Result<Vec<u8>, DecompressError> {
                 .map_err(|e| corrupt(e.to_string()))?;
             out
         }
-        Codec::Lz4Legacy => lz4_legacy(&stream[4..], expected.unwrap_or(0), codec)?,
+        Codec::Lz4Legacy => {
+            // The magic `detect` matched is part of the stream, unless the size trailer
+            // took some of its bytes: then there is no stream at all.
+            let blocks = stream
+                .get(4..)
+                .ok_or_else(|| corrupt("payload shorter than its magic and size trailer".into()))?;
+            lz4_legacy(blocks, expected.unwrap_or(0), codec)?
+        }
         Codec::Lzo => return Err(DecompressError::Unsupported(codec)),
     };
     if let Some(n) = expected {
@@ -168,6 +175,25 @@ mod tests {
     fn with_size(mut v: Vec<u8>, n: usize) -> Vec<u8> {
         v.extend_from_slice(&(n as u32).to_le_bytes());
         v
+    }
+
+    /// Found by the kernel_decompress fuzz target: the LZ4 magic with one byte after it
+    /// leaves a one-byte stream once the 4-byte size trailer is taken off.
+    #[test]
+    fn lz4_payload_shorter_than_magic_and_trailer_is_corrupt() {
+        for tail in [&[][..], &[0x13], &[1, 2, 3]] {
+            let payload = [&[0x02, 0x21, 0x4c, 0x18][..], tail].concat();
+            assert!(
+                matches!(
+                    decompress(&payload),
+                    Err(DecompressError::Corrupt {
+                        codec: Codec::Lz4Legacy,
+                        ..
+                    })
+                ),
+                "{payload:02x?}"
+            );
+        }
     }
 
     #[test]

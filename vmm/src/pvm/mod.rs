@@ -24,8 +24,9 @@ mod xstate;
 
 #[cfg(test)]
 mod kvm_tests;
-#[cfg(test)]
-mod testutil;
+#[cfg(any(test, feature = "test-doubles"))]
+#[doc(hidden)]
+pub mod testutil;
 
 use std::sync::Arc;
 use std::time::Instant;

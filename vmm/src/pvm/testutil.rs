@@ -1,5 +1,6 @@
 //! Test doubles for the emulator's two traits: a vCPU held in plain structs and a flat linear
-//! memory with pages that fault. Only for unit tests of the pure emulation logic.
+//! memory with pages that fault. For unit tests of the pure emulation logic and for the fuzz
+//! targets (fuzz/), which is why nothing here may panic on a guest address.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -179,13 +180,13 @@ impl FlatMem {
                 )));
             }
         }
-        let off = gva
-            .checked_sub(self.base)
-            .ok_or(MemError::NotRam { gva, gpa: gva })? as usize;
-        if off + len > self.bytes.len() {
-            return Err(MemError::NotRam { gva, gpa: gva });
+        let not_ram = || MemError::NotRam { gva, gpa: gva };
+        let off = gva.checked_sub(self.base).ok_or_else(not_ram)?;
+        let off = usize::try_from(off).map_err(|_| not_ram())?;
+        match off.checked_add(len) {
+            Some(end) if end <= self.bytes.len() => Ok(off),
+            _ => Err(not_ram()),
         }
-        Ok(off)
     }
 
     pub fn at(&self, gva: u64, len: usize) -> &[u8] {

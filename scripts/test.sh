@@ -28,10 +28,13 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins
 cargo test --workspace --no-fail-fast
-# Every fuzz target, instrumented, for 10 s each from the corpus in fuzz/corpus/: a crash, a
-# hang or a runaway allocation fails the run (scripts/fuzz.sh runs them for 10^7 executions).
-scripts/fuzz.sh --seconds 10
+# (cargo test above replays every input in fuzz/corpus/ through its target, uninstrumented.)
 if [ "${OUTPOST_SLOW_TESTS:-0}" = 1 ]; then
+    # Every fuzz target, instrumented, for 10 s each from the corpus: a crash, a hang or a
+    # runaway allocation fails the run (scripts/fuzz.sh alone runs them for 10^7 executions).
+    # In the slow suite because its first, optimised and instrumented build of the whole
+    # dependency tree takes about ten minutes on a 2-core machine.
+    scripts/fuzz.sh --seconds 10
     # The stock Debian kernel and the 8-vCPU/16-GiB guest: minutes each on a PVM host.
     cargo test -p outpost-tests --no-fail-fast -- --ignored
 fi

@@ -163,10 +163,36 @@ impl Keyspace {
     }
 }
 
-// Servers (the reconciler's watch; the servers' door spells the rest).
+// The servers' door (`compute::servers::store`): a server's Nova record, its user_data and the
+// progress row of its operation under way, each under its own prefix so one range read lists
+// one kind.
 impl Keyspace {
     pub fn servers(&self) -> String {
         format!("{}/servers/", self.root)
+    }
+
+    /// A server's Nova record with its owner box and epoch.
+    pub fn server(&self, id: &str) -> String {
+        format!("{}{id}", self.servers())
+    }
+
+    pub fn server_tasks(&self) -> String {
+        format!("{}/server-tasks/", self.root)
+    }
+
+    /// The step a server's multi-step operation has reached.
+    pub fn server_task(&self, id: &str) -> String {
+        format!("{}{id}", self.server_tasks())
+    }
+
+    /// Every server's user_data.
+    pub fn servers_user_data(&self) -> String {
+        format!("{}/server-user-data/", self.root)
+    }
+
+    /// A server's user_data (up to 64 KiB), apart from its record so records stay small.
+    pub fn server_user_data(&self, id: &str) -> String {
+        format!("{}{id}", self.servers_user_data())
     }
 }
 
@@ -203,5 +229,17 @@ mod tests {
         assert_eq!(k.flavor("1"), "/outpost/v1/flavors/1");
         assert_eq!(Keyspace::under("/t/9/").roles(), "/t/9/identity/roles/");
         assert_eq!(child(&k.user("u1"), &k.users()), Some("u1"));
+    }
+
+    #[test]
+    fn server_keys_follow_the_keyspace_table() {
+        let k = Keyspace::default();
+        assert_eq!(k.server("s1"), "/outpost/v1/servers/s1");
+        assert_eq!(k.server_user_data("s1"), "/outpost/v1/server-user-data/s1");
+        assert_eq!(k.server_task("s1"), "/outpost/v1/server-tasks/s1");
+        // One kind's prefix never covers another's keys.
+        assert_eq!(child(&k.server_task("s1"), &k.servers()), None);
+        assert_eq!(child(&k.server_user_data("s1"), &k.servers()), None);
+        assert_eq!(child(&k.server("s1"), &k.servers()), Some("s1"));
     }
 }

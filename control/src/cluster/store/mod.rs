@@ -1,5 +1,5 @@
-//! The doors a cluster keeps in etcd (docs/cluster.md, "Doors"): identity ([`identity`]) and
-//! flavors ([`flavors`]), implementing the same store traits as SQLite, so every box reads and
+//! The doors a cluster keeps in etcd (docs/cluster.md, "Doors"): identity ([`identity`]),
+//! flavors ([`flavors`]) and servers ([`servers`]), implementing the same store traits as SQLite, so every box reads and
 //! writes one copy. Keys come from [`Keyspace`]; values are JSON with a `schema` field.
 //!
 //! The traits are synchronous and the etcd client is async. Every call runs on the stores'
@@ -15,6 +15,7 @@
 pub mod claims;
 pub mod flavors;
 pub mod identity;
+pub mod servers;
 
 #[cfg(test)]
 mod tests;
@@ -35,6 +36,7 @@ use crate::store::StorageError;
 pub use claims::EtcdSiteClaims;
 pub use flavors::EtcdFlavors;
 pub use identity::EtcdIdentity;
+pub use servers::{EtcdServers, ServerEntry, ServersAt};
 
 /// How often a write that lost a race re-reads and tries again before it gives up.
 const MAX_TRIES: u32 = 8;
@@ -122,6 +124,23 @@ impl EtcdDoors {
 
     pub fn flavors(&self) -> EtcdFlavors {
         EtcdFlavors::new(self.clone())
+    }
+
+    pub fn servers(&self) -> EtcdServers {
+        EtcdServers::new(self.clone())
+    }
+
+    /// Every server record, with its epoch and `mod_revision`, as of the revision of one range
+    /// read: where a reconciler of servers starts. It then watches [`Self::servers_prefix`]
+    /// from `revision + 1` (decoding each event with [`ServerEntry::from_kv`]) and misses
+    /// nothing in between. user_data is not read here (it has its own key).
+    pub fn servers_at(&self) -> Result<ServersAt, StorageError> {
+        self.call(Kv::servers_at)
+    }
+
+    /// The prefix every server record's key starts with (and no other key).
+    pub fn servers_prefix(&self) -> String {
+        self.kv.keys.servers()
     }
 
     /// Runs `f` (one store operation) on the stores' thread.

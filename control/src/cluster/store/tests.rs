@@ -1,7 +1,8 @@
 //! The same conformance suites SQLite passes (`identity::store::conformance`,
-//! `compute::flavors::store::conformance`), run against a real single-member etcd: Debian's
-//! `etcd` binary on loopback, data in a temporary directory, killed when the test ends. Every
-//! store a suite asks for gets a key root of its own, so one member serves a whole suite.
+//! `compute::flavors::store::conformance`, `compute::servers::store::conformance`), run
+//! against a real single-member etcd: Debian's `etcd` binary on loopback, data in a temporary
+//! directory, killed when the test ends. Every store a suite asks for gets a key root of its
+//! own, so one member serves a whole suite.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -68,10 +69,13 @@ impl EtcdMember {
     /// Doors on this member under a root no other store of the test uses, so each is empty.
     fn doors(&self) -> Result<EtcdDoors, crate::cluster::ClusterError> {
         let n = self.next_root.fetch_add(1, Ordering::Relaxed);
-        let doors = EtcdDoors::connect(
-            vec![self.url.clone()],
-            Keyspace::under(&format!("/test/{n}")),
-        )?;
+        self.doors_under(&format!("/test/{n}"))
+    }
+
+    /// Doors (a connection and thread of their own) on keys under `root`: doors under one
+    /// root share their records as the boxes of a cluster do.
+    fn doors_under(&self, root: &str) -> Result<EtcdDoors, crate::cluster::ClusterError> {
+        let doors = EtcdDoors::connect(vec![self.url.clone()], Keyspace::under(root))?;
         // Connecting is lazy about the member's readiness; a read proves it answers.
         use crate::compute::flavors::store::FlavorStore;
         doors
@@ -102,6 +106,12 @@ fn etcd_identity_conforms_to_the_identity_store_contract() {
 fn etcd_flavors_conform_to_the_flavor_store_contract() {
     let etcd = EtcdMember::start();
     crate::compute::flavors::store::conformance::run(|| etcd.doors().unwrap().flavors());
+}
+
+#[test]
+fn etcd_servers_conform_to_the_server_store_contract() {
+    let etcd = EtcdMember::start();
+    crate::compute::servers::store::conformance::run(|| etcd.doors().unwrap().servers());
 }
 
 #[test]
@@ -328,4 +338,184 @@ fn a_disabled_or_dead_box_takes_no_new_claim() {
         .to_string();
     assert!(refused.contains("No valid host"), "{refused}");
     assert!(refused.contains("maintenance"), "{refused}");
+}
+
+/// Boxes (each a store with its own connection and thread) bump one counter in one server's
+/// metadata at once: every bump lands, each on the count the one before it left.
+#[test]
+fn boxes_updating_one_server_at_once_lose_no_update() {
+    use crate::compute::servers::store::{conformance, ServerStore, TaskChange};
+    const BOXES: usize = 4;
+    const ROUNDS: u64 = 10;
+    let etcd = EtcdMember::start();
+    let boxes: Vec<_> = (0..BOXES)
+        .map(|_| etcd.doors_under("/race").unwrap().servers())
+        .collect();
+    boxes[0]
+        .insert_server(&conformance::server("a", "p", 1), "create", "claim")
+        .unwrap();
+    let start = std::sync::Barrier::new(BOXES);
+    let changes_run = AtomicU32::new(0);
+    let bump = |s: &mut crate::compute::servers::store::Server| {
+        changes_run.fetch_add(1, Ordering::Relaxed);
+        let n: u64 = s
+            .metadata
+            .get("count")
+            .map_or(Ok(0), |c| c.parse())
+            .unwrap();
+        s.metadata.insert("count".into(), (n + 1).to_string());
+        true
+    };
+    let mut written: Vec<u64> = std::thread::scope(|scope| {
+        let threads: Vec<_> = boxes
+            .iter()
+            .map(|store| {
+                let (start, mut bump) = (&start, bump);
+                scope.spawn(move || {
+                    start.wait();
+                    (0..ROUNDS)
+                        .map(|_| {
+                            let after = store
+                                .update_server("a", TaskChange::Keep, &mut bump)
+                                .unwrap()
+                                .unwrap();
+                            after.metadata["count"].parse::<u64>().unwrap()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect()
+    });
+    // Each update wrote a count no other update wrote, and the last one is the total.
+    let total = BOXES as u64 * ROUNDS;
+    written.sort_unstable();
+    assert_eq!(written, (1..=total).collect::<Vec<_>>());
+    let stored = boxes[1].server("a").unwrap().unwrap();
+    assert_eq!(stored.metadata["count"], total.to_string());
+    // The boxes did collide: some changes ran again on a newer copy.
+    assert!(u64::from(changes_run.load(Ordering::Relaxed)) > total);
+}
+
+#[test]
+fn a_server_s_user_data_and_progress_have_keys_of_their_own() {
+    use crate::compute::servers::store::{conformance, ServerStore, TaskChange};
+    let etcd = EtcdMember::start();
+    let doors = etcd.doors().unwrap();
+    let servers = doors.servers();
+    let mut s = conformance::server("a", "p", 1);
+    s.host = Some("box1".into());
+    // Nova's largest user_data.
+    s.user_data = Some("u".repeat(65_535));
+    let stored = servers.insert_server(&s, "create", "claim").unwrap();
+    let keys = doors.kv.keys.clone();
+    let raw = |key: String| {
+        doors
+            .call(|kv| async move { kv.get(key).await })
+            .unwrap()
+            .map(|kv| serde_json::from_slice::<serde_json::Value>(kv.value()).unwrap())
+    };
+    let record = raw(keys.server("a")).unwrap();
+    assert_eq!(record["schema"], 1);
+    assert_eq!(record["epoch"], 1);
+    assert_eq!(record["owner"], "box1");
+    assert!(record.get("user_data").is_none());
+    assert_eq!(
+        raw(keys.server_user_data("a")).unwrap()["user_data"]
+            .as_str()
+            .map(str::len),
+        Some(65_535)
+    );
+    assert_eq!(raw(keys.server_task("a")).unwrap()["step"], "claim");
+    // Reads put the user_data back; an update that leaves it alone keeps it.
+    assert_eq!(servers.server("a").unwrap(), Some(stored.clone()));
+    assert_eq!(servers.servers(None).unwrap(), [stored.clone()]);
+    let renamed = servers
+        .update_server("a", TaskChange::Clear, &mut |s| {
+            s.name = "renamed".into();
+            true
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(renamed.user_data, s.user_data);
+    assert_eq!(raw(keys.server("a")).unwrap()["epoch"], 1);
+    assert_eq!(raw(keys.server_task("a")), None);
+    // A progress row needs its server.
+    let step = TaskChange::Step {
+        kind: "create",
+        step: "claim",
+    };
+    assert!(servers.set_server_task("zzz", step).is_err());
+    assert_eq!(raw(keys.server_task("zzz")), None);
+    // A second create of the same id changes nothing.
+    assert!(servers.insert_server(&s, "create", "claim").is_err());
+    assert_eq!(
+        servers.server("a").unwrap().map(|s| s.name),
+        Some("renamed".into())
+    );
+    servers.set_server_task("a", step).unwrap();
+    assert!(servers.delete_server("a").unwrap());
+    for key in [
+        keys.server("a"),
+        keys.server_user_data("a"),
+        keys.server_task("a"),
+    ] {
+        assert_eq!(raw(key), None);
+    }
+}
+
+#[test]
+fn a_reconciler_reads_every_server_at_one_revision_and_watches_from_there() {
+    use crate::compute::servers::store::{conformance, Server, ServerStore, TaskChange};
+    let etcd = EtcdMember::start();
+    let doors = etcd.doors().unwrap();
+    let servers = doors.servers();
+    let mut with_data = conformance::server("a", "p1", 1);
+    with_data.user_data = Some("data".into());
+    servers
+        .insert_server(&with_data, "create", "claim")
+        .unwrap();
+    servers
+        .insert_server(&conformance::server("b", "p2", 2), "create", "claim")
+        .unwrap();
+    let b = servers
+        .update_server("b", TaskChange::Keep, &mut |s| {
+            s.host = Some("box2".into());
+            true
+        })
+        .unwrap()
+        .unwrap();
+    let at = doors.servers_at().unwrap();
+    let mut entries = at.servers.clone();
+    entries.sort_by(|x, y| x.server.id.cmp(&y.server.id));
+    assert_eq!(entries.len(), 2);
+    assert!(entries
+        .iter()
+        .all(|e| e.epoch == 1 && e.mod_revision <= at.revision));
+    // The update came last: its record's revision is the read's.
+    assert_eq!(entries[1].mod_revision, at.revision);
+    assert_eq!(
+        entries[1].server,
+        Server {
+            user_data: None,
+            ..b
+        }
+    );
+    assert!(entries[1].mod_revision > entries[1].server.seq);
+    // user_data has its own key, not read here.
+    assert_eq!(entries[0].server.user_data, None);
+    assert!(doors.servers_prefix().ends_with("/servers/"));
+    assert!(doors
+        .kv
+        .keys
+        .server("a")
+        .starts_with(&doors.servers_prefix()));
+    // The next write is after the read: a watch from revision + 1 sees it.
+    servers.delete_server("a").unwrap();
+    let later = doors.servers_at().unwrap();
+    assert!(later.revision > at.revision);
+    assert_eq!(later.servers.len(), 1);
 }

@@ -8,7 +8,7 @@ use super::{
 use crate::timestamp::Timestamp;
 use std::collections::BTreeMap;
 
-fn server(id: &str, project: &str, created_at: i64) -> Server {
+pub(crate) fn server(id: &str, project: &str, created_at: i64) -> Server {
     Server {
         seq: 0,
         id: id.into(),

@@ -292,7 +292,7 @@ impl Kv {
             }
         }
         // Nova's default order: created_at descending, then the later insert first.
-        out.sort_by(|a, b| (b.created_at, b.seq).cmp(&(a.created_at, a.seq)));
+        out.sort_by_key(|s| std::cmp::Reverse((s.created_at, s.seq)));
         Ok(out)
     }
 

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use super::EtcdDoors;
+use super::{EtcdDoors, ServerEntry};
 use crate::cluster::keys::{self, Keyspace};
 
 /// One etcd member for one test; killed (and its data removed) on drop.
@@ -432,7 +432,7 @@ fn a_server_s_user_data_and_progress_have_keys_of_their_own() {
     assert_eq!(raw(keys.server_task("a")).unwrap()["step"], "claim");
     // Reads put the user_data back; an update that leaves it alone keeps it.
     assert_eq!(servers.server("a").unwrap(), Some(stored.clone()));
-    assert_eq!(servers.servers(None).unwrap(), [stored.clone()]);
+    assert_eq!(servers.servers(None).unwrap(), [stored]);
     let renamed = servers
         .update_server("a", TaskChange::Clear, &mut |s| {
             s.name = "renamed".into();
@@ -507,15 +507,37 @@ fn a_reconciler_reads_every_server_at_one_revision_and_watches_from_there() {
     assert!(entries[1].mod_revision > entries[1].server.seq);
     // user_data has its own key, not read here.
     assert_eq!(entries[0].server.user_data, None);
-    assert!(doors.servers_prefix().ends_with("/servers/"));
-    assert!(doors
-        .kv
-        .keys
-        .server("a")
-        .starts_with(&doors.servers_prefix()));
-    // The next write is after the read: a watch from revision + 1 sees it.
-    servers.delete_server("a").unwrap();
-    let later = doors.servers_at().unwrap();
-    assert!(later.revision > at.revision);
-    assert_eq!(later.servers.len(), 1);
+    // Writes after the read: a watch from revision + 1 sees them all, and nothing before.
+    servers
+        .update_server("a", TaskChange::Keep, &mut |s| {
+            s.name = "renamed".into();
+            true
+        })
+        .unwrap();
+    servers.delete_server("b").unwrap();
+    let (prefix, from) = (doors.servers_prefix(), at.revision + 1);
+    let events = doors
+        .call(|kv| async move {
+            let (_, mut client) = kv.etcd.client().await.map_err(super::backend)?;
+            let options = etcd_client::WatchOptions::new()
+                .with_prefix()
+                .with_start_revision(from);
+            let mut stream = client.watch(prefix, Some(options)).await.unwrap();
+            let mut events = Vec::new();
+            while events.len() < 2 {
+                let next = tokio::time::timeout(Duration::from_secs(5), stream.message());
+                let resp = next.await.expect("the watch answers").unwrap().unwrap();
+                events.extend(resp.events().to_vec());
+            }
+            Ok::<_, crate::store::StorageError>(events)
+        })
+        .unwrap();
+    let renamed = ServerEntry::from_kv(events[0].kv().unwrap()).unwrap();
+    assert_eq!(renamed.server.name, "renamed");
+    assert!(renamed.mod_revision > at.revision);
+    assert_eq!(events[1].event_type(), etcd_client::EventType::Delete);
+    assert_eq!(
+        events[1].kv().unwrap().key_str().unwrap(),
+        doors.kv.keys.server("b")
+    );
 }

@@ -10,6 +10,7 @@ use crate::api::{self, ApiState, Router};
 use crate::cluster::site::Site;
 use crate::compute::servers::boot_source::GlanceImages;
 use crate::compute::servers::config::{ComputeConfigError, ComputeSettings, Machine};
+use crate::compute::servers::placement::store::PlacementDoor;
 use crate::compute::servers::{Fleet, FleetError};
 use crate::config::Settings;
 use crate::identity::bootstrap::{self, BootstrapError};
@@ -73,13 +74,16 @@ pub enum DaemonError {
 pub fn run(settings: Settings) -> Result<(), DaemonError> {
     create_state_dir(&settings.state_dir)?;
     let _lock = lock_state_dir(&settings.state_dir)?;
-    // The one place the stores are chosen: SQLite on this box; in a cluster, identity and
-    // flavors in etcd (shared by every box), the other domains still in SQLite.
+    // The one place the stores are chosen: SQLite on this box; in a cluster, identity,
+    // flavors, servers and placement in etcd (shared by every box), the other domains still
+    // in SQLite.
     let mut doors = Doors::sqlite(&Db::open(&settings.database_path())?);
     if let Some(cluster) = &settings.cluster {
         let shared = crate::cluster::store::EtcdDoors::for_box(cluster)?;
         doors.identity = Arc::new(shared.identity());
         doors.flavors = Arc::new(shared.flavors());
+        doors.servers = Arc::new(shared.servers());
+        doors.claims = PlacementDoor::Site(Arc::new(shared.site_claims()));
     }
     // In a cluster the first box creates the admin and the others find it (bootstrap.rs).
     let env_password = std::env::var(ADMIN_PASSWORD_ENV).ok();

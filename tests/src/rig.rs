@@ -234,6 +234,32 @@ impl Rig {
         std::fs::write(b.config_path(), text).expect("write outpostd.toml");
     }
 
+    /// A site of `n` boxes, formed: etcd on every box, box 1 bootstraps the cluster, the
+    /// others join with a token box 1 made for each; every API answers.
+    pub fn site(n: usize) -> Rig {
+        let mut rig = Rig::new(n);
+        rig.start_etcd();
+        rig.write_outpostd_config(1, None);
+        rig.start_outpostd(1);
+        rig.boxes[0].wait_api(Duration::from_secs(60));
+        for i in 2..=n {
+            let name = rig.boxes[i - 1].name.clone();
+            let out = rig.boxes[0].outpostd(&["cluster", "token-create", "--box", &name]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            rig.write_outpostd_config(i, Some(&token));
+            rig.start_outpostd(i);
+        }
+        for b in &rig.boxes[1..] {
+            b.wait_api(Duration::from_secs(60));
+        }
+        rig
+    }
+
     /// Starts box `i`'s outpostd (see [`Rig::write_outpostd_config`]) in its namespace and
     /// cgroup; `wait` for its API.
     pub fn start_outpostd(&mut self, i: usize) {

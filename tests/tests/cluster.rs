@@ -214,9 +214,18 @@ fn three_boxes_form_one_site_with_services_hypervisors_and_leases() {
         "2.53",
     );
     assert_eq!(code, 404);
-    // Box 2's own scheduler takes no new server while disabled (it applies its record within
-    // a second): the server ends in ERROR with the reason.
-    std::thread::sleep(Duration::from_millis(1500));
+    // With every box disabled, no scheduler on any box takes a new server: one asked of box 2
+    // ends in ERROR with the reason (each decision reads the boxes' records).
+    for name in ["box1", "box3"] {
+        let id = by_name(&services, "host", name)["id"].as_str().unwrap();
+        let (code, body) = rig.boxes[0].api(
+            "PUT",
+            &format!("/compute/v2.1/os-services/{id}"),
+            Some(&json!({"status": "disabled", "disabled_reason": "maintenance"})),
+            "2.53",
+        );
+        assert_eq!(code, 200, "{body}");
+    }
     let (code, body) = rig.boxes[1].api(
         "POST",
         "/compute/v2.1/flavors",
@@ -246,7 +255,7 @@ fn three_boxes_form_one_site_with_services_hypervisors_and_leases() {
         (s["server"]["status"] == "ERROR").then(|| s["server"]["fault"]["message"].to_string())
     });
     assert!(
-        fault.contains("disabled") || fault.contains("No valid host"),
+        fault.contains("No valid host") && fault.contains("maintenance"),
         "{fault}"
     );
     let (code, _) = rig.boxes[1].api(
@@ -256,7 +265,17 @@ fn three_boxes_form_one_site_with_services_hypervisors_and_leases() {
         "2.53",
     );
     assert_eq!(code, 204);
-    // The pre-2.53 action form enables it again.
+    for name in ["box1", "box3"] {
+        let id = by_name(&services, "host", name)["id"].as_str().unwrap();
+        let (code, body) = rig.boxes[2].api(
+            "PUT",
+            &format!("/compute/v2.1/os-services/{id}"),
+            Some(&json!({"status": "enabled"})),
+            "2.53",
+        );
+        assert_eq!(code, 200, "{body}");
+    }
+    // The pre-2.53 action form enables box 2 again.
     let (code, body) = rig.boxes[0].api(
         "PUT",
         "/compute/v2.1/os-services/enable",

@@ -1,0 +1,171 @@
+//! Servers across the boxes of a site (tests/src/rig.rs, three boxes): servers asked of one box
+//! are placed by the site's scheduler on every box and run there; any box lists them and
+//! changes them, whichever box runs them (the owner's reconciler acts on what another box
+//! recorded); deleting them through yet another box leaves no server record, claim or monitor
+//! behind on any box.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use outpost_tests::rig::Rig;
+use serde_json::{json, Value};
+
+/// Polls `f` until it returns Some, for up to `secs`.
+fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "not within {secs} s: {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn server(rig: &Rig, via: usize, id: &str) -> Value {
+    let (code, body) =
+        rig.boxes[via - 1].api("GET", &format!("/compute/v2.1/servers/{id}"), None, "2.53");
+    assert_eq!(code, 200, "{body}");
+    body["server"].clone()
+}
+
+/// Waits until server `id`, read through box `via`, shows `status` with no task under way.
+fn wait_status(rig: &Rig, via: usize, id: &str, status: &str, secs: u64) -> Value {
+    eventually(secs, &format!("server {id} {status}"), || {
+        let s = server(rig, via, id);
+        (s["status"] == status && s["OS-EXT-STS:task_state"].is_null()).then_some(s)
+    })
+}
+
+fn action(rig: &Rig, via: usize, id: &str, body: Value) {
+    let (code, reply) = rig.boxes[via - 1].api(
+        "POST",
+        &format!("/compute/v2.1/servers/{id}/action"),
+        Some(&body),
+        "2.53",
+    );
+    assert_eq!(code, 202, "{reply}");
+}
+
+/// The keys etcd holds under `prefix`.
+fn etcd_keys(rig: &Rig, prefix: &str) -> Vec<String> {
+    let out = rig.boxes[0].etcdctl(&["get", "--prefix", "--keys-only", prefix]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn servers_asked_of_one_box_run_on_every_box_and_any_box_changes_them() {
+    let rig = Rig::site(3);
+    let (code, body) = rig.boxes[0].api(
+        "POST",
+        "/compute/v2.1/flavors",
+        Some(&json!({"flavor": {"name": "small", "ram": 128, "vcpus": 1, "disk": 1}})),
+        "2.53",
+    );
+    assert_eq!(code, 200, "{body}");
+    let flavor = body["flavor"]["id"].as_str().unwrap().to_owned();
+
+    // Three creates through box 2 at once: the scheduler spreads them (most free RAM first),
+    // each claim a transaction that lost races are retried from.
+    let ids: Vec<String> = (1..=3)
+        .map(|n| {
+            let (code, body) = rig.boxes[1].api(
+                "POST",
+                "/compute/v2.1/servers",
+                Some(
+                    &json!({"server": {"name": format!("vm{n}"), "flavorRef": flavor,
+                                        "imageRef": "outpost-guest", "networks": "none"}}),
+                ),
+                "2.53",
+            );
+            assert_eq!(code, 202, "{body}");
+            body["server"]["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    let t0 = Instant::now();
+    let mut hosts = BTreeSet::new();
+    for id in &ids {
+        let s = wait_status(&rig, 3, id, "ACTIVE", 300);
+        hosts.insert(s["OS-EXT-SRV-ATTR:host"].as_str().unwrap().to_owned());
+    }
+    eprintln!("three servers ACTIVE after {:?}", t0.elapsed());
+    assert_eq!(hosts.len(), 3, "one server per box: {hosts:?}");
+
+    // Every box lists all three; each box's hypervisor counts its own one.
+    for (i, b) in rig.boxes.iter().enumerate() {
+        let (code, list) = b.api("GET", "/compute/v2.1/servers/detail", None, "2.53");
+        assert_eq!(code, 200, "{list}");
+        assert_eq!(list["servers"].as_array().unwrap().len(), 3, "box{}", i + 1);
+        let (_, hv) = b.api("GET", "/compute/v2.1/os-hypervisors/detail", None, "2.53");
+        for h in hv["hypervisors"].as_array().unwrap() {
+            assert_eq!(h["running_vms"], 1, "{h}");
+            assert_eq!(h["vcpus_used"], 1, "{h}");
+        }
+    }
+
+    // The server box 3 runs, stopped through box 1 and started through box 2: box 3's
+    // reconciler does each, and its guest comes back.
+    let on3 = ids
+        .iter()
+        .find(|id| server(&rig, 1, id)["OS-EXT-SRV-ATTR:host"] == "box3")
+        .unwrap()
+        .clone();
+    action(&rig, 1, &on3, json!({"os-stop": null}));
+    let t0 = Instant::now();
+    wait_status(&rig, 2, &on3, "SHUTOFF", 60);
+    eprintln!("stop through another box done after {:?}", t0.elapsed());
+    action(&rig, 2, &on3, json!({"os-start": null}));
+    wait_status(&rig, 1, &on3, "ACTIVE", 120);
+    // The owner's console has the guest's output.
+    let (code, console) = rig.boxes[2].api(
+        "POST",
+        &format!("/compute/v2.1/servers/{on3}/action"),
+        Some(&json!({"os-getConsoleOutput": {"length": 50}})),
+        "2.53",
+    );
+    assert_eq!(code, 200, "{console}");
+
+    // Deleted through box 1, each by its own box: nothing of them stays anywhere.
+    for id in &ids {
+        let (code, body) = rig.boxes[0].api(
+            "DELETE",
+            &format!("/compute/v2.1/servers/{id}"),
+            None,
+            "2.53",
+        );
+        assert_eq!(code, 204, "{body}");
+    }
+    eventually(60, "every server gone", || {
+        let (_, list) = rig.boxes[2].api("GET", "/compute/v2.1/servers", None, "2.53");
+        list["servers"].as_array().unwrap().is_empty().then_some(())
+    });
+    assert_eq!(
+        etcd_keys(&rig, "/outpost/v1/servers/"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        etcd_keys(&rig, "/outpost/v1/placement/claims/"),
+        Vec::<String>::new()
+    );
+    for b in &rig.boxes {
+        let (_, hv) = b.api("GET", "/compute/v2.1/os-hypervisors/detail", None, "2.53");
+        for h in hv["hypervisors"].as_array().unwrap() {
+            assert_eq!(
+                (h["running_vms"].as_u64(), h["vcpus_used"].as_u64()),
+                (Some(0), Some(0)),
+                "{h}"
+            );
+        }
+        let monitors = b.exec(&["pgrep", "-f", "outpost-vmm"]);
+        assert!(
+            String::from_utf8_lossy(&monitors.stdout).trim().is_empty()
+                || !monitors.status.success(),
+            "a monitor still runs on {}",
+            b.name
+        );
+    }
+}

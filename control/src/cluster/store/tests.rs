@@ -115,6 +115,18 @@ fn etcd_servers_conform_to_the_server_store_contract() {
 }
 
 #[test]
+fn etcd_images_conform_to_the_image_store_contract() {
+    let etcd = EtcdMember::start();
+    crate::image::store::conformance::run(|| etcd.doors().unwrap().images());
+}
+
+#[test]
+fn etcd_volumes_conform_to_the_volume_store_contract() {
+    let etcd = EtcdMember::start();
+    crate::volume::store::conformance::run(|| etcd.doors().unwrap().volumes());
+}
+
+#[test]
 fn a_store_works_from_a_runtime_s_blocking_pool_and_from_plain_threads() {
     use crate::compute::flavors::store::FlavorStore;
     let etcd = EtcdMember::start();

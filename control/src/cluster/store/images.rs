@@ -163,11 +163,24 @@ fn write_back(key: String, revision: i64, image: &Image) -> Txn {
         .and_then([TxnOp::put(key, record(image), None)])
 }
 
-/// A hold's key, split back into (image, consumer kind, consumer id).
-fn parse_hold<'a>(key: &'a str, prefix: &str) -> Option<(&'a str, &'a str, &'a str)> {
-    let (image, holder) = key.strip_prefix(prefix)?.split_once('/')?;
-    let (kind, consumer) = holder.split_once(':')?;
-    Some((image, kind, consumer))
+/// One hold, as its key under `/image-holders/` spells it.
+#[derive(Debug, PartialEq)]
+struct Hold {
+    key: String,
+    kind: String,
+    consumer: String,
+}
+
+impl Hold {
+    fn parse(key: &str, prefix: &str) -> Option<Hold> {
+        let (_image, holder) = key.strip_prefix(prefix)?.split_once('/')?;
+        let (kind, consumer) = holder.split_once(':')?;
+        Some(Hold {
+            key: key.to_owned(),
+            kind: kind.to_owned(),
+            consumer: consumer.to_owned(),
+        })
+    }
 }
 
 impl Kv {
@@ -184,17 +197,13 @@ impl Kv {
         kvs.iter().map(decode).collect()
     }
 
-    /// Every hold in the cluster: (image, consumer kind, consumer id, key).
-    async fn holds(&self) -> Result<Vec<(String, String, String, String)>, StorageError> {
+    /// Every hold on every image.
+    async fn holds(&self) -> Result<Vec<Hold>, StorageError> {
         let prefix = self.keys.image_holders();
         let kvs = self.range(prefix.clone(), true).await?;
         Ok(kvs
             .iter()
-            .filter_map(|kv| {
-                let key = kv.key_str().ok()?;
-                let (image, kind, consumer) = parse_hold(key, &prefix)?;
-                Some((image.into(), kind.into(), consumer.into(), key.into()))
-            })
+            .filter_map(|kv| Hold::parse(kv.key_str().ok()?, &prefix))
             .collect())
     }
 
@@ -222,8 +231,8 @@ impl Kv {
             .holds()
             .await?
             .into_iter()
-            .filter(|(_, k, c, _)| k == kind.as_str() && *c == consumer)
-            .map(|(_, _, _, key)| key)
+            .filter(|h| h.kind == kind.as_str() && h.consumer == consumer)
+            .map(|h| h.key)
             .collect();
         // Counted from what etcd deleted: a release racing this one counts its own.
         let mut released = 0;
@@ -465,8 +474,8 @@ impl ImageRecordStore for EtcdImages {
         let holds = self.doors.call(|kv| async move { kv.holds().await })?;
         let consumers: BTreeSet<String> = holds
             .into_iter()
-            .filter(|(_, k, _, _)| k == kind.as_str())
-            .map(|(_, _, consumer, _)| consumer)
+            .filter(|h| h.kind == kind.as_str())
+            .map(|h| h.consumer)
             .collect();
         Ok(consumers.into_iter().collect())
     }
@@ -480,10 +489,12 @@ mod tests {
     fn holds_parse_back_from_their_keys() {
         let keys = crate::cluster::keys::Keyspace::default();
         let key = keys.image_holder("i1", "volume", "v1");
+        let hold = Hold::parse(&key, &keys.image_holders()).unwrap();
         assert_eq!(
-            parse_hold(&key, &keys.image_holders()),
-            Some(("i1", "volume", "v1"))
+            (hold.kind.as_str(), hold.consumer.as_str()),
+            ("volume", "v1")
         );
-        assert_eq!(parse_hold(&keys.image("i1"), &keys.image_holders()), None);
+        assert_eq!(hold.key, key);
+        assert_eq!(Hold::parse(&keys.image("i1"), &keys.image_holders()), None);
     }
 }

@@ -48,3 +48,36 @@ pub enum StorageError {
     #[error("the database holds a value this outpostd cannot read: {0}")]
     Corrupt(String),
 }
+
+/// For the doors' conformance suites: runs `left` on `a` and `right` on `b` at once, each on
+/// its own thread, released together, so two writers (two boxes, or two threads on one
+/// database) race for the same records.
+#[cfg(test)]
+pub(crate) fn at_once<S: Sync, L: Send, R: Send>(
+    (a, b): (&S, &S),
+    left: impl FnOnce(&S) -> L + Send,
+    right: impl FnOnce(&S) -> R + Send,
+) -> (L, R) {
+    let start = std::sync::Barrier::new(2);
+    std::thread::scope(|s| {
+        let l = s.spawn(|| {
+            start.wait();
+            left(a)
+        });
+        let r = s.spawn(|| {
+            start.wait();
+            right(b)
+        });
+        (
+            l.join().expect("the left writer does not panic"),
+            r.join().expect("the right writer does not panic"),
+        )
+    })
+}
+
+/// Called in a racing writer's decision, waits long enough for the other writer of
+/// [`at_once`] to commit, which puts that write between this one's read and its write.
+#[cfg(test)]
+pub(crate) fn dawdle() {
+    std::thread::sleep(std::time::Duration::from_millis(30));
+}

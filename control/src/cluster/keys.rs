@@ -196,6 +196,60 @@ impl Keyspace {
     }
 }
 
+// Images and volumes (Glance's and Cinder's doors).
+impl Keyspace {
+    pub fn images(&self) -> String {
+        format!("{}/images/", self.root)
+    }
+
+    /// An image record with its properties and tags.
+    pub fn image(&self, id: &str) -> String {
+        format!("{}{id}", self.images())
+    }
+
+    pub fn image_holders(&self) -> String {
+        format!("{}/image-holders/", self.root)
+    }
+
+    /// Everyone holding one image: an image with a key here is not deleted.
+    pub fn holders_of_image(&self, image: &str) -> String {
+        format!("{}{image}/", self.image_holders())
+    }
+
+    /// One consumer's hold (`server` or `volume`) on an image. Consumer ids are generated
+    /// uuids: no `/` in them, and the `:` splits at the kind's end.
+    pub fn image_holder(&self, image: &str, kind: &str, consumer: &str) -> String {
+        format!("{}{kind}:{consumer}", self.holders_of_image(image))
+    }
+
+    pub fn volumes(&self) -> String {
+        format!("{}/volumes/", self.root)
+    }
+
+    /// A volume record with its metadata and attachment inline.
+    pub fn volume(&self, id: &str) -> String {
+        format!("{}{id}", self.volumes())
+    }
+
+    pub fn snapshots(&self) -> String {
+        format!("{}/snapshots/", self.root)
+    }
+
+    pub fn snapshot(&self, id: &str) -> String {
+        format!("{}{id}", self.snapshots())
+    }
+
+    /// Every snapshot of one volume, as an index: written with each snapshot write, so its
+    /// keys' revisions say whether any of the volume's snapshots changed.
+    pub fn snapshots_of_volume(&self, volume: &str) -> String {
+        format!("{}/volume-snapshots/{volume}/", self.root)
+    }
+
+    pub fn volume_snapshot(&self, volume: &str, snapshot: &str) -> String {
+        format!("{}{snapshot}", self.snapshots_of_volume(volume))
+    }
+}
+
 /// The part of `key` after `prefix`, when it is a direct child.
 pub fn child<'a>(key: &'a str, prefix: &str) -> Option<&'a str> {
     key.strip_prefix(prefix).filter(|rest| !rest.contains('/'))
@@ -241,5 +295,28 @@ mod tests {
         assert_eq!(child(&k.server_task("s1"), &k.servers()), None);
         assert_eq!(child(&k.server_user_data("s1"), &k.servers()), None);
         assert_eq!(child(&k.server("s1"), &k.servers()), Some("s1"));
+    }
+
+    #[test]
+    fn image_and_volume_keys_follow_the_keyspace_table() {
+        let k = Keyspace::default();
+        assert_eq!(k.image("i1"), "/outpost/v1/images/i1");
+        assert_eq!(
+            k.image_holder("i1", "server", "s1"),
+            "/outpost/v1/image-holders/i1/server:s1"
+        );
+        assert_eq!(
+            child(
+                &k.image_holder("i1", "volume", "v1"),
+                &k.holders_of_image("i1")
+            ),
+            Some("volume:v1")
+        );
+        assert_eq!(k.volume("v1"), "/outpost/v1/volumes/v1");
+        assert_eq!(k.snapshot("s1"), "/outpost/v1/snapshots/s1");
+        assert_eq!(
+            k.volume_snapshot("v1", "s1"),
+            "/outpost/v1/volume-snapshots/v1/s1"
+        );
     }
 }

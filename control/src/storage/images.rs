@@ -397,6 +397,10 @@ mod tests {
     #[test]
     fn conforms_to_the_image_store_contract() {
         crate::image::store::conformance::run(|| Db::open_in_memory().unwrap());
+        crate::image::store::conformance::races(|| {
+            let db = Db::open_in_memory().unwrap();
+            (db.clone(), db)
+        });
     }
 
     pub(crate) fn image(id: &str) -> Image {

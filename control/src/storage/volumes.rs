@@ -530,6 +530,10 @@ mod tests {
     #[test]
     fn conforms_to_the_volume_store_contract() {
         crate::volume::store::conformance::run(|| crate::storage::Db::open_in_memory().unwrap());
+        crate::volume::store::conformance::races(|| {
+            let db = crate::storage::Db::open_in_memory().unwrap();
+            (db.clone(), db)
+        });
     }
     use crate::storage::Db;
 

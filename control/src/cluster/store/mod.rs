@@ -1,6 +1,7 @@
 //! The doors a cluster keeps in etcd (docs/cluster.md, "Doors"): identity ([`identity`]),
-//! flavors ([`flavors`]) and servers ([`servers`]), implementing the same store traits as SQLite, so every box reads and
-//! writes one copy. Keys come from [`Keyspace`]; values are JSON with a `schema` field.
+//! flavors ([`flavors`]), servers ([`servers`]), images ([`images`]) and volumes
+//! ([`volumes`]), implementing the same store traits as SQLite, so every box reads and writes
+//! one copy. Keys come from [`Keyspace`]; values are JSON with a `schema` field.
 //!
 //! The traits are synchronous and the etcd client is async. Every call runs on the stores'
 //! own runtime: one thread (`etcd-store`) with a current-thread tokio runtime, on which the
@@ -15,7 +16,9 @@
 pub mod claims;
 pub mod flavors;
 pub mod identity;
+pub mod images;
 pub mod servers;
+pub mod volumes;
 
 #[cfg(test)]
 mod tests;
@@ -36,7 +39,9 @@ use crate::store::StorageError;
 pub use claims::EtcdSiteClaims;
 pub use flavors::EtcdFlavors;
 pub use identity::EtcdIdentity;
+pub use images::EtcdImages;
 pub use servers::{EtcdServers, ServerEntry, ServersAt};
+pub use volumes::EtcdVolumes;
 
 /// How often a write that lost a race re-reads and tries again before it gives up.
 const MAX_TRIES: u32 = 8;
@@ -143,6 +148,14 @@ impl EtcdDoors {
         self.kv.keys.servers()
     }
 
+    pub fn images(&self) -> EtcdImages {
+        EtcdImages::new(self.clone())
+    }
+
+    pub fn volumes(&self) -> EtcdVolumes {
+        EtcdVolumes::new(self.clone())
+    }
+
     /// Runs `f` (one store operation) on the stores' thread.
     fn call<T, E, F, Fut>(&self, f: F) -> Result<T, E>
     where
@@ -153,6 +166,44 @@ impl EtcdDoors {
     {
         self.exec.run(f(self.kv.clone()))?
     }
+
+    /// A read-decide-write run on the caller's thread, for doors whose trait hands them a
+    /// closure that borrows (and so cannot move to the stores' thread). Each try reads and
+    /// decides in `attempt`, which builds a transaction guarded by compares on what it read;
+    /// when the compares fail someone wrote in between, and the next try reads again, after
+    /// 0–20 ms, at most [`MAX_TRIES`] times. `key` names the contested record in the error.
+    fn contested<T, E>(
+        &self,
+        key: &str,
+        mut attempt: impl FnMut(&EtcdDoors) -> Result<Decided<T>, E>,
+    ) -> Result<T, E>
+    where
+        E: From<StorageError>,
+    {
+        for _ in 0..MAX_TRIES {
+            match attempt(self)? {
+                Decided::Done(answer) => return Ok(answer),
+                Decided::Write(txn, answer) => {
+                    let committed: bool = self.call(|kv| async move {
+                        Ok::<_, StorageError>(kv.txn(txn).await?.succeeded())
+                    })?;
+                    if committed {
+                        return Ok(answer);
+                    }
+                }
+            }
+            std::thread::sleep(jitter_delay());
+        }
+        Err(contended(key).into())
+    }
+}
+
+/// What one try of a [`EtcdDoors::contested`] write decided from what it read.
+enum Decided<T> {
+    /// Nothing to write; the answer as read.
+    Done(T),
+    /// Commit the transaction; the answer once it has committed.
+    Write(Txn, T),
 }
 
 /// The async side of the stores: etcd reads and writes, errors already in the doors' terms.
@@ -298,8 +349,12 @@ fn contended(key: &str) -> StorageError {
 
 /// Waits 0–20 ms before a retry, so boxes that collided do not collide again in step.
 async fn jitter() {
+    tokio::time::sleep(jitter_delay()).await;
+}
+
+fn jitter_delay() -> Duration {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
-    tokio::time::sleep(Duration::from_micros(u64::from(nanos % 20_000))).await;
+    Duration::from_micros(u64::from(nanos % 20_000))
 }

@@ -1,8 +1,10 @@
 //! The same conformance suites SQLite passes (`identity::store::conformance`,
-//! `compute::flavors::store::conformance`, `compute::servers::store::conformance`), run
-//! against a real single-member etcd: Debian's `etcd` binary on loopback, data in a temporary
-//! directory, killed when the test ends. Every store a suite asks for gets a key root of its
-//! own, so one member serves a whole suite.
+//! `compute::flavors::store::conformance`, `compute::servers::store::conformance`,
+//! `image::store::conformance`, `volume::store::conformance`), run against a real
+//! single-member etcd: Debian's `etcd` binary on loopback, data in a temporary directory,
+//! killed when the test ends. Every store a suite asks for gets a key root of its own, so one
+//! member serves a whole suite; races run on two connections to one root, as two boxes write
+//! the same keys.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -72,6 +74,16 @@ impl EtcdMember {
         self.doors_under(&format!("/test/{n}"))
     }
 
+    /// Two connections on one fresh root, as two boxes of a cluster see the same keys.
+    fn two_boxes(&self) -> (EtcdDoors, EtcdDoors) {
+        let n = self.next_root.fetch_add(1, Ordering::Relaxed);
+        let root = format!("/test/{n}");
+        (
+            self.doors_under(&root).unwrap(),
+            self.doors_under(&root).unwrap(),
+        )
+    }
+
     /// Doors (a connection and thread of their own) on keys under `root`: doors under one
     /// root share their records as the boxes of a cluster do.
     fn doors_under(&self, root: &str) -> Result<EtcdDoors, crate::cluster::ClusterError> {
@@ -112,6 +124,26 @@ fn etcd_flavors_conform_to_the_flavor_store_contract() {
 fn etcd_servers_conform_to_the_server_store_contract() {
     let etcd = EtcdMember::start();
     crate::compute::servers::store::conformance::run(|| etcd.doors().unwrap().servers());
+}
+
+#[test]
+fn etcd_images_conform_to_the_image_store_contract() {
+    let etcd = EtcdMember::start();
+    crate::image::store::conformance::run(|| etcd.doors().unwrap().images());
+    crate::image::store::conformance::races(|| {
+        let (a, b) = etcd.two_boxes();
+        (a.images(), b.images())
+    });
+}
+
+#[test]
+fn etcd_volumes_conform_to_the_volume_store_contract() {
+    let etcd = EtcdMember::start();
+    crate::volume::store::conformance::run(|| etcd.doors().unwrap().volumes());
+    crate::volume::store::conformance::races(|| {
+        let (a, b) = etcd.two_boxes();
+        (a.volumes(), b.volumes())
+    });
 }
 
 #[test]

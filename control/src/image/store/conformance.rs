@@ -1,9 +1,11 @@
 //! The contract every [`ImageRecordStore`] keeps, as one suite any implementation runs:
-//! `conformance::run(|| fresh_empty_store())` from the implementation's tests. SQLite runs it
+//! `conformance::run(|| fresh_empty_store())` from the implementation's tests, and
+//! `conformance::races(|| two_handles_on_one_fresh_store())` for writers racing. SQLite runs it
 //! in `storage::images`; a cluster's store runs the same.
 
 use super::{Image, ImageData, ImageRecordStore, ImageStatus, ImageVisibility};
 use crate::image::{ConsumerKind, ImageError};
+use crate::store::{at_once, dawdle};
 use crate::timestamp::Timestamp;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -208,4 +210,64 @@ fn only_active_images_are_held_and_held_ones_are_not_deleted(store: &dyn ImageRe
         .unwrap()
         .is_empty());
     store.delete_unheld_image("a", &mut |_| Ok(())).unwrap();
+}
+
+/// Runs the checks of writers racing, each on a pair of handles `pair` makes on one fresh
+/// store: two boxes of a cluster, or one database from two threads.
+pub(crate) fn races<S: ImageRecordStore>(pair: impl Fn() -> (S, S)) {
+    let (a, b) = pair();
+    racing_updates_lose_none(&a, &b);
+    let (a, b) = pair();
+    a_hold_and_a_delete_racing_never_both_win(&a, &b);
+}
+
+fn racing_updates_lose_none<S: ImageRecordStore>(a: &S, b: &S) {
+    a.create_image(&image("i1")).unwrap();
+    let add_tags = |store: &S, prefix: &str| {
+        for n in 0..10 {
+            let tag = format!("{prefix}{n}");
+            let after = store.update_image("i1", &mut |i| Ok(i.tags.insert(tag.clone())));
+            assert!(after.unwrap().is_some_and(|i| i.tags.contains(&tag)));
+        }
+    };
+    at_once((a, b), |s| add_tags(s, "a"), |s| add_tags(s, "b"));
+    let tags = b.image("i1").unwrap().unwrap().tags;
+    assert_eq!(
+        tags.len(),
+        21,
+        "the first tag and each writer's ten: {tags:?}"
+    );
+}
+
+fn a_hold_and_a_delete_racing_never_both_win<S: ImageRecordStore>(a: &S, b: &S) {
+    for round in 0..10 {
+        let id = format!("i{round}");
+        active(a, &id);
+        let ids = [id.clone()];
+        let (held, deleted) = at_once(
+            (a, b),
+            |s| s.hold_images(&ids, ConsumerKind::Server, "s1"),
+            |s| {
+                s.delete_unheld_image(&id, &mut |_| {
+                    dawdle();
+                    Ok(())
+                })
+            },
+        );
+        match (held, deleted) {
+            (Ok(()), Err(ImageError::InUse { .. })) => {
+                assert!(b.image(&id).unwrap().is_some());
+                assert_eq!(b.image_holders(&id).unwrap().len(), 1);
+            }
+            (Err(ImageError::NotFound(_)), Ok(())) => {
+                assert_eq!(b.image(&id).unwrap(), None);
+                assert!(
+                    b.image_holders(&id).unwrap().is_empty(),
+                    "no hold outlives it"
+                );
+            }
+            (held, deleted) => panic!("round {round}: hold {held:?}, delete {deleted:?}"),
+        }
+        a.release_images(ConsumerKind::Server, "s1").unwrap();
+    }
 }

@@ -1,8 +1,10 @@
 //! The contract every [`VolumeRecordStore`] keeps, as one suite any implementation runs:
-//! `conformance::run(|| fresh_empty_store())` from the implementation's tests. SQLite runs it
+//! `conformance::run(|| fresh_empty_store())` from the implementation's tests, and
+//! `conformance::races(|| two_handles_on_one_fresh_store())` for writers racing. SQLite runs it
 //! in `storage::volumes`; a cluster's store runs the same.
 
 use super::{Attachment, Snapshot, SnapshotStatus, Volume, VolumeRecordStore, VolumeStatus};
+use crate::store::{at_once, dawdle};
 use crate::timestamp::Timestamp;
 use crate::volume::VolumeError;
 use std::collections::BTreeMap;
@@ -295,4 +297,132 @@ fn texts_merge_and_extends_finish(store: &dyn VolumeRecordStore) {
         "a failed grow keeps the size"
     );
     assert_eq!(store.volume("v1").unwrap().unwrap().size, 5);
+}
+
+/// Runs the checks of writers racing, each on a pair of handles `pair` makes on one fresh
+/// store: two boxes of a cluster, or one database from two threads.
+pub(crate) fn races<S: VolumeRecordStore>(pair: impl Fn() -> (S, S)) {
+    let (a, b) = pair();
+    one_of_two_racing_changes_wins(&a, &b);
+    let (a, b) = pair();
+    a_snapshot_and_a_delete_racing_never_both_win(&a, &b);
+    let (a, b) = pair();
+    a_copy_and_its_snapshot_s_delete_racing_never_both_win(&a, &b);
+}
+
+/// Both writers want the same available volume: extending it, attaching it.
+fn one_of_two_racing_changes_wins<S: VolumeRecordStore>(a: &S, b: &S) {
+    let extend = |store: &S, id: &str| {
+        store.change_volume_status(id, &mut |seen| match seen.volume.status {
+            VolumeStatus::Available => Ok(Some(VolumeStatus::Extending)),
+            other => Err(VolumeError::InvalidVolume(other.as_str().into())),
+        })
+    };
+    for round in 0..10 {
+        let id = format!("e{round}");
+        a.create_volume(&volume(&id, VolumeStatus::Available))
+            .unwrap();
+        let (l, r) = at_once((a, b), |s| extend(s, &id), |s| extend(s, &id));
+        assert!(
+            l.is_ok() != r.is_ok(),
+            "round {round}: exactly one extends: {l:?} {r:?}"
+        );
+        assert_eq!(status(b, &id), VolumeStatus::Extending);
+
+        let id = format!("a{round}");
+        a.create_volume(&volume(&id, VolumeStatus::Available))
+            .unwrap();
+        let attach = |store: &S, server: &str| {
+            store.attach_volume(&attachment(&id, server), &mut |_| Ok(()))
+        };
+        let (l, r) = at_once((a, b), |s| attach(s, "s1"), |s| attach(s, "s2"));
+        assert!(l.is_ok() != r.is_ok(), "round {round}: {l:?} {r:?}");
+        let winner = if l.is_ok() { "s1" } else { "s2" };
+        let v = b.volume(&id).unwrap().unwrap();
+        assert_eq!(v.attachment.map(|a| a.server_id).as_deref(), Some(winner));
+    }
+}
+
+/// A volume being deleted gets no snapshot, and one with a snapshot is not deleted.
+fn a_snapshot_and_a_delete_racing_never_both_win<S: VolumeRecordStore>(a: &S, b: &S) {
+    for round in 0..10 {
+        let id = format!("v{round}");
+        a.create_volume(&volume(&id, VolumeStatus::Available))
+            .unwrap();
+        let snap_id = format!("s{round}");
+        let (snapped, deleting) = at_once(
+            (a, b),
+            |s| {
+                s.create_snapshot(&id, &mut |v| match v.status {
+                    VolumeStatus::Available => Ok(snapshot_of(v, &snap_id)),
+                    other => Err(VolumeError::InvalidVolume(other.as_str().into())),
+                })
+            },
+            |s| {
+                s.change_volume_status(&id, &mut |seen| {
+                    dawdle();
+                    if !seen.snapshots.is_empty() {
+                        return Err(VolumeError::InvalidVolume("has snapshots".into()));
+                    }
+                    Ok(Some(VolumeStatus::Deleting))
+                })
+            },
+        );
+        assert!(
+            snapped.is_ok() != deleting.is_ok(),
+            "round {round}: {snapped:?} {deleting:?}"
+        );
+        let snapshots = b.snapshots(None).unwrap();
+        let has_snapshot = snapshots.iter().any(|s| s.id == snap_id);
+        assert_eq!(has_snapshot, snapped.is_ok());
+        let expected = if snapped.is_ok() {
+            VolumeStatus::Available
+        } else {
+            VolumeStatus::Deleting
+        };
+        assert_eq!(status(b, &id), expected, "round {round}");
+    }
+}
+
+/// A snapshot being deleted gets no new copy, and one being copied is not deleted.
+fn a_copy_and_its_snapshot_s_delete_racing_never_both_win<S: VolumeRecordStore>(a: &S, b: &S) {
+    let source = volume("source", VolumeStatus::Available);
+    a.create_volume(&source).unwrap();
+    for round in 0..10 {
+        let snap_id = format!("s{round}");
+        a.create_snapshot("source", &mut |v| Ok(snapshot_of(v, &snap_id)))
+            .unwrap();
+        let creating = [SnapshotStatus::Creating];
+        assert!(a
+            .set_snapshot_status_if(&snap_id, &creating, SnapshotStatus::Available, None)
+            .unwrap());
+        let mut copy = volume(&format!("c{round}"), VolumeStatus::Creating);
+        copy.snapshot_id = Some(snap_id.clone());
+        let (copied, deleting) = at_once(
+            (a, b),
+            |s| s.create_volume(&copy).unwrap(),
+            |s| {
+                s.change_snapshot_status(&snap_id, &mut |snap, copies| {
+                    dawdle();
+                    if copies.iter().any(|v| v.status == VolumeStatus::Creating) {
+                        return Err(VolumeError::InvalidSnapshot("being copied".into()));
+                    }
+                    assert_eq!(snap.status, SnapshotStatus::Available);
+                    Ok(Some(SnapshotStatus::Deleting))
+                })
+            },
+        );
+        assert!(
+            copied != deleting.is_ok(),
+            "round {round}: {copied} {deleting:?}"
+        );
+        let snap = b.snapshot(&snap_id).unwrap().unwrap();
+        let expected = if copied {
+            SnapshotStatus::Available
+        } else {
+            SnapshotStatus::Deleting
+        };
+        assert_eq!(snap.status, expected, "round {round}");
+        assert_eq!(b.volume(&copy.id).unwrap().is_some(), copied);
+    }
 }

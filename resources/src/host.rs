@@ -38,6 +38,9 @@ impl From<String> for HostId {
     }
 }
 
+/// Nova's `default_availability_zone`: the zone of a host no zone was given to.
+pub const DEFAULT_AVAILABILITY_ZONE: &str = "nova";
+
 /// Nova's `service_down_time` default: a host silent for longer is down.
 pub const DEFAULT_SERVICE_DOWN_TIME: Duration = Duration::from_secs(60);
 
@@ -97,6 +100,14 @@ pub struct Host {
     pub disabled_reason: Option<String>,
     /// Liveness of the host's service.
     pub state: HostState,
+    /// The availability zone the host is in ([`DEFAULT_AVAILABILITY_ZONE`] unless set). A
+    /// request that names a zone is placed only on that zone's hosts.
+    pub availability_zone: String,
+    /// When the host was last chosen, as an ordinal the caller keeps (a counter, an etcd
+    /// revision); 0 means never. Read only by `spread = "round_robin"`, which gives a tie
+    /// to the smallest. The crate keeps no clock or shared counter, so the caller supplies
+    /// it; within one [`crate::Cluster`] the scheduler raises it itself in that mode.
+    pub last_claimed: u64,
 }
 
 impl Host {
@@ -114,6 +125,8 @@ impl Host {
             enabled: true,
             disabled_reason: None,
             state: HostState::Up,
+            availability_zone: DEFAULT_AVAILABILITY_ZONE.to_string(),
+            last_claimed: 0,
         }
     }
 
@@ -130,6 +143,12 @@ impl Host {
     /// Builder: adds a trait.
     pub fn with_trait(mut self, name: &str) -> Self {
         self.traits.insert(name.to_string());
+        self
+    }
+
+    /// Builder: puts the host in availability zone `zone`.
+    pub fn in_zone(mut self, zone: &str) -> Self {
+        self.availability_zone = zone.to_string();
         self
     }
 
@@ -201,6 +220,28 @@ impl Host {
     /// Capacity minus usage of one class (0 when over capacity).
     pub fn free(&self, class: &ResourceClass) -> u64 {
         self.capacity(class).saturating_sub(self.usage.get(class))
+    }
+
+    /// The host's node score: its free share (free / capacity) of VCPU, MEMORY_MB and
+    /// DISK_GB, averaged over those it has capacity of; in `[0, 1]`, 1 when empty, 0 when
+    /// full or without any of the three. A share rather than an amount, so a small box
+    /// and a big one compare by how full they are.
+    pub fn node_score(&self) -> f64 {
+        let shares: Vec<f64> = [
+            ResourceClass::Vcpu,
+            ResourceClass::MemoryMb,
+            ResourceClass::DiskGb,
+        ]
+        .iter()
+        .filter_map(|class| {
+            let capacity = self.capacity(class);
+            (capacity > 0).then(|| self.free(class) as f64 / capacity as f64)
+        })
+        .collect();
+        if shares.is_empty() {
+            return 0.0;
+        }
+        shares.iter().sum::<f64>() / shares.len() as f64
     }
 
     /// Every class of `amounts` that would not fit on top of current usage; `Ok` when all

@@ -7,13 +7,15 @@
 //!
 //! The model:
 //! - a [`Host`] has one [`Inventory`] per [`ResourceClass`] (capacity =
-//!   `(total - reserved) * allocation_ratio`), traits, aggregates and liveness;
+//!   `(total - reserved) * allocation_ratio`), traits, aggregates, an availability zone
+//!   and liveness;
 //! - a [`Claim`] is what one consumer (server, or migration during a resize) holds on one
 //!   host: all classes or none, at most one per consumer, released exactly once;
 //! - a [`Cluster`] is the list of hosts (one box now, a few later) and their claims;
 //! - a [`ResourceRequest`] (usually from a [`Flavor`]) says what a server needs;
 //! - the [`Scheduler`] runs [`filters`] then [`weighers`] over the cluster and claims on
-//!   the best host, or explains per host why there is [`NoValidHost`].
+//!   the best host (among equals, the one its [`TieBreak`] prefers), or explains per host
+//!   why there is [`NoValidHost`].
 #![forbid(unsafe_code)]
 
 mod claim;
@@ -37,7 +39,7 @@ pub use config::{
     DEFAULT_RAM_ALLOCATION_RATIO, DEFAULT_RESERVED_HOST_MEMORY_MB,
 };
 pub use flavor::{Flavor, FlavorError};
-pub use host::{Host, HostId, HostState, DEFAULT_SERVICE_DOWN_TIME};
+pub use host::{Host, HostId, HostState, DEFAULT_AVAILABILITY_ZONE, DEFAULT_SERVICE_DOWN_TIME};
 pub use inventory::{ClassShortfall, Inventory, InventoryError, Shortfall};
 pub use request::{
     GroupMember, GroupPolicy, ResourceRequest, SchedulingContext, ServerGroup, UnknownPolicy,
@@ -45,5 +47,5 @@ pub use request::{
 pub use resize::Resize;
 pub use scheduler::{
     BatchPosition, ConfigError, HostRejection, NoValidHost, ScheduleError, Scheduler,
-    SchedulerConfig, Selection,
+    SchedulerConfig, Selection, TieBreak, TIE_EPSILON,
 };

@@ -1,5 +1,5 @@
 //! What a server asks for ([`ResourceRequest`]: amounts, traits, aggregate specs, server
-//! group) and the per-placement view filters and weighers read ([`SchedulingContext`]).
+//! group, zone and host hints) and the per-placement view filters and weighers read ([`SchedulingContext`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -109,6 +109,25 @@ pub struct ResourceRequest {
     pub ignore_hosts: BTreeSet<HostId>,
     /// Only this host may be chosen (an admin's requested destination); filters still run.
     pub destination: Option<HostId>,
+    /// Only hosts of this availability zone may be chosen (`--availability-zone`). Honoured
+    /// by every scheduler, whatever its filter list, as `destination` is.
+    #[serde(default)]
+    pub availability_zone: Option<String>,
+    /// Nova's `same_host` hint, resolved by the caller from server ids to the hosts those
+    /// servers run on: the host must be one of these (`SameHostFilter`). Empty means no
+    /// hint, so a hint naming only servers that run nowhere must be refused by the caller,
+    /// not passed as an empty set.
+    #[serde(default)]
+    pub same_host: BTreeSet<HostId>,
+    /// Nova's `different_host` hint, resolved the same way: the host must be none of these
+    /// (`DifferentHostFilter`).
+    #[serde(default)]
+    pub different_host: BTreeSet<HostId>,
+    /// The randomness of `spread = "random"`: the caller draws it afresh for each placement
+    /// (and each retry); the scheduler mixes it with the server's id, so the servers of one
+    /// multi-create choose independently. A fixed value gives a reproducible choice.
+    #[serde(default)]
+    pub tie_break_seed: u64,
 }
 
 impl ResourceRequest {
@@ -129,6 +148,12 @@ impl ResourceRequest {
     /// Builder: the host must not have `name`.
     pub fn forbid_trait(mut self, name: &str) -> Self {
         self.forbidden_traits.insert(name.to_string());
+        self
+    }
+
+    /// Builder: only hosts of availability zone `zone`.
+    pub fn in_zone(mut self, zone: &str) -> Self {
+        self.availability_zone = Some(zone.to_string());
         self
     }
 

@@ -3,18 +3,23 @@
 //!
 //! [`ResourceFilter`] and [`TraitsFilter`] stand in for Placement's allocation-candidates
 //! query, so the scheduler always runs them first; the rest are chosen by name like
-//! Nova's `[filter_scheduler] enabled_filters`.
+//! Nova's `[filter_scheduler] enabled_filters`. [`AvailabilityZoneFilter`] is run by the
+//! scheduler for every request, like a requested destination: naming it changes nothing.
 
 mod aggregate;
+mod availability_zone;
 mod compute;
 mod extra_specs_ops;
+mod host_hints;
 mod resources;
 mod server_group;
 mod traits;
 
 pub use aggregate::AggregateInstanceExtraSpecsFilter;
+pub use availability_zone::AvailabilityZoneFilter;
 pub use compute::ComputeFilter;
 pub use extra_specs_ops::requirement_matches;
+pub use host_hints::{DifferentHostFilter, SameHostFilter};
 pub use resources::ResourceFilter;
 pub use server_group::{ServerGroupAffinityFilter, ServerGroupAntiAffinityFilter};
 pub use traits::TraitsFilter;
@@ -66,8 +71,11 @@ pub const FILTER_NAMES: &[&str] = &[
     "ResourceFilter",
     "TraitsFilter",
     "AggregateInstanceExtraSpecsFilter",
+    "AvailabilityZoneFilter",
     "ServerGroupAffinityFilter",
     "ServerGroupAntiAffinityFilter",
+    "SameHostFilter",
+    "DifferentHostFilter",
 ];
 
 /// The filter called `name`.
@@ -77,8 +85,11 @@ pub fn filter_by_name(name: &str) -> Result<Box<dyn HostFilter>, UnknownFilter> 
         "ResourceFilter" => Box::new(ResourceFilter),
         "TraitsFilter" => Box::new(TraitsFilter),
         "AggregateInstanceExtraSpecsFilter" => Box::new(AggregateInstanceExtraSpecsFilter),
+        "AvailabilityZoneFilter" => Box::new(AvailabilityZoneFilter),
         "ServerGroupAffinityFilter" => Box::new(ServerGroupAffinityFilter),
         "ServerGroupAntiAffinityFilter" => Box::new(ServerGroupAntiAffinityFilter),
+        "SameHostFilter" => Box::new(SameHostFilter),
+        "DifferentHostFilter" => Box::new(DifferentHostFilter),
         _ => {
             return Err(UnknownFilter {
                 name: name.to_string(),

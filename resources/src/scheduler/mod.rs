@@ -1,30 +1,38 @@
 //! The scheduler: filters → weighers → claim, shaped like Nova's FilterScheduler.
 //!
 //! Every host in the cluster is asked the filters' questions in order; the hosts that pass
-//! are weighed, and the best one is claimed on. If the claim fails (it cannot when
-//! `ResourceFilter` ran, but a custom filter list may omit it) the next best is tried. A
-//! request that finds no host gets a [`NoValidHost`] with every host's reason.
+//! are weighed, and the best one is claimed on (among hosts of equal weight, the one the
+//! configured [`TieBreak`] prefers). If the claim fails (it cannot when `ResourceFilter`
+//! ran, but a custom filter list may omit it) the next best is tried. A request that finds
+//! no host gets a [`NoValidHost`] with every host's reason.
 
 mod config;
 #[cfg(test)]
 mod group_tests;
 mod no_valid_host;
 #[cfg(test)]
+mod site_tests;
+#[cfg(test)]
 mod tests;
+mod tie_break;
 
 pub use config::{ConfigError, SchedulerConfig};
 pub use no_valid_host::{BatchPosition, HostRejection, NoValidHost};
+pub use tie_break::{TieBreak, TIE_EPSILON};
 
 use crate::claim::{join_shortfalls, Claim, ClaimError, ConsumerId};
 use crate::cluster::Cluster;
-use crate::filters::{filter_by_name, HostFilter, ResourceFilter, TraitsFilter};
+use crate::filters::{
+    filter_by_name, AvailabilityZoneFilter, HostFilter, ResourceFilter, TraitsFilter,
+};
 use crate::host::{Host, HostId};
 use crate::request::{GroupMember, ResourceRequest, SchedulingContext};
 use crate::resize::Resize;
 use crate::weighers::{
-    weigh_hosts, CpuWeigher, DiskWeigher, HostWeigher, RamWeigher, ServerGroupSoftAffinityWeigher,
-    ServerGroupSoftAntiAffinityWeigher, WeighedHost,
+    weigh_hosts, CpuWeigher, DiskWeigher, HostWeigher, NodeScoreWeigher, RamWeigher,
+    ServerGroupSoftAffinityWeigher, ServerGroupSoftAntiAffinityWeigher, WeighedHost,
 };
+use tie_break::break_tie;
 
 /// Why scheduling did not produce a placement.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -53,6 +61,7 @@ pub struct Selection {
 pub struct Scheduler {
     filters: Vec<Box<dyn HostFilter>>,
     weighers: Vec<Box<dyn HostWeigher>>,
+    tie_break: Option<TieBreak>,
     allow_resize_to_same_host: bool,
 }
 
@@ -61,34 +70,48 @@ impl std::fmt::Debug for Scheduler {
         f.debug_struct("Scheduler")
             .field("filters", &self.filter_names())
             .field("weighers", &self.weigher_names())
+            .field("tie_break", &self.tie_break)
             .field("allow_resize_to_same_host", &self.allow_resize_to_same_host)
             .finish()
     }
 }
 
 impl Scheduler {
-    /// Exactly these filters and weighers, in this order (resize to the same host allowed).
+    /// Exactly these filters and weighers, in this order (resize to the same host allowed,
+    /// ties to the lowest host id). The request's own constraints (destination, ignored
+    /// hosts, availability zone) are checked before the filters all the same.
     pub fn new(filters: Vec<Box<dyn HostFilter>>, weighers: Vec<Box<dyn HostWeigher>>) -> Self {
         Self {
             filters,
             weighers,
+            tie_break: None,
             allow_resize_to_same_host: true,
         }
     }
 
+    /// Builder: how to choose among hosts of equal weight (`None`: the lowest host id).
+    pub fn with_tie_break(mut self, tie_break: Option<TieBreak>) -> Self {
+        self.tie_break = tie_break;
+        self
+    }
+
     /// The Nova-shaped pipeline: `ResourceFilter` and `TraitsFilter` (Placement's part),
-    /// then `enabled_filters`, then all five weighers with the configured multipliers.
+    /// then `enabled_filters`, then the five Nova weighers with the configured multipliers,
+    /// and `NodeScoreWeigher` when its multiplier is not 0.
     pub fn from_config(config: &SchedulerConfig) -> Result<Self, ConfigError> {
         config.validate()?;
         let mut filters: Vec<Box<dyn HostFilter>> =
             vec![Box::new(ResourceFilter), Box::new(TraitsFilter)];
         for name in &config.enabled_filters {
             let filter = filter_by_name(name)?;
-            if !filters.iter().any(|f| f.name() == filter.name()) {
+            // The zone is checked for every request (`check_host`); a Nova configuration
+            // that lists its filter is accepted and needs no second run.
+            let always_run = filter.name() == AvailabilityZoneFilter.name();
+            if !always_run && !filters.iter().any(|f| f.name() == filter.name()) {
                 filters.push(filter);
             }
         }
-        let weighers: Vec<Box<dyn HostWeigher>> = vec![
+        let mut weighers: Vec<Box<dyn HostWeigher>> = vec![
             Box::new(RamWeigher {
                 multiplier: config.ram_weight_multiplier,
             }),
@@ -105,9 +128,17 @@ impl Scheduler {
                 multiplier: config.soft_anti_affinity_weight_multiplier,
             }),
         ];
+        // Left out at 0 so that, unless configured, weights and their breakdown are
+        // exactly what they were before the weigher existed.
+        if config.node_score_weight_multiplier != 0.0 {
+            weighers.push(Box::new(NodeScoreWeigher {
+                multiplier: config.node_score_weight_multiplier,
+            }));
+        }
         Ok(Self {
             filters,
             weighers,
+            tie_break: config.spread,
             allow_resize_to_same_host: config.allow_resize_to_same_host,
         })
     }
@@ -131,16 +162,13 @@ impl Scheduler {
     ) -> Result<Vec<WeighedHost>, NoValidHost> {
         let (ranked, rejections) = self.evaluate(cluster, consumer_id, request);
         if ranked.is_empty() {
-            return Err(NoValidHost {
-                rejections,
-                batch: None,
-            });
+            return Err(no_valid_host(rejections, request));
         }
         Ok(ranked)
     }
 
-    /// Filters every host and weighs the ones that pass: (candidates best first, the
-    /// others' rejections in host order).
+    /// Filters every host and weighs the ones that pass: (candidates best first, equal
+    /// best ones in the tie-break's order; the others' rejections in host order).
     fn evaluate(
         &self,
         cluster: &Cluster,
@@ -156,7 +184,11 @@ impl Scheduler {
                 Err(rejection) => rejections.push(rejection),
             }
         }
-        let ranked = weigh_hosts(&self.weighers, &candidates, request, &ctx);
+        let mut ranked = weigh_hosts(&self.weighers, &candidates, request, &ctx);
+        if let Some(mode) = self.tie_break {
+            let host = |weighed: &WeighedHost| cluster.host(&weighed.host_id);
+            break_tie(&mut ranked, mode, host, request.tie_break_seed, consumer_id);
+        }
         (ranked, rejections)
     }
 
@@ -175,14 +207,29 @@ impl Scheduler {
             .into());
         }
         let (ranked, rejections) = self.evaluate(cluster, consumer_id, request);
-        claim_best(cluster, ranked, rejections, |cluster, host_id| {
-            cluster.claim(host_id, consumer_id, &request.resources)
-        })
-        .map(|(claim, weight)| Selection {
+        let (claim, weight) = claim_best(cluster, ranked, rejections, request, |cluster, id| {
+            cluster.claim(id, consumer_id, &request.resources)
+        })?;
+        self.mark_chosen(cluster, &claim.host_id);
+        Ok(Selection {
             host_id: claim.host_id.clone(),
             claim,
             weight,
         })
+    }
+
+    /// Under round robin, makes `host_id` the most recently chosen host (the highest
+    /// `last_claimed` plus one), so the next placement through this cluster, a later
+    /// server of the same batch included, prefers another among equals. Callers that keep
+    /// their own ordinal overwrite it when they next load the hosts.
+    fn mark_chosen(&self, cluster: &mut Cluster, host_id: &HostId) {
+        if self.tie_break != Some(TieBreak::RoundRobin) {
+            return;
+        }
+        let latest = cluster.hosts().map(|h| h.last_claimed).max().unwrap_or(0);
+        if let Some(host) = cluster.host_mut(host_id) {
+            host.last_claimed = latest.saturating_add(1);
+        }
     }
 
     /// Places several servers with one request (Nova's multi-create), all or none: each
@@ -196,6 +243,11 @@ impl Scheduler {
     ) -> Result<Vec<Selection>, ScheduleError> {
         let mut request = request.clone();
         let mut selections: Vec<Selection> = Vec::with_capacity(consumer_ids.len());
+        // Round robin moves these as it places; a failed batch puts them back with the claims.
+        let ordinals: Vec<(HostId, u64)> = cluster
+            .hosts()
+            .map(|h| (h.id().clone(), h.last_claimed))
+            .collect();
         for (index, consumer_id) in consumer_ids.iter().enumerate() {
             match self.schedule(cluster, consumer_id, &request) {
                 Ok(selection) => {
@@ -210,6 +262,11 @@ impl Scheduler {
                 Err(err) => {
                     for placed in &selections {
                         cluster.release(&placed.claim.consumer_id);
+                    }
+                    for (host_id, ordinal) in &ordinals {
+                        if let Some(host) = cluster.host_mut(host_id) {
+                            host.last_claimed = *ordinal;
+                        }
                     }
                     return Err(match err {
                         ScheduleError::NoValidHost(mut no_host) => {
@@ -249,13 +306,17 @@ impl Scheduler {
             request.ignore_hosts.insert(source);
         }
         let (ranked, rejections) = self.evaluate(cluster, consumer_id, &request);
-        claim_best(cluster, ranked, rejections, |cluster, host_id| {
-            cluster.begin_resize(consumer_id, migration_id, host_id, &request.resources)
-        })
-        .map(|(resize, _weight)| resize)
+        let (resize, _weight) =
+            claim_best(cluster, ranked, rejections, &request, |cluster, id| {
+                cluster.begin_resize(consumer_id, migration_id, id, &request.resources)
+            })?;
+        self.mark_chosen(cluster, &resize.dest.host_id);
+        Ok(resize)
     }
 
-    /// Runs the request-level exclusions and the filters on one host.
+    /// Runs the request's own constraints (destination, ignored hosts, zone) and then the
+    /// filters on one host. The constraints are the user's or the caller's explicit
+    /// choice, so no filter list can drop them.
     fn check_host(
         &self,
         host: &Host,
@@ -280,6 +341,11 @@ impl Scheduler {
                 "excluded by the request".to_string(),
             ));
         }
+        // A filter run here rather than from the list, for the reason above. Nova today
+        // also honours the zone before any filter (a Placement pre-filter).
+        AvailabilityZoneFilter
+            .passes(host, request, ctx)
+            .map_err(|rejection| reject(AvailabilityZoneFilter.name(), rejection.reason))?;
         for filter in &self.filters {
             filter
                 .passes(host, request, ctx)
@@ -289,12 +355,22 @@ impl Scheduler {
     }
 }
 
+/// "No valid host" for `request`, with these reasons.
+fn no_valid_host(rejections: Vec<HostRejection>, request: &ResourceRequest) -> NoValidHost {
+    NoValidHost {
+        rejections,
+        batch: None,
+        availability_zone: request.availability_zone.clone(),
+    }
+}
+
 /// Tries `take` on the ranked hosts in order until one succeeds; if none does, every
 /// host's reason (filter or claim) is reported, in host order.
 fn claim_best<T>(
     cluster: &mut Cluster,
     ranked: Vec<WeighedHost>,
     mut rejections: Vec<HostRejection>,
+    request: &ResourceRequest,
     mut take: impl FnMut(&mut Cluster, &HostId) -> Result<T, ClaimError>,
 ) -> Result<(T, f64), ScheduleError> {
     for candidate in ranked {
@@ -317,9 +393,5 @@ fn claim_best<T>(
         });
     }
     rejections.sort_by(|a, b| a.host_id.cmp(&b.host_id));
-    Err(NoValidHost {
-        rejections,
-        batch: None,
-    }
-    .into())
+    Err(no_valid_host(rejections, request).into())
 }

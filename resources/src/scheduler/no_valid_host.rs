@@ -49,6 +49,9 @@ pub struct NoValidHost {
     /// Set when the request created several servers and a later one failed (the earlier
     /// ones' claims were released).
     pub batch: Option<BatchPosition>,
+    /// The availability zone the request asked for, named in the summary: "no room in the
+    /// zone I asked for" is the first thing a user needs to know.
+    pub availability_zone: Option<String>,
 }
 
 /// Above this many hosts the summary counts rejections by stage instead of listing them.
@@ -73,7 +76,11 @@ impl NoValidHost {
             text.push_str(" There are no compute hosts.");
             return text;
         }
-        text.push_str(" There are not enough hosts available.");
+        text.push_str(" There are not enough hosts available");
+        if let Some(zone) = &self.availability_zone {
+            text.push_str(&format!(" in availability zone {zone}"));
+        }
+        text.push('.');
         if self.rejections.len() <= LISTED_HOSTS {
             for rejection in &self.rejections {
                 text.push_str(&format!(" {rejection}."));
@@ -125,6 +132,7 @@ mod tests {
         let err = NoValidHost {
             rejections: vec![],
             batch: None,
+            availability_zone: None,
         };
         assert_eq!(
             err.to_string(),
@@ -144,6 +152,7 @@ mod tests {
                 rejection("box2", "ComputeFilter", "host is disabled"),
             ],
             batch: None,
+            availability_zone: None,
         };
         assert_eq!(
             err.summary(),
@@ -167,11 +176,26 @@ mod tests {
         let err = NoValidHost {
             rejections,
             batch: Some(BatchPosition { server: 2, of: 3 }),
+            availability_zone: None,
         };
         assert_eq!(
             err.summary(),
             "No valid host was found for server 2 of 3. There are not enough hosts available. \
              6 hosts rejected: 1 by ComputeFilter, 5 by ResourceFilter."
+        );
+    }
+
+    #[test]
+    fn a_requested_zone_is_named() {
+        let err = NoValidHost {
+            rejections: vec![rejection("box3", "ResourceFilter", "full")],
+            batch: None,
+            availability_zone: Some("edge-2".into()),
+        };
+        assert_eq!(
+            err.summary(),
+            "No valid host was found. There are not enough hosts available in availability \
+             zone edge-2. host box3: full (ResourceFilter)."
         );
     }
 }

@@ -54,7 +54,9 @@ fn default_pipeline_is_nova_shaped() {
             "TraitsFilter",
             "ComputeFilter",
             "ServerGroupAntiAffinityFilter",
-            "ServerGroupAffinityFilter"
+            "ServerGroupAffinityFilter",
+            "SameHostFilter",
+            "DifferentHostFilter"
         ]
     );
     assert_eq!(s.weigher_names().len(), 5);

@@ -5,11 +5,14 @@
 //! one weigher can't drown the others by scale), multiplied by the weigher's multiplier,
 //! and summed. The highest total wins; equal totals go to the lowest host id, so the same
 //! inputs always give the same choice (Nova picks randomly among the best
-//! `host_subset_size`; we don't, to stay testable and predictable).
+//! `host_subset_size`; we don't, to stay testable and predictable). The scheduler's
+//! `spread` setting can choose differently among equal totals.
 
+mod node_score;
 mod resources;
 mod server_group;
 
+pub use node_score::NodeScoreWeigher;
 pub use resources::{CpuWeigher, DiskWeigher, RamWeigher};
 pub use server_group::{ServerGroupSoftAffinityWeigher, ServerGroupSoftAntiAffinityWeigher};
 

@@ -250,6 +250,90 @@ impl Keyspace {
     }
 }
 
+// Networks (Neutron's door, docs/cluster.md "The keyspace").
+impl Keyspace {
+    pub fn networks(&self) -> String {
+        format!("{}/networks/", self.root)
+    }
+
+    /// A network with its VNI.
+    pub fn network(&self, id: &str) -> String {
+        format!("{}{id}", self.networks())
+    }
+
+    pub fn vnis(&self) -> String {
+        format!("{}/vni/", self.root)
+    }
+
+    /// `{network}` holding a VXLAN id.
+    pub fn vni(&self, vni: u32) -> String {
+        format!("{}{vni}", self.vnis())
+    }
+
+    pub fn subnets(&self) -> String {
+        format!("{}/subnets/", self.root)
+    }
+
+    pub fn subnet(&self, id: &str) -> String {
+        format!("{}{id}", self.subnets())
+    }
+
+    pub fn ports(&self) -> String {
+        format!("{}/ports/", self.root)
+    }
+
+    /// A port with its fixed IPs and security groups.
+    pub fn port(&self, id: &str) -> String {
+        format!("{}{id}", self.ports())
+    }
+
+    /// Every address taken on a network.
+    pub fn addresses_on(&self, network: &str) -> String {
+        format!("{}/ipam/{network}/", self.root)
+    }
+
+    /// `{port, subnet}` holding an address: created only if absent, so it is handed out once.
+    pub fn address(&self, network: &str, ip: std::net::IpAddr) -> String {
+        format!("{}{ip}", self.addresses_on(network))
+    }
+
+    /// `{port}` holding a MAC on a network, created only if absent.
+    pub fn mac(&self, network: &str, mac: outpost_netdev::MacAddr) -> String {
+        format!("{}/macs/{network}/{mac}", self.root)
+    }
+
+    pub fn security_groups(&self) -> String {
+        format!("{}/security-groups/", self.root)
+    }
+
+    pub fn security_group(&self, id: &str) -> String {
+        format!("{}{id}", self.security_groups())
+    }
+
+    /// `/names/default-sg/<project>`: `{id}` of the project's one default group.
+    pub fn default_security_group(&self, project: &str) -> String {
+        format!("{}/names/default-sg/{project}", self.root)
+    }
+
+    pub fn security_group_rules(&self) -> String {
+        format!("{}/sg-rules/", self.root)
+    }
+
+    /// A rule with its group's id.
+    pub fn security_group_rule(&self, id: &str) -> String {
+        format!("{}{id}", self.security_group_rules())
+    }
+
+    /// The ports using a group (an index: a group in use is not deleted).
+    pub fn group_members(&self, group: &str) -> String {
+        format!("{}/sg-ports/{group}/", self.root)
+    }
+
+    pub fn group_member(&self, group: &str, port: &str) -> String {
+        format!("{}{port}", self.group_members(group))
+    }
+}
+
 /// The part of `key` after `prefix`, when it is a direct child.
 pub fn child<'a>(key: &'a str, prefix: &str) -> Option<&'a str> {
     key.strip_prefix(prefix).filter(|rest| !rest.contains('/'))
@@ -283,6 +367,20 @@ mod tests {
         assert_eq!(k.flavor("1"), "/outpost/v1/flavors/1");
         assert_eq!(Keyspace::under("/t/9/").roles(), "/t/9/identity/roles/");
         assert_eq!(child(&k.user("u1"), &k.users()), Some("u1"));
+        let ip: std::net::IpAddr = "fd00::5".parse().unwrap();
+        assert_eq!(k.address("n1", ip), "/outpost/v1/ipam/n1/fd00::5");
+        assert_eq!(
+            child(&k.address("n1", ip), &k.addresses_on("n1")),
+            Some("fd00::5")
+        );
+        let mac: outpost_netdev::MacAddr = "fa:16:3e:00:00:01".parse().unwrap();
+        assert_eq!(k.mac("n1", mac), "/outpost/v1/macs/n1/fa:16:3e:00:00:01");
+        assert_eq!(k.vni(1000), "/outpost/v1/vni/1000");
+        assert_eq!(k.group_member("g", "p"), "/outpost/v1/sg-ports/g/p");
+        assert_eq!(
+            k.default_security_group("p1"),
+            "/outpost/v1/names/default-sg/p1"
+        );
     }
 
     #[test]

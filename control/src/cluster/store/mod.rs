@@ -1,7 +1,8 @@
 //! The doors a cluster keeps in etcd (docs/cluster.md, "Doors"): identity ([`identity`]),
-//! flavors ([`flavors`]), servers ([`servers`]), images ([`images`]) and volumes
-//! ([`volumes`]), implementing the same store traits as SQLite, so every box reads and writes
-//! one copy. Keys come from [`Keyspace`]; values are JSON with a `schema` field.
+//! flavors ([`flavors`]), servers ([`servers`]), images ([`images`]), volumes
+//! ([`volumes`]) and networks ([`networks`], on a [`unit_of_work`]), implementing the same
+//! store traits as SQLite, so every box reads and writes one copy. Keys come from
+//! [`Keyspace`]; values are JSON with a `schema` field.
 //!
 //! The traits are synchronous and the etcd client is async. Every call runs on the stores'
 //! own runtime: one thread (`etcd-store`) with a current-thread tokio runtime, on which the
@@ -17,7 +18,9 @@ pub mod claims;
 pub mod flavors;
 pub mod identity;
 pub mod images;
+pub mod networks;
 pub mod servers;
+mod unit_of_work;
 pub mod volumes;
 
 #[cfg(test)]
@@ -40,6 +43,7 @@ pub use claims::EtcdSiteClaims;
 pub use flavors::EtcdFlavors;
 pub use identity::EtcdIdentity;
 pub use images::EtcdImages;
+pub use networks::EtcdNetworks;
 pub use servers::{EtcdServers, ServerEntry, ServersAt};
 pub use volumes::EtcdVolumes;
 
@@ -154,6 +158,10 @@ impl EtcdDoors {
 
     pub fn volumes(&self) -> EtcdVolumes {
         EtcdVolumes::new(self.clone())
+    }
+
+    pub fn networks(&self) -> EtcdNetworks {
+        EtcdNetworks::new(self.clone())
     }
 
     /// Runs `f` (one store operation) on the stores' thread.

@@ -1,10 +1,10 @@
 //! The same conformance suites SQLite passes (`identity::store::conformance`,
 //! `compute::flavors::store::conformance`, `compute::servers::store::conformance`,
-//! `image::store::conformance`, `volume::store::conformance`), run against a real
-//! single-member etcd: Debian's `etcd` binary on loopback, data in a temporary directory,
-//! killed when the test ends. Every store a suite asks for gets a key root of its own, so one
-//! member serves a whole suite; races run on two connections to one root, as two boxes write
-//! the same keys.
+//! `image::store::conformance`, `volume::store::conformance`, `network::store::conformance`),
+//! run against a real single-member etcd: Debian's `etcd` binary on loopback, data in a
+//! temporary directory, killed when the test ends. Every store a suite asks for gets a key
+//! root of its own, so one member serves a whole suite; races run on two connections to one
+//! root, as two boxes write the same keys.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -76,12 +76,17 @@ impl EtcdMember {
 
     /// Two connections on one fresh root, as two boxes of a cluster see the same keys.
     fn two_boxes(&self) -> (EtcdDoors, EtcdDoors) {
-        let n = self.next_root.fetch_add(1, Ordering::Relaxed);
-        let root = format!("/test/{n}");
-        (
-            self.doors_under(&root).unwrap(),
-            self.doors_under(&root).unwrap(),
-        )
+        let [a, b]: [EtcdDoors; 2] = self
+            .boxes(2)
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("boxes(2) makes two"));
+        (a, b)
+    }
+
+    /// `n` boxes' doors on one fresh root, each its own connection and store thread.
+    fn boxes(&self, n: usize) -> Vec<EtcdDoors> {
+        let root = format!("/test/{}", self.next_root.fetch_add(1, Ordering::Relaxed));
+        (0..n).map(|_| self.doors_under(&root).unwrap()).collect()
     }
 
     /// Doors (a connection and thread of their own) on keys under `root`: doors under one
@@ -144,6 +149,133 @@ fn etcd_volumes_conform_to_the_volume_store_contract() {
         let (a, b) = etcd.two_boxes();
         (a.volumes(), b.volumes())
     });
+}
+
+#[test]
+fn etcd_networks_conform_to_the_network_store_contract() {
+    let etcd = EtcdMember::start();
+    crate::network::store::conformance::run(|| etcd.doors().unwrap().networks());
+}
+
+/// Eight boxes, each with its own connection to etcd, create a port at once on a subnet with
+/// four free addresses: four get one each, four are told the subnet is full, and every box
+/// then sees the same four ports holding the four addresses.
+#[test]
+fn boxes_allocating_at_once_never_share_an_address_and_lose_none() {
+    use crate::network::networks::NewNetwork;
+    use crate::network::ports::{FixedIpRequest, NewPort};
+    use crate::network::subnets::NewSubnet;
+    use crate::network::{NetworkError, NetworkService, NetworkSettings, DHCP_OWNER};
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    let etcd = EtcdMember::start();
+    let boxes = etcd.boxes(8);
+    let services: Vec<NetworkService> = boxes
+        .iter()
+        .map(|d| NetworkService::with_store(Arc::new(d.networks()), NetworkSettings::default()))
+        .collect();
+    let c = crate::context::RequestContext {
+        user_id: "u".into(),
+        user_name: "user".into(),
+        project_id: Some("p1".into()),
+        project_name: Some("p1".into()),
+        roles: vec!["member".into()],
+    };
+    let net = services[0]
+        .create_network(&c, NewNetwork::default())
+        .unwrap();
+    // A /29: .1 is the gateway, .2 to .6 the pool, and the DHCP port takes one of them.
+    let subnet = services[1]
+        .create_subnet(
+            &c,
+            NewSubnet {
+                network_id: net.id.clone(),
+                ip_version: Some(serde_json::json!(4)),
+                cidr: Some("10.7.0.0/29".into()),
+                ..NewSubnet::default()
+            },
+        )
+        .unwrap();
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let racers: Vec<_> = services
+            .iter()
+            .map(|svc| {
+                let (c, net, subnet) = (&c, &net.id, &subnet.id);
+                scope.spawn(move || {
+                    svc.create_port(
+                        c,
+                        NewPort {
+                            network_id: net.clone(),
+                            fixed_ips: Some(vec![FixedIpRequest {
+                                subnet_id: Some(subnet.clone()),
+                                ip_address: None,
+                            }]),
+                            ..NewPort::default()
+                        },
+                    )
+                })
+            })
+            .collect();
+        racers.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+
+    let created: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(created.len(), 4, "{results:?}");
+    for e in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert!(
+            matches!(
+                e,
+                NetworkError::Conflict {
+                    kind: "IpAddressGenerationFailure",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+    }
+    let handed_out: BTreeSet<String> = created
+        .iter()
+        .flat_map(|p| p.fixed_ips.iter().map(|f| f.ip_address.to_string()))
+        .collect();
+    assert_eq!(handed_out.len(), 4, "{handed_out:?}");
+
+    // Every box sees the same ports; with the DHCP port they hold the whole pool, each
+    // address once, and each address's key names its port.
+    let pool: BTreeSet<String> = (2..=6).map(|i| format!("10.7.0.{i}")).collect();
+    for svc in &services {
+        let ports = svc.list_ports(&c).unwrap();
+        assert_eq!(ports.len(), 5);
+        assert_eq!(
+            ports
+                .iter()
+                .filter(|p| p.device_owner == DHCP_OWNER)
+                .count(),
+            1
+        );
+        let held: Vec<String> = ports
+            .iter()
+            .flat_map(|p| p.fixed_ips.iter().map(|f| f.ip_address.to_string()))
+            .collect();
+        assert_eq!(held.iter().cloned().collect::<BTreeSet<_>>(), pool);
+        assert_eq!(held.len(), pool.len());
+        for p in created.iter().copied() {
+            assert!(ports.contains(p), "{} is missing on a box", p.id);
+        }
+    }
+    use crate::network::NetworkStore;
+    boxes[7]
+        .networks()
+        .read_networks(&mut |tx| {
+            for p in tx.list_ports()? {
+                for f in &p.fixed_ips {
+                    assert_eq!(tx.ip_holder(&net.id, f.ip_address)?, Some(p.id.clone()));
+                }
+                assert!(tx.mac_in_use(&net.id, p.mac_address)?);
+            }
+            Ok(())
+        })
+        .unwrap();
 }
 
 #[test]

@@ -125,6 +125,17 @@ fn etcd_flavors_conform_to_the_flavor_store_contract() {
     crate::compute::flavors::store::conformance::run(|| etcd.doors().unwrap().flavors());
 }
 
+/// A member of project `p1`, for the network tests.
+fn member() -> crate::context::RequestContext {
+    crate::context::RequestContext {
+        user_id: "u".into(),
+        user_name: "user".into(),
+        project_id: Some("p1".into()),
+        project_name: Some("p1".into()),
+        roles: vec!["member".into()],
+    }
+}
+
 #[test]
 fn etcd_servers_conform_to_the_server_store_contract() {
     let etcd = EtcdMember::start();
@@ -175,13 +186,7 @@ fn boxes_allocating_at_once_never_share_an_address_and_lose_none() {
         .iter()
         .map(|d| NetworkService::with_store(Arc::new(d.networks()), NetworkSettings::default()))
         .collect();
-    let c = crate::context::RequestContext {
-        user_id: "u".into(),
-        user_name: "user".into(),
-        project_id: Some("p1".into()),
-        project_name: Some("p1".into()),
-        roles: vec!["member".into()],
-    };
+    let c = member();
     let net = services[0]
         .create_network(&c, NewNetwork::default())
         .unwrap();
@@ -703,5 +708,112 @@ fn a_reconciler_reads_every_server_at_one_revision_and_watches_from_there() {
     assert_eq!(
         events[1].kv().unwrap().key_str().unwrap(),
         doors.kv.keys.server("b")
+    );
+}
+
+/// The unit of work's own rules: one snapshot for every read, its own writes visible to it,
+/// and a commit refused when a key read by name or a range listed changed meanwhile, but not
+/// when only a peeked range did.
+#[test]
+fn a_unit_of_work_commits_only_over_what_it_read() {
+    use super::unit_of_work::{Outcome, UnitOfWork};
+    let etcd = EtcdMember::start();
+    let doors = etcd.doors().unwrap();
+    let other = etcd.doors().unwrap();
+    let write = |key: &str| {
+        let w = UnitOfWork::new(&other);
+        w.put(key.to_owned(), b"other".to_vec()).unwrap();
+        assert_eq!(w.commit().unwrap(), Outcome::Committed);
+    };
+
+    // Reads stay at the first read's revision; the work sees its own writes.
+    let w = UnitOfWork::new(&doors);
+    assert_eq!(w.get("/u/a").unwrap(), None);
+    write("/u/b");
+    assert_eq!(
+        w.get("/u/b").unwrap(),
+        None,
+        "a read after another's commit"
+    );
+    w.put("/u/c".into(), b"mine".to_vec()).unwrap();
+    w.put("/u/d".into(), b"mine".to_vec()).unwrap();
+    w.delete("/u/d".into()).unwrap();
+    assert_eq!(w.get("/u/c").unwrap(), Some(b"mine".to_vec()));
+    let listed: Vec<String> = w.list("/u/").unwrap().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(listed, ["/u/c"]);
+    // /u/b was created under the listed /u/ after the snapshot.
+    assert_eq!(w.commit().unwrap(), Outcome::Lost);
+
+    // A key read by name and changed meanwhile.
+    let w = UnitOfWork::new(&doors);
+    assert_eq!(w.get("/u/b").unwrap(), Some(b"other".to_vec()));
+    write("/u/b");
+    w.put("/v/x".into(), b"mine".to_vec()).unwrap();
+    assert_eq!(w.commit().unwrap(), Outcome::Lost);
+    assert_eq!(UnitOfWork::new(&doors).get("/v/x").unwrap(), None);
+
+    // A peeked range changed elsewhere than the key taken: both commit.
+    let w = UnitOfWork::new(&doors);
+    assert!(w.peek("/p/").unwrap().is_empty());
+    write("/p/1");
+    assert_eq!(w.get("/p/2").unwrap(), None);
+    w.put("/p/2".into(), b"mine".to_vec()).unwrap();
+    assert_eq!(w.commit().unwrap(), Outcome::Committed);
+    // ... but not on the same key: its own compare decides.
+    let w = UnitOfWork::new(&doors);
+    assert_eq!(w.peek("/p/").unwrap().len(), 2);
+    write("/p/3");
+    w.put("/p/3".into(), b"mine".to_vec()).unwrap();
+    assert_eq!(w.commit().unwrap(), Outcome::Lost);
+
+    // More writes than one transaction here holds: refused, nothing written.
+    let w = UnitOfWork::new(&doors);
+    for i in 0..65 {
+        w.put(format!("/big/{i:02}"), b"x".to_vec()).unwrap();
+    }
+    let refused = w.commit().unwrap_err().to_string();
+    assert!(refused.contains("smaller steps"), "{refused}");
+    assert!(UnitOfWork::new(&doors).list("/big/").unwrap().is_empty());
+}
+
+/// Each network holds a VXLAN id of its own from 1000 up, given back when it goes.
+#[test]
+fn networks_hold_distinct_vxlan_ids_until_deleted() {
+    use super::unit_of_work::UnitOfWork;
+    use crate::network::networks::NewNetwork;
+    use crate::network::{NetworkService, NetworkSettings};
+    use std::sync::Arc;
+
+    let etcd = EtcdMember::start();
+    let doors = etcd.doors().unwrap();
+    let svc = NetworkService::with_store(Arc::new(doors.networks()), NetworkSettings::default());
+    let c = member();
+    let vnis = || -> Vec<(String, String)> {
+        let prefix = doors.kv.keys.vnis();
+        UnitOfWork::new(&doors)
+            .list(&prefix)
+            .unwrap()
+            .into_iter()
+            .map(|(k, v)| {
+                let record: serde_json::Value = serde_json::from_slice(&v).unwrap();
+                let vni = k.strip_prefix(&prefix).unwrap().to_owned();
+                (vni, record["network"].as_str().unwrap().to_owned())
+            })
+            .collect()
+    };
+    let a = svc.create_network(&c, NewNetwork::default()).unwrap();
+    let b = svc.create_network(&c, NewNetwork::default()).unwrap();
+    assert_eq!(
+        vnis(),
+        [
+            ("1000".to_owned(), a.id.clone()),
+            ("1001".to_owned(), b.id.clone())
+        ]
+    );
+    svc.delete_network(&c, &a.id).unwrap();
+    let d = svc.create_network(&c, NewNetwork::default()).unwrap();
+    assert_eq!(
+        vnis(),
+        [("1000".to_owned(), d.id.clone()), ("1001".to_owned(), b.id)]
     );
 }

@@ -817,3 +817,42 @@ fn networks_hold_distinct_vxlan_ids_until_deleted() {
         [("1000".to_owned(), d.id.clone()), ("1001".to_owned(), b.id)]
     );
 }
+
+/// A unit of work whose snapshot etcd compacted away while it ran is not failed: it runs
+/// again on a fresh snapshot.
+#[test]
+fn a_unit_of_work_whose_snapshot_was_compacted_runs_again() {
+    use super::unit_of_work::{Outcome, UnitOfWork};
+    use crate::network::NetworkStore;
+    let etcd = EtcdMember::start();
+    let doors = etcd.doors().unwrap();
+    let compact_now = || {
+        doors.call(|kv| async move {
+            kv.etcd
+                .run(|mut c| async move {
+                    let now = c.get("/", None).await?.header().map_or(0, |h| h.revision());
+                    c.compact(now, None).await
+                })
+                .await
+                .map_err(super::backend)
+        })
+    };
+    let mut runs = 0;
+    doors
+        .networks()
+        .read_networks(&mut |tx| {
+            runs += 1;
+            tx.list_networks()?;
+            if runs == 1 {
+                // Another box writes, and etcd compacts its history past this snapshot.
+                let w = UnitOfWork::new(&doors);
+                w.put("/elsewhere".into(), b"x".to_vec())?;
+                assert_eq!(w.commit()?, Outcome::Committed);
+                compact_now()?;
+            }
+            tx.list_ports()?;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(runs, 2);
+}

@@ -1,7 +1,7 @@
 //! Neutron's door to its state: networks, subnets, ports with their addresses, security
 //! groups and rules. Everything that reads or writes them goes through [`NetworkStore`]; SQLite
-//! implements it for one box (`storage::networks`, `storage::security_groups`), and a cluster's
-//! store implements the same traits.
+//! implements it for one box (`storage::networks`, `storage::security_groups`), and etcd for a
+//! cluster (`cluster::store::networks`).
 //!
 //! Neutron's changes span several records at once (a port's network, subnets, addresses, MAC
 //! and default group; a subnet's DHCP port), so the door is a unit of work over this one

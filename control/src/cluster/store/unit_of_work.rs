@@ -145,23 +145,22 @@ impl<'a> UnitOfWork<'a> {
 
     fn range(&self, prefix: &str, guarded: bool) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
         let known = self.state.borrow().ranges.contains_key(prefix);
-        if !known {
-            let kvs = self
-                .read(prefix, true)?
+        let fetched = if known {
+            BTreeMap::new()
+        } else {
+            self.read(prefix, true)?
                 .into_iter()
                 .map(|kv| {
                     let key = String::from_utf8_lossy(kv.key()).into_owned();
                     (key, (kv.value().to_vec(), kv.mod_revision()))
                 })
-                .collect();
-            let range = Range { kvs, guarded };
-            self.state
-                .borrow_mut()
-                .ranges
-                .insert(prefix.to_owned(), range);
-        }
+                .collect()
+        };
         let mut s = self.state.borrow_mut();
-        let range = s.ranges.get_mut(prefix).expect("the range was read above");
+        let range = s.ranges.entry(prefix.to_owned()).or_insert(Range {
+            kvs: fetched,
+            guarded,
+        });
         range.guarded |= guarded;
         let mut view: BTreeMap<String, Vec<u8>> = range
             .kvs

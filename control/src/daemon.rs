@@ -66,6 +66,11 @@ pub enum DaemonError {
     Network(#[from] crate::network::agent::AgentError),
     #[error("cluster: {0}")]
     Cluster(#[from] crate::cluster::ClusterError),
+    #[error(
+        "[compute] host = {host:?} differs from [cluster] name = {name:?}: a member of a site \
+         is the site's host of its cluster name; remove [compute] host or make them equal"
+    )]
+    HostName { host: String, name: String },
     #[error(transparent)]
     Site(#[from] crate::cluster::site::SiteError),
 }
@@ -193,8 +198,20 @@ pub fn open_fleet(
     volumes: Arc<VolumeStore>,
     network: Option<Arc<HostAgent>>,
 ) -> Result<Arc<Fleet>, DaemonError> {
-    let compute =
-        ComputeSettings::resolve(&settings.compute, Machine::measure(&settings.state_dir))?;
+    // A member of a site is one host of the site's scheduler, named as in the cluster.
+    let mut section = settings.compute.clone();
+    if let Some(cluster) = &settings.cluster {
+        match &section.host {
+            Some(host) if *host != cluster.name => {
+                return Err(DaemonError::HostName {
+                    host: host.clone(),
+                    name: cluster.name.clone(),
+                })
+            }
+            _ => section.host = Some(cluster.name.clone()),
+        }
+    }
+    let compute = ComputeSettings::resolve(&section, Machine::measure(&settings.state_dir))?;
     tracing::info!(
         "host {}: {} vCPU, {} MB RAM, {} GB disk; monitor {:?}",
         compute.host,

@@ -25,6 +25,11 @@ fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 fn server(rig: &Rig, via: usize, id: &str) -> Value {
     let (code, body) =
         rig.boxes[via - 1].api("GET", &format!("/compute/v2.1/servers/{id}"), None, "2.53");
+    if code != 200 {
+        for b in &rig.boxes {
+            eprintln!("---- {} ----\n{}", b.name, b.log("outpostd"));
+        }
+    }
     assert_eq!(code, 200, "{body}");
     body["server"].clone()
 }
@@ -45,6 +50,17 @@ fn action(rig: &Rig, via: usize, id: &str, body: Value) {
         "2.53",
     );
     assert_eq!(code, 202, "{reply}");
+}
+
+/// The monitors running in box `b`'s cgroup (where its outpostd starts them).
+fn monitors(b: &outpost_tests::rig::BoxNode) -> Vec<u32> {
+    b.pids()
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "outpost-vmm")
+        })
+        .collect()
 }
 
 /// The keys etcd holds under `prefix`.
@@ -94,6 +110,9 @@ fn servers_asked_of_one_box_run_on_every_box_and_any_box_changes_them() {
     }
     eprintln!("three servers ACTIVE after {:?}", t0.elapsed());
     assert_eq!(hosts.len(), 3, "one server per box: {hosts:?}");
+    for b in &rig.boxes {
+        assert_eq!(monitors(b).len(), 1, "{} runs its server's monitor", b.name);
+    }
 
     // Every box lists all three; each box's hypervisor counts its own one.
     for (i, b) in rig.boxes.iter().enumerate() {
@@ -160,11 +179,11 @@ fn servers_asked_of_one_box_run_on_every_box_and_any_box_changes_them() {
                 "{h}"
             );
         }
-        let monitors = b.exec(&["pgrep", "-f", "outpost-vmm"]);
+        // The box's cgroup holds what runs on it: etcd and outpostd, no monitor.
+        let monitors = monitors(b);
         assert!(
-            String::from_utf8_lossy(&monitors.stdout).trim().is_empty()
-                || !monitors.status.success(),
-            "a monitor still runs on {}",
+            monitors.is_empty(),
+            "monitors still run on {}: {monitors:?}",
             b.name
         );
     }

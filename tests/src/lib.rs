@@ -36,14 +36,30 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Where a binary of the workspace is when the tests run: beside the tests' own build
+/// (`<target>/<profile>/`, whatever `CARGO_TARGET_DIR` is), then the workspace's `target/`.
+fn beside_tests(name: &str) -> Vec<PathBuf> {
+    let mut places = Vec::new();
+    // The test binary is `<target>/<profile>/deps/<test>-<hash>`.
+    if let Some(profile_dir) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.to_owned()))
+    {
+        places.push(profile_dir.join(name));
+    }
+    let root = workspace_root();
+    for profile in ["debug", "release"] {
+        places.push(root.join("target").join(profile).join(name));
+    }
+    places
+}
+
 /// The `outpost-vmm` binary under test: `OUTPOST_VMM_BIN`, else the workspace's build.
 pub fn vmm_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("OUTPOST_VMM_BIN") {
         return PathBuf::from(p);
     }
-    let root = workspace_root();
-    for profile in ["debug", "release"] {
-        let p = root.join("target").join(profile).join("outpost-vmm");
+    for p in beside_tests("outpost-vmm") {
         if p.exists() {
             return p;
         }
@@ -56,9 +72,7 @@ pub fn outpostd_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("OUTPOST_OUTPOSTD_BIN") {
         return PathBuf::from(p);
     }
-    let root = workspace_root();
-    for profile in ["debug", "release"] {
-        let p = root.join("target").join(profile).join("outpostd");
+    for p in beside_tests("outpostd") {
         if p.exists() {
             return p;
         }

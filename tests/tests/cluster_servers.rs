@@ -148,8 +148,101 @@ fn servers_asked_of_one_box_run_on_every_box_and_any_box_changes_them() {
     );
     assert_eq!(code, 200, "{console}");
 
+    // Where a request asks a server to go: Nova's same_host / different_host hints, an
+    // admin's host (2.74) and the zone, each through a different box.
+    let host_of = |id: &str| {
+        server(&rig, 1, id)["OS-EXT-SRV-ATTR:host"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let on1 = ids.iter().find(|id| host_of(id) == "box1").unwrap().clone();
+    let on2 = ids.iter().find(|id| host_of(id) == "box2").unwrap().clone();
+    let create = |via: usize, name: &str, version: &str, extra: Value| -> String {
+        let mut body = json!({"server": {"name": name, "flavorRef": flavor,
+                                         "imageRef": "outpost-guest", "networks": "none"}});
+        for (k, v) in extra.as_object().unwrap() {
+            if k == "os:scheduler_hints" {
+                body[k] = v.clone();
+            } else {
+                body["server"][k] = v.clone();
+            }
+        }
+        let (code, reply) =
+            rig.boxes[via - 1].api("POST", "/compute/v2.1/servers", Some(&body), version);
+        assert_eq!(code, 202, "{reply}");
+        reply["server"]["id"].as_str().unwrap().to_owned()
+    };
+    let mut more = Vec::new();
+    let away = create(
+        3,
+        "away",
+        "2.53",
+        json!({"os:scheduler_hints": {"different_host": [on1, on2]}}),
+    );
+    more.push(away.clone());
+    let near = create(
+        1,
+        "near",
+        "2.53",
+        json!({"os:scheduler_hints": {"same_host": on2}}),
+    );
+    more.push(near.clone());
+    let named = create(
+        2,
+        "named",
+        "2.74",
+        json!({"host": "box1", "availability_zone": "nova"}),
+    );
+    more.push(named.clone());
+    for id in &more {
+        wait_status(&rig, 2, id, "ACTIVE", 300);
+    }
+    assert_eq!(host_of(&away), "box3");
+    assert_eq!(host_of(&near), "box2");
+    assert_eq!(host_of(&named), "box1");
+    assert_eq!(
+        server(&rig, 3, &named)["OS-EXT-AZ:availability_zone"],
+        "nova"
+    );
+    // Refused before anything is recorded: a zone no box is in, a host no site has, a hint
+    // naming no server.
+    for (version, extra, says) in [
+        (
+            "2.53",
+            json!({"availability_zone": "edge-9"}),
+            "availability zone",
+        ),
+        ("2.74", json!({"host": "box9"}), "box9"),
+        (
+            "2.53",
+            json!({"os:scheduler_hints": {"same_host": "00000000-0000-0000-0000-000000000000"}}),
+            "does not exist",
+        ),
+        (
+            "2.53",
+            json!({"os:scheduler_hints": {"different_host": 7}}),
+            "different_host",
+        ),
+    ] {
+        let mut body = json!({"server": {"name": "no", "flavorRef": flavor,
+                                         "imageRef": "outpost-guest", "networks": "none"}});
+        for (k, v) in extra.as_object().unwrap() {
+            if k == "os:scheduler_hints" {
+                body[k] = v.clone();
+            } else {
+                body["server"][k] = v.clone();
+            }
+        }
+        let (code, reply) = rig.boxes[0].api("POST", "/compute/v2.1/servers", Some(&body), version);
+        assert_eq!(code, 400, "{extra}: {reply}");
+        assert!(reply.to_string().contains(says), "{reply}");
+    }
+    let (_, list) = rig.boxes[0].api("GET", "/compute/v2.1/servers", None, "2.53");
+    assert_eq!(list["servers"].as_array().unwrap().len(), 6, "{list}");
+
     // Deleted through box 1, each by its own box: nothing of them stays anywhere.
-    for id in &ids {
+    for id in ids.iter().chain(&more) {
         let (code, body) = rig.boxes[0].api(
             "DELETE",
             &format!("/compute/v2.1/servers/{id}"),

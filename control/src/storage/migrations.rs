@@ -47,6 +47,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "networks",
         sql: include_str!("migrations/0006_networks.sql"),
     },
+    Migration {
+        version: 7,
+        name: "server placement request",
+        sql: include_str!("migrations/0007_server_placement.sql"),
+    },
 ];
 
 pub(super) fn apply(conn: &mut Connection, steps: &[Migration]) -> Result<(), StorageError> {

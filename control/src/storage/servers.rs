@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 const COLUMNS: &str = "seq, id, name, description, project_id, user_id, flavor, image_ref, boot, \
      vm_state, task_state, power_state, host, fault, metadata, user_data, key_name, \
      config_drive, disk_config, networks, monitor_pid, monitor_start_time, monitor_boot_id, \
-     resize, created_at, updated_at, launched_at";
+     resize, created_at, updated_at, launched_at, placement";
 
 fn to_json<T: Serialize>(v: &T) -> Result<String, StorageError> {
     serde_json::to_string(v).map_err(|e| StorageError::Corrupt(format!("cannot encode: {e}")))
@@ -52,6 +52,7 @@ struct RawRow {
     created_at: i64,
     updated_at: Option<i64>,
     launched_at: Option<i64>,
+    placement: String,
 }
 
 fn raw(r: &Row<'_>) -> rusqlite::Result<RawRow> {
@@ -83,6 +84,7 @@ fn raw(r: &Row<'_>) -> rusqlite::Result<RawRow> {
         created_at: r.get(24)?,
         updated_at: r.get(25)?,
         launched_at: r.get(26)?,
+        placement: r.get(27)?,
     })
 }
 
@@ -121,6 +123,7 @@ impl RawRow {
                 .transpose()?,
             metadata: from_json("metadata", &self.metadata)?,
             networks: from_json("networks", &self.networks)?,
+            placement: from_json("placement", &self.placement)?,
             resize: self
                 .resize
                 .as_deref()
@@ -155,9 +158,9 @@ fn insert(conn: &Connection, s: &Server) -> Result<Server, StorageError> {
         "INSERT INTO servers (id, name, description, project_id, user_id, flavor, image_ref,
                               boot, vm_state, task_state, power_state, host, fault, metadata,
                               user_data, key_name, config_drive, disk_config, networks,
-                              created_at)
+                              created_at, placement)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                 ?18, ?19, ?20)",
+                 ?18, ?19, ?20, ?21)",
         rusqlite::params![
             s.id,
             s.name,
@@ -179,6 +182,7 @@ fn insert(conn: &Connection, s: &Server) -> Result<Server, StorageError> {
             s.disk_config,
             to_json(&s.networks)?,
             s.created_at.micros(),
+            to_json(&s.placement)?,
         ],
     )?;
     by_id(conn, &s.id)?.ok_or_else(|| StorageError::Corrupt(format!("server {} vanished", s.id)))
@@ -396,6 +400,7 @@ mod tests {
             networks: serde_json::json!("none"),
             monitor: None,
             resize: None,
+            placement: Default::default(),
             created_at: Timestamp::now(),
             updated_at: None,
             launched_at: None,

@@ -114,7 +114,12 @@ pub fn detail(s: &Server, ctx: &RequestContext, base_url: &str, v: ApiVersion) -
         "accessIPv6": "",
         "links": links(&s.id, base_url),
         "OS-DCF:diskConfig": s.disk_config,
-        "OS-EXT-AZ:availability_zone": if s.host.is_some() { "nova" } else { "" },
+        // The zone asked for, else Nova's default zone once placed.
+        "OS-EXT-AZ:availability_zone": match (&s.placement.availability_zone, &s.host) {
+            (Some(zone), _) => zone.as_str(),
+            (None, Some(_)) => "nova",
+            (None, None) => "",
+        },
         "config_drive": s.config_drive,
         "key_name": s.key_name,
         "OS-SRV-USG:launched_at": usage_time(s.launched_at),
@@ -250,6 +255,7 @@ mod tests {
             networks: json!("none"),
             monitor: None,
             resize: None,
+            placement: Default::default(),
             created_at: Timestamp(0),
             updated_at: None,
             launched_at: Some(Timestamp(1_500_000)),

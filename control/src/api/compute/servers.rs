@@ -291,12 +291,22 @@ fn reference(v: &Value, field: &str) -> Result<String, Fault> {
 fn parse_create(call: &Call<'_>) -> Result<NewServer, Fault> {
     let body: CreateBody = call.json()?;
     let v = version(call);
+    let mut same_host = Vec::new();
+    let mut different_host = Vec::new();
     for hints in [&body.hints, &body.legacy_hints].into_iter().flatten() {
-        if !hints.is_empty() {
-            return Err(Fault::bad_request(
-                "Scheduler hints (server groups, same_host, ...) are not supported by this \
-                 appliance yet.",
-            ));
+        for (name, value) in hints {
+            match name.as_str() {
+                "same_host" => same_host.extend(server_ids(name, value)?),
+                "different_host" => different_host.extend(server_ids(name, value)?),
+                "group" => {
+                    return Err(Fault::bad_request(
+                        "The scheduler hint group (server groups) is not supported by this \
+                         appliance yet.",
+                    ))
+                }
+                // Nova passes hints no filter reads to the filters, which ignore them.
+                _ => {}
+            }
         }
     }
     let b = body.server;
@@ -399,7 +409,43 @@ fn parse_create(call: &Call<'_>) -> Result<NewServer, Fault> {
         disk_config,
         availability_zone: b.availability_zone,
         host: b.host.or(b.hypervisor_hostname),
+        same_host,
+        different_host,
     })
+}
+
+/// A `same_host` / `different_host` hint: one server UUID or a list of them.
+fn server_ids(hint: &str, value: &Value) -> Result<Vec<String>, Fault> {
+    let bad = || {
+        Fault::bad_request(format!(
+            "Invalid input for field/attribute {hint}. Value: {value}. It must be a server \
+             UUID or a list of them."
+        ))
+    };
+    let ids: Vec<String> = match value {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(list) => list
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned).ok_or_else(bad))
+            .collect::<Result<_, _>>()?,
+        _ => return Err(bad()),
+    };
+    if ids.iter().any(|id| uuid_like(id).is_none()) {
+        return Err(bad());
+    }
+    Ok(ids)
+}
+
+/// `id` if it is a UUID in its usual spelling.
+fn uuid_like(id: &str) -> Option<&str> {
+    let groups: Vec<&str> = id.split('-').collect();
+    let shape = [8, 4, 4, 4, 12];
+    (groups.len() == 5
+        && groups
+            .iter()
+            .zip(shape)
+            .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit())))
+    .then_some(id)
 }
 
 pub fn create(call: &Call<'_>) -> Result<Reply, Fault> {

@@ -100,10 +100,16 @@ fn read_view(ranges: &[Vec<KeyValue>]) -> Result<SiteView, StorageError> {
             tracing::warn!("box {name}: {e}");
         }
     }
-    let generations = by_name(usages, &keys::usages())
+    let generations: BTreeMap<HostId, i64> = by_name(usages, &keys::usages())
         .into_iter()
         .map(|(name, kv)| (HostId(name), kv.mod_revision()))
         .collect();
+    // The revision of a box's last claim orders the boxes for `spread = round_robin`.
+    for (id, rev) in &generations {
+        if let Some(h) = cluster.host_mut(id) {
+            h.last_claimed = u64::try_from(*rev).unwrap_or(0);
+        }
+    }
     for kv in claims {
         let record: ClaimRecord = from_json(kv)?;
         // Replayed without a capacity check: a box that shrank keeps its servers.

@@ -15,8 +15,8 @@ use super::{
 };
 use crate::cluster::keys::{child, Keyspace};
 use crate::compute::servers::store::{
-    BootConfig, FlavorSnapshot, MonitorRecord, PowerState, ResizeRecord, Server, ServerFault,
-    ServerStore, ServerTask, TaskChange, TaskState, VmState,
+    BootConfig, FlavorSnapshot, MonitorRecord, PlacementRequest, PowerState, ResizeRecord, Server,
+    ServerFault, ServerStore, ServerTask, TaskChange, TaskState, VmState,
 };
 use crate::store::StorageError;
 use crate::timestamp::Timestamp;
@@ -56,6 +56,9 @@ struct ServerRecord {
     networks: serde_json::Value,
     monitor: Option<MonitorRecord>,
     resize: Option<ResizeRecord>,
+    /// Where the create request asked the server to go.
+    #[serde(default)]
+    placement: PlacementRequest,
     /// Microseconds since the epoch, as [`Timestamp`].
     created_at: i64,
     updated_at: Option<i64>,
@@ -105,6 +108,7 @@ impl ServerRecord {
             networks: s.networks.clone(),
             monitor: s.monitor.clone(),
             resize: s.resize.clone(),
+            placement: s.placement.clone(),
             created_at: s.created_at.micros(),
             updated_at: s.updated_at.map(Timestamp::micros),
             launched_at: s.launched_at.map(Timestamp::micros),
@@ -146,6 +150,7 @@ impl ServerRecord {
             networks: self.networks,
             monitor: self.monitor,
             resize: self.resize,
+            placement: self.placement,
             created_at: Timestamp(self.created_at),
             updated_at: self.updated_at.map(Timestamp),
             launched_at: self.launched_at.map(Timestamp),

@@ -416,7 +416,12 @@ fn thirty_creates_at_once_through_three_boxes_never_over_commit_a_box() {
                 let site = site.clone();
                 s.spawn(move || {
                     site[i % 3]
-                        .claim(&format!("server-{i}"), &small_flavor(), false)
+                        .claim(
+                            &format!("server-{i}"),
+                            &small_flavor(),
+                            false,
+                            &Default::default(),
+                        )
                         .ok()
                         .map(|c| c.host_id.0)
                 })
@@ -454,7 +459,9 @@ fn a_site_releases_resizes_and_reverts_claims_on_the_box_that_holds_them() {
     use outpost_resources::ConsumerId;
     let etcd = EtcdMember::start();
     let site = site_of(&etcd, &["box1", "box2"]);
-    let claim = site[0].claim("s1", &small_flavor(), false).unwrap();
+    let claim = site[0]
+        .claim("s1", &small_flavor(), false, &Default::default())
+        .unwrap();
     let holder = if claim.host_id.0 == "box1" { 0 } else { 1 };
     // Any box may release or resize a claim held on another.
     let bigger = crate::compute::servers::store::FlavorSnapshot {
@@ -502,7 +509,7 @@ fn a_disabled_or_dead_box_takes_no_new_claim() {
         })
         .unwrap();
     let refused = site[1]
-        .claim("s1", &small_flavor(), false)
+        .claim("s1", &small_flavor(), false, &Default::default())
         .unwrap_err()
         .to_string();
     assert!(refused.contains("No valid host"), "{refused}");

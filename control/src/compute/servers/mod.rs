@@ -38,7 +38,7 @@ use crate::timestamp::Timestamp;
 use boot_source::BootSourceError;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use store::{FlavorSnapshot, PowerState, TaskState, VmState};
+use store::{FlavorSnapshot, PlacementRequest, PowerState, TaskState, VmState};
 
 pub use store::Server;
 
@@ -143,6 +143,9 @@ pub struct NewServer {
     pub availability_zone: Option<String>,
     /// 2.74: the host an admin asks for.
     pub host: Option<String>,
+    /// Scheduler hints: servers to share a box with, and not to.
+    pub same_host: Vec<String>,
+    pub different_host: Vec<String>,
 }
 
 /// A list request, parsed.
@@ -288,18 +291,53 @@ pub fn create(
         .project_id
         .clone()
         .ok_or(ServerError::Forbidden("servers:create"))?;
-    if let Some(host) = &new.host {
+    // Nova's `zone:host` form names a host too (admins only).
+    let (zone, zone_host) = match new.availability_zone.as_deref() {
+        Some(az) => match az.split_once(':') {
+            Some((zone, host)) => (
+                Some(zone.to_owned()).filter(|z| !z.is_empty()),
+                Some(host.to_owned()).filter(|h| !h.is_empty()),
+            ),
+            None => (Some(az.to_owned()), None),
+        },
+        None => (None, None),
+    };
+    let host = new.host.clone().or(zone_host);
+    let hosts = fleet.placement.hosts().map_err(FleetError::from)?;
+    if let Some(host) = &host {
         if !ctx.is_admin() {
             return Err(ServerError::Forbidden(
                 "servers:create:requested_destination",
             ));
         }
-        if host != fleet.host() {
+        if !hosts.iter().any(|(h, _)| h == host) {
             return Err(ServerError::BadRequest(format!(
                 "Compute host {host} could not be found."
             )));
         }
     }
+    if let Some(zone) = &zone {
+        if !hosts.iter().any(|(_, z)| z == zone) {
+            return Err(ServerError::BadRequest(format!(
+                "The requested availability zone is not available: {zone}"
+            )));
+        }
+    }
+    for id in new.same_host.iter().chain(&new.different_host) {
+        // A hint may only name servers the caller may see (Nova looks them up in the
+        // caller's context).
+        get(fleet, ctx, id).map_err(|_| {
+            ServerError::BadRequest(format!(
+                "Scheduler hint names server {id}, which does not exist."
+            ))
+        })?;
+    }
+    let placement = PlacementRequest {
+        availability_zone: zone,
+        host,
+        same_host: new.same_host.clone(),
+        different_host: new.different_host.clone(),
+    };
     let flavor = find_flavor(fleet, ctx, &new.flavor_ref)?;
     if flavor.disabled {
         return Err(ServerError::BadRequest(format!(
@@ -338,6 +376,7 @@ pub fn create(
         networks,
         monitor: None,
         resize: None,
+        placement,
         created_at: Timestamp::now(),
         updated_at: None,
         launched_at: None,
@@ -438,6 +477,8 @@ mod tests {
             disk_config: "MANUAL".into(),
             availability_zone: None,
             host: None,
+            same_host: Vec::new(),
+            different_host: Vec::new(),
         }
     }
 

@@ -21,7 +21,7 @@
 //! writes safe is the step recorded before them: recovery undoes from there, and every undo
 //! is idempotent (releasing a claim or an image hold that was never taken changes nothing).
 
-use super::placement::{migration_id, PlacementError};
+use super::placement::{migration_id, PlacementError, Wanted};
 use super::runner::{fault, retask, retask_from, Flow, RunError, Runner};
 use super::store::{FlavorSnapshot, PowerState, Server, TaskChange, TaskState, VmState};
 use crate::image::{self, ConsumerKind};
@@ -75,9 +75,12 @@ impl Runner {
         // Recorded before the claim: a crash before the next write finds step "claim" and
         // the undo releases whatever was claimed.
         let claimed = self
-            .fleet
-            .placement
-            .claim(&id, &s.flavor, s.boot.volume_backed())
+            .wanted(&s)
+            .and_then(|wanted| {
+                self.fleet
+                    .placement
+                    .claim(&id, &s.flavor, s.boot.volume_backed(), &wanted)
+            })
             .and_then(|claim| {
                 let host = claim.host_id.0.clone();
                 // Another box of the site builds it: the record names it, and that box's
@@ -124,6 +127,34 @@ impl Runner {
         }
         self.build_claimed(&s)?;
         Ok(Flow::Continue)
+    }
+
+    /// Where `s` may go: its request's zone and host, and the boxes that run the servers its
+    /// `same_host` / `different_host` hints name (a named server that runs nowhere, or is
+    /// gone, leaves `same_host` with no box to offer: NoValidHost, as in Nova).
+    fn wanted(&self, s: &Server) -> Result<Wanted, PlacementError> {
+        let request = &s.placement;
+        let host_of = |id: &String| -> Result<Option<String>, PlacementError> {
+            Ok(self.fleet.servers().server(id)?.and_then(|o| o.host))
+        };
+        let mut wanted = Wanted {
+            availability_zone: request.availability_zone.clone(),
+            host: request.host.clone(),
+            ..Wanted::default()
+        };
+        for id in &request.different_host {
+            wanted.different_host.extend(host_of(id)?);
+        }
+        if !request.same_host.is_empty() {
+            for id in &request.same_host {
+                wanted.same_host.extend(host_of(id)?);
+            }
+            if wanted.same_host.is_empty() {
+                // No box qualifies; a name no box has makes the filter say so.
+                wanted.same_host.insert(String::new());
+            }
+        }
+        Ok(wanted)
     }
 
     /// Builds a server whose claim is on this box (after its claim here, or when another

@@ -221,6 +221,24 @@ pub struct MonitorRecord {
     pub boot_id: String,
 }
 
+/// Where a create request asked its server to go (Nova's request spec): read by the
+/// scheduler when the server is placed, which may be after a restart.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacementRequest {
+    /// `availability_zone`: only boxes of this zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability_zone: Option<String>,
+    /// The host an admin asked for (2.74 `host`, or the `zone:host` form).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Scheduler hint `same_host`: servers to share a box with.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub same_host: Vec<String>,
+    /// Scheduler hint `different_host`: servers not to share a box with.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub different_host: Vec<String>,
+}
+
 /// A resize from `old_flavor` to `new_flavor`, kept until confirmed or reverted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResizeRecord {
@@ -261,6 +279,8 @@ pub struct Server {
     pub networks: serde_json::Value,
     pub monitor: Option<MonitorRecord>,
     pub resize: Option<ResizeRecord>,
+    /// Where the create request asked the server to go.
+    pub placement: PlacementRequest,
     pub created_at: Timestamp,
     pub updated_at: Option<Timestamp>,
     pub launched_at: Option<Timestamp>,

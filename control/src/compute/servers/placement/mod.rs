@@ -65,6 +65,16 @@ pub fn resource_flavor(f: &FlavorSnapshot) -> Flavor {
     }
 }
 
+/// Where a server may go, resolved from its create request: the zone, the host an admin
+/// named, and the boxes that run the servers its `same_host` / `different_host` hints name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Wanted {
+    pub availability_zone: Option<String>,
+    pub host: Option<String>,
+    pub same_host: std::collections::BTreeSet<String>,
+    pub different_host: std::collections::BTreeSet<String>,
+}
+
 /// [`Placement::host_usage`]: vCPUs, MiB of RAM and GiB of disk, in that order.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HostUsage {
@@ -187,6 +197,19 @@ impl Placement {
         }
     }
 
+    /// The hosts placement chooses from, with their availability zones.
+    pub fn hosts(&self) -> Result<Vec<(String, String)>, PlacementError> {
+        let list = |c: &Cluster| {
+            c.hosts()
+                .map(|h| (h.id().0.clone(), h.availability_zone.clone()))
+                .collect()
+        };
+        Ok(match &self.door {
+            Door::Box { cluster, .. } => list(&lock(cluster)),
+            Door::Site(site) => list(&site.read()?.cluster),
+        })
+    }
+
     /// Every claim held on this box now.
     pub fn claims(&self) -> Result<Vec<Claim>, PlacementError> {
         Ok(match &self.door {
@@ -200,14 +223,21 @@ impl Placement {
         })
     }
 
-    /// Schedules a server of `flavor` and saves its claim. Nothing is held if either fails.
+    /// Schedules a server of `flavor` where `wanted` allows and saves its claim. Nothing is
+    /// held if either fails.
     pub fn claim(
         &self,
         server_id: &str,
         flavor: &FlavorSnapshot,
         boot_from_volume: bool,
+        wanted: &Wanted,
     ) -> Result<Claim, PlacementError> {
-        let request = resource_flavor(flavor).to_request(boot_from_volume)?;
+        let mut request = resource_flavor(flavor).to_request(boot_from_volume)?;
+        request.availability_zone = wanted.availability_zone.clone();
+        request.destination = wanted.host.clone().map(HostId);
+        request.same_host = wanted.same_host.iter().cloned().map(HostId).collect();
+        request.different_host = wanted.different_host.iter().cloned().map(HostId).collect();
+        request.tie_break_seed = u64::from(jitter().subsec_nanos());
         let consumer = ConsumerId(server_id.to_owned());
         match &self.door {
             Door::Box { cluster, store } => {
@@ -441,8 +471,11 @@ mod tests {
     fn claims_are_persisted_released_and_restored() {
         let db = Db::open_in_memory().unwrap();
         let p = placement(&db, 2, 1024);
-        p.claim("a", &flavor(1, 512), false).unwrap();
-        let err = p.claim("b", &flavor(2, 512), false).unwrap_err();
+        p.claim("a", &flavor(1, 512), false, &Wanted::default())
+            .unwrap();
+        let err = p
+            .claim("b", &flavor(2, 512), false, &Wanted::default())
+            .unwrap_err();
         match err {
             PlacementError::NoValidHost(n) => {
                 assert!(n.to_string().starts_with("No valid host was found."), "{n}")
@@ -482,7 +515,9 @@ mod tests {
             PlacementDoor::Box(Arc::new(Refusing)),
         )
         .unwrap();
-        assert!(p.claim("c", &flavor(1, 256), false).is_err());
+        assert!(p
+            .claim("c", &flavor(1, 256), false, &Wanted::default())
+            .is_err());
         assert!(p.claims().unwrap().is_empty());
     }
 
@@ -496,7 +531,8 @@ mod tests {
             (4, 2048, [0; 3], 0)
         );
         assert!(empty.enabled);
-        p.claim("a", &flavor(1, 512), false).unwrap();
+        p.claim("a", &flavor(1, 512), false, &Wanted::default())
+            .unwrap();
         p.begin_resize("a", &flavor(2, 1024), false).unwrap();
         let u = p.host_usage();
         assert_eq!(
@@ -507,19 +543,21 @@ mod tests {
         p.set_enabled(false, Some("maintenance".into()));
         assert!(!p.host_usage().enabled);
         let refused = p
-            .claim("b", &flavor(1, 128), false)
+            .claim("b", &flavor(1, 128), false, &Wanted::default())
             .unwrap_err()
             .to_string();
         assert!(refused.contains("maintenance"), "{refused}");
         p.set_enabled(true, None);
-        p.claim("b", &flavor(1, 128), false).unwrap();
+        p.claim("b", &flavor(1, 128), false, &Wanted::default())
+            .unwrap();
     }
 
     #[test]
     fn resize_holds_both_then_confirm_or_revert() {
         let db = Db::open_in_memory().unwrap();
         let p = placement(&db, 4, 2048);
-        p.claim("a", &flavor(1, 512), false).unwrap();
+        p.claim("a", &flavor(1, 512), false, &Wanted::default())
+            .unwrap();
         p.begin_resize("a", &flavor(2, 1024), false).unwrap();
         assert_eq!(db.claims().unwrap().len(), 2);
         p.revert_resize("a").unwrap();

@@ -51,6 +51,7 @@ pub(crate) fn server(id: &str, project: &str, created_at: i64) -> Server {
         networks: serde_json::json!({"requested": [], "security_groups": null}),
         monitor: None,
         resize: None,
+        placement: Default::default(),
         created_at: Timestamp(created_at),
         updated_at: None,
         launched_at: None,

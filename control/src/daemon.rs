@@ -155,9 +155,13 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
         let site = match &settings.cluster {
             Some(cluster) => {
                 let inventory = crate::cluster::site::inventory_of(&fleet)?;
-                let membership =
-                    crate::cluster::Membership::join(cluster, &settings.state_dir, &inventory)
-                        .await?;
+                let membership = crate::cluster::Membership::join(
+                    cluster,
+                    &settings.state_dir,
+                    &inventory,
+                    bound,
+                )
+                .await?;
                 tracing::info!(
                     "box {} is a member of the cluster (lease {:x})",
                     cluster.name,

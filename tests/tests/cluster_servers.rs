@@ -139,14 +139,26 @@ fn servers_asked_of_one_box_run_on_every_box_and_any_box_changes_them() {
     eprintln!("stop through another box done after {:?}", t0.elapsed());
     action(&rig, 2, &on3, json!({"os-start": null}));
     wait_status(&rig, 1, &on3, "ACTIVE", 120);
-    // The owner's console has the guest's output.
-    let (code, console) = rig.boxes[2].api(
-        "POST",
-        &format!("/compute/v2.1/servers/{on3}/action"),
-        Some(&json!({"os-getConsoleOutput": {"length": 50}})),
-        "2.53",
+    // The guest's console is on its box, and every box shows it (forwarded to box 3): over
+    // the unix socket (a token minted for the caller) and over TCP with the client's token.
+    let console = |via: usize| {
+        let (code, console) = rig.boxes[via - 1].api(
+            "POST",
+            &format!("/compute/v2.1/servers/{on3}/action"),
+            Some(&json!({"os-getConsoleOutput": {}})),
+            "2.53",
+        );
+        assert_eq!(code, 200, "box{via}: {console}");
+        console["output"].as_str().unwrap().to_owned()
+    };
+    let own = eventually(120, "the guest writes to its console", || {
+        Some(console(3)).filter(|c| !c.is_empty())
+    });
+    let forwarded = console(1);
+    assert!(
+        !forwarded.is_empty() && own.lines().next() == forwarded.lines().next(),
+        "{forwarded}"
     );
-    assert_eq!(code, 200, "{console}");
 
     // Where a request asks a server to go: Nova's same_host / different_host hints, an
     // admin's host (2.74) and the zone, each through a different box.

@@ -11,6 +11,7 @@ mod auth;
 pub mod body;
 mod compute;
 pub mod fault;
+mod forward;
 mod identity;
 mod image;
 pub mod microversion;

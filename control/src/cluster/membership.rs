@@ -78,9 +78,10 @@ impl Membership {
         settings: &ClusterSettings,
         state_dir: &Path,
         inventory: &Inventory,
+        api: Option<std::net::SocketAddr>,
     ) -> Result<Membership, ClusterError> {
         let etcd = connect(settings).await?;
-        enter(&etcd, settings).await?;
+        enter(&etcd, settings, api).await?;
         let lease = lease(&etcd, &state_dir.join(LEASE_FILE)).await?;
         let alive = alive_record()?;
         let (key, value) = (keys::alive(&settings.name), to_json(&alive));
@@ -416,7 +417,11 @@ async fn connect(settings: &ClusterSettings) -> Result<Etcd, ClusterError> {
 
 /// Bootstraps the cluster (no `/cluster` key yet: this box is the first), rejoins as a known
 /// member, or joins with a token, each as one transaction.
-async fn enter(etcd: &Etcd, s: &ClusterSettings) -> Result<(), ClusterError> {
+async fn enter(
+    etcd: &Etcd,
+    s: &ClusterSettings,
+    api: Option<std::net::SocketAddr>,
+) -> Result<(), ClusterError> {
     let (_, mut client) = etcd.client().await?;
     let now = Timestamp::now().to_rfc3339();
     let id = || crate::random::uuid().map_err(|e| corrupt("id", e.to_string()));
@@ -430,6 +435,7 @@ async fn enter(etcd: &Etcd, s: &ClusterSettings) -> Result<(), ClusterError> {
         enabled: true,
         disabled_reason: None,
         joined_at: now.clone(),
+        api: api.map(|a| a.to_string()),
     };
     let cluster = ClusterRecord {
         schema: CLUSTER_SCHEMA,
@@ -463,6 +469,7 @@ async fn enter(etcd: &Etcd, s: &ClusterSettings) -> Result<(), ClusterError> {
         let mut old: BoxRecord = from_json(&me, &value)?;
         old.underlay = record.underlay;
         old.availability_zone = record.availability_zone;
+        old.api = record.api;
         let txn = Txn::new()
             .when([Compare::mod_revision(me.clone(), CompareOp::Equal, rev)])
             .and_then([TxnOp::put(me, to_json(&old), None)]);

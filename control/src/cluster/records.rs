@@ -36,6 +36,10 @@ pub struct BoxRecord {
     #[serde(default)]
     pub disabled_reason: Option<String>,
     pub joined_at: String,
+    /// Where the box's API listens for the others (`[api] listen`), when it does: requests
+    /// that need the bytes only this box has are forwarded there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<String>,
 }
 
 /// `/alive/<name>`, on the box's lease: present while the box renews it.

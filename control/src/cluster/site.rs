@@ -80,6 +80,7 @@ impl Site {
                     enabled: true,
                     disabled_reason: None,
                     joined_at: Timestamp::now().to_rfc3339(),
+                    api: None,
                 };
                 save(&file, &record)?;
                 record

@@ -12,6 +12,8 @@ pub mod services;
 mod views;
 pub mod volume_attachments;
 
+pub(crate) use services::boxes as site_boxes;
+
 use super::microversion::ApiVersion;
 use super::Call;
 

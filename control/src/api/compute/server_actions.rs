@@ -115,6 +115,21 @@ pub fn action(call: &Call<'_>) -> Result<Reply, Fault> {
         "os-getConsoleOutput" => {
             let c: ConsoleOutput = args(&name, value)?;
             let length = console_length(c.length)?;
+            // The console log is on the box that runs the server.
+            let s = servers::get(fleet, ctx, id)?;
+            if let Some(owner) = s
+                .host
+                .as_deref()
+                .filter(|h| fleet.is_site() && *h != fleet.host())
+            {
+                return super::super::forward::to_box(
+                    call,
+                    owner,
+                    hyper::Method::POST,
+                    &format!("/compute/v2.1/servers/{id}/action"),
+                    Some(&json!({"os-getConsoleOutput": {"length": length}})),
+                );
+            }
             let output = servers::console_output(fleet, ctx, id, length)?;
             Ok(Reply::ok(json!({ "output": output })))
         }

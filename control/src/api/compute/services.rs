@@ -41,7 +41,7 @@ fn run<T>(f: impl std::future::Future<Output = Result<T, SiteError>>) -> Result<
     result.map_err(site_fault)
 }
 
-fn boxes(call: &Call<'_>) -> Result<Vec<BoxView>, Fault> {
+pub(crate) fn boxes(call: &Call<'_>) -> Result<Vec<BoxView>, Fault> {
     let site = call.state.site.clone();
     run(async move { site.boxes().await })
 }

@@ -349,6 +349,7 @@ fn site_of(
                 enabled: true,
                 disabled_reason: None,
                 joined_at: "2026-12-06T00:00:00Z".into(),
+                api: None,
             };
             let provider = crate::cluster::records::ProviderRecord {
                 schema: PROVIDER_SCHEMA,

@@ -114,6 +114,32 @@ pub fn issue(
     Ok(IssuedToken { value, info })
 }
 
+/// Issues a token for `user_id` in `project_id`, whom this service vouches for itself (the
+/// admin of the unix socket): how one box's background work calls another box's API, the
+/// token being valid on every box that shares the identity store.
+pub fn issue_service(
+    db: &dyn IdentityStore,
+    user_id: &str,
+    project_id: Option<&str>,
+    ttl: Duration,
+) -> Result<IssuedToken, IdentityError> {
+    let value = random::token()?;
+    let issued_at = Timestamp::now();
+    let record = TokenRecord {
+        id_hash: digest(&value),
+        user_id: user_id.to_owned(),
+        project_id: project_id.map(str::to_owned),
+        methods: vec!["token".to_owned()],
+        audit_id: random::token()?[..22].to_owned(),
+        issued_at,
+        expires_at: issued_at.saturating_add(ttl),
+        revoked: false,
+    };
+    let info = describe(db, &record)?.ok_or(IdentityError::InvalidCredentials)?;
+    db.insert_token(&record)?;
+    Ok(IssuedToken { value, info })
+}
+
 /// Turns "this token does not authenticate" into "no such token", for calls that name a
 /// token as their subject rather than present it; other failures stay what they are.
 pub fn not_found_if_invalid(e: IdentityError) -> IdentityError {

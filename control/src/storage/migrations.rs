@@ -47,6 +47,12 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "networks",
         sql: include_str!("migrations/0006_networks.sql"),
     },
+    // Where each image's verified copies are.
+    Migration {
+        version: 7,
+        name: "image_copies",
+        sql: include_str!("migrations/0007_image_copies.sql"),
+    },
 ];
 
 pub(super) fn apply(conn: &mut Connection, steps: &[Migration]) -> Result<(), StorageError> {

@@ -555,7 +555,7 @@ mod tests {
         assert!(!db
             .write(|tx| set_status_if(tx, "i1", &saving, ImageStatus::Saving))
             .unwrap());
-        assert!(db.write(|tx| record_data(tx, "i1", &data)).unwrap());
+        assert!(db.record_image_data("i1", &data, "box1", 1).unwrap());
         let got = db.read(|c| by_id(c, "i1")).unwrap().unwrap();
         assert_eq!(got.status, ImageStatus::Active);
         assert_eq!(got.conversion, data.conversion);

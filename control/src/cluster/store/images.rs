@@ -361,8 +361,9 @@ impl EtcdImages {
             if !matches!(image.status, ImageStatus::Saving | ImageStatus::Active) || !same_data {
                 return Ok(Decided::Done(None));
             }
-            let others: Vec<(ImageCopy, i64)> = doors
-                .call(|kv| kv.copies_at(id.to_owned()))?
+            let read = doors.call(|kv| kv.copies_at(id.to_owned()))?;
+            let newest = read.iter().map(|(_, rev)| *rev).max().unwrap_or(0);
+            let others: Vec<(ImageCopy, i64)> = read
                 .into_iter()
                 .filter(|(c, _)| c.holder != copy.holder)
                 .collect();
@@ -372,9 +373,19 @@ impl EtcdImages {
                 CompareOp::Equal,
                 revision,
             )];
+            // Each counted copy unchanged (not dropped), and none created since the read:
+            // every key under the prefix was created at or before the newest one read.
             when.extend(others.iter().map(|(c, rev)| {
                 Compare::mod_revision(keys.image_copy(id, &c.holder), CompareOp::Equal, *rev)
             }));
+            when.push(
+                Compare::create_revision(
+                    keys.copies_of_image(id),
+                    CompareOp::Less,
+                    newest.max(revision) + 1,
+                )
+                .with_prefix(),
+            );
             let mut then = vec![TxnOp::put(copy_key.clone(), copy_record(copy), None)];
             let after = Image {
                 status: if activate {

@@ -25,6 +25,14 @@ pub fn upload(call: &Call<'_>) -> Result<Reply, Fault> {
         md5: call.header("content-md5").map(content_md5).transpose()?,
     };
     let state = call.state;
+    if state.puller.is_some() {
+        // The copies the image will need, from the site as it is now, not as the image
+        // replicator last saw it (a box may have joined since).
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let boxes = handle.block_on(state.site.boxes()).map_err(Fault::internal)?;
+            state.copy_rule.set_boxes(boxes.len());
+        }
+    }
     let mut body = call.body_reader();
     image::upload(
         state.image_records(),

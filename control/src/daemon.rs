@@ -147,6 +147,9 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
             TokenBucket::megabits(cluster.image_pull_mbps),
         ))
     });
+    if let Some(puller) = &puller {
+        fleet.set_image_puller(puller.clone());
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -413,7 +413,10 @@ mod tests {
     fn image_and_volume_keys_follow_the_keyspace_table() {
         let k = Keyspace::default();
         assert_eq!(k.image("i1"), "/outpost/v1/images/i1");
-        assert_eq!(k.image_copy("i1", "box2"), "/outpost/v1/image-copies/i1/box2");
+        assert_eq!(
+            k.image_copy("i1", "box2"),
+            "/outpost/v1/image-copies/i1/box2"
+        );
         assert_eq!(
             k.image_holder("i1", "server", "s1"),
             "/outpost/v1/image-holders/i1/server:s1"

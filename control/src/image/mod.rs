@@ -9,9 +9,9 @@
 
 pub mod copies;
 mod data;
-pub mod pull;
 pub mod fields;
 pub mod patch;
+pub mod pull;
 pub mod query;
 mod recovery;
 pub mod schema;

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use outpost_image_store::{digest, ExpectedFormat, ImageStore};
 
 use super::copies::CopyRule;
-use super::store::{Image, ImageCopy, ImageRecordStore, ImageStatus};
 use super::fields;
+use super::store::{Image, ImageCopy, ImageRecordStore, ImageStatus};
 use crate::client::{Client, Endpoint};
 use crate::context::RequestContext;
 use crate::identity::store::IdentityStore;
@@ -415,6 +415,104 @@ impl Expected {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::testing::fixture;
+    use crate::image::store::ImageData;
+    use crate::image::ImageVisibility;
+    use crate::timestamp::Timestamp;
+
+    /// A box of a two-box site whose records say `box1` holds image `i1` (512 bytes of 7).
+    fn box2() -> (Puller, tempfile::TempDir) {
+        let f = fixture();
+        let dir = tempfile::tempdir().unwrap();
+        let images = Arc::new(ImageStore::open(dir.path().to_owned()).unwrap());
+        let db = Arc::new(f.db.clone());
+        let now = Timestamp::now();
+        db.create_image(&Image {
+            id: "i1".into(),
+            name: None,
+            status: ImageStatus::Saving,
+            visibility: ImageVisibility::Public,
+            owner: None,
+            disk_format: Some("raw".into()),
+            container_format: Some("bare".into()),
+            min_disk: 0,
+            min_ram: 0,
+            protected: false,
+            size: None,
+            virtual_size: None,
+            checksum: None,
+            os_hash_algo: None,
+            os_hash_value: None,
+            conversion: None,
+            properties: Default::default(),
+            tags: Default::default(),
+            created_at: now,
+            updated_at: now,
+        })
+        .unwrap();
+        let mut d = digest::Hasher::new();
+        d.update(&[7u8; 512]);
+        let d = d.finish();
+        let data = ImageData {
+            size: 512,
+            virtual_size: 512,
+            checksum: d.md5_hex,
+            os_hash_algo: "sha512".into(),
+            os_hash_value: d.sha512_hex,
+            disk_format: "raw".into(),
+            conversion: None,
+        };
+        assert!(db.record_image_data("i1", &data, "box1", 2).unwrap());
+        let caller = Caller {
+            identity: Arc::new(f.db.clone()),
+            admin: f.admin.clone(),
+        };
+        let rule = Arc::new(CopyRule::member("box2", 2));
+        let puller = Puller::new(db, images, rule, caller, TokenBucket::megabits(200));
+        (puller, dir)
+    }
+
+    fn publish(p: &Puller, bytes: &[u8]) {
+        let mut up = p
+            .images
+            .begin_upload(
+                "i1",
+                ExpectedFormat {
+                    disk_format: outpost_image_store::DiskFormat::Raw,
+                    max_size: None,
+                },
+            )
+            .unwrap();
+        up.write_all(bytes).unwrap();
+        up.finish(None).unwrap();
+    }
+
+    #[test]
+    fn with_no_holder_up_there_is_nothing_to_pull_from() {
+        let (p, _dir) = box2();
+        assert!(matches!(p.ensure("i1", true), Err(PullError::NoSource(_))));
+        p.set_peers(vec![Peer {
+            name: "box3".into(),
+            api: "127.0.0.1:9".parse().unwrap(),
+        }]);
+        assert!(matches!(p.ensure("i1", true), Err(PullError::NoSource(_))));
+        assert!(!p.holds("i1").unwrap());
+        assert!(matches!(p.ensure("nope", true), Err(PullError::NoData(_))));
+    }
+
+    #[test]
+    fn a_file_left_unrecorded_counts_only_if_its_hash_is_the_images() {
+        // Damaged: removed, and (no peer up) nothing recorded.
+        let (p, _dir) = box2();
+        publish(&p, &[8u8; 512]);
+        assert!(matches!(p.ensure("i1", true), Err(PullError::NoSource(_))));
+        assert!(!p.images.contains("i1").unwrap());
+        assert_eq!(p.records.image_copies("i1").unwrap().len(), 1);
+        // Sound: recorded as box2's copy, the second, which activates the image.
+        publish(&p, &[7u8; 512]);
+        assert_eq!(p.ensure("i1", true).unwrap(), ImageStatus::Active);
+        assert!(p.holds("i1").unwrap());
+    }
 
     #[test]
     fn the_bucket_holds_transfers_to_its_rate() {

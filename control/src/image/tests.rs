@@ -170,7 +170,8 @@ fn failed_uploads_store_nothing_and_requeue() {
         &i.id,
         &mut &data[..],
         wrong,
-    ).unwrap_err();
+    )
+    .unwrap_err();
     assert!(matches!(err, ImageError::Data(_)), "{err}");
     let mut broken = Broken {
         good: data.clone(),

@@ -29,7 +29,9 @@ pub fn upload(call: &Call<'_>) -> Result<Reply, Fault> {
         // The copies the image will need, from the site as it is now, not as the image
         // replicator last saw it (a box may have joined since).
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            let boxes = handle.block_on(state.site.boxes()).map_err(Fault::internal)?;
+            let boxes = handle
+                .block_on(state.site.boxes())
+                .map_err(Fault::internal)?;
             state.copy_rule.set_boxes(boxes.len());
         }
     }
@@ -80,8 +82,7 @@ pub fn download(call: &Call<'_>) -> Result<Reply, Fault> {
             puller.ensure(id, false).map_err(no_copy)?;
         }
     }
-    let Some(f) = image::download(state.image_records(), &state.images, call.ctx(), id)?
-    else {
+    let Some(f) = image::download(state.image_records(), &state.images, call.ctx(), id)? else {
         return Ok(Reply::empty(StatusCode::NO_CONTENT));
     };
     let mut reply = Reply {

@@ -493,7 +493,6 @@ impl ImageRecordStore for EtcdImages {
         self.write_if(id, change)
     }
 
-
     fn record_image_data(
         &self,
         id: &str,
@@ -526,10 +525,13 @@ impl ImageRecordStore for EtcdImages {
     fn drop_image_copy(&self, id: &str, holder: &str) -> Result<bool, StorageError> {
         let key = self.doors.kv.keys.image_copy(id, holder);
         self.doors.call(|kv| async move {
-            let resp = kv.txn(Txn::new().and_then([TxnOp::delete(key, None)])).await?;
-            Ok(resp.op_responses().into_iter().any(
-                |r| matches!(r, TxnOpResponse::Delete(d) if d.deleted() > 0),
-            ))
+            let resp = kv
+                .txn(Txn::new().and_then([TxnOp::delete(key, None)]))
+                .await?;
+            Ok(resp
+                .op_responses()
+                .into_iter()
+                .any(|r| matches!(r, TxnOpResponse::Delete(d) if d.deleted() > 0)))
         })
     }
 

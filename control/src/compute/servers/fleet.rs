@@ -51,6 +51,8 @@ pub struct Fleet {
     network: Option<Arc<HostAgent>>,
     servers_dir: PathBuf,
     runners: Mutex<HashMap<String, Sender<Command>>>,
+    /// In a site: how a build fetches the image data this box lacks (set once, at start).
+    image_puller: std::sync::OnceLock<Arc<crate::image::pull::Puller>>,
 }
 
 impl Fleet {
@@ -82,6 +84,7 @@ impl Fleet {
             network,
             servers_dir,
             runners: Mutex::new(HashMap::new()),
+            image_puller: std::sync::OnceLock::new(),
         }))
     }
 
@@ -117,6 +120,31 @@ impl Fleet {
     /// The flavors' door (a create or resize names a flavor).
     pub fn flavors(&self) -> &dyn crate::compute::flavors::FlavorStore {
         self.doors.flavors.as_ref()
+    }
+
+    /// In a site, builds fetch the image data this box lacks through `puller`.
+    pub fn set_image_puller(&self, puller: Arc<crate::image::pull::Puller>) {
+        if self.image_puller.set(puller).is_err() {
+            tracing::warn!("the image puller was set twice; the first stays");
+        }
+    }
+
+    /// Makes sure this box holds a verified copy of each of `images`, pulling the ones it
+    /// lacks now, unthrottled (a build waits for them). A box alone holds them all.
+    pub(super) fn fetch_images(
+        &self,
+        images: &[String],
+    ) -> Result<(), crate::image::pull::PullError> {
+        let Some(puller) = self.image_puller.get() else {
+            return Ok(());
+        };
+        for id in images {
+            if !puller.holds(id)? {
+                tracing::info!("image {id}: no copy on this box; pulling one for a build");
+                puller.ensure(id, false)?;
+            }
+        }
+        Ok(())
     }
 
     /// Glance's door (the images a server holds).

@@ -69,6 +69,9 @@ pub enum RunError {
     Image(#[from] crate::image::ImageError),
     #[error(transparent)]
     Network(#[from] crate::network::NetworkError),
+    /// This box lacks the image's data and could not fetch it from another box.
+    #[error(transparent)]
+    ImageCopy(#[from] crate::image::pull::PullError),
     #[error("cannot resize the root disk {path:?}: {source}")]
     DiskResize {
         path: std::path::PathBuf,

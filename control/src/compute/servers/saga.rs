@@ -164,6 +164,8 @@ impl Runner {
         )?;
         self.set_step(CREATE, "volumes")?;
         super::block_devices::make_and_attach(&self.fleet, s)?;
+        self.set_step(CREATE, "fetch_image")?;
+        self.fleet.fetch_images(&s.boot.images)?;
         self.set_step(CREATE, "clone_disk")?;
         if let Some(source) = &s.boot.root_source {
             // A disk from an earlier, interrupted attempt is not this build's.

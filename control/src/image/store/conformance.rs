@@ -224,7 +224,10 @@ fn copy(holder: &str) -> ImageCopy {
 fn an_image_is_active_once_enough_copies_of_its_data_are_verified(store: &dyn ImageRecordStore) {
     store.create_image(&image("i1")).unwrap();
     // No data yet: no copy of it can be recorded.
-    assert_eq!(store.record_verified_copy("i1", &copy("box2"), 2).unwrap(), None);
+    assert_eq!(
+        store.record_verified_copy("i1", &copy("box2"), 2).unwrap(),
+        None
+    );
     let queued = [ImageStatus::Queued];
     assert!(store
         .set_image_status_if("i1", &queued, ImageStatus::Saving)
@@ -255,7 +258,10 @@ fn an_image_is_active_once_enough_copies_of_its_data_are_verified(store: &dyn Im
         store.record_verified_copy("i1", &copy("box2"), 2).unwrap(),
         Some(ImageStatus::Active)
     );
-    assert_eq!(store.image("i1").unwrap().unwrap().status, ImageStatus::Active);
+    assert_eq!(
+        store.image("i1").unwrap().unwrap().status,
+        ImageStatus::Active
+    );
     // A copy recorded again, the newest of all (a box verifying its file anew).
     for _ in 0..2 {
         assert_eq!(
@@ -264,7 +270,11 @@ fn an_image_is_active_once_enough_copies_of_its_data_are_verified(store: &dyn Im
         );
     }
     let holders = |s: &dyn ImageRecordStore| -> Vec<String> {
-        s.image_copies("i1").unwrap().into_iter().map(|c| c.holder).collect()
+        s.image_copies("i1")
+            .unwrap()
+            .into_iter()
+            .map(|c| c.holder)
+            .collect()
     };
     assert_eq!(holders(store), ["box1", "box2", "box3"]);
     assert!(store.drop_image_copy("i1", "box1").unwrap());
@@ -273,15 +283,23 @@ fn an_image_is_active_once_enough_copies_of_its_data_are_verified(store: &dyn Im
     // Deleting the image forgets its copies; a late copy of it is refused.
     store.delete_unheld_image("i1", &mut |_| Ok(())).unwrap();
     assert!(store.image_copies("i1").unwrap().is_empty());
-    assert_eq!(store.record_verified_copy("i1", &copy("box2"), 2).unwrap(), None);
+    assert_eq!(
+        store.record_verified_copy("i1", &copy("box2"), 2).unwrap(),
+        None
+    );
 
     // One box: its own copy is enough, at once.
     store.create_image(&image("alone")).unwrap();
     assert!(store
         .set_image_status_if("alone", &queued, ImageStatus::Saving)
         .unwrap());
-    assert!(store.record_image_data("alone", &data(), "box1", 1).unwrap());
-    assert_eq!(store.image("alone").unwrap().unwrap().status, ImageStatus::Active);
+    assert!(store
+        .record_image_data("alone", &data(), "box1", 1)
+        .unwrap());
+    assert_eq!(
+        store.image("alone").unwrap().unwrap().status,
+        ImageStatus::Active
+    );
 }
 
 /// Runs the checks of writers racing, each on a pair of handles `pair` makes on one fresh

@@ -14,6 +14,8 @@ use crate::compute::servers::placement::store::PlacementDoor;
 use crate::compute::servers::{Fleet, FleetError};
 use crate::config::Settings;
 use crate::identity::bootstrap::{self, BootstrapError};
+use crate::image::copies::{CopyRule, COPIES_WANTED};
+use crate::image::pull::{Caller, Puller, TokenBucket};
 use crate::network::agent::HostAgent;
 use crate::network::NetworkService;
 use crate::storage::Db;
@@ -80,16 +82,26 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     create_state_dir(&settings.state_dir)?;
     let _lock = lock_state_dir(&settings.state_dir)?;
     // The one place the stores are chosen: SQLite on this box; in a cluster, identity,
-    // flavors, servers and placement in etcd (shared by every box), the other domains still
-    // in SQLite.
+    // flavors, images, servers and placement in etcd (shared by every box), the other
+    // domains still in SQLite.
     let mut doors = Doors::sqlite(&Db::open(&settings.database_path())?);
     if let Some(cluster) = &settings.cluster {
         let shared = crate::cluster::store::EtcdDoors::for_box(cluster)?;
         doors.identity = Arc::new(shared.identity());
         doors.flavors = Arc::new(shared.flavors());
+        doors.images = Arc::new(shared.images());
         doors.servers = Arc::new(shared.servers());
         doors.claims = PlacementDoor::Site(Arc::new(shared.site_claims()));
     }
+    // Image copies are recorded under the box's name; a member's count of the copies an
+    // image needs is read from the site once it has joined, and kept by the replicator.
+    let copy_rule = Arc::new(match &settings.cluster {
+        Some(cluster) => CopyRule::member(&cluster.name, COPIES_WANTED),
+        None => CopyRule::alone(
+            &ComputeSettings::resolve(&settings.compute, Machine::measure(&settings.state_dir))?
+                .host,
+        ),
+    });
     // In a cluster the first box creates the admin and the others find it (bootstrap.rs).
     let env_password = std::env::var(ADMIN_PASSWORD_ENV).ok();
     let socket_context = bootstrap::ensure(
@@ -102,7 +114,7 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     // records caught mid-operation.
     let images = Arc::new(ImageStore::open(settings.state_dir.clone())?);
     let volumes = Arc::new(VolumeStore::open(settings.state_dir.clone())?);
-    recover(&doors, &images, &volumes);
+    recover(&doors, &images, &volumes, copy_rule.holder());
 
     // The host's networking is rebuilt before any server's runner starts, so recovered
     // guests find their taps wired and filtered.
@@ -122,6 +134,22 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
         Some(agent.clone()),
     )?;
     fleet.recover()?;
+    let puller = settings.cluster.as_ref().map(|cluster| {
+        let caller = Caller {
+            identity: doors.identity.clone(),
+            admin: socket_context.clone(),
+        };
+        Arc::new(Puller::new(
+            doors.images.clone(),
+            images.clone(),
+            copy_rule.clone(),
+            caller,
+            TokenBucket::megabits(cluster.image_pull_mbps),
+        ))
+    });
+    if let Some(puller) = &puller {
+        fleet.set_image_puller(puller.clone());
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -167,6 +195,20 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
                     cluster.name,
                     membership.lease_id()
                 );
+                match (&puller, settings.listen) {
+                    (Some(puller), Some(listen)) => {
+                        let boxes = membership.boxes().await?;
+                        copy_rule.set_boxes(boxes.len());
+                        tokio::spawn(crate::cluster::replicator::run(
+                            membership.clone(),
+                            puller.clone(),
+                            listen.port(),
+                        ));
+                    }
+                    _ => tracing::error!(
+                        "api.listen is not set: images cannot be copied between the boxes"
+                    ),
+                }
                 Site::member(membership, fleet.clone())
             }
             None => Site::alone(&settings.state_dir, fleet.clone())?,
@@ -183,6 +225,8 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
             images,
             volumes,
             network,
+            copy_rule,
+            puller,
         });
         api::server::serve(state, unix, tcp, termination()).await;
         Ok(())
@@ -238,8 +282,8 @@ pub fn open_fleet(
 
 /// Brings image and volume records back into agreement with their files. A failure is
 /// logged, not fatal: the service still serves everything else, and the next start retries.
-fn recover(doors: &Doors, images: &Arc<ImageStore>, volumes: &Arc<VolumeStore>) {
-    if let Err(e) = crate::image::recover(doors.images.as_ref(), images) {
+fn recover(doors: &Doors, images: &Arc<ImageStore>, volumes: &Arc<VolumeStore>, holder: &str) {
+    if let Err(e) = crate::image::recover(doors.images.as_ref(), images, holder) {
         tracing::error!("recovering images after the last run failed: {e}");
     }
     let stores = crate::volume::Stores {

@@ -290,6 +290,8 @@ fn every_documented_operation_answers_as_documented() {
         images,
         volumes,
         network,
+        copy_rule: Arc::new(outpost_control::image::CopyRule::alone("box")),
+        puller: None,
     };
     let mut succeeded = 0;
     for op in operations(&doc) {

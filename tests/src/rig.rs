@@ -308,6 +308,29 @@ impl BoxNode {
         self.state_dir().join("outpostd.sock")
     }
 
+    /// `curl ARGS http://localhost<path>` over this box's unix socket (the admin's), for
+    /// what [`BoxNode::api`] does not carry (uploads, downloads): (status, body bytes).
+    pub fn curl(&self, args: &[&str], path: &str) -> (u16, Vec<u8>) {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "-", "-w", "\n%{http_code}"])
+            .arg("--unix-socket")
+            .arg(self.socket())
+            .args(args)
+            .arg(format!("http://localhost{path}"))
+            .output()
+            .expect("curl runs");
+        let split = out
+            .stdout
+            .iter()
+            .rposition(|&c| c == b'\n')
+            .expect("curl wrote the status");
+        let code = String::from_utf8_lossy(&out.stdout[split + 1..])
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        (code, out.stdout[..split].to_vec())
+    }
+
     /// Runs `outpostd --config <this box's> ARGS` (an operator's command on the box).
     pub fn outpostd(&self, args: &[&str]) -> std::process::Output {
         let bin = crate::outpostd_bin().display().to_string();

@@ -250,8 +250,50 @@ fn servers_asked_of_one_box_run_on_every_box_and_any_box_changes_them() {
         assert_eq!(code, 400, "{extra}: {reply}");
         assert!(reply.to_string().contains(says), "{reply}");
     }
+    // An image uploaded through box 1 (the test guest's root file system) boots on box 3,
+    // which pulls its copy for the build if its background pull has not yet.
+    let (code, body) = rig.boxes[0].api(
+        "POST",
+        "/image/v2/images",
+        Some(&json!({"name": "guest-root", "disk_format": "raw", "container_format": "bare"})),
+        "2.1",
+    );
+    assert_eq!(code, 201, "{body}");
+    let image = body["id"].as_str().unwrap().to_owned();
+    let rootfs = outpost_tests::asset("rootfs.ext4");
+    let (code, reply) = rig.boxes[0].curl(
+        &[
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/octet-stream",
+            "--data-binary",
+            &format!("@{}", rootfs.display()),
+        ],
+        &format!("/image/v2/images/{image}/file"),
+    );
+    assert_eq!(code, 204, "{}", String::from_utf8_lossy(&reply));
+    eventually(60, "the image active (two verified copies)", || {
+        let (_, i) = rig.boxes[2].api("GET", &format!("/image/v2/images/{image}"), None, "2.1");
+        (i["status"] == "active").then_some(())
+    });
+    let booted = create(
+        1,
+        "from-image",
+        "2.74",
+        json!({"host": "box3", "imageRef": image}),
+    );
+    more.push(booted.clone());
+    wait_status(&rig, 1, &booted, "ACTIVE", 300);
+    assert_eq!(host_of(&booted), "box3");
+    assert!(rig.boxes[2]
+        .state_dir()
+        .join("images")
+        .join(&image)
+        .exists());
+
     let (_, list) = rig.boxes[0].api("GET", "/compute/v2.1/servers", None, "2.53");
-    assert_eq!(list["servers"].as_array().unwrap().len(), 6, "{list}");
+    assert_eq!(list["servers"].as_array().unwrap().len(), 7, "{list}");
 
     // Deleted through box 1, each by its own box: nothing of them stays anywhere.
     for id in ids.iter().chain(&more) {

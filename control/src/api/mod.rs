@@ -65,6 +65,11 @@ pub struct ApiState {
     pub network: Arc<NetworkService>,
     /// The boxes this daemon answers for (itself, or its cluster's members).
     pub site: Arc<crate::cluster::site::Site>,
+    /// How many verified copies of an image's data make it active, and this box's name
+    /// among their holders.
+    pub copy_rule: Arc<crate::image::CopyRule>,
+    /// In a site: how this box fetches image data it lacks from the others.
+    pub puller: Option<Arc<crate::image::pull::Puller>>,
 }
 
 impl ApiState {

@@ -222,6 +222,20 @@ impl Keyspace {
         format!("{}{kind}:{consumer}", self.holders_of_image(image))
     }
 
+    pub fn image_copies(&self) -> String {
+        format!("{}/image-copies/", self.root)
+    }
+
+    /// Every box's copy of one image.
+    pub fn copies_of_image(&self, image: &str) -> String {
+        format!("{}{image}/", self.image_copies())
+    }
+
+    /// Box `holder`'s copy of an image's data.
+    pub fn image_copy(&self, image: &str, holder: &str) -> String {
+        format!("{}{holder}", self.copies_of_image(image))
+    }
+
     pub fn volumes(&self) -> String {
         format!("{}/volumes/", self.root)
     }
@@ -399,6 +413,10 @@ mod tests {
     fn image_and_volume_keys_follow_the_keyspace_table() {
         let k = Keyspace::default();
         assert_eq!(k.image("i1"), "/outpost/v1/images/i1");
+        assert_eq!(
+            k.image_copy("i1", "box2"),
+            "/outpost/v1/image-copies/i1/box2"
+        );
         assert_eq!(
             k.image_holder("i1", "server", "s1"),
             "/outpost/v1/image-holders/i1/server:s1"

@@ -8,6 +8,7 @@ pub mod etcd;
 pub mod keys;
 pub mod membership;
 pub mod records;
+pub mod replicator;
 pub mod settings;
 pub mod site;
 pub mod store;

@@ -8,6 +8,7 @@
 //! underlay = "10.0.0.2"         # this box's address on the boxes' own network
 //! availability_zone = "nova"    # Nova's default zone
 //! join_token = "..."            # needed once, to join an existing cluster
+//! image_pull_mbps = 200         # background copies of images from other boxes, Mbit/s
 //! ```
 
 use serde::Deserialize;
@@ -21,7 +22,11 @@ pub struct ClusterSection {
     pub underlay: Option<IpAddr>,
     pub availability_zone: Option<String>,
     pub join_token: Option<String>,
+    pub image_pull_mbps: Option<u32>,
 }
+
+/// The rate background image copies are pulled at unless configured.
+pub const DEFAULT_IMAGE_PULL_MBPS: u32 = 200;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterSettings {
@@ -30,6 +35,8 @@ pub struct ClusterSettings {
     pub underlay: IpAddr,
     pub availability_zone: String,
     pub join_token: Option<String>,
+    /// Megabits per second for background image pulls (on-demand pulls are not limited).
+    pub image_pull_mbps: u32,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -44,6 +51,8 @@ pub enum ClusterConfigError {
     Name(String),
     #[error("cluster.availability_zone must not be empty")]
     Zone,
+    #[error("cluster.image_pull_mbps must be at least 1")]
+    PullRate,
 }
 
 impl ClusterSection {
@@ -81,12 +90,17 @@ impl ClusterSection {
         if availability_zone.trim().is_empty() {
             return Err(ClusterConfigError::Zone);
         }
+        let image_pull_mbps = self.image_pull_mbps.unwrap_or(DEFAULT_IMAGE_PULL_MBPS);
+        if image_pull_mbps == 0 {
+            return Err(ClusterConfigError::PullRate);
+        }
         Ok(Some(ClusterSettings {
             etcd,
             name,
             underlay,
             availability_zone,
             join_token: self.join_token.clone(),
+            image_pull_mbps,
         }))
     }
 }
@@ -131,6 +145,7 @@ mod tests {
         .unwrap();
         assert_eq!(ok.availability_zone, "nova");
         assert_eq!(ok.underlay.to_string(), "10.0.0.1");
+        assert_eq!(ok.image_pull_mbps, DEFAULT_IMAGE_PULL_MBPS);
         for (text, err) in [
             (
                 r#"name = "box1"

@@ -114,9 +114,10 @@ pub fn issue(
     Ok(IssuedToken { value, info })
 }
 
-/// A short-lived token for a caller this box has already authenticated (a request on its
-/// unix socket, which carries no token), so that another box of the site can act for it: the
-/// same user and project, every check of [`validate`] applied again there.
+/// A short-lived token for a caller this box vouches for itself (a request on its unix
+/// socket, which carries none; the box's own background work), so that another box of the
+/// site acts for it: the same user and project, every check of [`validate`] applied again
+/// there. Valid on every box that shares the identity store.
 pub fn mint(
     db: &dyn IdentityStore,
     user_id: &str,

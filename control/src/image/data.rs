@@ -7,6 +7,7 @@
 //! data can be uploaded again. A crash during an upload leaves `saving`; [`super::recover`]
 //! requeues it at the next start, and the image store removes the partial file.
 
+use super::copies::CopyRule;
 use super::store::{Conversion, Image, ImageData, ImageRecordStore};
 use super::{check_modifiable, fields, not_found, ImageError, ImageStatus};
 use crate::context::RequestContext;
@@ -69,10 +70,12 @@ fn expectations(
     ))
 }
 
-/// Receives image `id`'s data from `body` and makes the image active.
+/// Receives image `id`'s data from `body` and records this box's copy of it; the image is
+/// active once `rule` has enough verified copies (a box alone: at once).
 pub fn upload(
     db: &dyn ImageRecordStore,
     images: &ImageStore,
+    rule: &CopyRule,
     ctx: &RequestContext,
     id: &str,
     body: &mut dyn Read,
@@ -103,12 +106,13 @@ pub fn upload(
     };
     tracing::info!("image {id}: receiving data");
     let outcome = receive(images, &image, body, md5.as_deref(), sha256.as_deref())
-        .and_then(|stored| record(db, images, id, stored));
+        .and_then(|stored| record(db, images, rule, id, stored));
     match outcome {
         Ok(()) => {
             let image = super::get(db, ctx, id)?;
             tracing::info!(
-                "image {id}: active, {} bytes, md5 {}",
+                "image {id}: {}, {} bytes, md5 {}",
+                image.status.as_str(),
                 image.size.unwrap_or(0),
                 image.checksum.as_deref().unwrap_or("")
             );
@@ -199,6 +203,7 @@ fn receive(
 fn record(
     db: &dyn ImageRecordStore,
     images: &ImageStore,
+    rule: &CopyRule,
     id: &str,
     stored: StoredImage,
 ) -> Result<(), ImageError> {
@@ -222,7 +227,7 @@ fn record(
             os_hash_value: stored.uploaded.sha512_hex.clone(),
         }),
     };
-    match db.record_image_data(id, &data) {
+    match db.record_image_data(id, &data, rule.holder(), rule.needed()) {
         Ok(true) => Ok(()),
         Ok(false) => {
             images.delete_image(id)?;
@@ -235,8 +240,8 @@ fn record(
     }
 }
 
-/// Image `id`'s data for `ctx`, or None while it has none (queued, saving, killed), which
-/// Glance answers with 204.
+/// Image `id`'s data for `ctx`, or None while it has none (queued, saving without data,
+/// killed), which Glance answers with 204.
 pub fn download(
     db: &dyn ImageRecordStore,
     images: &ImageStore,
@@ -244,7 +249,11 @@ pub fn download(
     id: &str,
 ) -> Result<Option<ImageFile>, ImageError> {
     let image = super::get(db, ctx, id)?;
-    if image.status != ImageStatus::Active {
+    // In a site, an image `saving` with its data recorded waits for copies on other boxes,
+    // which fetch them here.
+    let has_data = image.status == ImageStatus::Active
+        || (image.status == ImageStatus::Saving && image.os_hash_value.is_some());
+    if !has_data {
         return Ok(None);
     }
     let file = images.open_image(id).map_err(|e| match e {

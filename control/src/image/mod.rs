@@ -7,19 +7,22 @@
 //! project); only admins make them public or give them another owner; owners and admins
 //! change and delete them; a protected image cannot be deleted.
 
+pub mod copies;
 mod data;
 pub mod fields;
 pub mod patch;
+pub mod pull;
 pub mod query;
 mod recovery;
 pub mod schema;
 pub mod store;
 mod usage;
 
+pub use copies::CopyRule;
 pub use data::{download, upload, ImageFile, UploadChecks};
 pub use query::{ImageQuery, SortKey, VisibilityFilter};
 pub use recovery::recover;
-pub use store::{Image, ImageRecordStore, ImageStatus, ImageVisibility};
+pub use store::{Image, ImageCopy, ImageRecordStore, ImageStatus, ImageVisibility};
 pub(crate) use usage::describe as describe_users;
 pub use usage::{hold, holders, in_use, let_go, users, ConsumerKind};
 

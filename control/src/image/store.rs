@@ -104,6 +104,16 @@ pub struct Image {
     pub updated_at: Timestamp,
 }
 
+/// A box's copy of an image's data whose SHA-512 it checked against the image's
+/// `os_hash_value` (docs/cluster.md, "Images across boxes"). One box holds the only copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageCopy {
+    /// The box that holds it.
+    pub holder: String,
+    pub size: i64,
+    pub os_hash_value: String,
+}
+
 /// The stored data of an image, recorded when its upload completes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageData {
@@ -148,9 +158,35 @@ pub trait ImageRecordStore: Send + Sync {
         to: ImageStatus,
     ) -> Result<bool, StorageError>;
 
-    /// Records the stored data of image `id` and makes it active, if it is still `saving`;
-    /// false otherwise (it was deleted meanwhile).
-    fn record_image_data(&self, id: &str, data: &ImageData) -> Result<bool, StorageError>;
+    /// Records the stored data of image `id`, received by box `holder`, with holder's
+    /// verified copy, if the image is still `saving`; false otherwise (it was deleted
+    /// meanwhile). The image becomes active when that makes `needed` verified copies (one
+    /// box: at once); else it stays `saving` until [`Self::record_verified_copy`] adds them.
+    fn record_image_data(
+        &self,
+        id: &str,
+        data: &ImageData,
+        holder: &str,
+        needed: usize,
+    ) -> Result<bool, StorageError>;
+
+    /// The verified copies of image `id`'s data, sorted by holder.
+    fn image_copies(&self, id: &str) -> Result<Vec<ImageCopy>, StorageError>;
+
+    /// Records `copy` as verified if image `id` is `saving` or `active` with data whose
+    /// `os_hash_value` and size are the copy's, and makes a `saving` image active when that
+    /// makes `needed` verified copies: one step, so the copy that completes the count is the
+    /// one that activates. The image's status afterwards; None if the copy was not recorded
+    /// (the image is gone, has no data, or other data: the copy's file should go).
+    fn record_verified_copy(
+        &self,
+        id: &str,
+        copy: &ImageCopy,
+        needed: usize,
+    ) -> Result<Option<ImageStatus>, StorageError>;
+
+    /// Forgets `holder`'s copy of image `id` (its file is gone); whether there was one.
+    fn drop_image_copy(&self, id: &str, holder: &str) -> Result<bool, StorageError>;
 
     /// Deletes image `id` if `check` accepts it as it is now and nobody holds it
     /// ([`ImageError::InUse`]); [`ImageError::NotFound`] if there is no such image.

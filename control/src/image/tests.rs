@@ -40,6 +40,7 @@ fn put(e: &Env, ctx: &RequestContext, id: &str, data: &[u8]) -> Result<Image, Im
     upload(
         &e.f.db,
         &e.store,
+        &CopyRule::alone("box"),
         ctx,
         id,
         &mut &data[..],
@@ -161,7 +162,16 @@ fn failed_uploads_store_nothing_and_requeue() {
     let wrong = UploadChecks {
         md5: Some(md5_hex(b"something else")),
     };
-    let err = upload(&e.f.db, &e.store, member, &i.id, &mut &data[..], wrong).unwrap_err();
+    let err = upload(
+        &e.f.db,
+        &e.store,
+        &CopyRule::alone("box"),
+        member,
+        &i.id,
+        &mut &data[..],
+        wrong,
+    )
+    .unwrap_err();
     assert!(matches!(err, ImageError::Data(_)), "{err}");
     let mut broken = Broken {
         good: data.clone(),
@@ -170,6 +180,7 @@ fn failed_uploads_store_nothing_and_requeue() {
     let err = upload(
         &e.f.db,
         &e.store,
+        &CopyRule::alone("box"),
         member,
         &i.id,
         &mut broken,
@@ -438,7 +449,7 @@ fn recovery_requeues_kills_and_removes_orphans() {
         .delete_unheld_image(&gone.id, &mut |_| Ok(()))
         .unwrap();
 
-    let r = recover(&e.f.db, &e.store).unwrap();
+    let r = recover(&e.f.db, &e.store, "box").unwrap();
     assert_eq!(r.requeued, vec![saving.id.clone()]);
     assert_eq!(r.killed, vec![active.id.clone()]);
     assert_eq!(r.orphan_files_removed, vec![gone.id.clone()]);

@@ -3,7 +3,7 @@
 
 use super::{flag, StorageError};
 use crate::image::store::{
-    Conversion, Image, ImageData, ImageRecordStore, ImageStatus, ImageVisibility,
+    Conversion, Image, ImageCopy, ImageData, ImageRecordStore, ImageStatus, ImageVisibility,
 };
 use crate::image::{ConsumerKind, ImageError};
 use crate::timestamp::Timestamp;
@@ -200,10 +200,11 @@ fn set_status_if(
 
 /// Records the stored data of image `id` and makes it active, if it is still `saving`; false
 /// otherwise (it was deleted meanwhile).
+/// Records the data of a `saving` image; it stays `saving` until its copies are counted.
 fn record_data(conn: &Connection, id: &str, data: &ImageData) -> Result<bool, StorageError> {
     let c = data.conversion.as_ref();
     let n = conn.execute(
-        "UPDATE images SET status = 'active', size = ?2, virtual_size = ?3, checksum = ?4,
+        "UPDATE images SET size = ?2, virtual_size = ?3, checksum = ?4,
                 os_hash_algo = ?5, os_hash_value = ?6, disk_format = ?7,
                 uploaded_disk_format = ?8, uploaded_checksum = ?9, uploaded_os_hash_value = ?10,
                 updated_at = ?11
@@ -223,6 +224,54 @@ fn record_data(conn: &Connection, id: &str, data: &ImageData) -> Result<bool, St
         ],
     )?;
     Ok(n > 0)
+}
+
+fn copies(conn: &Connection, id: &str) -> Result<Vec<ImageCopy>, StorageError> {
+    let mut st = conn.prepare(
+        "SELECT holder, size, os_hash_value FROM image_copies WHERE image_id = ?1
+         ORDER BY holder",
+    )?;
+    let rows = st.query_map([id], |r| {
+        Ok(ImageCopy {
+            holder: r.get(0)?,
+            size: r.get(1)?,
+            os_hash_value: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// [`ImageRecordStore::record_verified_copy`] inside a transaction.
+fn record_copy(
+    conn: &Connection,
+    id: &str,
+    copy: &ImageCopy,
+    needed: usize,
+) -> Result<Option<ImageStatus>, StorageError> {
+    let Some(image) = by_id(conn, id)? else {
+        return Ok(None);
+    };
+    let same_data = image.os_hash_value.as_deref() == Some(copy.os_hash_value.as_str())
+        && image.size == Some(copy.size);
+    if !matches!(image.status, ImageStatus::Saving | ImageStatus::Active) || !same_data {
+        return Ok(None);
+    }
+    conn.execute(
+        "INSERT OR REPLACE INTO image_copies (image_id, holder, size, os_hash_value, verified_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        rusqlite::params![
+            id,
+            copy.holder,
+            copy.size,
+            copy.os_hash_value,
+            Timestamp::now().micros()
+        ],
+    )?;
+    if image.status == ImageStatus::Saving && copies(conn, id)?.len() >= needed {
+        set_status_if(conn, id, &[ImageStatus::Saving], ImageStatus::Active)?;
+        return Ok(Some(ImageStatus::Active));
+    }
+    Ok(Some(image.status))
 }
 
 fn delete(conn: &Connection, id: &str) -> Result<bool, StorageError> {
@@ -326,8 +375,48 @@ impl ImageRecordStore for super::Db {
         self.write(|tx| set_status_if(tx, id, from, to))
     }
 
-    fn record_image_data(&self, id: &str, data: &ImageData) -> Result<bool, StorageError> {
-        self.write(|tx| record_data(tx, id, data))
+    fn record_image_data(
+        &self,
+        id: &str,
+        data: &ImageData,
+        holder: &str,
+        needed: usize,
+    ) -> Result<bool, StorageError> {
+        self.write(|tx| {
+            if !record_data(tx, id, data)? {
+                return Ok(false);
+            }
+            let copy = ImageCopy {
+                holder: holder.to_owned(),
+                size: data.size,
+                os_hash_value: data.os_hash_value.clone(),
+            };
+            record_copy(tx, id, &copy, needed)?;
+            Ok(true)
+        })
+    }
+
+    fn image_copies(&self, id: &str) -> Result<Vec<ImageCopy>, StorageError> {
+        self.read(|c| copies(c, id))
+    }
+
+    fn record_verified_copy(
+        &self,
+        id: &str,
+        copy: &ImageCopy,
+        needed: usize,
+    ) -> Result<Option<ImageStatus>, StorageError> {
+        self.write(|tx| record_copy(tx, id, copy, needed))
+    }
+
+    fn drop_image_copy(&self, id: &str, holder: &str) -> Result<bool, StorageError> {
+        self.write(|tx| {
+            let n = tx.execute(
+                "DELETE FROM image_copies WHERE image_id = ?1 AND holder = ?2",
+                [id, holder],
+            )?;
+            Ok(n > 0)
+        })
     }
 
     fn delete_unheld_image(
@@ -466,7 +555,7 @@ mod tests {
         assert!(!db
             .write(|tx| set_status_if(tx, "i1", &saving, ImageStatus::Saving))
             .unwrap());
-        assert!(db.write(|tx| record_data(tx, "i1", &data)).unwrap());
+        assert!(db.record_image_data("i1", &data, "box1", 1).unwrap());
         let got = db.read(|c| by_id(c, "i1")).unwrap().unwrap();
         assert_eq!(got.status, ImageStatus::Active);
         assert_eq!(got.conversion, data.conversion);

@@ -52,6 +52,12 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "server placement request",
         sql: include_str!("migrations/0007_server_placement.sql"),
     },
+    // Where each image's verified copies are.
+    Migration {
+        version: 8,
+        name: "image_copies",
+        sql: include_str!("migrations/0008_image_copies.sql"),
+    },
 ];
 
 pub(super) fn apply(conn: &mut Connection, steps: &[Migration]) -> Result<(), StorageError> {

@@ -84,6 +84,7 @@ fn image_of(e: &Env, data: &[u8]) -> String {
     image::upload(
         &e.f.db,
         &e.stores.images,
+        &image::CopyRule::alone("box"),
         &e.f.member,
         &i.id,
         &mut &data[..],

@@ -3,7 +3,8 @@
 
 use crate::api::body::StreamedFile;
 use crate::api::{Call, Fault, Reply, ReplyBody};
-use crate::image::{self, UploadChecks};
+use crate::image::pull::PullError;
+use crate::image::{self, ImageStatus, UploadChecks};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hyper::StatusCode;
@@ -24,16 +25,34 @@ pub fn upload(call: &Call<'_>) -> Result<Reply, Fault> {
         md5: call.header("content-md5").map(content_md5).transpose()?,
     };
     let state = call.state;
+    if state.puller.is_some() {
+        // The copies the image will need, from the site as it is now, not as the image
+        // replicator last saw it (a box may have joined since).
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let boxes = handle
+                .block_on(state.site.boxes())
+                .map_err(Fault::internal)?;
+            state.copy_rule.set_boxes(boxes.len());
+        }
+    }
     let mut body = call.body_reader();
     image::upload(
         state.image_records(),
         &state.images,
+        &state.copy_rule,
         call.ctx(),
         call.param("image_id"),
         &mut body,
         checks,
     )?;
     Ok(Reply::empty(StatusCode::NO_CONTENT))
+}
+
+fn no_copy(e: PullError) -> Fault {
+    Fault::new(
+        StatusCode::CONFLICT,
+        format!("This box holds no copy of the image's data and could not fetch one: {e}"),
+    )
 }
 
 /// `Content-MD5` as RFC 1864 writes it (base64 of the 16-byte digest), or as 32 hex digits.
@@ -52,13 +71,18 @@ fn content_md5(v: &str) -> Result<String, Fault> {
 
 pub fn download(call: &Call<'_>) -> Result<Reply, Fault> {
     let state = call.state;
-    let Some(f) = image::download(
-        state.image_records(),
-        &state.images,
-        call.ctx(),
-        call.param("image_id"),
-    )?
-    else {
+    let id = call.param("image_id");
+    if let Some(puller) = &state.puller {
+        // A box of a site without the data fetches a copy from one that has it, then serves
+        // it: the copy stays, as the image replicator would have made it anyway.
+        let image = image::get(state.image_records(), call.ctx(), id)?;
+        let has_data = image.os_hash_value.is_some()
+            && matches!(image.status, ImageStatus::Active | ImageStatus::Saving);
+        if has_data && !puller.holds(id).map_err(no_copy)? {
+            puller.ensure(id, false).map_err(no_copy)?;
+        }
+    }
+    let Some(f) = image::download(state.image_records(), &state.images, call.ctx(), id)? else {
         return Ok(Reply::empty(StatusCode::NO_CONTENT));
     };
     let mut reply = Reply {

@@ -10,12 +10,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use etcd_client::{Compare, CompareOp, KeyValue, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{Compare, CompareOp, DeleteOptions, KeyValue, Txn, TxnOp, TxnOpResponse};
 use serde::{Deserialize, Serialize};
 
 use super::{from_json, to_json, Decided, EtcdDoors, Kv, MAX_TXN_OPS};
 use crate::image::store::{
-    Conversion, Image, ImageData, ImageRecordStore, ImageStatus, ImageVisibility,
+    Conversion, Image, ImageCopy, ImageData, ImageRecordStore, ImageStatus, ImageVisibility,
 };
 use crate::image::{describe_users, ConsumerKind, ImageError};
 use crate::store::StorageError;
@@ -23,6 +23,7 @@ use crate::timestamp::Timestamp;
 
 const IMAGE_SCHEMA: u32 = 1;
 const HOLDER_SCHEMA: u32 = 1;
+const COPY_SCHEMA: u32 = 1;
 
 #[derive(Serialize, Deserialize)]
 struct ConversionRecord {
@@ -63,6 +64,30 @@ struct ImageRecord {
 #[derive(Serialize, Deserialize)]
 struct HolderRecord {
     schema: u32,
+}
+
+/// `/image-copies/<image>/<box>`: a box's verified copy. Only verified copies are recorded:
+/// a pull in progress is the puller's own business until its bytes are checked.
+#[derive(Serialize, Deserialize)]
+struct CopyRecord {
+    schema: u32,
+    state: String,
+    size: i64,
+    os_hash_value: String,
+    /// Microseconds since the epoch, as [`Timestamp`].
+    verified_at: i64,
+}
+
+const VERIFIED: &str = "verified";
+
+fn copy_record(c: &ImageCopy) -> Vec<u8> {
+    to_json(&CopyRecord {
+        schema: COPY_SCHEMA,
+        state: VERIFIED.to_owned(),
+        size: c.size,
+        os_hash_value: c.os_hash_value.clone(),
+        verified_at: Timestamp::now().micros(),
+    })
 }
 
 fn record(i: &Image) -> Vec<u8> {
@@ -197,6 +222,30 @@ impl Kv {
         kvs.iter().map(decode).collect()
     }
 
+    /// The verified copies of image `id`, by holder, each with its key's `mod_revision`.
+    async fn copies_at(self, id: String) -> Result<Vec<(ImageCopy, i64)>, StorageError> {
+        let prefix = self.keys.copies_of_image(&id);
+        let kvs = self.range(prefix.clone(), false).await?;
+        let mut copies = Vec::with_capacity(kvs.len());
+        for kv in &kvs {
+            let r: CopyRecord = from_json(kv)?;
+            let Some(holder) = kv.key_str().ok().and_then(|k| k.strip_prefix(&prefix)) else {
+                continue;
+            };
+            if r.state != VERIFIED {
+                continue;
+            }
+            let copy = ImageCopy {
+                holder: holder.to_owned(),
+                size: r.size,
+                os_hash_value: r.os_hash_value,
+            };
+            copies.push((copy, kv.mod_revision()));
+        }
+        copies.sort_by(|a, b| a.0.holder.cmp(&b.0.holder));
+        Ok(copies)
+    }
+
     /// Every hold on every image.
     async fn holds(&self) -> Result<Vec<Hold>, StorageError> {
         let prefix = self.keys.image_holders();
@@ -283,6 +332,94 @@ impl EtcdImages {
             ))
         })
     }
+
+    /// Records `copy` of image `id` (with the image's `data` first, for the upload's own copy)
+    /// and activates a `saving` image whose copies reach `needed`, in one transaction that
+    /// compares the image and every copy it counted (docs/cluster.md, "Contested writes").
+    fn record_copy(
+        &self,
+        id: &str,
+        copy: &ImageCopy,
+        data: Option<&ImageData>,
+        needed: usize,
+    ) -> Result<Option<ImageStatus>, StorageError> {
+        let keys = &self.doors.kv.keys;
+        let key = keys.image(id);
+        let copy_key = keys.image_copy(id, &copy.holder);
+        self.doors.contested(&key, |doors| {
+            let Some((image, revision)) = doors.call(|kv| kv.image_at(id.to_owned()))? else {
+                return Ok(Decided::Done(None));
+            };
+            let before = image.status;
+            let image = match data {
+                Some(data) if image.status == ImageStatus::Saving => with_data(image, data),
+                Some(_) => return Ok(Decided::Done(None)),
+                None => image,
+            };
+            let same_data = image.os_hash_value.as_deref() == Some(copy.os_hash_value.as_str())
+                && image.size == Some(copy.size);
+            if !matches!(image.status, ImageStatus::Saving | ImageStatus::Active) || !same_data {
+                return Ok(Decided::Done(None));
+            }
+            let read = doors.call(|kv| kv.copies_at(id.to_owned()))?;
+            let newest = read.iter().map(|(_, rev)| *rev).max().unwrap_or(0);
+            let others: Vec<(ImageCopy, i64)> = read
+                .into_iter()
+                .filter(|(c, _)| c.holder != copy.holder)
+                .collect();
+            let activate = image.status == ImageStatus::Saving && others.len() + 1 >= needed;
+            let mut when = vec![Compare::mod_revision(
+                key.clone(),
+                CompareOp::Equal,
+                revision,
+            )];
+            // Each counted copy unchanged (not dropped), and none created since the read:
+            // every key under the prefix was created at or before the newest one read.
+            when.extend(others.iter().map(|(c, rev)| {
+                Compare::mod_revision(keys.image_copy(id, &c.holder), CompareOp::Equal, *rev)
+            }));
+            when.push(
+                Compare::create_revision(
+                    keys.copies_of_image(id),
+                    CompareOp::Less,
+                    newest.max(revision) + 1,
+                )
+                .with_prefix(),
+            );
+            let mut then = vec![TxnOp::put(copy_key.clone(), copy_record(copy), None)];
+            let after = Image {
+                status: if activate {
+                    ImageStatus::Active
+                } else {
+                    image.status
+                },
+                ..image
+            };
+            if data.is_some() || after.status != before {
+                let after = Image {
+                    updated_at: Timestamp::now(),
+                    ..after.clone()
+                };
+                then.push(TxnOp::put(key.clone(), record(&after), None));
+            }
+            let txn = Txn::new().when(when).and_then(then);
+            Ok(Decided::Write(txn, Some(after.status)))
+        })
+    }
+}
+
+/// `image` with the stored data of its upload (its status unchanged).
+fn with_data(image: Image, data: &ImageData) -> Image {
+    Image {
+        size: Some(data.size),
+        virtual_size: Some(data.virtual_size),
+        checksum: Some(data.checksum.clone()),
+        os_hash_algo: Some(data.os_hash_algo.clone()),
+        os_hash_value: Some(data.os_hash_value.clone()),
+        disk_format: Some(data.disk_format.clone()),
+        conversion: data.conversion.clone(),
+        ..image
+    }
 }
 
 impl ImageRecordStore for EtcdImages {
@@ -356,26 +493,46 @@ impl ImageRecordStore for EtcdImages {
         self.write_if(id, change)
     }
 
-    fn record_image_data(&self, id: &str, data: &ImageData) -> Result<bool, StorageError> {
-        let change = |image: Image| {
-            if image.status != ImageStatus::Saving {
-                return None;
-            }
-            let after = Image {
-                status: ImageStatus::Active,
-                size: Some(data.size),
-                virtual_size: Some(data.virtual_size),
-                checksum: Some(data.checksum.clone()),
-                os_hash_algo: Some(data.os_hash_algo.clone()),
-                os_hash_value: Some(data.os_hash_value.clone()),
-                disk_format: Some(data.disk_format.clone()),
-                conversion: data.conversion.clone(),
-                updated_at: Timestamp::now(),
-                ..image
-            };
-            Some(after)
+    fn record_image_data(
+        &self,
+        id: &str,
+        data: &ImageData,
+        holder: &str,
+        needed: usize,
+    ) -> Result<bool, StorageError> {
+        let copy = ImageCopy {
+            holder: holder.to_owned(),
+            size: data.size,
+            os_hash_value: data.os_hash_value.clone(),
         };
-        self.write_if(id, change)
+        Ok(self.record_copy(id, &copy, Some(data), needed)?.is_some())
+    }
+
+    fn image_copies(&self, id: &str) -> Result<Vec<ImageCopy>, StorageError> {
+        let copies = self.doors.call(|kv| kv.copies_at(id.to_owned()))?;
+        Ok(copies.into_iter().map(|(c, _)| c).collect())
+    }
+
+    fn record_verified_copy(
+        &self,
+        id: &str,
+        copy: &ImageCopy,
+        needed: usize,
+    ) -> Result<Option<ImageStatus>, StorageError> {
+        self.record_copy(id, copy, None, needed)
+    }
+
+    fn drop_image_copy(&self, id: &str, holder: &str) -> Result<bool, StorageError> {
+        let key = self.doors.kv.keys.image_copy(id, holder);
+        self.doors.call(|kv| async move {
+            let resp = kv
+                .txn(Txn::new().and_then([TxnOp::delete(key, None)]))
+                .await?;
+            Ok(resp
+                .op_responses()
+                .into_iter()
+                .any(|r| matches!(r, TxnOpResponse::Delete(d) if d.deleted() > 0)))
+        })
     }
 
     fn delete_unheld_image(
@@ -386,6 +543,7 @@ impl ImageRecordStore for EtcdImages {
         let keys = &self.doors.kv.keys;
         let key = keys.image(id);
         let holders_key = keys.holders_of_image(id);
+        let copies_key = keys.copies_of_image(id);
         self.doors.contested(&key, |doors| {
             let (image, revision) = doors
                 .call(|kv| kv.image_at(id.to_owned()))?
@@ -404,7 +562,10 @@ impl ImageRecordStore for EtcdImages {
                     Compare::mod_revision(key.clone(), CompareOp::Equal, revision),
                     Compare::version(holders_key.clone(), CompareOp::Equal, 0).with_prefix(),
                 ])
-                .and_then([TxnOp::delete(key.clone(), None)]);
+                .and_then([
+                    TxnOp::delete(key.clone(), None),
+                    TxnOp::delete(copies_key.clone(), Some(DeleteOptions::new().with_prefix())),
+                ]);
             Ok(Decided::Write(txn, ()))
         })
     }

@@ -208,6 +208,7 @@ mod tests {
             image::upload(
                 &f.db,
                 &store,
+                &image::CopyRule::alone("box"),
                 ctx,
                 &i.id,
                 &mut &data[..],

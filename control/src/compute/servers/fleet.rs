@@ -51,6 +51,8 @@ pub struct Fleet {
     network: Option<Arc<HostAgent>>,
     servers_dir: PathBuf,
     runners: Mutex<HashMap<String, Sender<Command>>>,
+    /// In a site: how a build fetches the image data this box lacks (set once, at start).
+    image_puller: std::sync::OnceLock<Arc<crate::image::pull::Puller>>,
 }
 
 impl Fleet {
@@ -82,6 +84,7 @@ impl Fleet {
             network,
             servers_dir,
             runners: Mutex::new(HashMap::new()),
+            image_puller: std::sync::OnceLock::new(),
         }))
     }
 
@@ -117,6 +120,54 @@ impl Fleet {
     /// The flavors' door (a create or resize names a flavor).
     pub fn flavors(&self) -> &dyn crate::compute::flavors::FlavorStore {
         self.doors.flavors.as_ref()
+    }
+
+    /// In a site, builds fetch the image data this box lacks through `puller`.
+    pub fn set_image_puller(&self, puller: Arc<crate::image::pull::Puller>) {
+        if self.image_puller.set(puller).is_err() {
+            tracing::warn!("the image puller was set twice; the first stays");
+        }
+    }
+
+    /// Makes sure this box holds a verified copy of each of `images`, pulling the ones it
+    /// lacks now, unthrottled (a build waits for them). A box alone holds them all.
+    pub(super) fn fetch_images(
+        &self,
+        images: &[String],
+    ) -> Result<(), crate::image::pull::PullError> {
+        let Some(puller) = self.image_puller.get() else {
+            return Ok(());
+        };
+        for id in images {
+            if !puller.holds(id)? {
+                tracing::info!("image {id}: no copy on this box; pulling one for a build");
+                puller.ensure(id, false)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `boot` with the paths of the Glance images it names (the root image, the kernel and the
+    /// ramdisk) taken from this box's image store: the box that accepted the request may keep
+    /// its copies elsewhere (each box has its own state directory), and on a site the build
+    /// runs where the server was placed. Paths of the default guest stay as they are.
+    pub(super) fn local_boot(
+        &self,
+        image_ref: &str,
+        boot: &super::store::BootConfig,
+    ) -> Result<super::store::BootConfig, outpost_image_store::ImageError> {
+        let mut local = boot.clone();
+        let is_image = |id: &str| boot.images.iter().any(|i| i == id);
+        if local.root_source.is_some() && is_image(image_ref) {
+            local.root_source = Some(self.images.image_path(image_ref)?);
+        }
+        if let Some(id) = boot.kernel_id.as_deref().filter(|id| is_image(id)) {
+            local.kernel = self.images.image_path(id)?;
+        }
+        if let Some(id) = boot.ramdisk_id.as_deref().filter(|id| is_image(id)) {
+            local.initrd = Some(self.images.image_path(id)?);
+        }
+        Ok(local)
     }
 
     /// Glance's door (the images a server holds).

@@ -69,6 +69,12 @@ pub enum RunError {
     Image(#[from] crate::image::ImageError),
     #[error(transparent)]
     Network(#[from] crate::network::NetworkError),
+    /// This box lacks the image's data and could not fetch it from another box.
+    #[error(transparent)]
+    ImageCopy(#[from] crate::image::pull::PullError),
+    /// An image's file on this box cannot be named (its id is not a safe file name).
+    #[error("image file: {0}")]
+    ImageFile(#[from] outpost_image_store::ImageError),
     #[error("cannot resize the root disk {path:?}: {source}")]
     DiskResize {
         path: std::path::PathBuf,
@@ -278,9 +284,10 @@ impl Runner {
             (None, Some(_)) => Some(self.fleet.volumes.server_disk_path(&self.id)?),
             (None, None) => None,
         };
+        let boot = self.fleet.local_boot(&s.image_ref, &s.boot)?;
         Ok(MonitorSpec {
-            kernel: s.boot.kernel.clone(),
-            initrd: s.boot.initrd.clone(),
+            kernel: boot.kernel,
+            initrd: boot.initrd,
             boot_args: s.boot.boot_args.clone(),
             vcpus: u64::try_from(s.flavor.vcpus).unwrap_or(1),
             mem_mib: u64::try_from(s.flavor.ram).unwrap_or(0),

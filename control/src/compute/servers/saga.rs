@@ -195,8 +195,11 @@ impl Runner {
         )?;
         self.set_step(CREATE, "volumes")?;
         super::block_devices::make_and_attach(&self.fleet, s)?;
+        self.set_step(CREATE, "fetch_image")?;
+        self.fleet.fetch_images(&s.boot.images)?;
         self.set_step(CREATE, "clone_disk")?;
-        if let Some(source) = &s.boot.root_source {
+        let boot = self.fleet.local_boot(&s.image_ref, &s.boot)?;
+        if let Some(source) = &boot.root_source {
             // A disk from an earlier, interrupted attempt is not this build's.
             self.fleet.volumes.remove_server_disks(&self.id)?;
             let image_bytes = std::fs::metadata(source).map(|m| m.len()).unwrap_or(0);

@@ -3,7 +3,7 @@
 //! `conformance::races(|| two_handles_on_one_fresh_store())` for writers racing. SQLite runs it
 //! in `storage::images`; a cluster's store runs the same.
 
-use super::{Image, ImageData, ImageRecordStore, ImageStatus, ImageVisibility};
+use super::{Image, ImageCopy, ImageData, ImageRecordStore, ImageStatus, ImageVisibility};
 use crate::image::{ConsumerKind, ImageError};
 use crate::store::{at_once, dawdle};
 use crate::timestamp::Timestamp;
@@ -53,7 +53,7 @@ fn active(store: &dyn ImageRecordStore, id: &str) {
     assert!(store
         .set_image_status_if(id, &to_saving, ImageStatus::Saving)
         .unwrap());
-    assert!(store.record_image_data(id, &data()).unwrap());
+    assert!(store.record_image_data(id, &data(), "box1", 1).unwrap());
 }
 
 /// Runs every check, each on a store `fresh` makes (empty).
@@ -62,6 +62,7 @@ pub(crate) fn run<S: ImageRecordStore>(fresh: impl Fn() -> S) {
     updates_write_all_or_nothing(&fresh());
     statuses_move_only_from_where_they_are(&fresh());
     only_active_images_are_held_and_held_ones_are_not_deleted(&fresh());
+    an_image_is_active_once_enough_copies_of_its_data_are_verified(&fresh());
 }
 
 fn images_read_back_whole_and_ids_are_taken_once(store: &dyn ImageRecordStore) {
@@ -131,7 +132,7 @@ fn updates_write_all_or_nothing(store: &dyn ImageRecordStore) {
 fn statuses_move_only_from_where_they_are(store: &dyn ImageRecordStore) {
     store.create_image(&image("i1")).unwrap();
     assert!(
-        !store.record_image_data("i1", &data()).unwrap(),
+        !store.record_image_data("i1", &data(), "box1", 1).unwrap(),
         "not saving"
     );
     let queued = [ImageStatus::Queued];
@@ -145,7 +146,7 @@ fn statuses_move_only_from_where_they_are(store: &dyn ImageRecordStore) {
         store.image_ids_in_status(ImageStatus::Saving).unwrap(),
         ["i1"]
     );
-    assert!(store.record_image_data("i1", &data()).unwrap());
+    assert!(store.record_image_data("i1", &data(), "box1", 1).unwrap());
     let i = store.image("i1").unwrap().unwrap();
     assert_eq!(i.status, ImageStatus::Active);
     assert_eq!(i.size, Some(512));
@@ -212,6 +213,95 @@ fn only_active_images_are_held_and_held_ones_are_not_deleted(store: &dyn ImageRe
     store.delete_unheld_image("a", &mut |_| Ok(())).unwrap();
 }
 
+fn copy(holder: &str) -> ImageCopy {
+    ImageCopy {
+        holder: holder.into(),
+        size: 512,
+        os_hash_value: "h".repeat(128),
+    }
+}
+
+fn an_image_is_active_once_enough_copies_of_its_data_are_verified(store: &dyn ImageRecordStore) {
+    store.create_image(&image("i1")).unwrap();
+    // No data yet: no copy of it can be recorded.
+    assert_eq!(
+        store.record_verified_copy("i1", &copy("box2"), 2).unwrap(),
+        None
+    );
+    let queued = [ImageStatus::Queued];
+    assert!(store
+        .set_image_status_if("i1", &queued, ImageStatus::Saving)
+        .unwrap());
+    // The upload's own copy is one of two: the image has its data but stays saving.
+    assert!(store.record_image_data("i1", &data(), "box1", 2).unwrap());
+    let i = store.image("i1").unwrap().unwrap();
+    assert_eq!((i.status, i.size), (ImageStatus::Saving, Some(512)));
+    assert_eq!(store.image_copies("i1").unwrap(), [copy("box1")]);
+    // A copy of other bytes is not this image's.
+    let other = ImageCopy {
+        os_hash_value: "0".repeat(128),
+        ..copy("box2")
+    };
+    assert_eq!(store.record_verified_copy("i1", &other, 2).unwrap(), None);
+    let short = ImageCopy {
+        size: 511,
+        ..copy("box2")
+    };
+    assert_eq!(store.record_verified_copy("i1", &short, 2).unwrap(), None);
+    // The same box again counts once.
+    assert_eq!(
+        store.record_verified_copy("i1", &copy("box1"), 2).unwrap(),
+        Some(ImageStatus::Saving)
+    );
+    // The second box's verified copy is the one that activates.
+    assert_eq!(
+        store.record_verified_copy("i1", &copy("box2"), 2).unwrap(),
+        Some(ImageStatus::Active)
+    );
+    assert_eq!(
+        store.image("i1").unwrap().unwrap().status,
+        ImageStatus::Active
+    );
+    // A copy recorded again, the newest of all (a box verifying its file anew).
+    for _ in 0..2 {
+        assert_eq!(
+            store.record_verified_copy("i1", &copy("box3"), 2).unwrap(),
+            Some(ImageStatus::Active)
+        );
+    }
+    let holders = |s: &dyn ImageRecordStore| -> Vec<String> {
+        s.image_copies("i1")
+            .unwrap()
+            .into_iter()
+            .map(|c| c.holder)
+            .collect()
+    };
+    assert_eq!(holders(store), ["box1", "box2", "box3"]);
+    assert!(store.drop_image_copy("i1", "box1").unwrap());
+    assert!(!store.drop_image_copy("i1", "box1").unwrap());
+    assert_eq!(holders(store), ["box2", "box3"]);
+    // Deleting the image forgets its copies; a late copy of it is refused.
+    store.delete_unheld_image("i1", &mut |_| Ok(())).unwrap();
+    assert!(store.image_copies("i1").unwrap().is_empty());
+    assert_eq!(
+        store.record_verified_copy("i1", &copy("box2"), 2).unwrap(),
+        None
+    );
+
+    // One box: its own copy is enough, at once.
+    store.create_image(&image("alone")).unwrap();
+    assert!(store
+        .set_image_status_if("alone", &queued, ImageStatus::Saving)
+        .unwrap());
+    assert!(store
+        .record_image_data("alone", &data(), "box1", 1)
+        .unwrap());
+    assert_eq!(
+        store.image("alone").unwrap().unwrap().status,
+        ImageStatus::Active
+    );
+}
+
 /// Runs the checks of writers racing, each on a pair of handles `pair` makes on one fresh
 /// store: two boxes of a cluster, or one database from two threads.
 pub(crate) fn races<S: ImageRecordStore>(pair: impl Fn() -> (S, S)) {
@@ -219,6 +309,34 @@ pub(crate) fn races<S: ImageRecordStore>(pair: impl Fn() -> (S, S)) {
     racing_updates_lose_none(&a, &b);
     let (a, b) = pair();
     a_hold_and_a_delete_racing_never_both_win(&a, &b);
+    let (a, b) = pair();
+    copies_racing_activate_the_image_once_both_are_counted(&a, &b);
+}
+
+fn copies_racing_activate_the_image_once_both_are_counted<S: ImageRecordStore>(a: &S, b: &S) {
+    // Three boxes want two copies beside the upload's: each of two copies racing counts the
+    // other or fails its compare, so the image ends active whichever commits first.
+    for round in 0..5 {
+        let id = format!("r{round}");
+        a.create_image(&image(&id)).unwrap();
+        let queued = [ImageStatus::Queued];
+        assert!(a
+            .set_image_status_if(&id, &queued, ImageStatus::Saving)
+            .unwrap());
+        assert!(a.record_image_data(&id, &data(), "box1", 3).unwrap());
+        let (x, y) = at_once(
+            (a, b),
+            |s| s.record_verified_copy(&id, &copy("box2"), 3),
+            |s| s.record_verified_copy(&id, &copy("box3"), 3),
+        );
+        let statuses = [x.unwrap(), y.unwrap()];
+        assert!(
+            statuses.contains(&Some(ImageStatus::Active)),
+            "{statuses:?}"
+        );
+        assert_eq!(b.image(&id).unwrap().unwrap().status, ImageStatus::Active);
+        assert_eq!(b.image_copies(&id).unwrap().len(), 3);
+    }
 }
 
 fn racing_updates_lose_none<S: ImageRecordStore>(a: &S, b: &S) {

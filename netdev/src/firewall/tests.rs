@@ -52,6 +52,7 @@ fn spec() -> HostNetworkSpec {
                 },
             ],
             nat: true,
+            overlay: None,
         }],
         security_groups: vec![
             SecurityGroupSpec {

@@ -75,6 +75,11 @@ pub enum DaemonError {
     HostName { host: String, name: String },
     #[error(transparent)]
     Site(#[from] crate::cluster::site::SiteError),
+    #[error(
+        "[cluster] underlay = {0} is the address of no interface of this box: give the \
+         address this box has on the boxes' own network"
+    )]
+    Underlay(std::net::IpAddr),
 }
 
 /// Runs the daemon until SIGTERM/SIGINT.
@@ -85,6 +90,8 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     // flavors, images, servers and placement in etcd (shared by every box), the other
     // domains still in SQLite.
     let mut doors = Doors::sqlite(&Db::open(&settings.database_path())?);
+    let mut network_settings = settings.network.clone();
+    let mut site_networks = None;
     if let Some(cluster) = &settings.cluster {
         let shared = crate::cluster::store::EtcdDoors::for_box(cluster)?;
         doors.identity = Arc::new(shared.identity());
@@ -92,6 +99,17 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
         doors.images = Arc::new(shared.images());
         doors.servers = Arc::new(shared.servers());
         doors.claims = PlacementDoor::Site(Arc::new(shared.site_claims()));
+        doors.networks = Arc::new(shared.networks());
+        // Guest frames cross the boxes inside VXLAN: new networks default to what fits.
+        let mtu = overlay_mtu_of(cluster.underlay)?;
+        network_settings.mtu = network_settings.mtu.min(mtu);
+        site_networks = Some(crate::cluster::overlay::SiteNetworks {
+            doors: shared,
+            servers: doors.servers.clone(),
+            me: cluster.name.clone(),
+            local: cluster.underlay,
+            mtu,
+        });
     }
     // Image copies are recorded under the box's name; a member's count of the copies an
     // image needs is read from the site once it has joined, and kept by the replicator.
@@ -120,9 +138,13 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     // guests find their taps wired and filtered.
     let network = Arc::new(NetworkService::with_store(
         doors.networks.clone(),
-        settings.network.clone(),
+        network_settings,
     ));
-    let agent = Arc::new(HostAgent::open(network.clone())?);
+    let mut agent = HostAgent::open(network.clone())?;
+    if let Some(site) = site_networks {
+        agent = agent.in_site(Box::new(site));
+    }
+    let agent = Arc::new(agent);
     if let Err(e) = agent.sync() {
         tracing::error!("{e}");
     }
@@ -209,6 +231,7 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
                         "api.listen is not set: images cannot be copied between the boxes"
                     ),
                 }
+                crate::cluster::overlay::follow_site(membership.etcd(), network.clone());
                 Site::member(membership, fleet.clone())
             }
             None => Site::alone(&settings.state_dir, fleet.clone())?,
@@ -278,6 +301,15 @@ pub fn open_fleet(
         Box::new(boot),
         network,
     )?)
+}
+
+/// The guest MTU on the underlay interface holding `underlay` (docs/cluster.md, "Networks
+/// across boxes": the underlay's MTU less VXLAN's overhead).
+fn overlay_mtu_of(underlay: std::net::IpAddr) -> Result<u32, DaemonError> {
+    let mtu = outpost_netdev::link::mtu_at(underlay)
+        .map_err(|e| DaemonError::Network(crate::network::agent::AgentError::Netdev(e.into())))?
+        .ok_or(DaemonError::Underlay(underlay))?;
+    Ok(crate::cluster::overlay::overlay_mtu(mtu))
 }
 
 /// Brings image and volume records back into agreement with their files. A failure is

@@ -66,6 +66,7 @@ fn spec(ports: u32) -> HostNetworkSpec {
             dhcp: None,
             ports,
             nat: false,
+            overlay: None,
         }],
         security_groups,
     }

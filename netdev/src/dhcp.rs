@@ -376,6 +376,7 @@ mod tests {
                 port_security: true,
             }],
             nat: false,
+            overlay: None,
         }
     }
 

@@ -434,9 +434,13 @@ pub fn render_with_zones(spec: &HostNetworkSpec, table: &str, zones: &Zones) -> 
     );
     out.push_str(&br);
     named(&mut out, "map port_out { type ifname : verdict;", &port_out);
+    let overlay = render_overlay(spec);
     out.push_str(concat!(
         "  chain prerouting {\n",
         "    type filter hook prerouting priority -200; policy accept;\n",
+    ));
+    out.push_str(&overlay.arriving);
+    out.push_str(concat!(
         "    iifname != @ports accept\n",
         "    meta mark set iifname map @port_mark\n",
         "    iifname . ether saddr != @port_mac drop\n",
@@ -456,10 +460,17 @@ pub fn render_with_zones(spec: &HostNetworkSpec, table: &str, zones: &Zones) -> 
         "  }\n",
         "  chain forward {\n",
         "    type filter hook forward priority -200; policy accept;\n",
-        "    oifname vmap @port_out\n",
-        "  }\n",
-        "}\n",
     ));
+    out.push_str(&overlay.leaving);
+    out.push_str("    oifname vmap @port_out\n  }\n");
+    if !overlay.sent.is_empty() {
+        out.push_str(
+            "  chain output {\n    type filter hook output priority -200; policy accept;\n",
+        );
+        out.push_str(&overlay.sent);
+        out.push_str("  }\n");
+    }
+    out.push_str("}\n");
 
     let _ = writeln!(out, "table inet {table} {{");
     render_zones(spec, zones, &mut out);
@@ -523,6 +534,56 @@ pub fn render_with_zones(spec: &HostNetworkSpec, table: &str, zones: &Zones) -> 
     }
     out.push_str("  }\n}\n");
     out
+}
+
+/// Bridge-table rules on the VXLAN ports of a site's networks.
+struct OverlayRules {
+    /// In prerouting, for frames from other boxes.
+    arriving: String,
+    /// In forward, for guests' frames towards other boxes.
+    leaving: String,
+    /// In output, for this box's own frames towards other boxes.
+    sent: String,
+}
+
+/// Every box of a site answers DHCP for its own ports, from the same address and MAC (the
+/// network's DHCP port, and its gateways, are on every box's bridge; docs/cluster.md,
+/// "Networks across boxes"). So nothing of the box's own networking crosses the VXLAN: no
+/// DHCP either way, and no frame from or to the bridge's MAC, which would otherwise be
+/// answered twice or seen by a bridge as its own address coming back. A guest then hears
+/// only its own box's DHCP server and gateway.
+fn render_overlay(spec: &HostNetworkSpec) -> OverlayRules {
+    let mut rules = OverlayRules {
+        arriving: String::new(),
+        leaving: String::new(),
+        sent: String::new(),
+    };
+    for net in spec.networks.iter().filter(|n| n.overlay.is_some()) {
+        let vxlan = crate::vxlan_name(&net.id);
+        let dhcp = "ether type ip udp dport { 67, 68 } drop";
+        let dhcp6 = "ether type ip6 udp dport { 546, 547 } drop";
+        for (chain, dir) in [
+            (&mut rules.arriving, "iifname"),
+            (&mut rules.leaving, "oifname"),
+            (&mut rules.sent, "oifname"),
+        ] {
+            let _ = writeln!(chain, "    {dir} \"{vxlan}\" {dhcp}");
+            let _ = writeln!(chain, "    {dir} \"{vxlan}\" {dhcp6}");
+        }
+        if let Some(d) = &net.dhcp {
+            let mac = d.mac;
+            let _ = writeln!(
+                rules.arriving,
+                "    iifname \"{vxlan}\" ether saddr {mac} drop\n    iifname \"{vxlan}\" ether daddr {mac} drop"
+            );
+            let _ = writeln!(
+                rules.leaving,
+                "    oifname \"{vxlan}\" ether daddr {mac} drop"
+            );
+            let _ = writeln!(rules.sent, "    oifname \"{vxlan}\" ether saddr {mac} drop");
+        }
+    }
+    rules
 }
 
 /// Applies a rendered ruleset in one transaction.

@@ -5,8 +5,8 @@
 use crate::dhcp::{self, DhcpAction, DhcpError, DnsmasqFiles};
 use crate::firewall::{self, FirewallError};
 use crate::link::{self, Link, LinkError};
-use crate::spec::{HostNetworkSpec, NetworkSpec};
-use crate::{bridge_name, tap_name, NAME_PREFIX};
+use crate::spec::{HostNetworkSpec, NetworkSpec, OverlaySpec, VXLAN_PORT};
+use crate::{bridge_name, tap_name, vxlan_name, NAME_PREFIX};
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -62,6 +62,10 @@ pub struct Report {
     /// Ports whose interface existed and was attached, re-attached or re-configured.
     pub ports_updated: usize,
     pub interfaces_removed: usize,
+    /// VXLAN devices made (or remade with another VNI or local address).
+    pub overlays_created: usize,
+    /// VXLAN forwarding entries added or removed (a peer box, a remote port).
+    pub forwarding_changed: usize,
     pub addresses_changed: usize,
     pub dnsmasq_started: usize,
     pub dnsmasq_reloaded: usize,
@@ -95,9 +99,10 @@ fn owned_bridge(name: &str) -> bool {
         .is_some_and(|r| r.starts_with('b'))
 }
 
+/// A tap or a VXLAN device: what hangs on one of our bridges.
 fn owned_port(name: &str) -> bool {
     name.strip_prefix(NAME_PREFIX)
-        .is_some_and(|r| r.starts_with('t'))
+        .is_some_and(|r| r.starts_with('t') || r.starts_with('x'))
 }
 
 impl HostNetwork {
@@ -137,6 +142,11 @@ impl HostNetwork {
                 let tap = tap_name(&port.id);
                 self.ensure_port(&tap, &bridge, net.mtu, &mut links, &mut report)?;
                 want_ports.insert(tap);
+            }
+            if let Some(overlay) = &net.overlay {
+                let vxlan = vxlan_name(&net.id);
+                self.ensure_overlay(net, overlay, &vxlan, &bridge, &mut links, &mut report)?;
+                want_ports.insert(vxlan);
             }
         }
 
@@ -311,6 +321,75 @@ impl HostNetwork {
             tracing::info!(tap, bridge, "attached/updated port interface");
         }
         links.remove(tap);
+        Ok(())
+    }
+
+    /// The network's VXLAN device on its bridge, and its forwarding entries: the all-zero
+    /// MAC to every peer (flooding), each remote port's MAC to its box.
+    fn ensure_overlay(
+        &self,
+        net: &NetworkSpec,
+        overlay: &OverlaySpec,
+        vxlan: &str,
+        bridge: &str,
+        links: &mut HashMap<String, Link>,
+        report: &mut Report,
+    ) -> Result<(), NetdevError> {
+        let existing = links.remove(vxlan);
+        // A device's VNI, source and port are fixed at creation: one made otherwise (an older
+        // spec, or someone's hand) is made again.
+        let fits = existing.as_ref().and_then(Link::vxlan).is_some_and(|v| {
+            v.id == Some(overlay.vni)
+                && v.local == Some(overlay.local)
+                && v.port == Some(VXLAN_PORT)
+                && v.learning == Some(false)
+        });
+        let existing = if fits {
+            existing
+        } else {
+            if existing.is_some() {
+                link::delete(vxlan)?;
+            }
+            link::create_vxlan(vxlan, overlay.vni, overlay.local, VXLAN_PORT)?;
+            report.overlays_created += 1;
+            tracing::info!(vxlan, vni = overlay.vni, network = %net.id, "created VXLAN device");
+            None
+        };
+        if existing.as_ref().is_none_or(|l| l.mtu != net.mtu) {
+            link::set_mtu(vxlan, net.mtu)?;
+        }
+        if existing
+            .as_ref()
+            .is_none_or(|l| l.master.as_deref() != Some(bridge))
+        {
+            link::set_master(vxlan, bridge)?;
+            link::set_port_learning_off(vxlan)?;
+        }
+        if !existing.as_ref().is_some_and(|l| l.is_up()) {
+            link::set_up(vxlan)?;
+        }
+
+        const FLOOD: &str = "00:00:00:00:00:00";
+        let want: BTreeSet<(String, IpAddr)> = overlay
+            .peers
+            .iter()
+            .map(|p| (FLOOD.to_owned(), *p))
+            .chain(
+                overlay
+                    .remote_ports
+                    .iter()
+                    .map(|(mac, at)| (mac.to_string(), *at)),
+            )
+            .collect();
+        let have: BTreeSet<(String, IpAddr)> = link::forwarding(vxlan)?.into_iter().collect();
+        for (mac, dst) in have.difference(&want) {
+            link::del_forwarding(vxlan, mac, *dst)?;
+            report.forwarding_changed += 1;
+        }
+        for (mac, dst) in want.difference(&have) {
+            link::add_forwarding(vxlan, mac, *dst)?;
+            report.forwarding_changed += 1;
+        }
         Ok(())
     }
 

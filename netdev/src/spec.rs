@@ -29,7 +29,29 @@ pub struct NetworkSpec {
     /// Route for the network: subnets' gateway addresses go on the bridge, and IPv4 traffic
     /// from its subnets that leaves the box through another interface is masqueraded.
     pub nat: bool,
+    /// The network's VXLAN to the other boxes of a site; None on a box alone, or when no box
+    /// has a port on the network.
+    #[serde(default)]
+    pub overlay: Option<OverlaySpec>,
 }
+
+/// A network's VXLAN across the boxes of a site (docs/cluster.md, "Networks across boxes"):
+/// one device on the network's bridge, without multicast and without learning. Broadcast and
+/// unknown traffic is copied to every peer; a remote port's MAC goes to its box only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OverlaySpec {
+    /// The VXLAN network identifier (24 bits), the same on every box.
+    pub vni: u32,
+    /// This box's underlay address: the tunnels' source.
+    pub local: IpAddr,
+    /// The underlay addresses of the other boxes with a port on the network.
+    pub peers: Vec<IpAddr>,
+    /// Ports on other boxes: MAC → the underlay address of the box that runs them.
+    pub remote_ports: Vec<(MacAddr, IpAddr)>,
+}
+
+/// VXLAN's IANA port (RFC 7348 §5).
+pub const VXLAN_PORT: u16 = 4789;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SubnetSpec {
@@ -190,6 +212,11 @@ fn interface_name(kind: char, id: &str) -> String {
 /// The bridge of a network.
 pub fn bridge_name(network_id: &str) -> String {
     interface_name('b', network_id)
+}
+
+/// The VXLAN device of a network (on its bridge).
+pub fn vxlan_name(network_id: &str) -> String {
+    interface_name('x', network_id)
 }
 
 /// The tap of a port: what the control service puts in the monitor's `host_dev_name`.

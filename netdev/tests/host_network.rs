@@ -236,6 +236,7 @@ fn guests_get_dhcp_talk_through_groups_and_nat() {
             }),
             ports: vec![a.clone(), b.clone(), s.clone(), n.clone(), u.clone()],
             nat: true,
+            overlay: None,
         }],
         security_groups: vec![
             SecurityGroupSpec {
@@ -573,6 +574,7 @@ fn dnsmasq_is_adopted_reloaded_and_restarted() {
             }),
             ports: vec![p],
             nat: false,
+            overlay: None,
         }],
         security_groups: vec![],
     };
@@ -713,6 +715,7 @@ fn ipv6_guests_reach_each_other_only_as_the_rules_say() {
             dhcp: None,
             ports: vec![a.clone(), b.clone()],
             nat: false,
+            overlay: None,
         }],
         security_groups: vec![
             SecurityGroupSpec {
@@ -850,6 +853,7 @@ fn overlapping_networks_track_identical_flows_in_their_own_zones() {
         }),
         ports,
         nat: false,
+        overlay: None,
     };
     let (ca, sa) = (
         port("ca01", 0x31, &c_ip, &["client"]),
@@ -1036,6 +1040,7 @@ fn routed_flows_between_nat_networks_find_their_replies() {
             dhcp: None,
             ports: vec![p],
             nat: true,
+            overlay: None,
         }
     };
     let (base_a, base_m) = (subnet_base(5), subnet_base(6));

@@ -41,7 +41,13 @@ pub struct Rig {
     pub prefix: String,
     pub host_addr: String,
     pub boxes: Vec<BoxNode>,
+    /// Appended to every box's outpostd.toml (after `[cluster]`: sections of its own, such
+    /// as `[guest]`).
+    pub extra_config: String,
     cgroup: PathBuf,
+    /// The boxes' dnsmasq files: outside the (private) temporary directory, since dnsmasq
+    /// re-reads them after dropping root.
+    run_dir: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -64,12 +70,14 @@ impl Rig {
         let bridge = format!("oprig{id}");
         let host_addr = format!("{prefix}.254");
         let mut rig = Rig {
-            id,
+            id: id.clone(),
             bridge,
             prefix,
             host_addr,
             boxes: Vec::new(),
+            extra_config: String::new(),
             cgroup,
+            run_dir: PathBuf::from(format!("/run/outpost-rig-{id}")),
             _dir: dir,
         };
         std::fs::create_dir_all(&rig.cgroup).expect("a cgroup for the rig");
@@ -210,7 +218,8 @@ pub const API_PORT: u16 = 8774;
 
 impl Rig {
     /// Writes box `i`'s outpostd configuration: a member of this rig's site (joining with
-    /// `join_token` when given), host networking left alone, TCP on its underlay address.
+    /// `join_token` when given), managing the host networking of its namespace (bridges,
+    /// taps, VXLAN, dnsmasq, nftables), TCP on its underlay address.
     pub fn write_outpostd_config(&self, i: usize, join_token: Option<&str>) {
         let b = &self.boxes[i - 1];
         let etcd: Vec<String> = self
@@ -224,12 +233,15 @@ impl Rig {
         let text = format!(
             "state_dir = \"{state}\"\n\
              [api]\nlisten = \"{addr}:{API_PORT}\"\n\
-             [network]\nmanage_host = false\n\
-             [cluster]\netcd = [{etcd}]\nname = \"{name}\"\nunderlay = \"{addr}\"\n{token}",
+             [network]\nrun_dir = \"{run}\"\n\
+             [cluster]\netcd = [{etcd}]\nname = \"{name}\"\nunderlay = \"{addr}\"\n{token}\
+             {extra}",
             state = b.state_dir().display(),
+            run = self.run_dir.join(&b.name).display(),
             addr = b.addr,
             etcd = etcd.join(", "),
             name = b.name,
+            extra = self.extra_config,
         );
         std::fs::write(b.config_path(), text).expect("write outpostd.toml");
     }
@@ -237,7 +249,18 @@ impl Rig {
     /// A site of `n` boxes, formed: etcd on every box, box 1 bootstraps the cluster, the
     /// others join with a token box 1 made for each; every API answers.
     pub fn site(n: usize) -> Rig {
+        Rig::site_with(n, "")
+    }
+
+    /// Where box `i`'s outpostd keeps dnsmasq's files (`[network] run_dir`).
+    pub fn net_run_dir(&self, i: usize) -> PathBuf {
+        self.run_dir.join(&self.boxes[i - 1].name)
+    }
+
+    /// [`Rig::site`] with `extra` appended to every box's outpostd.toml.
+    pub fn site_with(n: usize, extra: &str) -> Rig {
         let mut rig = Rig::new(n);
+        rig.extra_config = extra.to_owned();
         rig.start_etcd();
         rig.write_outpostd_config(1, None);
         rig.start_outpostd(1);
@@ -518,5 +541,6 @@ impl Drop for Rig {
             .args(["link", "del", &self.bridge])
             .status();
         let _ = std::fs::remove_dir(&self.cgroup);
+        let _ = std::fs::remove_dir_all(&self.run_dir);
     }
 }

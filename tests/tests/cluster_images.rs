@@ -4,7 +4,6 @@
 //! source is sound; the third box pulls its copy in the background; with box 1 powered off,
 //! the image's data is still served, byte for byte, by the others.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use outpost_tests::rig::{BoxNode, Rig};

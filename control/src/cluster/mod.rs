@@ -7,6 +7,7 @@
 pub mod etcd;
 pub mod keys;
 pub mod membership;
+pub mod overlay;
 pub mod records;
 pub mod replicator;
 pub mod settings;

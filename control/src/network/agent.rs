@@ -12,8 +12,12 @@
 //! Each reconcile rebuilds the whole desired state from the database, so missed or
 //! coalesced notifications cost nothing. With `[network] manage_host = false` the agent does
 //! nothing and servers get no NICs.
+//!
+//! On a member of a site, a [`SiteSource`] says which servers this box runs and where the
+//! other boxes are, and the records' changes made through other boxes reach the counter
+//! through a watch on etcd (`daemon.rs`).
 
-use super::{NetworkError, NetworkService};
+use super::{NetworkError, NetworkService, SiteView};
 use outpost_netdev::{HostNetwork, HostNetworkConfig, NetdevError, Report};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
@@ -29,6 +33,8 @@ pub enum AgentError {
     Netdev(#[from] NetdevError),
     #[error("host networking: reading the desired state: {0}")]
     Spec(#[from] NetworkError),
+    #[error("host networking: reading the site's boxes and servers: {0}")]
+    Site(String),
     #[error("host networking: cannot create {path:?}: {source}")]
     RunDir {
         path: PathBuf,
@@ -36,10 +42,17 @@ pub enum AgentError {
     },
 }
 
+/// What a member of a site reads, at each reconcile, beyond Neutron's records.
+pub trait SiteSource: Send + Sync {
+    fn view(&self) -> Result<SiteView, AgentError>;
+}
+
 pub struct HostAgent {
     service: Arc<NetworkService>,
     /// None when the daemon does not manage the host (`manage_host = false`).
     host: Option<Mutex<HostNetwork>>,
+    /// Some on a member of a site.
+    site: Option<Box<dyn SiteSource>>,
 }
 
 impl HostAgent {
@@ -60,7 +73,18 @@ impl HostAgent {
         } else {
             None
         };
-        Ok(HostAgent { service, host })
+        Ok(HostAgent {
+            service,
+            host,
+            site: None,
+        })
+    }
+
+    /// The agent of a member of a site: its ports are those of the servers it runs, and its
+    /// networks reach the other boxes over VXLAN.
+    pub fn in_site(mut self, site: Box<dyn SiteSource>) -> HostAgent {
+        self.site = Some(site);
+        self
     }
 
     /// Whether this daemon wires servers to networks at all.
@@ -80,7 +104,8 @@ impl HostAgent {
         // One reconcile at a time: the spec is read under the lock so that a later reader
         // never applies an older state over a newer one.
         let mut host = host.lock().unwrap_or_else(PoisonError::into_inner);
-        let spec = self.service.host_spec()?;
+        let site = self.site.as_ref().map(|s| s.view()).transpose()?;
+        let spec = self.service.site_host_spec(site.as_ref())?;
         let report = host.reconcile(&spec)?;
         if report.changed_anything() {
             tracing::info!("host network reconciled: {report:?}");

@@ -18,7 +18,7 @@ pub mod subnets;
 #[cfg(test)]
 mod tests;
 
-pub use host::host_spec;
+pub use host::{host_spec, site_host_spec, SiteView};
 pub use store::{Network, NetworkStore, NetworkTx, Port, SecurityGroup, SecurityGroupRule, Subnet};
 
 use crate::context::RequestContext;
@@ -183,6 +183,20 @@ impl NetworkService {
     /// The desired host state now.
     pub fn host_spec(&self) -> Result<outpost_netdev::HostNetworkSpec, NetworkError> {
         host::host_spec(self.store.as_ref(), self.settings.nat)
+    }
+
+    /// The desired host state now of a box that is a member of a site when `site` is given.
+    pub fn site_host_spec(
+        &self,
+        site: Option<&SiteView>,
+    ) -> Result<outpost_netdev::HostNetworkSpec, NetworkError> {
+        host::site_host_spec(self.store.as_ref(), self.settings.nat, site)
+    }
+
+    /// Tells the watchers of [`Self::changes`] that the records changed elsewhere (another
+    /// box of the site wrote them).
+    pub fn changed_elsewhere(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Runs `f` on one consistent view of the records.

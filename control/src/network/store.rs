@@ -151,6 +151,11 @@ pub trait NetworkTx {
     fn update_network(&self, n: &Network) -> Result<(), StorageError>;
     fn get_network(&self, id: &str) -> Result<Option<Network>, StorageError>;
     fn list_networks(&self) -> Result<Vec<Network>, StorageError>;
+    /// Each network's VXLAN id, by network id: only a site's store hands them out (one box
+    /// has no overlay, so none).
+    fn network_vnis(&self) -> Result<Vec<(String, u32)>, StorageError> {
+        Ok(Vec::new())
+    }
     fn delete_network(&self, id: &str) -> Result<(), StorageError>;
     fn insert_subnet(&self, s: &Subnet) -> Result<(), StorageError>;
     fn update_subnet(&self, s: &Subnet) -> Result<(), StorageError>;

@@ -52,6 +52,7 @@ fn spec() -> HostNetworkSpec {
                 },
             ],
             nat: true,
+            overlay: None,
         }],
         security_groups: vec![
             SecurityGroupSpec {
@@ -303,7 +304,10 @@ fn link_local_is_modified_eui64() {
 #[test]
 // nft -c: the kernel checks the ruleset without committing it (runs as root here).
 fn nft_accepts_the_example_ruleset() {
-    let t = render(&spec(), "opcheck");
+    nft_accepts(&render(&spec(), "opcheck"));
+}
+
+fn nft_accepts(t: &str) {
     let mut child = std::process::Command::new("nft")
         .args(["-c", "-f", "-"])
         .stdin(std::process::Stdio::piped())
@@ -437,4 +441,40 @@ fn nft_accepts_the_zoned_ruleset() {
         "{}\n{t}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A network across boxes: its VXLAN port carries no DHCP either way and nothing from or to
+/// the bridge's (DHCP port's) MAC, which every box has; a box alone renders none of it.
+#[test]
+fn vxlan_ports_carry_no_dhcp_and_nothing_of_the_bridge_mac() {
+    let mut s = spec();
+    let mac = MacAddr([0xfa, 0x16, 0x3e, 0, 0, 1]);
+    s.networks[0].dhcp = Some(crate::DhcpPortSpec {
+        port_id: "dhcp".into(),
+        mac,
+        ips: vec!["10.0.0.2".parse().unwrap()],
+    });
+    assert!(!render(&s, "opcheck").contains("opx"));
+    s.networks[0].overlay = Some(crate::OverlaySpec {
+        vni: 1000,
+        local: "192.0.2.1".parse().unwrap(),
+        peers: vec!["192.0.2.2".parse().unwrap()],
+        remote_ports: Vec::new(),
+    });
+    let t = render(&s, "opcheck");
+    let vx = crate::vxlan_name(&s.networks[0].id);
+    for want in [
+        format!("iifname \"{vx}\" ether type ip udp dport {{ 67, 68 }} drop"),
+        format!("oifname \"{vx}\" ether type ip udp dport {{ 67, 68 }} drop"),
+        format!("iifname \"{vx}\" ether type ip6 udp dport {{ 546, 547 }} drop"),
+        format!("iifname \"{vx}\" ether saddr {mac} drop"),
+        format!("oifname \"{vx}\" ether saddr {mac} drop"),
+        "type filter hook output priority -200".to_owned(),
+    ] {
+        assert!(t.contains(&want), "{want} missing:\n{t}");
+    }
+    // Before the ports' own checks, which accept whatever is not from a port.
+    let drop_at = t.find(&format!("iifname \"{vx}\"")).unwrap();
+    assert!(drop_at < t.find("iifname != @ports accept").unwrap());
+    nft_accepts(&t);
 }

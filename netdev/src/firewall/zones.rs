@@ -81,6 +81,7 @@ mod tests {
                     dhcp: None,
                     ports: vec![],
                     nat: false,
+                    overlay: None,
                 })
                 .collect(),
             security_groups: vec![],

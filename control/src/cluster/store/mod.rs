@@ -26,7 +26,9 @@ pub mod volumes;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -36,6 +38,7 @@ use serde::Serialize;
 
 use super::etcd::Etcd;
 use super::keys::Keyspace;
+use super::records::BoxRecord;
 use super::{ClusterError, ClusterSettings};
 use crate::store::StorageError;
 
@@ -150,6 +153,24 @@ impl EtcdDoors {
     /// The prefix every server record's key starts with (and no other key).
     pub fn servers_prefix(&self) -> String {
         self.kv.keys.servers()
+    }
+
+    /// Every member's underlay address, by box name (`/boxes/`).
+    pub fn underlays(&self) -> Result<BTreeMap<String, IpAddr>, StorageError> {
+        self.call(|kv| async move {
+            let prefix = super::keys::boxes();
+            let mut out = BTreeMap::new();
+            for entry in kv.range(prefix.clone(), false).await? {
+                let key = String::from_utf8_lossy(entry.key()).into_owned();
+                let record: BoxRecord = serde_json::from_slice(entry.value())
+                    .map_err(|e| StorageError::Corrupt(format!("{key}: {e}")))?;
+                let addr = record.underlay.parse().map_err(|e| {
+                    StorageError::Corrupt(format!("{key}: underlay {:?}: {e}", record.underlay))
+                })?;
+                out.insert(record.name, addr);
+            }
+            Ok::<_, StorageError>(out)
+        })
     }
 
     pub fn images(&self) -> EtcdImages {

@@ -297,6 +297,14 @@ impl NetworkTx for EtcdNetworkTx<'_> {
         Ok(all)
     }
 
+    fn network_vnis(&self) -> Result<Vec<(String, u32)>, StorageError> {
+        Ok(self
+            .records::<NetworkRecord>(&self.keys.networks())?
+            .into_iter()
+            .map(|r| (r.id, r.vni))
+            .collect())
+    }
+
     fn delete_network(&self, id: &str) -> Result<(), StorageError> {
         let key = self.keys.network(id);
         let Some(r) = self.record::<NetworkRecord>(&key)? else {

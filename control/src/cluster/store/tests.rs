@@ -864,3 +864,91 @@ fn a_unit_of_work_whose_snapshot_was_compacted_runs_again() {
         .unwrap();
     assert_eq!(runs, 2);
 }
+
+/// A member of a site builds its host spec from every box's records: its own servers' ports
+/// only, the network's VXLAN (its id from etcd) to the box running the other port, with that
+/// port's MAC; the MTU capped at the overlay's; security groups' members on every box.
+#[test]
+fn a_box_wires_its_own_ports_and_reaches_the_others_over_vxlan() {
+    use crate::network::networks::NewNetwork;
+    use crate::network::ports::NewPort;
+    use crate::network::subnets::NewSubnet;
+    use crate::network::{NetworkService, NetworkSettings, SiteView};
+    use std::collections::{BTreeMap, HashMap};
+    use std::net::IpAddr;
+    use std::sync::Arc;
+
+    let etcd = EtcdMember::start();
+    let doors = etcd.doors().unwrap();
+    let svc = NetworkService::with_store(Arc::new(doors.networks()), NetworkSettings::default());
+    let c = member();
+    let net = svc.create_network(&c, NewNetwork::default()).unwrap();
+    svc.create_subnet(
+        &c,
+        NewSubnet {
+            network_id: net.id.clone(),
+            cidr: Some("10.9.0.0/24".into()),
+            ip_version: Some(serde_json::json!(4)),
+            ..NewSubnet::default()
+        },
+    )
+    .unwrap();
+    let port = |server: &str| {
+        let p = svc
+            .create_port(
+                &c,
+                NewPort {
+                    network_id: net.id.clone(),
+                    ..NewPort::default()
+                },
+            )
+            .unwrap();
+        svc.bind_port(&c, &p.id, server, "box").unwrap()
+    };
+    let (here, there) = (port("server-1"), port("server-2"));
+    let addr = |s: &str| -> IpAddr { s.parse().unwrap() };
+    let site = SiteView {
+        me: "box1".into(),
+        local: addr("192.0.2.1"),
+        underlays: BTreeMap::from([
+            ("box1".into(), addr("192.0.2.1")),
+            ("box2".into(), addr("192.0.2.2")),
+        ]),
+        owners: HashMap::from([
+            ("server-1".into(), "box1".into()),
+            ("server-2".into(), "box2".into()),
+        ]),
+        mtu: 1450,
+    };
+    let spec = svc.site_host_spec(Some(&site)).unwrap();
+    let n = &spec.networks[0];
+    assert_eq!(n.mtu, 1450, "a 1500 network capped at the overlay's MTU");
+    let ports: Vec<&str> = n.ports.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(ports, [here.id.as_str()]);
+    let overlay = n.overlay.as_ref().expect("a VXLAN to box2");
+    assert_eq!(overlay.vni, 1000);
+    assert_eq!(overlay.local, addr("192.0.2.1"));
+    assert_eq!(overlay.peers, [addr("192.0.2.2")]);
+    assert_eq!(
+        overlay.remote_ports,
+        [(there.mac_address, addr("192.0.2.2"))]
+    );
+    // The default group's members include the port on box2: its remote-group rule holds.
+    let members: Vec<IpAddr> = spec.security_groups[0].members.clone();
+    for p in [&here, &there] {
+        assert!(members.contains(&p.fixed_ips[0].ip_address), "{members:?}");
+    }
+
+    // A box that runs no port of the network has its bridge, and no VXLAN.
+    let box3 = SiteView {
+        me: "box3".into(),
+        ..site.clone()
+    };
+    let spec = svc.site_host_spec(Some(&box3)).unwrap();
+    assert!(spec.networks[0].ports.is_empty());
+    assert_eq!(spec.networks[0].overlay, None);
+    // One box alone: every port, no VXLAN.
+    let spec = svc.site_host_spec(None).unwrap();
+    assert_eq!(spec.networks[0].ports.len(), 2);
+    assert_eq!(spec.networks[0].overlay, None);
+}

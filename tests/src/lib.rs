@@ -80,6 +80,22 @@ pub fn outpostd_bin() -> PathBuf {
     panic!("outpostd is not built: run `cargo build -p outpost-control` (scripts/test.sh does)");
 }
 
+/// Polls `f` every 250 ms until it returns Some, for up to `secs`; panics saying `what`
+/// did not happen in time.
+pub fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not within {secs} s: {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
 /// Runs a host command, panicking with its output when it fails.
 pub fn sh(cmd: &str) -> String {
     let out = std::process::Command::new("sh")

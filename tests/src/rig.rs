@@ -354,6 +354,23 @@ impl BoxNode {
         (code, out.stdout[..split].to_vec())
     }
 
+    /// Uploads `file` through this box as Glance's `PUT /images/{id}/file` of image `id`
+    /// (made beforehand, so a test can change the site in between).
+    pub fn upload_image_data(&self, id: &str, file: &std::path::Path) {
+        let (code, reply) = self.curl(
+            &[
+                "-X",
+                "PUT",
+                "-H",
+                "Content-Type: application/octet-stream",
+                "--data-binary",
+                &format!("@{}", file.display()),
+            ],
+            &format!("/image/v2/images/{id}/file"),
+        );
+        assert_eq!(code, 204, "{}", String::from_utf8_lossy(&reply));
+    }
+
     /// Runs `outpostd --config <this box's> ARGS` (an operator's command on the box).
     pub fn outpostd(&self, args: &[&str]) -> std::process::Output {
         let bin = crate::outpostd_bin().display().to_string();

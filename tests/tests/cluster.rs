@@ -8,6 +8,7 @@
 
 use std::time::{Duration, Instant};
 
+use outpost_tests::eventually;
 use outpost_tests::rig::Rig;
 use serde_json::{json, Value};
 
@@ -18,18 +19,6 @@ fn ok(out: std::process::Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// Polls `f` until it returns Some, for up to `secs`.
-fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "not within {secs} s: {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn hypervisors(rig: &Rig, i: usize) -> Vec<Value> {

@@ -4,22 +4,11 @@
 //! source is sound; the third box pulls its copy in the background; with box 1 powered off,
 //! the image's data is still served, byte for byte, by the others.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use outpost_tests::eventually;
 use outpost_tests::rig::{BoxNode, Rig};
 use serde_json::{json, Value};
-
-/// Polls `f` until it returns Some, for up to `secs`.
-fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "not within {secs} s: {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
 
 fn image(b: &BoxNode, id: &str) -> Value {
     let (code, body) = b.api("GET", &format!("/image/v2/images/{id}"), None, "2.1");
@@ -60,18 +49,7 @@ fn an_image_is_active_with_two_verified_copies_and_outlives_its_upload_box() {
     let data: Vec<u8> = (0..3 * 1024 * 1024u32).map(|n| (n % 251) as u8).collect();
     let upload = rig.boxes[0].dir.join("tiny.raw");
     std::fs::write(&upload, &data).unwrap();
-    let (code, reply) = rig.boxes[0].curl(
-        &[
-            "-X",
-            "PUT",
-            "-H",
-            "Content-Type: application/octet-stream",
-            "--data-binary",
-            &format!("@{}", upload.display()),
-        ],
-        &format!("/image/v2/images/{id}/file"),
-    );
-    assert_eq!(code, 204, "{}", String::from_utf8_lossy(&reply));
+    rig.boxes[0].upload_image_data(&id, &upload);
     let uploaded = image(&rig.boxes[0], &id);
     assert_eq!(
         uploaded["status"],

@@ -6,8 +6,7 @@
 //! rule on the receiver stops the pings, the default group back lets them through again.
 //! Deleting everything leaves no VXLAN device, tap or bridge in either box.
 
-use std::time::{Duration, Instant};
-
+use outpost_tests::eventually;
 use outpost_tests::rig::{BoxNode, Rig};
 use outpost_tests::rootfs::build_rootfs;
 use serde_json::{json, Value};
@@ -48,18 +47,6 @@ while [ $n -lt 900 ]; do
 done
 "#
     )
-}
-
-/// Polls `f` until it returns Some, for up to `secs`.
-fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "not within {secs} s: {what}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }
 
 fn neutron(b: &BoxNode, method: &str, path: &str, body: Option<Value>, want: u16) -> Value {

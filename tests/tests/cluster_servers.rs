@@ -5,22 +5,11 @@
 //! behind on any box.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use outpost_tests::eventually;
 use outpost_tests::rig::Rig;
 use serde_json::{json, Value};
-
-/// Polls `f` until it returns Some, for up to `secs`.
-fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "not within {secs} s: {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
 
 fn server(rig: &Rig, via: usize, id: &str) -> Value {
     let (code, body) =
@@ -261,18 +250,7 @@ fn servers_asked_of_one_box_run_on_every_box_and_any_box_changes_them() {
     assert_eq!(code, 201, "{body}");
     let image = body["id"].as_str().unwrap().to_owned();
     let rootfs = outpost_tests::asset("rootfs.ext4");
-    let (code, reply) = rig.boxes[0].curl(
-        &[
-            "-X",
-            "PUT",
-            "-H",
-            "Content-Type: application/octet-stream",
-            "--data-binary",
-            &format!("@{}", rootfs.display()),
-        ],
-        &format!("/image/v2/images/{image}/file"),
-    );
-    assert_eq!(code, 204, "{}", String::from_utf8_lossy(&reply));
+    rig.boxes[0].upload_image_data(&image, &rootfs);
     eventually(60, "the image active (two verified copies)", || {
         let (_, i) = rig.boxes[2].api("GET", &format!("/image/v2/images/{image}"), None, "2.1");
         (i["status"] == "active").then_some(())

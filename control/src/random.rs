@@ -54,6 +54,16 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// 0–20 ms, from the clock's sub-second part: how long a writer that lost a race to another
+/// box waits before it reads and decides again, so that the two do not collide again in step.
+/// Not a secret, so not from the random source.
+pub fn retry_jitter() -> std::time::Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    std::time::Duration::from_micros(u64::from(nanos % 20_000))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

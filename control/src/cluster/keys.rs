@@ -348,6 +348,16 @@ impl Keyspace {
     }
 }
 
+/// The direct children of `prefix` among `kvs` (one range read), by name.
+pub fn children<'a>(
+    kvs: &'a [etcd_client::KeyValue],
+    prefix: &str,
+) -> std::collections::BTreeMap<String, &'a etcd_client::KeyValue> {
+    kvs.iter()
+        .filter_map(|kv| Some((child(kv.key_str().ok()?, prefix)?.to_owned(), kv)))
+        .collect()
+}
+
 /// The part of `key` after `prefix`, when it is a direct child.
 pub fn child<'a>(key: &'a str, prefix: &str) -> Option<&'a str> {
     key.strip_prefix(prefix).filter(|rest| !rest.contains('/'))

@@ -263,12 +263,9 @@ impl Membership {
             return Err(corrupt("txn", "a read returned no ranges".into()));
         };
         let by_name = |resp: &etcd_client::GetResponse, prefix: &str| {
-            resp.kvs()
-                .iter()
-                .filter_map(|kv| {
-                    let key = kv.key_str().ok()?;
-                    Some((keys::child(key, prefix)?.to_owned(), kv.value().to_vec()))
-                })
+            keys::children(resp.kvs(), prefix)
+                .into_iter()
+                .map(|(name, kv)| (name, kv.value().to_vec()))
                 .collect::<std::collections::BTreeMap<_, _>>()
         };
         let alive = by_name(&alive, &keys::alive_prefix());

@@ -34,16 +34,6 @@ impl EtcdSiteClaims {
     }
 }
 
-/// The direct children of `prefix` among `kvs`, by name.
-fn by_name<'a>(kvs: &'a [KeyValue], prefix: &str) -> BTreeMap<String, &'a KeyValue> {
-    kvs.iter()
-        .filter_map(|kv| {
-            let key = kv.key_str().ok()?;
-            Some((keys::child(key, prefix)?.to_owned(), kv))
-        })
-        .collect()
-}
-
 /// A box as the scheduler's host: its published inventory, its member record's switch and
 /// its liveness.
 fn host(name: &str, provider: &ProviderRecord, record: &BoxRecord, up: bool) -> Host {
@@ -85,10 +75,10 @@ fn read_view(ranges: &[Vec<KeyValue>]) -> Result<SiteView, StorageError> {
             "a placement read returned the wrong number of ranges".into(),
         ));
     };
-    let boxes = by_name(boxes, &keys::boxes());
-    let alive = by_name(alive, &keys::alive_prefix());
+    let boxes = keys::children(boxes, &keys::boxes());
+    let alive = keys::children(alive, &keys::alive_prefix());
     let mut cluster = Cluster::new();
-    for (name, kv) in by_name(providers, &keys::providers()) {
+    for (name, kv) in keys::children(providers, &keys::providers()) {
         // A provider without a member record is a removed box's leftover.
         let Some(record) = boxes.get(&name) else {
             continue;
@@ -100,7 +90,7 @@ fn read_view(ranges: &[Vec<KeyValue>]) -> Result<SiteView, StorageError> {
             tracing::warn!("box {name}: {e}");
         }
     }
-    let generations: BTreeMap<HostId, i64> = by_name(usages, &keys::usages())
+    let generations: BTreeMap<HostId, i64> = keys::children(usages, &keys::usages())
         .into_iter()
         .map(|(name, kv)| (HostId(name), kv.mod_revision()))
         .collect();

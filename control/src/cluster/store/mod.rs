@@ -30,7 +30,6 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::time::Duration;
 
 use etcd_client::{GetOptions, KeyValue, Txn, TxnOp, TxnOpResponse, TxnResponse};
 use serde::de::DeserializeOwned;
@@ -221,7 +220,7 @@ impl EtcdDoors {
                     }
                 }
             }
-            std::thread::sleep(jitter_delay());
+            std::thread::sleep(crate::random::retry_jitter());
         }
         Err(contended(key).into())
     }
@@ -378,12 +377,5 @@ fn contended(key: &str) -> StorageError {
 
 /// Waits 0–20 ms before a retry, so boxes that collided do not collide again in step.
 async fn jitter() {
-    tokio::time::sleep(jitter_delay()).await;
-}
-
-fn jitter_delay() -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    Duration::from_micros(u64::from(nanos % 20_000))
+    tokio::time::sleep(crate::random::retry_jitter()).await;
 }

@@ -156,7 +156,7 @@ impl Placement {
                 return Ok(outcome);
             }
             tracing::debug!("placement: lost a race (attempt {attempt}); deciding again");
-            std::thread::sleep(jitter());
+            std::thread::sleep(crate::random::retry_jitter());
         }
         Err(PlacementError::Contended)
     }
@@ -237,7 +237,7 @@ impl Placement {
         request.destination = wanted.host.clone().map(HostId);
         request.same_host = wanted.same_host.iter().cloned().map(HostId).collect();
         request.different_host = wanted.different_host.iter().cloned().map(HostId).collect();
-        request.tie_break_seed = u64::from(jitter().subsec_nanos());
+        request.tie_break_seed = u64::from(crate::random::retry_jitter().subsec_nanos());
         let consumer = ConsumerId(server_id.to_owned());
         match &self.door {
             Door::Box { cluster, store } => {
@@ -412,14 +412,6 @@ fn usage_of(cluster: &Cluster, host: &HostId) -> HostUsage {
             .count() as u64,
         enabled: host.enabled,
     }
-}
-
-/// 0–20 ms, so boxes that collided do not collide again in step.
-fn jitter() -> std::time::Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    std::time::Duration::from_micros(u64::from(nanos % 20_000))
 }
 
 #[cfg(test)]

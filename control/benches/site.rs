@@ -8,8 +8,7 @@
 //!   inventory, each placement on its own connection) claiming at once until the site is full;
 //!   claims per second granted and the lost races retried.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,13 +30,6 @@ const CLAIM_ROUNDS: usize = 5;
 const THREADS: usize = 6;
 const BOXES: [&str; 3] = ["box1", "box2", "box3"];
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
-}
-
 struct Etcd {
     child: Child,
     url: String,
@@ -53,21 +45,7 @@ impl Drop for Etcd {
 
 fn start_etcd() -> Etcd {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let (client, peer) = (free_port(), free_port());
-    let url = format!("http://127.0.0.1:{client}");
-    let peer_url = format!("http://127.0.0.1:{peer}");
-    let child = Command::new("etcd")
-        .arg("--name=bench")
-        .arg(format!("--data-dir={}", dir.path().join("data").display()))
-        .arg(format!("--listen-client-urls={url}"))
-        .arg(format!("--advertise-client-urls={url}"))
-        .arg(format!("--listen-peer-urls={peer_url}"))
-        .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-        .arg(format!("--initial-cluster=bench={peer_url}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
+    let (child, url) = outpost_control::cluster::loopback::spawn_etcd(dir.path())
         .expect("etcd runs (Debian's etcd-server)");
     Etcd {
         child,

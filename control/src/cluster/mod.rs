@@ -6,6 +6,8 @@
 
 pub mod etcd;
 pub mod keys;
+#[doc(hidden)]
+pub mod loopback;
 pub mod membership;
 pub mod overlay;
 pub mod records;

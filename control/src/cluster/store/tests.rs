@@ -6,8 +6,7 @@
 //! root of its own, so one member serves a whole suite; races run on two connections to one
 //! root, as two boxes write the same keys.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -22,33 +21,10 @@ struct EtcdMember {
     next_root: AtomicU32,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
-}
-
 impl EtcdMember {
     fn start() -> EtcdMember {
         let dir = tempfile::tempdir().expect("a temporary directory for etcd");
-        let (client, peer) = (free_port(), free_port());
-        let url = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let log = std::fs::File::create(dir.path().join("etcd.log")).expect("etcd's log");
-        let child = Command::new("etcd")
-            .arg("--name=test")
-            .arg(format!("--data-dir={}", dir.path().join("data").display()))
-            .arg(format!("--listen-client-urls={url}"))
-            .arg(format!("--advertise-client-urls={url}"))
-            .arg(format!("--listen-peer-urls={peer_url}"))
-            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-            .arg(format!("--initial-cluster=test={peer_url}"))
-            .arg("--logger=zap")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("etcd's log"))
-            .stderr(log)
-            .spawn()
+        let (child, url) = crate::cluster::loopback::spawn_etcd(dir.path())
             .expect("etcd runs (Debian's etcd-server)");
         let member = EtcdMember {
             child,

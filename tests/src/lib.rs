@@ -6,8 +6,10 @@
 
 pub mod guest;
 pub mod net;
+pub mod openstack;
 pub mod rig;
 pub mod rootfs;
+pub mod site;
 
 use std::path::{Path, PathBuf};
 
@@ -40,12 +42,10 @@ pub fn workspace_root() -> PathBuf {
 /// (`<target>/<profile>/`, whatever `CARGO_TARGET_DIR` is), then the workspace's `target/`.
 fn beside_tests(name: &str) -> Vec<PathBuf> {
     let mut places = Vec::new();
-    // The test binary is `<target>/<profile>/deps/<test>-<hash>`.
-    if let Some(profile_dir) = std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.to_owned()))
-    {
-        places.push(profile_dir.join(name));
+    // A test binary is `<target>/<profile>/deps/<test>-<hash>`, a binary of this crate (the
+    // site demo) `<target>/<profile>/<bin>`.
+    if let Ok(exe) = std::env::current_exe() {
+        places.extend(exe.ancestors().skip(1).take(2).map(|dir| dir.join(name)));
     }
     let root = workspace_root();
     for profile in ["debug", "release"] {

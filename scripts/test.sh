@@ -19,6 +19,11 @@ echo "test.sh: host CPU $(cpu_field vendor_id) family $(cpu_field 'cpu family') 
     done); /dev/kvm: $kvm_kind"
 
 scripts/install-deps.sh
+# The test runner, cargo-nextest (.config/nextest.toml): built into cargo's own bin directory,
+# outside the work tree, where the machine does not have it yet.
+if ! cargo nextest --version >/dev/null 2>&1; then
+    cargo install --locked cargo-nextest --version 0.9.143
+fi
 guest/build-assets.sh >/dev/null
 # The stock OpenStack client and SDK the end-to-end tests drive (cached, keyed by version).
 OUTPOST_OPENSTACK_VENV=$(scripts/openstack-venv.sh)
@@ -27,8 +32,11 @@ export OUTPOST_OPENSTACK_VENV
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins
-cargo test --workspace --no-fail-fast
-# (cargo test above replays every input in fuzz/corpus/ through its target, uninstrumented.)
+# Every test in a process of its own, two at a time on a 2-core machine (.config/nextest.toml
+# says which run alone or first); the fuzz targets' tests replay every input in fuzz/corpus/
+# through their target, uninstrumented. Then the documentation's examples.
+cargo nextest run --workspace
+cargo test --workspace --doc
 if [ "${OUTPOST_SLOW_TESTS:-0}" = 1 ]; then
     # Every fuzz target, instrumented, for 10 s each from the corpus: a crash, a hang or a
     # runaway allocation fails the run (scripts/fuzz.sh alone runs them for 10^7 executions).
@@ -36,5 +44,5 @@ if [ "${OUTPOST_SLOW_TESTS:-0}" = 1 ]; then
     # dependency tree takes about ten minutes on a 2-core machine.
     scripts/fuzz.sh --seconds 10
     # The stock Debian kernel and the 8-vCPU/16-GiB guest: minutes each on a PVM host.
-    cargo test -p outpost-tests --no-fail-fast -- --ignored
+    cargo nextest run --workspace --run-ignored only
 fi

@@ -522,13 +522,20 @@ impl BoxNode {
         }
     }
 
-    /// The pids in the box's cgroup.
+    /// The pids in the box's cgroup and the cgroups below it (where a box may put its guests).
     pub fn pids(&self) -> Vec<u32> {
-        std::fs::read_to_string(self.cgroup.join("cgroup.procs"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect()
+        fn walk(dir: &std::path::Path, out: &mut Vec<u32>) {
+            let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            out.extend(procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    walk(&entry.path(), out);
+                }
+            }
+        }
+        let mut pids = Vec::new();
+        walk(&self.cgroup, &mut pids);
+        pids
     }
 
     /// Kills every process of the box at once (cgroup v2 `cgroup.kill`) and reaps them.

@@ -147,12 +147,18 @@ fn servers_asked_of_one_box_run_on_every_box_and_any_box_changes_them() {
     rig.boxes[2].kill9("outpostd");
     action(&rig, 2, &on3, json!({"os-start": null}));
     std::thread::sleep(Duration::from_secs(2));
-    assert!(monitors(&rig.boxes[2]).is_empty(), "box 3 is down: nothing started");
+    assert!(
+        monitors(&rig.boxes[2]).is_empty(),
+        "box 3 is down: nothing started"
+    );
     rig.start_outpostd(3);
     rig.boxes[2].wait_api(Duration::from_secs(60));
     let t0 = Instant::now();
     wait_status(&rig, 1, &on3, "ACTIVE", 120);
-    eprintln!("a start asked while box 3 was down done {:?} after its return", t0.elapsed());
+    eprintln!(
+        "a start asked while box 3 was down done {:?} after its return",
+        t0.elapsed()
+    );
     // The guest's console is on its box, and every box shows it (forwarded to box 3): over
     // the unix socket (a token minted for the caller) and over TCP with the client's token.
     let console = |via: usize| {

@@ -222,6 +222,24 @@ fn extra_specs() {
         "badRequest",
     );
     nova_fault(&api.post(&specs, &json!({"specs": {}})), 400, "badRequest");
+    // I/O quotas become the monitor's token buckets: a whole number, and never a total with
+    // a per-direction limit of the same kind (checked when a server starts with them).
+    let said = nova_fault(
+        &api.post(
+            &specs,
+            &json!({"extra_specs": {"quota:disk_read_bytes_sec": "fast"}}),
+        ),
+        400,
+        "badRequest",
+    );
+    assert!(said.contains("quota:disk_read_bytes_sec"), "{said}");
+    let set = api.post(
+        &specs,
+        &json!({"extra_specs": {"quota:vif_inbound_average": "1024"}}),
+    );
+    assert_eq!(set.status.as_u16(), 200, "{}", set.text());
+    let del = api.delete(&format!("{specs}/quota:vif_inbound_average"));
+    assert_eq!(del.status.as_u16(), 200, "{}", del.text());
 
     let del = api.delete(&format!("{specs}/x"));
     assert_eq!(del.status.as_u16(), 200, "{}", del.text());

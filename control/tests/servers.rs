@@ -206,7 +206,16 @@ fn a_server_lives_through_its_life() {
     assert_eq!(disk_len(&d, &id), 1 << 30);
     assert_eq!(count(&d, "SELECT COUNT(*) FROM claims"), 1);
 
-    // Resize, then confirm: the old size is released.
+    // Resize, then confirm: the old size is released, and the new flavor's I/O quotas are
+    // the root drive's token buckets (the old flavor had none).
+    let drive = |d: &Daemon| monitor_get(d, &id, "/vm/config")["drives"][0].clone();
+    assert!(drive(&d)["rate_limiter"].is_null(), "{}", drive(&d));
+    let r = api(&d).post(
+        "/compute/v2.1/flavors/bigger/os-extra_specs",
+        &json!({"extra_specs": {"quota:disk_total_bytes_sec": "10485760",
+                                "quota:disk_total_iops_sec": "200"}}),
+    );
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
     assert_eq!(
         action(&d, &id, json!({"resize": {"flavorRef": "bigger"}}))
             .status
@@ -227,6 +236,10 @@ fn a_server_lives_through_its_life() {
         .query_row("SELECT claim FROM claims", [], |r| r.get(0))
         .unwrap();
     assert!(claim.contains("\"MEMORY_MB\":512"), "{claim}");
+    let limiter = drive(&d)["rate_limiter"].clone();
+    assert_eq!(limiter["bandwidth"]["size"], 10_485_760, "{limiter}");
+    assert_eq!(limiter["ops"]["size"], 200, "{limiter}");
+    assert_eq!(limiter["ops"]["refill_time"], 1000, "{limiter}");
 
     // Delete: nothing is left.
     delete_leaving_nothing(&d, &id);

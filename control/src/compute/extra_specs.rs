@@ -26,7 +26,14 @@ fn check_value(key: &str, value: &str) -> Result<(), FlavorError> {
             reason: "values must be at most 255 characters".into(),
         });
     }
-    Ok(())
+    // I/O quotas become the monitor's token buckets: whole numbers only.
+    crate::compute::servers::monitor::limits::check_spec(key, value).map_err(|e| {
+        FlavorError::InvalidField {
+            field: "extra_specs",
+            value: key.to_owned(),
+            reason: e.to_string(),
+        }
+    })
 }
 
 pub fn list(

@@ -75,6 +75,9 @@ pub enum RunError {
     /// An image's file on this box cannot be named (its id is not a safe file name).
     #[error("image file: {0}")]
     ImageFile(#[from] outpost_image_store::ImageError),
+    /// The flavor's I/O quotas cannot be applied (set before they were checked).
+    #[error(transparent)]
+    Limits(#[from] monitor::limits::LimitError),
     #[error("cannot resize the root disk {path:?}: {source}")]
     DiskResize {
         path: std::path::PathBuf,
@@ -294,6 +297,7 @@ impl Runner {
             root_disk,
             volumes: super::volumes::drives(&self.fleet, s)?,
             nics: super::nics::monitor_nics(&self.fleet, s)?,
+            limits: monitor::limits::from_extra_specs(&s.flavor.extra_specs)?,
         })
     }
 

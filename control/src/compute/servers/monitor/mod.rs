@@ -6,6 +6,7 @@
 //! by the shim when the monitor ends).
 
 pub mod api;
+pub mod limits;
 pub mod process;
 
 pub use process::MonitorExit;
@@ -156,6 +157,8 @@ pub struct MonitorSpec {
     pub volumes: Vec<(String, PathBuf)>,
     /// Network interfaces (host tap, guest MAC), in order: eth0 onwards.
     pub nics: Vec<(String, String)>,
+    /// The flavor's I/O quotas: every drive's and every interface's token buckets.
+    pub limits: limits::IoLimits,
 }
 
 /// Starts the monitor process (not yet the guest): the record is returned at once so the
@@ -210,12 +213,16 @@ pub fn configure_and_start(
     if let Some(disk) = &spec.root_disk {
         api.put(
             "/drives/rootfs",
-            &json!({
-                "drive_id": "rootfs",
-                "path_on_host": disk,
-                "is_root_device": true,
-                "is_read_only": false,
-            }),
+            &with_limiter(
+                json!({
+                    "drive_id": "rootfs",
+                    "path_on_host": disk,
+                    "is_root_device": true,
+                    "is_read_only": false,
+                }),
+                "rate_limiter",
+                spec.limits.drive,
+            ),
         )?;
     }
     dir.record_volumes(spec)?;
@@ -223,23 +230,47 @@ pub fn configure_and_start(
         let drive_id = format!("volume{}", n + 1);
         api.put(
             &format!("/drives/{drive_id}"),
-            &json!({
-                "drive_id": drive_id,
-                "path_on_host": path,
-                "is_root_device": false,
-                "is_read_only": false,
-            }),
+            &with_limiter(
+                json!({
+                    "drive_id": drive_id,
+                    "path_on_host": path,
+                    "is_root_device": false,
+                    "is_read_only": false,
+                }),
+                "rate_limiter",
+                spec.limits.drive,
+            ),
         )?;
     }
     for (n, (tap, mac)) in spec.nics.iter().enumerate() {
         let iface_id = format!("eth{n}");
         api.put(
             &format!("/network-interfaces/{iface_id}"),
-            &json!({"iface_id": iface_id, "host_dev_name": tap, "guest_mac": mac}),
+            &with_limiter(
+                with_limiter(
+                    json!({"iface_id": iface_id, "host_dev_name": tap, "guest_mac": mac}),
+                    "rx_rate_limiter",
+                    spec.limits.rx,
+                ),
+                "tx_rate_limiter",
+                spec.limits.tx,
+            ),
         )?;
     }
     api.put("/serial", &json!({"serial_out_path": dir.console_log()}))?;
     api.put("/actions", &json!({"action_type": "InstanceStart"}))
+}
+
+/// `body` with `limiter` as its field `field`, when there is one.
+fn with_limiter(
+    mut body: serde_json::Value,
+    field: &str,
+    limiter: Option<limits::RateLimiter>,
+) -> serde_json::Value {
+    if let Some(l) = limiter {
+        body[field] = json!(l);
+    }
+    body
 }
 
 /// Asks the guest to reboot itself (Ctrl-Alt-Del through the i8042).

@@ -134,49 +134,91 @@ impl Rig {
     /// Starts one etcd member per box, as one new cluster, and waits until every member
     /// answers a linearizable read.
     pub fn start_etcd(&mut self) {
+        for i in 1..=self.boxes.len() {
+            self.spawn_etcd(i, "new");
+        }
+        for i in 1..=self.boxes.len() {
+            self.wait_etcd(i);
+        }
+    }
+
+    /// Starts box `i`'s etcd member of the cluster of every box, `state` `new` or `existing`.
+    fn spawn_etcd(&mut self, i: usize, state: &str) {
         let initial = self.initial_cluster();
         let token = format!("outpost-rig-{}", self.id);
-        for b in &mut self.boxes {
-            let client = format!("http://{}:{ETCD_CLIENT_PORT}", b.addr);
-            let peer = format!("http://{}:{ETCD_PEER_PORT}", b.addr);
-            let args = [
-                "etcd".to_string(),
-                format!("--name={}", b.name),
-                format!("--data-dir={}", b.dir.join("etcd").display()),
-                format!("--listen-client-urls={client},http://127.0.0.1:{ETCD_CLIENT_PORT}"),
-                format!("--advertise-client-urls={client}"),
-                format!("--listen-peer-urls={peer}"),
-                format!("--initial-advertise-peer-urls={peer}"),
-                format!("--initial-cluster={initial}"),
-                format!("--initial-cluster-token={token}"),
-                "--initial-cluster-state=new".into(),
-                // docs/cluster.md: LAN timings, pre-vote on (off by default in 3.4).
-                "--heartbeat-interval=100".into(),
-                "--election-timeout=1000".into(),
-                "--pre-vote=true".into(),
-                "--auto-compaction-mode=periodic".into(),
-                "--auto-compaction-retention=1h".into(),
-                "--logger=zap".into(),
-            ];
-            b.spawn("etcd", &args);
-        }
+        let b = &mut self.boxes[i - 1];
+        let client = format!("http://{}:{ETCD_CLIENT_PORT}", b.addr);
+        let peer = format!("http://{}:{ETCD_PEER_PORT}", b.addr);
+        let args = [
+            "etcd".to_string(),
+            format!("--name={}", b.name),
+            format!("--data-dir={}", b.dir.join("etcd").display()),
+            format!("--listen-client-urls={client},http://127.0.0.1:{ETCD_CLIENT_PORT}"),
+            format!("--advertise-client-urls={client}"),
+            format!("--listen-peer-urls={peer}"),
+            format!("--initial-advertise-peer-urls={peer}"),
+            format!("--initial-cluster={initial}"),
+            format!("--initial-cluster-token={token}"),
+            format!("--initial-cluster-state={state}"),
+            // docs/cluster.md: LAN timings, pre-vote on (off by default in 3.4).
+            "--heartbeat-interval=100".into(),
+            "--election-timeout=1000".into(),
+            "--pre-vote=true".into(),
+            "--auto-compaction-mode=periodic".into(),
+            "--auto-compaction-retention=1h".into(),
+            "--logger=zap".into(),
+        ];
+        b.spawn("etcd", &args);
+    }
+
+    /// Waits until box `i`'s etcd member is healthy.
+    fn wait_etcd(&self, i: usize) {
+        let b = &self.boxes[i - 1];
         let deadline = Instant::now() + Duration::from_secs(30);
-        for b in &self.boxes {
-            loop {
-                let out = b.etcdctl(&["endpoint", "health"]);
-                if out.status.success() {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "etcd on {} did not become healthy: {}\n{}",
-                    b.name,
-                    String::from_utf8_lossy(&out.stderr),
-                    b.log("etcd")
-                );
-                std::thread::sleep(Duration::from_millis(100));
+        loop {
+            let out = b.etcdctl(&["endpoint", "health"]);
+            if out.status.success() {
+                return;
             }
+            assert!(
+                Instant::now() < deadline,
+                "etcd on {} did not become healthy: {}\n{}",
+                b.name,
+                String::from_utf8_lossy(&out.stderr),
+                b.log("etcd")
+            );
+            std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Adds a box to a running rig (the next number), with an etcd member of its own joined
+    /// to the others' cluster the operator's way (`etcdctl member add`, then the new member
+    /// started with `--initial-cluster-state=existing`); returns its number (1-based).
+    pub fn grow(&mut self) -> usize {
+        let i = self.boxes.len() + 1;
+        assert!(i <= 9, "a rig has 1 to 9 boxes");
+        self.add_box(i);
+        let b = &self.boxes[i - 1];
+        let peer = format!("http://{}:{ETCD_PEER_PORT}", b.addr);
+        // etcd refuses a new member until its leader has been in touch with a quorum for a
+        // few seconds ("unhealthy cluster"), as right after the rig formed.
+        let add = ["member", "add", &b.name, &format!("--peer-urls={peer}")];
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = self.boxes[0].etcdctl(&add);
+            if out.status.success() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "etcdctl member add: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        self.spawn_etcd(i, "existing");
+        self.wait_etcd(i);
+        i
     }
 
     /// Every box's etcd client URL, comma-separated (an `[cluster] etcd` value).

@@ -3,8 +3,10 @@
 //! Nova os-hypervisors and os-services show all three with their inventory; a service
 //! disabled through one box is seen disabled through another and its box takes no new
 //! servers; a flavor and a Keystone token made through one box are seen by another (identity
-//! and flavors live in etcd); `kill -9` of an outpostd restarted at once keeps the box's lease; a box that loses
-//! power is shown down within the lease's TTL, then removed.
+//! and flavors live in etcd); a fourth box joins the running site (its etcd member added the
+//! operator's way) and is listed everywhere; `kill -9` of an outpostd restarted at once keeps
+//! the box's lease; a box that loses power is shown down within the lease's TTL, then removed
+//! while the others go on.
 
 use std::time::{Duration, Instant};
 
@@ -277,6 +279,27 @@ fn three_boxes_form_one_site_with_services_hypervisors_and_leases() {
         "{body}"
     );
 
+    // A fourth box joins the running site (its etcd member added, a token from box 2): every
+    // box lists it, and it sees what was made before it came.
+    let four = rig.grow();
+    let for4 = ok(rig.boxes[1].outpostd(&["cluster", "token-create", "--box", "box4"]));
+    rig.write_outpostd_config(four, Some(&for4));
+    rig.start_outpostd(four);
+    rig.boxes[3].wait_api(Duration::from_secs(60));
+    for i in 1..=4 {
+        eventually(10, &format!("box 4 listed on box {i}"), || {
+            let l = hypervisors(&rig, i);
+            (l.len() == 4 && by_name(&l, "hypervisor_hostname", "box4")["state"] == "up")
+                .then_some(())
+        });
+    }
+    let (code, body) = rig.boxes[3].api("GET", "/compute/v2.1/flavors/detail", None, "2.53");
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.to_string().contains("shared"),
+        "the flavor made earlier: {body}"
+    );
+
     // kill -9 of box 2's outpostd and a restart at once: the same lease, still up.
     let lease = alive_lease(&rig, "box2").expect("box 2 is alive");
     rig.boxes[1].kill9("outpostd");
@@ -300,6 +323,7 @@ fn three_boxes_form_one_site_with_services_hypervisors_and_leases() {
     assert!(!refused.status.success());
     ok(rig.boxes[0].outpostd(&["cluster", "remove", "box3"]));
     let listed = ok(rig.boxes[1].outpostd(&["cluster", "list"]));
-    assert_eq!(listed.lines().count(), 2, "{listed}");
-    assert_eq!(hypervisors(&rig, 2).len(), 2);
+    assert_eq!(listed.lines().count(), 3, "{listed}");
+    assert_eq!(hypervisors(&rig, 2).len(), 3);
+    assert_eq!(hypervisors(&rig, 4).len(), 3);
 }

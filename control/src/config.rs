@@ -11,6 +11,9 @@
 //! [identity]
 //! token_ttl_secs = 43200
 //! region = "RegionOne"
+//! lockout_failure_attempts = 6        # Keystone's: failed logins that lock a user; default never
+//! lockout_duration = 1800             # seconds a lockout lasts
+//! failed_logins_per_address = 20      # per minute, then 429 for the rest of it
 //! ```
 //!
 //! Servers add `[compute]` and `[guest]`, described in [`crate::compute::servers::config`];
@@ -18,6 +21,7 @@
 
 use crate::cluster::{ClusterSection, ClusterSettings};
 use crate::compute::servers::config::{ComputeSection, GuestSection, GuestSettings};
+use crate::identity::logins::LoginLimits;
 use crate::network::NetworkSettings;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -87,6 +91,13 @@ pub struct ApiSection {
 pub struct IdentitySection {
     pub token_ttl_secs: Option<u64>,
     pub region: Option<String>,
+    /// Keystone's `[security_compliance]` names: failed logins in a row that lock a user
+    /// out (unset: never), and for how long (seconds).
+    pub lockout_failure_attempts: Option<u32>,
+    pub lockout_duration: Option<u64>,
+    /// Failed logins from one address within a minute before it is refused (429) for the
+    /// rest of that minute.
+    pub failed_logins_per_address: Option<u32>,
 }
 
 impl ConfigFile {
@@ -121,6 +132,7 @@ pub struct Settings {
     pub public_url: Option<String>,
     pub token_ttl: Duration,
     pub region: String,
+    pub logins: LoginLimits,
     /// Resolved at start against the machine (`ComputeSettings::resolve`).
     pub compute: ComputeSection,
     pub guest: GuestSettings,
@@ -171,6 +183,20 @@ impl Settings {
             return Err(ConfigError::NetworkMtu(file.network.mtu));
         }
         let cluster = file.cluster.resolve()?;
+        let defaults = LoginLimits::default();
+        let logins = LoginLimits {
+            lockout_failure_attempts: file.identity.lockout_failure_attempts.filter(|&n| n > 0),
+            lockout_duration: file
+                .identity
+                .lockout_duration
+                .map_or(defaults.lockout_duration, Duration::from_secs),
+            address_failures: file
+                .identity
+                .failed_logins_per_address
+                .unwrap_or(defaults.address_failures)
+                .max(1),
+            ..defaults
+        };
         Ok(Settings {
             state_dir,
             socket,
@@ -178,6 +204,7 @@ impl Settings {
             public_url,
             token_ttl: Duration::from_secs(ttl),
             region,
+            logins,
             guest: GuestSettings::resolve(&file.guest),
             compute: file.compute,
             network: file.network,

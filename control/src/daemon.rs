@@ -250,6 +250,7 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
             network,
             copy_rule,
             puller,
+            logins: crate::identity::logins::LoginGuard::new(settings.logins.clone()),
         });
         api::server::serve(state, unix, tcp, termination()).await;
         Ok(())

@@ -292,6 +292,7 @@ fn every_documented_operation_answers_as_documented() {
         network,
         copy_rule: Arc::new(outpost_control::image::CopyRule::alone("box")),
         puller: None,
+        logins: outpost_control::identity::logins::LoginGuard::new(Default::default()),
     };
     let mut succeeded = 0;
     for op in operations(&doc) {
@@ -321,6 +322,8 @@ fn every_documented_operation_answers_as_documented() {
                 target: path.clone(),
                 headers,
                 body,
+                peer: None,
+                caller: None,
             },
         );
         let status = reply.status.as_u16().to_string();

@@ -86,6 +86,10 @@ impl From<IdentityError> for Fault {
             E::TokenNotFound | E::NotFound { .. } => StatusCode::NOT_FOUND,
             E::Forbidden(_) => StatusCode::FORBIDDEN,
             E::Duplicate { .. } => StatusCode::CONFLICT,
+            E::LoginRefused(crate::identity::logins::LoginRefused::Locked(_)) => {
+                StatusCode::UNAUTHORIZED
+            }
+            E::LoginRefused(_) => StatusCode::TOO_MANY_REQUESTS,
             E::PasswordHash(_) | E::Random(_) | E::Storage(_) => return Fault::internal(e),
         };
         Fault::new(status, e.to_string())

@@ -70,6 +70,8 @@ pub struct ApiState {
     pub copy_rule: Arc<crate::image::CopyRule>,
     /// In a site: how this box fetches image data it lacks from the others.
     pub puller: Option<Arc<crate::image::pull::Puller>>,
+    /// Limits on password logins (lockout, throttled addresses, concurrent checks).
+    pub logins: crate::identity::logins::LoginGuard,
 }
 
 impl ApiState {

@@ -16,6 +16,10 @@ pub struct RawRequest {
     pub target: String,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
+    /// The client's address on TCP (None on the unix socket).
+    pub peer: Option<std::net::IpAddr>,
+    /// The caller, when the server checked its token before reading the body.
+    pub caller: Option<RequestContext>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -77,6 +81,8 @@ pub struct Call<'a> {
     pub version: Option<super::microversion::ApiVersion>,
     /// For routes that stream their body: the body, not yet read (`body` is then empty).
     pub upload: std::cell::RefCell<Option<UploadBody>>,
+    /// The client's address on TCP (None on the unix socket).
+    pub peer: Option<std::net::IpAddr>,
 }
 
 /// A request body read as it arrives.

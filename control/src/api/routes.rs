@@ -258,6 +258,14 @@ impl Router {
 
     /// How the route for `method` on request target `target` takes its body (Buffered when
     /// nothing matches: the miss is answered after reading it, as before).
+    /// Whether the route `method` `target` names needs a caller (a token on TCP); an unknown
+    /// route needs none (its 404 or 405 comes without one, as Keystone's middleware lets it).
+    pub fn needs_caller(&self, method: &Method, target: &str) -> bool {
+        let (path, _) = split_target(target);
+        self.resolve(method, path)
+            .is_ok_and(|r| r.route.access == Access::Caller)
+    }
+
     pub fn body_kind(&self, method: &Method, target: &str) -> BodyKind {
         let (path, _) = split_target(target);
         self.resolve(method, path)
@@ -340,7 +348,10 @@ pub(super) fn dispatch(
         let context = match route.access {
             Access::Public => None,
             Access::Caller => {
-                let ctx = auth::authenticate(state, transport, &raw.headers)?;
+                let ctx = match raw.caller.clone() {
+                    Some(ctx) => ctx,
+                    None => auth::authenticate(state, transport, &raw.headers)?,
+                };
                 if route.service != ServiceKind::Identity {
                     auth::require_project(&ctx)?;
                 }
@@ -359,6 +370,7 @@ pub(super) fn dispatch(
             context,
             version,
             upload: std::cell::RefCell::new(upload),
+            peer: raw.peer,
         };
         (route.handler)(&call)
     })();
@@ -368,19 +380,24 @@ pub(super) fn dispatch(
         } else {
             tracing::debug!("{} {}: {f}", raw.method, path);
         }
-        let mut r = fault::render(service, &f);
-        if f.status == StatusCode::UNAUTHORIZED {
-            r.headers.push((
-                "WWW-Authenticate".into(),
-                format!("Keystone uri=\"{}/identity\"", state.base_url),
-            ));
-        }
-        r
+        fault_reply(state, service, &f)
     });
     if let (Some(v), Some(spec)) = (negotiated, versions) {
         reply.headers.extend(spec.reply_headers(v));
     }
     (service, reply)
+}
+
+/// A fault as the service renders it; a 401 says where to get a token.
+pub(super) fn fault_reply(state: &ApiState, service: Option<ServiceKind>, f: &Fault) -> Reply {
+    let mut r = fault::render(service, f);
+    if f.status == StatusCode::UNAUTHORIZED {
+        r.headers.push((
+            "WWW-Authenticate".into(),
+            format!("Keystone uri=\"{}/identity\"", state.base_url),
+        ));
+    }
+    r
 }
 
 #[cfg(test)]

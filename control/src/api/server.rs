@@ -7,7 +7,7 @@
 
 use super::body::{ResponseBody, UploadReader};
 use super::routes::BodyKind;
-use super::Transport;
+use super::{auth, routes, Transport};
 use super::{fault, handle_streaming, ApiState, Fault, RawRequest, ReplyBody, ServiceKind};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Bytes;
@@ -15,20 +15,33 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_io_timeout::TimeoutStream;
 
 /// Largest request body read into memory: JSON bodies are small. Routes that stream their
 /// body (image uploads) are not bound by it.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// How long shutdown waits for in-flight requests.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a client has to send a request's head, counted from the connection's start or
+/// the end of its previous request: an idle connection is closed after this long.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a read of the body or a write of the answer may stall (a client that stops
+/// sending its upload or reading its download) before the connection is closed.
+pub const IO_STALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// Connections open at once on each listener; beyond, a new connection is closed at once.
+/// The unix socket has its own, so the box's operator always gets in.
+pub const MAX_TCP_CONNECTIONS: usize = 4096;
+pub const MAX_UNIX_CONNECTIONS: usize = 256;
 
 pub type HttpResponse = Response<ResponseBody>;
 
@@ -40,16 +53,27 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let graceful = GracefulShutdown::new();
+    let unix_slots = Arc::new(Semaphore::new(MAX_UNIX_CONNECTIONS));
+    let tcp_slots = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             accepted = unix.accept() => match accepted {
-                Ok((stream, _)) => connection(&graceful, stream, state.clone(), Transport::Unix),
+                Ok((stream, _)) => {
+                    if let Some(slot) = admit(&unix_slots, Transport::Unix) {
+                        connection(&graceful, stream, state.clone(), Transport::Unix, None, slot);
+                    }
+                }
                 Err(e) => accept_failed(e).await,
             },
             accepted = accept_tcp(tcp.as_ref()) => match accepted {
-                Ok(stream) => connection(&graceful, stream, state.clone(), Transport::Tcp),
+                Ok((stream, peer)) => {
+                    if let Some(slot) = admit(&tcp_slots, Transport::Tcp) {
+                        let peer = Some(peer.ip());
+                        connection(&graceful, stream, state.clone(), Transport::Tcp, peer, slot);
+                    }
+                }
                 Err(e) => accept_failed(e).await,
             },
         }
@@ -69,9 +93,21 @@ pub async fn serve(
     }
 }
 
-async fn accept_tcp(tcp: Option<&TcpListener>) -> std::io::Result<tokio::net::TcpStream> {
+/// A connection's place among the listener's; None (and the connection dropped, closing it)
+/// when every place is taken.
+fn admit(slots: &Arc<Semaphore>, t: Transport) -> Option<OwnedSemaphorePermit> {
+    let slot = slots.clone().try_acquire_owned().ok();
+    if slot.is_none() {
+        tracing::warn!("{t:?}: too many open connections; closing a new one");
+    }
+    slot
+}
+
+async fn accept_tcp(
+    tcp: Option<&TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
     match tcp {
-        Some(l) => l.accept().await.map(|(s, _)| s),
+        Some(l) => l.accept().await,
         None => std::future::pending().await,
     }
 }
@@ -82,17 +118,30 @@ async fn accept_failed(e: std::io::Error) {
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
-fn connection<S>(graceful: &GracefulShutdown, stream: S, state: Arc<ApiState>, t: Transport)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+fn connection<S>(
+    graceful: &GracefulShutdown,
+    stream: S,
+    state: Arc<ApiState>,
+    t: Transport,
+    peer: Option<IpAddr>,
+    slot: OwnedSemaphorePermit,
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
 {
-    let service = service_fn(move |req| respond(req, state.clone(), t));
-    let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    let mut stream = TimeoutStream::new(stream);
+    stream.set_read_timeout(Some(IO_STALL_TIMEOUT));
+    stream.set_write_timeout(Some(IO_STALL_TIMEOUT));
+    let service = service_fn(move |req| respond(req, state.clone(), t, peer));
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(Box::pin(stream)), service);
     let conn = graceful.watch(conn);
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!("connection ended with an error: {e}");
         }
+        drop(slot);
     });
 }
 
@@ -100,6 +149,7 @@ async fn respond(
     req: Request<Incoming>,
     state: Arc<ApiState>,
     transport: Transport,
+    peer: Option<IpAddr>,
 ) -> Result<HttpResponse, Infallible> {
     let (parts, body) = req.into_parts();
     let target = parts
@@ -111,6 +161,39 @@ async fn respond(
         .get(hyper::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    // On TCP the token is checked before any of the body is read or a worker is given to
+    // the request: an unauthenticated client costs a header parse and a token lookup.
+    let caller = if transport == Transport::Tcp && state.router.needs_caller(&parts.method, &target)
+    {
+        let checking = state.clone();
+        let headers = parts.headers.clone();
+        let checked =
+            tokio::task::spawn_blocking(move || auth::authenticate(&checking, transport, &headers))
+                .await;
+        match checked {
+            Ok(Ok(ctx)) => Some(ctx),
+            Ok(Err(fault)) => {
+                let service = ServiceKind::of_path(parts.uri.path());
+                tracing::info!(
+                    "{transport:?} {} {target} -> {}",
+                    parts.method,
+                    fault.status.as_u16()
+                );
+                return Ok(to_http(routes::fault_reply(&state, service, &fault)));
+            }
+            Err(e) => {
+                return Ok(finish(
+                    Err(e),
+                    transport,
+                    &parts.method,
+                    &target,
+                    parts.uri.path(),
+                ))
+            }
+        }
+    } else {
+        None
+    };
     if state.router.body_kind(&parts.method, &target) == BodyKind::Streamed {
         let runtime = tokio::runtime::Handle::current();
         let raw = RawRequest {
@@ -118,6 +201,8 @@ async fn respond(
             target: target.clone(),
             headers: parts.headers,
             body: Vec::new(),
+            peer,
+            caller,
         };
         // The reader is made on the blocking thread: its drop may block on the runtime.
         let reply = tokio::task::spawn_blocking(move || {
@@ -160,6 +245,8 @@ async fn respond(
         target: target.clone(),
         headers: parts.headers,
         body,
+        peer,
+        caller,
     };
     let reply =
         tokio::task::spawn_blocking(move || handle_streaming(&state, transport, raw, None)).await;

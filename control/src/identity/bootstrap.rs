@@ -195,7 +195,8 @@ mod tests {
             password: password.to_owned(),
             project: Some(by_name(ADMIN_PROJECT)),
         };
-        tokens::issue(db, &auth, Duration::from_secs(60))
+        let logins = crate::identity::logins::LoginGuard::new(Default::default());
+        tokens::issue(db, &auth, Duration::from_secs(60), &logins, None)
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod bootstrap;
 pub mod catalog;
 pub mod directory;
+pub mod logins;
 pub mod password;
 pub mod store;
 pub mod tokens;
@@ -55,6 +56,10 @@ pub enum IdentityError {
         "Conflict occurred attempting to store {kind} - Duplicate entry found with name {name}."
     )]
     Duplicate { kind: &'static str, name: String },
+    /// Refused before the password was checked: a locked-out user, a throttled address, or
+    /// too many logins being checked.
+    #[error(transparent)]
+    LoginRefused(#[from] logins::LoginRefused),
     #[error("cannot hash the password: {0}")]
     PasswordHash(String),
     #[error(transparent)]

@@ -2,12 +2,14 @@
 //! SHA-256 with its scope and expiry; validation re-reads the user, project and roles so a
 //! disabled user or a removed assignment takes effect at once.
 
+use super::logins::LoginGuard;
 use super::store::{IdentityStore, Project, Role, TokenRecord, User};
 use super::{password, IdentityError, DEFAULT_DOMAIN_ID, DEFAULT_DOMAIN_NAME};
 use super::{ROLE_ADMIN, ROLE_MEMBER, ROLE_READER};
 use crate::random;
 use crate::timestamp::Timestamp;
 use sha2::{Digest, Sha256};
+use std::net::IpAddr;
 use std::time::Duration;
 
 /// A domain named by id or by name; only Keystone's default domain exists here.
@@ -65,28 +67,39 @@ fn digest(value: &str) -> String {
     random::hex(&Sha256::digest(value.as_bytes()))
 }
 
-/// Checks the password and issues a token valid for `ttl`.
+/// Checks the password, within `logins`' limits for a caller at `from`, and issues a token
+/// valid for `ttl`.
 pub fn issue(
     db: &dyn IdentityStore,
     auth: &PasswordAuth,
     ttl: Duration,
+    logins: &LoginGuard,
+    from: Option<IpAddr>,
 ) -> Result<IssuedToken, IdentityError> {
+    logins.check_address(from)?;
     let user = find_user(db, &auth.user)?;
     // Verify outside the database lock: argon2 is deliberately slow.
     let stored = match &user {
         Some(u) => db.password_hash(&u.id)?,
         None => None,
     };
+    let slot = logins.admit(user.as_ref().map(|u| u.id.as_str()), from)?;
     let (user, stored) = match (user, stored) {
         (Some(u), Some(h)) => (u, h),
-        _ => {
+        (user, _) => {
             password::verify_nothing(&auth.password);
+            drop(slot);
+            logins.failed(user.as_ref().map(|u| u.id.as_str()), from);
             return Err(IdentityError::InvalidCredentials);
         }
     };
-    if !password::verify(&auth.password, &stored) || !user.enabled {
+    let matches = password::verify(&auth.password, &stored);
+    drop(slot);
+    if !matches || !user.enabled {
+        logins.failed(Some(&user.id), from);
         return Err(IdentityError::InvalidCredentials);
     }
+    logins.succeeded(&user.id);
     let value = random::token()?;
     let issued_at = Timestamp::now();
     let record = TokenRecord {

@@ -138,7 +138,8 @@ fn token_reply(call: &Call<'_>, status: StatusCode, value: &str, info: &TokenInf
 
 pub fn issue(call: &Call<'_>) -> Result<Reply, Fault> {
     let auth = password_auth(call.json()?)?;
-    let issued = tokens::issue(call.state.identity(), &auth, call.state.token_ttl)?;
+    let s = call.state;
+    let issued = tokens::issue(s.identity(), &auth, s.token_ttl, &s.logins, call.peer)?;
     Ok(token_reply(
         call,
         StatusCode::CREATED,

@@ -19,10 +19,19 @@ fn alice(project: Option<NamedRef>) -> PasswordAuth {
 
 const HOUR: Duration = Duration::from_secs(3600);
 
+/// A login with no limits in the way (they are tested in `identity::logins`).
+fn login(
+    db: &dyn IdentityStore,
+    auth: &PasswordAuth,
+    ttl: Duration,
+) -> Result<IssuedToken, IdentityError> {
+    issue(db, auth, ttl, &LoginGuard::new(Default::default()), None)
+}
+
 #[test]
 fn issue_validate_revoke() {
     let f = fixture();
-    let t = issue(&f.db, &alice(Some(by_name("demo"))), HOUR).unwrap();
+    let t = login(&f.db, &alice(Some(by_name("demo"))), HOUR).unwrap();
     assert_eq!(t.info.user.name, "alice");
     assert_eq!(t.info.project.as_ref().unwrap().id, f.member_project_id);
     let roles: Vec<_> = t.info.roles.iter().map(|r| r.name.as_str()).collect();
@@ -50,7 +59,7 @@ fn issue_validate_revoke() {
 #[test]
 fn only_the_digest_of_a_token_is_stored() {
     let f = fixture();
-    let t = issue(&f.db, &alice(None), HOUR).unwrap();
+    let t = login(&f.db, &alice(None), HOUR).unwrap();
     let stored = f.db.token(&digest(&t.value)).unwrap().unwrap();
     assert_eq!(stored.id_hash, digest(&t.value));
     assert_ne!(stored.id_hash, t.value);
@@ -60,7 +69,7 @@ fn only_the_digest_of_a_token_is_stored() {
 #[test]
 fn unscoped_and_by_id() {
     let f = fixture();
-    let t = issue(&f.db, &alice(None), HOUR).unwrap();
+    let t = login(&f.db, &alice(None), HOUR).unwrap();
     assert!(t.info.project.is_none());
     assert!(t.info.roles.is_empty());
     let by_ids = PasswordAuth {
@@ -68,21 +77,21 @@ fn unscoped_and_by_id() {
         password: MEMBER_PASSWORD.to_owned(),
         project: Some(NamedRef::Id(f.member_project_id.clone())),
     };
-    let t = issue(&f.db, &by_ids, HOUR).unwrap();
+    let t = login(&f.db, &by_ids, HOUR).unwrap();
     assert_eq!(t.info.project.unwrap().name, "demo");
 }
 
 #[test]
 fn expired_tokens_are_invalid_and_purged() {
     let f = fixture();
-    let t = issue(&f.db, &alice(None), Duration::from_millis(1)).unwrap();
+    let t = login(&f.db, &alice(None), Duration::from_millis(1)).unwrap();
     std::thread::sleep(Duration::from_millis(5));
     assert!(matches!(
         validate(&f.db, &t.value),
         Err(IdentityError::Unauthenticated)
     ));
     // The next issue drops it.
-    issue(&f.db, &alice(None), HOUR).unwrap();
+    login(&f.db, &alice(None), HOUR).unwrap();
     let left = f.db.token(&digest(&t.value)).unwrap();
     assert!(left.is_none());
 }
@@ -113,7 +122,7 @@ fn bad_credentials_and_scopes_are_all_the_same_refusal() {
     for auth in &cases {
         assert!(
             matches!(
-                issue(&f.db, auth, HOUR),
+                login(&f.db, auth, HOUR),
                 Err(IdentityError::InvalidCredentials)
             ),
             "{auth:?}"
@@ -124,7 +133,7 @@ fn bad_credentials_and_scopes_are_all_the_same_refusal() {
 #[test]
 fn losing_the_role_invalidates_a_scoped_token() {
     let f = fixture();
-    let t = issue(&f.db, &alice(Some(by_name("demo"))), HOUR).unwrap();
+    let t = login(&f.db, &alice(Some(by_name("demo"))), HOUR).unwrap();
     let member = f.db.role_by_name("member").unwrap().unwrap();
     f.db.revoke_role(crate::identity::store::Grant {
         project_id: &f.member_project_id,

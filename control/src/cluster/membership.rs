@@ -31,6 +31,12 @@ use crate::timestamp::Timestamp;
 pub const LEASE_TTL_SECS: i64 = 10;
 /// How often the lease is renewed.
 pub const KEEPALIVE_EVERY: Duration = Duration::from_secs(1);
+/// A keep-alive unanswered this long is given up and sent again on a new stream: the leader
+/// answers one in milliseconds (renewals do not go through the raft log), so a longer wait
+/// only delays the first renewal after an outage.
+const ANSWER_WITHIN: Duration = Duration::from_secs(1);
+/// How soon a failed keep-alive stream is opened again.
+const RETRY_AFTER: Duration = Duration::from_millis(250);
 const LEASE_FILE: &str = "cluster-lease";
 /// Longest validity of a join token.
 pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -137,14 +143,14 @@ impl Membership {
 
     /// Renews the lease every second for as long as the runtime runs. A lease found expired
     /// (etcd unreachable for longer than its TTL) is replaced and the alive key put again.
-    /// A failed stream is retried every second, never slower: the fence resumes this box's
-    /// guests on the first renewal after an outage, so a longer back-off would turn a
-    /// network blip into a kill.
+    /// A failed stream is retried after [`RETRY_AFTER`], never slower: the fence resumes
+    /// this box's guests on the first renewal after an outage, so a back-off would turn a
+    /// network blip into a kill (a retry costs one request to this box's own member).
     async fn renew(mut self) {
         loop {
             if let Err(e) = self.keep_alive_stream().await {
                 tracing::warn!("cluster: renewing box {}'s lease: {e}", self.name);
-                tokio::time::sleep(KEEPALIVE_EVERY).await;
+                tokio::time::sleep(RETRY_AFTER).await;
             }
         }
     }
@@ -169,12 +175,12 @@ impl Membership {
         loop {
             let sent = Instant::now();
             keeper.keep_alive().await?;
-            let answer = tokio::time::timeout(KEEPALIVE_EVERY * 2, stream.message())
+            let answer = tokio::time::timeout(ANSWER_WITHIN, stream.message())
                 .await
                 .map_err(|_| {
-                    ClusterError::Etcd(etcd_client::Error::LeaseKeepAliveError(
-                        "no answer to a keep-alive within 2 s".into(),
-                    ))
+                    ClusterError::Etcd(etcd_client::Error::LeaseKeepAliveError(format!(
+                        "no answer to a keep-alive within {ANSWER_WITHIN:?}"
+                    )))
                 })??;
             match answer {
                 Some(resp) if resp.ttl() > 0 => {

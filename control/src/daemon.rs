@@ -234,11 +234,19 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
                     ),
                 }
                 crate::cluster::overlay::follow_site(membership.etcd(), network.clone());
-                fencing = Some(crate::cluster::fencing::Fencing::start(
-                    membership.clone(),
-                    fleet.clone(),
-                    cluster.watchdog.as_deref(),
-                )?);
+                if cluster.etcd.len() >= crate::cluster::fencing::MIN_VOTERS {
+                    fencing = Some(crate::cluster::fencing::Fencing::start(
+                        membership.clone(),
+                        fleet.clone(),
+                        cluster.watchdog.as_deref(),
+                    )?);
+                } else {
+                    tracing::warn!(
+                        "cluster: {} etcd member(s): this box does not fence its guests (it \
+                         cannot tell another box's death from its own isolation)",
+                        cluster.etcd.len()
+                    );
+                }
                 Site::member(membership, fleet.clone())
             }
             None => Site::alone(&settings.state_dir, fleet.clone())?,

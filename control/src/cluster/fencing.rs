@@ -28,6 +28,11 @@ use crate::compute::servers::Fleet;
 /// time.
 pub const TICK: Duration = Duration::from_millis(250);
 
+/// Fewer etcd members than this and nothing fences (docs/cluster.md, "Topology"): on two
+/// voters a box cannot tell the other's death from its own isolation, both lose the quorum
+/// together, and fencing would stop every guest of the site for one box's death.
+pub const MIN_VOTERS: usize = 3;
+
 /// The running fence. Dropping it without [`Fencing::stop`] leaves the thread running.
 pub struct Fencing {
     stop: Arc<AtomicBool>,

@@ -701,3 +701,70 @@ pub fn monitor_state(pid: u32) -> Option<String> {
     let info: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
     info["state"].as_str().map(str::to_owned)
 }
+
+/// A stand-in for a box's watchdog device, since nothing can reset a namespace: a FIFO for
+/// the box's `[cluster] watchdog`, read by a thread of the test that "resets" the box (kills
+/// its cgroup, as [`Rig::power_off`] does) when nothing was written to it for `timeout`
+/// while armed. It arms at the first write and stands down after the kernel's magic close
+/// (a `V`, then the writer closing), as a watchdog device does.
+pub struct WatchdogStandIn {
+    pub path: PathBuf,
+    fired: std::sync::Arc<std::sync::Mutex<Option<Instant>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl WatchdogStandIn {
+    /// When it reset the box, if it did.
+    pub fn fired(&self) -> Option<Instant> {
+        *self
+            .fired
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Drop for WatchdogStandIn {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl BoxNode {
+    /// Starts a [`WatchdogStandIn`] for this box, at `<dir>/watchdog`.
+    pub fn watchdog_stand_in(&self, timeout: Duration) -> WatchdogStandIn {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.dir.join("watchdog");
+        sh(&format!("mkfifo {}", path.display()));
+        // Non-blocking: opening needs no writer, and a read without one is an end of file.
+        let mut fifo = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+            .expect("open the watchdog FIFO");
+        let fired = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (fired_by, stopped) = (fired.clone(), stop.clone());
+        let kill = self.cgroup.join("cgroup.kill");
+        std::thread::spawn(move || {
+            let (mut armed, mut fed, mut last) = (false, Instant::now(), 0u8);
+            let mut buf = [0u8; 64];
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                match fifo.read(&mut buf) {
+                    Ok(0) => armed &= last != b'V',
+                    Ok(n) => (armed, fed, last) = (true, Instant::now(), buf[n - 1]),
+                    Err(_) => {}
+                }
+                if armed && fed.elapsed() > timeout {
+                    let _ = std::fs::write(&kill, "1");
+                    *fired_by
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        WatchdogStandIn { path, fired, stop }
+    }
+}

@@ -14,6 +14,10 @@
 //! - the cable out for 10 s: the guest paused about 5 s and killed about 8 s after the last
 //!   acknowledged keep-alive, while the box's alive key is still there for the others.
 //!
+//! And a box with `[cluster] watchdog` (a FIFO read by a stand-in for the reset): a restart
+//! of outpostd within the watchdog's timeout and a clean stop (the magic close) leave the
+//! box alone; a hung outpostd (SIGSTOP) gets it reset.
+//!
 //! Times "after the last ack" are the fence's own (its log line); times "after the cut" are
 //! the test's, from the moment it unplugged the box.
 
@@ -278,4 +282,59 @@ fn a_box_that_cannot_renew_its_lease_fences_its_guests_before_the_site_sees_it_e
         Some(lease),
         "killed before the lease could expire"
     );
+}
+
+/// The watchdog's timeout in the test (softdog's would be ~8 s, under the lease's TTL).
+const WATCHDOG_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[test]
+fn a_hung_outpostd_stops_feeding_the_watchdog_and_its_box_is_reset() {
+    // Three etcd members (the fence runs from three voters on); outpostd on box 1 only.
+    let mut rig = Rig::new(3);
+    rig.start_etcd();
+    let watchdog = rig.boxes[0].watchdog_stand_in(WATCHDOG_TIMEOUT);
+    rig.extra_config = format!("watchdog = \"{}\"\n", watchdog.path.display());
+    rig.write_outpostd_config(1, None);
+    rig.start_outpostd(1);
+    rig.boxes[0].wait_api(Duration::from_secs(60));
+
+    // kill -9 and a restart within the timeout: fed again in time, no reset.
+    rig.boxes[0].kill9("outpostd");
+    std::thread::sleep(Duration::from_secs(1));
+    rig.start_outpostd(1);
+    rig.boxes[0].wait_api(Duration::from_secs(60));
+    std::thread::sleep(WATCHDOG_TIMEOUT + Duration::from_secs(1));
+    assert_eq!(watchdog.fired(), None, "restarted in time");
+
+    // A clean stop disarms it (magic close): no reset however long it stays stopped.
+    let daemon = rig.boxes[0].pids_named("outpostd");
+    assert_eq!(daemon.len(), 1, "{daemon:?}");
+    signal(daemon[0], "TERM");
+    eventually(10, "outpostd stopped", || {
+        rig.boxes[0].pids_named("outpostd").is_empty().then_some(())
+    });
+    std::thread::sleep(WATCHDOG_TIMEOUT + Duration::from_secs(1));
+    assert_eq!(watchdog.fired(), None, "disarmed by the clean stop");
+    assert!(
+        !rig.boxes[0].pids_named("etcd").is_empty(),
+        "the box was not reset"
+    );
+
+    // Started again (armed at its first feed), then hung: reset within the timeout.
+    rig.start_outpostd(1);
+    rig.boxes[0].wait_api(Duration::from_secs(60));
+    let daemon = rig.boxes[0].pids_named("outpostd");
+    let hung = Instant::now();
+    signal(daemon[0], "STOP");
+    let reset = eventually(10, "the box reset", || watchdog.fired());
+    let after = reset.duration_since(hung);
+    eprintln!("outpostd hung: the box reset {after:?} later");
+    assert!(
+        after >= WATCHDOG_TIMEOUT - Duration::from_millis(300)
+            && after < WATCHDOG_TIMEOUT + Duration::from_secs(1),
+        "{after:?}"
+    );
+    eventually(5, "every process of the box gone", || {
+        rig.boxes[0].pids().is_empty().then_some(())
+    });
 }

@@ -201,7 +201,9 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
             settings.socket,
             bound.map(|a| format!(" and {a}")).unwrap_or_default()
         );
-        // This box alone, or a member of a site (bootstrap or join, then the lease).
+        // This box alone, or a member of a site (bootstrap or join, then the lease and the
+        // fence that stops this box's guests before the lease can expire).
+        let mut fencing = None;
         let site = match &settings.cluster {
             Some(cluster) => {
                 let inventory = crate::cluster::site::inventory_of(&fleet)?;
@@ -232,6 +234,19 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
                     ),
                 }
                 crate::cluster::overlay::follow_site(membership.etcd(), network.clone());
+                if cluster.etcd.len() >= crate::cluster::fencing::MIN_VOTERS {
+                    fencing = Some(crate::cluster::fencing::Fencing::start(
+                        membership.clone(),
+                        fleet.clone(),
+                        cluster.watchdog.as_deref(),
+                    )?);
+                } else {
+                    tracing::warn!(
+                        "cluster: {} etcd member(s): this box does not fence its guests (it \
+                         cannot tell another box's death from its own isolation)",
+                        cluster.etcd.len()
+                    );
+                }
                 Site::member(membership, fleet.clone())
             }
             None => Site::alone(&settings.state_dir, fleet.clone())?,
@@ -253,6 +268,9 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
             logins: crate::identity::logins::LoginGuard::new(settings.logins.clone()),
         });
         api::server::serve(state, unix, tcp, termination()).await;
+        if let Some(fencing) = fencing {
+            fencing.stop();
+        }
         Ok(())
     });
     remove_socket(&settings.socket);

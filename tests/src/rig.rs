@@ -230,6 +230,57 @@ impl Rig {
             .join(",")
     }
 
+    /// Unplugs box `i`'s underlay cable: the bridge's end of its veth goes down, so the box
+    /// reaches no other box (nor they it) while everything on it keeps running and keeps its
+    /// addresses and routes. [`Rig::plug`] puts it back.
+    pub fn unplug(&self, i: usize) {
+        sh(&format!("ip link set {} down", self.boxes[i - 1].uplink));
+    }
+
+    pub fn plug(&self, i: usize) {
+        sh(&format!("ip link set {} up", self.boxes[i - 1].uplink));
+    }
+
+    /// Makes sure box `i`'s etcd member is not the leader (moving leadership to another
+    /// member if it is). An isolated leader goes on renewing leases until it steps down, an
+    /// election timeout later, so a test that times a cut from the renewals' side wants the
+    /// box's member to be a follower.
+    pub fn move_etcd_leader_off(&self, i: usize) {
+        let b = &self.boxes[i - 1];
+        let out = b.etcdctl(&["endpoint", "status", "--cluster", "-w", "json"]);
+        let status: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("etcdctl endpoint status answers JSON");
+        let members: Vec<(String, u64, u64)> = status
+            .as_array()
+            .expect("a status per member")
+            .iter()
+            .filter_map(|m| {
+                let s = &m["Status"];
+                Some((
+                    m["Endpoint"].as_str()?.to_owned(),
+                    s["header"]["member_id"].as_u64()?,
+                    s["leader"].as_u64()?,
+                ))
+            })
+            .collect();
+        let Some((_, leader, _)) = members
+            .iter()
+            .find(|(e, id, leader)| *e == b.etcd_url() && id == leader)
+        else {
+            return;
+        };
+        let to = members
+            .iter()
+            .find(|(_, id, _)| id != leader)
+            .expect("another member");
+        let out = b.etcdctl(&["move-leader", &format!("{:x}", to.1)]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Power loss of box `i` (1-based): every process in its cgroup killed at once and its
     /// underlay link down.
     pub fn power_off(&mut self, i: usize) {
@@ -580,6 +631,29 @@ impl BoxNode {
         pids
     }
 
+    /// The pids of the box's processes whose command name is `comm` (`outpostd`,
+    /// `outpost-vmm`, `etcd`).
+    pub fn pids_named(&self, comm: &str) -> Vec<u32> {
+        self.pids()
+            .into_iter()
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm)
+            })
+            .collect()
+    }
+
+    /// The monitors running on the box (outpostd starts them in its cgroups).
+    pub fn monitors(&self) -> Vec<u32> {
+        self.pids_named("outpost-vmm")
+    }
+
+    /// The lease id box `name`'s alive key is on, as this box's etcd member reports it.
+    pub fn alive_lease(&self, name: &str) -> Option<i64> {
+        let out = self.etcdctl(&["get", "-w", "json", &format!("/outpost/v1/alive/{name}")]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        v["kvs"][0]["lease"].as_i64()
+    }
+
     /// Kills every process of the box at once (cgroup v2 `cgroup.kill`) and reaps them.
     pub fn kill_all(&mut self) {
         let _ = std::fs::write(self.cgroup.join("cgroup.kill"), "1");
@@ -608,5 +682,89 @@ impl Drop for Rig {
             .status();
         let _ = std::fs::remove_dir(&self.cgroup);
         let _ = std::fs::remove_dir_all(&self.run_dir);
+    }
+}
+
+/// A monitor's state as its own API reports it (`GET /`: `Running`, `Paused`), None when
+/// it does not answer. Its socket is the one on its command line (`--api-sock`), so the
+/// test does not depend on where outpostd keeps it.
+pub fn monitor_state(pid: u32) -> Option<String> {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let at = args.iter().position(|a| *a == b"--api-sock")?;
+    let socket = String::from_utf8_lossy(args.get(at + 1)?).into_owned();
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "1", "--unix-socket", &socket])
+        .arg("http://localhost/")
+        .output()
+        .ok()?;
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    info["state"].as_str().map(str::to_owned)
+}
+
+/// A stand-in for a box's watchdog device, since nothing can reset a namespace: a FIFO for
+/// the box's `[cluster] watchdog`, read by a thread of the test that "resets" the box (kills
+/// its cgroup, as [`Rig::power_off`] does) when nothing was written to it for `timeout`
+/// while armed. It arms at the first write and stands down after the kernel's magic close
+/// (a `V`, then the writer closing), as a watchdog device does.
+pub struct WatchdogStandIn {
+    pub path: PathBuf,
+    fired: std::sync::Arc<std::sync::Mutex<Option<Instant>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl WatchdogStandIn {
+    /// When it reset the box, if it did.
+    pub fn fired(&self) -> Option<Instant> {
+        *self
+            .fired
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Drop for WatchdogStandIn {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl BoxNode {
+    /// Starts a [`WatchdogStandIn`] for this box, at `<dir>/watchdog`.
+    pub fn watchdog_stand_in(&self, timeout: Duration) -> WatchdogStandIn {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.dir.join("watchdog");
+        sh(&format!("mkfifo {}", path.display()));
+        // Non-blocking: opening needs no writer, and a read without one is an end of file.
+        let mut fifo = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+            .expect("open the watchdog FIFO");
+        let fired = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (fired_by, stopped) = (fired.clone(), stop.clone());
+        let kill = self.cgroup.join("cgroup.kill");
+        std::thread::spawn(move || {
+            let (mut armed, mut fed, mut last) = (false, Instant::now(), 0u8);
+            let mut buf = [0u8; 64];
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                match fifo.read(&mut buf) {
+                    Ok(0) => armed &= last != b'V',
+                    Ok(n) => (armed, fed, last) = (true, Instant::now(), buf[n - 1]),
+                    Err(_) => {}
+                }
+                if armed && fed.elapsed() > timeout {
+                    let _ = std::fs::write(&kill, "1");
+                    *fired_by
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        WatchdogStandIn { path, fired, stop }
     }
 }

@@ -36,13 +36,6 @@ fn by_name<'a>(list: &'a [Value], key: &str, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("{name} not in {list:?}"))
 }
 
-/// The lease id box `name`'s alive key is on, as etcd reports it.
-fn alive_lease(rig: &Rig, name: &str) -> Option<String> {
-    let out = rig.boxes[0].etcdctl(&["get", "-w", "json", &format!("/outpost/v1/alive/{name}")]);
-    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
-    v["kvs"][0]["lease"].as_i64().map(|l| l.to_string())
-}
-
 #[test]
 fn three_boxes_form_one_site_with_services_hypervisors_and_leases() {
     let mut rig = Rig::new(3);
@@ -301,11 +294,11 @@ fn three_boxes_form_one_site_with_services_hypervisors_and_leases() {
     );
 
     // kill -9 of box 2's outpostd and a restart at once: the same lease, still up.
-    let lease = alive_lease(&rig, "box2").expect("box 2 is alive");
+    let lease = rig.boxes[0].alive_lease("box2").expect("box 2 is alive");
     rig.boxes[1].kill9("outpostd");
     rig.start_outpostd(2);
     rig.boxes[1].wait_api(Duration::from_secs(60));
-    assert_eq!(alive_lease(&rig, "box2").as_deref(), Some(lease.as_str()));
+    assert_eq!(rig.boxes[0].alive_lease("box2"), Some(lease));
 
     // Box 3 loses power: the others see it down within the lease's TTL (10 s) and a bit.
     rig.power_off(3);

@@ -41,17 +41,6 @@ fn action(rig: &Rig, via: usize, id: &str, body: Value) {
     assert_eq!(code, 202, "{reply}");
 }
 
-/// The monitors running in box `b`'s cgroup (where its outpostd starts them).
-fn monitors(b: &outpost_tests::rig::BoxNode) -> Vec<u32> {
-    b.pids()
-        .into_iter()
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .is_ok_and(|c| c.trim() == "outpost-vmm")
-        })
-        .collect()
-}
-
 /// A create request for the default guest with no network, with `extra`'s fields added to
 /// the server (scheduler hints beside it, where Nova takes them).
 fn create_body(flavor: &str, name: &str, extra: &Value) -> Value {
@@ -115,7 +104,12 @@ fn servers_asked_of_one_box_run_on_every_box_and_any_box_changes_them() {
     eprintln!("three servers ACTIVE after {:?}", t0.elapsed());
     assert_eq!(hosts.len(), 3, "one server per box: {hosts:?}");
     for b in &rig.boxes {
-        assert_eq!(monitors(b).len(), 1, "{} runs its server's monitor", b.name);
+        assert_eq!(
+            b.monitors().len(),
+            1,
+            "{} runs its server's monitor",
+            b.name
+        );
     }
 
     // Every box lists all three; each box's hypervisor counts its own one.
@@ -148,7 +142,7 @@ fn servers_asked_of_one_box_run_on_every_box_and_any_box_changes_them() {
     action(&rig, 2, &on3, json!({"os-start": null}));
     std::thread::sleep(Duration::from_secs(2));
     assert!(
-        monitors(&rig.boxes[2]).is_empty(),
+        rig.boxes[2].monitors().is_empty(),
         "box 3 is down: nothing started"
     );
     rig.start_outpostd(3);
@@ -319,7 +313,7 @@ fn servers_asked_of_one_box_run_on_every_box_and_any_box_changes_them() {
             );
         }
         // The box's cgroup holds what runs on it: etcd and outpostd, no monitor.
-        let monitors = monitors(b);
+        let monitors = b.monitors();
         assert!(
             monitors.is_empty(),
             "monitors still run on {}: {monitors:?}",

@@ -223,6 +223,16 @@ pub struct SerialConfig {
     pub serial_out_path: Option<PathBuf>,
 }
 
+/// `PUT /vm/deadline` (outpost extension): the guest runs only while whoever drives the
+/// monitor keeps renewing this. When it lapses the monitor pauses the guest itself, so a
+/// control service that hangs or dies cannot leave it running past its fence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadlineConfig {
+    /// Pause the guest unless another deadline arrives within this many milliseconds.
+    pub pause_in_ms: u64,
+}
+
 /// The whole configuration, as in Firecracker's `--config-file` and `GET /vm/config`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -6,16 +6,19 @@
 
 mod validate;
 
-pub use validate::{validate_full, validate_id, HostLimits, MAX_VCPUS, MIN_MEM_MIB};
+pub use validate::{
+    validate_full, validate_id, HostLimits, MAX_DEADLINE_MS, MAX_VCPUS, MIN_MEM_MIB,
+};
 
 use crate::builder::{self, RunningVm, StartError, VmError, VmStats};
 use crate::config::{
-    BootSourceConfig, DriveConfig, DriveUpdate, EntropyConfig, LoggerConfig, MachineConfig,
-    MachineConfigUpdate, MetricsConfig, NetworkInterfaceConfig, NetworkInterfaceUpdate,
-    SerialConfig, VmConfig,
+    BootSourceConfig, DeadlineConfig, DriveConfig, DriveUpdate, EntropyConfig, LoggerConfig,
+    MachineConfig, MachineConfigUpdate, MetricsConfig, NetworkInterfaceConfig,
+    NetworkInterfaceUpdate, SerialConfig, VmConfig,
 };
 use serde::Serialize;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 /// Name reported as `app_name` in `GET /`.
 pub const APP_NAME: &str = "outpost-vmm";
@@ -52,6 +55,8 @@ pub enum VmmAction {
     FlushMetrics,
     Pause,
     Resume,
+    /// Our extension: pause the guest unless renewed in time (see [`DeadlineConfig`]).
+    PutDeadline(DeadlineConfig),
     /// Our extension: the guest's exit and PVM counters.
     GetStats,
 }
@@ -157,6 +162,8 @@ pub enum VmmActionError {
     SerialOutNotUsable { path: PathBuf },
     #[error("the guest is already started: its configuration can no longer be changed and it cannot be started again")]
     AlreadyStarted,
+    #[error("pause_in_ms {ms} is out of range: use 1 to {max} (PATCH /vm pauses at once)")]
+    DeadlineOutOfRange { ms: u64, max: u64 },
     #[error("{operation} needs a started guest: send InstanceStart first")]
     NotStarted { operation: &'static str },
     #[error("could not start the guest: {0}")]
@@ -186,6 +193,8 @@ pub struct Controller {
     config: VmConfig,
     lifecycle: Lifecycle,
     starter: Option<Starter>,
+    /// When the guest pauses itself unless a new deadline arrives first.
+    deadline: Option<Instant>,
 }
 
 impl Controller {
@@ -201,6 +210,7 @@ impl Controller {
             config: VmConfig::default(),
             lifecycle: Lifecycle::NotStarted,
             starter: None,
+            deadline: None,
         }
     }
 
@@ -288,7 +298,40 @@ impl Controller {
             FlushMetrics => Ok(VmmData::Empty),
             Pause => self.set_paused(true),
             Resume => self.set_paused(false),
+            PutDeadline(deadline) => {
+                validate::validate_deadline(&deadline)?;
+                self.deadline = Some(Instant::now() + Duration::from_millis(deadline.pause_in_ms));
+                Ok(VmmData::Empty)
+            }
             GetStats => Ok(VmmData::Stats(self.running_vm("reading stats")?.stats())),
+        }
+    }
+
+    /// When the guest pauses itself, if a deadline is armed.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Pauses a running guest whose deadline is past at `now`, and disarms the deadline
+    /// (a guest resumed afterwards runs until the next deadline lapses). Returns whether
+    /// it paused the guest. A deadline lapsing before the start has nothing to pause.
+    pub fn enforce_deadline(&mut self, now: Instant) -> bool {
+        if self.deadline.is_none_or(|at| at > now) {
+            return false;
+        }
+        self.deadline = None;
+        match self.lifecycle {
+            Lifecycle::Started { paused: false, .. } => match self.set_paused(true) {
+                Ok(_) => {
+                    tracing::warn!("the deadline lapsed without renewal: guest paused");
+                    true
+                }
+                Err(e) => {
+                    tracing::error!("the deadline lapsed but the guest cannot pause: {e}");
+                    false
+                }
+            },
+            _ => false,
         }
     }
 

@@ -31,6 +31,12 @@ use crate::timestamp::Timestamp;
 pub const LEASE_TTL_SECS: i64 = 10;
 /// How often the lease is renewed.
 pub const KEEPALIVE_EVERY: Duration = Duration::from_secs(1);
+/// A keep-alive unanswered this long is given up and sent again on a new stream: the leader
+/// answers one in milliseconds (renewals do not go through the raft log), so a longer wait
+/// only delays the first renewal after an outage.
+const ANSWER_WITHIN: Duration = Duration::from_secs(1);
+/// How soon a failed keep-alive stream is opened again.
+const RETRY_AFTER: Duration = Duration::from_millis(250);
 const LEASE_FILE: &str = "cluster-lease";
 /// Longest validity of a join token.
 pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -67,7 +73,8 @@ pub struct Membership {
     etcd: Etcd,
     name: String,
     lease: i64,
-    /// When the last keep-alive was acknowledged (the box-failure work fences on it).
+    /// When the last acknowledged keep-alive was sent: the lease is known to live until at
+    /// least this plus its TTL (the fence counts from it, see [`super::fence`]).
     last_ack: Arc<Mutex<Instant>>,
 }
 
@@ -82,7 +89,7 @@ impl Membership {
     ) -> Result<Membership, ClusterError> {
         let etcd = connect(settings).await?;
         enter(&etcd, settings, api).await?;
-        let lease = lease(&etcd, &state_dir.join(LEASE_FILE)).await?;
+        let (lease, renewed) = lease(&etcd, &state_dir.join(LEASE_FILE)).await?;
         let alive = alive_record()?;
         let (key, value) = (keys::alive(&settings.name), to_json(&alive));
         etcd.run(|mut c| {
@@ -97,7 +104,7 @@ impl Membership {
             etcd,
             name: settings.name.clone(),
             lease,
-            last_ack: Arc::new(Mutex::new(Instant::now())),
+            last_ack: Arc::new(Mutex::new(renewed)),
         };
         membership.publish(inventory).await?;
         tokio::spawn(membership.clone().renew());
@@ -129,26 +136,21 @@ impl Membership {
         self.lease
     }
 
-    /// Time since the last acknowledged keep-alive.
-    pub fn since_last_ack(&self) -> Duration {
-        self.last_ack
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .elapsed()
+    /// When the last acknowledged keep-alive was sent.
+    pub fn last_ack(&self) -> Instant {
+        *self.last_ack.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Renews the lease every second for as long as the runtime runs. A lease found expired
     /// (etcd unreachable for longer than its TTL) is replaced and the alive key put again.
+    /// A failed stream is retried after [`RETRY_AFTER`], never slower: the fence resumes
+    /// this box's guests on the first renewal after an outage, so a back-off would turn a
+    /// network blip into a kill (a retry costs one request to this box's own member).
     async fn renew(mut self) {
-        let mut backoff = KEEPALIVE_EVERY;
         loop {
-            match self.keep_alive_stream().await {
-                Ok(()) => backoff = KEEPALIVE_EVERY,
-                Err(e) => {
-                    tracing::warn!("cluster: renewing box {}'s lease: {e}", self.name);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(4));
-                }
+            if let Err(e) = self.keep_alive_stream().await {
+                tracing::warn!("cluster: renewing box {}'s lease: {e}", self.name);
+                tokio::time::sleep(RETRY_AFTER).await;
             }
         }
     }
@@ -171,17 +173,18 @@ impl Membership {
     ) -> Result<(), ClusterError> {
         let (mut keeper, mut stream) = client.lease_keep_alive(self.lease).await?;
         loop {
+            let sent = Instant::now();
             keeper.keep_alive().await?;
-            let answer = tokio::time::timeout(KEEPALIVE_EVERY * 2, stream.message())
+            let answer = tokio::time::timeout(ANSWER_WITHIN, stream.message())
                 .await
                 .map_err(|_| {
-                    ClusterError::Etcd(etcd_client::Error::LeaseKeepAliveError(
-                        "no answer to a keep-alive within 2 s".into(),
-                    ))
+                    ClusterError::Etcd(etcd_client::Error::LeaseKeepAliveError(format!(
+                        "no answer to a keep-alive within {ANSWER_WITHIN:?}"
+                    )))
                 })??;
             match answer {
                 Some(resp) if resp.ttl() > 0 => {
-                    *self.last_ack.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+                    *self.last_ack.lock().unwrap_or_else(PoisonError::into_inner) = sent;
                 }
                 _ => {
                     tracing::warn!(
@@ -503,19 +506,27 @@ async fn enter(
     Ok(())
 }
 
-/// The box lease: the one recorded in `file` while etcd still has it, else a new one.
-async fn lease(etcd: &Etcd, file: &PathBuf) -> Result<i64, ClusterError> {
+/// The box lease: the one recorded in `file` while etcd still has it, else a new one; with
+/// the instant it was last renewed, as far as this process can tell (a reattached lease
+/// with `t` seconds left was renewed `TTL - t` seconds ago, by the outpostd before this one).
+async fn lease(etcd: &Etcd, file: &PathBuf) -> Result<(i64, Instant), ClusterError> {
     let (_, mut client) = etcd.client().await?;
     if let Some(id) = std::fs::read_to_string(file)
         .ok()
         .and_then(|t| t.trim().parse::<i64>().ok())
     {
+        let asked = Instant::now();
         let ttl = client.lease_time_to_live(id, None).await?;
         if ttl.ttl() > 0 {
             tracing::info!("cluster: reattached to lease {id} ({} s left)", ttl.ttl());
-            return Ok(id);
+            let spent = (LEASE_TTL_SECS - ttl.ttl()).max(0).unsigned_abs();
+            let renewed = asked
+                .checked_sub(Duration::from_secs(spent))
+                .unwrap_or(asked);
+            return Ok((id, renewed));
         }
     }
+    let asked = Instant::now();
     let id = client.lease_grant(LEASE_TTL_SECS, None).await?.id();
     let tmp = file.with_extension("tmp");
     std::fs::write(&tmp, format!("{id}\n"))
@@ -524,7 +535,7 @@ async fn lease(etcd: &Etcd, file: &PathBuf) -> Result<i64, ClusterError> {
             path: file.clone(),
             source,
         })?;
-    Ok(id)
+    Ok((id, asked))
 }
 
 /// This outpostd's presence: a fresh boot id at every start.

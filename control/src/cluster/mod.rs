@@ -5,6 +5,8 @@
 //! Keys live under `/outpost/v1/` ([`keys`]); every value is JSON with a `schema` field.
 
 pub mod etcd;
+pub mod fence;
+pub mod fencing;
 pub mod keys;
 #[doc(hidden)]
 pub mod loopback;
@@ -47,6 +49,16 @@ pub enum ClusterError {
     Conflict(String),
     #[error("cannot start the thread the etcd stores run on: {0}")]
     StoreThread(std::io::Error),
+    #[error("cannot start the fence's thread: {0}")]
+    FenceThread(std::io::Error),
+    #[error(
+        "cannot open the watchdog {path:?}: {source} (load softdog with soft_margin under \
+         the lease's 10 s TTL, or remove [cluster] watchdog)"
+    )]
+    Watchdog {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot keep the lease id in {path:?}: {source}")]
     LeaseFile {
         path: std::path::PathBuf,

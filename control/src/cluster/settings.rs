@@ -9,10 +9,12 @@
 //! availability_zone = "nova"    # Nova's default zone
 //! join_token = "..."            # needed once, to join an existing cluster
 //! image_pull_mbps = 200         # background copies of images from other boxes, Mbit/s
+//! watchdog = "/dev/watchdog"    # reset a hung box before its lease expires (optional)
 //! ```
 
 use serde::Deserialize;
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,6 +25,7 @@ pub struct ClusterSection {
     pub availability_zone: Option<String>,
     pub join_token: Option<String>,
     pub image_pull_mbps: Option<u32>,
+    pub watchdog: Option<PathBuf>,
 }
 
 /// The rate background image copies are pulled at unless configured.
@@ -37,6 +40,10 @@ pub struct ClusterSettings {
     pub join_token: Option<String>,
     /// Megabits per second for background image pulls (on-demand pulls are not limited).
     pub image_pull_mbps: u32,
+    /// The watchdog device the fence keeps fed (docs/cluster.md, "Fencing"): when outpostd
+    /// hangs, it stops being fed and resets the box. Its timeout must be under the lease's
+    /// TTL (softdog: `soft_margin=8`). None: no watchdog.
+    pub watchdog: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -101,6 +108,7 @@ impl ClusterSection {
             availability_zone,
             join_token: self.join_token.clone(),
             image_pull_mbps,
+            watchdog: self.watchdog.clone(),
         }))
     }
 }
@@ -146,6 +154,7 @@ mod tests {
         assert_eq!(ok.availability_zone, "nova");
         assert_eq!(ok.underlay.to_string(), "10.0.0.1");
         assert_eq!(ok.image_pull_mbps, DEFAULT_IMAGE_PULL_MBPS);
+        assert_eq!(ok.watchdog, None);
         for (text, err) in [
             (
                 r#"name = "box1"

@@ -3,13 +3,14 @@
 //! [`serve`] binds the socket (mode 0600) and runs hyper on a current-thread tokio runtime on
 //! its own thread, `api_server`. Each request is parsed ([`routes`]), handed to the shared
 //! [`Controller`] on a blocking worker (InstanceStart loads a kernel and must not stall the
-//! runtime) and rendered ([`render`]). The thread owns the listener and its connections; it
-//! stops when the [`ApiServerHandle`] is stopped or dropped, which also removes the socket.
+//! runtime) and rendered ([`render`]). The thread owns the listener and its connections, and
+//! the timer that pauses the guest when its deadline (`PUT /vm/deadline`) lapses; it stops
+//! when the [`ApiServerHandle`] is stopped or dropped, which also removes the socket.
 
 mod render;
 pub mod routes;
 
-use crate::controller::{Controller, VmmData};
+use crate::controller::{Controller, VmmAction, VmmData};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -25,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 
 /// Largest request body accepted; Firecracker's own default limit is 51200 bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -145,14 +146,18 @@ async fn accept_loop(
             return;
         }
     };
+    let deadline_moved = Arc::new(Notify::new());
+    tokio::spawn(enforce_deadline(controller.clone(), deadline_moved.clone()));
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    let controller = controller.clone();
+                    let (controller, moved) = (controller.clone(), deadline_moved.clone());
                     tokio::spawn(async move {
-                        let service = service_fn(move |req| handle_request(req, controller.clone()));
+                        let service = service_fn(move |req| {
+                            handle_request(req, controller.clone(), moved.clone())
+                        });
                         if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
                             tracing::debug!("API connection ended with an error: {e}");
                         }
@@ -168,13 +173,33 @@ async fn accept_loop(
     }
 }
 
+/// Sleeps until the guest's deadline and pauses it then, unless a new deadline arrives
+/// first (`moved` is notified after each `PUT /vm/deadline`). A tokio timer on this thread's
+/// runtime is an epoll timeout: it needs no syscall beyond the API thread's filter.
+async fn enforce_deadline(controller: Arc<Mutex<Controller>>, moved: Arc<Notify>) {
+    let lock = || controller.lock().unwrap_or_else(PoisonError::into_inner);
+    loop {
+        let deadline = lock().deadline();
+        match deadline {
+            None => moved.notified().await,
+            Some(at) => tokio::select! {
+                () = tokio::time::sleep_until(at.into()) => {
+                    lock().enforce_deadline(std::time::Instant::now());
+                }
+                () = moved.notified() => {}
+            },
+        }
+    }
+}
+
 async fn handle_request(
     req: Request<Incoming>,
     controller: Arc<Mutex<Controller>>,
+    deadline_moved: Arc<Notify>,
 ) -> Result<HttpResponse, Infallible> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let response = match respond(req, controller).await {
+    let response = match respond(req, controller, &deadline_moved).await {
         Ok(data) => render::success(&data),
         Err(fault) => {
             tracing::info!("API {method} {path}: {fault}");
@@ -189,11 +214,13 @@ async fn handle_request(
 async fn respond(
     req: Request<Incoming>,
     controller: Arc<Mutex<Controller>>,
+    deadline_moved: &Notify,
 ) -> Result<VmmData, Fault> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let body = read_body(req).await?;
     let action = routes::parse(&method, &path, &body)?;
+    let moves_deadline = matches!(action, VmmAction::PutDeadline(_));
     // Handled on this thread, not a blocking pool's: every action is short (a start is built
     // by the main thread, see controller::Starter) and a pool would need thread creation,
     // which this thread's seccomp filter does not allow.
@@ -201,6 +228,9 @@ async fn respond(
     // each step succeeds, so the controller is still consistent.
     let mut controller = controller.lock().unwrap_or_else(PoisonError::into_inner);
     let result = controller.handle(action).map_err(Fault::from);
+    if moves_deadline && result.is_ok() {
+        deadline_moved.notify_one();
+    }
     if controller.is_started() {
         // The guest runs: this thread gives up checking files for new configuration.
         narrow_after_start().map_err(|e| Fault::Internal(e.to_string()))?;

@@ -2,9 +2,9 @@
 //! parsing lives here; everything the request means is decided by the controller.
 
 use crate::config::{
-    BootSourceConfig, DriveConfig, DriveUpdate, EntropyConfig, LoggerConfig, MachineConfig,
-    MachineConfigUpdate, MetricsConfig, NetworkInterfaceConfig, NetworkInterfaceUpdate,
-    SerialConfig,
+    BootSourceConfig, DeadlineConfig, DriveConfig, DriveUpdate, EntropyConfig, LoggerConfig,
+    MachineConfig, MachineConfigUpdate, MetricsConfig, NetworkInterfaceConfig,
+    NetworkInterfaceUpdate, SerialConfig,
 };
 use crate::controller::VmmAction;
 use hyper::Method;
@@ -71,6 +71,10 @@ pub const ROUTES: &[Route] = &[
     Route {
         path: "/vm/config",
         methods: &[Method::GET],
+    },
+    Route {
+        path: "/vm/deadline",
+        methods: &[Method::PUT],
     },
     Route {
         path: "/stats",
@@ -206,6 +210,7 @@ pub fn parse(method: &Method, path: &str, body: &[u8]) -> Result<VmmAction, Requ
             same_id("iface_id", param, &update.iface_id)?;
             VmmAction::PatchNetworkInterface(update)
         }
+        ("/vm/deadline", "PUT") => VmmAction::PutDeadline(json.parse::<DeadlineConfig>()?),
         ("/logger", "PUT") => VmmAction::PutLogger(json.parse::<LoggerConfig>()?),
         ("/metrics", "PUT") => VmmAction::PutMetrics(json.parse::<MetricsConfig>()?),
         ("/entropy", "PUT") => VmmAction::PutEntropy(json.parse::<EntropyConfig>()?),
@@ -323,6 +328,10 @@ mod tests {
         assert_eq!(
             parse(&Method::PATCH, "/vm", br#"{"state":"Paused"}"#).unwrap(),
             VmmAction::Pause
+        );
+        assert_eq!(
+            parse(&Method::PUT, "/vm/deadline", br#"{"pause_in_ms":8000}"#).unwrap(),
+            VmmAction::PutDeadline(DeadlineConfig { pause_in_ms: 8000 })
         );
         let patch =
             br#"{"drive_id":"root","rate_limiter":{"bandwidth":{"size":1000,"refill_time":100}}}"#;

@@ -329,6 +329,44 @@ fn actions_that_need_a_guest_are_refused_before_start() {
     assert!(matches!(err, VmmActionError::MissingBootSource), "{err}");
 }
 
+/// A deadline is bounded, each one replaces the last, and one that lapses before the start
+/// disarms without pausing anything (nor keeping the guest from starting later).
+#[test]
+fn deadlines_are_bounded_replaced_and_disarmed_when_they_lapse() {
+    let mut c = controller();
+    for ms in [0, MAX_DEADLINE_MS + 1] {
+        let err = c
+            .handle(VmmAction::PutDeadline(DeadlineConfig { pause_in_ms: ms }))
+            .unwrap_err();
+        assert!(
+            matches!(err, VmmActionError::DeadlineOutOfRange { .. }),
+            "{err}"
+        );
+    }
+    assert_eq!(c.deadline(), None);
+    let before = Instant::now();
+    c.handle(VmmAction::PutDeadline(DeadlineConfig {
+        pause_in_ms: 60_000,
+    }))
+    .unwrap();
+    let first = c.deadline().expect("armed");
+    assert!(first >= before + Duration::from_secs(60));
+    c.handle(VmmAction::PutDeadline(DeadlineConfig { pause_in_ms: 1 }))
+        .unwrap();
+    let second = c.deadline().expect("still armed");
+    assert!(second < first, "a new deadline replaces the old one");
+    // Not yet due: nothing happens and it stays armed.
+    assert!(!c.enforce_deadline(second - Duration::from_millis(1)));
+    assert_eq!(c.deadline(), Some(second));
+    // Due before the start: nothing to pause, and it is spent.
+    assert!(!c.enforce_deadline(second));
+    assert_eq!(c.deadline(), None);
+    let VmmData::InstanceInfo(info) = c.handle(VmmAction::GetInstanceInfo).unwrap() else {
+        panic!("GetInstanceInfo returns InstanceInfo");
+    };
+    assert_eq!(info.state, InstanceState::NotStarted);
+}
+
 /// A text file is no kernel: the builder refuses it, the error carries its reason, and the
 /// controller stays configurable (nothing half-started).
 #[test]

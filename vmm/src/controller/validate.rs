@@ -7,8 +7,8 @@
 use super::VmmActionError;
 use crate::config::parse_mac;
 use crate::config::{
-    BootSourceConfig, DriveConfig, LoggerConfig, MachineConfig, MmdsConfig, NetworkInterfaceConfig,
-    SerialConfig, VmConfig,
+    BootSourceConfig, DeadlineConfig, DriveConfig, LoggerConfig, MachineConfig, MmdsConfig,
+    NetworkInterfaceConfig, SerialConfig, VmConfig,
 };
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -140,6 +140,22 @@ pub fn validate_machine_config(
         one_of("huge_pages", huge_pages, HUGE_PAGES, false)?;
     }
     Ok(())
+}
+
+/// Longest deadline accepted: a renewal that far off is no longer a fence.
+pub const MAX_DEADLINE_MS: u64 = 10 * 60 * 1000;
+
+/// `vm/deadline`: a positive delay of at most [`MAX_DEADLINE_MS`] (a pause now is a
+/// `PATCH /vm`).
+pub fn validate_deadline(deadline: &DeadlineConfig) -> Result<(), VmmActionError> {
+    if (1..=MAX_DEADLINE_MS).contains(&deadline.pause_in_ms) {
+        Ok(())
+    } else {
+        Err(VmmActionError::DeadlineOutOfRange {
+            ms: deadline.pause_in_ms,
+            max: MAX_DEADLINE_MS,
+        })
+    }
 }
 
 /// `logger`: only the level is checked (nothing else is acted on).

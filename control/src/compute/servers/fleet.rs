@@ -198,6 +198,18 @@ impl Fleet {
         ServerDir::new(self.servers_dir.join(server_id))
     }
 
+    /// The runtime folder of every server this box has run and not deleted, read from the
+    /// disk alone: the fence needs it while etcd, which holds the records, is unreachable.
+    pub fn local_server_dirs(&self) -> Vec<ServerDir> {
+        let Ok(entries) = std::fs::read_dir(&self.servers_dir) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .map(|name| self.dir(&name))
+            .collect()
+    }
+
     fn runners(&self) -> MutexGuard<'_, HashMap<String, Sender<Command>>> {
         self.runners.lock().unwrap_or_else(PoisonError::into_inner)
     }

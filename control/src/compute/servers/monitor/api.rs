@@ -35,6 +35,11 @@ impl MonitorApi {
         self.request("PUT", path, Some(body)).map(drop)
     }
 
+    /// `PATCH path` with a JSON body; the monitor answers 204 on success.
+    pub fn patch(&self, path: &str, body: &Value) -> Result<(), MonitorError> {
+        self.request("PATCH", path, Some(body)).map(drop)
+    }
+
     pub fn get(&self, path: &str) -> Result<Value, MonitorError> {
         let body = self.request("GET", path, None)?;
         serde_json::from_slice(&body).map_err(|e| MonitorError::Reply {

@@ -279,6 +279,32 @@ pub fn send_ctrl_alt_del(dir: &ServerDir) -> Result<(), MonitorError> {
         .put("/actions", &json!({"action_type": "SendCtrlAltDel"}))
 }
 
+/// How long a fencing request may take: the fence walks every monitor each second, and a
+/// wedged one must not hold up the others for long.
+const FENCE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Pauses the guest (the box's fence, docs/cluster.md).
+pub fn pause(dir: &ServerDir) -> Result<(), MonitorError> {
+    MonitorApi::new(&dir.api_sock(), FENCE_TIMEOUT).patch("/vm", &json!({"state": "Paused"}))
+}
+
+/// Resumes a guest the fence or its own deadline paused.
+pub fn resume(dir: &ServerDir) -> Result<(), MonitorError> {
+    MonitorApi::new(&dir.api_sock(), FENCE_TIMEOUT).patch("/vm", &json!({"state": "Resumed"}))
+}
+
+/// Has the monitor pause its guest itself unless renewed within `left` (`PUT /vm/deadline`).
+pub fn set_deadline(dir: &ServerDir, left: Duration) -> Result<(), MonitorError> {
+    let ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1);
+    MonitorApi::new(&dir.api_sock(), FENCE_TIMEOUT).put("/vm/deadline", &json!({"pause_in_ms": ms}))
+}
+
+/// SIGKILLs the server's monitor and its shim, whoever started them; returns how many
+/// processes were killed.
+pub fn kill(dir: &ServerDir) -> usize {
+    process::kill_all_using(&dir.api_sock())
+}
+
 /// Whether the monitor answers its API with a started guest (`GET /` state `Running` or
 /// `Paused`), as opposed to one still waiting for its configuration.
 pub fn guest_started(dir: &ServerDir) -> bool {

@@ -11,6 +11,7 @@
 use super::request::{Reply, ReplyBody};
 use super::ServiceKind;
 use crate::compute::flavors::FlavorError;
+use crate::compute::server_groups::ServerGroupError;
 use crate::compute::servers::boot_source::BootSourceError;
 use crate::compute::servers::ServerError;
 use crate::identity::IdentityError;
@@ -99,6 +100,19 @@ impl From<FlavorError> for Fault {
             E::NotFound(_) | E::ExtraSpecNotFound { .. } => StatusCode::NOT_FOUND,
             E::NameExists(_) | E::IdExists(_) => StatusCode::CONFLICT,
             E::InvalidField { .. } | E::MarkerNotFound(_) => StatusCode::BAD_REQUEST,
+            E::Forbidden(_) => StatusCode::FORBIDDEN,
+            E::Random(_) | E::Storage(_) => return Fault::internal(e),
+        };
+        Fault::new(status, e.to_string())
+    }
+}
+
+impl From<ServerGroupError> for Fault {
+    fn from(e: ServerGroupError) -> Fault {
+        use ServerGroupError as E;
+        let status = match &e {
+            E::NotFound(_) => StatusCode::NOT_FOUND,
+            E::InvalidField { .. } | E::RulesNeedAntiAffinity => StatusCode::BAD_REQUEST,
             E::Forbidden(_) => StatusCode::FORBIDDEN,
             E::Random(_) | E::Storage(_) => return Fault::internal(e),
         };

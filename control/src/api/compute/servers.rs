@@ -293,17 +293,13 @@ fn parse_create(call: &Call<'_>) -> Result<NewServer, Fault> {
     let v = version(call);
     let mut same_host = Vec::new();
     let mut different_host = Vec::new();
+    let mut group = None;
     for hints in [&body.hints, &body.legacy_hints].into_iter().flatten() {
         for (name, value) in hints {
             match name.as_str() {
                 "same_host" => same_host.extend(server_ids(name, value)?),
                 "different_host" => different_host.extend(server_ids(name, value)?),
-                "group" => {
-                    return Err(Fault::bad_request(
-                        "The scheduler hint group (server groups) is not supported by this \
-                         appliance yet.",
-                    ))
-                }
+                "group" => group = Some(group_id(value)?),
                 // Nova passes hints no filter reads to the filters, which ignore them.
                 _ => {}
             }
@@ -411,7 +407,22 @@ fn parse_create(call: &Call<'_>) -> Result<NewServer, Fault> {
         host: b.host.or(b.hypervisor_hostname),
         same_host,
         different_host,
+        group,
     })
+}
+
+/// The `group` hint: one server group's UUID (Nova's schema: a string in UUID format).
+fn group_id(value: &Value) -> Result<String, Fault> {
+    value
+        .as_str()
+        .and_then(uuid_like)
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            Fault::bad_request(format!(
+                "Invalid input for field/attribute group. Value: {value}. {value} is not a \
+                 'uuid'"
+            ))
+        })
 }
 
 /// A `same_host` / `different_host` hint: one server UUID or a list of them.

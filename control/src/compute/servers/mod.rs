@@ -146,6 +146,8 @@ pub struct NewServer {
     /// Scheduler hints: servers to share a box with, and not to.
     pub same_host: Vec<String>,
     pub different_host: Vec<String>,
+    /// Scheduler hint `group`: the server group to join.
+    pub group: Option<String>,
 }
 
 /// A list request, parsed.
@@ -332,11 +334,19 @@ pub fn create(
             ))
         })?;
     }
+    if let Some(group) = &new.group {
+        // Looked up as the caller (Nova does too): another project's group is not found.
+        let visible = fleet.server_groups().group(group)?;
+        if !visible.is_some_and(|g| ctx.can_see(&g.project_id)) {
+            return Err(group_not_found(group));
+        }
+    }
     let placement = PlacementRequest {
         availability_zone: zone,
         host,
         same_host: new.same_host.clone(),
         different_host: new.different_host.clone(),
+        group: new.group.clone(),
     };
     let flavor = find_flavor(fleet, ctx, &new.flavor_ref)?;
     if flavor.disabled {
@@ -384,15 +394,35 @@ pub fn create(
     let stored = fleet
         .servers()
         .insert_server(&server, saga::CREATE, "claim")?;
+    // The member joins before its runner places it (Nova's order): placement reads the
+    // members at each decision, so a member placed meanwhile is never missed.
+    if let Some(group) = &stored.placement.group {
+        let joined = fleet.server_groups().add_member(group, &stored.id);
+        if !matches!(joined, Ok(true)) {
+            fleet.servers().delete_server(&stored.id)?;
+            return Err(match joined {
+                Err(e) => e.into(),
+                Ok(_) => group_not_found(group),
+            });
+        }
+    }
     // The user's ports are taken now, so a second request naming them is refused at once
     // (Nova's PortInUse); the server that could not have them never existed.
     if let Err(e) = nics::reserve_ports(fleet, &stored) {
         let _ = nics::release(fleet, &stored.id);
+        if let Some(group) = &stored.placement.group {
+            fleet.server_groups().remove_member(group, &stored.id)?;
+        }
         fleet.servers().delete_server(&stored.id)?;
         return Err(e);
     }
     fleet.send(&stored.id, Command::Create)?;
     Ok(stored)
+}
+
+/// Nova's answer to a `group` hint naming no group the caller may see.
+fn group_not_found(group: &str) -> ServerError {
+    ServerError::BadRequest(format!("Instance group {group} could not be found."))
 }
 
 /// The server's owner, as whom its sagas make what the server gets (volumes, ports): Nova
@@ -479,6 +509,7 @@ mod tests {
             host: None,
             same_host: Vec::new(),
             different_host: Vec::new(),
+            group: None,
         }
     }
 

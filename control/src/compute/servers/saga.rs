@@ -140,6 +140,7 @@ impl Runner {
         let mut wanted = Wanted {
             availability_zone: request.availability_zone.clone(),
             host: request.host.clone(),
+            group: request.group.clone(),
             ..Wanted::default()
         };
         for id in &request.different_host {
@@ -278,8 +279,11 @@ impl Runner {
         self.fleet.placement.release(&ConsumerId(self.id.clone()))?;
         self.fleet.placement.release(&migration_id(&self.id))?;
         self.set_step(DELETE, "delete_row")?;
-        // Two writes, each in its own domain: a crash between them re-runs this step, and
-        // letting go of images already let go changes nothing.
+        // Writes, each in its own domain: a crash between them re-runs this step, and
+        // leaving a group or letting go of images already left or let go changes nothing.
+        if let Some(group) = self.load()?.and_then(|s| s.placement.group) {
+            self.fleet.server_groups().remove_member(&group, &self.id)?;
+        }
         image::let_go(self.fleet.image_records(), ConsumerKind::Server, &self.id)?;
         self.fleet.servers().delete_server(&self.id)?;
         Ok(())

@@ -11,11 +11,12 @@
 pub mod store;
 
 use super::config::ComputeSettings;
+use crate::compute::server_groups::ServerGroupStore;
 use crate::compute::servers::store::FlavorSnapshot;
 use crate::store::StorageError;
 use outpost_resources::{
-    Claim, ClaimError, Cluster, ConsumerId, Flavor, FlavorError, HostId, InventoryError,
-    NoValidHost, Resize, ResourceClass, ScheduleError, Scheduler,
+    Claim, ClaimError, Cluster, ConsumerId, Flavor, FlavorError, GroupMember, HostId,
+    InventoryError, NoValidHost, Resize, ResourceClass, ScheduleError, Scheduler, ServerGroup,
 };
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use store::{ClaimChange, ClaimStore, PlacementDoor, SiteClaims, SiteView};
@@ -66,13 +67,15 @@ pub fn resource_flavor(f: &FlavorSnapshot) -> Flavor {
 }
 
 /// Where a server may go, resolved from its create request: the zone, the host an admin
-/// named, and the boxes that run the servers its `same_host` / `different_host` hints name.
+/// named, the boxes that run the servers its `same_host` / `different_host` hints name, and
+/// the server group it joined (whose members placement reads at each decision).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Wanted {
     pub availability_zone: Option<String>,
     pub host: Option<String>,
     pub same_host: std::collections::BTreeSet<String>,
     pub different_host: std::collections::BTreeSet<String>,
+    pub group: Option<String>,
 }
 
 /// [`Placement::host_usage`]: vCPUs, MiB of RAM and GiB of disk, in that order.
@@ -102,6 +105,8 @@ const SITE_TRIES: u32 = 8;
 
 pub struct Placement {
     door: Door,
+    /// Server groups' door: a member's claim reads where the other members are.
+    groups: Arc<dyn ServerGroupStore>,
     scheduler: Scheduler,
     /// This box, whose usage [`Placement::host_usage`] reports.
     this: HostId,
@@ -113,6 +118,7 @@ impl Placement {
     pub fn open(
         settings: &ComputeSettings,
         door: PlacementDoor,
+        groups: Arc<dyn ServerGroupStore>,
     ) -> Result<Placement, PlacementError> {
         let scheduler = Scheduler::from_config(&settings.scheduler)
             .map_err(|e| PlacementError::Scheduler(e.to_string()))?;
@@ -137,6 +143,7 @@ impl Placement {
         };
         Ok(Placement {
             door,
+            groups,
             scheduler,
             this,
         })
@@ -242,6 +249,9 @@ impl Placement {
         match &self.door {
             Door::Box { cluster, store } => {
                 let mut cluster = lock(cluster);
+                // Read under the lock: a member placed before this decision is seen by it.
+                let mut request = request;
+                request.group = self.group(wanted.group.as_deref(), &cluster)?;
                 let selection = self.scheduler.schedule(&mut cluster, &consumer, &request)?;
                 if let Err(e) = store.put_claims(std::slice::from_ref(&selection.claim)) {
                     cluster.release(&consumer);
@@ -250,6 +260,11 @@ impl Placement {
                 Ok(selection.claim)
             }
             Door::Site(site) => self.on_site(site.as_ref(), |view| {
+                // The members are read after the view: a member whose claim committed before
+                // the view was read had joined before that, so it is among them; one placed
+                // after it changes the group's generation, and this decision is made again.
+                let mut request = request.clone();
+                request.group = self.group(wanted.group.as_deref(), &view.cluster)?;
                 let mut cluster = view.cluster.clone();
                 let claim = self
                     .scheduler
@@ -258,10 +273,45 @@ impl Placement {
                 let change = ClaimChange {
                     put: vec![claim.clone()],
                     remove: Vec::new(),
+                    group: request.group.as_ref().map(|g| g.id.clone()),
                 };
                 Ok((change, claim))
             }),
         }
+    }
+
+    /// The scheduler's view of server group `id`: its policy and where the members that hold
+    /// a claim in `cluster` run. None when the server is in no group, or its group was
+    /// deleted since it joined (Nova then places it as in none).
+    fn group(
+        &self,
+        id: Option<&str>,
+        cluster: &Cluster,
+    ) -> Result<Option<ServerGroup>, PlacementError> {
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        let Some(group) = self.groups.group(id)? else {
+            return Ok(None);
+        };
+        let members = group
+            .members
+            .into_iter()
+            .filter_map(|member| {
+                let consumer_id = ConsumerId(member);
+                let host_id = cluster.holder(&consumer_id)?.clone();
+                Some(GroupMember {
+                    consumer_id,
+                    host_id,
+                })
+            })
+            .collect();
+        Ok(Some(ServerGroup {
+            id: group.id,
+            policy: group.policy,
+            max_server_per_host: group.max_server_per_host,
+            members,
+        }))
     }
 
     /// Releases `consumer`'s claim, in the database first (idempotent).
@@ -326,6 +376,7 @@ impl Placement {
                 let change = ClaimChange {
                     put: vec![resize.source.clone(), resize.dest.clone()],
                     remove: Vec::new(),
+                    group: None,
                 };
                 Ok((change, resize))
             }),
@@ -425,6 +476,7 @@ mod tests {
         Placement::open(
             &settings_for(vcpus, ram_mb),
             PlacementDoor::Box(Arc::new(db.clone())),
+            Arc::new(db.clone()),
         )
         .unwrap()
     }
@@ -505,6 +557,7 @@ mod tests {
         let p = Placement::open(
             &settings_for(2, 1024),
             PlacementDoor::Box(Arc::new(Refusing)),
+            Arc::new(Db::open_in_memory().unwrap()),
         )
         .unwrap();
         assert!(p

@@ -138,7 +138,9 @@ impl From<ServerError> for Fault {
             E::Image(BootSourceError::ImageNotFound(_) | BootSourceError::Unusable { .. }) => {
                 StatusCode::BAD_REQUEST
             }
-            E::InvalidState { .. } | E::VolumeOpen { .. } | E::Conflict(_) => StatusCode::CONFLICT,
+            E::InvalidState { .. } | E::VolumeOpen { .. } | E::Conflict(_) | E::NoRoom(_) => {
+                StatusCode::CONFLICT
+            }
             E::NotAttached { .. } | E::ItemNotFound(_) => StatusCode::NOT_FOUND,
             E::Forbidden(_) => StatusCode::FORBIDDEN,
             E::Image(_)

@@ -341,16 +341,26 @@ fn parse_create(call: &Call<'_>) -> Result<NewServer, Fault> {
             "Image signature certificate validation is not supported by this appliance.",
         ));
     }
-    for (name, value) in [("min_count", &b.min_count), ("max_count", &b.max_count)] {
-        if let Some(n) = value {
-            let one = n.as_i64() == Some(1) || n.as_str() == Some("1");
-            if !one {
-                return Err(Fault::bad_request(format!(
-                    "{name}: this appliance creates one server per request."
-                )));
-            }
-        }
-    }
+    let count = |name: &str, value: &Option<Value>| -> Result<Option<usize>, Fault> {
+        let Some(v) = value else {
+            return Ok(None);
+        };
+        let n = integer(name, v)?;
+        usize::try_from(n)
+            .ok()
+            .filter(|n| *n >= 1)
+            .map(Some)
+            .ok_or_else(|| {
+                Fault::bad_request(format!(
+                    "Invalid input for field/attribute {name}. Value: {v}. {v} is less than \
+                     the minimum of 1"
+                ))
+            })
+    };
+    // Nova: min_count defaults to 1, max_count to min_count.
+    let min_count = count("min_count", &b.min_count)?.unwrap_or(1);
+    let max_count = count("max_count", &b.max_count)?.unwrap_or(min_count);
+    // return_reservation_id shapes the answer: `create` reads it.
     let _ = (
         &b.return_reservation_id,
         &b.admin_pass,
@@ -408,6 +418,8 @@ fn parse_create(call: &Call<'_>) -> Result<NewServer, Fault> {
         same_host,
         different_host,
         group,
+        min_count,
+        max_count,
     })
 }
 
@@ -459,15 +471,36 @@ fn uuid_like(id: &str) -> Option<&str> {
     .then_some(id)
 }
 
+/// Answers the first server made (Nova's shape for one and for many), or with
+/// `return_reservation_id` the id the servers of the request share.
 pub fn create(call: &Call<'_>) -> Result<Reply, Fault> {
+    let reservation = return_reservation_id(call)?;
     let new = parse_create(call)?;
-    let s = servers::create(&call.state.fleet, call.ctx(), new)?;
+    let created = servers::create(&call.state.fleet, call.ctx(), new)?;
+    if reservation {
+        return Ok(Reply::json(
+            StatusCode::ACCEPTED,
+            json!({"reservation_id": created.reservation_id}),
+        ));
+    }
+    let Some(s) = created.servers.first() else {
+        return Err(Fault::internal("a create answered no server"));
+    };
     let base = &call.state.base_url;
     Ok(Reply::json(
         StatusCode::ACCEPTED,
-        json!({"server": views::created(&s, base)}),
+        json!({"server": views::created(s, base)}),
     )
     .header("Location", format!("{base}/compute/v2.1/servers/{}", s.id)))
+}
+
+/// The body's `return_reservation_id`, read apart from the rest of the create.
+fn return_reservation_id(call: &Call<'_>) -> Result<bool, Fault> {
+    let body: Value = call.json()?;
+    match body.pointer("/server/return_reservation_id") {
+        None | Some(Value::Null) => Ok(false),
+        Some(v) => flag("return_reservation_id", v),
+    }
 }
 
 pub fn show(call: &Call<'_>) -> Result<Reply, Fault> {

@@ -270,6 +270,16 @@ fn a_group_hint_joins_the_group_and_multi_creates_place_all_they_can_or_none() {
     let members = group(&d, &anti_id)["members"].clone();
     let listed = admin(&d).get("/compute/v2.1/servers").body_json();
     assert_eq!(members, json!([listed["servers"][0]["id"]]));
+    // 2.71 shows a server's group.
+    let web = listed["servers"][0]["id"].as_str().unwrap();
+    let shown = d
+        .unix()
+        .with_header("OpenStack-API-Version", "compute 2.71")
+        .get(&format!("/compute/v2.1/servers/{web}"));
+    assert_eq!(
+        shown.body_json()["server"]["server_groups"],
+        json!([anti_id])
+    );
 
     // Without a group, as many as the box holds: two of two vCPUs... after web-1's build
     // gives its claim back (its guest never starts), four vCPUs hold two.

@@ -525,6 +525,18 @@ fn detail(call: &Call<'_>, s: &Server) -> Value {
         Ok(a) => out["addresses"] = a,
         Err(e) => tracing::warn!("server {}: cannot list its addresses: {e}", s.id),
     }
+    // 2.71: the server group it is in (none once the group is deleted).
+    if out.get("server_groups").is_some() {
+        if let Some(group) = &s.placement.group {
+            match fleet.server_groups().group(group) {
+                Ok(g) if g.as_ref().is_some_and(|g| g.members.contains(&s.id)) => {
+                    out["server_groups"] = json!([group]);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("server {}: cannot read its server group: {e}", s.id),
+            }
+        }
+    }
     match servers::nics::security_groups(fleet, s) {
         Ok(groups) if !groups.is_empty() => {
             out["security_groups"] = groups.iter().map(|g| json!({"name": g.name})).collect();

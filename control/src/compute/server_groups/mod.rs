@@ -155,7 +155,7 @@ mod tests {
             Err(ServerGroupError::NotFound(_))
         ));
         assert!(get(&db, &admin, &g.id).is_ok());
-        assert_eq!(list(&db, &alice, false).unwrap(), [g.clone()]);
+        assert_eq!(list(&db, &alice, false).unwrap(), std::slice::from_ref(&g));
         assert!(
             list(&db, &admin, false).unwrap().is_empty(),
             "own project only"

@@ -550,6 +550,48 @@ fn members_of_one_group_placed_at_once_through_every_box_keep_its_policy() {
     }
 }
 
+/// A multi-create's batch in an anti-affinity group is one decision over the site: one
+/// member per box, and a batch whose minimum the site cannot hold takes nothing.
+#[test]
+fn a_batch_in_an_anti_affinity_group_takes_one_box_each_or_nothing() {
+    use crate::compute::server_groups::store::{conformance, ServerGroupStore};
+    use crate::compute::servers::placement::{PlacementError, Wanted};
+    use outpost_resources::GroupPolicy;
+    let etcd = EtcdMember::start();
+    let (site, doors) = site_with_doors(&etcd, &["box1", "box2", "box3"], None);
+    let groups = doors[1].server_groups();
+    groups
+        .create_group(&conformance::group("g", "p", GroupPolicy::AntiAffinity))
+        .unwrap();
+    let batch: Vec<String> = (1..=4).map(|i| format!("s{i}")).collect();
+    for id in &batch {
+        groups.add_member("g", id).unwrap();
+    }
+    let wanted = Wanted {
+        group: Some("g".into()),
+        ..Wanted::default()
+    };
+    let refused = site[0]
+        .claim_many(&batch, 4, &small_flavor(), false, &wanted)
+        .unwrap_err();
+    assert!(
+        matches!(&refused, PlacementError::NoValidHost(n) if n.to_string()
+            .starts_with("No valid host was found for server 4 of 4.")),
+        "{refused}"
+    );
+    assert!(site[1].claims().unwrap().is_empty(), "nothing held");
+    let placed = site[0]
+        .claim_many(&batch, 2, &small_flavor(), false, &wanted)
+        .unwrap();
+    let hosts: std::collections::BTreeSet<String> =
+        placed.iter().map(|c| c.host_id.0.clone()).collect();
+    assert_eq!((placed.len(), hosts.len()), (3, 3), "{placed:?}");
+    // The fourth member still finds no box, whichever box asks.
+    assert!(site[2]
+        .claim("s4", &small_flavor(), false, &wanted)
+        .is_err());
+}
+
 #[test]
 fn a_site_releases_resizes_and_reverts_claims_on_the_box_that_holds_them() {
     use outpost_resources::ConsumerId;

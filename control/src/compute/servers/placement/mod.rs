@@ -7,6 +7,11 @@
 //! Placement's writes are its own: the saga step that takes a claim records its progress
 //! first, so a crash between the claim and the server's next write is undone by releasing
 //! the claim (see `saga.rs`).
+//!
+//! A server in a group is placed by where its group's members run, read from the group's
+//! door at each decision (under the lock on one box; after the site's read in a site, whose
+//! commit compares the group's placement generation). A multi-create's servers are placed
+//! in one decision ([`Placement::claim_many`]).
 
 pub mod store;
 

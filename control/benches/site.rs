@@ -213,7 +213,8 @@ fn claims() {
             .map(|i| {
                 let own = doors(&etcd_round, "/bench/c");
                 let door = PlacementDoor::Site(Arc::new(own.site_claims()));
-                Arc::new(Placement::open(&settings(BOXES[i % 3]), door).expect("placement"))
+                let groups = Arc::new(own.server_groups());
+                Arc::new(Placement::open(&settings(BOXES[i % 3]), door, groups).expect("placement"))
             })
             .collect();
         let granted = AtomicU64::new(0);

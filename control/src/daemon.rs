@@ -98,6 +98,7 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
         doors.flavors = Arc::new(shared.flavors());
         doors.images = Arc::new(shared.images());
         doors.servers = Arc::new(shared.servers());
+        doors.server_groups = Arc::new(shared.server_groups());
         doors.claims = PlacementDoor::Site(Arc::new(shared.site_claims()));
         doors.networks = Arc::new(shared.networks());
         // Guest frames cross the boxes inside VXLAN: new networks default to what fits.

@@ -4,6 +4,7 @@
 //! and a cluster's store implements the same traits. Nothing here names a backend.
 
 use crate::compute::flavors::FlavorStore;
+use crate::compute::server_groups::ServerGroupStore;
 use crate::compute::servers::placement::store::PlacementDoor;
 use crate::compute::servers::store::ServerStore;
 use crate::identity::store::IdentityStore;
@@ -24,6 +25,7 @@ pub struct Doors {
     pub volumes: Arc<dyn VolumeRecordStore>,
     pub networks: Arc<dyn NetworkStore>,
     pub servers: Arc<dyn ServerStore>,
+    pub server_groups: Arc<dyn ServerGroupStore>,
     pub claims: PlacementDoor,
 }
 

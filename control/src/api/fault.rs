@@ -11,6 +11,7 @@
 use super::request::{Reply, ReplyBody};
 use super::ServiceKind;
 use crate::compute::flavors::FlavorError;
+use crate::compute::server_groups::ServerGroupError;
 use crate::compute::servers::boot_source::BootSourceError;
 use crate::compute::servers::ServerError;
 use crate::identity::IdentityError;
@@ -110,6 +111,19 @@ impl From<FlavorError> for Fault {
     }
 }
 
+impl From<ServerGroupError> for Fault {
+    fn from(e: ServerGroupError) -> Fault {
+        use ServerGroupError as E;
+        let status = match &e {
+            E::NotFound(_) => StatusCode::NOT_FOUND,
+            E::InvalidField { .. } | E::RulesNeedAntiAffinity => StatusCode::BAD_REQUEST,
+            E::Forbidden(_) => StatusCode::FORBIDDEN,
+            E::Random(_) | E::Storage(_) => return Fault::internal(e),
+        };
+        Fault::new(status, e.to_string())
+    }
+}
+
 impl From<ServerError> for Fault {
     fn from(e: ServerError) -> Fault {
         use ServerError as E;
@@ -128,7 +142,9 @@ impl From<ServerError> for Fault {
             E::Image(BootSourceError::ImageNotFound(_) | BootSourceError::Unusable { .. }) => {
                 StatusCode::BAD_REQUEST
             }
-            E::InvalidState { .. } | E::VolumeOpen { .. } | E::Conflict(_) => StatusCode::CONFLICT,
+            E::InvalidState { .. } | E::VolumeOpen { .. } | E::Conflict(_) | E::NoRoom(_) => {
+                StatusCode::CONFLICT
+            }
             E::NotAttached { .. } | E::ItemNotFound(_) => StatusCode::NOT_FOUND,
             E::Forbidden(_) => StatusCode::FORBIDDEN,
             E::Image(_)

@@ -58,6 +58,16 @@ pub fn claim(consumer: &str) -> String {
     format!("{}{consumer}", claims())
 }
 
+pub fn group_placements() -> String {
+    format!("{PREFIX}/placement/groups/")
+}
+
+/// A server group as placement sees it: rewritten by every claim of one of its members, so
+/// its revision changes whenever a member is placed.
+pub fn group_placement(group: &str) -> String {
+    format!("{}{group}", group_placements())
+}
+
 /// What a `/names/<kind>/<name>` key makes unique.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NameKind {
@@ -193,6 +203,15 @@ impl Keyspace {
     /// A server's user_data (up to 64 KiB), apart from its record so records stay small.
     pub fn server_user_data(&self, id: &str) -> String {
         format!("{}{id}", self.servers_user_data())
+    }
+
+    pub fn server_groups(&self) -> String {
+        format!("{}/server-groups/", self.root)
+    }
+
+    /// A server group with its members inline.
+    pub fn server_group(&self, id: &str) -> String {
+        format!("{}{id}", self.server_groups())
     }
 }
 

@@ -12,6 +12,7 @@ pub const TOKEN_SCHEMA: u32 = 1;
 pub const PROVIDER_SCHEMA: u32 = 1;
 pub const USAGE_SCHEMA: u32 = 1;
 pub const CLAIM_SCHEMA: u32 = 1;
+pub const GROUP_PLACEMENT_SCHEMA: u32 = 1;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterRecord {
@@ -94,6 +95,15 @@ pub struct UsageRecord {
     pub used: Amounts,
     /// Servers holding claims (a resize's second claim not counted).
     pub servers: u64,
+}
+
+/// `/placement/groups/<group>`: rewritten by each claim of a member of the group, so its
+/// revision is the group's placement generation. Where members run is read from their
+/// claims; the record only names the members its last write placed, for the curious.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupPlacementRecord {
+    pub schema: u32,
+    pub last_placed: Vec<String>,
 }
 
 /// `/placement/claims/<consumer>`: one consumer's claim.

@@ -1,8 +1,9 @@
-//! Nova's part of the control service: flavors, and servers (claims through `resources`,
+//! Nova's part of the control service: flavors, server groups, and servers (claims through `resources`,
 //! disks from `image-store`, one `outpost-vmm` per guest).
 
 pub mod extra_specs;
 pub mod flavors;
+pub mod server_groups;
 pub mod servers;
 
 /// Nova's upper bound for integer fields (its database columns are 32-bit signed).

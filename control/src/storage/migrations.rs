@@ -58,6 +58,12 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "image_copies",
         sql: include_str!("migrations/0008_image_copies.sql"),
     },
+    // Nova's server groups and their members.
+    Migration {
+        version: 9,
+        name: "server_groups",
+        sql: include_str!("migrations/0009_server_groups.sql"),
+    },
 ];
 
 pub(super) fn apply(conn: &mut Connection, steps: &[Migration]) -> Result<(), StorageError> {

@@ -13,6 +13,7 @@ mod images;
 mod migrations;
 mod networks;
 mod security_groups;
+mod server_groups;
 mod servers;
 mod tokens;
 mod volumes;
@@ -113,6 +114,7 @@ impl crate::store::Doors {
             volumes: db.clone(),
             networks: db.clone(),
             servers: db.clone(),
+            server_groups: db.clone(),
             claims: crate::compute::servers::placement::store::PlacementDoor::Box(db),
         }
     }

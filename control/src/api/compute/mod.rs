@@ -1,10 +1,11 @@
 //! Nova v2.1 handlers: flavors and their extra specs ([`views`] renders flavors per
-//! microversion), servers, their actions and volume attachments ([`server_views`] renders
+//! microversion), server groups, servers, their actions and volume attachments ([`server_views`] renders
 //! servers).
 
 pub mod extra_specs;
 pub mod flavors;
 pub mod server_actions;
+pub mod server_groups;
 mod server_query;
 mod server_views;
 pub mod servers;

@@ -293,17 +293,13 @@ fn parse_create(call: &Call<'_>) -> Result<NewServer, Fault> {
     let v = version(call);
     let mut same_host = Vec::new();
     let mut different_host = Vec::new();
+    let mut group = None;
     for hints in [&body.hints, &body.legacy_hints].into_iter().flatten() {
         for (name, value) in hints {
             match name.as_str() {
                 "same_host" => same_host.extend(server_ids(name, value)?),
                 "different_host" => different_host.extend(server_ids(name, value)?),
-                "group" => {
-                    return Err(Fault::bad_request(
-                        "The scheduler hint group (server groups) is not supported by this \
-                         appliance yet.",
-                    ))
-                }
+                "group" => group = Some(group_id(value)?),
                 // Nova passes hints no filter reads to the filters, which ignore them.
                 _ => {}
             }
@@ -345,16 +341,26 @@ fn parse_create(call: &Call<'_>) -> Result<NewServer, Fault> {
             "Image signature certificate validation is not supported by this appliance.",
         ));
     }
-    for (name, value) in [("min_count", &b.min_count), ("max_count", &b.max_count)] {
-        if let Some(n) = value {
-            let one = n.as_i64() == Some(1) || n.as_str() == Some("1");
-            if !one {
-                return Err(Fault::bad_request(format!(
-                    "{name}: this appliance creates one server per request."
-                )));
-            }
-        }
-    }
+    let count = |name: &str, value: &Option<Value>| -> Result<Option<usize>, Fault> {
+        let Some(v) = value else {
+            return Ok(None);
+        };
+        let n = integer(name, v)?;
+        usize::try_from(n)
+            .ok()
+            .filter(|n| *n >= 1)
+            .map(Some)
+            .ok_or_else(|| {
+                Fault::bad_request(format!(
+                    "Invalid input for field/attribute {name}. Value: {v}. {v} is less than \
+                     the minimum of 1"
+                ))
+            })
+    };
+    // Nova: min_count defaults to 1, max_count to min_count.
+    let min_count = count("min_count", &b.min_count)?.unwrap_or(1);
+    let max_count = count("max_count", &b.max_count)?.unwrap_or(min_count);
+    // return_reservation_id shapes the answer: `create` reads it.
     let _ = (
         &b.return_reservation_id,
         &b.admin_pass,
@@ -411,7 +417,24 @@ fn parse_create(call: &Call<'_>) -> Result<NewServer, Fault> {
         host: b.host.or(b.hypervisor_hostname),
         same_host,
         different_host,
+        group,
+        min_count,
+        max_count,
     })
+}
+
+/// The `group` hint: one server group's UUID (Nova's schema: a string in UUID format).
+fn group_id(value: &Value) -> Result<String, Fault> {
+    value
+        .as_str()
+        .and_then(uuid_like)
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            Fault::bad_request(format!(
+                "Invalid input for field/attribute group. Value: {value}. {value} is not a \
+                 'uuid'"
+            ))
+        })
 }
 
 /// A `same_host` / `different_host` hint: one server UUID or a list of them.
@@ -448,15 +471,36 @@ fn uuid_like(id: &str) -> Option<&str> {
     .then_some(id)
 }
 
+/// Answers the first server made (Nova's shape for one and for many), or with
+/// `return_reservation_id` the id the servers of the request share.
 pub fn create(call: &Call<'_>) -> Result<Reply, Fault> {
+    let reservation = return_reservation_id(call)?;
     let new = parse_create(call)?;
-    let s = servers::create(&call.state.fleet, call.ctx(), new)?;
+    let created = servers::create(&call.state.fleet, call.ctx(), new)?;
+    if reservation {
+        return Ok(Reply::json(
+            StatusCode::ACCEPTED,
+            json!({"reservation_id": created.reservation_id}),
+        ));
+    }
+    let Some(s) = created.servers.first() else {
+        return Err(Fault::internal("a create answered no server"));
+    };
     let base = &call.state.base_url;
     Ok(Reply::json(
         StatusCode::ACCEPTED,
-        json!({"server": views::created(&s, base)}),
+        json!({"server": views::created(s, base)}),
     )
     .header("Location", format!("{base}/compute/v2.1/servers/{}", s.id)))
+}
+
+/// The body's `return_reservation_id`, read apart from the rest of the create.
+fn return_reservation_id(call: &Call<'_>) -> Result<bool, Fault> {
+    let body: Value = call.json()?;
+    match body.pointer("/server/return_reservation_id") {
+        None | Some(Value::Null) => Ok(false),
+        Some(v) => flag("return_reservation_id", v),
+    }
 }
 
 pub fn show(call: &Call<'_>) -> Result<Reply, Fault> {
@@ -480,6 +524,18 @@ fn detail(call: &Call<'_>, s: &Server) -> Value {
     match servers::nics::addresses(fleet, s) {
         Ok(a) => out["addresses"] = a,
         Err(e) => tracing::warn!("server {}: cannot list its addresses: {e}", s.id),
+    }
+    // 2.71: the server group it is in (none once the group is deleted).
+    if out.get("server_groups").is_some() {
+        if let Some(group) = &s.placement.group {
+            match fleet.server_groups().group(group) {
+                Ok(g) if g.as_ref().is_some_and(|g| g.members.contains(&s.id)) => {
+                    out["server_groups"] = json!([group]);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("server {}: cannot read its server group: {e}", s.id),
+            }
+        }
     }
     match servers::nics::security_groups(fleet, s) {
         Ok(groups) if !groups.is_empty() => {

@@ -5,8 +5,12 @@
 //! box's generation. A change commits only if each box it touches is at the generation the
 //! deciding box read: two boxes placing servers at once cannot both spend the same room.
 //!
+//! A claim for a member of a server group also rewrites `/placement/groups/<group>`, compared
+//! like a box's usage: a decision made before another member was placed (anywhere) is made
+//! again, so hard affinity and anti-affinity hold however many boxes place members at once.
+//!
 //! The read takes the providers, the member records (enabled or not), the alive keys (up or
-//! down), the usages and the claims in one transaction, so the scheduler decides on one
+//! down), the usages, the claims and the groups' generations in one transaction, so the scheduler decides on one
 //! consistent picture of the site.
 
 use std::collections::BTreeMap;
@@ -17,7 +21,8 @@ use outpost_resources::{Cluster, ConsumerId, Host, HostId, HostState, Inventory,
 use super::{from_json, ranges, to_json, EtcdDoors};
 use crate::cluster::keys;
 use crate::cluster::records::{
-    Amounts, BoxRecord, ClaimRecord, ProviderRecord, UsageRecord, CLAIM_SCHEMA, USAGE_SCHEMA,
+    Amounts, BoxRecord, ClaimRecord, GroupPlacementRecord, ProviderRecord, UsageRecord,
+    CLAIM_SCHEMA, GROUP_PLACEMENT_SCHEMA, USAGE_SCHEMA,
 };
 use crate::compute::servers::placement::store::{ClaimChange, SiteClaims, SiteView};
 use crate::store::StorageError;
@@ -70,7 +75,7 @@ fn host(name: &str, provider: &ProviderRecord, record: &BoxRecord, up: bool) -> 
 }
 
 fn read_view(ranges: &[Vec<KeyValue>]) -> Result<SiteView, StorageError> {
-    let [providers, boxes, alive, usages, claims] = ranges else {
+    let [providers, boxes, alive, usages, claims, groups] = ranges else {
         return Err(StorageError::Corrupt(
             "a placement read returned the wrong number of ranges".into(),
         ));
@@ -107,9 +112,14 @@ fn read_view(ranges: &[Vec<KeyValue>]) -> Result<SiteView, StorageError> {
             tracing::warn!("claim of {}: {e}", record.claim.consumer_id);
         }
     }
+    let group_generations = keys::children(groups, &keys::group_placements())
+        .into_iter()
+        .map(|(group, kv)| (group, kv.mod_revision()))
+        .collect();
     Ok(SiteView {
         cluster,
         generations,
+        group_generations,
     })
 }
 
@@ -145,6 +155,7 @@ impl SiteClaims for EtcdSiteClaims {
                 TxnOp::get(keys::alive_prefix(), prefixed()),
                 TxnOp::get(keys::usages(), prefixed()),
                 TxnOp::get(keys::claims(), prefixed()),
+                TxnOp::get(keys::group_placements(), prefixed()),
             ]);
             let resp = kv.txn(txn).await?;
             read_view(&ranges(&resp))
@@ -163,6 +174,20 @@ impl SiteClaims for EtcdSiteClaims {
                 None => Compare::version(key.clone(), CompareOp::Equal, 0),
             });
             ops.push(TxnOp::put(key, to_json(&usage_record(&after, id)), None));
+        }
+        if let Some(group) = &change.group {
+            // A member placed meanwhile changed where the others may go (docs/cluster.md,
+            // "Contested writes": Claim).
+            let key = keys::group_placement(group);
+            compares.push(match view.group_generations.get(group) {
+                Some(rev) => Compare::mod_revision(key.clone(), CompareOp::Equal, *rev),
+                None => Compare::version(key.clone(), CompareOp::Equal, 0),
+            });
+            let record = GroupPlacementRecord {
+                schema: GROUP_PLACEMENT_SCHEMA,
+                last_placed: change.put.iter().map(|c| c.consumer_id.0.clone()).collect(),
+            };
+            ops.push(TxnOp::put(key, to_json(&record), None));
         }
         // A consumer both removed and put (a revert) is one put: etcd refuses a key twice.
         let put_too = |c: &ConsumerId| change.put.iter().any(|p| p.consumer_id == *c);

@@ -1,5 +1,5 @@
 //! The doors a cluster keeps in etcd (docs/cluster.md, "Doors"): identity ([`identity`]),
-//! flavors ([`flavors`]), servers ([`servers`]), images ([`images`]), volumes
+//! flavors ([`flavors`]), servers ([`servers`]), server groups ([`server_groups`]), images ([`images`]), volumes
 //! ([`volumes`]) and networks ([`networks`], on a [`unit_of_work`]), implementing the same
 //! store traits as SQLite, so every box reads and writes one copy. Keys come from
 //! [`Keyspace`]; values are JSON with a `schema` field.
@@ -19,6 +19,7 @@ pub mod flavors;
 pub mod identity;
 pub mod images;
 pub mod networks;
+pub mod server_groups;
 pub mod servers;
 mod unit_of_work;
 pub mod volumes;
@@ -46,6 +47,7 @@ pub use flavors::EtcdFlavors;
 pub use identity::EtcdIdentity;
 pub use images::EtcdImages;
 pub use networks::EtcdNetworks;
+pub use server_groups::EtcdServerGroups;
 pub use servers::{EtcdServers, ServerEntry, ServersAt};
 pub use volumes::EtcdVolumes;
 
@@ -139,6 +141,10 @@ impl EtcdDoors {
 
     pub fn servers(&self) -> EtcdServers {
         EtcdServers::new(self.clone())
+    }
+
+    pub fn server_groups(&self) -> EtcdServerGroups {
+        EtcdServerGroups::new(self.clone())
     }
 
     /// Every server record, with its epoch and `mod_revision`, as of the revision of one range

@@ -102,6 +102,17 @@ fn etcd_flavors_conform_to_the_flavor_store_contract() {
 }
 
 /// A member of project `p1`, for the network tests.
+#[test]
+fn etcd_server_groups_conform_to_the_server_group_store_contract() {
+    use crate::compute::server_groups::store::conformance;
+    let etcd = EtcdMember::start();
+    conformance::run(|| etcd.doors().unwrap().server_groups());
+    conformance::races(|| {
+        let (a, b) = etcd.two_boxes();
+        (a.server_groups(), b.server_groups())
+    });
+}
+
 fn member() -> crate::context::RequestContext {
     crate::context::RequestContext {
         user_id: "u".into(),
@@ -290,6 +301,19 @@ fn site_of(
     etcd: &EtcdMember,
     boxes: &[&str],
 ) -> Vec<crate::compute::servers::placement::Placement> {
+    site_with_doors(etcd, boxes, None).0
+}
+
+/// [`site_of`], with each box's doors (one root: the boxes share their server groups) and the
+/// scheduler's `spread`.
+fn site_with_doors(
+    etcd: &EtcdMember,
+    boxes: &[&str],
+    spread: Option<outpost_resources::TieBreak>,
+) -> (
+    Vec<crate::compute::servers::placement::Placement>,
+    Vec<EtcdDoors>,
+) {
     use crate::cluster::records::{
         AliveRecord, BoxRecord, ALIVE_SCHEMA, BOX_SCHEMA, PROVIDER_SCHEMA,
     };
@@ -298,14 +322,20 @@ fn site_of(
     use crate::compute::servers::placement::Placement;
     use std::sync::Arc;
     let doors = etcd.doors().unwrap();
-    boxes
+    let own_doors = etcd.boxes(boxes.len());
+    let placements = boxes
         .iter()
-        .map(|name| {
+        .zip(&own_doors)
+        .map(|(name, own)| {
             let settings = ComputeSettings::resolve(
                 &ComputeSection {
                     host: Some((*name).into()),
                     reserved_host_memory_mb: Some(0),
                     cpu_allocation_ratio: Some(1.0),
+                    scheduler: Some(outpost_resources::SchedulerConfig {
+                        spread,
+                        ..Default::default()
+                    }),
                     ..ComputeSection::default()
                 },
                 Machine {
@@ -361,10 +391,16 @@ fn site_of(
                         .map(|_| ())
                 })
                 .unwrap();
-            let own = etcd.doors().unwrap();
-            Placement::open(&settings, PlacementDoor::Site(Arc::new(own.site_claims()))).unwrap()
+            let groups = Arc::new(own.server_groups());
+            Placement::open(
+                &settings,
+                PlacementDoor::Site(Arc::new(own.site_claims())),
+                groups,
+            )
+            .unwrap()
         })
-        .collect()
+        .collect();
+    (placements, own_doors)
 }
 
 fn small_flavor() -> crate::compute::servers::store::FlavorSnapshot {
@@ -429,6 +465,131 @@ fn thirty_creates_at_once_through_three_boxes_never_over_commit_a_box() {
             i + 1
         );
     }
+}
+
+/// Creates through every box at once, all in one group: an anti-affinity group never gets
+/// two members on one box however the claims race, and an affinity group's members all land
+/// on the box the first one took. Members join the group before they are placed, as the API
+/// makes them join.
+#[test]
+fn members_of_one_group_placed_at_once_through_every_box_keep_its_policy() {
+    use crate::compute::server_groups::store::{conformance, ServerGroupStore};
+    use outpost_resources::GroupPolicy;
+    use std::collections::BTreeMap;
+    let etcd = EtcdMember::start();
+    let boxes = ["box1", "box2", "box3"];
+    // Ties broken at random, so the boxes deciding at once choose differently and the
+    // group's generation (not only a box's usage) has to settle the race.
+    let (site, doors) = site_with_doors(&etcd, &boxes, Some(outpost_resources::TieBreak::Random));
+    let groups = doors[0].server_groups();
+    let place_all = |group: &str, servers: usize| -> Vec<Option<String>> {
+        for i in 0..servers {
+            assert!(groups.add_member(group, &format!("{group}-{i}")).unwrap());
+        }
+        let start = std::sync::Barrier::new(servers);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..servers)
+                .map(|i| {
+                    let (site, start) = (&site, &start);
+                    s.spawn(move || {
+                        let wanted = crate::compute::servers::placement::Wanted {
+                            group: Some(group.to_owned()),
+                            ..Default::default()
+                        };
+                        start.wait();
+                        site[i % site.len()]
+                            .claim(&format!("{group}-{i}"), &small_flavor(), false, &wanted)
+                            .ok()
+                            .map(|c| c.host_id.0)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    };
+    for round in 0..3 {
+        // Six members, three boxes: three placed, one per box, three refused.
+        let anti = format!("anti{round}");
+        groups
+            .create_group(&conformance::group(&anti, "p", GroupPolicy::AntiAffinity))
+            .unwrap();
+        let placed = place_all(&anti, 6);
+        let mut per_box: BTreeMap<&String, usize> = BTreeMap::new();
+        for host in placed.iter().flatten() {
+            *per_box.entry(host).or_default() += 1;
+        }
+        assert_eq!(per_box.len(), 3, "round {round}: {placed:?}");
+        assert!(
+            per_box.values().all(|n| *n == 1),
+            "round {round}: {placed:?}"
+        );
+        // Three members of an affinity group: all on one box (it has room for four).
+        let together = format!("affinity{round}");
+        groups
+            .create_group(&conformance::group(&together, "p", GroupPolicy::Affinity))
+            .unwrap();
+        let placed = place_all(&together, 3);
+        let hosts: std::collections::BTreeSet<_> = placed.iter().flatten().collect();
+        assert_eq!(hosts.len(), 1, "round {round}: {placed:?}");
+        assert_eq!(
+            placed.iter().flatten().count(),
+            3,
+            "round {round}: {placed:?}"
+        );
+        // Free the boxes for the next round.
+        for (i, _) in placed.iter().enumerate() {
+            site[0]
+                .release(&outpost_resources::ConsumerId(format!("{together}-{i}")))
+                .unwrap();
+        }
+        for i in 0..6 {
+            site[0]
+                .release(&outpost_resources::ConsumerId(format!("{anti}-{i}")))
+                .unwrap();
+        }
+    }
+}
+
+/// A multi-create's batch in an anti-affinity group is one decision over the site: one
+/// member per box, and a batch whose minimum the site cannot hold takes nothing.
+#[test]
+fn a_batch_in_an_anti_affinity_group_takes_one_box_each_or_nothing() {
+    use crate::compute::server_groups::store::{conformance, ServerGroupStore};
+    use crate::compute::servers::placement::{PlacementError, Wanted};
+    use outpost_resources::GroupPolicy;
+    let etcd = EtcdMember::start();
+    let (site, doors) = site_with_doors(&etcd, &["box1", "box2", "box3"], None);
+    let groups = doors[1].server_groups();
+    groups
+        .create_group(&conformance::group("g", "p", GroupPolicy::AntiAffinity))
+        .unwrap();
+    let batch: Vec<String> = (1..=4).map(|i| format!("s{i}")).collect();
+    for id in &batch {
+        groups.add_member("g", id).unwrap();
+    }
+    let wanted = Wanted {
+        group: Some("g".into()),
+        ..Wanted::default()
+    };
+    let refused = site[0]
+        .claim_many(&batch, 4, &small_flavor(), false, &wanted)
+        .unwrap_err();
+    assert!(
+        matches!(&refused, PlacementError::NoValidHost(n) if n.to_string()
+            .starts_with("No valid host was found for server 4 of 4.")),
+        "{refused}"
+    );
+    assert!(site[1].claims().unwrap().is_empty(), "nothing held");
+    let placed = site[0]
+        .claim_many(&batch, 2, &small_flavor(), false, &wanted)
+        .unwrap();
+    let hosts: std::collections::BTreeSet<String> =
+        placed.iter().map(|c| c.host_id.0.clone()).collect();
+    assert_eq!((placed.len(), hosts.len()), (3, 3), "{placed:?}");
+    // The fourth member still finds no box, whichever box asks.
+    assert!(site[2]
+        .claim("s4", &small_flavor(), false, &wanted)
+        .is_err());
 }
 
 #[test]

@@ -73,7 +73,8 @@ impl Fleet {
             path: servers_dir.clone(),
             source,
         })?;
-        let placement = Placement::open(&settings, doors.claims.clone())?;
+        let placement =
+            Placement::open(&settings, doors.claims.clone(), doors.server_groups.clone())?;
         Ok(Arc::new(Fleet {
             doors,
             placement,
@@ -115,6 +116,11 @@ impl Fleet {
     /// The servers' door to their state.
     pub fn servers(&self) -> &dyn ServerStore {
         self.doors.servers.as_ref()
+    }
+
+    /// The server groups' door (a create joins one, a delete leaves it).
+    pub fn server_groups(&self) -> &dyn crate::compute::server_groups::ServerGroupStore {
+        self.doors.server_groups.as_ref()
     }
 
     /// The flavors' door (a create or resize names a flavor).

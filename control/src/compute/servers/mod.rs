@@ -44,6 +44,8 @@ pub use store::Server;
 
 /// Nova's `max_limit` for one page of servers.
 const MAX_PAGE: usize = super::MAX_PAGE;
+/// The most servers one create makes: its claims are one etcd transaction in a site.
+const MAX_COUNT: usize = 32;
 /// Nova's default `metadata_items` quota.
 const MAX_METADATA_ITEMS: usize = 128;
 /// Nova's limit on user_data, in bytes of its base64 text.
@@ -102,6 +104,9 @@ pub enum ServerError {
     Storage(#[from] StorageError),
     #[error("cannot hand the request to the server's runner: {0}")]
     Fleet(#[from] FleetError),
+    /// A multi-create that cannot place `min_count` servers now.
+    #[error("{0}")]
+    NoRoom(String),
     #[error("cannot read the console of server {id}: {source}")]
     Console { id: String, source: std::io::Error },
 }
@@ -146,6 +151,19 @@ pub struct NewServer {
     /// Scheduler hints: servers to share a box with, and not to.
     pub same_host: Vec<String>,
     pub different_host: Vec<String>,
+    /// Scheduler hint `group`: the server group to join.
+    pub group: Option<String>,
+    /// Nova's multi-create: at least `min_count` servers or none, up to `max_count`.
+    pub min_count: usize,
+    pub max_count: usize,
+}
+
+/// What a create made: its servers (one, or a multi-create's, in order) and the
+/// reservation id they share.
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub servers: Vec<Server>,
+    pub reservation_id: String,
 }
 
 /// A list request, parsed.
@@ -241,6 +259,19 @@ impl NewServer {
                 ));
             }
         }
+        if self.min_count == 0 || self.min_count > self.max_count {
+            return Err(ServerError::BadRequest(
+                "min_count must be <= max_count".into(),
+            ));
+        }
+        if self.max_count > MAX_COUNT {
+            return Err(ServerError::BadRequest(format!(
+                "max_count: this appliance creates at most {MAX_COUNT} servers per request."
+            )));
+        }
+        if self.max_count > 1 {
+            self.validate_multiple()?;
+        }
         if let Some(az) = &self.availability_zone {
             if az != "nova" {
                 return Err(ServerError::BadRequest(format!(
@@ -250,6 +281,59 @@ impl NewServer {
         }
         Ok(())
     }
+}
+
+impl NewServer {
+    /// What a multi-create cannot share between its servers: a port, a fixed address, an
+    /// existing volume (Nova's refusals).
+    fn validate_multiple(&self) -> Result<(), ServerError> {
+        let refuse = |why: &str| {
+            Err(ServerError::BadRequest(format!(
+                "Failed to launch instances: {why}"
+            )))
+        };
+        if let Networks::List(list) = &self.networks {
+            if list.iter().any(|n| n.port.is_some()) {
+                return refuse(
+                    "Unable to launch multiple instances with a single configured port ID. \
+                     Please launch your instance one by one with different ports.",
+                );
+            }
+            if list.iter().any(|n| n.fixed_ip.is_some()) {
+                return refuse("max_count cannot be greater than 1 if an fixed_ip is specified.");
+            }
+        }
+        let existing_volume = self
+            .block_devices
+            .iter()
+            .any(|b| matches!(b.source, block_devices::RequestedSource::Volume(_)));
+        if existing_volume {
+            return refuse(
+                "Unable to launch multiple instances with a single configured volume. Please \
+                 launch your instance one by one with different volumes.",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Nova's multi-create name: `<name>-<n>`, n from 1 (its default
+/// `multi_instance_display_name_template`); a lone server keeps its name.
+fn nth_name(name: &str, index: usize, of: usize) -> String {
+    if of > 1 {
+        format!("{name}-{}", index + 1)
+    } else {
+        name.to_owned()
+    }
+}
+
+/// Takes `s` out of what its create recorded: its group membership and its record.
+fn unrecord(fleet: &Fleet, s: &Server) -> Result<(), ServerError> {
+    if let Some(group) = &s.placement.group {
+        fleet.server_groups().remove_member(group, &s.id)?;
+    }
+    fleet.servers().delete_server(&s.id)?;
+    Ok(())
 }
 
 fn snapshot(f: &flavors::Flavor) -> FlavorSnapshot {
@@ -281,11 +365,14 @@ fn find_flavor(
 }
 
 /// Records a new server (BUILD) and hands it to its runner, which claims, clones and boots.
+/// A multi-create (`max_count` > 1) places its servers first, all through placement's one
+/// decision: as many as fit up to `max_count`, at least `min_count` or none is made (409
+/// with the scheduler's reasons); only the placed ones are recorded and handed on.
 pub fn create(
     fleet: &Arc<Fleet>,
     ctx: &RequestContext,
     new: NewServer,
-) -> Result<Server, ServerError> {
+) -> Result<Created, ServerError> {
     new.validate()?;
     let project_id = ctx
         .project_id
@@ -332,11 +419,19 @@ pub fn create(
             ))
         })?;
     }
+    if let Some(group) = &new.group {
+        // Looked up as the caller (Nova does too): another project's group is not found.
+        let visible = fleet.server_groups().group(group)?;
+        if !visible.is_some_and(|g| ctx.can_see(&g.project_id)) {
+            return Err(group_not_found(group));
+        }
+    }
     let placement = PlacementRequest {
         availability_zone: zone,
         host,
         same_host: new.same_host.clone(),
         different_host: new.different_host.clone(),
+        group: new.group.clone(),
     };
     let flavor = find_flavor(fleet, ctx, &new.flavor_ref)?;
     if flavor.disabled {
@@ -353,10 +448,10 @@ pub fn create(
         &new.block_devices,
     )?;
     let networks = nics::plan(fleet, ctx, &new.networks, &new.security_groups)?.to_value();
-    let server = Server {
+    let template = Server {
         seq: 0,
-        id: random::uuid()?,
-        name: new.name,
+        id: String::new(),
+        name: new.name.clone(),
         description: new.description,
         project_id,
         user_id: ctx.user_id.clone(),
@@ -381,18 +476,106 @@ pub fn create(
         updated_at: None,
         launched_at: None,
     };
+    let reservation_id = format!("r-{}", &random::uuid()?[..8]);
+    let mut recorded: Vec<Server> = Vec::with_capacity(new.max_count);
+    for index in 0..new.max_count {
+        let server = Server {
+            id: random::uuid()?,
+            name: nth_name(&new.name, index, new.max_count),
+            ..template.clone()
+        };
+        match record(fleet, &server) {
+            Ok(stored) => recorded.push(stored),
+            Err(e) => {
+                for s in &recorded {
+                    unrecord(fleet, s)?;
+                }
+                return Err(e);
+            }
+        }
+    }
+    if new.max_count > 1 {
+        let placed = place_together(fleet, &recorded, new.min_count);
+        let kept = match placed {
+            Ok(n) => n,
+            Err(e) => {
+                for s in &recorded {
+                    unrecord(fleet, s)?;
+                }
+                return Err(e);
+            }
+        };
+        // The servers that found no room were never made.
+        for s in recorded.split_off(kept) {
+            unrecord(fleet, &s)?;
+        }
+    }
+    for s in &recorded {
+        fleet.send(&s.id, Command::Create)?;
+    }
+    Ok(Created {
+        servers: recorded,
+        reservation_id,
+    })
+}
+
+/// Records `server` (BUILD, its create at step `claim`), joins its group and takes the
+/// ports it names; nothing stays recorded if any of these fails.
+fn record(fleet: &Fleet, server: &Server) -> Result<Server, ServerError> {
     let stored = fleet
         .servers()
-        .insert_server(&server, saga::CREATE, "claim")?;
+        .insert_server(server, saga::CREATE, "claim")?;
+    // The member joins before it is placed (Nova's order): placement reads the members at
+    // each decision, so a member placed meanwhile is never missed.
+    if let Some(group) = &stored.placement.group {
+        let joined = fleet.server_groups().add_member(group, &stored.id);
+        if !matches!(joined, Ok(true)) {
+            fleet.servers().delete_server(&stored.id)?;
+            return Err(match joined {
+                Err(e) => e.into(),
+                Ok(_) => group_not_found(group),
+            });
+        }
+    }
     // The user's ports are taken now, so a second request naming them is refused at once
     // (Nova's PortInUse); the server that could not have them never existed.
     if let Err(e) = nics::reserve_ports(fleet, &stored) {
         let _ = nics::release(fleet, &stored.id);
-        fleet.servers().delete_server(&stored.id)?;
+        unrecord(fleet, &stored)?;
         return Err(e);
     }
-    fleet.send(&stored.id, Command::Create)?;
     Ok(stored)
+}
+
+/// Claims room for a multi-create's servers in one decision (their runners then find their
+/// claims held): how many, from the first, were placed, at least `at_least`.
+fn place_together(
+    fleet: &Fleet,
+    servers: &[Server],
+    at_least: usize,
+) -> Result<usize, ServerError> {
+    let Some(first) = servers.first() else {
+        return Ok(0);
+    };
+    let wanted = saga::wanted(fleet, first).map_err(FleetError::from)?;
+    let ids: Vec<String> = servers.iter().map(|s| s.id.clone()).collect();
+    let claimed = fleet.placement.claim_many(
+        &ids,
+        at_least,
+        &first.flavor,
+        first.boot.volume_backed(),
+        &wanted,
+    );
+    match claimed {
+        Ok(claims) => Ok(claims.len()),
+        Err(placement::PlacementError::NoValidHost(n)) => Err(ServerError::NoRoom(n.summary())),
+        Err(e) => Err(FleetError::from(e).into()),
+    }
+}
+
+/// Nova's answer to a `group` hint naming no group the caller may see.
+fn group_not_found(group: &str) -> ServerError {
+    ServerError::BadRequest(format!("Instance group {group} could not be found."))
 }
 
 /// The server's owner, as whom its sagas make what the server gets (volumes, ports): Nova
@@ -479,6 +662,9 @@ mod tests {
             host: None,
             same_host: Vec::new(),
             different_host: Vec::new(),
+            group: None,
+            min_count: 1,
+            max_count: 1,
         }
     }
 
@@ -508,6 +694,49 @@ mod tests {
         let mut n = new_server();
         n.availability_zone = Some("elsewhere".into());
         assert!(n.validate().is_err());
+    }
+
+    #[test]
+    fn multi_creates_are_checked_as_nova_checks_them() {
+        let counts = |min, max| NewServer {
+            min_count: min,
+            max_count: max,
+            ..new_server()
+        };
+        assert!(counts(2, 3).validate().is_ok());
+        assert_eq!(
+            counts(3, 2).validate().unwrap_err().to_string(),
+            "min_count must be <= max_count"
+        );
+        assert!(counts(1, MAX_COUNT + 1).validate().is_err());
+        let mut with_port = counts(1, 2);
+        with_port.networks = Networks::List(vec![NetworkRequest {
+            port: Some("p".into()),
+            ..NetworkRequest::default()
+        }]);
+        assert!(with_port
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("single configured port ID"));
+        with_port.max_count = 1;
+        assert!(with_port.validate().is_ok(), "one server may have the port");
+        let mut with_ip = counts(2, 2);
+        with_ip.networks = Networks::List(vec![NetworkRequest {
+            uuid: Some("n".into()),
+            fixed_ip: Some("10.0.0.5".into()),
+            ..NetworkRequest::default()
+        }]);
+        assert!(with_ip
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("fixed_ip"));
+        assert_eq!(
+            (0..3).map(|i| nth_name("web", i, 3)).collect::<Vec<_>>(),
+            ["web-1", "web-2", "web-3"]
+        );
+        assert_eq!(nth_name("web", 0, 1), "web");
     }
 
     #[test]

@@ -40,6 +40,35 @@ pub(super) const CREATE_START_MONITOR: &str = "start_monitor";
 
 const GIB: u64 = 1 << 30;
 
+/// Where `s` may go: its request's zone, host and group, and the boxes that run the servers
+/// its `same_host` / `different_host` hints name (a named server that runs nowhere, or is
+/// gone, leaves `same_host` with no box to offer: NoValidHost, as in Nova).
+pub(super) fn wanted(fleet: &super::Fleet, s: &Server) -> Result<Wanted, PlacementError> {
+    let request = &s.placement;
+    let host_of = |id: &String| -> Result<Option<String>, PlacementError> {
+        Ok(fleet.servers().server(id)?.and_then(|o| o.host))
+    };
+    let mut wanted = Wanted {
+        availability_zone: request.availability_zone.clone(),
+        host: request.host.clone(),
+        group: request.group.clone(),
+        ..Wanted::default()
+    };
+    for id in &request.different_host {
+        wanted.different_host.extend(host_of(id)?);
+    }
+    if !request.same_host.is_empty() {
+        for id in &request.same_host {
+            wanted.same_host.extend(host_of(id)?);
+        }
+        if wanted.same_host.is_empty() {
+            // No box qualifies; a name no box has makes the filter say so.
+            wanted.same_host.insert(String::new());
+        }
+    }
+    Ok(wanted)
+}
+
 /// The root disk's size: the flavor's, or the image's when the flavor says 0 (as in Nova),
 /// and never smaller than the image.
 pub fn root_disk_bytes(flavor: &FlavorSnapshot, image_bytes: u64) -> u64 {
@@ -129,32 +158,9 @@ impl Runner {
         Ok(Flow::Continue)
     }
 
-    /// Where `s` may go: its request's zone and host, and the boxes that run the servers its
-    /// `same_host` / `different_host` hints name (a named server that runs nowhere, or is
-    /// gone, leaves `same_host` with no box to offer: NoValidHost, as in Nova).
+    /// Where `s` may go (see [`wanted`]).
     fn wanted(&self, s: &Server) -> Result<Wanted, PlacementError> {
-        let request = &s.placement;
-        let host_of = |id: &String| -> Result<Option<String>, PlacementError> {
-            Ok(self.fleet.servers().server(id)?.and_then(|o| o.host))
-        };
-        let mut wanted = Wanted {
-            availability_zone: request.availability_zone.clone(),
-            host: request.host.clone(),
-            ..Wanted::default()
-        };
-        for id in &request.different_host {
-            wanted.different_host.extend(host_of(id)?);
-        }
-        if !request.same_host.is_empty() {
-            for id in &request.same_host {
-                wanted.same_host.extend(host_of(id)?);
-            }
-            if wanted.same_host.is_empty() {
-                // No box qualifies; a name no box has makes the filter say so.
-                wanted.same_host.insert(String::new());
-            }
-        }
-        Ok(wanted)
+        wanted(&self.fleet, s)
     }
 
     /// Builds a server whose claim is on this box (after its claim here, or when another
@@ -278,8 +284,11 @@ impl Runner {
         self.fleet.placement.release(&ConsumerId(self.id.clone()))?;
         self.fleet.placement.release(&migration_id(&self.id))?;
         self.set_step(DELETE, "delete_row")?;
-        // Two writes, each in its own domain: a crash between them re-runs this step, and
-        // letting go of images already let go changes nothing.
+        // Writes, each in its own domain: a crash between them re-runs this step, and
+        // leaving a group or letting go of images already left or let go changes nothing.
+        if let Some(group) = self.load()?.and_then(|s| s.placement.group) {
+            self.fleet.server_groups().remove_member(&group, &self.id)?;
+        }
         image::let_go(self.fleet.image_records(), ConsumerKind::Server, &self.id)?;
         self.fleet.servers().delete_server(&self.id)?;
         Ok(())

@@ -237,6 +237,9 @@ pub struct PlacementRequest {
     /// Scheduler hint `different_host`: servers not to share a box with.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub different_host: Vec<String>,
+    /// Scheduler hint `group`: the server group the server joined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// A resize from `old_flavor` to `new_flavor`, kept until confirmed or reverted.

@@ -7,15 +7,22 @@
 //! Placement's writes are its own: the saga step that takes a claim records its progress
 //! first, so a crash between the claim and the server's next write is undone by releasing
 //! the claim (see `saga.rs`).
+//!
+//! A server in a group is placed by where its group's members run, read from the group's
+//! door at each decision (under the lock on one box; after the site's read in a site, whose
+//! commit compares the group's placement generation). A multi-create's servers are placed
+//! in one decision ([`Placement::claim_many`]).
 
 pub mod store;
 
 use super::config::ComputeSettings;
+use crate::compute::server_groups::ServerGroupStore;
 use crate::compute::servers::store::FlavorSnapshot;
 use crate::store::StorageError;
 use outpost_resources::{
-    Claim, ClaimError, Cluster, ConsumerId, Flavor, FlavorError, HostId, InventoryError,
-    NoValidHost, Resize, ResourceClass, ScheduleError, Scheduler,
+    BatchPosition, Claim, ClaimError, Cluster, ConsumerId, Flavor, FlavorError, GroupMember,
+    HostId, InventoryError, NoValidHost, Resize, ResourceClass, ScheduleError, Scheduler,
+    ServerGroup,
 };
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use store::{ClaimChange, ClaimStore, PlacementDoor, SiteClaims, SiteView};
@@ -66,13 +73,15 @@ pub fn resource_flavor(f: &FlavorSnapshot) -> Flavor {
 }
 
 /// Where a server may go, resolved from its create request: the zone, the host an admin
-/// named, and the boxes that run the servers its `same_host` / `different_host` hints name.
+/// named, the boxes that run the servers its `same_host` / `different_host` hints name, and
+/// the server group it joined (whose members placement reads at each decision).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Wanted {
     pub availability_zone: Option<String>,
     pub host: Option<String>,
     pub same_host: std::collections::BTreeSet<String>,
     pub different_host: std::collections::BTreeSet<String>,
+    pub group: Option<String>,
 }
 
 /// [`Placement::host_usage`]: vCPUs, MiB of RAM and GiB of disk, in that order.
@@ -102,6 +111,8 @@ const SITE_TRIES: u32 = 8;
 
 pub struct Placement {
     door: Door,
+    /// Server groups' door: a member's claim reads where the other members are.
+    groups: Arc<dyn ServerGroupStore>,
     scheduler: Scheduler,
     /// This box, whose usage [`Placement::host_usage`] reports.
     this: HostId,
@@ -113,6 +124,7 @@ impl Placement {
     pub fn open(
         settings: &ComputeSettings,
         door: PlacementDoor,
+        groups: Arc<dyn ServerGroupStore>,
     ) -> Result<Placement, PlacementError> {
         let scheduler = Scheduler::from_config(&settings.scheduler)
             .map_err(|e| PlacementError::Scheduler(e.to_string()))?;
@@ -137,6 +149,7 @@ impl Placement {
         };
         Ok(Placement {
             door,
+            groups,
             scheduler,
             this,
         })
@@ -224,7 +237,8 @@ impl Placement {
     }
 
     /// Schedules a server of `flavor` where `wanted` allows and saves its claim. Nothing is
-    /// held if either fails.
+    /// held if either fails. A server that holds a claim already (placed with its batch, or
+    /// before a restart) keeps it.
     pub fn claim(
         &self,
         server_id: &str,
@@ -232,35 +246,111 @@ impl Placement {
         boot_from_volume: bool,
         wanted: &Wanted,
     ) -> Result<Claim, PlacementError> {
+        let servers = [server_id.to_owned()];
+        let mut claims = self.claim_many(&servers, 1, flavor, boot_from_volume, wanted)?;
+        claims.pop().ok_or_else(|| {
+            PlacementError::Scheduler("a placement of one server returned no claim".into())
+        })
+    }
+
+    /// Nova's multi-create: places `servers` (all of `flavor`, all where `wanted` allows) in
+    /// order, each seeing the ones before it (so a group's policy holds within the batch),
+    /// up to the first that finds no host, and saves the claims of those placed in one
+    /// write. Fewer than `at_least` placed: nothing is held, and the error names the server
+    /// that found no host. Servers that hold a claim already keep it and count as placed.
+    pub fn claim_many(
+        &self,
+        servers: &[String],
+        at_least: usize,
+        flavor: &FlavorSnapshot,
+        boot_from_volume: bool,
+        wanted: &Wanted,
+    ) -> Result<Vec<Claim>, PlacementError> {
         let mut request = resource_flavor(flavor).to_request(boot_from_volume)?;
         request.availability_zone = wanted.availability_zone.clone();
         request.destination = wanted.host.clone().map(HostId);
         request.same_host = wanted.same_host.iter().cloned().map(HostId).collect();
         request.different_host = wanted.different_host.iter().cloned().map(HostId).collect();
         request.tie_break_seed = u64::from(crate::random::retry_jitter().subsec_nanos());
-        let consumer = ConsumerId(server_id.to_owned());
+        let consumers: Vec<ConsumerId> = servers.iter().cloned().map(ConsumerId).collect();
         match &self.door {
             Door::Box { cluster, store } => {
                 let mut cluster = lock(cluster);
-                let selection = self.scheduler.schedule(&mut cluster, &consumer, &request)?;
-                if let Err(e) = store.put_claims(std::slice::from_ref(&selection.claim)) {
-                    cluster.release(&consumer);
-                    return Err(e.into());
-                }
-                Ok(selection.claim)
+                // Read under the lock: a member placed before this decision is seen by it.
+                let group = self.group(wanted.group.as_deref())?;
+                let mut trial = cluster.clone();
+                let (claims, new) =
+                    self.place(&mut trial, &consumers, at_least, &request, group.as_ref())?;
+                store.put_claims(&new)?;
+                *cluster = trial;
+                Ok(claims)
             }
             Door::Site(site) => self.on_site(site.as_ref(), |view| {
-                let mut cluster = view.cluster.clone();
-                let claim = self
-                    .scheduler
-                    .schedule(&mut cluster, &consumer, &request)?
-                    .claim;
+                // The members are read after the view: a member whose claim committed before
+                // the view was read had joined before that, so it is among them; one placed
+                // after it changes the group's generation, and this decision is made again.
+                let group = self.group(wanted.group.as_deref())?;
+                let mut trial = view.cluster.clone();
+                let (claims, new) =
+                    self.place(&mut trial, &consumers, at_least, &request, group.as_ref())?;
                 let change = ClaimChange {
-                    put: vec![claim.clone()],
+                    group: group.filter(|_| !new.is_empty()).map(|g| g.id),
+                    put: new,
                     remove: Vec::new(),
                 };
-                Ok((change, claim))
+                Ok((change, claims))
             }),
+        }
+    }
+
+    /// The decision of [`Placement::claim_many`] on `cluster`, which it changes: every
+    /// server's claim in order, and those of them newly taken.
+    fn place(
+        &self,
+        cluster: &mut Cluster,
+        consumers: &[ConsumerId],
+        at_least: usize,
+        request: &outpost_resources::ResourceRequest,
+        group: Option<&crate::compute::server_groups::ServerGroup>,
+    ) -> Result<(Vec<Claim>, Vec<Claim>), PlacementError> {
+        let mut claims = Vec::with_capacity(consumers.len());
+        let mut new = Vec::new();
+        for (index, consumer) in consumers.iter().enumerate() {
+            if let Some(held) = cluster.claim_of(consumer) {
+                claims.push(held);
+                continue;
+            }
+            let mut request = request.clone();
+            request.group = group.map(|g| scheduled_group(g, cluster));
+            match self.scheduler.schedule(cluster, consumer, &request) {
+                Ok(selection) => {
+                    new.push(selection.claim.clone());
+                    claims.push(selection.claim);
+                }
+                // As many as fit, at least `at_least`: the rest are not made.
+                Err(ScheduleError::NoValidHost(_)) if index >= at_least => break,
+                Err(ScheduleError::NoValidHost(mut no_host)) if consumers.len() > 1 => {
+                    no_host.batch = Some(BatchPosition {
+                        server: index + 1,
+                        of: consumers.len(),
+                    });
+                    return Err(no_host.into());
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok((claims, new))
+    }
+
+    /// The server group a request names, as its door has it now. None when the server is in
+    /// no group, or its group was deleted since it joined (Nova then places it as in none).
+    fn group(
+        &self,
+        id: Option<&str>,
+    ) -> Result<Option<crate::compute::server_groups::ServerGroup>, PlacementError> {
+        match id {
+            Some(id) => Ok(self.groups.group(id)?),
+            None => Ok(None),
         }
     }
 
@@ -326,6 +416,7 @@ impl Placement {
                 let change = ClaimChange {
                     put: vec![resize.source.clone(), resize.dest.clone()],
                     remove: Vec::new(),
+                    group: None,
                 };
                 Ok((change, resize))
             }),
@@ -369,6 +460,32 @@ impl Placement {
                 Ok((change, ()))
             }),
         }
+    }
+}
+
+/// The scheduler's view of `group`: its policy and where its members that hold a claim in
+/// `cluster` run.
+fn scheduled_group(
+    group: &crate::compute::server_groups::ServerGroup,
+    cluster: &Cluster,
+) -> ServerGroup {
+    let members = group
+        .members
+        .iter()
+        .filter_map(|member| {
+            let consumer_id = ConsumerId(member.clone());
+            let host_id = cluster.holder(&consumer_id)?.clone();
+            Some(GroupMember {
+                consumer_id,
+                host_id,
+            })
+        })
+        .collect();
+    ServerGroup {
+        id: group.id.clone(),
+        policy: group.policy,
+        max_server_per_host: group.max_server_per_host,
+        members,
     }
 }
 
@@ -425,6 +542,7 @@ mod tests {
         Placement::open(
             &settings_for(vcpus, ram_mb),
             PlacementDoor::Box(Arc::new(db.clone())),
+            Arc::new(db.clone()),
         )
         .unwrap()
     }
@@ -485,6 +603,96 @@ mod tests {
         assert!(db.claims().unwrap().is_empty());
     }
 
+    fn ids(n: usize) -> Vec<String> {
+        (1..=n).map(|i| format!("s{i}")).collect()
+    }
+
+    #[test]
+    fn a_batch_places_as_many_as_fit_and_at_least_its_minimum_or_none() {
+        let db = Db::open_in_memory().unwrap();
+        // Room for four servers of one vCPU.
+        let p = placement(&db, 4, 4096);
+        let small = flavor(1, 256);
+        let refused = p
+            .claim_many(&ids(5), 5, &small, false, &Wanted::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.starts_with("No valid host was found for server 5 of 5."),
+            "{refused}"
+        );
+        assert!(
+            p.claims().unwrap().is_empty(),
+            "none or at least the minimum"
+        );
+        assert!(db.claims().unwrap().is_empty());
+        let placed = p
+            .claim_many(&ids(6), 2, &small, false, &Wanted::default())
+            .unwrap();
+        let consumers: Vec<String> = placed.iter().map(|c| c.consumer_id.0.clone()).collect();
+        assert_eq!(consumers, ids(4), "as many as fit, in order");
+        assert_eq!(db.claims().unwrap().len(), 4);
+        // A server of the batch keeps its claim when its runner asks again.
+        assert_eq!(
+            p.claim("s2", &small, false, &Wanted::default()).unwrap(),
+            placed[1]
+        );
+        assert_eq!(p.claims().unwrap().len(), 4);
+    }
+
+    #[test]
+    fn group_policies_hold_within_a_batch_and_across_claims() {
+        use crate::compute::server_groups::store::conformance::group;
+        use crate::compute::server_groups::ServerGroupStore;
+        use outpost_resources::GroupPolicy;
+        let db = Db::open_in_memory().unwrap();
+        let p = placement(&db, 4, 4096);
+        let small = flavor(1, 256);
+        db.create_group(&group("anti", "p", GroupPolicy::AntiAffinity))
+            .unwrap();
+        for id in ids(2) {
+            db.add_member("anti", &id).unwrap();
+        }
+        let in_group = Wanted {
+            group: Some("anti".into()),
+            ..Wanted::default()
+        };
+        // One box: the second member of an anti-affinity group has nowhere to go.
+        let refused = p
+            .claim_many(&ids(2), 2, &small, false, &in_group)
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("anti-affinity group anti"), "{refused}");
+        assert_eq!(
+            p.claim_many(&ids(2), 1, &small, false, &in_group)
+                .unwrap()
+                .len(),
+            1
+        );
+        db.add_member("anti", "s9").unwrap();
+        assert!(p.claim("s9", &small, false, &in_group).is_err());
+        // A member's claim released (the server deleted) frees its place.
+        p.release(&ConsumerId::from("s1")).unwrap();
+        p.claim("s9", &small, false, &in_group).unwrap();
+        // Soft anti-affinity only prefers: all members fit on the one box.
+        db.create_group(&group("soft", "p", GroupPolicy::SoftAntiAffinity))
+            .unwrap();
+        let soft = ["a", "b", "c"].map(String::from);
+        for id in &soft {
+            db.add_member("soft", id).unwrap();
+        }
+        let wanted = Wanted {
+            group: Some("soft".into()),
+            ..Wanted::default()
+        };
+        assert_eq!(
+            p.claim_many(&soft, 3, &small, false, &wanted)
+                .unwrap()
+                .len(),
+            3
+        );
+    }
+
     /// A store that refuses every write.
     struct Refusing;
 
@@ -505,6 +713,7 @@ mod tests {
         let p = Placement::open(
             &settings_for(2, 1024),
             PlacementDoor::Box(Arc::new(Refusing)),
+            Arc::new(Db::open_in_memory().unwrap()),
         )
         .unwrap();
         assert!(p

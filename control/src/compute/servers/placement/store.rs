@@ -43,8 +43,9 @@ pub trait SiteClaims: Send + Sync {
     /// liveness, every claim restored onto its box, and each box's generation.
     fn read(&self) -> Result<SiteView, StorageError>;
 
-    /// Applies `change` (claims put, consumers' claims removed) if every box it touches is
-    /// still at the generation `view` saw, bumping those generations. False when another
+    /// Applies `change` (claims put, consumers' claims removed) if every box it touches, and
+    /// the group it places a member of, is still at the generation `view` saw, bumping those
+    /// generations. False when another
     /// writer changed one of them first (nothing was written).
     fn commit(&self, view: &SiteView, change: &ClaimChange) -> Result<bool, StorageError>;
 }
@@ -56,6 +57,9 @@ pub struct SiteView {
     pub cluster: Cluster,
     /// Each box's generation when read (0: no claim was ever committed on it).
     pub generations: BTreeMap<HostId, i64>,
+    /// Each server group's placement generation when read: it changes whenever one of the
+    /// group's members is placed (absent: none ever was).
+    pub group_generations: BTreeMap<String, i64>,
 }
 
 /// One atomic change to the site's claims.
@@ -63,6 +67,9 @@ pub struct SiteView {
 pub struct ClaimChange {
     pub put: Vec<Claim>,
     pub remove: Vec<ConsumerId>,
+    /// The server group whose members `put` places: the change commits only if no other
+    /// member was placed since the read, and bumps the group's generation.
+    pub group: Option<String>,
 }
 
 impl ClaimChange {

@@ -218,11 +218,25 @@ impl Site {
 
     /// Waits for the guest's lease line and returns it (`XB-LEASE ip=... router=... mtu=...`).
     pub fn wait_lease(&self, id: &str, secs: u64) -> String {
-        eventually(secs, &format!("{id} leased an address"), || {
-            self.console(id)
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let console = self.console(id);
+            if let Some(lease) = console
                 .lines()
                 .find_map(|l| l.trim().strip_prefix("XB-LEASE ").map(str::to_owned))
-        })
+            {
+                return lease;
+            }
+            if std::time::Instant::now() > deadline {
+                let tail: Vec<&str> = console.lines().rev().take(40).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                panic!(
+                    "not within {secs} s: {id} leased an address; its console ends:\n{}",
+                    tail.join("\n")
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
     }
 
     /// Waits until the guest's console shows `k` pings in a row to `peer`, numbered after

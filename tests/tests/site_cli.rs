@@ -126,7 +126,7 @@ fn the_stock_client_runs_a_site_of_three_boxes_through_box_two() {
 
     // Each guest's lease from its own box, with the one gateway and the overlay's MTU.
     for (k, s) in servers.iter().enumerate() {
-        let lease = site.wait_lease(s, 300);
+        let lease = site.wait_lease(s, 420);
         assert_eq!(
             lease,
             format!("ip={} router={SUBNET}.1 mtu=1450", guest_ip(k + 1)),

@@ -503,6 +503,21 @@ impl BoxNode {
         )
     }
 
+    /// A flavor made through this box (`ram` MiB, one vCPU, a 1 GiB disk); its id.
+    pub fn create_flavor(&self, name: &str, ram: u32) -> String {
+        let (code, body) = self.api(
+            "POST",
+            "/compute/v2.1/flavors",
+            Some(&serde_json::json!({"flavor": {"name": name, "ram": ram, "vcpus": 1, "disk": 1}})),
+            "2.53",
+        );
+        assert_eq!(code, 200, "flavor {name} through {}: {body}", self.name);
+        body["flavor"]["id"]
+            .as_str()
+            .expect("a flavor id")
+            .to_owned()
+    }
+
     /// One request to this box's outpostd over TCP on its underlay address, from the host (an
     /// OpenStack client's path, so no implied identity: send `X-Auth-Token` in `headers`).
     pub fn http(

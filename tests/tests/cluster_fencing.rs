@@ -110,14 +110,7 @@ fn signal(pid: u32, sig: &str) {
 #[test]
 fn a_box_that_cannot_renew_its_lease_fences_its_guests_before_the_site_sees_it_expire() {
     let mut rig = Rig::site(3);
-    let (code, body) = rig.boxes[0].api(
-        "POST",
-        "/compute/v2.1/flavors",
-        Some(&json!({"flavor": {"name": "small", "ram": 128, "vcpus": 1, "disk": 1}})),
-        "2.53",
-    );
-    assert_eq!(code, 200, "{body}");
-    let flavor = body["flavor"]["id"].as_str().unwrap().to_owned();
+    let flavor = rig.boxes[0].create_flavor("small", 128);
     // Two servers: the scheduler spreads them (most free RAM first) onto two boxes.
     let ids: Vec<String> = ["a", "b"]
         .iter()

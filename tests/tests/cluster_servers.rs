@@ -69,14 +69,7 @@ fn etcd_keys(rig: &Rig, prefix: &str) -> Vec<String> {
 #[test]
 fn servers_asked_of_one_box_run_on_every_box_and_any_box_changes_them() {
     let mut rig = Rig::site(3);
-    let (code, body) = rig.boxes[0].api(
-        "POST",
-        "/compute/v2.1/flavors",
-        Some(&json!({"flavor": {"name": "small", "ram": 128, "vcpus": 1, "disk": 1}})),
-        "2.53",
-    );
-    assert_eq!(code, 200, "{body}");
-    let flavor = body["flavor"]["id"].as_str().unwrap().to_owned();
+    let flavor = rig.boxes[0].create_flavor("small", 128);
 
     // Three creates through box 2 at once: the scheduler spreads them (most free RAM first),
     // each claim a transaction that lost races are retried from.

@@ -202,26 +202,10 @@ impl Kv {
         id: &str,
         mut change: impl FnMut(&mut FlavorRecord) -> R,
     ) -> Result<Option<(Flavor, R)>, StorageError> {
-        let key = self.keys.flavor(id);
-        for _ in 0..MAX_TRIES {
-            let Some(kv) = self.get(key.clone()).await? else {
-                return Ok(None);
-            };
-            let mut record: FlavorRecord = from_json(&kv)?;
-            let said = change(&mut record);
-            let txn = Txn::new()
-                .when([Compare::mod_revision(
-                    key.clone(),
-                    CompareOp::Equal,
-                    kv.mod_revision(),
-                )])
-                .and_then([TxnOp::put(key.clone(), to_json(&record), None)]);
-            if self.txn(txn).await?.succeeded() {
-                return Ok(Some((record.into_flavor(kv.create_revision()), said)));
-            }
-            jitter().await;
-        }
-        Err(contended(&key))
+        let done = self
+            .modify_record(self.keys.flavor(id), |r| (change(r), true))
+            .await?;
+        Ok(done.map(|m| (m.record.into_flavor(m.create_revision), m.said)))
     }
 }
 

@@ -247,7 +247,56 @@ struct Kv {
     keys: Keyspace,
 }
 
+/// What [`Kv::modify_record`] left in a record.
+struct Modified<R, T> {
+    record: R,
+    /// The record's key's create revision (a stable order of creation).
+    create_revision: i64,
+    /// What the change said.
+    said: T,
+}
+
 impl Kv {
+    /// Reads the record at `key`, applies `change` (which says what it found and whether the
+    /// record must be written) and writes it back unless the key was written in between,
+    /// then reads and applies again, at most [`MAX_TRIES`] times. None if there is no record.
+    async fn modify_record<R, T>(
+        &self,
+        key: String,
+        mut change: impl FnMut(&mut R) -> (T, bool),
+    ) -> Result<Option<Modified<R, T>>, StorageError>
+    where
+        R: Serialize + DeserializeOwned,
+    {
+        for _ in 0..MAX_TRIES {
+            let Some(kv) = self.get(key.clone()).await? else {
+                return Ok(None);
+            };
+            let mut record: R = from_json(&kv)?;
+            let (said, write) = change(&mut record);
+            let done = Modified {
+                create_revision: kv.create_revision(),
+                record,
+                said,
+            };
+            if !write {
+                return Ok(Some(done));
+            }
+            let txn = Txn::new()
+                .when([etcd_client::Compare::mod_revision(
+                    key.clone(),
+                    etcd_client::CompareOp::Equal,
+                    kv.mod_revision(),
+                )])
+                .and_then([TxnOp::put(key.clone(), to_json(&done.record), None)]);
+            if self.txn(txn).await?.succeeded() {
+                return Ok(Some(done));
+            }
+            jitter().await;
+        }
+        Err(contended(&key))
+    }
+
     async fn get(&self, key: String) -> Result<Option<KeyValue>, StorageError> {
         let resp = self
             .etcd

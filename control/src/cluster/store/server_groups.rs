@@ -7,7 +7,7 @@
 use etcd_client::{Compare, CompareOp, KeyValue, Txn, TxnOp};
 use serde::{Deserialize, Serialize};
 
-use super::{committed_at, contended, from_json, jitter, to_json, EtcdDoors, Kv, MAX_TRIES};
+use super::{committed_at, from_json, to_json, EtcdDoors, Kv};
 use crate::compute::server_groups::store::{ServerGroup, ServerGroupStore};
 use crate::store::StorageError;
 use crate::timestamp::Timestamp;
@@ -134,29 +134,14 @@ impl Kv {
         change: impl Fn(&mut Vec<String>) + Send + 'static,
     ) -> Result<bool, StorageError> {
         let key = self.keys.server_group(&id);
-        for _ in 0..MAX_TRIES {
-            let Some(kv) = self.get(key.clone()).await? else {
-                return Ok(false);
-            };
-            let mut record: ServerGroupRecord = from_json(&kv)?;
-            let before = record.members.clone();
-            change(&mut record.members);
-            if record.members == before {
-                return Ok(true);
-            }
-            let txn = Txn::new()
-                .when([Compare::mod_revision(
-                    key.clone(),
-                    CompareOp::Equal,
-                    kv.mod_revision(),
-                )])
-                .and_then([TxnOp::put(key.clone(), to_json(&record), None)]);
-            if self.txn(txn).await?.succeeded() {
-                return Ok(true);
-            }
-            jitter().await;
-        }
-        Err(contended(&key))
+        let done = self
+            .modify_record(key, |record: &mut ServerGroupRecord| {
+                let before = record.members.clone();
+                change(&mut record.members);
+                ((), record.members != before)
+            })
+            .await?;
+        Ok(done.is_some())
     }
 }
 

@@ -489,6 +489,27 @@ fn scheduled_group(
     }
 }
 
+/// Cinder's home for a new volume (docs/cluster.md, "Routing": Volume create): the box the
+/// scheduler would also trust with a server (enabled, up, in the zone asked for) with the most
+/// free `DISK_GB`, ties to the asking box, then to the lowest name.
+impl crate::volume::HomePicker for Placement {
+    fn pick_home(&self, zone: Option<&str>, me: &str) -> Result<Option<String>, String> {
+        let pick = |c: &Cluster| {
+            c.hosts()
+                .filter(|h| h.enabled && h.state == outpost_resources::HostState::Up)
+                .filter(|h| zone.is_none_or(|z| h.availability_zone == z))
+                .map(|h| (h.free(&ResourceClass::DiskGb), h.id().0 == me, h.id().0.clone()))
+                // Most free disk, then this box, then the lowest name.
+                .max_by(|a, b| (a.0, a.1, &b.2).cmp(&(b.0, b.1, &a.2)))
+                .map(|(_, _, name)| name)
+        };
+        Ok(match &self.door {
+            Door::Box { cluster, .. } => pick(&lock(cluster)),
+            Door::Site(site) => pick(&site.read().map_err(|e| e.to_string())?.cluster),
+        })
+    }
+}
+
 fn lock(cluster: &Mutex<Cluster>) -> MutexGuard<'_, Cluster> {
     // The cluster is only changed by calls that either complete or change nothing.
     cluster.lock().unwrap_or_else(PoisonError::into_inner)

@@ -22,8 +22,8 @@ pub mod store;
 pub mod types;
 
 pub use attachments::{attach, attachments_of_server, detach, find};
-pub use query::{ListQuery, SortKey};
 pub use homes::{HomePicker, Homes};
+pub use query::{ListQuery, SortKey};
 pub use reconcile::reconcile;
 pub use recovery::{recover, Recovered};
 pub use store::{
@@ -225,7 +225,11 @@ pub fn create(
     let volume = planned.volume.clone();
     if !stores.homes.holds(&volume.home) {
         // Recorded `creating`: the home's reconciler makes the file.
-        tracing::info!("volume {}: to be made by its home, {}", volume.id, volume.home);
+        tracing::info!(
+            "volume {}: to be made by its home, {}",
+            volume.id,
+            volume.home
+        );
         return Ok(volume);
     }
     let Some(busy) = stores.homes.start(&volume.id) else {

@@ -58,7 +58,10 @@ pub fn reconcile(stores: &Stores) -> Result<(), VolumeError> {
     }
     let taken = stores.volumes.list(DiskKind::Snapshot)?;
     for s in db.snapshots(None)? {
-        let pending = matches!(s.status, SnapshotStatus::Creating | SnapshotStatus::Deleting);
+        let pending = matches!(
+            s.status,
+            SnapshotStatus::Creating | SnapshotStatus::Deleting
+        );
         if !pending || s.home != homes.me() {
             continue;
         }

@@ -479,9 +479,15 @@ fn work_asked_through_one_box_is_done_by_the_volumes_home() {
 
     // Asked of box 1, homed on box 2 (most free disk): only box 2 makes the file.
     let v = create(&box1, member, blank(1)).unwrap();
-    assert_eq!((v.home.as_str(), v.status), ("box2", VolumeStatus::Creating));
+    assert_eq!(
+        (v.home.as_str(), v.status),
+        ("box2", VolumeStatus::Creating)
+    );
     reconcile(&box1).unwrap();
-    assert_eq!(get(db, member, &v.id).unwrap().status, VolumeStatus::Creating);
+    assert_eq!(
+        get(db, member, &v.id).unwrap().status,
+        VolumeStatus::Creating
+    );
     reconciled(&box2, "create", || {
         get(db, member, &v.id).unwrap().status == VolumeStatus::Available
     });
@@ -529,7 +535,10 @@ fn work_asked_through_one_box_is_done_by_the_volumes_home() {
     // Deletes through box 1: recorded `deleting`, done by box 2, file and record gone.
     delete(&box1, member, &copy.id).unwrap();
     snapshots::delete(&box1, member, &snap.id).unwrap();
-    assert!(box2.volumes.path(&copy.id).unwrap().exists(), "not box 1's to remove");
+    assert!(
+        box2.volumes.path(&copy.id).unwrap().exists(),
+        "not box 1's to remove"
+    );
     reconciled(&box2, "snapshot delete", || {
         matches!(
             snapshots::get(db, member, &snap.id),

@@ -498,7 +498,13 @@ impl crate::volume::HomePicker for Placement {
             c.hosts()
                 .filter(|h| h.enabled && h.state == outpost_resources::HostState::Up)
                 .filter(|h| zone.is_none_or(|z| h.availability_zone == z))
-                .map(|h| (h.free(&ResourceClass::DiskGb), h.id().0 == me, h.id().0.clone()))
+                .map(|h| {
+                    (
+                        h.free(&ResourceClass::DiskGb),
+                        h.id().0 == me,
+                        h.id().0.clone(),
+                    )
+                })
                 // Most free disk, then this box, then the lowest name.
                 .max_by(|a, b| (a.0, a.1, &b.2).cmp(&(b.0, b.1, &a.2)))
                 .map(|(_, _, name)| name)

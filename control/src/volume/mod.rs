@@ -360,10 +360,7 @@ fn begin(
     let mut img = None;
     // A server's build makes its volumes on its own box; a copy of a snapshot goes where the
     // snapshot's file is; any other volume where the site has room.
-    let mut home = match &id {
-        Some(_) => Some(stores.homes.me().to_owned()),
-        None => None,
-    };
+    let mut home = id.as_ref().map(|_| stores.homes.me().to_owned());
     if let Some(r) = &new.image_ref {
         let found = image::get(glance, ctx, image_id_of(r))?;
         if found.status != image::ImageStatus::Active {

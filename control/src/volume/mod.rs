@@ -567,6 +567,8 @@ pub fn delete(stores: &Stores, ctx: &RequestContext, id: &str) -> Result<(), Vol
 /// restart finishes a `deleting` volume ([`recover`]). A volume with snapshots is only
 /// detached (Cinder would refuse to delete it); returns whether it was deleted.
 pub fn detach_and_delete(stores: &Stores, id: &str, server_id: &str) -> Result<bool, VolumeError> {
+    // Held from before the volume is `deleting`, so no reconciler pass deletes it alongside.
+    let busy = stores.homes.start(id);
     let to = stores.records.detach_volume(id, server_id, &mut |seen| {
         if seen.snapshots.is_empty() {
             VolumeStatus::Deleting
@@ -575,7 +577,7 @@ pub fn detach_and_delete(stores: &Stores, id: &str, server_id: &str) -> Result<b
         }
     })?;
     let deleting = to == Some(VolumeStatus::Deleting);
-    if deleting {
+    if deleting && busy.is_some() {
         finish_delete(stores, id)?;
     }
     Ok(deleting)

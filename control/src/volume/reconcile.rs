@@ -8,13 +8,11 @@
 
 use super::{finish_delete, gib_for, snapshots, Planned, Stores, VolumeError};
 use super::{SnapshotStatus, Volume, VolumeStatus};
-use outpost_image_store::DiskKind;
 
 /// One pass over the volumes and snapshots homed on this box.
 pub fn reconcile(stores: &Stores) -> Result<(), VolumeError> {
     let db = stores.records.as_ref();
     let homes = &stores.homes;
-    let made = stores.volumes.list(DiskKind::Volume)?;
     for v in db.volumes(None)? {
         let pending = matches!(
             v.status,
@@ -26,11 +24,18 @@ pub fn reconcile(stores: &Stores) -> Result<(), VolumeError> {
         let Some(busy) = homes.start(&v.id) else {
             continue;
         };
+        // Read again now that no request of this box can act on it: work that ended between
+        // the list and the guard must not be done twice (a second copy onto a finished file
+        // would fail, and its failure remove the file).
+        let Some(v) = db.volume(&v.id)?.filter(|now| now.status == v.status) else {
+            continue;
+        };
+        let made = stores.volumes.path(&v.id)?.exists();
         // One volume's failure is logged and left for the next pass; the others go on.
         let done = match v.status {
             // A restart between the copy and its record: the file is complete (the store
             // publishes only complete files), so only the record is missing.
-            VolumeStatus::Creating if made.contains(&v.id) => {
+            VolumeStatus::Creating if made => {
                 super::jobs::finish(stores, super::jobs::JobKind::Volume, &v.id, Ok(()));
                 Ok(())
             }
@@ -56,7 +61,6 @@ pub fn reconcile(stores: &Stores) -> Result<(), VolumeError> {
             tracing::warn!("volume {}: {e}; trying again at the next pass", v.id);
         }
     }
-    let taken = stores.volumes.list(DiskKind::Snapshot)?;
     for s in db.snapshots(None)? {
         let pending = matches!(
             s.status,
@@ -68,9 +72,12 @@ pub fn reconcile(stores: &Stores) -> Result<(), VolumeError> {
         let Some(busy) = homes.start(&s.id) else {
             continue;
         };
+        let Some(s) = db.snapshot(&s.id)?.filter(|now| now.status == s.status) else {
+            continue;
+        };
         let done = if s.status == SnapshotStatus::Deleting {
             snapshots::finish_delete(stores, &s.id)
-        } else if taken.contains(&s.id) {
+        } else if stores.volumes.snapshot_path(&s.id)?.exists() {
             super::jobs::finish(stores, super::jobs::JobKind::Snapshot, &s.id, Ok(()));
             Ok(())
         } else {

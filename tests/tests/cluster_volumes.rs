@@ -177,6 +177,40 @@ fn a_volume_lives_on_its_home_box_and_any_box_asks_it_for_work() {
         json!([])
     );
 
+    // A volume asked of box 3 stays there (box 2 and box 3 tie; the asking box wins), and a
+    // server given volumes on two boxes is refused: it would run on one.
+    let (code, body) = b3.api(
+        "POST",
+        &vols,
+        Some(&json!({"volume": {"size": 1, "name": "elsewhere"}})),
+        "2.53",
+    );
+    assert_eq!(code, 202, "{body}");
+    let other = body["volume"]["id"].as_str().unwrap().to_owned();
+    let seen = wait_volume(b1, &project, &other, "available");
+    assert_eq!(
+        seen["os-vol-host-attr:host"], "box3@outpost#local",
+        "{seen}"
+    );
+    let mapping = |id: &str, boot_index: i64| {
+        json!({"boot_index": boot_index, "uuid": id, "source_type": "volume",
+               "destination_type": "volume", "delete_on_termination": false})
+    };
+    let (code, body) = b1.api(
+        "POST",
+        "/compute/v2.1/servers",
+        Some(
+            &json!({"server": {"name": "split", "flavorRef": flavor, "networks": "none",
+                                "block_device_mapping_v2": [mapping(&vol, 0),
+                                                            mapping(&other, 1)]}}),
+        ),
+        "2.74",
+    );
+    assert_eq!(code, 409, "{body}");
+    assert!(body.to_string().contains("on box box3"), "{body}");
+    let (code, body) = b2.api("DELETE", &format!("{vols}/{other}"), None, "2.53");
+    assert_eq!(code, 202, "{body}");
+
     // A server booted from it, asked of box 3, is placed on box 2, and the volume is its
     // root disk there.
     let (code, body) = b3.api(
@@ -185,10 +219,7 @@ fn a_volume_lives_on_its_home_box_and_any_box_asks_it_for_work() {
         Some(
             &json!({"server": {"name": "from-volume", "flavorRef": flavor,
                                 "networks": "none",
-                                "block_device_mapping_v2": [{
-                                    "boot_index": 0, "uuid": vol, "source_type": "volume",
-                                    "destination_type": "volume",
-                                    "delete_on_termination": false}]}}),
+                                "block_device_mapping_v2": [mapping(&vol, 0)]}}),
         ),
         "2.74",
     );
@@ -223,7 +254,10 @@ fn a_volume_lives_on_its_home_box_and_any_box_asks_it_for_work() {
     eventually(60, "the volume gone", || {
         (volume(b3, &project, &vol).0 == 404).then_some(())
     });
-    assert!(holders(&rig, &vol).is_empty());
+    eventually(60, "the other volume gone", || {
+        (volume(b1, &project, &other).0 == 404).then_some(())
+    });
+    assert!(holders(&rig, &vol).is_empty() && holders(&rig, &other).is_empty());
     let out = b1.etcdctl(&["get", "--prefix", "--keys-only", "/outpost/v1/volumes/"]);
     assert!(out.stdout.iter().all(u8::is_ascii_whitespace), "{out:?}");
 }

@@ -86,9 +86,8 @@ pub enum DaemonError {
 pub fn run(settings: Settings) -> Result<(), DaemonError> {
     create_state_dir(&settings.state_dir)?;
     let _lock = lock_state_dir(&settings.state_dir)?;
-    // The one place the stores are chosen: SQLite on this box; in a cluster, identity,
-    // flavors, images, servers and placement in etcd (shared by every box), the other
-    // domains still in SQLite.
+    // The one place the stores are chosen: SQLite on this box; in a cluster every domain's
+    // records in etcd (shared by every box), each volume's file on its home box.
     let mut doors = Doors::sqlite(&Db::open(&settings.database_path())?);
     let mut network_settings = settings.network.clone();
     let mut site_networks = None;
@@ -101,6 +100,7 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
         doors.server_groups = Arc::new(shared.server_groups());
         doors.claims = PlacementDoor::Site(Arc::new(shared.site_claims()));
         doors.networks = Arc::new(shared.networks());
+        doors.volumes = Arc::new(shared.volumes());
         // Guest frames cross the boxes inside VXLAN: new networks default to what fits.
         let mtu = overlay_mtu_of(cluster.underlay)?;
         network_settings.mtu = network_settings.mtu.min(mtu);
@@ -130,10 +130,13 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     )?;
     // Disk files live beside the database: images/, volumes/, snapshots/, instances/.
     // Opening the stores removes files a crash left half-written; recovery then settles
-    // records caught mid-operation.
+    // records caught mid-operation (a failure is logged, not fatal: the service still serves
+    // everything else, and the next start retries).
     let images = Arc::new(ImageStore::open(settings.state_dir.clone())?);
     let volumes = Arc::new(VolumeStore::open(settings.state_dir.clone())?);
-    recover(&doors, &images, &volumes, copy_rule.holder());
+    if let Err(e) = crate::image::recover(doors.images.as_ref(), &images, copy_rule.holder()) {
+        tracing::error!("recovering images after the last run failed: {e}");
+    }
 
     // The host's networking is rebuilt before any server's runner starts, so recovered
     // guests find their taps wired and filtered.
@@ -156,6 +159,11 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
         volumes.clone(),
         Some(agent.clone()),
     )?;
+    // Volume records come back into agreement with this box's files before any server's
+    // runner uses them.
+    if let Err(e) = crate::volume::recover(&fleet.stores()) {
+        tracing::error!("recovering volumes after the last run failed: {e}");
+    }
     fleet.recover()?;
     let puller = settings.cluster.as_ref().map(|cluster| {
         let caller = Caller {
@@ -330,23 +338,6 @@ fn overlay_mtu_of(underlay: std::net::IpAddr) -> Result<u32, DaemonError> {
         .map_err(|e| DaemonError::Network(crate::network::agent::AgentError::Netdev(e.into())))?
         .ok_or(DaemonError::Underlay(underlay))?;
     Ok(crate::cluster::overlay::overlay_mtu(mtu))
-}
-
-/// Brings image and volume records back into agreement with their files. A failure is
-/// logged, not fatal: the service still serves everything else, and the next start retries.
-fn recover(doors: &Doors, images: &Arc<ImageStore>, volumes: &Arc<VolumeStore>, holder: &str) {
-    if let Err(e) = crate::image::recover(doors.images.as_ref(), images, holder) {
-        tracing::error!("recovering images after the last run failed: {e}");
-    }
-    let stores = crate::volume::Stores {
-        records: doors.volumes.clone(),
-        image_records: doors.images.clone(),
-        volumes: volumes.clone(),
-        images: images.clone(),
-    };
-    if let Err(e) = crate::volume::recover(&stores) {
-        tracing::error!("recovering volumes after the last run failed: {e}");
-    }
 }
 
 fn create_state_dir(dir: &Path) -> Result<(), DaemonError> {

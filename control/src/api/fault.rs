@@ -243,6 +243,7 @@ impl From<VolumeError> for Fault {
             E::InvalidInput(_)
             | E::InvalidVolume(_)
             | E::InvalidSnapshot(_)
+            | E::NoHome(_)
             | E::MarkerNotFound(_) => StatusCode::BAD_REQUEST,
             E::InvalidImage(i) => match Fault::from_image_ref(i) {
                 Some(s) => s,

@@ -97,12 +97,7 @@ impl ApiState {
 
     /// The database and stores, for work that outlives a request (volume copies).
     pub fn volume_stores(&self) -> crate::volume::Stores {
-        crate::volume::Stores {
-            records: self.doors.volumes.clone(),
-            image_records: self.doors.images.clone(),
-            volumes: self.volumes.clone(),
-            images: self.images.clone(),
-        }
+        self.fleet.stores()
     }
 }
 

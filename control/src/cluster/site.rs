@@ -101,6 +101,7 @@ impl Site {
         tokio::spawn(sync_member(membership.clone(), fleet.clone()));
         if fleet.is_site() {
             tokio::spawn(reconcile_owned(membership.clone(), fleet.clone()));
+            tokio::spawn(reconcile_homed(membership.clone(), fleet.clone()));
         }
         Site::Member { membership, fleet }
     }
@@ -301,6 +302,28 @@ async fn reconcile_owned(membership: Membership, fleet: Arc<Fleet>) {
         }
         tokio::select! {
             changed = notices.changed() => if changed.is_err() { return },
+            () = tokio::time::sleep(RECONCILE_EVERY) => {}
+        }
+    }
+}
+
+/// On every change to the volumes or snapshots (or every few seconds): carries out what was
+/// asked through any box of the volumes homed on this one (`volume::reconcile`).
+async fn reconcile_homed(membership: Membership, fleet: Arc<Fleet>) {
+    let keys = super::keys::Keyspace::default();
+    let mut volumes = super::watch::changes(membership.etcd(), keys.volumes());
+    let mut snapshots = super::watch::changes(membership.etcd(), keys.snapshots());
+    let stores = fleet.stores();
+    loop {
+        let pass = stores.clone();
+        match tokio::task::spawn_blocking(move || crate::volume::reconcile(&pass)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("cluster: reconciling this box's volumes: {e}"),
+            Err(e) => tracing::error!("cluster: the volumes' reconciler failed: {e}"),
+        }
+        tokio::select! {
+            changed = volumes.changed() => if changed.is_err() { return },
+            changed = snapshots.changed() => if changed.is_err() { return },
             () = tokio::time::sleep(RECONCILE_EVERY) => {}
         }
     }

@@ -64,6 +64,12 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "server_groups",
         sql: include_str!("migrations/0009_server_groups.sql"),
     },
+    // The box that holds each volume's file.
+    Migration {
+        version: 10,
+        name: "volume homes",
+        sql: include_str!("migrations/0010_volume_homes.sql"),
+    },
 ];
 
 pub(super) fn apply(conn: &mut Connection, steps: &[Migration]) -> Result<(), StorageError> {

@@ -21,7 +21,7 @@ fn unknown(what: &str, value: &str) -> rusqlite::Error {
 
 const VOLUME_COLUMNS: &str = "id, project_id, user_id, name, description, size, status, \
                               volume_type, image_id, image_metadata, snapshot_id, fault, \
-                              created_at, updated_at";
+                              created_at, updated_at, home";
 
 fn volume_row(r: &Row<'_>) -> rusqlite::Result<Volume> {
     let status: String = r.get(6)?;
@@ -47,6 +47,7 @@ fn volume_row(r: &Row<'_>) -> rusqlite::Result<Volume> {
         attachment: None,
         created_at: Timestamp(r.get(12)?),
         updated_at: Timestamp(r.get(13)?),
+        home: r.get(14)?,
     })
 }
 
@@ -66,7 +67,7 @@ fn insert_volume(conn: &Connection, v: &Volume) -> Result<(), StorageError> {
     conn.execute(
         &format!(
             "INSERT INTO volumes ({VOLUME_COLUMNS})
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
         ),
         rusqlite::params![
             v.id,
@@ -84,6 +85,7 @@ fn insert_volume(conn: &Connection, v: &Volume) -> Result<(), StorageError> {
             v.fault,
             v.created_at.micros(),
             v.updated_at.micros(),
+            v.home,
         ],
     )?;
     let mut st =
@@ -226,7 +228,7 @@ fn delete_attachment(conn: &Connection, volume_id: &str) -> Result<bool, Storage
 }
 
 const SNAPSHOT_COLUMNS: &str = "id, project_id, user_id, volume_id, name, description, size, \
-                                status, fault, created_at, updated_at";
+                                status, fault, created_at, updated_at, home";
 
 fn snapshot_row(r: &Row<'_>) -> rusqlite::Result<Snapshot> {
     let status: String = r.get(7)?;
@@ -243,6 +245,7 @@ fn snapshot_row(r: &Row<'_>) -> rusqlite::Result<Snapshot> {
         fault: r.get(8)?,
         created_at: Timestamp(r.get(9)?),
         updated_at: Timestamp(r.get(10)?),
+        home: r.get(11)?,
     })
 }
 
@@ -250,7 +253,7 @@ fn insert_snapshot(conn: &Connection, s: &Snapshot) -> Result<(), StorageError> 
     conn.execute(
         &format!(
             "INSERT INTO volume_snapshots ({SNAPSHOT_COLUMNS})
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
         ),
         rusqlite::params![
             s.id,
@@ -264,6 +267,7 @@ fn insert_snapshot(conn: &Connection, s: &Snapshot) -> Result<(), StorageError> 
             s.fault,
             s.created_at.micros(),
             s.updated_at.micros(),
+            s.home,
         ],
     )?;
     Ok(())
@@ -378,6 +382,23 @@ impl VolumeRecordStore for super::Db {
             if let Some(to) = decide(&seen)? {
                 set_volume_status_if(tx, id, &[seen.volume.status], to, None)?;
             }
+            Ok(seen.volume)
+        })
+    }
+
+    fn request_extend(
+        &self,
+        id: &str,
+        new_size: i64,
+        decide: &mut dyn FnMut(&VolumeView) -> Result<(), VolumeError>,
+    ) -> Result<Volume, VolumeError> {
+        self.write(|tx| {
+            let v = volume(tx, id)?.ok_or_else(|| VolumeError::NotFound(id.to_owned()))?;
+            let seen = view(tx, v)?;
+            decide(&seen)?;
+            let from = [seen.volume.status];
+            set_volume_status_if(tx, id, &from, VolumeStatus::Extending, None)?;
+            set_volume_size(tx, id, new_size)?;
             Ok(seen.volume)
         })
     }
@@ -553,6 +574,7 @@ mod tests {
             fault: None,
             metadata: BTreeMap::from([("k".into(), "v".into())]),
             attachment: None,
+            home: "box1".into(),
             created_at: Timestamp(5),
             updated_at: Timestamp(5),
         }
@@ -612,6 +634,7 @@ mod tests {
             size: 1,
             status: SnapshotStatus::Creating,
             fault: None,
+            home: "box1".into(),
             created_at: Timestamp(1),
             updated_at: Timestamp(1),
         };

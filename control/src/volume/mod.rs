@@ -12,15 +12,19 @@
 //! `all_tenants`. Sizes are GiB, 1 to [`MAX_SIZE_GIB`].
 
 mod attachments;
+pub mod homes;
 mod jobs;
 pub mod query;
+mod reconcile;
 mod recovery;
 pub mod snapshots;
 pub mod store;
 pub mod types;
 
 pub use attachments::{attach, attachments_of_server, detach, find};
+pub use homes::{HomePicker, Homes};
 pub use query::{ListQuery, SortKey};
+pub use reconcile::reconcile;
 pub use recovery::{recover, Recovered};
 pub use store::{
     Attachment, Snapshot, SnapshotStatus, Volume, VolumeRecordStore, VolumeStatus, VolumeView,
@@ -62,6 +66,9 @@ pub enum VolumeError {
     InvalidImage(#[from] ImageError),
     #[error("Marker {0} could not be found.")]
     MarkerNotFound(String),
+    /// No box can hold a new volume.
+    #[error("No valid backend was found: {0}")]
+    NoHome(String),
     #[error("Policy doesn't allow {0} to be performed.")]
     Forbidden(&'static str),
     /// The volume store refused or failed.
@@ -86,6 +93,8 @@ pub struct Stores {
     pub volumes: Arc<VolumeStore>,
     /// The image files.
     pub images: Arc<ImageStore>,
+    /// Which volumes' files are on this box, and which it is working on.
+    pub homes: Arc<Homes>,
 }
 
 /// `POST /volumes`, parsed.
@@ -100,6 +109,8 @@ pub struct NewVolume {
     pub image_ref: Option<String>,
     pub snapshot_id: Option<String>,
     pub metadata: BTreeMap<String, String>,
+    /// The zone the volume is asked for in (None: any).
+    pub availability_zone: Option<String>,
 }
 
 /// A volume size from the API: a JSON integer or a string of digits (Cinder accepts both),
@@ -212,17 +223,19 @@ pub fn create(
 ) -> Result<Volume, VolumeError> {
     let planned = begin(stores, ctx, new, None)?;
     let volume = planned.volume.clone();
-    let worker = stores.clone();
-    jobs::spawn(
-        stores,
-        "volume-create",
-        JobKind::Volume,
-        &volume.id,
-        move || {
-            let made = planned.make(&worker);
-            jobs::finish(&worker, JobKind::Volume, &planned.volume.id, made);
-        },
-    )?;
+    if !stores.homes.holds(&volume.home) {
+        // Recorded `creating`: the home's reconciler makes the file.
+        tracing::info!(
+            "volume {}: to be made by its home, {}",
+            volume.id,
+            volume.home
+        );
+        return Ok(volume);
+    }
+    let Some(busy) = stores.homes.start(&volume.id) else {
+        return Ok(volume);
+    };
+    planned.spawn(stores, busy)?;
     Ok(volume)
 }
 
@@ -236,6 +249,7 @@ pub fn create_now(
     id: &str,
 ) -> Result<Volume, VolumeError> {
     let planned = begin(stores, ctx, new, Some(id.to_owned()))?;
+    let _busy = stores.homes.start(id);
     let made = planned.make(stores);
     let failed = made.as_ref().err().cloned();
     jobs::finish(stores, JobKind::Volume, id, made);
@@ -259,6 +273,41 @@ struct Planned {
 }
 
 impl Planned {
+    /// The plan of a `creating` record, as its home reads it: None while the image it is
+    /// copied from has no copy on this box yet (the replicator brings one).
+    fn of_record(stores: &Stores, v: &Volume) -> Result<Option<Planned>, VolumeError> {
+        let source = match (&v.image_id, &v.snapshot_id) {
+            (Some(image), _) => {
+                let path = stores.images.image_path(image).map_err(ImageError::from)?;
+                if !path.exists() {
+                    return Ok(None);
+                }
+                Source::Image(path)
+            }
+            (None, Some(snap)) => Source::Snapshot(snap.clone()),
+            (None, None) => Source::Blank,
+        };
+        Ok(Some(Planned {
+            volume: v.clone(),
+            source,
+            provisioning: types::by_name(&v.volume_type)
+                .unwrap_or(types::DEFAULT)
+                .provisioning,
+            size_bytes: bytes(v.size)?,
+        }))
+    }
+
+    /// Makes the file on a worker thread, which records the outcome.
+    fn spawn(self, stores: &Stores, busy: homes::Busy) -> Result<(), VolumeError> {
+        let worker = stores.clone();
+        let id = self.volume.id.clone();
+        jobs::spawn(stores, "volume-create", JobKind::Volume, &id, move || {
+            let made = self.make(&worker);
+            jobs::finish(&worker, JobKind::Volume, &self.volume.id, made);
+            drop(busy);
+        })
+    }
+
     fn make(&self, stores: &Stores) -> Result<(), String> {
         let (vs, id, size, p) = (
             &stores.volumes,
@@ -309,6 +358,9 @@ fn begin(
         .transpose()?;
     let mut source = Source::Blank;
     let mut img = None;
+    // A server's build makes its volumes on its own box; a copy of a snapshot goes where the
+    // snapshot's file is; any other volume where the site has room.
+    let mut home = id.as_ref().map(|_| stores.homes.me().to_owned());
     if let Some(r) = &new.image_ref {
         let found = image::get(glance, ctx, image_id_of(r))?;
         if found.status != image::ImageStatus::Active {
@@ -327,6 +379,8 @@ fn begin(
                 found.id
             )));
         }
+        // The home's own copy: on another box this path is only a placeholder, and the
+        // home resolves its own.
         source = Source::Image(
             stores
                 .images
@@ -351,7 +405,14 @@ fn begin(
             )));
         }
         source = Source::Snapshot(snap_id.clone());
+        if !snap.home.is_empty() {
+            home = Some(snap.home.clone());
+        }
     }
+    let home = match home {
+        Some(h) => h,
+        None => stores.homes.pick(new.availability_zone.as_deref())?,
+    };
     let size = size.ok_or_else(|| VolumeError::InvalidInput("size is required".into()))?;
     let size_bytes = bytes(size)?;
     let now = Timestamp::now();
@@ -373,6 +434,7 @@ fn begin(
         fault: None,
         metadata: new.metadata,
         attachment: None,
+        home,
         created_at: now,
         updated_at: now,
     };
@@ -488,6 +550,14 @@ pub fn delete(stores: &Stores, ctx: &RequestContext, id: &str) -> Result<(), Vol
         }
         Ok(Some(VolumeStatus::Deleting))
     })?;
+    let v = stores.records.volume(id)?;
+    let Some(_busy) = v
+        .filter(|v| stores.homes.holds(&v.home))
+        .and_then(|_| stores.homes.start(id))
+    else {
+        // Recorded `deleting`: the home removes the file and then the record.
+        return Ok(());
+    };
     finish_delete(stores, id)
 }
 
@@ -497,6 +567,8 @@ pub fn delete(stores: &Stores, ctx: &RequestContext, id: &str) -> Result<(), Vol
 /// restart finishes a `deleting` volume ([`recover`]). A volume with snapshots is only
 /// detached (Cinder would refuse to delete it); returns whether it was deleted.
 pub fn detach_and_delete(stores: &Stores, id: &str, server_id: &str) -> Result<bool, VolumeError> {
+    // Held from before the volume is `deleting`, so no reconciler pass deletes it alongside.
+    let busy = stores.homes.start(id);
     let to = stores.records.detach_volume(id, server_id, &mut |seen| {
         if seen.snapshots.is_empty() {
             VolumeStatus::Deleting
@@ -505,7 +577,7 @@ pub fn detach_and_delete(stores: &Stores, id: &str, server_id: &str) -> Result<b
         }
     })?;
     let deleting = to == Some(VolumeStatus::Deleting);
-    if deleting {
+    if deleting && busy.is_some() {
         finish_delete(stores, id)?;
     }
     Ok(deleting)
@@ -542,33 +614,20 @@ pub fn extend(
 ) -> Result<Volume, VolumeError> {
     let db = stores.records.as_ref();
     let new_size = parse_size("new_size", new_size)?;
-    let v = db.change_volume_status(id, &mut |seen| {
-        let v = &seen.volume;
-        check_visible(ctx, v)?;
-        if new_size <= v.size {
-            return Err(VolumeError::InvalidInput(format!(
-                "New size for extend must be greater than current size. (current: {}, \
-                 extended: {new_size})",
-                v.size
-            )));
-        }
-        let snapshotting = seen
-            .snapshots
-            .iter()
-            .any(|s| s.status == SnapshotStatus::Creating);
-        if snapshotting || v.status != VolumeStatus::Available {
-            return Err(VolumeError::InvalidVolume(format!(
-                "Volume status must be available to extend; volume {id} is {}{}",
-                v.status.as_str(),
-                if snapshotting {
-                    " with a snapshot being taken"
-                } else {
-                    ""
-                }
-            )));
-        }
-        Ok(Some(VolumeStatus::Extending))
-    })?;
+    let home = visible(db, ctx, id)?.home;
+    if !stores.homes.holds(&home) {
+        // The size asked for is recorded with `extending`; the home grows the file to it.
+        db.request_extend(id, new_size, &mut |seen| {
+            check_extend(ctx, seen, id, new_size).map(drop)
+        })?;
+        return get(db, ctx, id);
+    }
+    let Some(_busy) = stores.homes.start(id) else {
+        return Err(VolumeError::InvalidVolume(format!(
+            "volume {id} is busy with another change on its home box"
+        )));
+    };
+    let v = db.change_volume_status(id, &mut |seen| check_extend(ctx, seen, id, new_size))?;
     let provisioning = types::by_name(&v.volume_type)
         .unwrap_or(types::DEFAULT)
         .provisioning;
@@ -577,6 +636,40 @@ pub fn extend(
     grown?;
     tracing::info!("volume {id}: extended to {new_size} GiB");
     get(db, ctx, id)
+}
+
+/// Whether `seen` may be extended to `new_size` GiB: the status to move it to.
+fn check_extend(
+    ctx: &RequestContext,
+    seen: &VolumeView,
+    id: &str,
+    new_size: i64,
+) -> store::Decision<VolumeStatus> {
+    let v = &seen.volume;
+    check_visible(ctx, v)?;
+    if new_size <= v.size {
+        return Err(VolumeError::InvalidInput(format!(
+            "New size for extend must be greater than current size. (current: {}, \
+             extended: {new_size})",
+            v.size
+        )));
+    }
+    let snapshotting = seen
+        .snapshots
+        .iter()
+        .any(|s| s.status == SnapshotStatus::Creating);
+    if snapshotting || v.status != VolumeStatus::Available {
+        return Err(VolumeError::InvalidVolume(format!(
+            "Volume status must be available to extend; volume {id} is {}{}",
+            v.status.as_str(),
+            if snapshotting {
+                " with a snapshot being taken"
+            } else {
+                ""
+            }
+        )));
+    }
+    Ok(Some(VolumeStatus::Extending))
 }
 
 /// Volume `id`'s file, for the monitor (attach it to a guest only while attached).

@@ -9,7 +9,10 @@
 //! - an image held for a volume that has no record (its create or delete was interrupted
 //!   between the two domains' writes) is let go.
 //!
-//! Server disks (`instances/`) belong to servers and are left alone.
+//! Server disks (`instances/`) belong to servers and are left alone. In a site only the
+//! records homed on this box are settled, and a `creating` volume with no file, or an
+//! `extending` one whose file is smaller than its record, may have been asked for through
+//! another box while this one was down: [`super::reconcile`] carries those out instead.
 
 use super::{finish_delete, gib_for, snapshots, Stores, VolumeError};
 use super::{SnapshotStatus, VolumeStatus};
@@ -31,8 +34,20 @@ pub fn recover(stores: &Stores) -> Result<Recovered, VolumeError> {
     let vs = &stores.volumes;
     let mut out = Recovered::default();
     let on_disk = vs.list(DiskKind::Volume)?;
-    for id in db.volume_ids_in_status(VolumeStatus::Creating)? {
+    let homes = &stores.homes;
+    let mine = |status| -> Result<Vec<(String, i64)>, VolumeError> {
+        Ok(db
+            .volumes(None)?
+            .into_iter()
+            .filter(|v| v.status == status && homes.holds(&v.home))
+            .map(|v| (v.id, v.size))
+            .collect())
+    };
+    for (id, _) in mine(VolumeStatus::Creating)? {
         let made = on_disk.contains(&id);
+        if !made && homes.is_site() {
+            continue;
+        }
         let (to, fault) = if made {
             (VolumeStatus::Available, None)
         } else {
@@ -50,19 +65,33 @@ pub fn recover(stores: &Stores) -> Result<Recovered, VolumeError> {
         }
         .push(id);
     }
-    for id in db.volume_ids_in_status(VolumeStatus::Extending)? {
+    for (id, asked) in mine(VolumeStatus::Extending)? {
         let size = i64::try_from(vs.size_bytes(&id)?).unwrap_or(i64::MAX);
+        if homes.is_site() && gib_for(size) < asked {
+            continue;
+        }
         db.finish_extend(&id, Some(gib_for(size)))?;
         out.completed.push(id);
     }
-    for id in db.volume_ids_in_status(VolumeStatus::Deleting)? {
+    for (id, _) in mine(VolumeStatus::Deleting)? {
         finish_delete(stores, &id)?;
         out.deleted.push(id);
     }
 
     let on_disk = vs.list(DiskKind::Snapshot)?;
-    for id in db.snapshot_ids_in_status(SnapshotStatus::Creating)? {
+    let mine = |status| -> Result<Vec<String>, VolumeError> {
+        Ok(db
+            .snapshots(None)?
+            .into_iter()
+            .filter(|s| s.status == status && homes.holds(&s.home))
+            .map(|s| s.id)
+            .collect())
+    };
+    for id in mine(SnapshotStatus::Creating)? {
         let made = on_disk.contains(&id);
+        if !made && homes.is_site() {
+            continue;
+        }
         let (to, fault) = if made {
             (SnapshotStatus::Available, None)
         } else {
@@ -76,7 +105,7 @@ pub fn recover(stores: &Stores) -> Result<Recovered, VolumeError> {
         }
         .push(id);
     }
-    for id in db.snapshot_ids_in_status(SnapshotStatus::Deleting)? {
+    for id in mine(SnapshotStatus::Deleting)? {
         snapshots::finish_delete(stores, &id)?;
         out.deleted.push(id);
     }

@@ -66,13 +66,30 @@ pub fn create(
             size: v.size,
             status: SnapshotStatus::Creating,
             fault: None,
+            home: v.home.clone(),
             created_at: now,
             updated_at: now,
         };
         Ok(snap)
     })?;
+    if !stores.homes.holds(&snap.home) {
+        // Recorded `creating`: the volume's home takes it.
+        return Ok(snap);
+    }
+    if let Some(busy) = stores.homes.start(&snap.id) {
+        spawn_make(stores, &snap, busy)?;
+    }
+    Ok(snap)
+}
+
+/// Takes snapshot `snap` on a worker thread, which records the outcome.
+pub(super) fn spawn_make(
+    stores: &Stores,
+    snap: &Snapshot,
+    busy: super::homes::Busy,
+) -> Result<(), VolumeError> {
     let worker = stores.clone();
-    let volume_id = snap.volume_id.clone();
+    let (id, volume_id) = (snap.id.clone(), snap.volume_id.clone());
     jobs::spawn(
         stores,
         "snapshot-create",
@@ -86,9 +103,9 @@ pub fn create(
                 &id,
                 made.map(drop).map_err(|e| e.to_string()),
             );
+            drop(busy);
         },
-    )?;
-    Ok(snap)
+    )
 }
 
 pub fn get(
@@ -140,6 +157,14 @@ pub fn delete(stores: &Stores, ctx: &RequestContext, id: &str) -> Result<(), Vol
             }
             Ok(Some(SnapshotStatus::Deleting))
         })?;
+    let s = stores.records.snapshot(id)?;
+    let Some(_busy) = s
+        .filter(|s| stores.homes.holds(&s.home))
+        .and_then(|_| stores.homes.start(id))
+    else {
+        // Recorded `deleting`: the volume's home removes the file and then the record.
+        return Ok(());
+    };
     finish_delete(stores, id)
 }
 

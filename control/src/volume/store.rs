@@ -120,6 +120,10 @@ pub struct Volume {
     pub fault: Option<String>,
     pub metadata: BTreeMap<String, String>,
     pub attachment: Option<Attachment>,
+    /// The box whose disk holds the file; only it makes, grows, snapshots and removes it
+    /// (docs/cluster.md, "What lives where"). Empty in records written before boxes had
+    /// homes, which only a box alone has: the file is its own.
+    pub home: String,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -136,6 +140,8 @@ pub struct Snapshot {
     pub size: i64,
     pub status: SnapshotStatus,
     pub fault: Option<String>,
+    /// Its volume's home: the snapshot's file is made beside the volume's.
+    pub home: String,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -192,6 +198,18 @@ pub trait VolumeRecordStore: Send + Sync {
         name: Option<Option<&str>>,
         description: Option<Option<&str>>,
     ) -> Result<Option<Volume>, StorageError>;
+
+    /// Reads volume `id` and its snapshots, lets `decide` check them, and moves the volume to
+    /// `extending` with `new_size` GiB recorded as its size, as one atomic step: how a box
+    /// that is not the volume's home asks the home to grow the file (which then grows it to
+    /// the recorded size, or records the size the file kept). Returns the volume as it was
+    /// read.
+    fn request_extend(
+        &self,
+        id: &str,
+        new_size: i64,
+        decide: &mut dyn FnMut(&VolumeView) -> Result<(), VolumeError>,
+    ) -> Result<Volume, VolumeError>;
 
     /// An `extending` volume becomes `available` again, with `new_size` GiB when given (the
     /// file grew); false if it was not extending.

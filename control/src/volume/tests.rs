@@ -22,6 +22,7 @@ fn env() -> Env {
         image_records: Arc::new(f.db.clone()),
         volumes: Arc::new(VolumeStore::open(dir.path().to_owned()).unwrap()),
         images: Arc::new(ImageStore::open(dir.path().to_owned()).unwrap()),
+        homes: Arc::new(Homes::alone("box1")),
     };
     Env {
         f,
@@ -433,4 +434,122 @@ fn a_volume_made_in_place_is_detached_and_deleted_with_its_server() {
     let w = get(&e.f.db, member, &w.id).unwrap();
     assert_eq!(w.status, VolumeStatus::Available);
     assert!(w.attachment.is_none());
+}
+
+/// Always picks one box, as a site's placement would when that box has the most free disk.
+struct Picks(&'static str);
+
+impl HomePicker for Picks {
+    fn pick_home(&self, _: Option<&str>, _: &str) -> Result<Option<String>, String> {
+        Ok(Some(self.0.to_owned()))
+    }
+}
+
+/// Box `me` of a two-box site sharing `e`'s records, with its own volume files.
+fn member_box(e: &Env, me: &str, dir: &std::path::Path) -> Stores {
+    Stores {
+        volumes: Arc::new(VolumeStore::open(dir.to_owned()).unwrap()),
+        images: Arc::new(ImageStore::open(dir.to_owned()).unwrap()),
+        homes: Arc::new(Homes::in_site(me, Arc::new(Picks("box2")))),
+        ..e.stores.clone()
+    }
+}
+
+/// Waits until `done` holds after a pass of `home`'s reconciler.
+fn reconciled(home: &Stores, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        reconcile(home).unwrap();
+        if done() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: not done by the home");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn work_asked_through_one_box_is_done_by_the_volumes_home() {
+    let e = env();
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let box1 = member_box(&e, "box1", d1.path());
+    let box2 = member_box(&e, "box2", d2.path());
+    let member = &e.f.member;
+    let db = e.stores.records.as_ref();
+
+    // Asked of box 1, homed on box 2 (most free disk): only box 2 makes the file.
+    let v = create(&box1, member, blank(1)).unwrap();
+    assert_eq!(
+        (v.home.as_str(), v.status),
+        ("box2", VolumeStatus::Creating)
+    );
+    reconcile(&box1).unwrap();
+    assert_eq!(
+        get(db, member, &v.id).unwrap().status,
+        VolumeStatus::Creating
+    );
+    reconciled(&box2, "create", || {
+        get(db, member, &v.id).unwrap().status == VolumeStatus::Available
+    });
+    assert!(box2.volumes.path(&v.id).unwrap().exists());
+    assert!(!box1.volumes.path(&v.id).unwrap().exists());
+
+    // Extend through box 1: recorded with its size, grown by box 2.
+    let asked = extend(&box1, member, &v.id, &json!(2)).unwrap();
+    assert_eq!((asked.status, asked.size), (VolumeStatus::Extending, 2));
+    reconciled(&box2, "extend", || {
+        get(db, member, &v.id).unwrap().status == VolumeStatus::Available
+    });
+    assert_eq!(get(db, member, &v.id).unwrap().size, 2);
+    assert_eq!(box2.volumes.size_bytes(&v.id).unwrap(), 2 << 30);
+
+    // A snapshot asked of box 1 is taken beside the volume, and a copy of it homed there.
+    let snap = snapshots::create(
+        &box1,
+        member,
+        snapshots::NewSnapshot {
+            volume_id: v.id.clone(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(snap.home, "box2");
+    reconciled(&box2, "snapshot", || {
+        snapshots::get(db, member, &snap.id).unwrap().status == SnapshotStatus::Available
+    });
+    assert!(box2.volumes.snapshot_path(&snap.id).unwrap().exists());
+    let copy = create(
+        &box1,
+        member,
+        NewVolume {
+            snapshot_id: Some(snap.id.clone()),
+            ..blank(2)
+        },
+    )
+    .unwrap();
+    assert_eq!(copy.home, "box2");
+    reconciled(&box2, "copy", || {
+        get(db, member, &copy.id).unwrap().status == VolumeStatus::Available
+    });
+
+    // Deletes through box 1: recorded `deleting`, done by box 2, file and record gone.
+    delete(&box1, member, &copy.id).unwrap();
+    snapshots::delete(&box1, member, &snap.id).unwrap();
+    assert!(
+        box2.volumes.path(&copy.id).unwrap().exists(),
+        "not box 1's to remove"
+    );
+    reconciled(&box2, "snapshot delete", || {
+        matches!(
+            snapshots::get(db, member, &snap.id),
+            Err(VolumeError::SnapshotNotFound(_))
+        )
+    });
+    delete(&box1, member, &v.id).unwrap();
+    reconciled(&box2, "delete", || {
+        matches!(get(db, member, &v.id), Err(VolumeError::NotFound(_)))
+            && matches!(get(db, member, &copy.id), Err(VolumeError::NotFound(_)))
+    });
+    assert!(!box2.volumes.path(&v.id).unwrap().exists());
+    assert!(!box2.volumes.path(&copy.id).unwrap().exists());
 }

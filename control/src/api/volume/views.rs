@@ -70,6 +70,13 @@ pub fn volume(v: &Volume, base: &str) -> Value {
     out
 }
 
+/// Cinder's admin-only `os-vol-host-attr:host` (`host@backend#pool`): the volume's home box,
+/// whose one backend and pool are its volume store.
+pub fn add_host(out: &mut Value, v: &Volume) {
+    let host = (!v.home.is_empty()).then(|| format!("{}@outpost#local", v.home));
+    out["os-vol-host-attr:host"] = json!(host);
+}
+
 pub fn snapshot(s: &Snapshot, detail: bool) -> Value {
     let mut out = json!({
         "id": s.id,

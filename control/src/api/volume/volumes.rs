@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 #[serde(deny_unknown_fields)]
 struct VolumeCreate {
     volume: VolumeCreateBody,
-    /// Accepted and ignored: there is one host.
+    /// Accepted and ignored: a volume's home is picked by free disk (or its zone).
     #[serde(rename = "OS-SCH-HNT:scheduler_hints", default)]
     _scheduler_hints: Option<Value>,
 }
@@ -77,10 +77,11 @@ fn unsupported(field: &str) -> Fault {
 }
 
 fn volume_reply(call: &Call<'_>, status: StatusCode, v: &Volume) -> Reply {
-    Reply::json(
-        status,
-        json!({"volume": views::volume(v, &call.state.base_url)}),
-    )
+    let mut shown = views::volume(v, &call.state.base_url);
+    if call.ctx().is_admin() {
+        views::add_host(&mut shown, v);
+    }
+    Reply::json(status, json!({ "volume": shown }))
 }
 
 pub fn create(call: &Call<'_>) -> Result<Reply, Fault> {
@@ -100,13 +101,6 @@ pub fn create(call: &Call<'_>) -> Result<Reply, Fault> {
     if b.multiattach == Some(true) {
         return Err(unsupported("multiattach"));
     }
-    if let Some(zone) = b.availability_zone.as_deref().filter(|z| *z != views::ZONE) {
-        return Err(Fault::bad_request(format!(
-            "Invalid input received: Availability zone '{zone}' is invalid; the only zone is \
-             '{}'",
-            views::ZONE
-        )));
-    }
     let new = NewVolume {
         size: b.size.filter(|s| !s.is_null()),
         name: b.name.or(b.display_name),
@@ -115,6 +109,7 @@ pub fn create(call: &Call<'_>) -> Result<Reply, Fault> {
         image_ref: b.image_ref.or(b.image_id),
         snapshot_id: b.snapshot_id,
         metadata: b.metadata.unwrap_or_default(),
+        availability_zone: b.availability_zone,
     };
     let v = volume::create(&call.state.volume_stores(), call.ctx(), new)?;
     Ok(volume_reply(call, StatusCode::ACCEPTED, &v))
@@ -207,7 +202,15 @@ fn list_as(call: &Call<'_>, sub: &str, view: fn(&Volume, &str) -> Value) -> Resu
     let q = list_query(call)?;
     let page = volume::list(call.state.volume_records(), call.ctx(), &q)?;
     let base = &call.state.base_url;
-    let mut body = json!({"volumes": page.iter().map(|v| view(v, base)).collect::<Vec<_>>()});
+    let admin = call.ctx().is_admin() && sub.ends_with("detail");
+    let shown = page.iter().map(|v| {
+        let mut out = view(v, base);
+        if admin {
+            views::add_host(&mut out, v);
+        }
+        out
+    });
+    let mut body = json!({ "volumes": shown.collect::<Vec<_>>() });
     let path = format!("/volume/v3/{}/{sub}", call.param("project_id"));
     if let Some(links) = next_link(
         call,

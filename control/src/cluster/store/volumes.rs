@@ -55,6 +55,9 @@ struct VolumeRecord {
     #[serde(default)]
     metadata: BTreeMap<String, String>,
     attachment: Option<AttachmentRecord>,
+    /// The box that holds the file.
+    #[serde(default)]
+    home: String,
     /// Microseconds since the epoch, as [`Timestamp`].
     created_at: i64,
     updated_at: i64,
@@ -72,6 +75,8 @@ struct SnapshotRecord {
     size: i64,
     status: String,
     fault: Option<String>,
+    #[serde(default)]
+    home: String,
     created_at: i64,
     updated_at: i64,
 }
@@ -104,6 +109,7 @@ fn volume_record(v: &Volume) -> Vec<u8> {
             device: a.device.clone(),
             attached_at: a.attached_at.micros(),
         }),
+        home: v.home.clone(),
         created_at: v.created_at.micros(),
         updated_at: v.updated_at.micros(),
     })
@@ -121,6 +127,7 @@ fn snapshot_record(s: &Snapshot) -> Vec<u8> {
         size: s.size,
         status: s.status.as_str().to_owned(),
         fault: s.fault.clone(),
+        home: s.home.clone(),
         created_at: s.created_at.micros(),
         updated_at: s.updated_at.micros(),
     })
@@ -156,6 +163,7 @@ fn decode_volume(kv: &KeyValue) -> Result<Volume, StorageError> {
         snapshot_id: r.snapshot_id,
         fault: r.fault,
         metadata: r.metadata,
+        home: r.home,
         created_at: Timestamp(r.created_at),
         updated_at: Timestamp(r.updated_at),
     })
@@ -173,6 +181,7 @@ fn decode_snapshot(kv: &KeyValue) -> Result<Snapshot, StorageError> {
         description: r.description,
         size: r.size,
         fault: r.fault,
+        home: r.home,
         created_at: Timestamp(r.created_at),
         updated_at: Timestamp(r.updated_at),
     })
@@ -442,6 +451,29 @@ impl VolumeRecordStore for EtcdVolumes {
                 return Ok(Decided::Done(read.view.volume));
             };
             let after = moved(read.view.volume.clone(), to, None);
+            let txn = Txn::new()
+                .when(read.unchanged(self.keys()))
+                .and_then([TxnOp::put(key.clone(), volume_record(&after), None)]);
+            Ok(Decided::Write(txn, read.view.volume))
+        })
+    }
+
+    fn request_extend(
+        &self,
+        id: &str,
+        new_size: i64,
+        decide: &mut dyn FnMut(&VolumeView) -> Result<(), VolumeError>,
+    ) -> Result<Volume, VolumeError> {
+        let key = self.keys().volume(id);
+        self.doors.contested(&key, |doors| {
+            let read = doors
+                .call(|kv| kv.view_at(id.to_owned()))?
+                .ok_or_else(|| VolumeError::NotFound(id.to_owned()))?;
+            decide(&read.view)?;
+            let after = Volume {
+                size: new_size,
+                ..moved(read.view.volume.clone(), VolumeStatus::Extending, None)
+            };
             let txn = Txn::new()
                 .when(read.unchanged(self.keys()))
                 .and_then([TxnOp::put(key.clone(), volume_record(&after), None)]);

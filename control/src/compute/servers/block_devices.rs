@@ -328,6 +328,44 @@ pub(super) fn plan(
     Ok(Planned { image_ref, boot })
 }
 
+/// The box that holds the existing volumes and snapshots a create's mappings name, with the
+/// first of them named ("volume V"): the server must run there, since a volume is attached
+/// only on its home box (new volumes are made on the server's box). None when they name none;
+/// a conflict when they are on different boxes, since a server runs on one.
+pub(super) fn home_of(
+    fleet: &Fleet,
+    ctx: &RequestContext,
+    requests: &[BlockDeviceRequest],
+) -> Result<Option<(String, String)>, ServerError> {
+    let mut found: Option<(String, String)> = None;
+    for r in requests {
+        let (home, what) = match &r.source {
+            RequestedSource::Volume(id) => (
+                volume::get(fleet.volume_records(), ctx, id)?.home,
+                format!("volume {id}"),
+            ),
+            RequestedSource::Snapshot(id) => (
+                volume::snapshots::get(fleet.volume_records(), ctx, id)?.home,
+                format!("snapshot {id}"),
+            ),
+            RequestedSource::Image(_) | RequestedSource::Blank => continue,
+        };
+        match &found {
+            // Recorded by a box alone before homes were: that box's own.
+            _ if home.is_empty() => {}
+            None => found = Some((home, what)),
+            Some((first, named)) if *first != home => {
+                return Err(ServerError::Conflict(format!(
+                    "{named} is on box {first} and {what} on box {home}: a server runs on one \
+                     box, and a volume attaches only to a server on its own box."
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(found)
+}
+
 /// The create saga's volume step: makes each new volume (in the saga's thread, under the id
 /// recorded in the server's row) and attaches every volume, the root one as `/dev/vda`.
 pub(super) fn make_and_attach(fleet: &Fleet, s: &Server) -> Result<(), RunError> {

@@ -39,7 +39,9 @@ pub enum FleetError {
 pub struct Fleet {
     /// Every domain's door (servers, placement, and those a server's saga goes through).
     doors: Doors,
-    pub(super) placement: Placement,
+    pub(super) placement: Arc<Placement>,
+    /// Where volumes live, shared by every request and job (see [`crate::volume::Homes`]).
+    homes: Arc<crate::volume::Homes>,
     /// The daemon's one volume store, shared with Cinder (server disks live beside volumes).
     pub(super) volumes: Arc<VolumeStore>,
     /// Glance's image store, which volumes made from images are copied from.
@@ -73,11 +75,21 @@ impl Fleet {
             path: servers_dir.clone(),
             source,
         })?;
-        let placement =
-            Placement::open(&settings, doors.claims.clone(), doors.server_groups.clone())?;
+        let placement = Arc::new(Placement::open(
+            &settings,
+            doors.claims.clone(),
+            doors.server_groups.clone(),
+        )?);
+        // In a site a new volume goes where the site's placement sees room.
+        let homes = Arc::new(if placement.is_site() {
+            crate::volume::Homes::in_site(&settings.host, placement.clone())
+        } else {
+            crate::volume::Homes::alone(&settings.host)
+        });
         Ok(Arc::new(Fleet {
             doors,
             placement,
+            homes,
             volumes,
             images,
             boot_sources,
@@ -186,13 +198,15 @@ impl Fleet {
         self.doors.volumes.as_ref()
     }
 
-    /// Cinder's stores, for the volumes a create makes or a delete removes.
-    pub(super) fn stores(&self) -> crate::volume::Stores {
+    /// Cinder's stores: for the API, for the volumes a create makes or a delete removes, and
+    /// for the volume reconciler.
+    pub fn stores(&self) -> crate::volume::Stores {
         crate::volume::Stores {
             records: self.doors.volumes.clone(),
             image_records: self.doors.images.clone(),
             volumes: self.volumes.clone(),
             images: self.images.clone(),
+            homes: self.homes.clone(),
         }
     }
 

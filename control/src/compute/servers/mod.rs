@@ -426,12 +426,32 @@ pub fn create(
             return Err(group_not_found(group));
         }
     }
+    let volume_home = block_devices::home_of(fleet, ctx, &new.block_devices)?;
+    if let Some((home, what)) = &volume_home {
+        let refused = |why: String| {
+            ServerError::Conflict(format!(
+                "The server cannot run where its {what} is: {why}. A volume attaches only to \
+                 a server on its own box."
+            ))
+        };
+        match hosts.iter().find(|(h, _)| h == home) {
+            None => return Err(refused(format!("its box {home} is not a compute host"))),
+            Some((_, z)) if zone.as_ref().is_some_and(|zone| zone != z) => {
+                return Err(refused(format!("its box {home} is in zone {z}")));
+            }
+            _ => {}
+        }
+        if let Some(h) = host.as_ref().filter(|h| *h != home) {
+            return Err(refused(format!("it is on box {home}, not on host {h}")));
+        }
+    }
     let placement = PlacementRequest {
         availability_zone: zone,
         host,
         same_host: new.same_host.clone(),
         different_host: new.different_host.clone(),
         group: new.group.clone(),
+        volume_home: volume_home.map(|(home, _)| home),
     };
     let flavor = find_flavor(fleet, ctx, &new.flavor_ref)?;
     if flavor.disabled {

@@ -40,7 +40,7 @@ pub(super) const CREATE_START_MONITOR: &str = "start_monitor";
 
 const GIB: u64 = 1 << 30;
 
-/// Where `s` may go: its request's zone, host and group, and the boxes that run the servers
+/// Where `s` may go: its request's zone, host (or its volumes' home) and group, and the boxes that run the servers
 /// its `same_host` / `different_host` hints name (a named server that runs nowhere, or is
 /// gone, leaves `same_host` with no box to offer: NoValidHost, as in Nova).
 pub(super) fn wanted(fleet: &super::Fleet, s: &Server) -> Result<Wanted, PlacementError> {
@@ -50,7 +50,8 @@ pub(super) fn wanted(fleet: &super::Fleet, s: &Server) -> Result<Wanted, Placeme
     };
     let mut wanted = Wanted {
         availability_zone: request.availability_zone.clone(),
-        host: request.host.clone(),
+        // The create refused an admin's host other than the volumes' home.
+        host: request.host.clone().or_else(|| request.volume_home.clone()),
         group: request.group.clone(),
         ..Wanted::default()
     };

@@ -240,6 +240,10 @@ pub struct PlacementRequest {
     /// Scheduler hint `group`: the server group the server joined.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// The box that holds the existing volumes (or snapshots) the server is given: it runs
+    /// there, since a volume attaches only on its own box.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_home: Option<String>,
 }
 
 /// A resize from `old_flavor` to `new_flavor`, kept until confirmed or reverted.

@@ -85,7 +85,19 @@ pub fn attach(
     let s = super::get(fleet, ctx, server_id)?;
     changeable(&s, "attach_volume")?;
     // The caller must be able to see the volume (same project, or admin).
-    volume::get(fleet.volume_records(), ctx, volume_id)?;
+    let v = volume::get(fleet.volume_records(), ctx, volume_id)?;
+    // Volumes are local to their home box: a guest elsewhere could not open the file.
+    if let Some(owner) = s
+        .host
+        .as_ref()
+        .filter(|h| !v.home.is_empty() && **h != v.home)
+    {
+        return Err(ServerError::Conflict(format!(
+            "Volume {volume_id} is on box {}, and server {} runs on box {owner}: a volume \
+             attaches only to a server on its own box.",
+            v.home, s.id
+        )));
+    }
     let taken = volume::attachments_of_server(fleet.volume_records(), &s.id)?;
     let device = match device {
         Some(d) => d.to_owned(),

@@ -25,6 +25,7 @@ fn volume(id: &str, status: VolumeStatus) -> Volume {
         fault: None,
         metadata: BTreeMap::from([("k".into(), "v".into())]),
         attachment: None,
+        home: "box2".into(),
         created_at: Timestamp::now(),
         updated_at: Timestamp::now(),
     }
@@ -41,6 +42,7 @@ fn snapshot_of(v: &Volume, id: &str) -> Snapshot {
         size: v.size,
         status: SnapshotStatus::Creating,
         fault: None,
+        home: v.home.clone(),
         created_at: Timestamp::now(),
         updated_at: Timestamp::now(),
     }
@@ -297,6 +299,26 @@ fn texts_merge_and_extends_finish(store: &dyn VolumeRecordStore) {
         "a failed grow keeps the size"
     );
     assert_eq!(store.volume("v1").unwrap().unwrap().size, 5);
+
+    // An extend asked of another box: refused as the check says, else recorded with its size.
+    let refused = store.request_extend("v1", 9, &mut |_| {
+        Err(VolumeError::InvalidVolume("no".into()))
+    });
+    assert!(matches!(refused, Err(VolumeError::InvalidVolume(_))));
+    assert_eq!(store.volume("v1").unwrap().unwrap().size, 5, "unchanged");
+    let was = store
+        .request_extend("v1", 9, &mut |seen| {
+            assert_eq!(seen.volume.size, 5);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!((was.status, was.size), (VolumeStatus::Available, 5));
+    let v = store.volume("v1").unwrap().unwrap();
+    assert_eq!((v.status, v.size), (VolumeStatus::Extending, 9));
+    assert!(matches!(
+        store.request_extend("nope", 9, &mut |_| Ok(())),
+        Err(VolumeError::NotFound(_))
+    ));
 }
 
 /// Runs the checks of writers racing, each on a pair of handles `pair` makes on one fresh

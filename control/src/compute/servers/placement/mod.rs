@@ -489,6 +489,36 @@ fn scheduled_group(
     }
 }
 
+/// Cinder's home for a new volume (docs/cluster.md, "Routing": Volume create): the box the
+/// scheduler would also trust with a server (enabled, up, in the zone asked for) with the most
+/// free `DISK_GB`, ties to the asking box, then to the lowest name.
+impl crate::volume::HomePicker for Placement {
+    fn pick_home(&self, zone: Option<&str>, me: &str) -> Result<Option<String>, String> {
+        Ok(match &self.door {
+            Door::Box { cluster, .. } => volume_home(&lock(cluster), zone, me),
+            Door::Site(site) => {
+                volume_home(&site.read().map_err(|e| e.to_string())?.cluster, zone, me)
+            }
+        })
+    }
+}
+
+fn volume_home(c: &Cluster, zone: Option<&str>, me: &str) -> Option<String> {
+    c.hosts()
+        .filter(|h| h.enabled && h.state == outpost_resources::HostState::Up)
+        .filter(|h| zone.is_none_or(|z| h.availability_zone == z))
+        .map(|h| {
+            (
+                h.free(&ResourceClass::DiskGb),
+                h.id().0 == me,
+                h.id().0.clone(),
+            )
+        })
+        // Most free disk, then this box, then the lowest name.
+        .max_by(|a, b| (a.0, a.1, &b.2).cmp(&(b.0, b.1, &a.2)))
+        .map(|(_, _, name)| name)
+}
+
 fn lock(cluster: &Mutex<Cluster>) -> MutexGuard<'_, Cluster> {
     // The cluster is only changed by calls that either complete or change nothing.
     cluster.lock().unwrap_or_else(PoisonError::into_inner)
@@ -537,6 +567,45 @@ mod tests {
     use crate::compute::servers::config::{ComputeSection, Machine};
     use crate::storage::Db;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn a_volume_goes_to_the_up_enabled_box_with_most_free_disk_ties_to_the_asking_box() {
+        let host = |name: &str, disk: u64| {
+            outpost_resources::Host::new(name, name)
+                .with_inventory(
+                    ResourceClass::DiskGb,
+                    outpost_resources::Inventory::new(disk),
+                )
+                .unwrap()
+        };
+        let mut disabled = host("box4", 50);
+        disabled.enabled = false;
+        let mut down = host("box5", 50);
+        down.state = outpost_resources::HostState::Down;
+        let c = Cluster::from_hosts([
+            host("box1", 10),
+            host("box2", 20),
+            host("box3", 20),
+            disabled,
+            down,
+            host("box6", 100).in_zone("far"),
+        ])
+        .unwrap();
+        let pick = |zone: Option<&str>, me: &str| volume_home(&c, zone, me);
+        assert_eq!(
+            pick(Some("nova"), "box1").as_deref(),
+            Some("box2"),
+            "lowest name"
+        );
+        assert_eq!(
+            pick(Some("nova"), "box3").as_deref(),
+            Some("box3"),
+            "the asking box"
+        );
+        assert_eq!(pick(None, "box1").as_deref(), Some("box6"), "any zone");
+        assert_eq!(pick(Some("far"), "box1").as_deref(), Some("box6"));
+        assert_eq!(pick(Some("nowhere"), "box1"), None);
+    }
 
     fn placement(db: &Db, vcpus: u64, ram_mb: u64) -> Placement {
         Placement::open(

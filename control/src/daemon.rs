@@ -87,7 +87,7 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     create_state_dir(&settings.state_dir)?;
     let _lock = lock_state_dir(&settings.state_dir)?;
     // The one place the stores are chosen: SQLite on this box; in a cluster, identity,
-    // flavors, images, servers and placement in etcd (shared by every box), the other
+    // flavors, key pairs, images, servers and placement in etcd (shared by every box), the other
     // domains still in SQLite.
     let mut doors = Doors::sqlite(&Db::open(&settings.database_path())?);
     let mut network_settings = settings.network.clone();
@@ -96,6 +96,7 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
         let shared = crate::cluster::store::EtcdDoors::for_box(cluster)?;
         doors.identity = Arc::new(shared.identity());
         doors.flavors = Arc::new(shared.flavors());
+        doors.keypairs = Arc::new(shared.keypairs());
         doors.images = Arc::new(shared.images());
         doors.servers = Arc::new(shared.servers());
         doors.server_groups = Arc::new(shared.server_groups());

@@ -64,6 +64,12 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "server_groups",
         sql: include_str!("migrations/0009_server_groups.sql"),
     },
+    // Nova key pairs (a user's named ssh public keys).
+    Migration {
+        version: 10,
+        name: "key_pairs",
+        sql: include_str!("migrations/0010_keypairs.sql"),
+    },
 ];
 
 pub(super) fn apply(conn: &mut Connection, steps: &[Migration]) -> Result<(), StorageError> {

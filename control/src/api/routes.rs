@@ -157,6 +157,11 @@ pub static ROUTES: &[Route] = &[
     route(Method::GET, "/compute/v2.1/flavors/{flavor_id}/os-extra_specs/{key}", Compute, Caller, compute::extra_specs::show),
     route(Method::PUT, "/compute/v2.1/flavors/{flavor_id}/os-extra_specs/{key}", Compute, Caller, compute::extra_specs::update),
     route(Method::DELETE, "/compute/v2.1/flavors/{flavor_id}/os-extra_specs/{key}", Compute, Caller, compute::extra_specs::delete),
+    // Nova key pairs.
+    route(Method::GET, "/compute/v2.1/os-keypairs", Compute, Caller, compute::keypairs::list),
+    route(Method::POST, "/compute/v2.1/os-keypairs", Compute, Caller, compute::keypairs::create),
+    route(Method::GET, "/compute/v2.1/os-keypairs/{keypair_name}", Compute, Caller, compute::keypairs::show),
+    route(Method::DELETE, "/compute/v2.1/os-keypairs/{keypair_name}", Compute, Caller, compute::keypairs::delete),
     // Nova servers.
     route(Method::GET, "/compute/v2.1/os-services", Compute, Caller, compute::services::list),
     route(Method::PUT, "/compute/v2.1/os-services/{service_id}", Compute, Caller, compute::services::update),

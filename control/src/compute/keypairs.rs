@@ -71,7 +71,11 @@ pub struct KeyPairQuery {
 }
 
 /// Whose pairs a request acts on: the caller's own, or (for an admin) the named user's.
-fn owner(ctx: &RequestContext, user_id: Option<&str>, rule: &'static str) -> Result<String, KeyPairError> {
+fn owner(
+    ctx: &RequestContext,
+    user_id: Option<&str>,
+    rule: &'static str,
+) -> Result<String, KeyPairError> {
     match user_id {
         None => Ok(ctx.user_id.clone()),
         Some(u) if u == ctx.user_id || ctx.is_admin() => Ok(u.to_owned()),

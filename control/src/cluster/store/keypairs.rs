@@ -112,9 +112,10 @@ impl KeyPairStore for EtcdKeyPairs {
         self.doors.call(|kv| async move {
             let txn = Txn::new().and_then([TxnOp::delete(kv.keys.key_pair(&user_id, &name), None)]);
             let resp = kv.txn(txn).await?;
-            Ok(resp.op_responses().into_iter().any(
-                |r| matches!(r, TxnOpResponse::Delete(d) if d.deleted() > 0),
-            ))
+            Ok(resp
+                .op_responses()
+                .into_iter()
+                .any(|r| matches!(r, TxnOpResponse::Delete(d) if d.deleted() > 0)))
         })
     }
 }

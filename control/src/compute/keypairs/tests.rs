@@ -50,7 +50,9 @@ fn imported_keys_keep_their_line_and_get_nova_s_md5_fingerprint() {
 fn a_generated_pair_s_private_key_matches_its_stored_public_key() {
     let f = fixture();
     let made = create(&f.db, &f.member, generated("gen")).unwrap();
-    let pem = made.private_key.expect("a generated pair returns its private key");
+    let pem = made
+        .private_key
+        .expect("a generated pair returns its private key");
     let private = PrivateKey::from_openssh(pem.as_str()).unwrap();
     assert_eq!(private.algorithm(), Algorithm::Ed25519);
     let public = PublicKey::from_openssh(&made.pair.public_key).unwrap();
@@ -86,7 +88,12 @@ fn bad_names_keys_and_types_are_refused_and_nothing_is_stored() {
         create(&f.db, &f.member, x509),
         Err(KeyPairError::X509Unsupported)
     ));
-    assert_eq!(list(&f.db, &f.member, &KeyPairQuery::default()).unwrap().len(), 1);
+    assert_eq!(
+        list(&f.db, &f.member, &KeyPairQuery::default())
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[test]

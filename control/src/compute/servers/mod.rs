@@ -31,6 +31,7 @@ pub use runner::Command;
 pub use saga::root_disk_bytes;
 
 use super::flavors::{self, FlavorError};
+use super::keypairs::{self, KeyPairError};
 use crate::context::RequestContext;
 use crate::random::{self, RandomError};
 use crate::store::StorageError;
@@ -364,6 +365,16 @@ fn find_flavor(
     }
 }
 
+/// A new server's `key_name` names one of its creator's own key pairs (never another
+/// user's, admin or not); Nova answers one that does not exist with 400.
+fn check_key_name(fleet: &Fleet, ctx: &RequestContext, name: &str) -> Result<(), ServerError> {
+    match keypairs::get(fleet.keypairs(), ctx, None, name) {
+        Ok(_) => Ok(()),
+        Err(KeyPairError::Storage(e)) => Err(e.into()),
+        Err(other) => Err(ServerError::BadRequest(other.to_string())),
+    }
+}
+
 /// Records a new server (BUILD) and hands it to its runner, which claims, clones and boots.
 /// A multi-create (`max_count` > 1) places its servers first, all through placement's one
 /// decision: as many as fit up to `max_count`, at least `min_count` or none is made (409
@@ -433,6 +444,9 @@ pub fn create(
         different_host: new.different_host.clone(),
         group: new.group.clone(),
     };
+    if let Some(name) = &new.key_name {
+        check_key_name(fleet, ctx, name)?;
+    }
     let flavor = find_flavor(fleet, ctx, &new.flavor_ref)?;
     if flavor.disabled {
         return Err(ServerError::BadRequest(format!(

@@ -43,7 +43,10 @@ fn created_pairs_read_back_whole(store: &dyn KeyPairStore) {
         },
         k
     );
-    assert_eq!(store.key_pair("u1", "laptop").unwrap(), Some(stored.clone()));
+    assert_eq!(
+        store.key_pair("u1", "laptop").unwrap(),
+        Some(stored.clone())
+    );
     assert_eq!(store.key_pair("u2", "laptop").unwrap(), None, "per user");
     let second = store.create_key_pair(&key_pair("u1", "desk")).unwrap();
     assert!(second.seq > stored.seq, "seq follows creation order");
@@ -68,7 +71,11 @@ fn only_one_of_racing_creates_wins(store: &dyn KeyPairStore) {
             .collect();
         racers.into_iter().map(|r| r.join().unwrap()).collect()
     });
-    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
     assert!(results
         .iter()
         .all(|r| matches!(r, Ok(_) | Err(KeyPairError::NameExists(_)))));
@@ -91,6 +98,9 @@ fn deleted_pairs_are_gone_and_their_names_free(store: &dyn KeyPairStore) {
     assert!(store.delete_key_pair("u1", "laptop").unwrap());
     assert!(!store.delete_key_pair("u1", "laptop").unwrap());
     assert_eq!(store.key_pair("u1", "laptop").unwrap(), None);
-    assert!(store.key_pair("u2", "laptop").unwrap().is_some(), "only u1's");
+    assert!(
+        store.key_pair("u2", "laptop").unwrap().is_some(),
+        "only u1's"
+    );
     store.create_key_pair(&key_pair("u1", "laptop")).unwrap();
 }

@@ -192,7 +192,8 @@ impl From<ImageError> for Fault {
             | E::IdExists(_)
             | E::NotQueued { .. }
             | E::NotActive(_)
-            | E::NoSuchProperty(_) => StatusCode::CONFLICT,
+            | E::NoSuchProperty(_)
+            | E::AlreadyPresent(_) => StatusCode::CONFLICT,
             E::TooManyProperties(_) => StatusCode::PAYLOAD_TOO_LARGE,
             E::Data(d) => match image_data_status(d) {
                 Some(s) => s,

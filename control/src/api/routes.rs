@@ -192,6 +192,8 @@ pub static ROUTES: &[Route] = &[
     route(Method::DELETE, "/image/v2/images/{image_id}", Image, Caller, image::images::delete),
     upload(Method::PUT, "/image/v2/images/{image_id}/file", Image, image::data::upload),
     route(Method::GET, "/image/v2/images/{image_id}/file", Image, Caller, image::data::download),
+    route(Method::POST, "/image/v2/images/{image_id}/actions/deactivate", Image, Caller, image::images::deactivate),
+    route(Method::POST, "/image/v2/images/{image_id}/actions/reactivate", Image, Caller, image::images::reactivate),
     route(Method::PUT, "/image/v2/images/{image_id}/tags/{tag}", Image, Caller, image::images::add_tag),
     route(Method::DELETE, "/image/v2/images/{image_id}/tags/{tag}", Image, Caller, image::images::remove_tag),
     route(Method::GET, "/image/v2/schemas/image", Image, Caller, image::schemas::image),

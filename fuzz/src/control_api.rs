@@ -90,7 +90,10 @@ fn parse_body(body: &[u8]) {
     let Ok(value) = serde_json::from_slice::<Value>(body) else {
         return;
     };
-    let _ = outpost_control::image::patch::parse(&value);
+    let _ =
+        outpost_control::image::patch::parse(&value, outpost_control::image::patch::Dialect::V21);
+    let _ =
+        outpost_control::image::patch::parse(&value, outpost_control::image::patch::Dialect::V20);
     let _ = serde_json::from_value::<networks::NewNetwork>(value.clone());
     let _ = serde_json::from_value::<networks::NetworkUpdate>(value.clone());
     let _ = serde_json::from_value::<subnets::NewSubnet>(value.clone());

@@ -135,6 +135,12 @@ fn parse_public_key(line: &str) -> Result<PublicKey, KeyPairError> {
     }
 }
 
+/// The fingerprint Nova gives the public key `line` (one `authorized_keys` line), or why the
+/// line is refused: what an import checks, for callers that only want to vet a key.
+pub fn fingerprint_of(line: &str) -> Result<String, KeyPairError> {
+    fingerprint(&parse_public_key(line)?)
+}
+
 /// A new ed25519 pair from the kernel's random source, as (public line, private key).
 fn generate(name: &str) -> Result<(PublicKey, zeroize::Zeroizing<String>), KeyPairError> {
     let seed = crate::random::key_seed()?;

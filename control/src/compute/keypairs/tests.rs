@@ -41,6 +41,7 @@ fn imported_keys_keep_their_line_and_get_nova_s_md5_fingerprint() {
         assert!(made.private_key.is_none(), "nothing private for an import");
         assert_eq!(made.pair.public_key, key);
         assert_eq!(made.pair.fingerprint, md5);
+        assert_eq!(fingerprint_of(key).unwrap(), md5);
         assert_eq!(made.pair.user_id, f.member.user_id);
         assert_eq!(get(&f.db, &f.member, None, name).unwrap(), made.pair);
     }

@@ -272,11 +272,32 @@ fn a_server_names_one_of_its_creator_s_pairs_and_gets_an_admin_password() {
         shown["server"].get("adminPass").is_none(),
         "shown once, at create"
     );
+    // The server keeps the key it was made with (Nova's key_data), even once the pair is
+    // gone: that is the key its guest is to be given.
+    let db = rusqlite::Connection::open(d.state_dir().join(outpost_control::config::DATABASE_NAME))
+        .unwrap();
+    let key_data: String = db
+        .query_row("SELECT key_data FROM servers WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(key_data, ED25519);
     // The password asked for is the one answered; another create generates another.
     let r = server("alice-key", Some("s3cret-Pass"));
     assert_eq!(r.body_json()["server"]["adminPass"], "s3cret-Pass");
     let r = server("alice-key", None);
     assert_ne!(r.body_json()["server"]["adminPass"], json!(generated));
+    assert_eq!(
+        alice
+            .delete(&format!("{KEYPAIRS}/alice-key"))
+            .status
+            .as_u16(),
+        204
+    );
+    let shown = alice
+        .get(&format!("/compute/v2.1/servers/{id}"))
+        .body_json();
+    assert_eq!(shown["server"]["key_name"], "alice-key");
     // The password is not kept in the database (nor its write-ahead log) in the clear.
     let db = d.state_dir().join(outpost_control::config::DATABASE_NAME);
     for file in [db.clone(), db.with_extension("db-wal")] {

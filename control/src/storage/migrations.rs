@@ -64,7 +64,7 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "server_groups",
         sql: include_str!("migrations/0009_server_groups.sql"),
     },
-    // Nova key pairs (a user's named ssh public keys).
+    // Nova key pairs (a user's named ssh public keys), and the key each server was made with.
     Migration {
         version: 10,
         name: "key_pairs",

@@ -367,9 +367,13 @@ fn find_flavor(
 
 /// A new server's `key_name` names one of its creator's own key pairs (never another
 /// user's, admin or not); Nova answers one that does not exist with 400.
-fn check_key_name(fleet: &Fleet, ctx: &RequestContext, name: &str) -> Result<(), ServerError> {
+fn key_pair(
+    fleet: &Fleet,
+    ctx: &RequestContext,
+    name: &str,
+) -> Result<keypairs::KeyPair, ServerError> {
     match keypairs::get(fleet.keypairs(), ctx, None, name) {
-        Ok(_) => Ok(()),
+        Ok(pair) => Ok(pair),
         Err(KeyPairError::Storage(e)) => Err(e.into()),
         Err(other) => Err(ServerError::BadRequest(other.to_string())),
     }
@@ -444,9 +448,10 @@ pub fn create(
         different_host: new.different_host.clone(),
         group: new.group.clone(),
     };
-    if let Some(name) = &new.key_name {
-        check_key_name(fleet, ctx, name)?;
-    }
+    let key_data = match &new.key_name {
+        Some(name) => Some(key_pair(fleet, ctx, name)?.public_key),
+        None => None,
+    };
     let flavor = find_flavor(fleet, ctx, &new.flavor_ref)?;
     if flavor.disabled {
         return Err(ServerError::BadRequest(format!(
@@ -480,6 +485,7 @@ pub fn create(
         metadata: new.metadata,
         user_data: new.user_data,
         key_name: new.key_name,
+        key_data,
         config_drive: new.config_drive,
         disk_config: new.disk_config,
         networks,

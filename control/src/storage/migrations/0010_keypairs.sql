@@ -11,3 +11,7 @@ CREATE TABLE key_pairs (
     created_at INTEGER NOT NULL,
     UNIQUE (user_id, name)
 );
+
+-- The public key a server was made with (Nova's instances.key_data): the guest is given this
+-- one even if the pair is deleted or replaced later.
+ALTER TABLE servers ADD COLUMN key_data TEXT;

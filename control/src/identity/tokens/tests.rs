@@ -143,7 +143,7 @@ fn the_default_domain_s_name_matches_in_any_case() {
             password: MEMBER_PASSWORD.to_owned(),
             project: Some(in_domain("demo", domain)),
         };
-        let t = issue(&f.db, &auth, HOUR).unwrap_or_else(|e| panic!("{domain}: {e}"));
+        let t = login(&f.db, &auth, HOUR).unwrap_or_else(|e| panic!("{domain}: {e}"));
         assert_eq!(t.info.project.unwrap().id, f.member_project_id);
     }
     // Another domain's name is still no domain here.
@@ -153,7 +153,7 @@ fn the_default_domain_s_name_matches_in_any_case() {
         project: None,
     };
     assert!(matches!(
-        issue(&f.db, &auth, HOUR),
+        login(&f.db, &auth, HOUR),
         Err(IdentityError::InvalidCredentials)
     ));
 }

@@ -95,6 +95,7 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
         let shared = crate::cluster::store::EtcdDoors::for_box(cluster)?;
         doors.identity = Arc::new(shared.identity());
         doors.flavors = Arc::new(shared.flavors());
+        doors.keypairs = Arc::new(shared.keypairs());
         doors.images = Arc::new(shared.images());
         doors.servers = Arc::new(shared.servers());
         doors.server_groups = Arc::new(shared.server_groups());

@@ -19,6 +19,11 @@ pub fn token() -> Result<String, RandomError> {
     Ok(URL_SAFE_NO_PAD.encode(bytes::<32>()?))
 }
 
+/// 32 random bytes to derive a secret key from (a generated key pair's ed25519 seed).
+pub fn key_seed() -> Result<zeroize::Zeroizing<[u8; 32]>, RandomError> {
+    Ok(zeroize::Zeroizing::new(bytes::<32>()?))
+}
+
 /// A password for the bootstrap admin: 18 random bytes as 24 base64url characters.
 pub fn password() -> Result<String, RandomError> {
     Ok(URL_SAFE_NO_PAD.encode(bytes::<18>()?))

@@ -1,9 +1,11 @@
 //! What every domain's door to its state shares: the error a store reports. Each domain
 //! defines its own store trait (`identity::store`, `compute::flavors::store`,
+//! `compute::keypairs::store`,
 //! `compute::servers::store`, ...); [`crate::storage`] implements them on SQLite for one box,
 //! and a cluster's store implements the same traits. Nothing here names a backend.
 
 use crate::compute::flavors::FlavorStore;
+use crate::compute::keypairs::KeyPairStore;
 use crate::compute::server_groups::ServerGroupStore;
 use crate::compute::servers::placement::store::PlacementDoor;
 use crate::compute::servers::store::ServerStore;
@@ -21,6 +23,7 @@ use std::sync::Arc;
 pub struct Doors {
     pub identity: Arc<dyn IdentityStore>,
     pub flavors: Arc<dyn FlavorStore>,
+    pub keypairs: Arc<dyn KeyPairStore>,
     pub images: Arc<dyn ImageRecordStore>,
     pub volumes: Arc<dyn VolumeRecordStore>,
     pub networks: Arc<dyn NetworkStore>,

@@ -277,3 +277,22 @@ fn directory_bodies_are_checked() {
     );
     assert_keystone_error(&grant, 404);
 }
+
+#[test]
+fn the_default_domain_s_name_is_matched_in_any_case_as_scripts_spell_it() {
+    let d = Daemon::start();
+    for domain in ["default", "DEFAULT", "Default"] {
+        // openstacksdk's `user_domain_name` and `project_domain_name`, as seed scripts set them.
+        let body = json!({"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": "admin", "domain": {"name": domain}, "password": ADMIN_PASSWORD}}},
+            "scope": {"project": {"name": "admin", "domain": {"name": domain}}},
+        }});
+        let r = d.tcp(None).post("/identity/v3/auth/tokens", &body);
+        assert_eq!(r.status.as_u16(), 201, "{domain}: {}", r.text());
+        assert_eq!(r.body_json()["token"]["project"]["name"], "admin");
+    }
+    let body = json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "name": "admin", "domain": {"name": "elsewhere"}, "password": ADMIN_PASSWORD}}}}});
+    assert_keystone_error(&d.tcp(None).post("/identity/v3/auth/tokens", &body), 401);
+}

@@ -467,6 +467,29 @@ fn patch_changes_all_or_nothing() {
     let empty = patch(json!([]), PATCH);
     assert_eq!(empty.status.as_u16(), 200);
     assert_eq!(empty.body_json()["name"], "renamed");
+
+    // Glance's older dialect: the operation's name holds the path, and add does not
+    // overwrite.
+    const PATCH_V20: &str = "application/openstack-images-v2.0-json-patch";
+    let r = patch(
+        json!([{"replace": "/name", "value": "old-style"}, {"add": "/os_distro", "value": "x"}]),
+        PATCH_V20,
+    );
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    assert_eq!(r.body_json()["name"], "old-style");
+    assert_eq!(r.body_json()["os_distro"], "x");
+    let before = show(&api, &id);
+    for (body, code) in [
+        (json!([{"add": "/os_distro", "value": "y"}]), 409),
+        (json!([{"add": "/name", "value": "y"}]), 409),
+        (
+            json!([{"op": "replace", "path": "/name", "value": "y"}]),
+            400,
+        ),
+    ] {
+        glance_error(&patch(body.clone(), PATCH_V20), code);
+        assert_eq!(show(&api, &id), before, "{body} changed the image");
+    }
 }
 
 #[test]
@@ -666,4 +689,55 @@ fn uploads_and_downloads_stream_without_holding_the_image() {
     assert!(grew < 32 << 20, "peak memory grew by {grew} bytes");
     assert_eq!(show(&api, &id)["checksum"], coreutils("md5sum", &file));
     assert_eq!(coreutils("md5sum", &back), coreutils("md5sum", &file));
+}
+
+#[test]
+fn deactivated_images_are_downloaded_by_admins_only_until_reactivated() {
+    let d = Daemon::start();
+    let (api, token) = admin(&d);
+    let tmp = tempfile::tempdir().unwrap();
+    let file = random_file(tmp.path(), "disk", 64 * 1024);
+    let public = create(
+        &api,
+        json!({"name": "pub", "disk_format": "raw", "container_format": "bare",
+               "visibility": "public"}),
+    );
+    let id = public["id"].as_str().unwrap().to_owned();
+    let action =
+        |api: &Api, what: &str| api.post(&format!("{IMAGES}/{id}/actions/{what}"), &json!({}));
+    // Only an active image can be deactivated.
+    glance_error(&action(&api, "deactivate"), 403);
+    assert_eq!(upload(&d, &token, &id, &file, &[]).status.as_u16(), 204);
+
+    d.make_member("alice", "alice-pw", "demo");
+    let alice_token = d.login("alice", "alice-pw", Some("demo"));
+    let alice = d.tcp(Some(&alice_token));
+    // Glance's default policy: admins only.
+    glance_error(&action(&alice, "deactivate"), 403);
+    assert_eq!(show(&api, &id)["status"], "active");
+
+    for _ in 0..2 {
+        let r = action(&api, "deactivate");
+        assert_eq!(r.status.as_u16(), 204, "{}", r.text());
+    }
+    assert_eq!(show(&api, &id)["status"], "deactivated");
+    let listed = api.get(&format!("{IMAGES}?status=deactivated")).body_json();
+    assert_eq!(listed["images"][0]["id"], id.as_str(), "{listed}");
+    let out = tmp.path().join("out");
+    let r = download(&d, &alice_token, &id, &out);
+    assert_eq!(r.status.as_u16(), 403);
+    let r = download(&d, &token, &id, &out);
+    assert_eq!(r.status.as_u16(), 200);
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&file).unwrap());
+    glance_error(&action(&alice, "reactivate"), 403);
+
+    for _ in 0..2 {
+        assert_eq!(action(&api, "reactivate").status.as_u16(), 204);
+    }
+    assert_eq!(show(&api, &id)["status"], "active");
+    let r = download(&d, &alice_token, &id, &out);
+    assert_eq!(r.status.as_u16(), 200);
+    glance_error(&action(&api, "nonsense"), 404);
+    let missing = format!("{IMAGES}/6ce3b7a4-46f1-4f0a-9d7e-1b1a2c3d4e5f/actions/deactivate");
+    glance_error(&api.post(&missing, &json!({})), 404);
 }

@@ -677,3 +677,101 @@ fn security_groups_rules_and_project_isolation() {
         .len();
     assert!(all >= 4, "{all}");
 }
+
+#[test]
+fn bulk_creates_make_every_item_or_none() {
+    let d = Daemon::start();
+    let (api, _, _) = member(&d, "bulk");
+    let nets = created(
+        api.post(
+            &format!("{NET}/networks"),
+            &json!({"networks": [{"name": "a"}, {"name": "b", "mtu": 1400}]}),
+        ),
+        "networks",
+    );
+    let names: Vec<_> = nets
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].clone())
+        .collect();
+    assert_eq!(names, ["a", "b"]);
+    assert_eq!(nets[1]["mtu"], 1400);
+    let (a, b) = (id(&nets[0]), id(&nets[1]));
+    let listed = ok(api.get(&format!("{NET}/networks"))).to_string();
+    assert!(listed.contains(&a) && listed.contains(&b), "{listed}");
+
+    // The second network is refused (an MTU below IPv4's minimum): the first is undone.
+    let networks_before = ok(api.get(&format!("{NET}/networks")));
+    let r = api.post(
+        &format!("{NET}/networks"),
+        &json!({"networks": [{"name": "c"}, {"name": "d", "mtu": 10}]}),
+    );
+    assert_eq!(r.status.as_u16(), 400, "{}", r.text());
+    assert_eq!(ok(api.get(&format!("{NET}/networks"))), networks_before);
+
+    let subnets = created(
+        api.post(
+            &format!("{NET}/subnets"),
+            &json!({"subnets": [
+                {"network_id": a, "ip_version": 4, "cidr": "10.7.0.0/24"},
+                {"network_id": b, "ip_version": 4, "cidr": "10.8.0.0/24"},
+            ]}),
+        ),
+        "subnets",
+    );
+    assert_eq!(subnets[0]["cidr"], "10.7.0.0/24");
+    assert_eq!(subnets[1]["network_id"], b.as_str());
+    // An overlapping second subnet: nothing of the request stays.
+    let subnets_before = ok(api.get(&format!("{NET}/subnets")));
+    let r = api.post(
+        &format!("{NET}/subnets"),
+        &json!({"subnets": [
+            {"network_id": b, "ip_version": 4, "cidr": "10.9.0.0/24"},
+            {"network_id": a, "ip_version": 4, "cidr": "10.7.0.0/25"},
+        ]}),
+    );
+    assert_eq!(r.status.as_u16(), 400, "{}", r.text());
+    assert_eq!(ok(api.get(&format!("{NET}/subnets"))), subnets_before);
+
+    let ports = created(
+        api.post(
+            &format!("{NET}/ports"),
+            &json!({"ports": [{"network_id": a, "name": "p1"}, {"network_id": b, "name": "p2"}]}),
+        ),
+        "ports",
+    );
+    assert_eq!(ports[0]["name"], "p1");
+    assert_eq!(ips(&ports[1]).len(), 1, "{}", ports[1]);
+    // A second port asking for the first's address: both refused, the address free again.
+    let taken = ips(&ports[0])[0].clone();
+    let ports_before = ok(api.get(&format!("{NET}/ports")));
+    let r = api.post(
+        &format!("{NET}/ports"),
+        &json!({"ports": [
+            {"network_id": a, "name": "p3", "fixed_ips": [{"ip_address": "10.7.0.77"}]},
+            {"network_id": a, "name": "p4", "fixed_ips": [{"ip_address": taken}]},
+        ]}),
+    );
+    assert_eq!(r.status.as_u16(), 409, "{}", r.text());
+    assert_eq!(ok(api.get(&format!("{NET}/ports"))), ports_before);
+    let again = port_on(
+        &api,
+        &a,
+        json!({"fixed_ips": [{"ip_address": "10.7.0.77"}]}),
+    );
+    assert_eq!(ips(&created(again, "port")), ["10.7.0.77"]);
+
+    // Malformed bulk bodies.
+    let networks_before = ok(api.get(&format!("{NET}/networks")));
+    for body in [
+        json!({"networks": []}),
+        json!({"networks": {"name": "x"}}),
+        json!({"networks": [{"name": "x"}], "network": {"name": "y"}}),
+        json!({"networks": [{"bogus": 1}]}),
+    ] {
+        let r = api.post(&format!("{NET}/networks"), &body);
+        assert_eq!(r.status.as_u16(), 400, "{body}: {}", r.text());
+    }
+    assert_eq!(ok(api.get(&format!("{NET}/networks"))), networks_before);
+}

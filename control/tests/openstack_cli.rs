@@ -6,6 +6,8 @@
 //!   admin and as a member;
 //! - `server group create --policy` / list / show / delete, in the microversion the client
 //!   picks (2.64 and later give `policy` and `rules`);
+//! - `keypair create` (generated, and `--public-key` from ssh-keygen) / list / show / delete,
+//!   and `server create --key-name` (without booting);
 //! - `image create --file` / list / show / save / set, `volume create/list/set`, snapshots;
 //! - one real guest through the client alone: the test guest's root disk uploaded with
 //!   `image create --file`, a flavor, a volume, `server create --wait` (the client asks for
@@ -212,6 +214,135 @@ fn openstack_client_drives_server_groups() {
     );
 }
 
+#[test]
+fn openstack_client_drives_key_pairs_and_a_server_s_key_name() {
+    // No monitor binary: a server's build fails at once, so nothing boots here (the guest
+    // test below boots one with --key-name).
+    let assets = tempfile::tempdir().unwrap();
+    let rootfs = assets.path().join("rootfs.ext4");
+    std::fs::write(&rootfs, [0u8; 4096]).unwrap();
+    let d = Daemon::start_with(
+        Some(&format!(
+            "[compute]\nmonitor = \"/nonexistent/outpost-vmm\"\n[guest]\nrootfs = {rootfs:?}\n"
+        )),
+        Some(ADMIN_PASSWORD),
+    );
+    let admin = Openstack::new(&d, "admin", ADMIN_PASSWORD, "admin");
+
+    // Without a public key the client gets a pair and prints its private key.
+    let private = admin.run(&["keypair", "create", "generated"]).unwrap();
+    assert!(private.contains("PRIVATE KEY-----"), "{private}");
+    // An OpenSSH public key from ssh-keygen, imported; Nova's fingerprint is the MD5 one
+    // ssh-keygen prints.
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("id_ed25519");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "test@outpost", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let public = key.with_extension("pub");
+    let imported = admin.json(&[
+        "keypair",
+        "create",
+        "--public-key",
+        public.to_str().unwrap(),
+        "imported",
+    ]);
+    let md5 = Command::new("ssh-keygen")
+        .args(["-l", "-E", "md5", "-f"])
+        .arg(&public)
+        .output()
+        .unwrap();
+    let md5 = String::from_utf8_lossy(&md5.stdout).into_owned();
+    let fingerprint = imported["fingerprint"].as_str().unwrap();
+    assert!(
+        md5.contains(&format!("MD5:{fingerprint} ")),
+        "{md5} vs {imported}"
+    );
+
+    let list = admin.json(&["keypair", "list"]);
+    let names: Vec<_> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["Name"].clone())
+        .collect();
+    assert_eq!(names, ["generated", "imported"], "{list}");
+    let shown = admin.json(&["keypair", "show", "imported"]);
+    assert_eq!(shown["fingerprint"], fingerprint);
+    let shown_key = admin
+        .run(&["keypair", "show", "--public-key", "imported"])
+        .unwrap();
+    let on_disk = std::fs::read_to_string(&public).unwrap();
+    assert_eq!(shown_key.trim(), on_disk.trim());
+    let dup = admin.run(&["keypair", "create", "imported"]).unwrap_err();
+    assert!(
+        dup.contains("409") || dup.contains("already exists"),
+        "{dup}"
+    );
+
+    // A server names the key; the client shows it back.
+    admin
+        .run(&[
+            "flavor", "create", "--ram", "128", "--vcpus", "1", "--disk", "1", "s1",
+        ])
+        .unwrap();
+    let image = admin.json(&[
+        "image",
+        "create",
+        "--file",
+        rootfs.to_str().unwrap(),
+        "--disk-format",
+        "raw",
+        "--container-format",
+        "bare",
+        "guest",
+    ]);
+    assert_eq!(image["status"], "active", "{image}");
+    let server = admin.json(&[
+        "server",
+        "create",
+        "--flavor",
+        "s1",
+        "--image",
+        "guest",
+        "--nic",
+        "none",
+        "--key-name",
+        "imported",
+        "vm1",
+    ]);
+    assert_eq!(server["key_name"], "imported", "{server}");
+    assert!(server["adminPass"].is_string(), "{server}");
+    let shown = admin.json(&["server", "show", "vm1"]);
+    assert_eq!(shown["key_name"], "imported", "{shown}");
+    let bad = admin
+        .run(&[
+            "server",
+            "create",
+            "--flavor",
+            "s1",
+            "--image",
+            "guest",
+            "--nic",
+            "none",
+            "--key-name",
+            "nope",
+            "vm2",
+        ])
+        .unwrap_err();
+    assert!(bad.contains("nope"), "{bad}");
+
+    admin
+        .run(&["keypair", "delete", "generated", "imported"])
+        .unwrap();
+    assert_eq!(admin.json(&["keypair", "list"]), serde_json::json!([]));
+    let gone = admin.run(&["keypair", "show", "imported"]).unwrap_err();
+    assert!(gone.contains("imported"), "{gone}");
+}
+
 /// Kills the monitors a test's daemon started, when the test ends, pass or fail (they
 /// outlive outpostd by design).
 struct MonitorSweep(PathBuf);
@@ -301,10 +432,23 @@ fn openstack_client_boots_a_server_from_an_uploaded_image() {
     assert_eq!(volumes[0]["Name"], "data", "{volumes}");
     assert_eq!(volumes[0]["Status"], "available");
 
+    // A generated key pair for the server (its key is not delivered to this guest yet).
+    let private = admin.run(&["keypair", "create", "mykey"]).unwrap();
+    assert!(private.contains("PRIVATE KEY-----"), "{private}");
+
     // `--wait` polls until ACTIVE: the monitor is up and the guest's kernel was started.
     let started = Instant::now();
     let made = admin.json(&[
-        "server", "create", "--flavor", "s1", "--image", "guest", "--wait", "vm1",
+        "server",
+        "create",
+        "--flavor",
+        "s1",
+        "--image",
+        "guest",
+        "--key-name",
+        "mykey",
+        "--wait",
+        "vm1",
     ]);
     eprintln!("server create --wait took {:?}", started.elapsed());
     assert_eq!(made["status"], "ACTIVE", "{made}");
@@ -321,6 +465,7 @@ fn openstack_client_boots_a_server_from_an_uploaded_image() {
     let shown = admin.json(&["server", "show", "vm1"]);
     assert_eq!(shown["id"], id.as_str());
     assert_eq!(shown["OS-EXT-STS:vm_state"], "active");
+    assert_eq!(shown["key_name"], "mykey", "{shown}");
     // Nova's power state 1: RUNNING (the client shows the number in JSON output).
     assert_eq!(shown["OS-EXT-STS:power_state"], 1, "{shown}");
     assert_eq!(shown["flavor"]["original_name"], "s1");

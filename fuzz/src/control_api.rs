@@ -1,8 +1,9 @@
 //! outpostd's request parsing, the part every tenant reaches before a handler acts:
 //! routing (path matching and parameter decoding), the query string, the microversion
 //! headers, and the bodies of the requests whose parsers are domain types (Neutron's
-//! create requests, Glance's JSON-patch). Handlers that act on a request are left out: they
-//! need a database and a host to act on.
+//! create requests, Glance's JSON-patch in both dialects, an imported key pair's public
+//! key). Handlers that act on a request are left out: they need a database and a host to act
+//! on.
 
 use std::sync::OnceLock;
 
@@ -87,10 +88,17 @@ fn script(u: &mut Unstructured<'_>, router: &Router) -> Result<()> {
 
 /// A JSON body as each domain parser takes it.
 fn parse_body(body: &[u8]) {
+    // An imported key pair's public key line, as `os-keypairs` vets it.
+    if let Ok(line) = std::str::from_utf8(body) {
+        let _ = outpost_control::compute::keypairs::fingerprint_of(line);
+    }
     let Ok(value) = serde_json::from_slice::<Value>(body) else {
         return;
     };
-    let _ = outpost_control::image::patch::parse(&value);
+    let _ =
+        outpost_control::image::patch::parse(&value, outpost_control::image::patch::Dialect::V21);
+    let _ =
+        outpost_control::image::patch::parse(&value, outpost_control::image::patch::Dialect::V20);
     let _ = serde_json::from_value::<networks::NewNetwork>(value.clone());
     let _ = serde_json::from_value::<networks::NetworkUpdate>(value.clone());
     let _ = serde_json::from_value::<subnets::NewSubnet>(value.clone());

@@ -11,6 +11,7 @@
 use super::request::{Reply, ReplyBody};
 use super::ServiceKind;
 use crate::compute::flavors::FlavorError;
+use crate::compute::keypairs::KeyPairError;
 use crate::compute::server_groups::ServerGroupError;
 use crate::compute::servers::boot_source::BootSourceError;
 use crate::compute::servers::ServerError;
@@ -124,6 +125,20 @@ impl From<ServerGroupError> for Fault {
     }
 }
 
+impl From<KeyPairError> for Fault {
+    fn from(e: KeyPairError) -> Fault {
+        use KeyPairError as E;
+        let status = match &e {
+            E::NotFound { .. } => StatusCode::NOT_FOUND,
+            E::NameExists(_) => StatusCode::CONFLICT,
+            E::Invalid(_) | E::X509Unsupported | E::MarkerNotFound(_) => StatusCode::BAD_REQUEST,
+            E::Forbidden(_) => StatusCode::FORBIDDEN,
+            E::Random(_) | E::Encode(_) | E::Storage(_) => return Fault::internal(e),
+        };
+        Fault::new(status, e.to_string())
+    }
+}
+
 impl From<ServerError> for Fault {
     fn from(e: ServerError) -> Fault {
         use ServerError as E;
@@ -177,7 +192,8 @@ impl From<ImageError> for Fault {
             | E::IdExists(_)
             | E::NotQueued { .. }
             | E::NotActive(_)
-            | E::NoSuchProperty(_) => StatusCode::CONFLICT,
+            | E::NoSuchProperty(_)
+            | E::AlreadyPresent(_) => StatusCode::CONFLICT,
             E::TooManyProperties(_) => StatusCode::PAYLOAD_TOO_LARGE,
             E::Data(d) => match image_data_status(d) {
                 Some(s) => s,

@@ -85,6 +85,11 @@ impl ApiState {
         self.doors.flavors.as_ref()
     }
 
+    /// The key pairs' door.
+    pub fn keypairs(&self) -> &dyn crate::compute::keypairs::KeyPairStore {
+        self.doors.keypairs.as_ref()
+    }
+
     /// Glance's door to the image records (the bytes are in `images`).
     pub fn image_records(&self) -> &dyn crate::image::ImageRecordStore {
         self.doors.images.as_ref()

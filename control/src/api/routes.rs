@@ -157,6 +157,11 @@ pub static ROUTES: &[Route] = &[
     route(Method::GET, "/compute/v2.1/flavors/{flavor_id}/os-extra_specs/{key}", Compute, Caller, compute::extra_specs::show),
     route(Method::PUT, "/compute/v2.1/flavors/{flavor_id}/os-extra_specs/{key}", Compute, Caller, compute::extra_specs::update),
     route(Method::DELETE, "/compute/v2.1/flavors/{flavor_id}/os-extra_specs/{key}", Compute, Caller, compute::extra_specs::delete),
+    // Nova key pairs.
+    route(Method::GET, "/compute/v2.1/os-keypairs", Compute, Caller, compute::keypairs::list),
+    route(Method::POST, "/compute/v2.1/os-keypairs", Compute, Caller, compute::keypairs::create),
+    route(Method::GET, "/compute/v2.1/os-keypairs/{keypair_name}", Compute, Caller, compute::keypairs::show),
+    route(Method::DELETE, "/compute/v2.1/os-keypairs/{keypair_name}", Compute, Caller, compute::keypairs::delete),
     // Nova servers.
     route(Method::GET, "/compute/v2.1/os-services", Compute, Caller, compute::services::list),
     route(Method::PUT, "/compute/v2.1/os-services/{service_id}", Compute, Caller, compute::services::update),
@@ -187,6 +192,8 @@ pub static ROUTES: &[Route] = &[
     route(Method::DELETE, "/image/v2/images/{image_id}", Image, Caller, image::images::delete),
     upload(Method::PUT, "/image/v2/images/{image_id}/file", Image, image::data::upload),
     route(Method::GET, "/image/v2/images/{image_id}/file", Image, Caller, image::data::download),
+    route(Method::POST, "/image/v2/images/{image_id}/actions/deactivate", Image, Caller, image::images::deactivate),
+    route(Method::POST, "/image/v2/images/{image_id}/actions/reactivate", Image, Caller, image::images::reactivate),
     route(Method::PUT, "/image/v2/images/{image_id}/tags/{tag}", Image, Caller, image::images::add_tag),
     route(Method::DELETE, "/image/v2/images/{image_id}/tags/{tag}", Image, Caller, image::images::remove_tag),
     route(Method::GET, "/image/v2/schemas/image", Image, Caller, image::schemas::image),

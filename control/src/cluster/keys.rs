@@ -171,6 +171,16 @@ impl Keyspace {
     pub fn flavor(&self, id: &str) -> String {
         format!("{}{id}", self.flavors())
     }
+
+    /// Every key pair of one user (user ids are generated: no `/` in them).
+    pub fn key_pairs_of(&self, user_id: &str) -> String {
+        format!("{}/keypairs/{user_id}/", self.root)
+    }
+
+    /// A user's key pair, by its name (Nova's names have no `/`).
+    pub fn key_pair(&self, user_id: &str, name: &str) -> String {
+        format!("{}{name}", self.key_pairs_of(user_id))
+    }
 }
 
 // The servers' door (`compute::servers::store`): a server's Nova record, its user_data and the

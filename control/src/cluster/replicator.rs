@@ -55,7 +55,7 @@ pub async fn run(membership: Membership, puller: Arc<Puller>, api_port: u16) {
 pub fn pass(puller: &Puller) -> Result<(), PullError> {
     let mut images = puller.records().images()?;
     images.retain(|i| {
-        i.os_hash_value.is_some() && matches!(i.status, ImageStatus::Saving | ImageStatus::Active)
+        i.os_hash_value.is_some() && (i.status == ImageStatus::Saving || i.status.has_stored_data())
     });
     // Saving first: those wait for a copy to become usable at all.
     images.sort_by_key(|i| (i.status != ImageStatus::Saving, i.created_at));

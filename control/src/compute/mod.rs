@@ -1,8 +1,9 @@
-//! Nova's part of the control service: flavors, server groups, and servers (claims through `resources`,
-//! disks from `image-store`, one `outpost-vmm` per guest).
+//! Nova's part of the control service: flavors, key pairs, server groups, and servers
+//! (claims through `resources`, disks from `image-store`, one `outpost-vmm` per guest).
 
 pub mod extra_specs;
 pub mod flavors;
+pub mod keypairs;
 pub mod server_groups;
 pub mod servers;
 

@@ -20,10 +20,13 @@ pub enum DomainRef {
 }
 
 impl DomainRef {
+    /// Whether this names the default domain. Names match in any case, as deployed
+    /// Keystone's do (its MySQL columns compare case-insensitively), so the many scripts
+    /// that say `user_domain_name='default'` sign in; ids match exactly.
     fn is_default(&self) -> bool {
         match self {
             DomainRef::Id(id) => id == DEFAULT_DOMAIN_ID,
-            DomainRef::Name(name) => name == DEFAULT_DOMAIN_NAME,
+            DomainRef::Name(name) => name.eq_ignore_ascii_case(DEFAULT_DOMAIN_NAME),
         }
     }
 }

@@ -249,9 +249,15 @@ pub fn download(
     id: &str,
 ) -> Result<Option<ImageFile>, ImageError> {
     let image = super::get(db, ctx, id)?;
+    // Glance's rule: a deactivated image's data is for admins only.
+    if image.status == ImageStatus::Deactivated && !ctx.is_admin() {
+        return Err(ImageError::Forbidden(
+            "The requested image has been deactivated. Image data download is forbidden.".into(),
+        ));
+    }
     // In a site, an image `saving` with its data recorded waits for copies on other boxes,
     // which fetch them here.
-    let has_data = image.status == ImageStatus::Active
+    let has_data = image.status.has_stored_data()
         || (image.status == ImageStatus::Saving && image.os_hash_value.is_some());
     if !has_data {
         return Ok(None);

@@ -62,6 +62,8 @@ pub enum ImageError {
     NotActive(String),
     #[error("Property {0} does not exist.")]
     NoSuchProperty(String),
+    #[error("Property {0} already present.")]
+    AlreadyPresent(String),
     #[error("Maximum number of image properties ({0}) exceeded.")]
     TooManyProperties(usize),
     #[error("{0}")]
@@ -359,6 +361,55 @@ pub fn boot_source(
         path: images.image_path(id)?,
         image,
     })
+}
+
+/// Glance's deactivate (admin only, its default policy): an active image keeps its data but
+/// is taken out of use; deactivating a deactivated image changes nothing.
+pub fn deactivate(
+    db: &dyn ImageRecordStore,
+    ctx: &RequestContext,
+    id: &str,
+) -> Result<(), ImageError> {
+    set_activation(db, ctx, id, ImageStatus::Active, ImageStatus::Deactivated)
+}
+
+/// Glance's reactivate (admin only): a deactivated image is active again; reactivating an
+/// active image changes nothing.
+pub fn reactivate(
+    db: &dyn ImageRecordStore,
+    ctx: &RequestContext,
+    id: &str,
+) -> Result<(), ImageError> {
+    set_activation(db, ctx, id, ImageStatus::Deactivated, ImageStatus::Active)
+}
+
+fn set_activation(
+    db: &dyn ImageRecordStore,
+    ctx: &RequestContext,
+    id: &str,
+    from: ImageStatus,
+    to: ImageStatus,
+) -> Result<(), ImageError> {
+    let image = visible(db, ctx, id)?;
+    let action = if to == ImageStatus::Active {
+        "reactivate"
+    } else {
+        "deactivate"
+    };
+    if !ctx.is_admin() {
+        return Err(ImageError::Forbidden(format!(
+            "You are not authorized to {action} image {id}."
+        )));
+    }
+    // One compare-and-set, so a delete or a concurrent change in between is seen, not undone.
+    if image.status == to || db.set_image_status_if(id, &[from, to], to)? {
+        return Ok(());
+    }
+    let now = db.image(id)?.ok_or_else(|| not_found(id))?;
+    Err(ImageError::Forbidden(format!(
+        "Not allowed to {action} image {id} in status '{}'.",
+        now.status.as_str()
+    )))
 }
 
 fn active(db: &dyn ImageRecordStore, ctx: &RequestContext, id: &str) -> Result<Image, ImageError> {

@@ -197,7 +197,7 @@ impl Puller {
         let image = self
             .records
             .image(id)?
-            .filter(|i| matches!(i.status, ImageStatus::Saving | ImageStatus::Active))
+            .filter(|i| i.status == ImageStatus::Saving || i.status.has_stored_data())
             .ok_or_else(|| PullError::NoData(id.to_owned()))?;
         let expected = Expected::of(&image)?;
         let copies = self.records.image_copies(id)?;

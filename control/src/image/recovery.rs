@@ -35,11 +35,13 @@ pub fn recover(
         tracing::info!("image {id}: upload interrupted by a restart; queued again");
         out.requeued.push(id);
     }
-    for id in db.image_ids_in_status(ImageStatus::Active)? {
-        if !images.contains(&id)? && lost_copy(db, images, &id, holder)?.is_empty() {
-            db.set_image_status_if(&id, &[ImageStatus::Active], ImageStatus::Killed)?;
-            tracing::error!("image {id}: its data is missing from the image store; killed");
-            out.killed.push(id);
+    for status in [ImageStatus::Active, ImageStatus::Deactivated] {
+        for id in db.image_ids_in_status(status)? {
+            if !images.contains(&id)? && lost_copy(db, images, &id, holder)?.is_empty() {
+                db.set_image_status_if(&id, &[status], ImageStatus::Killed)?;
+                tracing::error!("image {id}: its data is missing from the image store; killed");
+                out.killed.push(id);
+            }
         }
     }
     for id in images.list_ids()? {

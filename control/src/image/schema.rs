@@ -39,7 +39,7 @@ pub fn image() -> Value {
             "id": {"type": "string", "pattern": UUID_PATTERN,
                    "description": "Image id; may be given at creation."},
             "name": {"type": ["null", "string"], "maxLength": fields::MAX_NAME},
-            "status": read_only(json!("string"), "queued, saving, active or killed"),
+            "status": read_only(json!("string"), "queued, saving, active, killed or deactivated"),
             "visibility": {"type": "string",
                            "enum": ["community", "public", "private", "shared"]},
             "protected": {"type": "boolean",

@@ -24,10 +24,19 @@ pub enum ImageStatus {
     Saving,
     Active,
     Killed,
+    /// Taken out of use by an admin (Glance's deactivate): its data is kept, but only admins
+    /// may download it and no new server or volume is made from it.
+    Deactivated,
 }
 
 impl ImageStatus {
-    pub const ALL: [ImageStatus; 4] = [Self::Queued, Self::Saving, Self::Active, Self::Killed];
+    pub const ALL: [ImageStatus; 5] = [
+        Self::Queued,
+        Self::Saving,
+        Self::Active,
+        Self::Killed,
+        Self::Deactivated,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -35,7 +44,14 @@ impl ImageStatus {
             Self::Saving => "saving",
             Self::Active => "active",
             Self::Killed => "killed",
+            Self::Deactivated => "deactivated",
         }
+    }
+
+    /// Whether the image's data is stored and complete: active, or deactivated (which keeps
+    /// it, so its copies are kept and replicated too).
+    pub fn has_stored_data(self) -> bool {
+        matches!(self, Self::Active | Self::Deactivated)
     }
 
     pub fn parse(s: &str) -> Option<ImageStatus> {

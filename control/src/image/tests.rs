@@ -246,8 +246,11 @@ fn visibility_and_ownership() {
     )
     .unwrap();
     assert!(get(&e.f.db, member, &community.id).is_ok());
-    let rename =
-        patch::parse(&json!([{"op": "replace", "path": "/name", "value": "mine"}])).unwrap();
+    let rename = patch::parse(
+        &json!([{"op": "replace", "path": "/name", "value": "mine"}]),
+        patch::Dialect::V21,
+    )
+    .unwrap();
     assert!(matches!(
         update(&e.f.db, member, &community.id, &rename),
         Err(ImageError::Forbidden(_))
@@ -274,7 +277,7 @@ fn updates_follow_policy() {
     let e = env();
     let member = &e.f.member;
     let i = raw(&e, member, "disk");
-    let ch = |body: Value| patch::parse(&body).unwrap();
+    let ch = |body: Value| patch::parse(&body, patch::Dialect::V21).unwrap();
     let publish = ch(json!([{"op": "replace", "path": "/visibility", "value": "public"}]));
     assert!(matches!(
         update(&e.f.db, member, &i.id, &publish),
@@ -339,15 +342,21 @@ fn delete_is_refused_while_protected_or_in_use() {
     let err = delete(&e.f.db, &e.store, member, &i.id).unwrap_err();
     assert!(err.to_string().contains("server srv-1"), "{err}");
     assert_eq!(let_go(&e.f.db, ConsumerKind::Server, "srv-1").unwrap(), 1);
-    let protect =
-        patch::parse(&json!([{"op": "replace", "path": "/protected", "value": true}])).unwrap();
+    let protect = patch::parse(
+        &json!([{"op": "replace", "path": "/protected", "value": true}]),
+        patch::Dialect::V21,
+    )
+    .unwrap();
     update(&e.f.db, member, &i.id, &protect).unwrap();
     assert!(matches!(
         delete(&e.f.db, &e.store, member, &i.id),
         Err(ImageError::Protected(_))
     ));
-    let unprotect =
-        patch::parse(&json!([{"op": "replace", "path": "/protected", "value": false}])).unwrap();
+    let unprotect = patch::parse(
+        &json!([{"op": "replace", "path": "/protected", "value": false}]),
+        patch::Dialect::V21,
+    )
+    .unwrap();
     update(&e.f.db, member, &i.id, &unprotect).unwrap();
     delete(&e.f.db, &e.store, member, &i.id).unwrap();
     assert!(!e.store.contains(&i.id).unwrap());

@@ -6,6 +6,7 @@
 //! host reconciler watches.
 
 pub mod agent;
+mod bulk;
 pub mod device;
 pub mod groups;
 pub mod host;

@@ -253,7 +253,7 @@ fn record_copy(
     };
     let same_data = image.os_hash_value.as_deref() == Some(copy.os_hash_value.as_str())
         && image.size == Some(copy.size);
-    if !matches!(image.status, ImageStatus::Saving | ImageStatus::Active) || !same_data {
+    if !(image.status == ImageStatus::Saving || image.status.has_stored_data()) || !same_data {
         return Ok(None);
     }
     conn.execute(

@@ -70,6 +70,12 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "volume homes",
         sql: include_str!("migrations/0010_volume_homes.sql"),
     },
+    // Nova key pairs (a user's named ssh public keys), and the key each server was made with.
+    Migration {
+        version: 11,
+        name: "key_pairs",
+        sql: include_str!("migrations/0011_keypairs.sql"),
+    },
 ];
 
 pub(super) fn apply(conn: &mut Connection, steps: &[Migration]) -> Result<(), StorageError> {

@@ -10,6 +10,7 @@ mod claims;
 mod flavors;
 mod identity;
 mod images;
+mod keypairs;
 mod migrations;
 mod networks;
 mod security_groups;
@@ -110,6 +111,7 @@ impl crate::store::Doors {
         crate::store::Doors {
             identity: db.clone(),
             flavors: db.clone(),
+            keypairs: db.clone(),
             images: db.clone(),
             volumes: db.clone(),
             networks: db.clone(),

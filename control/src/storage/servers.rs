@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 const COLUMNS: &str = "seq, id, name, description, project_id, user_id, flavor, image_ref, boot, \
      vm_state, task_state, power_state, host, fault, metadata, user_data, key_name, \
      config_drive, disk_config, networks, monitor_pid, monitor_start_time, monitor_boot_id, \
-     resize, created_at, updated_at, launched_at, placement";
+     resize, created_at, updated_at, launched_at, placement, key_data";
 
 fn to_json<T: Serialize>(v: &T) -> Result<String, StorageError> {
     serde_json::to_string(v).map_err(|e| StorageError::Corrupt(format!("cannot encode: {e}")))
@@ -53,6 +53,7 @@ struct RawRow {
     updated_at: Option<i64>,
     launched_at: Option<i64>,
     placement: String,
+    key_data: Option<String>,
 }
 
 fn raw(r: &Row<'_>) -> rusqlite::Result<RawRow> {
@@ -85,6 +86,7 @@ fn raw(r: &Row<'_>) -> rusqlite::Result<RawRow> {
         updated_at: r.get(25)?,
         launched_at: r.get(26)?,
         placement: r.get(27)?,
+        key_data: r.get(28)?,
     })
 }
 
@@ -142,6 +144,7 @@ impl RawRow {
             host: self.host,
             user_data: self.user_data,
             key_name: self.key_name,
+            key_data: self.key_data,
             config_drive: self.config_drive,
             disk_config: self.disk_config,
             monitor,
@@ -158,9 +161,9 @@ fn insert(conn: &Connection, s: &Server) -> Result<Server, StorageError> {
         "INSERT INTO servers (id, name, description, project_id, user_id, flavor, image_ref,
                               boot, vm_state, task_state, power_state, host, fault, metadata,
                               user_data, key_name, config_drive, disk_config, networks,
-                              created_at, placement)
+                              created_at, placement, key_data)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                 ?18, ?19, ?20, ?21)",
+                 ?18, ?19, ?20, ?21, ?22)",
         rusqlite::params![
             s.id,
             s.name,
@@ -183,6 +186,7 @@ fn insert(conn: &Connection, s: &Server) -> Result<Server, StorageError> {
             to_json(&s.networks)?,
             s.created_at.micros(),
             to_json(&s.placement)?,
+            s.key_data,
         ],
     )?;
     by_id(conn, &s.id)?.ok_or_else(|| StorageError::Corrupt(format!("server {} vanished", s.id)))
@@ -395,6 +399,7 @@ mod tests {
             metadata: BTreeMap::from([("k".into(), "v".into())]),
             user_data: None,
             key_name: None,
+            key_data: None,
             config_drive: String::new(),
             disk_config: "MANUAL".into(),
             networks: serde_json::json!("none"),

@@ -1,9 +1,10 @@
 //! Nova v2.1 handlers: flavors and their extra specs ([`views`] renders flavors per
-//! microversion), server groups, servers, their actions and volume attachments ([`server_views`] renders
-//! servers).
+//! microversion), key pairs, server groups, servers, their actions and volume attachments
+//! ([`server_views`] renders servers).
 
 pub mod extra_specs;
 pub mod flavors;
+pub mod keypairs;
 pub mod server_actions;
 pub mod server_groups;
 mod server_query;

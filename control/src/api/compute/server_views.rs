@@ -250,6 +250,7 @@ mod tests {
             metadata: BTreeMap::new(),
             user_data: None,
             key_name: None,
+            key_data: None,
             config_drive: String::new(),
             disk_config: "MANUAL".into(),
             networks: json!("none"),

@@ -9,6 +9,7 @@ use crate::api::request::percent_encode;
 use crate::api::{Call, Fault, Reply};
 use crate::compute::servers::block_devices::{BlockDeviceRequest, RequestedSource};
 use crate::compute::servers::{self, NetworkRequest, Networks, NewServer, Server};
+use crate::random;
 use hyper::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -288,7 +289,8 @@ fn reference(v: &Value, field: &str) -> Result<String, Fault> {
     }
 }
 
-fn parse_create(call: &Call<'_>) -> Result<NewServer, Fault> {
+/// The create body as a [`NewServer`] and the `adminPass` it asked for, if any.
+fn parse_create(call: &Call<'_>) -> Result<(NewServer, Option<String>), Fault> {
     let body: CreateBody = call.json()?;
     let v = version(call);
     let mut same_host = Vec::new();
@@ -361,12 +363,7 @@ fn parse_create(call: &Call<'_>) -> Result<NewServer, Fault> {
     let min_count = count("min_count", &b.min_count)?.unwrap_or(1);
     let max_count = count("max_count", &b.max_count)?.unwrap_or(min_count);
     // return_reservation_id shapes the answer: `create` reads it.
-    let _ = (
-        &b.return_reservation_id,
-        &b.admin_pass,
-        &b.access_ipv4,
-        &b.access_ipv6,
-    );
+    let _ = (&b.return_reservation_id, &b.access_ipv4, &b.access_ipv6);
     if b.block_device_mapping.is_some() {
         return Err(servers::ServerError::VolumesUnavailable("block_device_mapping").into());
     }
@@ -395,7 +392,7 @@ fn parse_create(call: &Call<'_>) -> Result<NewServer, Fault> {
             )))
         }
     };
-    Ok(NewServer {
+    let new = NewServer {
         name: b.name,
         description: b.description.flatten(),
         flavor_ref: reference(&b.flavor_ref, "flavorRef")?,
@@ -420,7 +417,8 @@ fn parse_create(call: &Call<'_>) -> Result<NewServer, Fault> {
         group,
         min_count,
         max_count,
-    })
+    };
+    Ok((new, b.admin_pass))
 }
 
 /// The `group` hint: one server group's UUID (Nova's schema: a string in UUID format).
@@ -475,7 +473,14 @@ fn uuid_like(id: &str) -> Option<&str> {
 /// `return_reservation_id` the id the servers of the request share.
 pub fn create(call: &Call<'_>) -> Result<Reply, Fault> {
     let reservation = return_reservation_id(call)?;
-    let new = parse_create(call)?;
+    let (new, asked_pass) = parse_create(call)?;
+    // Nova's default (`enable_instance_password`): the answer carries the server's admin
+    // password, the one asked for or a generated one (one for all the servers of a
+    // multi-create, as Nova's). It is not stored: the only copy leaves with this reply.
+    let admin_pass = match asked_pass {
+        Some(p) => p,
+        None => random::password().map_err(Fault::internal)?,
+    };
     let created = servers::create(&call.state.fleet, call.ctx(), new)?;
     if reservation {
         return Ok(Reply::json(
@@ -487,11 +492,10 @@ pub fn create(call: &Call<'_>) -> Result<Reply, Fault> {
         return Err(Fault::internal("a create answered no server"));
     };
     let base = &call.state.base_url;
-    Ok(Reply::json(
-        StatusCode::ACCEPTED,
-        json!({"server": views::created(s, base)}),
-    )
-    .header("Location", format!("{base}/compute/v2.1/servers/{}", s.id)))
+    let mut view = views::created(s, base);
+    view["adminPass"] = json!(admin_pass);
+    Ok(Reply::json(StatusCode::ACCEPTED, json!({"server": view}))
+        .header("Location", format!("{base}/compute/v2.1/servers/{}", s.id)))
 }
 
 /// The body's `return_reservation_id`, read apart from the rest of the create.

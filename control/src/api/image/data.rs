@@ -76,8 +76,11 @@ pub fn download(call: &Call<'_>) -> Result<Reply, Fault> {
         // A box of a site without the data fetches a copy from one that has it, then serves
         // it: the copy stays, as the image replicator would have made it anyway.
         let image = image::get(state.image_records(), call.ctx(), id)?;
+        // Not for a deactivated image a member may not download anyway.
+        let may_read = image.status != ImageStatus::Deactivated || call.ctx().is_admin();
         let has_data = image.os_hash_value.is_some()
-            && matches!(image.status, ImageStatus::Active | ImageStatus::Saving);
+            && may_read
+            && (image.status == ImageStatus::Saving || image.status.has_stored_data());
         if has_data && !puller.holds(id).map_err(no_copy)? {
             puller.ensure(id, false).map_err(no_copy)?;
         }

@@ -6,13 +6,11 @@ use crate::api::request::percent_encode;
 use crate::api::{Call, Fault, Reply};
 use crate::image::query::MAX_LIMIT;
 use crate::image::{
-    self, patch, ImageQuery, ImageStatus, ImageVisibility, NewImage, SortKey, VisibilityFilter,
+    self, patch, patch::Dialect, ImageQuery, ImageStatus, ImageVisibility, NewImage, SortKey,
+    VisibilityFilter,
 };
 use hyper::StatusCode;
 use serde_json::{json, Map, Value};
-
-/// The PATCH media type openstacksdk and glanceclient send (Glance's v2.1 JSON patch).
-pub const PATCH_MEDIA_TYPE: &str = "application/openstack-images-v2.1-json-patch";
 
 fn image_reply(status: StatusCode, i: &image::Image) -> Reply {
     Reply::json(status, views::image(i))
@@ -39,19 +37,19 @@ pub fn show(call: &Call<'_>) -> Result<Reply, Fault> {
 }
 
 pub fn update(call: &Call<'_>) -> Result<Reply, Fault> {
-    let media = call
-        .header("content-type")
-        .and_then(|c| c.split(';').next())
-        .map(str::trim)
-        .unwrap_or("");
-    if !media.eq_ignore_ascii_case(PATCH_MEDIA_TYPE) {
-        return Err(Fault::new(
+    let content_type = call.header("content-type").unwrap_or("");
+    let dialect = Dialect::of_media_type(content_type).ok_or_else(|| {
+        Fault::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("Unsupported Content-Type {media:?}: send {PATCH_MEDIA_TYPE}"),
-        ));
-    }
+            format!(
+                "Unsupported Content-Type {content_type:?}: send {} or {}",
+                Dialect::V21_MEDIA_TYPE,
+                Dialect::V20_MEDIA_TYPE
+            ),
+        )
+    })?;
     let body: Value = call.json()?;
-    let changes = patch::parse(&body)?;
+    let changes = patch::parse(&body, dialect)?;
     let i = image::update(
         call.state.image_records(),
         call.ctx(),
@@ -66,6 +64,24 @@ pub fn delete(call: &Call<'_>) -> Result<Reply, Fault> {
     image::delete(
         state.image_records(),
         &state.images,
+        call.ctx(),
+        call.param("image_id"),
+    )?;
+    Ok(Reply::empty(StatusCode::NO_CONTENT))
+}
+
+pub fn deactivate(call: &Call<'_>) -> Result<Reply, Fault> {
+    image::deactivate(
+        call.state.image_records(),
+        call.ctx(),
+        call.param("image_id"),
+    )?;
+    Ok(Reply::empty(StatusCode::NO_CONTENT))
+}
+
+pub fn reactivate(call: &Call<'_>) -> Result<Reply, Fault> {
+    image::reactivate(
+        call.state.image_records(),
         call.ctx(),
         call.param("image_id"),
     )?;

@@ -36,6 +36,48 @@ fn body<T: serde::de::DeserializeOwned>(call: &Call<'_>, key: &str) -> Result<T,
     })
 }
 
+/// A create body: one resource (`{"network": {...}}`) or Neutron's bulk form
+/// (`{"networks": [{...}, ...]}`).
+enum Create<T> {
+    One(T),
+    Bulk(Vec<T>),
+}
+
+fn create_body<T: serde::de::DeserializeOwned>(
+    call: &Call<'_>,
+    key: &str,
+    plural: &str,
+) -> Result<Create<T>, Fault> {
+    let v: Value = call.json()?;
+    if v.get(plural).is_none() {
+        return body(call, key).map(Create::One);
+    }
+    let mut obj = match v {
+        Value::Object(obj) if obj.len() == 1 => obj,
+        _ => {
+            return Err(Fault::bad_request(format!(
+                "Resource body required: a bulk create holds only '{plural}'."
+            )))
+        }
+    };
+    let Some(Value::Array(items)) = obj.remove(plural) else {
+        return Err(Fault::bad_request(format!(
+            "Resources required: '{plural}' must be a list."
+        )));
+    };
+    items
+        .into_iter()
+        .map(|item| {
+            serde_json::from_value(item).map_err(|e| {
+                let mut f = Fault::bad_request(format!("Invalid input for operation: {e}."));
+                f.neutron_type = Some("InvalidInput".into());
+                f
+            })
+        })
+        .collect::<Result<_, _>>()
+        .map(Create::Bulk)
+}
+
 fn listed(call: &Call<'_>, key: &str, items: Vec<Value>) -> Result<Reply, Fault> {
     let items = query::apply(items, &call.query)?;
     Ok(Reply::ok(json!({ key: items })))
@@ -54,9 +96,18 @@ pub fn list_networks(call: &Call<'_>) -> Result<Reply, Fault> {
 }
 
 pub fn create_network(call: &Call<'_>) -> Result<Reply, Fault> {
-    let req: NewNetwork = body(call, "network")?;
-    let n = call.state.network.create_network(call.ctx(), req)?;
-    Ok(one(StatusCode::CREATED, "network", views::network(&n, &[])))
+    let svc = &call.state.network;
+    match create_body::<NewNetwork>(call, "network", "networks")? {
+        Create::One(req) => {
+            let n = svc.create_network(call.ctx(), req)?;
+            Ok(one(StatusCode::CREATED, "network", views::network(&n, &[])))
+        }
+        Create::Bulk(reqs) => {
+            let made = svc.create_networks(call.ctx(), reqs)?;
+            let items: Vec<Value> = made.iter().map(|n| views::network(n, &[])).collect();
+            Ok(Reply::json(StatusCode::CREATED, json!({"networks": items})))
+        }
+    }
 }
 
 pub fn show_network(call: &Call<'_>) -> Result<Reply, Fault> {
@@ -103,9 +154,18 @@ pub fn list_subnets(call: &Call<'_>) -> Result<Reply, Fault> {
 }
 
 pub fn create_subnet(call: &Call<'_>) -> Result<Reply, Fault> {
-    let req: NewSubnet = body(call, "subnet")?;
-    let s = call.state.network.create_subnet(call.ctx(), req)?;
-    Ok(one(StatusCode::CREATED, "subnet", views::subnet(&s)))
+    let svc = &call.state.network;
+    match create_body::<NewSubnet>(call, "subnet", "subnets")? {
+        Create::One(req) => {
+            let s = svc.create_subnet(call.ctx(), req)?;
+            Ok(one(StatusCode::CREATED, "subnet", views::subnet(&s)))
+        }
+        Create::Bulk(reqs) => {
+            let made = svc.create_subnets(call.ctx(), reqs)?;
+            let items: Vec<Value> = made.iter().map(views::subnet).collect();
+            Ok(Reply::json(StatusCode::CREATED, json!({"subnets": items})))
+        }
+    }
 }
 
 pub fn show_subnet(call: &Call<'_>) -> Result<Reply, Fault> {
@@ -145,9 +205,18 @@ pub fn list_ports(call: &Call<'_>) -> Result<Reply, Fault> {
 }
 
 pub fn create_port(call: &Call<'_>) -> Result<Reply, Fault> {
-    let req: NewPort = body(call, "port")?;
-    let p = call.state.network.create_port(call.ctx(), req)?;
-    Ok(one(StatusCode::CREATED, "port", views::port(&p)))
+    let svc = &call.state.network;
+    match create_body::<NewPort>(call, "port", "ports")? {
+        Create::One(req) => {
+            let p = svc.create_port(call.ctx(), req)?;
+            Ok(one(StatusCode::CREATED, "port", views::port(&p)))
+        }
+        Create::Bulk(reqs) => {
+            let made = svc.create_ports(call.ctx(), reqs)?;
+            let items: Vec<Value> = made.iter().map(views::port).collect();
+            Ok(Reply::json(StatusCode::CREATED, json!({"ports": items})))
+        }
+    }
 }
 
 pub fn show_port(call: &Call<'_>) -> Result<Reply, Fault> {

@@ -358,7 +358,9 @@ impl EtcdImages {
             };
             let same_data = image.os_hash_value.as_deref() == Some(copy.os_hash_value.as_str())
                 && image.size == Some(copy.size);
-            if !matches!(image.status, ImageStatus::Saving | ImageStatus::Active) || !same_data {
+            if !(image.status == ImageStatus::Saving || image.status.has_stored_data())
+                || !same_data
+            {
                 return Ok(Decided::Done(None));
             }
             let read = doors.call(|kv| kv.copies_at(id.to_owned()))?;

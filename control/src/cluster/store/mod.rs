@@ -1,6 +1,6 @@
 //! The doors a cluster keeps in etcd (docs/cluster.md, "Doors"): identity ([`identity`]),
-//! flavors ([`flavors`]), servers ([`servers`]), server groups ([`server_groups`]), images ([`images`]), volumes
-//! ([`volumes`]) and networks ([`networks`], on a [`unit_of_work`]), implementing the same
+//! flavors ([`flavors`]), key pairs ([`keypairs`]), servers ([`servers`]), server groups
+//! ([`server_groups`]), images ([`images`]), volumes ([`volumes`]) and networks ([`networks`], on a [`unit_of_work`]), implementing the same
 //! store traits as SQLite, so every box reads and writes one copy. Keys come from
 //! [`Keyspace`]; values are JSON with a `schema` field.
 //!
@@ -18,6 +18,7 @@ pub mod claims;
 pub mod flavors;
 pub mod identity;
 pub mod images;
+pub mod keypairs;
 pub mod networks;
 pub mod server_groups;
 pub mod servers;
@@ -46,6 +47,7 @@ pub use claims::EtcdSiteClaims;
 pub use flavors::EtcdFlavors;
 pub use identity::EtcdIdentity;
 pub use images::EtcdImages;
+pub use keypairs::EtcdKeyPairs;
 pub use networks::EtcdNetworks;
 pub use server_groups::EtcdServerGroups;
 pub use servers::{EtcdServers, ServerEntry, ServersAt};
@@ -137,6 +139,10 @@ impl EtcdDoors {
 
     pub fn flavors(&self) -> EtcdFlavors {
         EtcdFlavors::new(self.clone())
+    }
+
+    pub fn keypairs(&self) -> EtcdKeyPairs {
+        EtcdKeyPairs::new(self.clone())
     }
 
     pub fn servers(&self) -> EtcdServers {

@@ -51,6 +51,8 @@ struct ServerRecord {
     #[serde(default)]
     metadata: BTreeMap<String, String>,
     key_name: Option<String>,
+    #[serde(default)]
+    key_data: Option<String>,
     config_drive: String,
     disk_config: String,
     networks: serde_json::Value,
@@ -103,6 +105,7 @@ impl ServerRecord {
             fault: s.fault.clone(),
             metadata: s.metadata.clone(),
             key_name: s.key_name.clone(),
+            key_data: s.key_data.clone(),
             config_drive: s.config_drive.clone(),
             disk_config: s.disk_config.clone(),
             networks: s.networks.clone(),
@@ -145,6 +148,7 @@ impl ServerRecord {
             metadata: self.metadata,
             user_data,
             key_name: self.key_name,
+            key_data: self.key_data,
             config_drive: self.config_drive,
             disk_config: self.disk_config,
             networks: self.networks,

@@ -1,5 +1,6 @@
 //! The same conformance suites SQLite passes (`identity::store::conformance`,
-//! `compute::flavors::store::conformance`, `compute::servers::store::conformance`,
+//! `compute::flavors::store::conformance`, `compute::keypairs::store::conformance`,
+//! `compute::servers::store::conformance`,
 //! `image::store::conformance`, `volume::store::conformance`, `network::store::conformance`),
 //! run against a real single-member etcd: Debian's `etcd` binary on loopback, data in a
 //! temporary directory, killed when the test ends. Every store a suite asks for gets a key
@@ -99,6 +100,12 @@ fn etcd_identity_conforms_to_the_identity_store_contract() {
 fn etcd_flavors_conform_to_the_flavor_store_contract() {
     let etcd = EtcdMember::start();
     crate::compute::flavors::store::conformance::run(|| etcd.doors().unwrap().flavors());
+}
+
+#[test]
+fn etcd_key_pairs_conform_to_the_key_pair_store_contract() {
+    let etcd = EtcdMember::start();
+    crate::compute::keypairs::store::conformance::run(|| etcd.doors().unwrap().keypairs());
 }
 
 /// A member of project `p1`, for the network tests.

@@ -140,6 +140,11 @@ impl Fleet {
         self.doors.flavors.as_ref()
     }
 
+    /// The key pairs' door (a new server names one of its creator's by `key_name`).
+    pub fn keypairs(&self) -> &dyn crate::compute::keypairs::KeyPairStore {
+        self.doors.keypairs.as_ref()
+    }
+
     /// In a site, builds fetch the image data this box lacks through `puller`.
     pub fn set_image_puller(&self, puller: Arc<crate::image::pull::Puller>) {
         if self.image_puller.set(puller).is_err() {

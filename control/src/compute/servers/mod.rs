@@ -31,6 +31,7 @@ pub use runner::Command;
 pub use saga::root_disk_bytes;
 
 use super::flavors::{self, FlavorError};
+use super::keypairs::{self, KeyPairError};
 use crate::context::RequestContext;
 use crate::random::{self, RandomError};
 use crate::store::StorageError;
@@ -364,6 +365,20 @@ fn find_flavor(
     }
 }
 
+/// A new server's `key_name` names one of its creator's own key pairs (never another
+/// user's, admin or not); Nova answers one that does not exist with 400.
+fn key_pair(
+    fleet: &Fleet,
+    ctx: &RequestContext,
+    name: &str,
+) -> Result<keypairs::KeyPair, ServerError> {
+    match keypairs::get(fleet.keypairs(), ctx, None, name) {
+        Ok(pair) => Ok(pair),
+        Err(KeyPairError::Storage(e)) => Err(e.into()),
+        Err(other) => Err(ServerError::BadRequest(other.to_string())),
+    }
+}
+
 /// Records a new server (BUILD) and hands it to its runner, which claims, clones and boots.
 /// A multi-create (`max_count` > 1) places its servers first, all through placement's one
 /// decision: as many as fit up to `max_count`, at least `min_count` or none is made (409
@@ -453,6 +468,10 @@ pub fn create(
         group: new.group.clone(),
         volume_home: volume_home.map(|(home, _)| home),
     };
+    let key_data = match &new.key_name {
+        Some(name) => Some(key_pair(fleet, ctx, name)?.public_key),
+        None => None,
+    };
     let flavor = find_flavor(fleet, ctx, &new.flavor_ref)?;
     if flavor.disabled {
         return Err(ServerError::BadRequest(format!(
@@ -486,6 +505,7 @@ pub fn create(
         metadata: new.metadata,
         user_data: new.user_data,
         key_name: new.key_name,
+        key_data,
         config_drive: new.config_drive,
         disk_config: new.disk_config,
         networks,

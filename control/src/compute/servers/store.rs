@@ -280,6 +280,9 @@ pub struct Server {
     pub metadata: BTreeMap<String, String>,
     pub user_data: Option<String>,
     pub key_name: Option<String>,
+    /// The public key of `key_name` as it was when the server was made (Nova's `key_data`):
+    /// what the guest is given, even if the pair is deleted or replaced later.
+    pub key_data: Option<String>,
     pub config_drive: String,
     pub disk_config: String,
     /// What the request asked for in `networks`, kept for when networking arrives.

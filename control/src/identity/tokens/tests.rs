@@ -131,6 +131,34 @@ fn bad_credentials_and_scopes_are_all_the_same_refusal() {
 }
 
 #[test]
+fn the_default_domain_s_name_matches_in_any_case() {
+    let f = fixture();
+    let in_domain = |name: &str, domain: &str| NamedRef::Name {
+        name: name.to_owned(),
+        domain: DomainRef::Name(domain.to_owned()),
+    };
+    for domain in ["default", "DEFAULT", "Default", "dEfAuLt"] {
+        let auth = PasswordAuth {
+            user: in_domain("alice", domain),
+            password: MEMBER_PASSWORD.to_owned(),
+            project: Some(in_domain("demo", domain)),
+        };
+        let t = login(&f.db, &auth, HOUR).unwrap_or_else(|e| panic!("{domain}: {e}"));
+        assert_eq!(t.info.project.unwrap().id, f.member_project_id);
+    }
+    // Another domain's name is still no domain here.
+    let auth = PasswordAuth {
+        user: in_domain("alice", "defaults"),
+        password: MEMBER_PASSWORD.to_owned(),
+        project: None,
+    };
+    assert!(matches!(
+        login(&f.db, &auth, HOUR),
+        Err(IdentityError::InvalidCredentials)
+    ));
+}
+
+#[test]
 fn losing_the_role_invalidates_a_scoped_token() {
     let f = fixture();
     let t = login(&f.db, &alice(Some(by_name("demo"))), HOUR).unwrap();

@@ -19,7 +19,7 @@
 
 mod common;
 
-use common::openstack::Openstack;
+use common::openstack;
 use common::{Daemon, ADMIN_PASSWORD};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,7 +33,7 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 #[test]
 fn openstack_client_drives_tokens_and_flavors() {
     let d = Daemon::start();
-    let admin = Openstack::new(&d, "admin", ADMIN_PASSWORD, "admin");
+    let admin = openstack::as_user(&d, "admin", ADMIN_PASSWORD, "admin");
 
     let token = admin.json(&["token", "issue"]);
     assert_eq!(token["id"].as_str().unwrap().len(), 43);
@@ -117,7 +117,7 @@ fn openstack_client_drives_tokens_and_flavors() {
             "member",
         ])
         .unwrap();
-    let alice = Openstack::new(&d, "alice", "alice-pw", "demo");
+    let alice = openstack::as_user(&d, "alice", "alice-pw", "demo");
     assert_eq!(alice.json(&["flavor", "list"]).as_array().unwrap().len(), 2);
     let projects = alice.json(&["project", "list"]);
     assert_eq!(projects.as_array().unwrap().len(), 1, "{projects}");
@@ -142,7 +142,7 @@ fn openstack_client_drives_tokens_and_flavors() {
 #[test]
 fn openstack_client_drives_server_groups() {
     let d = Daemon::start();
-    let admin = Openstack::new(&d, "admin", ADMIN_PASSWORD, "admin");
+    let admin = openstack::as_user(&d, "admin", ADMIN_PASSWORD, "admin");
     let made = admin.json(&[
         "--os-compute-api-version",
         "2.64",
@@ -227,7 +227,7 @@ fn openstack_client_drives_key_pairs_and_a_server_s_key_name() {
         )),
         Some(ADMIN_PASSWORD),
     );
-    let admin = Openstack::new(&d, "admin", ADMIN_PASSWORD, "admin");
+    let admin = openstack::as_user(&d, "admin", ADMIN_PASSWORD, "admin");
 
     // Without a public key the client gets a pair and prints its private key.
     let private = admin.run(&["keypair", "create", "generated"]).unwrap();
@@ -395,7 +395,7 @@ fn openstack_client_boots_a_server_from_an_uploaded_image() {
         Some(ADMIN_PASSWORD),
     );
     let _sweep = MonitorSweep(d.dir.path().to_owned());
-    let admin = Openstack::new(&d, "admin", ADMIN_PASSWORD, "admin");
+    let admin = openstack::as_user(&d, "admin", ADMIN_PASSWORD, "admin");
 
     let token = admin.json(&["token", "issue"]);
     assert!(token["expires"].is_string(), "{token}");
@@ -516,7 +516,7 @@ fn openstack_client_boots_a_server_from_an_uploaded_image() {
 #[test]
 fn openstack_client_drives_images_and_volumes() {
     let d = Daemon::start();
-    let admin = Openstack::new(&d, "admin", ADMIN_PASSWORD, "admin");
+    let admin = openstack::as_user(&d, "admin", ADMIN_PASSWORD, "admin");
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("cirros.raw");
     let data: Vec<u8> = (0..(3 << 20) + 5).map(|n: u32| (n % 241) as u8).collect();

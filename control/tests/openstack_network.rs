@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::openstack::Openstack;
+use common::openstack;
 use common::{Daemon, ADMIN_PASSWORD};
 
 const ASSETS: &str = "/var/cache/outpost/guest/current";
@@ -16,7 +16,7 @@ const ASSETS: &str = "/var/cache/outpost/guest/current";
 #[test]
 fn openstack_client_drives_networks_ports_and_security_groups() {
     let d = Daemon::start();
-    let os = Openstack::new(&d, "admin", ADMIN_PASSWORD, "admin");
+    let os = openstack::as_user(&d, "admin", ADMIN_PASSWORD, "admin");
 
     let net = os.json(&["network", "create", "net1"]);
     assert_eq!(net["name"], "net1");

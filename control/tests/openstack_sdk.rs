@@ -7,8 +7,9 @@
 
 mod common;
 
-use common::{openstack_venv, Daemon, Text, ADMIN_PASSWORD};
+use common::{Daemon, Text, ADMIN_PASSWORD};
 use outpost_control::client::{Client, Endpoint};
+use outpost_tests::openstack::openstack_venv;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -6,7 +6,10 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;
 
-/// The OpenStack client's venv: `OUTPOST_OPENSTACK_VENV`, else the cache's current one.
+/// The venv with the stock OpenStack client and SDK (control/tests/openstack-requirements.txt):
+/// `OUTPOST_OPENSTACK_VENV`, which scripts/test.sh sets after building it with
+/// scripts/openstack-venv.sh, else that script's `current` entry in the cache. A missing venv
+/// fails the test, with the command that makes it: these tests are part of the default suite.
 pub fn openstack_venv() -> PathBuf {
     let venv = match std::env::var_os("OUTPOST_OPENSTACK_VENV") {
         Some(v) => PathBuf::from(v),
@@ -15,12 +18,14 @@ pub fn openstack_venv() -> PathBuf {
             .unwrap_or_else(|| PathBuf::from("/var/cache/outpost"))
             .join("openstack-venv/current"),
     };
-    assert!(
-        venv.join("bin/openstack").exists(),
-        "{:?} is missing: run scripts/openstack-venv.sh (scripts/test.sh does) to build the \
-         OpenStack client venv, or point OUTPOST_OPENSTACK_VENV at one",
-        venv.join("bin/openstack")
-    );
+    for tool in ["bin/openstack", "bin/python"] {
+        assert!(
+            venv.join(tool).exists(),
+            "{:?} is missing: run scripts/openstack-venv.sh (scripts/test.sh does) to build the \
+             OpenStack client venv, or point OUTPOST_OPENSTACK_VENV at one",
+            venv.join(tool)
+        );
+    }
     venv
 }
 

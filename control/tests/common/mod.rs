@@ -320,26 +320,3 @@ pub fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
-
-/// The venv with the stock OpenStack client and SDK (control/tests/openstack-requirements.txt):
-/// `OUTPOST_OPENSTACK_VENV`, which scripts/test.sh sets after building it with
-/// scripts/openstack-venv.sh, else that script's `current` entry in the cache. A missing venv
-/// fails the test, with the command that makes it: these tests are part of the default suite.
-pub fn openstack_venv() -> PathBuf {
-    let venv = match std::env::var_os("OUTPOST_OPENSTACK_VENV") {
-        Some(v) => PathBuf::from(v),
-        None => std::env::var_os("OUTPOST_CACHE_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/var/cache/outpost"))
-            .join("openstack-venv/current"),
-    };
-    for tool in ["bin/openstack", "bin/python"] {
-        assert!(
-            venv.join(tool).exists(),
-            "{:?} is missing: run scripts/openstack-venv.sh (scripts/test.sh does) to build the \
-             OpenStack client venv, or point OUTPOST_OPENSTACK_VENV at one",
-            venv.join(tool)
-        );
-    }
-    venv
-}

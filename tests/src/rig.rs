@@ -281,6 +281,23 @@ impl Rig {
         );
     }
 
+    /// [`crate::eventually`], printing every box's outpostd log before it panics.
+    pub fn eventually<T>(&self, secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            if Instant::now() >= deadline {
+                for b in &self.boxes {
+                    eprintln!("---- {}'s outpostd ----\n{}", b.name, b.log("outpostd"));
+                }
+                panic!("not within {secs} s: {what}");
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
     /// Power loss of box `i` (1-based): every process in its cgroup killed at once and its
     /// underlay link down.
     pub fn power_off(&mut self, i: usize) {

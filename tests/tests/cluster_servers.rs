@@ -252,7 +252,7 @@ fn servers_asked_of_one_box_run_on_every_box_and_any_box_changes_them() {
     let image = body["id"].as_str().unwrap().to_owned();
     let rootfs = outpost_tests::asset("rootfs.ext4");
     rig.boxes[0].upload_image_data(&image, &rootfs);
-    eventually(60, "the image active (two verified copies)", || {
+    rig.eventually(180, "the image active (two verified copies)", || {
         let (_, i) = rig.boxes[2].api("GET", &format!("/image/v2/images/{image}"), None, "2.1");
         (i["status"] == "active").then_some(())
     });

@@ -117,13 +117,17 @@ impl Kv {
 
     async fn delete_group(self, id: String) -> Result<bool, StorageError> {
         let key = self.keys.server_group(&id);
+        // Placement's key for the group (rewritten by its members' claims) goes with it.
+        let placed = crate::cluster::keys::group_placement(&id);
         let resp = self
-            .txn(Txn::new().and_then([TxnOp::delete(key, None)]))
+            .txn(Txn::new().and_then([TxnOp::delete(key, None), TxnOp::delete(placed, None)]))
             .await?;
+        // Whether the group itself was there (the first delete).
         Ok(resp
             .op_responses()
             .into_iter()
-            .any(|r| matches!(r, etcd_client::TxnOpResponse::Delete(d) if d.deleted() > 0)))
+            .next()
+            .is_some_and(|r| matches!(r, etcd_client::TxnOpResponse::Delete(d) if d.deleted() > 0)))
     }
 
     /// Applies `change` to the members of group `id` and writes the group back unless

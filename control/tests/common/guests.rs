@@ -188,14 +188,19 @@ pub fn root_disk(d: &Daemon, id: &str) -> PathBuf {
     d.state_dir().join("instances").join(id).join("disk.raw")
 }
 
+/// The monitor's API socket, in the directory that is its root when it is jailed.
+pub fn monitor_socket(d: &Daemon, id: &str) -> PathBuf {
+    server_dir(d, id).join("jail").join("api.sock")
+}
+
 /// The processes of the server's monitor (its shim and outpost-vmm).
 pub fn monitor_pids(d: &Daemon, id: &str) -> Vec<i32> {
-    processes_naming(&server_dir(d, id).join("api.sock").to_string_lossy())
+    processes_naming(&monitor_socket(d, id).to_string_lossy())
 }
 
 /// `GET path` on the monitor's own API socket.
 pub fn monitor_get(d: &Daemon, id: &str, path: &str) -> Value {
-    let c = Client::new(Endpoint::Unix(server_dir(d, id).join("api.sock"))).unwrap();
+    let c = Client::new(Endpoint::Unix(monitor_socket(d, id))).unwrap();
     let r = c.request(hyper::Method::GET, path, &[], None).unwrap();
     assert_eq!(r.status.as_u16(), 200, "{path}: {}", r.text());
     r.json().unwrap()
@@ -287,4 +292,39 @@ pub fn upload_raw_image(d: &Daemon, name: &str, file: &Path) -> String {
         .unwrap();
     assert_eq!(r.status.as_u16(), 204, "{}", r.text());
     id
+}
+
+/// The project's root file system with `script` as /etc/outpost/checks.sh (guest/init
+/// runs it after its marker), uploaded as the raw image `name`; returns its id.
+pub fn image_with_checks(d: &Daemon, name: &str, script: &str) -> String {
+    let work = tempfile::tempdir().unwrap();
+    let disk = work.path().join("rootfs.ext4");
+    std::fs::copy(Path::new(ASSETS).join("rootfs.ext4"), &disk).unwrap();
+    let file = work.path().join("checks.sh");
+    std::fs::write(&file, script).unwrap();
+    let cmds = work.path().join("debugfs.cmd");
+    std::fs::write(
+        &cmds,
+        format!(
+            "cd /etc/outpost\nrm checks.sh\nwrite {} checks.sh\n",
+            file.display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new("debugfs")
+        .arg("-w")
+        .arg("-f")
+        .arg(&cmds)
+        .arg(&disk)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "debugfs: {}", String::from_utf8_lossy(&out.stderr));
+    upload_raw_image(d, name, &disk)
+}
+
+/// POST to Neutron over the socket (as admin), expecting 201; returns the body.
+pub fn neutron_post(d: &Daemon, path: &str, body: Value) -> Value {
+    let r = d.unix().post(&format!("/network/v2.0/{path}"), &body);
+    assert_eq!(r.status.as_u16(), 201, "POST {path}: {}", r.text());
+    r.body_json()
 }

@@ -1,19 +1,25 @@
-//! One `outpost-vmm` per server: where its files live ([`ServerDir`]), starting it under
-//! its shim ([`process`]), configuring it over its API ([`api`]) and stopping it.
+//! One `outpost-vmm` per server: where its files live ([`ServerDir`]), jailing it
+//! ([`jail`], [`cgroup`]), starting it under its shim ([`process`]), configuring it over its
+//! API ([`api`]) and stopping it.
 //!
-//! `<state>/servers/<id>/` holds `api.sock`, `console.log` (the guest's serial console,
-//! appended across restarts), `vmm.log` (the monitor's stderr) and `exit-status` (written
-//! by the shim when the monitor ends).
+//! `<state>/servers/<id>/` holds `console.log` (the guest's serial console, appended across
+//! restarts), `vmm.log` (the monitor's stderr), `exit-status` (written by the shim when the
+//! monitor ends), `cgroup` (the path of the server's cgroup, if it has one) and `jail/`, the
+//! monitor's own root, where it binds `api.sock`.
 
 pub mod api;
+pub mod cgroup;
+pub mod jail;
 pub mod limits;
 pub mod process;
 
 pub use process::MonitorExit;
 
+use crate::compute::servers::config::ComputeSettings;
 use crate::compute::servers::store::MonitorRecord;
 use api::MonitorApi;
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -59,6 +65,18 @@ pub enum MonitorError {
         status: u16,
         message: String,
     },
+    #[error(transparent)]
+    Limits(#[from] cgroup::LimitsError),
+    #[error(
+        "no free uid for the server's monitor: all {count} from {first} are taken (widen \
+         compute.jail.uid_count)"
+    )]
+    NoFreeUid { first: u32, count: u32 },
+    #[error("cannot attach to the tap {name} for the monitor: {source}")]
+    Tap {
+        name: String,
+        source: std::io::Error,
+    },
 }
 
 /// A server's runtime folder.
@@ -76,8 +94,37 @@ impl ServerDir {
         &self.path
     }
 
+    /// The monitor's own directory: its `/` when it is jailed.
+    pub fn jail_root(&self) -> PathBuf {
+        self.path.join("jail")
+    }
+
     pub fn api_sock(&self) -> PathBuf {
-        self.path.join("api.sock")
+        self.jail_root().join("api.sock")
+    }
+
+    /// Where the path of the server's cgroup is kept, for its removal.
+    fn cgroup_file(&self) -> PathBuf {
+        self.path.join("cgroup")
+    }
+
+    fn record_cgroup(&self, cgroup: Option<&Path>) -> Result<(), MonitorError> {
+        let file = self.cgroup_file();
+        let done = match cgroup {
+            Some(path) => std::fs::write(&file, path.as_os_str().as_encoded_bytes()),
+            None => process::remove_if_present(&file),
+        };
+        done.map_err(|source| MonitorError::Io {
+            what: "record the server's cgroup",
+            path: file,
+            source,
+        })
+    }
+
+    /// The server's cgroup, if its last monitor had one.
+    pub fn cgroup(&self) -> Option<PathBuf> {
+        let text = std::fs::read_to_string(self.cgroup_file()).ok()?;
+        Some(PathBuf::from(text.trim_end()))
     }
 
     pub fn console_log(&self) -> PathBuf {
@@ -130,8 +177,12 @@ impl ServerDir {
             })
     }
 
-    /// Removes the folder and everything in it; a missing folder is fine.
+    /// Removes the folder and everything in it, and the server's cgroup (killing what is
+    /// left in it); a missing folder is fine.
     pub fn remove(&self) -> Result<(), MonitorError> {
+        if let Some(cgroup) = self.cgroup() {
+            cgroup::remove(&cgroup);
+        }
         match std::fs::remove_dir_all(&self.path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(MonitorError::Io {
                 what: "remove the server folder",
@@ -159,20 +210,33 @@ pub struct MonitorSpec {
     pub nics: Vec<(String, String)>,
     /// The flavor's I/O quotas: every drive's and every interface's token buckets.
     pub limits: limits::IoLimits,
+    /// The flavor's extra specs (the cgroup's CPU limits come from them).
+    pub extra_specs: BTreeMap<String, String>,
 }
 
-/// Starts the monitor process (not yet the guest): the record is returned at once so the
-/// caller can persist it before anything else can fail.
+/// Starts the monitor process (not yet the guest), jailed unless the settings say not to:
+/// the record is returned at once so the caller can persist it before anything else can
+/// fail.
 pub fn spawn(
-    binary: &Path,
+    settings: &ComputeSettings,
     dir: &ServerDir,
     server_id: &str,
+    spec: &MonitorSpec,
 ) -> Result<MonitorRecord, MonitorError> {
     if dir.api_sock().as_os_str().len() > MAX_SOCKET_PATH {
         return Err(MonitorError::SocketPathTooLong(dir.api_sock()));
     }
     dir.create()?;
-    process::spawn(binary, dir, server_id)
+    // Before the console is opened for the monitor: trimming replaces the file.
+    process::trim_log(&dir.console_log());
+    let prepared = match &settings.jail {
+        Some(jail) => Some(jail::prepare(jail, dir, server_id, spec)?),
+        None => {
+            dir.record_cgroup(None)?;
+            None
+        }
+    };
+    process::spawn(&settings.monitor, dir, server_id, prepared)
 }
 
 /// Configures the spawned monitor through its API and starts the guest.

@@ -26,15 +26,21 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-const STEP: Duration = Duration::from_secs(120);
+const STEP: Duration = Duration::from_secs(180);
 
 /// Removes the network's bridge and its dnsmasq if the test ends before it deletes the
 /// network itself (a fresh outpostd on a fresh state directory would not know them).
-struct Bridge(String);
+/// Made before the daemon, so it is dropped after it: a live outpostd would make the bridge
+/// again.
+struct Bridge(Option<String>);
 
 impl Drop for Bridge {
     fn drop(&mut self) {
-        let name: String = format!("opb{}", self.0.replace('-', "")).chars().take(15).collect();
+        let Some(net) = &self.0 else { return };
+        let name: String = format!("opb{}", net.replace('-', ""))
+            .chars()
+            .take(15)
+            .collect();
         for pid in processes_naming(&format!("/run/outpost/net/{name}.conf")) {
             // SAFETY: kill() on the dnsmasq serving this test's bridge.
             unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -84,14 +90,28 @@ fn assert_unprivileged(pid: i32) -> u32 {
         let uids = ids("Uid");
         let gids = ids("Gid");
         // Real, effective, saved and file-system ids: one, and not root.
-        assert!(uids.iter().all(|u| *u == uids[0] && *u != 0), "{path:?}: {uids:?}");
-        assert!(gids.iter().all(|g| *g == gids[0] && *g != 0), "{path:?}: {gids:?}");
+        assert!(
+            uids.iter().all(|u| *u == uids[0] && *u != 0),
+            "{path:?}: {uids:?}"
+        );
+        assert!(
+            gids.iter().all(|g| *g == gids[0] && *g != 0),
+            "{path:?}: {gids:?}"
+        );
         assert_eq!(status_field(&status, "Groups"), "", "{path:?}");
         for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
-            assert_eq!(status_field(&status, set), "0000000000000000", "{path:?} {set}");
+            assert_eq!(
+                status_field(&status, set),
+                "0000000000000000",
+                "{path:?} {set}"
+            );
         }
         assert_eq!(status_field(&status, "NoNewPrivs"), "1", "{path:?}");
-        assert_eq!(*uid.get_or_insert(uids[0]), uids[0], "threads differ in uid");
+        assert_eq!(
+            *uid.get_or_insert(uids[0]),
+            uids[0],
+            "threads differ in uid"
+        );
     }
     uid.unwrap()
 }
@@ -120,6 +140,7 @@ fn each_monitor_runs_jailed_with_its_own_files_and_cgroup() {
     let _turn = one_guest_at_a_time();
     let pid = std::process::id();
     let x = (pid % 200) as u8;
+    let mut bridge = Bridge(None);
     let (mut d, _sweep) = start_daemon("[network]\nnat = true\n");
     let net = neutron_post(
         &d,
@@ -129,7 +150,7 @@ fn each_monitor_runs_jailed_with_its_own_files_and_cgroup() {
         .as_str()
         .unwrap()
         .to_owned();
-    let _bridge = Bridge(net.clone());
+    bridge.0 = Some(net.clone());
     let prefix = format!("10.202.{x}");
     let gateway = format!("{prefix}.1");
     neutron_post(
@@ -165,7 +186,11 @@ fn each_monitor_runs_jailed_with_its_own_files_and_cgroup() {
     assert_eq!(r.status.as_u16(), 202, "{}", r.text());
     let id = r.body_json()["server"]["id"].as_str().unwrap().to_owned();
     wait_status(&d, &id, "ACTIVE");
-    assert!(ctl.wait_seen(&ip, 2 * BOOT_TIMEOUT), "{}", console(&d, &id, None));
+    assert!(
+        ctl.wait_seen(&ip, 2 * BOOT_TIMEOUT),
+        "{}",
+        console(&d, &id, None)
+    );
     let dir = server_dir(&d, &id);
     let step = |script: &str| {
         let n = ctl.submit(&ip, script);
@@ -185,14 +210,18 @@ fn each_monitor_runs_jailed_with_its_own_files_and_cgroup() {
     // The guest's disk and network work from inside the jail (the steps come and go over
     // its NIC), before the neighbour boots: two boots at once starve a small host.
     let io = step(
-        "dd if=/dev/urandom of=/root/blob bs=64k count=32 2>/dev/null && sync && \
-         echo 3 > /proc/sys/vm/drop_caches && md5sum /root/blob",
+        // Not from /dev/urandom: without an entropy device a young guest's pool can take
+        // minutes to be ready.
+        "seq 1 300000 > /root/blob && sync && echo 3 > /proc/sys/vm/drop_caches && \
+         md5sum /root/blob",
     );
     assert!(io.ok(), "{}", io.output);
     let digest = io.output.lines().next().unwrap().to_owned();
     assert!(digest.ends_with("/root/blob"), "{}", io.output);
     let neighbour = create_server(&d, "neighbour", "jailed");
     wait_status(&d, &neighbour, "ACTIVE");
+    // Its boot done, it leaves the CPU to the guest whose steps follow.
+    wait_marker(&d, &neighbour, 1);
 
     // Privileges: a uid of its own per server, nothing else.
     let vmm = vmm_pid(&d, &id);
@@ -246,7 +275,10 @@ fn each_monitor_runs_jailed_with_its_own_files_and_cgroup() {
     let cgroup = cgroup_of(vmm);
     assert!(cgroup.ends_with(format!("outpost/{id}")), "{cgroup:?}");
     let procs = std::fs::read_to_string(cgroup.join("cgroup.procs")).unwrap();
-    assert_eq!(procs.split_whitespace().collect::<Vec<_>>(), [vmm.to_string()]);
+    assert_eq!(
+        procs.split_whitespace().collect::<Vec<_>>(),
+        [vmm.to_string()]
+    );
     let read = |file: &str| {
         std::fs::read_to_string(cgroup.join(file))
             .ok()
@@ -270,17 +302,29 @@ fn each_monitor_runs_jailed_with_its_own_files_and_cgroup() {
             "this host's cgroup v2 does not offer {unavailable:?} (controllers bound to v1): \
              not checked"
         );
-        assert!(d.log().contains("cannot enable"), "no warning in\n{}", d.log());
+        assert!(
+            d.log().contains("cannot enable"),
+            "no warning in\n{}",
+            d.log()
+        );
     }
 
     // kill -9 of outpostd: the jailed monitor runs on and the next outpostd adopts it.
     d.kill9();
     d.spawn();
     wait_status(&d, &id, "ACTIVE");
-    assert!(d.log().contains("adopted its running monitor"), "{}", d.log());
+    assert!(
+        d.log().contains("adopted its running monitor"),
+        "{}",
+        d.log()
+    );
     assert_eq!(vmm_pid(&d, &id), vmm);
     let again = step("echo 3 > /proc/sys/vm/drop_caches && md5sum /root/blob");
-    assert!(again.ok() && again.output.contains(&digest), "{}", again.output);
+    assert!(
+        again.ok() && again.output.contains(&digest),
+        "{}",
+        again.output
+    );
 
     // Killing the server's cgroup ends its guest, and nothing else.
     let neighbour_vmm = vmm_pid(&d, &neighbour);
@@ -288,7 +332,10 @@ fn each_monitor_runs_jailed_with_its_own_files_and_cgroup() {
     std::fs::write(cgroup.join("cgroup.kill"), "1").unwrap();
     let s = wait_status(&d, &id, "ERROR");
     let fault = s["fault"]["message"].as_str().unwrap();
-    assert!(fault.starts_with("The server's monitor stopped:"), "{fault}");
+    assert!(
+        fault.starts_with("The server's monitor stopped:"),
+        "{fault}"
+    );
     assert_eq!(vmm_pid(&d, &neighbour), neighbour_vmm);
     assert!(Path::new(&format!("/proc/{daemon_pid}")).exists());
     assert_eq!(server(&d, &neighbour)["status"], "ACTIVE");

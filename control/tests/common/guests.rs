@@ -25,8 +25,12 @@ pub fn one_guest_at_a_time() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// outpost-vmm as cargo builds it, beside outpostd.
+/// outpost-vmm as cargo builds it, beside outpostd, or `OUTPOST_TEST_MONITOR` (a copy kept
+/// aside where several work trees share one target directory and relink that binary).
 pub fn monitor_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("OUTPOST_TEST_MONITOR") {
+        return PathBuf::from(path);
+    }
     let outpostd = Path::new(env!("CARGO_BIN_EXE_outpostd"));
     let vmm = outpostd.with_file_name("outpost-vmm");
     assert!(
@@ -44,7 +48,8 @@ pub fn check_assets() {
 }
 
 /// Kills whatever still runs from a test's state directory when the test ends, pass or
-/// fail (monitors outlive outpostd by design, so dropping the daemon does not stop them).
+/// fail (monitors outlive outpostd by design, so dropping the daemon does not stop them),
+/// and removes the cgroups of its servers (which live outside the directory).
 pub struct Sweep(pub PathBuf);
 
 impl Drop for Sweep {
@@ -53,6 +58,19 @@ impl Drop for Sweep {
             // SAFETY: kill() on a process whose command line names this test's temporary
             // directory: one of the monitors or shims the test started.
             unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        let servers = self.0.join("state").join("servers");
+        for entry in std::fs::read_dir(servers).into_iter().flatten().flatten() {
+            if let Ok(cgroup) = std::fs::read_to_string(entry.path().join("cgroup")) {
+                let cgroup = Path::new(cgroup.trim_end());
+                let _ = std::fs::write(cgroup.join("cgroup.kill"), "1");
+                for _ in 0..50 {
+                    if std::fs::remove_dir(cgroup).is_ok() || !cgroup.exists() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
         }
     }
 }
@@ -318,7 +336,11 @@ pub fn image_with_checks(d: &Daemon, name: &str, script: &str) -> String {
         .arg(&disk)
         .output()
         .unwrap();
-    assert!(out.status.success(), "debugfs: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "debugfs: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     upload_raw_image(d, name, &disk)
 }
 

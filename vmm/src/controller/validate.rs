@@ -282,8 +282,7 @@ pub fn validate_network_interface(iface: &NetworkInterfaceConfig) -> Result<(), 
         return Err(VmmActionError::InvalidHostDevName { name: name.clone() });
     }
     // A tap handed over by the parent is attached already (and /sys is not in a jail).
-    if crate::jail::files::tap(name).is_none() && !Path::new("/sys/class/net").join(name).exists()
-    {
+    if crate::jail::files::tap(name).is_none() && !Path::new("/sys/class/net").join(name).exists() {
         return Err(VmmActionError::HostDevNotFound { name: name.clone() });
     }
     Ok(())

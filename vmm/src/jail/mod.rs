@@ -35,7 +35,9 @@ pub enum JailError {
     RootIds,
     #[error("the jail root {0:?} must be an absolute path")]
     RelativeRoot(PathBuf),
-    #[error("{path:?} is not inside the jail root {root:?}: the jailed monitor could not reach it")]
+    #[error(
+        "{path:?} is not inside the jail root {root:?}: the jailed monitor could not reach it"
+    )]
     OutsideRoot { path: PathBuf, root: PathBuf },
     #[error("cannot join the cgroup {path:?}: {source}")]
     Cgroup { path: PathBuf, source: io::Error },

@@ -362,6 +362,9 @@ mod tests {
         dir("b").remove().unwrap();
         assert_eq!(pick_uid(&settings, &dir("c")).unwrap(), 700_001);
         let meta = std::fs::metadata(dir("a").jail_root()).unwrap();
-        assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o777), (700_000, 700_000, 0o700));
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o777),
+            (700_000, 700_000, 0o700)
+        );
     }
 }

@@ -115,12 +115,10 @@ pub fn spawn(
         // calls (async-signal-safe, no allocation).
         unsafe { command.pre_exec(keep_open) };
     }
-    let child = command
-        .spawn()
-        .map_err(|source| MonitorError::Spawn {
-            binary: binary.to_owned(),
-            source,
-        })?;
+    let child = command.spawn().map_err(|source| MonitorError::Spawn {
+        binary: binary.to_owned(),
+        source,
+    })?;
     // outpostd's copies of the handed-over files close here; the monitor has its own.
     drop(jail);
     let pid = i32::try_from(child.id()).map_err(|_| MonitorError::Identity(child.id()))?;

@@ -22,9 +22,9 @@ impl DiskImage {
         let mut file =
             crate::jail::files::open(path, OpenOptions::new().read(true).write(!read_only))
                 .map_err(|source| BlockError::Open {
-                path: path.to_owned(),
-                source,
-            })?;
+                    path: path.to_owned(),
+                    source,
+                })?;
         // Seeking to the end gives the size of block devices too, where metadata says 0.
         let size = file
             .seek(SeekFrom::End(0))

@@ -129,7 +129,11 @@ impl Tap {
             if flags < 0 {
                 flags
             } else {
-                libc::fcntl(tap.file.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK)
+                libc::fcntl(
+                    tap.file.as_raw_fd(),
+                    libc::F_SETFL,
+                    flags | libc::O_NONBLOCK,
+                )
             }
         };
         if ret < 0 {

@@ -423,6 +423,25 @@ fn last_lines(text: &str, n: usize) -> String {
 mod tests {
     use super::*;
 
+    /// A server's cgroup goes with its folder (where this host has cgroup v2 and root).
+    #[test]
+    fn removing_a_server_folder_removes_its_cgroup() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = ServerDir::new(tmp.path().join("s1"));
+        dir.create().unwrap();
+        let id = format!("unit-{}", std::process::id());
+        let limits = cgroup::Limits::for_flavor(1, 64, &BTreeMap::new()).unwrap();
+        let Some(path) = cgroup::create("outpost-unit", &id, &limits) else {
+            eprintln!("skipped: no cgroup v2 here");
+            return;
+        };
+        dir.record_cgroup(Some(&path)).unwrap();
+        assert_eq!(dir.cgroup(), Some(path.clone()));
+        dir.remove().unwrap();
+        assert!(!path.exists(), "{path:?} left");
+        let _ = std::fs::remove_dir(path.parent().unwrap());
+    }
+
     #[test]
     fn last_lines_counts_from_the_end() {
         assert_eq!(last_lines("a\nb\nc\n", 2), "b\nc\n");

@@ -30,7 +30,6 @@ use common::guests::*;
 use common::{Daemon, Text};
 use serde_json::{json, Value};
 use std::net::IpAddr;
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 

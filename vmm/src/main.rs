@@ -59,9 +59,10 @@ struct Cli {
     /// The unprivileged gid the jailed monitor runs as.
     #[arg(long, value_name = "GID", requires = "jail_root")]
     jail_gid: Option<u32>,
-    /// A cgroup v2 directory the jailed monitor moves into first.
+    /// A cgroup directory the jailed monitor moves into first (repeatable: one per
+    /// hierarchy on a host that mixes cgroup v1 and v2).
     #[arg(long, value_name = "DIR", requires = "jail_root")]
-    jail_cgroup: Option<PathBuf>,
+    jail_cgroup: Vec<PathBuf>,
     /// Passed by Firecracker's jailer; ignored.
     #[arg(long, hide = true, value_name = "US")]
     start_time_us: Option<u64>,

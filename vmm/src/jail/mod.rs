@@ -23,8 +23,9 @@ pub struct Jail {
     pub root: PathBuf,
     pub uid: u32,
     pub gid: u32,
-    /// A cgroup v2 directory to move into first, if any.
-    pub cgroup: Option<PathBuf>,
+    /// The directories of its cgroup to move into first: one in cgroup v2 and, on a host
+    /// whose controllers are bound to v1 hierarchies, one in each of those.
+    pub cgroup: Vec<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,8 +100,9 @@ impl Jail {
         if euid != 0 {
             return Err(JailError::NotRoot { uid: euid });
         }
-        if let Some(cgroup) = &self.cgroup {
-            // "0" moves the writing process; its threads-to-be are created inside.
+        for cgroup in &self.cgroup {
+            // "0" moves the writing process (v1 and v2 alike); its threads-to-be are created
+            // inside.
             std::fs::write(cgroup.join("cgroup.procs"), "0").map_err(|source| {
                 JailError::Cgroup {
                     path: cgroup.clone(),
@@ -269,7 +271,7 @@ mod tests {
             root: PathBuf::from("/state/servers/s1/jail"),
             uid: 900_001,
             gid: 900_001,
-            cgroup: None,
+            cgroup: Vec::new(),
         }
     }
 
@@ -314,7 +316,7 @@ mod tests {
             root: root.clone(),
             uid: 900_123,
             gid: 900_123,
-            cgroup: None,
+            cgroup: Vec::new(),
         };
         // SAFETY: the child only runs the jail's steps and std::fs calls, then _exit()s; the
         // test harness's other threads are not used in it (their locks are not taken).

@@ -10,6 +10,7 @@
 //! first_uid = 900000    # each server's monitor gets a uid (and a gid of the same number)
 //! uid_count = 100000    #   from first_uid .. first_uid + uid_count
 //! cgroup = "outpost"    # servers' cgroups: <cgroup v2 mount>/<cgroup>/<server id>
+//!                       #   (and in v1 hierarchies on a hybrid host: cgroup.rs)
 //! ```
 
 use super::cgroup::{self, Limits};
@@ -132,7 +133,7 @@ pub fn prepare(
     let limits = Limits::for_flavor(spec.vcpus, spec.mem_mib, &spec.extra_specs)
         .map_err(MonitorError::Limits)?;
     let cgroup = cgroup::create(&settings.cgroup, server_id, &limits);
-    dir.record_cgroup(cgroup.as_deref())?;
+    dir.record_cgroup(&cgroup)?;
 
     let mut prepared = Prepared {
         args: Vec::new(),
@@ -147,9 +148,9 @@ pub fn prepare(
         prepared.args.push(flag.into());
         prepared.args.push(value.into());
     }
-    if let Some(cgroup) = &cgroup {
+    for dir in &cgroup {
         prepared.args.push("--jail-cgroup".into());
-        prepared.args.push(cgroup.into());
+        prepared.args.push(dir.into());
     }
     let read = || {
         let mut o = OpenOptions::new();

@@ -67,6 +67,8 @@ pub enum MonitorError {
     },
     #[error(transparent)]
     Limits(#[from] cgroup::LimitsError),
+    #[error(transparent)]
+    Cgroup(#[from] cgroup::RemoveError),
     #[error(
         "no free uid for the server's monitor: all {count} from {first} are taken (widen \
          compute.jail.uid_count)"
@@ -103,16 +105,23 @@ impl ServerDir {
         self.jail_root().join("api.sock")
     }
 
-    /// Where the path of the server's cgroup is kept, for its removal.
+    /// Where the directories of the server's cgroup are kept (one a line), for its
+    /// removal.
     fn cgroup_file(&self) -> PathBuf {
         self.path.join("cgroup")
     }
 
-    fn record_cgroup(&self, cgroup: Option<&Path>) -> Result<(), MonitorError> {
+    fn record_cgroup(&self, cgroup: &[PathBuf]) -> Result<(), MonitorError> {
         let file = self.cgroup_file();
-        let done = match cgroup {
-            Some(path) => std::fs::write(&file, path.as_os_str().as_encoded_bytes()),
-            None => process::remove_if_present(&file),
+        let done = if cgroup.is_empty() {
+            process::remove_if_present(&file)
+        } else {
+            let mut text = Vec::new();
+            for dir in cgroup {
+                text.extend_from_slice(dir.as_os_str().as_encoded_bytes());
+                text.push(b'\n');
+            }
+            std::fs::write(&file, text)
         };
         done.map_err(|source| MonitorError::Io {
             what: "record the server's cgroup",
@@ -121,10 +130,13 @@ impl ServerDir {
         })
     }
 
-    /// The server's cgroup, if its last monitor had one.
-    pub fn cgroup(&self) -> Option<PathBuf> {
-        let text = std::fs::read_to_string(self.cgroup_file()).ok()?;
-        Some(PathBuf::from(text.trim_end()))
+    /// The directories of the server's cgroup, if its last monitor had one.
+    pub fn cgroup(&self) -> Vec<PathBuf> {
+        let text = std::fs::read_to_string(self.cgroup_file()).unwrap_or_default();
+        text.lines()
+            .filter(|l| !l.is_empty())
+            .map(PathBuf::from)
+            .collect()
     }
 
     pub fn console_log(&self) -> PathBuf {
@@ -177,12 +189,11 @@ impl ServerDir {
             })
     }
 
-    /// Removes the folder and everything in it, and the server's cgroup (killing what is
-    /// left in it); a missing folder is fine.
+    /// Removes the server's cgroup (killing what is left in it), then the folder and
+    /// everything in it; a missing folder is fine. A cgroup that cannot be removed keeps the
+    /// folder, whose record of it lets a retry find it.
     pub fn remove(&self) -> Result<(), MonitorError> {
-        if let Some(cgroup) = self.cgroup() {
-            cgroup::remove(&cgroup);
-        }
+        cgroup::remove(&self.cgroup())?;
         match std::fs::remove_dir_all(&self.path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(MonitorError::Io {
                 what: "remove the server folder",
@@ -232,7 +243,7 @@ pub fn spawn(
     let prepared = match &settings.jail {
         Some(jail) => Some(jail::prepare(jail, dir, server_id, spec)?),
         None => {
-            dir.record_cgroup(None)?;
+            dir.record_cgroup(&[])?;
             None
         }
     };
@@ -423,23 +434,55 @@ fn last_lines(text: &str, n: usize) -> String {
 mod tests {
     use super::*;
 
-    /// A server's cgroup goes with its folder (where this host has cgroup v2 and root).
+    /// A server's cgroup goes with its folder, and with it what still runs in it (where
+    /// this host has a cgroup hierarchy and root).
     #[test]
-    fn removing_a_server_folder_removes_its_cgroup() {
+    fn removing_a_server_folder_kills_and_removes_its_cgroup() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = ServerDir::new(tmp.path().join("s1"));
         dir.create().unwrap();
         let id = format!("unit-{}", std::process::id());
         let limits = cgroup::Limits::for_flavor(1, 64, &BTreeMap::new()).unwrap();
-        let Some(path) = cgroup::create("outpost-unit", &id, &limits) else {
-            eprintln!("skipped: no cgroup v2 here");
+        let paths = cgroup::create("outpost-unit", &id, &limits);
+        if paths.is_empty() {
+            eprintln!("skipped: no cgroup hierarchy here");
             return;
-        };
-        dir.record_cgroup(Some(&path)).unwrap();
-        assert_eq!(dir.cgroup(), Some(path.clone()));
+        }
+        // Its limits are in one of its directories, in cgroup v2's form or v1's.
+        let memory = ((64 + cgroup::MONITOR_OVERHEAD_MIB) << 20).to_string();
+        for (files, want) in [
+            (["memory.max", "memory.limit_in_bytes"], memory.as_str()),
+            (["pids.max", "pids.max"], "33"),
+        ] {
+            let found: Vec<String> = paths
+                .iter()
+                .flat_map(|p| files.iter().map(move |f| p.join(f)))
+                .filter_map(|f| std::fs::read_to_string(f).ok())
+                .collect();
+            for value in &found {
+                assert_eq!(value.trim(), want, "{files:?}");
+            }
+            if found.is_empty() {
+                eprintln!("this host offers none of {files:?}");
+            }
+        }
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        for path in &paths {
+            std::fs::write(path.join("cgroup.procs"), sleeper.id().to_string()).unwrap();
+        }
+        dir.record_cgroup(&paths).unwrap();
+        assert_eq!(dir.cgroup(), paths);
         dir.remove().unwrap();
-        assert!(!path.exists(), "{path:?} left");
-        let _ = std::fs::remove_dir(path.parent().unwrap());
+        for path in &paths {
+            assert!(!path.exists(), "{path:?} left");
+            let _ = std::fs::remove_dir(path.parent().unwrap());
+        }
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(sleeper.wait().unwrap().signal(), Some(libc::SIGKILL));
+        assert!(!dir.path().exists());
     }
 
     #[test]

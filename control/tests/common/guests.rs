@@ -61,14 +61,20 @@ impl Drop for Sweep {
         }
         let servers = self.0.join("state").join("servers");
         for entry in std::fs::read_dir(servers).into_iter().flatten().flatten() {
-            if let Ok(cgroup) = std::fs::read_to_string(entry.path().join("cgroup")) {
-                let cgroup = Path::new(cgroup.trim_end());
+            // One directory a line: in cgroup v2, and in v1 hierarchies on a hybrid host.
+            let listed = std::fs::read_to_string(entry.path().join("cgroup")).unwrap_or_default();
+            for cgroup in listed.lines().map(Path::new) {
+                // The monitors were killed above; cgroup.kill (v2) catches one started since.
                 let _ = std::fs::write(cgroup.join("cgroup.kill"), "1");
-                for _ in 0..50 {
+                for _ in 0..250 {
                     if std::fs::remove_dir(cgroup).is_ok() || !cgroup.exists() {
                         break;
                     }
                     std::thread::sleep(Duration::from_millis(20));
+                }
+                // A v1 group, once empty (outpostd removes those with their last server).
+                if let Some(group) = cgroup.parent().filter(|g| !g.join("cgroup.kill").exists()) {
+                    let _ = std::fs::remove_dir(group);
                 }
             }
         }
@@ -214,6 +220,29 @@ pub fn monitor_socket(d: &Daemon, id: &str) -> PathBuf {
 /// The processes of the server's monitor (its shim and outpost-vmm).
 pub fn monitor_pids(d: &Daemon, id: &str) -> Vec<i32> {
     processes_naming(&monitor_socket(d, id).to_string_lossy())
+}
+
+/// `Name:` from /proc/<pid>/status (or a task's), its value trimmed.
+pub fn status_field(status: &str, name: &str) -> String {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .unwrap_or_else(|| panic!("no {name} in\n{status}"))
+        .trim()
+        .to_owned()
+}
+
+/// The outpost-vmm process among the server's (its shim is the other).
+pub fn vmm_pid(d: &Daemon, id: &str) -> i32 {
+    let vmm: Vec<i32> = monitor_pids(d, id)
+        .into_iter()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm"))
+                .is_ok_and(|c| c.trim() == "outpost-vmm")
+        })
+        .collect();
+    assert_eq!(vmm.len(), 1, "{vmm:?}");
+    vmm[0]
 }
 
 /// `GET path` on the monitor's own API socket.

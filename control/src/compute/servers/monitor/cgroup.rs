@@ -347,9 +347,15 @@ fn enable_controllers(mount: &Path, group: &Path, offered: &[String]) -> Vec<Con
         if !offered.iter().any(|o| o == controller.name()) {
             continue;
         }
-        // Each level enables it for its children; a write that fails (the level has
-        // processes of its own) shows in the group's subtree_control below.
-        for level in [mount, group] {
+        // Each level from the top enables it for its children (the group may be several
+        // levels deep); a write that fails (a level with processes of its own) shows in the
+        // group's subtree_control below.
+        let mut levels: Vec<&Path> = group
+            .ancestors()
+            .take_while(|level| level.starts_with(mount))
+            .collect();
+        levels.reverse();
+        for level in levels {
             let _ = std::fs::write(
                 level.join("cgroup.subtree_control"),
                 format!("+{}", controller.name()),
@@ -422,12 +428,24 @@ pub fn remove(dirs: &[PathBuf]) -> Result<(), RemoveError> {
     let _groups = GROUPS
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    // Only v1 groups: the v2 one sits at the hierarchy's top with the controllers enabled
-    // for its children, and stays for the next server.
-    for group in dirs.iter().filter_map(|dir| dir.parent()) {
-        if !is_v2(group) {
+    // Only v1 groups, the levels made below outpostd's own cgroup: the v2 group has the
+    // controllers enabled for its children, and stays for the next server.
+    let layout = Layout::of_this_host();
+    let in_v2 = |dir: &Path| {
+        layout
+            .v2
+            .as_ref()
+            .is_some_and(|(v2, _)| dir.starts_with(v2))
+    };
+    for dir in dirs.iter().filter(|dir| !in_v2(dir)) {
+        let Some(own) = layout.v1.values().find(|own| dir.starts_with(own)) else {
+            continue;
+        };
+        for group in dir.ancestors().skip(1).take_while(|g| g != own) {
             // EBUSY while another server has its cgroup there.
-            let _ = std::fs::remove_dir(group);
+            if std::fs::remove_dir(group).is_err() {
+                break;
+            }
         }
     }
     Ok(())

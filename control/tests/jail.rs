@@ -172,8 +172,10 @@ fn each_monitor_runs_jailed_with_its_own_files_and_cgroup() {
     create_flavor(&d, "jailed", 1, 192, 1);
     let r = api(&d).post(
         "/compute/v2.1/flavors/jailed/os-extra_specs",
-        &json!({"extra_specs": {"quota:cpu_quota": "50000", "quota:cpu_period": "100000",
-                                "quota:cpu_shares": "512"}}),
+        // One CPU at most, and twice the default weight: the checks see the settings land
+        // without a loaded host starving the guests' boots.
+        &json!({"extra_specs": {"quota:cpu_quota": "100000", "quota:cpu_period": "100000",
+                                "quota:cpu_shares": "2048"}}),
     );
     assert_eq!(r.status.as_u16(), 200, "{}", r.text());
     let ip = format!("{prefix}.10");
@@ -301,15 +303,15 @@ fn each_monitor_runs_jailed_with_its_own_files_and_cgroup() {
         ),
         (
             "cpu",
-            // 512 cgroup v1 shares on v2's weight scale.
+            // 2048 cgroup v1 shares on v2's weight scale.
             vec![
-                ("cpu.max", "50000 100000".to_owned()),
-                ("cpu.weight", "20".to_owned()),
+                ("cpu.max", "100000 100000".to_owned()),
+                ("cpu.weight", "79".to_owned()),
             ],
             vec![
-                ("cpu.cfs_quota_us", "50000".to_owned()),
+                ("cpu.cfs_quota_us", "100000".to_owned()),
                 ("cpu.cfs_period_us", "100000".to_owned()),
-                ("cpu.shares", "512".to_owned()),
+                ("cpu.shares", "2048".to_owned()),
             ],
         ),
     ] {

@@ -296,6 +296,12 @@ pub fn create(parent: &str, server_id: &str, limits: &Limits) -> Vec<PathBuf> {
         if enabled.contains(&controller) {
             continue;
         }
+        // A v1 hierarchy is joined per controller: without a CPU limit the monitor stays in
+        // outpostd's cpu cgroup, where it competes as any process does, rather than share
+        // one group's CPU with every other server.
+        if limits.files(controller, Version::V1).is_empty() {
+            continue;
+        }
         match layout.v1.get(&controller) {
             // Controllers mounted together (cpu,cpuacct) share one directory.
             Some(base) => v1

@@ -190,7 +190,12 @@ pub fn console(d: &Daemon, id: &str, length: Option<i64>) -> String {
 
 /// Waits until the console shows the init marker `count` times.
 pub fn wait_marker(d: &Daemon, id: &str, count: usize) {
-    let deadline = Instant::now() + BOOT_TIMEOUT;
+    wait_marker_within(d, id, count, BOOT_TIMEOUT)
+}
+
+/// [`wait_marker`] with a deadline of its own (a boot that competes with another guest).
+pub fn wait_marker_within(d: &Daemon, id: &str, count: usize, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
     loop {
         if console(d, id, None).matches(MARKER).count() >= count {
             return;

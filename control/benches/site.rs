@@ -190,6 +190,8 @@ fn claims() {
                 vcpus: 64,
                 ram_mb: 65536,
                 disk_gb: 1000,
+                // Placement only: no monitor is started, so no jail is needed.
+                root: false,
             },
         )
         .expect("settings")

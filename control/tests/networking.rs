@@ -30,7 +30,6 @@ use common::guests::*;
 use common::{Daemon, Text};
 use serde_json::{json, Value};
 use std::net::IpAddr;
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -81,37 +80,6 @@ impl Drop for Outside {
             .args(["link", "del", &self.veth])
             .status();
     }
-}
-
-/// The project's root file system with `script` as /etc/outpost/checks.sh (guest/init
-/// runs it after its marker), uploaded as a raw image.
-fn image_with_checks(d: &Daemon, script: &str) -> String {
-    let work = tempfile::tempdir().unwrap();
-    let disk = work.path().join("rootfs.ext4");
-    std::fs::copy(Path::new(ASSETS).join("rootfs.ext4"), &disk).unwrap();
-    let file = work.path().join("checks.sh");
-    std::fs::write(&file, script).unwrap();
-    let cmds = work.path().join("debugfs.cmd");
-    std::fs::write(
-        &cmds,
-        format!(
-            "cd /etc/outpost\nrm checks.sh\nwrite {} checks.sh\n",
-            file.display()
-        ),
-    )
-    .unwrap();
-    sh(&format!(
-        "debugfs -w -f {} {} >/dev/null 2>&1",
-        cmds.display(),
-        disk.display()
-    ));
-    upload_raw_image(d, "net-guest", &disk)
-}
-
-fn neutron_post(d: &Daemon, path: &str, body: Value) -> Value {
-    let r = d.unix().post(&format!("/network/v2.0/{path}"), &body);
-    assert_eq!(r.status.as_u16(), 201, "POST {path}: {}", r.text());
-    r.body_json()
 }
 
 fn neutron_delete(d: &Daemon, path: &str) {
@@ -237,7 +205,7 @@ fn guests_get_dhcp_addresses_and_security_groups_filter_them() {
         );
         std::thread::sleep(Duration::from_millis(100));
     };
-    let image = image_with_checks(&d, &ctl.boot_script());
+    let image = image_with_checks(&d, "net-guest", &ctl.boot_script());
     create_flavor(&d, "net.small", 1, 192, 1);
 
     // A: a port made beforehand (group S). B: a port made by Nova on the network with the

@@ -455,6 +455,14 @@ fn guests_outlive_a_killed_daemon() {
         d.log()
     );
     wait_marker(&d, &id, 1);
+    // What was adopted is a jailed monitor (the default as root): not root, no privileges.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", vmm_pid(&d, &id))).unwrap();
+    assert_ne!(
+        status_field(&status, "Uid").split_whitespace().next(),
+        Some("0")
+    );
+    assert_eq!(status_field(&status, "CapEff"), "0000000000000000");
+    assert_eq!(status_field(&status, "NoNewPrivs"), "1");
 
     // The adopted monitor (not outpostd's child any more) stops and starts.
     assert_eq!(
@@ -471,16 +479,9 @@ fn guests_outlive_a_killed_daemon() {
 
     // The monitor dies while outpostd is down: the next outpostd says so (ERROR + fault).
     d.kill9();
-    let vmm: Vec<i32> = monitor_pids(&d, &id)
-        .into_iter()
-        .filter(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/comm"))
-                .is_ok_and(|c| c.trim() == "outpost-vmm")
-        })
-        .collect();
-    assert_eq!(vmm.len(), 1);
+    let vmm = vmm_pid(&d, &id);
     // SAFETY: the outpost-vmm process of this test's server.
-    unsafe { libc::kill(vmm[0], libc::SIGKILL) };
+    unsafe { libc::kill(vmm, libc::SIGKILL) };
     let deadline = Instant::now() + Duration::from_secs(10);
     while !monitor_pids(&d, &id).is_empty() {
         assert!(Instant::now() < deadline, "the shim did not end");

@@ -309,6 +309,42 @@ impl Rig {
     }
 }
 
+/// Removes the cgroup `dir` and those below it (its servers' group), deepest first; their
+/// processes must be gone.
+fn remove_cgroup_tree(dir: &std::path::Path) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_cgroup_tree(&entry.path());
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+/// `name` below this process's own cgroup in each cgroup v1 hierarchy.
+fn v1_cgroups_named(name: &str) -> Vec<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let mut dirs = Vec::new();
+    for line in mounts.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.get(2) != Some(&"cgroup") {
+            continue;
+        }
+        let options: Vec<&str> = f.get(3).map(|o| o.split(',').collect()).unwrap_or_default();
+        // This process's line for the hierarchy names the same controllers.
+        let path = own.lines().find_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+            (!controllers.is_empty() && controllers.split(',').all(|c| options.contains(&c)))
+                .then_some(path.trim_start_matches('/'))
+        });
+        if let Some(path) = path {
+            dirs.push(PathBuf::from(f[1]).join(path).join(name));
+        }
+    }
+    dirs
+}
+
 /// Where cgroup v2 is mounted: /sys/fs/cgroup on a unified host, /sys/fs/cgroup/unified on a
 /// hybrid one (the kill and freeze files the rig uses exist only in v2).
 pub fn cgroup2_root() -> PathBuf {
@@ -344,10 +380,12 @@ impl Rig {
             "state_dir = \"{state}\"\n\
              [api]\nlisten = \"{addr}:{API_PORT}\"\n\
              [network]\nrun_dir = \"{run}\"\n\
+             [compute.jail]\ncgroup = \"{servers}\"\n\
              [cluster]\netcd = [{etcd}]\nname = \"{name}\"\nunderlay = \"{addr}\"\n{token}\
              {extra}",
             state = b.state_dir().display(),
             run = self.run_dir.join(&b.name).display(),
+            servers = b.servers_cgroup(),
             addr = b.addr,
             etcd = etcd.join(", "),
             name = b.name,
@@ -647,6 +685,16 @@ impl BoxNode {
         }
     }
 
+    /// Where the box's outpostd puts its servers' cgroups (`[compute.jail] cgroup`, relative
+    /// to the cgroup v2 mount): below the box's own, so a power loss kills its guests too.
+    pub fn servers_cgroup(&self) -> String {
+        let relative = self
+            .cgroup
+            .strip_prefix(cgroup2_root())
+            .unwrap_or(&self.cgroup);
+        format!("{}/servers", relative.display())
+    }
+
     /// The pids in the box's cgroup and the cgroups below it (where a box may put its guests).
     pub fn pids(&self) -> Vec<u32> {
         fn walk(dir: &std::path::Path, out: &mut Vec<u32>) {
@@ -707,12 +755,18 @@ impl Drop for Rig {
             // The veth goes with its namespace, but asynchronously: delete it now.
             let _ = Command::new("ip").args(["link", "del", &b.uplink]).status();
             let _ = Command::new("ip").args(["netns", "del", &b.netns]).status();
-            let _ = std::fs::remove_dir(&b.cgroup);
+            remove_cgroup_tree(&b.cgroup);
         }
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge])
             .status();
         let _ = std::fs::remove_dir(&self.cgroup);
+        // On a hybrid host the boxes' servers also had cgroups in the v1 hierarchies, below
+        // this process's own there (outpostd removes them with each server, not on a power
+        // loss).
+        for dir in v1_cgroups_named(&format!("outpost-rig-{}", self.id)) {
+            remove_cgroup_tree(&dir);
+        }
         let _ = std::fs::remove_dir_all(&self.run_dir);
     }
 }

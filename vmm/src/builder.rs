@@ -288,10 +288,7 @@ fn console_out(config: &VmConfig) -> Result<ConsoleOut, StartError> {
         .and_then(|s| s.serial_out_path.as_ref())
     {
         Some(path) => {
-            let f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
+            let f = crate::jail::files::open(path, OpenOptions::new().create(true).append(true))
                 .map_err(|source| StartError::SerialOut {
                     path: path.display().to_string(),
                     source,
@@ -352,7 +349,7 @@ fn load_initrd(
     path: &std::path::Path,
 ) -> Result<(u64, u64), StartError> {
     let p = path.display().to_string();
-    let mut f = std::fs::File::open(path).map_err(|source| StartError::Initrd {
+    let mut f = crate::jail::files::open_read(path).map_err(|source| StartError::Initrd {
         path: p.clone(),
         source,
     })?;

@@ -11,6 +11,7 @@ pub mod builder;
 pub mod config;
 pub mod controller;
 pub mod devices;
+pub mod jail;
 pub mod process;
 pub mod pvm;
 pub mod seccomp;

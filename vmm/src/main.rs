@@ -2,6 +2,7 @@
 
 use clap::Parser;
 use outpost_vmm::controller::DEFAULT_INSTANCE_ID;
+use outpost_vmm::jail::Jail;
 use outpost_vmm::process::{self, Options};
 use outpost_vmm::seccomp::{Enforcement, ThreadKind};
 use std::path::PathBuf;
@@ -41,6 +42,27 @@ struct Cli {
     /// Test hook: this kind of thread makes a forbidden syscall once its filter is on.
     #[arg(long, hide = true, value_enum)]
     seccomp_test_violation: Option<ViolatingThread>,
+    /// A file opened by the parent for the monitor, inherited as descriptor FD: where the
+    /// configuration names PATH, FD is used instead of opening it (repeatable).
+    #[arg(long = "fd", value_name = "PATH=FD")]
+    handed_files: Vec<String>,
+    /// A tap the parent attached for the monitor, inherited as descriptor FD (repeatable).
+    #[arg(long = "tap-fd", value_name = "NAME=FD")]
+    handed_taps: Vec<String>,
+    /// Run jailed with this directory as `/` (needs root to start; see docs/security.md).
+    /// --api-sock is then named as the host sees it, inside this directory.
+    #[arg(long, value_name = "DIR", requires_all = ["jail_uid", "jail_gid"])]
+    jail_root: Option<PathBuf>,
+    /// The unprivileged uid the jailed monitor runs as.
+    #[arg(long, value_name = "UID", requires = "jail_root")]
+    jail_uid: Option<u32>,
+    /// The unprivileged gid the jailed monitor runs as.
+    #[arg(long, value_name = "GID", requires = "jail_root")]
+    jail_gid: Option<u32>,
+    /// A cgroup directory the jailed monitor moves into first (repeatable: one per
+    /// hierarchy on a host that mixes cgroup v1 and v2).
+    #[arg(long, value_name = "DIR", requires = "jail_root")]
+    jail_cgroup: Vec<PathBuf>,
     /// Passed by Firecracker's jailer; ignored.
     #[arg(long, hide = true, value_name = "US")]
     start_time_us: Option<u64>,
@@ -121,6 +143,18 @@ fn main() {
             ViolatingThread::Api => ThreadKind::Api,
             ViolatingThread::Main => ThreadKind::Main,
         }),
+        handed_files: cli.handed_files,
+        handed_taps: cli.handed_taps,
+        jail: match (cli.jail_root, cli.jail_uid, cli.jail_gid) {
+            (Some(root), Some(uid), Some(gid)) => Some(Jail {
+                root,
+                uid,
+                gid,
+                cgroup: cli.jail_cgroup,
+            }),
+            // clap's `requires` lets no partial set through.
+            _ => None,
+        },
     };
     match process::run(&options) {
         Ok(code) => std::process::exit(code),

@@ -4,7 +4,9 @@
 use crate::api::{self, ApiError, ApiServerHandle};
 use crate::builder::{self, ExitReason, RunningVm, StartError};
 use crate::config::VmConfig;
-use crate::controller::{self, Controller, VmmAction, VmmActionError};
+use crate::controller::{self, Controller, HostLimits, VmmAction, VmmActionError};
+use crate::jail::files::{FilesError, HandedOver};
+use crate::jail::{Jail, JailError};
 use crate::seccomp::{self, Enforcement, SeccompError, ThreadKind};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -23,6 +25,13 @@ pub struct Options {
     pub seccomp: Enforcement,
     /// Test hook: this thread kind breaks its filter on purpose.
     pub seccomp_test_violation: Option<ThreadKind>,
+    /// Files the parent opened for the monitor (`--fd PATH=N`).
+    pub handed_files: Vec<String>,
+    /// Taps the parent attached for the monitor (`--tap-fd NAME=N`).
+    pub handed_taps: Vec<String>,
+    /// Enter this jail before anything else runs; `api_socket` is then named as the host
+    /// sees it and must lie inside the jail's root.
+    pub jail: Option<Jail>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +60,10 @@ pub enum RunError {
     Signals(io::Error),
     #[error(transparent)]
     Seccomp(#[from] SeccompError),
+    #[error(transparent)]
+    Files(#[from] FilesError),
+    #[error("cannot enter the jail: {0}")]
+    Jail(#[from] JailError),
 }
 
 /// What the main loop waits for.
@@ -101,13 +114,27 @@ pub fn run(options: &Options) -> Result<i32, RunError> {
         .transpose()?;
 
     seccomp::configure(options.seccomp, options.seccomp_test_violation);
+    // What the host tells through /proc and /sys is read now: the jail has neither.
+    let host_limits = HostLimits::probe();
+    let handed = HandedOver::adopt(&options.handed_files, &options.handed_taps)?;
+    if !handed.is_empty() {
+        handed.install()?;
+    }
+    let mut api_socket = options.api_socket.clone();
+    if let Some(jail) = &options.jail {
+        jail.validate()?;
+        api_socket = api_socket.map(|s| jail.inside(&s)).transpose()?;
+        // Before any thread exists (see Jail::enter).
+        jail.enter()?;
+        tracing::info!(uid = jail.uid, gid = jail.gid, "entered the jail");
+    }
     // Block the stop signals before any thread exists so every thread inherits the mask and
     // only the signal thread's sigwait() sees them (no async-signal-safety concerns).
     let signals = stop_signals()?;
     let (tx, events) = mpsc::channel();
     spawn_signal_thread(signals, tx.clone())?;
 
-    let mut controller = Controller::new(options.instance_id.clone());
+    let mut controller = Controller::with_host_limits(options.instance_id.clone(), host_limits);
     let main_thread = std::thread::current().id();
     let builds = tx.clone();
     controller.set_starter(Box::new(move |config| {
@@ -130,8 +157,7 @@ pub fn run(options: &Options) -> Result<i32, RunError> {
             })?;
     }
     let controller = Arc::new(Mutex::new(controller));
-    let server: Option<ApiServerHandle> = options
-        .api_socket
+    let server: Option<ApiServerHandle> = api_socket
         .as_ref()
         .map(|socket| api::serve(socket.clone(), controller.clone()))
         .transpose()?;

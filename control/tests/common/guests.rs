@@ -25,8 +25,12 @@ pub fn one_guest_at_a_time() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// outpost-vmm as cargo builds it, beside outpostd.
+/// outpost-vmm as cargo builds it, beside outpostd, or `OUTPOST_TEST_MONITOR` (a copy kept
+/// aside where several work trees share one target directory and relink that binary).
 pub fn monitor_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("OUTPOST_TEST_MONITOR") {
+        return PathBuf::from(path);
+    }
     let outpostd = Path::new(env!("CARGO_BIN_EXE_outpostd"));
     let vmm = outpostd.with_file_name("outpost-vmm");
     assert!(
@@ -44,7 +48,8 @@ pub fn check_assets() {
 }
 
 /// Kills whatever still runs from a test's state directory when the test ends, pass or
-/// fail (monitors outlive outpostd by design, so dropping the daemon does not stop them).
+/// fail (monitors outlive outpostd by design, so dropping the daemon does not stop them),
+/// and removes the cgroups of its servers (which live outside the directory).
 pub struct Sweep(pub PathBuf);
 
 impl Drop for Sweep {
@@ -53,6 +58,25 @@ impl Drop for Sweep {
             // SAFETY: kill() on a process whose command line names this test's temporary
             // directory: one of the monitors or shims the test started.
             unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        let servers = self.0.join("state").join("servers");
+        for entry in std::fs::read_dir(servers).into_iter().flatten().flatten() {
+            // One directory a line: in cgroup v2, and in v1 hierarchies on a hybrid host.
+            let listed = std::fs::read_to_string(entry.path().join("cgroup")).unwrap_or_default();
+            for cgroup in listed.lines().map(Path::new) {
+                // The monitors were killed above; cgroup.kill (v2) catches one started since.
+                let _ = std::fs::write(cgroup.join("cgroup.kill"), "1");
+                for _ in 0..250 {
+                    if std::fs::remove_dir(cgroup).is_ok() || !cgroup.exists() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                // A v1 group, once empty (outpostd removes those with their last server).
+                if let Some(group) = cgroup.parent().filter(|g| !g.join("cgroup.kill").exists()) {
+                    let _ = std::fs::remove_dir(group);
+                }
+            }
         }
     }
 }
@@ -166,7 +190,12 @@ pub fn console(d: &Daemon, id: &str, length: Option<i64>) -> String {
 
 /// Waits until the console shows the init marker `count` times.
 pub fn wait_marker(d: &Daemon, id: &str, count: usize) {
-    let deadline = Instant::now() + BOOT_TIMEOUT;
+    wait_marker_within(d, id, count, BOOT_TIMEOUT)
+}
+
+/// [`wait_marker`] with a deadline of its own (a boot that competes with another guest).
+pub fn wait_marker_within(d: &Daemon, id: &str, count: usize, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
     loop {
         if console(d, id, None).matches(MARKER).count() >= count {
             return;
@@ -188,14 +217,42 @@ pub fn root_disk(d: &Daemon, id: &str) -> PathBuf {
     d.state_dir().join("instances").join(id).join("disk.raw")
 }
 
+/// The monitor's API socket, in the directory that is its root when it is jailed.
+pub fn monitor_socket(d: &Daemon, id: &str) -> PathBuf {
+    server_dir(d, id).join("jail").join("api.sock")
+}
+
 /// The processes of the server's monitor (its shim and outpost-vmm).
 pub fn monitor_pids(d: &Daemon, id: &str) -> Vec<i32> {
-    processes_naming(&server_dir(d, id).join("api.sock").to_string_lossy())
+    processes_naming(&monitor_socket(d, id).to_string_lossy())
+}
+
+/// `Name:` from /proc/<pid>/status (or a task's), its value trimmed.
+pub fn status_field(status: &str, name: &str) -> String {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .unwrap_or_else(|| panic!("no {name} in\n{status}"))
+        .trim()
+        .to_owned()
+}
+
+/// The outpost-vmm process among the server's (its shim is the other).
+pub fn vmm_pid(d: &Daemon, id: &str) -> i32 {
+    let vmm: Vec<i32> = monitor_pids(d, id)
+        .into_iter()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm"))
+                .is_ok_and(|c| c.trim() == "outpost-vmm")
+        })
+        .collect();
+    assert_eq!(vmm.len(), 1, "{vmm:?}");
+    vmm[0]
 }
 
 /// `GET path` on the monitor's own API socket.
 pub fn monitor_get(d: &Daemon, id: &str, path: &str) -> Value {
-    let c = Client::new(Endpoint::Unix(server_dir(d, id).join("api.sock"))).unwrap();
+    let c = Client::new(Endpoint::Unix(monitor_socket(d, id))).unwrap();
     let r = c.request(hyper::Method::GET, path, &[], None).unwrap();
     assert_eq!(r.status.as_u16(), 200, "{path}: {}", r.text());
     r.json().unwrap()
@@ -287,4 +344,43 @@ pub fn upload_raw_image(d: &Daemon, name: &str, file: &Path) -> String {
         .unwrap();
     assert_eq!(r.status.as_u16(), 204, "{}", r.text());
     id
+}
+
+/// The project's root file system with `script` as /etc/outpost/checks.sh (guest/init
+/// runs it after its marker), uploaded as the raw image `name`; returns its id.
+pub fn image_with_checks(d: &Daemon, name: &str, script: &str) -> String {
+    let work = tempfile::tempdir().unwrap();
+    let disk = work.path().join("rootfs.ext4");
+    std::fs::copy(Path::new(ASSETS).join("rootfs.ext4"), &disk).unwrap();
+    let file = work.path().join("checks.sh");
+    std::fs::write(&file, script).unwrap();
+    let cmds = work.path().join("debugfs.cmd");
+    std::fs::write(
+        &cmds,
+        format!(
+            "cd /etc/outpost\nrm checks.sh\nwrite {} checks.sh\n",
+            file.display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new("debugfs")
+        .arg("-w")
+        .arg("-f")
+        .arg(&cmds)
+        .arg(&disk)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "debugfs: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    upload_raw_image(d, name, &disk)
+}
+
+/// POST to Neutron over the socket (as admin), expecting 201; returns the body.
+pub fn neutron_post(d: &Daemon, path: &str, body: Value) -> Value {
+    let r = d.unix().post(&format!("/network/v2.0/{path}"), &body);
+    assert_eq!(r.status.as_u16(), 201, "POST {path}: {}", r.text());
+    r.body_json()
 }

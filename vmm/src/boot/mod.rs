@@ -7,7 +7,6 @@ pub mod bzimage;
 pub mod decompress;
 pub mod params;
 
-use std::fs::File;
 use std::io::{Cursor, Read, Seek, SeekFrom};
 use std::path::Path;
 
@@ -50,7 +49,7 @@ const ELF_MAGIC: &[u8; 4] = b"\x7fELF";
 /// Loads the kernel at `path` into `mem`.
 pub fn load_kernel(mem: &GuestMemoryMmap, path: &Path) -> Result<LoadedKernel, LoadError> {
     let p = path.display().to_string();
-    let mut file = File::open(path).map_err(|source| LoadError::Open {
+    let mut file = crate::jail::files::open_read(path).map_err(|source| LoadError::Open {
         path: p.clone(),
         source,
     })?;

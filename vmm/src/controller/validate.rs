@@ -11,7 +11,7 @@ use crate::config::{
     NetworkInterfaceConfig, SerialConfig, VmConfig,
 };
 use std::collections::HashSet;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::path::Path;
 
 /// Largest guest we build; the lead's vCPU layout (MP table / MADT) is sized for it.
@@ -68,12 +68,17 @@ pub struct HostLimits {
 }
 
 impl HostLimits {
-    /// Reads the host's limits; a missing or odd /proc/meminfo leaves memory unchecked.
+    /// Reads the host's limits; a missing or odd /proc/meminfo leaves memory unchecked. Read
+    /// once, at the first call, which the monitor makes before it enters its jail (where
+    /// /proc is not mounted).
     pub fn probe() -> Self {
-        let mem_total_mib = std::fs::read_to_string("/proc/meminfo")
-            .ok()
-            .and_then(|text| parse_mem_total_mib(&text));
-        HostLimits { mem_total_mib }
+        static LIMITS: std::sync::OnceLock<HostLimits> = std::sync::OnceLock::new();
+        *LIMITS.get_or_init(|| {
+            let mem_total_mib = std::fs::read_to_string("/proc/meminfo")
+                .ok()
+                .and_then(|text| parse_mem_total_mib(&text));
+            HostLimits { mem_total_mib }
+        })
     }
 }
 
@@ -196,7 +201,7 @@ pub fn validate_mmds_config(
 
 /// A readable regular file, or why not (for the error message).
 fn readable_file(path: &Path) -> Result<(), String> {
-    let file = File::open(path).map_err(|e| e.to_string())?;
+    let file = crate::jail::files::open_read(path).map_err(|e| e.to_string())?;
     let meta = file.metadata().map_err(|e| e.to_string())?;
     if meta.is_file() {
         Ok(())
@@ -239,11 +244,11 @@ pub fn validate_drive(drive: &DriveConfig) -> Result<(), VmmActionError> {
         path: drive.path_on_host.clone(),
         reason,
     };
-    let file = OpenOptions::new()
-        .read(true)
-        .write(!drive.is_read_only)
-        .open(&drive.path_on_host)
-        .map_err(|e| not_usable(e.to_string()))?;
+    let file = crate::jail::files::open(
+        &drive.path_on_host,
+        OpenOptions::new().read(true).write(!drive.is_read_only),
+    )
+    .map_err(|e| not_usable(e.to_string()))?;
     let meta = file.metadata().map_err(|e| not_usable(e.to_string()))?;
     use std::os::unix::fs::FileTypeExt;
     if !(meta.is_file() || meta.file_type().is_block_device()) {
@@ -276,7 +281,8 @@ pub fn validate_network_interface(iface: &NetworkInterfaceConfig) -> Result<(), 
     if !name_ok {
         return Err(VmmActionError::InvalidHostDevName { name: name.clone() });
     }
-    if !Path::new("/sys/class/net").join(name).exists() {
+    // A tap handed over by the parent is attached already (and /sys is not in a jail).
+    if crate::jail::files::tap(name).is_none() && !Path::new("/sys/class/net").join(name).exists() {
         return Err(VmmActionError::HostDevNotFound { name: name.clone() });
     }
     Ok(())
@@ -284,7 +290,11 @@ pub fn validate_network_interface(iface: &NetworkInterfaceConfig) -> Result<(), 
 
 pub fn validate_serial(serial: &SerialConfig) -> Result<(), VmmActionError> {
     if let Some(path) = &serial.serial_out_path {
-        // The builder creates or appends to the file; its directory must already exist.
+        // The builder creates or appends to the file; its directory must already exist, unless
+        // the parent handed the file over.
+        if crate::jail::files::is_handed_over(path) {
+            return Ok(());
+        }
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),

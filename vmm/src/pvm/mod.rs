@@ -46,9 +46,11 @@ pub use mmu::{GuestVirtMem, MemError, PagedMemory, Paging};
 pub use stats::PvmStats;
 pub use syscall::{DebugOutcome, RepairError, SyscallRepair};
 
-/// True when /dev/kvm is provided by the `kvm_pvm` module.
+/// True when /dev/kvm is provided by the `kvm_pvm` module. Asked of /sys once, at the first
+/// call, which the monitor makes before it enters its jail (where /sys is not mounted).
 pub fn is_pvm_host() -> bool {
-    std::path::Path::new("/sys/module/kvm_pvm").exists()
+    static PVM: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PVM.get_or_init(|| std::path::Path::new("/sys/module/kvm_pvm").exists())
 }
 
 /// What stops a guest on a PVM host. Emulation errors name RIP, the bytes and the mnemonic.

@@ -271,6 +271,16 @@ fn rules(kind: ThreadKind, pvm: bool) -> Result<Rules, seccompiler::BackendError
         ThreadKind::Api => {
             allow(&mut r, API_RUNTIME);
             allow(&mut r, FILE_CHECKS);
+            // A jailed monitor checks the files its parent handed over through a duplicate
+            // of their descriptor (jail::files), where an unjailed one opens them.
+            r.entry(libc::SYS_fcntl)
+                .or_default()
+                .push(SeccompRule::new(vec![SeccompCondition::new(
+                    1,
+                    SeccompCmpArgLen::Dword,
+                    SeccompCmpOp::Eq,
+                    libc::F_DUPFD_CLOEXEC as u64,
+                )?])?);
             // Stacking the `started` filter later.
             allow(&mut r, &[libc::SYS_seccomp, libc::SYS_prctl]);
         }

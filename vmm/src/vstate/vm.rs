@@ -15,6 +15,20 @@ pub enum VmError {
     },
 }
 
+/// /dev/kvm as the parent handed it over (a jailed monitor has no /dev), else opened here.
+fn open_kvm() -> Result<Kvm, kvm_ioctls::Error> {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let path = std::path::Path::new("/dev/kvm");
+    if !crate::jail::files::is_handed_over(path) {
+        return Kvm::new();
+    }
+    let file = crate::jail::files::open_read(path)
+        .map_err(|e| kvm_ioctls::Error::new(e.raw_os_error().unwrap_or(libc::EBADF)))?;
+    // SAFETY: the descriptor is a fresh duplicate, owned by nothing else once into_raw_fd()
+    // gave it up, of the /dev/kvm the parent opened read-write for this monitor.
+    Ok(unsafe { Kvm::from_raw_fd(file.into_raw_fd()) })
+}
+
 fn ioctl(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
     move |source| VmError::Ioctl { what, source }
 }
@@ -32,7 +46,7 @@ impl Vm {
     /// Creates the VM, registers `mem` and sets up the irqchip. `with_pit` adds the in-kernel
     /// i8254 (used by older kernels for calibration; a PVM host runs without it).
     pub fn new(mem: &GuestMemoryMmap, with_pit: bool) -> Result<Vm, VmError> {
-        let kvm = Kvm::new().map_err(VmError::OpenKvm)?;
+        let kvm = open_kvm().map_err(VmError::OpenKvm)?;
         let fd = kvm.create_vm().map_err(ioctl("KVM_CREATE_VM"))?;
         for (slot, region) in mem.iter().enumerate() {
             let host = region

@@ -349,6 +349,7 @@ fn site_with_doors(
                     vcpus: 4,
                     ram_mb: 2048,
                     disk_gb: 10,
+                    root: false,
                 },
             )
             .unwrap();

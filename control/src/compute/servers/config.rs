@@ -13,6 +13,8 @@
 //! cpu_allocation_ratio = 4.0
 //! stop_timeout_secs = 30                  # os-stop: SIGTERM, then SIGKILL after this long
 //! soft_reboot_timeout_secs = 120          # reboot SOFT: Ctrl-Alt-Del, then HARD after this
+//! [compute.jail]                          # monitor::jail (each monitor's uid, root, cgroup)
+//! enabled = true
 //! [compute.scheduler]                     # outpost_resources::SchedulerConfig
 //! enabled_filters = ["ComputeFilter"]
 //! [guest]
@@ -23,6 +25,7 @@
 //! image_id = "outpost-guest"              # the imageRef that boots this guest
 //! ```
 
+use super::monitor::jail::{JailConfigError, JailSection, JailSettings};
 use outpost_resources::{HostConfig, SchedulerConfig};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -47,6 +50,8 @@ pub enum ComputeConfigError {
     Host,
     #[error("compute.scheduler: {0}")]
     Scheduler(String),
+    #[error(transparent)]
+    Jail(#[from] JailConfigError),
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Deserialize)]
@@ -66,6 +71,7 @@ pub struct ComputeSection {
     pub stop_timeout_secs: Option<u64>,
     pub soft_reboot_timeout_secs: Option<u64>,
     pub scheduler: Option<SchedulerConfig>,
+    pub jail: Option<JailSection>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Deserialize)]
@@ -120,6 +126,8 @@ pub struct Machine {
     pub vcpus: u64,
     pub ram_mb: u64,
     pub disk_gb: u64,
+    /// Whether outpostd runs as root, which jailing its monitors needs.
+    pub root: bool,
 }
 
 impl Machine {
@@ -135,6 +143,7 @@ impl Machine {
             vcpus,
             ram_mb,
             disk_gb: filesystem_gib(state_dir).unwrap_or(0),
+            root: rustix::process::geteuid().is_root(),
         }
     }
 }
@@ -166,6 +175,8 @@ pub struct ComputeSettings {
     pub scheduler: SchedulerConfig,
     pub stop_timeout: Duration,
     pub soft_reboot_timeout: Duration,
+    /// None: monitors run unjailed.
+    pub jail: Option<JailSettings>,
 }
 
 impl ComputeSettings {
@@ -245,6 +256,7 @@ impl ComputeSettings {
                 DEFAULT_SOFT_REBOOT_TIMEOUT_SECS,
                 "soft_reboot_timeout_secs",
             )?,
+            jail: JailSettings::resolve(section.jail.as_ref(), machine.root)?,
         })
     }
 }
@@ -273,6 +285,7 @@ mod tests {
         vcpus: 2,
         ram_mb: 4096,
         disk_gb: 100,
+        root: true,
     };
 
     #[test]

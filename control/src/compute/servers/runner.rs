@@ -298,6 +298,7 @@ impl Runner {
             volumes: super::volumes::drives(&self.fleet, s)?,
             nics: super::nics::monitor_nics(&self.fleet, s)?,
             limits: monitor::limits::from_extra_specs(&s.flavor.extra_specs)?,
+            extra_specs: s.flavor.extra_specs.clone(),
         })
     }
 
@@ -306,7 +307,7 @@ impl Runner {
     /// so a crash of outpostd in between leaves a process the next start can find.
     pub(super) fn start_monitor(&mut self, s: &Server) -> Result<(), RunError> {
         let spec = self.spec(s)?;
-        let record = monitor::spawn(&self.fleet.settings.monitor, &self.dir, &self.id)?;
+        let record = monitor::spawn(&self.fleet.settings, &self.dir, &self.id, &spec)?;
         self.monitor = Some(record.clone());
         self.update(|s| s.monitor = Some(record.clone()))?;
         if let Err(e) = monitor::configure_and_start(&record, &self.dir, &spec) {

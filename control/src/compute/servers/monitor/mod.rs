@@ -1,19 +1,25 @@
-//! One `outpost-vmm` per server: where its files live ([`ServerDir`]), starting it under
-//! its shim ([`process`]), configuring it over its API ([`api`]) and stopping it.
+//! One `outpost-vmm` per server: where its files live ([`ServerDir`]), jailing it
+//! ([`jail`], [`cgroup`]), starting it under its shim ([`process`]), configuring it over its
+//! API ([`api`]) and stopping it.
 //!
-//! `<state>/servers/<id>/` holds `api.sock`, `console.log` (the guest's serial console,
-//! appended across restarts), `vmm.log` (the monitor's stderr) and `exit-status` (written
-//! by the shim when the monitor ends).
+//! `<state>/servers/<id>/` holds `console.log` (the guest's serial console, appended across
+//! restarts), `vmm.log` (the monitor's stderr), `exit-status` (written by the shim when the
+//! monitor ends), `cgroup` (the path of the server's cgroup, if it has one) and `jail/`, the
+//! monitor's own root, where it binds `api.sock`.
 
 pub mod api;
+pub mod cgroup;
+pub mod jail;
 pub mod limits;
 pub mod process;
 
 pub use process::MonitorExit;
 
+use crate::compute::servers::config::ComputeSettings;
 use crate::compute::servers::store::MonitorRecord;
 use api::MonitorApi;
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -59,6 +65,20 @@ pub enum MonitorError {
         status: u16,
         message: String,
     },
+    #[error(transparent)]
+    Limits(#[from] cgroup::LimitsError),
+    #[error(transparent)]
+    Cgroup(#[from] cgroup::RemoveError),
+    #[error(
+        "no free uid for the server's monitor: all {count} from {first} are taken (widen \
+         compute.jail.uid_count)"
+    )]
+    NoFreeUid { first: u32, count: u32 },
+    #[error("cannot attach to the tap {name} for the monitor: {source}")]
+    Tap {
+        name: String,
+        source: std::io::Error,
+    },
 }
 
 /// A server's runtime folder.
@@ -76,8 +96,47 @@ impl ServerDir {
         &self.path
     }
 
+    /// The monitor's own directory: its `/` when it is jailed.
+    pub fn jail_root(&self) -> PathBuf {
+        self.path.join("jail")
+    }
+
     pub fn api_sock(&self) -> PathBuf {
-        self.path.join("api.sock")
+        self.jail_root().join("api.sock")
+    }
+
+    /// Where the directories of the server's cgroup are kept (one a line), for its
+    /// removal.
+    fn cgroup_file(&self) -> PathBuf {
+        self.path.join("cgroup")
+    }
+
+    fn record_cgroup(&self, cgroup: &[PathBuf]) -> Result<(), MonitorError> {
+        let file = self.cgroup_file();
+        let done = if cgroup.is_empty() {
+            process::remove_if_present(&file)
+        } else {
+            let mut text = Vec::new();
+            for dir in cgroup {
+                text.extend_from_slice(dir.as_os_str().as_encoded_bytes());
+                text.push(b'\n');
+            }
+            std::fs::write(&file, text)
+        };
+        done.map_err(|source| MonitorError::Io {
+            what: "record the server's cgroup",
+            path: file,
+            source,
+        })
+    }
+
+    /// The directories of the server's cgroup, if its last monitor had one.
+    pub fn cgroup(&self) -> Vec<PathBuf> {
+        let text = std::fs::read_to_string(self.cgroup_file()).unwrap_or_default();
+        text.lines()
+            .filter(|l| !l.is_empty())
+            .map(PathBuf::from)
+            .collect()
     }
 
     pub fn console_log(&self) -> PathBuf {
@@ -130,8 +189,11 @@ impl ServerDir {
             })
     }
 
-    /// Removes the folder and everything in it; a missing folder is fine.
+    /// Removes the server's cgroup (killing what is left in it), then the folder and
+    /// everything in it; a missing folder is fine. A cgroup that cannot be removed keeps the
+    /// folder, whose record of it lets a retry find it.
     pub fn remove(&self) -> Result<(), MonitorError> {
+        cgroup::remove(&self.cgroup())?;
         match std::fs::remove_dir_all(&self.path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(MonitorError::Io {
                 what: "remove the server folder",
@@ -159,20 +221,33 @@ pub struct MonitorSpec {
     pub nics: Vec<(String, String)>,
     /// The flavor's I/O quotas: every drive's and every interface's token buckets.
     pub limits: limits::IoLimits,
+    /// The flavor's extra specs (the cgroup's CPU limits come from them).
+    pub extra_specs: BTreeMap<String, String>,
 }
 
-/// Starts the monitor process (not yet the guest): the record is returned at once so the
-/// caller can persist it before anything else can fail.
+/// Starts the monitor process (not yet the guest), jailed unless the settings say not to:
+/// the record is returned at once so the caller can persist it before anything else can
+/// fail.
 pub fn spawn(
-    binary: &Path,
+    settings: &ComputeSettings,
     dir: &ServerDir,
     server_id: &str,
+    spec: &MonitorSpec,
 ) -> Result<MonitorRecord, MonitorError> {
     if dir.api_sock().as_os_str().len() > MAX_SOCKET_PATH {
         return Err(MonitorError::SocketPathTooLong(dir.api_sock()));
     }
     dir.create()?;
-    process::spawn(binary, dir, server_id)
+    // Before the console is opened for the monitor: trimming replaces the file.
+    process::trim_log(&dir.console_log());
+    let prepared = match &settings.jail {
+        Some(jail) => Some(jail::prepare(jail, dir, server_id, spec)?),
+        None => {
+            dir.record_cgroup(&[])?;
+            None
+        }
+    };
+    process::spawn(&settings.monitor, dir, server_id, prepared)
 }
 
 /// Configures the spawned monitor through its API and starts the guest.
@@ -358,6 +433,57 @@ fn last_lines(text: &str, n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server's cgroup goes with its folder, and with it what still runs in it (where
+    /// this host has a cgroup hierarchy and root).
+    #[test]
+    fn removing_a_server_folder_kills_and_removes_its_cgroup() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = ServerDir::new(tmp.path().join("s1"));
+        dir.create().unwrap();
+        let id = format!("unit-{}", std::process::id());
+        let limits = cgroup::Limits::for_flavor(1, 64, &BTreeMap::new()).unwrap();
+        let paths = cgroup::create("outpost-unit", &id, &limits);
+        if paths.is_empty() {
+            eprintln!("skipped: no cgroup hierarchy here");
+            return;
+        }
+        // Its limits are in one of its directories, in cgroup v2's form or v1's.
+        let memory = ((64 + cgroup::MONITOR_OVERHEAD_MIB) << 20).to_string();
+        for (files, want) in [
+            (["memory.max", "memory.limit_in_bytes"], memory.as_str()),
+            (["pids.max", "pids.max"], "33"),
+        ] {
+            let found: Vec<String> = paths
+                .iter()
+                .flat_map(|p| files.iter().map(move |f| p.join(f)))
+                .filter_map(|f| std::fs::read_to_string(f).ok())
+                .collect();
+            for value in &found {
+                assert_eq!(value.trim(), want, "{files:?}");
+            }
+            if found.is_empty() {
+                eprintln!("this host offers none of {files:?}");
+            }
+        }
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        for path in &paths {
+            std::fs::write(path.join("cgroup.procs"), sleeper.id().to_string()).unwrap();
+        }
+        dir.record_cgroup(&paths).unwrap();
+        assert_eq!(dir.cgroup(), paths);
+        dir.remove().unwrap();
+        for path in &paths {
+            assert!(!path.exists(), "{path:?} left");
+            let _ = std::fs::remove_dir(path.parent().unwrap());
+        }
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(sleeper.wait().unwrap().signal(), Some(libc::SIGKILL));
+        assert!(!dir.path().exists());
+    }
 
     #[test]
     fn last_lines_counts_from_the_end() {

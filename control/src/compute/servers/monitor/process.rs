@@ -7,10 +7,12 @@
 //! A running monitor is recognised by the shim's pid, its start time (field 22 of
 //! `/proc/<pid>/stat`) and the host's boot id, so a reused pid is never mistaken for it.
 
+use super::jail::Prepared;
 use super::{MonitorError, ServerDir};
 use crate::compute::servers::store::MonitorRecord;
 use std::fs::OpenOptions;
 use std::io::Write;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -46,14 +48,19 @@ pub enum MonitorExit {
     Failed { reason: String },
 }
 
-/// Starts the shim and the monitor under it; returns the record that recognises them.
+/// Starts the shim and the monitor under it, jailed when `jail` is given (its arguments and
+/// the descriptors they hand over); returns the record that recognises them.
 pub fn spawn(
     binary: &Path,
     dir: &ServerDir,
     server_id: &str,
+    jail: Option<Prepared>,
 ) -> Result<MonitorRecord, MonitorError> {
     let io =
         |what: &'static str, path: PathBuf| move |source| MonitorError::Io { what, path, source };
+    // (A jail's preparation made its root afresh; an unjailed monitor binds there too.)
+    std::fs::create_dir_all(dir.jail_root())
+        .map_err(io("create the monitor's folder", dir.jail_root()))?;
     // A socket left by a monitor that died would make the new one refuse to start.
     remove_if_present(&dir.api_sock()).map_err(io("remove the old API socket", dir.api_sock()))?;
     remove_if_present(&dir.exit_status())
@@ -69,11 +76,11 @@ pub fn spawn(
         crate::timestamp::Timestamp::now().to_rfc3339_micros()
     )
     .map_err(io("write the monitor log", dir.vmm_log()))?;
-    trim_log(&dir.console_log());
     let stderr = log
         .try_clone()
         .map_err(io("open the monitor log", dir.vmm_log()))?;
-    let child = Command::new("/bin/sh")
+    let mut command = Command::new("/bin/sh");
+    command
         .arg("-c")
         .arg(SHIM)
         .arg(SHIM_NAME)
@@ -89,12 +96,31 @@ pub fn spawn(
         .stderr(stderr)
         // Its own group: outpostd's signals (a terminal's Ctrl-C, a service manager's stop
         // of the daemon's group) do not reach guests, and stop/kill address the whole group.
-        .process_group(0)
-        .spawn()
-        .map_err(|source| MonitorError::Spawn {
-            binary: binary.to_owned(),
-            source,
-        })?;
+        .process_group(0);
+    if let Some(jail) = &jail {
+        command.args(&jail.args);
+        let fds: Vec<RawFd> = jail.fds.iter().map(AsRawFd::as_raw_fd).collect();
+        // Opened close-on-exec, so no other monitor started meanwhile inherits them; this
+        // child alone keeps them across exec (and the shim across its own exec of the
+        // monitor).
+        let keep_open = move || {
+            for fd in &fds {
+                // SAFETY: `jail` keeps the descriptor open until spawn() has returned.
+                let fd = unsafe { BorrowedFd::borrow_raw(*fd) };
+                rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?;
+            }
+            Ok(())
+        };
+        // SAFETY: the closure runs in the forked child before exec and only makes fcntl
+        // calls (async-signal-safe, no allocation).
+        unsafe { command.pre_exec(keep_open) };
+    }
+    let child = command.spawn().map_err(|source| MonitorError::Spawn {
+        binary: binary.to_owned(),
+        source,
+    })?;
+    // outpostd's copies of the handed-over files close here; the monitor has its own.
+    drop(jail);
     let pid = i32::try_from(child.id()).map_err(|_| MonitorError::Identity(child.id()))?;
     // The Child handle is dropped without waiting: poll() reaps the shim with waitpid.
     drop(child);
@@ -112,7 +138,7 @@ pub fn spawn(
 const LOG_LIMIT: u64 = 4 << 20;
 const LOG_KEEP: u64 = 1 << 20;
 
-fn trim_log(path: &Path) {
+pub(super) fn trim_log(path: &Path) {
     let Ok(meta) = std::fs::metadata(path) else {
         return;
     };
@@ -133,7 +159,7 @@ fn trim_log(path: &Path) {
     }
 }
 
-fn remove_if_present(path: &Path) -> std::io::Result<()> {
+pub(super) fn remove_if_present(path: &Path) -> std::io::Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
@@ -331,7 +357,7 @@ mod tests {
         .unwrap();
         std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
-        let rec = spawn(&script, &dir, "s1").unwrap();
+        let rec = spawn(&script, &dir, "s1", None).unwrap();
         let exit = wait_exit(&rec, &dir);
         assert_eq!(
             exit,
@@ -344,7 +370,7 @@ mod tests {
         // A long runner stopped with SIGTERM to its group: the shim survives and records
         // 143 (killed by TERM); the shell reports the death on stderr.
         std::fs::write(&script, "#!/bin/sh\nsleep 30\n").unwrap();
-        let rec = spawn(&script, &dir, "s1").unwrap();
+        let rec = spawn(&script, &dir, "s1", None).unwrap();
         assert!(is_alive(&rec));
         assert_eq!(poll(&rec, &dir), None);
         std::thread::sleep(std::time::Duration::from_millis(200));
@@ -380,7 +406,7 @@ kill -SYS $$
         .unwrap();
         std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
-        let rec = spawn(&script, &dir, "s1").unwrap();
+        let rec = spawn(&script, &dir, "s1", None).unwrap();
         match wait_exit(&rec, &dir) {
             MonitorExit::Failed { reason } => {
                 assert!(reason.contains("seccomp filter (SIGSYS)"), "{reason}")

@@ -628,6 +628,7 @@ mod tests {
                 vcpus,
                 ram_mb,
                 disk_gb: 10,
+                root: false,
             },
         )
         .unwrap()

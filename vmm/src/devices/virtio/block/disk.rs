@@ -19,14 +19,12 @@ impl DiskImage {
     /// Opens `path` (a regular file or a block device); the capacity is its size in whole
     /// 512-byte sectors (a partial last sector is not exposed).
     pub fn open(path: &Path, read_only: bool) -> Result<Self, BlockError> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(!read_only)
-            .open(path)
-            .map_err(|source| BlockError::Open {
-                path: path.to_owned(),
-                source,
-            })?;
+        let mut file =
+            crate::jail::files::open(path, OpenOptions::new().read(true).write(!read_only))
+                .map_err(|source| BlockError::Open {
+                    path: path.to_owned(),
+                    source,
+                })?;
         // Seeking to the end gives the size of block devices too, where metadata says 0.
         let size = file
             .seek(SeekFrom::End(0))

@@ -1,8 +1,8 @@
 //! The virtio-net device: offered features, config space (virtio 1.2 §5.1.3, §5.1.4),
 //! the tap's offloads, activation.
 
-use std::fs::File;
 use std::io::Read;
+use std::path::Path;
 
 use serde::Serialize;
 use virtio_bindings::virtio_net::{
@@ -229,7 +229,7 @@ impl Net {
 /// bit 1 set).
 fn random_mac() -> Result<[u8; 6], NetError> {
     let mut mac = [0u8; 6];
-    File::open("/dev/urandom")
+    crate::jail::files::open_read(Path::new("/dev/urandom"))
         .and_then(|mut f| f.read_exact(&mut mac))
         .map_err(NetError::RandomMac)?;
     mac[0] = (mac[0] & 0xfc) | 0x02;

@@ -59,6 +59,9 @@ impl Tap {
                 name: name.to_owned(),
             });
         }
+        if let Some(handed) = crate::jail::files::tap(name) {
+            return Tap::handed_over(name, handed.map_err(TapError::OpenTun)?);
+        }
         if !Path::new("/sys/class/net").join(name).exists() {
             return Err(TapError::TapNotFound {
                 name: name.to_owned(),
@@ -100,14 +103,55 @@ impl Tap {
                 name: name.to_owned(),
             });
         }
+        tap.set_vnet_hdr_len()?;
+        Ok(tap)
+    }
+
+    /// A tap its parent attached (TUNSETIFF, which a monitor without CAP_NET_ADMIN cannot
+    /// do) and handed over: checked to be the tap mode we need, then made non-blocking.
+    fn handed_over(name: &str, file: File) -> Result<Tap, TapError> {
+        let tap = Tap {
+            file,
+            name: name.to_owned(),
+        };
+        let wanted = libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR;
+        if tap.flags()? & (wanted | libc::IFF_TUN) != wanted {
+            return Err(TapError::Attach {
+                name: name.to_owned(),
+                source: std::io::Error::other(
+                    "the handed-over descriptor is not attached as a tap with a vnet header",
+                ),
+            });
+        }
+        // SAFETY: F_GETFL and F_SETFL take and return plain flags on our own descriptor.
+        let ret = unsafe {
+            let flags = libc::fcntl(tap.file.as_raw_fd(), libc::F_GETFL);
+            if flags < 0 {
+                flags
+            } else {
+                libc::fcntl(
+                    tap.file.as_raw_fd(),
+                    libc::F_SETFL,
+                    flags | libc::O_NONBLOCK,
+                )
+            }
+        };
+        if ret < 0 {
+            return Err(tap.configure_error("O_NONBLOCK"));
+        }
+        tap.set_vnet_hdr_len()?;
+        Ok(tap)
+    }
+
+    fn set_vnet_hdr_len(&self) -> Result<(), TapError> {
         let hdr_len = VNET_HDR_LEN as libc::c_int;
         // SAFETY: TUNSETVNETHDRSZ reads one int through the pointer, which points to
         // `hdr_len` for the duration of the call.
-        let ret = unsafe { libc::ioctl(tap.file.as_raw_fd(), libc::TUNSETVNETHDRSZ, &hdr_len) };
+        let ret = unsafe { libc::ioctl(self.file.as_raw_fd(), libc::TUNSETVNETHDRSZ, &hdr_len) };
         if ret < 0 {
-            return Err(tap.configure_error("TUNSETVNETHDRSZ"));
+            return Err(self.configure_error("TUNSETVNETHDRSZ"));
         }
-        Ok(tap)
+        Ok(())
     }
 
     /// The interface flags the tap was attached with (TUNGETIFF).

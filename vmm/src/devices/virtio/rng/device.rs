@@ -1,6 +1,7 @@
 //! The virtio-rng device: no config space, no device features beyond the ring's.
 
 use std::fs::File;
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -53,7 +54,8 @@ pub struct Rng {
 impl Rng {
     pub fn new() -> Result<Rng, RngError> {
         Ok(Rng {
-            source: File::open(ENTROPY_SOURCE).map_err(RngError::Open)?,
+            source: crate::jail::files::open_read(Path::new(ENTROPY_SOURCE))
+                .map_err(RngError::Open)?,
             // virtio 1.2 §5.4.4: no device configuration.
             virtio: VirtioState::new(
                 DEVICE,

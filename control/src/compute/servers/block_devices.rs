@@ -339,16 +339,25 @@ pub(super) fn home_of(
 ) -> Result<Option<(String, String)>, ServerError> {
     let mut found: Option<(String, String)> = None;
     for r in requests {
-        let (home, what) = match &r.source {
+        // A volume or snapshot the caller cannot see is Nova's 400 "Block Device Mapping is
+        // Invalid", as the mappings' own check (`plan`) says it.
+        let (found_home, what) = match &r.source {
             RequestedSource::Volume(id) => (
-                volume::get(fleet.volume_records(), ctx, id)?.home,
+                Ok(available_volume(fleet, ctx, id)?.home),
                 format!("volume {id}"),
             ),
             RequestedSource::Snapshot(id) => (
-                volume::snapshots::get(fleet.volume_records(), ctx, id)?.home,
+                volume::snapshots::get(fleet.volume_records(), ctx, id).map(|s| s.home),
                 format!("snapshot {id}"),
             ),
             RequestedSource::Image(_) | RequestedSource::Blank => continue,
+        };
+        let home = match found_home {
+            Ok(home) => home,
+            Err(volume::VolumeError::NotFound(_) | volume::VolumeError::SnapshotNotFound(_)) => {
+                return Err(invalid_bdm(format_args!("failed to get {what}.")));
+            }
+            Err(e) => return Err(e.into()),
         };
         match &found {
             // Recorded by a box alone before homes were: that box's own.

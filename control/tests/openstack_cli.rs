@@ -289,18 +289,7 @@ fn openstack_client_drives_key_pairs_and_a_server_s_key_name() {
             "flavor", "create", "--ram", "128", "--vcpus", "1", "--disk", "1", "s1",
         ])
         .unwrap();
-    let image = admin.json(&[
-        "image",
-        "create",
-        "--file",
-        rootfs.to_str().unwrap(),
-        "--disk-format",
-        "raw",
-        "--container-format",
-        "bare",
-        "guest",
-    ]);
-    assert_eq!(image["status"], "active", "{image}");
+    upload_guest(&admin, &rootfs);
     let server = admin.json(&[
         "server",
         "create",
@@ -408,18 +397,7 @@ fn openstack_client_boots_a_server_from_an_uploaded_image() {
     assert_eq!(flavors[0]["RAM"], 256);
 
     // The test guest's root disk as a Glance image, through the client's upload.
-    let image = admin.json(&[
-        "image",
-        "create",
-        "--file",
-        rootfs.to_str().unwrap(),
-        "--disk-format",
-        "raw",
-        "--container-format",
-        "bare",
-        "guest",
-    ]);
-    assert_eq!(image["status"], "active", "{image}");
+    let image = upload_guest(&admin, &rootfs);
     assert_eq!(image["size"], std::fs::metadata(&rootfs).unwrap().len());
 
     let volume = admin.json(&["volume", "create", "--size", "1", "data"]);
@@ -662,4 +640,22 @@ fn openstack_client_drives_images_and_volumes() {
         .as_array()
         .unwrap()
         .is_empty());
+}
+
+/// The test guest's root disk uploaded as raw Glance image `guest` through the client;
+/// active at once (one box).
+fn upload_guest(admin: &openstack::Openstack, rootfs: &Path) -> serde_json::Value {
+    let image = admin.json(&[
+        "image",
+        "create",
+        "--file",
+        rootfs.to_str().unwrap(),
+        "--disk-format",
+        "raw",
+        "--container-format",
+        "bare",
+        "guest",
+    ]);
+    assert_eq!(image["status"], "active", "{image}");
+    image
 }

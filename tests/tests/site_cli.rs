@@ -123,6 +123,53 @@ fn the_stock_client_runs_a_site_of_three_boxes_through_box_two() {
         .collect();
     let names: BTreeSet<String> = site.rig.boxes.iter().map(|b| b.name.clone()).collect();
     assert_eq!(up, names, "{hypervisors}");
+    // Nova's services: one nova-compute per box, up and enabled; box 3 disabled through the
+    // client is shown disabled with its reason, then enabled again.
+    let services = |cli: &outpost_tests::openstack::Openstack| -> Vec<(String, String, String)> {
+        cli.json(&["compute", "service", "list", "--service", "nova-compute"])
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|s| {
+                let field = |k: &str| s[k].as_str().unwrap_or_default().to_owned();
+                (field("Host"), field("Status"), field("State"))
+            })
+            .collect()
+    };
+    let listed = services(cli);
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    assert!(
+        listed
+            .iter()
+            .all(|(_, status, state)| status == "enabled" && state == "up"),
+        "{listed:?}"
+    );
+    let box3 = &site.box_node(3).name;
+    cli.ok(&[
+        "compute",
+        "service",
+        "set",
+        "--disable",
+        "--disable-reason",
+        "maintenance",
+        box3,
+        "nova-compute",
+    ]);
+    let shown = services(site.cli(1));
+    assert!(
+        shown
+            .iter()
+            .any(|(host, status, _)| host == box3 && status == "disabled"),
+        "{shown:?}"
+    );
+    cli.ok(&[
+        "compute",
+        "service",
+        "set",
+        "--enable",
+        box3,
+        "nova-compute",
+    ]);
 
     // Each guest's lease from its own box, with the one gateway and the overlay's MTU.
     for (k, s) in servers.iter().enumerate() {

@@ -259,7 +259,11 @@ fn a_box_that_cannot_renew_its_lease_fences_its_guests_before_the_site_sees_it_e
         "{paused:?}"
     );
     assert!(fence_log(&rig.boxes[y - 1]).is_empty());
-    // Continued past the kill point, outpostd's fence kills the guest before anything else.
+    // Continued well past the kill point (8 s after its last ack, which came up to a second
+    // before the stop), outpostd's fence kills the guest before anything else. Continued
+    // right at the kill point, a renewal answered at once may count first: that is a resume,
+    // also correct, but not what this step is about.
+    std::thread::sleep(Duration::from_secs(9).saturating_sub(t0.elapsed()));
     signal(daemon_y[0], "CONT");
     eventually(5, "the stopped box's monitor killed", || {
         rig.boxes[y - 1].monitors().is_empty().then_some(())

@@ -32,11 +32,11 @@ export OUTPOST_OPENSTACK_VENV
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins
-# Every test in a process of its own, two at a time on a 2-core machine (.config/nextest.toml
-# says which run alone or first); the fuzz targets' tests replay every input in fuzz/corpus/
-# through their target, uninstrumented. Then the documentation's examples.
-cargo nextest run --workspace
+# The documentation's examples, then every test in a process of its own, two at a time on a
+# 2-core machine (.config/nextest.toml says which run alone or first); the fuzz targets'
+# tests replay every input in fuzz/corpus/ through their target, uninstrumented.
 cargo test --workspace --doc
+cargo nextest run --workspace
 if [ "${OUTPOST_SLOW_TESTS:-0}" = 1 ]; then
     # Every fuzz target, instrumented, for 10 s each from the corpus: a crash, a hang or a
     # runaway allocation fails the run (scripts/fuzz.sh alone runs them for 10^7 executions).

@@ -107,6 +107,23 @@ impl Call<'_> {
             .map(|(_, v)| v.as_str())
     }
 
+    /// This request's query parameters but `marker`, encoded again (`k=v` each), in order:
+    /// what a paged list's links carry over from one page to the next.
+    pub fn query_but_marker(&self) -> Vec<String> {
+        self.query
+            .iter()
+            .filter(|(k, _)| k != "marker")
+            .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
+            .collect()
+    }
+
+    /// The query of the page after this one, which ends at `marker`.
+    pub fn next_page_query(&self, marker: &str) -> String {
+        let mut params = self.query_but_marker();
+        params.push(format!("marker={}", percent_encode(marker)));
+        params.join("&")
+    }
+
     pub fn ctx(&self) -> &RequestContext {
         self.context
             .as_ref()

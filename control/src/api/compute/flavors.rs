@@ -2,7 +2,6 @@
 
 use super::{present, version, views};
 use crate::api::microversion::ApiVersion;
-use crate::api::request::percent_encode;
 use crate::api::{Call, Fault, Reply};
 use crate::compute::flavors::{self, Flavor, FlavorQuery, NewFlavor, SortKey};
 use hyper::StatusCode;
@@ -143,15 +142,8 @@ fn list_as(
     // Nova offers a next link whenever a page came back full.
     let limit = q.limit.unwrap_or(crate::compute::MAX_PAGE);
     if let (Some(last), true) = (page.last(), page.len() >= limit) {
-        let mut params: Vec<String> = call
-            .query
-            .iter()
-            .filter(|(k, _)| k != "marker")
-            .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
-            .collect();
-        params.push(format!("marker={}", percent_encode(&last.id)));
-        body["flavors_links"] =
-            json!([{"rel": "next", "href": format!("{base}{path}?{}", params.join("&"))}]);
+        let next = call.next_page_query(&last.id);
+        body["flavors_links"] = json!([{"rel": "next", "href": format!("{base}{path}?{next}")}]);
     }
     Ok(Reply::ok(body))
 }

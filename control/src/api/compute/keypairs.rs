@@ -4,7 +4,6 @@
 
 use super::version;
 use crate::api::microversion::ApiVersion;
-use crate::api::request::percent_encode;
 use crate::api::{Call, Fault, Reply};
 use crate::compute::keypairs::{self, KeyPair, KeyPairQuery, KeyType, NewKeyPair};
 use hyper::StatusCode;
@@ -148,17 +147,10 @@ pub fn list(call: &Call<'_>) -> Result<Reply, Fault> {
     // From 2.35 a full page links to the next, as Nova's other paged lists do.
     if let (Some(limit), Some(last)) = (q.limit, page.last()) {
         if page.len() >= limit {
-            let mut params: Vec<String> = call
-                .query
-                .iter()
-                .filter(|(k, _)| k != "marker")
-                .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
-                .collect();
-            params.push(format!("marker={}", percent_encode(&last.name)));
             let href = format!(
                 "{}/compute/v2.1/os-keypairs?{}",
                 call.state.base_url,
-                params.join("&")
+                call.next_page_query(&last.name)
             );
             body["keypairs_links"] = json!([{"rel": "next", "href": href}]);
         }

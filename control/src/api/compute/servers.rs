@@ -5,7 +5,6 @@
 
 use super::{present, server_query, server_views as views, version};
 use crate::api::microversion::ApiVersion;
-use crate::api::request::percent_encode;
 use crate::api::{Call, Fault, Reply};
 use crate::compute::servers::block_devices::{BlockDeviceRequest, RequestedSource};
 use crate::compute::servers::{self, NetworkRequest, Networks, NewServer, Server};
@@ -628,15 +627,8 @@ fn list_as(call: &Call<'_>, path: &str, full: bool) -> Result<Reply, Fault> {
     let mut body = json!({ "servers": items });
     let limit = q.limit.unwrap_or(crate::compute::MAX_PAGE);
     if let (Some(last), true) = (page.last(), page.len() >= limit) {
-        let mut params: Vec<String> = call
-            .query
-            .iter()
-            .filter(|(k, _)| k != "marker")
-            .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
-            .collect();
-        params.push(format!("marker={}", percent_encode(&last.id)));
-        body["servers_links"] =
-            json!([{"rel": "next", "href": format!("{base}{path}?{}", params.join("&"))}]);
+        let next = call.next_page_query(&last.id);
+        body["servers_links"] = json!([{"rel": "next", "href": format!("{base}{path}?{next}")}]);
     }
     Ok(Reply::ok(body))
 }

@@ -2,7 +2,6 @@
 //! and tags.
 
 use super::views;
-use crate::api::request::percent_encode;
 use crate::api::{Call, Fault, Reply};
 use crate::image::query::MAX_LIMIT;
 use crate::image::{
@@ -111,12 +110,7 @@ pub fn remove_tag(call: &Call<'_>) -> Result<Reply, Fault> {
 pub fn list(call: &Call<'_>) -> Result<Reply, Fault> {
     let q = query(call)?;
     let page = image::list(call.state.image_records(), call.ctx(), &q)?;
-    let keep: Vec<String> = call
-        .query
-        .iter()
-        .filter(|(k, _)| k != "marker")
-        .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
-        .collect();
+    let keep = call.query_but_marker();
     let first = if keep.is_empty() {
         "/v2/images".to_owned()
     } else {
@@ -129,9 +123,7 @@ pub fn list(call: &Call<'_>) -> Result<Reply, Fault> {
     });
     // Glance offers the next page whenever this one came back full.
     if let (Some(last), true) = (page.last(), q.limit > 0 && page.len() >= q.limit) {
-        let mut params = keep;
-        params.push(format!("marker={}", percent_encode(&last.id)));
-        body["next"] = json!(format!("/v2/images?{}", params.join("&")));
+        body["next"] = json!(format!("/v2/images?{}", call.next_page_query(&last.id)));
     }
     Ok(Reply::ok(body))
 }

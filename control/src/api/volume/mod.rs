@@ -6,7 +6,6 @@ pub mod types;
 mod views;
 pub mod volumes;
 
-use crate::api::request::percent_encode;
 use crate::api::{Call, Fault};
 use crate::volume::query::MAX_PAGE;
 use crate::volume::{ListQuery, SortKey};
@@ -103,15 +102,8 @@ fn next_link(
 ) -> Option<Value> {
     let full = n >= q.limit.unwrap_or(MAX_PAGE).min(MAX_PAGE);
     let last = last_id.filter(|_| full && n > 0)?;
-    let mut params: Vec<String> = call
-        .query
-        .iter()
-        .filter(|(k, _)| k != "marker")
-        .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
-        .collect();
-    params.push(format!("marker={}", percent_encode(last)));
     Some(json!([{
         "rel": "next",
-        "href": format!("{}{path}?{}", call.state.base_url, params.join("&"))
+        "href": format!("{}{path}?{}", call.state.base_url, call.next_page_query(last))
     }]))
 }

@@ -96,9 +96,15 @@ pub async fn serve(
 /// A connection's place among the listener's; None (and the connection dropped, closing it)
 /// when every place is taken.
 fn admit(slots: &Arc<Semaphore>, t: Transport) -> Option<OwnedSemaphorePermit> {
+    /// Connections closed for want of a place, since the start.
+    static REFUSED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let slot = slots.clone().try_acquire_owned().ok();
     if slot.is_none() {
-        tracing::warn!("{t:?}: too many open connections; closing a new one");
+        let n = REFUSED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        // A flood of connections must not become a flood of log lines: the 1st, 2nd, 4th...
+        if n.is_power_of_two() {
+            tracing::warn!("{t:?}: too many open connections; {n} new ones closed so far");
+        }
     }
     slot
 }

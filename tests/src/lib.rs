@@ -82,16 +82,25 @@ pub fn outpostd_bin() -> PathBuf {
 
 /// Polls `f` every 250 ms until it returns Some, for up to `secs`; panics saying `what`
 /// did not happen in time.
-pub fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+pub fn eventually<T>(secs: u64, what: &str, f: impl FnMut() -> Option<T>) -> T {
+    eventually_or(secs, what, f, String::new)
+}
+
+/// [`eventually`], with what `explain` says (logs, a console) added to the panic's message.
+pub fn eventually_or<T>(
+    secs: u64,
+    what: &str,
+    mut f: impl FnMut() -> Option<T>,
+    explain: impl FnOnce() -> String,
+) -> T {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     loop {
         if let Some(v) = f() {
             return v;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not within {secs} s: {what}"
-        );
+        if std::time::Instant::now() >= deadline {
+            panic!("not within {secs} s: {what}{}", explain());
+        }
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
 }

@@ -281,21 +281,14 @@ impl Rig {
         );
     }
 
-    /// [`crate::eventually`], printing every box's outpostd log before it panics.
-    pub fn eventually<T>(&self, secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Some(v) = f() {
-                return v;
-            }
-            if Instant::now() >= deadline {
-                for b in &self.boxes {
-                    eprintln!("---- {}'s outpostd ----\n{}", b.name, b.log("outpostd"));
-                }
-                panic!("not within {secs} s: {what}");
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
+    /// [`crate::eventually`], with every box's outpostd log in the panic's message.
+    pub fn eventually<T>(&self, secs: u64, what: &str, f: impl FnMut() -> Option<T>) -> T {
+        crate::eventually_or(secs, what, f, || {
+            self.boxes
+                .iter()
+                .map(|b| format!("\n---- {}'s outpostd ----\n{}", b.name, b.log("outpostd")))
+                .collect()
+        })
     }
 
     /// Power loss of box `i` (1-based): every process in its cgroup killed at once and its

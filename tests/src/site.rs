@@ -7,10 +7,10 @@ use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
-use crate::eventually;
 use crate::openstack::Openstack;
 use crate::rig::{BoxNode, Rig, API_PORT};
 use crate::rootfs::build_rootfs;
+use crate::{eventually, eventually_or};
 
 /// The first three octets of the guests' subnet; guest `k` (1-based) is `.{10 * k}`.
 pub const SUBNET: &str = "172.31.9";
@@ -143,6 +143,29 @@ impl Site {
         (net, subnet)
     }
 
+    /// Through box `via`: flavor `xb` (128 MiB, one vCPU, 1 GiB), which [`Site::guest`]
+    /// boots its servers with.
+    pub fn flavor(&self, via: usize) -> Value {
+        self.cli(via).json(&[
+            "flavor", "create", "--ram", "128", "--vcpus", "1", "--disk", "1", "xb",
+        ])
+    }
+
+    /// Through box `via`: anti-affinity server group `name`; the group and the scheduler
+    /// hint that puts a server in it.
+    pub fn anti_affinity_group(&self, via: usize, name: &str) -> (Value, String) {
+        let group = self.cli(via).json(&[
+            "server",
+            "group",
+            "create",
+            "--policy",
+            "anti-affinity",
+            name,
+        ]);
+        let hint = format!("group={}", group["id"].as_str().expect("a group id"));
+        (group, hint)
+    }
+
     /// Through box `via`: guest `k`'s port `p<k>` on `xnet` at [`guest_ip`]`(k)` in
     /// `security_group`, and server `g<k>` on it (flavor `xb`, `image`, scheduler `hint`s);
     /// returns the port and the server's id.
@@ -218,25 +241,22 @@ impl Site {
 
     /// Waits for the guest's lease line and returns it (`XB-LEASE ip=... router=... mtu=...`).
     pub fn wait_lease(&self, id: &str, secs: u64) -> String {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-        loop {
-            let console = self.console(id);
-            if let Some(lease) = console
+        let lease = |console: &str| {
+            console
                 .lines()
                 .find_map(|l| l.trim().strip_prefix("XB-LEASE ").map(str::to_owned))
-            {
-                return lease;
-            }
-            if std::time::Instant::now() > deadline {
+        };
+        eventually_or(
+            secs,
+            &format!("{id} leased an address"),
+            || lease(&self.console(id)),
+            || {
+                let console = self.console(id);
                 let tail: Vec<&str> = console.lines().rev().take(40).collect();
                 let tail: Vec<&str> = tail.into_iter().rev().collect();
-                panic!(
-                    "not within {secs} s: {id} leased an address; its console ends:\n{}",
-                    tail.join("\n")
-                );
-            }
-            std::thread::sleep(std::time::Duration::from_secs(1));
-        }
+                format!("; its console ends:\n{}", tail.join("\n"))
+            },
+        )
     }
 
     /// Waits until the guest's console shows `k` pings in a row to `peer`, numbered after

@@ -73,18 +73,8 @@ fn the_stock_client_runs_a_site_of_three_boxes_through_box_two() {
         "web",
     ]);
     let closed = cli.json(&["security", "group", "create", "closed"]);
-    let flavor = cli.json(&[
-        "flavor", "create", "--ram", "128", "--vcpus", "1", "--disk", "1", "xb",
-    ]);
-    let group = cli.json(&[
-        "server",
-        "group",
-        "create",
-        "--policy",
-        "anti-affinity",
-        "spread",
-    ]);
-    let hint = format!("group={}", id(&group));
+    let flavor = site.flavor(2);
+    let (group, hint) = site.anti_affinity_group(2, "spread");
 
     // Guests 1 and 2 in `web`, guest 3 in `closed`.
     let (ports, servers): (Vec<Value>, Vec<String>) = (1..=3)

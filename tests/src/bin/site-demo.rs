@@ -37,18 +37,8 @@ fn main() {
     );
     let cli = site.cli(2);
     site.network(2);
-    cli.ok(&[
-        "flavor", "create", "--ram", "128", "--vcpus", "1", "--disk", "1", "xb",
-    ]);
-    let group = cli.json(&[
-        "server",
-        "group",
-        "create",
-        "--policy",
-        "anti-affinity",
-        "demo",
-    ]);
-    let hint = format!("group={}", group["id"].as_str().unwrap_or_default());
+    site.flavor(2);
+    let (_, hint) = site.anti_affinity_group(2, "demo");
     let servers: Vec<String> = (1..=3)
         .map(|k| site.guest(2, k, "default", "guest", &[&hint]).1)
         .collect();

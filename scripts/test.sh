@@ -18,6 +18,13 @@ echo "test.sh: host CPU $(cpu_field vendor_id) family $(cpu_field 'cpu family') 
         case "$cpu_flags" in *" $f "*) printf ' %s' "$f" ;; *) printf ' -%s' "$f" ;; esac
     done); /dev/kvm: $kvm_kind"
 
+# The disk the build and the tests' state directories use: thick volumes and guests' disks
+# are real files, and a full disk fails tests in ways that look like bugs.
+echo "test.sh: free space: $(df -h --output=avail . | tail -1 | tr -d ' ') here," \
+    "$(df -h --output=avail "${TMPDIR:-/tmp}" | tail -1 | tr -d ' ') in ${TMPDIR:-/tmp}"
+# One build, never rebuilt piecemeal: incremental state would double the target directory.
+export CARGO_INCREMENTAL=0
+
 scripts/install-deps.sh
 # The test runner, cargo-nextest (.config/nextest.toml): built into cargo's own bin directory,
 # outside the work tree, where the machine does not have it yet.

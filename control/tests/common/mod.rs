@@ -200,6 +200,13 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        // A failed test shows what the daemon said: on CI the state directory is gone after.
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail = log.len().saturating_sub(64 * 1024);
+            let tail = log.get(tail..).unwrap_or(&log);
+            eprintln!("--- outpostd log (last 64 KiB) ---\n{tail}\n--- end of outpostd log ---");
+        }
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();

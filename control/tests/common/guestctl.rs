@@ -149,10 +149,14 @@ done
 
     /// Runs `script` in the guest at `ip` and waits for it; panics on timeout.
     pub fn run(&self, ip: &str, script: &str, timeout: Duration) -> StepResult {
+        let started = std::time::Instant::now();
         let id = self.submit(ip, script);
-        self.wait(ip, id, timeout).unwrap_or_else(|| {
+        let r = self.wait(ip, id, timeout).unwrap_or_else(|| {
             panic!("guest {ip} did not finish step {id} in {timeout:?}: {script}")
-        })
+        });
+        // Shown with a failure (and with --no-capture): where a guest test's time goes.
+        eprintln!("guestctl: {ip} step {id} took {:.1?}", started.elapsed());
+        r
     }
 }
 

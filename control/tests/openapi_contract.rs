@@ -286,6 +286,7 @@ fn every_documented_operation_answers_as_documented() {
         token_ttl: Duration::from_secs(60),
         socket_context: admin,
         router: Router::new(),
+        policy: settings.policy.clone(),
         fleet,
         images,
         volumes,

@@ -336,6 +336,80 @@ fn check_port_security(p: &Port) -> Result<(), NetworkError> {
     Ok(())
 }
 
+/// Who asked for a port: a user through Neutron's API, whose owner-only fields are checked,
+/// or the compute side making a server's port (its own fields, deleted with the server).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PortOrigin {
+    User,
+    Server,
+}
+
+/// Neutron's owner-only port fields (its `create_port:<field>` and `update_port:<field>`
+/// rules) that a request sets: each changes what the port may send or where it is plugged,
+/// so on a network shared with other projects only the network's owner or an admin sets
+/// them, lest a tenant spoof addresses or answer DHCP on the shared segment.
+/// `binding:host_id` is admin-only, as in Neutron.
+#[derive(Debug, Default)]
+struct OwnerOnlyFields {
+    names: Vec<&'static str>,
+    host_id: bool,
+}
+
+impl OwnerOnlyFields {
+    fn of(
+        mac_address: Option<&str>,
+        fixed_ips: Option<&[FixedIpRequest]>,
+        port_security_enabled: Option<bool>,
+        allowed_address_pairs: Option<&[AddressPairRequest]>,
+        device_owner: Option<&str>,
+        host_id: Option<&str>,
+    ) -> OwnerOnlyFields {
+        let mut names = Vec::new();
+        if mac_address.is_some() {
+            names.push("mac_address");
+        }
+        // A subnet alone is anyone's to ask for; the address itself is the owner's.
+        if fixed_ips.is_some_and(|f| f.iter().any(|r| r.ip_address.is_some())) {
+            names.push("fixed_ips:ip_address");
+        }
+        if port_security_enabled.is_some() {
+            names.push("port_security_enabled");
+        }
+        if allowed_address_pairs.is_some() {
+            names.push("allowed_address_pairs");
+        }
+        if device_owner.is_some_and(|o| !o.is_empty()) {
+            names.push("device_owner");
+        }
+        let host_id = host_id.is_some_and(|h| !h.is_empty());
+        if host_id {
+            names.push("binding:host_id");
+        }
+        OwnerOnlyFields { names, host_id }
+    }
+
+    /// 403 with Neutron's words for the first field `ctx` may not set on network `net`.
+    fn check(&self, ctx: &RequestContext, net: &Network, action: &str) -> Result<(), NetworkError> {
+        if ctx.is_admin() {
+            return Ok(());
+        }
+        let owner = ctx.project_id.as_deref() == Some(net.project_id.as_str());
+        let refused = if self.host_id {
+            Some("binding:host_id")
+        } else if owner {
+            None
+        } else {
+            self.names.first().copied()
+        };
+        match refused {
+            None => Ok(()),
+            Some(field) => Err(NetworkError::Forbidden(format!(
+                "(rule:{action} and rule:{action}:{field}) is disallowed by policy"
+            ))),
+        }
+    }
+}
+
 /// Whether the caller may see port `p`: its project's, or on a network the caller owns.
 fn port_visible(c: &dyn NetworkTx, ctx: &RequestContext, p: &Port) -> Result<bool, NetworkError> {
     if ctx.can_see(&p.project_id) {
@@ -358,15 +432,23 @@ pub(super) fn find_port(
 
 impl NetworkService {
     pub fn create_port(&self, ctx: &RequestContext, req: NewPort) -> Result<Port, NetworkError> {
-        self.create_port_as(ctx, req, false)
+        self.create_port_as(ctx, req, PortOrigin::User)
     }
 
     pub(super) fn create_port_as(
         &self,
         ctx: &RequestContext,
         req: NewPort,
-        auto_delete: bool,
+        origin: PortOrigin,
     ) -> Result<Port, NetworkError> {
+        let owner_only = OwnerOnlyFields::of(
+            req.mac_address.as_deref(),
+            req.fixed_ips.as_deref(),
+            req.port_security_enabled,
+            req.allowed_address_pairs.as_deref(),
+            req.device_owner.as_deref(),
+            req.host_id.as_deref(),
+        );
         check_binding(req.vnic_type.as_deref(), req.binding_profile.as_ref())?;
         let project_id = owner(ctx, req.project_id.as_deref(), req.tenant_id.as_deref())?;
         let name = req.name.unwrap_or_default();
@@ -387,6 +469,9 @@ impl NetworkService {
         let id = new_id()?;
         self.change(|tx| {
             let net = find_network(tx, ctx, &req.network_id)?;
+            if origin == PortOrigin::User {
+                owner_only.check(ctx, &net, "create_port")?;
+            }
             let mac_address = match requested_mac {
                 Some(m) => {
                     if tx.mac_in_use(&net.id, m)? {
@@ -432,7 +517,7 @@ impl NetworkService {
                 device_owner,
                 host_id: req.host_id.clone().unwrap_or_default(),
                 port_security_enabled,
-                auto_delete,
+                auto_delete: origin == PortOrigin::Server,
                 security_groups,
                 created_at: now,
                 updated_at: now,
@@ -470,8 +555,20 @@ impl NetworkService {
         req: PortUpdate,
     ) -> Result<Port, NetworkError> {
         check_binding(req.vnic_type.as_deref(), req.binding_profile.as_ref())?;
+        let owner_only = OwnerOnlyFields::of(
+            req.mac_address.as_deref(),
+            req.fixed_ips.as_deref(),
+            req.port_security_enabled,
+            req.allowed_address_pairs.as_deref(),
+            req.device_owner.as_deref(),
+            req.host_id.as_deref(),
+        );
         self.change(|tx| {
             let mut p = find_port(tx, ctx, id)?;
+            let net = tx
+                .get_network(&p.network_id)?
+                .ok_or_else(|| NetworkError::not_found("Network", &p.network_id))?;
+            owner_only.check(ctx, &net, "update_port")?;
             if let Some(m) = &req.mac_address {
                 let m: MacAddr = m.parse().map_err(|_| {
                     NetworkError::invalid(format!("'{m}' is not a valid MAC address"))

@@ -217,7 +217,7 @@ fn user_ports_bind_and_unbind_and_failures_do_not_notify() {
     let bound = svc.bind_port(&c, &p.id, "server-9", "box").unwrap();
     assert_eq!(bound.device_owner, COMPUTE_OWNER);
     assert_eq!(bound.host_id, "box");
-    assert_eq!(svc.device_ports("server-9").unwrap().len(), 1);
+    assert_eq!(svc.device_ports("server-9", "p1").unwrap().len(), 1);
     assert_eq!(
         svc.bind_port(&c, &p.id, "server-10", "box")
             .unwrap_err()
@@ -233,4 +233,215 @@ fn user_ports_bind_and_unbind_and_failures_do_not_notify() {
     assert_eq!(after.host_id, "");
     assert_eq!(after.fixed_ips, p.fixed_ips);
     assert!(svc.host_spec().unwrap().networks[0].ports.is_empty());
+}
+
+/// A network of `owner` shared with every project, with one IPv4 subnet.
+fn shared_network(svc: &NetworkService, owner: &RequestContext) -> Network {
+    let n = svc
+        .create_network(
+            owner,
+            NewNetwork {
+                shared: Some(true),
+                ..NewNetwork::default()
+            },
+        )
+        .unwrap();
+    subnet(svc, owner, &n.id, "10.7.0.0/24");
+    n
+}
+
+#[test]
+fn owner_only_port_fields_need_the_networks_owner_or_an_admin() {
+    use super::ports::{AddressPairRequest, PortUpdate};
+    let svc = service();
+    let admin = ctx("admin", true);
+    let member = ctx("p2", false);
+    let net = shared_network(&svc, &admin);
+    let on_net = |f: &dyn Fn(&mut NewPort)| {
+        let mut req = NewPort {
+            network_id: net.id.clone(),
+            ..NewPort::default()
+        };
+        f(&mut req);
+        req
+    };
+    let fields: [(&str, &dyn Fn(&mut NewPort)); 6] = [
+        ("mac_address", &|r| {
+            r.mac_address = Some("fa:16:3e:00:00:99".into())
+        }),
+        ("fixed_ips:ip_address", &|r| {
+            r.fixed_ips = Some(vec![FixedIpRequest {
+                subnet_id: None,
+                ip_address: Some("10.7.0.50".into()),
+            }])
+        }),
+        ("port_security_enabled", &|r| {
+            r.port_security_enabled = Some(false)
+        }),
+        ("allowed_address_pairs", &|r| {
+            r.allowed_address_pairs = Some(vec![AddressPairRequest {
+                ip_address: "10.7.0.1".into(),
+                mac_address: None,
+            }])
+        }),
+        ("device_owner", &|r| {
+            r.device_owner = Some(DHCP_OWNER.into())
+        }),
+        ("binding:host_id", &|r| r.host_id = Some("box".into())),
+    ];
+    for (field, set) in &fields {
+        let e = svc.create_port(&member, on_net(set)).unwrap_err();
+        assert_eq!(e.neutron_type(), "PolicyNotAuthorized", "{field}: {e}");
+        assert!(
+            e.to_string().contains(&format!("create_port:{field}")),
+            "{e}"
+        );
+    }
+    // The member's plain port on the shared network, with a subnet but no address of its
+    // choosing, is fine; changing any owner-only field of it is not.
+    let subnet_id = svc.list_subnets(&member).unwrap()[0].id.clone();
+    let port = svc
+        .create_port(
+            &member,
+            on_net(&|r| {
+                r.fixed_ips = Some(vec![FixedIpRequest {
+                    subnet_id: Some(subnet_id.clone()),
+                    ip_address: None,
+                }])
+            }),
+        )
+        .unwrap();
+    let updates: [(&str, PortUpdate); 6] = [
+        (
+            "mac_address",
+            PortUpdate {
+                mac_address: Some("fa:16:3e:00:00:98".into()),
+                ..PortUpdate::default()
+            },
+        ),
+        (
+            "fixed_ips:ip_address",
+            PortUpdate {
+                fixed_ips: Some(vec![FixedIpRequest {
+                    subnet_id: None,
+                    ip_address: Some("10.7.0.51".into()),
+                }]),
+                ..PortUpdate::default()
+            },
+        ),
+        (
+            "port_security_enabled",
+            PortUpdate {
+                port_security_enabled: Some(false),
+                ..PortUpdate::default()
+            },
+        ),
+        (
+            "allowed_address_pairs",
+            PortUpdate {
+                allowed_address_pairs: Some(vec![]),
+                ..PortUpdate::default()
+            },
+        ),
+        (
+            "device_owner",
+            PortUpdate {
+                device_owner: Some(DHCP_OWNER.into()),
+                ..PortUpdate::default()
+            },
+        ),
+        (
+            "binding:host_id",
+            PortUpdate {
+                host_id: Some("box".into()),
+                ..PortUpdate::default()
+            },
+        ),
+    ];
+    for (field, update) in updates {
+        let e = svc.update_port(&member, &port.id, update).unwrap_err();
+        assert_eq!(e.neutron_type(), "PolicyNotAuthorized", "{field}: {e}");
+        assert!(
+            e.to_string().contains(&format!("update_port:{field}")),
+            "{e}"
+        );
+    }
+    // The admin may set each.
+    for (field, set) in &fields {
+        svc.create_port(&admin, on_net(set))
+            .unwrap_or_else(|e| panic!("{field}: {e}"));
+    }
+    // On its own network a member sets all but the binding, which stays the admin's.
+    let own = svc.create_network(&member, NewNetwork::default()).unwrap();
+    subnet(&svc, &member, &own.id, "10.8.0.0/24");
+    svc.create_port(
+        &member,
+        NewPort {
+            network_id: own.id.clone(),
+            mac_address: Some("fa:16:3e:00:00:97".into()),
+            port_security_enabled: Some(false),
+            device_owner: Some("compute:nova".into()),
+            ..NewPort::default()
+        },
+    )
+    .unwrap();
+    let e = svc
+        .create_port(
+            &member,
+            NewPort {
+                network_id: own.id.clone(),
+                host_id: Some("box".into()),
+                ..NewPort::default()
+            },
+        )
+        .unwrap_err();
+    assert_eq!(e.neutron_type(), "PolicyNotAuthorized");
+}
+
+#[test]
+fn a_server_gets_only_its_own_projects_ports() {
+    let svc = service();
+    let a = ctx("pa", false);
+    let b = ctx("pb", false);
+    let admin = ctx("admin", true);
+    let shared = shared_network(&svc, &admin);
+    // Project A labels its port with B's server; B's own port is bound by the compute side.
+    let planted = svc
+        .create_port(
+            &a,
+            NewPort {
+                network_id: shared.id.clone(),
+                device_id: Some("server-b".into()),
+                ..NewPort::default()
+            },
+        )
+        .unwrap();
+    let own = svc
+        .create_device_port(&b, &shared.id, "server-b", "box", None)
+        .unwrap();
+    let ports = svc.device_ports("server-b", "pb").unwrap();
+    assert_eq!(
+        ports.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+        [own.id.as_str()],
+        "A's port {} must not reach B's server",
+        planted.id
+    );
+    let a_on_shared = svc
+        .create_port(
+            &a,
+            NewPort {
+                network_id: shared.id.clone(),
+                ..NewPort::default()
+            },
+        )
+        .unwrap();
+    // Even the admin's context (which sees every port) does not make it B's.
+    let e = svc
+        .bind_port(&ctx("pb", true), &a_on_shared.id, "server-b", "box")
+        .unwrap_err();
+    assert_eq!(e.neutron_type(), "PortNotUsable");
+    assert!(!e.to_string().contains("pa"), "{e}");
+    // And releasing B's server leaves A's port alone.
+    svc.release_device("server-b").unwrap();
+    assert!(svc.get_port(&a, &a_on_shared.id).is_ok());
 }

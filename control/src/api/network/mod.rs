@@ -6,6 +6,7 @@ mod query;
 mod views;
 
 use crate::api::{Call, Fault, Reply};
+use crate::compute::servers::nics::check_port_device;
 use crate::network::groups::{GroupUpdate, NewGroup, NewRule};
 use crate::network::networks::{NetworkUpdate, NewNetwork};
 use crate::network::ports::{NewPort, PortUpdate};
@@ -204,14 +205,40 @@ pub fn list_ports(call: &Call<'_>) -> Result<Reply, Fault> {
     listed(call, "ports", ports.iter().map(views::port).collect())
 }
 
+/// The project a new port will belong to: the one its body names, else the caller's.
+fn port_project<'a>(call: &'a Call<'_>, req: &'a NewPort) -> &'a str {
+    req.project_id
+        .as_deref()
+        .or(req.tenant_id.as_deref())
+        .or(call.ctx().project_id.as_deref())
+        .unwrap_or_default()
+}
+
+/// A port's `device_id` must be a server of its project (crate::compute::servers::nics).
+fn check_device(call: &Call<'_>, project: &str, device_id: Option<&str>) -> Result<(), Fault> {
+    match device_id {
+        Some(device) => Ok(check_port_device(
+            &call.state.fleet,
+            call.ctx(),
+            project,
+            device,
+        )?),
+        None => Ok(()),
+    }
+}
+
 pub fn create_port(call: &Call<'_>) -> Result<Reply, Fault> {
     let svc = &call.state.network;
     match create_body::<NewPort>(call, "port", "ports")? {
         Create::One(req) => {
+            check_device(call, port_project(call, &req), req.device_id.as_deref())?;
             let p = svc.create_port(call.ctx(), req)?;
             Ok(one(StatusCode::CREATED, "port", views::port(&p)))
         }
         Create::Bulk(reqs) => {
+            for req in &reqs {
+                check_device(call, port_project(call, req), req.device_id.as_deref())?;
+            }
             let made = svc.create_ports(call.ctx(), reqs)?;
             let items: Vec<Value> = made.iter().map(views::port).collect();
             Ok(Reply::json(StatusCode::CREATED, json!({"ports": items})))
@@ -234,6 +261,14 @@ pub fn show_port(call: &Call<'_>) -> Result<Reply, Fault> {
 
 pub fn update_port(call: &Call<'_>) -> Result<Reply, Fault> {
     let req: PortUpdate = body(call, "port")?;
+    if req.device_id.is_some() {
+        // A port's project never changes, so checking against it before the update holds.
+        let port = call
+            .state
+            .network
+            .get_port(call.ctx(), call.param("port_id"))?;
+        check_device(call, &port.project_id, req.device_id.as_deref())?;
+    }
     let p = call
         .state
         .network

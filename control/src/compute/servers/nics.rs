@@ -266,6 +266,30 @@ pub fn release(fleet: &Fleet, server_id: &str) -> Result<(), NetworkError> {
     sync(fleet)
 }
 
+/// Whether a port of project `port_project` may name `device_id` as its device when `ctx`
+/// sets it through Neutron's API. A member names only its project's servers (or nothing); an
+/// admin may also write a label that is no server, but never another project's server. A
+/// server of another project is refused (403) as a label that names nothing is, so the answer
+/// tells a tenant nothing about other projects; [`ports`] would not give such a port to the
+/// server anyway.
+pub fn check_port_device(
+    fleet: &Fleet,
+    ctx: &RequestContext,
+    port_project: &str,
+    device_id: &str,
+) -> Result<(), NetworkError> {
+    if device_id.is_empty() {
+        return Ok(());
+    }
+    match fleet.servers().server(device_id)? {
+        Some(s) if s.project_id == port_project => Ok(()),
+        None if ctx.is_admin() => Ok(()),
+        _ => Err(NetworkError::Forbidden(format!(
+            "device_id {device_id} is not a server of the port's project."
+        ))),
+    }
+}
+
 /// Has the host match the database now (a failure is the caller's: the port is not wired).
 pub fn sync(fleet: &Fleet) -> Result<(), NetworkError> {
     if let Some(agent) = fleet.network() {

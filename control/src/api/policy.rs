@@ -350,13 +350,16 @@ pub fn all_rules() -> impl Iterator<Item = Rule> {
         .flat_map(|e| std::iter::once(e.rule).chain(e.actions.iter().map(|(_, r)| *r)))
 }
 
-/// The rule `route` falls under when its body names no action; None for a route missing
-/// from the table.
-pub fn route_rule(method: &Method, path: &str) -> Option<Rule> {
+/// The rule a request `method` `path` (a route's template) with `body` falls under; None
+/// for a route missing from the table.
+pub fn rule_of(method: &Method, path: &str, body: &[u8]) -> Option<Rule> {
+    let route = ROUTES
+        .iter()
+        .find(|r| r.method == method && r.path == path)?;
     POLICY
         .iter()
-        .find(|e| e.method == method && e.path == path)
-        .map(|e| e.rule)
+        .any(|e| e.method == method && e.path == path)
+        .then(|| rule_for(route, body))
 }
 
 /// Each service's words for a policy refusal.

@@ -283,6 +283,20 @@ mod tests {
     }
 
     #[test]
+    fn the_policy_section_overrides_rules_by_name_and_refuses_unknown_ones() {
+        let file = parse("[policy]\n\"os_compute_api:servers:create\" = [\"admin\"]\n").unwrap();
+        let s = Settings::resolve(file, Overrides::default()).unwrap();
+        assert_ne!(s.policy, Policy::default());
+        let typo = parse("[policy]\n\"os_compute_api:servers:creat\" = [\"admin\"]\n").unwrap();
+        let e = Settings::resolve(typo, Overrides::default()).unwrap_err();
+        assert!(
+            e.to_string().contains("os_compute_api:servers:creat"),
+            "{e}"
+        );
+        assert!(parse("[policy]\n\"image:get_images\" = \"admin\"\n").is_err());
+    }
+
+    #[test]
     fn flags_override_the_file() {
         let file = parse(
             "state_dir = \"/srv/o\"\n[api]\nlisten = \"127.0.0.1:1\"\npublic_url = \"http://h:1/\"\n\

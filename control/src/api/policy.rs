@@ -198,8 +198,8 @@ pub static POLICY: &[RouteRule] = &[
     entry(Method::DELETE, "/image/v2/images/{image_id}", "image:delete_image", MEMBER),
     entry(Method::PUT, "/image/v2/images/{image_id}/file", "image:upload_image", MEMBER),
     entry(Method::GET, "/image/v2/images/{image_id}/file", "image:download_image", READER),
-    entry(Method::POST, "/image/v2/images/{image_id}/actions/deactivate", "image:deactivate", MEMBER),
-    entry(Method::POST, "/image/v2/images/{image_id}/actions/reactivate", "image:reactivate", MEMBER),
+    entry(Method::POST, "/image/v2/images/{image_id}/actions/deactivate", "image:deactivate", ADMIN),
+    entry(Method::POST, "/image/v2/images/{image_id}/actions/reactivate", "image:reactivate", ADMIN),
     entry(Method::PUT, "/image/v2/images/{image_id}/tags/{tag}", "image:modify_image", MEMBER),
     entry(Method::DELETE, "/image/v2/images/{image_id}/tags/{tag}", "image:modify_image", MEMBER),
     entry(Method::GET, "/image/v2/schemas/image", "image:get_schema", READER),
@@ -439,6 +439,23 @@ mod tests {
             );
         }
         assert_eq!(stale_rules(), vec![], "rules for routes nobody serves");
+    }
+
+    #[test]
+    fn the_readme_lists_every_rule_with_its_default() {
+        let readme = include_str!("../../README.md");
+        for r in all_rules() {
+            let default = match r.default {
+                Admits::Public => "anyone",
+                Admits::Authenticated => "any token",
+                Admits::Role(role) => role,
+            };
+            let row = format!("| `{}` | {default} |", r.name);
+            assert!(
+                readme.contains(&row),
+                "control/README.md lacks the row {row}"
+            );
+        }
     }
 
     #[test]

@@ -250,6 +250,9 @@ fn shared_network(svc: &NetworkService, owner: &RequestContext) -> Network {
     n
 }
 
+/// Sets one field of a port request.
+type SetField<'a> = dyn Fn(&mut NewPort) + 'a;
+
 #[test]
 fn owner_only_port_fields_need_the_networks_owner_or_an_admin() {
     use super::ports::{AddressPairRequest, PortUpdate};
@@ -257,7 +260,7 @@ fn owner_only_port_fields_need_the_networks_owner_or_an_admin() {
     let admin = ctx("admin", true);
     let member = ctx("p2", false);
     let net = shared_network(&svc, &admin);
-    let on_net = |f: &dyn Fn(&mut NewPort)| {
+    let on_net = |f: &SetField<'_>| {
         let mut req = NewPort {
             network_id: net.id.clone(),
             ..NewPort::default()
@@ -265,7 +268,7 @@ fn owner_only_port_fields_need_the_networks_owner_or_an_admin() {
         f(&mut req);
         req
     };
-    let fields: [(&str, &dyn Fn(&mut NewPort)); 6] = [
+    let fields: [(&str, &SetField<'_>); 6] = [
         ("mac_address", &|r| {
             r.mac_address = Some("fa:16:3e:00:00:99".into())
         }),

@@ -529,3 +529,69 @@ fn every_route_answers_every_caller_as_its_policy_says() {
     // Every caller on every documented operation.
     assert_eq!(out.checked, ops.len() * 5);
 }
+
+#[test]
+fn a_port_names_as_its_device_only_a_server_of_its_own_project() {
+    let w = setup();
+    let victim_server = w.params["server_id"].clone();
+    let other = As::Token(&w.tokens["other"]);
+    let net = w.made(
+        other,
+        Method::POST,
+        "/network/v2.0/networks",
+        Some(json!({"network": {"name": "bystander-net"}})),
+    );
+    let net_id = net["network"]["id"].as_str().unwrap();
+    let port_with = |who: As<'_>, network: &str, device: &str| {
+        w.call(
+            who,
+            Method::POST,
+            "/network/v2.0/ports",
+            Some(json!({"port": {"network_id": network, "device_id": device}})),
+        )
+    };
+    // Another project's server and a label naming nothing get the same answer, so the
+    // refusal tells nothing about the other project.
+    let planted = port_with(other, net_id, &victim_server);
+    let label = port_with(other, net_id, "no-such-server");
+    for r in [&planted, &label] {
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", text(r));
+        assert!(text(r).contains("PolicyNotAuthorized"), "{}", text(r));
+    }
+    assert_eq!(
+        text(&planted).replace(&victim_server, "X"),
+        text(&label).replace("no-such-server", "X")
+    );
+    // Nor can a port already made be pointed at it, nor may the admin give another
+    // project's port to the victim's server.
+    let plain = w.made(
+        other,
+        Method::POST,
+        "/network/v2.0/ports",
+        Some(json!({"port": {"network_id": net_id}})),
+    );
+    let plain_id = plain["port"]["id"].as_str().unwrap();
+    let moved = w.call(
+        other,
+        Method::PUT,
+        &format!("/network/v2.0/ports/{plain_id}"),
+        Some(json!({"port": {"device_id": victim_server}})),
+    );
+    assert_eq!(moved.status, StatusCode::FORBIDDEN, "{}", text(&moved));
+    let by_admin = w.call(
+        As::Socket,
+        Method::PUT,
+        &format!("/network/v2.0/ports/{plain_id}"),
+        Some(json!({"port": {"device_id": victim_server}})),
+    );
+    assert_eq!(
+        by_admin.status,
+        StatusCode::FORBIDDEN,
+        "{}",
+        text(&by_admin)
+    );
+    // The victim's own member may name its own server.
+    let own_net = w.params["network_id"].clone();
+    let own = port_with(As::Token(&w.tokens["member"]), &own_net, &victim_server);
+    assert_eq!(own.status, StatusCode::CREATED, "{}", text(&own));
+}

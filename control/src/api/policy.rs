@@ -496,6 +496,33 @@ mod tests {
     }
 
     #[test]
+    fn a_route_missing_from_the_table_is_the_admins_alone() {
+        fn unreachable(_: &crate::api::Call<'_>) -> Result<crate::api::Reply, Fault> {
+            Err(Fault::internal("a route with no rule ran for a non-admin"))
+        }
+        let unlisted = Route {
+            method: Method::GET,
+            path: "/compute/v2.1/os-quota-sets/{project_id}",
+            service: ServiceKind::Compute,
+            access: Access::Caller,
+            handler: unreachable,
+            body: crate::api::routes::BodyKind::Buffered,
+        };
+        let p = Policy::default();
+        let member = ctx(&["member", "reader"]);
+        let refused = p.enforce(&unlisted, Some(&member), b"").unwrap_err();
+        assert_eq!(refused.status, hyper::StatusCode::FORBIDDEN);
+        assert!(
+            refused.message.contains("outpost:unlisted_route"),
+            "{refused}"
+        );
+        assert!(p
+            .enforce(&unlisted, Some(&ctx(&["admin", "member", "reader"])), b"")
+            .is_ok());
+        assert_eq!(rule_of(&Method::GET, unlisted.path, b""), None);
+    }
+
+    #[test]
     fn an_action_is_checked_under_its_own_rule() {
         let action = route(Method::POST, "/compute/v2.1/servers/{server_id}/action");
         assert_eq!(

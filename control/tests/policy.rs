@@ -73,6 +73,8 @@ struct Walk {
     params: BTreeMap<&'static str, String>,
     /// Every id of the project's that another project must not learn.
     secrets: Vec<String>,
+    /// The bystander's project: another tenant's.
+    other_project: String,
 }
 
 fn text(r: &Reply) -> String {
@@ -195,10 +197,11 @@ fn setup() -> Walk {
         tokens: BTreeMap::new(),
         params: BTreeMap::new(),
         secrets: Vec::new(),
+        other_project: String::new(),
     };
     let (project, member_id) = w.user_in("victim", "victim-member", "member");
     let (_, reader_id) = w.user_in("victim", "victim-reader", "reader");
-    w.user_in("bystander", "bystander-member", "member");
+    w.other_project = w.user_in("bystander", "bystander-member", "member").0;
     let member = w.login("victim-member", PASSWORD, "victim");
     w.tokens.insert("member", member.clone());
     w.tokens
@@ -594,4 +597,71 @@ fn a_port_names_as_its_device_only_a_server_of_its_own_project() {
     let own_net = w.params["network_id"].clone();
     let own = port_with(As::Token(&w.tokens["member"]), &own_net, &victim_server);
     assert_eq!(own.status, StatusCode::CREATED, "{}", text(&own));
+}
+
+#[test]
+fn another_projects_port_naming_a_server_never_reaches_it() {
+    use outpost_control::context::RequestContext;
+    use outpost_control::network::ports::NewPort;
+    let w = setup();
+    let server = w.params["server_id"].clone();
+    let member_of = |project: &str| RequestContext {
+        user_id: "u".into(),
+        user_name: "u".into(),
+        project_id: Some(project.to_owned()),
+        project_name: None,
+        roles: vec!["member".into(), "reader".into()],
+    };
+    let network = &w.api.state.network;
+    // The server's own port, as the compute side makes it.
+    let own = network
+        .create_device_port(
+            &member_of(&w.params["project_id"]),
+            &w.params["network_id"],
+            &server,
+            "box",
+            None,
+        )
+        .unwrap();
+    // Another tenant's port that names the server, written past the API's check (as a row
+    // from before it, or another box's write, could be).
+    let other = As::Token(&w.tokens["other"]);
+    let net = w.made(
+        other,
+        Method::POST,
+        "/network/v2.0/networks",
+        Some(json!({"network": {"name": "bystander-net"}})),
+    );
+    let net_id = net["network"]["id"].as_str().unwrap().to_owned();
+    w.made(
+        other,
+        Method::POST,
+        "/network/v2.0/subnets",
+        Some(json!({"subnet": {"network_id": net_id, "ip_version": 4,
+                               "cidr": "10.77.0.0/24"}})),
+    );
+    let planted = network
+        .create_port(
+            &member_of(&w.other_project),
+            NewPort {
+                network_id: net_id,
+                device_id: Some(server.clone()),
+                ..NewPort::default()
+            },
+        )
+        .unwrap();
+    // What the server shows is what its monitor would get at its next start (both come from
+    // compute::servers::nics::ports): its own port, not the planted one.
+    let shown = w.made(
+        As::Token(&w.tokens["member"]),
+        Method::GET,
+        &format!("/compute/v2.1/servers/{server}"),
+        None,
+    );
+    let addresses = shown["server"]["addresses"].to_string();
+    let own_ip = own.fixed_ips[0].ip_address.to_string();
+    let planted_ip = planted.fixed_ips[0].ip_address.to_string();
+    assert!(addresses.contains(&own_ip), "{addresses}");
+    assert!(!addresses.contains(&planted_ip), "{addresses}");
+    assert!(!addresses.contains("bystander-net"), "{addresses}");
 }

@@ -1,6 +1,7 @@
 //! outpostd's API in this process, without a daemon: a real [`ApiState`] over an in-memory
 //! SQLite database and a temporary state directory. Its servers' monitor binary does not
-//! exist, so a server create is accepted and its build then fails: no guest ever boots here.
+//! exist, so a server create is accepted and its build then fails: no guest ever boots here;
+//! Neutron keeps its state but touches nothing on the host.
 
 use hyper::{HeaderMap, Method};
 use outpost_control::api::{handle, ApiState, RawRequest, Reply, Router, Transport};
@@ -33,7 +34,8 @@ impl InProcess {
         let rootfs = dir.path().join("rootfs.ext4");
         std::fs::write(&rootfs, [0u8; 4096]).unwrap();
         let file: ConfigFile = toml::from_str(&format!(
-            "[compute]\nmonitor = \"/nonexistent/outpost-vmm\"\n[guest]\nrootfs = {:?}\n",
+            "[compute]\nmonitor = \"/nonexistent/outpost-vmm\"\n[guest]\nrootfs = {:?}\n\
+             [network]\nmanage_host = false\n",
             rootfs
         ))
         .unwrap();
@@ -48,18 +50,21 @@ impl InProcess {
         let images = Arc::new(ImageStore::open(settings.state_dir.clone()).unwrap());
         let volumes = Arc::new(VolumeStore::open(settings.state_dir.clone()).unwrap());
         let doors = outpost_control::store::Doors::sqlite(&db);
+        // Neutron's state and the compute side's calls into it as in the daemon; nothing on
+        // the host (`manage_host = false`).
+        let network = Arc::new(outpost_control::network::NetworkService::with_store(
+            doors.networks.clone(),
+            settings.network.clone(),
+        ));
+        let agent = outpost_control::network::agent::HostAgent::open(network.clone()).unwrap();
         let fleet = outpost_control::daemon::open_fleet(
             doors.clone(),
             &settings,
             images.clone(),
             volumes.clone(),
-            None,
+            Some(Arc::new(agent)),
         )
         .unwrap();
-        let network = Arc::new(outpost_control::network::NetworkService::with_store(
-            doors.networks.clone(),
-            settings.network.clone(),
-        ));
         let site = Arc::new(
             outpost_control::cluster::site::Site::alone(&settings.state_dir, fleet.clone())
                 .unwrap(),

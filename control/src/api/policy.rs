@@ -28,6 +28,7 @@ use crate::context::RequestContext;
 use crate::identity::{ROLE_ADMIN, ROLE_MEMBER, ROLE_READER};
 use hyper::Method;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Who a rule admits when no override says otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -257,11 +258,13 @@ pub static POLICY: &[RouteRule] = &[
 /// The rule that stands for a route missing from [`POLICY`]: closed to all but admins.
 const UNLISTED: Rule = rule("outpost:unlisted_route", ADMIN);
 
+static UNLISTED_LOGGED: AtomicBool = AtomicBool::new(false);
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PolicyError {
     #[error(
-        "policy: no rule is named {0:?}; the rules are listed in control/README.md \
-         (\"The policy table\")"
+        "policy: no rule is named {0:?}; the rules are listed in control/README.md, section \
+         \"Policy\""
     )]
     UnknownRule(String),
     #[error("policy: rule {0:?} admits everyone before login and takes no roles")]
@@ -310,9 +313,10 @@ impl Policy {
         if allowed {
             return Ok(());
         }
-        if rule.name == UNLISTED.name {
+        // Logged once: a caller repeating the request must not flood the log.
+        if rule.name == UNLISTED.name && !UNLISTED_LOGGED.swap(true, Ordering::Relaxed) {
             tracing::error!(
-                "{} {} has no policy rule: only admins may call it",
+                "{} {} has no policy rule: only admins may call it (add it to api/policy.rs)",
                 route.method,
                 route.path
             );

@@ -11,7 +11,7 @@ mod common;
 use common::in_process::InProcess;
 use common::openapi_doc::{doc, operations, request_body, Op};
 use hyper::{HeaderMap, Method, StatusCode};
-use outpost_control::api::policy::{rule_of, Admits};
+use outpost_control::api::policy::{rule_of, Admits, Policy};
 use outpost_control::api::{Reply, ReplyBody, Transport};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -664,4 +664,117 @@ fn another_projects_port_naming_a_server_never_reaches_it() {
     assert!(addresses.contains(&own_ip), "{addresses}");
     assert!(!addresses.contains(&planted_ip), "{addresses}");
     assert!(!addresses.contains("bystander-net"), "{addresses}");
+}
+
+#[test]
+fn owner_only_port_fields_need_the_networks_owner_or_an_admin() {
+    let mut w = setup();
+    // The admin's network, shared with every project.
+    let shared = w.made(
+        As::Socket,
+        Method::POST,
+        "/network/v2.0/networks",
+        Some(json!({"network": {"name": "shared", "shared": true}})),
+    );
+    let shared_id = shared["network"]["id"].as_str().unwrap().to_owned();
+    let subnet = w.made(
+        As::Socket,
+        Method::POST,
+        "/network/v2.0/subnets",
+        Some(json!({"subnet": {"network_id": shared_id, "ip_version": 4,
+                               "cidr": "10.88.0.0/24"}})),
+    );
+    let subnet_id = subnet["subnet"]["id"].as_str().unwrap().to_owned();
+    let fields = [
+        ("mac_address", json!("fa:16:3e:00:00:99")),
+        ("fixed_ips", json!([{"ip_address": "10.88.0.50"}])),
+        ("port_security_enabled", json!(false)),
+        (
+            "allowed_address_pairs",
+            json!([{"ip_address": "10.88.0.1"}]),
+        ),
+        ("device_owner", json!("network:dhcp")),
+        ("binding:host_id", json!("box")),
+    ];
+    let rule = |f: &str| {
+        if f == "fixed_ips" {
+            "fixed_ips:ip_address".to_owned()
+        } else {
+            f.to_owned()
+        }
+    };
+    let port = |who: As<'_>, extra: (&str, &Value)| {
+        let mut body = json!({"network_id": shared_id});
+        body[extra.0] = extra.1.clone();
+        w.call(
+            who,
+            Method::POST,
+            "/network/v2.0/ports",
+            Some(json!({"port": body})),
+        )
+    };
+    let other = As::Token(&w.tokens["other"]);
+    for (f, v) in &fields {
+        let r = port(other, (f, v));
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{f}: {}", text(&r));
+        let said = text(&r);
+        assert!(said.contains("PolicyNotAuthorized"), "{said}");
+        assert!(
+            said.contains(&format!("rule:create_port:{}", rule(f))),
+            "{said}"
+        );
+    }
+    // A plain port there, with a subnet but no address of its choosing, is the member's to
+    // make; changing any owner-only field of it is not.
+    let plain = port(other, ("fixed_ips", &json!([{"subnet_id": subnet_id}])));
+    assert_eq!(plain.status, StatusCode::CREATED, "{}", text(&plain));
+    let plain_id = match &plain.body {
+        ReplyBody::Json(v) => v["port"]["id"].as_str().unwrap().to_owned(),
+        other => panic!("{other:?}"),
+    };
+    for (f, v) in &fields {
+        let r = w.call(
+            other,
+            Method::PUT,
+            &format!("/network/v2.0/ports/{plain_id}"),
+            Some(json!({"port": {*f: v}})),
+        );
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{f}: {}", text(&r));
+        assert!(
+            text(&r).contains(&format!("rule:update_port:{}", rule(f))),
+            "{}",
+            text(&r)
+        );
+    }
+    // The admin sets each.
+    for (f, v) in &fields {
+        let r = port(As::Socket, (f, v));
+        assert_eq!(r.status, StatusCode::CREATED, "{f}: {}", text(&r));
+    }
+    // On its own network a member sets them, all but the binding.
+    let own_net = w.params["network_id"].clone();
+    let own = w.call(
+        As::Token(&w.tokens["member"]),
+        Method::POST,
+        "/network/v2.0/ports",
+        Some(
+            json!({"port": {"network_id": own_net, "mac_address": "fa:16:3e:00:00:97",
+                             "port_security_enabled": false, "device_owner": "compute:nova"}}),
+        ),
+    );
+    assert_eq!(own.status, StatusCode::CREATED, "{}", text(&own));
+    // A deployment that trusts its members with MACs says so, by the rule's name.
+    w.api.state.policy = Policy::new(BTreeMap::from([(
+        "create_port:mac_address".to_owned(),
+        vec!["member".to_owned()],
+    )]))
+    .unwrap();
+    let other = As::Token(&w.tokens["other"]);
+    let r = w.call(
+        other,
+        Method::POST,
+        "/network/v2.0/ports",
+        Some(json!({"port": {"network_id": shared_id, "mac_address": "fa:16:3e:00:00:96"}})),
+    );
+    assert_eq!(r.status, StatusCode::CREATED, "{}", text(&r));
 }

@@ -4,9 +4,9 @@
 //! the dispatcher after the caller is known and before any handler runs.
 //!
 //! A rule here says which *role* a caller needs. Which *project* a resource belongs to stays
-//! the domains' concern (each answers 404 for another project's resource, as OpenStack does),
-//! and so do Neutron's per-field rules on ports, which need the port's network
-//! ([`crate::network::ports`]).
+//! the domains' concern (each answers 404 for another project's resource, as OpenStack does).
+//! Neutron's per-field port rules ([`PORT_FIELD_RULES`]) are here too; the port handlers
+//! check them, since they need the port's network.
 //!
 //! A deployment overrides a rule from the `[policy]` section of the configuration, by name,
 //! with the roles that may use it:
@@ -255,6 +255,62 @@ pub static POLICY: &[RouteRule] = &[
     entry(Method::DELETE, "/network/v2.0/security-group-rules/{rule_id}", "delete_security_group_rule", MEMBER),
 ];
 
+/// Who may set one of Neutron's restricted port fields, when no override says otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldAdmits {
+    /// The owner of the port's network, and admins (Neutron's `admin_or_network_owner`).
+    NetworkOwner,
+    /// A caller holding this role.
+    Role(&'static str),
+}
+
+/// One of Neutron's per-field port rules: `name` (`create_port:mac_address`) applies when a
+/// request of `action` sets `field`.
+pub struct FieldRule {
+    pub name: &'static str,
+    pub action: &'static str,
+    pub field: &'static str,
+    pub default: FieldAdmits,
+}
+
+const fn field(
+    name: &'static str,
+    action: &'static str,
+    field: &'static str,
+    default: FieldAdmits,
+) -> FieldRule {
+    FieldRule {
+        name,
+        action,
+        field,
+        default,
+    }
+}
+
+const OWNER: FieldAdmits = FieldAdmits::NetworkOwner;
+const ADMIN_ONLY: FieldAdmits = FieldAdmits::Role(ROLE_ADMIN);
+
+/// Neutron's owner-only port fields: each changes what the port may send or where it is
+/// plugged, so on a network shared with other projects only the network's owner or an admin
+/// sets them (else a tenant spoofs addresses or answers DHCP on the shared segment); the
+/// binding, and changing a MAC, are the admin's. The API checks them before the port's
+/// handler runs; `crate::network::ports` names the fields a request sets.
+#[rustfmt::skip]
+pub static PORT_FIELD_RULES: &[FieldRule] = &[
+    field("create_port:mac_address", "create_port", "mac_address", OWNER),
+    field("create_port:fixed_ips:ip_address", "create_port", "fixed_ips:ip_address", OWNER),
+    field("create_port:port_security_enabled", "create_port", "port_security_enabled", OWNER),
+    field("create_port:allowed_address_pairs", "create_port", "allowed_address_pairs", OWNER),
+    field("create_port:device_owner", "create_port", "device_owner", OWNER),
+    field("create_port:binding:host_id", "create_port", "binding:host_id", ADMIN_ONLY),
+    field("update_port:mac_address", "update_port", "mac_address", ADMIN_ONLY),
+    field("update_port:fixed_ips:ip_address", "update_port", "fixed_ips:ip_address", OWNER),
+    field("update_port:port_security_enabled", "update_port", "port_security_enabled", OWNER),
+    field("update_port:allowed_address_pairs", "update_port", "allowed_address_pairs", OWNER),
+    field("update_port:device_owner", "update_port", "device_owner", OWNER),
+    field("update_port:binding:host_id", "update_port", "binding:host_id", ADMIN_ONLY),
+];
+
 /// The rule that stands for a route missing from [`POLICY`]: closed to all but admins.
 const UNLISTED: Rule = rule("outpost:unlisted_route", ADMIN);
 
@@ -285,7 +341,9 @@ impl Policy {
     pub fn new(overrides: BTreeMap<String, Vec<String>>) -> Result<Policy, PolicyError> {
         let named: HashMap<&str, Admits> = all_rules().map(|r| (r.name, r.default)).collect();
         for name in overrides.keys() {
+            let is_field = PORT_FIELD_RULES.iter().any(|f| f.name == name);
             match named.get(name.as_str()) {
+                None if is_field => {}
                 None => return Err(PolicyError::UnknownRule(name.clone())),
                 Some(Admits::Public) => return Err(PolicyError::PublicRule(name.clone())),
                 Some(_) => {}
@@ -322,6 +380,45 @@ impl Policy {
             );
         }
         Err(denied(route.service, rule.name))
+    }
+}
+
+impl Policy {
+    /// Whether `ctx` may set `fields` (as [`crate::network::ports::NewPort::restricted_fields`]
+    /// names them) in a port request of `action` (`create_port`, `update_port`) on a network
+    /// of project `network_project`; the refusal is Neutron's 403 for the first it may not.
+    pub fn enforce_port_fields(
+        &self,
+        ctx: &RequestContext,
+        action: &str,
+        fields: &[&str],
+        network_project: &str,
+    ) -> Result<(), Fault> {
+        for name in fields {
+            let Some(rule) = PORT_FIELD_RULES
+                .iter()
+                .find(|f| f.action == action && f.field == *name)
+            else {
+                // A field the table does not restrict.
+                continue;
+            };
+            let allowed = match (self.overrides.get(rule.name), rule.default) {
+                (Some(roles), _) => roles.iter().any(|r| ctx.roles.contains(r)),
+                (None, FieldAdmits::NetworkOwner) => {
+                    ctx.is_admin() || ctx.project_id.as_deref() == Some(network_project)
+                }
+                (None, FieldAdmits::Role(role)) => ctx.roles.iter().any(|r| r == role),
+            };
+            if !allowed {
+                let mut f = Fault::forbidden(format!(
+                    "(rule:{action} and rule:{}) is disallowed by policy",
+                    rule.name
+                ));
+                f.neutron_type = Some("PolicyNotAuthorized".into());
+                return Err(f);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -446,8 +543,101 @@ mod tests {
     }
 
     #[test]
+    fn port_fields_need_the_networks_owner_unless_an_override_says_otherwise() {
+        use crate::network::ports::{AddressPairRequest, FixedIpRequest, NewPort};
+        let every = NewPort {
+            mac_address: Some("fa:16:3e:00:00:01".into()),
+            fixed_ips: Some(vec![FixedIpRequest {
+                subnet_id: None,
+                ip_address: Some("10.0.0.5".into()),
+            }]),
+            port_security_enabled: Some(false),
+            allowed_address_pairs: Some(vec![AddressPairRequest {
+                ip_address: "10.0.0.6".into(),
+                mac_address: None,
+            }]),
+            device_owner: Some("network:dhcp".into()),
+            host_id: Some("box".into()),
+            ..NewPort::default()
+        };
+        let fields = every.restricted_fields();
+        // Every field a request can set has its rule, for both actions.
+        for action in ["create_port", "update_port"] {
+            for f in &fields {
+                assert!(
+                    PORT_FIELD_RULES.iter().any(|r| r.action == action
+                        && r.field == *f
+                        && r.name == format!("{action}:{f}")),
+                    "{action}:{f} has no rule"
+                );
+            }
+        }
+        assert_eq!(fields.len(), 6);
+        let p = Policy::default();
+        let member = ctx(&["member", "reader"]);
+        let admin = ctx(&["admin", "member", "reader"]);
+        for f in &fields {
+            let on_shared = p.enforce_port_fields(&member, "create_port", &[f], "admin-project");
+            let refused = on_shared.unwrap_err();
+            assert_eq!(refused.status, hyper::StatusCode::FORBIDDEN);
+            assert_eq!(
+                refused.message,
+                format!("(rule:create_port and rule:create_port:{f}) is disallowed by policy")
+            );
+            assert!(p
+                .enforce_port_fields(&admin, "create_port", &[f], "p")
+                .is_ok());
+        }
+        // On its own network a member sets all but the binding.
+        let own: Vec<&str> = fields
+            .iter()
+            .copied()
+            .filter(|f| *f != "binding:host_id")
+            .collect();
+        assert!(p
+            .enforce_port_fields(&member, "create_port", &own, "p")
+            .is_ok());
+        assert!(p
+            .enforce_port_fields(&member, "create_port", &["binding:host_id"], "p")
+            .is_err());
+        // Fields no rule restricts pass.
+        assert!(p
+            .enforce_port_fields(&member, "create_port", &["name"], "x")
+            .is_ok());
+        // An override replaces the rule: members anywhere, and then owners no longer suffice.
+        let p = Policy::new(BTreeMap::from([
+            (
+                "create_port:mac_address".to_owned(),
+                vec!["member".to_owned()],
+            ),
+            (
+                "create_port:device_owner".to_owned(),
+                vec!["admin".to_owned()],
+            ),
+        ]))
+        .unwrap();
+        assert!(p
+            .enforce_port_fields(&member, "create_port", &["mac_address"], "admin-project")
+            .is_ok());
+        assert!(p
+            .enforce_port_fields(&member, "create_port", &["device_owner"], "p")
+            .is_err());
+    }
+
+    #[test]
     fn the_readme_lists_every_rule_with_its_default() {
         let readme = include_str!("../../README.md");
+        for f in PORT_FIELD_RULES {
+            let default = match f.default {
+                FieldAdmits::NetworkOwner => "network owner",
+                FieldAdmits::Role(role) => role,
+            };
+            let row = format!("| `{}` | {default} |", f.name);
+            assert!(
+                readme.contains(&row),
+                "control/README.md lacks the row {row}"
+            );
+        }
         for r in all_rules() {
             let default = match r.default {
                 Admits::Public => "anyone",

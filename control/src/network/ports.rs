@@ -336,77 +336,74 @@ fn check_port_security(p: &Port) -> Result<(), NetworkError> {
     Ok(())
 }
 
-/// Who asked for a port: a user through Neutron's API, whose owner-only fields are checked,
-/// or the compute side making a server's port (its own fields, deleted with the server).
+/// Who asked for a port: a user through Neutron's API, or the compute side making a server's
+/// port (deleted with the server).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum PortOrigin {
     User,
     Server,
 }
 
-/// Neutron's owner-only port fields (its `create_port:<field>` and `update_port:<field>`
-/// rules) that a request sets: each changes what the port may send or where it is plugged,
-/// so on a network shared with other projects only the network's owner or an admin sets
-/// them, lest a tenant spoof addresses or answer DHCP on the shared segment.
-/// `binding:host_id` is admin-only, as in Neutron.
-#[derive(Debug, Default)]
-struct OwnerOnlyFields {
-    names: Vec<&'static str>,
-    host_id: bool,
+/// The fields of Neutron's per-field port rules (`create_port:<field>`,
+/// `update_port:<field>`) that a request sets, by Neutron's names; the API checks them
+/// against the policy table (`crate::api::policy::PORT_FIELD_RULES`) before the request
+/// gets here.
+fn restricted_fields(
+    mac_address: Option<&str>,
+    fixed_ips: Option<&[FixedIpRequest]>,
+    port_security_enabled: Option<bool>,
+    allowed_address_pairs: Option<&[AddressPairRequest]>,
+    device_owner: Option<&str>,
+    host_id: Option<&str>,
+) -> Vec<&'static str> {
+    let mut names = Vec::new();
+    if mac_address.is_some() {
+        names.push("mac_address");
+    }
+    // A subnet alone is anyone's to ask for; the address itself is restricted.
+    if fixed_ips.is_some_and(|f| f.iter().any(|r| r.ip_address.is_some())) {
+        names.push("fixed_ips:ip_address");
+    }
+    if port_security_enabled.is_some() {
+        names.push("port_security_enabled");
+    }
+    if allowed_address_pairs.is_some() {
+        names.push("allowed_address_pairs");
+    }
+    if device_owner.is_some_and(|o| !o.is_empty()) {
+        names.push("device_owner");
+    }
+    if host_id.is_some_and(|h| !h.is_empty()) {
+        names.push("binding:host_id");
+    }
+    names
 }
 
-impl OwnerOnlyFields {
-    fn of(
-        mac_address: Option<&str>,
-        fixed_ips: Option<&[FixedIpRequest]>,
-        port_security_enabled: Option<bool>,
-        allowed_address_pairs: Option<&[AddressPairRequest]>,
-        device_owner: Option<&str>,
-        host_id: Option<&str>,
-    ) -> OwnerOnlyFields {
-        let mut names = Vec::new();
-        if mac_address.is_some() {
-            names.push("mac_address");
-        }
-        // A subnet alone is anyone's to ask for; the address itself is the owner's.
-        if fixed_ips.is_some_and(|f| f.iter().any(|r| r.ip_address.is_some())) {
-            names.push("fixed_ips:ip_address");
-        }
-        if port_security_enabled.is_some() {
-            names.push("port_security_enabled");
-        }
-        if allowed_address_pairs.is_some() {
-            names.push("allowed_address_pairs");
-        }
-        if device_owner.is_some_and(|o| !o.is_empty()) {
-            names.push("device_owner");
-        }
-        let host_id = host_id.is_some_and(|h| !h.is_empty());
-        if host_id {
-            names.push("binding:host_id");
-        }
-        OwnerOnlyFields { names, host_id }
+impl NewPort {
+    /// The restricted fields this create sets ([`restricted_fields`]).
+    pub fn restricted_fields(&self) -> Vec<&'static str> {
+        restricted_fields(
+            self.mac_address.as_deref(),
+            self.fixed_ips.as_deref(),
+            self.port_security_enabled,
+            self.allowed_address_pairs.as_deref(),
+            self.device_owner.as_deref(),
+            self.host_id.as_deref(),
+        )
     }
+}
 
-    /// 403 with Neutron's words for the first field `ctx` may not set on network `net`.
-    fn check(&self, ctx: &RequestContext, net: &Network, action: &str) -> Result<(), NetworkError> {
-        if ctx.is_admin() {
-            return Ok(());
-        }
-        let owner = ctx.project_id.as_deref() == Some(net.project_id.as_str());
-        let refused = if self.host_id {
-            Some("binding:host_id")
-        } else if owner {
-            None
-        } else {
-            self.names.first().copied()
-        };
-        match refused {
-            None => Ok(()),
-            Some(field) => Err(NetworkError::Forbidden(format!(
-                "(rule:{action} and rule:{action}:{field}) is disallowed by policy"
-            ))),
-        }
+impl PortUpdate {
+    /// The restricted fields this update sets ([`restricted_fields`]).
+    pub fn restricted_fields(&self) -> Vec<&'static str> {
+        restricted_fields(
+            self.mac_address.as_deref(),
+            self.fixed_ips.as_deref(),
+            self.port_security_enabled,
+            self.allowed_address_pairs.as_deref(),
+            self.device_owner.as_deref(),
+            self.host_id.as_deref(),
+        )
     }
 }
 
@@ -441,14 +438,6 @@ impl NetworkService {
         req: NewPort,
         origin: PortOrigin,
     ) -> Result<Port, NetworkError> {
-        let owner_only = OwnerOnlyFields::of(
-            req.mac_address.as_deref(),
-            req.fixed_ips.as_deref(),
-            req.port_security_enabled,
-            req.allowed_address_pairs.as_deref(),
-            req.device_owner.as_deref(),
-            req.host_id.as_deref(),
-        );
         check_binding(req.vnic_type.as_deref(), req.binding_profile.as_ref())?;
         let project_id = owner(ctx, req.project_id.as_deref(), req.tenant_id.as_deref())?;
         let name = req.name.unwrap_or_default();
@@ -469,9 +458,6 @@ impl NetworkService {
         let id = new_id()?;
         self.change(|tx| {
             let net = find_network(tx, ctx, &req.network_id)?;
-            if origin == PortOrigin::User {
-                owner_only.check(ctx, &net, "create_port")?;
-            }
             let mac_address = match requested_mac {
                 Some(m) => {
                     if tx.mac_in_use(&net.id, m)? {
@@ -555,20 +541,8 @@ impl NetworkService {
         req: PortUpdate,
     ) -> Result<Port, NetworkError> {
         check_binding(req.vnic_type.as_deref(), req.binding_profile.as_ref())?;
-        let owner_only = OwnerOnlyFields::of(
-            req.mac_address.as_deref(),
-            req.fixed_ips.as_deref(),
-            req.port_security_enabled,
-            req.allowed_address_pairs.as_deref(),
-            req.device_owner.as_deref(),
-            req.host_id.as_deref(),
-        );
         self.change(|tx| {
             let mut p = find_port(tx, ctx, id)?;
-            let net = tx
-                .get_network(&p.network_id)?
-                .ok_or_else(|| NetworkError::not_found("Network", &p.network_id))?;
-            owner_only.check(ctx, &net, "update_port")?;
             if let Some(m) = &req.mac_address {
                 let m: MacAddr = m.parse().map_err(|_| {
                     NetworkError::invalid(format!("'{m}' is not a valid MAC address"))

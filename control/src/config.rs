@@ -14,16 +14,22 @@
 //! lockout_failure_attempts = 6        # Keystone's: failed logins that lock a user; default never
 //! lockout_duration = 1800             # seconds a lockout lasts
 //! failed_logins_per_address = 20      # per minute, then 429 for the rest of it
+//! [policy]                            # a rule's roles instead of its default
+//! "os_compute_api:servers:create" = ["admin"]
 //! ```
+//!
+//! The policy's rules and defaults are in [`crate::api::policy`].
 //!
 //! Servers add `[compute]` and `[guest]`, described in [`crate::compute::servers::config`];
 //! Neutron networking adds `[network]` ([`crate::network::NetworkSettings`]).
 
+use crate::api::policy::Policy;
 use crate::cluster::{ClusterSection, ClusterSettings};
 use crate::compute::servers::config::{ComputeSection, GuestSection, GuestSettings};
 use crate::identity::logins::LoginLimits;
 use crate::network::NetworkSettings;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -55,6 +61,8 @@ pub enum ConfigError {
     #[error("network.mtu must be between 68 and 9000, not {0}")]
     NetworkMtu(u32),
     #[error(transparent)]
+    Policy(#[from] crate::api::policy::PolicyError),
+    #[error(transparent)]
     Cluster(#[from] crate::cluster::settings::ClusterConfigError),
 }
 
@@ -76,6 +84,9 @@ pub struct ConfigFile {
     /// A site of several boxes (crate::cluster); absent on a box that stands alone.
     #[serde(default)]
     pub cluster: ClusterSection,
+    /// Policy rule name → the roles that may use it instead of its default.
+    #[serde(default)]
+    pub policy: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -139,6 +150,7 @@ pub struct Settings {
     pub network: NetworkSettings,
     /// `Some` on a box of a site (etcd), `None` on one that stands alone (SQLite only).
     pub cluster: Option<ClusterSettings>,
+    pub policy: Policy,
 }
 
 impl Settings {
@@ -209,6 +221,7 @@ impl Settings {
             compute: file.compute,
             network: file.network,
             cluster,
+            policy: Policy::new(file.policy)?,
         })
     }
 
@@ -267,6 +280,20 @@ mod tests {
             Settings::resolve(tiny, Overrides::default()),
             Err(ConfigError::NetworkMtu(60))
         ));
+    }
+
+    #[test]
+    fn the_policy_section_overrides_rules_by_name_and_refuses_unknown_ones() {
+        let file = parse("[policy]\n\"os_compute_api:servers:create\" = [\"admin\"]\n").unwrap();
+        let s = Settings::resolve(file, Overrides::default()).unwrap();
+        assert_ne!(s.policy, Policy::default());
+        let typo = parse("[policy]\n\"os_compute_api:servers:creat\" = [\"admin\"]\n").unwrap();
+        let e = Settings::resolve(typo, Overrides::default()).unwrap_err();
+        assert!(
+            e.to_string().contains("os_compute_api:servers:creat"),
+            "{e}"
+        );
+        assert!(parse("[policy]\n\"image:get_images\" = \"admin\"\n").is_err());
     }
 
     #[test]

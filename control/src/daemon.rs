@@ -269,6 +269,7 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
             token_ttl: settings.token_ttl,
             socket_context,
             router: Router::new(),
+            policy: settings.policy.clone(),
             fleet,
             images,
             volumes,

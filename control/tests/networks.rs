@@ -325,10 +325,12 @@ fn networks_subnets_ports_ipam_and_dhcp() {
     let again = created(port_on(&api, &nid, json!({})), "port");
     assert_eq!(ips(&again), [freed]);
 
-    // A server's port, as the compute side binds it: in the host spec with its group.
+    // A server's port, as the compute side binds it: in the host spec with its group. Its
+    // binding is the admin's to set (Neutron's `create_port:binding:host_id`).
+    let admin = d.unix();
     let server_port = created(
         port_on(
-            &api,
+            &admin,
             &nid,
             json!({"fixed_ips": [], "device_id": "server-1", "device_owner": "compute:nova",
                    "binding:host_id": "box"}),
@@ -336,7 +338,7 @@ fn networks_subnets_ports_ipam_and_dhcp() {
         "port",
     );
     assert_eq!(server_port["status"], "ACTIVE");
-    let compute = ok(api.put(
+    let compute = ok(admin.put(
         &format!("{NET}/ports/{}", id(&p10)),
         Some(
             &json!({"port": {"device_id": "server-2", "device_owner": "compute:nova",

@@ -3,37 +3,15 @@
 //! real (in-memory) SQLite database, answers with a documented status and a body that
 //! matches the documented schema.
 
+mod common;
+
+use common::in_process::InProcess;
+use common::openapi_doc::{doc, operations, request_body, resolve, Op, METHODS};
 use hyper::{HeaderMap, Method};
 use outpost_control::api::routes::ROUTES;
-use outpost_control::api::{handle, ApiState, RawRequest, ReplyBody, Router, Transport};
-use outpost_control::config::{ConfigFile, Overrides, Settings};
-use outpost_control::identity::bootstrap;
-use outpost_control::storage::Db;
-use outpost_image_store::{ImageStore, VolumeStore};
+use outpost_control::api::{ReplyBody, Router, Transport};
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::sync::Arc;
-use std::time::Duration;
-
-const METHODS: [&str; 5] = ["get", "put", "post", "patch", "delete"];
-
-fn doc() -> Value {
-    serde_norway::from_str(include_str!("../api/openapi.yaml")).expect("openapi.yaml parses")
-}
-
-fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
-    match v.get("$ref").and_then(Value::as_str) {
-        Some(r) => {
-            let pointer = r.strip_prefix('#').expect("local $ref");
-            resolve(
-                doc,
-                doc.pointer(pointer)
-                    .unwrap_or_else(|| panic!("dangling {r}")),
-            )
-        }
-        None => v,
-    }
-}
 
 fn documented(doc: &Value) -> BTreeSet<(String, String)> {
     let mut ops = BTreeSet::new();
@@ -144,57 +122,6 @@ fn check(doc: &Value, schema: &Value, v: &Value, at: &str) -> Result<(), String>
     Ok(())
 }
 
-struct Op {
-    method: String,
-    path: String,
-    op: Value,
-    params: Vec<Value>,
-}
-
-fn operations(doc: &Value) -> Vec<Op> {
-    let mut ops = Vec::new();
-    for (path, item) in doc["paths"].as_object().unwrap() {
-        let shared: Vec<Value> = item
-            .get("parameters")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        for m in METHODS {
-            if let Some(op) = item.get(m) {
-                let mut params = shared.clone();
-                params.extend(
-                    op.get("parameters")
-                        .and_then(Value::as_array)
-                        .cloned()
-                        .unwrap_or_default(),
-                );
-                let params = params.iter().map(|p| resolve(doc, p).clone()).collect();
-                ops.push(Op {
-                    method: m.to_uppercase(),
-                    path: path.clone(),
-                    op: op.clone(),
-                    params,
-                });
-            }
-        }
-    }
-    // Creates first (parents before children) so later reads find something; deletes last,
-    // children before parents.
-    let rank = |m: &str| {
-        ["POST", "PUT", "GET", "PATCH", "DELETE"]
-            .iter()
-            .position(|x| *x == m)
-    };
-    ops.sort_by_key(|o| {
-        let depth = o.path.len() as i64;
-        (
-            rank(&o.method),
-            if o.method == "DELETE" { -depth } else { depth },
-        )
-    });
-    ops
-}
-
 /// The path with each parameter's example; `x-example: caller-project` stands for the
 /// caller's project id (Cinder URLs carry it), which no static example can know.
 fn concrete(op: &Op, caller_project: &str) -> String {
@@ -215,85 +142,14 @@ fn concrete(op: &Op, caller_project: &str) -> String {
     path
 }
 
-/// The first documented request body with an example, as (media type, bytes): JSON examples
-/// serialized, other media types' examples sent as their text.
-fn request_body(op: &Value) -> Option<(String, Vec<u8>)> {
-    let content = op.pointer("/requestBody/content")?.as_object()?;
-    content.iter().find_map(|(media, c)| {
-        let example = c.get("example")?;
-        let bytes = match (media.ends_with("json"), example) {
-            (false, Value::String(s)) => s.clone().into_bytes(),
-            _ => example.to_string().into_bytes(),
-        };
-        Some((media.clone(), bytes))
-    })
-}
-
 #[test]
 fn every_documented_operation_answers_as_documented() {
     let doc = doc();
-    let db = Db::open_in_memory().unwrap();
-    // The password of the document's login example.
-    let admin = bootstrap::ensure(
-        &db,
-        Some("admin-secret"),
-        std::path::Path::new("/nonexistent"),
-    )
-    .unwrap();
-    // Servers get a real fleet on a temporary state directory whose monitor binary does
-    // not exist: the documented create is accepted (202) and its build then fails, so no
-    // guest boots here (tests/servers.rs boots real ones).
-    let dir = tempfile::tempdir().unwrap();
-    let rootfs = dir.path().join("rootfs.ext4");
-    std::fs::write(&rootfs, [0u8; 4096]).unwrap();
-    let file: ConfigFile = toml::from_str(&format!(
-        "[compute]\nmonitor = \"/nonexistent/outpost-vmm\"\n[guest]\nrootfs = {:?}\n",
-        rootfs
-    ))
-    .unwrap();
-    let settings = Settings::resolve(
-        file,
-        Overrides {
-            state_dir: Some(dir.path().join("state")),
-            ..Overrides::default()
-        },
-    )
-    .unwrap();
-    let admin_project = admin.project_id.clone().unwrap();
-    let images = Arc::new(ImageStore::open(settings.state_dir.clone()).unwrap());
-    let volumes = Arc::new(VolumeStore::open(settings.state_dir.clone()).unwrap());
-    let doors = outpost_control::store::Doors::sqlite(&db);
-    let fleet = outpost_control::daemon::open_fleet(
-        doors.clone(),
-        &settings,
-        images.clone(),
-        volumes.clone(),
-        None,
-    )
-    .unwrap();
-    let network = Arc::new(outpost_control::network::NetworkService::with_store(
-        doors.networks.clone(),
-        settings.network.clone(),
-    ));
-    let site = Arc::new(
-        outpost_control::cluster::site::Site::alone(&settings.state_dir, fleet.clone()).unwrap(),
-    );
-    let state = ApiState {
-        site,
-        doors,
-        base_url: "http://127.0.0.1:8080".into(),
-        region: "RegionOne".into(),
-        token_ttl: Duration::from_secs(60),
-        socket_context: admin,
-        router: Router::new(),
-        fleet,
-        images,
-        volumes,
-        network,
-        copy_rule: Arc::new(outpost_control::image::CopyRule::alone("box")),
-        puller: None,
-        logins: outpost_control::identity::logins::LoginGuard::new(Default::default()),
-    };
+    // The password of the document's login example. Servers get a real fleet whose monitor
+    // binary does not exist: the documented create is accepted (202) and its build then
+    // fails, so no guest boots here (tests/servers.rs boots real ones).
+    let api = InProcess::start("admin-secret");
+    let admin_project = api.admin.project_id.clone().unwrap();
     let mut succeeded = 0;
     for op in operations(&doc) {
         let path = concrete(&op, &admin_project);
@@ -314,17 +170,12 @@ fn every_documented_operation_answers_as_documented() {
             }
             None => Vec::new(),
         };
-        let reply = handle(
-            &state,
+        let reply = api.request(
             Transport::Unix,
-            RawRequest {
-                method: Method::from_bytes(op.method.as_bytes()).unwrap(),
-                target: path.clone(),
-                headers,
-                body,
-                peer: None,
-                caller: None,
-            },
+            Method::from_bytes(op.method.as_bytes()).unwrap(),
+            &path,
+            headers,
+            body,
         );
         let status = reply.status.as_u16().to_string();
         let what = format!("{} {path}", op.method);

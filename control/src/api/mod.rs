@@ -2,9 +2,9 @@
 //! TCP address for OpenStack clients), devstack-style prefixes per service.
 //!
 //! A request goes: [`server`] reads it → [`handle`] finds its [`routes::Route`], checks the
-//! caller ([`auth`]) and the microversion ([`microversion`]) → the route's handler parses it,
-//! calls one domain function and renders the result → [`fault`] turns any error into the
-//! calling service's error shape. Handlers are synchronous and run on tokio's blocking pool,
+//! caller ([`auth`]), the caller's right to the route ([`policy`]) and the microversion
+//! ([`microversion`]) → the route's handler parses it, calls one domain function and renders
+//! the result → [`fault`] turns any error into the calling service's error shape. Handlers are synchronous and run on tokio's blocking pool,
 //! since SQLite and argon2 block.
 
 mod auth;
@@ -16,6 +16,7 @@ mod identity;
 mod image;
 pub mod microversion;
 mod network;
+pub mod policy;
 pub mod request;
 pub mod routes;
 pub mod server;
@@ -55,6 +56,8 @@ pub struct ApiState {
     /// Who requests on the unix socket act as.
     pub socket_context: RequestContext,
     pub router: Router,
+    /// Who may call which route: the default table with the deployment's overrides.
+    pub policy: policy::Policy,
     /// The servers this daemon runs.
     pub fleet: Arc<Fleet>,
     /// Image data (Glance).

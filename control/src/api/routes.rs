@@ -369,6 +369,7 @@ pub(super) fn dispatch(
                 Some(ctx)
             }
         };
+        state.policy.enforce(route, context.as_ref(), &raw.body)?;
         let version = versions.map(|v| v.negotiate(&raw.headers)).transpose()?;
         negotiated = version;
         let call = Call {

@@ -61,11 +61,34 @@ pub fn holders(db: &dyn ImageRecordStore, kind: ConsumerKind) -> Result<Vec<Stri
     db.holders_of_kind(kind)
 }
 
-/// `volume 1f0c…, server 9a2e…` for messages.
+/// `2 server(s), 1 volume(s)` for messages: counted, never named, since an image's users may
+/// be other projects' servers and volumes, whose ids are not the caller's to learn.
 pub(crate) fn describe(users: &[(String, String)]) -> String {
-    users
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for (kind, _) in users {
+        match counts.iter_mut().find(|(k, _)| k == kind) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((kind, 1)),
+        }
+    }
+    counts
         .iter()
-        .map(|(kind, id)| format!("{kind} {id}"))
+        .map(|(kind, n)| format!("{n} {kind}(s)"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn users_are_counted_not_named() {
+        let users = [
+            ("server".to_owned(), "9a2e-of-another-project".to_owned()),
+            ("volume".to_owned(), "1f0c".to_owned()),
+            ("server".to_owned(), "77b1".to_owned()),
+        ];
+        let said = super::describe(&users);
+        assert_eq!(said, "2 server(s), 1 volume(s)");
+        assert!(!said.contains("9a2e"));
+    }
 }

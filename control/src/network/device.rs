@@ -2,7 +2,7 @@
 //! on a network, a user's port bound to it, its ports released when it goes, and its
 //! security groups replaced (Nova's addSecurityGroup / removeSecurityGroup).
 
-use super::ports::{find_port, NewPort, PortUpdate};
+use super::ports::{find_port, NewPort, PortOrigin, PortUpdate};
 use super::store::{Network, Port, SecurityGroup, SecurityGroupRule};
 use super::{NetworkError, NetworkService, COMPUTE_OWNER};
 use crate::context::RequestContext;
@@ -47,7 +47,7 @@ impl NetworkService {
             security_groups,
             ..NewPort::default()
         };
-        self.create_port_as(ctx, req, true)
+        self.create_port_as(ctx, req, PortOrigin::Server)
     }
 
     /// Binds an existing port the user gave (Nova's `networks: [{port: id}]`) to server
@@ -61,6 +61,14 @@ impl NetworkService {
     ) -> Result<Port, NetworkError> {
         self.change(|tx| {
             let mut p = find_port(tx, ctx, port_id)?;
+            // Seeing a port (as its network's owner) is not owning it: a server only ever
+            // gets its own project's ports, as Nova's PortNotUsable has it.
+            if ctx.project_id.as_deref() != Some(p.project_id.as_str()) {
+                return Err(NetworkError::conflict(
+                    "PortNotUsable",
+                    format!("Port {port_id} belongs to another project and is not usable."),
+                ));
+            }
             if !p.device_id.is_empty() && p.device_id != device_id {
                 return Err(NetworkError::conflict(
                     "PortInUse",
@@ -79,12 +87,19 @@ impl NetworkService {
         })
     }
 
-    /// The ports bound to server `device_id`, oldest first.
-    pub fn device_ports(&self, device_id: &str) -> Result<Vec<Port>, NetworkError> {
+    /// The ports bound to server `device_id` of project `project_id`, oldest first. A port
+    /// of another project that names the server is not the server's: `device_id` is a field
+    /// anyone may write on their own port, and a server that took such a port would put
+    /// another tenant's interface in its guest.
+    pub fn device_ports(
+        &self,
+        device_id: &str,
+        project_id: &str,
+    ) -> Result<Vec<Port>, NetworkError> {
         self.read(|c| {
             Ok(c.list_ports()?
                 .into_iter()
-                .filter(|p| p.device_id == device_id)
+                .filter(|p| p.device_id == device_id && p.project_id == project_id)
                 .collect())
         })
     }

@@ -336,6 +336,77 @@ fn check_port_security(p: &Port) -> Result<(), NetworkError> {
     Ok(())
 }
 
+/// Who asked for a port: a user through Neutron's API, or the compute side making a server's
+/// port (deleted with the server).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PortOrigin {
+    User,
+    Server,
+}
+
+/// The fields of Neutron's per-field port rules (`create_port:<field>`,
+/// `update_port:<field>`) that a request sets, by Neutron's names; the API checks them
+/// against the policy table (`crate::api::policy::PORT_FIELD_RULES`) before the request
+/// gets here.
+fn restricted_fields(
+    mac_address: Option<&str>,
+    fixed_ips: Option<&[FixedIpRequest]>,
+    port_security_enabled: Option<bool>,
+    allowed_address_pairs: Option<&[AddressPairRequest]>,
+    device_owner: Option<&str>,
+    host_id: Option<&str>,
+) -> Vec<&'static str> {
+    let mut names = Vec::new();
+    if mac_address.is_some() {
+        names.push("mac_address");
+    }
+    // A subnet alone is anyone's to ask for; the address itself is restricted.
+    if fixed_ips.is_some_and(|f| f.iter().any(|r| r.ip_address.is_some())) {
+        names.push("fixed_ips:ip_address");
+    }
+    if port_security_enabled.is_some() {
+        names.push("port_security_enabled");
+    }
+    if allowed_address_pairs.is_some() {
+        names.push("allowed_address_pairs");
+    }
+    if device_owner.is_some_and(|o| !o.is_empty()) {
+        names.push("device_owner");
+    }
+    if host_id.is_some_and(|h| !h.is_empty()) {
+        names.push("binding:host_id");
+    }
+    names
+}
+
+impl NewPort {
+    /// The restricted fields this create sets ([`restricted_fields`]).
+    pub fn restricted_fields(&self) -> Vec<&'static str> {
+        restricted_fields(
+            self.mac_address.as_deref(),
+            self.fixed_ips.as_deref(),
+            self.port_security_enabled,
+            self.allowed_address_pairs.as_deref(),
+            self.device_owner.as_deref(),
+            self.host_id.as_deref(),
+        )
+    }
+}
+
+impl PortUpdate {
+    /// The restricted fields this update sets ([`restricted_fields`]).
+    pub fn restricted_fields(&self) -> Vec<&'static str> {
+        restricted_fields(
+            self.mac_address.as_deref(),
+            self.fixed_ips.as_deref(),
+            self.port_security_enabled,
+            self.allowed_address_pairs.as_deref(),
+            self.device_owner.as_deref(),
+            self.host_id.as_deref(),
+        )
+    }
+}
+
 /// Whether the caller may see port `p`: its project's, or on a network the caller owns.
 fn port_visible(c: &dyn NetworkTx, ctx: &RequestContext, p: &Port) -> Result<bool, NetworkError> {
     if ctx.can_see(&p.project_id) {
@@ -358,14 +429,14 @@ pub(super) fn find_port(
 
 impl NetworkService {
     pub fn create_port(&self, ctx: &RequestContext, req: NewPort) -> Result<Port, NetworkError> {
-        self.create_port_as(ctx, req, false)
+        self.create_port_as(ctx, req, PortOrigin::User)
     }
 
     pub(super) fn create_port_as(
         &self,
         ctx: &RequestContext,
         req: NewPort,
-        auto_delete: bool,
+        origin: PortOrigin,
     ) -> Result<Port, NetworkError> {
         check_binding(req.vnic_type.as_deref(), req.binding_profile.as_ref())?;
         let project_id = owner(ctx, req.project_id.as_deref(), req.tenant_id.as_deref())?;
@@ -432,7 +503,7 @@ impl NetworkService {
                 device_owner,
                 host_id: req.host_id.clone().unwrap_or_default(),
                 port_security_enabled,
-                auto_delete,
+                auto_delete: origin == PortOrigin::Server,
                 security_groups,
                 created_at: now,
                 updated_at: now,

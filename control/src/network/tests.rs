@@ -217,7 +217,7 @@ fn user_ports_bind_and_unbind_and_failures_do_not_notify() {
     let bound = svc.bind_port(&c, &p.id, "server-9", "box").unwrap();
     assert_eq!(bound.device_owner, COMPUTE_OWNER);
     assert_eq!(bound.host_id, "box");
-    assert_eq!(svc.device_ports("server-9").unwrap().len(), 1);
+    assert_eq!(svc.device_ports("server-9", "p1").unwrap().len(), 1);
     assert_eq!(
         svc.bind_port(&c, &p.id, "server-10", "box")
             .unwrap_err()
@@ -233,4 +233,67 @@ fn user_ports_bind_and_unbind_and_failures_do_not_notify() {
     assert_eq!(after.host_id, "");
     assert_eq!(after.fixed_ips, p.fixed_ips);
     assert!(svc.host_spec().unwrap().networks[0].ports.is_empty());
+}
+
+/// A network of `owner` shared with every project, with one IPv4 subnet.
+fn shared_network(svc: &NetworkService, owner: &RequestContext) -> Network {
+    let n = svc
+        .create_network(
+            owner,
+            NewNetwork {
+                shared: Some(true),
+                ..NewNetwork::default()
+            },
+        )
+        .unwrap();
+    subnet(svc, owner, &n.id, "10.7.0.0/24");
+    n
+}
+
+#[test]
+fn a_server_gets_only_its_own_projects_ports() {
+    let svc = service();
+    let a = ctx("pa", false);
+    let b = ctx("pb", false);
+    let admin = ctx("admin", true);
+    let shared = shared_network(&svc, &admin);
+    // Project A labels its port with B's server; B's own port is bound by the compute side.
+    let planted = svc
+        .create_port(
+            &a,
+            NewPort {
+                network_id: shared.id.clone(),
+                device_id: Some("server-b".into()),
+                ..NewPort::default()
+            },
+        )
+        .unwrap();
+    let own = svc
+        .create_device_port(&b, &shared.id, "server-b", "box", None)
+        .unwrap();
+    let ports = svc.device_ports("server-b", "pb").unwrap();
+    assert_eq!(
+        ports.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+        [own.id.as_str()],
+        "A's port {} must not reach B's server",
+        planted.id
+    );
+    let a_on_shared = svc
+        .create_port(
+            &a,
+            NewPort {
+                network_id: shared.id.clone(),
+                ..NewPort::default()
+            },
+        )
+        .unwrap();
+    // Even the admin's context (which sees every port) does not make it B's.
+    let e = svc
+        .bind_port(&ctx("pb", true), &a_on_shared.id, "server-b", "box")
+        .unwrap_err();
+    assert_eq!(e.neutron_type(), "PortNotUsable");
+    assert!(!e.to_string().contains("pa"), "{e}");
+    // And releasing B's server leaves A's port alone.
+    svc.release_device("server-b").unwrap();
+    assert!(svc.get_port(&a, &a_on_shared.id).is_ok());
 }

@@ -6,6 +6,8 @@
 pub mod cli;
 pub mod guestctl;
 pub mod guests;
+pub mod in_process;
+pub mod openapi_doc;
 pub mod openstack;
 
 use hyper::Method;

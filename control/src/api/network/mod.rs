@@ -6,6 +6,7 @@ mod query;
 mod views;
 
 use crate::api::{Call, Fault, Reply};
+use crate::compute::servers::nics::check_port_device;
 use crate::network::groups::{GroupUpdate, NewGroup, NewRule};
 use crate::network::networks::{NetworkUpdate, NewNetwork};
 use crate::network::ports::{NewPort, PortUpdate};
@@ -204,14 +205,69 @@ pub fn list_ports(call: &Call<'_>) -> Result<Reply, Fault> {
     listed(call, "ports", ports.iter().map(views::port).collect())
 }
 
+/// The project a new port will belong to: the one its body names, else the caller's.
+fn port_project<'a>(call: &'a Call<'_>, req: &'a NewPort) -> &'a str {
+    req.project_id
+        .as_deref()
+        .or(req.tenant_id.as_deref())
+        .or(call.ctx().project_id.as_deref())
+        .unwrap_or_default()
+}
+
+/// A port's `device_id` must be a server of its project (crate::compute::servers::nics).
+fn check_device(call: &Call<'_>, project: &str, device_id: Option<&str>) -> Result<(), Fault> {
+    match device_id {
+        Some(device) => Ok(check_port_device(
+            &call.state.fleet,
+            call.ctx(),
+            project,
+            device,
+        )?),
+        None => Ok(()),
+    }
+}
+
+/// Neutron's per-field rules (api::policy::PORT_FIELD_RULES) for `fields` of a port request
+/// of `action` on network `network_id` as the caller sees it (one it cannot see is the 404
+/// the port's own call would give).
+fn check_port_fields(
+    call: &Call<'_>,
+    action: &str,
+    fields: &[&str],
+    network_id: &str,
+) -> Result<(), Fault> {
+    if fields.is_empty() {
+        return Ok(());
+    }
+    let net = call.state.network.get_network(call.ctx(), network_id)?;
+    call.state
+        .policy
+        .enforce_port_fields(call.ctx(), action, fields, &net.project_id)
+}
+
+/// Everything a new port is checked for before it is made.
+fn check_new_port(call: &Call<'_>, req: &NewPort) -> Result<(), Fault> {
+    check_port_fields(
+        call,
+        "create_port",
+        &req.restricted_fields(),
+        &req.network_id,
+    )?;
+    check_device(call, port_project(call, req), req.device_id.as_deref())
+}
+
 pub fn create_port(call: &Call<'_>) -> Result<Reply, Fault> {
     let svc = &call.state.network;
     match create_body::<NewPort>(call, "port", "ports")? {
         Create::One(req) => {
+            check_new_port(call, &req)?;
             let p = svc.create_port(call.ctx(), req)?;
             Ok(one(StatusCode::CREATED, "port", views::port(&p)))
         }
         Create::Bulk(reqs) => {
+            for req in &reqs {
+                check_new_port(call, req)?;
+            }
             let made = svc.create_ports(call.ctx(), reqs)?;
             let items: Vec<Value> = made.iter().map(views::port).collect();
             Ok(Reply::json(StatusCode::CREATED, json!({"ports": items})))
@@ -234,6 +290,28 @@ pub fn show_port(call: &Call<'_>) -> Result<Reply, Fault> {
 
 pub fn update_port(call: &Call<'_>) -> Result<Reply, Fault> {
     let req: PortUpdate = body(call, "port")?;
+    let fields = req.restricted_fields();
+    if req.device_id.is_some() || !fields.is_empty() {
+        // A port's project and network never change, so checking against them before the
+        // update holds.
+        let port = call
+            .state
+            .network
+            .get_port(call.ctx(), call.param("port_id"))?;
+        let network_project = call
+            .state
+            .network
+            .device_network(&port.network_id)?
+            .map(|n| n.project_id)
+            .unwrap_or_default();
+        call.state.policy.enforce_port_fields(
+            call.ctx(),
+            "update_port",
+            &fields,
+            &network_project,
+        )?;
+        check_device(call, &port.project_id, req.device_id.as_deref())?;
+    }
     let p = call
         .state
         .network

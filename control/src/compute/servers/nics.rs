@@ -145,6 +145,13 @@ fn resolve(
         let port = service
             .get_port(ctx, port_id)
             .map_err(|_| bad(format!("Port id {port_id} could not be found.")))?;
+        // An admin, or a network's owner, sees ports of other projects; a server takes only
+        // its own project's (Nova's PortNotUsable).
+        if ctx.project_id.as_deref() != Some(port.project_id.as_str()) {
+            return Err(ServerError::Conflict(format!(
+                "Port {port_id} not usable for the instance: it belongs to another project."
+            )));
+        }
         if !port.device_id.is_empty() {
             return Err(ServerError::Conflict(format!(
                 "Port {port_id} is still in use."
@@ -199,7 +206,7 @@ pub fn allocate(fleet: &Fleet, s: &Server) -> Result<(), NetworkError> {
     }
     let service = agent.service();
     let ctx = super::owner(s);
-    for p in service.device_ports(&s.id)? {
+    for p in service.device_ports(&s.id, &s.project_id)? {
         if p.auto_delete {
             service.delete_port(&ctx, &p.id)?;
         }
@@ -239,9 +246,10 @@ pub fn reserve_ports(fleet: &Fleet, s: &Server) -> Result<(), ServerError> {
                 .service()
                 .bind_port(&ctx, id, &s.id, &host)
                 .map_err(|e| match e {
-                    NetworkError::Conflict { .. } => {
-                        ServerError::Conflict(format!("Port {id} is still in use."))
-                    }
+                    NetworkError::Conflict {
+                        kind: "PortInUse", ..
+                    } => ServerError::Conflict(format!("Port {id} is still in use.")),
+                    NetworkError::Conflict { message, .. } => ServerError::Conflict(message),
                     e => ServerError::Network(e),
                 })?;
         }
@@ -256,6 +264,30 @@ pub fn release(fleet: &Fleet, server_id: &str) -> Result<(), NetworkError> {
     };
     agent.service().release_device(server_id)?;
     sync(fleet)
+}
+
+/// Whether a port of project `port_project` may name `device_id` as its device when `ctx`
+/// sets it through Neutron's API. A member names only its project's servers (or nothing); an
+/// admin may also write a label that is no server, but never another project's server. A
+/// server of another project is refused (403) as a label that names nothing is, so the answer
+/// tells a tenant nothing about other projects; [`ports`] would not give such a port to the
+/// server anyway.
+pub fn check_port_device(
+    fleet: &Fleet,
+    ctx: &RequestContext,
+    port_project: &str,
+    device_id: &str,
+) -> Result<(), NetworkError> {
+    if device_id.is_empty() {
+        return Ok(());
+    }
+    match fleet.servers().server(device_id)? {
+        Some(s) if s.project_id == port_project => Ok(()),
+        None if ctx.is_admin() => Ok(()),
+        _ => Err(NetworkError::Forbidden(format!(
+            "device_id {device_id} is not a server of the port's project."
+        ))),
+    }
 }
 
 /// Has the host match the database now (a failure is the caller's: the port is not wired).
@@ -274,7 +306,7 @@ pub fn ports(fleet: &Fleet, s: &Server) -> Result<Vec<Port>, NetworkError> {
     let Some(agent) = fleet.network() else {
         return Ok(Vec::new());
     };
-    let mut ports = agent.service().device_ports(&s.id)?;
+    let mut ports = agent.service().device_ports(&s.id, &s.project_id)?;
     let plan = NicPlan::of(s);
     let rank = |p: &Port| {
         plan.requested

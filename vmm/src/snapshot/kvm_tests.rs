@@ -1,0 +1,317 @@
+//! The probe: does this host's KVM give back everything a vCPU holds? A tiny 64-bit guest
+//! counts in a register and in memory and reports both on I/O ports; it is paused, its vCPU
+//! state and memory are saved through the state file and the memory file, the VM is
+//! destroyed, and a new VM and vCPU are built from those files. The guest must go on counting
+//! from where it was, and every piece of state read back from the new vCPU is compared with
+//! what was saved.
+
+use std::sync::Arc;
+
+use kvm_bindings::{kvm_segment, KVM_MAX_CPUID_ENTRIES};
+use kvm_ioctls::{VcpuExit, VcpuFd};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+use super::memory::{self, MemoryRegionState};
+use super::vcpu::{saved_msr_indices, settle, VcpuState};
+use crate::pvm::{apply_cpu_template, is_pvm_host, PvmStats, PvmVcpu};
+use crate::vstate::vm::Vm;
+
+const CODE: u64 = 0x10000;
+const COUNTER: u64 = 0x8000;
+const GDT: u64 = 0x5000;
+const COUNT_PORT: u16 = 0x10;
+const MSR_PORT: u16 = 0x11;
+const MSR_KERNEL_GS_BASE: u32 = 0xc000_0102;
+const MSR_IA32_TSC: u32 = 0x10;
+
+/// inc rbx ; inc qword [COUNTER] ; mov eax, ebx ; out COUNT_PORT, eax ;
+/// mov ecx, MSR_KERNEL_GS_BASE ; rdmsr ; out MSR_PORT, eax ; jmp back to the start
+const PROGRAM: &[u8] = &[
+    0x48, 0xff, 0xc3, //
+    0x48, 0xff, 0x04, 0x25, 0x00, 0x80, 0x00, 0x00, //
+    0x89, 0xd8, 0xe7, 0x10, //
+    0xb9, 0x02, 0x01, 0x00, 0xc0, 0x0f, 0x32, 0xe7, 0x11, //
+    0xeb, 0xe6,
+];
+
+fn load_guest(mem: &GuestMemoryMmap) {
+    // Identity map of the first 2 MiB with one large page: PML4 0x1000, PDPT 0x2000, PD 0x3000.
+    mem.write_obj(0x2003u64, GuestAddress(0x1000)).unwrap();
+    mem.write_obj(0x3003u64, GuestAddress(0x2000)).unwrap();
+    mem.write_obj(0x83u64, GuestAddress(0x3000)).unwrap();
+    mem.write_slice(PROGRAM, GuestAddress(CODE)).unwrap();
+    for (i, d) in [0u64, 0x00af_9b00_0000_ffff, 0x00cf_9300_0000_ffff]
+        .iter()
+        .enumerate()
+    {
+        mem.write_obj(*d, GuestAddress(GDT + 8 * i as u64)).unwrap();
+    }
+}
+
+fn new_vcpu(vm: &Vm) -> VcpuFd {
+    let vcpu = vm.fd.create_vcpu(0).unwrap();
+    let mut cpuid = vm.kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).unwrap();
+    if is_pvm_host() {
+        apply_cpu_template(&mut cpuid);
+    }
+    vcpu.set_cpuid2(&cpuid).unwrap();
+    vcpu
+}
+
+/// Long mode, and state a guest kernel would have set that the plain counter does not
+/// touch: an MSR, MXCSR and an XMM register, debug address registers, the LAPIC's TPR.
+fn set_up_cpu(vcpu: &VcpuFd) {
+    let mut sregs = vcpu.get_sregs().unwrap();
+    let code = kvm_segment {
+        selector: 0x08,
+        limit: 0xffff_ffff,
+        type_: 0xb,
+        present: 1,
+        s: 1,
+        l: 1,
+        g: 1,
+        ..Default::default()
+    };
+    let data = kvm_segment {
+        selector: 0x10,
+        type_: 0x3,
+        l: 0,
+        db: 1,
+        ..code
+    };
+    sregs.cs = code;
+    (sregs.ds, sregs.es, sregs.fs, sregs.gs, sregs.ss) = (data, data, data, data, data);
+    sregs.gdt.base = GDT;
+    sregs.gdt.limit = 23;
+    sregs.cr3 = 0x1000;
+    sregs.cr4 = (1 << 5) | (1 << 9) | (1 << 10); // PAE OSFXSR OSXMMEXCPT
+    sregs.cr0 = 1 | (1 << 1) | (1 << 4) | (1 << 5) | (1 << 31); // PE MP ET NE PG
+    sregs.efer = (1 << 8) | (1 << 10); // LME LMA
+    vcpu.set_sregs(&sregs).unwrap();
+    vcpu.set_regs(&kvm_bindings::kvm_regs {
+        rip: CODE,
+        rflags: 2,
+        rsp: 0x9000,
+        r15: 0x0f0f_1515_0f0f_1515,
+        ..Default::default()
+    })
+    .unwrap();
+    let msrs = kvm_bindings::Msrs::from_entries(&[kvm_bindings::kvm_msr_entry {
+        index: MSR_KERNEL_GS_BASE,
+        data: 0x1234_5678,
+        ..Default::default()
+    }])
+    .unwrap();
+    assert_eq!(vcpu.set_msrs(&msrs).unwrap(), 1);
+    let mut xsave = vcpu.get_xsave().unwrap();
+    xsave.region[6] = 0x3f80; // MXCSR (byte 24)
+    xsave.region[40..44].copy_from_slice(&[0x0102_0304, 0x0506_0708, 0x090a_0b0c, 0x0d0e_0f10]); // XMM0 (byte 160)
+    xsave.region[128] |= 0b10; // XSTATE_BV (byte 512): SSE state present
+                               // SAFETY: a whole 4096-byte kvm_xsave; this process never enables dynamic guest xstate,
+                               // so KVM reads no more than that.
+    unsafe { vcpu.set_xsave(&xsave) }.unwrap();
+    let mut debug = vcpu.get_debug_regs().unwrap();
+    debug.db = [0x1000, 0x2000, 0x3000, 0x4000];
+    vcpu.set_debug_regs(&debug).unwrap();
+    let mut lapic = vcpu.get_lapic().unwrap();
+    lapic.regs[0x80] = 0x20; // TPR
+    vcpu.set_lapic(&lapic).unwrap();
+}
+
+/// Runs the guest until it has reported its count `reports` times; returns the last count and
+/// MSR value it reported.
+fn run_counts(vcpu: &mut VcpuFd, mem: &GuestMemoryMmap, reports: usize) -> (u32, u32) {
+    let mut pvm = PvmVcpu::new(0, Arc::new(PvmStats::new()));
+    let (mut count, mut seen) = (0, 0);
+    for _ in 0..10_000 {
+        enum Exit {
+            Out(u16, u32),
+            Internal,
+            Other(String),
+        }
+        let exit = match vcpu.run() {
+            Ok(VcpuExit::IoOut(port, d)) => {
+                Exit::Out(port, u32::from_le_bytes([d[0], d[1], d[2], d[3]]))
+            }
+            Ok(VcpuExit::InternalError) => Exit::Internal,
+            Ok(other) => Exit::Other(format!("{other:?}")),
+            Err(e) if pvm.should_retry_run(&e) => continue,
+            Err(e) => Exit::Other(format!("KVM_RUN: {e}")),
+        };
+        match exit {
+            Exit::Out(COUNT_PORT, v) => count = v,
+            Exit::Out(MSR_PORT, msr) => {
+                seen += 1;
+                if seen == reports {
+                    return (count, msr);
+                }
+            }
+            Exit::Out(port, v) => panic!("unexpected out {v:#x} to port {port:#x}"),
+            Exit::Internal => pvm.handle_internal_error(vcpu, mem).unwrap(),
+            Exit::Other(what) => panic!(
+                "unexpected exit {what} at {:#x}",
+                vcpu.get_regs().unwrap().rip
+            ),
+        }
+    }
+    panic!("the guest did not report {reports} times");
+}
+
+/// What differs between the saved state and the state read back from the restored vCPU,
+/// besides what time moves on its own (the TSC, the LAPIC timer's current count).
+fn differences(saved: &VcpuState, back: &VcpuState) -> Vec<String> {
+    let mut diffs = Vec::new();
+    let mut check = |what: &str, same: bool, detail: String| {
+        if !same {
+            diffs.push(format!("{what}: {detail}"));
+        }
+    };
+    check(
+        "mp_state",
+        saved.mp_state == back.mp_state,
+        format!("{:?} -> {:?}", saved.mp_state, back.mp_state),
+    );
+    check(
+        "regs",
+        saved.regs == back.regs,
+        format!("{:?} -> {:?}", saved.regs, back.regs),
+    );
+    check(
+        "sregs",
+        saved.sregs == back.sregs,
+        format!("{:?} -> {:?}", saved.sregs, back.sregs),
+    );
+    for (i, (a, b)) in saved
+        .xsave
+        .region
+        .iter()
+        .zip(back.xsave.region.iter())
+        .enumerate()
+    {
+        check(
+            &format!("xsave byte {}", i * 4),
+            a == b,
+            format!("{a:#x} -> {b:#x}"),
+        );
+    }
+    check(
+        "xcrs",
+        saved.xcrs == back.xcrs,
+        format!("{:?} -> {:?}", saved.xcrs, back.xcrs),
+    );
+    check(
+        "debug regs",
+        saved.debug_regs == back.debug_regs,
+        format!("{:?} -> {:?}", saved.debug_regs, back.debug_regs),
+    );
+    // 0x390: the LAPIC timer's current count, which runs down by itself.
+    for (i, (a, b)) in saved
+        .lapic
+        .regs
+        .iter()
+        .zip(back.lapic.regs.iter())
+        .enumerate()
+    {
+        if !(0x390..0x394).contains(&i) {
+            check(
+                &format!("lapic byte {i:#x}"),
+                a == b,
+                format!("{a:#x} -> {b:#x}"),
+            );
+        }
+    }
+    let back_msrs: std::collections::BTreeMap<_, _> =
+        back.msrs.iter().map(|m| (m.index, m.data)).collect();
+    for m in saved.msrs.iter().filter(|m| m.index != MSR_IA32_TSC) {
+        let now = back_msrs.get(&m.index);
+        check(
+            &format!("MSR {:#x}", m.index),
+            now == Some(&m.data),
+            format!("{:#x} -> {now:x?}", m.data),
+        );
+    }
+    check(
+        "vcpu events",
+        saved.vcpu_events == back.vcpu_events,
+        format!("{:?} -> {:?}", saved.vcpu_events, back.vcpu_events),
+    );
+    check("cpuid", saved.cpuid == back.cpuid, "entries differ".into());
+    diffs
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ProbeSnapshot {
+    vcpu: VcpuState,
+    memory: Vec<MemoryRegionState>,
+}
+
+#[test]
+fn a_guest_goes_on_counting_in_a_new_vm_from_its_snapshot() {
+    if !std::path::Path::new("/dev/kvm").exists() {
+        eprintln!("no /dev/kvm on this machine: nothing to run");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (state_path, mem_path) = (dir.path().join("state"), dir.path().join("mem"));
+
+    let saved = {
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 2 << 20)]).unwrap();
+        load_guest(&mem);
+        let vm = Vm::new(&mem, false).unwrap();
+        let mut vcpu = new_vcpu(&vm);
+        set_up_cpu(&vcpu);
+        let (count, msr) = run_counts(&mut vcpu, &mem, 3);
+        assert_eq!((count, msr), (3, 0x1234_5678));
+        // The last OUT is finished inside KVM only on the next entry: settle before saving.
+        settle(&mut vcpu).unwrap();
+        let indices = saved_msr_indices(&vm.kvm).unwrap();
+        let state = ProbeSnapshot {
+            vcpu: VcpuState::save(&vcpu, &indices).unwrap(),
+            memory: memory::save(&mem, &mem_path).unwrap(),
+        };
+        super::file::write(&state_path, &state).unwrap();
+        state.vcpu
+        // The VM, its vCPU and memory are dropped here.
+    };
+
+    let loaded: ProbeSnapshot = super::file::read(&state_path).unwrap();
+    let mem = memory::restore(&mem_path, &loaded.memory).unwrap();
+    assert_eq!(mem.read_obj::<u64>(GuestAddress(COUNTER)).unwrap(), 3);
+    let vm = Vm::new(&mem, false).unwrap();
+    let mut vcpu = vm.fd.create_vcpu(0).unwrap();
+    loaded.vcpu.restore(&vcpu).unwrap();
+
+    let back = VcpuState::save(&vcpu, &saved_msr_indices(&vm.kvm).unwrap()).unwrap();
+    let diffs = differences(&saved, &back);
+    eprintln!(
+        "{} MSRs saved; state that did not come back: {diffs:#?}",
+        saved.msrs.len()
+    );
+
+    let (count, msr) = run_counts(&mut vcpu, &mem, 3);
+    assert_eq!(count, 6, "the register counter goes on from 3");
+    assert_eq!(msr, 0x1234_5678, "the guest reads its MSR back");
+    assert_eq!(
+        mem.read_obj::<u64>(GuestAddress(COUNTER)).unwrap(),
+        6,
+        "the memory counter goes on from 3"
+    );
+    let regs = vcpu.get_regs().unwrap();
+    assert_eq!(regs.r15, 0x0f0f_1515_0f0f_1515);
+    let xsave = vcpu.get_xsave().unwrap();
+    assert_eq!(xsave.region[6], 0x3f80, "MXCSR");
+    assert_eq!(
+        xsave.region[40..44],
+        [0x0102_0304, 0x0506_0708, 0x090a_0b0c, 0x0d0e_0f10],
+        "XMM0"
+    );
+    assert!(diffs.is_empty(), "state lost in the restore: {diffs:#?}");
+    assert_eq!(
+        memory::restore(&mem_path, &loaded.memory)
+            .unwrap()
+            .read_obj::<u64>(GuestAddress(COUNTER))
+            .unwrap(),
+        3,
+        "the restored guest's writes stay out of the memory file"
+    );
+}

@@ -13,6 +13,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::memory::{self, MemoryRegionState};
 use super::vcpu::{saved_msr_indices, settle, VcpuState};
+use super::vm::VmState;
 use crate::pvm::{apply_cpu_template, is_pvm_host, PvmStats, PvmVcpu};
 use crate::vstate::vm::Vm;
 
@@ -23,6 +24,10 @@ const COUNT_PORT: u16 = 0x10;
 const MSR_PORT: u16 = 0x11;
 const MSR_KERNEL_GS_BASE: u32 = 0xc000_0102;
 const MSR_IA32_TSC: u32 = 0x10;
+const MSR_IA32_TSC_DEADLINE: u32 = 0x6e0;
+/// An IOAPIC pin the probe programs (vector 0x24, masked) to see it come back.
+const IOAPIC_PIN: usize = 4;
+const IOAPIC_ENTRY: u64 = 0x24 | (1 << 16);
 
 /// inc rbx ; inc qword [COUNTER] ; mov eax, ebx ; out COUNT_PORT, eax ;
 /// mov ecx, MSR_KERNEL_GS_BASE ; rdmsr ; out MSR_PORT, eax ; jmp back to the start
@@ -59,7 +64,9 @@ fn new_vcpu(vm: &Vm) -> VcpuFd {
 }
 
 /// Long mode, and state a guest kernel would have set that the plain counter does not
-/// touch: an MSR, MXCSR and an XMM register, debug address registers, the LAPIC's TPR.
+/// touch: an MSR, MXCSR and an XMM register, debug address registers, the LAPIC's TPR, its
+/// timer in TSC-deadline mode with a deadline far ahead, and a pending NMI (held back by NMI
+/// masking, as inside an NMI handler).
 fn set_up_cpu(vcpu: &VcpuFd) {
     let mut sregs = vcpu.get_sregs().unwrap();
     let code = kvm_segment {
@@ -115,7 +122,39 @@ fn set_up_cpu(vcpu: &VcpuFd) {
     vcpu.set_debug_regs(&debug).unwrap();
     let mut lapic = vcpu.get_lapic().unwrap();
     lapic.regs[0x80] = 0x20; // TPR
+                             // LVT timer: vector 0xec, masked (bit 16), TSC-deadline mode (bits 18:17 = 2).
+    lapic.regs[0x320..0x324].copy_from_slice(&[0xecu8 as i8, 0, 0b101, 0]);
     vcpu.set_lapic(&lapic).unwrap();
+    let mut msrs = kvm_bindings::Msrs::from_entries(&[kvm_bindings::kvm_msr_entry {
+        index: MSR_IA32_TSC,
+        ..Default::default()
+    }])
+    .unwrap();
+    vcpu.get_msrs(&mut msrs).unwrap();
+    let deadline = msrs.as_slice()[0].data + (1 << 40);
+    let msrs = kvm_bindings::Msrs::from_entries(&[kvm_bindings::kvm_msr_entry {
+        index: MSR_IA32_TSC_DEADLINE,
+        data: deadline,
+        ..Default::default()
+    }])
+    .unwrap();
+    assert_eq!(vcpu.set_msrs(&msrs).unwrap(), 1);
+    let mut events = vcpu.get_vcpu_events().unwrap();
+    events.nmi.pending = 1;
+    events.nmi.masked = 1;
+    events.flags |= kvm_bindings::KVM_VCPUEVENT_VALID_NMI_PENDING;
+    vcpu.set_vcpu_events(&events).unwrap();
+}
+
+fn program_ioapic(vm: &Vm) {
+    let mut chip = kvm_bindings::kvm_irqchip {
+        chip_id: kvm_bindings::KVM_IRQCHIP_IOAPIC,
+        ..Default::default()
+    };
+    vm.fd.get_irqchip(&mut chip).unwrap();
+    // SAFETY: KVM filled the union's `ioapic` member for the IOAPIC chip id.
+    unsafe { chip.chip.ioapic.redirtbl[IOAPIC_PIN].bits = IOAPIC_ENTRY };
+    vm.fd.set_irqchip(&chip).unwrap();
 }
 
 /// Runs the guest until it has reported its count `reports` times; returns the last count and
@@ -241,6 +280,7 @@ fn differences(saved: &VcpuState, back: &VcpuState) -> Vec<String> {
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct ProbeSnapshot {
+    vm: VmState,
     vcpu: VcpuState,
     memory: Vec<MemoryRegionState>,
 }
@@ -254,10 +294,11 @@ fn a_guest_goes_on_counting_in_a_new_vm_from_its_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let (state_path, mem_path) = (dir.path().join("state"), dir.path().join("mem"));
 
-    let saved = {
+    let (saved, saved_clock) = {
         let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 2 << 20)]).unwrap();
         load_guest(&mem);
         let vm = Vm::new(&mem, false).unwrap();
+        program_ioapic(&vm);
         let mut vcpu = new_vcpu(&vm);
         set_up_cpu(&vcpu);
         let (count, msr) = run_counts(&mut vcpu, &mem, 3);
@@ -266,23 +307,59 @@ fn a_guest_goes_on_counting_in_a_new_vm_from_its_snapshot() {
         settle(&mut vcpu).unwrap();
         let indices = saved_msr_indices(&vm.kvm).unwrap();
         let state = ProbeSnapshot {
+            vm: VmState::save(&vm).unwrap(),
             vcpu: VcpuState::save(&vcpu, &indices).unwrap(),
             memory: memory::save(&mem, &mem_path).unwrap(),
         };
         super::file::write(&state_path, &state).unwrap();
-        state.vcpu
+        (state.vcpu, state.vm.clock.clock)
         // The VM, its vCPU and memory are dropped here.
     };
+
+    // What the probe set up was there to be saved (a state that compares equal because it
+    // is empty on both sides proves nothing).
+    let msr = |s: &VcpuState, index| s.msrs.iter().find(|m| m.index == index).map(|m| m.data);
+    assert!(
+        msr(&saved, MSR_IA32_TSC_DEADLINE).is_some_and(|d| d != 0),
+        "TSC deadline armed"
+    );
+    assert_eq!(msr(&saved, MSR_KERNEL_GS_BASE), Some(0x1234_5678));
+    assert_eq!(
+        (saved.vcpu_events.nmi.pending, saved.vcpu_events.nmi.masked),
+        (1, 1)
+    );
+    assert_eq!(saved.lapic.regs[0x80], 0x20, "TPR");
+    assert_eq!(saved.debug_regs.db, [0x1000, 0x2000, 0x3000, 0x4000]);
 
     let loaded: ProbeSnapshot = super::file::read(&state_path).unwrap();
     let mem = memory::restore(&mem_path, &loaded.memory).unwrap();
     assert_eq!(mem.read_obj::<u64>(GuestAddress(COUNTER)).unwrap(), 3);
     let vm = Vm::new(&mem, false).unwrap();
+    loaded.vm.restore(&vm).unwrap();
     let mut vcpu = vm.fd.create_vcpu(0).unwrap();
     loaded.vcpu.restore(&vcpu).unwrap();
 
+    let vm_back = VmState::save(&vm).unwrap();
+    // SAFETY: KVM filled the union's `ioapic` member for the IOAPIC chip id.
+    let pin = unsafe { vm_back.ioapic.chip.ioapic.redirtbl[IOAPIC_PIN].bits };
+    assert_eq!(pin, IOAPIC_ENTRY, "IOAPIC redirection entry");
+    let clock_step = vm_back.clock.clock.wrapping_sub(saved_clock) as i64;
+    assert!(
+        (0..1_000_000_000).contains(&clock_step),
+        "kvm-clock resumes where it was saved: {saved_clock} -> {}",
+        vm_back.clock.clock
+    );
+
     let back = VcpuState::save(&vcpu, &saved_msr_indices(&vm.kvm).unwrap()).unwrap();
     let diffs = differences(&saved, &back);
+    let (tsc_saved, tsc_back) = (
+        msr(&saved, MSR_IA32_TSC).unwrap(),
+        msr(&back, MSR_IA32_TSC).unwrap(),
+    );
+    assert!(
+        tsc_back >= tsc_saved && tsc_back - tsc_saved < 10_000_000_000,
+        "the guest TSC resumes where it was saved: {tsc_saved} -> {tsc_back}"
+    );
     eprintln!(
         "{} MSRs saved; state that did not come back: {diffs:#?}",
         saved.msrs.len()

@@ -5,6 +5,7 @@
 pub mod file;
 pub mod memory;
 pub mod vcpu;
+pub mod vm;
 
 #[cfg(test)]
 mod kvm_tests;

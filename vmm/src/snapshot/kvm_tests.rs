@@ -28,6 +28,12 @@ const MSR_IA32_TSC_DEADLINE: u32 = 0x6e0;
 /// An IOAPIC pin the probe programs (vector 0x24, masked) to see it come back.
 const IOAPIC_PIN: usize = 4;
 const IOAPIC_ENTRY: u64 = 0x24 | (1 << 16);
+const XMM0: [u32; 4] = [0x0102_0304, 0x0506_0708, 0x090a_0b0c, 0x0d0e_0f10];
+const IDT: u64 = 0x4000;
+/// The #UD handler: mov eax, [rsp] (the faulting RIP) ; out UD_PORT, eax ; hlt
+const UD_HANDLER: u64 = CODE + 0x800;
+const UD_HANDLER_CODE: &[u8] = &[0x8b, 0x04, 0x24, 0xe7, 0x12, 0xf4];
+const UD_PORT: u16 = 0x12;
 
 /// inc rbx ; inc qword [COUNTER] ; mov eax, ebx ; out COUNT_PORT, eax ;
 /// mov ecx, MSR_KERNEL_GS_BASE ; rdmsr ; out MSR_PORT, eax ; jmp back to the start
@@ -45,6 +51,14 @@ fn load_guest(mem: &GuestMemoryMmap) {
     mem.write_obj(0x3003u64, GuestAddress(0x2000)).unwrap();
     mem.write_obj(0x83u64, GuestAddress(0x3000)).unwrap();
     mem.write_slice(PROGRAM, GuestAddress(CODE)).unwrap();
+    mem.write_slice(UD_HANDLER_CODE, GuestAddress(UD_HANDLER))
+        .unwrap();
+    let mut gate = [0u8; 16];
+    gate[0..2].copy_from_slice(&(UD_HANDLER as u16).to_le_bytes());
+    gate[2..4].copy_from_slice(&0x08u16.to_le_bytes());
+    gate[5] = 0x8e; // present, DPL 0, 64-bit interrupt gate
+    gate[6..8].copy_from_slice(&((UD_HANDLER >> 16) as u16).to_le_bytes());
+    mem.write_slice(&gate, GuestAddress(IDT + 6 * 16)).unwrap();
     for (i, d) in [0u64, 0x00af_9b00_0000_ffff, 0x00cf_9300_0000_ffff]
         .iter()
         .enumerate()
@@ -90,6 +104,8 @@ fn set_up_cpu(vcpu: &VcpuFd) {
     (sregs.ds, sregs.es, sregs.fs, sregs.gs, sregs.ss) = (data, data, data, data, data);
     sregs.gdt.base = GDT;
     sregs.gdt.limit = 23;
+    sregs.idt.base = IDT;
+    sregs.idt.limit = 0xfff;
     sregs.cr3 = 0x1000;
     sregs.cr4 = (1 << 5) | (1 << 9) | (1 << 10); // PAE OSFXSR OSXMMEXCPT
     sregs.cr0 = 1 | (1 << 1) | (1 << 4) | (1 << 5) | (1 << 31); // PE MP ET NE PG
@@ -111,11 +127,12 @@ fn set_up_cpu(vcpu: &VcpuFd) {
     .unwrap();
     assert_eq!(vcpu.set_msrs(&msrs).unwrap(), 1);
     let mut xsave = vcpu.get_xsave().unwrap();
-    xsave.region[6] = 0x3f80; // MXCSR (byte 24)
-    xsave.region[40..44].copy_from_slice(&[0x0102_0304, 0x0506_0708, 0x090a_0b0c, 0x0d0e_0f10]); // XMM0 (byte 160)
-    xsave.region[128] |= 0b10; // XSTATE_BV (byte 512): SSE state present
-                               // SAFETY: a whole 4096-byte kvm_xsave; this process never enables dynamic guest xstate,
-                               // so KVM reads no more than that.
+    // MXCSR (byte 24), XMM0 (byte 160), and XSTATE_BV (byte 512) saying SSE state is there.
+    xsave.region[6] = 0x3f80;
+    xsave.region[40..44].copy_from_slice(&XMM0);
+    xsave.region[128] |= 0b10;
+    // SAFETY: a whole 4096-byte kvm_xsave; this process never enables dynamic guest
+    // xstate, so KVM reads no more than that.
     unsafe { vcpu.set_xsave(&xsave) }.unwrap();
     let mut debug = vcpu.get_debug_regs().unwrap();
     debug.db = [0x1000, 0x2000, 0x3000, 0x4000];
@@ -157,11 +174,13 @@ fn program_ioapic(vm: &Vm) {
     vm.fd.set_irqchip(&chip).unwrap();
 }
 
-/// Runs the guest until it has reported its count `reports` times; returns the last count and
-/// MSR value it reported.
-fn run_counts(vcpu: &mut VcpuFd, mem: &GuestMemoryMmap, reports: usize) -> (u32, u32) {
+/// Runs the guest until `stop` says so on one of its port writes, and returns that value.
+fn run_until(
+    vcpu: &mut VcpuFd,
+    mem: &GuestMemoryMmap,
+    mut stop: impl FnMut(u16, u32) -> bool,
+) -> u32 {
     let mut pvm = PvmVcpu::new(0, Arc::new(PvmStats::new()));
-    let (mut count, mut seen) = (0, 0);
     for _ in 0..10_000 {
         enum Exit {
             Out(u16, u32),
@@ -178,14 +197,8 @@ fn run_counts(vcpu: &mut VcpuFd, mem: &GuestMemoryMmap, reports: usize) -> (u32,
             Err(e) => Exit::Other(format!("KVM_RUN: {e}")),
         };
         match exit {
-            Exit::Out(COUNT_PORT, v) => count = v,
-            Exit::Out(MSR_PORT, msr) => {
-                seen += 1;
-                if seen == reports {
-                    return (count, msr);
-                }
-            }
-            Exit::Out(port, v) => panic!("unexpected out {v:#x} to port {port:#x}"),
+            Exit::Out(port, v) if stop(port, v) => return v,
+            Exit::Out(..) => {}
             Exit::Internal => pvm.handle_internal_error(vcpu, mem).unwrap(),
             Exit::Other(what) => panic!(
                 "unexpected exit {what} at {:#x}",
@@ -193,7 +206,25 @@ fn run_counts(vcpu: &mut VcpuFd, mem: &GuestMemoryMmap, reports: usize) -> (u32,
             ),
         }
     }
-    panic!("the guest did not report {reports} times");
+    panic!("the guest never got where the test waits for it");
+}
+
+/// Runs the counting guest until it has reported `reports` times; returns the last count and
+/// MSR value it reported.
+fn run_counts(vcpu: &mut VcpuFd, mem: &GuestMemoryMmap, reports: usize) -> (u32, u32) {
+    let (mut count, mut seen) = (0, 0);
+    let msr = run_until(vcpu, mem, |port, v| match port {
+        COUNT_PORT => {
+            count = v;
+            false
+        }
+        MSR_PORT => {
+            seen += 1;
+            seen == reports
+        }
+        _ => panic!("unexpected out {v:#x} to port {port:#x}"),
+    });
+    (count, msr)
 }
 
 /// What differs between the saved state and the state read back from the restored vCPU,
@@ -390,5 +421,54 @@ fn a_guest_goes_on_counting_in_a_new_vm_from_its_snapshot() {
             .unwrap(),
         3,
         "the restored guest's writes stay out of the memory file"
+    );
+}
+
+/// An exception the monitor injected (as the PVM emulator does, with `exception.injected`)
+/// and KVM has not delivered yet when the vCPU is paused must be delivered by the restored
+/// vCPU: the guest's handler runs and sees the faulting RIP.
+#[test]
+fn an_injected_exception_is_delivered_after_the_restore() {
+    if !std::path::Path::new("/dev/kvm").exists() {
+        eprintln!("no /dev/kvm on this machine: nothing to run");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mem_path = dir.path().join("mem");
+    let (state, regions, rip) = {
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 2 << 20)]).unwrap();
+        load_guest(&mem);
+        let vm = Vm::new(&mem, false).unwrap();
+        let mut vcpu = new_vcpu(&vm);
+        set_up_cpu(&vcpu);
+        run_counts(&mut vcpu, &mem, 1);
+        settle(&mut vcpu).unwrap();
+        let mut events = vcpu.get_vcpu_events().unwrap();
+        events.exception.injected = 1;
+        events.exception.nr = 6; // #UD
+        events.exception.has_error_code = 0;
+        vcpu.set_vcpu_events(&events).unwrap();
+        let state = VcpuState::save(&vcpu, &saved_msr_indices(&vm.kvm).unwrap()).unwrap();
+        assert_eq!(
+            (
+                state.vcpu_events.exception.injected,
+                state.vcpu_events.exception.nr
+            ),
+            (1, 6),
+            "KVM reports the injected #UD back: {:?}",
+            state.vcpu_events.exception
+        );
+        let rip = state.regs.rip;
+        (state, memory::save(&mem, &mem_path).unwrap(), rip)
+    };
+    let mem = memory::restore(&mem_path, &regions).unwrap();
+    let vm = Vm::new(&mem, false).unwrap();
+    let mut vcpu = vm.fd.create_vcpu(0).unwrap();
+    state.restore(&vcpu).unwrap();
+    let seen = run_until(&mut vcpu, &mem, |port, _| port == UD_PORT);
+    assert_eq!(
+        u64::from(seen),
+        rip,
+        "the #UD handler saw the RIP the exception was injected at"
     );
 }

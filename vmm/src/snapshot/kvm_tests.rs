@@ -14,7 +14,12 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use super::memory::{self, MemoryRegionState};
 use super::vcpu::{saved_msr_indices, settle, VcpuState};
 use super::vm::VmState;
+use crate::devices::bus::Bus;
+use crate::devices::legacy::PowerSignal;
 use crate::pvm::{apply_cpu_template, is_pvm_host, PvmStats, PvmVcpu};
+use crate::vstate::vcpu::{
+    install_kick_handler, ExitCounters, VcpuContext, VcpuControl, VcpuHandle, VcpuSaveError,
+};
 use crate::vstate::vm::Vm;
 
 const CODE: u64 = 0x10000;
@@ -471,4 +476,80 @@ fn an_injected_exception_is_delivered_after_the_restore() {
         rip,
         "the #UD handler saw the RIP the exception was injected at"
     );
+}
+
+fn spawn(vcpu: VcpuFd, mem: &GuestMemoryMmap, control: &Arc<VcpuControl>) -> VcpuHandle {
+    install_kick_handler().unwrap();
+    let ctx = VcpuContext {
+        index: 0,
+        mem: mem.clone(),
+        pio: Arc::new(Bus::new()),
+        mmio: Arc::new(Bus::new()),
+        power: PowerSignal::new(),
+        control: control.clone(),
+        counters: Arc::new(ExitCounters::default()),
+        pvm: is_pvm_host().then(|| PvmVcpu::new(0, Arc::new(PvmStats::new()))),
+        on_first_run: None,
+        profile: None,
+    };
+    VcpuHandle::spawn(vcpu, ctx).unwrap()
+}
+
+/// The monitor's own path: vCPU threads paused through `VcpuControl` save their state on
+/// request (after settling their last exit), and a vCPU thread started from that state goes
+/// on from there.
+#[test]
+fn paused_vcpu_threads_save_their_state_and_a_restored_thread_goes_on() {
+    if !std::path::Path::new("/dev/kvm").exists() {
+        eprintln!("no /dev/kvm on this machine: nothing to run");
+        return;
+    }
+    let counter = |mem: &GuestMemoryMmap| mem.read_obj::<u64>(GuestAddress(COUNTER)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mem_path = dir.path().join("mem");
+    let (saved, regions) = {
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 2 << 20)]).unwrap();
+        load_guest(&mem);
+        let vm = Vm::new(&mem, false).unwrap();
+        let vcpu = new_vcpu(&vm);
+        set_up_cpu(&vcpu);
+        let indices = saved_msr_indices(&vm.kvm).unwrap();
+        let control = Arc::new(VcpuControl::default());
+        let vcpus = [spawn(vcpu, &mem, &control)];
+        assert!(matches!(
+            control.save_states(&vcpus, &indices),
+            Err(VcpuSaveError::NotPaused)
+        ));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        control.pause(&vcpus);
+        let mut states = control.save_states(&vcpus, &indices).unwrap();
+        let state = states.pop().unwrap();
+        assert!(state.regs.rbx > 0, "the guest counted before the pause");
+        assert_eq!(state.regs.rbx, counter(&mem), "register and memory agree");
+        // A second request in the same pause is answered too, with the same state.
+        let again = control.save_states(&vcpus, &indices).unwrap();
+        assert_eq!(again[0].regs, state.regs);
+        let regions = memory::save(&mem, &mem_path).unwrap();
+        control.stop(&vcpus);
+        (state, regions)
+    };
+
+    let mem = memory::restore(&mem_path, &regions).unwrap();
+    let vm = Vm::new(&mem, false).unwrap();
+    let vcpu = vm.fd.create_vcpu(0).unwrap();
+    saved.restore(&vcpu).unwrap();
+    let indices = saved_msr_indices(&vm.kvm).unwrap();
+    let control = Arc::new(VcpuControl::default());
+    let vcpus = [spawn(vcpu, &mem, &control)];
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    control.pause(&vcpus);
+    let now = control.save_states(&vcpus, &indices).unwrap().remove(0);
+    control.stop(&vcpus);
+    assert!(
+        now.regs.rbx > saved.regs.rbx,
+        "the restored guest counted on from {}: {}",
+        saved.regs.rbx,
+        now.regs.rbx
+    );
+    assert_eq!(now.regs.rbx, counter(&mem), "register and memory agree");
 }

@@ -69,13 +69,7 @@ pub enum StateFileError {
 /// Writes `state` to `path` (mode 0600: a snapshot holds guest state), through a temporary
 /// file renamed into place, so `path` never holds a partial snapshot.
 pub fn write<T: Serialize>(path: &Path, state: &T) -> Result<(), StateFileError> {
-    let body = postcard::to_stdvec(state).map_err(|e| StateFileError::Encode(e.to_string()))?;
-    let mut bytes = Vec::with_capacity(HEADER_LEN + body.len());
-    bytes.extend_from_slice(&MAGIC);
-    bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    bytes.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-    bytes.extend_from_slice(&body);
+    let bytes = encode(state)?;
 
     let err = |source| StateFileError::Write {
         path: path.to_path_buf(),
@@ -102,6 +96,24 @@ pub fn write<T: Serialize>(path: &Path, state: &T) -> Result<(), StateFileError>
     written.map_err(err)
 }
 
+/// The whole file for `state`: header and body.
+pub fn encode<T: Serialize>(state: &T) -> Result<Vec<u8>, StateFileError> {
+    let body = postcard::to_stdvec(state).map_err(|e| StateFileError::Encode(e.to_string()))?;
+    Ok(frame(&body))
+}
+
+/// `body` behind a header of this format version with its length and checksum (also how
+/// the fuzz target gets past the checksum to the body's decoding).
+pub fn frame(body: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(HEADER_LEN + body.len());
+    bytes.extend_from_slice(&MAGIC);
+    bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+    bytes.extend_from_slice(body);
+    bytes
+}
+
 /// Reads and checks a snapshot written by [`write`] with the same `FORMAT_VERSION`.
 pub fn read<T: DeserializeOwned>(path: &Path) -> Result<T, StateFileError> {
     let bytes = std::fs::read(path).map_err(|source| StateFileError::Read {
@@ -111,7 +123,8 @@ pub fn read<T: DeserializeOwned>(path: &Path) -> Result<T, StateFileError> {
     decode(path, &bytes)
 }
 
-fn decode<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T, StateFileError> {
+/// Checks and decodes a whole state file's bytes; `path` names it in errors.
+pub fn decode<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T, StateFileError> {
     let path = || path.to_path_buf();
     let (header, body) = match bytes.split_at_checked(HEADER_LEN) {
         Some((h, b)) if h[..8] == MAGIC => (h, b),

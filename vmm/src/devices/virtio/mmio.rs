@@ -139,6 +139,20 @@ pub enum TransportStateError {
         index: usize,
         why: String,
     },
+    #[error(
+        "the snapshot's virtio device type {device_type} has status {status:#x}, which no \
+         driver can reach (virtio 1.2 §3.1.1)"
+    )]
+    InvalidStatus { device_type: u32, status: u32 },
+    #[error(
+        "the snapshot's virtio device type {device_type} accepted features {acked:#x}, which \
+         the device does not offer ({offered:#x}) or which lack VIRTIO_F_VERSION_1"
+    )]
+    InvalidFeatures {
+        device_type: u32,
+        acked: u64,
+        offered: u64,
+    },
     #[error("virtio device type {device_type} cannot be activated again: {source}")]
     Activation {
         device_type: u32,
@@ -319,6 +333,33 @@ impl MmioTransport {
                 used_ring: saved.used_ring,
             })
             .map_err(|e| invalid(index, e.to_string()))?;
+        }
+        // The status must be a step of the handshake a driver can reach, and features past
+        // FEATURES_OK what negotiate_features would have taken.
+        let steps = [
+            0,
+            ACK,
+            ACK | DRIVER,
+            ACK | DRIVER | FEATURES_OK,
+            ACK | DRIVER | FEATURES_OK | DRIVER_OK,
+        ];
+        if !steps.contains(&(state.status & !(FAILED | NEEDS_RESET))) {
+            return Err(TransportStateError::InvalidStatus {
+                device_type,
+                status: state.status,
+            });
+        }
+        let offered = lock(&t.device).avail_features();
+        if state.status & FEATURES_OK != 0
+            && (state.acked_unknown_features
+                || state.acked_features & !offered != 0
+                || state.acked_features & (1 << VIRTIO_F_VERSION_1) == 0)
+        {
+            return Err(TransportStateError::InvalidFeatures {
+                device_type,
+                acked: state.acked_features,
+                offered,
+            });
         }
         t.device_features_sel = state.device_features_sel;
         t.driver_features_sel = state.driver_features_sel;
@@ -1013,6 +1054,24 @@ mod tests {
         assert!(matches!(
             restore(&bad_size),
             Err(TransportStateError::InvalidQueue { index: 0, .. })
+        ));
+        let mut bad_status = t.state();
+        bad_status.status = ACK | DRIVER_OK;
+        assert!(matches!(
+            restore(&bad_status),
+            Err(TransportStateError::InvalidStatus { .. })
+        ));
+        let mut unoffered = t.state();
+        unoffered.acked_features |= 1 << 40;
+        assert!(matches!(
+            restore(&unoffered),
+            Err(TransportStateError::InvalidFeatures { .. })
+        ));
+        let mut legacy = t.state();
+        legacy.acked_features &= !(1 << VIRTIO_F_VERSION_1);
+        assert!(matches!(
+            restore(&legacy),
+            Err(TransportStateError::InvalidFeatures { .. })
         ));
     }
 

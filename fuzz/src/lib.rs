@@ -8,6 +8,7 @@ pub mod control_api;
 pub mod kernel;
 pub mod legacy;
 pub mod pvm;
+pub mod snapshot;
 pub mod virtio;
 pub mod vmm_api;
 
@@ -58,6 +59,10 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "outpostd_api",
         run: control_api::requests,
+    },
+    Target {
+        name: "snapshot_devices",
+        run: snapshot::devices,
     },
 ];
 

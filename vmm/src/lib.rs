@@ -15,6 +15,7 @@ pub mod jail;
 pub mod process;
 pub mod pvm;
 pub mod seccomp;
+pub mod snapshot;
 pub mod vstate;
 
 /// Exit status of the monitor process when the guest powered off (or was never started).

@@ -3,7 +3,8 @@
 #![allow(non_snake_case)]
 
 use kvm_bindings::{
-    kvm_guest_debug, kvm_msrs, kvm_regs, kvm_sregs, kvm_vcpu_events, kvm_xcrs, kvm_xsave,
+    kvm_cpuid2, kvm_debugregs, kvm_guest_debug, kvm_lapic_state, kvm_mp_state, kvm_msrs, kvm_regs,
+    kvm_sregs, kvm_vcpu_events, kvm_xcrs, kvm_xsave,
 };
 use vmm_sys_util::{ioctl_io_nr, ioctl_ior_nr, ioctl_iow_nr, ioctl_iowr_nr};
 
@@ -23,6 +24,11 @@ ioctl_ior_nr!(KVM_GET_XSAVE, KVMIO, 0xa4, kvm_xsave);
 ioctl_iow_nr!(KVM_SET_XSAVE, KVMIO, 0xa5, kvm_xsave);
 ioctl_ior_nr!(KVM_GET_XCRS, KVMIO, 0xa6, kvm_xcrs);
 ioctl_iow_nr!(KVM_SET_XCRS, KVMIO, 0xa7, kvm_xcrs);
+ioctl_ior_nr!(KVM_GET_LAPIC, KVMIO, 0x8e, kvm_lapic_state);
+ioctl_iowr_nr!(KVM_GET_CPUID2, KVMIO, 0x91, kvm_cpuid2);
+ioctl_ior_nr!(KVM_GET_MP_STATE, KVMIO, 0x98, kvm_mp_state);
+ioctl_ior_nr!(KVM_GET_DEBUGREGS, KVMIO, 0xa1, kvm_debugregs);
+ioctl_io_nr!(KVM_GET_TSC_KHZ, KVMIO, 0xa3);
 
 #[cfg(test)]
 mod tests {
@@ -36,5 +42,10 @@ mod tests {
         assert_eq!(super::KVM_SET_GUEST_DEBUG(), 0x4048_ae9b);
         assert_eq!(super::KVM_GET_XSAVE(), 0x9000_aea4);
         assert_eq!(super::KVM_SET_XCRS(), 0x4188_aea7);
+        assert_eq!(super::KVM_GET_LAPIC(), 0x8400_ae8e);
+        assert_eq!(super::KVM_GET_CPUID2(), 0xc008_ae91);
+        assert_eq!(super::KVM_GET_MP_STATE(), 0x8004_ae98);
+        assert_eq!(super::KVM_GET_DEBUGREGS(), 0x8080_aea1);
+        assert_eq!(super::KVM_GET_TSC_KHZ(), 0xaea3);
     }
 }

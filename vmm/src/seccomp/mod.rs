@@ -238,8 +238,30 @@ fn rules(kind: ThreadKind, pvm: bool) -> Result<Rules, seccompiler::BackendError
                     libc::TUNSETOFFLOAD,
                 ],
             )?;
+            // A paused vCPU saves its own state for a snapshot (snapshot::vcpu::VcpuState).
+            allow_ioctls(
+                &mut r,
+                &[
+                    nr::KVM_GET_MP_STATE(),
+                    nr::KVM_GET_CPUID2(),
+                    nr::KVM_GET_DEBUGREGS(),
+                    nr::KVM_GET_LAPIC(),
+                    nr::KVM_GET_TSC_KHZ(),
+                ],
+            )?;
             if pvm {
                 crate::pvm::seccomp::allow_vcpu(&mut r)?;
+            } else {
+                // The rest of the snapshot's reads, which PVM's list already has.
+                allow_ioctls(
+                    &mut r,
+                    &[
+                        nr::KVM_GET_XSAVE(),
+                        nr::KVM_GET_XCRS(),
+                        nr::KVM_GET_MSRS(),
+                        nr::KVM_GET_VCPU_EVENTS(),
+                    ],
+                )?;
             }
         }
         ThreadKind::Devices => {

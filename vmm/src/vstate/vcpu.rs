@@ -2,13 +2,14 @@
 //! powers off or reboots, a fault stops it, or the VM is stopped; it dispatches port I/O
 //! and MMIO exits to the buses and, on a PVM host, hands emulation and debug exits to
 //! `crate::pvm`. Pause and stop are requested through [`VcpuControl`] plus a kick signal
-//! that makes a running KVM_RUN return (`immediate_exit`).
+//! that makes a running KVM_RUN return (`immediate_exit`). A paused vCPU has finished its
+//! last exit inside KVM and saves its state on request, for a snapshot.
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::os::unix::thread::JoinHandleExt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -19,6 +20,7 @@ use vm_memory::GuestMemoryMmap;
 use crate::devices::bus::Bus;
 use crate::devices::legacy::{PowerEvent, PowerSignal};
 use crate::pvm::PvmVcpu;
+use crate::snapshot::vcpu::{settle, VcpuState, VcpuStateError};
 
 /// The signal that kicks a vCPU out of KVM_RUN.
 pub fn kick_signal() -> i32 {
@@ -52,20 +54,61 @@ enum RunState {
     Stop,
 }
 
+/// A request to the paused vCPUs to save their state, answered by each as (index, state).
+#[derive(Debug)]
+struct SaveRequest {
+    /// Tells requests apart, so a vCPU answers each once.
+    id: u64,
+    msr_indices: Arc<[u32]>,
+    reply: mpsc::Sender<(u8, Result<VcpuState, VcpuStateError>)>,
+}
+
+#[derive(Debug)]
+struct ControlState {
+    run: RunState,
+    /// vCPUs waiting in the paused state.
+    paused: usize,
+    save: Option<SaveRequest>,
+    /// The id the next save request gets.
+    next_save: u64,
+}
+
 /// Shared run state of all vCPUs.
 #[derive(Debug)]
 pub struct VcpuControl {
-    state: Mutex<(RunState, usize)>,
+    state: Mutex<ControlState>,
     cv: Condvar,
 }
 
 impl Default for VcpuControl {
     fn default() -> Self {
         VcpuControl {
-            state: Mutex::new((RunState::Run, 0)),
+            state: Mutex::new(ControlState {
+                run: RunState::Run,
+                paused: 0,
+                save: None,
+                next_save: 0,
+            }),
             cv: Condvar::new(),
         }
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VcpuSaveError {
+    #[error("the guest must be paused before its vCPUs' state is saved")]
+    NotPaused,
+    #[error("vCPU {0}: {1}")]
+    Vcpu(u8, VcpuStateError),
+    #[error(
+        "only {answered} of {expected} vCPUs saved their state within {waited:?}: a vCPU \
+         thread has ended or is stuck"
+    )]
+    NoAnswer {
+        answered: usize,
+        expected: usize,
+        waited: std::time::Duration,
+    },
 }
 
 /// Exit counts by kind, and where vCPU threads spent their time, for the log at exit, the
@@ -262,18 +305,34 @@ fn run_once(vcpu: &mut VcpuFd, ctx: &VcpuContext) -> Next {
     }
 }
 
-/// Blocks while paused; returns false when the vCPU must stop.
-fn wait_runnable(ctrl: &VcpuControl) -> bool {
+/// Blocks while paused, answering save requests meanwhile; returns false when the vCPU must
+/// stop.
+fn wait_runnable(ctrl: &VcpuControl, vcpu: &mut VcpuFd, index: u8) -> bool {
     let mut st = ctrl.state.lock().expect("vcpu control lock poisoned");
+    if st.run == RunState::Pause {
+        // Finish the last exit's instruction inside KVM before counting as paused, so that
+        // a saved state neither replays nor loses it. The lock is held for one KVM_RUN that
+        // runs no guest code.
+        if let Err(e) = settle(vcpu) {
+            tracing::warn!("vCPU {index}: {e}");
+        }
+    }
+    let mut answered = None;
     loop {
-        match st.0 {
+        match st.run {
             RunState::Run => return true,
             RunState::Stop => return false,
             RunState::Pause => {
-                st.1 += 1;
+                if let Some(req) = st.save.as_ref().filter(|r| answered != Some(r.id)) {
+                    answered = Some(req.id);
+                    let state = VcpuState::save(vcpu, &req.msr_indices);
+                    // The requester may have given up (timed out): nobody to tell then.
+                    let _ = req.reply.send((index, state));
+                }
+                st.paused += 1;
                 ctrl.cv.notify_all();
                 st = ctrl.cv.wait(st).expect("vcpu control lock poisoned");
-                st.1 -= 1;
+                st.paused -= 1;
             }
         }
     }
@@ -286,7 +345,7 @@ fn vcpu_loop(mut vcpu: VcpuFd, mut ctx: VcpuContext) {
         f();
     }
     let end = loop {
-        if !wait_runnable(&ctx.control) {
+        if !wait_runnable(&ctx.control, &mut vcpu, ctx.index) {
             break None;
         }
         if let Some(p) = ctx.pvm.as_mut() {
@@ -395,7 +454,7 @@ impl VcpuHandle {}
 
 impl VcpuControl {
     fn set(&self, s: RunState, vcpus: &[VcpuHandle]) {
-        self.state.lock().expect("vcpu control lock poisoned").0 = s;
+        self.state.lock().expect("vcpu control lock poisoned").run = s;
         self.cv.notify_all();
         for v in vcpus {
             v.kick();
@@ -406,20 +465,68 @@ impl VcpuControl {
     pub fn pause(&self, vcpus: &[VcpuHandle]) {
         self.set(RunState::Pause, vcpus);
         let mut st = self.state.lock().expect("vcpu control lock poisoned");
-        while st.0 == RunState::Pause
-            && st.1 < vcpus.iter().filter(|v| !v.thread.is_finished()).count()
+        while st.run == RunState::Pause
+            && st.paused < vcpus.iter().filter(|v| !v.thread.is_finished()).count()
         {
             let (g, _) = self
                 .cv
                 .wait_timeout(st, std::time::Duration::from_millis(50))
                 .expect("vcpu control lock poisoned");
             st = g;
-            if st.1 < vcpus.len() {
+            if st.paused < vcpus.len() {
                 for v in vcpus {
                     v.kick();
                 }
             }
         }
+    }
+
+    /// Has each paused vCPU save its state; returns them in vCPU order. Every vCPU thread
+    /// must be alive: a snapshot of a guest that lost one would not run.
+    pub fn save_states(
+        &self,
+        vcpus: &[VcpuHandle],
+        msr_indices: &[u32],
+    ) -> Result<Vec<VcpuState>, VcpuSaveError> {
+        const WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+        let (reply, answers) = mpsc::channel();
+        {
+            let mut st = self.state.lock().expect("vcpu control lock poisoned");
+            if st.run != RunState::Pause {
+                return Err(VcpuSaveError::NotPaused);
+            }
+            st.next_save += 1;
+            st.save = Some(SaveRequest {
+                id: st.next_save,
+                msr_indices: msr_indices.into(),
+                reply,
+            });
+            self.cv.notify_all();
+        }
+        let mut states: Vec<Option<VcpuState>> = (0..vcpus.len()).map(|_| None).collect();
+        let deadline = Instant::now() + WAIT;
+        let mut answered = 0;
+        while answered < vcpus.len() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok((index, state)) = answers.recv_timeout(left) else {
+                break;
+            };
+            let state = state.map_err(|e| VcpuSaveError::Vcpu(index, e))?;
+            if let Some(slot @ None) = states.get_mut(usize::from(index)) {
+                *slot = Some(state);
+                answered += 1;
+            }
+        }
+        // Drop the request's sender so no vCPU holds on to a channel nobody reads.
+        self.state.lock().expect("vcpu control lock poisoned").save = None;
+        states
+            .into_iter()
+            .collect::<Option<Vec<_>>>()
+            .ok_or(VcpuSaveError::NoAnswer {
+                answered,
+                expected: vcpus.len(),
+                waited: WAIT,
+            })
     }
 
     pub fn resume(&self, vcpus: &[VcpuHandle]) {

@@ -40,6 +40,8 @@ const KVM_IDENTITY_MAP_ADDRESS: u64 = 0xfffb_c000;
 pub struct Vm {
     pub kvm: Kvm,
     pub fd: VmFd,
+    /// Whether the in-kernel i8254 exists (a snapshot saves its state only then).
+    pub has_pit: bool,
 }
 
 impl Vm {
@@ -77,6 +79,10 @@ impl Vm {
             };
             fd.create_pit2(pit).map_err(ioctl("KVM_CREATE_PIT2"))?;
         }
-        Ok(Vm { kvm, fd })
+        Ok(Vm {
+            kvm,
+            fd,
+            has_pit: with_pit,
+        })
     }
 }

@@ -56,7 +56,55 @@ pub struct I8042 {
     power: Arc<PowerSignal>,
 }
 
+/// What a snapshot keeps of the controller: its registers and the bytes the guest has yet to
+/// read. The interrupt already raised for them lives in the irqchip's state.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct I8042State {
+    pub status: u8,
+    pub control: u8,
+    pub outbuf: Vec<u8>,
+    pub pending_cmd: Option<u8>,
+    pub kbd_expects_arg: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the snapshot's i8042 holds {0} unread bytes, more than the controller buffers \
+     ({OUTBUF_MAX}): the snapshot is not one this monitor wrote"
+)]
+pub struct I8042StateError(usize);
+
 impl I8042 {
+    pub fn state(&self) -> I8042State {
+        I8042State {
+            status: self.status,
+            control: self.control,
+            outbuf: self.outbuf.iter().copied().collect(),
+            pending_cmd: self.pending_cmd,
+            kbd_expects_arg: self.kbd_expects_arg,
+        }
+    }
+
+    /// The controller as saved; raises no interrupt (the irqchip's restored state has it).
+    pub fn from_state(
+        state: &I8042State,
+        irq: IrqLine,
+        power: Arc<PowerSignal>,
+    ) -> Result<Self, I8042StateError> {
+        if state.outbuf.len() > OUTBUF_MAX {
+            return Err(I8042StateError(state.outbuf.len()));
+        }
+        Ok(I8042 {
+            status: state.status,
+            control: state.control,
+            outbuf: state.outbuf.iter().copied().collect(),
+            pending_cmd: state.pending_cmd,
+            kbd_expects_arg: state.kbd_expects_arg,
+            irq,
+            power,
+        })
+    }
+
     pub fn new(irq: IrqLine, power: Arc<PowerSignal>) -> Self {
         I8042 {
             status: SR_SYS | SR_KEYLOCK,
@@ -238,6 +286,52 @@ mod tests {
         assert_eq!(p.get(), None);
         d.write(COMMAND, &[CMD_RESET_CPU]);
         assert_eq!(p.get(), Some(PowerEvent::Reboot));
+    }
+
+    #[test]
+    fn a_restored_controller_goes_on_mid_conversation() {
+        let (mut d, _) = dev();
+        // Control byte written, a keyboard command waiting for its argument, an ID unread.
+        d.write(COMMAND, &[CMD_WRITE_CB]);
+        d.write(DATA, &[0x47]);
+        d.write(DATA, &[KBD_GET_ID]);
+        assert_eq!(read(&mut d, DATA), KBD_ACK);
+        d.write(DATA, &[0xf3]);
+        d.write(COMMAND, &[CMD_WRITE_CB]);
+        let state = d.state();
+        let p = PowerSignal::new();
+        let irq = IrqLine(EventFd::new(libc::EFD_NONBLOCK).unwrap());
+        let mut r = I8042::from_state(&state, irq, p).unwrap();
+        assert_eq!(r.state(), state);
+        assert_eq!(
+            r.irq.0.read().map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::WouldBlock),
+            "no interrupt raised again by the restore"
+        );
+        assert_eq!(read(&mut r, DATA), 0xab);
+        assert_eq!(read(&mut r, DATA), 0x83);
+        assert_eq!(read(&mut r, DATA), KBD_ACK, "ack of the typematic command");
+        // The pending controller command takes the next data byte.
+        r.write(DATA, &[0x45]);
+        r.write(COMMAND, &[CMD_READ_CB]);
+        assert_eq!(read(&mut r, DATA), 0x45);
+        // The keyboard still expected the typematic argument: acked, not run as a command.
+        r.write(DATA, &[KBD_RESET]);
+        assert_eq!(read(&mut r, DATA), KBD_ACK);
+        assert_eq!(
+            read(&mut r, COMMAND) & SR_OBF,
+            0,
+            "no self-test byte: not a reset"
+        );
+    }
+
+    #[test]
+    fn an_oversized_saved_buffer_is_refused() {
+        let (d, p) = dev();
+        let mut state = d.state();
+        state.outbuf = vec![0; OUTBUF_MAX + 1];
+        let irq = IrqLine(EventFd::new(libc::EFD_NONBLOCK).unwrap());
+        assert!(I8042::from_state(&state, irq, p).is_err());
     }
 
     #[test]

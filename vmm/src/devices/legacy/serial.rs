@@ -4,7 +4,7 @@
 
 use std::io::Write;
 
-use vm_superio::serial::NoEvents;
+use vm_superio::serial::{NoEvents, SerialState};
 use vm_superio::Serial;
 
 use super::IrqLine;
@@ -18,7 +18,72 @@ pub struct SerialConsole {
     pub first_output: Option<std::time::Instant>,
 }
 
+/// The UART's registers and unread input, as a snapshot keeps them (vm-superio's
+/// `SerialState`, which has no serde of its own, field for field).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SerialConsoleState {
+    pub baud_divisor_low: u8,
+    pub baud_divisor_high: u8,
+    pub interrupt_enable: u8,
+    pub interrupt_identification: u8,
+    pub line_control: u8,
+    pub line_status: u8,
+    pub modem_control: u8,
+    pub modem_status: u8,
+    pub scratch: u8,
+    pub in_buffer: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot restore the serial console from the snapshot: {0}")]
+pub struct SerialStateError(String);
+
 impl SerialConsole {
+    pub fn state(&self) -> SerialConsoleState {
+        let s = self.uart.state();
+        SerialConsoleState {
+            baud_divisor_low: s.baud_divisor_low,
+            baud_divisor_high: s.baud_divisor_high,
+            interrupt_enable: s.interrupt_enable,
+            interrupt_identification: s.interrupt_identification,
+            line_control: s.line_control,
+            line_status: s.line_status,
+            modem_control: s.modem_control,
+            modem_status: s.modem_status,
+            scratch: s.scratch,
+            in_buffer: s.in_buffer,
+        }
+    }
+
+    /// The UART as saved, writing to `out`. vm-superio raises the interrupt again when the
+    /// saved registers say one is due (a level the guest has not acknowledged yet); the
+    /// guest's driver tolerates a spurious one.
+    pub fn from_state(
+        state: &SerialConsoleState,
+        irq: IrqLine,
+        out: ConsoleOut,
+    ) -> Result<Self, SerialStateError> {
+        let s = SerialState {
+            baud_divisor_low: state.baud_divisor_low,
+            baud_divisor_high: state.baud_divisor_high,
+            interrupt_enable: state.interrupt_enable,
+            interrupt_identification: state.interrupt_identification,
+            line_control: state.line_control,
+            line_status: state.line_status,
+            modem_control: state.modem_control,
+            modem_status: state.modem_status,
+            scratch: state.scratch,
+            in_buffer: state.in_buffer.clone(),
+        };
+        let uart = Serial::from_state(&s, irq, NoEvents, out)
+            .map_err(|e| SerialStateError(format!("{e:?}")))?;
+        Ok(SerialConsole {
+            uart,
+            // Start-up figures are about this process's guest: it has printed already.
+            first_output: None,
+        })
+    }
+
     pub fn new(irq: IrqLine, out: ConsoleOut) -> Self {
         SerialConsole {
             uart: Serial::new(irq, out),
@@ -89,5 +154,58 @@ impl event_manager::MutEventSubscriber for ConsoleInput {
         )) {
             tracing::debug!("no console input from stdin: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vmm_sys_util::eventfd::EventFd;
+
+    const LCR: u8 = 3;
+    const SCR: u8 = 7;
+    const IER: u8 = 1;
+    const DATA: u8 = 0;
+    const DLAB: u8 = 0x80;
+
+    fn console() -> SerialConsole {
+        let irq = IrqLine(EventFd::new(libc::EFD_NONBLOCK).unwrap());
+        SerialConsole::new(irq, Box::new(std::io::sink()))
+    }
+
+    fn read(c: &mut SerialConsole, off: u8) -> u8 {
+        let mut b = [0u8];
+        c.read(u64::from(off), &mut b);
+        b[0]
+    }
+
+    #[test]
+    fn a_restored_uart_keeps_its_registers_and_unread_input() {
+        let mut c = console();
+        // A baud divisor (through DLAB), 8N1 and the scratch register, as a driver leaves them.
+        c.write(u64::from(LCR), &[DLAB | 0x03]);
+        c.write(u64::from(DATA), &[0x0c]);
+        c.write(u64::from(LCR), &[0x03]);
+        c.write(u64::from(SCR), &[0x5a]);
+        c.write(u64::from(IER), &[0x01]);
+        assert_eq!(c.enqueue_input(b"ok"), 2);
+        let state = c.state();
+
+        let irq = IrqLine(EventFd::new(libc::EFD_NONBLOCK).unwrap());
+        let mut r = SerialConsole::from_state(&state, irq, Box::new(std::io::sink())).unwrap();
+        assert_eq!(r.state(), state);
+        assert_eq!(read(&mut r, SCR), 0x5a);
+        assert_eq!(read(&mut r, LCR), 0x03);
+        assert_eq!((read(&mut r, DATA), read(&mut r, DATA)), (b'o', b'k'));
+        r.write(u64::from(LCR), &[DLAB | 0x03]);
+        assert_eq!(read(&mut r, DATA), 0x0c, "baud divisor");
+    }
+
+    #[test]
+    fn more_input_than_the_fifo_holds_is_refused() {
+        let mut state = console().state();
+        state.in_buffer = vec![b'x'; 4096];
+        let irq = IrqLine(EventFd::new(libc::EFD_NONBLOCK).unwrap());
+        assert!(SerialConsole::from_state(&state, irq, Box::new(std::io::sink())).is_err());
     }
 }

@@ -7,7 +7,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use virtio_bindings::virtio_config::{
     VIRTIO_CONFIG_S_ACKNOWLEDGE, VIRTIO_CONFIG_S_DRIVER, VIRTIO_CONFIG_S_DRIVER_OK,
     VIRTIO_CONFIG_S_FAILED, VIRTIO_CONFIG_S_FEATURES_OK, VIRTIO_CONFIG_S_NEEDS_RESET,
@@ -91,6 +91,77 @@ pub struct MmioMetrics {
     pub eventfd_errors: u64,
 }
 
+/// One queue as a snapshot keeps it (virtio-queue's `QueueState`, which has no serde).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueSnapshot {
+    pub max_size: u16,
+    pub size: u16,
+    pub ready: bool,
+    pub desc_table: u64,
+    pub avail_ring: u64,
+    pub used_ring: u64,
+    /// The device's positions in the rings (the transport's own copy never moves).
+    pub next_avail: u16,
+    pub next_used: u16,
+}
+
+/// The transport's registers and queues as a snapshot keeps them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MmioTransportState {
+    pub device_type: u32,
+    pub device_features_sel: u32,
+    pub driver_features_sel: u32,
+    pub acked_features: u64,
+    pub acked_unknown_features: bool,
+    pub queue_sel: u32,
+    pub status: u32,
+    pub config_generation: u32,
+    pub interrupt_status: u32,
+    pub queues: Vec<QueueSnapshot>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportStateError {
+    #[error(
+        "the snapshot has a virtio device of type {saved} with {saved_queues} queues where \
+         this configuration has type {configured} with {configured_queues}: the drives, \
+         interfaces and entropy device must be configured as when the snapshot was taken"
+    )]
+    DeviceMismatch {
+        saved: u32,
+        saved_queues: usize,
+        configured: u32,
+        configured_queues: usize,
+    },
+    #[error("the snapshot's queue {index} of virtio device type {device_type} is invalid: {why}")]
+    InvalidQueue {
+        device_type: u32,
+        index: usize,
+        why: String,
+    },
+    #[error(
+        "the snapshot's virtio device type {device_type} has status {status:#x}, which no \
+         driver can reach (virtio 1.2 §3.1.1)"
+    )]
+    InvalidStatus { device_type: u32, status: u32 },
+    #[error(
+        "the snapshot's virtio device type {device_type} accepted features {acked:#x}, which \
+         the device does not offer ({offered:#x}) or which lack VIRTIO_F_VERSION_1"
+    )]
+    InvalidFeatures {
+        device_type: u32,
+        acked: u64,
+        offered: u64,
+    },
+    #[error("virtio device type {device_type} cannot be activated again: {source}")]
+    Activation {
+        device_type: u32,
+        source: super::ActivateError,
+    },
+    #[error("cannot create the transport: {0}")]
+    Create(std::io::Error),
+}
+
 /// The virtio-mmio register file of one device.
 pub struct MmioTransport {
     mem: GuestMemory,
@@ -171,6 +242,159 @@ impl MmioTransport {
 
     pub fn metrics(&self) -> MmioMetrics {
         self.metrics.clone()
+    }
+
+    /// The transport's state, with the device's positions in its rings while it is active.
+    /// The guest must be paused and the device quiet (its lock held by the caller's order of
+    /// saving, or its event loop stopped), or the positions may move after they are read.
+    pub fn state(&self) -> MmioTransportState {
+        let positions = lock(&self.device).queue_positions();
+        let queues = self
+            .queues
+            .iter()
+            .enumerate()
+            .map(|(i, q)| {
+                let (next_avail, next_used) = positions
+                    .as_ref()
+                    .and_then(|p| p.get(i).copied())
+                    .unwrap_or((q.next_avail(), q.next_used()));
+                QueueSnapshot {
+                    max_size: q.max_size(),
+                    size: q.size(),
+                    ready: q.ready(),
+                    desc_table: q.desc_table(),
+                    avail_ring: q.avail_ring(),
+                    used_ring: q.used_ring(),
+                    next_avail,
+                    next_used,
+                }
+            })
+            .collect();
+        MmioTransportState {
+            device_type: self.device_type,
+            device_features_sel: self.device_features_sel,
+            driver_features_sel: self.driver_features_sel,
+            acked_features: self.acked_features,
+            acked_unknown_features: self.acked_unknown_features,
+            queue_sel: self.queue_sel,
+            status: self.status,
+            config_generation: self.config_generation,
+            interrupt_status: self.interrupt.status(),
+            queues,
+        }
+    }
+
+    /// The transport for `device` as `state` saved it. A device the driver had started
+    /// (DRIVER_OK, no NEEDS_RESET) is activated again with its queues where it left them,
+    /// after the same checks as at DRIVER_OK: a snapshot is input, not trusted state.
+    pub fn restore(
+        mem: GuestMemory,
+        device: Arc<Mutex<dyn VirtioDevice>>,
+        interrupt: Arc<IrqTrigger>,
+        state: &MmioTransportState,
+    ) -> Result<Self, TransportStateError> {
+        let mut t =
+            MmioTransport::new(mem, device, interrupt).map_err(TransportStateError::Create)?;
+        let device_type = t.device_type;
+        if state.device_type != device_type || state.queues.len() != t.queues.len() {
+            return Err(TransportStateError::DeviceMismatch {
+                saved: state.device_type,
+                saved_queues: state.queues.len(),
+                configured: device_type,
+                configured_queues: t.queues.len(),
+            });
+        }
+        let event_idx = state.acked_features & (1 << VIRTIO_F_RING_EVENT_IDX) != 0;
+        let invalid = |index, why: String| TransportStateError::InvalidQueue {
+            device_type,
+            index,
+            why,
+        };
+        for (index, (queue, saved)) in t.queues.iter_mut().zip(&state.queues).enumerate() {
+            if saved.max_size != queue.max_size() {
+                return Err(invalid(
+                    index,
+                    format!(
+                        "maximum size {} where the device has {}",
+                        saved.max_size,
+                        queue.max_size()
+                    ),
+                ));
+            }
+            *queue = Queue::try_from(virtio_queue::QueueState {
+                max_size: saved.max_size,
+                next_avail: saved.next_avail,
+                next_used: saved.next_used,
+                event_idx_enabled: event_idx,
+                size: saved.size,
+                ready: saved.ready,
+                desc_table: saved.desc_table,
+                avail_ring: saved.avail_ring,
+                used_ring: saved.used_ring,
+            })
+            .map_err(|e| invalid(index, e.to_string()))?;
+        }
+        // The status must be a step of the handshake a driver can reach, and features past
+        // FEATURES_OK what negotiate_features would have taken.
+        let steps = [
+            0,
+            ACK,
+            ACK | DRIVER,
+            ACK | DRIVER | FEATURES_OK,
+            ACK | DRIVER | FEATURES_OK | DRIVER_OK,
+        ];
+        if !steps.contains(&(state.status & !(FAILED | NEEDS_RESET))) {
+            return Err(TransportStateError::InvalidStatus {
+                device_type,
+                status: state.status,
+            });
+        }
+        let offered = lock(&t.device).avail_features();
+        if state.status & FEATURES_OK != 0
+            && (state.acked_unknown_features
+                || state.acked_features & !offered != 0
+                || state.acked_features & (1 << VIRTIO_F_VERSION_1) == 0)
+        {
+            return Err(TransportStateError::InvalidFeatures {
+                device_type,
+                acked: state.acked_features,
+                offered,
+            });
+        }
+        t.device_features_sel = state.device_features_sel;
+        t.driver_features_sel = state.driver_features_sel;
+        t.acked_features = state.acked_features;
+        t.acked_unknown_features = state.acked_unknown_features;
+        t.queue_sel = state.queue_sel;
+        t.config_generation = state.config_generation;
+        t.interrupt.restore_status(state.interrupt_status);
+        if state.status & FEATURES_OK != 0 {
+            lock(&t.device).set_acked_features(state.acked_features);
+        }
+        if state.status & (DRIVER_OK | NEEDS_RESET | FAILED) == DRIVER_OK {
+            let mut handed = Vec::with_capacity(t.queues.len());
+            for (index, queue) in t.queues.iter().enumerate() {
+                if queue.ready() && !queue_fits_memory(queue, &t.mem) {
+                    return Err(invalid(index, "outside guest memory".into()));
+                }
+                handed.push(
+                    Queue::try_from(queue.state()).map_err(|e| invalid(index, e.to_string()))?,
+                );
+            }
+            lock(&t.device)
+                .activate(
+                    t.mem.clone(),
+                    handed,
+                    t.queue_evts.clone(),
+                    t.interrupt.clone(),
+                )
+                .map_err(|source| TransportStateError::Activation {
+                    device_type,
+                    source,
+                })?;
+        }
+        t.status = state.status;
+        Ok(t)
     }
 
     fn bad_access(&mut self, what: &str, offset: u64) {
@@ -530,6 +754,9 @@ mod tests {
     struct Recorder {
         virtio: VirtioState,
         activated: Option<Vec<QueueSummary>>,
+        /// (next_avail, next_used) of each queue handed over at activation; a test moves
+        /// them to stand for requests served.
+        positions: Option<Vec<(u16, u16)>>,
         resets: usize,
         fail_activation: bool,
         config: [u8; 8],
@@ -541,6 +768,7 @@ mod tests {
             Recorder {
                 virtio: VirtioState::new("recorder", features, Vec::new()).unwrap(),
                 activated: None,
+                positions: None,
                 resets: 0,
                 fail_activation: false,
                 config: [0; 8],
@@ -585,6 +813,12 @@ mod tests {
             if self.fail_activation {
                 return Err(ActivateError::Backend(std::io::Error::other("refused")));
             }
+            self.positions = Some(
+                queues
+                    .iter()
+                    .map(|q| (q.next_avail(), q.next_used()))
+                    .collect(),
+            );
             self.activated = Some(
                 queues
                     .iter()
@@ -609,6 +843,9 @@ mod tests {
         }
         fn is_activated(&self) -> bool {
             self.activated.is_some()
+        }
+        fn queue_positions(&self) -> Option<Vec<(u16, u16)>> {
+            self.positions.clone()
         }
     }
 
@@ -718,6 +955,124 @@ mod tests {
         assert!(dev.lock().unwrap().activated.is_none());
         w(&mut t, QUEUE_SEL, 0);
         assert_eq!(r(&mut t, QUEUE_READY), 0);
+    }
+
+    fn started() -> (MmioTransport, Arc<Mutex<Recorder>>) {
+        let (mut t, dev) = setup();
+        negotiate(&mut t, FEATURES);
+        setup_queue(&mut t, 0, 8, 0x1_0000);
+        setup_queue(&mut t, 1, 4, 0x2_0000);
+        w(&mut t, STATUS, ACK | DRIVER | FEATURES_OK | DRIVER_OK);
+        (t, dev)
+    }
+
+    fn restore(
+        state: &MmioTransportState,
+    ) -> Result<(MmioTransport, Arc<Mutex<Recorder>>), TransportStateError> {
+        let mem = GuestMemory::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap();
+        let dev = Arc::new(Mutex::new(Recorder::default()));
+        let irq = Arc::new(IrqTrigger::new().unwrap());
+        MmioTransport::restore(mem, dev.clone(), irq, state).map(|t| (t, dev))
+    }
+
+    #[test]
+    fn a_restored_transport_restarts_its_device_where_it_was() {
+        let (mut t, dev) = started();
+        // The device served requests on both queues, and one interrupt is unacknowledged.
+        dev.lock().unwrap().positions = Some(vec![(5, 5), (3, 2)]);
+        t.interrupt().trigger(VIRTIO_MMIO_INT_VRING).unwrap();
+        w(&mut t, QUEUE_SEL, 1);
+        let state = t.state();
+        assert_eq!(state.queues[0].next_avail, 5);
+        assert_eq!(
+            (state.queues[1].next_avail, state.queues[1].next_used),
+            (3, 2)
+        );
+
+        let (mut r2, dev2) = restore(&state).unwrap();
+        assert_eq!(r2.state(), state);
+        let dev2 = dev2.lock().unwrap();
+        assert_eq!(dev2.virtio.acked_features(), FEATURES);
+        assert_eq!(
+            dev2.activated.clone().unwrap(),
+            vec![
+                (8, 0x1_0000, 0x1_1000, 0x1_2000, true, true),
+                (4, 0x2_0000, 0x2_1000, 0x2_2000, true, true)
+            ]
+        );
+        assert_eq!(dev2.positions, Some(vec![(5, 5), (3, 2)]));
+        drop(dev2);
+        assert_eq!(r(&mut r2, STATUS), ACK | DRIVER | FEATURES_OK | DRIVER_OK);
+        assert_eq!(r(&mut r2, INTERRUPT_STATUS), VIRTIO_MMIO_INT_VRING);
+        assert_eq!(r(&mut r2, QUEUE_NUM_MAX), 8, "QueueSel 1 still selected");
+        assert_eq!(
+            r2.interrupt().irq_evt().read().map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::WouldBlock),
+            "the restore raises no interrupt of its own"
+        );
+        // Still frozen: a restored live queue cannot be moved either.
+        w(&mut r2, QUEUE_DESC_LOW, 0x8000);
+        assert_eq!(r2.state().queues[1].desc_table, 0x2_0000);
+        assert_eq!(r2.metrics().refused_queue_writes, 1);
+    }
+
+    #[test]
+    fn a_device_mid_negotiation_is_restored_inactive() {
+        let (mut t, _) = setup();
+        negotiate(&mut t, FEATURES);
+        setup_queue(&mut t, 0, 8, 0x1_0000);
+        let state = t.state();
+        let (mut r2, dev2) = restore(&state).unwrap();
+        assert!(dev2.lock().unwrap().activated.is_none());
+        assert_eq!(r2.state(), state);
+        // The driver goes on with the handshake where it was.
+        setup_queue(&mut r2, 1, 4, 0x2_0000);
+        w(&mut r2, STATUS, ACK | DRIVER | FEATURES_OK | DRIVER_OK);
+        assert!(dev2.lock().unwrap().activated.is_some());
+    }
+
+    #[test]
+    fn a_snapshot_that_does_not_fit_the_device_or_memory_is_refused() {
+        let (t, _) = started();
+        let mut other = t.state();
+        other.device_type = crate::devices::virtio::TYPE_BLOCK;
+        assert!(matches!(
+            restore(&other),
+            Err(TransportStateError::DeviceMismatch {
+                saved: crate::devices::virtio::TYPE_BLOCK,
+                ..
+            })
+        ));
+        let mut outside = t.state();
+        outside.queues[1].used_ring = 0x10_0000 - 8;
+        assert!(matches!(
+            restore(&outside),
+            Err(TransportStateError::InvalidQueue { index: 1, .. })
+        ));
+        let mut bad_size = t.state();
+        bad_size.queues[0].size = 7;
+        assert!(matches!(
+            restore(&bad_size),
+            Err(TransportStateError::InvalidQueue { index: 0, .. })
+        ));
+        let mut bad_status = t.state();
+        bad_status.status = ACK | DRIVER_OK;
+        assert!(matches!(
+            restore(&bad_status),
+            Err(TransportStateError::InvalidStatus { .. })
+        ));
+        let mut unoffered = t.state();
+        unoffered.acked_features |= 1 << 40;
+        assert!(matches!(
+            restore(&unoffered),
+            Err(TransportStateError::InvalidFeatures { .. })
+        ));
+        let mut legacy = t.state();
+        legacy.acked_features &= !(1 << VIRTIO_F_VERSION_1);
+        assert!(matches!(
+            restore(&legacy),
+            Err(TransportStateError::InvalidFeatures { .. })
+        ));
     }
 
     #[test]

@@ -112,6 +112,12 @@ impl IrqTrigger {
     pub fn ack(&self, bits: u32) {
         self.status.fetch_and(!bits, Ordering::SeqCst);
     }
+
+    /// InterruptStatus as a snapshot saved it, without raising the line: the interrupt the
+    /// bits stand for is in the restored irqchip's state already.
+    pub fn restore_status(&self, bits: u32) {
+        self.status.store(bits, Ordering::SeqCst);
+    }
 }
 
 /// A virtio device behind the mmio transport. Implementations live in one folder each and
@@ -175,6 +181,16 @@ pub trait VirtioDevice: Send {
     /// Whether the device is activated.
     fn is_activated(&self) -> bool {
         self.virtio().is_activated()
+    }
+    /// Where the device is in each of its active queues (next available entry to take, next
+    /// used entry to fill), for a snapshot; None while it is not active.
+    fn queue_positions(&self) -> Option<Vec<(u16, u16)>> {
+        self.virtio().active().map(|a| {
+            a.queues
+                .iter()
+                .map(|q| (q.next_avail(), q.next_used()))
+                .collect()
+        })
     }
 }
 

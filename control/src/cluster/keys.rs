@@ -223,6 +223,15 @@ impl Keyspace {
     pub fn server_group(&self, id: &str) -> String {
         format!("{}{id}", self.server_groups())
     }
+
+    pub fn aggregates(&self) -> String {
+        format!("{}/aggregates/", self.root)
+    }
+
+    /// A host aggregate (by uuid) with its hosts and metadata inline.
+    pub fn aggregate(&self, uuid: &str) -> String {
+        format!("{}{uuid}", self.aggregates())
+    }
 }
 
 // Images and volumes (Glance's and Cinder's doors).

@@ -108,7 +108,6 @@ fn etcd_key_pairs_conform_to_the_key_pair_store_contract() {
     crate::compute::keypairs::store::conformance::run(|| etcd.doors().unwrap().keypairs());
 }
 
-/// A member of project `p1`, for the network tests.
 #[test]
 fn etcd_server_groups_conform_to_the_server_group_store_contract() {
     use crate::compute::server_groups::store::conformance;
@@ -120,6 +119,18 @@ fn etcd_server_groups_conform_to_the_server_group_store_contract() {
     });
 }
 
+#[test]
+fn etcd_aggregates_conform_to_the_aggregate_store_contract() {
+    use crate::compute::aggregates::store::conformance;
+    let etcd = EtcdMember::start();
+    conformance::run(|| etcd.doors().unwrap().aggregates());
+    conformance::races(|| {
+        let (a, b) = etcd.two_boxes();
+        (a.aggregates(), b.aggregates())
+    });
+}
+
+/// A member of project `p1`, for the network tests.
 fn member() -> crate::context::RequestContext {
     crate::context::RequestContext {
         user_id: "u".into(),

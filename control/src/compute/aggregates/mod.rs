@@ -20,6 +20,10 @@ use outpost_resources::{Cluster, HostId, DEFAULT_AVAILABILITY_ZONE};
 pub enum AggregateError {
     #[error("Aggregate {0} could not be found.")]
     NotFound(String),
+    /// Nova checks the path's id is an integer before it looks (a name is no id: clients
+    /// that find by name list on this 400, as on a 404).
+    #[error("Invalid input received: id must be an integer.")]
+    NotAnId,
     #[error("Aggregate {0} already exists.")]
     NameExists(String),
     #[error("Compute host {0} could not be found.")]
@@ -27,7 +31,7 @@ pub enum AggregateError {
     #[error("Aggregate {id} already has host {host}.")]
     HostExists { id: i64, host: String },
     #[error("Cannot remove host {host} in aggregate {id}")]
-    NotAMember { id: i64, host: String },
+    NoSuchMember { id: String, host: String },
     /// A host would be in two zones at once.
     #[error(
         "Cannot add host to aggregate {id}. Reason: One or more hosts already in availability \
@@ -113,11 +117,7 @@ pub fn get(
     id: &str,
 ) -> Result<Aggregate, AggregateError> {
     admin(ctx, "show")?;
-    store
-        .aggregates()?
-        .into_iter()
-        .find(|a| a.id.to_string() == id)
-        .ok_or_else(|| AggregateError::NotFound(id.to_owned()))
+    find(&store.aggregates()?, id).cloned()
 }
 
 /// Makes an aggregate with no host; the zone, if given, goes into its metadata.
@@ -286,10 +286,19 @@ pub fn remove_host(
 ) -> Result<Aggregate, AggregateError> {
     admin(ctx, "remove_host")?;
     decide(store, |all| {
-        let mut a = find(all, id)?.clone();
+        // Nova says the same of an unknown aggregate as of a host not in it.
+        let mut a = match find(all, id) {
+            Err(AggregateError::NotFound(_)) => {
+                return Err(AggregateError::NoSuchMember {
+                    id: id.to_owned(),
+                    host: host.to_owned(),
+                })
+            }
+            found => found?.clone(),
+        };
         if !a.hosts.remove(host) {
-            return Err(AggregateError::NotAMember {
-                id: a.id,
+            return Err(AggregateError::NoSuchMember {
+                id: a.id.to_string(),
                 host: host.to_owned(),
             });
         }
@@ -328,8 +337,9 @@ fn decide(
 }
 
 fn find<'a>(all: &'a [Aggregate], id: &str) -> Result<&'a Aggregate, AggregateError> {
+    let wanted: i64 = id.trim().parse().map_err(|_| AggregateError::NotAnId)?;
     all.iter()
-        .find(|a| a.id.to_string() == id)
+        .find(|a| a.id == wanted)
         .ok_or_else(|| AggregateError::NotFound(id.to_owned()))
 }
 
@@ -412,7 +422,272 @@ pub fn place_hosts(
     }
 }
 
-/// Nova's default zone, for a box no zone was configured for.
-pub fn default_zone() -> &'static str {
-    DEFAULT_AVAILABILITY_ZONE
+/// A compute host as the zone list sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneHost {
+    pub name: String,
+    /// The zone its box was configured with (Nova's default when none was).
+    pub configured_zone: String,
+    pub enabled: bool,
+    pub up: bool,
+}
+
+/// An availability zone as `os-availability-zone` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Zone {
+    pub name: String,
+    /// Whether a server asked for in it can be placed now: one of its hosts is enabled and
+    /// up. (Nova calls a zone available when one of its services is enabled; a box that is
+    /// down takes nothing either, so we ask both.)
+    pub available: bool,
+    /// Its hosts, in the order given.
+    pub hosts: Vec<String>,
+}
+
+/// The zones `hosts` are in, by name; a zone no host is in is no zone (an aggregate's zone
+/// appears once a host is added to it), as in Nova.
+pub fn zones(aggregates: &[Aggregate], hosts: &[ZoneHost]) -> Vec<Zone> {
+    let mut zones: BTreeMap<String, Zone> = BTreeMap::new();
+    for h in hosts {
+        let name = zone_of(aggregates, &h.name, &h.configured_zone).to_owned();
+        let zone = zones.entry(name.clone()).or_insert_with(|| Zone {
+            name,
+            available: false,
+            hosts: Vec::new(),
+        });
+        zone.available |= h.enabled && h.up;
+        zone.hosts.push(h.name.clone());
+    }
+    zones.into_values().collect()
+}
+
+/// Nova's default zone, for a host no zone was configured for.
+pub const DEFAULT_ZONE: &str = DEFAULT_AVAILABILITY_ZONE;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::Db;
+    use outpost_resources::Host;
+
+    fn caller(roles: &[&str]) -> RequestContext {
+        RequestContext {
+            user_id: "u".into(),
+            user_name: "u".into(),
+            project_id: Some("p".into()),
+            project_name: None,
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+        }
+    }
+
+    fn boxes() -> Vec<String> {
+        vec!["box1".into(), "box2".into()]
+    }
+
+    #[test]
+    fn only_admins_touch_aggregates() {
+        let db = Db::open_in_memory().unwrap();
+        let member = caller(&["member"]);
+        assert_eq!(
+            create(&db, &member, "a", None).unwrap_err().to_string(),
+            "Policy doesn't allow os_compute_api:os-aggregates:create to be performed."
+        );
+        assert!(matches!(
+            list(&db, &member),
+            Err(AggregateError::Forbidden("index"))
+        ));
+        assert!(db.aggregates().unwrap().is_empty());
+    }
+
+    #[test]
+    fn names_are_unique_and_ids_must_be_integers() {
+        let db = Db::open_in_memory().unwrap();
+        let admin = caller(&["admin"]);
+        let a = create(&db, &admin, "edge", Some("z1")).unwrap();
+        assert_eq!(a.availability_zone(), Some("z1"));
+        assert_eq!(
+            create(&db, &admin, "edge", None).unwrap_err().to_string(),
+            "Aggregate edge already exists."
+        );
+        let b = create(&db, &admin, "core", None).unwrap();
+        let rename = AggregateChange {
+            name: Some("edge".into()),
+            availability_zone: None,
+        };
+        assert!(matches!(
+            update(&db, &admin, &b.id.to_string(), &rename),
+            Err(AggregateError::NameExists(_))
+        ));
+        assert!(matches!(
+            get(&db, &admin, "edge"),
+            Err(AggregateError::NotAnId)
+        ));
+        assert_eq!(
+            get(&db, &admin, "999").unwrap_err().to_string(),
+            "Aggregate 999 could not be found."
+        );
+        for bad in ["", " lead"] {
+            assert!(matches!(
+                create(&db, &admin, bad, None),
+                Err(AggregateError::InvalidField { field: "name", .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn hosts_join_known_boxes_once_and_keep_one_zone() {
+        let db = Db::open_in_memory().unwrap();
+        let admin = caller(&["admin"]);
+        let z1 = create(&db, &admin, "a", Some("z1")).unwrap().id.to_string();
+        let z2 = create(&db, &admin, "b", Some("z2")).unwrap().id.to_string();
+        let plain = create(&db, &admin, "c", None).unwrap().id.to_string();
+        assert_eq!(
+            add_host(&db, &admin, &z1, "box9", &boxes())
+                .unwrap_err()
+                .to_string(),
+            "Compute host box9 could not be found."
+        );
+        let a = add_host(&db, &admin, &z1, "box1", &boxes()).unwrap();
+        assert!(a.hosts.contains("box1"));
+        assert!(matches!(
+            add_host(&db, &admin, &z1, "box1", &boxes()),
+            Err(AggregateError::HostExists { .. })
+        ));
+        assert_eq!(
+            add_host(&db, &admin, &z2, "box1", &boxes())
+                .unwrap_err()
+                .to_string(),
+            format!(
+                "Cannot add host to aggregate {z2}. Reason: One or more hosts already in \
+                 availability zone(s) [\"z1\"]."
+            )
+        );
+        // An aggregate without a zone takes any host; giving it a zone its host is not in
+        // is refused.
+        add_host(&db, &admin, &plain, "box1", &boxes()).unwrap();
+        let to_z2 = AggregateChange {
+            name: None,
+            availability_zone: Some(Some("z2".into())),
+        };
+        assert!(matches!(
+            update(&db, &admin, &plain, &to_z2),
+            Err(AggregateError::ZoneConflictOnUpdate { .. })
+        ));
+        let meta = [(ZONE_KEY.to_owned(), Some("z2".to_owned()))].into();
+        assert!(matches!(
+            set_metadata(&db, &admin, &plain, &meta),
+            Err(AggregateError::ZoneConflictOnUpdate { .. })
+        ));
+        let meta = [(ZONE_KEY.to_owned(), Some("z1".to_owned()))].into();
+        assert_eq!(
+            set_metadata(&db, &admin, &plain, &meta)
+                .unwrap()
+                .availability_zone(),
+            Some("z1")
+        );
+        // Not empty: not deleted; emptied: deleted.
+        assert!(matches!(
+            delete(&db, &admin, &z1),
+            Err(AggregateError::NotEmpty(_))
+        ));
+        assert_eq!(
+            remove_host(&db, &admin, &z1, "box2")
+                .unwrap_err()
+                .to_string(),
+            format!("Cannot remove host box2 in aggregate {z1}")
+        );
+        remove_host(&db, &admin, &z1, "box1").unwrap();
+        delete(&db, &admin, &z1).unwrap();
+        assert!(matches!(
+            get(&db, &admin, &z1),
+            Err(AggregateError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn set_metadata_sets_and_removes_keys_and_checks_them() {
+        let db = Db::open_in_memory().unwrap();
+        let admin = caller(&["admin"]);
+        let id = create(&db, &admin, "a", None).unwrap().id.to_string();
+        let set = [
+            ("ssd".to_owned(), Some("true".to_owned())),
+            ("tier".to_owned(), Some("gold".to_owned())),
+        ]
+        .into();
+        set_metadata(&db, &admin, &id, &set).unwrap();
+        let unset = [("tier".to_owned(), None)].into();
+        let a = set_metadata(&db, &admin, &id, &unset).unwrap();
+        assert_eq!(
+            a.metadata,
+            [("ssd".to_owned(), "true".to_owned())].into()
+        );
+        let bad = [("no=equals".to_owned(), Some("x".to_owned()))].into();
+        assert!(matches!(
+            set_metadata(&db, &admin, &id, &bad),
+            Err(AggregateError::InvalidField { .. })
+        ));
+    }
+
+    #[test]
+    fn hosts_take_their_aggregates_zone_and_metadata_else_their_own_zone() {
+        let mut agg = store::conformance::aggregate("fast");
+        agg.hosts.insert("box1".into());
+        agg.metadata.insert(ZONE_KEY.into(), "z1".into());
+        agg.metadata.insert("ssd".into(), "true".into());
+        let mut cluster = Cluster::from_hosts([
+            Host::new("box1", "box1"),
+            Host::new("box2", "box2").in_zone("edge"),
+        ])
+        .unwrap();
+        // A host left in a zone by an aggregate since removed is back in its own.
+        cluster
+            .host_mut(&HostId("box1".into()))
+            .unwrap()
+            .availability_zone = "stale".into();
+        place_hosts(&mut cluster, std::slice::from_ref(&agg), |id, current| {
+            if id.0 == "box1" {
+                DEFAULT_ZONE.to_owned()
+            } else {
+                current.to_owned()
+            }
+        });
+        let host = |name: &str| cluster.host(&HostId(name.into())).unwrap().clone();
+        assert_eq!(host("box1").availability_zone, "z1");
+        assert!(host("box1").aggregates.contains("fast"));
+        assert!(host("box1").aggregate_metadata["ssd"].contains("true"));
+        assert_eq!(host("box2").availability_zone, "edge");
+        assert!(host("box2").aggregate_metadata.is_empty());
+        let listed = zones(
+            &[agg],
+            &[
+                ZoneHost {
+                    name: "box1".into(),
+                    configured_zone: DEFAULT_ZONE.into(),
+                    enabled: true,
+                    up: false,
+                },
+                ZoneHost {
+                    name: "box2".into(),
+                    configured_zone: DEFAULT_ZONE.into(),
+                    enabled: true,
+                    up: true,
+                },
+            ],
+        );
+        assert_eq!(
+            listed,
+            [
+                Zone {
+                    name: "nova".into(),
+                    available: true,
+                    hosts: vec!["box2".into()],
+                },
+                Zone {
+                    name: "z1".into(),
+                    available: false,
+                    hosts: vec!["box1".into()],
+                },
+            ]
+        );
+    }
 }

@@ -139,9 +139,7 @@ impl From<AggregateError> for Fault {
             E::ZoneConflictOnUpdate { .. }
             | E::NotEmpty(_)
             | E::InvalidField { .. }
-            | E::NotAnId => {
-                StatusCode::BAD_REQUEST
-            }
+            | E::NotAnId => StatusCode::BAD_REQUEST,
             E::Forbidden(_) => StatusCode::FORBIDDEN,
             E::Random(_) | E::Storage(_) => return Fault::internal(e),
         };

@@ -58,7 +58,10 @@ fn all(conn: &Connection) -> Result<Vec<Aggregate>, StorageError> {
 fn put_members(conn: &Connection, a: &Aggregate) -> Result<(), StorageError> {
     let id = named_params! {":id": a.id};
     conn.execute("DELETE FROM aggregate_hosts WHERE aggregate_id = :id", id)?;
-    conn.execute("DELETE FROM aggregate_metadata WHERE aggregate_id = :id", id)?;
+    conn.execute(
+        "DELETE FROM aggregate_metadata WHERE aggregate_id = :id",
+        id,
+    )?;
     for host in &a.hosts {
         conn.execute(
             "INSERT INTO aggregate_hosts (aggregate_id, host) VALUES (:id, :host)",

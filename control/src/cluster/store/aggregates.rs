@@ -107,12 +107,11 @@ impl AggregateStore for EtcdAggregates {
             let stored = |id: i64| read.iter().find(|(a, _)| a.id == id);
             // No aggregate written since the read (a delete is caught by the compare on the
             // key a write names: the others' deletes loosen no rule).
-            let mut when = vec![Compare::mod_revision(
-                keys.aggregates(),
-                CompareOp::Less,
-                newest + 1,
-            )
-            .with_prefix()];
+            let mut when =
+                vec![
+                    Compare::mod_revision(keys.aggregates(), CompareOp::Less, newest + 1)
+                        .with_prefix(),
+                ];
             let (op, answer) = match decide(&all) {
                 None => return Ok(Decided::Done(Answer::Nothing)),
                 Some(AggregateWrite::Create(new)) => {
@@ -151,9 +150,9 @@ impl AggregateStore for EtcdAggregates {
             Answer::Written(a) => Ok(Some(a)),
             Answer::Created(uuid) => {
                 let key = keys.aggregate(&uuid);
-                let made = self
-                    .doors
-                    .call(|kv| async move { kv.get(key).await?.map(|kv| decode(&kv)).transpose() })?;
+                let made = self.doors.call(|kv| async move {
+                    kv.get(key).await?.map(|kv| decode(&kv)).transpose()
+                })?;
                 made.map(Some).ok_or_else(|| {
                     StorageError::Corrupt(format!("aggregate {uuid} vanished as it was made"))
                 })

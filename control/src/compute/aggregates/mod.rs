@@ -617,10 +617,7 @@ mod tests {
         set_metadata(&db, &admin, &id, &set).unwrap();
         let unset = [("tier".to_owned(), None)].into();
         let a = set_metadata(&db, &admin, &id, &unset).unwrap();
-        assert_eq!(
-            a.metadata,
-            [("ssd".to_owned(), "true".to_owned())].into()
-        );
+        assert_eq!(a.metadata, [("ssd".to_owned(), "true".to_owned())].into());
         let bad = [("no=equals".to_owned(), Some("x".to_owned()))].into();
         assert!(matches!(
             set_metadata(&db, &admin, &id, &bad),

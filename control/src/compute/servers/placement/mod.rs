@@ -422,6 +422,8 @@ impl Placement {
         match &self.door {
             Door::Box { cluster, store } => {
                 let mut cluster = lock(cluster);
+                // The new size must suit the box's aggregates too (their extra specs).
+                self.put_in_aggregates(&mut cluster)?;
                 let resize = self.scheduler.schedule_resize(
                     &mut cluster,
                     &consumer,
@@ -442,6 +444,7 @@ impl Placement {
                 let mut request = request.clone();
                 request.destination = view.cluster.holder(&consumer).cloned();
                 let mut cluster = view.cluster.clone();
+                self.put_in_aggregates(&mut cluster)?;
                 let resize = self.scheduler.schedule_resize(
                     &mut cluster,
                     &consumer,
@@ -748,6 +751,10 @@ mod tests {
         assert!(p
             .claim("f", &ssd("false"), false, &Wanted::default())
             .is_err());
+        // A resize is held to the box's aggregates as a create is.
+        assert!(p.begin_resize("a", &ssd("false"), false).is_err());
+        assert!(p.begin_resize("a", &ssd("true"), false).is_ok());
+        p.confirm_resize("a").unwrap();
 
         // The zone taken away, the box is back in Nova's default.
         let no_zone = AggregateChange {

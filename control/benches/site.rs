@@ -216,7 +216,11 @@ fn claims() {
                 let own = doors(&etcd_round, "/bench/c");
                 let door = PlacementDoor::Site(Arc::new(own.site_claims()));
                 let groups = Arc::new(own.server_groups());
-                Arc::new(Placement::open(&settings(BOXES[i % 3]), door, groups).expect("placement"))
+                let aggregates = Arc::new(own.aggregates());
+                Arc::new(
+                    Placement::open(&settings(BOXES[i % 3]), door, groups, aggregates)
+                        .expect("placement"),
+                )
             })
             .collect();
         let granted = AtomicU64::new(0);

@@ -4,6 +4,7 @@
 //! `compute::servers::store`, ...); [`crate::storage`] implements them on SQLite for one box,
 //! and a cluster's store implements the same traits. Nothing here names a backend.
 
+use crate::compute::aggregates::AggregateStore;
 use crate::compute::flavors::FlavorStore;
 use crate::compute::keypairs::KeyPairStore;
 use crate::compute::server_groups::ServerGroupStore;
@@ -29,6 +30,7 @@ pub struct Doors {
     pub networks: Arc<dyn NetworkStore>,
     pub servers: Arc<dyn ServerStore>,
     pub server_groups: Arc<dyn ServerGroupStore>,
+    pub aggregates: Arc<dyn AggregateStore>,
     pub claims: PlacementDoor,
 }
 

@@ -6,6 +6,8 @@
 //!   admin and as a member;
 //! - `server group create --policy` / list / show / delete, in the microversion the client
 //!   picks (2.64 and later give `policy` and `rules`);
+//! - `aggregate create --zone` / add host / set --property / show / list / remove host /
+//!   delete, and `availability zone list` following the box into the aggregate's zone;
 //! - `keypair create` (generated, and `--public-key` from ssh-keygen) / list / show / delete,
 //!   and `server create --key-name` (without booting);
 //! - `image create --file` / list / show / save / set, `volume create/list/set`, snapshots;
@@ -137,6 +139,59 @@ fn openstack_client_drives_tokens_and_flavors() {
         .as_array()
         .unwrap()
         .is_empty());
+}
+
+#[test]
+fn openstack_client_drives_aggregates_and_availability_zones() {
+    let d = Daemon::start();
+    let admin = openstack::as_user(&d, "admin", ADMIN_PASSWORD, "admin");
+    let zone_names = || -> Vec<String> {
+        admin
+            .json(&["availability", "zone", "list", "--compute"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|z| z["Zone Name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(zone_names(), ["nova"]);
+    // The box, as the client names hosts.
+    let services = admin.json(&["compute", "service", "list"]);
+    let host = services[0]["Host"].as_str().unwrap().to_owned();
+
+    let made = admin.json(&["aggregate", "create", "--zone", "edge-1", "edge"]);
+    assert_eq!(made["name"], "edge", "{made}");
+    assert_eq!(made["availability_zone"], "edge-1", "{made}");
+    let added = admin.json(&["aggregate", "add", "host", "edge", &host]);
+    assert_eq!(added["hosts"], serde_json::json!([host]), "{added}");
+    admin.ok(&["aggregate", "set", "--property", "ssd=true", "edge"]);
+    let shown = admin.json(&["aggregate", "show", "edge"]);
+    assert_eq!(shown["availability_zone"], "edge-1", "{shown}");
+    assert_eq!(shown["hosts"], serde_json::json!([host]), "{shown}");
+    assert_eq!(shown["properties"]["ssd"], "true", "{shown}");
+    let listed = admin.json(&["aggregate", "list"]);
+    assert_eq!(listed[0]["Name"], "edge", "{listed}");
+    assert_eq!(listed[0]["Availability Zone"], "edge-1", "{listed}");
+    // The box is in the aggregate's zone now.
+    assert_eq!(zone_names(), ["edge-1"]);
+
+    // Nova's refusals, as the client reports them.
+    let twice = admin.run(&["aggregate", "create", "edge"]).unwrap_err();
+    assert!(twice.contains("Aggregate edge already exists."), "{twice}");
+    let not_empty = admin.run(&["aggregate", "delete", "edge"]).unwrap_err();
+    assert!(
+        not_empty.contains("Host aggregate is not empty"),
+        "{not_empty}"
+    );
+
+    admin.ok(&["aggregate", "remove", "host", "edge", &host]);
+    admin.ok(&["aggregate", "delete", "edge"]);
+    assert!(admin
+        .json(&["aggregate", "list"])
+        .as_array()
+        .unwrap()
+        .is_empty());
+    assert_eq!(zone_names(), ["nova"]);
 }
 
 #[test]

@@ -6,7 +6,8 @@
 //! and flavors live in etcd); a fourth box joins the running site (its etcd member added the
 //! operator's way) and is listed everywhere; `kill -9` of an outpostd restarted at once keeps
 //! the box's lease; a box that loses power is shown down within the lease's TTL, then removed
-//! while the others go on.
+//! while the others go on. A host aggregate made through one box zones its box for all, and
+//! placement keeps a server asked for that zone to it.
 
 use std::time::{Duration, Instant};
 
@@ -319,4 +320,119 @@ fn three_boxes_form_one_site_with_services_hypervisors_and_leases() {
     assert_eq!(listed.lines().count(), 3, "{listed}");
     assert_eq!(hypervisors(&rig, 2).len(), 3);
     assert_eq!(hypervisors(&rig, 4).len(), 3);
+}
+
+/// Host aggregates on a site, with no guest: an aggregate made through box 1 puts box 3 in
+/// zone edge-1 for every box's zone list and services; a server asked for edge-1 through box 2
+/// may go only to box 3 (with box 3 disabled it finds no host, though boxes 1 and 2 are
+/// free), and an unknown zone is refused at once.
+#[test]
+fn an_aggregate_s_zone_holds_its_box_alone_on_every_box() {
+    let rig = Rig::site(3);
+    let (code, body) = rig.boxes[0].api(
+        "POST",
+        "/compute/v2.1/os-aggregates",
+        Some(&json!({"aggregate": {"name": "edge", "availability_zone": "edge-1"}})),
+        "2.53",
+    );
+    assert_eq!(code, 200, "{body}");
+    let id = body["aggregate"]["id"].as_i64().unwrap();
+    let (code, body) = rig.boxes[0].api(
+        "POST",
+        &format!("/compute/v2.1/os-aggregates/{id}/action"),
+        Some(&json!({"add_host": {"host": "box3"}})),
+        "2.53",
+    );
+    assert_eq!(code, 200, "{body}");
+    for b in &rig.boxes {
+        let (code, zones) = b.api(
+            "GET",
+            "/compute/v2.1/os-availability-zone/detail",
+            None,
+            "2.53",
+        );
+        assert_eq!(code, 200, "{zones}");
+        let info = zones["availabilityZoneInfo"].as_array().unwrap();
+        let hosts = |zone: &str| -> Vec<String> {
+            let z = by_name(info, "zoneName", zone);
+            let mut h: Vec<String> = z["hosts"].as_object().unwrap().keys().cloned().collect();
+            h.sort();
+            h
+        };
+        assert_eq!(hosts("edge-1"), ["box3"], "through {}: {zones}", b.name);
+        assert_eq!(
+            hosts("nova"),
+            ["box1", "box2"],
+            "through {}: {zones}",
+            b.name
+        );
+        let (_, services) = b.api("GET", "/compute/v2.1/os-services?host=box3", None, "2.53");
+        assert_eq!(services["services"][0]["zone"], "edge-1", "{services}");
+    }
+
+    let (code, body) = rig.boxes[1].api(
+        "POST",
+        "/compute/v2.1/flavors",
+        Some(&json!({"flavor": {"name": "tiny", "ram": 64, "vcpus": 1, "disk": 1}})),
+        "2.53",
+    );
+    assert_eq!(code, 200, "{body}");
+    let flavor = body["flavor"]["id"].as_str().unwrap().to_owned();
+    let create = |zone: &str| {
+        rig.boxes[1].api(
+            "POST",
+            "/compute/v2.1/servers",
+            Some(&json!({"server": {"name": "s", "flavorRef": flavor,
+                                    "imageRef": "outpost-guest", "networks": "none",
+                                    "availability_zone": zone}})),
+            "2.53",
+        )
+    };
+    let (code, body) = create("nowhere");
+    assert_eq!(code, 400, "{body}");
+
+    // Box 3 disabled: edge-1 has no box to take a server, nova has two idle ones.
+    let (_, services) =
+        rig.boxes[0].api("GET", "/compute/v2.1/os-services?host=box3", None, "2.53");
+    let service = services["services"][0]["id"].as_str().unwrap().to_owned();
+    let (code, body) = rig.boxes[0].api(
+        "PUT",
+        &format!("/compute/v2.1/os-services/{service}"),
+        Some(&json!({"status": "disabled", "disabled_reason": "edge maintenance"})),
+        "2.53",
+    );
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = create("edge-1");
+    assert_eq!(code, 202, "{body}");
+    let server = body["server"]["id"].as_str().unwrap().to_owned();
+    let fault = eventually(30, "the server ends in ERROR", || {
+        let (_, s) = rig.boxes[1].api(
+            "GET",
+            &format!("/compute/v2.1/servers/{server}"),
+            None,
+            "2.53",
+        );
+        (s["server"]["status"] == "ERROR").then(|| s["server"]["fault"]["message"].to_string())
+    });
+    assert!(
+        fault.contains("No valid host") && fault.contains("edge-1"),
+        "{fault}"
+    );
+    let (_, zones) = rig.boxes[2].api("GET", "/compute/v2.1/os-availability-zone", None, "2.53");
+    let info = zones["availabilityZoneInfo"].as_array().unwrap();
+    assert_eq!(
+        by_name(info, "zoneName", "edge-1")["zoneState"]["available"],
+        false
+    );
+    assert_eq!(
+        by_name(info, "zoneName", "nova")["zoneState"]["available"],
+        true
+    );
+    let (code, _) = rig.boxes[1].api(
+        "DELETE",
+        &format!("/compute/v2.1/servers/{server}"),
+        None,
+        "2.53",
+    );
+    assert_eq!(code, 204);
 }

@@ -10,6 +10,7 @@
 
 use super::request::{Reply, ReplyBody};
 use super::ServiceKind;
+use crate::compute::aggregates::AggregateError;
 use crate::compute::flavors::FlavorError;
 use crate::compute::keypairs::KeyPairError;
 use crate::compute::server_groups::ServerGroupError;
@@ -118,6 +119,27 @@ impl From<ServerGroupError> for Fault {
         let status = match &e {
             E::NotFound(_) => StatusCode::NOT_FOUND,
             E::InvalidField { .. } | E::RulesNeedAntiAffinity => StatusCode::BAD_REQUEST,
+            E::Forbidden(_) => StatusCode::FORBIDDEN,
+            E::Random(_) | E::Storage(_) => return Fault::internal(e),
+        };
+        Fault::new(status, e.to_string())
+    }
+}
+
+impl From<AggregateError> for Fault {
+    fn from(e: AggregateError) -> Fault {
+        use AggregateError as E;
+        let status = match &e {
+            E::NotFound(_) | E::HostNotFound(_) | E::NoSuchMember { .. } => StatusCode::NOT_FOUND,
+            E::NameExists(_) | E::HostExists { .. } | E::ZoneConflictOnAdd { .. } => {
+                StatusCode::CONFLICT
+            }
+            // Nova answers 400 to an update its hosts' zones refuse and to deleting an
+            // aggregate that still has hosts (InvalidAggregateAction).
+            E::ZoneConflictOnUpdate { .. }
+            | E::NotEmpty(_)
+            | E::InvalidField { .. }
+            | E::NotAnId => StatusCode::BAD_REQUEST,
             E::Forbidden(_) => StatusCode::FORBIDDEN,
             E::Random(_) | E::Storage(_) => return Fault::internal(e),
         };

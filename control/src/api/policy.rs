@@ -113,6 +113,22 @@ const SERVER_ACTIONS: &[(&str, Rule)] = &[
     ),
 ];
 
+/// Nova's rules for the host aggregate actions: admin-only, as the aggregates are.
+const AGGREGATE_ACTIONS: &[(&str, Rule)] = &[
+    (
+        "add_host",
+        rule("os_compute_api:os-aggregates:add_host", ADMIN),
+    ),
+    (
+        "remove_host",
+        rule("os_compute_api:os-aggregates:remove_host", ADMIN),
+    ),
+    (
+        "set_metadata",
+        rule("os_compute_api:os-aggregates:set_metadata", ADMIN),
+    ),
+];
+
 /// Cinder's rules for the volume actions outpostd serves.
 const VOLUME_ACTIONS: &[(&str, Rule)] = &[("os-extend", rule("volume:extend", MEMBER))];
 
@@ -168,6 +184,21 @@ pub static POLICY: &[RouteRule] = &[
     entry(Method::GET, "/compute/v2.1/os-hypervisors", "os_compute_api:os-hypervisors:list", ADMIN),
     entry(Method::GET, "/compute/v2.1/os-hypervisors/detail", "os_compute_api:os-hypervisors:list-detail", ADMIN),
     entry(Method::GET, "/compute/v2.1/os-hypervisors/{hypervisor_id}", "os_compute_api:os-hypervisors:show", ADMIN),
+    // Nova host aggregates (admin-only) and availability zones (any caller lists them).
+    entry(Method::GET, "/compute/v2.1/os-aggregates", "os_compute_api:os-aggregates:index", ADMIN),
+    entry(Method::POST, "/compute/v2.1/os-aggregates", "os_compute_api:os-aggregates:create", ADMIN),
+    entry(Method::GET, "/compute/v2.1/os-aggregates/{aggregate_id}", "os_compute_api:os-aggregates:show", ADMIN),
+    entry(Method::PUT, "/compute/v2.1/os-aggregates/{aggregate_id}", "os_compute_api:os-aggregates:update", ADMIN),
+    entry(Method::DELETE, "/compute/v2.1/os-aggregates/{aggregate_id}", "os_compute_api:os-aggregates:delete", ADMIN),
+    RouteRule {
+        method: Method::POST,
+        path: "/compute/v2.1/os-aggregates/{aggregate_id}/action",
+        // An action outpostd does not know: the handler answers 400, after this check.
+        rule: rule("os_compute_api:os-aggregates:action", ADMIN),
+        actions: AGGREGATE_ACTIONS,
+    },
+    entry(Method::GET, "/compute/v2.1/os-availability-zone", "os_compute_api:os-availability-zone:list", ANY),
+    entry(Method::GET, "/compute/v2.1/os-availability-zone/detail", "os_compute_api:os-availability-zone:detail", ADMIN),
     // Nova server groups and servers.
     entry(Method::GET, "/compute/v2.1/os-server-groups", "os_compute_api:os-server-groups:index", READER),
     entry(Method::POST, "/compute/v2.1/os-server-groups", "os_compute_api:os-server-groups:create", MEMBER),

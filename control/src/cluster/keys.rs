@@ -3,6 +3,49 @@
 
 pub const PREFIX: &str = "/outpost/v1";
 
+/// Every kind of key the site keeps in etcd, by its prefix under [`PREFIX`]: the cluster's own
+/// and the doors'. docs/cluster.md's key table lists exactly these (the keys there marked
+/// planned aside); a test below checks both that and that every key function here spells a
+/// key under one of them.
+pub const PREFIXES: &[&str] = &[
+    "/cluster",
+    "/boxes/",
+    "/alive/",
+    "/join-tokens/",
+    "/names/",
+    "/identity/projects/",
+    "/identity/users/",
+    "/identity/roles/",
+    "/identity/assignments/",
+    "/identity/tokens/",
+    "/flavors/",
+    "/keypairs/",
+    "/server-groups/",
+    "/aggregates/",
+    "/images/",
+    "/image-copies/",
+    "/image-holders/",
+    "/volumes/",
+    "/snapshots/",
+    "/volume-snapshots/",
+    "/networks/",
+    "/vni/",
+    "/subnets/",
+    "/ports/",
+    "/ipam/",
+    "/macs/",
+    "/security-groups/",
+    "/sg-rules/",
+    "/sg-ports/",
+    "/servers/",
+    "/server-user-data/",
+    "/server-tasks/",
+    "/placement/providers/",
+    "/placement/usage/",
+    "/placement/claims/",
+    "/placement/groups/",
+];
+
 /// The cluster's own record: its id, who bootstrapped it and when.
 pub fn cluster() -> String {
     format!("{PREFIX}/cluster")
@@ -223,6 +266,15 @@ impl Keyspace {
     pub fn server_group(&self, id: &str) -> String {
         format!("{}{id}", self.server_groups())
     }
+
+    pub fn aggregates(&self) -> String {
+        format!("{}/aggregates/", self.root)
+    }
+
+    /// A host aggregate (by uuid) with its hosts and metadata inline.
+    pub fn aggregate(&self, uuid: &str) -> String {
+        format!("{}{uuid}", self.aggregates())
+    }
 }
 
 // Images and volumes (Glance's and Cinder's doors).
@@ -403,6 +455,101 @@ mod tests {
         assert_eq!(child(&box_record("box3"), &boxes()), Some("box3"));
         assert_eq!(child("/outpost/v1/boxes/a/b", &boxes()), None);
         assert_eq!(child("/outpost/v1/alive/a", &boxes()), None);
+    }
+
+    /// The key prefixes docs/cluster.md's key table names (`/boxes/<box>` names `/boxes/`),
+    /// and whether the row is only planned.
+    fn documented_prefixes() -> Vec<(String, bool)> {
+        let doc = include_str!("../../../docs/cluster.md");
+        let table = doc
+            .split("## The keyspace")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("docs/cluster.md has a keyspace section");
+        let mut out = Vec::new();
+        for row in table.lines().filter(|l| l.starts_with("| `/")) {
+            let mut cells = row.split('|').skip(1);
+            let keys = cells.next().unwrap_or_default();
+            let planned = cells.next().unwrap_or_default().contains("(planned)");
+            for key in keys.split('`').skip(1).step_by(2) {
+                let prefix = key.split('<').next().unwrap_or(key);
+                out.push((prefix.to_owned(), planned));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_keyspace_table_and_the_prefixes_agree() {
+        let documented = documented_prefixes();
+        for prefix in PREFIXES {
+            assert!(
+                documented
+                    .iter()
+                    .any(|(p, planned)| p == prefix && !planned),
+                "{prefix} is kept in etcd but not in docs/cluster.md's key table"
+            );
+        }
+        for (prefix, planned) in &documented {
+            assert!(
+                *planned || PREFIXES.contains(&prefix.as_str()),
+                "docs/cluster.md's key table has {prefix}, which no key here is under \
+                 (mark the row planned, or add the keys)"
+            );
+        }
+    }
+
+    #[test]
+    fn every_key_is_under_a_declared_prefix() {
+        let k = Keyspace::default();
+        let ip: std::net::IpAddr = "10.0.0.5".parse().unwrap();
+        let mac: outpost_netdev::MacAddr = "fa:16:3e:00:00:01".parse().unwrap();
+        let keys = [
+            cluster(),
+            box_record("b"),
+            alive("b"),
+            join_token("h"),
+            provider("b"),
+            usage("b"),
+            claim("c"),
+            group_placement("g"),
+            k.name(NameKind::Flavor, "n"),
+            k.project("p"),
+            k.user("u"),
+            k.role("r"),
+            k.assignment("p", "u", "r"),
+            k.token("t"),
+            k.flavor("f"),
+            k.key_pair("u", "n"),
+            k.server("s"),
+            k.server_task("s"),
+            k.server_user_data("s"),
+            k.server_group("g"),
+            k.aggregate("a"),
+            k.image("i"),
+            k.image_holder("i", "server", "s"),
+            k.image_copy("i", "b"),
+            k.volume("v"),
+            k.snapshot("s"),
+            k.volume_snapshot("v", "s"),
+            k.network("n"),
+            k.vni(7),
+            k.subnet("s"),
+            k.port("p"),
+            k.address("n", ip),
+            k.mac("n", mac),
+            k.security_group("g"),
+            k.default_security_group("p"),
+            k.security_group_rule("r"),
+            k.group_member("g", "p"),
+        ];
+        for key in keys {
+            let under = key.strip_prefix(PREFIX).unwrap_or(&key);
+            assert!(
+                PREFIXES.iter().any(|p| under.starts_with(p)),
+                "{key} is under no prefix of PREFIXES"
+            );
+        }
     }
 
     #[test]

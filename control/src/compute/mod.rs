@@ -1,6 +1,7 @@
 //! Nova's part of the control service: flavors, key pairs, server groups, and servers
 //! (claims through `resources`, disks from `image-store`, one `outpost-vmm` per guest).
 
+pub mod aggregates;
 pub mod extra_specs;
 pub mod flavors;
 pub mod keypairs;

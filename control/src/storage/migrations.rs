@@ -76,6 +76,12 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "key_pairs",
         sql: include_str!("migrations/0011_keypairs.sql"),
     },
+    // Nova's host aggregates: hosts and metadata (the availability zone among them).
+    Migration {
+        version: 12,
+        name: "aggregates",
+        sql: include_str!("migrations/0012_aggregates.sql"),
+    },
 ];
 
 pub(super) fn apply(conn: &mut Connection, steps: &[Migration]) -> Result<(), StorageError> {

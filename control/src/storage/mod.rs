@@ -6,6 +6,7 @@
 //! One connection behind a mutex serves the whole daemon: an appliance's API traffic is light,
 //! and a single writer is what SQLite allows anyway. Callers run on tokio's blocking pool.
 
+mod aggregates;
 mod claims;
 mod flavors;
 mod identity;
@@ -117,6 +118,7 @@ impl crate::store::Doors {
             networks: db.clone(),
             servers: db.clone(),
             server_groups: db.clone(),
+            aggregates: db.clone(),
             claims: crate::compute::servers::placement::store::PlacementDoor::Box(db),
         }
     }

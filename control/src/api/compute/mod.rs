@@ -1,7 +1,9 @@
 //! Nova v2.1 handlers: flavors and their extra specs ([`views`] renders flavors per
-//! microversion), key pairs, server groups, servers, their actions and volume attachments
+//! microversion), key pairs, host aggregates and availability zones, server groups, servers, their actions and volume attachments
 //! ([`server_views`] renders servers).
 
+pub mod aggregates;
+pub mod availability_zones;
 pub mod extra_specs;
 pub mod flavors;
 pub mod keypairs;

@@ -12,6 +12,7 @@ use crate::context::RequestContext;
 use crate::timestamp::Timestamp;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha224};
+use std::collections::BTreeMap;
 
 const EXTENDED_ATTRS: ApiVersion = ApiVersion::new(2, 3);
 const LOCKED: ApiVersion = ApiVersion::new(2, 9);
@@ -114,12 +115,7 @@ pub fn detail(s: &Server, ctx: &RequestContext, base_url: &str, v: ApiVersion) -
         "accessIPv6": "",
         "links": links(&s.id, base_url),
         "OS-DCF:diskConfig": s.disk_config,
-        // The zone asked for, else Nova's default zone once placed.
-        "OS-EXT-AZ:availability_zone": match (&s.placement.availability_zone, &s.host) {
-            (Some(zone), _) => zone.as_str(),
-            (None, Some(_)) => "nova",
-            (None, None) => "",
-        },
+        "OS-EXT-AZ:availability_zone": availability_zone(s, &BTreeMap::new()),
         "config_drive": s.config_drive,
         "key_name": s.key_name,
         "OS-SRV-USG:launched_at": usage_time(s.launched_at),
@@ -186,6 +182,19 @@ pub fn detail(s: &Server, ctx: &RequestContext, base_url: &str, v: ApiVersion) -
 }
 
 /// Nova's hostname from a display name: lower case, runs of other characters as `-`.
+/// `OS-EXT-AZ:availability_zone`: the zone asked for, else, once placed, its host's zone
+/// (`zones`, by host; Nova's default when the host is not there); "" before placement, as
+/// Nova shows it.
+pub(super) fn availability_zone<'a>(s: &'a Server, zones: &'a BTreeMap<String, String>) -> &'a str {
+    match (&s.placement.availability_zone, &s.host) {
+        (Some(zone), _) => zone,
+        (None, Some(host)) => zones
+            .get(host)
+            .map_or(crate::compute::aggregates::DEFAULT_ZONE, String::as_str),
+        (None, None) => "",
+    }
+}
+
 fn hostname(name: &str) -> String {
     let mut out = String::new();
     for c in name.chars() {
@@ -302,6 +311,19 @@ mod tests {
         assert_eq!(new["description"], "d");
         assert_eq!(new["hostId"].as_str().unwrap().len(), 56);
         assert!(new.get("fault").is_none());
+    }
+
+    #[test]
+    fn a_server_is_in_the_zone_it_asked_for_else_in_its_host_s() {
+        let zones: BTreeMap<String, String> = [("box".to_owned(), "edge-1".to_owned())].into();
+        let mut s = server();
+        assert_eq!(availability_zone(&s, &zones), "edge-1");
+        assert_eq!(availability_zone(&s, &BTreeMap::new()), "nova");
+        s.placement.availability_zone = Some("asked".into());
+        assert_eq!(availability_zone(&s, &zones), "asked");
+        s.placement.availability_zone = None;
+        s.host = None;
+        assert_eq!(availability_zone(&s, &zones), "");
     }
 
     #[test]

@@ -508,11 +508,25 @@ fn return_reservation_id(call: &Call<'_>) -> Result<bool, Fault> {
 
 pub fn show(call: &Call<'_>) -> Result<Reply, Fault> {
     let s = servers::get(&call.state.fleet, call.ctx(), call.param("server_id"))?;
-    Ok(Reply::ok(json!({"server": detail(call, &s)})))
+    Ok(Reply::ok(
+        json!({"server": detail(call, &s, &host_zones(call))}),
+    ))
 }
 
-fn detail(call: &Call<'_>, s: &Server) -> Value {
+/// Each host's zone now (its aggregate's, else its box's), for the servers' `OS-EXT-AZ`; empty
+/// (the views fall back to Nova's default) when placement cannot be read.
+fn host_zones(call: &Call<'_>) -> BTreeMap<String, String> {
+    call.state.fleet.host_zones().unwrap_or_else(|e| {
+        tracing::warn!("cannot read the hosts' availability zones: {e}");
+        BTreeMap::new()
+    })
+}
+
+fn detail(call: &Call<'_>, s: &Server, zones: &BTreeMap<String, String>) -> Value {
     let mut out = views::detail(s, call.ctx(), &call.state.base_url, version(call));
+    // A server placed without asking for a zone is in its host's (Nova records it there at
+    // scheduling).
+    out["OS-EXT-AZ:availability_zone"] = json!(views::availability_zone(s, zones));
     // Nova's os-extended-volumes:volumes_attached (delete_on_termination from 2.3).
     match servers::volumes::attached(&call.state.fleet, s) {
         Ok(volumes) => {
@@ -590,7 +604,9 @@ pub fn update(call: &Call<'_>) -> Result<Reply, Fault> {
         b.name,
         b.description,
     )?;
-    Ok(Reply::ok(json!({"server": detail(call, &s)})))
+    Ok(Reply::ok(
+        json!({"server": detail(call, &s, &host_zones(call))}),
+    ))
 }
 
 pub fn delete(call: &Call<'_>) -> Result<Reply, Fault> {
@@ -614,11 +630,16 @@ fn list_as(call: &Call<'_>, path: &str, full: bool) -> Result<Reply, Fault> {
     };
     let page = servers::list(&call.state.fleet, call.ctx(), &q)?;
     let base = &call.state.base_url;
+    let zones = if full {
+        host_zones(call)
+    } else {
+        BTreeMap::new()
+    };
     let items: Vec<Value> = page
         .iter()
         .map(|s| {
             if full {
-                detail(call, s)
+                detail(call, s, &zones)
             } else {
                 views::summary(s, base)
             }

@@ -12,6 +12,7 @@ use super::version;
 use crate::api::microversion::ApiVersion;
 use crate::api::{Call, Fault, Reply};
 use crate::cluster::site::{BoxView, SiteError};
+use crate::compute::aggregates::Aggregate;
 
 const UUID_IDS: ApiVersion = ApiVersion::new(2, 53);
 const FORCED_DOWN: ApiVersion = ApiVersion::new(2, 11);
@@ -70,12 +71,22 @@ fn id(call: &Call<'_>, index: usize, uuid: &str) -> Value {
     }
 }
 
-fn service_view(call: &Call<'_>, index: usize, b: &BoxView) -> Value {
+/// The host aggregates, whose zones are the services' (read once per request).
+fn aggregates(call: &Call<'_>) -> Result<Vec<Aggregate>, Fault> {
+    Ok(call.state.doors.aggregates.aggregates()?)
+}
+
+fn service_view(call: &Call<'_>, index: usize, b: &BoxView, aggregates: &[Aggregate]) -> Value {
+    let zone = crate::compute::aggregates::zone_of(
+        aggregates,
+        &b.record.name,
+        &b.record.availability_zone,
+    );
     let mut v = json!({
         "id": id(call, index, &b.record.service_id),
         "binary": BINARY,
         "host": b.record.name,
-        "zone": b.record.availability_zone,
+        "zone": zone,
         "status": if b.record.enabled { "enabled" } else { "disabled" },
         "state": if b.up { "up" } else { "down" },
         "updated_at": b.updated_at,
@@ -92,12 +103,13 @@ pub fn list(call: &Call<'_>) -> Result<Reply, Fault> {
     admin(call, "os-services:list")?;
     let host = call.query("host");
     let binary = call.query("binary");
+    let aggregates = aggregates(call)?;
     let services: Vec<Value> = boxes(call)?
         .iter()
         .enumerate()
         .filter(|(_, b)| host.is_none_or(|h| h == b.record.name))
         .filter(|_| binary.is_none_or(|b| b == BINARY))
-        .map(|(i, b)| service_view(call, i, b))
+        .map(|(i, b)| service_view(call, i, b, &aggregates))
         .collect();
     Ok(Reply::ok(json!({ "services": services })))
 }
@@ -199,7 +211,9 @@ pub fn update(call: &Call<'_>) -> Result<Reply, Fault> {
         .enumerate()
         .find(|(_, b)| b.record.name == name)
         .ok_or_else(|| Fault::not_found(format!("Service {target} could not be found.")))?;
-    Ok(Reply::ok(json!({ "service": service_view(call, i, b) })))
+    Ok(Reply::ok(
+        json!({ "service": service_view(call, i, b, &aggregates(call)?) }),
+    ))
 }
 
 fn set_enabled(

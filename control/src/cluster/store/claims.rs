@@ -66,8 +66,8 @@ fn host(name: &str, provider: &ProviderRecord, record: &BoxRecord, up: bool) -> 
         }
     }
     host.traits = provider.traits.clone();
-    host.aggregates
-        .insert(format!("az:{}", record.availability_zone));
+    // The box's configured zone; an aggregate's zone, read by placement, overrides it.
+    host.availability_zone = record.availability_zone.clone();
     host.enabled = record.enabled;
     host.disabled_reason = record.disabled_reason.clone();
     host.state = if up { HostState::Up } else { HostState::Down };

@@ -1,6 +1,6 @@
 //! The doors a cluster keeps in etcd (docs/cluster.md, "Doors"): identity ([`identity`]),
 //! flavors ([`flavors`]), key pairs ([`keypairs`]), servers ([`servers`]), server groups
-//! ([`server_groups`]), images ([`images`]), volumes ([`volumes`]) and networks ([`networks`], on a [`unit_of_work`]), implementing the same
+//! ([`server_groups`]), host aggregates ([`aggregates`]), images ([`images`]), volumes ([`volumes`]) and networks ([`networks`], on a [`unit_of_work`]), implementing the same
 //! store traits as SQLite, so every box reads and writes one copy. Keys come from
 //! [`Keyspace`]; values are JSON with a `schema` field.
 //!
@@ -14,6 +14,7 @@
 //! thread hop per call; a caller on an async worker (none today: handlers run on the blocking
 //! pool) would block that worker for one etcd round trip, never deadlock it.
 
+pub mod aggregates;
 pub mod claims;
 pub mod flavors;
 pub mod identity;
@@ -43,6 +44,7 @@ use super::records::BoxRecord;
 use super::{ClusterError, ClusterSettings};
 use crate::store::StorageError;
 
+pub use aggregates::EtcdAggregates;
 pub use claims::EtcdSiteClaims;
 pub use flavors::EtcdFlavors;
 pub use identity::EtcdIdentity;
@@ -151,6 +153,10 @@ impl EtcdDoors {
 
     pub fn server_groups(&self) -> EtcdServerGroups {
         EtcdServerGroups::new(self.clone())
+    }
+
+    pub fn aggregates(&self) -> EtcdAggregates {
+        EtcdAggregates::new(self.clone())
     }
 
     /// Every server record, with its epoch and `mod_revision`, as of the revision of one range

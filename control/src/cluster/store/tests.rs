@@ -108,7 +108,6 @@ fn etcd_key_pairs_conform_to_the_key_pair_store_contract() {
     crate::compute::keypairs::store::conformance::run(|| etcd.doors().unwrap().keypairs());
 }
 
-/// A member of project `p1`, for the network tests.
 #[test]
 fn etcd_server_groups_conform_to_the_server_group_store_contract() {
     use crate::compute::server_groups::store::conformance;
@@ -120,6 +119,18 @@ fn etcd_server_groups_conform_to_the_server_group_store_contract() {
     });
 }
 
+#[test]
+fn etcd_aggregates_conform_to_the_aggregate_store_contract() {
+    use crate::compute::aggregates::store::conformance;
+    let etcd = EtcdMember::start();
+    conformance::run(|| etcd.doors().unwrap().aggregates());
+    conformance::races(|| {
+        let (a, b) = etcd.two_boxes();
+        (a.aggregates(), b.aggregates())
+    });
+}
+
+/// A member of project `p1`, for the network tests.
 fn member() -> crate::context::RequestContext {
     crate::context::RequestContext {
         user_id: "u".into(),
@@ -404,6 +415,7 @@ fn site_with_doors(
                 &settings,
                 PlacementDoor::Site(Arc::new(own.site_claims())),
                 groups,
+                Arc::new(own.aggregates()),
             )
             .unwrap()
         })
@@ -422,6 +434,63 @@ fn small_flavor() -> crate::compute::servers::store::FlavorSnapshot {
         swap: 0,
         extra_specs: Default::default(),
     }
+}
+
+#[test]
+fn a_server_asked_for_a_zone_lands_on_the_box_an_aggregate_puts_in_it_from_every_box() {
+    use crate::compute::aggregates::store::{conformance::aggregate, AggregateStore};
+    use crate::compute::aggregates::{AggregateWrite, ZONE_KEY};
+    use crate::compute::servers::placement::Wanted;
+    let etcd = EtcdMember::start();
+    let (site, doors) = site_with_doors(&etcd, &["box1", "box2", "box3"], None);
+    let mut edge = aggregate("edge");
+    edge.hosts.insert("box2".into());
+    edge.metadata.insert(ZONE_KEY.into(), "edge-1".into());
+    doors[0]
+        .aggregates()
+        .write(&mut |_| Some(AggregateWrite::Create(edge.clone())))
+        .unwrap();
+    let zones: Vec<(String, String)> = site[2].hosts().unwrap();
+    assert_eq!(
+        zones,
+        [
+            ("box1".to_owned(), "nova".to_owned()),
+            ("box2".to_owned(), "edge-1".to_owned()),
+            ("box3".to_owned(), "nova".to_owned()),
+        ]
+    );
+    let in_zone = |zone: &str| Wanted {
+        availability_zone: Some(zone.into()),
+        ..Wanted::default()
+    };
+    // Asked through each box, a server of edge-1 goes to its one box; one of nova never.
+    for (i, p) in site.iter().enumerate() {
+        let edge = p
+            .claim(
+                &format!("edge-{i}"),
+                &small_flavor(),
+                false,
+                &in_zone("edge-1"),
+            )
+            .unwrap();
+        assert_eq!(edge.host_id.0, "box2", "asked through box{}", i + 1);
+        let nova = p
+            .claim(
+                &format!("nova-{i}"),
+                &small_flavor(),
+                false,
+                &in_zone("nova"),
+            )
+            .unwrap();
+        assert_ne!(nova.host_id.0, "box2", "asked through box{}", i + 1);
+    }
+    // box2 holds four such servers: a fourth of edge-1 still fits, a fifth finds no host.
+    site[0]
+        .claim("edge-3", &small_flavor(), false, &in_zone("edge-1"))
+        .unwrap();
+    assert!(site[1]
+        .claim("edge-4", &small_flavor(), false, &in_zone("edge-1"))
+        .is_err());
 }
 
 #[test]

@@ -79,6 +79,7 @@ impl Fleet {
             &settings,
             doors.claims.clone(),
             doors.server_groups.clone(),
+            doors.aggregates.clone(),
         )?);
         // In a site a new volume goes where the site's placement sees room.
         let homes = Arc::new(if placement.is_site() {
@@ -109,6 +110,11 @@ impl Fleet {
     /// This host's inventory and usage, and whether it takes new servers.
     pub fn host_usage(&self) -> super::placement::HostUsage {
         self.placement.host_usage()
+    }
+
+    /// Each host's availability zone now, by host name.
+    pub fn host_zones(&self) -> Result<std::collections::BTreeMap<String, String>, PlacementError> {
+        Ok(self.placement.hosts()?.into_iter().collect())
     }
 
     /// Nova's service enable/disable for this host.

@@ -273,13 +273,7 @@ impl NewServer {
         if self.max_count > 1 {
             self.validate_multiple()?;
         }
-        if let Some(az) = &self.availability_zone {
-            if az != "nova" {
-                return Err(ServerError::BadRequest(format!(
-                    "The requested availability zone is not available: {az}"
-                )));
-            }
-        }
+        // The zone is checked against the hosts' zones when the server is made (`create`).
         Ok(())
     }
 }
@@ -730,9 +724,6 @@ mod tests {
         assert!(n.validate().is_ok());
         let mut n = new_server();
         n.metadata = (0..129).map(|i| (format!("k{i}"), String::new())).collect();
-        assert!(n.validate().is_err());
-        let mut n = new_server();
-        n.availability_zone = Some("elsewhere".into());
         assert!(n.validate().is_err());
     }
 

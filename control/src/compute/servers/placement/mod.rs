@@ -12,10 +12,14 @@
 //! door at each decision (under the lock on one box; after the site's read in a site, whose
 //! commit compares the group's placement generation). A multi-create's servers are placed
 //! in one decision ([`Placement::claim_many`]).
+//!
+//! Each decision also reads the host aggregates (`compute::aggregates`): they give the hosts
+//! their zones and the metadata AggregateInstanceExtraSpecsFilter matches.
 
 pub mod store;
 
 use super::config::ComputeSettings;
+use crate::compute::aggregates::{self, AggregateStore};
 use crate::compute::server_groups::ServerGroupStore;
 use crate::compute::servers::store::FlavorSnapshot;
 use crate::store::StorageError;
@@ -113,6 +117,8 @@ pub struct Placement {
     door: Door,
     /// Server groups' door: a member's claim reads where the other members are.
     groups: Arc<dyn ServerGroupStore>,
+    /// Host aggregates' door: the hosts' zones and aggregate metadata.
+    aggregates: Arc<dyn AggregateStore>,
     scheduler: Scheduler,
     /// This box, whose usage [`Placement::host_usage`] reports.
     this: HostId,
@@ -125,6 +131,7 @@ impl Placement {
         settings: &ComputeSettings,
         door: PlacementDoor,
         groups: Arc<dyn ServerGroupStore>,
+        aggregates: Arc<dyn AggregateStore>,
     ) -> Result<Placement, PlacementError> {
         let scheduler = Scheduler::from_config(&settings.scheduler)
             .map_err(|e| PlacementError::Scheduler(e.to_string()))?;
@@ -150,6 +157,7 @@ impl Placement {
         Ok(Placement {
             door,
             groups,
+            aggregates,
             scheduler,
             this,
         })
@@ -212,15 +220,40 @@ impl Placement {
 
     /// The hosts placement chooses from, with their availability zones.
     pub fn hosts(&self) -> Result<Vec<(String, String)>, PlacementError> {
-        let list = |c: &Cluster| {
-            c.hosts()
-                .map(|h| (h.id().0.clone(), h.availability_zone.clone()))
-                .collect()
+        let mut cluster = match &self.door {
+            Door::Box { cluster, .. } => lock(cluster).clone(),
+            Door::Site(site) => site.read()?.cluster,
         };
-        Ok(match &self.door {
-            Door::Box { cluster, .. } => list(&lock(cluster)),
-            Door::Site(site) => list(&site.read()?.cluster),
-        })
+        self.put_in_aggregates(&mut cluster)?;
+        Ok(cluster
+            .hosts()
+            .map(|h| (h.id().0.clone(), h.availability_zone.clone()))
+            .collect())
+    }
+
+    /// The zone `host` is in now (None when it is no host of placement's).
+    pub fn zone_of(&self, host: &str) -> Result<Option<String>, PlacementError> {
+        Ok(self
+            .hosts()?
+            .into_iter()
+            .find_map(|(h, zone)| (h == host).then_some(zone)))
+    }
+
+    /// Puts `cluster`'s hosts in their aggregates as stored now: names, metadata and zone. A
+    /// host no aggregate zones keeps its box's zone: on a site the one its record gives (read
+    /// with the view), on one box Nova's default (placement's own copy may still hold a zone
+    /// from an aggregate since changed).
+    fn put_in_aggregates(&self, cluster: &mut Cluster) -> Result<(), PlacementError> {
+        let all = self.aggregates.aggregates()?;
+        let site = self.is_site();
+        aggregates::place_hosts(cluster, &all, |_, current| {
+            if site {
+                current.to_owned()
+            } else {
+                aggregates::DEFAULT_ZONE.to_owned()
+            }
+        });
+        Ok(())
     }
 
     /// Every claim held on this box now.
@@ -279,6 +312,7 @@ impl Placement {
                 // Read under the lock: a member placed before this decision is seen by it.
                 let group = self.group(wanted.group.as_deref())?;
                 let mut trial = cluster.clone();
+                self.put_in_aggregates(&mut trial)?;
                 let (claims, new) =
                     self.place(&mut trial, &consumers, at_least, &request, group.as_ref())?;
                 store.put_claims(&new)?;
@@ -291,6 +325,7 @@ impl Placement {
                 // after it changes the group's generation, and this decision is made again.
                 let group = self.group(wanted.group.as_deref())?;
                 let mut trial = view.cluster.clone();
+                self.put_in_aggregates(&mut trial)?;
                 let (claims, new) =
                     self.place(&mut trial, &consumers, at_least, &request, group.as_ref())?;
                 let change = ClaimChange {
@@ -387,6 +422,8 @@ impl Placement {
         match &self.door {
             Door::Box { cluster, store } => {
                 let mut cluster = lock(cluster);
+                // The new size must suit the box's aggregates too (their extra specs).
+                self.put_in_aggregates(&mut cluster)?;
                 let resize = self.scheduler.schedule_resize(
                     &mut cluster,
                     &consumer,
@@ -407,6 +444,7 @@ impl Placement {
                 let mut request = request.clone();
                 request.destination = view.cluster.holder(&consumer).cloned();
                 let mut cluster = view.cluster.clone();
+                self.put_in_aggregates(&mut cluster)?;
                 let resize = self.scheduler.schedule_resize(
                     &mut cluster,
                     &consumer,
@@ -494,12 +532,13 @@ fn scheduled_group(
 /// free `DISK_GB`, ties to the asking box, then to the lowest name.
 impl crate::volume::HomePicker for Placement {
     fn pick_home(&self, zone: Option<&str>, me: &str) -> Result<Option<String>, String> {
-        Ok(match &self.door {
-            Door::Box { cluster, .. } => volume_home(&lock(cluster), zone, me),
-            Door::Site(site) => {
-                volume_home(&site.read().map_err(|e| e.to_string())?.cluster, zone, me)
-            }
-        })
+        let mut cluster = match &self.door {
+            Door::Box { cluster, .. } => lock(cluster).clone(),
+            Door::Site(site) => site.read().map_err(|e| e.to_string())?.cluster,
+        };
+        self.put_in_aggregates(&mut cluster)
+            .map_err(|e| e.to_string())?;
+        Ok(volume_home(&cluster, zone, me))
     }
 }
 
@@ -612,6 +651,7 @@ mod tests {
             &settings_for(vcpus, ram_mb),
             PlacementDoor::Box(Arc::new(db.clone())),
             Arc::new(db.clone()),
+            Arc::new(db.clone()),
         )
         .unwrap()
     }
@@ -645,6 +685,87 @@ mod tests {
             swap: 0,
             extra_specs: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn a_box_s_aggregates_give_it_its_zone_and_the_metadata_flavors_ask_for() {
+        use crate::compute::aggregates::{self as aggs, AggregateChange};
+        let db = Db::open_in_memory().unwrap();
+        let mut settings = settings_for(4, 2048);
+        settings
+            .scheduler
+            .enabled_filters
+            .push("AggregateInstanceExtraSpecsFilter".into());
+        let p = Placement::open(
+            &settings,
+            PlacementDoor::Box(Arc::new(db.clone())),
+            Arc::new(db.clone()),
+            Arc::new(db.clone()),
+        )
+        .unwrap();
+        let in_zone = |zone: &str| Wanted {
+            availability_zone: Some(zone.into()),
+            ..Wanted::default()
+        };
+        let ssd = |want: &str| FlavorSnapshot {
+            extra_specs: [(
+                "aggregate_instance_extra_specs:ssd".to_owned(),
+                want.to_owned(),
+            )]
+            .into(),
+            ..flavor(1, 256)
+        };
+        assert_eq!(p.zone_of("box").unwrap().as_deref(), Some("nova"));
+        assert!(p
+            .claim("a", &flavor(1, 256), false, &in_zone("nova"))
+            .is_ok());
+        assert!(p
+            .claim("b", &ssd("true"), false, &Wanted::default())
+            .is_err());
+
+        let admin = crate::context::RequestContext {
+            user_id: "u".into(),
+            user_name: "u".into(),
+            project_id: Some("p".into()),
+            project_name: None,
+            roles: vec!["admin".into()],
+        };
+        let id = aggs::create(&db, &admin, "fast", Some("edge-1"))
+            .unwrap()
+            .id
+            .to_string();
+        aggs::add_host(&db, &admin, &id, "box", &["box".into()]).unwrap();
+        let meta = [("ssd".to_owned(), Some("true".to_owned()))].into();
+        aggs::set_metadata(&db, &admin, &id, &meta).unwrap();
+        assert_eq!(p.zone_of("box").unwrap().as_deref(), Some("edge-1"));
+        assert!(matches!(
+            p.claim("c", &flavor(1, 256), false, &in_zone("nova")),
+            Err(PlacementError::NoValidHost(_))
+        ));
+        assert!(p
+            .claim("d", &flavor(1, 256), false, &in_zone("edge-1"))
+            .is_ok());
+        assert!(p
+            .claim("e", &ssd("true"), false, &Wanted::default())
+            .is_ok());
+        assert!(p
+            .claim("f", &ssd("false"), false, &Wanted::default())
+            .is_err());
+        // A resize is held to the box's aggregates as a create is.
+        assert!(p.begin_resize("a", &ssd("false"), false).is_err());
+        assert!(p.begin_resize("a", &ssd("true"), false).is_ok());
+        p.confirm_resize("a").unwrap();
+
+        // The zone taken away, the box is back in Nova's default.
+        let no_zone = AggregateChange {
+            name: None,
+            availability_zone: Some(None),
+        };
+        aggs::update(&db, &admin, &id, &no_zone).unwrap();
+        assert_eq!(p.zone_of("box").unwrap().as_deref(), Some("nova"));
+        assert!(p
+            .claim("g", &flavor(1, 256), false, &in_zone("nova"))
+            .is_ok());
     }
 
     #[test]
@@ -783,6 +904,7 @@ mod tests {
         let p = Placement::open(
             &settings_for(2, 1024),
             PlacementDoor::Box(Arc::new(Refusing)),
+            Arc::new(Db::open_in_memory().unwrap()),
             Arc::new(Db::open_in_memory().unwrap()),
         )
         .unwrap();

@@ -18,6 +18,7 @@ use crate::image::copies::{CopyRule, COPIES_WANTED};
 use crate::image::pull::{Caller, Puller, TokenBucket};
 use crate::network::agent::HostAgent;
 use crate::network::NetworkService;
+use crate::quota::Quotas;
 use crate::storage::Db;
 use crate::store::{Doors, StorageError};
 use outpost_image_store::{ImageStore, VolumeStore};
@@ -103,6 +104,7 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
         doors.claims = PlacementDoor::Site(Arc::new(shared.site_claims()));
         doors.networks = Arc::new(shared.networks());
         doors.volumes = Arc::new(shared.volumes());
+        doors.quotas = Arc::new(shared.quotas());
         // Guest frames cross the boxes inside VXLAN: new networks default to what fits.
         let mtu = overlay_mtu_of(cluster.underlay)?;
         network_settings.mtu = network_settings.mtu.min(mtu);
@@ -142,8 +144,10 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
 
     // The host's networking is rebuilt before any server's runner starts, so recovered
     // guests find their taps wired and filtered.
+    let quotas = Quotas::new(settings.quota.clone(), doors.quotas.clone());
     let network = Arc::new(NetworkService::with_store(
         doors.networks.clone(),
+        quotas.clone(),
         network_settings,
     ));
     let mut agent = HostAgent::open(network.clone())?;
@@ -275,6 +279,7 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
             images,
             volumes,
             network,
+            quotas,
             copy_rule,
             puller,
             logins: crate::identity::logins::LoginGuard::new(settings.logins.clone()),

@@ -13,6 +13,7 @@ use crate::compute::servers::store::ServerStore;
 use crate::identity::store::IdentityStore;
 use crate::image::ImageRecordStore;
 use crate::network::NetworkStore;
+use crate::quota::QuotaStore;
 use crate::volume::VolumeRecordStore;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ pub struct Doors {
     pub servers: Arc<dyn ServerStore>,
     pub server_groups: Arc<dyn ServerGroupStore>,
     pub aggregates: Arc<dyn AggregateStore>,
+    pub quotas: Arc<dyn QuotaStore>,
     pub claims: PlacementDoor,
 }
 

@@ -19,6 +19,7 @@ use crate::compute::servers::ServerError;
 use crate::identity::IdentityError;
 use crate::image::ImageError;
 use crate::network::NetworkError;
+use crate::quota::QuotaError;
 use crate::store::StorageError;
 use crate::volume::VolumeError;
 use hyper::StatusCode;
@@ -269,6 +270,19 @@ impl From<NetworkError> for Fault {
         let mut f = Fault::new(status, e.to_string());
         f.neutron_type = Some(e.neutron_type());
         f
+    }
+}
+
+impl From<QuotaError> for Fault {
+    fn from(e: QuotaError) -> Fault {
+        use QuotaError as E;
+        let status = match &e {
+            // Nova's OverQuota; Cinder's 413 and Neutron's 409 come from their own errors.
+            E::Exceeded { .. } | E::Forbidden(_) => StatusCode::FORBIDDEN,
+            E::UnknownResource(..) | E::BelowUnlimited { .. } => StatusCode::BAD_REQUEST,
+            E::Storage(_) => return Fault::internal(e),
+        };
+        Fault::new(status, e.to_string())
     }
 }
 

@@ -17,6 +17,7 @@ mod image;
 pub mod microversion;
 mod network;
 pub mod policy;
+mod quotas;
 pub mod request;
 pub mod routes;
 pub mod server;
@@ -66,6 +67,8 @@ pub struct ApiState {
     pub volumes: Arc<VolumeStore>,
     /// Neutron networking: its state and the change notifier the host side watches.
     pub network: Arc<NetworkService>,
+    /// Every service's quota limits (each domain checks its own as it creates).
+    pub quotas: crate::quota::Quotas,
     /// The boxes this daemon answers for (itself, or its cluster's members).
     pub site: Arc<crate::cluster::site::Site>,
     /// How many verified copies of an image's data make it active, and this box's name

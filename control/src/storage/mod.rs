@@ -14,6 +14,7 @@ mod images;
 mod keypairs;
 mod migrations;
 mod networks;
+mod quotas;
 mod security_groups;
 mod server_groups;
 mod servers;
@@ -119,6 +120,7 @@ impl crate::store::Doors {
             servers: db.clone(),
             server_groups: db.clone(),
             aggregates: db.clone(),
+            quotas: db.clone(),
             claims: crate::compute::servers::placement::store::PlacementDoor::Box(db),
         }
     }

@@ -1,5 +1,5 @@
 //! The same conformance suites SQLite passes (`identity::store::conformance`,
-//! `compute::flavors::store::conformance`, `compute::keypairs::store::conformance`,
+//! `compute::flavors::store::conformance`, `compute::keypairs::store::conformance`, `quota::store::conformance`,
 //! `compute::servers::store::conformance`,
 //! `image::store::conformance`, `volume::store::conformance`, `network::store::conformance`),
 //! run against a real single-member etcd: Debian's `etcd` binary on loopback, data in a
@@ -108,6 +108,17 @@ fn etcd_key_pairs_conform_to_the_key_pair_store_contract() {
     crate::compute::keypairs::store::conformance::run(|| etcd.doors().unwrap().keypairs());
 }
 
+/// OpenStack's default quotas, with the limits set per project in `doors`' etcd.
+fn quotas(doors: &EtcdDoors) -> crate::quota::Quotas {
+    crate::quota::Quotas::new(Default::default(), std::sync::Arc::new(doors.quotas()))
+}
+
+#[test]
+fn etcd_quotas_conform_to_the_quota_store_contract() {
+    let etcd = EtcdMember::start();
+    crate::quota::store::conformance::run(|| etcd.doors().unwrap().quotas());
+}
+
 #[test]
 fn etcd_server_groups_conform_to_the_server_group_store_contract() {
     use crate::compute::server_groups::store::conformance;
@@ -189,7 +200,13 @@ fn boxes_allocating_at_once_never_share_an_address_and_lose_none() {
     let boxes = etcd.boxes(8);
     let services: Vec<NetworkService> = boxes
         .iter()
-        .map(|d| NetworkService::with_store(Arc::new(d.networks()), NetworkSettings::default()))
+        .map(|d| {
+            NetworkService::with_store(
+                Arc::new(d.networks()),
+                quotas(&d),
+                NetworkSettings::default(),
+            )
+        })
         .collect();
     let c = member();
     let net = services[0]
@@ -1008,7 +1025,11 @@ fn networks_hold_distinct_vxlan_ids_until_deleted() {
 
     let etcd = EtcdMember::start();
     let doors = etcd.doors().unwrap();
-    let svc = NetworkService::with_store(Arc::new(doors.networks()), NetworkSettings::default());
+    let svc = NetworkService::with_store(
+        Arc::new(doors.networks()),
+        quotas(&doors),
+        NetworkSettings::default(),
+    );
     let c = member();
     let vnis = || -> Vec<(String, String)> {
         let prefix = doors.kv.keys.vnis();
@@ -1094,7 +1115,11 @@ fn a_box_wires_its_own_ports_and_reaches_the_others_over_vxlan() {
 
     let etcd = EtcdMember::start();
     let doors = etcd.doors().unwrap();
-    let svc = NetworkService::with_store(Arc::new(doors.networks()), NetworkSettings::default());
+    let svc = NetworkService::with_store(
+        Arc::new(doors.networks()),
+        quotas(&doors),
+        NetworkSettings::default(),
+    );
     let c = member();
     let net = svc.create_network(&c, NewNetwork::default()).unwrap();
     svc.create_subnet(

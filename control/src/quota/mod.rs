@@ -1,0 +1,276 @@
+//! Quotas as OpenStack has them: Nova's (`instances`, `cores`, `ram`, `key_pairs`, ...),
+//! Cinder's (`volumes`, `gigabytes`, `snapshots`, and each per volume type) and Neutron's
+//! (`network`, `subnet`, `port`, `security_group`, `security_group_rule`). A project's limit
+//! is its override when an admin set one ([`QuotaStore`]), else the deployment's default
+//! (the `[quota]` section, else OpenStack's). -1 means unlimited.
+//!
+//! Limits are only read here; each domain checks its own in the same unit of work as the
+//! create it guards (Neutron's in `NetworkStore::write_networks`), so concurrent creates
+//! cannot overshoot.
+
+pub mod store;
+pub mod usage;
+
+pub use store::QuotaStore;
+
+use crate::context::RequestContext;
+use crate::store::StorageError;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The OpenStack service a quota resource belongs to: each serves and sets only its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Compute,
+    Volume,
+    Network,
+}
+
+/// A limit: a count (or MiB, GiB) a project may hold, or [`UNLIMITED`].
+pub type Limit = i64;
+
+/// OpenStack's spelling of "no limit".
+pub const UNLIMITED: Limit = -1;
+
+/// Every resource with a quota: its name as the service's API spells it, its service, and
+/// OpenStack's default limit (nova.conf `[quota]`, cinder.conf `quota_*`, neutron.conf
+/// `[quotas]`). Cinder's per volume type limits are unlimited unless set, as Cinder's are.
+pub const RESOURCES: &[(&str, Service, Limit)] = &[
+    ("instances", Service::Compute, 10),
+    ("cores", Service::Compute, 20),
+    ("ram", Service::Compute, 51200),
+    ("key_pairs", Service::Compute, 100),
+    ("server_groups", Service::Compute, 10),
+    ("server_group_members", Service::Compute, 10),
+    ("metadata_items", Service::Compute, 128),
+    ("volumes", Service::Volume, 10),
+    ("gigabytes", Service::Volume, 1000),
+    ("snapshots", Service::Volume, 10),
+    ("volumes_thin", Service::Volume, UNLIMITED),
+    ("gigabytes_thin", Service::Volume, UNLIMITED),
+    ("snapshots_thin", Service::Volume, UNLIMITED),
+    ("volumes_thick", Service::Volume, UNLIMITED),
+    ("gigabytes_thick", Service::Volume, UNLIMITED),
+    ("snapshots_thick", Service::Volume, UNLIMITED),
+    ("network", Service::Network, 100),
+    ("subnet", Service::Network, 100),
+    ("port", Service::Network, 500),
+    ("security_group", Service::Network, 10),
+    ("security_group_rule", Service::Network, 100),
+];
+
+/// The resource `name` with its service, if it has a quota.
+pub fn resource(name: &str) -> Option<(&'static str, Service)> {
+    RESOURCES
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|&(n, s, _)| (n, s))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QuotaError {
+    /// Nova's message (`OverQuota`), which the other services' answers reuse.
+    #[error(
+        "Quota exceeded for {resource}: Requested {requested}, but already used {used} of \
+         {limit} {resource}"
+    )]
+    Exceeded {
+        resource: &'static str,
+        requested: i64,
+        used: i64,
+        limit: Limit,
+    },
+    #[error("Bad key(s) in quota set: {0} (known: {1})")]
+    UnknownResource(String, String),
+    #[error("Quota limit {value} for {resource} must be greater than or equal to -1.")]
+    BelowUnlimited { resource: String, value: i64 },
+    #[error("Policy doesn't allow {0} to be performed.")]
+    Forbidden(&'static str),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// The deployment's default limits: OpenStack's, overlaid by the config's `[quota]` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuotaDefaults {
+    limits: BTreeMap<&'static str, Limit>,
+}
+
+impl Default for QuotaDefaults {
+    fn default() -> Self {
+        QuotaDefaults {
+            limits: RESOURCES.iter().map(|&(n, _, l)| (n, l)).collect(),
+        }
+    }
+}
+
+impl QuotaDefaults {
+    /// OpenStack's defaults with `overrides` (the `[quota]` section: resource = limit) laid
+    /// over them; an unknown resource or a limit below -1 is refused, not ignored.
+    pub fn with(overrides: &BTreeMap<String, Limit>) -> Result<QuotaDefaults, QuotaError> {
+        let mut out = QuotaDefaults::default();
+        for (name, &value) in overrides {
+            let (resource, _) = resource(name).ok_or_else(|| unknown(name))?;
+            check_value(name, value)?;
+            out.limits.insert(resource, value);
+        }
+        Ok(out)
+    }
+
+    /// The default limit of `resource` (one of [`RESOURCES`]).
+    pub fn of(&self, resource: &str) -> Limit {
+        self.limits.get(resource).copied().unwrap_or(UNLIMITED)
+    }
+}
+
+fn unknown(name: &str) -> QuotaError {
+    let known: Vec<&str> = RESOURCES.iter().map(|(n, _, _)| *n).collect();
+    QuotaError::UnknownResource(name.to_owned(), known.join(", "))
+}
+
+fn check_value(resource: &str, value: Limit) -> Result<(), QuotaError> {
+    if value < UNLIMITED {
+        return Err(QuotaError::BelowUnlimited {
+            resource: resource.to_owned(),
+            value,
+        });
+    }
+    Ok(())
+}
+
+/// Whether `requested` more fit beside `used` under `limit`; the error names all three.
+pub fn check(
+    resource: &'static str,
+    limit: Limit,
+    used: i64,
+    requested: i64,
+) -> Result<(), QuotaError> {
+    if limit == UNLIMITED || used + requested <= limit {
+        return Ok(());
+    }
+    Err(QuotaError::Exceeded {
+        resource,
+        requested,
+        used,
+        limit,
+    })
+}
+
+/// A project's limits: the deployment's defaults and the door to the projects' overrides.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Quotas {
+    defaults: Arc<QuotaDefaults>,
+    store: Arc<dyn QuotaStore>,
+}
+
+impl Quotas {
+    pub fn new(defaults: QuotaDefaults, store: Arc<dyn QuotaStore>) -> Quotas {
+        Quotas {
+            defaults: Arc::new(defaults),
+            store,
+        }
+    }
+
+    /// OpenStack's defaults, with the limits set per project in a private in-memory database:
+    /// for the unit tests of the domains that check quotas.
+    #[cfg(test)]
+    pub(crate) fn in_memory() -> Quotas {
+        let db = crate::storage::Db::open_in_memory().expect("an in-memory SQLite database opens");
+        Quotas::new(QuotaDefaults::default(), Arc::new(db))
+    }
+
+    /// The default limits of `service`'s resources, in [`RESOURCES`] order.
+    pub fn defaults(&self, service: Service) -> Vec<(&'static str, Limit)> {
+        RESOURCES
+            .iter()
+            .filter(|(_, s, _)| *s == service)
+            .map(|&(n, _, _)| (n, self.defaults.of(n)))
+            .collect()
+    }
+
+    /// `project_id`'s limit of `resource` (one of [`RESOURCES`]).
+    pub fn limit(&self, project_id: &str, resource: &'static str) -> Result<Limit, StorageError> {
+        let overrides = self.store.quota_overrides(project_id)?;
+        Ok(overrides
+            .get(resource)
+            .copied()
+            .unwrap_or_else(|| self.defaults.of(resource)))
+    }
+
+    /// `project_id`'s limits of `service`'s resources, in [`RESOURCES`] order.
+    pub fn limits(
+        &self,
+        project_id: &str,
+        service: Service,
+    ) -> Result<Vec<(&'static str, Limit)>, StorageError> {
+        let overrides = self.store.quota_overrides(project_id)?;
+        Ok(self
+            .defaults(service)
+            .into_iter()
+            .map(|(n, d)| (n, overrides.get(n).copied().unwrap_or(d)))
+            .collect())
+    }
+
+    /// The limits a caller may read: its own project's, or any project's for an admin.
+    pub fn limits_for(
+        &self,
+        ctx: &RequestContext,
+        project_id: &str,
+        service: Service,
+        rule: &'static str,
+    ) -> Result<Vec<(&'static str, Limit)>, QuotaError> {
+        if !ctx.can_see(project_id) {
+            return Err(QuotaError::Forbidden(rule));
+        }
+        Ok(self.limits(project_id, service)?)
+    }
+
+    /// Sets `project_id`'s limits of `service`'s resources named in `changes` (admins only);
+    /// nothing is written unless every name and value is valid. Returns the project's limits
+    /// after the change.
+    pub fn set(
+        &self,
+        ctx: &RequestContext,
+        project_id: &str,
+        service: Service,
+        changes: &BTreeMap<String, Limit>,
+        rule: &'static str,
+    ) -> Result<Vec<(&'static str, Limit)>, QuotaError> {
+        if !ctx.is_admin() {
+            return Err(QuotaError::Forbidden(rule));
+        }
+        let mut valid = BTreeMap::new();
+        for (name, &value) in changes {
+            let (resource, owner) = resource(name).ok_or_else(|| unknown(name))?;
+            if owner != service {
+                return Err(unknown(name));
+            }
+            check_value(name, value)?;
+            valid.insert(resource.to_owned(), value);
+        }
+        if !valid.is_empty() {
+            self.store.set_quota_overrides(project_id, &valid)?;
+        }
+        Ok(self.limits(project_id, service)?)
+    }
+
+    /// Drops `project_id`'s overrides of `service`'s resources, so the defaults apply again
+    /// (Neutron's `DELETE /quotas/{project_id}`, Cinder's and Nova's delete). Admins only.
+    pub fn reset(
+        &self,
+        ctx: &RequestContext,
+        project_id: &str,
+        service: Service,
+        rule: &'static str,
+    ) -> Result<(), QuotaError> {
+        if !ctx.is_admin() {
+            return Err(QuotaError::Forbidden(rule));
+        }
+        let names: Vec<&str> = self.defaults(service).into_iter().map(|(n, _)| n).collect();
+        Ok(self.store.clear_quota_overrides(project_id, &names)?)
+    }
+}
+
+#[cfg(test)]
+mod tests;

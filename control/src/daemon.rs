@@ -90,6 +90,7 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     // The one place the stores are chosen: SQLite on this box; in a cluster every domain's
     // records in etcd (shared by every box), each volume's file on its home box.
     let mut doors = Doors::sqlite(&Db::open(&settings.database_path())?);
+    doors.quotas = doors.quotas.with_defaults(settings.quota.clone());
     let mut network_settings = settings.network.clone();
     let mut site_networks = None;
     if let Some(cluster) = &settings.cluster {
@@ -104,7 +105,7 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
         doors.claims = PlacementDoor::Site(Arc::new(shared.site_claims()));
         doors.networks = Arc::new(shared.networks());
         doors.volumes = Arc::new(shared.volumes());
-        doors.quotas = Arc::new(shared.quotas());
+        doors.quotas = Quotas::new(settings.quota.clone(), Arc::new(shared.quotas()));
         // Guest frames cross the boxes inside VXLAN: new networks default to what fits.
         let mtu = overlay_mtu_of(cluster.underlay)?;
         network_settings.mtu = network_settings.mtu.min(mtu);
@@ -144,10 +145,9 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
 
     // The host's networking is rebuilt before any server's runner starts, so recovered
     // guests find their taps wired and filtered.
-    let quotas = Quotas::new(settings.quota.clone(), doors.quotas.clone());
     let network = Arc::new(NetworkService::with_store(
         doors.networks.clone(),
-        quotas.clone(),
+        doors.quotas.clone(),
         network_settings,
     ));
     let mut agent = HostAgent::open(network.clone())?;
@@ -279,7 +279,6 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
             images,
             volumes,
             network,
-            quotas,
             copy_rule,
             puller,
             logins: crate::identity::logins::LoginGuard::new(settings.logins.clone()),

@@ -168,6 +168,7 @@ impl From<ServerError> for Fault {
         // Cinder's own mapping: an unknown volume is 404, one that cannot be attached 400.
         let e = match e {
             E::Volume(v) => return Fault::from(v),
+            E::Quota(q) => return Fault::from(q),
             e => e,
         };
         let status = match &e {
@@ -191,6 +192,7 @@ impl From<ServerError> for Fault {
             | E::Storage(_)
             | E::Fleet(_)
             | E::Network(_)
+            | E::Quota(_)
             | E::Console { .. } => return Fault::internal(e),
         };
         Fault::new(status, e.to_string())

@@ -67,8 +67,6 @@ pub struct ApiState {
     pub volumes: Arc<VolumeStore>,
     /// Neutron networking: its state and the change notifier the host side watches.
     pub network: Arc<NetworkService>,
-    /// Every service's quota limits (each domain checks its own as it creates).
-    pub quotas: crate::quota::Quotas,
     /// The boxes this daemon answers for (itself, or its cluster's members).
     pub site: Arc<crate::cluster::site::Site>,
     /// How many verified copies of an image's data make it active, and this box's name

@@ -10,6 +10,10 @@ use hyper::StatusCode;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
+fn quotas<'c>(call: &'c Call<'_>) -> &'c quota::Quotas {
+    &call.state.doors.quotas
+}
+
 /// The project a quota route names. Ids go into the stores' keys: one with a `/` names no
 /// project there could be.
 fn target<'c>(call: &'c Call<'_>, param: &str) -> Result<&'c str, Fault> {
@@ -100,10 +104,7 @@ const NOVA_DELETE: &str = "os_compute_api:os-quota-sets:delete";
 
 pub fn nova_show(call: &Call<'_>) -> Result<Reply, Fault> {
     let project = target(call, "project_id")?;
-    let limits = call
-        .state
-        .quotas
-        .limits_for(call.ctx(), project, Service::Compute, NOVA_SHOW)?;
+    let limits = quotas(call).limits_for(call.ctx(), project, Service::Compute, NOVA_SHOW)?;
     Ok(Reply::ok(
         json!({ "quota_set": plain(&limits, Some(project)) }),
     ))
@@ -111,10 +112,7 @@ pub fn nova_show(call: &Call<'_>) -> Result<Reply, Fault> {
 
 pub fn nova_detail(call: &Call<'_>) -> Result<Reply, Fault> {
     let project = target(call, "project_id")?;
-    let limits = call
-        .state
-        .quotas
-        .limits_for(call.ctx(), project, Service::Compute, NOVA_SHOW)?;
+    let limits = quotas(call).limits_for(call.ctx(), project, Service::Compute, NOVA_SHOW)?;
     let usage = quota::usage::compute(&call.state.doors, project, &call.ctx().user_id)?;
     let mut body = detailed(&limits, &usage, "in_use", &[]);
     body.insert("id".into(), json!(project));
@@ -123,7 +121,7 @@ pub fn nova_detail(call: &Call<'_>) -> Result<Reply, Fault> {
 
 pub fn nova_defaults(call: &Call<'_>) -> Result<Reply, Fault> {
     let project = target(call, "project_id")?;
-    let limits = call.state.quotas.defaults(Service::Compute);
+    let limits = quotas(call).defaults(Service::Compute);
     Ok(Reply::ok(
         json!({ "quota_set": plain(&limits, Some(project)) }),
     ))
@@ -132,18 +130,13 @@ pub fn nova_defaults(call: &Call<'_>) -> Result<Reply, Fault> {
 pub fn nova_update(call: &Call<'_>) -> Result<Reply, Fault> {
     let project = target(call, "project_id")?;
     let changes = changes(call, "quota_set", &["force"])?;
-    let limits =
-        call.state
-            .quotas
-            .set(call.ctx(), project, Service::Compute, &changes, NOVA_UPDATE)?;
+    let limits = quotas(call).set(call.ctx(), project, Service::Compute, &changes, NOVA_UPDATE)?;
     Ok(Reply::ok(json!({ "quota_set": plain(&limits, None) })))
 }
 
 pub fn nova_delete(call: &Call<'_>) -> Result<Reply, Fault> {
     let project = target(call, "project_id")?;
-    call.state
-        .quotas
-        .reset(call.ctx(), project, Service::Compute, NOVA_DELETE)?;
+    quotas(call).reset(call.ctx(), project, Service::Compute, NOVA_DELETE)?;
     Ok(Reply::empty(StatusCode::ACCEPTED))
 }
 
@@ -156,10 +149,7 @@ pub fn nova_limits(call: &Call<'_>) -> Result<Reply, Fault> {
         Some(p) if ctx.is_admin() => p,
         _ => own,
     };
-    let limits = call
-        .state
-        .quotas
-        .limits_for(ctx, project, Service::Compute, NOVA_SHOW)?;
+    let limits = quotas(call).limits_for(ctx, project, Service::Compute, NOVA_SHOW)?;
     let usage = quota::usage::compute(&call.state.doors, project, &ctx.user_id)?;
     let limit = |n: &str| {
         limits
@@ -204,10 +194,7 @@ fn cinder_caller(call: &Call<'_>) -> Result<(), Fault> {
 pub fn cinder_show(call: &Call<'_>) -> Result<Reply, Fault> {
     cinder_caller(call)?;
     let project = target(call, "target_project_id")?;
-    let limits = call
-        .state
-        .quotas
-        .limits_for(call.ctx(), project, Service::Volume, CINDER_SHOW)?;
+    let limits = quotas(call).limits_for(call.ctx(), project, Service::Volume, CINDER_SHOW)?;
     let usage = match call.query("usage") {
         None => false,
         Some(v) => super::volume::flag("usage", v)?,
@@ -226,7 +213,7 @@ pub fn cinder_show(call: &Call<'_>) -> Result<Reply, Fault> {
 pub fn cinder_defaults(call: &Call<'_>) -> Result<Reply, Fault> {
     cinder_caller(call)?;
     let project = target(call, "target_project_id")?;
-    let limits = call.state.quotas.defaults(Service::Volume);
+    let limits = quotas(call).defaults(Service::Volume);
     Ok(Reply::ok(
         json!({ "quota_set": plain(&limits, Some(project)) }),
     ))
@@ -236,7 +223,7 @@ pub fn cinder_update(call: &Call<'_>) -> Result<Reply, Fault> {
     cinder_caller(call)?;
     let project = target(call, "target_project_id")?;
     let changes = changes(call, "quota_set", &[])?;
-    let limits = call.state.quotas.set(
+    let limits = quotas(call).set(
         call.ctx(),
         project,
         Service::Volume,
@@ -249,9 +236,7 @@ pub fn cinder_update(call: &Call<'_>) -> Result<Reply, Fault> {
 pub fn cinder_delete(call: &Call<'_>) -> Result<Reply, Fault> {
     cinder_caller(call)?;
     let project = target(call, "target_project_id")?;
-    call.state
-        .quotas
-        .reset(call.ctx(), project, Service::Volume, CINDER_DELETE)?;
+    quotas(call).reset(call.ctx(), project, Service::Volume, CINDER_DELETE)?;
     Ok(Reply::empty(StatusCode::OK))
 }
 
@@ -265,10 +250,7 @@ pub fn cinder_limits(call: &Call<'_>) -> Result<Reply, Fault> {
         Some(p) if ctx.is_admin() => p,
         _ => own,
     };
-    let limits = call
-        .state
-        .quotas
-        .limits_for(ctx, project, Service::Volume, CINDER_SHOW)?;
+    let limits = quotas(call).limits_for(ctx, project, Service::Volume, CINDER_SHOW)?;
     let usage = quota::usage::volume(&call.state.doors, project)?;
     let limit = |n: &str| {
         limits
@@ -295,19 +277,13 @@ const NEUTRON_DELETE: &str = "delete_quota";
 
 pub fn neutron_show(call: &Call<'_>) -> Result<Reply, Fault> {
     let project = target(call, "project_id")?;
-    let limits =
-        call.state
-            .quotas
-            .limits_for(call.ctx(), project, Service::Network, NEUTRON_SHOW)?;
+    let limits = quotas(call).limits_for(call.ctx(), project, Service::Network, NEUTRON_SHOW)?;
     Ok(Reply::ok(json!({ "quota": plain(&limits, None) })))
 }
 
 pub fn neutron_details(call: &Call<'_>) -> Result<Reply, Fault> {
     let project = target(call, "project_id")?;
-    let limits =
-        call.state
-            .quotas
-            .limits_for(call.ctx(), project, Service::Network, NEUTRON_SHOW)?;
+    let limits = quotas(call).limits_for(call.ctx(), project, Service::Network, NEUTRON_SHOW)?;
     let usage = call.state.network.quota_usage(project)?;
     Ok(Reply::ok(
         json!({ "quota": detailed(&limits, &usage, "used", &[]) }),
@@ -316,14 +292,14 @@ pub fn neutron_details(call: &Call<'_>) -> Result<Reply, Fault> {
 
 pub fn neutron_default(call: &Call<'_>) -> Result<Reply, Fault> {
     target(call, "project_id")?;
-    let limits = call.state.quotas.defaults(Service::Network);
+    let limits = quotas(call).defaults(Service::Network);
     Ok(Reply::ok(json!({ "quota": plain(&limits, None) })))
 }
 
 pub fn neutron_update(call: &Call<'_>) -> Result<Reply, Fault> {
     let project = target(call, "project_id")?;
     let changes = changes(call, "quota", &["force", "check_limit"])?;
-    let limits = call.state.quotas.set(
+    let limits = quotas(call).set(
         call.ctx(),
         project,
         Service::Network,
@@ -335,8 +311,6 @@ pub fn neutron_update(call: &Call<'_>) -> Result<Reply, Fault> {
 
 pub fn neutron_delete(call: &Call<'_>) -> Result<Reply, Fault> {
     let project = target(call, "project_id")?;
-    call.state
-        .quotas
-        .reset(call.ctx(), project, Service::Network, NEUTRON_DELETE)?;
+    quotas(call).reset(call.ctx(), project, Service::Network, NEUTRON_DELETE)?;
     Ok(Reply::empty(StatusCode::NO_CONTENT))
 }

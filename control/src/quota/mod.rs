@@ -156,6 +156,45 @@ pub fn check(
     })
 }
 
+/// Nova's limits on a project's servers (`instances`, `cores`, `ram`), checked together
+/// in the write that records a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerQuota {
+    pub instances: Limit,
+    pub cores: Limit,
+    pub ram: Limit,
+}
+
+impl ServerQuota {
+    /// No limits: for the stores' own suites, and what a project with every limit at -1 has.
+    pub const UNLIMITED: ServerQuota = ServerQuota {
+        instances: UNLIMITED,
+        cores: UNLIMITED,
+        ram: UNLIMITED,
+    };
+
+    pub fn of(quotas: &Quotas, project_id: &str) -> Result<ServerQuota, StorageError> {
+        Ok(ServerQuota {
+            instances: quotas.limit(project_id, "instances")?,
+            cores: quotas.limit(project_id, "cores")?,
+            ram: quotas.limit(project_id, "ram")?,
+        })
+    }
+
+    pub fn is_unlimited(&self) -> bool {
+        *self == ServerQuota::UNLIMITED
+    }
+
+    /// Whether one more server of `vcpus` and `ram` MB fits beside `held`, the (vcpus, ram)
+    /// of the project's servers; Nova's order: instances, then cores, then ram.
+    pub fn check(&self, held: &[(i64, i64)], vcpus: i64, ram: i64) -> Result<(), QuotaError> {
+        let count = i64::try_from(held.len()).unwrap_or(i64::MAX);
+        check("instances", self.instances, count, 1)?;
+        check("cores", self.cores, held.iter().map(|h| h.0).sum(), vcpus)?;
+        check("ram", self.ram, held.iter().map(|h| h.1).sum(), ram)
+    }
+}
+
 /// A project's limits: the deployment's defaults and the door to the projects' overrides.
 /// Cheap to clone.
 #[derive(Clone)]
@@ -169,6 +208,14 @@ impl Quotas {
         Quotas {
             defaults: Arc::new(defaults),
             store,
+        }
+    }
+
+    /// The same limits set per project over other defaults (the daemon's configured ones).
+    pub fn with_defaults(self, defaults: QuotaDefaults) -> Quotas {
+        Quotas {
+            defaults: Arc::new(defaults),
+            ..self
         }
     }
 

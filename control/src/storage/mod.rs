@@ -120,7 +120,8 @@ impl crate::store::Doors {
             servers: db.clone(),
             server_groups: db.clone(),
             aggregates: db.clone(),
-            quotas: db.clone(),
+            // OpenStack's defaults until the daemon gives the configured ones.
+            quotas: crate::quota::Quotas::new(Default::default(), db.clone()),
             claims: crate::compute::servers::placement::store::PlacementDoor::Box(db),
         }
     }

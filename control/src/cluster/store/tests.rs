@@ -760,7 +760,12 @@ fn boxes_updating_one_server_at_once_lose_no_update() {
         .map(|_| etcd.doors_under("/race").unwrap().servers())
         .collect();
     boxes[0]
-        .insert_server(&conformance::server("a", "p", 1), "create", "claim")
+        .insert_server(
+            &conformance::server("a", "p", 1),
+            "create",
+            "claim",
+            &crate::quota::ServerQuota::UNLIMITED,
+        )
         .unwrap();
     let start = std::sync::Barrier::new(BOXES);
     let changes_run = AtomicU32::new(0);
@@ -818,7 +823,9 @@ fn a_server_s_user_data_and_progress_have_keys_of_their_own() {
     s.host = Some("box1".into());
     // Nova's largest user_data.
     s.user_data = Some("u".repeat(65_535));
-    let stored = servers.insert_server(&s, "create", "claim").unwrap();
+    let stored = servers
+        .insert_server(&s, "create", "claim", &crate::quota::ServerQuota::UNLIMITED)
+        .unwrap();
     let keys = doors.kv.keys.clone();
     let raw = |key: String| {
         doors
@@ -859,7 +866,9 @@ fn a_server_s_user_data_and_progress_have_keys_of_their_own() {
     assert!(servers.set_server_task("zzz", step).is_err());
     assert_eq!(raw(keys.server_task("zzz")), None);
     // A second create of the same id changes nothing.
-    assert!(servers.insert_server(&s, "create", "claim").is_err());
+    assert!(servers
+        .insert_server(&s, "create", "claim", &crate::quota::ServerQuota::UNLIMITED)
+        .is_err());
     assert_eq!(
         servers.server("a").unwrap().map(|s| s.name),
         Some("renamed".into())
@@ -884,10 +893,20 @@ fn a_reconciler_reads_every_server_at_one_revision_and_watches_from_there() {
     let mut with_data = conformance::server("a", "p1", 1);
     with_data.user_data = Some("data".into());
     servers
-        .insert_server(&with_data, "create", "claim")
+        .insert_server(
+            &with_data,
+            "create",
+            "claim",
+            &crate::quota::ServerQuota::UNLIMITED,
+        )
         .unwrap();
     servers
-        .insert_server(&conformance::server("b", "p2", 2), "create", "claim")
+        .insert_server(
+            &conformance::server("b", "p2", 2),
+            "create",
+            "claim",
+            &crate::quota::ServerQuota::UNLIMITED,
+        )
         .unwrap();
     let b = servers
         .update_server("b", TaskChange::Keep, &mut |s| {

@@ -33,6 +33,7 @@ pub use saga::root_disk_bytes;
 use super::flavors::{self, FlavorError};
 use super::keypairs::{self, KeyPairError};
 use crate::context::RequestContext;
+use crate::quota::ServerQuota;
 use crate::random::{self, RandomError};
 use crate::store::StorageError;
 use crate::timestamp::Timestamp;
@@ -103,6 +104,9 @@ pub enum ServerError {
     Random(#[from] RandomError),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// Over one of Nova's quotas (a 403, as Nova answers).
+    #[error(transparent)]
+    Quota(#[from] crate::quota::QuotaError),
     #[error("cannot hand the request to the server's runner: {0}")]
     Fleet(#[from] FleetError),
     /// A multi-create that cannot place `min_count` servers now.
@@ -556,9 +560,11 @@ pub fn create(
 /// Records `server` (BUILD, its create at step `claim`), joins its group and takes the
 /// ports it names; nothing stays recorded if any of these fails.
 fn record(fleet: &Fleet, server: &Server) -> Result<Server, ServerError> {
+    // Nova's instances, cores and ram: counted with the insert, in its write.
+    let quota = ServerQuota::of(fleet.quotas(), &server.project_id)?;
     let stored = fleet
         .servers()
-        .insert_server(server, saga::CREATE, "claim")?;
+        .insert_server(server, saga::CREATE, "claim", &quota)?;
     // The member joins before it is placed (Nova's order): placement reads the members at
     // each decision, so a member placed meanwhile is never missed.
     if let Some(group) = &stored.placement.group {

@@ -155,7 +155,7 @@ impl From<KeyPairError> for Fault {
             E::NotFound { .. } => StatusCode::NOT_FOUND,
             E::NameExists(_) => StatusCode::CONFLICT,
             E::Invalid(_) | E::X509Unsupported | E::MarkerNotFound(_) => StatusCode::BAD_REQUEST,
-            E::Forbidden(_) => StatusCode::FORBIDDEN,
+            E::Forbidden(_) | E::QuotaExceeded => StatusCode::FORBIDDEN,
             E::Random(_) | E::Encode(_) | E::Storage(_) => return Fault::internal(e),
         };
         Fault::new(status, e.to_string())

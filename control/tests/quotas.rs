@@ -364,3 +364,44 @@ fn the_openstack_client_shows_and_sets_quotas_and_shows_limits() {
         "{denied}"
     );
 }
+
+#[test]
+fn a_volume_over_cinders_quotas_gets_its_413_and_nothing_is_recorded() {
+    let d = Daemon::start();
+    let (alice, pid) = member(&d, "alice");
+    let (root, admin_pid) = admin(&d);
+    let set = root.put(
+        &format!("/volume/v3/{admin_pid}/os-quota-sets/{pid}"),
+        Some(&json!({"quota_set": {"volumes": 2, "gigabytes": 3}})),
+    );
+    assert_eq!(status(&set), 200, "{}", set.text());
+    let create = |size: i64| {
+        alice.post(
+            &format!("/volume/v3/{pid}/volumes"),
+            &json!({"volume": {"size": size}}),
+        )
+    };
+    let first = create(2);
+    assert_eq!(status(&first), 202, "{}", first.text());
+    let too_big = create(2);
+    assert_eq!(status(&too_big), 413, "{}", too_big.text());
+    assert_eq!(
+        too_big.body_json()["overLimit"]["message"],
+        "VolumeSizeExceedsAvailableQuota: Requested volume or snapshot exceeds allowed \
+         gigabytes quota. Requested 2G, quota is 3G and 2G has been consumed."
+    );
+    let second = create(1);
+    assert_eq!(status(&second), 202, "{}", second.text());
+    let third = create(1);
+    assert_eq!(status(&third), 413, "{}", third.text());
+    assert_eq!(
+        third.body_json()["overLimit"]["message"],
+        "VolumeLimitExceeded: Maximum number of volumes allowed (2) exceeded for quota \
+         'volumes'."
+    );
+    let listed = ok(alice.get(&format!("/volume/v3/{pid}/volumes")));
+    assert_eq!(listed["volumes"].as_array().unwrap().len(), 2, "{listed}");
+    let usage = ok(alice.get(&format!("/volume/v3/{pid}/os-quota-sets/{pid}?usage=true")));
+    assert_eq!(usage["quota_set"]["gigabytes"]["in_use"], 3);
+    assert_eq!(usage["quota_set"]["volumes_thin"]["in_use"], 2);
+}

@@ -304,6 +304,7 @@ impl From<VolumeError> for Fault {
                 None => return Fault::internal(e),
             },
             E::Forbidden(_) => StatusCode::FORBIDDEN,
+            E::OverQuota(_) => StatusCode::PAYLOAD_TOO_LARGE,
             E::Disk(d) => match d {
                 D::Id(_) | D::Size(_) | D::SmallerThanSource { .. } | D::CannotShrink { .. } => {
                     StatusCode::BAD_REQUEST

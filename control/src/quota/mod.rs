@@ -195,6 +195,99 @@ impl ServerQuota {
     }
 }
 
+/// Cinder's limits on a project's volumes (`volumes`, `gigabytes`, and those of the new
+/// volume's type), checked in the write that records a volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeQuota {
+    pub volume_type: String,
+    pub volumes: Limit,
+    pub gigabytes: Limit,
+    /// `volumes_<type>` and `gigabytes_<type>` of [`Self::volume_type`].
+    pub of_type: [(&'static str, Limit); 2],
+}
+
+impl VolumeQuota {
+    /// `project_id`'s limits for one more volume of `volume_type`.
+    pub fn of(
+        quotas: &Quotas,
+        project_id: &str,
+        volume_type: &str,
+    ) -> Result<VolumeQuota, StorageError> {
+        let typed = |kind: &str| -> Result<(&'static str, Limit), StorageError> {
+            match resource(&format!("{kind}_{volume_type}")) {
+                Some((name, _)) => Ok((name, quotas.limit(project_id, name)?)),
+                // A type with no quota of its own: only the project's totals apply.
+                None => Ok((kind_total(kind), UNLIMITED)),
+            }
+        };
+        Ok(VolumeQuota {
+            volume_type: volume_type.to_owned(),
+            volumes: quotas.limit(project_id, "volumes")?,
+            gigabytes: quotas.limit(project_id, "gigabytes")?,
+            of_type: [typed("volumes")?, typed("gigabytes")?],
+        })
+    }
+
+    /// No limits on volumes of `volume_type`: for the stores' own suites.
+    pub fn unlimited(volume_type: &str) -> VolumeQuota {
+        VolumeQuota {
+            volume_type: volume_type.to_owned(),
+            volumes: UNLIMITED,
+            gigabytes: UNLIMITED,
+            of_type: [("volumes", UNLIMITED), ("gigabytes", UNLIMITED)],
+        }
+    }
+
+    pub fn is_unlimited(&self) -> bool {
+        self.volumes == UNLIMITED
+            && self.gigabytes == UNLIMITED
+            && self.of_type.iter().all(|&(_, l)| l == UNLIMITED)
+    }
+
+    /// Whether one more volume of `size` GiB fits beside the project's `volumes` and
+    /// `snapshots` (snapshots' sizes count in `gigabytes`, as in Cinder).
+    pub fn check(
+        &self,
+        volumes: &[crate::volume::Volume],
+        snapshots: &[crate::volume::Snapshot],
+        size: i64,
+    ) -> Result<(), QuotaError> {
+        let of_type: Vec<_> = volumes
+            .iter()
+            .filter(|v| v.volume_type == self.volume_type)
+            .collect();
+        let snapshot_gb = |pick: &dyn Fn(&str) -> bool| -> i64 {
+            snapshots
+                .iter()
+                .filter(|s| {
+                    volumes
+                        .iter()
+                        .any(|v| v.id == s.volume_id && pick(&v.volume_type))
+                })
+                .map(|s| s.size)
+                .sum()
+        };
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        check("volumes", self.volumes, count(volumes.len()), 1)?;
+        let all_gb = volumes.iter().map(|v| v.size).sum::<i64>()
+            + snapshots.iter().map(|s| s.size).sum::<i64>();
+        check("gigabytes", self.gigabytes, all_gb, size)?;
+        let [(volumes_t, volumes_limit), (gigabytes_t, gigabytes_limit)] = self.of_type;
+        check(volumes_t, volumes_limit, count(of_type.len()), 1)?;
+        let type_gb =
+            of_type.iter().map(|v| v.size).sum::<i64>() + snapshot_gb(&|t| t == self.volume_type);
+        check(gigabytes_t, gigabytes_limit, type_gb, size)
+    }
+}
+
+fn kind_total(kind: &str) -> &'static str {
+    if kind == "volumes" {
+        "volumes"
+    } else {
+        "gigabytes"
+    }
+}
+
 /// A project's limits: the deployment's defaults and the door to the projects' overrides.
 /// Cheap to clone.
 #[derive(Clone)]

@@ -10,6 +10,7 @@
 //! closure again after a lost race; it must only decide).
 
 use super::VolumeError;
+use crate::quota::{QuotaError, VolumeQuota};
 use crate::store::StorageError;
 use crate::timestamp::Timestamp;
 use std::collections::BTreeMap;
@@ -158,9 +159,11 @@ pub struct VolumeView {
 }
 
 pub trait VolumeRecordStore: Send + Sync {
-    /// Records a new volume with its metadata. One copied from a snapshot is recorded only
-    /// while that snapshot is `available`; false (nothing written) otherwise.
-    fn create_volume(&self, v: &Volume) -> Result<bool, StorageError>;
+    /// Records a new volume with its metadata, if its project's volumes and snapshots with it
+    /// stay within `quota` (counted in the same write, so racing creates cannot overshoot
+    /// it). One copied from a snapshot is recorded only while that snapshot is `available`;
+    /// false (nothing written) otherwise.
+    fn create_volume(&self, v: &Volume, quota: &VolumeQuota) -> Result<bool, QuotaError>;
 
     /// Volume `id` with its attachment.
     fn volume(&self, id: &str) -> Result<Option<Volume>, StorageError>;

@@ -223,6 +223,7 @@ impl Fleet {
             volumes: self.volumes.clone(),
             images: self.images.clone(),
             homes: self.homes.clone(),
+            quotas: self.doors.quotas.clone(),
         }
     }
 

@@ -203,7 +203,7 @@ fn boxes_allocating_at_once_never_share_an_address_and_lose_none() {
         .map(|d| {
             NetworkService::with_store(
                 Arc::new(d.networks()),
-                quotas(&d),
+                quotas(d),
                 NetworkSettings::default(),
             )
         })

@@ -120,7 +120,7 @@ impl From<ServerGroupError> for Fault {
         let status = match &e {
             E::NotFound(_) => StatusCode::NOT_FOUND,
             E::InvalidField { .. } | E::RulesNeedAntiAffinity => StatusCode::BAD_REQUEST,
-            E::Forbidden(_) => StatusCode::FORBIDDEN,
+            E::Forbidden(_) | E::QuotaExceeded => StatusCode::FORBIDDEN,
             E::Random(_) | E::Storage(_) => return Fault::internal(e),
         };
         Fault::new(status, e.to_string())

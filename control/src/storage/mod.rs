@@ -36,6 +36,13 @@ impl From<rusqlite::Error> for StorageError {
     }
 }
 
+/// For the writes that check a quota in their transaction.
+impl From<rusqlite::Error> for crate::quota::QuotaError {
+    fn from(e: rusqlite::Error) -> Self {
+        crate::quota::QuotaError::Storage(e.into())
+    }
+}
+
 /// The database handle shared by all requests. Clones share the one connection, so
 /// background work (a volume being copied) can record its outcome after its request ended.
 #[derive(Clone)]

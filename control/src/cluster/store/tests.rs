@@ -578,7 +578,9 @@ fn members_of_one_group_placed_at_once_through_every_box_keep_its_policy() {
     let groups = doors[0].server_groups();
     let place_all = |group: &str, servers: usize| -> Vec<Option<String>> {
         for i in 0..servers {
-            assert!(groups.add_member(group, &format!("{group}-{i}")).unwrap());
+            assert!(groups
+                .add_member(group, &format!("{group}-{i}"), crate::quota::UNLIMITED)
+                .unwrap());
         }
         let start = std::sync::Barrier::new(servers);
         std::thread::scope(|s| {
@@ -605,7 +607,10 @@ fn members_of_one_group_placed_at_once_through_every_box_keep_its_policy() {
         // Six members, three boxes: three placed, one per box, three refused.
         let anti = format!("anti{round}");
         groups
-            .create_group(&conformance::group(&anti, "p", GroupPolicy::AntiAffinity))
+            .create_group(
+                &conformance::group(&anti, "p", GroupPolicy::AntiAffinity),
+                crate::quota::UNLIMITED,
+            )
             .unwrap();
         let placed = place_all(&anti, 6);
         let mut per_box: BTreeMap<&String, usize> = BTreeMap::new();
@@ -620,7 +625,10 @@ fn members_of_one_group_placed_at_once_through_every_box_keep_its_policy() {
         // Three members of an affinity group: all on one box (it has room for four).
         let together = format!("affinity{round}");
         groups
-            .create_group(&conformance::group(&together, "p", GroupPolicy::Affinity))
+            .create_group(
+                &conformance::group(&together, "p", GroupPolicy::Affinity),
+                crate::quota::UNLIMITED,
+            )
             .unwrap();
         let placed = place_all(&together, 3);
         let hosts: std::collections::BTreeSet<_> = placed.iter().flatten().collect();
@@ -655,11 +663,14 @@ fn a_batch_in_an_anti_affinity_group_takes_one_box_each_or_nothing() {
     let (site, doors) = site_with_doors(&etcd, &["box1", "box2", "box3"], None);
     let groups = doors[1].server_groups();
     groups
-        .create_group(&conformance::group("g", "p", GroupPolicy::AntiAffinity))
+        .create_group(
+            &conformance::group("g", "p", GroupPolicy::AntiAffinity),
+            crate::quota::UNLIMITED,
+        )
         .unwrap();
     let batch: Vec<String> = (1..=4).map(|i| format!("s{i}")).collect();
     for id in &batch {
-        groups.add_member("g", id).unwrap();
+        groups.add_member("g", id, crate::quota::UNLIMITED).unwrap();
     }
     let wanted = Wanted {
         group: Some("g".into()),

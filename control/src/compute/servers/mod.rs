@@ -560,15 +560,21 @@ pub fn create(
 /// Records `server` (BUILD, its create at step `claim`), joins its group and takes the
 /// ports it names; nothing stays recorded if any of these fails.
 fn record(fleet: &Fleet, server: &Server) -> Result<Server, ServerError> {
-    // Nova's instances, cores and ram: counted with the insert, in its write.
+    // Nova's instances, cores and ram: counted with the insert, in its write; a group's
+    // members as the server joins. Both limits are read before anything is written.
     let quota = ServerQuota::of(fleet.quotas(), &server.project_id)?;
+    let members_limit = fleet
+        .quotas()
+        .limit(&server.project_id, "server_group_members")?;
     let stored = fleet
         .servers()
         .insert_server(server, saga::CREATE, "claim", &quota)?;
     // The member joins before it is placed (Nova's order): placement reads the members at
     // each decision, so a member placed meanwhile is never missed.
     if let Some(group) = &stored.placement.group {
-        let joined = fleet.server_groups().add_member(group, &stored.id);
+        let joined = fleet
+            .server_groups()
+            .add_member(group, &stored.id, members_limit);
         if !matches!(joined, Ok(true)) {
             fleet.servers().delete_server(&stored.id)?;
             return Err(match joined {

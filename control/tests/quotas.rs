@@ -405,3 +405,56 @@ fn a_volume_over_cinders_quotas_gets_its_413_and_nothing_is_recorded() {
     assert_eq!(usage["quota_set"]["gigabytes"]["in_use"], 3);
     assert_eq!(usage["quota_set"]["volumes_thin"]["in_use"], 2);
 }
+
+#[test]
+fn key_pairs_server_groups_and_metadata_stop_at_novas_quotas() {
+    let (d, _assets) =
+        daemon_without_guests("key_pairs = 1\nserver_groups = 1\nmetadata_items = 2");
+    let (_, _pid) = member(&d, "alice");
+    let token = d.login("alice", "pw-123456", Some("alice-project"));
+    let alice = d
+        .tcp(Some(&token))
+        .with_header("OpenStack-API-Version", "compute 2.37");
+    let forbidden = |r: ApiResponse, message: &str| {
+        assert_eq!(status(&r), 403, "{}", r.text());
+        assert_eq!(r.body_json()["forbidden"]["message"], message);
+    };
+    let pair = |name: &str| {
+        alice.post(
+            "/compute/v2.1/os-keypairs",
+            &json!({"keypair": {"name": name}}),
+        )
+    };
+    assert_eq!(status(&pair("one")), 201);
+    forbidden(pair("two"), "Quota exceeded, too many key pairs.");
+
+    let group = |name: &str| {
+        alice.post(
+            "/compute/v2.1/os-server-groups",
+            &json!({"server_group": {"name": name, "policies": ["anti-affinity"]}}),
+        )
+    };
+    let made = group("one");
+    assert_eq!(status(&made), 200, "{}", made.text());
+    forbidden(group("two"), "Quota exceeded, too many server groups.");
+
+    let flavor = d.unix().post(
+        "/compute/v2.1/flavors",
+        &json!({"flavor": {"name": "tiny", "ram": 128, "vcpus": 1, "disk": 1, "id": "tiny"}}),
+    );
+    assert_eq!(status(&flavor), 200, "{}", flavor.text());
+    let server = alice.post(
+        "/compute/v2.1/servers",
+        &json!({"server": {"name": "m", "flavorRef": "tiny", "imageRef": "outpost-guest",
+                           "networks": "none", "metadata": {"a": "1", "b": "2", "c": "3"}}}),
+    );
+    forbidden(
+        server,
+        "Quota exceeded for metadata_items: Requested 3, but already used 0 of 2 metadata_items",
+    );
+    assert_eq!(
+        ok(alice.get("/compute/v2.1/servers"))["servers"],
+        json!([]),
+        "nothing was recorded"
+    );
+}

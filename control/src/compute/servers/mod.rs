@@ -391,6 +391,10 @@ pub fn create(
         .project_id
         .clone()
         .ok_or(ServerError::Forbidden("servers:create"))?;
+    // Nova's metadata_items: a limit on one server's metadata, nothing to count elsewhere.
+    let metadata_items = fleet.quotas().limit(&project_id, "metadata_items")?;
+    let requested = i64::try_from(new.metadata.len()).unwrap_or(i64::MAX);
+    crate::quota::check("metadata_items", metadata_items, 0, requested)?;
     // Nova's `zone:host` form names a host too (admins only).
     let (zone, zone_host) = match new.availability_zone.as_deref() {
         Some(az) => match az.split_once(':') {

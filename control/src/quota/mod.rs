@@ -195,15 +195,18 @@ impl ServerQuota {
     }
 }
 
-/// Cinder's limits on a project's volumes (`volumes`, `gigabytes`, and those of the new
-/// volume's type), checked in the write that records a volume.
+/// Cinder's limits on a project's volumes and snapshots (`volumes`, `gigabytes`,
+/// `snapshots`, and those of one volume type), checked in the write that records a volume or
+/// a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumeQuota {
     pub volume_type: String,
     pub volumes: Limit,
     pub gigabytes: Limit,
-    /// `volumes_<type>` and `gigabytes_<type>` of [`Self::volume_type`].
-    pub of_type: [(&'static str, Limit); 2],
+    pub snapshots: Limit,
+    /// `volumes_<type>`, `gigabytes_<type>` and `snapshots_<type>` of
+    /// [`Self::volume_type`].
+    pub of_type: [(&'static str, Limit); 3],
 }
 
 impl VolumeQuota {
@@ -213,18 +216,19 @@ impl VolumeQuota {
         project_id: &str,
         volume_type: &str,
     ) -> Result<VolumeQuota, StorageError> {
-        let typed = |kind: &str| -> Result<(&'static str, Limit), StorageError> {
+        let typed = |kind: &'static str| -> Result<(&'static str, Limit), StorageError> {
             match resource(&format!("{kind}_{volume_type}")) {
                 Some((name, _)) => Ok((name, quotas.limit(project_id, name)?)),
                 // A type with no quota of its own: only the project's totals apply.
-                None => Ok((kind_total(kind), UNLIMITED)),
+                None => Ok((kind, UNLIMITED)),
             }
         };
         Ok(VolumeQuota {
             volume_type: volume_type.to_owned(),
             volumes: quotas.limit(project_id, "volumes")?,
             gigabytes: quotas.limit(project_id, "gigabytes")?,
-            of_type: [typed("volumes")?, typed("gigabytes")?],
+            snapshots: quotas.limit(project_id, "snapshots")?,
+            of_type: [typed("volumes")?, typed("gigabytes")?, typed("snapshots")?],
         })
     }
 
@@ -234,13 +238,19 @@ impl VolumeQuota {
             volume_type: volume_type.to_owned(),
             volumes: UNLIMITED,
             gigabytes: UNLIMITED,
-            of_type: [("volumes", UNLIMITED), ("gigabytes", UNLIMITED)],
+            snapshots: UNLIMITED,
+            of_type: [
+                ("volumes", UNLIMITED),
+                ("gigabytes", UNLIMITED),
+                ("snapshots", UNLIMITED),
+            ],
         }
     }
 
     pub fn is_unlimited(&self) -> bool {
         self.volumes == UNLIMITED
             && self.gigabytes == UNLIMITED
+            && self.snapshots == UNLIMITED
             && self.of_type.iter().all(|&(_, l)| l == UNLIMITED)
     }
 
@@ -252,39 +262,67 @@ impl VolumeQuota {
         snapshots: &[crate::volume::Snapshot],
         size: i64,
     ) -> Result<(), QuotaError> {
-        let of_type: Vec<_> = volumes
-            .iter()
-            .filter(|v| v.volume_type == self.volume_type)
-            .collect();
-        let snapshot_gb = |pick: &dyn Fn(&str) -> bool| -> i64 {
-            snapshots
-                .iter()
-                .filter(|s| {
-                    volumes
-                        .iter()
-                        .any(|v| v.id == s.volume_id && pick(&v.volume_type))
-                })
-                .map(|s| s.size)
-                .sum()
-        };
-        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-        check("volumes", self.volumes, count(volumes.len()), 1)?;
-        let all_gb = volumes.iter().map(|v| v.size).sum::<i64>()
-            + snapshots.iter().map(|s| s.size).sum::<i64>();
-        check("gigabytes", self.gigabytes, all_gb, size)?;
-        let [(volumes_t, volumes_limit), (gigabytes_t, gigabytes_limit)] = self.of_type;
-        check(volumes_t, volumes_limit, count(of_type.len()), 1)?;
-        let type_gb =
-            of_type.iter().map(|v| v.size).sum::<i64>() + snapshot_gb(&|t| t == self.volume_type);
-        check(gigabytes_t, gigabytes_limit, type_gb, size)
+        let held = Held::of(self, volumes, snapshots);
+        let [(volumes_t, volumes_limit), (gigabytes_t, gigabytes_limit), _] = self.of_type;
+        check("volumes", self.volumes, held.volumes, 1)?;
+        check("gigabytes", self.gigabytes, held.gigabytes, size)?;
+        check(volumes_t, volumes_limit, held.typed_volumes, 1)?;
+        check(gigabytes_t, gigabytes_limit, held.typed_gigabytes, size)
+    }
+
+    /// Whether one more snapshot of `size` GiB, of a volume of [`Self::volume_type`], fits
+    /// beside the project's `volumes` and `snapshots`.
+    pub fn check_snapshot(
+        &self,
+        volumes: &[crate::volume::Volume],
+        snapshots: &[crate::volume::Snapshot],
+        size: i64,
+    ) -> Result<(), QuotaError> {
+        let held = Held::of(self, volumes, snapshots);
+        let [_, (gigabytes_t, gigabytes_limit), (snapshots_t, snapshots_limit)] = self.of_type;
+        check("snapshots", self.snapshots, held.snapshots, 1)?;
+        check("gigabytes", self.gigabytes, held.gigabytes, size)?;
+        check(snapshots_t, snapshots_limit, held.typed_snapshots, 1)?;
+        check(gigabytes_t, gigabytes_limit, held.typed_gigabytes, size)
     }
 }
 
-fn kind_total(kind: &str) -> &'static str {
-    if kind == "volumes" {
-        "volumes"
-    } else {
-        "gigabytes"
+/// What a project holds, in total and of one volume type, as Cinder counts it.
+struct Held {
+    volumes: i64,
+    snapshots: i64,
+    /// Volumes' and snapshots' sizes.
+    gigabytes: i64,
+    typed_volumes: i64,
+    typed_snapshots: i64,
+    typed_gigabytes: i64,
+}
+
+impl Held {
+    fn of(
+        quota: &VolumeQuota,
+        volumes: &[crate::volume::Volume],
+        snapshots: &[crate::volume::Snapshot],
+    ) -> Held {
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        let typed: Vec<_> = volumes
+            .iter()
+            .filter(|v| v.volume_type == quota.volume_type)
+            .collect();
+        let typed_snaps: Vec<_> = snapshots
+            .iter()
+            .filter(|s| typed.iter().any(|v| v.id == s.volume_id))
+            .collect();
+        Held {
+            volumes: count(volumes.len()),
+            snapshots: count(snapshots.len()),
+            gigabytes: volumes.iter().map(|v| v.size).sum::<i64>()
+                + snapshots.iter().map(|s| s.size).sum::<i64>(),
+            typed_volumes: count(typed.len()),
+            typed_snapshots: count(typed_snaps.len()),
+            typed_gigabytes: typed.iter().map(|v| v.size).sum::<i64>()
+                + typed_snaps.iter().map(|s| s.size).sum::<i64>(),
+        }
     }
 }
 

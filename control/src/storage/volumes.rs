@@ -494,12 +494,21 @@ impl VolumeRecordStore for super::Db {
     fn create_snapshot(
         &self,
         volume_id: &str,
+        quota: &VolumeQuota,
         make: &mut dyn FnMut(&Volume) -> Result<Snapshot, VolumeError>,
     ) -> Result<Snapshot, VolumeError> {
         self.write(|tx| {
             let v = volume(tx, volume_id)?
                 .ok_or_else(|| VolumeError::NotFound(volume_id.to_owned()))?;
             let snap = make(&v)?;
+            if !quota.is_unlimited() {
+                let project = Some(v.project_id.as_str());
+                quota.check_snapshot(
+                    &volumes(tx, project)?,
+                    &snapshots(tx, project)?,
+                    snap.size,
+                )?;
+            }
             insert_snapshot(tx, &snap)?;
             Ok(snap)
         })

@@ -86,28 +86,36 @@ pub enum VolumeError {
     Storage(#[from] StorageError),
 }
 
-/// A quota refusal in Cinder's words (`VolumeLimitExceeded`,
-/// `VolumeSizeExceedsAvailableQuota`).
-fn over_quota(e: QuotaError) -> VolumeError {
-    match e {
-        QuotaError::Exceeded {
-            resource,
-            requested,
-            used,
-            limit,
-        } if resource.starts_with("gigabytes") => VolumeError::OverQuota(format!(
-            "VolumeSizeExceedsAvailableQuota: Requested volume or snapshot exceeds allowed \
-             {resource} quota. Requested {requested}G, quota is {limit}G and {used}G has been \
-             consumed."
-        )),
-        QuotaError::Exceeded {
-            resource, limit, ..
-        } => VolumeError::OverQuota(format!(
-            "VolumeLimitExceeded: Maximum number of volumes allowed ({limit}) exceeded for \
-             quota '{resource}'."
-        )),
-        QuotaError::Storage(e) => VolumeError::Storage(e),
-        other => VolumeError::InvalidInput(other.to_string()),
+/// A quota refusal in Cinder's words (`VolumeLimitExceeded`, `SnapshotLimitExceeded`,
+/// `VolumeSizeExceedsAvailableQuota`): a 413.
+impl From<QuotaError> for VolumeError {
+    fn from(e: QuotaError) -> VolumeError {
+        match e {
+            QuotaError::Exceeded {
+                resource,
+                requested,
+                used,
+                limit,
+            } if resource.starts_with("gigabytes") => VolumeError::OverQuota(format!(
+                "VolumeSizeExceedsAvailableQuota: Requested volume or snapshot exceeds allowed \
+                 {resource} quota. Requested {requested}G, quota is {limit}G and {used}G has \
+                 been consumed."
+            )),
+            QuotaError::Exceeded {
+                resource, limit, ..
+            } if resource.starts_with("snapshots") => VolumeError::OverQuota(format!(
+                "SnapshotLimitExceeded: Maximum number of snapshots allowed ({limit}) exceeded \
+                 for quota '{resource}'."
+            )),
+            QuotaError::Exceeded {
+                resource, limit, ..
+            } => VolumeError::OverQuota(format!(
+                "VolumeLimitExceeded: Maximum number of volumes allowed ({limit}) exceeded for \
+                 quota '{resource}'."
+            )),
+            QuotaError::Storage(e) => VolumeError::Storage(e),
+            other => VolumeError::InvalidInput(other.to_string()),
+        }
     }
 }
 
@@ -487,7 +495,7 @@ fn begin(
             "snapshot {} is not available",
             volume.snapshot_id.as_deref().unwrap_or_default()
         ))),
-        Err(e) => Err(over_quota(e)),
+        Err(e) => Err(e.into()),
     };
     if let Err(e) = recorded {
         if volume.image_id.is_some() {

@@ -246,10 +246,12 @@ pub trait VolumeRecordStore: Send + Sync {
     fn attachments_of_server(&self, server_id: &str) -> Result<Vec<Attachment>, StorageError>;
 
     /// Reads volume `volume_id` ([`VolumeError::NotFound`]), lets `make` check it and make the
-    /// snapshot, and records the snapshot, as one atomic step.
+    /// snapshot, and records the snapshot if the volume's project stays within `quota`
+    /// ([`VolumeError::OverQuota`]), as one atomic step.
     fn create_snapshot(
         &self,
         volume_id: &str,
+        quota: &VolumeQuota,
         make: &mut dyn FnMut(&Volume) -> Result<Snapshot, VolumeError>,
     ) -> Result<Snapshot, VolumeError>;
 

@@ -660,14 +660,30 @@ impl VolumeRecordStore for EtcdVolumes {
     fn create_snapshot(
         &self,
         volume_id: &str,
+        quota: &VolumeQuota,
         make: &mut dyn FnMut(&Volume) -> Result<Snapshot, VolumeError>,
     ) -> Result<Snapshot, VolumeError> {
         let key = self.keys().volume(volume_id);
+        let (volumes_prefix, snapshots_prefix) = (self.keys().volumes(), self.keys().snapshots());
         self.doors.contested(&key, |doors| {
             let (v, revision) = doors
                 .call(|kv| kv.volume_at(volume_id.to_owned()))?
                 .ok_or_else(|| VolumeError::NotFound(volume_id.to_owned()))?;
             let snap = make(&v)?;
+            let mut when = Vec::new();
+            if !quota.is_unlimited() {
+                // As for a volume: counted as of one revision, committed only if nothing was
+                // recorded or changed since.
+                let project = v.project_id.clone();
+                let (held, snaps, at) = doors.call(|kv| kv.project_volumes_at(project))?;
+                quota.check_snapshot(&held, &snaps, snap.size)?;
+                for prefix in [&volumes_prefix, &snapshots_prefix] {
+                    when.push(
+                        Compare::mod_revision(prefix.as_str(), CompareOp::Less, at + 1)
+                            .with_prefix(),
+                    );
+                }
+            }
             let snap_key = self.keys().snapshot(&snap.id);
             let taken = snap_key.clone();
             if doors
@@ -678,9 +694,8 @@ impl VolumeRecordStore for EtcdVolumes {
                     refused(format!("a snapshot with id {} already exists", snap.id)).into(),
                 );
             }
-            let txn = Txn::new()
-                .when([unchanged_since(key.clone(), revision), absent(snap_key)])
-                .and_then(self.put_snapshot(&snap));
+            when.extend([unchanged_since(key.clone(), revision), absent(snap_key)]);
+            let txn = Txn::new().when(when).and_then(self.put_snapshot(&snap));
             Ok(Decided::Write(txn, snap))
         })
     }

@@ -123,7 +123,7 @@ fn racing_creates_stay_within_the_quota(store: &dyn VolumeRecordStore) {
         .or(store.volumes(Some("p1")).unwrap().pop());
     let held = held.unwrap();
     store
-        .create_snapshot(&held.id, &mut |v| Ok(snapshot_of(v, "s1")))
+        .create_snapshot(&held.id, &unlimited(), &mut |v| Ok(snapshot_of(v, "s1")))
         .unwrap();
     let gigabytes = VolumeQuota {
         gigabytes: 8,
@@ -142,9 +142,32 @@ fn racing_creates_stay_within_the_quota(store: &dyn VolumeRecordStore) {
     }
     big.size = 4;
     assert!(store.create_volume(&big, &gigabytes).unwrap());
+    // Snapshots: one held, room for one more; and 8 GiB are all taken.
+    let snapshots = VolumeQuota {
+        snapshots: 2,
+        ..unlimited()
+    };
+    store
+        .create_snapshot("big", &snapshots, &mut |v| Ok(snapshot_of(v, "s2")))
+        .unwrap();
+    match store.create_snapshot("big", &snapshots, &mut |v| Ok(snapshot_of(v, "s3"))) {
+        Err(VolumeError::OverQuota(m)) => assert!(m.starts_with("SnapshotLimitExceeded"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    match store.create_snapshot(&held.id, &gigabytes, &mut |v| Ok(snapshot_of(v, "s4"))) {
+        Err(VolumeError::OverQuota(m)) => {
+            assert!(m.starts_with("VolumeSizeExceedsAvailableQuota"), "{m}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(store.snapshots(Some("p1")).unwrap().len(), 2);
     // The type's own limit: thick volumes are not thin ones.
     let thin_only = VolumeQuota {
-        of_type: [("volumes_thin", 4), ("gigabytes_thin", UNLIMITED)],
+        of_type: [
+            ("volumes_thin", 4),
+            ("gigabytes_thin", UNLIMITED),
+            ("snapshots_thin", UNLIMITED),
+        ],
         ..unlimited()
     };
     match store.create_volume(&volume("t", VolumeStatus::Available), &thin_only) {
@@ -175,7 +198,7 @@ fn volumes_read_back_and_copies_need_an_available_snapshot(store: &dyn VolumeRec
     assert_eq!(store.volumes(Some("p1")).unwrap().len(), 1);
     assert!(store.volumes(Some("p2")).unwrap().is_empty());
     let snap = store
-        .create_snapshot("v1", &mut |v| Ok(snapshot_of(v, "s1")))
+        .create_snapshot("v1", &unlimited(), &mut |v| Ok(snapshot_of(v, "s1")))
         .unwrap();
     let mut copy = volume("v2", VolumeStatus::Creating);
     copy.snapshot_id = Some(snap.id.clone());
@@ -200,7 +223,7 @@ fn status_changes_see_snapshots_and_write_only_what_was_decided(store: &dyn Volu
         .create_volume(&volume("v1", VolumeStatus::Available), &unlimited())
         .unwrap();
     store
-        .create_snapshot("v1", &mut |v| Ok(snapshot_of(v, "s1")))
+        .create_snapshot("v1", &unlimited(), &mut |v| Ok(snapshot_of(v, "s1")))
         .unwrap();
     let refused = store.change_volume_status("v1", &mut |seen| {
         assert_eq!(seen.snapshots.len(), 1);
@@ -309,17 +332,17 @@ fn snapshots_are_made_against_the_volume_as_it_is(store: &dyn VolumeRecordStore)
     store
         .create_volume(&volume("v1", VolumeStatus::Available), &unlimited())
         .unwrap();
-    let refused = store.create_snapshot("v1", &mut |v| {
+    let refused = store.create_snapshot("v1", &unlimited(), &mut |v| {
         Err(VolumeError::InvalidVolume(format!("{} says no", v.id)))
     });
     assert!(refused.is_err());
     assert!(store.snapshots(None).unwrap().is_empty());
     assert!(matches!(
-        store.create_snapshot("nope", &mut |v| Ok(snapshot_of(v, "s0"))),
+        store.create_snapshot("nope", &unlimited(), &mut |v| Ok(snapshot_of(v, "s0"))),
         Err(VolumeError::NotFound(_))
     ));
     let s = store
-        .create_snapshot("v1", &mut |v| Ok(snapshot_of(v, "s1")))
+        .create_snapshot("v1", &unlimited(), &mut |v| Ok(snapshot_of(v, "s1")))
         .unwrap();
     assert_eq!(store.snapshot("s1").unwrap(), Some(s));
     assert_eq!(store.snapshots(Some("p1")).unwrap().len(), 1);
@@ -464,7 +487,7 @@ fn a_snapshot_and_a_delete_racing_never_both_win<S: VolumeRecordStore>(a: &S, b:
         let (snapped, deleting) = at_once(
             (a, b),
             |s| {
-                s.create_snapshot(&id, &mut |v| match v.status {
+                s.create_snapshot(&id, &unlimited(), &mut |v| match v.status {
                     VolumeStatus::Available => Ok(snapshot_of(v, &snap_id)),
                     other => Err(VolumeError::InvalidVolume(other.as_str().into())),
                 })
@@ -501,8 +524,10 @@ fn a_copy_and_its_snapshot_s_delete_racing_never_both_win<S: VolumeRecordStore>(
     a.create_volume(&source, &unlimited()).unwrap();
     for round in 0..10 {
         let snap_id = format!("s{round}");
-        a.create_snapshot("source", &mut |v| Ok(snapshot_of(v, &snap_id)))
-            .unwrap();
+        a.create_snapshot("source", &unlimited(), &mut |v| {
+            Ok(snapshot_of(v, &snap_id))
+        })
+        .unwrap();
         let creating = [SnapshotStatus::Creating];
         assert!(a
             .set_snapshot_status_if(&snap_id, &creating, SnapshotStatus::Available, None)

@@ -101,6 +101,7 @@ fn detailed(
 const NOVA_SHOW: &str = "os_compute_api:os-quota-sets:show";
 const NOVA_UPDATE: &str = "os_compute_api:os-quota-sets:update";
 const NOVA_DELETE: &str = "os_compute_api:os-quota-sets:delete";
+const NOVA_DEFAULTS: &str = "os_compute_api:os-quota-sets:defaults";
 
 pub fn nova_show(call: &Call<'_>) -> Result<Reply, Fault> {
     let project = target(call, "project_id")?;
@@ -121,7 +122,7 @@ pub fn nova_detail(call: &Call<'_>) -> Result<Reply, Fault> {
 
 pub fn nova_defaults(call: &Call<'_>) -> Result<Reply, Fault> {
     let project = target(call, "project_id")?;
-    let limits = quotas(call).defaults(Service::Compute);
+    let limits = quotas(call).defaults_for(call.ctx(), project, Service::Compute, NOVA_DEFAULTS)?;
     Ok(Reply::ok(
         json!({ "quota_set": plain(&limits, Some(project)) }),
     ))
@@ -213,7 +214,7 @@ pub fn cinder_show(call: &Call<'_>) -> Result<Reply, Fault> {
 pub fn cinder_defaults(call: &Call<'_>) -> Result<Reply, Fault> {
     cinder_caller(call)?;
     let project = target(call, "target_project_id")?;
-    let limits = quotas(call).defaults(Service::Volume);
+    let limits = quotas(call).defaults_for(call.ctx(), project, Service::Volume, CINDER_SHOW)?;
     Ok(Reply::ok(
         json!({ "quota_set": plain(&limits, Some(project)) }),
     ))
@@ -291,8 +292,8 @@ pub fn neutron_details(call: &Call<'_>) -> Result<Reply, Fault> {
 }
 
 pub fn neutron_default(call: &Call<'_>) -> Result<Reply, Fault> {
-    target(call, "project_id")?;
-    let limits = quotas(call).defaults(Service::Network);
+    let project = target(call, "project_id")?;
+    let limits = quotas(call).defaults_for(call.ctx(), project, Service::Network, NEUTRON_SHOW)?;
     Ok(Reply::ok(json!({ "quota": plain(&limits, None) })))
 }
 

@@ -296,6 +296,8 @@ fn a_server_gets_only_its_own_projects_ports() {
     // And releasing B's server leaves A's port alone.
     svc.release_device("server-b").unwrap();
     assert!(svc.get_port(&a, &a_on_shared.id).is_ok());
+}
+
 /// `svc` on a fresh database whose project `p1` has `limits` set.
 fn service_with_limits(limits: &[(&str, i64)]) -> NetworkService {
     use crate::quota::QuotaStore;

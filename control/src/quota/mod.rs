@@ -367,6 +367,21 @@ impl Quotas {
             .collect()
     }
 
+    /// The defaults, as read through a project's URL: its own for a member, any for an admin
+    /// (the answer names the project, which another project's member may not learn of).
+    pub fn defaults_for(
+        &self,
+        ctx: &RequestContext,
+        project_id: &str,
+        service: Service,
+        rule: &'static str,
+    ) -> Result<Vec<(&'static str, Limit)>, QuotaError> {
+        if !ctx.can_see(project_id) {
+            return Err(QuotaError::Forbidden(rule));
+        }
+        Ok(self.defaults(service))
+    }
+
     /// `project_id`'s limit of `resource` (one of [`RESOURCES`]).
     pub fn limit(&self, project_id: &str, resource: &'static str) -> Result<Limit, StorageError> {
         let overrides = self.store.quota_overrides(project_id)?;

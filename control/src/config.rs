@@ -16,6 +16,9 @@
 //! failed_logins_per_address = 20      # per minute, then 429 for the rest of it
 //! [policy]                            # a rule's roles instead of its default
 //! "os_compute_api:servers:create" = ["admin"]
+//! [quota]                             # OpenStack's default limits, overridden (-1: unlimited)
+//! instances = 20
+//! network = 10
 //! ```
 //!
 //! The policy's rules and defaults are in [`crate::api::policy`].
@@ -28,6 +31,7 @@ use crate::cluster::{ClusterSection, ClusterSettings};
 use crate::compute::servers::config::{ComputeSection, GuestSection, GuestSettings};
 use crate::identity::logins::LoginLimits;
 use crate::network::NetworkSettings;
+use crate::quota::{Limit, QuotaDefaults, QuotaError};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -60,6 +64,8 @@ pub enum ConfigError {
     Region,
     #[error("network.mtu must be between 68 and 9000, not {0}")]
     NetworkMtu(u32),
+    #[error("[quota]: {0}")]
+    Quota(QuotaError),
     #[error(transparent)]
     Policy(#[from] crate::api::policy::PolicyError),
     #[error(transparent)]
@@ -81,6 +87,9 @@ pub struct ConfigFile {
     pub guest: GuestSection,
     #[serde(default)]
     pub network: NetworkSettings,
+    /// Default quota limits by resource name (crate::quota::RESOURCES), over OpenStack's.
+    #[serde(default)]
+    pub quota: BTreeMap<String, Limit>,
     /// A site of several boxes (crate::cluster); absent on a box that stands alone.
     #[serde(default)]
     pub cluster: ClusterSection,
@@ -148,6 +157,8 @@ pub struct Settings {
     pub compute: ComputeSection,
     pub guest: GuestSettings,
     pub network: NetworkSettings,
+    /// Every project's limits where an admin set none.
+    pub quota: QuotaDefaults,
     /// `Some` on a box of a site (etcd), `None` on one that stands alone (SQLite only).
     pub cluster: Option<ClusterSettings>,
     pub policy: Policy,
@@ -195,6 +206,7 @@ impl Settings {
             return Err(ConfigError::NetworkMtu(file.network.mtu));
         }
         let cluster = file.cluster.resolve()?;
+        let quota = QuotaDefaults::with(&file.quota).map_err(ConfigError::Quota)?;
         let defaults = LoginLimits::default();
         let logins = LoginLimits {
             lockout_failure_attempts: file.identity.lockout_failure_attempts.filter(|&n| n > 0),
@@ -220,6 +232,7 @@ impl Settings {
             guest: GuestSettings::resolve(&file.guest),
             compute: file.compute,
             network: file.network,
+            quota,
             cluster,
             policy: Policy::new(file.policy)?,
         })
@@ -259,6 +272,29 @@ mod tests {
                 run_dir: PathBuf::from("/run/outpost/net"),
             }
         );
+    }
+
+    #[test]
+    fn the_quota_section_overrides_openstacks_defaults_and_refuses_typos() {
+        let s = Settings::resolve(ConfigFile::default(), Overrides::default()).unwrap();
+        assert_eq!(s.quota.of("instances"), 10);
+        assert_eq!(s.quota.of("port"), 500);
+        let file = parse("[quota]\ninstances = 3\nvolumes_thick = 2\nnetwork = -1\n").unwrap();
+        let s = Settings::resolve(file, Overrides::default()).unwrap();
+        assert_eq!(s.quota.of("instances"), 3);
+        assert_eq!(s.quota.of("volumes_thick"), 2);
+        assert_eq!(s.quota.of("network"), -1);
+        assert_eq!(s.quota.of("cores"), 20, "the rest keep OpenStack's");
+        for bad in ["[quota]\ninstance = 3", "[quota]\nram = -2"] {
+            let file = parse(bad).unwrap();
+            assert!(
+                matches!(
+                    Settings::resolve(file, Overrides::default()),
+                    Err(ConfigError::Quota(_))
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

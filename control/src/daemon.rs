@@ -18,6 +18,7 @@ use crate::image::copies::{CopyRule, COPIES_WANTED};
 use crate::image::pull::{Caller, Puller, TokenBucket};
 use crate::network::agent::HostAgent;
 use crate::network::NetworkService;
+use crate::quota::Quotas;
 use crate::storage::Db;
 use crate::store::{Doors, StorageError};
 use outpost_image_store::{ImageStore, VolumeStore};
@@ -89,6 +90,7 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     // The one place the stores are chosen: SQLite on this box; in a cluster every domain's
     // records in etcd (shared by every box), each volume's file on its home box.
     let mut doors = Doors::sqlite(&Db::open(&settings.database_path())?);
+    doors.quotas = doors.quotas.with_defaults(settings.quota.clone());
     let mut network_settings = settings.network.clone();
     let mut site_networks = None;
     if let Some(cluster) = &settings.cluster {
@@ -103,6 +105,7 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
         doors.claims = PlacementDoor::Site(Arc::new(shared.site_claims()));
         doors.networks = Arc::new(shared.networks());
         doors.volumes = Arc::new(shared.volumes());
+        doors.quotas = Quotas::new(settings.quota.clone(), Arc::new(shared.quotas()));
         // Guest frames cross the boxes inside VXLAN: new networks default to what fits.
         let mtu = overlay_mtu_of(cluster.underlay)?;
         network_settings.mtu = network_settings.mtu.min(mtu);
@@ -144,6 +147,7 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     // guests find their taps wired and filtered.
     let network = Arc::new(NetworkService::with_store(
         doors.networks.clone(),
+        doors.quotas.clone(),
         network_settings,
     ));
     let mut agent = HostAgent::open(network.clone())?;

@@ -24,6 +24,7 @@ pub mod daemon;
 pub mod identity;
 pub mod image;
 pub mod network;
+pub mod quota;
 pub mod random;
 pub mod storage;
 pub mod store;

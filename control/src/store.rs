@@ -13,6 +13,7 @@ use crate::compute::servers::store::ServerStore;
 use crate::identity::store::IdentityStore;
 use crate::image::ImageRecordStore;
 use crate::network::NetworkStore;
+use crate::quota::Quotas;
 use crate::volume::VolumeRecordStore;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,6 +32,8 @@ pub struct Doors {
     pub servers: Arc<dyn ServerStore>,
     pub server_groups: Arc<dyn ServerGroupStore>,
     pub aggregates: Arc<dyn AggregateStore>,
+    /// The quota limits set per project, over the deployment's defaults.
+    pub quotas: Quotas,
     pub claims: PlacementDoor,
 }
 

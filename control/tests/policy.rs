@@ -352,6 +352,8 @@ fn setup() -> Walk {
         ("port_id", id(&port["port"]["id"])),
         ("security_group_id", sg_id),
         ("rule_id", id(&rule["security_group_rule"]["id"])),
+        // Cinder's quota routes name the project twice: as the caller and as the target.
+        ("target_project_id", project.clone()),
         ("project_id", project),
         ("user_id", member_id.clone()),
     ];

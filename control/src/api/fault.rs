@@ -19,6 +19,7 @@ use crate::compute::servers::ServerError;
 use crate::identity::IdentityError;
 use crate::image::ImageError;
 use crate::network::NetworkError;
+use crate::quota::QuotaError;
 use crate::store::StorageError;
 use crate::volume::VolumeError;
 use hyper::StatusCode;
@@ -119,7 +120,7 @@ impl From<ServerGroupError> for Fault {
         let status = match &e {
             E::NotFound(_) => StatusCode::NOT_FOUND,
             E::InvalidField { .. } | E::RulesNeedAntiAffinity => StatusCode::BAD_REQUEST,
-            E::Forbidden(_) => StatusCode::FORBIDDEN,
+            E::Forbidden(_) | E::QuotaExceeded => StatusCode::FORBIDDEN,
             E::Random(_) | E::Storage(_) => return Fault::internal(e),
         };
         Fault::new(status, e.to_string())
@@ -154,7 +155,7 @@ impl From<KeyPairError> for Fault {
             E::NotFound { .. } => StatusCode::NOT_FOUND,
             E::NameExists(_) => StatusCode::CONFLICT,
             E::Invalid(_) | E::X509Unsupported | E::MarkerNotFound(_) => StatusCode::BAD_REQUEST,
-            E::Forbidden(_) => StatusCode::FORBIDDEN,
+            E::Forbidden(_) | E::QuotaExceeded => StatusCode::FORBIDDEN,
             E::Random(_) | E::Encode(_) | E::Storage(_) => return Fault::internal(e),
         };
         Fault::new(status, e.to_string())
@@ -167,6 +168,7 @@ impl From<ServerError> for Fault {
         // Cinder's own mapping: an unknown volume is 404, one that cannot be attached 400.
         let e = match e {
             E::Volume(v) => return Fault::from(v),
+            E::Quota(q) => return Fault::from(q),
             e => e,
         };
         let status = match &e {
@@ -190,6 +192,7 @@ impl From<ServerError> for Fault {
             | E::Storage(_)
             | E::Fleet(_)
             | E::Network(_)
+            | E::Quota(_)
             | E::Console { .. } => return Fault::internal(e),
         };
         Fault::new(status, e.to_string())
@@ -272,6 +275,19 @@ impl From<NetworkError> for Fault {
     }
 }
 
+impl From<QuotaError> for Fault {
+    fn from(e: QuotaError) -> Fault {
+        use QuotaError as E;
+        let status = match &e {
+            // Nova's OverQuota; Cinder's 413 and Neutron's 409 come from their own errors.
+            E::Exceeded { .. } | E::Forbidden(_) => StatusCode::FORBIDDEN,
+            E::UnknownResource(..) | E::BelowUnlimited { .. } => StatusCode::BAD_REQUEST,
+            E::Storage(_) => return Fault::internal(e),
+        };
+        Fault::new(status, e.to_string())
+    }
+}
+
 impl From<VolumeError> for Fault {
     fn from(e: VolumeError) -> Fault {
         use outpost_image_store::VolumeError as D;
@@ -288,6 +304,7 @@ impl From<VolumeError> for Fault {
                 None => return Fault::internal(e),
             },
             E::Forbidden(_) => StatusCode::FORBIDDEN,
+            E::OverQuota(_) => StatusCode::PAYLOAD_TOO_LARGE,
             E::Disk(d) => match d {
                 D::Id(_) | D::Size(_) | D::SmallerThanSource { .. } | D::CannotShrink { .. } => {
                     StatusCode::BAD_REQUEST

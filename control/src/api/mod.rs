@@ -17,6 +17,7 @@ mod image;
 pub mod microversion;
 mod network;
 pub mod policy;
+mod quotas;
 pub mod request;
 pub mod routes;
 pub mod server;

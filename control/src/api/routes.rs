@@ -7,7 +7,9 @@
 //! error shapes stay in our hands rather than spread over tower layers.
 
 use super::request::{parse_query, percent_decode, Call, RawRequest, Reply, UploadBody};
-use super::{auth, compute, fault, identity, image, microversion, network, versions, volume};
+use super::{
+    auth, compute, fault, identity, image, microversion, network, quotas, versions, volume,
+};
 use super::{ApiState, Fault, Transport};
 use hyper::{Method, StatusCode};
 
@@ -162,6 +164,13 @@ pub static ROUTES: &[Route] = &[
     route(Method::POST, "/compute/v2.1/os-keypairs", Compute, Caller, compute::keypairs::create),
     route(Method::GET, "/compute/v2.1/os-keypairs/{keypair_name}", Compute, Caller, compute::keypairs::show),
     route(Method::DELETE, "/compute/v2.1/os-keypairs/{keypair_name}", Compute, Caller, compute::keypairs::delete),
+    // Nova quotas and limits.
+    route(Method::GET, "/compute/v2.1/os-quota-sets/{project_id}", Compute, Caller, quotas::nova_show),
+    route(Method::PUT, "/compute/v2.1/os-quota-sets/{project_id}", Compute, Caller, quotas::nova_update),
+    route(Method::DELETE, "/compute/v2.1/os-quota-sets/{project_id}", Compute, Caller, quotas::nova_delete),
+    route(Method::GET, "/compute/v2.1/os-quota-sets/{project_id}/detail", Compute, Caller, quotas::nova_detail),
+    route(Method::GET, "/compute/v2.1/os-quota-sets/{project_id}/defaults", Compute, Caller, quotas::nova_defaults),
+    route(Method::GET, "/compute/v2.1/limits", Compute, Caller, quotas::nova_limits),
     // Nova servers.
     route(Method::GET, "/compute/v2.1/os-services", Compute, Caller, compute::services::list),
     route(Method::PUT, "/compute/v2.1/os-services/{service_id}", Compute, Caller, compute::services::update),
@@ -222,6 +231,19 @@ pub static ROUTES: &[Route] = &[
     route(Method::GET, "/volume/v3/{project_id}/types", Volume, Caller, volume::types::list),
     route(Method::GET, "/volume/v3/{project_id}/types/default", Volume, Caller, volume::types::default),
     route(Method::GET, "/volume/v3/{project_id}/types/{type_id}", Volume, Caller, volume::types::show),
+    // Cinder quotas and limits.
+    route(Method::GET, "/volume/v3/{project_id}/os-quota-sets/{target_project_id}", Volume, Caller, quotas::cinder_show),
+    route(Method::PUT, "/volume/v3/{project_id}/os-quota-sets/{target_project_id}", Volume, Caller, quotas::cinder_update),
+    route(Method::DELETE, "/volume/v3/{project_id}/os-quota-sets/{target_project_id}", Volume, Caller, quotas::cinder_delete),
+    route(Method::GET, "/volume/v3/{project_id}/os-quota-sets/{target_project_id}/defaults", Volume, Caller, quotas::cinder_defaults),
+    route(Method::GET, "/volume/v3/{project_id}/limits", Volume, Caller, quotas::cinder_limits),
+    // Neutron quotas.
+    route(Method::GET, "/network/v2.0/quotas/{project_id}", Network, Caller, quotas::neutron_show),
+    route(Method::PUT, "/network/v2.0/quotas/{project_id}", Network, Caller, quotas::neutron_update),
+    route(Method::DELETE, "/network/v2.0/quotas/{project_id}", Network, Caller, quotas::neutron_delete),
+    route(Method::GET, "/network/v2.0/quotas/{project_id}/details", Network, Caller, quotas::neutron_details),
+    route(Method::GET, "/network/v2.0/quotas/{project_id}/details.json", Network, Caller, quotas::neutron_details),
+    route(Method::GET, "/network/v2.0/quotas/{project_id}/default", Network, Caller, quotas::neutron_default),
     // Neutron networks, subnets, ports, security groups and rules.
     route(Method::GET, "/network/v2.0/extensions", Network, Caller, network::list_extensions),
     route(Method::GET, "/network/v2.0/extensions/{alias}", Network, Caller, network::show_extension),

@@ -226,6 +226,19 @@ impl Keyspace {
     }
 }
 
+// The quotas' door (`quota::store`): one key per limit an admin set.
+impl Keyspace {
+    /// Every limit set for one project (project ids are generated: no `/` in them).
+    pub fn quota_limits_of(&self, project_id: &str) -> String {
+        format!("{}/quotas/{project_id}/", self.root)
+    }
+
+    /// One project's limit of one resource.
+    pub fn quota_limit(&self, project_id: &str, resource: &str) -> String {
+        format!("{}{resource}", self.quota_limits_of(project_id))
+    }
+}
+
 // The servers' door (`compute::servers::store`): a server's Nova record, its user_data and the
 // progress row of its operation under way, each under its own prefix so one range read lists
 // one kind.

@@ -5,6 +5,7 @@
 
 use super::MAX_PAGE;
 use crate::context::RequestContext;
+use crate::quota::Quotas;
 use crate::random::RandomError;
 use crate::store::StorageError;
 use crate::timestamp::Timestamp;
@@ -33,6 +34,9 @@ pub enum KeyPairError {
     MarkerNotFound(String),
     #[error("Policy doesn't allow os_compute_api:os-keypairs:{0} to be performed.")]
     Forbidden(&'static str),
+    /// Nova's words for its `key_pairs` quota (a 403).
+    #[error("Quota exceeded, too many key pairs.")]
+    QuotaExceeded,
     #[error(transparent)]
     Random(#[from] RandomError),
     #[error("cannot encode the generated key pair: {0}")]
@@ -152,12 +156,19 @@ fn generate(name: &str) -> Result<(PublicKey, zeroize::Zeroizing<String>), KeyPa
     Ok((private.public_key().clone(), pem))
 }
 
+/// Imports or generates a pair, within the `key_pairs` quota of the caller's project (which
+/// Nova counts per user).
 pub fn create(
     db: &dyn KeyPairStore,
+    quotas: &Quotas,
     ctx: &RequestContext,
     new: NewKeyPair,
 ) -> Result<Created, KeyPairError> {
     let user_id = owner(ctx, new.user_id.as_deref(), "create")?;
+    let limit = match &ctx.project_id {
+        Some(project) => quotas.limit(project, "key_pairs")?,
+        None => return Err(KeyPairError::Forbidden("create")),
+    };
     check_name(&new.name)?;
     if new.key_type == KeyType::X509 {
         return Err(KeyPairError::X509Unsupported);
@@ -184,7 +195,7 @@ pub fn create(
         created_at: Timestamp::now(),
     };
     Ok(Created {
-        pair: db.create_key_pair(&pair)?,
+        pair: db.create_key_pair(&pair, limit)?,
         private_key,
     })
 }

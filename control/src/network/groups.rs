@@ -178,8 +178,16 @@ impl NetworkService {
         check_text("name", &name)?;
         check_text("description", &description)?;
         let id = new_id()?;
+        let limit = self.quota(&project_id, "security_group")?;
         self.change(|tx| {
             ensure_default(tx, &project_id)?;
+            // The default group counts, as in Neutron.
+            let held = tx.list_groups()?;
+            super::within_quota(
+                "security_group",
+                limit,
+                held.iter().filter(|o| o.project_id == project_id).count(),
+            )?;
             if name == DEFAULT_NAME {
                 return Err(NetworkError::conflict(
                     "SecurityGroupDefaultAlreadyExists",
@@ -363,8 +371,18 @@ impl NetworkService {
         check_text("description", &description)?;
         owner(ctx, req.project_id.as_deref(), req.tenant_id.as_deref())?;
         let id = new_id()?;
+        // A rule is its group's project's (a group's project never changes).
+        let project_id =
+            self.read(|c| Ok(find_group(c, ctx, &req.security_group_id)?.project_id))?;
+        let limit = self.quota(&project_id, "security_group_rule")?;
         self.change(|tx| {
             let g = find_group(tx, ctx, &req.security_group_id)?;
+            let held = tx.list_rules(None)?;
+            super::within_quota(
+                "security_group_rule",
+                limit,
+                held.iter().filter(|o| o.project_id == g.project_id).count(),
+            )?;
             if let Some(remote) = &valid.remote_group_id {
                 find_group(tx, ctx, remote)?;
             }

@@ -23,6 +23,7 @@ pub use host::{host_spec, site_host_spec, SiteView};
 pub use store::{Network, NetworkStore, NetworkTx, Port, SecurityGroup, SecurityGroupRule, Subnet};
 
 use crate::context::RequestContext;
+use crate::quota::{Limit, Quotas};
 use crate::random::RandomError;
 use crate::storage::Db;
 use crate::store::StorageError;
@@ -152,20 +153,29 @@ impl From<rules::RuleError> for NetworkError {
 /// Neutron networking for the whole daemon: its door to its state and the change counter.
 pub struct NetworkService {
     store: Arc<dyn NetworkStore>,
+    /// Neutron's quotas (`network`, `subnet`, `port`, `security_group`,
+    /// `security_group_rule`), checked in the unit of work of each create.
+    quotas: Quotas,
     settings: NetworkSettings,
     changes: watch::Sender<u64>,
 }
 
 impl NetworkService {
-    /// Neutron on this box's SQLite database.
+    /// Neutron on this box's SQLite database, with OpenStack's default quotas.
     pub fn new(db: Db, settings: NetworkSettings) -> NetworkService {
-        Self::with_store(Arc::new(db), settings)
+        let quotas = Quotas::new(Default::default(), Arc::new(db.clone()));
+        Self::with_store(Arc::new(db), quotas, settings)
     }
 
     /// Neutron on any store (a cluster's).
-    pub fn with_store(store: Arc<dyn NetworkStore>, settings: NetworkSettings) -> NetworkService {
+    pub fn with_store(
+        store: Arc<dyn NetworkStore>,
+        quotas: Quotas,
+        settings: NetworkSettings,
+    ) -> NetworkService {
         NetworkService {
             store,
+            quotas,
             settings,
             changes: watch::Sender::new(0),
         }
@@ -200,6 +210,64 @@ impl NetworkService {
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
+    /// What `project_id` holds of each of Neutron's resources with a quota.
+    pub fn quota_usage(
+        &self,
+        project_id: &str,
+    ) -> Result<std::collections::BTreeMap<&'static str, i64>, NetworkError> {
+        use crate::quota::usage::count;
+        self.read(|c| {
+            let mine = |p: &str| p == project_id;
+            Ok(std::collections::BTreeMap::from([
+                (
+                    "network",
+                    count(
+                        c.list_networks()?
+                            .iter()
+                            .filter(|n| mine(&n.project_id))
+                            .count(),
+                    ),
+                ),
+                (
+                    "subnet",
+                    count(
+                        c.list_subnets(None)?
+                            .iter()
+                            .filter(|s| mine(&s.project_id))
+                            .count(),
+                    ),
+                ),
+                (
+                    "port",
+                    count(
+                        c.list_ports()?
+                            .iter()
+                            .filter(|p| mine(&p.project_id))
+                            .count(),
+                    ),
+                ),
+                (
+                    "security_group",
+                    count(
+                        c.list_groups()?
+                            .iter()
+                            .filter(|g| mine(&g.project_id))
+                            .count(),
+                    ),
+                ),
+                (
+                    "security_group_rule",
+                    count(
+                        c.list_rules(None)?
+                            .iter()
+                            .filter(|r| mine(&r.project_id))
+                            .count(),
+                    ),
+                ),
+            ]))
+        })
+    }
+
     /// Runs `f` on one consistent view of the records.
     fn read<T>(
         &self,
@@ -227,6 +295,29 @@ impl NetworkService {
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
         out.ok_or_else(|| NetworkError::Internal("the network store ran no change".into()))
     }
+}
+
+impl NetworkService {
+    /// `project_id`'s limit of `resource`, read before the unit of work that checks it: the
+    /// limits are behind their own door, which one box's store cannot enter from inside a
+    /// unit of work (its one connection is held), and a limit changing meanwhile is as if it
+    /// changed just after.
+    fn quota(&self, project_id: &str, resource: &'static str) -> Result<Limit, NetworkError> {
+        Ok(self.quotas.limit(project_id, resource)?)
+    }
+}
+
+/// Neutron's quota check, inside the unit of work that creates one more `resource`: `held`
+/// was counted in it, so a concurrent create either was seen or makes this one run again
+/// (etcd) or waits for it (SQLite's write lock), and two cannot both take the last one.
+fn within_quota(resource: &'static str, limit: Limit, held: usize) -> Result<(), NetworkError> {
+    let held = i64::try_from(held).unwrap_or(i64::MAX);
+    crate::quota::check(resource, limit, held, 1).map_err(|_| {
+        NetworkError::conflict(
+            "OverQuota",
+            format!("Quota exceeded for resources: ['{resource}']."),
+        )
+    })
 }
 
 /// The project a new resource belongs to: the caller's, or (admins only) the one the body

@@ -139,7 +139,14 @@ impl NetworkService {
             updated_at: now,
             revision_number: 1,
         };
+        let limit = self.quota(&n.project_id, "network")?;
         self.change(|tx| {
+            let held = tx.list_networks()?;
+            super::within_quota(
+                "network",
+                limit,
+                held.iter().filter(|o| o.project_id == n.project_id).count(),
+            )?;
             tx.insert_network(&n)?;
             super::groups::ensure_default(tx, &n.project_id)?;
             Ok(())

@@ -456,7 +456,14 @@ impl NetworkService {
             ipam::check_mac(m)?;
         }
         let id = new_id()?;
+        let limit = self.quota(&project_id, "port")?;
         self.change(|tx| {
+            let held = tx.list_ports()?;
+            super::within_quota(
+                "port",
+                limit,
+                held.iter().filter(|o| o.project_id == project_id).count(),
+            )?;
             let net = find_network(tx, ctx, &req.network_id)?;
             let mac_address = match requested_mac {
                 Some(m) => {

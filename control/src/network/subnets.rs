@@ -162,14 +162,22 @@ impl NetworkService {
         check_text("description", &description)?;
         let requested_owner = owner(ctx, req.project_id.as_deref(), req.tenant_id.as_deref())?;
         let id = new_id()?;
+        // A subnet belongs to its network's project unless an admin says otherwise (a
+        // network's project never changes, so it is read once, for its quota).
+        let project_id = if ctx.is_admin() {
+            requested_owner
+        } else {
+            self.read(|c| Ok(owned_network(c, ctx, &req.network_id)?.project_id))?
+        };
+        let limit = self.quota(&project_id, "subnet")?;
         self.change(|tx| {
             let net = owned_network(tx, ctx, &req.network_id)?;
-            // A subnet belongs to its network's project unless an admin says otherwise.
-            let project_id = if ctx.is_admin() {
-                requested_owner.clone()
-            } else {
-                net.project_id.clone()
-            };
+            let held = tx.list_subnets(None)?;
+            super::within_quota(
+                "subnet",
+                limit,
+                held.iter().filter(|o| o.project_id == project_id).count(),
+            )?;
             for other in tx.list_subnets(Some(&net.id))? {
                 if other.cidr.contains(&cidr.network()) || cidr.contains(&other.cidr.network()) {
                     return Err(NetworkError::invalid(format!(
@@ -183,7 +191,7 @@ impl NetworkService {
             let s = Subnet {
                 id: id.clone(),
                 network_id: net.id.clone(),
-                project_id,
+                project_id: project_id.clone(),
                 name: name.clone(),
                 description: description.clone(),
                 ip_version: version,

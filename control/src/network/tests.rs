@@ -1,7 +1,7 @@
 //! The service over a real in-memory database: DHCP port lifecycle, IPAM through ports,
 //! default groups, the change counter and the host spec.
 
-use super::groups::NewGroup;
+use super::groups::{NewGroup, NewRule};
 use super::networks::NewNetwork;
 use super::ports::{FixedIpRequest, NewPort};
 use super::subnets::NewSubnet;
@@ -296,4 +296,102 @@ fn a_server_gets_only_its_own_projects_ports() {
     // And releasing B's server leaves A's port alone.
     svc.release_device("server-b").unwrap();
     assert!(svc.get_port(&a, &a_on_shared.id).is_ok());
+}
+
+/// `svc` on a fresh database whose project `p1` has `limits` set.
+fn service_with_limits(limits: &[(&str, i64)]) -> NetworkService {
+    use crate::quota::QuotaStore;
+    let db = Db::open_in_memory().unwrap();
+    let set = limits.iter().map(|&(n, l)| (n.to_owned(), l)).collect();
+    db.set_quota_overrides("p1", &set).unwrap();
+    NetworkService::new(db, NetworkSettings::default())
+}
+
+fn over_quota(r: Result<impl std::fmt::Debug, NetworkError>, resource: &str) {
+    match r {
+        Err(NetworkError::Conflict { kind, message }) => {
+            assert_eq!(kind, "OverQuota");
+            assert_eq!(
+                message,
+                format!("Quota exceeded for resources: ['{resource}'].")
+            );
+        }
+        other => panic!("{resource} over quota: {other:?}"),
+    }
+}
+
+#[test]
+fn each_neutron_create_stops_at_its_projects_quota() {
+    let svc = service_with_limits(&[
+        ("network", 1),
+        ("subnet", 1),
+        ("port", 2),
+        ("security_group", 2),
+        ("security_group_rule", 8),
+    ]);
+    let c = ctx("p1", false);
+    let n = svc.create_network(&c, NewNetwork::default()).unwrap();
+    over_quota(svc.create_network(&c, NewNetwork::default()), "network");
+    // Another project has its own (default) quota.
+    svc.create_network(&ctx("p2", false), NewNetwork::default())
+        .unwrap();
+    subnet(&svc, &c, &n.id, "10.1.0.0/24");
+    over_quota(
+        svc.create_subnet(
+            &c,
+            NewSubnet {
+                network_id: n.id.clone(),
+                ip_version: Some(serde_json::json!(6)),
+                cidr: Some("fd00:1::/64".into()),
+                ..NewSubnet::default()
+            },
+        ),
+        "subnet",
+    );
+    // The DHCP port counts: one more port fits in 2.
+    let port = || NewPort {
+        network_id: n.id.clone(),
+        ..NewPort::default()
+    };
+    svc.create_port(&c, port()).unwrap();
+    over_quota(svc.create_port(&c, port()), "port");
+    // The default group counts: one more group fits. Its 4 rules and the new group's 2 egress
+    // rules count too, as in Neutron: 2 more rules fit.
+    let g = svc
+        .create_security_group(&c, NewGroup::default())
+        .unwrap()
+        .0;
+    over_quota(
+        svc.create_security_group(&c, NewGroup::default()),
+        "security_group",
+    );
+    let rule = |port: u16| NewRule {
+        security_group_id: g.id.clone(),
+        direction: Some("ingress".into()),
+        protocol: Some(serde_json::json!("tcp")),
+        port_range_min: Some(serde_json::json!(port)),
+        port_range_max: Some(serde_json::json!(port)),
+        ..NewRule::default()
+    };
+    let held = svc.quota_usage("p1").unwrap()["security_group_rule"];
+    assert_eq!(held, 6);
+    for p in 0..2 {
+        svc.create_security_group_rule(&c, rule(22 + p as u16))
+            .unwrap();
+    }
+    over_quota(
+        svc.create_security_group_rule(&c, rule(80)),
+        "security_group_rule",
+    );
+    let usage = svc.quota_usage("p1").unwrap();
+    assert_eq!(
+        (
+            usage["network"],
+            usage["subnet"],
+            usage["port"],
+            usage["security_group"]
+        ),
+        (1, 1, 2, 2)
+    );
+    assert_eq!(usage["security_group_rule"], 8);
 }

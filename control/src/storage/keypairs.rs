@@ -2,6 +2,7 @@
 
 use super::StorageError;
 use crate::compute::keypairs::{KeyPair, KeyPairError, KeyPairStore, KeyType};
+use crate::quota::Limit;
 use crate::timestamp::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Row};
 
@@ -33,11 +34,22 @@ fn one(conn: &Connection, user_id: &str, name: &str) -> Result<Option<KeyPair>, 
 
 /// The SQLite implementation of key pairs' door: each method one statement or transaction.
 impl KeyPairStore for super::Db {
-    fn create_key_pair(&self, k: &KeyPair) -> Result<KeyPair, KeyPairError> {
-        // IMMEDIATE: nobody takes the name between the check and the insert.
+    fn create_key_pair(&self, k: &KeyPair, limit: Limit) -> Result<KeyPair, KeyPairError> {
+        // IMMEDIATE: nobody takes the name, or the last pair of the quota, between the checks
+        // and the insert.
         self.write(|tx| {
             if one(tx, &k.user_id, &k.name)?.is_some() {
                 return Err(KeyPairError::NameExists(k.name.clone()));
+            }
+            let held: i64 = tx
+                .query_row(
+                    "SELECT COUNT(*) FROM key_pairs WHERE user_id = ?1",
+                    [&k.user_id],
+                    |r| r.get(0),
+                )
+                .map_err(StorageError::from)?;
+            if crate::quota::check("key_pairs", limit, held, 1).is_err() {
+                return Err(KeyPairError::QuotaExceeded);
             }
             tx.execute(
                 "INSERT INTO key_pairs (user_id, name, key_type, public_key, fingerprint,

@@ -82,6 +82,12 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "aggregates",
         sql: include_str!("migrations/0012_aggregates.sql"),
     },
+    // The quota limits set per project (the defaults are configuration).
+    Migration {
+        version: 13,
+        name: "quota_limits",
+        sql: include_str!("migrations/0013_quotas.sql"),
+    },
 ];
 
 pub(super) fn apply(conn: &mut Connection, steps: &[Migration]) -> Result<(), StorageError> {

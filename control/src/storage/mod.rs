@@ -14,6 +14,7 @@ mod images;
 mod keypairs;
 mod migrations;
 mod networks;
+mod quotas;
 mod security_groups;
 mod server_groups;
 mod servers;
@@ -32,6 +33,13 @@ pub use crate::store::StorageError;
 impl From<rusqlite::Error> for StorageError {
     fn from(e: rusqlite::Error) -> Self {
         StorageError::Backend(Box::new(e))
+    }
+}
+
+/// For the writes that check a quota in their transaction.
+impl From<rusqlite::Error> for crate::quota::QuotaError {
+    fn from(e: rusqlite::Error) -> Self {
+        crate::quota::QuotaError::Storage(e.into())
     }
 }
 
@@ -119,6 +127,8 @@ impl crate::store::Doors {
             servers: db.clone(),
             server_groups: db.clone(),
             aggregates: db.clone(),
+            // OpenStack's defaults until the daemon gives the configured ones.
+            quotas: crate::quota::Quotas::new(Default::default(), db.clone()),
             claims: crate::compute::servers::placement::store::PlacementDoor::Box(db),
         }
     }

@@ -2,6 +2,7 @@
 
 use super::StorageError;
 use crate::compute::server_groups::store::{ServerGroup, ServerGroupStore};
+use crate::quota::{Limit, QuotaError};
 use crate::timestamp::Timestamp;
 use rusqlite::{named_params, Connection, OptionalExtension, Row};
 
@@ -52,8 +53,15 @@ fn one(conn: &Connection, id: &str) -> Result<Option<ServerGroup>, StorageError>
 }
 
 impl ServerGroupStore for super::Db {
-    fn create_group(&self, g: &ServerGroup) -> Result<ServerGroup, StorageError> {
+    fn create_group(&self, g: &ServerGroup, limit: Limit) -> Result<ServerGroup, QuotaError> {
+        // IMMEDIATE: no other group of the project is made between the count and the insert.
         self.write(|tx| {
+            let held: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM server_groups WHERE project_id = ?1",
+                [&g.project_id],
+                |r| r.get(0),
+            )?;
+            crate::quota::check("server_groups", limit, held, 1)?;
             tx.execute(
                 "INSERT INTO server_groups (id, name, project_id, user_id, policy,
                                             max_server_per_host, created_at)
@@ -68,9 +76,9 @@ impl ServerGroupStore for super::Db {
                     ":created": g.created_at.micros(),
                 },
             )?;
-            one(tx, &g.id)?.ok_or_else(|| {
+            Ok(one(tx, &g.id)?.ok_or_else(|| {
                 StorageError::Corrupt(format!("server group {} vanished as it was made", g.id))
-            })
+            })?)
         })
     }
 
@@ -101,7 +109,7 @@ impl ServerGroupStore for super::Db {
         })
     }
 
-    fn add_member(&self, group: &str, server: &str) -> Result<bool, StorageError> {
+    fn add_member(&self, group: &str, server: &str, limit: Limit) -> Result<bool, QuotaError> {
         self.write(|tx| {
             let exists = tx
                 .query_row(
@@ -112,6 +120,15 @@ impl ServerGroupStore for super::Db {
                 .optional()?
                 .is_some();
             if exists {
+                let (held, already): (i64, i64) = tx.query_row(
+                    "SELECT COUNT(*), COALESCE(SUM(server_id = :server), 0)
+                     FROM server_group_members WHERE group_id = :group",
+                    named_params! {":group": group, ":server": server},
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                if already == 0 {
+                    crate::quota::check("server_group_members", limit, held, 1)?;
+                }
                 tx.execute(
                     "INSERT OR IGNORE INTO server_group_members (group_id, server_id)
                      VALUES (:group, :server)",

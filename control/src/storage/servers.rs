@@ -6,6 +6,7 @@ use super::StorageError;
 use crate::compute::servers::store::{
     MonitorRecord, PowerState, Server, ServerStore, ServerTask, TaskChange, TaskState, VmState,
 };
+use crate::quota::{QuotaError, ServerQuota};
 use crate::timestamp::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
@@ -291,8 +292,23 @@ fn clear_task(conn: &Connection, server_id: &str) -> Result<(), StorageError> {
 
 /// The SQLite implementation of the servers' door: each method one transaction.
 impl ServerStore for super::Db {
-    fn insert_server(&self, s: &Server, kind: &str, step: &str) -> Result<Server, StorageError> {
+    fn insert_server(
+        &self,
+        s: &Server,
+        kind: &str,
+        step: &str,
+        quota: &ServerQuota,
+    ) -> Result<Server, QuotaError> {
+        // IMMEDIATE: no other server of the project is recorded between the count and the
+        // insert.
         self.write(|tx| {
+            if !quota.is_unlimited() {
+                let held: Vec<(i64, i64)> = list(tx, Some(&s.project_id))?
+                    .iter()
+                    .map(|h| (h.flavor.vcpus, h.flavor.ram))
+                    .collect();
+                quota.check(&held, s.flavor.vcpus, s.flavor.ram)?;
+            }
             let stored = insert(tx, s)?;
             set_task_step(tx, &stored.id, kind, step)?;
             Ok(stored)

@@ -2,6 +2,7 @@
 //! [`VolumeRecordStore`].
 
 use super::StorageError;
+use crate::quota::{QuotaError, VolumeQuota};
 use crate::timestamp::Timestamp;
 use crate::volume::store::{
     Attachment, Decision, Snapshot, SnapshotStatus, Volume, VolumeRecordStore, VolumeStatus,
@@ -335,8 +336,14 @@ fn view(conn: &Connection, volume: Volume) -> Result<VolumeView, StorageError> {
 /// The SQLite implementation of Cinder's door: each method one (IMMEDIATE) transaction, so
 /// what a closure read still holds when the write lands.
 impl VolumeRecordStore for super::Db {
-    fn create_volume(&self, v: &Volume) -> Result<bool, StorageError> {
+    fn create_volume(&self, v: &Volume, quota: &VolumeQuota) -> Result<bool, QuotaError> {
+        // IMMEDIATE: no other volume of the project is recorded between the count and the
+        // insert.
         self.write(|tx| {
+            if !quota.is_unlimited() {
+                let project = Some(v.project_id.as_str());
+                quota.check(&volumes(tx, project)?, &snapshots(tx, project)?, v.size)?;
+            }
             if let Some(s) = &v.snapshot_id {
                 let available =
                     snapshot(tx, s)?.is_some_and(|s| s.status == SnapshotStatus::Available);
@@ -487,12 +494,21 @@ impl VolumeRecordStore for super::Db {
     fn create_snapshot(
         &self,
         volume_id: &str,
+        quota: &VolumeQuota,
         make: &mut dyn FnMut(&Volume) -> Result<Snapshot, VolumeError>,
     ) -> Result<Snapshot, VolumeError> {
         self.write(|tx| {
             let v = volume(tx, volume_id)?
                 .ok_or_else(|| VolumeError::NotFound(volume_id.to_owned()))?;
             let snap = make(&v)?;
+            if !quota.is_unlimited() {
+                let project = Some(v.project_id.as_str());
+                quota.check_snapshot(
+                    &volumes(tx, project)?,
+                    &snapshots(tx, project)?,
+                    snap.size,
+                )?;
+            }
             insert_snapshot(tx, &snap)?;
             Ok(snap)
         })

@@ -31,6 +31,7 @@ pub use store::{
 };
 pub use types::VolumeType;
 
+use crate::quota::{QuotaError, VolumeQuota};
 use jobs::JobKind;
 
 use crate::context::RequestContext;
@@ -71,6 +72,9 @@ pub enum VolumeError {
     NoHome(String),
     #[error("Policy doesn't allow {0} to be performed.")]
     Forbidden(&'static str),
+    /// Over one of Cinder's quotas (a 413), in Cinder's words.
+    #[error("{0}")]
+    OverQuota(String),
     /// The volume store refused or failed.
     #[error("{0}")]
     Disk(#[from] outpost_image_store::VolumeError),
@@ -80,6 +84,39 @@ pub enum VolumeError {
     Random(#[from] RandomError),
     #[error(transparent)]
     Storage(#[from] StorageError),
+}
+
+/// A quota refusal in Cinder's words (`VolumeLimitExceeded`, `SnapshotLimitExceeded`,
+/// `VolumeSizeExceedsAvailableQuota`): a 413.
+impl From<QuotaError> for VolumeError {
+    fn from(e: QuotaError) -> VolumeError {
+        match e {
+            QuotaError::Exceeded {
+                resource,
+                requested,
+                used,
+                limit,
+            } if resource.starts_with("gigabytes") => VolumeError::OverQuota(format!(
+                "VolumeSizeExceedsAvailableQuota: Requested volume or snapshot exceeds allowed \
+                 {resource} quota. Requested {requested}G, quota is {limit}G and {used}G has \
+                 been consumed."
+            )),
+            QuotaError::Exceeded {
+                resource, limit, ..
+            } if resource.starts_with("snapshots") => VolumeError::OverQuota(format!(
+                "SnapshotLimitExceeded: Maximum number of snapshots allowed ({limit}) exceeded \
+                 for quota '{resource}'."
+            )),
+            QuotaError::Exceeded {
+                resource, limit, ..
+            } => VolumeError::OverQuota(format!(
+                "VolumeLimitExceeded: Maximum number of volumes allowed ({limit}) exceeded for \
+                 quota '{resource}'."
+            )),
+            QuotaError::Storage(e) => VolumeError::Storage(e),
+            other => VolumeError::InvalidInput(other.to_string()),
+        }
+    }
 }
 
 /// The stores volumes live in and are copied from. Cheap to clone; workers take a clone.
@@ -95,6 +132,8 @@ pub struct Stores {
     pub images: Arc<ImageStore>,
     /// Which volumes' files are on this box, and which it is working on.
     pub homes: Arc<Homes>,
+    /// Cinder's quotas, checked as a volume is recorded.
+    pub quotas: crate::quota::Quotas,
 }
 
 /// `POST /volumes`, parsed.
@@ -449,7 +488,8 @@ fn begin(
             &volume.id,
         )?;
     }
-    let recorded = match db.create_volume(&volume) {
+    let quota = VolumeQuota::of(&stores.quotas, &volume.project_id, &volume.volume_type)?;
+    let recorded = match db.create_volume(&volume, &quota) {
         Ok(true) => Ok(()),
         Ok(false) => Err(VolumeError::InvalidSnapshot(format!(
             "snapshot {} is not available",

@@ -7,6 +7,7 @@ use super::jobs::{self, JobKind};
 use super::{check_text, check_visible, project_of, query, ListQuery, Stores, VolumeError};
 use super::{Snapshot, SnapshotStatus, VolumeRecordStore, VolumeStatus};
 use crate::context::RequestContext;
+use crate::quota::VolumeQuota;
 use crate::random;
 use crate::timestamp::Timestamp;
 
@@ -37,41 +38,46 @@ pub fn create(
     check_text("description", &new.description, 255)?;
     let now = Timestamp::now();
     let id = random::uuid()?;
-    let snap = stores.records.create_snapshot(&new.volume_id, &mut |v| {
-        check_visible(ctx, v)?;
-        let ok = match v.status {
-            VolumeStatus::Available => true,
-            VolumeStatus::InUse => new.force,
-            _ => false,
-        };
-        if !ok {
-            return Err(VolumeError::InvalidVolume(format!(
-                "Volume {} status must be available{}, but current status is: {}",
-                v.id,
-                if v.status == VolumeStatus::InUse {
-                    " (or in-use with force)"
-                } else {
-                    ""
-                },
-                v.status.as_str()
-            )));
-        }
-        let snap = Snapshot {
-            id: id.clone(),
-            project_id: project_of(ctx)?,
-            user_id: ctx.user_id.clone(),
-            volume_id: v.id.clone(),
-            name: new.name.clone(),
-            description: new.description.clone(),
-            size: v.size,
-            status: SnapshotStatus::Creating,
-            fault: None,
-            home: v.home.clone(),
-            created_at: now,
-            updated_at: now,
-        };
-        Ok(snap)
-    })?;
+    // A volume's project and type never change: its quota is read before the write.
+    let of = super::get(stores.records.as_ref(), ctx, &new.volume_id)?;
+    let quota = VolumeQuota::of(&stores.quotas, &of.project_id, &of.volume_type)?;
+    let snap = stores
+        .records
+        .create_snapshot(&new.volume_id, &quota, &mut |v| {
+            check_visible(ctx, v)?;
+            let ok = match v.status {
+                VolumeStatus::Available => true,
+                VolumeStatus::InUse => new.force,
+                _ => false,
+            };
+            if !ok {
+                return Err(VolumeError::InvalidVolume(format!(
+                    "Volume {} status must be available{}, but current status is: {}",
+                    v.id,
+                    if v.status == VolumeStatus::InUse {
+                        " (or in-use with force)"
+                    } else {
+                        ""
+                    },
+                    v.status.as_str()
+                )));
+            }
+            let snap = Snapshot {
+                id: id.clone(),
+                project_id: project_of(ctx)?,
+                user_id: ctx.user_id.clone(),
+                volume_id: v.id.clone(),
+                name: new.name.clone(),
+                description: new.description.clone(),
+                size: v.size,
+                status: SnapshotStatus::Creating,
+                fault: None,
+                home: v.home.clone(),
+                created_at: now,
+                updated_at: now,
+            };
+            Ok(snap)
+        })?;
     if !stores.homes.holds(&snap.home) {
         // Recorded `creating`: the volume's home takes it.
         return Ok(snap);

@@ -10,6 +10,7 @@
 //! closure again after a lost race; it must only decide).
 
 use super::VolumeError;
+use crate::quota::{QuotaError, VolumeQuota};
 use crate::store::StorageError;
 use crate::timestamp::Timestamp;
 use std::collections::BTreeMap;
@@ -158,9 +159,11 @@ pub struct VolumeView {
 }
 
 pub trait VolumeRecordStore: Send + Sync {
-    /// Records a new volume with its metadata. One copied from a snapshot is recorded only
-    /// while that snapshot is `available`; false (nothing written) otherwise.
-    fn create_volume(&self, v: &Volume) -> Result<bool, StorageError>;
+    /// Records a new volume with its metadata, if its project's volumes and snapshots with it
+    /// stay within `quota` (counted in the same write, so racing creates cannot overshoot
+    /// it). One copied from a snapshot is recorded only while that snapshot is `available`;
+    /// false (nothing written) otherwise.
+    fn create_volume(&self, v: &Volume, quota: &VolumeQuota) -> Result<bool, QuotaError>;
 
     /// Volume `id` with its attachment.
     fn volume(&self, id: &str) -> Result<Option<Volume>, StorageError>;
@@ -243,10 +246,12 @@ pub trait VolumeRecordStore: Send + Sync {
     fn attachments_of_server(&self, server_id: &str) -> Result<Vec<Attachment>, StorageError>;
 
     /// Reads volume `volume_id` ([`VolumeError::NotFound`]), lets `make` check it and make the
-    /// snapshot, and records the snapshot, as one atomic step.
+    /// snapshot, and records the snapshot if the volume's project stays within `quota`
+    /// ([`VolumeError::OverQuota`]), as one atomic step.
     fn create_snapshot(
         &self,
         volume_id: &str,
+        quota: &VolumeQuota,
         make: &mut dyn FnMut(&Volume) -> Result<Snapshot, VolumeError>,
     ) -> Result<Snapshot, VolumeError>;
 

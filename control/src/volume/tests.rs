@@ -23,6 +23,7 @@ fn env() -> Env {
         volumes: Arc::new(VolumeStore::open(dir.path().to_owned()).unwrap()),
         images: Arc::new(ImageStore::open(dir.path().to_owned()).unwrap()),
         homes: Arc::new(Homes::alone("box1")),
+        quotas: crate::quota::Quotas::new(Default::default(), Arc::new(f.db.clone())),
     };
     Env {
         f,

@@ -54,6 +54,7 @@ impl InProcess {
         // the host (`manage_host = false`).
         let network = Arc::new(outpost_control::network::NetworkService::with_store(
             doors.networks.clone(),
+            doors.quotas.clone(),
             settings.network.clone(),
         ));
         let agent = outpost_control::network::agent::HostAgent::open(network.clone()).unwrap();

@@ -96,7 +96,12 @@ pub fn create(call: &Call<'_>) -> Result<Reply, Fault> {
         public_key: b.public_key,
         user_id: b.user_id,
     };
-    let created = keypairs::create(call.state.keypairs(), call.ctx(), new)?;
+    let created = keypairs::create(
+        call.state.keypairs(),
+        &call.state.doors.quotas,
+        call.ctx(),
+        new,
+    )?;
     let mut view = common(&created.pair, v);
     view["user_id"] = json!(created.pair.user_id);
     if let Some(private) = &created.private_key {

@@ -176,7 +176,12 @@ fn view(g: &ServerGroup, v: ApiVersion) -> Value {
 pub fn create(call: &Call<'_>) -> Result<Reply, Fault> {
     let body: Value = call.json()?;
     let new = parse_create(&body, version(call))?;
-    let g = server_groups::create(call.state.fleet.server_groups(), call.ctx(), new)?;
+    let g = server_groups::create(
+        call.state.fleet.server_groups(),
+        &call.state.doors.quotas,
+        call.ctx(),
+        new,
+    )?;
     Ok(Reply::ok(json!({"server_group": view(&g, version(call))})))
 }
 

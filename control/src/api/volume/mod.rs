@@ -24,7 +24,7 @@ fn check_project(call: &Call<'_>) -> Result<(), Fault> {
 }
 
 /// oslo's bool_from_string vocabulary.
-fn flag(name: &str, v: &str) -> Result<bool, Fault> {
+pub(super) fn flag(name: &str, v: &str) -> Result<bool, Fault> {
     match v.to_ascii_lowercase().as_str() {
         "1" | "t" | "true" | "on" | "y" | "yes" => Ok(true),
         "0" | "f" | "false" | "off" | "n" | "no" => Ok(false),

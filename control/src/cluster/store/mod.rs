@@ -1,6 +1,7 @@
 //! The doors a cluster keeps in etcd (docs/cluster.md, "Doors"): identity ([`identity`]),
 //! flavors ([`flavors`]), key pairs ([`keypairs`]), servers ([`servers`]), server groups
-//! ([`server_groups`]), host aggregates ([`aggregates`]), images ([`images`]), volumes ([`volumes`]) and networks ([`networks`], on a [`unit_of_work`]), implementing the same
+//! ([`server_groups`]), host aggregates ([`aggregates`]), quota limits ([`quotas`]), images
+//! ([`images`]), volumes ([`volumes`]) and networks ([`networks`], on a [`unit_of_work`]), implementing the same
 //! store traits as SQLite, so every box reads and writes one copy. Keys come from
 //! [`Keyspace`]; values are JSON with a `schema` field.
 //!
@@ -21,6 +22,7 @@ pub mod identity;
 pub mod images;
 pub mod keypairs;
 pub mod networks;
+pub mod quotas;
 pub mod server_groups;
 pub mod servers;
 mod unit_of_work;
@@ -51,6 +53,7 @@ pub use identity::EtcdIdentity;
 pub use images::EtcdImages;
 pub use keypairs::EtcdKeyPairs;
 pub use networks::EtcdNetworks;
+pub use quotas::EtcdQuotas;
 pub use server_groups::EtcdServerGroups;
 pub use servers::{EtcdServers, ServerEntry, ServersAt};
 pub use volumes::EtcdVolumes;
@@ -200,6 +203,10 @@ impl EtcdDoors {
 
     pub fn networks(&self) -> EtcdNetworks {
         EtcdNetworks::new(self.clone())
+    }
+
+    pub fn quotas(&self) -> EtcdQuotas {
+        EtcdQuotas::new(self.clone())
     }
 
     /// Runs `f` (one store operation) on the stores' thread.

@@ -4,11 +4,14 @@
 //! retried (bounded) when another box wrote the group in between, so two creates joining
 //! one group at once both stay members.
 
-use etcd_client::{Compare, CompareOp, KeyValue, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, GetOptions, KeyValue, Txn, TxnOp};
 use serde::{Deserialize, Serialize};
 
-use super::{committed_at, from_json, to_json, EtcdDoors, Kv};
+use super::{
+    committed_at, contended, existing, from_json, jitter, ranges, to_json, EtcdDoors, Kv, MAX_TRIES,
+};
 use crate::compute::server_groups::store::{ServerGroup, ServerGroupStore};
+use crate::quota::{Limit, QuotaError, UNLIMITED};
 use crate::store::StorageError;
 use crate::timestamp::Timestamp;
 use outpost_resources::GroupPolicy;
@@ -78,29 +81,91 @@ impl EtcdServerGroups {
 }
 
 impl Kv {
-    async fn create_group(self, g: ServerGroup) -> Result<ServerGroup, StorageError> {
+    async fn create_group(self, g: ServerGroup, limit: Limit) -> Result<ServerGroup, QuotaError> {
         let key = self.keys.server_group(&g.id);
+        let prefix = self.keys.server_groups();
         let fresh = ServerGroup {
             members: Vec::new(),
             ..g
         };
-        let txn = Txn::new()
-            .when([Compare::version(key.clone(), CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(
-                key,
-                to_json(&ServerGroupRecord::new(&fresh)),
-                None,
-            )]);
-        let resp = self.txn(txn).await?;
-        if !resp.succeeded() {
-            return Err(StorageError::Backend(
-                format!("server group {} exists already", fresh.id).into(),
-            ));
+        for _ in 0..MAX_TRIES {
+            let mut when = vec![Compare::version(key.clone(), CompareOp::Equal, 0)];
+            if limit != UNLIMITED {
+                // The project's groups as of one revision; the put commits only if no group
+                // was made or changed since, so the count still holds.
+                let read = self
+                    .txn(Txn::new().and_then([TxnOp::get(
+                        prefix.as_str(),
+                        Some(GetOptions::new().with_prefix()),
+                    )]))
+                    .await?;
+                let mut held = 0;
+                for kv in ranges(&read).into_iter().flatten() {
+                    if decode(&kv)?.project_id == fresh.project_id {
+                        held += 1;
+                    }
+                }
+                crate::quota::check("server_groups", limit, held, 1)?;
+                when.push(
+                    Compare::mod_revision(
+                        prefix.as_str(),
+                        CompareOp::Less,
+                        committed_at(&read) + 1,
+                    )
+                    .with_prefix(),
+                );
+            }
+            let txn = Txn::new()
+                .when(when)
+                .and_then([TxnOp::put(
+                    key.clone(),
+                    to_json(&ServerGroupRecord::new(&fresh)),
+                    None,
+                )])
+                .or_else([TxnOp::get(key.clone(), None)]);
+            let resp = self.txn(txn).await?;
+            if resp.succeeded() {
+                return Ok(ServerGroup {
+                    seq: committed_at(&resp),
+                    ..fresh
+                });
+            }
+            if existing(&resp).first() == Some(&true) {
+                return Err(StorageError::Backend(
+                    format!("server group {} exists already", fresh.id).into(),
+                )
+                .into());
+            }
+            jitter().await;
         }
-        Ok(ServerGroup {
-            seq: committed_at(&resp),
-            ..fresh
-        })
+        Err(contended(&key).into())
+    }
+
+    /// Makes `server` a member of group `id` unless the group has `limit` members: Some(true)
+    /// when it is (or already was) one, Some(false) when the group is full, None when there is
+    /// no such group. The members are inside the group's record, so the count and the add are
+    /// one compare-and-swap.
+    async fn join(
+        self,
+        id: String,
+        server: String,
+        limit: Limit,
+    ) -> Result<Option<bool>, StorageError> {
+        let key = self.keys.server_group(&id);
+        let done = self
+            .modify_record(key, |record: &mut ServerGroupRecord| {
+                if record.members.contains(&server) {
+                    return (true, false);
+                }
+                let held = i64::try_from(record.members.len()).unwrap_or(i64::MAX);
+                if crate::quota::check("server_group_members", limit, held, 1).is_err() {
+                    return (false, false);
+                }
+                record.members.push(server.clone());
+                (true, true)
+            })
+            .await?;
+        Ok(done.map(|m| m.said))
     }
 
     async fn groups(self, project: Option<String>) -> Result<Vec<ServerGroup>, StorageError> {
@@ -150,9 +215,9 @@ impl Kv {
 }
 
 impl ServerGroupStore for EtcdServerGroups {
-    fn create_group(&self, g: &ServerGroup) -> Result<ServerGroup, StorageError> {
+    fn create_group(&self, g: &ServerGroup, limit: Limit) -> Result<ServerGroup, QuotaError> {
         let g = g.clone();
-        self.doors.call(|kv| kv.create_group(g))
+        self.doors.call(|kv| kv.create_group(g, limit))
     }
 
     fn group(&self, id: &str) -> Result<Option<ServerGroup>, StorageError> {
@@ -171,15 +236,21 @@ impl ServerGroupStore for EtcdServerGroups {
         self.doors.call(|kv| kv.delete_group(id))
     }
 
-    fn add_member(&self, group: &str, server: &str) -> Result<bool, StorageError> {
-        let server = server.to_owned();
-        self.doors.call(|kv| {
-            kv.change_members(group.to_owned(), move |members| {
-                if !members.contains(&server) {
-                    members.push(server.clone());
-                }
-            })
-        })
+    fn add_member(&self, group: &str, server: &str, limit: Limit) -> Result<bool, QuotaError> {
+        let (id, server) = (group.to_owned(), server.to_owned());
+        match self.doors.call(|kv| kv.join(id, server, limit))? {
+            None => Ok(false),
+            Some(true) => Ok(true),
+            Some(false) => {
+                let held = self.group(group)?.map_or(0, |g| g.members.len());
+                Err(QuotaError::Exceeded {
+                    resource: "server_group_members",
+                    requested: 1,
+                    used: i64::try_from(held).unwrap_or(i64::MAX),
+                    limit,
+                })
+            }
+        }
     }
 
     fn remove_member(&self, group: &str, server: &str) -> Result<(), StorageError> {

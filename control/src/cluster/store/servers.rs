@@ -11,13 +11,14 @@ use etcd_client::{Compare, CompareOp, GetOptions, KeyValue, Txn, TxnOp, TxnOpRes
 use serde::{Deserialize, Serialize};
 
 use super::{
-    committed_at, contended, from_json, jitter, ranges, to_json, EtcdDoors, Kv, MAX_TRIES,
+    committed_at, contended, existing, from_json, jitter, ranges, to_json, EtcdDoors, Kv, MAX_TRIES,
 };
 use crate::cluster::keys::{child, Keyspace};
 use crate::compute::servers::store::{
     BootConfig, FlavorSnapshot, MonitorRecord, PlacementRequest, PowerState, ResizeRecord, Server,
     ServerFault, ServerStore, ServerTask, TaskChange, TaskState, VmState,
 };
+use crate::quota::{QuotaError, ServerQuota};
 use crate::store::StorageError;
 use crate::timestamp::Timestamp;
 
@@ -325,6 +326,28 @@ impl Kv {
         })
     }
 
+    /// The (vcpus, ram) of each server of `project_id`, and the revision they were read at.
+    async fn held_by(self, project_id: String) -> Result<(Vec<(i64, i64)>, i64), StorageError> {
+        let prefix = self.keys.servers();
+        let resp = self
+            .txn(Txn::new().and_then([TxnOp::get(
+                prefix.as_str(),
+                Some(GetOptions::new().with_prefix()),
+            )]))
+            .await?;
+        let mut held = Vec::new();
+        for kv in ranges(&resp).into_iter().flatten() {
+            if kv.key_str().ok().and_then(|k| child(k, &prefix)).is_none() {
+                continue;
+            }
+            let s = ServerEntry::decode(&kv, None)?.server;
+            if s.project_id == project_id {
+                held.push((s.flavor.vcpus, s.flavor.ram));
+            }
+        }
+        Ok((held, committed_at(&resp)))
+    }
+
     /// Runs `txn` (guarded by a compare on a record's revision); on losing, waits a jitter
     /// before saying so, so that writers that collided try again apart.
     async fn swap(self, txn: Txn) -> Result<bool, StorageError> {
@@ -337,33 +360,61 @@ impl Kv {
 }
 
 impl ServerStore for EtcdServers {
-    fn insert_server(&self, s: &Server, kind: &str, step: &str) -> Result<Server, StorageError> {
-        let keys = self.keys();
+    fn insert_server(
+        &self,
+        s: &Server,
+        kind: &str,
+        step: &str,
+        quota: &ServerQuota,
+    ) -> Result<Server, QuotaError> {
+        let keys = self.keys().clone();
         let key = keys.server(&s.id);
-        let mut puts = vec![TxnOp::put(
-            key.clone(),
-            to_json(&ServerRecord::new(s, 1)),
-            None,
-        )];
-        if let Some(text) = &s.user_data {
-            puts.push(put_user_data(keys, &s.id, text));
+        let puts = || {
+            let mut puts = vec![TxnOp::put(
+                key.clone(),
+                to_json(&ServerRecord::new(s, 1)),
+                None,
+            )];
+            if let Some(text) = &s.user_data {
+                puts.push(put_user_data(&keys, &s.id, text));
+            }
+            puts.extend(task_op(&keys, &s.id, TaskChange::Step { kind, step }));
+            puts
+        };
+        for _ in 0..MAX_TRIES {
+            let mut when = vec![Compare::version(key.clone(), CompareOp::Equal, 0)];
+            if !quota.is_unlimited() {
+                // The project's servers as of one revision; the insert commits only if no
+                // server was recorded or changed since, so the count still holds.
+                let project = s.project_id.clone();
+                let (held, revision) = self.doors.call(|kv| kv.held_by(project))?;
+                quota.check(&held, s.flavor.vcpus, s.flavor.ram)?;
+                when.push(
+                    Compare::mod_revision(keys.servers(), CompareOp::Less, revision + 1)
+                        .with_prefix(),
+                );
+            }
+            let txn = Txn::new()
+                .when(when)
+                .and_then(puts())
+                .or_else([TxnOp::get(key.clone(), None)]);
+            let resp = self.doors.call(|kv| async move { kv.txn(txn).await })?;
+            if resp.succeeded() {
+                return Ok(Server {
+                    seq: committed_at(&resp),
+                    ..s.clone()
+                });
+            }
+            if existing(&resp).first() == Some(&true) {
+                let taken = format!(
+                    "server {} already exists; a new server needs a new id",
+                    s.id
+                );
+                return Err(StorageError::Backend(taken.into()).into());
+            }
+            std::thread::sleep(crate::random::retry_jitter());
         }
-        puts.extend(task_op(keys, &s.id, TaskChange::Step { kind, step }));
-        let txn = Txn::new()
-            .when([Compare::version(key, CompareOp::Equal, 0)])
-            .and_then(puts);
-        let resp = self.doors.call(|kv| async move { kv.txn(txn).await })?;
-        if !resp.succeeded() {
-            let taken = format!(
-                "server {} already exists; a new server needs a new id",
-                s.id
-            );
-            return Err(StorageError::Backend(taken.into()));
-        }
-        Ok(Server {
-            seq: committed_at(&resp),
-            ..s.clone()
-        })
+        Err(contended(&key).into())
     }
 
     fn server(&self, id: &str) -> Result<Option<Server>, StorageError> {

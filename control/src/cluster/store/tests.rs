@@ -1,5 +1,5 @@
 //! The same conformance suites SQLite passes (`identity::store::conformance`,
-//! `compute::flavors::store::conformance`, `compute::keypairs::store::conformance`,
+//! `compute::flavors::store::conformance`, `compute::keypairs::store::conformance`, `quota::store::conformance`,
 //! `compute::servers::store::conformance`,
 //! `image::store::conformance`, `volume::store::conformance`, `network::store::conformance`),
 //! run against a real single-member etcd: Debian's `etcd` binary on loopback, data in a
@@ -108,6 +108,17 @@ fn etcd_key_pairs_conform_to_the_key_pair_store_contract() {
     crate::compute::keypairs::store::conformance::run(|| etcd.doors().unwrap().keypairs());
 }
 
+/// OpenStack's default quotas, with the limits set per project in `doors`' etcd.
+fn quotas(doors: &EtcdDoors) -> crate::quota::Quotas {
+    crate::quota::Quotas::new(Default::default(), std::sync::Arc::new(doors.quotas()))
+}
+
+#[test]
+fn etcd_quotas_conform_to_the_quota_store_contract() {
+    let etcd = EtcdMember::start();
+    crate::quota::store::conformance::run(|| etcd.doors().unwrap().quotas());
+}
+
 #[test]
 fn etcd_server_groups_conform_to_the_server_group_store_contract() {
     use crate::compute::server_groups::store::conformance;
@@ -189,7 +200,13 @@ fn boxes_allocating_at_once_never_share_an_address_and_lose_none() {
     let boxes = etcd.boxes(8);
     let services: Vec<NetworkService> = boxes
         .iter()
-        .map(|d| NetworkService::with_store(Arc::new(d.networks()), NetworkSettings::default()))
+        .map(|d| {
+            NetworkService::with_store(
+                Arc::new(d.networks()),
+                quotas(d),
+                NetworkSettings::default(),
+            )
+        })
         .collect();
     let c = member();
     let net = services[0]
@@ -561,7 +578,9 @@ fn members_of_one_group_placed_at_once_through_every_box_keep_its_policy() {
     let groups = doors[0].server_groups();
     let place_all = |group: &str, servers: usize| -> Vec<Option<String>> {
         for i in 0..servers {
-            assert!(groups.add_member(group, &format!("{group}-{i}")).unwrap());
+            assert!(groups
+                .add_member(group, &format!("{group}-{i}"), crate::quota::UNLIMITED)
+                .unwrap());
         }
         let start = std::sync::Barrier::new(servers);
         std::thread::scope(|s| {
@@ -588,7 +607,10 @@ fn members_of_one_group_placed_at_once_through_every_box_keep_its_policy() {
         // Six members, three boxes: three placed, one per box, three refused.
         let anti = format!("anti{round}");
         groups
-            .create_group(&conformance::group(&anti, "p", GroupPolicy::AntiAffinity))
+            .create_group(
+                &conformance::group(&anti, "p", GroupPolicy::AntiAffinity),
+                crate::quota::UNLIMITED,
+            )
             .unwrap();
         let placed = place_all(&anti, 6);
         let mut per_box: BTreeMap<&String, usize> = BTreeMap::new();
@@ -603,7 +625,10 @@ fn members_of_one_group_placed_at_once_through_every_box_keep_its_policy() {
         // Three members of an affinity group: all on one box (it has room for four).
         let together = format!("affinity{round}");
         groups
-            .create_group(&conformance::group(&together, "p", GroupPolicy::Affinity))
+            .create_group(
+                &conformance::group(&together, "p", GroupPolicy::Affinity),
+                crate::quota::UNLIMITED,
+            )
             .unwrap();
         let placed = place_all(&together, 3);
         let hosts: std::collections::BTreeSet<_> = placed.iter().flatten().collect();
@@ -638,11 +663,14 @@ fn a_batch_in_an_anti_affinity_group_takes_one_box_each_or_nothing() {
     let (site, doors) = site_with_doors(&etcd, &["box1", "box2", "box3"], None);
     let groups = doors[1].server_groups();
     groups
-        .create_group(&conformance::group("g", "p", GroupPolicy::AntiAffinity))
+        .create_group(
+            &conformance::group("g", "p", GroupPolicy::AntiAffinity),
+            crate::quota::UNLIMITED,
+        )
         .unwrap();
     let batch: Vec<String> = (1..=4).map(|i| format!("s{i}")).collect();
     for id in &batch {
-        groups.add_member("g", id).unwrap();
+        groups.add_member("g", id, crate::quota::UNLIMITED).unwrap();
     }
     let wanted = Wanted {
         group: Some("g".into()),
@@ -743,7 +771,12 @@ fn boxes_updating_one_server_at_once_lose_no_update() {
         .map(|_| etcd.doors_under("/race").unwrap().servers())
         .collect();
     boxes[0]
-        .insert_server(&conformance::server("a", "p", 1), "create", "claim")
+        .insert_server(
+            &conformance::server("a", "p", 1),
+            "create",
+            "claim",
+            &crate::quota::ServerQuota::UNLIMITED,
+        )
         .unwrap();
     let start = std::sync::Barrier::new(BOXES);
     let changes_run = AtomicU32::new(0);
@@ -801,7 +834,9 @@ fn a_server_s_user_data_and_progress_have_keys_of_their_own() {
     s.host = Some("box1".into());
     // Nova's largest user_data.
     s.user_data = Some("u".repeat(65_535));
-    let stored = servers.insert_server(&s, "create", "claim").unwrap();
+    let stored = servers
+        .insert_server(&s, "create", "claim", &crate::quota::ServerQuota::UNLIMITED)
+        .unwrap();
     let keys = doors.kv.keys.clone();
     let raw = |key: String| {
         doors
@@ -842,7 +877,9 @@ fn a_server_s_user_data_and_progress_have_keys_of_their_own() {
     assert!(servers.set_server_task("zzz", step).is_err());
     assert_eq!(raw(keys.server_task("zzz")), None);
     // A second create of the same id changes nothing.
-    assert!(servers.insert_server(&s, "create", "claim").is_err());
+    assert!(servers
+        .insert_server(&s, "create", "claim", &crate::quota::ServerQuota::UNLIMITED)
+        .is_err());
     assert_eq!(
         servers.server("a").unwrap().map(|s| s.name),
         Some("renamed".into())
@@ -867,10 +904,20 @@ fn a_reconciler_reads_every_server_at_one_revision_and_watches_from_there() {
     let mut with_data = conformance::server("a", "p1", 1);
     with_data.user_data = Some("data".into());
     servers
-        .insert_server(&with_data, "create", "claim")
+        .insert_server(
+            &with_data,
+            "create",
+            "claim",
+            &crate::quota::ServerQuota::UNLIMITED,
+        )
         .unwrap();
     servers
-        .insert_server(&conformance::server("b", "p2", 2), "create", "claim")
+        .insert_server(
+            &conformance::server("b", "p2", 2),
+            "create",
+            "claim",
+            &crate::quota::ServerQuota::UNLIMITED,
+        )
         .unwrap();
     let b = servers
         .update_server("b", TaskChange::Keep, &mut |s| {
@@ -1008,7 +1055,11 @@ fn networks_hold_distinct_vxlan_ids_until_deleted() {
 
     let etcd = EtcdMember::start();
     let doors = etcd.doors().unwrap();
-    let svc = NetworkService::with_store(Arc::new(doors.networks()), NetworkSettings::default());
+    let svc = NetworkService::with_store(
+        Arc::new(doors.networks()),
+        quotas(&doors),
+        NetworkSettings::default(),
+    );
     let c = member();
     let vnis = || -> Vec<(String, String)> {
         let prefix = doors.kv.keys.vnis();
@@ -1094,7 +1145,11 @@ fn a_box_wires_its_own_ports_and_reaches_the_others_over_vxlan() {
 
     let etcd = EtcdMember::start();
     let doors = etcd.doors().unwrap();
-    let svc = NetworkService::with_store(Arc::new(doors.networks()), NetworkSettings::default());
+    let svc = NetworkService::with_store(
+        Arc::new(doors.networks()),
+        quotas(&doors),
+        NetworkSettings::default(),
+    );
     let c = member();
     let net = svc.create_network(&c, NewNetwork::default()).unwrap();
     svc.create_subnet(

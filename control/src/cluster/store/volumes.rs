@@ -15,7 +15,8 @@ use std::collections::BTreeMap;
 use etcd_client::{Compare, CompareOp, GetOptions, KeyValue, Txn, TxnOp};
 use serde::{Deserialize, Serialize};
 
-use super::{from_json, ranges, to_json, Decided, EtcdDoors, Kv, MAX_TXN_OPS};
+use super::{committed_at, from_json, ranges, to_json, Decided, EtcdDoors, Kv, MAX_TXN_OPS};
+use crate::quota::{QuotaError, VolumeQuota};
 use crate::store::StorageError;
 use crate::timestamp::Timestamp;
 use crate::volume::store::{
@@ -286,6 +287,37 @@ impl Kv {
             .collect()
     }
 
+    /// The volumes and snapshots of `project_id`, and the revision they were read at.
+    async fn project_volumes_at(
+        self,
+        project_id: String,
+    ) -> Result<(Vec<Volume>, Vec<Snapshot>, i64), StorageError> {
+        let range = |prefix: String| TxnOp::get(prefix, Some(GetOptions::new().with_prefix()));
+        let resp = self
+            .txn(Txn::new().and_then([range(self.keys.volumes()), range(self.keys.snapshots())]))
+            .await?;
+        let mut read = ranges(&resp).into_iter();
+        let (volumes, snapshots) = (
+            read.next().unwrap_or_default(),
+            read.next().unwrap_or_default(),
+        );
+        let mut mine = Vec::new();
+        for kv in &volumes {
+            let v = decode_volume(kv)?;
+            if v.project_id == project_id {
+                mine.push(v);
+            }
+        }
+        let mut snaps = Vec::new();
+        for kv in &snapshots {
+            let s = decode_snapshot(kv)?;
+            if s.project_id == project_id {
+                snaps.push(s);
+            }
+        }
+        Ok((mine, snaps, committed_at(&resp)))
+    }
+
     async fn all_snapshots(self) -> Result<Vec<Snapshot>, StorageError> {
         let kvs = self.range(self.keys.snapshots(), false).await?;
         kvs.iter().map(decode_snapshot).collect()
@@ -374,17 +406,31 @@ fn moved(v: Volume, to: VolumeStatus, fault: Option<&str>) -> Volume {
 }
 
 impl VolumeRecordStore for EtcdVolumes {
-    fn create_volume(&self, v: &Volume) -> Result<bool, StorageError> {
+    fn create_volume(&self, v: &Volume, quota: &VolumeQuota) -> Result<bool, QuotaError> {
         let key = self.keys().volume(&v.id);
         let source = v.snapshot_id.as_ref().map(|s| self.keys().snapshot(s));
+        let (volumes_prefix, snapshots_prefix) = (self.keys().volumes(), self.keys().snapshots());
         self.doors.contested(&key, |doors| {
+            let mut when = vec![absent(key.clone())];
+            if !quota.is_unlimited() {
+                // The project's volumes and snapshots as of one revision; the write commits
+                // only if none was recorded or changed since, so the count still holds.
+                let project = v.project_id.clone();
+                let (held, snaps, revision) = doors.call(|kv| kv.project_volumes_at(project))?;
+                quota.check(&held, &snaps, v.size)?;
+                for prefix in [&volumes_prefix, &snapshots_prefix] {
+                    when.push(
+                        Compare::mod_revision(prefix.as_str(), CompareOp::Less, revision + 1)
+                            .with_prefix(),
+                    );
+                }
+            }
             let mut reads = vec![key.clone()];
             reads.extend(source.clone());
             let found = doors.call(|kv| async move { kv.get_many(reads).await })?;
             if found.first().is_some_and(Option::is_some) {
-                return Err(refused(format!("a volume with id {} already exists", v.id)));
+                return Err(refused(format!("a volume with id {} already exists", v.id)).into());
             }
-            let mut when = vec![absent(key.clone())];
             let mut then = vec![TxnOp::put(key.clone(), volume_record(v), None)];
             if let Some(source) = &source {
                 let Some(Some(snap)) = found.get(1) else {
@@ -614,14 +660,30 @@ impl VolumeRecordStore for EtcdVolumes {
     fn create_snapshot(
         &self,
         volume_id: &str,
+        quota: &VolumeQuota,
         make: &mut dyn FnMut(&Volume) -> Result<Snapshot, VolumeError>,
     ) -> Result<Snapshot, VolumeError> {
         let key = self.keys().volume(volume_id);
+        let (volumes_prefix, snapshots_prefix) = (self.keys().volumes(), self.keys().snapshots());
         self.doors.contested(&key, |doors| {
             let (v, revision) = doors
                 .call(|kv| kv.volume_at(volume_id.to_owned()))?
                 .ok_or_else(|| VolumeError::NotFound(volume_id.to_owned()))?;
             let snap = make(&v)?;
+            let mut when = Vec::new();
+            if !quota.is_unlimited() {
+                // As for a volume: counted as of one revision, committed only if nothing was
+                // recorded or changed since.
+                let project = v.project_id.clone();
+                let (held, snaps, at) = doors.call(|kv| kv.project_volumes_at(project))?;
+                quota.check_snapshot(&held, &snaps, snap.size)?;
+                for prefix in [&volumes_prefix, &snapshots_prefix] {
+                    when.push(
+                        Compare::mod_revision(prefix.as_str(), CompareOp::Less, at + 1)
+                            .with_prefix(),
+                    );
+                }
+            }
             let snap_key = self.keys().snapshot(&snap.id);
             let taken = snap_key.clone();
             if doors
@@ -632,9 +694,8 @@ impl VolumeRecordStore for EtcdVolumes {
                     refused(format!("a snapshot with id {} already exists", snap.id)).into(),
                 );
             }
-            let txn = Txn::new()
-                .when([unchanged_since(key.clone(), revision), absent(snap_key)])
-                .and_then(self.put_snapshot(&snap));
+            when.extend([unchanged_since(key.clone(), revision), absent(snap_key)]);
+            let txn = Txn::new().when(when).and_then(self.put_snapshot(&snap));
             Ok(Decided::Write(txn, snap))
         })
     }

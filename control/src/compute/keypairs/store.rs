@@ -5,6 +5,7 @@
 //! two creates of one name cannot both succeed.
 
 use super::KeyPairError;
+use crate::quota::Limit;
 use crate::store::StorageError;
 use crate::timestamp::Timestamp;
 
@@ -52,8 +53,10 @@ pub struct KeyPair {
 
 pub trait KeyPairStore: Send + Sync {
     /// Records `k` unless its user already has a pair of its name
-    /// ([`KeyPairError::NameExists`]); returns the pair as stored.
-    fn create_key_pair(&self, k: &KeyPair) -> Result<KeyPair, KeyPairError>;
+    /// ([`KeyPairError::NameExists`]) or `limit` pairs ([`KeyPairError::QuotaExceeded`],
+    /// counted in the same write, so racing creates cannot overshoot it); returns the pair as
+    /// stored.
+    fn create_key_pair(&self, k: &KeyPair, limit: Limit) -> Result<KeyPair, KeyPairError>;
 
     /// The pair `name` of user `user_id`.
     fn key_pair(&self, user_id: &str, name: &str) -> Result<Option<KeyPair>, StorageError>;

@@ -182,3 +182,30 @@ fn deleting_a_missing_pair_is_not_found() {
         Err(KeyPairError::NotFound { .. })
     ));
 }
+
+/// [`super::create`] under the quotas kept in `db` (OpenStack's defaults unless a test set a
+/// project's).
+fn create(
+    db: &crate::storage::Db,
+    ctx: &RequestContext,
+    new: NewKeyPair,
+) -> Result<Created, KeyPairError> {
+    let quotas = Quotas::new(Default::default(), std::sync::Arc::new(db.clone()));
+    super::create(db, &quotas, ctx, new)
+}
+
+#[test]
+fn a_user_stops_at_the_key_pairs_quota_of_the_callers_project() {
+    use crate::quota::QuotaStore;
+    let f = fixture();
+    let project = f.member.project_id.clone().unwrap();
+    let limits = [("key_pairs".to_owned(), 2)].into_iter().collect();
+    f.db.set_quota_overrides(&project, &limits).unwrap();
+    create(&f.db, &f.member, generated("one")).unwrap();
+    create(&f.db, &f.member, generated("two")).unwrap();
+    let err = create(&f.db, &f.member, generated("three")).unwrap_err();
+    assert!(matches!(err, KeyPairError::QuotaExceeded), "{err:?}");
+    assert_eq!(err.to_string(), "Quota exceeded, too many key pairs.");
+    // Another user of another project has its own.
+    create(&f.db, &f.admin, generated("three")).unwrap();
+}

@@ -8,6 +8,7 @@ pub use store::{ServerGroup, ServerGroupStore};
 
 use super::servers::ServerError;
 use crate::context::{RequestContext, Visibility};
+use crate::quota::{QuotaError, Quotas};
 use crate::random::{self, RandomError};
 use crate::store::StorageError;
 use crate::timestamp::Timestamp;
@@ -23,6 +24,9 @@ pub enum ServerGroupError {
     RulesNeedAntiAffinity,
     #[error("Policy doesn't allow os_compute_api:os-server-groups:{0} to be performed.")]
     Forbidden(&'static str),
+    /// Nova's words for its `server_groups` quota (a 403).
+    #[error("Quota exceeded, too many server groups.")]
+    QuotaExceeded,
     #[error(transparent)]
     Random(#[from] RandomError),
     #[error(transparent)]
@@ -37,9 +41,10 @@ pub struct NewServerGroup {
     pub max_server_per_host: Option<u32>,
 }
 
-/// Records a group of the caller's project, with no member.
+/// Records a group of the caller's project, with no member, within its `server_groups` quota.
 pub fn create(
     store: &dyn ServerGroupStore,
+    quotas: &Quotas,
     ctx: &RequestContext,
     new: NewServerGroup,
 ) -> Result<ServerGroup, ServerGroupError> {
@@ -70,7 +75,11 @@ pub fn create(
         members: Vec::new(),
         created_at: Timestamp::now(),
     };
-    Ok(store.create_group(&group)?)
+    let limit = quotas.limit(&group.project_id, "server_groups")?;
+    store.create_group(&group, limit).map_err(|e| match e {
+        QuotaError::Storage(e) => ServerGroupError::Storage(e),
+        _ => ServerGroupError::QuotaExceeded,
+    })
 }
 
 /// The group if the caller may see it (its project's members, and admins).
@@ -119,6 +128,11 @@ mod tests {
     use super::*;
     use crate::storage::Db;
 
+    /// OpenStack's default quotas, with the limits set per project in `db`.
+    fn quotas(db: &Db) -> Quotas {
+        Quotas::new(Default::default(), std::sync::Arc::new(db.clone()))
+    }
+
     fn caller(project: &str, roles: &[&str]) -> RequestContext {
         RequestContext {
             user_id: "u".into(),
@@ -143,12 +157,24 @@ mod tests {
         let alice = caller("p1", &["member"]);
         let bob = caller("p2", &["member"]);
         let admin = caller("p3", &["admin"]);
-        let g = create(&db, &alice, new("web", GroupPolicy::AntiAffinity, Some(2))).unwrap();
+        let g = create(
+            &db,
+            &quotas(&db),
+            &alice,
+            new("web", GroupPolicy::AntiAffinity, Some(2)),
+        )
+        .unwrap();
         assert_eq!(
             (g.project_id.as_str(), g.max_server_per_host),
             ("p1", Some(2))
         );
-        create(&db, &bob, new("db", GroupPolicy::Affinity, None)).unwrap();
+        create(
+            &db,
+            &quotas(&db),
+            &bob,
+            new("db", GroupPolicy::Affinity, None),
+        )
+        .unwrap();
         assert_eq!(get(&db, &alice, &g.id).unwrap(), g);
         assert!(matches!(
             get(&db, &bob, &g.id),
@@ -179,14 +205,24 @@ mod tests {
         let db = Db::open_in_memory().unwrap();
         let alice = caller("p1", &["member"]);
         assert_eq!(
-            create(&db, &alice, new("g", GroupPolicy::Affinity, Some(2)))
-                .unwrap_err()
-                .to_string(),
+            create(
+                &db,
+                &quotas(&db),
+                &alice,
+                new("g", GroupPolicy::Affinity, Some(2))
+            )
+            .unwrap_err()
+            .to_string(),
             "Only anti-affinity policy supports rules."
         );
         for bad in ["", " lead", "trail "] {
             assert!(matches!(
-                create(&db, &alice, new(bad, GroupPolicy::Affinity, None)),
+                create(
+                    &db,
+                    &quotas(&db),
+                    &alice,
+                    new(bad, GroupPolicy::Affinity, None)
+                ),
                 Err(ServerGroupError::InvalidField { field: "name", .. })
             ));
         }

@@ -3,6 +3,7 @@
 //! for a site (`cluster::store::server_groups`). Each method is atomic on its own; adding and
 //! removing members are idempotent, so a saga step that runs twice changes nothing more.
 
+use crate::quota::{Limit, QuotaError};
 use crate::store::StorageError;
 use crate::timestamp::Timestamp;
 use outpost_resources::GroupPolicy;
@@ -28,9 +29,10 @@ pub struct ServerGroup {
 }
 
 pub trait ServerGroupStore: Send + Sync {
-    /// Records `g` (its `seq` and `members` are ignored: a new group has none); returns the
-    /// group as stored.
-    fn create_group(&self, g: &ServerGroup) -> Result<ServerGroup, StorageError>;
+    /// Records `g` (its `seq` and `members` are ignored: a new group has none) if its project
+    /// holds fewer than `limit` groups, counted in the same write; returns the group as
+    /// stored.
+    fn create_group(&self, g: &ServerGroup, limit: Limit) -> Result<ServerGroup, QuotaError>;
 
     fn group(&self, id: &str) -> Result<Option<ServerGroup>, StorageError>;
 
@@ -40,9 +42,9 @@ pub trait ServerGroupStore: Send + Sync {
     /// Removes the group (its members stay servers, in no group); false if there was none.
     fn delete_group(&self, id: &str) -> Result<bool, StorageError>;
 
-    /// Makes `server` a member of `group` (once, however often asked); false if there is no
-    /// such group.
-    fn add_member(&self, group: &str, server: &str) -> Result<bool, StorageError>;
+    /// Makes `server` a member of `group` (once, however often asked) if the group has fewer
+    /// than `limit` members, counted in the same write; false if there is no such group.
+    fn add_member(&self, group: &str, server: &str, limit: Limit) -> Result<bool, QuotaError>;
 
     /// Takes `server` out of `group`; nothing happens if it was not a member or the group is
     /// gone.

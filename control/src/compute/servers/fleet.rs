@@ -132,6 +132,11 @@ impl Fleet {
     }
 
     /// The servers' door to their state.
+    /// Every project's quota limits.
+    pub fn quotas(&self) -> &crate::quota::Quotas {
+        &self.doors.quotas
+    }
+
     pub fn servers(&self) -> &dyn ServerStore {
         self.doors.servers.as_ref()
     }
@@ -218,6 +223,7 @@ impl Fleet {
             volumes: self.volumes.clone(),
             images: self.images.clone(),
             homes: self.homes.clone(),
+            quotas: self.doors.quotas.clone(),
         }
     }
 

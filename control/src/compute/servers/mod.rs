@@ -33,6 +33,7 @@ pub use saga::root_disk_bytes;
 use super::flavors::{self, FlavorError};
 use super::keypairs::{self, KeyPairError};
 use crate::context::RequestContext;
+use crate::quota::ServerQuota;
 use crate::random::{self, RandomError};
 use crate::store::StorageError;
 use crate::timestamp::Timestamp;
@@ -103,6 +104,9 @@ pub enum ServerError {
     Random(#[from] RandomError),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// Over one of Nova's quotas (a 403, as Nova answers).
+    #[error(transparent)]
+    Quota(#[from] crate::quota::QuotaError),
     #[error("cannot hand the request to the server's runner: {0}")]
     Fleet(#[from] FleetError),
     /// A multi-create that cannot place `min_count` servers now.
@@ -387,6 +391,10 @@ pub fn create(
         .project_id
         .clone()
         .ok_or(ServerError::Forbidden("servers:create"))?;
+    // Nova's metadata_items: a limit on one server's metadata, nothing to count elsewhere.
+    let metadata_items = fleet.quotas().limit(&project_id, "metadata_items")?;
+    let requested = i64::try_from(new.metadata.len()).unwrap_or(i64::MAX);
+    crate::quota::check("metadata_items", metadata_items, 0, requested)?;
     // Nova's `zone:host` form names a host too (admins only).
     let (zone, zone_host) = match new.availability_zone.as_deref() {
         Some(az) => match az.split_once(':') {
@@ -556,13 +564,21 @@ pub fn create(
 /// Records `server` (BUILD, its create at step `claim`), joins its group and takes the
 /// ports it names; nothing stays recorded if any of these fails.
 fn record(fleet: &Fleet, server: &Server) -> Result<Server, ServerError> {
+    // Nova's instances, cores and ram: counted with the insert, in its write; a group's
+    // members as the server joins. Both limits are read before anything is written.
+    let quota = ServerQuota::of(fleet.quotas(), &server.project_id)?;
+    let members_limit = fleet
+        .quotas()
+        .limit(&server.project_id, "server_group_members")?;
     let stored = fleet
         .servers()
-        .insert_server(server, saga::CREATE, "claim")?;
+        .insert_server(server, saga::CREATE, "claim", &quota)?;
     // The member joins before it is placed (Nova's order): placement reads the members at
     // each decision, so a member placed meanwhile is never missed.
     if let Some(group) = &stored.placement.group {
-        let joined = fleet.server_groups().add_member(group, &stored.id);
+        let joined = fleet
+            .server_groups()
+            .add_member(group, &stored.id, members_limit);
         if !matches!(joined, Ok(true)) {
             fleet.servers().delete_server(&stored.id)?;
             return Err(match joined {

@@ -7,6 +7,7 @@
 //! so that a store without locks can run it as a compare-and-swap on the record's revision,
 //! running `change` again on the newer copy when it lost the race.
 
+use crate::quota::{QuotaError, ServerQuota};
 use crate::store::StorageError;
 use crate::timestamp::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -320,8 +321,16 @@ pub enum TaskChange<'a> {
 
 pub trait ServerStore: Send + Sync {
     /// Records a new server (its `seq` is ignored) with operation `kind` at `step`, both or
-    /// neither; returns the server as stored.
-    fn insert_server(&self, s: &Server, kind: &str, step: &str) -> Result<Server, StorageError>;
+    /// neither, if its project's servers with it stay within `quota`, counted in the same
+    /// write (so concurrent creates cannot overshoot it together); returns the server as
+    /// stored.
+    fn insert_server(
+        &self,
+        s: &Server,
+        kind: &str,
+        step: &str,
+        quota: &ServerQuota,
+    ) -> Result<Server, QuotaError>;
 
     fn server(&self, id: &str) -> Result<Option<Server>, StorageError>;
 

@@ -28,7 +28,11 @@ fn member() -> RequestContext {
 
 /// A service over `store` with one network and one IPv4 subnet; (network id, subnet id).
 fn network(store: Arc<dyn NetworkStore>) -> (NetworkService, String, String) {
-    let svc = NetworkService::with_store(store, NetworkSettings::default());
+    let svc = NetworkService::with_store(
+        store,
+        crate::quota::Quotas::in_memory(),
+        NetworkSettings::default(),
+    );
     let c = member();
     let n = svc.create_network(&c, NewNetwork::default()).unwrap();
     let s = svc
@@ -161,7 +165,11 @@ fn a_failed_change_writes_nothing(store: Arc<dyn NetworkStore>) {
 }
 
 fn racing_first_requests_make_one_default_group(store: Arc<dyn NetworkStore>) {
-    let svc = NetworkService::with_store(store, NetworkSettings::default());
+    let svc = NetworkService::with_store(
+        store,
+        crate::quota::Quotas::in_memory(),
+        NetworkSettings::default(),
+    );
     let c = member();
     std::thread::scope(|scope| {
         let racers: Vec<_> = (0..4)
@@ -264,7 +272,11 @@ fn a_network_subnet_or_group_in_use_stays(store: Arc<dyn NetworkStore>) {
 }
 
 fn a_group_goes_with_its_rules_and_rules_named_after_it(store: Arc<dyn NetworkStore>) {
-    let svc = NetworkService::with_store(store, NetworkSettings::default());
+    let svc = NetworkService::with_store(
+        store,
+        crate::quota::Quotas::in_memory(),
+        NetworkSettings::default(),
+    );
     let c = member();
     let (group, rules) = svc
         .create_security_group(

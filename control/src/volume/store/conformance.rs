@@ -4,6 +4,7 @@
 //! in `storage::volumes`; a cluster's store runs the same.
 
 use super::{Attachment, Snapshot, SnapshotStatus, Volume, VolumeRecordStore, VolumeStatus};
+use crate::quota::{QuotaError, VolumeQuota, UNLIMITED};
 use crate::store::{at_once, dawdle};
 use crate::timestamp::Timestamp;
 use crate::volume::VolumeError;
@@ -62,6 +63,11 @@ fn status(store: &dyn VolumeRecordStore, id: &str) -> VolumeStatus {
     store.volume(id).unwrap().unwrap().status
 }
 
+/// No quota on the suite's (thin) volumes.
+fn unlimited() -> VolumeQuota {
+    VolumeQuota::unlimited("thin")
+}
+
 /// Runs every check, each on a store `fresh` makes (empty).
 pub(crate) fn run<S: VolumeRecordStore>(fresh: impl Fn() -> S) {
     volumes_read_back_and_copies_need_an_available_snapshot(&fresh());
@@ -69,11 +75,117 @@ pub(crate) fn run<S: VolumeRecordStore>(fresh: impl Fn() -> S) {
     attachments_move_the_status_with_them(&fresh());
     snapshots_are_made_against_the_volume_as_it_is(&fresh());
     texts_merge_and_extends_finish(&fresh());
+    racing_creates_stay_within_the_quota(&fresh());
+}
+
+/// 8 creates of one project at once with room for 3 volumes: exactly 3 land; then the
+/// gigabytes (snapshots' count too) and a type's own limits refuse what would not fit.
+fn racing_creates_stay_within_the_quota(store: &dyn VolumeRecordStore) {
+    let quota = VolumeQuota {
+        volumes: 3,
+        ..unlimited()
+    };
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let racers: Vec<_> = (0..8)
+            .map(|i| {
+                let quota = &quota;
+                scope.spawn(move || {
+                    store.create_volume(&volume(&format!("r{i}"), VolumeStatus::Available), quota)
+                })
+            })
+            .collect();
+        racers.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    assert_eq!(
+        results.iter().filter(|r| matches!(r, Ok(true))).count(),
+        3,
+        "{results:?}"
+    );
+    for r in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert!(
+            matches!(
+                r,
+                QuotaError::Exceeded {
+                    resource: "volumes",
+                    used: 3,
+                    limit: 3,
+                    ..
+                }
+            ),
+            "{r:?}"
+        );
+    }
+    assert_eq!(store.volumes(Some("p1")).unwrap().len(), 3);
+    // 3 GiB of volumes and a 1 GiB snapshot held: 5 GiB more do not fit in 8.
+    let held = store
+        .volume("r0")
+        .unwrap()
+        .or(store.volumes(Some("p1")).unwrap().pop());
+    let held = held.unwrap();
+    store
+        .create_snapshot(&held.id, &unlimited(), &mut |v| Ok(snapshot_of(v, "s1")))
+        .unwrap();
+    let gigabytes = VolumeQuota {
+        gigabytes: 8,
+        ..unlimited()
+    };
+    let mut big = volume("big", VolumeStatus::Available);
+    big.size = 5;
+    match store.create_volume(&big, &gigabytes) {
+        Err(QuotaError::Exceeded {
+            resource: "gigabytes",
+            used: 4,
+            requested: 5,
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    big.size = 4;
+    assert!(store.create_volume(&big, &gigabytes).unwrap());
+    // Snapshots: one held, room for one more; and 8 GiB are all taken.
+    let snapshots = VolumeQuota {
+        snapshots: 2,
+        ..unlimited()
+    };
+    store
+        .create_snapshot("big", &snapshots, &mut |v| Ok(snapshot_of(v, "s2")))
+        .unwrap();
+    match store.create_snapshot("big", &snapshots, &mut |v| Ok(snapshot_of(v, "s3"))) {
+        Err(VolumeError::OverQuota(m)) => assert!(m.starts_with("SnapshotLimitExceeded"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    match store.create_snapshot(&held.id, &gigabytes, &mut |v| Ok(snapshot_of(v, "s4"))) {
+        Err(VolumeError::OverQuota(m)) => {
+            assert!(m.starts_with("VolumeSizeExceedsAvailableQuota"), "{m}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(store.snapshots(Some("p1")).unwrap().len(), 2);
+    // The type's own limit: thick volumes are not thin ones.
+    let thin_only = VolumeQuota {
+        of_type: [
+            ("volumes_thin", 4),
+            ("gigabytes_thin", UNLIMITED),
+            ("snapshots_thin", UNLIMITED),
+        ],
+        ..unlimited()
+    };
+    match store.create_volume(&volume("t", VolumeStatus::Available), &thin_only) {
+        Err(QuotaError::Exceeded {
+            resource: "volumes_thin",
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    // Another project is not limited by these.
+    let mut other = volume("o", VolumeStatus::Available);
+    other.project_id = "p2".into();
+    assert!(store.create_volume(&other, &quota).unwrap());
 }
 
 fn volumes_read_back_and_copies_need_an_available_snapshot(store: &dyn VolumeRecordStore) {
     let v = volume("v1", VolumeStatus::Available);
-    assert!(store.create_volume(&v).unwrap());
+    assert!(store.create_volume(&v, &unlimited()).unwrap());
     let got = store.volume("v1").unwrap().unwrap();
     assert_eq!(
         Volume {
@@ -86,12 +198,12 @@ fn volumes_read_back_and_copies_need_an_available_snapshot(store: &dyn VolumeRec
     assert_eq!(store.volumes(Some("p1")).unwrap().len(), 1);
     assert!(store.volumes(Some("p2")).unwrap().is_empty());
     let snap = store
-        .create_snapshot("v1", &mut |v| Ok(snapshot_of(v, "s1")))
+        .create_snapshot("v1", &unlimited(), &mut |v| Ok(snapshot_of(v, "s1")))
         .unwrap();
     let mut copy = volume("v2", VolumeStatus::Creating);
     copy.snapshot_id = Some(snap.id.clone());
     assert!(
-        !store.create_volume(&copy).unwrap(),
+        !store.create_volume(&copy, &unlimited()).unwrap(),
         "the snapshot is creating"
     );
     assert_eq!(store.volume("v2").unwrap(), None);
@@ -99,7 +211,7 @@ fn volumes_read_back_and_copies_need_an_available_snapshot(store: &dyn VolumeRec
     assert!(store
         .set_snapshot_status_if("s1", &creating, SnapshotStatus::Available, None)
         .unwrap());
-    assert!(store.create_volume(&copy).unwrap());
+    assert!(store.create_volume(&copy, &unlimited()).unwrap());
     assert_eq!(
         store.volume_ids_in_status(VolumeStatus::Creating).unwrap(),
         ["v2"]
@@ -108,10 +220,10 @@ fn volumes_read_back_and_copies_need_an_available_snapshot(store: &dyn VolumeRec
 
 fn status_changes_see_snapshots_and_write_only_what_was_decided(store: &dyn VolumeRecordStore) {
     store
-        .create_volume(&volume("v1", VolumeStatus::Available))
+        .create_volume(&volume("v1", VolumeStatus::Available), &unlimited())
         .unwrap();
     store
-        .create_snapshot("v1", &mut |v| Ok(snapshot_of(v, "s1")))
+        .create_snapshot("v1", &unlimited(), &mut |v| Ok(snapshot_of(v, "s1")))
         .unwrap();
     let refused = store.change_volume_status("v1", &mut |seen| {
         assert_eq!(seen.snapshots.len(), 1);
@@ -145,7 +257,7 @@ fn status_changes_see_snapshots_and_write_only_what_was_decided(store: &dyn Volu
             None,
         )
         .unwrap();
-    store.create_volume(&copy).unwrap();
+    store.create_volume(&copy, &unlimited()).unwrap();
     let seen = store
         .change_snapshot_status("s1", &mut |s, copies| {
             assert_eq!(s.status, SnapshotStatus::Available);
@@ -169,10 +281,10 @@ fn status_changes_see_snapshots_and_write_only_what_was_decided(store: &dyn Volu
 
 fn attachments_move_the_status_with_them(store: &dyn VolumeRecordStore) {
     store
-        .create_volume(&volume("v1", VolumeStatus::Available))
+        .create_volume(&volume("v1", VolumeStatus::Available), &unlimited())
         .unwrap();
     store
-        .create_volume(&volume("v2", VolumeStatus::Error))
+        .create_volume(&volume("v2", VolumeStatus::Error), &unlimited())
         .unwrap();
     let refused = store.attach_volume(&attachment("v1", "s1"), &mut |_| {
         Err(VolumeError::InvalidVolume("no".into()))
@@ -218,19 +330,19 @@ fn attachments_move_the_status_with_them(store: &dyn VolumeRecordStore) {
 
 fn snapshots_are_made_against_the_volume_as_it_is(store: &dyn VolumeRecordStore) {
     store
-        .create_volume(&volume("v1", VolumeStatus::Available))
+        .create_volume(&volume("v1", VolumeStatus::Available), &unlimited())
         .unwrap();
-    let refused = store.create_snapshot("v1", &mut |v| {
+    let refused = store.create_snapshot("v1", &unlimited(), &mut |v| {
         Err(VolumeError::InvalidVolume(format!("{} says no", v.id)))
     });
     assert!(refused.is_err());
     assert!(store.snapshots(None).unwrap().is_empty());
     assert!(matches!(
-        store.create_snapshot("nope", &mut |v| Ok(snapshot_of(v, "s0"))),
+        store.create_snapshot("nope", &unlimited(), &mut |v| Ok(snapshot_of(v, "s0"))),
         Err(VolumeError::NotFound(_))
     ));
     let s = store
-        .create_snapshot("v1", &mut |v| Ok(snapshot_of(v, "s1")))
+        .create_snapshot("v1", &unlimited(), &mut |v| Ok(snapshot_of(v, "s1")))
         .unwrap();
     assert_eq!(store.snapshot("s1").unwrap(), Some(s));
     assert_eq!(store.snapshots(Some("p1")).unwrap().len(), 1);
@@ -256,7 +368,7 @@ fn snapshots_are_made_against_the_volume_as_it_is(store: &dyn VolumeRecordStore)
 
 fn texts_merge_and_extends_finish(store: &dyn VolumeRecordStore) {
     store
-        .create_volume(&volume("v1", VolumeStatus::Available))
+        .create_volume(&volume("v1", VolumeStatus::Available), &unlimited())
         .unwrap();
     let v = store
         .set_volume_text("v1", None, Some(Some("about it")))
@@ -342,7 +454,7 @@ fn one_of_two_racing_changes_wins<S: VolumeRecordStore>(a: &S, b: &S) {
     };
     for round in 0..10 {
         let id = format!("e{round}");
-        a.create_volume(&volume(&id, VolumeStatus::Available))
+        a.create_volume(&volume(&id, VolumeStatus::Available), &unlimited())
             .unwrap();
         let (l, r) = at_once((a, b), |s| extend(s, &id), |s| extend(s, &id));
         assert!(
@@ -352,7 +464,7 @@ fn one_of_two_racing_changes_wins<S: VolumeRecordStore>(a: &S, b: &S) {
         assert_eq!(status(b, &id), VolumeStatus::Extending);
 
         let id = format!("a{round}");
-        a.create_volume(&volume(&id, VolumeStatus::Available))
+        a.create_volume(&volume(&id, VolumeStatus::Available), &unlimited())
             .unwrap();
         let attach = |store: &S, server: &str| {
             store.attach_volume(&attachment(&id, server), &mut |_| Ok(()))
@@ -369,13 +481,13 @@ fn one_of_two_racing_changes_wins<S: VolumeRecordStore>(a: &S, b: &S) {
 fn a_snapshot_and_a_delete_racing_never_both_win<S: VolumeRecordStore>(a: &S, b: &S) {
     for round in 0..10 {
         let id = format!("v{round}");
-        a.create_volume(&volume(&id, VolumeStatus::Available))
+        a.create_volume(&volume(&id, VolumeStatus::Available), &unlimited())
             .unwrap();
         let snap_id = format!("s{round}");
         let (snapped, deleting) = at_once(
             (a, b),
             |s| {
-                s.create_snapshot(&id, &mut |v| match v.status {
+                s.create_snapshot(&id, &unlimited(), &mut |v| match v.status {
                     VolumeStatus::Available => Ok(snapshot_of(v, &snap_id)),
                     other => Err(VolumeError::InvalidVolume(other.as_str().into())),
                 })
@@ -409,11 +521,13 @@ fn a_snapshot_and_a_delete_racing_never_both_win<S: VolumeRecordStore>(a: &S, b:
 /// A snapshot being deleted gets no new copy, and one being copied is not deleted.
 fn a_copy_and_its_snapshot_s_delete_racing_never_both_win<S: VolumeRecordStore>(a: &S, b: &S) {
     let source = volume("source", VolumeStatus::Available);
-    a.create_volume(&source).unwrap();
+    a.create_volume(&source, &unlimited()).unwrap();
     for round in 0..10 {
         let snap_id = format!("s{round}");
-        a.create_snapshot("source", &mut |v| Ok(snapshot_of(v, &snap_id)))
-            .unwrap();
+        a.create_snapshot("source", &unlimited(), &mut |v| {
+            Ok(snapshot_of(v, &snap_id))
+        })
+        .unwrap();
         let creating = [SnapshotStatus::Creating];
         assert!(a
             .set_snapshot_status_if(&snap_id, &creating, SnapshotStatus::Available, None)
@@ -422,7 +536,7 @@ fn a_copy_and_its_snapshot_s_delete_racing_never_both_win<S: VolumeRecordStore>(
         copy.snapshot_id = Some(snap_id.clone());
         let (copied, deleting) = at_once(
             (a, b),
-            |s| s.create_volume(&copy).unwrap(),
+            |s| s.create_volume(&copy, &unlimited()).unwrap(),
             |s| {
                 s.change_snapshot_status(&snap_id, &mut |snap, copies| {
                     dawdle();

@@ -4,6 +4,7 @@
 
 use super::{KeyPair, KeyPairStore, KeyType};
 use crate::compute::keypairs::KeyPairError;
+use crate::quota::UNLIMITED;
 use crate::timestamp::Timestamp;
 
 /// A pair for the suite; its key and fingerprint are plausible text, not checked here.
@@ -30,12 +31,38 @@ pub(crate) fn run<S: KeyPairStore>(fresh: impl Fn() -> S) {
     only_one_of_racing_creates_wins(&fresh());
     listings_are_per_user_in_name_order(&fresh());
     deleted_pairs_are_gone_and_their_names_free(&fresh());
+    racing_creates_stay_within_the_quota(&fresh());
+}
+
+/// 8 creates of one user's pairs at once with room for 3: exactly 3 land; another user
+/// counts apart.
+fn racing_creates_stay_within_the_quota(store: &dyn KeyPairStore) {
+    store.create_key_pair(&key_pair("u1", "old"), 3).unwrap();
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let racers: Vec<_> = (0..8)
+            .map(|i| {
+                scope.spawn(move || store.create_key_pair(&key_pair("u1", &format!("k{i}")), 3))
+            })
+            .collect();
+        racers.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        2,
+        "{results:?}"
+    );
+    assert!(results
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .all(|e| matches!(e, KeyPairError::QuotaExceeded)));
+    assert_eq!(store.key_pairs("u1").unwrap().len(), 3);
+    store.create_key_pair(&key_pair("u2", "k"), 3).unwrap();
 }
 
 fn created_pairs_read_back_whole(store: &dyn KeyPairStore) {
     let mut k = key_pair("u1", "laptop");
     k.key_type = KeyType::X509;
-    let stored = store.create_key_pair(&k).unwrap();
+    let stored = store.create_key_pair(&k, UNLIMITED).unwrap();
     assert_eq!(
         KeyPair {
             seq: k.seq,
@@ -48,18 +75,24 @@ fn created_pairs_read_back_whole(store: &dyn KeyPairStore) {
         Some(stored.clone())
     );
     assert_eq!(store.key_pair("u2", "laptop").unwrap(), None, "per user");
-    let second = store.create_key_pair(&key_pair("u1", "desk")).unwrap();
+    let second = store
+        .create_key_pair(&key_pair("u1", "desk"), UNLIMITED)
+        .unwrap();
     assert!(second.seq > stored.seq, "seq follows creation order");
 }
 
 fn names_are_per_user_and_taken_once(store: &dyn KeyPairStore) {
-    store.create_key_pair(&key_pair("u1", "laptop")).unwrap();
-    match store.create_key_pair(&key_pair("u1", "laptop")) {
+    store
+        .create_key_pair(&key_pair("u1", "laptop"), UNLIMITED)
+        .unwrap();
+    match store.create_key_pair(&key_pair("u1", "laptop"), UNLIMITED) {
         Err(KeyPairError::NameExists(name)) => assert_eq!(name, "laptop"),
         other => panic!("a taken name: {other:?}"),
     }
     // Another user's pair of the same name is a different pair.
-    store.create_key_pair(&key_pair("u2", "laptop")).unwrap();
+    store
+        .create_key_pair(&key_pair("u2", "laptop"), UNLIMITED)
+        .unwrap();
     assert_eq!(names(store.key_pairs("u1").unwrap()), ["laptop"]);
     assert_eq!(names(store.key_pairs("u2").unwrap()), ["laptop"]);
 }
@@ -67,7 +100,7 @@ fn names_are_per_user_and_taken_once(store: &dyn KeyPairStore) {
 fn only_one_of_racing_creates_wins(store: &dyn KeyPairStore) {
     let results: Vec<_> = std::thread::scope(|scope| {
         let racers: Vec<_> = (0..4)
-            .map(|_| scope.spawn(|| store.create_key_pair(&key_pair("u1", "same"))))
+            .map(|_| scope.spawn(|| store.create_key_pair(&key_pair("u1", "same"), UNLIMITED)))
             .collect();
         racers.into_iter().map(|r| r.join().unwrap()).collect()
     });
@@ -84,7 +117,9 @@ fn only_one_of_racing_creates_wins(store: &dyn KeyPairStore) {
 
 fn listings_are_per_user_in_name_order(store: &dyn KeyPairStore) {
     for (user, name) in [("u1", "b"), ("u2", "x"), ("u1", "c"), ("u1", "a")] {
-        store.create_key_pair(&key_pair(user, name)).unwrap();
+        store
+            .create_key_pair(&key_pair(user, name), UNLIMITED)
+            .unwrap();
     }
     assert_eq!(names(store.key_pairs("u1").unwrap()), ["a", "b", "c"]);
     assert_eq!(names(store.key_pairs("u2").unwrap()), ["x"]);
@@ -92,8 +127,12 @@ fn listings_are_per_user_in_name_order(store: &dyn KeyPairStore) {
 }
 
 fn deleted_pairs_are_gone_and_their_names_free(store: &dyn KeyPairStore) {
-    store.create_key_pair(&key_pair("u1", "laptop")).unwrap();
-    store.create_key_pair(&key_pair("u2", "laptop")).unwrap();
+    store
+        .create_key_pair(&key_pair("u1", "laptop"), UNLIMITED)
+        .unwrap();
+    store
+        .create_key_pair(&key_pair("u2", "laptop"), UNLIMITED)
+        .unwrap();
     assert!(!store.delete_key_pair("u3", "laptop").unwrap());
     assert!(store.delete_key_pair("u1", "laptop").unwrap());
     assert!(!store.delete_key_pair("u1", "laptop").unwrap());
@@ -102,5 +141,7 @@ fn deleted_pairs_are_gone_and_their_names_free(store: &dyn KeyPairStore) {
         store.key_pair("u2", "laptop").unwrap().is_some(),
         "only u1's"
     );
-    store.create_key_pair(&key_pair("u1", "laptop")).unwrap();
+    store
+        .create_key_pair(&key_pair("u1", "laptop"), UNLIMITED)
+        .unwrap();
 }

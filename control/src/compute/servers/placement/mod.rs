@@ -839,10 +839,13 @@ mod tests {
         let db = Db::open_in_memory().unwrap();
         let p = placement(&db, 4, 4096);
         let small = flavor(1, 256);
-        db.create_group(&group("anti", "p", GroupPolicy::AntiAffinity))
-            .unwrap();
+        db.create_group(
+            &group("anti", "p", GroupPolicy::AntiAffinity),
+            crate::quota::UNLIMITED,
+        )
+        .unwrap();
         for id in ids(2) {
-            db.add_member("anti", &id).unwrap();
+            db.add_member("anti", &id, crate::quota::UNLIMITED).unwrap();
         }
         let in_group = Wanted {
             group: Some("anti".into()),
@@ -860,17 +863,21 @@ mod tests {
                 .len(),
             1
         );
-        db.add_member("anti", "s9").unwrap();
+        db.add_member("anti", "s9", crate::quota::UNLIMITED)
+            .unwrap();
         assert!(p.claim("s9", &small, false, &in_group).is_err());
         // A member's claim released (the server deleted) frees its place.
         p.release(&ConsumerId::from("s1")).unwrap();
         p.claim("s9", &small, false, &in_group).unwrap();
         // Soft anti-affinity only prefers: all members fit on the one box.
-        db.create_group(&group("soft", "p", GroupPolicy::SoftAntiAffinity))
-            .unwrap();
+        db.create_group(
+            &group("soft", "p", GroupPolicy::SoftAntiAffinity),
+            crate::quota::UNLIMITED,
+        )
+        .unwrap();
         let soft = ["a", "b", "c"].map(String::from);
         for id in &soft {
-            db.add_member("soft", id).unwrap();
+            db.add_member("soft", id, crate::quota::UNLIMITED).unwrap();
         }
         let wanted = Wanted {
             group: Some("soft".into()),

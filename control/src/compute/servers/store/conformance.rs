@@ -70,11 +70,82 @@ pub(crate) fn run<S: ServerStore>(fresh: impl Fn() -> S) {
     updates_write_with_their_step_or_not_at_all(&fresh());
     racing_updates_are_never_lost(&fresh());
     deleting_a_server_takes_its_progress_along(&fresh());
+    racing_inserts_stay_within_the_projects_quota(&fresh());
+}
+
+/// 8 inserts of one project at once, with room for 3 instances: exactly 3 land, the others
+/// are refused with Nova's message, and another project is not limited by them.
+fn racing_inserts_stay_within_the_projects_quota(store: &dyn ServerStore) {
+    use crate::quota::{QuotaError, ServerQuota};
+    let quota = ServerQuota {
+        instances: 3,
+        ..ServerQuota::UNLIMITED
+    };
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let racers: Vec<_> = (0..8)
+            .map(|i| {
+                scope.spawn(move || {
+                    store.insert_server(
+                        &server(&format!("s{i}"), "p1", i),
+                        "create",
+                        "claim",
+                        &quota,
+                    )
+                })
+            })
+            .collect();
+        racers.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        3,
+        "{results:?}"
+    );
+    for r in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert!(
+            matches!(
+                r,
+                QuotaError::Exceeded {
+                    resource: "instances",
+                    used: 3,
+                    limit: 3,
+                    ..
+                }
+            ),
+            "{r:?}"
+        );
+    }
+    assert_eq!(store.servers(Some("p1")).unwrap().len(), 3);
+    // Cores: 2 one-vCPU servers held, a third asks for 2 more of 3.
+    let cores = ServerQuota {
+        cores: 3,
+        ..ServerQuota::UNLIMITED
+    };
+    for id in ["a", "b"] {
+        store
+            .insert_server(&server(id, "p2", 1), "create", "claim", &cores)
+            .unwrap();
+    }
+    let mut big = server("c", "p2", 1);
+    big.flavor.vcpus = 2;
+    match store.insert_server(&big, "create", "claim", &cores) {
+        Err(
+            e @ QuotaError::Exceeded {
+                resource: "cores", ..
+            },
+        ) => assert_eq!(
+            e.to_string(),
+            "Quota exceeded for cores: Requested 2, but already used 2 of 3 cores"
+        ),
+        other => panic!("{other:?}"),
+    }
 }
 
 fn servers_read_back_whole_and_list_newest_first(store: &dyn ServerStore) {
     let a = server("a", "p1", 1_000);
-    let stored = store.insert_server(&a, "create", "claim").unwrap();
+    let stored = store
+        .insert_server(&a, "create", "claim", &crate::quota::ServerQuota::UNLIMITED)
+        .unwrap();
     assert_eq!(
         Server {
             seq: a.seq,
@@ -89,11 +160,21 @@ fn servers_read_back_whole_and_list_newest_first(store: &dyn ServerStore) {
         ("create", "claim")
     );
     store
-        .insert_server(&server("b", "p2", 2_000), "create", "claim")
+        .insert_server(
+            &server("b", "p2", 2_000),
+            "create",
+            "claim",
+            &crate::quota::ServerQuota::UNLIMITED,
+        )
         .unwrap();
     // Same created_at as b: the later insert comes first.
     store
-        .insert_server(&server("c", "p1", 2_000), "create", "claim")
+        .insert_server(
+            &server("c", "p1", 2_000),
+            "create",
+            "claim",
+            &crate::quota::ServerQuota::UNLIMITED,
+        )
         .unwrap();
     let ids = |project| -> Vec<String> {
         store
@@ -111,7 +192,12 @@ fn servers_read_back_whole_and_list_newest_first(store: &dyn ServerStore) {
 
 fn updates_write_with_their_step_or_not_at_all(store: &dyn ServerStore) {
     store
-        .insert_server(&server("a", "p", 1), "create", "claim")
+        .insert_server(
+            &server("a", "p", 1),
+            "create",
+            "claim",
+            &crate::quota::ServerQuota::UNLIMITED,
+        )
         .unwrap();
     let after = store
         .update_server("a", STEP, &mut |s| {
@@ -155,7 +241,12 @@ fn updates_write_with_their_step_or_not_at_all(store: &dyn ServerStore) {
 
 fn racing_updates_are_never_lost(store: &dyn ServerStore) {
     store
-        .insert_server(&server("a", "p", 1), "create", "claim")
+        .insert_server(
+            &server("a", "p", 1),
+            "create",
+            "claim",
+            &crate::quota::ServerQuota::UNLIMITED,
+        )
         .unwrap();
     std::thread::scope(|scope| {
         for t in 0..4 {
@@ -177,7 +268,12 @@ fn racing_updates_are_never_lost(store: &dyn ServerStore) {
 
 fn deleting_a_server_takes_its_progress_along(store: &dyn ServerStore) {
     store
-        .insert_server(&server("a", "p", 1), "delete", "stop_monitor")
+        .insert_server(
+            &server("a", "p", 1),
+            "delete",
+            "stop_monitor",
+            &crate::quota::ServerQuota::UNLIMITED,
+        )
         .unwrap();
     assert!(store.delete_server("a").unwrap());
     assert_eq!(store.server("a").unwrap(), None);

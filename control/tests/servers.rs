@@ -477,6 +477,58 @@ fn guests_outlive_a_killed_daemon() {
     );
     wait_status(&d, &id, "ACTIVE");
 
+    // A power cut: outpostd and every monitor die at once, and the host boots again. The
+    // reboot is simulated where outpostd reads it: the boot id recorded with each monitor
+    // becomes another boot's. The running server starts again by itself
+    // (resume_guests_state_on_host_boot) and its guest boots; a stopped one stays off.
+    let off = create_server(&d, "stopped-before-the-cut", "small");
+    wait_status(&d, &off, "ACTIVE");
+    let r = action(&d, &off, json!({"os-stop": null}));
+    assert_eq!(r.status.as_u16(), 202, "{}", r.text());
+    wait_status(&d, &off, "SHUTOFF");
+    let before = monitor_pids(&d, &id);
+    d.kill9();
+    for pid in &before {
+        // SAFETY: the processes of this test's server (its shim and its monitor).
+        unsafe { libc::kill(*pid, libc::SIGKILL) };
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !monitor_pids(&d, &id).is_empty() {
+        assert!(Instant::now() < deadline, "the monitor did not die");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let db = rusqlite::Connection::open(d.state_dir().join("outpost.db")).unwrap();
+    let changed = db
+        .execute(
+            "UPDATE servers SET monitor_boot_id = 'a-boot-before-the-power-cut' \
+             WHERE monitor_boot_id IS NOT NULL",
+            [],
+        )
+        .unwrap();
+    assert_eq!(changed, 1, "only the running server has a monitor recorded");
+    drop(db);
+    let markers = console(&d, &id, None).matches(MARKER).count();
+    d.spawn();
+    wait_marker(&d, &id, markers + 1);
+    let s = wait_status(&d, &id, "ACTIVE");
+    assert_eq!(s["OS-EXT-STS:power_state"], 1);
+    let after = monitor_pids(&d, &id);
+    assert_eq!(after.len(), 2);
+    assert!(
+        after.iter().all(|p| !before.contains(p)),
+        "{before:?} {after:?}"
+    );
+    assert!(
+        d.log()
+            .contains("the host rebooted while it ran; starting it again"),
+        "{}",
+        d.log()
+    );
+    let s = wait_status(&d, &off, "SHUTOFF");
+    assert_eq!(s["OS-EXT-STS:power_state"], 4);
+    assert!(monitor_pids(&d, &off).is_empty());
+    delete_leaving_nothing(&d, &off);
+
     // The monitor dies while outpostd is down: the next outpostd says so (ERROR + fault).
     d.kill9();
     let vmm = vmm_pid(&d, &id);

@@ -13,6 +13,7 @@
 //! cpu_allocation_ratio = 4.0
 //! stop_timeout_secs = 30                  # os-stop: SIGTERM, then SIGKILL after this long
 //! soft_reboot_timeout_secs = 120          # reboot SOFT: Ctrl-Alt-Del, then HARD after this
+//! resume_guests_state_on_host_boot = true # after a host reboot, start the servers that ran
 //! [compute.jail]                          # monitor::jail (each monitor's uid, root, cgroup)
 //! enabled = true
 //! [compute.scheduler]                     # outpost_resources::SchedulerConfig
@@ -70,6 +71,7 @@ pub struct ComputeSection {
     pub disk_allocation_ratio: Option<f64>,
     pub stop_timeout_secs: Option<u64>,
     pub soft_reboot_timeout_secs: Option<u64>,
+    pub resume_guests_state_on_host_boot: Option<bool>,
     pub scheduler: Option<SchedulerConfig>,
     pub jail: Option<JailSection>,
 }
@@ -175,6 +177,10 @@ pub struct ComputeSettings {
     pub scheduler: SchedulerConfig,
     pub stop_timeout: Duration,
     pub soft_reboot_timeout: Duration,
+    /// Nova's option of the same name (its default is off; an appliance nobody tends after
+    /// a power cut wants it on): at the first start after the host rebooted, the servers
+    /// that were running are started again, the stopped ones stay off.
+    pub resume_guests_state_on_host_boot: bool,
     /// None: monitors run unjailed.
     pub jail: Option<JailSettings>,
 }
@@ -256,6 +262,9 @@ impl ComputeSettings {
                 DEFAULT_SOFT_REBOOT_TIMEOUT_SECS,
                 "soft_reboot_timeout_secs",
             )?,
+            resume_guests_state_on_host_boot: section
+                .resume_guests_state_on_host_boot
+                .unwrap_or(true),
             jail: JailSettings::resolve(section.jail.as_ref(), machine.root)?,
         })
     }

@@ -8,9 +8,44 @@
 use super::monitor::{self, process};
 use super::runner::{Command, Flow, RunError, Runner};
 use super::saga::{CREATE, CREATE_SCHEDULED, CREATE_START_MONITOR, DELETE, RESIZE};
-use super::store::{PowerState, TaskChange, TaskState, VmState};
+use super::store::{PowerState, Server, TaskChange, TaskState, VmState};
 
 impl Runner {
+    /// The host rebooted since this server's monitor started (a power cut, a host crash): the
+    /// guest died with the host and nothing recorded how. With
+    /// `resume_guests_state_on_host_boot` a server that was running (and not in the middle of
+    /// an operation, which the caller settles) starts again; otherwise it is shown stopped, as
+    /// Nova's power-state sync shows a guest that stopped by itself.
+    fn after_host_reboot(&mut self, s: &Server) -> Result<(), RunError> {
+        let resume = self.fleet.settings.resume_guests_state_on_host_boot
+            && s.vm_state == VmState::Active
+            && s.task_state.is_none();
+        self.update(|s| {
+            s.monitor = None;
+            s.power_state = PowerState::Shutdown;
+            if !resume && s.vm_state == VmState::Active {
+                s.vm_state = VmState::Stopped;
+            }
+        })?;
+        if !resume {
+            tracing::info!(
+                "server {}: the host rebooted while it ran; left stopped",
+                self.id
+            );
+            return Ok(());
+        }
+        tracing::info!(
+            "server {}: the host rebooted while it ran; starting it again",
+            self.id
+        );
+        if let Err(e) = self.start_monitor(s) {
+            self.fail(&format!(
+                "The host rebooted and the server could not start again: {e}"
+            ))?;
+        }
+        Ok(())
+    }
+
     pub(super) fn recover(&mut self) -> Result<Flow, RunError> {
         let Some(s) = self.load()? else {
             return Ok(Flow::End);
@@ -86,6 +121,9 @@ impl Runner {
             }
         }
         match (&recorded, &self.monitor) {
+            (Some(record), None) if record.boot_id != process::boot_id() => {
+                self.after_host_reboot(&s)?;
+            }
             (Some(record), None) => {
                 // It ended while outpostd was away; the shim recorded how.
                 let exit = process::poll(record, &self.dir).unwrap_or_else(|| {

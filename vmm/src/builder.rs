@@ -442,6 +442,21 @@ fn load_initrd(
     Ok((addr, size))
 }
 
+/// What builds a guest: a configuration booted from its kernel, or a snapshot restored.
+#[derive(Clone, Debug)]
+pub enum Launch {
+    Boot(Box<VmConfig>),
+    Restore(SnapshotLoadParams),
+}
+
+/// Builds and starts the guest `launch` names.
+pub fn launch_guest(launch: &Launch) -> Result<RunningVm, StartError> {
+    match launch {
+        Launch::Boot(config) => start(config),
+        Launch::Restore(params) => restore(params),
+    }
+}
+
 /// Highest vCPU count we accept (the MADT and CPUID topology handle more).
 pub const MAX_VCPUS: u8 = 32;
 

@@ -194,7 +194,11 @@ pub type Starter = Box<dyn FnMut(&Launch) -> Result<RunningVm, StartError> + Sen
 
 enum Lifecycle {
     NotStarted,
-    Started { vm: RunningVm, paused: bool },
+    /// Boxed: a running guest's handles are large beside `NotStarted`.
+    Started {
+        vm: Box<RunningVm>,
+        paused: bool,
+    },
 }
 
 /// The monitor's state: pre-boot configuration, then the running guest.
@@ -498,7 +502,10 @@ impl Controller {
         // Files may have changed since their PUT; check everything again before building.
         validate::validate_config(&self.config, &self.host)?;
         let vm = self.launch(&Launch::Boot(Box::new(self.config.clone())))?;
-        self.lifecycle = Lifecycle::Started { vm, paused: false };
+        self.lifecycle = Lifecycle::Started {
+            vm: Box::new(vm),
+            paused: false,
+        };
         Ok(VmmData::Empty)
     }
 
@@ -533,7 +540,10 @@ impl Controller {
         let paused = !params.resume_vm;
         let vm = self.launch(&Launch::Restore(params))?;
         self.config = vm.config().clone();
-        self.lifecycle = Lifecycle::Started { vm, paused };
+        self.lifecycle = Lifecycle::Started {
+            vm: Box::new(vm),
+            paused,
+        };
         Ok(VmmData::Empty)
     }
 

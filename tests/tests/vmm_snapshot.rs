@@ -21,6 +21,22 @@ fn ticks(console: &str) -> Vec<u64> {
         .collect()
 }
 
+/// The tick the guest last wrote at the start of a data disk image.
+fn tick_on_disk(image: &std::path::Path) -> u64 {
+    let mut sector = [0u8; 16];
+    std::fs::File::open(image)
+        .unwrap()
+        .read_exact(&mut sector)
+        .unwrap();
+    let on_disk = String::from_utf8_lossy(&sector);
+    on_disk
+        .trim_start_matches("tick-")
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{} holds {on_disk:?}", image.display()))
+}
+
 fn ok((code, body): (u16, String), what: &str) -> String {
     assert!((200..300).contains(&code), "{what}: HTTP {code} {body}");
     body
@@ -135,6 +151,11 @@ done
         assert_eq!(mode & 0o777, 0o600, "{}", f.display());
     }
 
+    // The restored guest's data disk is a copy, named by a drive override: its writes go
+    // there and the original stays as the first guest left it.
+    let data_copy = work.path().join("data-copy.img");
+    std::fs::copy(&data, &data_copy).unwrap();
+
     let second_dir = work.path().join("second");
     std::fs::create_dir(&second_dir).unwrap();
     let mut second = Guest::spawn(&second_dir, Mode::Api, None);
@@ -147,7 +168,8 @@ done
             Some(&json!({
                 "snapshot_path": snapshot_path,
                 "mem_backend": {"backend_type": "File", "backend_path": mem_file_path},
-                "resume_vm": true
+                "resume_vm": true,
+                "drive_overrides": [{"drive_id": "data", "path_on_host": data_copy}]
             })),
         ),
         "load",
@@ -163,6 +185,7 @@ done
     let cfg: serde_json::Value =
         serde_json::from_str(&ok(second.api("GET", "/vm/config", None), "config")).unwrap();
     assert_eq!(cfg["drives"].as_array().map(|d| d.len()), Some(2), "{cfg}");
+    assert_eq!(cfg["drives"][1]["path_on_host"], json!(data_copy), "{cfg}");
 
     let next = last_before + 3;
     let console = second.wait_for(&format!("TICK={next} "), Duration::from_secs(120));
@@ -181,23 +204,13 @@ done
         !console.contains("FILE-WRITTEN"),
         "the restored guest booted again: {console}"
     );
-    // The restored guest's writes reached the data disk's file.
-    let mut sector = [0u8; 16];
-    std::fs::File::open(&data)
-        .unwrap()
-        .read_exact(&mut sector)
-        .unwrap();
-    let on_disk = String::from_utf8_lossy(&sector);
-    let written: u64 = on_disk
-        .trim_start_matches("tick-")
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("data disk holds {on_disk:?}"));
+    // The restored guest's writes reached the override's file, not the original.
+    let written = tick_on_disk(&data_copy);
     assert!(
         written > last_before,
         "disk holds tick {written}, snapshot at {last_before}"
     );
+    assert!(tick_on_disk(&data) <= last_before);
 
     // The restored guest snapshots again and still pauses/resumes as any guest.
     ok(

@@ -561,9 +561,12 @@ pub fn restore(params: &SnapshotLoadParams) -> Result<RunningVm, StartError> {
     let t0 = Instant::now();
     let saved: GuestSnapshot = snapshot::file::read(&params.snapshot_path)
         .map_err(|e| StartError::Snapshot(e.to_string()))?;
-    let config: VmConfig = serde_json::from_str(&saved.config_json).map_err(|e| {
+    let mut config: VmConfig = serde_json::from_str(&saved.config_json).map_err(|e| {
         StartError::Snapshot(format!("the configuration it holds does not parse: {e}"))
     })?;
+    params
+        .apply_overrides(&mut config)
+        .map_err(|e| StartError::Snapshot(e.to_string()))?;
     let vcpu_count = u8::try_from(saved.vcpus.len())
         .ok()
         .filter(|&n| n != 0 && n <= MAX_VCPUS)

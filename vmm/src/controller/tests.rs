@@ -642,6 +642,8 @@ fn snapshot_actions_before_start() {
                 backend_path: mem,
             },
             resume_vm: true,
+            network_overrides: Vec::new(),
+            drive_overrides: Vec::new(),
         }))
         .unwrap_err();
     assert!(matches!(err, VmmActionError::StartFailed(_)), "{err}");

@@ -22,7 +22,12 @@ use crate::devices::legacy::acpi_pm::AcpiPm;
 use crate::devices::legacy::i8042::I8042;
 use crate::devices::legacy::serial::{ConsoleInput, ConsoleOut, SerialConsole};
 use crate::devices::legacy::{IrqLine, PowerEvent, PowerSignal};
+use crate::devices::virtio::mmio;
 use crate::pvm;
+use crate::snapshot;
+use crate::snapshot::device_loop::DeviceLoopGate;
+use crate::snapshot::guest::{GuestSnapshot, SnapshotCreateParams, SnapshotLoadParams};
+use crate::snapshot::vm::VmState;
 use crate::vstate::memory::create_guest_memory;
 use crate::vstate::vcpu::{ExitCounters, VcpuContext, VcpuControl, VcpuHandle};
 use crate::vstate::vm::Vm;
@@ -109,6 +114,8 @@ pub enum StartError {
     },
     #[error("the monitor is stopping: the guest was not started")]
     Stopping,
+    #[error("cannot restore the snapshot: {0}")]
+    Snapshot(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -153,8 +160,17 @@ pub struct RunningVm {
     profile: Option<(Arc<crate::vstate::vcpu::GuestProfile>, std::path::PathBuf)>,
     /// The drives and interfaces by id, for changes while the guest runs (rate limits).
     devices: VirtioHandles,
-    _vm: Vm,
-    _mem: GuestMemoryMmap,
+    /// What a snapshot saves beside the vCPUs: the configuration the guest was built from,
+    /// the VM, its memory, the legacy devices and the transports in attach order.
+    config: VmConfig,
+    vm: Vm,
+    mem: GuestMemoryMmap,
+    serial: Arc<Mutex<SerialConsole>>,
+    transports: Vec<Arc<Mutex<mmio::MmioTransport>>>,
+    device_loop: Arc<DeviceLoopGate>,
+    /// The MSRs a vCPU's state holds, read from /dev/kvm at build time (the API thread that
+    /// saves a snapshot may not ask KVM for them).
+    msr_indices: Vec<u32>,
 }
 
 impl RunningVm {
@@ -188,6 +204,52 @@ impl RunningVm {
 
     pub fn stats(&self) -> VmStats {
         self.stats.snapshot()
+    }
+
+    /// The configuration the guest was built from (a restored guest's, from its snapshot).
+    pub fn config(&self) -> &VmConfig {
+        &self.config
+    }
+
+    /// Writes the paused guest to a state file and a memory file. The device event loop is
+    /// held for the whole save, so no queue moves and no device writes guest memory between
+    /// the ring positions and the memory being saved.
+    pub fn snapshot(&self, params: &SnapshotCreateParams) -> Result<(), VmError> {
+        self.check_running()?;
+        let failed = |what: &str, e: &dyn std::fmt::Display| {
+            VmError::Failed(format!("snapshot: {what}: {e}"))
+        };
+        let _quiet = self.device_loop.hold().map_err(|e| failed("devices", &e))?;
+        let vcpus = self
+            .control
+            .save_states(&self.vcpus, &self.msr_indices)
+            .map_err(|e| failed("vCPUs", &e))?;
+        let vm = VmState::save(&self.vm).map_err(|e| failed("VM", &e))?;
+        let serial = self.serial.lock().expect("serial lock poisoned").state();
+        let i8042 = self.i8042.lock().expect("i8042 lock poisoned").state();
+        let transports = self
+            .transports
+            .iter()
+            .map(|t| {
+                t.lock()
+                    .expect("virtio-mmio transport lock poisoned")
+                    .state()
+            })
+            .collect();
+        let config_json =
+            serde_json::to_string(&self.config).map_err(|e| failed("configuration", &e))?;
+        let memory = snapshot::memory::save(&self.mem, &params.mem_file_path)
+            .map_err(|e| failed("memory", &e))?;
+        let state = GuestSnapshot {
+            config_json,
+            vm,
+            vcpus,
+            memory,
+            serial,
+            i8042,
+            transports,
+        };
+        snapshot::file::write(&params.snapshot_path, &state).map_err(|e| failed("state", &e))
     }
 
     /// Changes drive `drive_id`'s rate limiter while the guest runs.
@@ -380,6 +442,21 @@ fn load_initrd(
     Ok((addr, size))
 }
 
+/// What builds a guest: a configuration booted from its kernel, or a snapshot restored.
+#[derive(Clone, Debug)]
+pub enum Launch {
+    Boot(Box<VmConfig>),
+    Restore(SnapshotLoadParams),
+}
+
+/// Builds and starts the guest `launch` names.
+pub fn launch_guest(launch: &Launch) -> Result<RunningVm, StartError> {
+    match launch {
+        Launch::Boot(config) => start(config),
+        Launch::Restore(params) => restore(params),
+    }
+}
+
 /// Highest vCPU count we accept (the MADT and CPUID topology handle more).
 pub const MAX_VCPUS: u8 = 32;
 
@@ -409,45 +486,11 @@ pub fn start(config: &VmConfig) -> Result<RunningVm, StartError> {
     tracing::info!(how = %kernel.how, "kernel loaded");
 
     let power = PowerSignal::new();
-    let mut pio = Bus::new();
-    let mmio_bus = Bus::new();
-    let serial = Arc::new(Mutex::new(SerialConsole::new(
-        irq_line(&vm, COM1_IRQ)?,
-        console_out(config)?,
-    )));
-    let i8042 = Arc::new(Mutex::new(I8042::new(
-        irq_line(&vm, I8042_IRQ)?,
-        power.clone(),
-    )));
-    let acpi_pm = Arc::new(Mutex::new(AcpiPm::new(power.clone())));
-    let bus_err = |e: crate::devices::bus::BusError| StartError::Device(e.to_string());
-    pio.insert(
-        serial.clone() as Arc<Mutex<dyn BusDevice>>,
-        COM1_PORT.into(),
-        8,
-    )
-    .map_err(bus_err)?;
-    pio.insert(
-        i8042.clone() as Arc<Mutex<dyn BusDevice>>,
-        I8042_PORT.into(),
-        5,
-    )
-    .map_err(bus_err)?;
-    pio.insert(
-        acpi_pm as Arc<Mutex<dyn BusDevice>>,
-        ACPI_PM_PORT.into(),
-        ACPI_PM_LEN.into(),
-    )
-    .map_err(bus_err)?;
+    let serial = SerialConsole::new(irq_line(&vm, COM1_IRQ)?, console_out(config)?);
+    let i8042 = I8042::new(irq_line(&vm, I8042_IRQ)?, power.clone());
+    let devices = Devices::attach(config, &vm, &mem, power, serial, i8042, None)?;
 
-    let mut event_manager: EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>> =
-        EventManager::new().map_err(|e| StartError::Device(format!("event manager: {e}")))?;
-    event_manager.add_subscriber(Arc::new(Mutex::new(ConsoleInput::new(serial.clone()))));
-    let mut mmio_bus = mmio_bus;
-    let (mmio_devices, devices) =
-        attach_virtio_devices(config, &vm, &mem, &mut event_manager, &mut mmio_bus)?;
-
-    let cmdline = build_cmdline(config, on_pvm, &mmio_devices)?;
+    let cmdline = build_cmdline(config, on_pvm, &devices.mmio_infos)?;
     load_cmdline(&mem, GuestAddress(CMDLINE_START), &cmdline)
         .map_err(|e| StartError::Cmdline(e.to_string()))?;
     let cmdline_len = cmdline
@@ -461,7 +504,7 @@ pub fn start(config: &VmConfig) -> Result<RunningVm, StartError> {
         Some(p) => Some(load_initrd(&mem, mem_size, kernel.end, p)?),
         None => None,
     };
-    let rsdp = acpi::create_acpi_tables(&mem, mc.vcpu_count, &mmio_devices)?;
+    let rsdp = acpi::create_acpi_tables(&mem, mc.vcpu_count, &devices.mmio_infos)?;
     let inputs = params::BootInputs {
         cmdline_addr: CMDLINE_START,
         cmdline_len,
@@ -475,6 +518,209 @@ pub fn start(config: &VmConfig) -> Result<RunningVm, StartError> {
         regs::EntryMode::Pvh => params::write_pvh_start_info(&mem, mem_size, &inputs)?,
     }
 
+    let supported = vm
+        .kvm
+        .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
+        .map_err(|e| StartError::Device(format!("KVM_GET_SUPPORTED_CPUID: {e}")))?;
+    let vcpu_count = mc.vcpu_count;
+    let boot_mem = mem.clone();
+    let setup = |index: u8, fd: &kvm_ioctls::VcpuFd| -> Result<(), StartError> {
+        let mut cpuid = supported.clone();
+        cpuid::set_topology(&mut cpuid, index, vcpu_count);
+        if on_pvm {
+            pvm::apply_cpu_template(&mut cpuid);
+        }
+        fd.set_cpuid2(&cpuid)
+            .map_err(|e| StartError::Device(format!("KVM_SET_CPUID2: {e}")))?;
+        regs::setup_msrs(fd)?;
+        regs::setup_fpu(fd)?;
+        regs::setup_lint(fd)?;
+        if index == 0 {
+            regs::setup_sregs(&boot_mem, fd, kernel.mode)?;
+            regs::setup_regs(fd, kernel.mode, kernel.entry.0)?;
+        }
+        Ok(())
+    };
+    launch(
+        config.clone(),
+        vm,
+        mem,
+        devices,
+        vcpu_count,
+        &setup,
+        true,
+        t0,
+    )
+}
+
+/// Builds the guest a snapshot holds, in a fresh process: memory mapped privately from the
+/// memory file, the VM's and each vCPU's state, the devices as saved, disks and taps
+/// reopened from the configuration stored in the snapshot. The vCPUs wait paused unless
+/// `resume_vm`.
+pub fn restore(params: &SnapshotLoadParams) -> Result<RunningVm, StartError> {
+    let t0 = Instant::now();
+    let saved: GuestSnapshot = snapshot::file::read(&params.snapshot_path)
+        .map_err(|e| StartError::Snapshot(e.to_string()))?;
+    let mut config: VmConfig = serde_json::from_str(&saved.config_json).map_err(|e| {
+        StartError::Snapshot(format!("the configuration it holds does not parse: {e}"))
+    })?;
+    params
+        .apply_overrides(&mut config)
+        .map_err(|e| StartError::Snapshot(e.to_string()))?;
+    let vcpu_count = u8::try_from(saved.vcpus.len())
+        .ok()
+        .filter(|&n| n != 0 && n <= MAX_VCPUS)
+        .ok_or_else(|| StartError::Snapshot(format!("it holds {} vCPUs", saved.vcpus.len())))?;
+    let mem = snapshot::memory::restore(&params.mem_backend.backend_path, &saved.memory)
+        .map_err(|e| StartError::Snapshot(e.to_string()))?;
+    let on_pvm = pvm::is_pvm_host();
+    let vm = Vm::new(&mem, !on_pvm)?;
+    // Before any vCPU exists, as KVM wants the irqchips and clock of a VM that has not run.
+    saved
+        .vm
+        .restore(&vm)
+        .map_err(|e| StartError::Snapshot(e.to_string()))?;
+    let power = PowerSignal::new();
+    let serial = SerialConsole::from_state(
+        &saved.serial,
+        irq_line(&vm, COM1_IRQ)?,
+        console_out(&config)?,
+    )
+    .map_err(|e| StartError::Snapshot(e.to_string()))?;
+    let i8042 = I8042::from_state(&saved.i8042, irq_line(&vm, I8042_IRQ)?, power.clone())
+        .map_err(|e| StartError::Snapshot(e.to_string()))?;
+    let devices = Devices::attach(
+        &config,
+        &vm,
+        &mem,
+        power,
+        serial,
+        i8042,
+        Some(&saved.transports),
+    )?;
+    let setup = |index: u8, fd: &kvm_ioctls::VcpuFd| -> Result<(), StartError> {
+        let state = saved
+            .vcpus
+            .get(usize::from(index))
+            .ok_or_else(|| StartError::Snapshot(format!("no state for vCPU {index}")))?;
+        state
+            .restore(fd)
+            .map_err(|e| StartError::Snapshot(format!("vCPU {index}: {e}")))
+    };
+    launch(
+        config,
+        vm,
+        mem,
+        devices,
+        vcpu_count,
+        &setup,
+        params.resume_vm,
+        t0,
+    )
+}
+
+/// The devices of a guest being built, on their buses and event loop.
+struct Devices {
+    power: Arc<PowerSignal>,
+    pio: Bus,
+    mmio: Bus,
+    serial: Arc<Mutex<SerialConsole>>,
+    i8042: Arc<Mutex<I8042>>,
+    event_manager: EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>>,
+    device_loop: Arc<DeviceLoopGate>,
+    mmio_infos: Vec<MmioDeviceInfo>,
+    handles: VirtioHandles,
+    transports: Vec<Arc<Mutex<mmio::MmioTransport>>>,
+}
+
+impl Devices {
+    /// Puts the legacy devices on the port bus and the virtio devices on the MMIO bus, with
+    /// the transports as `saved` holds them when restoring.
+    fn attach(
+        config: &VmConfig,
+        vm: &Vm,
+        mem: &GuestMemoryMmap,
+        power: Arc<PowerSignal>,
+        serial: SerialConsole,
+        i8042: I8042,
+        saved: Option<&[mmio::MmioTransportState]>,
+    ) -> Result<Devices, StartError> {
+        let mut pio = Bus::new();
+        let serial = Arc::new(Mutex::new(serial));
+        let i8042 = Arc::new(Mutex::new(i8042));
+        let acpi_pm = Arc::new(Mutex::new(AcpiPm::new(power.clone())));
+        let bus_err = |e: crate::devices::bus::BusError| StartError::Device(e.to_string());
+        pio.insert(
+            serial.clone() as Arc<Mutex<dyn BusDevice>>,
+            COM1_PORT.into(),
+            8,
+        )
+        .map_err(bus_err)?;
+        pio.insert(
+            i8042.clone() as Arc<Mutex<dyn BusDevice>>,
+            I8042_PORT.into(),
+            5,
+        )
+        .map_err(bus_err)?;
+        pio.insert(
+            acpi_pm as Arc<Mutex<dyn BusDevice>>,
+            ACPI_PM_PORT.into(),
+            ACPI_PM_LEN.into(),
+        )
+        .map_err(bus_err)?;
+
+        let mut event_manager: EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>> =
+            EventManager::new().map_err(|e| StartError::Device(format!("event manager: {e}")))?;
+        event_manager.add_subscriber(Arc::new(Mutex::new(ConsoleInput::new(serial.clone()))));
+        let device_loop = DeviceLoopGate::new()
+            .map_err(|e| StartError::Device(format!("device loop gate: {e}")))?;
+        event_manager.add_subscriber(Arc::new(Mutex::new(device_loop.subscriber())));
+        let mut mmio = Bus::new();
+        let (mmio_infos, handles, transports) =
+            attach_virtio_devices(config, vm, mem, &mut event_manager, &mut mmio, saved)?;
+        Ok(Devices {
+            power,
+            pio,
+            mmio,
+            serial,
+            i8042,
+            event_manager,
+            device_loop,
+            mmio_infos,
+            handles,
+            transports,
+        })
+    }
+}
+
+/// Starts the device loop and the vCPU threads of a guest whose memory and devices are in
+/// place; `setup` readies each new vCPU (boot registers, or its saved state).
+#[allow(clippy::too_many_arguments)]
+fn launch(
+    config: VmConfig,
+    vm: Vm,
+    mem: GuestMemoryMmap,
+    devices: Devices,
+    vcpu_count: u8,
+    setup: &dyn Fn(u8, &kvm_ioctls::VcpuFd) -> Result<(), StartError>,
+    run: bool,
+    t0: Instant,
+) -> Result<RunningVm, StartError> {
+    let on_pvm = pvm::is_pvm_host();
+    let Devices {
+        power,
+        pio,
+        mmio,
+        serial,
+        i8042,
+        event_manager,
+        device_loop: gate,
+        mmio_infos: _,
+        handles,
+        transports,
+    } = devices;
+    let msr_indices = snapshot::vcpu::saved_msr_indices(&vm.kvm)
+        .map_err(|e| StartError::Device(format!("MSRs a snapshot saves: {e}")))?;
     let event_thread = std::thread::Builder::new()
         .name("devices".into())
         .spawn(move || device_loop(event_manager))
@@ -486,39 +732,26 @@ pub fn start(config: &VmConfig) -> Result<RunningVm, StartError> {
 
     crate::vstate::vcpu::install_kick_handler()
         .map_err(|e| StartError::Device(format!("vCPU kick signal: {e}")))?;
-    let supported = vm
-        .kvm
-        .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
-        .map_err(|e| StartError::Device(format!("KVM_GET_SUPPORTED_CPUID: {e}")))?;
     let control = Arc::new(VcpuControl::default());
+    if !run {
+        // Before any vCPU thread exists: each one starts out waiting.
+        control.pause(&[]);
+    }
     let counters = Arc::new(ExitCounters::default());
     let pvm_stats = on_pvm.then(|| Arc::new(pvm::PvmStats::default()));
     let pio = Arc::new(pio);
-    let mmio_bus = Arc::new(mmio_bus);
+    let mmio_bus = Arc::new(mmio);
     let profile_path = std::env::var_os(PROFILE_ENV).map(std::path::PathBuf::from);
     let profile = profile_path
         .as_ref()
         .map(|_| Arc::new(crate::vstate::vcpu::GuestProfile::default()));
     let mut vcpus = Vec::new();
-    for index in 0..mc.vcpu_count {
+    for index in 0..vcpu_count {
         let fd = vm
             .fd
             .create_vcpu(u64::from(index))
             .map_err(|e| StartError::Device(format!("KVM_CREATE_VCPU {index}: {e}")))?;
-        let mut cpuid = supported.clone();
-        cpuid::set_topology(&mut cpuid, index, mc.vcpu_count);
-        if on_pvm {
-            pvm::apply_cpu_template(&mut cpuid);
-        }
-        fd.set_cpuid2(&cpuid)
-            .map_err(|e| StartError::Device(format!("KVM_SET_CPUID2: {e}")))?;
-        regs::setup_msrs(&fd)?;
-        regs::setup_fpu(&fd)?;
-        regs::setup_lint(&fd)?;
-        if index == 0 {
-            regs::setup_sregs(&mem, &fd, kernel.mode)?;
-            regs::setup_regs(&fd, kernel.mode, kernel.entry.0)?;
-        }
+        setup(index, &fd)?;
         let on_first_run: Option<Box<dyn FnOnce() + Send>> = (index == 0).then(|| {
             Box::new(move || {
                 let since_start = crate::PROCESS_START.get().map(|s| s.elapsed());
@@ -563,7 +796,7 @@ pub fn start(config: &VmConfig) -> Result<RunningVm, StartError> {
     }
     Ok(RunningVm {
         profile: profile.zip(profile_path),
-        devices,
+        devices: handles,
         vcpus,
         control,
         power,
@@ -572,8 +805,13 @@ pub fn start(config: &VmConfig) -> Result<RunningVm, StartError> {
             exits: counters,
             pvm: pvm_stats,
         },
-        _vm: vm,
-        _mem: mem,
+        config,
+        vm,
+        mem,
+        serial,
+        transports,
+        device_loop: gate,
+        msr_indices,
     })
 }
 
@@ -592,7 +830,16 @@ enum VirtioSpec<'a> {
     Rng,
 }
 
-/// Creates each virtio device, its mmio transport, irqfd and ioeventfds, and puts it on the
+/// The virtio devices' MMIO windows, the handles the API changes, the transports a
+/// snapshot saves.
+type AttachedVirtio = (
+    Vec<MmioDeviceInfo>,
+    VirtioHandles,
+    Vec<Arc<Mutex<mmio::MmioTransport>>>,
+);
+
+/// Creates each virtio device (or, with `saved`, restores each transport as saved: the
+/// snapshot's devices must be the configuration's, in the same order), its mmio transport, irqfd and ioeventfds, and puts it on the
 /// MMIO bus and the device event loop.
 fn attach_virtio_devices(
     config: &VmConfig,
@@ -600,8 +847,9 @@ fn attach_virtio_devices(
     mem: &GuestMemoryMmap,
     em: &mut EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>>,
     bus: &mut Bus,
-) -> Result<(Vec<MmioDeviceInfo>, VirtioHandles), StartError> {
-    use crate::devices::virtio::{block, mmio, net, rng, IrqTrigger, VirtioDevice};
+    saved: Option<&[mmio::MmioTransportState]>,
+) -> Result<AttachedVirtio, StartError> {
+    use crate::devices::virtio::{block, net, rng, IrqTrigger, VirtioDevice};
     let dev_err = |what: String| StartError::Device(what);
     let mut specs: Vec<VirtioSpec> = Vec::new();
     specs.extend(
@@ -629,8 +877,16 @@ fn attach_virtio_devices(
             specs.len()
         )));
     }
+    if let Some(saved) = saved.filter(|t| t.len() != specs.len()) {
+        return Err(StartError::Snapshot(format!(
+            "it holds {} virtio devices and its configuration {}",
+            saved.len(),
+            specs.len()
+        )));
+    }
     let mut infos = Vec::new();
     let mut handles = VirtioHandles::default();
+    let mut transports = Vec::new();
     for (i, spec) in specs.iter().enumerate() {
         let base = VIRTIO_MMIO_START + i as u64 * VIRTIO_MMIO_SIZE;
         let gsi = VIRTIO_IRQ_BASE + i as u32;
@@ -683,27 +939,29 @@ fn attach_virtio_devices(
         vm.fd
             .register_irqfd(irq.irq_evt(), gsi)
             .map_err(|e| dev_err(format!("irqfd for GSI {gsi}: {e}")))?;
-        let transport = mmio::MmioTransport::new(mem.clone(), device, irq)
-            .map_err(|e| dev_err(format!("virtio-mmio transport: {e}")))?;
+        let transport = match saved.and_then(|t| t.get(i)) {
+            Some(state) => mmio::MmioTransport::restore(mem.clone(), device, irq, state)
+                .map_err(|e| StartError::Snapshot(format!("virtio device {i}: {e}")))?,
+            None => mmio::MmioTransport::new(mem.clone(), device, irq)
+                .map_err(|e| dev_err(format!("virtio-mmio transport: {e}")))?,
+        };
         for (q, evt) in transport.queue_evts().iter().enumerate() {
             let addr = kvm_ioctls::IoEventAddress::Mmio(base + mmio::MMIO_QUEUE_NOTIFY_OFFSET);
             vm.fd
                 .register_ioevent(evt, &addr, q as u32)
                 .map_err(|e| dev_err(format!("ioeventfd for queue {q}: {e}")))?;
         }
-        bus.insert(
-            Arc::new(Mutex::new(transport)),
-            base,
-            mmio::MMIO_WINDOW_SIZE,
-        )
-        .map_err(|e| dev_err(e.to_string()))?;
+        let transport = Arc::new(Mutex::new(transport));
+        transports.push(transport.clone());
+        bus.insert(transport, base, mmio::MMIO_WINDOW_SIZE)
+            .map_err(|e| dev_err(e.to_string()))?;
         infos.push(MmioDeviceInfo {
             base,
             len: VIRTIO_MMIO_SIZE,
             gsi,
         });
     }
-    Ok((infos, handles))
+    Ok((infos, handles, transports))
 }
 
 /// The `devices` thread: runs virtio queue and backend events until the process exits.

@@ -10,12 +10,13 @@ pub use validate::{
     validate_full, validate_id, HostLimits, MAX_DEADLINE_MS, MAX_VCPUS, MIN_MEM_MIB,
 };
 
-use crate::builder::{self, RunningVm, StartError, VmError, VmStats};
+use crate::builder::{self, Launch, RunningVm, StartError, VmError, VmStats};
 use crate::config::{
     BootSourceConfig, DeadlineConfig, DriveConfig, DriveUpdate, EntropyConfig, LoggerConfig,
     MachineConfig, MachineConfigUpdate, MetricsConfig, NetworkInterfaceConfig,
     NetworkInterfaceUpdate, SerialConfig, VmConfig,
 };
+use crate::snapshot::guest::{SnapshotCreateParams, SnapshotLoadParams};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -59,6 +60,10 @@ pub enum VmmAction {
     PutDeadline(DeadlineConfig),
     /// Our extension: the guest's exit and PVM counters.
     GetStats,
+    /// Firecracker's `PUT /snapshot/create`: the guest must be paused.
+    CreateSnapshot(SnapshotCreateParams),
+    /// Firecracker's `PUT /snapshot/load`: only before anything is started.
+    LoadSnapshot(SnapshotLoadParams),
 }
 
 /// What a successful action returns.
@@ -164,6 +169,10 @@ pub enum VmmActionError {
     AlreadyStarted,
     #[error("pause_in_ms {ms} is out of range: use 1 to {max} (PATCH /vm pauses at once)")]
     DeadlineOutOfRange { ms: u64, max: u64 },
+    #[error("a snapshot is taken of a paused guest: pause it first (PATCH /vm {{\"state\": \"Paused\"}})")]
+    SnapshotOfRunningGuest,
+    #[error("a snapshot is loaded into a fresh monitor: this one has already started a guest")]
+    LoadAfterStart,
     #[error("{operation} needs a started guest: send InstanceStart first")]
     NotStarted { operation: &'static str },
     #[error("could not start the guest: {0}")]
@@ -175,15 +184,21 @@ pub enum VmmActionError {
     },
 }
 
-/// Builds and starts the guest for `InstanceStart` once the configuration is checked. The
-/// process runs it on its main thread whatever thread the request arrived on, so the vCPU
-/// and device threads are born of a thread without a seccomp filter and carry only their
-/// own (seccomp.rs). Without one, the controller builds on the calling thread.
-pub type Starter = Box<dyn FnMut(&VmConfig) -> Result<RunningVm, StartError> + Send>;
+/// Builds and starts the guest for `InstanceStart` once the configuration is checked, or
+/// from a snapshot for `PUT /snapshot/load`. The process runs it on its main thread
+/// whatever thread the request arrived on, so the vCPU and device threads are born of a
+/// thread without a seccomp filter and carry only their own (seccomp.rs), and a snapshot's
+/// files, disks and taps are opened by a thread that may. Without one, the controller builds
+/// on the calling thread.
+pub type Starter = Box<dyn FnMut(&Launch) -> Result<RunningVm, StartError> + Send>;
 
 enum Lifecycle {
     NotStarted,
-    Started { vm: RunningVm, paused: bool },
+    /// Boxed: a running guest's handles are large beside `NotStarted`.
+    Started {
+        vm: Box<RunningVm>,
+        paused: bool,
+    },
 }
 
 /// The monitor's state: pre-boot configuration, then the running guest.
@@ -304,6 +319,8 @@ impl Controller {
                 Ok(VmmData::Empty)
             }
             GetStats => Ok(VmmData::Stats(self.running_vm("reading stats")?.stats())),
+            CreateSnapshot(params) => self.create_snapshot(&params),
+            LoadSnapshot(params) => self.load_snapshot(params),
         }
     }
 
@@ -484,11 +501,49 @@ impl Controller {
         self.ensure_not_started()?;
         // Files may have changed since their PUT; check everything again before building.
         validate::validate_config(&self.config, &self.host)?;
-        let vm = match self.starter.as_mut() {
-            Some(start) => start(&self.config)?,
-            None => builder::start(&self.config)?,
+        let vm = self.launch(&Launch::Boot(Box::new(self.config.clone())))?;
+        self.lifecycle = Lifecycle::Started {
+            vm: Box::new(vm),
+            paused: false,
         };
-        self.lifecycle = Lifecycle::Started { vm, paused: false };
+        Ok(VmmData::Empty)
+    }
+
+    fn launch(&mut self, launch: &Launch) -> Result<RunningVm, StartError> {
+        match self.starter.as_mut() {
+            Some(start) => start(launch),
+            None => builder::launch_guest(launch),
+        }
+    }
+
+    fn create_snapshot(&self, params: &SnapshotCreateParams) -> Result<VmmData, VmmActionError> {
+        let operation = "PUT /snapshot/create";
+        let vm = match &self.lifecycle {
+            Lifecycle::Started { vm, paused: true } => vm,
+            Lifecycle::Started { paused: false, .. } => {
+                return Err(VmmActionError::SnapshotOfRunningGuest)
+            }
+            Lifecycle::NotStarted => return Err(VmmActionError::NotStarted { operation }),
+        };
+        vm.snapshot(params)
+            .map_err(|source| VmmActionError::VmOperation { operation, source })?;
+        Ok(VmmData::Empty)
+    }
+
+    /// Builds the guest a snapshot holds; its configuration (from the snapshot) replaces
+    /// whatever was configured, so `GET /vm/config` and the PATCH requests see the guest
+    /// that runs.
+    fn load_snapshot(&mut self, params: SnapshotLoadParams) -> Result<VmmData, VmmActionError> {
+        if self.is_started() {
+            return Err(VmmActionError::LoadAfterStart);
+        }
+        let paused = !params.resume_vm;
+        let vm = self.launch(&Launch::Restore(params))?;
+        self.config = vm.config().clone();
+        self.lifecycle = Lifecycle::Started {
+            vm: Box::new(vm),
+            paused,
+        };
         Ok(VmmData::Empty)
     }
 

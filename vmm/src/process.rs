@@ -2,7 +2,7 @@
 //! guest to end or for SIGTERM/SIGINT, clean up (the API socket) and report the exit status.
 
 use crate::api::{self, ApiError, ApiServerHandle};
-use crate::builder::{self, ExitReason, RunningVm, StartError};
+use crate::builder::{self, ExitReason, Launch, RunningVm, StartError};
 use crate::config::VmConfig;
 use crate::controller::{self, Controller, HostLimits, VmmAction, VmmActionError};
 use crate::jail::files::{FilesError, HandedOver};
@@ -70,14 +70,14 @@ pub enum RunError {
 enum Event {
     GuestExited(ExitReason),
     Signal(libc::c_int),
-    /// An `InstanceStart` from the API, built on the main thread.
-    Build(Box<VmConfig>, mpsc::Sender<Result<RunningVm, StartError>>),
+    /// An `InstanceStart` or a snapshot load from the API, built on the main thread.
+    Build(Box<Launch>, mpsc::Sender<Result<RunningVm, StartError>>),
 }
 
 /// Builds and starts the guest on the calling (main) thread and starts the thread that
 /// reports its end to the main loop.
-fn start_guest(config: &VmConfig, events: &mpsc::Sender<Event>) -> Result<RunningVm, StartError> {
-    let vm = builder::start(config)?;
+fn start_guest(launch: &Launch, events: &mpsc::Sender<Event>) -> Result<RunningVm, StartError> {
+    let vm = builder::launch_guest(launch)?;
     let waiter = vm.exit_waiter();
     let tx = events.clone();
     // Owns nothing but the waiter; ends when the guest does.
@@ -137,14 +137,14 @@ pub fn run(options: &Options) -> Result<i32, RunError> {
     let mut controller = Controller::with_host_limits(options.instance_id.clone(), host_limits);
     let main_thread = std::thread::current().id();
     let builds = tx.clone();
-    controller.set_starter(Box::new(move |config| {
+    controller.set_starter(Box::new(move |launch| {
         if std::thread::current().id() == main_thread {
-            return start_guest(config, &builds);
+            return start_guest(launch, &builds);
         }
         // An API request: the main thread builds (see Starter), this one waits for it.
         let (reply, answer) = mpsc::channel();
         builds
-            .send(Event::Build(Box::new(config.clone()), reply))
+            .send(Event::Build(Box::new(launch.clone()), reply))
             .map_err(|_| StartError::Stopping)?;
         answer.recv().map_err(|_| StartError::Stopping)?
     }));
@@ -179,8 +179,8 @@ pub fn run(options: &Options) -> Result<i32, RunError> {
     }
     let code = loop {
         match events.recv() {
-            Ok(Event::Build(config, reply)) => {
-                let started = start_guest(&config, &tx);
+            Ok(Event::Build(launch, reply)) => {
+                let started = start_guest(&launch, &tx);
                 let ok = started.is_ok();
                 let _ = reply.send(started);
                 if ok {

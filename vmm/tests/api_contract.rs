@@ -156,6 +156,9 @@ fn documented_examples_are_accepted_before_boot() {
         if op.path == "/actions" || op.path == "/vm" {
             continue; // actions, not configuration: below
         }
+        if op.path.starts_with("/snapshot/") {
+            continue; // a snapshot needs a paused guest, a load real files: vmm_snapshot.rs
+        }
         let resp = server.send(
             &op.method,
             &op.concrete_path(Some(&example)),

@@ -7,6 +7,7 @@ use crate::config::{
     NetworkInterfaceUpdate, SerialConfig,
 };
 use crate::controller::VmmAction;
+use crate::snapshot::guest::{SnapshotCreateParams, SnapshotLoadParams};
 use hyper::Method;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -79,6 +80,14 @@ pub const ROUTES: &[Route] = &[
     Route {
         path: "/stats",
         methods: &[Method::GET],
+    },
+    Route {
+        path: "/snapshot/create",
+        methods: &[Method::PUT],
+    },
+    Route {
+        path: "/snapshot/load",
+        methods: &[Method::PUT],
     },
 ];
 
@@ -210,6 +219,10 @@ pub fn parse(method: &Method, path: &str, body: &[u8]) -> Result<VmmAction, Requ
             same_id("iface_id", param, &update.iface_id)?;
             VmmAction::PatchNetworkInterface(update)
         }
+        ("/snapshot/create", "PUT") => {
+            VmmAction::CreateSnapshot(json.parse::<SnapshotCreateParams>()?)
+        }
+        ("/snapshot/load", "PUT") => VmmAction::LoadSnapshot(json.parse::<SnapshotLoadParams>()?),
         ("/vm/deadline", "PUT") => VmmAction::PutDeadline(json.parse::<DeadlineConfig>()?),
         ("/logger", "PUT") => VmmAction::PutLogger(json.parse::<LoggerConfig>()?),
         ("/metrics", "PUT") => VmmAction::PutMetrics(json.parse::<MetricsConfig>()?),

@@ -612,3 +612,43 @@ fn host_memory_probe_reads_meminfo() {
         .unwrap();
     assert_eq!(HostLimits::probe().mem_total_mib, Some(kib / 1024));
 }
+
+/// A snapshot is taken of a started guest only, and a state file that is not one leaves the
+/// monitor as it was: nothing started, still configurable.
+#[test]
+fn snapshot_actions_before_start() {
+    use crate::snapshot::guest::{
+        MemBackend, MemBackendType, SnapshotCreateParams, SnapshotLoadParams, SnapshotType,
+    };
+    let dir = TempDir::new().unwrap();
+    let mut c = controller();
+    let err = c
+        .handle(VmmAction::CreateSnapshot(SnapshotCreateParams {
+            snapshot_type: SnapshotType::Full,
+            snapshot_path: dir.as_path().join("state"),
+            mem_file_path: dir.as_path().join("mem"),
+        }))
+        .unwrap_err();
+    assert!(matches!(err, VmmActionError::NotStarted { .. }), "{err}");
+    assert!(!dir.as_path().join("state").exists());
+
+    let state = file_in(&dir, "not-a-snapshot", b"OUTPOSTS but nothing after\n");
+    let mem = file_in(&dir, "mem", &[0; 4096]);
+    let err = c
+        .handle(VmmAction::LoadSnapshot(SnapshotLoadParams {
+            snapshot_path: state,
+            mem_backend: MemBackend {
+                backend_type: MemBackendType::File,
+                backend_path: mem,
+            },
+            resume_vm: true,
+            network_overrides: Vec::new(),
+            drive_overrides: Vec::new(),
+        }))
+        .unwrap_err();
+    assert!(matches!(err, VmmActionError::StartFailed(_)), "{err}");
+    assert!(err.to_string().contains("not-a-snapshot"), "{err}");
+    assert!(!c.is_started());
+    c.handle(VmmAction::PutMachineConfig(machine(2, 128)))
+        .unwrap();
+}

@@ -3,8 +3,9 @@
 #![allow(non_snake_case)]
 
 use kvm_bindings::{
-    kvm_cpuid2, kvm_debugregs, kvm_guest_debug, kvm_lapic_state, kvm_mp_state, kvm_msrs, kvm_regs,
-    kvm_sregs, kvm_vcpu_events, kvm_xcrs, kvm_xsave,
+    kvm_clock_data, kvm_cpuid2, kvm_debugregs, kvm_guest_debug, kvm_irqchip, kvm_lapic_state,
+    kvm_mp_state, kvm_msrs, kvm_pit_state2, kvm_regs, kvm_sregs, kvm_vcpu_events, kvm_xcrs,
+    kvm_xsave,
 };
 use vmm_sys_util::{ioctl_io_nr, ioctl_ior_nr, ioctl_iow_nr, ioctl_iowr_nr};
 
@@ -29,6 +30,9 @@ ioctl_iowr_nr!(KVM_GET_CPUID2, KVMIO, 0x91, kvm_cpuid2);
 ioctl_ior_nr!(KVM_GET_MP_STATE, KVMIO, 0x98, kvm_mp_state);
 ioctl_ior_nr!(KVM_GET_DEBUGREGS, KVMIO, 0xa1, kvm_debugregs);
 ioctl_io_nr!(KVM_GET_TSC_KHZ, KVMIO, 0xa3);
+ioctl_iowr_nr!(KVM_GET_IRQCHIP, KVMIO, 0x62, kvm_irqchip);
+ioctl_ior_nr!(KVM_GET_CLOCK, KVMIO, 0x7c, kvm_clock_data);
+ioctl_ior_nr!(KVM_GET_PIT2, KVMIO, 0x9f, kvm_pit_state2);
 
 #[cfg(test)]
 mod tests {
@@ -47,5 +51,8 @@ mod tests {
         assert_eq!(super::KVM_GET_MP_STATE(), 0x8004_ae98);
         assert_eq!(super::KVM_GET_DEBUGREGS(), 0x8080_aea1);
         assert_eq!(super::KVM_GET_TSC_KHZ(), 0xaea3);
+        assert_eq!(super::KVM_GET_IRQCHIP(), 0xc208_ae62);
+        assert_eq!(super::KVM_GET_CLOCK(), 0x8030_ae7c);
+        assert_eq!(super::KVM_GET_PIT2(), 0x8070_ae9f);
     }
 }

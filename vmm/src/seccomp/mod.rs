@@ -305,13 +305,56 @@ fn rules(kind: ThreadKind, pvm: bool) -> Result<Rules, seccompiler::BackendError
                 )?])?);
             // Stacking the `started` filter later.
             allow(&mut r, &[libc::SYS_seccomp, libc::SYS_prctl]);
+            // The `started` filter is stacked on this one: both must let a snapshot through.
+            snapshot_writing(&mut r)?;
         }
-        // After the start the API only pauses, resumes and reads state.
-        ThreadKind::Started => allow(&mut r, API_RUNTIME),
+        // After the start the API pauses, resumes, reads state and writes snapshots.
+        ThreadKind::Started => {
+            allow(&mut r, API_RUNTIME);
+            snapshot_writing(&mut r)?;
+            // A snapshot's two files are created for writing; nothing else is opened, so
+            // this thread still reads no file once the guest runs.
+            r.entry(libc::SYS_openat)
+                .or_default()
+                .push(SeccompRule::new(vec![SeccompCondition::new(
+                    2,
+                    SeccompCmpArgLen::Dword,
+                    SeccompCmpOp::Eq,
+                    SNAPSHOT_OPEN_FLAGS,
+                )?])?);
+        }
         ThreadKind::Main => allow(&mut r, MAIN),
         ThreadKind::Helper => allow(&mut r, &[libc::SYS_rt_sigtimedwait]),
     }
     Ok(r)
+}
+
+/// How `PUT /snapshot/create` opens its files (std's `OpenOptions` with write, create and
+/// truncate; std adds O_CLOEXEC).
+const SNAPSHOT_OPEN_FLAGS: u64 =
+    (libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC) as u64;
+
+/// `PUT /snapshot/create` on the API thread: the VM's state (read-only KVM ioctls on the VM
+/// fd; the vCPUs save their own on their threads), the memory file written at offsets and
+/// sized (`pwrite64`, `ftruncate`), both files synced and the state file renamed into place.
+fn snapshot_writing(r: &mut Rules) -> Result<(), seccompiler::BackendError> {
+    allow(
+        r,
+        &[
+            libc::SYS_pwrite64,
+            libc::SYS_ftruncate,
+            libc::SYS_fsync,
+            libc::SYS_rename,
+        ],
+    );
+    allow_ioctls(
+        r,
+        &[
+            nr::KVM_GET_CLOCK(),
+            nr::KVM_GET_IRQCHIP(),
+            nr::KVM_GET_PIT2(),
+        ],
+    )
 }
 
 /// The REST server's event loop (tokio, current-thread runtime): sockets and epoll.
@@ -383,7 +426,7 @@ mod tests {
     }
 
     #[test]
-    fn no_filtered_thread_makes_threads_and_only_the_api_opens_files_before_the_start() {
+    fn no_filtered_thread_makes_threads_and_only_the_api_thread_opens_files() {
         let kinds = [
             ThreadKind::Vcpu,
             ThreadKind::Devices,
@@ -402,8 +445,10 @@ mod tests {
             ] {
                 assert!(!r.contains_key(&s), "{kind:?} allows syscall {s}");
             }
+            // The started API thread opens only a snapshot's files, created for writing.
             let opens = r.contains_key(&libc::SYS_openat);
-            assert_eq!(opens, kind == ThreadKind::Api, "{kind:?} and openat");
+            let may = [ThreadKind::Api, ThreadKind::Started].contains(&kind);
+            assert_eq!(opens, may, "{kind:?} and openat");
         }
     }
 }

@@ -309,6 +309,14 @@ impl Runner {
         let spec = self.spec(s)?;
         let record = monitor::spawn(&self.fleet.settings, &self.dir, &self.id, &spec)?;
         self.monitor = Some(record.clone());
+        // Before the guest's first instruction: this box's fence must know whether the site
+        // would run it elsewhere.
+        if let Err(e) = super::evacuation::EvacuationPolicy::of(s).record(&self.dir) {
+            tracing::warn!(
+                "server {}: cannot record its evacuation policy: {e}",
+                self.id
+            );
+        }
         self.update(|s| s.monitor = Some(record.clone()))?;
         if let Err(e) = monitor::configure_and_start(&record, &self.dir, &spec) {
             self.stop_monitor(None)?;

@@ -28,8 +28,9 @@ pub use actions::{
     confirm_resize, console_output, delete, reboot, resize, revert_resize, start, stop, update,
 };
 pub use fleet::{Fleet, FleetError};
+pub(crate) use runner::fault;
 pub use runner::Command;
-pub use saga::root_disk_bytes;
+pub use saga::{root_disk_bytes, wanted};
 
 use super::flavors::{self, FlavorError};
 use super::keypairs::{self, KeyPairError};

@@ -486,7 +486,7 @@ pub(super) fn retask_from(s: &mut Server, from: TaskState, to: Option<TaskState>
 
 /// Nova's instance fault for a failure: code 500, the message cut to 255 characters, the
 /// whole text as details.
-pub(super) fn fault(message: &str) -> ServerFault {
+pub(crate) fn fault(message: &str) -> ServerFault {
     let short: String = message.chars().take(FAULT_MESSAGE_CHARS).collect();
     ServerFault {
         code: 500,

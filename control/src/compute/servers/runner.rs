@@ -243,14 +243,28 @@ impl Runner {
     }
 
     /// [`Self::update`] that also records the operation's progress, in the same write.
+    ///
+    /// On a site, a record that names another box as the owner is left as it is: the server
+    /// was moved away (evacuated while this box was cut off), and what this runner knew of
+    /// it is stale (docs/cluster.md, "Contested writes": Owner write).
     pub(super) fn update_with(
         &self,
         task: TaskChange<'_>,
         mut change: impl FnMut(&mut Server),
     ) -> Result<Option<Server>, StorageError> {
+        let me = self.fleet.host();
+        let site = self.fleet.is_site();
         self.fleet
             .servers()
             .update_server(&self.id, task, &mut |s| {
+                if site && s.host.as_deref().is_some_and(|owner| owner != me) {
+                    tracing::warn!(
+                        "server {}: box {} owns it now; this box writes nothing of it",
+                        s.id,
+                        s.host.as_deref().unwrap_or_default()
+                    );
+                    return false;
+                }
                 change(s);
                 true
             })

@@ -5,7 +5,7 @@
 //! a resize is rolled back — and re-run a command whose task_state was recorded but whose
 //! runner died with the daemon.
 
-use super::evacuation::EVACUATE;
+use super::evacuation::{EVACUATE, EVACUATE_SCHEDULED};
 use super::monitor::{self, process};
 use super::runner::{Command, Flow, RunError, Runner};
 use super::saga::{CREATE, CREATE_SCHEDULED, CREATE_START_MONITOR, DELETE, RESIZE};
@@ -64,12 +64,15 @@ impl Runner {
         }
         let saga = self.fleet.servers().server_task(&self.id)?;
         if let Some(task) = saga {
-            tracing::info!(
-                "server {}: outpostd stopped during {} at step {}",
-                self.id,
-                task.kind,
-                task.step
-            );
+            // A move's first step is where every evacuation starts, not a crash.
+            if (task.kind.as_str(), task.step.as_str()) != (EVACUATE, EVACUATE_SCHEDULED) {
+                tracing::info!(
+                    "server {}: outpostd stopped during {} at step {}",
+                    self.id,
+                    task.kind,
+                    task.step
+                );
+            }
             match task.kind.as_str() {
                 DELETE => return self.delete(),
                 EVACUATE => {

@@ -393,6 +393,15 @@ impl Placement {
         }
     }
 
+    /// Whether box `name` is known and down (its lease expired); a box alone is never down.
+    pub fn is_down(&self, name: &str) -> Result<bool, PlacementError> {
+        Ok(self.site_view()?.is_some_and(|view| {
+            view.cluster
+                .host(&HostId(name.to_owned()))
+                .is_some_and(|h| h.state == outpost_resources::HostState::Down)
+        }))
+    }
+
     /// Where server `server_id` runs next now that its box is down (docs/cluster.md,
     /// "Evacuation"): scheduled on `view` without its own claim, with the filters and
     /// weighers of a create, its group's policy and its hints, the dead box never a

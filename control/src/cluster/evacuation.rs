@@ -10,7 +10,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
 use serde::{Deserialize, Serialize};
@@ -96,8 +96,8 @@ pub fn start(membership: Membership, doors: EtcdDoors, fleet: Arc<Fleet>) {
 async fn run(membership: Membership, doors: EtcdDoors, fleet: Arc<Fleet>) {
     let mut alive = super::watch::changes(membership.etcd(), keys::alive_prefix());
     let mut leading = false;
-    // When each box was first seen down, for the log's timeline.
-    let mut down_since: std::collections::BTreeMap<String, Instant> = Default::default();
+    // The boxes already reported down: each is logged once per death.
+    let mut reported: BTreeSet<String> = BTreeSet::new();
     loop {
         match campaign(&membership).await {
             Ok(now) => {
@@ -123,12 +123,11 @@ async fn run(membership: Membership, doors: EtcdDoors, fleet: Arc<Fleet>) {
                         .filter(|b| !b.is_up())
                         .map(|b| b.record.name.clone())
                         .collect();
-                    down_since.retain(|name, _| down.contains(name));
+                    reported.retain(|name| down.contains(name));
                     for name in &down {
-                        down_since.entry(name.clone()).or_insert_with(|| {
+                        if reported.insert(name.clone()) {
                             tracing::warn!("cluster: box {name} is down (its lease expired)");
-                            Instant::now()
-                        });
+                        }
                     }
                     if !down.is_empty() {
                         let evacuator = Evacuator {

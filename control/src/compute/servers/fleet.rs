@@ -344,7 +344,7 @@ impl Fleet {
     }
 
     /// A box back from the dead (docs/cluster.md, "What the follow-up builds on"): before
-    /// this box says it is alive, every monitor of a server another box now owns (moved here
+    /// this box says it is alive, every monitor of a server another box now owns (moved away
     /// while this box was down) is killed, and its folder, root disk and any claim left on
     /// this box go. The site runs it elsewhere: this box must never run it a second time.
     /// A server whose move was not recorded yet (a create being placed names no box) is left.

@@ -93,8 +93,10 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     doors.quotas = doors.quotas.with_defaults(settings.quota.clone());
     let mut network_settings = settings.network.clone();
     let mut site_networks = None;
+    let mut site_doors = None;
     if let Some(cluster) = &settings.cluster {
         let shared = crate::cluster::store::EtcdDoors::for_box(cluster)?;
+        site_doors = Some(shared.clone());
         doors.identity = Arc::new(shared.identity());
         doors.flavors = Arc::new(shared.flavors());
         doors.keypairs = Arc::new(shared.keypairs());
@@ -255,10 +257,15 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
                         fleet.clone(),
                         cluster.watchdog.as_deref(),
                     )?);
+                    // Only where boxes fence may the site move a dead box's servers.
+                    if let Some(doors) = site_doors.clone() {
+                        crate::cluster::evacuation::start(membership.clone(), doors, fleet.clone());
+                    }
                 } else {
                     tracing::warn!(
-                        "cluster: {} etcd member(s): this box does not fence its guests (it \
-                         cannot tell another box's death from its own isolation)",
+                        "cluster: {} etcd member(s): this box does not fence its guests nor \
+                         evacuate a dead box's (it cannot tell another box's death from its \
+                         own isolation)",
                         cluster.etcd.len()
                     );
                 }

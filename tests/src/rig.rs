@@ -291,6 +291,18 @@ impl Rig {
         })
     }
 
+    /// Power back on box `i` after [`Rig::power_off`]: its link up, its etcd member started
+    /// again on its data, then its outpostd; returns once its API answers.
+    pub fn power_on(&mut self, i: usize) {
+        let netns = self.boxes[i - 1].netns.clone();
+        sh(&format!("ip -n {netns} link set ul0 up"));
+        self.plug(i);
+        self.spawn_etcd(i, "existing");
+        self.wait_etcd(i);
+        self.start_outpostd(i);
+        self.boxes[i - 1].wait_api(Duration::from_secs(60));
+    }
+
     /// Power loss of box `i` (1-based): every process in its cgroup killed at once and its
     /// underlay link down.
     pub fn power_off(&mut self, i: usize) {

@@ -177,6 +177,20 @@ impl Site {
         image: &str,
         hints: &[&str],
     ) -> (Value, String) {
+        self.guest_with(via, k, security_group, image, hints, &[])
+    }
+
+    /// [`Site::guest`] with `create_args` added to `server create` (`--property k=v`,
+    /// `--availability-zone nova:<box>`).
+    pub fn guest_with(
+        &self,
+        via: usize,
+        k: usize,
+        security_group: &str,
+        image: &str,
+        hints: &[&str],
+        create_args: &[&str],
+    ) -> (Value, String) {
         let cli = self.cli(via);
         let port = cli.json(&[
             "port",
@@ -197,6 +211,7 @@ impl Site {
         for h in hints {
             args.extend(["--hint", h]);
         }
+        args.extend(create_args);
         args.push(&name);
         let server = cli.json(&args);
         let id = server["id"].as_str().expect("a server id").to_owned();

@@ -4,6 +4,10 @@
 //! its own deadline every second (so a hung or dead outpostd cannot leave a guest running
 //! past the fence), and feeds the watchdog when one is configured.
 //!
+//! Only guests the site would restart elsewhere are fenced: a `stay` guest (its evacuation
+//! policy, recorded in its folder) waits for this box, so nothing else may run it, and it is
+//! left running and given no deadline.
+//!
 //! The thread owns the watchdog's file and nothing else; it reads the guests from the
 //! servers' runtime folders on disk, never from etcd, which is what it may have lost. It
 //! stops when [`Fencing::stop`] is called (outpostd's clean stop), which disarms the
@@ -21,6 +25,7 @@ use std::time::{Duration, Instant};
 use super::fence::{Fence, FenceAction};
 use super::membership::KEEPALIVE_EVERY;
 use super::{ClusterError, Membership};
+use crate::compute::servers::evacuation::EvacuationPolicy;
 use crate::compute::servers::monitor::{self, ServerDir};
 use crate::compute::servers::Fleet;
 
@@ -82,7 +87,7 @@ fn run(membership: &Membership, fleet: &Fleet, mut watchdog: Option<Watchdog>, s
         if now >= next_deadline {
             next_deadline = now + KEEPALIVE_EVERY;
             if let Some(left) = fence.monitor_deadline(now) {
-                for dir in fleet.local_server_dirs() {
+                for dir in fenced(fleet.local_server_dirs()) {
                     // A server that is not running has no monitor to tell.
                     if let Err(e) = monitor::set_deadline(&dir, left) {
                         tracing::trace!("fence: deadline of {:?}: {e}", dir.path());
@@ -92,7 +97,7 @@ fn run(membership: &Membership, fleet: &Fleet, mut watchdog: Option<Watchdog>, s
         }
         if let Some(action) = fence.tick(now) {
             let silent = now.saturating_duration_since(fence.last_ack());
-            act(action, &fleet.local_server_dirs(), silent);
+            act(action, &fenced(fleet.local_server_dirs()), silent);
         }
         if let Some(w) = &mut watchdog {
             w.feed();
@@ -104,7 +109,16 @@ fn run(membership: &Membership, fleet: &Fleet, mut watchdog: Option<Watchdog>, s
     }
 }
 
-/// Applies `action` to every guest this box runs.
+/// The guests the fence acts on: all but those recorded as `stay`. A folder with no policy
+/// recorded (a monitor started by an older outpostd) is fenced, the safe side against a
+/// guest running twice.
+fn fenced(dirs: Vec<ServerDir>) -> Vec<ServerDir> {
+    dirs.into_iter()
+        .filter(|d| EvacuationPolicy::recorded(d) != Some(EvacuationPolicy::Stay))
+        .collect()
+}
+
+/// Applies `action` to every guest in `dirs`.
 fn act(action: FenceAction, dirs: &[ServerDir], silent: Duration) {
     let mut done = 0;
     for dir in dirs {
@@ -181,6 +195,29 @@ impl Watchdog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stay_guests_are_left_alone_and_unknown_ones_are_fenced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = |name: &str, policy: Option<EvacuationPolicy>| {
+            let d = ServerDir::new(tmp.path().join(name));
+            d.create().unwrap();
+            if let Some(p) = policy {
+                p.record(&d).unwrap();
+            }
+            d
+        };
+        let dirs = vec![
+            dir("moves", Some(EvacuationPolicy::Rebuild)),
+            dir("waits", Some(EvacuationPolicy::Stay)),
+            dir("older", None),
+        ];
+        let names: Vec<_> = fenced(dirs)
+            .iter()
+            .map(|d| d.path().file_name().unwrap().to_owned())
+            .collect();
+        assert_eq!(names, ["moves", "older"]);
+    }
 
     #[test]
     fn the_watchdog_is_fed_then_disarmed_with_the_magic_close() {

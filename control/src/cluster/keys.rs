@@ -69,6 +69,11 @@ pub fn alive(name: &str) -> String {
     format!("{}{name}", alive_prefix())
 }
 
+/// The controller's key, on the winning box's lease: one box acts for the site (evacuation).
+pub fn controller() -> String {
+    format!("{PREFIX}/controller")
+}
+
 /// A join token, by the SHA-256 of its secret, on a lease of its validity.
 pub fn join_token(secret_sha256: &str) -> String {
     format!("{PREFIX}/join-tokens/{secret_sha256}")

@@ -9,6 +9,7 @@
 //! compare clauses; nothing is read-then-written blindly.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -72,7 +73,9 @@ impl BoxStatus {
 pub struct Membership {
     etcd: Etcd,
     name: String,
-    lease: i64,
+    /// The box lease's id: shared by every clone, since the renewing task replaces a lease
+    /// found expired and the controller's key goes on the lease of the moment.
+    lease: Arc<AtomicI64>,
     /// When the last acknowledged keep-alive was sent: the lease is known to live until at
     /// least this plus its TTL (the fence counts from it, see [`super::fence`]).
     last_ack: Arc<Mutex<Instant>>,
@@ -103,7 +106,7 @@ impl Membership {
         let membership = Membership {
             etcd,
             name: settings.name.clone(),
-            lease,
+            lease: Arc::new(AtomicI64::new(lease)),
             last_ack: Arc::new(Mutex::new(renewed)),
         };
         membership.publish(inventory).await?;
@@ -118,7 +121,7 @@ impl Membership {
         Ok(Membership {
             etcd,
             name: settings.name.clone(),
-            lease: 0,
+            lease: Arc::new(AtomicI64::new(0)),
             last_ack: Arc::new(Mutex::new(Instant::now())),
         })
     }
@@ -133,7 +136,7 @@ impl Membership {
     }
 
     pub fn lease_id(&self) -> i64 {
-        self.lease
+        self.lease.load(Ordering::Relaxed)
     }
 
     /// When the last acknowledged keep-alive was sent.
@@ -171,7 +174,7 @@ impl Membership {
         &mut self,
         client: &mut etcd_client::Client,
     ) -> Result<(), ClusterError> {
-        let (mut keeper, mut stream) = client.lease_keep_alive(self.lease).await?;
+        let (mut keeper, mut stream) = client.lease_keep_alive(self.lease_id()).await?;
         loop {
             let sent = Instant::now();
             keeper.keep_alive().await?;
@@ -190,7 +193,7 @@ impl Membership {
                     tracing::warn!(
                         "cluster: box {}'s lease {} expired; taking a new one",
                         self.name,
-                        self.lease
+                        self.lease_id()
                     );
                     return self.replace_lease(client).await;
                 }
@@ -204,7 +207,7 @@ impl Membership {
         client: &mut etcd_client::Client,
     ) -> Result<(), ClusterError> {
         let granted = client.lease_grant(LEASE_TTL_SECS, None).await?;
-        self.lease = granted.id();
+        self.lease.store(granted.id(), Ordering::Relaxed);
         let alive = client.get(keys::alive(&self.name), None).await?;
         let record = match alive.kvs().first() {
             Some(kv) => kv.value().to_vec(),
@@ -214,7 +217,7 @@ impl Membership {
             .put(
                 keys::alive(&self.name),
                 record,
-                Some(PutOptions::new().with_lease(self.lease)),
+                Some(PutOptions::new().with_lease(self.lease_id())),
             )
             .await?;
         Ok(())
@@ -404,7 +407,7 @@ impl Membership {
     /// within the TTL reattaches instead).
     pub async fn resign(&self) -> Result<(), ClusterError> {
         let (_, mut client) = self.etcd.client().await?;
-        client.lease_revoke(self.lease).await?;
+        client.lease_revoke(self.lease_id()).await?;
         Ok(())
     }
 }

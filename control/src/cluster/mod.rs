@@ -5,6 +5,7 @@
 //! Keys live under `/outpost/v1/` ([`keys`]); every value is JSON with a `schema` field.
 
 pub mod etcd;
+pub mod evacuation;
 pub mod fence;
 pub mod fencing;
 pub mod keys;

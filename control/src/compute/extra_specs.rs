@@ -26,6 +26,13 @@ fn check_value(key: &str, value: &str) -> Result<(), FlavorError> {
             reason: "values must be at most 255 characters".into(),
         });
     }
+    if let Some(reason) = crate::compute::servers::evacuation::invalid_value(key, value) {
+        return Err(FlavorError::InvalidField {
+            field: "extra_specs",
+            value: key.to_owned(),
+            reason,
+        });
+    }
     // I/O quotas become the monitor's token buckets: whole numbers only.
     crate::compute::servers::monitor::limits::check_spec(key, value).map_err(|e| {
         FlavorError::InvalidField {

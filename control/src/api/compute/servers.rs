@@ -554,6 +554,22 @@ fn detail(call: &Call<'_>, s: &Server, zones: &BTreeMap<String, String>) -> Valu
             }
         }
     }
+    // Nova from 2.16: the server of a box whose service is down shows host_status UNKNOWN,
+    // and so does its status (it may run, or not; nobody can tell).
+    if let Some(host) = s
+        .host
+        .as_deref()
+        .filter(|_| out.get("host_status").is_some())
+    {
+        match fleet.placement().is_down(host) {
+            Ok(true) => {
+                out["host_status"] = json!("UNKNOWN");
+                out["status"] = json!("UNKNOWN");
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!("server {}: cannot tell whether its box is up: {e}", s.id),
+        }
+    }
     match servers::nics::security_groups(fleet, s) {
         Ok(groups) if !groups.is_empty() => {
             out["security_groups"] = groups.iter().map(|g| json!({"name": g.name})).collect();

@@ -145,6 +145,67 @@ fn usage_record(cluster: &Cluster, id: &HostId) -> UsageRecord {
     }
 }
 
+/// The compares and writes that apply `change` to the site `view` saw: each touched box's
+/// usage (and the group's placement) compared at its generation and rewritten, the claims
+/// put and deleted. A caller may add its own to the same transaction (an ownership move).
+pub(super) fn change_ops(
+    view: &SiteView,
+    change: &ClaimChange,
+) -> Result<(Vec<Compare>, Vec<TxnOp>), StorageError> {
+    let touched = change.touched(view);
+    let after = change.apply(view);
+    let mut compares = Vec::new();
+    let mut ops = Vec::new();
+    for id in &touched {
+        let key = keys::usage(&id.0);
+        compares.push(match view.generations.get(id) {
+            Some(rev) => Compare::mod_revision(key.clone(), CompareOp::Equal, *rev),
+            None => Compare::version(key.clone(), CompareOp::Equal, 0),
+        });
+        ops.push(TxnOp::put(key, to_json(&usage_record(&after, id)), None));
+    }
+    if let Some(group) = &change.group {
+        // A member placed meanwhile changed where the others may go (docs/cluster.md,
+        // "Contested writes": Claim).
+        let key = keys::group_placement(group);
+        compares.push(match view.group_generations.get(group) {
+            Some(rev) => Compare::mod_revision(key.clone(), CompareOp::Equal, *rev),
+            None => Compare::version(key.clone(), CompareOp::Equal, 0),
+        });
+        let record = GroupPlacementRecord {
+            schema: GROUP_PLACEMENT_SCHEMA,
+            last_placed: change.put.iter().map(|c| c.consumer_id.0.clone()).collect(),
+        };
+        ops.push(TxnOp::put(key, to_json(&record), None));
+    }
+    // A consumer both removed and put (a revert) is one put: etcd refuses a key twice.
+    let put_too = |c: &ConsumerId| change.put.iter().any(|p| p.consumer_id == *c);
+    for consumer in change.remove.iter().filter(|c| !put_too(c)) {
+        ops.push(TxnOp::delete(keys::claim(&consumer.0), None));
+    }
+    for claim in &change.put {
+        let record = ClaimRecord {
+            schema: CLAIM_SCHEMA,
+            claim: claim.clone(),
+        };
+        ops.push(TxnOp::put(
+            keys::claim(&claim.consumer_id.0),
+            to_json(&record),
+            None,
+        ));
+    }
+    if ops.len() > super::MAX_TXN_OPS {
+        return Err(StorageError::Backend(
+            format!(
+                "a placement change of {} writes is too big for one transaction",
+                ops.len()
+            )
+            .into(),
+        ));
+    }
+    Ok((compares, ops))
+}
+
 impl SiteClaims for EtcdSiteClaims {
     fn read(&self) -> Result<SiteView, StorageError> {
         self.doors.call(|kv| async move {
@@ -163,57 +224,7 @@ impl SiteClaims for EtcdSiteClaims {
     }
 
     fn commit(&self, view: &SiteView, change: &ClaimChange) -> Result<bool, StorageError> {
-        let touched = change.touched(view);
-        let after = change.apply(view);
-        let mut compares = Vec::new();
-        let mut ops = Vec::new();
-        for id in &touched {
-            let key = keys::usage(&id.0);
-            compares.push(match view.generations.get(id) {
-                Some(rev) => Compare::mod_revision(key.clone(), CompareOp::Equal, *rev),
-                None => Compare::version(key.clone(), CompareOp::Equal, 0),
-            });
-            ops.push(TxnOp::put(key, to_json(&usage_record(&after, id)), None));
-        }
-        if let Some(group) = &change.group {
-            // A member placed meanwhile changed where the others may go (docs/cluster.md,
-            // "Contested writes": Claim).
-            let key = keys::group_placement(group);
-            compares.push(match view.group_generations.get(group) {
-                Some(rev) => Compare::mod_revision(key.clone(), CompareOp::Equal, *rev),
-                None => Compare::version(key.clone(), CompareOp::Equal, 0),
-            });
-            let record = GroupPlacementRecord {
-                schema: GROUP_PLACEMENT_SCHEMA,
-                last_placed: change.put.iter().map(|c| c.consumer_id.0.clone()).collect(),
-            };
-            ops.push(TxnOp::put(key, to_json(&record), None));
-        }
-        // A consumer both removed and put (a revert) is one put: etcd refuses a key twice.
-        let put_too = |c: &ConsumerId| change.put.iter().any(|p| p.consumer_id == *c);
-        for consumer in change.remove.iter().filter(|c| !put_too(c)) {
-            ops.push(TxnOp::delete(keys::claim(&consumer.0), None));
-        }
-        for claim in &change.put {
-            let record = ClaimRecord {
-                schema: CLAIM_SCHEMA,
-                claim: claim.clone(),
-            };
-            ops.push(TxnOp::put(
-                keys::claim(&claim.consumer_id.0),
-                to_json(&record),
-                None,
-            ));
-        }
-        if ops.len() > super::MAX_TXN_OPS {
-            return Err(StorageError::Backend(
-                format!(
-                    "a placement change of {} writes is too big for one transaction",
-                    ops.len()
-                )
-                .into(),
-            ));
-        }
+        let (compares, ops) = change_ops(view, change)?;
         let txn = Txn::new().when(compares).and_then(ops);
         self.doors
             .call(|kv| async move { Ok::<_, StorageError>(kv.txn(txn).await?.succeeded()) })

@@ -55,7 +55,7 @@ pub use keypairs::EtcdKeyPairs;
 pub use networks::EtcdNetworks;
 pub use quotas::EtcdQuotas;
 pub use server_groups::EtcdServerGroups;
-pub use servers::{EtcdServers, ServerEntry, ServersAt};
+pub use servers::{EtcdServers, OwnerMove, ServerEntry, ServersAt};
 pub use volumes::EtcdVolumes;
 
 /// How often a write that lost a race re-reads and tries again before it gives up.

@@ -14,6 +14,8 @@ use super::{
     committed_at, contended, existing, from_json, jitter, ranges, to_json, EtcdDoors, Kv, MAX_TRIES,
 };
 use crate::cluster::keys::{child, Keyspace};
+use crate::compute::servers::evacuation::{EVACUATE, EVACUATE_SCHEDULED};
+use crate::compute::servers::placement::store::{ClaimChange, SiteView};
 use crate::compute::servers::store::{
     BootConfig, FlavorSnapshot, MonitorRecord, PlacementRequest, PowerState, ResizeRecord, Server,
     ServerFault, ServerStore, ServerTask, TaskChange, TaskState, VmState,
@@ -356,6 +358,62 @@ impl Kv {
         }
         jitter().await;
         Ok(false)
+    }
+}
+
+/// An evacuation's move of a server to another box (docs/cluster.md, "Contested writes":
+/// Ownership move).
+pub struct OwnerMove<'a> {
+    /// The server as read, with the revision the move compares.
+    pub entry: &'a ServerEntry,
+    /// The dead box: the move commits only while its alive key is absent, which proves its
+    /// lease had expired (and its fence had stopped the guest).
+    pub from: &'a str,
+    pub to: &'a str,
+    /// The claim's move from `from` to `to`, as placement decided it on `view`.
+    pub view: &'a SiteView,
+    pub claims: &'a ClaimChange,
+}
+
+impl EtcdServers {
+    /// Moves a server to another box in one transaction: the record (owner := `to`, epoch + 1,
+    /// no monitor, task_state `rebuilding`, the step the new owner builds from) and the claim
+    /// with both boxes' usage. False when the record, either box's usage or the dead box's
+    /// liveness changed since they were read (nothing was written).
+    pub fn move_owner(&self, m: &OwnerMove<'_>) -> Result<bool, StorageError> {
+        let keys = self.keys();
+        let id = &m.entry.server.id;
+        let key = keys.server(id);
+        let mut s = m.entry.server.clone();
+        s.host = Some(m.to.to_owned());
+        // The old monitor ran on the dead box: its pid means nothing on the new one.
+        s.monitor = None;
+        s.task_state = Some(TaskState::Rebuilding);
+        s.updated_at = Some(Timestamp::now());
+        let record = ServerRecord::new(&s, m.entry.epoch + 1);
+        let (mut compares, mut ops) = super::claims::change_ops(m.view, m.claims)?;
+        compares.push(Compare::mod_revision(
+            key.clone(),
+            CompareOp::Equal,
+            m.entry.mod_revision,
+        ));
+        compares.push(Compare::version(
+            crate::cluster::keys::alive(m.from),
+            CompareOp::Equal,
+            0,
+        ));
+        ops.push(TxnOp::put(key, to_json(&record), None));
+        ops.extend(task_op(
+            keys,
+            id,
+            TaskChange::Step {
+                kind: EVACUATE,
+                step: EVACUATE_SCHEDULED,
+            },
+        ));
+        let txn = Txn::new().when(compares).and_then(ops);
+        self.doors
+            .call(|kv| async move { Ok::<_, StorageError>(kv.txn(txn).await?.succeeded()) })
     }
 }
 

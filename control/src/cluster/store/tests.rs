@@ -1221,3 +1221,117 @@ fn a_box_wires_its_own_ports_and_reaches_the_others_over_vxlan() {
     assert_eq!(spec.networks[0].ports.len(), 2);
     assert_eq!(spec.networks[0].overlay, None);
 }
+
+/// docs/cluster.md, "Contested writes": Ownership move. The server, its claim and both
+/// boxes' usage move in one transaction, only while the old owner's alive key is absent and
+/// nothing it read changed meanwhile.
+#[test]
+fn an_evacuation_moves_owner_epoch_and_claim_in_one_transaction() {
+    use crate::cluster::store::OwnerMove;
+    use crate::compute::servers::placement::store::SiteClaims;
+    use crate::compute::servers::store::{conformance, ServerStore, TaskState, VmState};
+    use outpost_resources::{ConsumerId, HostId};
+    let etcd = EtcdMember::start();
+    let (site, own) = site_with_doors(&etcd, &["box1", "box2", "box3"], None);
+    let servers = own[0].servers();
+    let mut s = conformance::server("s1", "p", 1);
+    let wanted = crate::compute::servers::placement::Wanted {
+        host: Some("box2".into()),
+        ..Default::default()
+    };
+    let claim = site[1]
+        .claim("s1", &small_flavor(), false, &wanted)
+        .unwrap();
+    assert_eq!(claim.host_id, HostId("box2".into()));
+    s.host = Some("box2".into());
+    s.vm_state = VmState::Active;
+    s.task_state = None;
+    s.flavor = small_flavor();
+    servers
+        .insert_server(&s, "create", "done", &crate::quota::ServerQuota::UNLIMITED)
+        .unwrap();
+    let entry = || {
+        own[0]
+            .servers_at()
+            .unwrap()
+            .servers
+            .into_iter()
+            .find(|e| e.server.id == "s1")
+            .unwrap()
+    };
+    let plan = |view: &_| {
+        site[0]
+            .plan_evacuation(view, "s1", &small_flavor(), false, &wanted)
+            .unwrap()
+    };
+    // box2 still alive: the move cannot commit, whatever was planned.
+    let view = own[0].site_claims().read().unwrap();
+    let (change, to) = plan(&view);
+    let read = entry();
+    let attempt = |read: &ServerEntry, view, change| {
+        servers
+            .move_owner(&OwnerMove {
+                entry: read,
+                from: "box2",
+                to: &to.host_id.0,
+                view,
+                claims: change,
+            })
+            .unwrap()
+    };
+    assert!(!attempt(&read, &view, &change), "box2 is alive");
+    own[0]
+        .call(|kv| async move {
+            kv.txn(
+                etcd_client::Txn::new()
+                    .and_then([etcd_client::TxnOp::delete(keys::alive("box2"), None)]),
+            )
+            .await
+            .map(|_| ())
+        })
+        .unwrap();
+    // Planned on the site as it is now: box2 is down, so never the destination, and the
+    // admin's host named at create (box2) is not kept.
+    let view = own[0].site_claims().read().unwrap();
+    let (change, to) = plan(&view);
+    assert_ne!(to.host_id, HostId("box2".into()));
+    // A record changed since it was read loses.
+    let stale = entry();
+    servers
+        .update_server(
+            "s1",
+            crate::compute::servers::store::TaskChange::Keep,
+            &mut |s| {
+                s.name = "renamed".into();
+                true
+            },
+        )
+        .unwrap();
+    assert!(!attempt(&stale, &view, &change), "the record changed");
+    let read = entry();
+    assert!(attempt(&read, &view, &change));
+    let moved = entry();
+    assert_eq!(moved.server.host.as_deref(), Some(to.host_id.0.as_str()));
+    assert_eq!(moved.epoch, read.epoch + 1);
+    assert_eq!(moved.server.task_state, Some(TaskState::Rebuilding));
+    assert_eq!(moved.server.monitor, None);
+    let task = servers.server_task("s1").unwrap().unwrap();
+    assert_eq!(
+        (task.kind.as_str(), task.step.as_str()),
+        ("evacuate", "scheduled")
+    );
+    let after = own[0].site_claims().read().unwrap();
+    assert_eq!(
+        after.cluster.holder(&ConsumerId::from("s1")),
+        Some(&to.host_id)
+    );
+    let used = |p: &crate::compute::servers::placement::Placement| p.host_usage().used;
+    assert_eq!(used(&site[1]), [0; 3], "box2's usage gave the server up");
+    let dest = ["box1", "box2", "box3"]
+        .iter()
+        .position(|b| *b == to.host_id.0)
+        .unwrap();
+    assert_eq!(used(&site[dest]), [1, 512, 1]);
+    // The same move again, on what was read before it: the record and the usage moved on.
+    assert!(!attempt(&read, &view, &change));
+}

@@ -270,6 +270,14 @@ fn extra_specs_lifecycle() {
     ));
     let long = BTreeMap::from([("k".to_owned(), "v".repeat(256))]);
     assert!(extra_specs::set(&f.db, &f.admin, "1", long).is_err());
+    // The evacuation policy takes only the values evacuation knows.
+    let policy = |v: &str| BTreeMap::from([("outpost:evacuation".to_owned(), v.to_owned())]);
+    assert!(matches!(
+        extra_specs::set(&f.db, &f.admin, "1", policy("sometimes")),
+        Err(FlavorError::InvalidField { .. })
+    ));
+    extra_specs::set(&f.db, &f.admin, "1", policy("stay")).unwrap();
+    extra_specs::delete(&f.db, &f.admin, "1", "outpost:evacuation").unwrap();
     assert!(matches!(
         extra_specs::list(&f.db, &f.member, "9"),
         Err(FlavorError::NotFound(_))

@@ -55,6 +55,8 @@ pub struct Fleet {
     runners: Mutex<HashMap<String, Sender<Command>>>,
     /// In a site: how a build fetches the image data this box lacks (set once, at start).
     image_puller: std::sync::OnceLock<Arc<crate::image::pull::Puller>>,
+    /// The evacuated servers being built here at once (a few, not a dead box's all).
+    evacuations: super::evacuation::StartSlots,
 }
 
 impl Fleet {
@@ -99,7 +101,18 @@ impl Fleet {
             servers_dir,
             runners: Mutex::new(HashMap::new()),
             image_puller: std::sync::OnceLock::new(),
+            evacuations: Default::default(),
         }))
+    }
+
+    /// Where servers go (the evacuation's scheduling reads the site through it).
+    pub fn placement(&self) -> &Placement {
+        &self.placement
+    }
+
+    /// A place among the evacuated servers this box builds at once; waits for one.
+    pub(super) fn evacuation_slot(&self) -> super::evacuation::StartSlot<'_> {
+        self.evacuations.take()
     }
 
     /// Neutron and its host agent.
@@ -318,11 +331,53 @@ impl Fleet {
         let known: BTreeSet<&str> = rows.iter().map(|s| s.id.as_str()).collect();
         self.sweep(&known)?;
         let site = self.is_site();
+        if site {
+            self.let_go_of_moved(&rows)?;
+        }
         for s in rows
             .iter()
             .filter(|s| !site || s.host.as_deref() == Some(self.host()))
         {
             self.send(&s.id, Command::Recover)?;
+        }
+        Ok(())
+    }
+
+    /// A box back from the dead (docs/cluster.md, "What the follow-up builds on"): before
+    /// this box says it is alive, every monitor of a server another box now owns (moved away
+    /// while this box was down) is killed, and its folder, root disk and any claim left on
+    /// this box go. The site runs it elsewhere: this box must never run it a second time.
+    /// A server whose move was not recorded yet (a create being placed names no box) is left.
+    fn let_go_of_moved(&self, rows: &[super::store::Server]) -> Result<(), FleetError> {
+        let me = self.host();
+        let moved: Vec<&str> = rows
+            .iter()
+            .filter(|s| s.host.as_deref().is_some_and(|h| h != me))
+            .map(|s| s.id.as_str())
+            .collect();
+        for id in &moved {
+            let dir = self.dir(id);
+            if !dir.path().exists() {
+                continue;
+            }
+            let killed = process::kill_all_using(&dir.api_sock());
+            tracing::warn!(
+                "server {id} runs on another box now: {killed} monitor process(es) of it \
+                 killed here, its folder and disk removed"
+            );
+            if let Err(e) = dir.remove() {
+                tracing::warn!("{e}");
+            }
+            self.volumes.remove_server_disks(id)?;
+        }
+        for claim in self.placement.claims()? {
+            if moved.contains(&claim.consumer_id.0.as_str()) {
+                tracing::warn!(
+                    "releasing the claim of {} on this box: the server runs on another",
+                    claim.consumer_id
+                );
+                self.placement.release(&claim.consumer_id)?;
+            }
         }
         Ok(())
     }

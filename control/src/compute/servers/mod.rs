@@ -12,6 +12,7 @@ mod actions;
 pub mod block_devices;
 pub mod boot_source;
 pub mod config;
+pub mod evacuation;
 mod fleet;
 pub mod monitor;
 pub mod nics;
@@ -27,8 +28,9 @@ pub use actions::{
     confirm_resize, console_output, delete, reboot, resize, revert_resize, start, stop, update,
 };
 pub use fleet::{Fleet, FleetError};
+pub(crate) use runner::fault;
 pub use runner::Command;
-pub use saga::root_disk_bytes;
+pub use saga::{root_disk_bytes, wanted};
 
 use super::flavors::{self, FlavorError};
 use super::keypairs::{self, KeyPairError};
@@ -248,6 +250,9 @@ impl NewServer {
                     "metadata",
                     "Keys must be 1 to 255 characters and values at most 255.",
                 ));
+            }
+            if let Some(reason) = evacuation::invalid_value(k, v) {
+                return Err(invalid("metadata", reason));
             }
         }
         if let Some(u) = &self.user_data {
@@ -741,6 +746,19 @@ mod tests {
         let mut n = new_server();
         n.metadata = (0..129).map(|i| (format!("k{i}"), String::new())).collect();
         assert!(n.validate().is_err());
+        let mut n = new_server();
+        n.metadata
+            .insert(evacuation::POLICY_KEY.into(), "migrate".into());
+        assert!(matches!(
+            n.validate(),
+            Err(ServerError::InvalidField {
+                field: "metadata",
+                ..
+            })
+        ));
+        n.metadata
+            .insert(evacuation::POLICY_KEY.into(), "stay".into());
+        assert!(n.validate().is_ok());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! a resize is rolled back — and re-run a command whose task_state was recorded but whose
 //! runner died with the daemon.
 
+use super::evacuation::{EVACUATE, EVACUATE_SCHEDULED};
 use super::monitor::{self, process};
 use super::runner::{Command, Flow, RunError, Runner};
 use super::saga::{CREATE, CREATE_SCHEDULED, CREATE_START_MONITOR, DELETE, RESIZE};
@@ -63,14 +64,24 @@ impl Runner {
         }
         let saga = self.fleet.servers().server_task(&self.id)?;
         if let Some(task) = saga {
-            tracing::info!(
-                "server {}: outpostd stopped during {} at step {}",
-                self.id,
-                task.kind,
-                task.step
-            );
+            // A move's first step is where every evacuation starts, not a crash.
+            if (task.kind.as_str(), task.step.as_str()) != (EVACUATE, EVACUATE_SCHEDULED) {
+                tracing::info!(
+                    "server {}: outpostd stopped during {} at step {}",
+                    self.id,
+                    task.kind,
+                    task.step
+                );
+            }
             match task.kind.as_str() {
                 DELETE => return self.delete(),
+                EVACUATE => {
+                    // Moved here from a dead box: built again here, whatever step it reached.
+                    if s.host.as_deref() == Some(self.fleet.host()) {
+                        self.rebuild_evacuated(&s)?;
+                    }
+                    return Ok(Flow::Continue);
+                }
                 CREATE if task.step == CREATE_SCHEDULED => {
                     // Placed here by another box: nothing is built yet.
                     if s.host.as_deref() == Some(self.fleet.host()) {
@@ -123,6 +134,22 @@ impl Runner {
         match (&recorded, &self.monitor) {
             (Some(record), None) if record.boot_id != process::boot_id() => {
                 self.after_host_reboot(&s)?;
+            }
+            (Some(_), None) if self.lost_with_its_box(&s) => {
+                // The box lost power (or its cgroup was killed): the guest did not end, it
+                // was cut off, and on a site its owner still wants it running (a `stay`
+                // server waited for this box; a moved one is no longer recovered here).
+                tracing::warn!(
+                    "server {}: its monitor died with the box; starting it again",
+                    self.id
+                );
+                self.update(|s| s.monitor = None)?;
+                let current = self.load()?.unwrap_or_else(|| s.clone());
+                if let Err(e) = self.start_monitor(&current) {
+                    self.fail(&format!(
+                        "The server's box lost power and the server could not start again: {e}"
+                    ))?;
+                }
             }
             (Some(record), None) => {
                 // It ended while outpostd was away; the shim recorded how.
@@ -182,5 +209,17 @@ impl Runner {
                 Ok(Flow::Continue)
             }
         }
+    }
+}
+
+impl Runner {
+    /// Whether `s`'s monitor was cut off with its box rather than ending: on a site, an ACTIVE
+    /// server with nothing under way whose monitor is gone without the exit status its shim
+    /// writes whenever the monitor ends (the shim died with it, as a power loss kills both).
+    fn lost_with_its_box(&self, s: &super::store::Server) -> bool {
+        self.fleet.is_site()
+            && s.vm_state == VmState::Active
+            && s.task_state.is_none()
+            && !self.dir.exit_status().exists()
     }
 }

@@ -243,14 +243,28 @@ impl Runner {
     }
 
     /// [`Self::update`] that also records the operation's progress, in the same write.
+    ///
+    /// On a site, a record that names another box as the owner is left as it is: the server
+    /// was moved away (evacuated while this box was cut off), and what this runner knew of
+    /// it is stale (docs/cluster.md, "Contested writes": Owner write).
     pub(super) fn update_with(
         &self,
         task: TaskChange<'_>,
         mut change: impl FnMut(&mut Server),
     ) -> Result<Option<Server>, StorageError> {
+        let me = self.fleet.host();
+        let site = self.fleet.is_site();
         self.fleet
             .servers()
             .update_server(&self.id, task, &mut |s| {
+                if site && s.host.as_deref().is_some_and(|owner| owner != me) {
+                    tracing::warn!(
+                        "server {}: box {} owns it now; this box writes nothing of it",
+                        s.id,
+                        s.host.as_deref().unwrap_or_default()
+                    );
+                    return false;
+                }
                 change(s);
                 true
             })
@@ -309,6 +323,14 @@ impl Runner {
         let spec = self.spec(s)?;
         let record = monitor::spawn(&self.fleet.settings, &self.dir, &self.id, &spec)?;
         self.monitor = Some(record.clone());
+        // Before the guest's first instruction: this box's fence must know whether the site
+        // would run it elsewhere.
+        if let Err(e) = super::evacuation::EvacuationPolicy::of(s).record(&self.dir) {
+            tracing::warn!(
+                "server {}: cannot record its evacuation policy: {e}",
+                self.id
+            );
+        }
         self.update(|s| s.monitor = Some(record.clone()))?;
         if let Err(e) = monitor::configure_and_start(&record, &self.dir, &spec) {
             self.stop_monitor(None)?;
@@ -478,7 +500,7 @@ pub(super) fn retask_from(s: &mut Server, from: TaskState, to: Option<TaskState>
 
 /// Nova's instance fault for a failure: code 500, the message cut to 255 characters, the
 /// whole text as details.
-pub(super) fn fault(message: &str) -> ServerFault {
+pub(crate) fn fault(message: &str) -> ServerFault {
     let short: String = message.chars().take(FAULT_MESSAGE_CHARS).collect();
     ServerFault {
         code: 500,

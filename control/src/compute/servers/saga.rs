@@ -43,7 +43,7 @@ const GIB: u64 = 1 << 30;
 /// Where `s` may go: its request's zone, host (or its volumes' home) and group, and the boxes that run the servers
 /// its `same_host` / `different_host` hints name (a named server that runs nowhere, or is
 /// gone, leaves `same_host` with no box to offer: NoValidHost, as in Nova).
-pub(super) fn wanted(fleet: &super::Fleet, s: &Server) -> Result<Wanted, PlacementError> {
+pub fn wanted(fleet: &super::Fleet, s: &Server) -> Result<Wanted, PlacementError> {
     let request = &s.placement;
     let host_of = |id: &String| -> Result<Option<String>, PlacementError> {
         Ok(fleet.servers().server(id)?.and_then(|o| o.host))

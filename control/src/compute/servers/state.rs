@@ -15,6 +15,7 @@ pub fn status(vm: VmState, task: Option<TaskState>) -> &'static str {
             VmState::Active | VmState::Stopped,
             Some(T::ResizePrep | T::ResizeMigrating | T::ResizeMigrated | T::ResizeFinish),
         ) => "RESIZE",
+        (VmState::Active | VmState::Stopped, Some(T::Rebuilding)) => "REBUILD",
         (VmState::Active, Some(T::Rebooting)) => "REBOOT",
         (VmState::Active, Some(T::RebootingHard)) => "HARD_REBOOT",
         (VmState::Stopped, Some(T::RebootingHard)) => "HARD_REBOOT",
@@ -24,8 +25,9 @@ pub fn status(vm: VmState, task: Option<TaskState>) -> &'static str {
 }
 
 /// Every status a server can show; the `status` filter accepts these (any case).
-pub const STATUSES: [&str; 9] = [
+pub const STATUSES: [&str; 10] = [
     "BUILD",
+    "REBUILD",
     "ACTIVE",
     "SHUTOFF",
     "ERROR",
@@ -37,7 +39,7 @@ pub const STATUSES: [&str; 9] = [
 ];
 
 /// Nova's names for statuses it knows but no Outpost server can have (they match nothing).
-pub const OTHER_NOVA_STATUSES: [&str; 11] = [
+pub const OTHER_NOVA_STATUSES: [&str; 10] = [
     "DELETED",
     "SOFT_DELETED",
     "PAUSED",
@@ -47,7 +49,6 @@ pub const OTHER_NOVA_STATUSES: [&str; 11] = [
     "RESCUE",
     "MIGRATING",
     "PASSWORD",
-    "REBUILD",
     "UNKNOWN",
 ];
 
@@ -81,6 +82,10 @@ mod tests {
             "REVERT_RESIZE"
         );
         assert_eq!(status(VmState::Error, Some(TaskState::Deleting)), "ERROR");
+        assert_eq!(
+            status(VmState::Active, Some(TaskState::Rebuilding)),
+            "REBUILD"
+        );
         for s in STATUSES {
             assert!(!OTHER_NOVA_STATUSES.contains(&s));
         }

@@ -45,6 +45,8 @@ pub enum TaskState {
     ResizeFinish,
     ResizeReverting,
     ResizeConfirming,
+    /// Evacuated: being built again on the box it moved to (Nova's evacuate sets it).
+    Rebuilding,
     Deleting,
 }
 
@@ -93,6 +95,7 @@ spelled!(TaskState {
     ResizeFinish => "resize_finish",
     ResizeReverting => "resize_reverting",
     ResizeConfirming => "resize_confirming",
+    Rebuilding => "rebuilding",
     Deleting => "deleting",
 });
 

@@ -299,12 +299,7 @@ impl Placement {
         boot_from_volume: bool,
         wanted: &Wanted,
     ) -> Result<Vec<Claim>, PlacementError> {
-        let mut request = resource_flavor(flavor).to_request(boot_from_volume)?;
-        request.availability_zone = wanted.availability_zone.clone();
-        request.destination = wanted.host.clone().map(HostId);
-        request.same_host = wanted.same_host.iter().cloned().map(HostId).collect();
-        request.different_host = wanted.different_host.iter().cloned().map(HostId).collect();
-        request.tie_break_seed = u64::from(crate::random::retry_jitter().subsec_nanos());
+        let request = self.request(flavor, boot_from_volume, wanted)?;
         let consumers: Vec<ConsumerId> = servers.iter().cloned().map(ConsumerId).collect();
         match &self.door {
             Door::Box { cluster, store } => {
@@ -387,6 +382,73 @@ impl Placement {
             Some(id) => Ok(self.groups.group(id)?),
             None => Ok(None),
         }
+    }
+
+    /// The site as placement sees it now (a site only; one box has no other box to move a
+    /// server to).
+    pub fn site_view(&self) -> Result<Option<SiteView>, PlacementError> {
+        match &self.door {
+            Door::Box { .. } => Ok(None),
+            Door::Site(site) => Ok(Some(site.read()?)),
+        }
+    }
+
+    /// Whether box `name` is known and down (its lease expired); a box alone is never down.
+    pub fn is_down(&self, name: &str) -> Result<bool, PlacementError> {
+        Ok(self.site_view()?.is_some_and(|view| {
+            view.cluster
+                .host(&HostId(name.to_owned()))
+                .is_some_and(|h| h.state == outpost_resources::HostState::Down)
+        }))
+    }
+
+    /// Where server `server_id` runs next now that its box is down (docs/cluster.md,
+    /// "Evacuation"): scheduled on `view` without its own claim, with the filters and
+    /// weighers of a create, its group's policy and its hints, the dead box never a
+    /// candidate (it is down in `view`). Returns the claim's move, for the caller to commit
+    /// with the ownership move in one transaction, and the new claim. An admin's host named
+    /// at create is not kept: it named the box that died, as Nova's evacuate drops it.
+    pub fn plan_evacuation(
+        &self,
+        view: &SiteView,
+        server_id: &str,
+        flavor: &FlavorSnapshot,
+        boot_from_volume: bool,
+        wanted: &Wanted,
+    ) -> Result<(ClaimChange, Claim), PlacementError> {
+        let wanted = Wanted {
+            host: None,
+            ..wanted.clone()
+        };
+        let mut request = self.request(flavor, boot_from_volume, &wanted)?;
+        let consumer = ConsumerId(server_id.to_owned());
+        let mut trial = view.cluster.clone();
+        let held = trial.release(&consumer);
+        let group = self.group(wanted.group.as_deref())?;
+        request.group = group.as_ref().map(|g| scheduled_group(g, &trial));
+        let selection = self.scheduler.schedule(&mut trial, &consumer, &request)?;
+        let change = ClaimChange {
+            put: vec![selection.claim.clone()],
+            remove: held.map(|_| consumer).into_iter().collect(),
+            group: group.map(|g| g.id),
+        };
+        Ok((change, selection.claim))
+    }
+
+    /// The scheduler's request for a server of `flavor` where `wanted` allows.
+    fn request(
+        &self,
+        flavor: &FlavorSnapshot,
+        boot_from_volume: bool,
+        wanted: &Wanted,
+    ) -> Result<outpost_resources::ResourceRequest, PlacementError> {
+        let mut request = resource_flavor(flavor).to_request(boot_from_volume)?;
+        request.availability_zone = wanted.availability_zone.clone();
+        request.destination = wanted.host.clone().map(HostId);
+        request.same_host = wanted.same_host.iter().cloned().map(HostId).collect();
+        request.different_host = wanted.different_host.iter().cloned().map(HostId).collect();
+        request.tie_break_seed = u64::from(crate::random::retry_jitter().subsec_nanos());
+        Ok(request)
     }
 
     /// Releases `consumer`'s claim, in the database first (idempotent).

@@ -341,7 +341,7 @@ fn a_server_boots_from_an_uploaded_image_holds_it_and_gets_volumes() {
     assert_eq!(count(&d, &users), 1);
     let r = d.unix().delete(&format!("/image/v2/images/{image}"));
     assert_eq!(r.status.as_u16(), 409, "{}", r.text());
-    assert!(r.text().contains(&id), "{}", r.text());
+    assert!(r.text().contains("in use by 1 server(s)"), "{}", r.text());
 
     delete_leaving_nothing(&d, &id);
     assert_eq!(count(&d, &users), 0);
@@ -487,6 +487,7 @@ fn guests_outlive_a_killed_daemon() {
     assert_eq!(r.status.as_u16(), 202, "{}", r.text());
     wait_status(&d, &off, "SHUTOFF");
     let before = monitor_pids(&d, &id);
+    let markers = console(&d, &id, None).matches(MARKER).count();
     d.kill9();
     for pid in &before {
         // SAFETY: the processes of this test's server (its shim and its monitor).
@@ -507,7 +508,6 @@ fn guests_outlive_a_killed_daemon() {
         .unwrap();
     assert_eq!(changed, 1, "only the running server has a monitor recorded");
     drop(db);
-    let markers = console(&d, &id, None).matches(MARKER).count();
     d.spawn();
     wait_marker(&d, &id, markers + 1);
     let s = wait_status(&d, &id, "ACTIVE");

@@ -81,11 +81,18 @@ impl Fencing {
 fn run(membership: &Membership, fleet: &Fleet, mut watchdog: Option<Watchdog>, stop: &AtomicBool) {
     let mut fence = Fence::new(membership.last_ack());
     let mut next_deadline = Instant::now();
+    let mut pushed_for = None;
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
         fence.ack(membership.last_ack());
-        if now >= next_deadline {
+        // Every renewal moves the monitors' deadline at once, before this tick may resume
+        // them: a deadline pushed up to a second later could lapse just after the resume
+        // (renewals back 7 s into a cut, the old deadline at 8 s after the last ack before
+        // it), and a guest that paused itself then would stay paused.
+        let renewed = pushed_for != Some(fence.last_ack());
+        if now >= next_deadline || renewed {
             next_deadline = now + KEEPALIVE_EVERY;
+            pushed_for = Some(fence.last_ack());
             if let Some(left) = fence.monitor_deadline(now) {
                 for dir in fenced(fleet.local_server_dirs()) {
                     // A server that is not running has no monitor to tell.

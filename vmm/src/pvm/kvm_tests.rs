@@ -6,10 +6,11 @@
 
 use std::sync::Arc;
 
-use kvm_bindings::{kvm_segment, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES};
+use kvm_bindings::{kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::{Kvm, VcpuExit};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
+use super::testutil::long_mode_sregs;
 use super::*;
 
 const CODE: u64 = 0x10000;
@@ -125,33 +126,8 @@ fn emulated_instructions_run_in_a_real_guest() {
     vcpu.set_cpuid2(&cpuid).unwrap();
 
     let mut sregs = vcpu.get_sregs().unwrap();
-    let code = kvm_segment {
-        selector: 0x08,
-        limit: 0xffff_ffff,
-        type_: 0xb,
-        present: 1,
-        s: 1,
-        l: 1,
-        g: 1,
-        ..Default::default()
-    };
-    let data = kvm_segment {
-        selector: 0x10,
-        type_: 0x3,
-        l: 0,
-        db: 1,
-        ..code
-    };
-    sregs.cs = code;
-    (sregs.ds, sregs.es, sregs.fs, sregs.gs, sregs.ss) = (data, data, data, data, data);
-    sregs.gdt.base = GDT;
-    sregs.gdt.limit = 23;
-    sregs.idt.base = IDT;
-    sregs.idt.limit = 0xfff;
-    sregs.cr3 = 0x1000;
+    long_mode_sregs(&mut sregs, GDT, IDT, 0x1000);
     sregs.cr4 = (1 << 5) | (1 << 9) | (1 << 10) | (1 << 18); // PAE OSFXSR OSXMMEXCPT OSXSAVE
-    sregs.cr0 = 1 | (1 << 1) | (1 << 4) | (1 << 5) | (1 << 31); // PE MP ET NE PG
-    sregs.efer = (1 << 8) | (1 << 10); // LME LMA
     vcpu.set_sregs(&sregs).unwrap();
     let regs = kvm_bindings::kvm_regs {
         rip: CODE,

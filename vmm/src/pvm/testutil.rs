@@ -254,3 +254,35 @@ impl DebugControl for FakeCpu {
         Ok(())
     }
 }
+
+/// Flat 64-bit long mode as the small guests of the tests on the real /dev/kvm set it up:
+/// code selector 0x08 and data selector 0x10 from the three-entry GDT at `gdt`, the IDT at
+/// `idt`, page tables at `cr3`, protection, paging and long mode on. CR4 is the caller's.
+pub fn long_mode_sregs(sregs: &mut kvm_sregs, gdt: u64, idt: u64, cr3: u64) {
+    let code = kvm_segment {
+        selector: 0x08,
+        limit: 0xffff_ffff,
+        type_: 0xb,
+        present: 1,
+        s: 1,
+        l: 1,
+        g: 1,
+        ..Default::default()
+    };
+    let data = kvm_segment {
+        selector: 0x10,
+        type_: 0x3,
+        l: 0,
+        db: 1,
+        ..code
+    };
+    sregs.cs = code;
+    (sregs.ds, sregs.es, sregs.fs, sregs.gs, sregs.ss) = (data, data, data, data, data);
+    sregs.gdt.base = gdt;
+    sregs.gdt.limit = 23;
+    sregs.idt.base = idt;
+    sregs.idt.limit = 0xfff;
+    sregs.cr3 = cr3;
+    sregs.cr0 = 1 | (1 << 1) | (1 << 4) | (1 << 5) | (1 << 31); // PE MP ET NE PG
+    sregs.efer = (1 << 8) | (1 << 10); // LME LMA
+}

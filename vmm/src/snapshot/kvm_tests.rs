@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use kvm_bindings::{kvm_segment, KVM_MAX_CPUID_ENTRIES};
+use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
@@ -16,6 +16,7 @@ use super::vcpu::{saved_msr_indices, settle, VcpuState};
 use super::vm::VmState;
 use crate::devices::bus::Bus;
 use crate::devices::legacy::PowerSignal;
+use crate::pvm::testutil::long_mode_sregs;
 use crate::pvm::{apply_cpu_template, is_pvm_host, PvmStats, PvmVcpu};
 use crate::vstate::vcpu::{
     install_kick_handler, ExitCounters, VcpuContext, VcpuControl, VcpuHandle, VcpuSaveError,
@@ -90,33 +91,8 @@ fn new_vcpu(vm: &Vm) -> VcpuFd {
 /// masking, as inside an NMI handler).
 fn set_up_cpu(vcpu: &VcpuFd) {
     let mut sregs = vcpu.get_sregs().unwrap();
-    let code = kvm_segment {
-        selector: 0x08,
-        limit: 0xffff_ffff,
-        type_: 0xb,
-        present: 1,
-        s: 1,
-        l: 1,
-        g: 1,
-        ..Default::default()
-    };
-    let data = kvm_segment {
-        selector: 0x10,
-        type_: 0x3,
-        l: 0,
-        db: 1,
-        ..code
-    };
-    sregs.cs = code;
-    (sregs.ds, sregs.es, sregs.fs, sregs.gs, sregs.ss) = (data, data, data, data, data);
-    sregs.gdt.base = GDT;
-    sregs.gdt.limit = 23;
-    sregs.idt.base = IDT;
-    sregs.idt.limit = 0xfff;
-    sregs.cr3 = 0x1000;
+    long_mode_sregs(&mut sregs, GDT, IDT, 0x1000);
     sregs.cr4 = (1 << 5) | (1 << 9) | (1 << 10); // PAE OSFXSR OSXMMEXCPT
-    sregs.cr0 = 1 | (1 << 1) | (1 << 4) | (1 << 5) | (1 << 31); // PE MP ET NE PG
-    sregs.efer = (1 << 8) | (1 << 10); // LME LMA
     vcpu.set_sregs(&sregs).unwrap();
     vcpu.set_regs(&kvm_bindings::kvm_regs {
         rip: CODE,

@@ -219,21 +219,19 @@ fn differences(saved: &VcpuState, back: &VcpuState) -> Vec<String> {
             diffs.push(format!("{what}: {detail}"));
         }
     };
-    check(
-        "mp_state",
-        saved.mp_state == back.mp_state,
-        format!("{:?} -> {:?}", saved.mp_state, back.mp_state),
-    );
-    check(
-        "regs",
-        saved.regs == back.regs,
-        format!("{:?} -> {:?}", saved.regs, back.regs),
-    );
-    check(
-        "sregs",
-        saved.sregs == back.sregs,
-        format!("{:?} -> {:?}", saved.sregs, back.sregs),
-    );
+    // A field compared whole, shown with Debug when it differs.
+    macro_rules! same {
+        ($what:literal, $field:ident) => {
+            check(
+                $what,
+                saved.$field == back.$field,
+                format!("{:?} -> {:?}", saved.$field, back.$field),
+            )
+        };
+    }
+    same!("mp_state", mp_state);
+    same!("regs", regs);
+    same!("sregs", sregs);
     for (i, (a, b)) in saved
         .xsave
         .region
@@ -247,16 +245,8 @@ fn differences(saved: &VcpuState, back: &VcpuState) -> Vec<String> {
             format!("{a:#x} -> {b:#x}"),
         );
     }
-    check(
-        "xcrs",
-        saved.xcrs == back.xcrs,
-        format!("{:?} -> {:?}", saved.xcrs, back.xcrs),
-    );
-    check(
-        "debug regs",
-        saved.debug_regs == back.debug_regs,
-        format!("{:?} -> {:?}", saved.debug_regs, back.debug_regs),
-    );
+    same!("xcrs", xcrs);
+    same!("debug regs", debug_regs);
     // 0x390: the LAPIC timer's current count, which runs down by itself.
     for (i, (a, b)) in saved
         .lapic
@@ -283,11 +273,7 @@ fn differences(saved: &VcpuState, back: &VcpuState) -> Vec<String> {
             format!("{:#x} -> {now:x?}", m.data),
         );
     }
-    check(
-        "vcpu events",
-        saved.vcpu_events == back.vcpu_events,
-        format!("{:?} -> {:?}", saved.vcpu_events, back.vcpu_events),
-    );
+    same!("vcpu events", vcpu_events);
     check("cpuid", saved.cpuid == back.cpuid, "entries differ".into());
     diffs
 }

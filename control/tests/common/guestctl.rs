@@ -1,18 +1,30 @@
 //! Remote control of test guests over their own network, so that one booted guest can carry
-//! many checks (boots cost tens of seconds on the project's PVM host). The test serves tiny
-//! HTTP on an address the guests reach (their network's gateway on the host bridge); the
-//! guest's boot script ([`GuestControl::boot_script`]) takes its DHCP lease, then polls for
-//! shell steps, runs each one and posts its output and exit status back.
+//! many checks (boots cost tens of seconds on the project's PVM host). The test listens on an
+//! address the guests reach (their network's gateway on the host bridge); the guest's boot
+//! script ([`GuestControl::boot_script`]) takes its DHCP lease, then keeps ONE connection
+//! open to it with a shell at the guest's end: the test writes each step down that
+//! connection, the shell runs it and writes back its output and exit status.
+//!
+//! One long connection rather than a poll per step because every fork and exec in the guest
+//! is kernel work, which PVM emulates at about a second per fork+exec: a poll cost five of
+//! them (`timeout`, `wget`, `sh` and the same again to post the result), and idle guests
+//! polling every second took the CPU the busy one needed. A step now costs one fork (the
+//! subshell that runs it) on top of its own commands, and an idle guest costs nothing.
 //!
 //! Everything a guest reports travels through the network under test: a guest that lost its
 //! network (a forged MAC, say) simply stops answering, which is why such checks come last
 //! and report on the console too.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+
+/// The line the guest's shell prints after a step: `<marker> <id> <exit status>`.
+const STEP_END: &str = "OUTPOST-STEP-END";
+/// The first line of a connection: `<marker> <the guest's address>`.
+const HELLO: &str = "OUTPOST-CTL";
 
 #[derive(Default)]
 struct State {
@@ -20,14 +32,16 @@ struct State {
     queued: HashMap<String, VecDeque<(u64, String)>>,
     /// Finished steps: (guest, id) → (exit status, output).
     results: HashMap<(String, u64), (i32, String)>,
-    /// When each guest last asked for work.
+    /// When each guest last connected.
     seen: HashMap<String, Instant>,
     next_id: u64,
 }
 
+type Shared = Arc<(Mutex<State>, Condvar)>;
+
 pub struct GuestControl {
     addr: SocketAddr,
-    state: Arc<(Mutex<State>, Condvar)>,
+    state: Shared,
 }
 
 /// What a step printed (stdout and stderr together) and its exit status.
@@ -48,13 +62,14 @@ impl GuestControl {
     pub fn bind(ip: IpAddr) -> GuestControl {
         let listener = TcpListener::bind((ip, 0)).expect("bind the guest control server");
         let addr = listener.local_addr().unwrap();
-        let state: Arc<(Mutex<State>, Condvar)> = Arc::default();
+        let state: Shared = Arc::default();
         let shared = state.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
                 let shared = shared.clone();
                 std::thread::spawn(move || {
-                    // A guest that hangs up mid-request is simply ignored.
+                    // A guest that hangs up mid-step is simply ignored: it connects again,
+                    // and the step's waiter times out with the step named.
                     let _ = serve(conn, &shared);
                 });
             }
@@ -67,13 +82,13 @@ impl GuestControl {
     }
 
     /// The guest side: /etc/outpost/checks.sh for an image whose guests this server drives.
-    /// It asks DHCP for eth0's address and MTU (busybox udhcpc with the image's hook), reports the
-    /// lease on the console, then runs steps until the guest dies.
+    /// It asks DHCP for eth0's address and MTU (busybox udhcpc with the image's hook), reports
+    /// the lease on the console, then serves steps until the guest dies, connecting again
+    /// whenever the connection ends.
     pub fn boot_script(&self) -> String {
         format!(
             r#"#!/bin/sh
-# Test guest driver: DHCP on eth0, then shell steps from the test at {ctl}.
-ctl={ctl}
+# Test guest driver: DHCP on eth0, then a shell for the test at {ip}:{port}.
 echo OUTPOST-NET-START
 if udhcpc -i eth0 -n -q -O mtu -t 30 -T 2 -A 2 -s /usr/share/udhcpc/default.script >/tmp/dhcp 2>&1; then
     echo OUTPOST-DHCP-OK
@@ -86,22 +101,19 @@ for word in $(ip -4 -o addr show dev eth0); do
     case $word in */*) me=${{word%/*}}; break ;; esac
 done
 echo "OUTPOST-NET-ADDR $me"
+# nc carries the test's steps into the shell and the shell's output back through the fifo.
+mkfifo /tmp/ctl
 while :; do
-    if timeout 10 wget -q -O /tmp/step "http://$ctl/next?me=$me" 2>/dev/null && [ -s /tmp/step ]; then
-        read -r _ id </tmp/step
-        sh /tmp/step >/tmp/out 2>&1
-        echo "rc=$?" >>/tmp/out
-        timeout 10 wget -q -O /dev/null --post-file /tmp/out "http://$ctl/result?me=$me&id=$id" 2>/dev/null
-    else
-        sleep 1
-    fi
+    nc {ip} {port} </tmp/ctl | {{ echo "{HELLO} $me"; exec sh; }} >/tmp/ctl 2>&1
+    sleep 1
 done
 "#,
-            ctl = self.addr
+            ip = self.addr.ip(),
+            port = self.addr.port(),
         )
     }
 
-    /// Waits until the guest at `ip` has polled at least once.
+    /// Waits until the guest at `ip` has connected at least once.
     pub fn wait_seen(&self, ip: &str, timeout: Duration) -> bool {
         let (lock, cv) = &*self.state;
         let deadline = Instant::now() + timeout;
@@ -118,14 +130,15 @@ done
 
     /// Queues `script` for the guest at `ip` and returns at once with the step's id.
     pub fn submit(&self, ip: &str, script: &str) -> u64 {
-        let (lock, _) = &*self.state;
+        let (lock, cv) = &*self.state;
         let mut st = lock.lock().unwrap();
         st.next_id += 1;
         let id = st.next_id;
         st.queued
             .entry(ip.to_owned())
             .or_default()
-            .push_back((id, format!("# {id}\n{script}\n")));
+            .push_back((id, script.to_owned()));
+        cv.notify_all();
         id
     }
 
@@ -160,73 +173,72 @@ done
     }
 }
 
+/// The shell text that runs one step: the script, quoted whole so that nothing in it (a
+/// syntax error, an `exit`, a stray quote) can reach the shell that reads the connection,
+/// evaluated in a subshell with no stdin (the connection is that shell's stdin), then the
+/// end line with the step's exit status.
+fn step_text(id: u64, script: &str) -> String {
+    let quoted = script.replace('\'', r"'\''");
+    format!("( eval '{quoted}' ) </dev/null 2>&1; printf '\\n{STEP_END} {id} %s\\n' $?\n")
+}
+
+/// Splits what the guest printed for a step from the end line `<marker> <id> <status>`.
+/// The newline the end line starts with is not the step's.
+fn parse_end(line: &str) -> Option<(u64, i32)> {
+    let mut words = line.strip_prefix(STEP_END)?.split_whitespace();
+    let id = words.next()?.parse().ok()?;
+    let status = words.next()?.parse().ok()?;
+    Some((id, status))
+}
+
+/// One guest's connection: its hello names it, then its queued steps go down one at a time.
 fn serve(conn: TcpStream, shared: &(Mutex<State>, Condvar)) -> std::io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut reader = BufReader::new(conn.try_clone()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    let mut length = 0usize;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 || line.trim().is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            if k.eq_ignore_ascii_case("content-length") {
-                length = v.trim().parse().unwrap_or(0);
-            }
-        }
-    }
-    let mut body = vec![0; length.min(1 << 20)];
-    reader.read_exact(&mut body)?;
-    let target = request_line.split_whitespace().nth(1).unwrap_or("");
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let param = |name: &str| {
-        query
-            .split('&')
-            .filter_map(|kv| kv.split_once('='))
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.to_owned())
-            .unwrap_or_default()
+    let mut conn = conn;
+    let mut hello = String::new();
+    reader.read_line(&mut hello)?;
+    let Some(me) = hello
+        .trim()
+        .strip_prefix(HELLO)
+        .map(|s| s.trim().to_owned())
+    else {
+        return Ok(());
     };
-    let me = param("me");
     let (lock, cv) = shared;
-    let reply = {
+    {
         let mut st = lock.lock().unwrap();
         st.seen.insert(me.clone(), Instant::now());
-        let reply = match path {
-            "/next" => st
-                .queued
-                .get_mut(&me)
-                .and_then(VecDeque::pop_front)
-                .map(|(_, script)| script)
-                .unwrap_or_default(),
-            "/result" => {
-                let text = String::from_utf8_lossy(&body).into_owned();
-                // The driver appends "rc=N" as the last line.
-                let (output, status) = match text.trim_end().rsplit_once('\n') {
-                    Some((out, last)) if last.starts_with("rc=") => {
-                        (out.to_owned(), last[3..].parse().unwrap_or(-1))
-                    }
-                    _ => match text.trim_end().strip_prefix("rc=") {
-                        Some(rc) => (String::new(), rc.parse().unwrap_or(-1)),
-                        None => (text.clone(), -1),
-                    },
-                };
-                let id = param("id").parse().unwrap_or(0);
-                st.results.insert((me.clone(), id), (status, output));
-                String::new()
-            }
-            _ => String::new(),
-        };
         cv.notify_all();
-        reply
-    };
-    let mut conn = conn;
-    write!(
-        conn,
-        "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
-        reply.len()
-    )?;
-    conn.flush()
+    }
+    loop {
+        let (id, script) = {
+            let mut st = lock.lock().unwrap();
+            loop {
+                if let Some(step) = st.queued.get_mut(&me).and_then(VecDeque::pop_front) {
+                    break step;
+                }
+                st = cv.wait(st).unwrap();
+            }
+        };
+        conn.write_all(step_text(id, &script).as_bytes())?;
+        conn.flush()?;
+        let mut output = String::new();
+        let status = loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            match parse_end(line.trim_end()) {
+                Some((done, status)) if done == id => break status,
+                _ => output.push_str(&line),
+            }
+        };
+        // Drop the newline the end line started with.
+        if output.ends_with('\n') {
+            output.pop();
+        }
+        let mut st = lock.lock().unwrap();
+        st.results.insert((me.clone(), id), (status, output));
+        cv.notify_all();
+    }
 }

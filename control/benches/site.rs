@@ -140,6 +140,7 @@ fn seed_site(etcd: &Etcd, settings: &ComputeSettings) {
             disabled_reason: None,
             joined_at: Timestamp::now().to_rfc3339(),
             api: None,
+            api_cert_sha256: None,
         };
         let provider = ProviderRecord {
             schema: PROVIDER_SCHEMA,

@@ -4,6 +4,7 @@
 //! Image data goes both ways without being held in memory: [`Client::upload`] streams a
 //! reader as the body, [`Client::download`] writes the reply's body as it arrives.
 
+use crate::tls::CertPin;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Bytes, Frame, SizeHint};
 use hyper::client::conn::http1;
@@ -17,10 +18,28 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
     Unix(PathBuf),
     Tcp(SocketAddr),
+    /// TLS to a listener whose certificate is exactly this one (another box of the site).
+    TlsPinned(SocketAddr, CertPin),
+}
+
+impl Endpoint {
+    /// How to reach another box's API at `addr`: pinned TLS when its record names its
+    /// certificate, plain TCP when it serves plain HTTP (a loopback listener, on a test rig).
+    /// A pin that does not read is refused, never taken for "no TLS".
+    pub fn of_box(addr: SocketAddr, cert_sha256: Option<&str>) -> Result<Endpoint, String> {
+        match cert_sha256 {
+            None => Ok(Endpoint::Tcp(addr)),
+            Some(hex) => CertPin::from_hex(hex)
+                .map(|pin| Endpoint::TlsPinned(addr, pin))
+                .ok_or_else(|| {
+                    format!("the box's certificate fingerprint {hex:?} is not SHA-256 hex")
+                }),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +49,8 @@ pub enum ClientError {
         endpoint: String,
         source: std::io::Error,
     },
+    #[error("TLS with outpostd at {0} failed: {1}")]
+    Tls(String, String),
     #[error("HTTP error talking to outpostd: {0}")]
     Http(#[from] hyper::Error),
     #[error("invalid request: {0}")]
@@ -161,7 +182,7 @@ impl Client {
     ) -> hyper::http::request::Builder {
         let host = match &self.endpoint {
             Endpoint::Unix(_) => "localhost".to_owned(),
-            Endpoint::Tcp(a) => a.to_string(),
+            Endpoint::Tcp(a) | Endpoint::TlsPinned(a, _) => a.to_string(),
         };
         let mut req = Request::builder()
             .method(method)
@@ -193,17 +214,27 @@ impl Client {
                     })?;
                 send(s, req).await
             }
-            Endpoint::Tcp(addr) => {
-                let s = tokio::net::TcpStream::connect(addr)
+            Endpoint::Tcp(addr) => send(tcp(addr).await?, req).await,
+            Endpoint::TlsPinned(addr, pin) => {
+                let connector = crate::tls::pinned_client(*pin)
+                    .map_err(|e| ClientError::Tls(addr.to_string(), e.to_string()))?;
+                let s = connector
+                    .connect(crate::tls::server_name(*addr), tcp(addr).await?)
                     .await
-                    .map_err(|source| ClientError::Connect {
-                        endpoint: addr.to_string(),
-                        source,
-                    })?;
+                    .map_err(|e| ClientError::Tls(addr.to_string(), e.to_string()))?;
                 send(s, req).await
             }
         }
     }
+}
+
+async fn tcp(addr: &SocketAddr) -> Result<tokio::net::TcpStream, ClientError> {
+    tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|source| ClientError::Connect {
+            endpoint: addr.to_string(),
+            source,
+        })
 }
 
 /// Sends `req` on `stream`; the connection is driven by a task that ends with it.

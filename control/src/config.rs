@@ -7,7 +7,10 @@
 //! [api]
 //! socket = "/var/lib/outpost/outpostd.sock"  # default: <state_dir>/outpostd.sock
 //! listen = "127.0.0.1:8080"                  # default: no TCP listener
-//! public_url = "http://192.0.2.10:8080"      # default: http://<listen>
+//! public_url = "https://192.0.2.10:8080"     # default: http(s)://<listen>
+//! tls = true              # default: on unless `listen` is loopback; never off for another
+//! tls_cert = "/etc/outpost/api.crt"          # PEM; default: made at first start under
+//! tls_key = "/etc/outpost/api.key"           #   <state_dir>/tls/, fingerprint logged
 //! [identity]
 //! token_ttl_secs = 43200
 //! region = "RegionOne"
@@ -32,6 +35,7 @@ use crate::compute::servers::config::{ComputeSection, GuestSection, GuestSetting
 use crate::identity::logins::LoginLimits;
 use crate::network::NetworkSettings;
 use crate::quota::{Limit, QuotaDefaults, QuotaError};
+use crate::tls::CertSource;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -60,6 +64,14 @@ pub enum ConfigError {
     TokenTtl(u64),
     #[error("api.public_url {0:?} must be an http:// or https:// URL")]
     PublicUrl(String),
+    #[error(
+        "api.tls = false with api.listen = {0}, which is reachable from off the box: outpostd \
+         serves plain HTTP on loopback only (put your own TLS proxy in front of a loopback \
+         listener, or leave api.tls unset)"
+    )]
+    PlainOffBox(SocketAddr),
+    #[error("api.tls_cert and api.tls_key go together: set both, or neither for a generated pair")]
+    TlsHalfPair,
     #[error("identity.region must not be empty")]
     Region,
     #[error("network.mtu must be between 68 and 9000, not {0}")]
@@ -104,6 +116,9 @@ pub struct ApiSection {
     pub socket: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
     pub public_url: Option<String>,
+    pub tls: Option<bool>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -150,6 +165,8 @@ pub struct Settings {
     pub listen: Option<SocketAddr>,
     /// Explicit base URL for links and the catalog; None derives it from the bound address.
     pub public_url: Option<String>,
+    /// The TCP listener's certificate; None serves it plain (loopback only).
+    pub tls: Option<CertSource>,
     pub token_ttl: Duration,
     pub region: String,
     pub logins: LoginLimits,
@@ -164,6 +181,60 @@ pub struct Settings {
     pub policy: Policy,
 }
 
+/// Whether and how the TCP listener speaks TLS: on whenever it is reachable from off the box,
+/// with the operator's pair or one made at first start for the names clients use.
+fn resolve_tls(
+    api: &ApiSection,
+    listen: Option<SocketAddr>,
+    public_url: Option<&str>,
+    state_dir: &Path,
+) -> Result<Option<CertSource>, ConfigError> {
+    let Some(listen) = listen else {
+        return Ok(None);
+    };
+    let off_box = !listen.ip().is_loopback();
+    let files = match (&api.tls_cert, &api.tls_key) {
+        (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+        (None, None) => None,
+        _ => return Err(ConfigError::TlsHalfPair),
+    };
+    match api.tls {
+        Some(false) if off_box => return Err(ConfigError::PlainOffBox(listen)),
+        Some(false) => return Ok(None),
+        None if !off_box && files.is_none() => return Ok(None),
+        _ => {}
+    }
+    if let Some((cert, key)) = files {
+        return Ok(Some(CertSource::Files { cert, key }));
+    }
+    // The names the certificate is for: the listener's address (unless it is every
+    // address), the public URL's host, and loopback's.
+    let mut names = Vec::new();
+    if !listen.ip().is_unspecified() {
+        names.push(listen.ip().to_string());
+    }
+    if let Some(host) = public_url.and_then(url_host) {
+        names.push(host);
+    }
+    names.push("localhost".to_owned());
+    names.dedup();
+    Ok(Some(CertSource::Generated {
+        dir: state_dir.join(crate::tls::GENERATED_DIR),
+        names,
+    }))
+}
+
+/// The host of an http(s) URL, without brackets or port.
+fn url_host(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split('/').next()?;
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next()?,
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    (!host.is_empty()).then(|| host.to_owned())
+}
+
 impl Settings {
     pub fn resolve(file: ConfigFile, flags: Overrides) -> Result<Settings, ConfigError> {
         let state_dir = flags
@@ -172,11 +243,11 @@ impl Settings {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
         let socket = flags
             .socket
-            .or(file.api.socket)
+            .or(file.api.socket.clone())
             .unwrap_or_else(|| state_dir.join(SOCKET_NAME));
         let public_url = flags
             .public_url
-            .or(file.api.public_url)
+            .or(file.api.public_url.clone())
             .map(|u| {
                 let trimmed = u.trim_end_matches('/').to_owned();
                 let scheme_ok = trimmed.starts_with("http://") || trimmed.starts_with("https://");
@@ -187,6 +258,8 @@ impl Settings {
                 }
             })
             .transpose()?;
+        let listen = flags.listen.or(file.api.listen);
+        let tls = resolve_tls(&file.api, listen, public_url.as_deref(), &state_dir)?;
         let ttl = file
             .identity
             .token_ttl_secs
@@ -224,8 +297,9 @@ impl Settings {
         Ok(Settings {
             state_dir,
             socket,
-            listen: flags.listen.or(file.api.listen),
+            listen,
             public_url,
+            tls,
             token_ttl: Duration::from_secs(ttl),
             region,
             logins,
@@ -253,6 +327,53 @@ mod tests {
 
     fn parse(text: &str) -> Result<ConfigFile, String> {
         toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn tls_is_on_off_the_box_and_off_on_loopback() {
+        let settings = |text: &str| {
+            Settings::resolve(parse(text).unwrap(), Overrides::default()).map(|s| s.tls)
+        };
+        assert_eq!(settings("").unwrap(), None);
+        assert_eq!(
+            settings("[api]\nlisten = \"127.0.0.1:8080\"").unwrap(),
+            None
+        );
+        let Some(CertSource::Generated { dir, names }) =
+            settings("[api]\nlisten = \"192.0.2.7:8774\"\npublic_url = \"https://api.site:8774/\"")
+                .unwrap()
+        else {
+            panic!("an off-box listener got no generated certificate");
+        };
+        assert_eq!(dir, PathBuf::from("/var/lib/outpost/tls"));
+        assert_eq!(names, ["192.0.2.7", "api.site", "localhost"]);
+        let Some(CertSource::Generated { names, .. }) =
+            settings("[api]\nlisten = \"[::]:8774\"").unwrap()
+        else {
+            panic!("a listener on every address got no certificate");
+        };
+        assert_eq!(names, ["localhost"]);
+        assert_eq!(
+            settings("[api]\nlisten = \"127.0.0.1:1\"\ntls_cert = \"/c\"\ntls_key = \"/k\"")
+                .unwrap(),
+            Some(CertSource::Files {
+                cert: "/c".into(),
+                key: "/k".into()
+            })
+        );
+        assert!(matches!(
+            settings("[api]\nlisten = \"10.0.0.1:1\"\ntls = false"),
+            Err(ConfigError::PlainOffBox(_))
+        ));
+        assert!(matches!(
+            settings("[api]\nlisten = \"10.0.0.1:1\"\ntls_cert = \"/c\""),
+            Err(ConfigError::TlsHalfPair)
+        ));
+        assert_eq!(
+            url_host("https://[fd00::1]:8774/x").as_deref(),
+            Some("fd00::1")
+        );
+        assert_eq!(url_host("http://h").as_deref(), Some("h"));
     }
 
     #[test]

@@ -66,6 +66,8 @@ pub enum DaemonError {
     #[error("servers: {0}")]
     Fleet(#[from] FleetError),
     #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
     Network(#[from] crate::network::agent::AgentError),
     #[error("cluster: {0}")]
     Cluster(#[from] crate::cluster::ClusterError),
@@ -208,9 +210,23 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
             None => None,
         };
         let bound = tcp.as_ref().and_then(|l| l.local_addr().ok());
+        let tls = match (&tcp, &settings.tls) {
+            (Some(_), Some(source)) => {
+                let tls = crate::tls::ServerTls::load(source)?;
+                tracing::info!(
+                    "TLS on {}: certificate {:?}, SHA-256 fingerprint {}",
+                    bound.map(|a| a.to_string()).unwrap_or_default(),
+                    tls.cert_path,
+                    tls.pin
+                );
+                Some(tls)
+            }
+            _ => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let base_url = match (&settings.public_url, bound) {
             (Some(url), _) => url.clone(),
-            (None, Some(addr)) => format!("http://{addr}"),
+            (None, Some(addr)) => format!("{scheme}://{addr}"),
             (None, None) => "http://localhost".to_owned(),
         };
         tracing::info!(
@@ -229,6 +245,7 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
                     &settings.state_dir,
                     &inventory,
                     bound,
+                    tls.as_ref().map(|t| t.pin),
                 )
                 .await?;
                 tracing::info!(
@@ -290,7 +307,8 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
             puller,
             logins: crate::identity::logins::LoginGuard::new(settings.logins.clone()),
         });
-        api::server::serve(state, unix, tcp, termination()).await;
+        let acceptor = tls.map(|t| t.acceptor);
+        api::server::serve(state, unix, tcp, acceptor, termination()).await;
         if let Some(fencing) = fencing {
             fencing.stop();
         }

@@ -29,4 +29,5 @@ pub mod random;
 pub mod storage;
 pub mod store;
 pub mod timestamp;
+pub mod tls;
 pub mod volume;

@@ -146,3 +146,108 @@ fn kill_dash_nine_and_restart_keeps_flavors_and_users() {
     let users = d.unix().get("/identity/v3/users?name=alice").body_json();
     assert_eq!(users["users"].as_array().unwrap().len(), 1);
 }
+
+/// A listener reachable from off the box speaks TLS with a certificate made at the first
+/// start and kept; its fingerprint is in the log; plain HTTP gets no answer there; and plain
+/// HTTP off the box cannot be configured.
+#[test]
+fn an_off_box_listener_speaks_tls_with_a_kept_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("s");
+    let port = common::free_port().port();
+    let log_path = dir.path().join("outpostd.log");
+    // The host's networking is left alone: tests run side by side.
+    let quiet = dir.path().join("quiet.toml");
+    std::fs::write(&quiet, "[network]\nmanage_host = false\n").unwrap();
+    let start = || {
+        let log = std::fs::File::create(&log_path).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_outpostd"))
+            .arg("--state-dir")
+            .arg(&state)
+            .arg("--listen")
+            .arg(format!("0.0.0.0:{port}"))
+            .arg("--config")
+            .arg(&quiet)
+            .env("OUTPOST_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    };
+    let cert = state.join("tls/cert.pem");
+    let curl = |scheme: &str| {
+        std::process::Command::new("curl")
+            .args(["-s", "--max-time", "5", "--cacert"])
+            .arg(&cert)
+            .arg(format!("{scheme}://localhost:{port}/identity/v3"))
+            .output()
+            .unwrap()
+    };
+    let fingerprint_logged = || {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        log.split("SHA-256 fingerprint ")
+            .nth(1)
+            .map(|rest| rest.split_whitespace().next().unwrap_or("").to_owned())
+    };
+    let serve_once = || {
+        let mut child = start();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let answer = loop {
+            let out = curl("https");
+            if out.status.success() {
+                break out;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no TLS answer: {}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let doc: serde_json::Value = serde_json::from_slice(&answer.stdout).unwrap();
+        assert_eq!(doc["version"]["id"], "v3.14", "{doc}");
+        let link = doc["version"]["links"][0]["href"].as_str().unwrap_or("");
+        assert!(link.starts_with("https://"), "{link}");
+        let plain = curl("http");
+        assert!(
+            !plain.status.success() || plain.stdout.is_empty(),
+            "plain HTTP was answered on a TLS listener"
+        );
+        let logged = fingerprint_logged().expect("the log names the certificate's fingerprint");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        logged
+    };
+    let first = serve_once();
+    assert_eq!(mode(&state.join("tls/key.pem")), 0o600);
+    // The fingerprint the log gives is the certificate's, as openssl computes it.
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(&cert)
+        .output()
+        .unwrap();
+    let openssl = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        openssl.trim().rsplit('=').next(),
+        Some(first.as_str()),
+        "{openssl}"
+    );
+    // A restart keeps the certificate.
+    assert_eq!(serve_once(), first);
+
+    // Plain HTTP off the box is refused at start, with the reason.
+    let cfg = dir.path().join("plain.toml");
+    std::fs::write(&cfg, "[api]\ntls = false\n[network]\nmanage_host = false\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_outpostd"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--state-dir")
+        .arg(dir.path().join("s2"))
+        .arg("--listen")
+        .arg(format!("0.0.0.0:{port}"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("loopback"), "{err}");
+}

@@ -36,6 +36,8 @@ pub struct Openstack {
     user: String,
     password: String,
     project: String,
+    /// The certificate to trust when the URL is https (a box's own, self-signed).
+    cacert: Option<PathBuf>,
     home: tempfile::TempDir,
 }
 
@@ -48,8 +50,15 @@ impl Openstack {
             user: user.to_owned(),
             password: password.to_owned(),
             project: project.to_owned(),
+            cacert: None,
             home: tempfile::tempdir().expect("a home for the client"),
         }
+    }
+
+    /// Trusts `cert` (PEM) for https, as `--os-cacert` does.
+    pub fn with_cacert(mut self, cert: PathBuf) -> Openstack {
+        self.cacert = Some(cert);
+        self
     }
 
     /// Runs `openstack ARGS`: Ok(stdout) or Err(stderr).
@@ -62,6 +71,11 @@ impl Openstack {
             .args(["--os-user-domain-name", "Default"])
             .args(["--os-project-domain-name", "Default"])
             .args(["--os-region-name", "RegionOne"])
+            .args(
+                self.cacert
+                    .iter()
+                    .flat_map(|c| [std::ffi::OsStr::new("--os-cacert"), c.as_os_str()]),
+            )
             .args(args)
             // No clouds.yaml or OS_* of the host may leak in.
             .env_clear()

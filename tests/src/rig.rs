@@ -476,6 +476,12 @@ impl BoxNode {
         self.dir.join("outpostd.toml")
     }
 
+    /// The certificate this box's TCP listener presents (on the underlay it speaks TLS, with
+    /// one made at its first start).
+    pub fn tls_cert(&self) -> PathBuf {
+        self.state_dir().join("tls/cert.pem")
+    }
+
     pub fn state_dir(&self) -> PathBuf {
         self.dir.join("state")
     }
@@ -597,7 +603,9 @@ impl BoxNode {
             cmd.args(["-d", &b.to_string()]);
         }
         let out = cmd
-            .arg(format!("http://{}:{API_PORT}{path}", self.addr))
+            .arg("--cacert")
+            .arg(self.tls_cert())
+            .arg(format!("https://{}:{API_PORT}{path}", self.addr))
             .output()
             .expect("curl runs");
         let text = String::from_utf8_lossy(&out.stdout).into_owned();

@@ -84,8 +84,10 @@ impl Site {
             .boxes
             .iter()
             .map(|b| {
-                let url = format!("http://{}:{API_PORT}/identity/v3", b.addr);
-                Openstack::new(&url, "admin", &password, "admin")
+                // Each box's listener is on the underlay, so it speaks TLS with the
+                // certificate the box made at its first start.
+                let url = format!("https://{}:{API_PORT}/identity/v3", b.addr);
+                Openstack::new(&url, "admin", &password, "admin").with_cacert(b.tls_cert())
             })
             .collect();
         Site {

@@ -51,6 +51,8 @@ pub fn to_box(
                 "The server's host box {owner} serves no API to the other boxes ([api] listen)."
             ))
         })?;
+    let endpoint = Endpoint::of_box(addr, target.record.api_cert_sha256.as_deref())
+        .map_err(|e| Fault::internal(format!("box {owner}'s record in etcd: {e}")))?;
     let token = match call
         .headers
         .get(AUTH_TOKEN_HEADER)
@@ -77,7 +79,7 @@ pub fn to_box(
     let reply = std::thread::scope(|scope| {
         scope
             .spawn(move || {
-                let client = Client::new(Endpoint::Tcp(addr))?;
+                let client = Client::new(endpoint)?;
                 let mut headers = vec![
                     (AUTH_TOKEN_HEADER, token.as_str()),
                     (FORWARDED_BY, me.as_str()),

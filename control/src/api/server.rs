@@ -16,7 +16,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::IpAddr;
@@ -45,11 +45,13 @@ pub const MAX_UNIX_CONNECTIONS: usize = 256;
 
 pub type HttpResponse = Response<ResponseBody>;
 
-/// Serves until `shutdown` resolves, then stops accepting and drains.
+/// Serves until `shutdown` resolves, then stops accepting and drains. The TCP listener's
+/// connections speak TLS when `tls` is given ([`crate::tls`]).
 pub async fn serve(
     state: Arc<ApiState>,
     unix: UnixListener,
     tcp: Option<TcpListener>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
     let graceful = GracefulShutdown::new();
@@ -62,7 +64,7 @@ pub async fn serve(
             accepted = unix.accept() => match accepted {
                 Ok((stream, _)) => {
                     if let Some(slot) = admit(&unix_slots, Transport::Unix) {
-                        connection(&graceful, stream, state.clone(), Transport::Unix, None, slot);
+                        connection(graceful.watcher(), stream, state.clone(), Transport::Unix, None, slot);
                     }
                 }
                 Err(e) => accept_failed(e).await,
@@ -71,7 +73,13 @@ pub async fn serve(
                 Ok((stream, peer)) => {
                     if let Some(slot) = admit(&tcp_slots, Transport::Tcp) {
                         let peer = Some(peer.ip());
-                        connection(&graceful, stream, state.clone(), Transport::Tcp, peer, slot);
+                        let watcher = graceful.watcher();
+                        match &tls {
+                            None => connection(watcher, stream, state.clone(), Transport::Tcp, peer, slot),
+                            Some(tls) => {
+                                tokio::spawn(handshake(tls.clone(), watcher, stream, state.clone(), peer, slot));
+                            }
+                        }
                     }
                 }
                 Err(e) => accept_failed(e).await,
@@ -124,8 +132,25 @@ async fn accept_failed(e: std::io::Error) {
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
+/// The TLS handshake of a TCP connection, bounded like a request's head (a client that opens
+/// a connection and says nothing costs its place for that long, no more), then its requests.
+async fn handshake(
+    tls: tokio_rustls::TlsAcceptor,
+    watcher: Watcher,
+    stream: tokio::net::TcpStream,
+    state: Arc<ApiState>,
+    peer: Option<IpAddr>,
+    slot: OwnedSemaphorePermit,
+) {
+    match tokio::time::timeout(HEADER_READ_TIMEOUT, tls.accept(stream)).await {
+        Ok(Ok(stream)) => connection(watcher, stream, state, Transport::Tcp, peer, slot),
+        Ok(Err(e)) => tracing::debug!("TLS handshake with {peer:?} failed: {e}"),
+        Err(_) => tracing::debug!("TLS handshake with {peer:?} timed out"),
+    }
+}
+
 fn connection<S>(
-    graceful: &GracefulShutdown,
+    watcher: Watcher,
     stream: S,
     state: Arc<ApiState>,
     t: Transport,
@@ -142,7 +167,7 @@ fn connection<S>(
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .serve_connection(TokioIo::new(Box::pin(stream)), service);
-    let conn = graceful.watch(conn);
+    let conn = watcher.watch(conn);
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!("connection ended with an error: {e}");

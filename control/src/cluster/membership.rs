@@ -89,9 +89,10 @@ impl Membership {
         state_dir: &Path,
         inventory: &Inventory,
         api: Option<std::net::SocketAddr>,
+        api_pin: Option<crate::tls::CertPin>,
     ) -> Result<Membership, ClusterError> {
         let etcd = connect(settings).await?;
-        enter(&etcd, settings, api).await?;
+        enter(&etcd, settings, api, api_pin).await?;
         let (lease, renewed) = lease(&etcd, &state_dir.join(LEASE_FILE)).await?;
         let alive = alive_record()?;
         let (key, value) = (keys::alive(&settings.name), to_json(&alive));
@@ -424,6 +425,7 @@ async fn enter(
     etcd: &Etcd,
     s: &ClusterSettings,
     api: Option<std::net::SocketAddr>,
+    api_pin: Option<crate::tls::CertPin>,
 ) -> Result<(), ClusterError> {
     let (_, mut client) = etcd.client().await?;
     let now = Timestamp::now().to_rfc3339();
@@ -439,6 +441,7 @@ async fn enter(
         disabled_reason: None,
         joined_at: now.clone(),
         api: api.map(|a| a.to_string()),
+        api_cert_sha256: api_pin.map(|p| p.to_hex()),
     };
     let cluster = ClusterRecord {
         schema: CLUSTER_SCHEMA,
@@ -473,6 +476,7 @@ async fn enter(
         old.underlay = record.underlay;
         old.availability_zone = record.availability_zone;
         old.api = record.api;
+        old.api_cert_sha256 = record.api_cert_sha256;
         let txn = Txn::new()
             .when([Compare::mod_revision(me.clone(), CompareOp::Equal, rev)])
             .and_then([TxnOp::put(me, to_json(&old), None)]);

@@ -41,6 +41,10 @@ pub struct BoxRecord {
     /// that need the bytes only this box has are forwarded there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api: Option<String>,
+    /// SHA-256 (hex) of the certificate that listener presents when it speaks TLS: the other
+    /// boxes pin it ([`crate::tls`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_cert_sha256: Option<String>,
 }
 
 /// `/alive/<name>`, on the box's lease: present while the box renews it.

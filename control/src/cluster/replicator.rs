@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Membership;
+use crate::client::Endpoint;
 use crate::image::pull::{Peer, PullError, Puller};
 use crate::image::ImageStatus;
 
@@ -31,10 +32,18 @@ pub async fn run(membership: Membership, puller: Arc<Puller>, api_port: u16) {
                     .filter(|b| b.is_up() && b.record.name != membership.name())
                     .filter_map(|b| {
                         let ip: IpAddr = b.record.underlay.parse().ok()?;
-                        Some(Peer {
-                            name: b.record.name.clone(),
-                            api: SocketAddr::new(ip, api_port),
-                        })
+                        let addr = SocketAddr::new(ip, api_port);
+                        let cert = b.record.api_cert_sha256.as_deref();
+                        match Endpoint::of_box(addr, cert) {
+                            Ok(api) => Some(Peer {
+                                name: b.record.name.clone(),
+                                api,
+                            }),
+                            Err(e) => {
+                                tracing::warn!("image replicator: box {}: {e}", b.record.name);
+                                None
+                            }
+                        }
                     })
                     .collect();
                 puller.set_peers(peers);

@@ -31,7 +31,8 @@ pub struct BoxView {
 
 pub enum Site {
     Alone {
-        record: Mutex<BoxRecord>,
+        /// Boxed: a record is far larger than a member's handle.
+        record: Box<Mutex<BoxRecord>>,
         file: PathBuf,
         fleet: Arc<Fleet>,
     },
@@ -81,6 +82,7 @@ impl Site {
                     disabled_reason: None,
                     joined_at: Timestamp::now().to_rfc3339(),
                     api: None,
+                    api_cert_sha256: None,
                 };
                 save(&file, &record)?;
                 record
@@ -89,7 +91,7 @@ impl Site {
         };
         fleet.set_host_enabled(record.enabled, record.disabled_reason.clone());
         Ok(Site::Alone {
-            record: Mutex::new(record),
+            record: Box::new(Mutex::new(record)),
             file,
             fleet,
         })

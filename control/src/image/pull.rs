@@ -10,7 +10,6 @@
 
 use std::collections::BTreeSet;
 use std::io::{self, Write};
-use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -34,8 +33,8 @@ const REFILL_EVERY: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
     pub name: String,
-    /// Its API listener (Glance's download).
-    pub api: SocketAddr,
+    /// Its API listener (Glance's download), pinned TLS when it speaks TLS.
+    pub api: Endpoint,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -283,7 +282,7 @@ impl Puller {
             reason,
         };
         let token = self.token()?;
-        let client = Client::new(Endpoint::Tcp(peer.api)).map_err(|e| transfer(e.to_string()))?;
+        let client = Client::new(peer.api.clone()).map_err(|e| transfer(e.to_string()))?;
         let size = u64::try_from(expected.size).unwrap_or(0);
         // Dropping `up` without finishing removes the partial file.
         let mut up = self.images.begin_upload(
@@ -493,7 +492,7 @@ mod tests {
         assert!(matches!(p.ensure("i1", true), Err(PullError::NoSource(_))));
         p.set_peers(vec![Peer {
             name: "box3".into(),
-            api: "127.0.0.1:9".parse().unwrap(),
+            api: Endpoint::Tcp("127.0.0.1:9".parse().unwrap()),
         }]);
         assert!(matches!(p.ensure("i1", true), Err(PullError::NoSource(_))));
         assert!(!p.holds("i1").unwrap());

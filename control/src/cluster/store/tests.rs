@@ -392,6 +392,7 @@ fn site_with_doors(
                 disabled_reason: None,
                 joined_at: "2026-12-06T00:00:00Z".into(),
                 api: None,
+                api_cert_sha256: None,
             };
             let provider = crate::cluster::records::ProviderRecord {
                 schema: PROVIDER_SCHEMA,

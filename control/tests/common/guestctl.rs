@@ -34,6 +34,9 @@ struct State {
     results: HashMap<(String, u64), (i32, String)>,
     /// When each guest last connected.
     seen: HashMap<String, Instant>,
+    /// Each guest's connections so far: only the newest one takes its steps (an older one,
+    /// broken, would swallow them).
+    connections: HashMap<String, u64>,
     next_id: u64,
 }
 
@@ -205,15 +208,22 @@ fn serve(conn: TcpStream, shared: &(Mutex<State>, Condvar)) -> std::io::Result<(
         return Ok(());
     };
     let (lock, cv) = shared;
-    {
+    let generation = {
         let mut st = lock.lock().unwrap();
         st.seen.insert(me.clone(), Instant::now());
+        let n = st.connections.entry(me.clone()).or_default();
+        *n += 1;
+        let generation = *n;
         cv.notify_all();
-    }
+        generation
+    };
     loop {
         let (id, script) = {
             let mut st = lock.lock().unwrap();
             loop {
+                if st.connections.get(&me) != Some(&generation) {
+                    return Ok(());
+                }
                 if let Some(step) = st.queued.get_mut(&me).and_then(VecDeque::pop_front) {
                     break step;
                 }

@@ -1,6 +1,6 @@
 //! Running `qemu-img` on untrusted images: always with the format named (`-f qcow2`, never
 //! probing), on absolute paths (so no `proto:` prefix can be read into a file name), and for
-//! `info` under CPU-time and address-space limits, since a crafted header can make the parser
+//! under CPU-time and address-space limits, since a crafted header can make the parser
 //! allocate or loop far beyond what a real image needs.
 
 use std::io;
@@ -14,6 +14,12 @@ use serde::Deserialize;
 /// few MiB; these leave room for huge images while stopping a hostile one.
 const INFO_CPU_SECONDS: libc::rlim_t = 30;
 const INFO_ADDRESS_SPACE: libc::rlim_t = 1 << 30;
+/// Limits for `qemu-img convert`: it reads and writes the whole image, so CPU time grows with
+/// its size (ten minutes converts hundreds of GiB of mostly-zero data), while its memory does
+/// not (a few buffers and the qcow2 caches; the rest of the 4 GiB is room for glibc's
+/// per-thread arenas, which count against an address-space limit).
+const CONVERT_CPU_SECONDS: libc::rlim_t = 600;
+const CONVERT_ADDRESS_SPACE: libc::rlim_t = 4 << 30;
 
 /// What went wrong running qemu-img.
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +141,7 @@ impl QemuImg {
         cmd.args(["convert", "-f", "qcow2", "-O", "raw"])
             .arg(src)
             .arg(dst);
+        limit_resources(&mut cmd, CONVERT_CPU_SECONDS, CONVERT_ADDRESS_SPACE);
         self.run(cmd, "convert", src).map(drop)
     }
 

@@ -436,6 +436,30 @@ fn qcow2_virtual_size_above_the_limit_is_refused() {
     assert_refused_and_clean(&store, "huge", &err);
 }
 
+/// A qcow2 whose raw form would not fit the store's disk is refused before qemu-img converts
+/// it (which would fill the disk first and fail after).
+#[test]
+fn qcow2_larger_than_the_free_space_is_refused_before_conversion() {
+    let root = tempfile::tempdir().unwrap();
+    let config = ImageStoreConfig {
+        max_virtual_size: u64::MAX,
+        convert_qcow2_to_raw: true,
+        ..ImageStoreConfig::default()
+    };
+    let store = ImageStore::open_with(root.path().join("store"), config).unwrap();
+    let huge = root.path().join("huge.qcow2");
+    run(
+        "qemu-img",
+        &["create", "-f", "qcow2", huge.to_str().unwrap(), "1P"],
+    );
+    let err = upload(&store, "huge", qcow2(), &fs::read(&huge).unwrap(), None).unwrap_err();
+    assert!(
+        matches!(err, ImageError::NoSpace { needed, free, .. } if needed == 1 << 50 && free < needed),
+        "{err}"
+    );
+    assert_refused_and_clean(&store, "huge", &err);
+}
+
 #[test]
 fn empty_upload_is_refused() {
     let root = tempfile::tempdir().unwrap();

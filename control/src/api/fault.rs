@@ -237,7 +237,9 @@ fn image_data_status(e: &outpost_image_store::ImageError) -> Option<StatusCode> 
     Some(match e {
         S::NotFound { .. } => StatusCode::NOT_FOUND,
         S::AlreadyExists { .. } => StatusCode::CONFLICT,
-        S::TooLarge { .. } | S::VirtualSizeTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        S::TooLarge { .. } | S::VirtualSizeTooLarge { .. } | S::NoSpace { .. } => {
+            StatusCode::PAYLOAD_TOO_LARGE
+        }
         S::Id(_)
         | S::UnsupportedFormat { .. }
         | S::Empty { .. }

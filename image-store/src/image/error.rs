@@ -83,6 +83,11 @@ pub enum ImageError {
     },
     #[error("image {id}: {source}")]
     QemuImg { id: String, source: QemuImgError },
+    #[error(
+        "image {id} needs {needed} bytes once converted to raw, but the image store has {free} \
+         bytes free; free space or upload a smaller image"
+    )]
+    NoSpace { id: String, needed: u64, free: u64 },
 }
 
 impl ImageError {

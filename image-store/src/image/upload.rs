@@ -282,6 +282,20 @@ impl Upload {
             });
         }
 
+        // Before qemu-img writes anything: the raw image can take up to its virtual size.
+        let free = rustix::fs::statvfs(&self.layout.partial_dir)
+            .map(|st| st.f_bavail.saturating_mul(st.f_frsize))
+            .map_err(|e| ImageError::Io {
+                path: self.layout.partial_dir.clone(),
+                source: e.into(),
+            })?;
+        if virtual_size > free {
+            return Err(ImageError::NoSpace {
+                id,
+                needed: virtual_size,
+                free,
+            });
+        }
         let mut raw = PartialFile::create(&self.layout.partial_dir, self.id.as_str())
             .map_err(ImageError::File)?;
         self.config

@@ -342,7 +342,8 @@ pub fn open_fleet(
             _ => section.host = Some(cluster.name.clone()),
         }
     }
-    let compute = ComputeSettings::resolve(&section, Machine::measure(&settings.state_dir))?;
+    let mut compute = ComputeSettings::resolve(&section, Machine::measure(&settings.state_dir))?;
+    compute.failure_reserve = settings.cluster.as_ref().is_some_and(|c| c.ha_reserve);
     tracing::info!(
         "host {}: {} vCPU, {} MB RAM, {} GB disk; monitor {:?}",
         compute.host,

@@ -290,7 +290,14 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
             }
             None => Site::alone(&settings.state_dir, fleet.clone())?,
         };
+        let evacuator = site_doors.clone().map(|doors| {
+            Arc::new(crate::cluster::evacuation::Evacuator::new(
+                doors,
+                fleet.clone(),
+            ))
+        });
         let state = Arc::new(ApiState {
+            evacuator,
             site: Arc::new(site),
             doors,
             base_url,

@@ -111,6 +111,7 @@ const SERVER_ACTIONS: &[(&str, Rule)] = &[
         "removeSecurityGroup",
         rule("os_compute_api:os-security-groups:remove", MEMBER),
     ),
+    ("evacuate", rule("os_compute_api:os-evacuate", ADMIN)),
 ];
 
 /// Nova's rules for the host aggregate actions: admin-only, as the aggregates are.

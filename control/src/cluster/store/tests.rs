@@ -1276,7 +1276,7 @@ fn an_evacuation_moves_owner_epoch_and_claim_in_one_transaction() {
     };
     let plan = |view: &_| {
         site[0]
-            .plan_evacuation(view, "s1", &small_flavor(), false, &wanted)
+            .plan_evacuation(view, "s1", &small_flavor(), false, &wanted, None)
             .unwrap()
     };
     // box2 still alive: the move cannot commit, whatever was planned.

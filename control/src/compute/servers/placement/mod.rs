@@ -413,7 +413,8 @@ impl Placement {
     /// weighers of a create, its group's policy and its hints, the dead box never a
     /// candidate (it is down in `view`). Returns the claim's move, for the caller to commit
     /// with the ownership move in one transaction, and the new claim. An admin's host named
-    /// at create is not kept: it named the box that died, as Nova's evacuate drops it.
+    /// at create is not kept: it named the box that died, as Nova's evacuate drops it. The
+    /// host an admin's `evacuate` names (`to`) is the only one considered, filters still run.
     pub fn plan_evacuation(
         &self,
         view: &SiteView,
@@ -421,9 +422,10 @@ impl Placement {
         flavor: &FlavorSnapshot,
         boot_from_volume: bool,
         wanted: &Wanted,
+        to: Option<&str>,
     ) -> Result<(ClaimChange, Claim), PlacementError> {
         let wanted = Wanted {
-            host: None,
+            host: to.map(str::to_owned),
             ..wanted.clone()
         };
         let mut request = self.request(flavor, boot_from_volume, &wanted)?;

@@ -57,6 +57,23 @@ fn server_count(rig: &Rig) -> usize {
     body["servers"].as_array().expect("servers").len()
 }
 
+fn show(rig: &Rig, via: usize, id: &str) -> Value {
+    let (code, body) =
+        rig.boxes[via - 1].api("GET", &format!("/compute/v2.1/servers/{id}"), None, "2.53");
+    assert_eq!(code, 200, "{body}");
+    body["server"].clone()
+}
+
+/// Nova's evacuate of server `id` through box `via`, at compute microversion `version`.
+fn evacuate(rig: &Rig, via: usize, id: &str, args: Value, version: &str) -> (u16, Value) {
+    rig.boxes[via - 1].api(
+        "POST",
+        &format!("/compute/v2.1/servers/{id}/action"),
+        Some(&json!({ "evacuate": args })),
+        version,
+    )
+}
+
 #[test]
 fn the_failure_reserve_refuses_what_would_strand_a_box_s_servers_and_maintenance_shrinks_it() {
     // Two vCPUs a box: a flavor of two fills a box, three fill the site.
@@ -133,27 +150,13 @@ fn an_admin_evacuates_a_stay_server_of_a_dead_box_to_the_box_named() {
     );
     assert_eq!(code, 202, "{body}");
     let id = body["server"]["id"].as_str().expect("an id").to_owned();
-    let show = |via: usize| {
-        let (code, body) =
-            rig.boxes[via - 1].api("GET", &format!("/compute/v2.1/servers/{id}"), None, "2.53");
-        assert_eq!(code, 200, "{body}");
-        body["server"].clone()
-    };
     eventually(300, "the stay server ACTIVE on box3", || {
-        let s = show(1);
+        let s = show(&rig, 1, &id);
         assert_ne!(s["status"], "ERROR", "{s}");
         (s["status"] == "ACTIVE").then_some(())
     });
-    assert_eq!(show(1)["OS-EXT-SRV-ATTR:host"], "box3");
-    let evacuate = |via: usize, args: Value, version: &str| {
-        rig.boxes[via - 1].api(
-            "POST",
-            &format!("/compute/v2.1/servers/{id}/action"),
-            Some(&json!({ "evacuate": args })),
-            version,
-        )
-    };
-    let (code, body) = evacuate(1, json!({}), "2.53");
+    assert_eq!(show(&rig, 1, &id)["OS-EXT-SRV-ATTR:host"], "box3");
+    let (code, body) = evacuate(&rig, 1, &id, json!({}), "2.53");
     assert_eq!(code, 409, "{body}");
     assert_eq!(
         body["conflictingRequest"]["message"],
@@ -161,12 +164,12 @@ fn an_admin_evacuates_a_stay_server_of_a_dead_box_to_the_box_named() {
     );
     // The body's shape follows the microversion.
     assert_eq!(
-        evacuate(1, json!({}), "2.1").0,
+        evacuate(&rig, 1, &id, json!({}), "2.1").0,
         400,
         "onSharedStorage required"
     );
     assert_eq!(
-        evacuate(1, json!({"force": false}), "2.68").0,
+        evacuate(&rig, 1, &id, json!({"force": false}), "2.68").0,
         400,
         "force gone in 2.68"
     );
@@ -175,32 +178,36 @@ fn an_admin_evacuates_a_stay_server_of_a_dead_box_to_the_box_named() {
     rig.power_off(3);
     // A stay server waits for its box: the controller leaves it where it is.
     eventually(60, "box3 seen down", || {
-        let (code, _) = evacuate(2, json!({"host": "box3"}), "2.53");
+        let (code, _) = evacuate(&rig, 2, &id, json!({"host": "box3"}), "2.53");
         (code != 409).then_some(code)
     });
     eprintln!("box3 seen down {:?} after the cut", cut.elapsed());
-    let (code, body) = evacuate(2, json!({"host": "box3"}), "2.53");
+    let (code, body) = evacuate(&rig, 2, &id, json!({"host": "box3"}), "2.53");
     assert_eq!(code, 400, "{body}");
     assert_eq!(
         body["badRequest"]["message"],
         "The target host can't be the same one."
     );
-    let (code, body) = evacuate(2, json!({"host": "box9"}), "2.53");
+    let (code, body) = evacuate(&rig, 2, &id, json!({"host": "box9"}), "2.53");
     assert_eq!(code, 404, "{body}");
-    assert_eq!(show(2)["OS-EXT-SRV-ATTR:host"], "box3", "nothing moved yet");
+    assert_eq!(
+        show(&rig, 2, &id)["OS-EXT-SRV-ATTR:host"],
+        "box3",
+        "nothing moved yet"
+    );
 
-    let (code, body) = evacuate(2, json!({"host": "box1"}), "2.53");
+    let (code, body) = evacuate(&rig, 2, &id, json!({"host": "box1"}), "2.53");
     assert_eq!(code, 200, "{body}");
     eventually(300, "the server ACTIVE on box1", || {
-        let s = show(2);
+        let s = show(&rig, 2, &id);
         assert_ne!(s["status"], "ERROR", "{s}");
         (s["status"] == "ACTIVE").then_some(())
     });
     eprintln!("ACTIVE on box1 {:?} after the cut", cut.elapsed());
-    assert_eq!(show(1)["OS-EXT-SRV-ATTR:host"], "box1");
+    assert_eq!(show(&rig, 1, &id)["OS-EXT-SRV-ATTR:host"], "box1");
     assert_eq!(rig.boxes[0].monitors().len(), 1, "box1 runs it");
     assert!(rig.boxes[1].monitors().is_empty());
     // Moved once: a second evacuate finds its box (box1) up.
-    let (code, body) = evacuate(2, json!({}), "2.53");
+    let (code, body) = evacuate(&rig, 2, &id, json!({}), "2.53");
     assert_eq!(code, 409, "{body}");
 }

@@ -106,6 +106,7 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
         doors.servers = Arc::new(shared.servers());
         doors.server_groups = Arc::new(shared.server_groups());
         doors.aggregates = Arc::new(shared.aggregates());
+        doors.migrations = Arc::new(shared.migrations());
         doors.claims = PlacementDoor::Site(Arc::new(shared.site_claims()));
         doors.networks = Arc::new(shared.networks());
         doors.volumes = Arc::new(shared.volumes());

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::keys;
 use super::store::{EtcdDoors, EtcdServers, OwnerMove, ServerEntry};
 use super::{ClusterError, Membership};
+use crate::compute::migrations::{self, MigrationType};
 use crate::compute::servers::evacuation::EvacuationPolicy;
 use crate::compute::servers::placement::PlacementError;
 use crate::compute::servers::store::{Server, TaskChange, VmState};
@@ -395,12 +396,22 @@ impl Evacuator {
                 Err(e) => return Err(e.into()),
             };
             let to = claim.host_id.0.clone();
+            let record = migrations::record(
+                MigrationType::Evacuation,
+                s,
+                dead,
+                &to,
+                migrations::ACCEPTED,
+                None,
+            )
+            .map_err(|e| StorageError::Corrupt(e.to_string()))?;
             let moved = self.servers.move_owner(&OwnerMove {
                 entry: &entry,
                 from: dead,
                 to: &to,
                 view: &view,
                 claims: &change,
+                migration: Some(&record),
             })?;
             if moved {
                 tracing::warn!(

@@ -1284,6 +1284,15 @@ fn an_evacuation_moves_owner_epoch_and_claim_in_one_transaction() {
     let (change, to) = plan(&view);
     let read = entry();
     let attempt = |read: &ServerEntry, view, change| {
+        let record = crate::compute::migrations::record(
+            crate::compute::migrations::MigrationType::Evacuation,
+            &read.server,
+            "box2",
+            &to.host_id.0,
+            crate::compute::migrations::ACCEPTED,
+            None,
+        )
+        .unwrap();
         servers
             .move_owner(&OwnerMove {
                 entry: read,
@@ -1291,9 +1300,12 @@ fn an_evacuation_moves_owner_epoch_and_claim_in_one_transaction() {
                 to: &to.host_id.0,
                 view,
                 claims: change,
+                migration: Some(&record),
             })
             .unwrap()
     };
+    use crate::compute::migrations::MigrationStore;
+    let records = || own[2].migrations().migrations().unwrap();
     assert!(!attempt(&read, &view, &change), "box2 is alive");
     own[0]
         .call(|kv| async move {
@@ -1323,8 +1335,26 @@ fn an_evacuation_moves_owner_epoch_and_claim_in_one_transaction() {
         )
         .unwrap();
     assert!(!attempt(&stale, &view, &change), "the record changed");
+    assert!(
+        records().is_empty(),
+        "a move that did not commit left no record"
+    );
     let read = entry();
     assert!(attempt(&read, &view, &change));
+    let evacuations = records();
+    assert_eq!(
+        evacuations.len(),
+        1,
+        "the move's record, in its transaction"
+    );
+    assert_eq!(
+        (
+            evacuations[0].source_compute.as_str(),
+            evacuations[0].dest_compute.as_deref(),
+            evacuations[0].status.as_str()
+        ),
+        ("box2", Some(to.host_id.0.as_str()), "accepted")
+    );
     let moved = entry();
     assert_eq!(moved.server.host.as_deref(), Some(to.host_id.0.as_str()));
     assert_eq!(moved.epoch, read.epoch + 1);
@@ -1349,6 +1379,13 @@ fn an_evacuation_moves_owner_epoch_and_claim_in_one_transaction() {
     assert_eq!(used(&site[dest]), [1, 512, 1]);
     // The same move again, on what was read before it: the record and the usage moved on.
     assert!(!attempt(&read, &view, &change));
+    assert_eq!(records().len(), 1);
+}
+
+#[test]
+fn migration_records_in_etcd_keep_nova_s_ids_and_end_once() {
+    let etcd = EtcdMember::start();
+    crate::compute::migrations::conformance(&etcd.doors().unwrap().migrations());
 }
 
 #[test]

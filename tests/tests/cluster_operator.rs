@@ -7,7 +7,8 @@
 //!   takes nothing, so the reserve counts on the two others only;
 //! - Nova's `evacuate` of a `stay` server: refused while its box is up ("Compute service of
 //!   box3 is still in use."), refused to its own box or to a box that does not exist, then,
-//!   with its box powered off, moved to the box the admin names and ACTIVE there.
+//!   with its box powered off, moved to the box the admin names and ACTIVE there, its
+//!   os-migrations record an evacuation from box3 to box1, done.
 
 use std::time::Instant;
 
@@ -210,4 +211,31 @@ fn an_admin_evacuates_a_stay_server_of_a_dead_box_to_the_box_named() {
     // Moved once: a second evacuate finds its box (box1) up.
     let (code, body) = evacuate(&rig, 2, &id, json!({}), "2.53");
     assert_eq!(code, 409, "{body}");
+    // os-migrations, through any box: the one evacuation, done on box1.
+    let (code, body) = rig.boxes[1].api(
+        "GET",
+        &format!("/compute/v2.1/os-migrations?instance_uuid={id}"),
+        None,
+        "2.59",
+    );
+    assert_eq!(code, 200, "{body}");
+    let listed = body["migrations"].as_array().expect("migrations").clone();
+    assert_eq!(listed.len(), 1, "{body}");
+    let m = &listed[0];
+    assert_eq!(
+        (
+            &m["migration_type"],
+            &m["source_compute"],
+            &m["dest_compute"],
+            &m["status"]
+        ),
+        (
+            &json!("evacuation"),
+            &json!("box3"),
+            &json!("box1"),
+            &json!("done")
+        ),
+        "{m}"
+    );
+    assert!(m["uuid"].is_string(), "{m}");
 }

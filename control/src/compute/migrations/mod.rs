@@ -104,7 +104,7 @@ pub fn list(
         .filter(|m| same(&filter.migration_type, m.migration_type.as_str()))
         .filter(|m| same(&filter.source_compute, &m.source_compute))
         .collect();
-    out.sort_by(|a, b| (b.created_at, b.id).cmp(&(a.created_at, a.id)));
+    out.sort_by_key(|m| std::cmp::Reverse((m.created_at, m.id)));
     Ok(out)
 }
 

@@ -261,7 +261,13 @@ impl Evacuator {
             .find(|e| e.server.id == id)
             .ok_or_else(|| AdminEvacuationError::NotFound(id.to_owned()))?;
         let s = &entry.server;
-        let dead = s.host.clone().unwrap_or_default();
+        // A server never placed (NoValidHost at its create) has no box to be evacuated from.
+        let Some(dead) = s.host.clone() else {
+            return Err(AdminEvacuationError::InvalidState {
+                id: id.to_owned(),
+                state: format!("vm_state {} on no host", s.vm_state.as_str()),
+            });
+        };
         let placement = self.fleet.placement();
         if !placement.is_down(&dead).map_err(EvacuationError::from)? {
             return Err(AdminEvacuationError::HostInUse(dead));

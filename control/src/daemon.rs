@@ -106,6 +106,7 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
         doors.servers = Arc::new(shared.servers());
         doors.server_groups = Arc::new(shared.server_groups());
         doors.aggregates = Arc::new(shared.aggregates());
+        doors.migrations = Arc::new(shared.migrations());
         doors.claims = PlacementDoor::Site(Arc::new(shared.site_claims()));
         doors.networks = Arc::new(shared.networks());
         doors.volumes = Arc::new(shared.volumes());
@@ -290,7 +291,14 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
             }
             None => Site::alone(&settings.state_dir, fleet.clone())?,
         };
+        let evacuator = site_doors.clone().map(|doors| {
+            Arc::new(crate::cluster::evacuation::Evacuator::new(
+                doors,
+                fleet.clone(),
+            ))
+        });
         let state = Arc::new(ApiState {
+            evacuator,
             site: Arc::new(site),
             doors,
             base_url,
@@ -342,7 +350,8 @@ pub fn open_fleet(
             _ => section.host = Some(cluster.name.clone()),
         }
     }
-    let compute = ComputeSettings::resolve(&section, Machine::measure(&settings.state_dir))?;
+    let mut compute = ComputeSettings::resolve(&section, Machine::measure(&settings.state_dir))?;
+    compute.failure_reserve = settings.cluster.as_ref().is_some_and(|c| c.ha_reserve);
     tracing::info!(
         "host {}: {} vCPU, {} MB RAM, {} GB disk; monitor {:?}",
         compute.host,

@@ -32,6 +32,8 @@ pub struct Doors {
     pub servers: Arc<dyn ServerStore>,
     pub server_groups: Arc<dyn ServerGroupStore>,
     pub aggregates: Arc<dyn AggregateStore>,
+    /// Nova's migration records (os-migrations).
+    pub migrations: Arc<dyn crate::compute::migrations::MigrationStore>,
     /// The quota limits set per project, over the deployment's defaults.
     pub quotas: Quotas,
     pub claims: PlacementDoor,

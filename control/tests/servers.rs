@@ -241,6 +241,32 @@ fn a_server_lives_through_its_life() {
     assert_eq!(limiter["ops"]["size"], 200, "{limiter}");
     assert_eq!(limiter["ops"]["refill_time"], 1000, "{limiter}");
 
+    // os-migrations: the two resizes, newest first, each ended as it was.
+    let r = api(&d).get(&format!("/compute/v2.1/os-migrations?instance_uuid={id}"));
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    let listed = r.json().unwrap()["migrations"].clone();
+    let ended: Vec<(&str, &str, &str)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["migration_type"].as_str().unwrap_or_default(),
+                m["status"].as_str().unwrap_or_default(),
+                m["new_instance_type_id"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ended,
+        [
+            ("resize", "confirmed", "bigger"),
+            ("resize", "reverted", "bigger")
+        ],
+        "{listed}"
+    );
+    assert_eq!(listed[0]["source_compute"], listed[0]["dest_compute"]);
+
     // Delete: nothing is left.
     delete_leaving_nothing(&d, &id);
 }

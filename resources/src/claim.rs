@@ -82,6 +82,15 @@ pub enum ClaimError {
         /// The consumer.
         consumer_id: ConsumerId,
     },
+    /// The claim fits, but with it the site could no longer take in the servers of one
+    /// host that fails (the request asked to keep the failure reserve).
+    #[error("host {host_id}: {shortfall}")]
+    BreaksFailureReserve {
+        /// The host the claim was tried on.
+        host_id: HostId,
+        /// Which host's servers would then be stranded.
+        shortfall: Box<crate::scheduler::ReserveShortfall>,
+    },
 }
 
 /// "a; b; c" — several failing classes on one line.

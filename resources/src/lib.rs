@@ -46,6 +46,6 @@ pub use request::{
 };
 pub use resize::Resize;
 pub use scheduler::{
-    BatchPosition, ConfigError, HostRejection, NoValidHost, ScheduleError, Scheduler,
-    SchedulerConfig, Selection, TieBreak, TIE_EPSILON,
+    BatchPosition, ConfigError, HostRejection, NoValidHost, ReserveShortfall, ScheduleError,
+    Scheduler, SchedulerConfig, Selection, TieBreak, TIE_EPSILON,
 };

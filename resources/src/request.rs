@@ -128,6 +128,12 @@ pub struct ResourceRequest {
     /// multi-create choose independently. A fixed value gives a reproducible choice.
     #[serde(default)]
     pub tie_break_seed: u64,
+    /// The failure reserve (`[cluster] ha_reserve`): a host is chosen only if, with this
+    /// server on it, the site could still take in the servers of any one host that fails
+    /// ([`crate::Scheduler::failure_reserve`]). Set for creates; never for an evacuation,
+    /// which is what the reserve is kept for.
+    #[serde(default)]
+    pub keep_failure_reserve: bool,
 }
 
 impl ResourceRequest {

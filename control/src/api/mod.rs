@@ -76,6 +76,9 @@ pub struct ApiState {
     pub puller: Option<Arc<crate::image::pull::Puller>>,
     /// Limits on password logins (lockout, throttled addresses, concurrent checks).
     pub logins: crate::identity::logins::LoginGuard,
+    /// In a site: moves a dead box's server for an admin's `evacuate`. None on a box alone,
+    /// whose one box is never down while it answers.
+    pub evacuator: Option<Arc<crate::cluster::evacuation::Evacuator>>,
 }
 
 impl ApiState {

@@ -111,6 +111,7 @@ const SERVER_ACTIONS: &[(&str, Rule)] = &[
         "removeSecurityGroup",
         rule("os_compute_api:os-security-groups:remove", MEMBER),
     ),
+    ("evacuate", rule("os_compute_api:os-evacuate", ADMIN)),
 ];
 
 /// Nova's rules for the host aggregate actions: admin-only, as the aggregates are.
@@ -191,6 +192,8 @@ pub static POLICY: &[RouteRule] = &[
     entry(Method::GET, "/compute/v2.1/os-hypervisors", "os_compute_api:os-hypervisors:list", ADMIN),
     entry(Method::GET, "/compute/v2.1/os-hypervisors/detail", "os_compute_api:os-hypervisors:list-detail", ADMIN),
     entry(Method::GET, "/compute/v2.1/os-hypervisors/{hypervisor_id}", "os_compute_api:os-hypervisors:show", ADMIN),
+    // Nova's migration records (admin-only).
+    entry(Method::GET, "/compute/v2.1/os-migrations", "os_compute_api:os-migrations:index", ADMIN),
     // Nova host aggregates (admin-only) and availability zones (any caller lists them).
     entry(Method::GET, "/compute/v2.1/os-aggregates", "os_compute_api:os-aggregates:index", ADMIN),
     entry(Method::POST, "/compute/v2.1/os-aggregates", "os_compute_api:os-aggregates:create", ADMIN),

@@ -177,6 +177,7 @@ pub static ROUTES: &[Route] = &[
     route(Method::GET, "/compute/v2.1/os-hypervisors", Compute, Caller, compute::services::hypervisors),
     route(Method::GET, "/compute/v2.1/os-hypervisors/detail", Compute, Caller, compute::services::hypervisors_detail),
     route(Method::GET, "/compute/v2.1/os-hypervisors/{hypervisor_id}", Compute, Caller, compute::services::hypervisor),
+    route(Method::GET, "/compute/v2.1/os-migrations", Compute, Caller, compute::migrations::list),
     route(Method::GET, "/compute/v2.1/os-aggregates", Compute, Caller, compute::aggregates::list),
     route(Method::POST, "/compute/v2.1/os-aggregates", Compute, Caller, compute::aggregates::create),
     route(Method::GET, "/compute/v2.1/os-aggregates/{aggregate_id}", Compute, Caller, compute::aggregates::show),

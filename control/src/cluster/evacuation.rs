@@ -18,12 +18,14 @@ use serde::{Deserialize, Serialize};
 use super::keys;
 use super::store::{EtcdDoors, EtcdServers, OwnerMove, ServerEntry};
 use super::{ClusterError, Membership};
+use crate::compute::migrations::{self, MigrationType};
 use crate::compute::servers::evacuation::EvacuationPolicy;
 use crate::compute::servers::placement::PlacementError;
 use crate::compute::servers::store::{Server, TaskChange, VmState};
 use crate::compute::servers::{self, Fleet};
 use crate::store::StorageError;
 use crate::timestamp::Timestamp;
+use outpost_resources::NoValidHost;
 
 const CONTROLLER_SCHEMA: u32 = 1;
 /// How often the controller looks at the site when no alive key changed.
@@ -31,6 +33,16 @@ const LOOK_EVERY: Duration = Duration::from_secs(1);
 /// How often a move that lost its race is decided again before the pass gives up on it
 /// (the next pass tries again).
 const MOVE_TRIES: u32 = 8;
+
+/// How a move of one server ended.
+enum Moved {
+    /// Owned by this box now, which rebuilds it.
+    To(String),
+    /// No box may take it.
+    Nowhere(NoValidHost),
+    /// It is gone, moved by someone else, or its box came back: nothing was done.
+    Changed,
+}
 
 /// `/controller`, on the winner's box lease.
 #[derive(Debug, Serialize, Deserialize)]
@@ -130,11 +142,7 @@ async fn run(membership: Membership, doors: EtcdDoors, fleet: Arc<Fleet>) {
                         }
                     }
                     if !down.is_empty() {
-                        let evacuator = Evacuator {
-                            doors: doors.clone(),
-                            servers: doors.servers(),
-                            fleet: fleet.clone(),
-                        };
+                        let evacuator = Evacuator::new(doors.clone(), fleet.clone());
                         let pass = tokio::task::spawn_blocking(move || evacuator.pass(&down));
                         match pass.await {
                             Ok(Ok(())) => {}
@@ -196,14 +204,122 @@ async fn campaign(membership: &Membership) -> Result<bool, ClusterError> {
         .is_some_and(|r| r.box_name == me))
 }
 
-/// One pass over the dead boxes' servers.
-struct Evacuator {
+/// Why an admin's `evacuate` was refused, in Nova's words where Nova has them.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminEvacuationError {
+    #[error("Instance {0} could not be found.")]
+    NotFound(String),
+    /// The box is up: the server runs there, and running it twice is what evacuation must
+    /// never do.
+    #[error("Compute service of {0} is still in use.")]
+    HostInUse(String),
+    #[error("Cannot 'evacuate' instance {id} while it is in {state}")]
+    InvalidState { id: String, state: String },
+    #[error("The target host can't be the same one.")]
+    SameHost,
+    #[error("Compute host {0} could not be found.")]
+    UnknownHost(String),
+    /// Its data lives only on the dead box.
+    #[error("{0}")]
+    DataOnDeadBox(String),
+    #[error(transparent)]
+    NoValidHost(#[from] NoValidHost),
+    #[error(transparent)]
+    Evacuation(#[from] EvacuationError),
+}
+
+/// Moves servers off dead boxes: the controller's passes, and an admin's `evacuate`.
+pub struct Evacuator {
     doors: EtcdDoors,
     servers: EtcdServers,
     fleet: Arc<Fleet>,
 }
 
 impl Evacuator {
+    pub fn new(doors: EtcdDoors, fleet: Arc<Fleet>) -> Evacuator {
+        Evacuator {
+            servers: doors.servers(),
+            doors,
+            fleet,
+        }
+    }
+
+    /// Nova's `evacuate` server action (admin): server `id`, whose box must be down, moved to
+    /// `host` or where the scheduler puts it, and rebuilt there as the controller's moves are.
+    /// Unlike the controller's pass it moves `stay` servers and stopped or failed ones too:
+    /// the admin says the box is gone. The box that returns kills its monitor before it puts
+    /// its alive key. Returns the box it moved to.
+    pub fn evacuate_by_admin(
+        &self,
+        id: &str,
+        host: Option<&str>,
+    ) -> Result<String, AdminEvacuationError> {
+        let at = self.doors.servers_at().map_err(EvacuationError::from)?;
+        let entry = at
+            .servers
+            .into_iter()
+            .find(|e| e.server.id == id)
+            .ok_or_else(|| AdminEvacuationError::NotFound(id.to_owned()))?;
+        let s = &entry.server;
+        // A server never placed (NoValidHost at its create) has no box to be evacuated from.
+        let Some(dead) = s.host.clone() else {
+            return Err(AdminEvacuationError::InvalidState {
+                id: id.to_owned(),
+                state: format!("vm_state {} on no host", s.vm_state.as_str()),
+            });
+        };
+        let placement = self.fleet.placement();
+        if !placement.is_down(&dead).map_err(EvacuationError::from)? {
+            return Err(AdminEvacuationError::HostInUse(dead));
+        }
+        if let Some(task) = s.task_state {
+            return Err(AdminEvacuationError::InvalidState {
+                id: id.to_owned(),
+                state: format!("task_state {}", task.as_str()),
+            });
+        }
+        if !matches!(
+            s.vm_state,
+            VmState::Active | VmState::Stopped | VmState::Error
+        ) {
+            return Err(AdminEvacuationError::InvalidState {
+                id: id.to_owned(),
+                state: format!("vm_state {}", s.vm_state.as_str()),
+            });
+        }
+        if let Some(host) = host {
+            if host == dead {
+                return Err(AdminEvacuationError::SameHost);
+            }
+            let known = placement
+                .hosts()
+                .map_err(EvacuationError::from)?
+                .iter()
+                .any(|(h, _)| h == host);
+            if !known {
+                return Err(AdminEvacuationError::UnknownHost(host.to_owned()));
+            }
+        }
+        let homes = self
+            .volume_homes(s)
+            .map_err(|e| AdminEvacuationError::Evacuation(e.into()))?;
+        if let Some((volume, _)) = homes.iter().find(|(_, home)| *home == dead) {
+            return Err(AdminEvacuationError::DataOnDeadBox(format!(
+                "Cannot evacuate server {id}: its volume {volume} lives on box {dead}, which is \
+                 down; the server can run only there."
+            )));
+        }
+        match self.move_away(entry, &dead, host)? {
+            Moved::To(to) => Ok(to),
+            Moved::Nowhere(n) => Err(n.into()),
+            // Another move (the controller's) or a change won: say what the server is now.
+            Moved::Changed => Err(AdminEvacuationError::InvalidState {
+                id: id.to_owned(),
+                state: "a state changed meanwhile (it may have been evacuated already)".into(),
+            }),
+        }
+    }
+
     fn pass(&self, down: &BTreeSet<String>) -> Result<(), EvacuationError> {
         let at = self.doors.servers_at()?;
         for entry in at.servers {
@@ -243,52 +359,80 @@ impl Evacuator {
         Ok(homes)
     }
 
-    /// Schedules `entry`'s server away from `dead` and moves it there in one transaction;
-    /// a lost race is decided again on a fresh read. NoValidHost is the server's ERROR.
-    fn evacuate(&self, mut entry: ServerEntry, dead: &str) -> Result<(), EvacuationError> {
+    /// The controller's move of a server of `dead`: NoValidHost is the server's ERROR.
+    fn evacuate(&self, entry: ServerEntry, dead: &str) -> Result<(), EvacuationError> {
+        let id = entry.server.id.clone();
+        if let Moved::Nowhere(n) = self.move_away(entry, dead, None)? {
+            let message = format!(
+                "Evacuation of the server from box {dead}, which is down, failed: {}",
+                n.summary()
+            );
+            self.fail(&id, &message)?;
+        }
+        Ok(())
+    }
+
+    /// Schedules `entry`'s server away from `dead` (to `host` only, when given) and moves it
+    /// there in one transaction; a lost race is decided again on a fresh read.
+    fn move_away(
+        &self,
+        mut entry: ServerEntry,
+        dead: &str,
+        host: Option<&str>,
+    ) -> Result<Moved, EvacuationError> {
         let placement = self.fleet.placement();
         let id = entry.server.id.clone();
         for _ in 0..MOVE_TRIES {
             let Some(view) = placement.site_view()? else {
-                return Ok(());
+                return Ok(Moved::Changed);
             };
             let s = &entry.server;
             let wanted = servers::wanted(&self.fleet, s)?;
-            let planned =
-                placement.plan_evacuation(&view, &id, &s.flavor, s.boot.volume_backed(), &wanted);
+            let planned = placement.plan_evacuation(
+                &view,
+                &id,
+                &s.flavor,
+                s.boot.volume_backed(),
+                &wanted,
+                host,
+            );
             let (change, claim) = match planned {
                 Ok(p) => p,
-                Err(PlacementError::NoValidHost(n)) => {
-                    let message = format!(
-                        "Evacuation of the server from box {dead}, which is down, failed: {}",
-                        n.summary()
-                    );
-                    return Ok(self.fail(&id, &message)?);
-                }
+                Err(PlacementError::NoValidHost(n)) => return Ok(Moved::Nowhere(n)),
                 Err(e) => return Err(e.into()),
             };
             let to = claim.host_id.0.clone();
+            let record = migrations::record(
+                MigrationType::Evacuation,
+                s,
+                dead,
+                &to,
+                migrations::ACCEPTED,
+                None,
+            )
+            .map_err(|e| StorageError::Corrupt(e.to_string()))?;
             let moved = self.servers.move_owner(&OwnerMove {
                 entry: &entry,
                 from: dead,
                 to: &to,
                 view: &view,
                 claims: &change,
+                migration: Some(&record),
             })?;
             if moved {
                 tracing::warn!(
                     "cluster: server {id} evacuated from box {dead} to box {to} (epoch {})",
                     entry.epoch + 1
                 );
-                return Ok(());
+                return Ok(Moved::To(to));
             }
             // The record, a box's usage or the dead box's liveness changed: read again.
             let at = self.doors.servers_at()?;
             let Some(now) = at.servers.into_iter().find(|e| e.server.id == id) else {
-                return Ok(());
+                return Ok(Moved::Changed);
             };
             if now.server.host.as_deref() != Some(dead) || now.epoch != entry.epoch {
-                return Ok(());
+                return Ok(Moved::Changed);
             }
             entry = now;
             std::thread::sleep(crate::random::retry_jitter());

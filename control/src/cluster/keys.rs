@@ -40,6 +40,7 @@ pub const PREFIXES: &[&str] = &[
     "/servers/",
     "/server-user-data/",
     "/server-tasks/",
+    "/migrations/",
     "/placement/providers/",
     "/placement/usage/",
     "/placement/claims/",
@@ -293,6 +294,15 @@ impl Keyspace {
     pub fn aggregate(&self, uuid: &str) -> String {
         format!("{}{uuid}", self.aggregates())
     }
+
+    pub fn migrations(&self) -> String {
+        format!("{}/migrations/", self.root)
+    }
+
+    /// One migration record (os-migrations), by uuid.
+    pub fn migration(&self, uuid: &str) -> String {
+        format!("{}{uuid}", self.migrations())
+    }
 }
 
 // Images and volumes (Glance's and Cinder's doors).
@@ -544,6 +554,7 @@ mod tests {
             k.server_user_data("s"),
             k.server_group("g"),
             k.aggregate("a"),
+            k.migration("m"),
             k.image("i"),
             k.image_holder("i", "server", "s"),
             k.image_copy("i", "b"),

@@ -10,6 +10,7 @@
 //! join_token = "..."            # needed once, to join an existing cluster
 //! image_pull_mbps = 200         # background copies of images from other boxes, Mbit/s
 //! watchdog = "/dev/watchdog"    # reset a hung box before its lease expires (optional)
+//! ha_reserve = true             # refuse creates that would leave no room to evacuate a box
 //! ```
 
 use serde::Deserialize;
@@ -26,6 +27,7 @@ pub struct ClusterSection {
     pub join_token: Option<String>,
     pub image_pull_mbps: Option<u32>,
     pub watchdog: Option<PathBuf>,
+    pub ha_reserve: Option<bool>,
 }
 
 /// The rate background image copies are pulled at unless configured.
@@ -44,6 +46,10 @@ pub struct ClusterSettings {
     /// hangs, it stops being fed and resets the box. Its timeout must be under the lease's
     /// TTL (softdog: `soft_margin=8`). None: no watchdog.
     pub watchdog: Option<PathBuf>,
+    /// The failure reserve (docs/cluster.md, "Capacity for failure"): a create is refused
+    /// (NoValidHost) when, with it, the other boxes could not take in the servers of any one
+    /// box that fails. Off by default: it costs a box's worth of room.
+    pub ha_reserve: bool,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -109,6 +115,7 @@ impl ClusterSection {
             join_token: self.join_token.clone(),
             image_pull_mbps,
             watchdog: self.watchdog.clone(),
+            ha_reserve: self.ha_reserve.unwrap_or(false),
         }))
     }
 }
@@ -155,6 +162,17 @@ mod tests {
         assert_eq!(ok.underlay.to_string(), "10.0.0.1");
         assert_eq!(ok.image_pull_mbps, DEFAULT_IMAGE_PULL_MBPS);
         assert_eq!(ok.watchdog, None);
+        assert!(!ok.ha_reserve, "the reserve is off unless asked for");
+        let reserved = section(
+            r#"etcd = ["http://10.0.0.1:2379"]
+               name = "box1"
+               underlay = "10.0.0.1"
+               ha_reserve = true"#,
+        )
+        .resolve()
+        .unwrap()
+        .unwrap();
+        assert!(reserved.ha_reserve);
         for (text, err) in [
             (
                 r#"name = "box1"

@@ -5,6 +5,7 @@ pub mod aggregates;
 pub mod extra_specs;
 pub mod flavors;
 pub mod keypairs;
+pub mod migrations;
 pub mod server_groups;
 pub mod servers;
 

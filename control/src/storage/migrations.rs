@@ -88,6 +88,12 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "quota_limits",
         sql: include_str!("migrations/0013_quotas.sql"),
     },
+    // Nova's migration records (os-migrations).
+    Migration {
+        version: 14,
+        name: "server_migrations",
+        sql: include_str!("migrations/0014_server_migrations.sql"),
+    },
 ];
 
 pub(super) fn apply(conn: &mut Connection, steps: &[Migration]) -> Result<(), StorageError> {

@@ -17,6 +17,7 @@ mod networks;
 mod quotas;
 mod security_groups;
 mod server_groups;
+mod server_migrations;
 mod servers;
 mod tokens;
 mod volumes;
@@ -127,6 +128,7 @@ impl crate::store::Doors {
             servers: db.clone(),
             server_groups: db.clone(),
             aggregates: db.clone(),
+            migrations: db.clone(),
             // OpenStack's defaults until the daemon gives the configured ones.
             quotas: crate::quota::Quotas::new(Default::default(), db.clone()),
             claims: crate::compute::servers::placement::store::PlacementDoor::Box(db),

@@ -86,6 +86,7 @@ impl InProcess {
             copy_rule: Arc::new(outpost_control::image::CopyRule::alone("box")),
             puller: None,
             logins: outpost_control::identity::logins::LoginGuard::new(Default::default()),
+            evacuator: None,
         };
         InProcess {
             state,

@@ -10,6 +10,9 @@ mod config;
 #[cfg(test)]
 mod group_tests;
 mod no_valid_host;
+mod reserve;
+#[cfg(test)]
+mod reserve_tests;
 #[cfg(test)]
 mod site_tests;
 #[cfg(test)]
@@ -18,6 +21,7 @@ mod tie_break;
 
 pub use config::{ConfigError, SchedulerConfig};
 pub use no_valid_host::{BatchPosition, HostRejection, NoValidHost};
+pub use reserve::ReserveShortfall;
 pub use tie_break::{TieBreak, TIE_EPSILON};
 
 use crate::claim::{join_shortfalls, Claim, ClaimError, ConsumerId};
@@ -208,7 +212,17 @@ impl Scheduler {
         }
         let (ranked, rejections) = self.evaluate(cluster, consumer_id, request);
         let (claim, weight) = claim_best(cluster, ranked, rejections, request, |cluster, id| {
-            cluster.claim(id, consumer_id, &request.resources)
+            let claim = cluster.claim(id, consumer_id, &request.resources)?;
+            if request.keep_failure_reserve {
+                if let Err(shortfall) = self.failure_reserve(cluster) {
+                    cluster.release(consumer_id);
+                    return Err(ClaimError::BreaksFailureReserve {
+                        host_id: id.clone(),
+                        shortfall: Box::new(shortfall),
+                    });
+                }
+            }
+            Ok(claim)
         })?;
         self.mark_chosen(cluster, &claim.host_id);
         Ok(Selection {
@@ -374,21 +388,27 @@ fn claim_best<T>(
     mut take: impl FnMut(&mut Cluster, &HostId) -> Result<T, ClaimError>,
 ) -> Result<(T, f64), ScheduleError> {
     for candidate in ranked {
-        let reason = match take(cluster, &candidate.host_id) {
+        let (stage, reason) = match take(cluster, &candidate.host_id) {
             Ok(taken) => return Ok((taken, candidate.weight)),
             // About the consumer, not the host: no other host will do better.
             Err(err @ (ClaimError::AlreadyClaimed { .. } | ClaimError::UnknownConsumer { .. })) => {
                 return Err(err.into())
             }
-            Err(ClaimError::DoesNotFit { shortfalls, .. }) => join_shortfalls(&shortfalls),
-            Err(err) => err.to_string(),
+            Err(ClaimError::DoesNotFit { shortfalls, .. }) => {
+                ("claim", join_shortfalls(&shortfalls))
+            }
+            // Named after the setting, so that a fault says which switch refused it.
+            Err(ClaimError::BreaksFailureReserve { shortfall, .. }) => {
+                ("ha_reserve", shortfall.to_string())
+            }
+            Err(err) => ("claim", err.to_string()),
         };
         rejections.push(HostRejection {
             host_name: cluster
                 .host(&candidate.host_id)
                 .map_or_else(|| candidate.host_id.0.clone(), |h| h.name.clone()),
             host_id: candidate.host_id,
-            stage: "claim".to_string(),
+            stage: stage.to_string(),
             reason,
         });
     }

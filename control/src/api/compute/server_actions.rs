@@ -1,9 +1,12 @@
 //! `POST /compute/v2.1/servers/{server_id}/action`: the body's single key names the action
 //! (`os-start`, `os-stop`, `reboot`, `os-getConsoleOutput`, `resize`, `confirmResize`,
 //! `revertResize`), its value the arguments. Status codes are Nova's: 202 for the power
-//! actions, resize and revertResize, 204 for confirmResize, 200 with the console output.
+//! actions, resize and revertResize, 204 for confirmResize, 200 with the console output and
+//! for `evacuate` (admin; the server's box must be down, docs/cluster.md "Evacuation").
 
+use crate::api::microversion::ApiVersion;
 use crate::api::{Call, Fault, Reply};
+use crate::cluster::evacuation::AdminEvacuationError;
 use crate::compute::servers;
 use hyper::StatusCode;
 use serde::Deserialize;
@@ -30,6 +33,93 @@ struct Resize {
     flavor_ref: Value,
     #[serde(rename = "OS-DCF:diskConfig")]
     disk_config: Option<String>,
+}
+
+/// `evacuate`'s arguments across microversions: `onSharedStorage` required before 2.14 and
+/// gone from it, `force` from 2.29 to 2.67.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Evacuate {
+    host: Option<String>,
+    #[serde(rename = "onSharedStorage")]
+    on_shared_storage: Option<Value>,
+    force: Option<bool>,
+    #[serde(rename = "adminPass")]
+    admin_pass: Option<String>,
+}
+
+const EVACUATE_NO_SHARED_STORAGE: ApiVersion = ApiVersion::new(2, 14);
+const EVACUATE_FORCE: ApiVersion = ApiVersion::new(2, 29);
+const EVACUATE_NO_FORCE: ApiVersion = ApiVersion::new(2, 68);
+
+/// Nova's evacuate: checks the body against the microversion, then moves the server.
+fn evacuate(call: &Call<'_>, id: &str, value: Value) -> Result<Reply, Fault> {
+    let e: Evacuate = args("evacuate", value)?;
+    let version = super::version(call);
+    let unexpected = |field: &str| {
+        Fault::bad_request(format!(
+            "Invalid input for field/attribute evacuate. Additional properties are not allowed \
+             ('{field}' was unexpected)"
+        ))
+    };
+    if version < EVACUATE_NO_SHARED_STORAGE {
+        match &e.on_shared_storage {
+            None => {
+                return Err(Fault::bad_request(
+                    "Invalid input for field/attribute evacuate. 'onSharedStorage' is a \
+                     required property",
+                ))
+            }
+            // The boxes share no storage: a server's disk lives on its box alone.
+            Some(shared) if shared.as_bool() == Some(true) || shared == "True" => {
+                return Err(Fault::bad_request(
+                    "Invalid state of instance files on shared storage: the boxes of a site \
+                     share no storage; the server is rebuilt from its image.",
+                ))
+            }
+            Some(_) => {}
+        }
+    } else if e.on_shared_storage.is_some() {
+        return Err(unexpected("onSharedStorage"));
+    }
+    if e.force.is_some() && !(EVACUATE_FORCE..EVACUATE_NO_FORCE).contains(&version) {
+        return Err(unexpected("force"));
+    }
+    if e.admin_pass.is_some() {
+        return Err(Fault::bad_request(
+            "adminPass is not supported: outpostd does not set guests' passwords (use a key \
+             pair or user data)",
+        ));
+    }
+    let fleet = &call.state.fleet;
+    // Visible to the caller, else Nova's 404.
+    let s = servers::get(fleet, call.ctx(), id)?;
+    let Some(evacuator) = call.state.evacuator.clone() else {
+        // A box alone answers for its own one host, which is up while it answers.
+        return Err(Fault::conflict(format!(
+            "Compute service of {} is still in use.",
+            s.host.unwrap_or_else(|| fleet.host().to_owned())
+        )));
+    };
+    let to = evacuator
+        .evacuate_by_admin(&s.id, e.host.as_deref())
+        .map_err(evacuation_fault)?;
+    tracing::info!("server {id}: evacuated by an admin to box {to}");
+    Ok(Reply::empty(StatusCode::OK))
+}
+
+/// Nova's status for each refusal of an evacuate.
+fn evacuation_fault(e: AdminEvacuationError) -> Fault {
+    use AdminEvacuationError as E;
+    match e {
+        E::NotFound(_) | E::UnknownHost(_) => Fault::not_found(e.to_string()),
+        E::HostInUse(_) | E::InvalidState { .. } | E::DataOnDeadBox(_) => {
+            Fault::conflict(e.to_string())
+        }
+        // Nova's cold migration answers NoValidHost with a 400 too: nothing changed.
+        E::SameHost | E::NoValidHost(_) => Fault::bad_request(e.to_string()),
+        E::Evacuation(inner) => Fault::internal(inner),
+    }
 }
 
 fn args<T: for<'de> Deserialize<'de>>(action: &str, v: Value) -> Result<T, Fault> {
@@ -164,6 +254,7 @@ pub fn action(call: &Call<'_>) -> Result<Reply, Fault> {
             servers::revert_resize(fleet, ctx, id)?;
             Ok(Reply::empty(StatusCode::ACCEPTED))
         }
+        "evacuate" => evacuate(call, id, value),
         "addSecurityGroup" | "removeSecurityGroup" => {
             let g: SecurityGroupArg = args(&name, value)?;
             let s = servers::get(fleet, ctx, id)?;

@@ -21,6 +21,7 @@ pub mod flavors;
 pub mod identity;
 pub mod images;
 pub mod keypairs;
+pub mod migrations;
 pub mod networks;
 pub mod quotas;
 pub mod server_groups;
@@ -52,6 +53,7 @@ pub use flavors::EtcdFlavors;
 pub use identity::EtcdIdentity;
 pub use images::EtcdImages;
 pub use keypairs::EtcdKeyPairs;
+pub use migrations::EtcdMigrations;
 pub use networks::EtcdNetworks;
 pub use quotas::EtcdQuotas;
 pub use server_groups::EtcdServerGroups;
@@ -160,6 +162,10 @@ impl EtcdDoors {
 
     pub fn aggregates(&self) -> EtcdAggregates {
         EtcdAggregates::new(self.clone())
+    }
+
+    pub fn migrations(&self) -> EtcdMigrations {
+        EtcdMigrations::new(self.clone())
     }
 
     /// Every server record, with its epoch and `mod_revision`, as of the revision of one range

@@ -373,6 +373,8 @@ pub struct OwnerMove<'a> {
     /// The claim's move from `from` to `to`, as placement decided it on `view`.
     pub view: &'a SiteView,
     pub claims: &'a ClaimChange,
+    /// The evacuation's record (os-migrations), put in the same transaction.
+    pub migration: Option<&'a crate::compute::migrations::Migration>,
 }
 
 impl EtcdServers {
@@ -403,6 +405,9 @@ impl EtcdServers {
             0,
         ));
         ops.push(TxnOp::put(key, to_json(&record), None));
+        if let Some(m) = m.migration {
+            ops.push(super::migrations::put_op(keys, m));
+        }
         ops.extend(task_op(
             keys,
             id,

@@ -349,6 +349,19 @@ fn site_with_doors(
     Vec<crate::compute::servers::placement::Placement>,
     Vec<EtcdDoors>,
 ) {
+    site_keeping_reserve(etcd, boxes, spread, false)
+}
+
+/// [`site_with_doors`], each box's placement keeping the failure reserve when `reserve`.
+fn site_keeping_reserve(
+    etcd: &EtcdMember,
+    boxes: &[&str],
+    spread: Option<outpost_resources::TieBreak>,
+    reserve: bool,
+) -> (
+    Vec<crate::compute::servers::placement::Placement>,
+    Vec<EtcdDoors>,
+) {
     use crate::cluster::records::{
         AliveRecord, BoxRecord, ALIVE_SCHEMA, BOX_SCHEMA, PROVIDER_SCHEMA,
     };
@@ -362,7 +375,7 @@ fn site_with_doors(
         .iter()
         .zip(&own_doors)
         .map(|(name, own)| {
-            let settings = ComputeSettings::resolve(
+            let mut settings = ComputeSettings::resolve(
                 &ComputeSection {
                     host: Some((*name).into()),
                     reserved_host_memory_mb: Some(0),
@@ -381,6 +394,7 @@ fn site_with_doors(
                 },
             )
             .unwrap();
+            settings.failure_reserve = reserve;
             let record = BoxRecord {
                 schema: BOX_SCHEMA,
                 name: (*name).into(),
@@ -1262,7 +1276,7 @@ fn an_evacuation_moves_owner_epoch_and_claim_in_one_transaction() {
     };
     let plan = |view: &_| {
         site[0]
-            .plan_evacuation(view, "s1", &small_flavor(), false, &wanted)
+            .plan_evacuation(view, "s1", &small_flavor(), false, &wanted, None)
             .unwrap()
     };
     // box2 still alive: the move cannot commit, whatever was planned.
@@ -1270,6 +1284,15 @@ fn an_evacuation_moves_owner_epoch_and_claim_in_one_transaction() {
     let (change, to) = plan(&view);
     let read = entry();
     let attempt = |read: &ServerEntry, view, change| {
+        let record = crate::compute::migrations::record(
+            crate::compute::migrations::MigrationType::Evacuation,
+            &read.server,
+            "box2",
+            &to.host_id.0,
+            crate::compute::migrations::ACCEPTED,
+            None,
+        )
+        .unwrap();
         servers
             .move_owner(&OwnerMove {
                 entry: read,
@@ -1277,9 +1300,12 @@ fn an_evacuation_moves_owner_epoch_and_claim_in_one_transaction() {
                 to: &to.host_id.0,
                 view,
                 claims: change,
+                migration: Some(&record),
             })
             .unwrap()
     };
+    use crate::compute::migrations::MigrationStore;
+    let records = || own[2].migrations().migrations().unwrap();
     assert!(!attempt(&read, &view, &change), "box2 is alive");
     own[0]
         .call(|kv| async move {
@@ -1309,8 +1335,26 @@ fn an_evacuation_moves_owner_epoch_and_claim_in_one_transaction() {
         )
         .unwrap();
     assert!(!attempt(&stale, &view, &change), "the record changed");
+    assert!(
+        records().is_empty(),
+        "a move that did not commit left no record"
+    );
     let read = entry();
     assert!(attempt(&read, &view, &change));
+    let evacuations = records();
+    assert_eq!(
+        evacuations.len(),
+        1,
+        "the move's record, in its transaction"
+    );
+    assert_eq!(
+        (
+            evacuations[0].source_compute.as_str(),
+            evacuations[0].dest_compute.as_deref(),
+            evacuations[0].status.as_str()
+        ),
+        ("box2", Some(to.host_id.0.as_str()), "accepted")
+    );
     let moved = entry();
     assert_eq!(moved.server.host.as_deref(), Some(to.host_id.0.as_str()));
     assert_eq!(moved.epoch, read.epoch + 1);
@@ -1335,4 +1379,61 @@ fn an_evacuation_moves_owner_epoch_and_claim_in_one_transaction() {
     assert_eq!(used(&site[dest]), [1, 512, 1]);
     // The same move again, on what was read before it: the record and the usage moved on.
     assert!(!attempt(&read, &view, &change));
+    assert_eq!(records().len(), 1);
+}
+
+#[test]
+fn migration_records_in_etcd_keep_nova_s_ids_and_end_once() {
+    let etcd = EtcdMember::start();
+    crate::compute::migrations::conformance(&etcd.doors().unwrap().migrations());
+}
+
+#[test]
+fn with_the_failure_reserve_a_site_takes_creates_only_while_any_box_s_servers_fit_on_the_others() {
+    use crate::compute::servers::placement::{PlacementError, Wanted};
+    let etcd = EtcdMember::start();
+    // Three boxes of 4 vCPU and 2048 MiB: room for twelve servers of 1 vCPU and 512 MiB.
+    let (site, _doors) = site_keeping_reserve(&etcd, &["box1", "box2", "box3"], None, true);
+    let batch: Vec<String> = (1..=9).map(|i| format!("s{i}")).collect();
+    let refused = site[0]
+        .claim_many(&batch, 9, &small_flavor(), false, &Wanted::default())
+        .unwrap_err();
+    let PlacementError::NoValidHost(no_host) = &refused else {
+        panic!("{refused}");
+    };
+    assert!(
+        no_host
+            .to_string()
+            .starts_with("No valid host was found for server 9 of 9."),
+        "{refused}"
+    );
+    assert!(
+        no_host
+            .rejections
+            .iter()
+            .all(|r| r.stage == "ha_reserve"
+                && r.reason.contains("the failure reserve would not hold")),
+        "{refused}"
+    );
+    assert!(site[1].claims().unwrap().is_empty(), "nothing held");
+    // As many as keep the reserve: 3 + 3 + 2, any box's servers fit in the others' room.
+    let placed = site[1]
+        .claim_many(&batch, 1, &small_flavor(), false, &Wanted::default())
+        .unwrap();
+    assert_eq!(placed.len(), 8, "{placed:?}");
+    // Asked through any box, a ninth is refused for the reserve, not for room.
+    let ninth = site[2]
+        .claim("s9", &small_flavor(), false, &Wanted::default())
+        .unwrap_err()
+        .to_string();
+    assert!(ninth.contains("(ha_reserve)"), "{ninth}");
+    // The same site without the reserve has the room for all nine at once.
+    let (plain, _) = site_with_doors(&etcd, &["box1", "box2", "box3"], None);
+    assert_eq!(
+        plain[0]
+            .claim_many(&batch, 9, &small_flavor(), false, &Wanted::default())
+            .unwrap()
+            .len(),
+        9
+    );
 }

@@ -183,6 +183,9 @@ pub struct ComputeSettings {
     pub resume_guests_state_on_host_boot: bool,
     /// None: monitors run unjailed.
     pub jail: Option<JailSettings>,
+    /// `[cluster] ha_reserve`: creates keep room for any one box's servers on the others
+    /// (a site only; a box alone has nowhere to evacuate to).
+    pub failure_reserve: bool,
 }
 
 impl ComputeSettings {
@@ -266,6 +269,7 @@ impl ComputeSettings {
                 .resume_guests_state_on_host_boot
                 .unwrap_or(true),
             jail: JailSettings::resolve(section.jail.as_ref(), machine.root)?,
+            failure_reserve: false,
         })
     }
 }

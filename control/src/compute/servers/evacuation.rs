@@ -6,6 +6,7 @@
 use super::monitor::{self, ServerDir};
 use super::runner::{retask, RunError, Runner};
 use super::store::{PowerState, Server, TaskChange, VmState};
+use crate::compute::migrations::{self, MigrationType};
 use outpost_image_store::Provisioning;
 use std::sync::{Condvar, Mutex, PoisonError};
 
@@ -118,6 +119,7 @@ impl Runner {
                     retask(row, None);
                 })?;
                 tracing::warn!("server {}: evacuated to this box; ACTIVE", self.id);
+                self.end_evacuation(migrations::DONE);
             }
             Err(e) => {
                 tracing::warn!(
@@ -130,9 +132,19 @@ impl Runner {
                     "Evacuation of the server to box {} failed: {e}",
                     self.fleet.host()
                 ))?;
+                self.end_evacuation(migrations::FAILED);
             }
         }
         Ok(())
+    }
+
+    /// Ends the evacuation's record (os-migrations) with `status`. The record reports; a
+    /// failure to write it is logged and changes nothing of the server.
+    fn end_evacuation(&self, status: &str) {
+        let store = self.fleet.migrations();
+        if let Err(e) = migrations::end_open(store, &self.id, MigrationType::Evacuation, status) {
+            tracing::warn!("server {}: the evacuation's record: {e}", self.id);
+        }
     }
 
     fn rebuild(&mut self, s: &Server) -> Result<(), RunError> {

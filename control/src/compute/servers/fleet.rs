@@ -223,6 +223,11 @@ impl Fleet {
     }
 
     /// Cinder's door (the volumes a server has).
+    /// Nova's migration records: what moved or resized a server.
+    pub fn migrations(&self) -> &dyn crate::compute::migrations::MigrationStore {
+        self.doors.migrations.as_ref()
+    }
+
     pub fn volume_records(&self) -> &dyn crate::volume::VolumeRecordStore {
         self.doors.volumes.as_ref()
     }

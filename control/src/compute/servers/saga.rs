@@ -24,6 +24,7 @@
 use super::placement::{migration_id, PlacementError, Wanted};
 use super::runner::{fault, retask, retask_from, Flow, RunError, Runner};
 use super::store::{FlavorSnapshot, PowerState, Server, TaskChange, TaskState, VmState};
+use crate::compute::migrations::{self, MigrationType};
 use crate::image::{self, ConsumerKind};
 use crate::timestamp::Timestamp;
 use outpost_image_store::Provisioning;
@@ -361,6 +362,7 @@ impl Runner {
             })?;
             return Ok(Flow::Continue);
         }
+        self.record_resize(&s, &record.new_flavor.id);
         match self.migrate(&record.new_flavor, was_running, old_disk_bytes) {
             Ok(()) => {
                 self.update_with(TaskChange::Clear, |row| {
@@ -368,6 +370,7 @@ impl Runner {
                     retask(row, None);
                 })?;
                 tracing::info!("server {id}: resized, waiting for confirmation");
+                self.end_resize_record(migrations::FINISHED);
             }
             Err(e) => {
                 tracing::warn!("server {id}: resize failed: {e}");
@@ -375,9 +378,42 @@ impl Runner {
                     tracing::error!("server {id}: undoing the resize failed: {undo}");
                 }
                 self.fail(&format!("Resize of the server failed: {e}"))?;
+                self.end_resize_record(migrations::ERROR);
             }
         }
         Ok(Flow::Continue)
+    }
+
+    /// The resize's record (os-migrations), on this box to this box: a resize stays on the
+    /// server's box. Records report; a failure to write one is logged, never the resize's.
+    fn record_resize(&self, s: &Server, new_flavor: &str) {
+        let host = self.fleet.host();
+        let written = migrations::record(
+            MigrationType::Resize,
+            s,
+            host,
+            host,
+            migrations::MIGRATING,
+            Some(new_flavor),
+        )
+        .map_err(|e| e.to_string())
+        .and_then(|m| {
+            self.fleet
+                .migrations()
+                .add_migration(&m)
+                .map_err(|e| e.to_string())
+        });
+        if let Err(e) = written {
+            tracing::warn!("server {}: the resize's record: {e}", self.id);
+        }
+    }
+
+    /// Ends the resize's open record with `status`.
+    fn end_resize_record(&self, status: &str) {
+        let store = self.fleet.migrations();
+        if let Err(e) = migrations::end_open(store, &self.id, MigrationType::Resize, status) {
+            tracing::warn!("server {}: the resize's record: {e}", self.id);
+        }
     }
 
     fn migrate(
@@ -466,6 +502,7 @@ impl Runner {
             };
             retask_from(s, TaskState::ResizeConfirming, None);
         })?;
+        self.end_resize_record(migrations::CONFIRMED);
         Ok(Flow::Continue)
     }
 
@@ -478,7 +515,10 @@ impl Runner {
         }
         self.set_step(RESIZE, "revert")?;
         match self.undo_resize() {
-            Ok(()) => self.end_resize_task()?,
+            Ok(()) => {
+                self.end_resize_task()?;
+                self.end_resize_record(migrations::REVERTED);
+            }
             Err(e) => self.fail(&format!("Revert of the resize failed: {e}"))?,
         }
         Ok(Flow::Continue)

@@ -122,6 +122,8 @@ pub struct Placement {
     scheduler: Scheduler,
     /// This box, whose usage [`Placement::host_usage`] reports.
     this: HostId,
+    /// Whether creates keep the failure reserve (`[cluster] ha_reserve`; a site only).
+    failure_reserve: bool,
 }
 
 impl Placement {
@@ -136,6 +138,7 @@ impl Placement {
         let scheduler = Scheduler::from_config(&settings.scheduler)
             .map_err(|e| PlacementError::Scheduler(e.to_string()))?;
         let this = HostId(settings.host.clone());
+        let failure_reserve = settings.failure_reserve && matches!(door, PlacementDoor::Site(_));
         let door = match door {
             PlacementDoor::Box(store) => {
                 let host = settings
@@ -160,6 +163,7 @@ impl Placement {
             aggregates,
             scheduler,
             this,
+            failure_reserve,
         })
     }
 
@@ -299,7 +303,9 @@ impl Placement {
         boot_from_volume: bool,
         wanted: &Wanted,
     ) -> Result<Vec<Claim>, PlacementError> {
-        let request = self.request(flavor, boot_from_volume, wanted)?;
+        let mut request = self.request(flavor, boot_from_volume, wanted)?;
+        // Only creates keep the reserve: an evacuation is what it is kept for.
+        request.keep_failure_reserve = self.failure_reserve;
         let consumers: Vec<ConsumerId> = servers.iter().cloned().map(ConsumerId).collect();
         match &self.door {
             Door::Box { cluster, store } => {
@@ -407,7 +413,8 @@ impl Placement {
     /// weighers of a create, its group's policy and its hints, the dead box never a
     /// candidate (it is down in `view`). Returns the claim's move, for the caller to commit
     /// with the ownership move in one transaction, and the new claim. An admin's host named
-    /// at create is not kept: it named the box that died, as Nova's evacuate drops it.
+    /// at create is not kept: it named the box that died, as Nova's evacuate drops it. The
+    /// host an admin's `evacuate` names (`to`) is the only one considered, filters still run.
     pub fn plan_evacuation(
         &self,
         view: &SiteView,
@@ -415,9 +422,10 @@ impl Placement {
         flavor: &FlavorSnapshot,
         boot_from_volume: bool,
         wanted: &Wanted,
+        to: Option<&str>,
     ) -> Result<(ClaimChange, Claim), PlacementError> {
         let wanted = Wanted {
-            host: None,
+            host: to.map(str::to_owned),
             ..wanted.clone()
         };
         let mut request = self.request(flavor, boot_from_volume, &wanted)?;

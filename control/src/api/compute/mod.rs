@@ -7,6 +7,7 @@ pub mod availability_zones;
 pub mod extra_specs;
 pub mod flavors;
 pub mod keypairs;
+mod nova_types;
 pub mod server_actions;
 pub mod server_groups;
 mod server_query;

@@ -714,7 +714,7 @@ fn deactivated_images_are_downloaded_by_admins_only_until_reactivated() {
     d.make_member("alice", "alice-pw", "demo");
     let alice_token = d.login("alice", "alice-pw", Some("demo"));
     let alice = d.tcp(Some(&alice_token));
-    // Glance's default policy: admins only.
+    // Glance's default policy: the owner's members and admins; alice's project is not the owner.
     glance_error(&action(&alice, "deactivate"), 403);
     assert_eq!(show(&api, &id)["status"], "active");
 

@@ -88,6 +88,12 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "quota_limits",
         sql: include_str!("migrations/0013_quotas.sql"),
     },
+    // Glance's image members (the projects a shared image is shared with).
+    Migration {
+        version: 14,
+        name: "image_members",
+        sql: include_str!("migrations/0014_image_members.sql"),
+    },
 ];
 
 pub(super) fn apply(conn: &mut Connection, steps: &[Migration]) -> Result<(), StorageError> {

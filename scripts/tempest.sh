@@ -91,6 +91,8 @@ cleanup() {
     log "workspace kept in $work"
 }
 trap cleanup EXIT
+# A signal ends the run through the EXIT trap too, so outpostd and its monitors never outlive it.
+trap 'exit 130' INT TERM
 
 url=${OUTPOST_TEMPEST_URL:-}
 if [ -z "$url" ]; then
@@ -102,7 +104,10 @@ if [ -z "$url" ]; then
     url="http://127.0.0.1:$port"
     OUTPOST_ADMIN_PASSWORD=${OUTPOST_ADMIN_PASSWORD:-$("$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(18))')}
     export OUTPOST_ADMIN_PASSWORD
-    printf '[compute]\nmonitor = "%s"\nstop_timeout_secs = 10\n' "$TARGET/outpost-vmm" >"$state/outpostd.toml"
+    # The API tests need no host networking: this outpostd leaves the host's bridges, taps
+    # and nftables alone (as the control tests' daemons do), so it disturbs nobody's.
+    printf '[compute]\nmonitor = "%s"\nstop_timeout_secs = 10\n[network]\nmanage_host = false\n' \
+        "$TARGET/outpost-vmm" >"$state/outpostd.toml"
     "$TARGET/outpostd" --state-dir "$state" --listen "127.0.0.1:$port" \
         --config "$state/outpostd.toml" 2>"$work/outpostd.log" &
     daemon=$!
@@ -117,7 +122,7 @@ fi
 
 # Tempest's workspace (where `tempest run` must be started), beside outpostd's log.
 [ -e "$work/tempest/.stestr.conf" ] ||
-    "$venv/bin/tempest" init --name "outpost-$(basename "$work")" "$work/tempest" >&2
+    "$venv/bin/tempest" init --name "outpost-$(basename "$work")-$$" "$work/tempest" >&2
 cd "$work/tempest"
 "$venv/bin/python" "$REPO/scripts/tempest/outpost_tempest.py" setup \
     "$url" "$OUTPOST_ADMIN_PASSWORD" "$work/tempest" "$ASSETS" >&2

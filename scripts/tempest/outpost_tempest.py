@@ -226,7 +226,7 @@ def summary(path):
     import testtools
 
     counts = collections.defaultdict(collections.Counter)
-    failed = []
+    failed = set()
 
     def record(test):
         status, test_id = test["status"], test["id"]
@@ -236,7 +236,10 @@ def summary(path):
             kind = "skipped"
         elif status in ("fail", "uxsuccess"):
             kind = "failed"
-            failed.append(test_id)
+            # A class's setUp failure is reported once per test of the class: count it once.
+            if test_id in failed:
+                return
+            failed.add(test_id)
         else:
             return
         # Class-level setUp failures and skips are reported under the class's name.

@@ -118,10 +118,7 @@ fn nova_version(call: &Call<'_>) -> ApiVersion {
 /// describe: security groups and rules are Neutron's limits, floating IPs 0 (none are
 /// served), fixed IPs unlimited (ports are Neutron's to count), personality files 0 (not
 /// served). `network` is Neutron's limits (or defaults) for the project.
-fn nova_legacy(
-    call: &Call<'_>,
-    network: &[(&'static str, Limit)],
-) -> Vec<(&'static str, Limit)> {
+fn nova_legacy(call: &Call<'_>, network: &[(&'static str, Limit)]) -> Vec<(&'static str, Limit)> {
     let v = nova_version(call);
     let mut out = Vec::new();
     if v < NETWORK_PROXIES_GONE {
@@ -165,7 +162,10 @@ pub fn nova_detail(call: &Call<'_>) -> Result<Reply, Fault> {
     let limits = nova_limits_of(call, project)?;
     let mut usage = quota::usage::compute(&call.state.doors, project, &call.ctx().user_id)?;
     let network = call.state.network.quota_usage(project)?;
-    usage.insert("security_groups", network.get("security_group").copied().unwrap_or(0));
+    usage.insert(
+        "security_groups",
+        network.get("security_group").copied().unwrap_or(0),
+    );
     let rules = network.get("security_group_rule").copied().unwrap_or(0);
     usage.insert("security_group_rules", rules);
     let mut body = detailed(&limits, &usage, "in_use", &[]);
@@ -246,7 +246,9 @@ pub fn nova_limits(call: &Call<'_>) -> Result<Reply, Fault> {
     if v < IMAGE_PROXY_GONE {
         absolute["maxImageMeta"] = json!(limit("metadata_items"));
     }
-    Ok(Reply::ok(json!({ "limits": { "rate": [], "absolute": absolute }})))
+    Ok(Reply::ok(
+        json!({ "limits": { "rate": [], "absolute": absolute }}),
+    ))
 }
 
 // Cinder.

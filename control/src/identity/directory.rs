@@ -101,7 +101,10 @@ pub fn list_user_projects(
         return Err(IdentityError::missing("user", user_id));
     }
     let mut assigned = Vec::new();
-    for p in db.projects(ListFilter { name: None, project: None })? {
+    for p in db.projects(ListFilter {
+        name: None,
+        project: None,
+    })? {
         if !db.assigned_roles(user_id, &p.id)?.is_empty() {
             assigned.push(p);
         }

@@ -96,10 +96,7 @@ fn metadef_object() -> Value {
 }
 
 fn tag() -> Value {
-    object(
-        "tag",
-        json!({"name": {"type": "string", "maxLength": 255}}),
-    )
+    object("tag", json!({"name": {"type": "string", "maxLength": 255}}))
 }
 
 fn namespace() -> Value {

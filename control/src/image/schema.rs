@@ -175,7 +175,10 @@ mod tests {
     fn the_member_schema_lists_every_member_status() {
         let statuses = member()["properties"]["status"]["enum"].clone();
         for s in MemberStatus::ALL {
-            assert!(statuses.as_array().unwrap().contains(&json!(s.as_str())), "{s:?}");
+            assert!(
+                statuses.as_array().unwrap().contains(&json!(s.as_str())),
+                "{s:?}"
+            );
         }
         assert_eq!(members()["properties"]["members"]["items"], member());
     }

@@ -510,7 +510,10 @@ fn members_share_a_shared_image_with_the_projects_that_accept_it() {
 
     // The owner shares it: pending, so the guest sees it by id but does not list it yet.
     let m = members::add(&e.f.db, owner, &image.id, "guest").unwrap();
-    assert_eq!((m.member_id.as_str(), m.member.status), ("guest", MemberStatus::Pending));
+    assert_eq!(
+        (m.member_id.as_str(), m.member.status),
+        ("guest", MemberStatus::Pending)
+    );
     assert!(matches!(
         members::add(&e.f.db, owner, &image.id, "guest"),
         Err(ImageError::MemberExists { .. })
@@ -538,7 +541,10 @@ fn members_share_a_shared_image_with_the_projects_that_accept_it() {
     ));
     let m = members::set_status(&e.f.db, &guest, &image.id, "guest", "accepted").unwrap();
     assert_eq!(m.member.status, MemberStatus::Accepted);
-    assert_eq!(listed_ids(&e, &guest, &ImageQuery::default()), [image.id.clone()]);
+    assert_eq!(
+        listed_ids(&e, &guest, &ImageQuery::default()),
+        [image.id.clone()]
+    );
 
     // The owner sees every member, a member itself only, anyone else not the image.
     members::add(&e.f.db, owner, &image.id, "stranger").unwrap();
@@ -570,7 +576,11 @@ fn members_share_a_shared_image_with_the_projects_that_accept_it() {
         Err(ImageError::NotFound(_))
     ));
     assert_eq!(
-        get(&e.f.db, owner, &image.id).unwrap().members.keys().collect::<Vec<_>>(),
+        get(&e.f.db, owner, &image.id)
+            .unwrap()
+            .members
+            .keys()
+            .collect::<Vec<_>>(),
         ["stranger"]
     );
 }

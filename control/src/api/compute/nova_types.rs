@@ -60,7 +60,9 @@ pub fn optional_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D:
         Value::Null => Ok(None),
         Value::String(s) => Ok(Some(s)),
         Value::Number(n) => Ok(Some(n.to_string())),
-        other => Err(D::Error::custom(format!("{other} is not a string or number"))),
+        other => Err(D::Error::custom(format!(
+            "{other} is not a string or number"
+        ))),
     }
 }
 
@@ -90,7 +92,12 @@ mod tests {
         let b = parse(json!({"ram": "1024", "public": "True", "id": 7, "factor": "1.5"})).unwrap();
         assert_eq!(
             b,
-            Body { ram: 1024, public: true, id: Some("7".into()), factor: 1.5 }
+            Body {
+                ram: 1024,
+                public: true,
+                id: Some("7".into()),
+                factor: 1.5
+            }
         );
         let b = parse(json!({"ram": 512, "public": "off", "id": null, "factor": 1})).unwrap();
         assert_eq!((b.ram, b.public, b.id), (512, false, None));

@@ -41,7 +41,11 @@ pub fn create(call: &Call<'_>) -> Result<Reply, Fault> {
 }
 
 pub fn list(call: &Call<'_>) -> Result<Reply, Fault> {
-    let all = members::list(call.state.image_records(), call.ctx(), call.param("image_id"))?;
+    let all = members::list(
+        call.state.image_records(),
+        call.ctx(),
+        call.param("image_id"),
+    )?;
     Ok(Reply::ok(json!({
         "members": all.iter().map(view).collect::<Vec<_>>(),
         "schema": "/v2/schemas/members",

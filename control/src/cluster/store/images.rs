@@ -157,8 +157,8 @@ fn decode(kv: &KeyValue) -> Result<Image, StorageError> {
         .members
         .into_iter()
         .map(|(project, m)| {
-            let status =
-                MemberStatus::parse(&m.status).ok_or_else(|| unknown("member status", &m.status))?;
+            let status = MemberStatus::parse(&m.status)
+                .ok_or_else(|| unknown("member status", &m.status))?;
             let member = ImageMember {
                 status,
                 created_at: Timestamp(m.created_at),

@@ -120,10 +120,7 @@ fn updates_write_all_or_nothing(store: &dyn ImageRecordStore) {
         .unwrap();
     assert_eq!(after.name.as_deref(), Some("renamed"));
     assert!(after.tags.contains("new") && after.properties.is_empty());
-    assert_eq!(
-        after.members.keys().collect::<Vec<_>>(),
-        ["other-project"]
-    );
+    assert_eq!(after.members.keys().collect::<Vec<_>>(), ["other-project"]);
     assert_eq!(store.image("i1").unwrap(), Some(after.clone()));
     // A refusal or a "no change" writes nothing.
     let refused = store.update_image("i1", &mut |i| {

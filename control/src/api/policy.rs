@@ -229,6 +229,8 @@ pub static POLICY: &[RouteRule] = &[
         actions: SERVER_ACTIONS,
     },
     entry(Method::GET, "/compute/v2.1/servers/{server_id}/os-security-groups", "os_compute_api:os-security-groups:list", READER),
+    entry(Method::GET, "/compute/v2.1/servers/{server_id}/ips", "os_compute_api:ips:index", READER),
+    entry(Method::GET, "/compute/v2.1/servers/{server_id}/ips/{network_label}", "os_compute_api:ips:show", READER),
     entry(Method::GET, "/compute/v2.1/servers/{server_id}/os-volume_attachments", "os_compute_api:os-volumes-attachments:index", READER),
     entry(Method::POST, "/compute/v2.1/servers/{server_id}/os-volume_attachments", "os_compute_api:os-volumes-attachments:create", MEMBER),
     entry(Method::GET, "/compute/v2.1/servers/{server_id}/os-volume_attachments/{volume_id}", "os_compute_api:os-volumes-attachments:show", READER),

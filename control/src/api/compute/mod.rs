@@ -10,6 +10,7 @@ pub mod keypairs;
 mod nova_types;
 pub mod server_actions;
 pub mod server_groups;
+pub mod server_ips;
 mod server_query;
 mod server_views;
 pub mod servers;

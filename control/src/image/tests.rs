@@ -524,7 +524,7 @@ fn members_share_a_shared_image_with_the_projects_that_accept_it() {
         member_status: Some(MemberStatus::Pending),
         ..ImageQuery::default()
     };
-    assert_eq!(listed_ids(&e, &guest, &pending), [image.id.clone()]);
+    assert_eq!(listed_ids(&e, &guest, &pending), [image.id.as_str()]);
 
     // Only the member answers for itself.
     assert!(matches!(
@@ -543,7 +543,7 @@ fn members_share_a_shared_image_with_the_projects_that_accept_it() {
     assert_eq!(m.member.status, MemberStatus::Accepted);
     assert_eq!(
         listed_ids(&e, &guest, &ImageQuery::default()),
-        [image.id.clone()]
+        [image.id.as_str()]
     );
 
     // The owner sees every member, a member itself only, anyone else not the image.

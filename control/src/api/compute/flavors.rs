@@ -225,8 +225,6 @@ fn query(call: &Call<'_>) -> Result<FlavorQuery, Fault> {
     })
 }
 
-/// oslo's bool_from_string(strict=True) vocabulary.
-
 /// Nova's flavor sort keys (its column names).
 fn sort_key(k: &str) -> Option<SortKey> {
     Some(match k {

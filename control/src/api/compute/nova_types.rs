@@ -35,7 +35,8 @@ pub fn number<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     }
 }
 
-/// What Nova takes as a boolean: true/false, or one of its words for them in any case.
+/// What Nova takes as a boolean: true/false, or one of its words for them in any case (oslo's
+/// `bool_from_string(strict=True)` vocabulary).
 pub fn parse_bool(v: &str) -> Option<bool> {
     match v.to_ascii_lowercase().as_str() {
         "1" | "t" | "true" | "on" | "y" | "yes" => Some(true),

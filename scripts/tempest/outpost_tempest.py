@@ -4,8 +4,8 @@ scripts/tempest.sh with the Tempest venv's python.
     outpost_tempest.py setup URL ADMIN_PASSWORD WORKSPACE GUEST_ASSETS
         Provisions through outpostd's own API what an operator gives Tempest: two projects,
         an admin, a member and a reader of the first, a member of the second (Tempest's
-        pre-provisioned accounts, WORKSPACE/etc/accounts.yaml), two flavors and two images
-        of the guest's root disk; then writes WORKSPACE/etc/tempest.conf from what outpostd
+        pre-provisioned accounts, WORKSPACE/etc/accounts.yaml), two flavors, two images of
+        the guest's root disk and a shared network for servers; then writes WORKSPACE/etc/tempest.conf from what outpostd
         answers (catalog, microversions, network extensions) and what it does not serve.
 
     outpost_tempest.py summary SUBUNIT_FILE
@@ -157,6 +157,15 @@ def setup(url, admin_password, workspace, assets):
         flavors.append(api.call("POST", "/compute/v2.1/flavors", {"flavor": {
             "name": name, "ram": ram, "vcpus": vcpus, "disk": disk_gib}})[2]["flavor"]["id"])
     images = [upload_image(api, f"tempest-{tag}-{n}", rootfs) for n in ("image", "image-alt")]
+    # The network servers are booted on (Tempest's fixed_network_name): shared, so every
+    # account's servers get a port, an address and the default security group, as on a cloud
+    # whose operator provides a network.
+    net_name = f"tempest-{tag}-net"
+    net = api.call("POST", "/network/v2.0/networks",
+                   {"network": {"name": net_name, "shared": True}})[2]["network"]["id"]
+    api.call("POST", "/network/v2.0/subnets", {"subnet": {
+        "name": f"{net_name}-v4", "network_id": net, "ip_version": 4,
+        "cidr": "10.254.0.0/24"}})
 
     # What outpostd says it serves, read rather than assumed.
     region = token["catalog"][0]["endpoints"][0]["region"] if token.get("catalog") else "RegionOne"
@@ -184,7 +193,8 @@ def setup(url, admin_password, workspace, assets):
                     "flavor_ref": flavors[0], "flavor_ref_alt": flavors[1],
                     "region": region, "min_microversion": compute["min_version"],
                     "max_microversion": compute["version"], "build_timeout": 300,
-                    "build_interval": 1, "min_compute_nodes": 1},
+                    "build_interval": 1, "min_compute_nodes": 1,
+                    "fixed_network_name": net_name},
         "compute-feature-enabled": {**{f: False for f in COMPUTE_FEATURES_OFF},
                                     "console_output": True, "resize": True},
         "image": {"region": region, "container_formats": ["bare", "ami", "aki", "ari"],

@@ -88,16 +88,14 @@ pub fn get_project(
 }
 
 /// The projects `user_id` has a role on (Keystone's `GET /v3/users/{id}/projects`): the user
-/// itself or an admin may ask.
+/// itself or an admin may ask; to anyone else the user is not found, as [`get_user`] answers
+/// a user it does not show.
 pub fn list_user_projects(
     db: &dyn IdentityStore,
     ctx: &RequestContext,
     user_id: &str,
 ) -> Result<Vec<Project>, IdentityError> {
-    if !ctx.is_admin() && ctx.user_id != user_id {
-        return Err(IdentityError::Forbidden("list_user_projects"));
-    }
-    if db.user(user_id)?.is_none() {
+    if (!ctx.is_admin() && ctx.user_id != user_id) || db.user(user_id)?.is_none() {
         return Err(IdentityError::missing("user", user_id));
     }
     let mut assigned = Vec::new();

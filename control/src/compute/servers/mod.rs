@@ -183,8 +183,9 @@ pub struct ServerQuery {
     pub flavor: Option<String>,
     pub image: Option<String>,
     pub host: Option<String>,
-    /// `ip`/`ip6`: no server has an address yet, so such a filter matches nothing.
-    pub by_address: bool,
+    /// `ip` (4) and `ip6` (6): a server matches when one of its addresses of that IP version
+    /// matches each.
+    pub addresses: Vec<(u8, regex::Regex)>,
     pub limit: Option<usize>,
     pub marker: Option<String>,
 }
@@ -647,6 +648,22 @@ pub fn get(fleet: &Fleet, ctx: &RequestContext, id: &str) -> Result<Server, Serv
         .ok_or_else(|| ServerError::NotFound(id.to_owned()))
 }
 
+/// Whether `addresses` (Nova's `{network: [{addr, version}]}`) has an address of IP `version`
+/// that `re` matches.
+fn has_address(addresses: &serde_json::Value, version: u8, re: &regex::Regex) -> bool {
+    let Some(networks) = addresses.as_object() else {
+        return false;
+    };
+    networks
+        .values()
+        .filter_map(|a| a.as_array())
+        .flatten()
+        .any(|a| {
+            a["version"].as_u64() == Some(u64::from(version))
+                && a["addr"].as_str().is_some_and(|addr| re.is_match(addr))
+        })
+}
+
 /// One page of the servers the caller may see, newest first.
 pub fn list(
     fleet: &Fleet,
@@ -666,14 +683,28 @@ pub fn list(
         .into_iter()
         .filter(|s| {
             let status = state::status(s.vm_state, s.task_state);
-            !q.by_address
-                && q.name.as_ref().is_none_or(|re| re.is_match(&s.name))
+            q.name.as_ref().is_none_or(|re| re.is_match(&s.name))
                 && (q.statuses.is_empty() || q.statuses.iter().any(|st| st == status))
                 && q.flavor.as_ref().is_none_or(|f| *f == s.flavor.id)
                 && q.image.as_ref().is_none_or(|i| *i == s.image_ref)
                 && q.host.as_ref().is_none_or(|h| Some(h) == s.host.as_ref())
         })
         .collect();
+    let matching = if q.addresses.is_empty() {
+        matching
+    } else {
+        let mut kept = Vec::with_capacity(matching.len());
+        for s in matching {
+            let addresses = nics::addresses(fleet, &s)?;
+            if q.addresses
+                .iter()
+                .all(|(v, re)| has_address(&addresses, *v, re))
+            {
+                kept.push(s);
+            }
+        }
+        kept
+    };
     let start = match &q.marker {
         None => 0,
         Some(m) => {

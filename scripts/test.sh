@@ -3,7 +3,8 @@
 # prepares the guest assets and the OpenStack client's Python venv (cached outside the work
 # tree, keyed by version), builds, and
 # runs the unit tests and the end-to-end tests that boot real guests on /dev/kvm.
-# OUTPOST_SLOW_TESTS=1 adds the stock Debian kernel's boot (about ten minutes on PVM).
+# OUTPOST_SLOW_TESTS=1 adds the stock Debian kernel's boot (about ten minutes on PVM), the
+# fuzz targets and Tempest's API tests (scripts/tempest.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,4 +53,7 @@ if [ "${OUTPOST_SLOW_TESTS:-0}" = 1 ]; then
     scripts/fuzz.sh --seconds 10
     # The stock Debian kernel and the 8-vCPU/16-GiB guest: minutes each on a PVM host.
     cargo nextest run --workspace --run-ignored only
+    # Tempest, OpenStack's own suite, on the API tests of the five services against a real
+    # outpostd (control/README.md, "Tempest"): its servers tests boot guests one at a time.
+    scripts/tempest.sh
 fi

@@ -388,14 +388,15 @@ fn malformed_input_is_400_and_changes_nothing() {
         with("ram", json!(2147483648i64)),
         with("ram", json!(1e30)),
         with("ram", json!(512.5)),
-        with("ram", json!("512")),
+        // Nova takes digit strings and its boolean words (below); not other text.
+        with("ram", json!("512MB")),
         with("vcpus", json!(null)),
         with("disk", json!(-1)),
         with("swap", json!(-1)),
         with("OS-FLV-EXT-DATA:ephemeral", json!(9_999_999_999i64)),
         with("rxtx_factor", json!(0)),
         with("rxtx_factor", json!(1e39)),
-        with("os-flavor-access:is_public", json!("yes")),
+        with("os-flavor-access:is_public", json!("maybe")),
         with("name", json!("")),
         with("name", json!(" padded")),
         with("id", json!("has/slash")),
@@ -434,4 +435,26 @@ fn malformed_input_is_400_and_changes_nothing() {
         .get(&format!("{FLAVORS}/detail?is_public=none"))
         .body_json();
     assert_eq!(ids(&all), ["1", "2", "3", "9"]);
+
+    // Nova's lenient spellings, as clients send them: a digit string, a boolean word, a
+    // numeric id. They make the flavor they say.
+    let r = api.post(
+        FLAVORS,
+        &json!({"flavor": {"name": "lenient", "ram": "768", "vcpus": "2", "disk": 1, "id": 42,
+                           "os-flavor-access:is_public": "False"}}),
+    );
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    let f = &r.body_json()["flavor"];
+    assert_eq!(
+        (f["id"].as_str(), f["ram"].as_i64()),
+        (Some("42"), Some(768)),
+        "{f}"
+    );
+    assert_eq!(
+        (
+            f["vcpus"].as_i64(),
+            f["os-flavor-access:is_public"].as_bool()
+        ),
+        (Some(2), Some(false))
+    );
 }

@@ -296,3 +296,85 @@ fn the_default_domain_s_name_is_matched_in_any_case_as_scripts_spell_it() {
         "name": "admin", "domain": {"name": "elsewhere"}, "password": ADMIN_PASSWORD}}}}});
     assert_keystone_error(&d.tcp(None).post("/identity/v3/auth/tokens", &body), 401);
 }
+
+#[test]
+fn catalog_token_check_domain_and_a_user_s_projects() {
+    let d = Daemon::start();
+    let (project, user) = d.make_member("mia", "mia-pw", "mias");
+    let token = d.login("mia", "mia-pw", Some("mias"));
+    let mia = d.tcp(Some(&token));
+
+    // The catalog of the caller's token, as the token itself carries it.
+    let catalog = mia.get("/identity/v3/auth/catalog").body_json();
+    let types: Vec<&str> = catalog["catalog"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["type"].as_str().unwrap())
+        .collect();
+    for t in ["identity", "compute", "image", "network", "block-storage"] {
+        assert!(types.contains(&t), "{t} missing from {catalog}");
+    }
+    let volume = catalog["catalog"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["type"] == "block-storage")
+        .unwrap();
+    assert!(volume["endpoints"][0]["url"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("/volume/v3/{project}")));
+
+    // HEAD checks a token without its body; a revoked one is 404.
+    let check = |subject: &str| {
+        mia.send_raw_headers(
+            Method::HEAD,
+            "/identity/v3/auth/tokens",
+            None,
+            &[("X-Subject-Token", subject)],
+        )
+    };
+    let second = d.login("mia", "mia-pw", Some("mias"));
+    let r = check(&second);
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    assert!(r.body.is_empty());
+    let r = mia.send_raw_headers(
+        Method::DELETE,
+        "/identity/v3/auth/tokens",
+        None,
+        &[("X-Subject-Token", second.as_str())],
+    );
+    assert_eq!(r.status.as_u16(), 204);
+    assert_eq!(check(&second).status.as_u16(), 404);
+
+    // The one domain; another is not found.
+    let dom = mia.get("/identity/v3/domains/default").body_json();
+    assert_eq!(
+        (
+            dom["domain"]["name"].as_str(),
+            dom["domain"]["enabled"].as_bool()
+        ),
+        (Some("Default"), Some(true))
+    );
+    assert_keystone_error(&mia.get("/identity/v3/domains/other"), 404);
+
+    // A user's projects: the ones it has a role on; only itself or an admin may ask (to
+    // others the user is not found, as GET /users/{id} answers).
+    let mine = mia
+        .get(&format!("/identity/v3/users/{user}/projects"))
+        .body_json();
+    assert_eq!(names(&mine, "projects"), ["mias"]);
+    let admin = d.login("admin", ADMIN_PASSWORD, Some("admin"));
+    let theirs = d
+        .tcp(Some(&admin))
+        .get(&format!("/identity/v3/users/{user}/projects"))
+        .body_json();
+    assert_eq!(names(&theirs, "projects"), ["mias"]);
+    let others = d.unix().get("/identity/v3/users?name=admin").body_json();
+    let admin_user = others["users"][0]["id"].as_str().unwrap().to_owned();
+    assert_keystone_error(
+        &mia.get(&format!("/identity/v3/users/{admin_user}/projects")),
+        404,
+    );
+}

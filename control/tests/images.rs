@@ -659,6 +659,92 @@ fn schemas_and_error_shape() {
     );
 }
 
+#[test]
+fn members_share_an_image_with_a_project_that_accepts_it() {
+    let d = Daemon::start();
+    let (admin_api, _) = admin(&d);
+    let (owner_project, _) = d.make_member("olga", "olga-pw", "owners");
+    let (guest_project, _) = d.make_member("gus", "gus-pw", "guests");
+    let olga = d.tcp(Some(&d.login("olga", "olga-pw", Some("owners"))));
+    let gus = d.tcp(Some(&d.login("gus", "gus-pw", Some("guests"))));
+    let id = raw_image(&olga, "shared-disk");
+    let members = format!("{IMAGES}/{id}/members");
+    let listed = |api: &Api, query: &str| -> Vec<String> {
+        let r = api.get(&format!("{IMAGES}{query}")).body_json();
+        r["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    let r = olga.post(&members, &json!({"member": guest_project}));
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    let m = r.body_json();
+    assert_eq!(
+        (m["image_id"].as_str(), m["status"].as_str()),
+        (Some(id.as_str()), Some("pending"))
+    );
+    assert_eq!(m["member_id"], guest_project.as_str());
+    glance_error(&olga.post(&members, &json!({"member": guest_project})), 409);
+    // Pending: seen by id, not listed until asked for or accepted.
+    assert_eq!(show(&gus, &id)["owner"], owner_project.as_str());
+    assert!(!listed(&gus, "").contains(&id));
+    assert!(listed(&gus, "?member_status=pending").contains(&id));
+    let mine = format!("{members}/{guest_project}");
+    glance_error(&olga.put(&mine, Some(&json!({"status": "accepted"}))), 403);
+    glance_error(&gus.put(&mine, Some(&json!({"status": "sure"}))), 400);
+    let r = gus.put(&mine, Some(&json!({"status": "accepted"})));
+    assert_eq!(r.body_json()["status"], "accepted", "{}", r.text());
+    assert!(listed(&gus, "").contains(&id));
+    let all = olga.get(&members).body_json();
+    assert_eq!(all["members"][0]["status"], "accepted", "{all}");
+    assert_eq!(all["schema"], "/v2/schemas/members");
+    assert_eq!(
+        gus.get(&mine).body_json()["member_id"],
+        guest_project.as_str()
+    );
+
+    // The member cannot remove itself; the owner can, and the image is the owner's again.
+    glance_error(&gus.delete(&mine), 403);
+    assert_eq!(olga.delete(&mine).status.as_u16(), 204);
+    glance_error(&gus.get(&format!("{IMAGES}/{id}")), 404);
+    assert_eq!(olga.get(&members).body_json()["members"], json!([]));
+
+    // Only shared images have members; the schemas describe them.
+    let private = create(&olga, json!({"name": "mine", "visibility": "private"}));
+    let private_members = format!("{IMAGES}/{}/members", private["id"].as_str().unwrap());
+    glance_error(
+        &olga.post(&private_members, &json!({"member": guest_project})),
+        403,
+    );
+    assert_eq!(
+        admin_api.get("/image/v2/schemas/member").body_json()["name"],
+        "member"
+    );
+    assert_eq!(
+        admin_api.get("/image/v2/schemas/members").body_json()["name"],
+        "members"
+    );
+}
+
+#[test]
+fn null_ids_import_info_and_metadefs_schemas_answer_as_glance() {
+    let d = Daemon::start();
+    let (api, _) = admin(&d);
+    raw_image(&api, "present");
+    // `/v2/images/` names no image (Glance's router matches exactly): not the list.
+    glance_error(&api.get(&format!("{IMAGES}/")), 404);
+    glance_error(&api.delete(&format!("{IMAGES}/")), 404);
+    let info = api.get("/image/v2/info/import").body_json();
+    assert_eq!(info["import-methods"]["value"], json!([]), "{info}");
+    let ns = api.get("/image/v2/schemas/metadefs/namespace").body_json();
+    assert_eq!(ns["name"], "namespace");
+    assert!(ns["properties"]["namespace"].is_object(), "{ns}");
+    glance_error(&api.get("/image/v2/schemas/metadefs/nonsense"), 404);
+}
+
 /// The daemon's peak resident memory (VmHWM), in bytes.
 fn peak_rss(d: &Daemon) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{}/status", d.pid())).unwrap();
@@ -714,7 +800,7 @@ fn deactivated_images_are_downloaded_by_admins_only_until_reactivated() {
     d.make_member("alice", "alice-pw", "demo");
     let alice_token = d.login("alice", "alice-pw", Some("demo"));
     let alice = d.tcp(Some(&alice_token));
-    // Glance's default policy: admins only.
+    // Glance's default policy: the owner's members and admins; alice's project is not the owner.
     glance_error(&action(&alice, "deactivate"), 403);
     assert_eq!(show(&api, &id)["status"], "active");
 

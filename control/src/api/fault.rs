@@ -218,8 +218,9 @@ impl From<ImageError> for Fault {
             | E::NotQueued { .. }
             | E::NotActive(_)
             | E::NoSuchProperty(_)
-            | E::AlreadyPresent(_) => StatusCode::CONFLICT,
-            E::TooManyProperties(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            | E::AlreadyPresent(_)
+            | E::MemberExists { .. } => StatusCode::CONFLICT,
+            E::TooManyProperties(_) | E::TooManyMembers(_) => StatusCode::PAYLOAD_TOO_LARGE,
             E::Data(d) => match image_data_status(d) {
                 Some(s) => s,
                 None => return Fault::internal(e),

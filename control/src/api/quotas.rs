@@ -4,6 +4,7 @@
 //! `/{project_id}/limits`; Neutron's `/v2.0/quotas/{project_id}` (with `/details` and
 //! `/default`). Each parses, calls [`crate::quota`] and renders its service's shape.
 
+use super::microversion::{ApiVersion, COMPUTE};
 use super::{Call, Fault, Reply};
 use crate::quota::{self, Limit, Service, UNLIMITED};
 use hyper::StatusCode;
@@ -103,9 +104,54 @@ const NOVA_UPDATE: &str = "os_compute_api:os-quota-sets:update";
 const NOVA_DELETE: &str = "os_compute_api:os-quota-sets:delete";
 const NOVA_DEFAULTS: &str = "os_compute_api:os-quota-sets:defaults";
 
+/// Before 2.36 Nova's quota sets and limits also show the network quotas it proxied, and
+/// before 2.57 the quotas of personality files.
+const NETWORK_PROXIES_GONE: ApiVersion = ApiVersion::new(2, 36);
+const IMAGE_PROXY_GONE: ApiVersion = ApiVersion::new(2, 39);
+const PERSONALITY_GONE: ApiVersion = ApiVersion::new(2, 57);
+
+fn nova_version(call: &Call<'_>) -> ApiVersion {
+    call.version.unwrap_or(COMPUTE.min)
+}
+
+/// The legacy resources a quota set has at the request's microversion, from the state they
+/// describe: security groups and rules are Neutron's limits, floating IPs 0 (none are
+/// served), fixed IPs unlimited (ports are Neutron's to count), personality files 0 (not
+/// served). `network` is Neutron's limits (or defaults) for the project.
+fn nova_legacy(call: &Call<'_>, network: &[(&'static str, Limit)]) -> Vec<(&'static str, Limit)> {
+    let v = nova_version(call);
+    let mut out = Vec::new();
+    if v < NETWORK_PROXIES_GONE {
+        let neutron = |n: &str| network.iter().find(|(r, _)| *r == n).map_or(0, |&(_, l)| l);
+        out.extend([
+            ("floating_ips", 0),
+            ("fixed_ips", UNLIMITED),
+            ("security_groups", neutron("security_group")),
+            ("security_group_rules", neutron("security_group_rule")),
+        ]);
+    }
+    if v < PERSONALITY_GONE {
+        out.extend([
+            ("injected_files", 0),
+            ("injected_file_content_bytes", 0),
+            ("injected_file_path_bytes", 0),
+        ]);
+    }
+    out
+}
+
+/// The project's Nova limits at the request's microversion (legacy resources included).
+fn nova_limits_of(call: &Call<'_>, project: &str) -> Result<Vec<(&'static str, Limit)>, Fault> {
+    let q = quotas(call);
+    let mut limits = q.limits_for(call.ctx(), project, Service::Compute, NOVA_SHOW)?;
+    let network = q.limits_for(call.ctx(), project, Service::Network, NOVA_SHOW)?;
+    limits.extend(nova_legacy(call, &network));
+    Ok(limits)
+}
+
 pub fn nova_show(call: &Call<'_>) -> Result<Reply, Fault> {
     let project = target(call, "project_id")?;
-    let limits = quotas(call).limits_for(call.ctx(), project, Service::Compute, NOVA_SHOW)?;
+    let limits = nova_limits_of(call, project)?;
     Ok(Reply::ok(
         json!({ "quota_set": plain(&limits, Some(project)) }),
     ))
@@ -113,8 +159,15 @@ pub fn nova_show(call: &Call<'_>) -> Result<Reply, Fault> {
 
 pub fn nova_detail(call: &Call<'_>) -> Result<Reply, Fault> {
     let project = target(call, "project_id")?;
-    let limits = quotas(call).limits_for(call.ctx(), project, Service::Compute, NOVA_SHOW)?;
-    let usage = quota::usage::compute(&call.state.doors, project, &call.ctx().user_id)?;
+    let limits = nova_limits_of(call, project)?;
+    let mut usage = quota::usage::compute(&call.state.doors, project, &call.ctx().user_id)?;
+    let network = call.state.network.quota_usage(project)?;
+    usage.insert(
+        "security_groups",
+        network.get("security_group").copied().unwrap_or(0),
+    );
+    let rules = network.get("security_group_rule").copied().unwrap_or(0);
+    usage.insert("security_group_rules", rules);
     let mut body = detailed(&limits, &usage, "in_use", &[]);
     body.insert("id".into(), json!(project));
     Ok(Reply::ok(json!({ "quota_set": body })))
@@ -122,7 +175,10 @@ pub fn nova_detail(call: &Call<'_>) -> Result<Reply, Fault> {
 
 pub fn nova_defaults(call: &Call<'_>) -> Result<Reply, Fault> {
     let project = target(call, "project_id")?;
-    let limits = quotas(call).defaults_for(call.ctx(), project, Service::Compute, NOVA_DEFAULTS)?;
+    let q = quotas(call);
+    let mut limits = q.defaults_for(call.ctx(), project, Service::Compute, NOVA_DEFAULTS)?;
+    let network = q.defaults_for(call.ctx(), project, Service::Network, NOVA_DEFAULTS)?;
+    limits.extend(nova_legacy(call, &network));
     Ok(Reply::ok(
         json!({ "quota_set": plain(&limits, Some(project)) }),
     ))
@@ -150,7 +206,7 @@ pub fn nova_limits(call: &Call<'_>) -> Result<Reply, Fault> {
         Some(p) if ctx.is_admin() => p,
         _ => own,
     };
-    let limits = quotas(call).limits_for(ctx, project, Service::Compute, NOVA_SHOW)?;
+    let limits = nova_limits_of(call, project)?;
     let usage = quota::usage::compute(&call.state.doors, project, &ctx.user_id)?;
     let limit = |n: &str| {
         limits
@@ -159,7 +215,7 @@ pub fn nova_limits(call: &Call<'_>) -> Result<Reply, Fault> {
             .map_or(UNLIMITED, |&(_, l)| l)
     };
     let used = |n: &str| usage.get(n).copied().unwrap_or(0);
-    Ok(Reply::ok(json!({ "limits": { "rate": [], "absolute": {
+    let mut absolute = json!({
         "maxTotalInstances": limit("instances"),
         "maxTotalCores": limit("cores"),
         "maxTotalRAMSize": limit("ram"),
@@ -171,7 +227,28 @@ pub fn nova_limits(call: &Call<'_>) -> Result<Reply, Fault> {
         "totalCoresUsed": used("cores"),
         "totalRAMUsed": used("ram"),
         "totalServerGroupsUsed": used("server_groups"),
-    }}})))
+    });
+    let v = nova_version(call);
+    if v < NETWORK_PROXIES_GONE {
+        let groups = call.state.network.quota_usage(project)?;
+        absolute["maxSecurityGroups"] = json!(limit("security_groups"));
+        absolute["maxSecurityGroupRules"] = json!(limit("security_group_rules"));
+        absolute["maxTotalFloatingIps"] = json!(limit("floating_ips"));
+        absolute["totalFloatingIpsUsed"] = json!(0);
+        absolute["totalSecurityGroupsUsed"] =
+            json!(groups.get("security_group").copied().unwrap_or(0));
+    }
+    if v < PERSONALITY_GONE {
+        absolute["maxPersonality"] = json!(limit("injected_files"));
+        absolute["maxPersonalitySize"] = json!(limit("injected_file_content_bytes"));
+    }
+    // Nova's image metadata limit is its `metadata_items` quota; gone with image proxies in 2.39.
+    if v < IMAGE_PROXY_GONE {
+        absolute["maxImageMeta"] = json!(limit("metadata_items"));
+    }
+    Ok(Reply::ok(
+        json!({ "limits": { "rate": [], "absolute": absolute }}),
+    ))
 }
 
 // Cinder.

@@ -2,7 +2,7 @@
 //! admin changes them; listings follow [`RequestContext::visibility`].
 
 use super::store::{Grant, IdentityStore, ListFilter, Project, Role, User};
-use super::{password, IdentityError};
+use super::{password, IdentityError, DEFAULT_DOMAIN_ID};
 use crate::context::{RequestContext, Visibility};
 use crate::random;
 
@@ -85,6 +85,38 @@ pub fn get_project(
         return Err(IdentityError::Forbidden("get_project"));
     }
     db.project(id)?.ok_or_else(not_found)
+}
+
+/// The projects `user_id` has a role on (Keystone's `GET /v3/users/{id}/projects`): the user
+/// itself or an admin may ask; to anyone else the user is not found, as [`get_user`] answers
+/// a user it does not show.
+pub fn list_user_projects(
+    db: &dyn IdentityStore,
+    ctx: &RequestContext,
+    user_id: &str,
+) -> Result<Vec<Project>, IdentityError> {
+    if (!ctx.is_admin() && ctx.user_id != user_id) || db.user(user_id)?.is_none() {
+        return Err(IdentityError::missing("user", user_id));
+    }
+    let mut assigned = Vec::new();
+    for p in db.projects(ListFilter {
+        name: None,
+        project: None,
+    })? {
+        if !db.assigned_roles(user_id, &p.id)?.is_empty() {
+            assigned.push(p);
+        }
+    }
+    Ok(assigned)
+}
+
+/// Domain `id`, if it is the one there is: every project and user is in
+/// [`DEFAULT_DOMAIN_ID`], so any caller (each one's token is of that domain) may read it.
+pub fn check_domain(id: &str) -> Result<(), IdentityError> {
+    if id != DEFAULT_DOMAIN_ID {
+        return Err(IdentityError::missing("domain", id));
+    }
+    Ok(())
 }
 
 pub fn create_project(

@@ -296,6 +296,7 @@ mod tests {
             conversion: None,
             properties: BTreeMap::new(),
             tags: BTreeSet::new(),
+            members: BTreeMap::new(),
             created_at: Timestamp(0),
             updated_at: Timestamp(0),
         }

@@ -5,11 +5,14 @@
 //!
 //! Policy follows Glance's defaults: anyone in a project creates images (owned by the
 //! project); only admins make them public or give them another owner; owners and admins
-//! change and delete them; a protected image cannot be deleted.
+//! change and delete them; a protected image cannot be deleted; owners share `shared` images
+//! with other projects ([`members`]).
 
 pub mod copies;
 mod data;
 pub mod fields;
+pub mod members;
+pub mod metadefs;
 pub mod patch;
 pub mod pull;
 pub mod query;
@@ -22,7 +25,9 @@ pub use copies::CopyRule;
 pub use data::{download, upload, ImageFile, UploadChecks};
 pub use query::{ImageQuery, SortKey, VisibilityFilter};
 pub use recovery::recover;
-pub use store::{Image, ImageCopy, ImageRecordStore, ImageStatus, ImageVisibility};
+pub use store::{
+    Image, ImageCopy, ImageMember, ImageRecordStore, ImageStatus, ImageVisibility, MemberStatus,
+};
 pub(crate) use usage::describe as describe_users;
 pub use usage::{hold, holders, in_use, let_go, users, ConsumerKind};
 
@@ -34,6 +39,10 @@ use outpost_image_store::ImageStore;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+
+/// The methods of Glance's interoperable image import (`POST /v2/images/{id}/import`) served:
+/// none, data arrives by `PUT /v2/images/{id}/file` only.
+pub const IMPORT_METHODS: &[&str] = &[];
 
 /// Glance's policy rule names, in messages.
 const PUBLICIZE: &str = "publicize_image";
@@ -66,6 +75,10 @@ pub enum ImageError {
     AlreadyPresent(String),
     #[error("Maximum number of image properties ({0}) exceeded.")]
     TooManyProperties(usize),
+    #[error("Project {member_id} is already a member of image {image_id}.")]
+    MemberExists { image_id: String, member_id: String },
+    #[error("Maximum number of image members ({0}) exceeded; remove one first.")]
+    TooManyMembers(usize),
     #[error("{0}")]
     BadPatch(String),
     #[error("Invalid marker. Image {0} could not be found.")]
@@ -201,6 +214,7 @@ pub fn create(
         conversion: None,
         properties: BTreeMap::new(),
         tags: BTreeSet::new(),
+        members: BTreeMap::new(),
         created_at: now,
         updated_at: now,
     };
@@ -363,8 +377,9 @@ pub fn boot_source(
     })
 }
 
-/// Glance's deactivate (admin only, its default policy): an active image keeps its data but
-/// is taken out of use; deactivating a deactivated image changes nothing.
+/// Glance's deactivate (its owner's members or an admin, Glance's default policy): an active
+/// image keeps its data but is taken out of use; deactivating a deactivated image changes
+/// nothing.
 pub fn deactivate(
     db: &dyn ImageRecordStore,
     ctx: &RequestContext,
@@ -373,8 +388,8 @@ pub fn deactivate(
     set_activation(db, ctx, id, ImageStatus::Active, ImageStatus::Deactivated)
 }
 
-/// Glance's reactivate (admin only): a deactivated image is active again; reactivating an
-/// active image changes nothing.
+/// Glance's reactivate (its owner or an admin): a deactivated image is active again;
+/// reactivating an active image changes nothing.
 pub fn reactivate(
     db: &dyn ImageRecordStore,
     ctx: &RequestContext,
@@ -396,9 +411,9 @@ fn set_activation(
     } else {
         "deactivate"
     };
-    if !ctx.is_admin() {
+    if !query::can_modify(ctx, &image) {
         return Err(ImageError::Forbidden(format!(
-            "You are not authorized to {action} image {id}."
+            "You are not authorized to {action} image {id}: it belongs to another project."
         )));
     }
     // One compare-and-set, so a delete or a concurrent change in between is seen, not undone.

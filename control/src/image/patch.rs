@@ -236,6 +236,7 @@ mod tests {
             conversion: None,
             properties: BTreeMap::from([("os_distro".into(), "debian".into())]),
             tags: BTreeSet::new(),
+            members: BTreeMap::new(),
             created_at: Timestamp(0),
             updated_at: Timestamp(0),
         }

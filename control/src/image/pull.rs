@@ -445,6 +445,7 @@ mod tests {
             conversion: None,
             properties: Default::default(),
             tags: Default::default(),
+            members: Default::default(),
             created_at: now,
             updated_at: now,
         })

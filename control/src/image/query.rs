@@ -4,7 +4,7 @@
 
 use super::ImageError;
 use crate::context::RequestContext;
-use crate::image::store::{Image, ImageStatus, ImageVisibility};
+use crate::image::store::{Image, ImageStatus, ImageVisibility, MemberStatus};
 use std::cmp::Ordering;
 
 /// Glance's `limit_param_default` and `api_limit_max`.
@@ -92,6 +92,9 @@ pub struct ImageQuery {
     pub tags: Vec<String>,
     pub size_min: Option<i64>,
     pub size_max: Option<i64>,
+    /// The caller's member status on the shared images of other projects it lists (Glance's
+    /// `member_status`, default `accepted`); None: any (`all`).
+    pub member_status: Option<MemberStatus>,
     /// Additional properties that must have exactly these values.
     pub properties: Vec<(String, String)>,
     /// (key, descending); ties are broken by id in the direction of the last key.
@@ -116,6 +119,7 @@ impl Default for ImageQuery {
             tags: Vec::new(),
             size_min: None,
             size_max: None,
+            member_status: Some(MemberStatus::Accepted),
             properties: Vec::new(),
             sort: vec![(SortKey::CreatedAt, true)],
             limit: DEFAULT_LIMIT,
@@ -128,9 +132,18 @@ fn own(ctx: &RequestContext, image: &Image) -> bool {
     image.owner.is_some() && image.owner == ctx.project_id
 }
 
+/// The caller's membership of `image`, if it is a shared image shared with the caller's project.
+fn member_status(ctx: &RequestContext, image: &Image) -> Option<MemberStatus> {
+    if image.visibility != ImageVisibility::Shared {
+        return None;
+    }
+    let project = ctx.project_id.as_ref()?;
+    image.members.get(project).map(|m| m.status)
+}
+
 /// Whether the caller may see image `image` at all (show, download, boot): an admin any, others
-/// their project's, public and community images. Shared images are their owner's only, since
-/// image members are not served.
+/// their project's, public and community images, and shared images their project is a member
+/// of, whether it accepted them or not (as Glance).
 pub fn can_see(ctx: &RequestContext, image: &Image) -> bool {
     ctx.is_admin()
         || own(ctx, image)
@@ -138,6 +151,7 @@ pub fn can_see(ctx: &RequestContext, image: &Image) -> bool {
             image.visibility,
             ImageVisibility::Public | ImageVisibility::Community
         )
+        || member_status(ctx, image).is_some()
 }
 
 /// Whether the caller may change or delete it: its owner or an admin.
@@ -145,13 +159,25 @@ pub fn can_modify(ctx: &RequestContext, image: &Image) -> bool {
     ctx.is_admin() || own(ctx, image)
 }
 
-/// Whether a listing shows `image`. Without a visibility filter Glance lists public images and
-/// the caller's own, not other projects' community images (an admin gets everything).
-fn listed(ctx: &RequestContext, image: &Image, filter: Option<VisibilityFilter>) -> bool {
-    match filter {
-        None => ctx.is_admin() || own(ctx, image) || image.visibility == ImageVisibility::Public,
-        Some(VisibilityFilter::All) => can_see(ctx, image),
-        Some(VisibilityFilter::Only(v)) => image.visibility == v && can_see(ctx, image),
+/// Whether a listing shows `image`. Without a visibility filter Glance lists public images, the
+/// caller's own and those shared with it in `member_status` (accepted by default), not other
+/// projects' community images (an admin gets everything).
+fn listed(ctx: &RequestContext, image: &Image, q: &ImageQuery) -> bool {
+    // A shared image of another project is listed only in the asked member status; anything
+    // else as the caller may see it.
+    let seen = match member_status(ctx, image) {
+        Some(s) if !ctx.is_admin() => q.member_status.is_none_or(|wanted| wanted == s),
+        _ => can_see(ctx, image),
+    };
+    match q.visibility {
+        None => {
+            ctx.is_admin()
+                || own(ctx, image)
+                || image.visibility == ImageVisibility::Public
+                || seen && member_status(ctx, image).is_some()
+        }
+        Some(VisibilityFilter::All) => seen,
+        Some(VisibilityFilter::Only(v)) => image.visibility == v && seen,
     }
 }
 
@@ -205,7 +231,7 @@ pub fn page(
 ) -> Result<Vec<Image>, ImageError> {
     let mut shown: Vec<Image> = images
         .into_iter()
-        .filter(|i| listed(ctx, i, q.visibility) && matches(q, i))
+        .filter(|i| listed(ctx, i, q) && matches(q, i))
         .collect();
     shown.sort_by(|a, b| order(&q.sort, a, b));
     let start = match &q.marker {
@@ -265,6 +291,7 @@ mod tests {
             conversion: None,
             properties: BTreeMap::new(),
             tags: BTreeSet::new(),
+            members: BTreeMap::new(),
             created_at: Timestamp(created),
             updated_at: Timestamp(created),
         }

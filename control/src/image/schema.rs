@@ -1,8 +1,11 @@
-//! The JSON Schemas Glance publishes at `/v2/schemas/image` and `/v2/schemas/images`, which
-//! clients (glanceclient, openstackclient) read to know which attributes are core and which
-//! are additional properties. Written from this service's own rules in [`super::fields`].
+//! The JSON Schemas Glance publishes at `/v2/schemas/image`, `/v2/schemas/images`,
+//! `/v2/schemas/member` and `/v2/schemas/members`, which clients (glanceclient,
+//! openstackclient) read to know which attributes are core and which are additional
+//! properties. Written from this service's own rules in [`super::fields`] and
+//! [`super::store::MemberStatus`].
 
 use super::fields::{self, CONTAINER_FORMATS};
+use super::store::MemberStatus;
 use outpost_image_store::DiskFormat;
 use serde_json::{json, Value};
 
@@ -102,6 +105,36 @@ pub fn images() -> Value {
     })
 }
 
+/// The schema of one image member.
+pub fn member() -> Value {
+    let statuses: Vec<&str> = MemberStatus::ALL.iter().map(|s| s.as_str()).collect();
+    json!({
+        "name": "member",
+        "properties": {
+            "image_id": {"type": "string", "pattern": UUID_PATTERN,
+                         "description": "The image shared"},
+            "member_id": {"type": "string", "description": "The project it is shared with"},
+            "status": {"type": "string", "enum": statuses,
+                       "description": "Whether the member project accepted the image"},
+            "created_at": {"type": "string", "description": "When the image was shared"},
+            "updated_at": {"type": "string", "description": "Last change of the status"},
+            "schema": {"type": "string", "readOnly": true}
+        }
+    })
+}
+
+/// The schema of an image's member list.
+pub fn members() -> Value {
+    json!({
+        "name": "members",
+        "properties": {
+            "members": {"type": "array", "items": member()},
+            "schema": {"type": "string"}
+        },
+        "links": [{"rel": "describedby", "href": "{schema}"}]
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,5 +169,17 @@ mod tests {
         let formats = s["properties"]["disk_format"]["enum"].as_array().unwrap();
         assert!(formats.contains(&json!("qcow2")) && !formats.contains(&json!("vmdk")));
         assert_eq!(images()["properties"]["images"]["items"], s);
+    }
+
+    #[test]
+    fn the_member_schema_lists_every_member_status() {
+        let statuses = member()["properties"]["status"]["enum"].clone();
+        for s in MemberStatus::ALL {
+            assert!(
+                statuses.as_array().unwrap().contains(&json!(s.as_str())),
+                "{s:?}"
+            );
+        }
+        assert_eq!(members()["properties"]["members"]["items"], member());
     }
 }

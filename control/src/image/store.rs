@@ -59,8 +59,8 @@ impl ImageStatus {
     }
 }
 
-/// Glance v2 visibility. `Shared` images are seen by their owner only, since image members
-/// are not served.
+/// Glance v2 visibility. `Shared` images are seen by their owner and the projects it made
+/// members of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ImageVisibility {
     Public,
@@ -85,6 +85,40 @@ impl ImageVisibility {
     pub fn parse(s: &str) -> Option<ImageVisibility> {
         Self::ALL.into_iter().find(|v| v.as_str() == s)
     }
+}
+
+/// Where a project stands on an image shared with it (Glance's member status): the owner adds
+/// it `Pending`; only the member itself accepts or rejects, and only accepted images are in
+/// its default listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MemberStatus {
+    Pending,
+    Accepted,
+    Rejected,
+}
+
+impl MemberStatus {
+    pub const ALL: [MemberStatus; 3] = [Self::Pending, Self::Accepted, Self::Rejected];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Accepted => "accepted",
+            Self::Rejected => "rejected",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<MemberStatus> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// A project an image is shared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageMember {
+    pub status: MemberStatus,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 /// What was received when the upload was converted before being stored.
@@ -116,6 +150,8 @@ pub struct Image {
     pub conversion: Option<Conversion>,
     pub properties: BTreeMap<String, String>,
     pub tags: BTreeSet<String>,
+    /// The projects it is shared with, by project id (only `Shared` images have members).
+    pub members: BTreeMap<String, ImageMember>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }

@@ -477,3 +477,143 @@ fn recovery_requeues_kills_and_removes_orphans() {
     // The requeued image takes its data again.
     put(&e, member, &saving.id, &[6u8; 512]).unwrap();
 }
+
+/// A member (not admin) of project `project`.
+fn member_of(project: &str) -> RequestContext {
+    RequestContext {
+        user_id: format!("user-of-{project}"),
+        user_name: format!("user-of-{project}"),
+        project_id: Some(project.into()),
+        project_name: Some(project.into()),
+        roles: vec!["member".into()],
+    }
+}
+
+fn listed_ids(e: &Env, ctx: &RequestContext, q: &ImageQuery) -> Vec<String> {
+    list(&e.f.db, ctx, q)
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect()
+}
+
+#[test]
+fn members_share_a_shared_image_with_the_projects_that_accept_it() {
+    let e = env();
+    let owner = &e.f.member;
+    let (guest, stranger) = (member_of("guest"), member_of("stranger"));
+    let image = raw(&e, owner, "shared");
+    assert!(matches!(
+        get(&e.f.db, &guest, &image.id),
+        Err(ImageError::NotFound(_))
+    ));
+
+    // The owner shares it: pending, so the guest sees it by id but does not list it yet.
+    let m = members::add(&e.f.db, owner, &image.id, "guest").unwrap();
+    assert_eq!(
+        (m.member_id.as_str(), m.member.status),
+        ("guest", MemberStatus::Pending)
+    );
+    assert!(matches!(
+        members::add(&e.f.db, owner, &image.id, "guest"),
+        Err(ImageError::MemberExists { .. })
+    ));
+    assert_eq!(get(&e.f.db, &guest, &image.id).unwrap().id, image.id);
+    assert!(listed_ids(&e, &guest, &ImageQuery::default()).is_empty());
+    let pending = ImageQuery {
+        member_status: Some(MemberStatus::Pending),
+        ..ImageQuery::default()
+    };
+    assert_eq!(listed_ids(&e, &guest, &pending), [image.id.as_str()]);
+
+    // Only the member answers for itself.
+    assert!(matches!(
+        members::set_status(&e.f.db, owner, &image.id, "guest", "accepted"),
+        Err(ImageError::Forbidden(_))
+    ));
+    assert!(matches!(
+        members::set_status(&e.f.db, &guest, &image.id, "guest", "maybe"),
+        Err(ImageError::InvalidField { .. })
+    ));
+    assert!(matches!(
+        members::set_status(&e.f.db, &stranger, &image.id, "guest", "accepted"),
+        Err(ImageError::NotFound(_))
+    ));
+    let m = members::set_status(&e.f.db, &guest, &image.id, "guest", "accepted").unwrap();
+    assert_eq!(m.member.status, MemberStatus::Accepted);
+    assert_eq!(
+        listed_ids(&e, &guest, &ImageQuery::default()),
+        [image.id.as_str()]
+    );
+
+    // The owner sees every member, a member itself only, anyone else not the image.
+    members::add(&e.f.db, owner, &image.id, "stranger").unwrap();
+    let ids = |ctx: &RequestContext| -> Vec<String> {
+        members::list(&e.f.db, ctx, &image.id)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.member_id)
+            .collect()
+    };
+    assert_eq!(ids(owner), ["guest", "stranger"]);
+    assert_eq!(ids(&guest), ["guest"]);
+    assert!(matches!(
+        members::get(&e.f.db, &guest, &image.id, "stranger"),
+        Err(ImageError::NotFound(_))
+    ));
+    let rejected = members::set_status(&e.f.db, &stranger, &image.id, "stranger", "rejected");
+    assert_eq!(rejected.unwrap().member.status, MemberStatus::Rejected);
+    assert!(listed_ids(&e, &stranger, &ImageQuery::default()).is_empty());
+
+    // Members do not change the image; the owner removes them, members cannot.
+    assert!(matches!(
+        members::remove(&e.f.db, &guest, &image.id, "guest"),
+        Err(ImageError::Forbidden(_))
+    ));
+    members::remove(&e.f.db, owner, &image.id, "guest").unwrap();
+    assert!(matches!(
+        get(&e.f.db, &guest, &image.id),
+        Err(ImageError::NotFound(_))
+    ));
+    assert_eq!(
+        get(&e.f.db, owner, &image.id)
+            .unwrap()
+            .members
+            .keys()
+            .collect::<Vec<_>>(),
+        ["stranger"]
+    );
+}
+
+#[test]
+fn only_shared_images_have_members() {
+    let e = env();
+    let owner = &e.f.member;
+    let image = create(
+        &e.f.db,
+        owner,
+        new(json!({"name": "mine", "visibility": "private"})),
+    )
+    .unwrap();
+    assert!(matches!(
+        members::add(&e.f.db, owner, &image.id, "guest"),
+        Err(ImageError::Forbidden(_))
+    ));
+    assert!(matches!(
+        members::list(&e.f.db, owner, &image.id),
+        Err(ImageError::Forbidden(_))
+    ));
+    // A member added while shared sees nothing once the image is made private.
+    let shared = raw(&e, owner, "shared");
+    members::add(&e.f.db, owner, &shared.id, "guest").unwrap();
+    let private = patch::parse(
+        &json!([{"op": "replace", "path": "/visibility", "value": "private"}]),
+        patch::Dialect::V21,
+    )
+    .unwrap();
+    update(&e.f.db, owner, &shared.id, &private).unwrap();
+    assert!(matches!(
+        get(&e.f.db, &member_of("guest"), &shared.id),
+        Err(ImageError::NotFound(_))
+    ));
+}

@@ -1,9 +1,10 @@
 //! Glance images in SQLite, behind [`ImageRecordStore`]: the record, its additional
-//! properties and tags, and who uses it.
+//! properties, tags and members, and who uses it.
 
 use super::{flag, StorageError};
 use crate::image::store::{
-    Conversion, Image, ImageCopy, ImageData, ImageRecordStore, ImageStatus, ImageVisibility,
+    Conversion, Image, ImageCopy, ImageData, ImageMember, ImageRecordStore, ImageStatus,
+    ImageVisibility, MemberStatus,
 };
 use crate::image::{ConsumerKind, ImageError};
 use crate::timestamp::Timestamp;
@@ -58,6 +59,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Image> {
         conversion,
         properties: BTreeMap::new(),
         tags: BTreeSet::new(),
+        members: BTreeMap::new(),
         created_at: Timestamp(r.get(18)?),
         updated_at: Timestamp(r.get(19)?),
     })
@@ -95,6 +97,7 @@ fn insert(conn: &Connection, image: &Image) -> Result<(), StorageError> {
     )?;
     replace_properties(conn, &image.id, &image.properties)?;
     replace_tags(conn, &image.id, &image.tags)?;
+    replace_members(conn, &image.id, &image.members)?;
     Ok(())
 }
 
@@ -110,6 +113,13 @@ fn by_id(conn: &Connection, id: &str) -> Result<Option<Image>, StorageError> {
     let mut st = conn.prepare("SELECT tag FROM image_tags WHERE image_id = ?1")?;
     image.tags = st
         .query_map([id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut st = conn.prepare(&format!(
+        "SELECT image_id, {MEMBER_COLUMNS} FROM image_members WHERE image_id = ?1"
+    ))?;
+    image.members = st
+        .query_map([id], member_row)?
+        .map(|m| m.map(|(_, project, member)| (project, member)))
         .collect::<Result<_, _>>()?;
     Ok(Some(image))
 }
@@ -131,9 +141,18 @@ fn all(conn: &Connection) -> Result<Vec<Image>, StorageError> {
         let (id, tag): (String, String) = t?;
         tags.entry(id).or_default().insert(tag);
     }
+    let mut members: BTreeMap<String, BTreeMap<String, ImageMember>> = BTreeMap::new();
+    let mut st = conn.prepare(&format!(
+        "SELECT image_id, {MEMBER_COLUMNS} FROM image_members"
+    ))?;
+    for m in st.query_map([], member_row)? {
+        let (id, project, member) = m?;
+        members.entry(id).or_default().insert(project, member);
+    }
     for image in &mut images {
         image.properties = props.remove(&image.id).unwrap_or_default();
         image.tags = tags.remove(&image.id).unwrap_or_default();
+        image.members = members.remove(&image.id).unwrap_or_default();
     }
     Ok(images)
 }
@@ -161,6 +180,7 @@ fn save(conn: &Connection, image: &Image) -> Result<(), StorageError> {
     )?;
     replace_properties(conn, &image.id, &image.properties)?;
     replace_tags(conn, &image.id, &image.tags)?;
+    replace_members(conn, &image.id, &image.members)?;
     Ok(())
 }
 
@@ -174,6 +194,40 @@ fn replace_properties(
         conn.prepare("INSERT INTO image_properties (image_id, key, value) VALUES (?1, ?2, ?3)")?;
     for (k, v) in properties {
         st.execute((id, k, v))?;
+    }
+    Ok(())
+}
+
+const MEMBER_COLUMNS: &str = "member_id, status, created_at, updated_at";
+
+/// (image id, member project id, member) from `image_id, MEMBER_COLUMNS`.
+fn member_row(r: &Row<'_>) -> rusqlite::Result<(String, String, ImageMember)> {
+    let status: String = r.get(2)?;
+    let member = ImageMember {
+        status: MemberStatus::parse(&status).ok_or_else(|| corrupt("member status", &status))?,
+        created_at: Timestamp(r.get(3)?),
+        updated_at: Timestamp(r.get(4)?),
+    };
+    Ok((r.get(0)?, r.get(1)?, member))
+}
+
+fn replace_members(
+    conn: &Connection,
+    id: &str,
+    members: &BTreeMap<String, ImageMember>,
+) -> Result<(), StorageError> {
+    conn.execute("DELETE FROM image_members WHERE image_id = ?1", [id])?;
+    let mut st = conn.prepare(&format!(
+        "INSERT INTO image_members (image_id, {MEMBER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"
+    ))?;
+    for (project, m) in members {
+        st.execute((
+            id,
+            project,
+            m.status.as_str(),
+            m.created_at.micros(),
+            m.updated_at.micros(),
+        ))?;
     }
     Ok(())
 }
@@ -512,6 +566,14 @@ mod tests {
             conversion: None,
             properties: BTreeMap::from([("kernel_id".into(), "k".into())]),
             tags: BTreeSet::from(["a".into(), "b".into()]),
+            members: BTreeMap::from([(
+                "p2".into(),
+                ImageMember {
+                    status: MemberStatus::Pending,
+                    created_at: Timestamp(1),
+                    updated_at: Timestamp(2),
+                },
+            )]),
             created_at: Timestamp(1),
             updated_at: Timestamp(1),
         }

@@ -94,6 +94,12 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "server_migrations",
         sql: include_str!("migrations/0014_server_migrations.sql"),
     },
+    // Glance's image members (the projects a shared image is shared with).
+    Migration {
+        version: 15,
+        name: "image_members",
+        sql: include_str!("migrations/0015_image_members.sql"),
+    },
 ];
 
 pub(super) fn apply(conn: &mut Connection, steps: &[Migration]) -> Result<(), StorageError> {

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-pub const METHODS: [&str; 5] = ["get", "put", "post", "patch", "delete"];
+pub const METHODS: [&str; 6] = ["get", "head", "put", "post", "patch", "delete"];
 
 pub fn doc() -> Value {
     serde_norway::from_str(include_str!("../../api/openapi.yaml")).expect("openapi.yaml parses")

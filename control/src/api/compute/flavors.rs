@@ -1,6 +1,6 @@
 //! `/compute/v2.1/flavors`: list, detail, show, create, update (2.55+), delete.
 
-use super::{present, version, views};
+use super::{nova_types, present, version, views};
 use crate::api::microversion::ApiVersion;
 use crate::api::{Call, Fault, Reply};
 use crate::compute::flavors::{self, Flavor, FlavorQuery, NewFlavor, SortKey};
@@ -20,20 +20,41 @@ struct FlavorCreate {
 #[serde(deny_unknown_fields)]
 struct FlavorCreateBody {
     name: String,
+    #[serde(default, deserialize_with = "nova_types::optional_id")]
     id: Option<String>,
+    #[serde(deserialize_with = "nova_types::integer")]
     ram: i64,
+    #[serde(deserialize_with = "nova_types::integer")]
     vcpus: i64,
+    #[serde(deserialize_with = "nova_types::integer")]
     disk: i64,
-    #[serde(rename = "OS-FLV-EXT-DATA:ephemeral", default)]
+    #[serde(
+        rename = "OS-FLV-EXT-DATA:ephemeral",
+        default,
+        deserialize_with = "nova_types::integer"
+    )]
     ephemeral: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "swap")]
     swap: i64,
-    #[serde(default = "default_rxtx")]
+    #[serde(default = "default_rxtx", deserialize_with = "nova_types::number")]
     rxtx_factor: f64,
-    #[serde(rename = "os-flavor-access:is_public", default = "default_public")]
+    #[serde(
+        rename = "os-flavor-access:is_public",
+        default = "default_public",
+        deserialize_with = "nova_types::boolean"
+    )]
     is_public: bool,
     #[serde(default, deserialize_with = "present")]
     description: Option<Option<String>>,
+}
+
+/// Nova's `swap`: an integer, or `""` for none (as older clients send it).
+fn swap<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let v = Value::deserialize(d)?;
+    if v == Value::String(String::new()) {
+        return Ok(0);
+    }
+    nova_types::integer(v).map_err(serde::de::Error::custom)
 }
 
 fn default_rxtx() -> f64 {
@@ -164,7 +185,7 @@ fn query(call: &Call<'_>) -> Result<FlavorQuery, Fault> {
     let is_public = match call.query("is_public") {
         None => Some(true),
         Some(v) if v.eq_ignore_ascii_case("none") => None,
-        Some(v) => Some(parse_bool(v).ok_or_else(|| bad("is_public", v))?),
+        Some(v) => Some(nova_types::parse_bool(v).ok_or_else(|| bad("is_public", v))?),
     };
     let sort_key = match call.query("sort_key") {
         None => SortKey::FlavorId,
@@ -202,15 +223,6 @@ fn query(call: &Call<'_>) -> Result<FlavorQuery, Fault> {
         limit,
         marker: call.query("marker").map(str::to_owned),
     })
-}
-
-/// oslo's bool_from_string(strict=True) vocabulary.
-fn parse_bool(v: &str) -> Option<bool> {
-    match v.to_ascii_lowercase().as_str() {
-        "1" | "t" | "true" | "on" | "y" | "yes" => Some(true),
-        "0" | "f" | "false" | "off" | "n" | "no" => Some(false),
-        _ => None,
-    }
 }
 
 /// Nova's flavor sort keys (its column names).

@@ -262,9 +262,13 @@ pub fn action(call: &Call<'_>) -> Result<Reply, Fault> {
             servers::nics::change_security_group(fleet, ctx, &s, &g.name, add)?;
             Ok(Reply::empty(StatusCode::ACCEPTED))
         }
-        other => Err(Fault::bad_request(format!(
-            "There is no such action: {other}"
-        ))),
+        other => {
+            // Nova finds the server before the action: a missing one is 404 whatever is asked.
+            servers::get(fleet, ctx, id)?;
+            Err(Fault::bad_request(format!(
+                "There is no such action: {other}"
+            )))
+        }
     }
 }
 

@@ -143,7 +143,17 @@ pub fn parse(call: &Call<'_>) -> Result<Option<ServerQuery>, Fault> {
     }
     q.flavor = call.query("flavor").map(str::to_owned);
     q.image = call.query("image").map(str::to_owned);
-    q.by_address = call.query("ip").is_some() || call.query("ip6").is_some();
+    // Nova matches `ip` and `ip6` as regular expressions against the servers' addresses.
+    for (param, version) in [("ip", 4), ("ip6", 6)] {
+        if let Some(pattern) = call.query(param) {
+            let re = regex::Regex::new(pattern).map_err(|e| {
+                Fault::bad_request(format!(
+                    "Invalid regular expression in the {param} filter: {e}"
+                ))
+            })?;
+            q.addresses.push((version, re));
+        }
+    }
     if call.query("changes-since").is_some() || call.query("changes-before").is_some() {
         return Err(Fault::bad_request(
             "changes-since and changes-before are not supported by this appliance yet.",

@@ -39,13 +39,19 @@ pub fn summary(s: &Server, base_url: &str) -> Value {
     json!({"id": s.id, "name": s.name, "links": links(&s.id, base_url)})
 }
 
-/// The body of a 202 to a create.
-pub fn created(s: &Server, base_url: &str) -> Value {
+/// The body of a 202 to a create: Nova names the security groups asked for, `default` when
+/// none were (the group the server's ports are put in then).
+pub fn created(s: &Server, base_url: &str, asked_groups: &[String]) -> Value {
+    let groups: Vec<Value> = if asked_groups.is_empty() {
+        vec![json!({"name": crate::network::groups::DEFAULT_NAME})]
+    } else {
+        asked_groups.iter().map(|g| json!({"name": g})).collect()
+    };
     json!({
         "id": s.id,
         "links": links(&s.id, base_url),
         "OS-DCF:diskConfig": s.disk_config,
-        "security_groups": [{"name": "default"}],
+        "security_groups": groups,
     })
 }
 

@@ -20,6 +20,25 @@ const TAGS: ApiVersion = ApiVersion::new(2, 52);
 const NO_PERSONALITY: ApiVersion = ApiVersion::new(2, 57);
 const TRUSTED_CERTS: ApiVersion = ApiVersion::new(2, 63);
 const REQUESTED_HOST: ApiVersion = ApiVersion::new(2, 74);
+/// From 2.75 an update answers with everything a show does; before, with the base view.
+const FULL_UPDATE_VIEW: ApiVersion = ApiVersion::new(2, 75);
+
+/// Whether `key` of a server's show view is also in Nova's update answer before 2.75: the
+/// extended attributes (`OS-EXT-*`, usage times, attached volumes), key name, config drive,
+/// security groups and host status are only shown.
+fn in_base_update_view(key: &str) -> bool {
+    !(key.starts_with("OS-EXT-")
+        || key.starts_with("OS-SRV-USG:")
+        || key.starts_with("os-extended-volumes:")
+        || matches!(
+            key,
+            "config_drive"
+                | "key_name"
+                | "security_groups"
+                | "host_status"
+                | "trusted_image_certificates"
+        ))
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -480,6 +499,7 @@ pub fn create(call: &Call<'_>) -> Result<Reply, Fault> {
         Some(p) => p,
         None => random::password().map_err(Fault::internal)?,
     };
+    let asked_groups = new.security_groups.clone();
     let created = servers::create(&call.state.fleet, call.ctx(), new)?;
     if reservation {
         return Ok(Reply::json(
@@ -491,7 +511,7 @@ pub fn create(call: &Call<'_>) -> Result<Reply, Fault> {
         return Err(Fault::internal("a create answered no server"));
     };
     let base = &call.state.base_url;
-    let mut view = views::created(s, base);
+    let mut view = views::created(s, base, &asked_groups);
     view["adminPass"] = json!(admin_pass);
     Ok(Reply::json(StatusCode::ACCEPTED, json!({"server": view}))
         .header("Location", format!("{base}/compute/v2.1/servers/{}", s.id)))
@@ -620,9 +640,13 @@ pub fn update(call: &Call<'_>) -> Result<Reply, Fault> {
         b.name,
         b.description,
     )?;
-    Ok(Reply::ok(
-        json!({"server": detail(call, &s, &host_zones(call))}),
-    ))
+    let mut view = detail(call, &s, &host_zones(call));
+    if version(call) < FULL_UPDATE_VIEW {
+        if let Value::Object(fields) = &mut view {
+            fields.retain(|k, _| in_base_update_view(k));
+        }
+    }
+    Ok(Reply::ok(json!({ "server": view })))
 }
 
 pub fn delete(call: &Call<'_>) -> Result<Reply, Fault> {

@@ -9,6 +9,7 @@ use crate::identity::tokens::{self, DomainRef, NamedRef, PasswordAuth, TokenInfo
 use crate::identity::IdentityError;
 use hyper::StatusCode;
 use serde::Deserialize;
+use serde_json::json;
 
 const SUBJECT_TOKEN_HEADER: &str = "X-Subject-Token";
 
@@ -176,6 +177,27 @@ pub fn validate(call: &Call<'_>) -> Result<Reply, Fault> {
     let value = subject(call)?;
     let info = subject_info(call, &value)?;
     Ok(token_reply(call, StatusCode::OK, &value, &info))
+}
+
+/// `HEAD /v3/auth/tokens`: whether the subject token is valid, without its body.
+pub fn check(call: &Call<'_>) -> Result<Reply, Fault> {
+    let value = subject(call)?;
+    subject_info(call, &value)?;
+    Ok(Reply::empty(StatusCode::OK).header(SUBJECT_TOKEN_HEADER, &value))
+}
+
+/// `GET /v3/auth/catalog`: the catalog of the caller's own (project-scoped) token.
+pub fn catalog(call: &Call<'_>) -> Result<Reply, Fault> {
+    let s = call.state;
+    let project = call
+        .ctx()
+        .project_id
+        .as_deref()
+        .ok_or(IdentityError::Forbidden("get_auth_catalog"))?;
+    Ok(Reply::ok(json!({
+        "catalog": views::catalog_of(&s.base_url, &s.region, project),
+        "links": {"self": format!("{}/identity/v3/auth/catalog", s.base_url)},
+    })))
 }
 
 pub fn revoke(call: &Call<'_>) -> Result<Reply, Fault> {

@@ -1,4 +1,5 @@
-//! `/identity/v3/projects`, `/users`, `/roles` and project role grants.
+//! `/identity/v3/projects`, `/users` (and a user's projects), `/roles`, project role grants
+//! and the one domain.
 //!
 //! Bodies are typed and refuse unknown attributes. Keystone would store unknown attributes
 //! as "extras"; refusing them keeps the store's contents what the API documents.
@@ -78,6 +79,19 @@ pub fn list_projects(call: &Call<'_>) -> Result<Reply, Fault> {
     let projects = directory::list_projects(call.state.identity(), call.ctx(), call.query("name"))?;
     let items = projects.iter().map(|p| views::project(p, base)).collect();
     Ok(Reply::ok(views::collection("projects", items, base)))
+}
+
+pub fn list_user_projects(call: &Call<'_>) -> Result<Reply, Fault> {
+    let base = &call.state.base_url;
+    let projects =
+        directory::list_user_projects(call.state.identity(), call.ctx(), call.param("user_id"))?;
+    let items = projects.iter().map(|p| views::project(p, base)).collect();
+    Ok(Reply::ok(views::collection("projects", items, base)))
+}
+
+pub fn show_domain(call: &Call<'_>) -> Result<Reply, Fault> {
+    directory::check_domain(call.param("domain_id"))?;
+    Ok(Reply::ok(views::default_domain(&call.state.base_url)))
 }
 
 pub fn show_project(call: &Call<'_>) -> Result<Reply, Fault> {

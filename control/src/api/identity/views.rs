@@ -32,26 +32,44 @@ pub fn token(info: &TokenInfo, base_url: &str, region: &str, with_catalog: bool)
             .map(|r| json!({"id": r.id, "name": r.name}))
             .collect();
         if with_catalog {
-            token["catalog"] = catalog::for_project(base_url, region, &p.id)
-                .into_iter()
-                .map(|s| {
-                    json!({
-                        "id": s.id,
-                        "type": s.service_type,
-                        "name": s.name,
-                        "endpoints": s.endpoints.into_iter().map(|e| json!({
-                            "id": e.id,
-                            "interface": e.interface,
-                            "region": e.region,
-                            "region_id": e.region,
-                            "url": e.url,
-                        })).collect::<Vec<_>>(),
-                    })
-                })
-                .collect();
+            token["catalog"] = catalog_of(base_url, region, &p.id);
         }
     }
     json!({ "token": token })
+}
+
+/// The service catalog of a token scoped to `project_id`.
+pub fn catalog_of(base_url: &str, region: &str, project_id: &str) -> Value {
+    catalog::for_project(base_url, region, project_id)
+        .into_iter()
+        .map(|s| {
+            json!({
+                "id": s.id,
+                "type": s.service_type,
+                "name": s.name,
+                "endpoints": s.endpoints.into_iter().map(|e| json!({
+                    "id": e.id,
+                    "interface": e.interface,
+                    "region": e.region,
+                    "region_id": e.region,
+                    "url": e.url,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect()
+}
+
+/// The one domain there is, as Keystone shows a domain.
+pub fn default_domain(base_url: &str) -> Value {
+    json!({"domain": {
+        "id": DEFAULT_DOMAIN_ID,
+        "name": DEFAULT_DOMAIN_NAME,
+        "description": "The domain every project and user is in.",
+        "enabled": true,
+        "tags": [],
+        "options": {},
+        "links": links(base_url, "domains", DEFAULT_DOMAIN_ID),
+    }})
 }
 
 fn links(base_url: &str, collection: &str, id: &str) -> Value {

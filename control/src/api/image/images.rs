@@ -5,8 +5,8 @@ use super::views;
 use crate::api::{Call, Fault, Reply};
 use crate::image::query::MAX_LIMIT;
 use crate::image::{
-    self, patch, patch::Dialect, ImageQuery, ImageStatus, ImageVisibility, NewImage, SortKey,
-    VisibilityFilter,
+    self, patch, patch::Dialect, ImageQuery, ImageStatus, ImageVisibility, MemberStatus, NewImage,
+    SortKey, VisibilityFilter,
 };
 use hyper::StatusCode;
 use serde_json::{json, Map, Value};
@@ -223,9 +223,18 @@ fn query(call: &Call<'_>) -> Result<ImageQuery, Fault> {
             "os_hash_value" => q.os_hash_value = Some(v.clone()),
             "size_min" => q.size_min = Some(int(k, v)?),
             "size_max" => q.size_max = Some(int(k, v)?),
-            // Image members are not served: every listed image is "accepted"; hidden images
-            // do not exist.
-            "member_status" | "os_hidden" => {}
+            "member_status" => {
+                q.member_status = match v.as_str() {
+                    "all" => None,
+                    s => Some(MemberStatus::parse(s).ok_or_else(|| {
+                        bad(format!(
+                            "Invalid status value: {s}; use pending, accepted, rejected or all"
+                        ))
+                    })?),
+                }
+            }
+            // Hidden images do not exist here.
+            "os_hidden" => {}
             "created_at" | "updated_at" => {
                 return Err(bad(format!("Filtering by {k} is not supported here.")))
             }

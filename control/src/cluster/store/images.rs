@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{from_json, to_json, Decided, EtcdDoors, Kv, MAX_TXN_OPS};
 use crate::image::store::{
-    Conversion, Image, ImageCopy, ImageData, ImageRecordStore, ImageStatus, ImageVisibility,
+    Conversion, Image, ImageCopy, ImageData, ImageMember, ImageRecordStore, ImageStatus,
+    ImageVisibility, MemberStatus,
 };
 use crate::image::{describe_users, ConsumerKind, ImageError};
 use crate::store::StorageError;
@@ -55,7 +56,19 @@ struct ImageRecord {
     properties: BTreeMap<String, String>,
     #[serde(default)]
     tags: BTreeSet<String>,
+    /// By project id; absent in records written before image members were served.
+    #[serde(default)]
+    members: BTreeMap<String, MemberRecord>,
     /// Microseconds since the epoch, as [`Timestamp`].
+    created_at: i64,
+    updated_at: i64,
+}
+
+/// A project the image is shared with, inline in its image's record: members change with
+/// the image's revision, so a member added while the image is made private is seen.
+#[derive(Serialize, Deserialize)]
+struct MemberRecord {
+    status: String,
     created_at: i64,
     updated_at: i64,
 }
@@ -115,6 +128,18 @@ fn record(i: &Image) -> Vec<u8> {
         }),
         properties: i.properties.clone(),
         tags: i.tags.clone(),
+        members: i
+            .members
+            .iter()
+            .map(|(project, m)| {
+                let record = MemberRecord {
+                    status: m.status.as_str().to_owned(),
+                    created_at: m.created_at.micros(),
+                    updated_at: m.updated_at.micros(),
+                };
+                (project.clone(), record)
+            })
+            .collect(),
         created_at: i.created_at.micros(),
         updated_at: i.updated_at.micros(),
     })
@@ -128,6 +153,20 @@ fn decode(kv: &KeyValue) -> Result<Image, StorageError> {
             String::from_utf8_lossy(kv.key())
         ))
     };
+    let members = r
+        .members
+        .into_iter()
+        .map(|(project, m)| {
+            let status = MemberStatus::parse(&m.status)
+                .ok_or_else(|| unknown("member status", &m.status))?;
+            let member = ImageMember {
+                status,
+                created_at: Timestamp(m.created_at),
+                updated_at: Timestamp(m.updated_at),
+            };
+            Ok((project, member))
+        })
+        .collect::<Result<_, StorageError>>()?;
     Ok(Image {
         status: ImageStatus::parse(&r.status).ok_or_else(|| unknown("status", &r.status))?,
         visibility: ImageVisibility::parse(&r.visibility)
@@ -152,6 +191,7 @@ fn decode(kv: &KeyValue) -> Result<Image, StorageError> {
         }),
         properties: r.properties,
         tags: r.tags,
+        members,
         created_at: Timestamp(r.created_at),
         updated_at: Timestamp(r.updated_at),
     })
@@ -172,6 +212,7 @@ fn updated(before: &Image, edited: Image) -> Image {
         protected: edited.protected,
         properties: edited.properties,
         tags: edited.tags,
+        members: edited.members,
         updated_at: Timestamp::now(),
         ..before.clone()
     }

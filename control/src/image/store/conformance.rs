@@ -3,7 +3,10 @@
 //! `conformance::races(|| two_handles_on_one_fresh_store())` for writers racing. SQLite runs it
 //! in `storage::images`; a cluster's store runs the same.
 
-use super::{Image, ImageCopy, ImageData, ImageRecordStore, ImageStatus, ImageVisibility};
+use super::{
+    Image, ImageCopy, ImageData, ImageMember, ImageRecordStore, ImageStatus, ImageVisibility,
+    MemberStatus,
+};
 use crate::image::{ConsumerKind, ImageError};
 use crate::store::{at_once, dawdle};
 use crate::timestamp::Timestamp;
@@ -29,6 +32,15 @@ fn image(id: &str) -> Image {
         conversion: None,
         properties: BTreeMap::from([("os_distro".into(), "cirros".into())]),
         tags: BTreeSet::from(["boot".into()]),
+        // Members are part of the record: every store keeps them with the image.
+        members: BTreeMap::from([(
+            "guest-project".into(),
+            ImageMember {
+                status: MemberStatus::Accepted,
+                created_at: Timestamp(7),
+                updated_at: Timestamp(8),
+            },
+        )]),
         created_at: Timestamp::now(),
         updated_at: Timestamp::now(),
     }
@@ -95,12 +107,20 @@ fn updates_write_all_or_nothing(store: &dyn ImageRecordStore) {
             i.name = Some("renamed".into());
             i.tags.insert("new".into());
             i.properties.remove("os_distro");
+            i.members.remove("guest-project");
+            let member = ImageMember {
+                status: MemberStatus::Rejected,
+                created_at: Timestamp(9),
+                updated_at: Timestamp(10),
+            };
+            i.members.insert("other-project".into(), member);
             Ok(true)
         })
         .unwrap()
         .unwrap();
     assert_eq!(after.name.as_deref(), Some("renamed"));
     assert!(after.tags.contains("new") && after.properties.is_empty());
+    assert_eq!(after.members.keys().collect::<Vec<_>>(), ["other-project"]);
     assert_eq!(store.image("i1").unwrap(), Some(after.clone()));
     // A refusal or a "no change" writes nothing.
     let refused = store.update_image("i1", &mut |i| {

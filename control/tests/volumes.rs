@@ -420,10 +420,6 @@ fn projects_see_their_own_volumes() {
     let bob = cinder(&d, "bob", "bob-pw", "other");
     let v = alice.available(json!({"size": 1, "name": "mine"}));
     let vid = v["id"].as_str().unwrap();
-    assert_eq!(
-        v["os-vol-tenant-attr:tenant_id"],
-        alice.root.rsplit('/').next().unwrap()
-    );
     assert!(bob.ids("volumes", "volumes").is_empty());
     fault(&bob.api.get(&format!("{}/volumes/{vid}", bob.root)), 404);
     fault(&bob.delete("volume", vid), 404);
@@ -438,6 +434,58 @@ fn projects_see_their_own_volumes() {
     );
     assert_eq!(r.status.as_u16(), 200, "{}", r.text());
     assert_eq!(r.body_json()["volume"]["name"], "renamed");
+}
+
+/// Cinder's views per role: the owning project and the home host only for admins (its
+/// `volume_tenant_attribute` and `volume_host_attribute` policies), `volume_image_metadata`
+/// for any reader of the project, and all three only where Cinder's extensions add them, in
+/// show and detail (create and update answer the volume's own fields).
+#[test]
+fn volume_views_follow_cinders_policy_per_role() {
+    let d = Daemon::start();
+    let admin = admin(&d);
+    let (project, _) = d.make_member("alice", "alice-pw", "demo");
+    let alice = cinder(&d, "alice", "alice-pw", "demo");
+    let img = image(&d, &alice, &[7u8; 4096]);
+    let created = alice.create(json!({"size": 1, "imageRef": img, "name": "boot"}));
+    for hidden in [
+        "os-vol-tenant-attr:tenant_id",
+        "os-vol-host-attr:host",
+        "volume_image_metadata",
+    ] {
+        assert!(created.get(hidden).is_none(), "create shows {hidden}: {created}");
+    }
+    let vid = created["id"].as_str().unwrap();
+    let mine = alice.settled("volume", vid);
+    assert_eq!(mine["volume_image_metadata"]["image_id"], img, "{mine}");
+    assert!(mine.get("os-vol-tenant-attr:tenant_id").is_none(), "{mine}");
+    assert!(mine.get("os-vol-host-attr:host").is_none(), "{mine}");
+    let r = alice.api.get(&format!("{}/volumes/detail", alice.root));
+    let listed = &r.body_json()["volumes"][0];
+    assert_eq!(listed["volume_image_metadata"]["image_id"], img, "{listed}");
+    assert!(listed.get("os-vol-tenant-attr:tenant_id").is_none(), "{listed}");
+    // The admin sees whose it is, in the detail list and (scoped to it) in show.
+    let r = admin
+        .api
+        .get(&format!("{}/volumes/detail?all_tenants=1", admin.root));
+    let seen = &r.body_json()["volumes"][0];
+    assert_eq!(seen["os-vol-tenant-attr:tenant_id"], project.as_str(), "{seen}");
+    assert!(seen["os-vol-host-attr:host"].is_string(), "{seen}");
+    assert_eq!(seen["volume_image_metadata"]["image_id"], img, "{seen}");
+    // A volume of no image has no image metadata to show, even to an admin.
+    let blank = admin.available(json!({"size": 1}));
+    assert!(blank.get("volume_image_metadata").is_none(), "{blank}");
+    assert_eq!(
+        blank["os-vol-tenant-attr:tenant_id"],
+        admin.root.rsplit('/').next().unwrap()
+    );
+    // Update answers like create.
+    let r = alice.api.put(
+        &format!("{}/volumes/{vid}", alice.root),
+        Some(&json!({"volume": {"name": "renamed"}})),
+    );
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    assert!(r.body_json()["volume"].get("volume_image_metadata").is_none());
 }
 
 #[test]

@@ -76,10 +76,12 @@ fn unsupported(field: &str) -> Fault {
     ))
 }
 
-fn volume_reply(call: &Call<'_>, status: StatusCode, v: &Volume) -> Reply {
+/// Create and update answer the volume's own fields; show adds what the caller may see of
+/// the extensions' (Cinder extends only show and detail).
+fn volume_reply(call: &Call<'_>, status: StatusCode, v: &Volume, extended: bool) -> Reply {
     let mut shown = views::volume(v, &call.state.base_url);
-    if call.ctx().is_admin() {
-        views::add_host(&mut shown, v);
+    if extended {
+        views::add_extended(&mut shown, v, call.ctx().is_admin());
     }
     Reply::json(status, json!({ "volume": shown }))
 }
@@ -112,7 +114,7 @@ pub fn create(call: &Call<'_>) -> Result<Reply, Fault> {
         availability_zone: b.availability_zone,
     };
     let v = volume::create(&call.state.volume_stores(), call.ctx(), new)?;
-    Ok(volume_reply(call, StatusCode::ACCEPTED, &v))
+    Ok(volume_reply(call, StatusCode::ACCEPTED, &v, false))
 }
 
 pub fn show(call: &Call<'_>) -> Result<Reply, Fault> {
@@ -122,7 +124,7 @@ pub fn show(call: &Call<'_>) -> Result<Reply, Fault> {
         call.ctx(),
         call.param("volume_id"),
     )?;
-    Ok(volume_reply(call, StatusCode::OK, &v))
+    Ok(volume_reply(call, StatusCode::OK, &v, true))
 }
 
 pub fn update(call: &Call<'_>) -> Result<Reply, Fault> {
@@ -135,7 +137,7 @@ pub fn update(call: &Call<'_>) -> Result<Reply, Fault> {
         b.name.or(b.display_name),
         b.description.or(b.display_description),
     )?;
-    Ok(volume_reply(call, StatusCode::OK, &v))
+    Ok(volume_reply(call, StatusCode::OK, &v, false))
 }
 
 pub fn delete(call: &Call<'_>) -> Result<Reply, Fault> {
@@ -202,11 +204,11 @@ fn list_as(call: &Call<'_>, sub: &str, view: fn(&Volume, &str) -> Value) -> Resu
     let q = list_query(call)?;
     let page = volume::list(call.state.volume_records(), call.ctx(), &q)?;
     let base = &call.state.base_url;
-    let admin = call.ctx().is_admin() && sub.ends_with("detail");
+    let (detail, admin) = (sub.ends_with("detail"), call.ctx().is_admin());
     let shown = page.iter().map(|v| {
         let mut out = view(v, base);
-        if admin {
-            views::add_host(&mut out, v);
+        if detail {
+            views::add_extended(&mut out, v, admin);
         }
         out
     });

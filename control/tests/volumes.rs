@@ -388,15 +388,21 @@ fn malformed_input_is_refused_with_nothing_made() {
     assert!(c.ids("volumes/detail", "volumes").is_empty());
     assert!(c.ids("snapshots", "snapshots").is_empty());
     assert!(files(&d, "volumes").is_empty());
-    for q in [
-        "?limit=-1",
-        "?limit=x",
-        "?sort_key=bogus",
-        "?sort_dir=up",
-        "?marker=nope",
-    ] {
+    for q in ["?limit=-1", "?limit=x", "?sort_key=bogus", "?sort_dir=up"] {
         fault(&c.api.get(&format!("{vols}{q}")), 400);
     }
+    // A marker naming nothing is Cinder's MarkerNotFound, a 404.
+    for list in [&vols, &snaps] {
+        let m = fault(&c.api.get(&format!("{list}?marker=nope")), 404);
+        assert_eq!(m, "Marker nope could not be found.");
+    }
+    // A snapshot of no volume (null volume_id) names a volume that is not there, as Cinder
+    // answers it.
+    fault(
+        &c.api
+            .post(&snaps, &json!({"snapshot": {"volume_id": null}})),
+        404,
+    );
     // Another project's id in the URL is refused, as Cinder does.
     let other = c.api.get("/volume/v3/not-my-project/volumes");
     fault(&other, 400);
@@ -453,7 +459,10 @@ fn volume_views_follow_cinders_policy_per_role() {
         "os-vol-host-attr:host",
         "volume_image_metadata",
     ] {
-        assert!(created.get(hidden).is_none(), "create shows {hidden}: {created}");
+        assert!(
+            created.get(hidden).is_none(),
+            "create shows {hidden}: {created}"
+        );
     }
     let vid = created["id"].as_str().unwrap();
     let mine = alice.settled("volume", vid);
@@ -463,13 +472,20 @@ fn volume_views_follow_cinders_policy_per_role() {
     let r = alice.api.get(&format!("{}/volumes/detail", alice.root));
     let listed = &r.body_json()["volumes"][0];
     assert_eq!(listed["volume_image_metadata"]["image_id"], img, "{listed}");
-    assert!(listed.get("os-vol-tenant-attr:tenant_id").is_none(), "{listed}");
+    assert!(
+        listed.get("os-vol-tenant-attr:tenant_id").is_none(),
+        "{listed}"
+    );
     // The admin sees whose it is, in the detail list and (scoped to it) in show.
     let r = admin
         .api
         .get(&format!("{}/volumes/detail?all_tenants=1", admin.root));
     let seen = &r.body_json()["volumes"][0];
-    assert_eq!(seen["os-vol-tenant-attr:tenant_id"], project.as_str(), "{seen}");
+    assert_eq!(
+        seen["os-vol-tenant-attr:tenant_id"],
+        project.as_str(),
+        "{seen}"
+    );
     assert!(seen["os-vol-host-attr:host"].is_string(), "{seen}");
     assert_eq!(seen["volume_image_metadata"]["image_id"], img, "{seen}");
     // A volume of no image has no image metadata to show, even to an admin.
@@ -485,7 +501,9 @@ fn volume_views_follow_cinders_policy_per_role() {
         Some(&json!({"volume": {"name": "renamed"}})),
     );
     assert_eq!(r.status.as_u16(), 200, "{}", r.text());
-    assert!(r.body_json()["volume"].get("volume_image_metadata").is_none());
+    assert!(r.body_json()["volume"]
+        .get("volume_image_metadata")
+        .is_none());
 }
 
 #[test]

@@ -23,6 +23,15 @@ fn check_project(call: &Call<'_>) -> Result<(), Fault> {
     Ok(())
 }
 
+/// Tells a field that is absent (None) from one that is null (Some(None)).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    serde::Deserialize::deserialize(d).map(Some)
+}
+
 /// oslo's bool_from_string vocabulary.
 pub(super) fn flag(name: &str, v: &str) -> Result<bool, Fault> {
     match v.to_ascii_lowercase().as_str() {

@@ -1,7 +1,7 @@
 //! `/volumes`: create (blank, from `imageRef`, from `snapshot_id`), list, detail, show,
 //! update, delete, and `POST /volumes/{id}/action` with `os-extend`.
 
-use super::{check_project, list_query, next_link, views};
+use super::{check_project, list_query, next_link, present, views};
 use crate::api::{Call, Fault, Reply};
 use crate::volume::{self, NewVolume, Volume};
 use hyper::StatusCode;
@@ -59,15 +59,6 @@ struct VolumeUpdateBody {
     description: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
     display_description: Option<Option<String>>,
-}
-
-/// Tells a field that is absent (None) from one that is null (Some(None)).
-fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: serde::Deserialize<'de>,
-{
-    serde::Deserialize::deserialize(d).map(Some)
 }
 
 fn unsupported(field: &str) -> Fault {

@@ -353,7 +353,6 @@ fn malformed_input_is_refused_with_nothing_made() {
         json!({"volume": {"size": 1.5}}),
         json!({"volume": {}}),
         json!({"volume": {"size": 1, "bogus": 1}}),
-        json!({"volume": {"size": 1, "source_volid": "x"}}),
         json!({"volume": {"size": 1, "multiattach": true}}),
         json!({"volume": {"size": 1, "availability_zone": "moon"}}),
         json!({"volume": {"size": 1, "name": "x".repeat(256)}}),
@@ -390,6 +389,19 @@ fn malformed_input_is_refused_with_nothing_made() {
     assert!(files(&d, "volumes").is_empty());
     for q in ["?limit=-1", "?limit=x", "?sort_key=bogus", "?sort_dir=up"] {
         fault(&c.api.get(&format!("{vols}{q}")), 400);
+    }
+    // What names a volume that is not there is a 404 before anything else is looked at: a
+    // clone's source (cloning is not served), any action, served or not.
+    fault(
+        &c.api
+            .post(&vols, &json!({"volume": {"size": 1, "source_volid": "x"}})),
+        404,
+    );
+    for action in [
+        json!({"os-reserve": {}}),
+        json!({"os-extend": {"new_size": 2}}),
+    ] {
+        fault(&c.api.post(&format!("{vols}/nope/action"), &action), 404);
     }
     // A marker naming nothing is Cinder's MarkerNotFound, a 404.
     for list in [&vols, &snaps] {

@@ -66,9 +66,10 @@ pub fn create(call: &Call<'_>) -> Result<Reply, Fault> {
         description: b.description.or(b.display_description),
     };
     let s = snapshots::create(&call.state.volume_stores(), call.ctx(), new)?;
+    // Cinder's extended snapshot attributes extend show and detail, not create.
     Ok(Reply::json(
         StatusCode::ACCEPTED,
-        json!({"snapshot": views::snapshot(&s, true)}),
+        json!({"snapshot": views::snapshot(&s, false)}),
     ))
 }
 

@@ -80,6 +80,10 @@ fn volume_reply(call: &Call<'_>, status: StatusCode, v: &Volume, extended: bool)
 pub fn create(call: &Call<'_>) -> Result<Reply, Fault> {
     check_project(call)?;
     let b = call.json::<VolumeCreate>()?.volume;
+    // Cloning is not served, but a source that is not there is Cinder's 404 all the same.
+    if let Some(Value::String(source)) = &b.source_volid {
+        volume::get(call.state.volume_records(), call.ctx(), source)?;
+    }
     for (field, given) in [
         ("source_volid", &b.source_volid),
         ("source_replica", &b.source_replica),
@@ -150,6 +154,13 @@ pub fn delete(call: &Call<'_>) -> Result<Reply, Fault> {
 /// `POST /volumes/{id}/action`: one action per body; only `os-extend` is served.
 pub fn action(call: &Call<'_>) -> Result<Reply, Fault> {
     check_project(call)?;
+    // Cinder finds the volume before it reads the action: a volume that is not there is a
+    // 404 whatever was asked of it.
+    volume::get(
+        call.state.volume_records(),
+        call.ctx(),
+        call.param("volume_id"),
+    )?;
     let body: Map<String, Value> = call.json()?;
     let mut actions = body.iter();
     let (Some((name, args)), None) = (actions.next(), actions.next()) else {

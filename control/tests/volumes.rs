@@ -454,6 +454,44 @@ fn projects_see_their_own_volumes() {
     assert_eq!(r.body_json()["volume"]["name"], "renamed");
 }
 
+/// What a Cinder client asks first: the extensions served, and the zones a volume can be made
+/// in (a box alone has one, which volumes are created in and show).
+#[test]
+fn extensions_and_zones_say_what_is_served() {
+    let d = Daemon::start();
+    d.make_member("alice", "alice-pw", "demo");
+    let alice = cinder(&d, "alice", "alice-pw", "demo");
+    let r = alice.api.get(&format!("{}/extensions", alice.root));
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    let aliases: Vec<String> = r.body_json()["extensions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["alias"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        aliases.contains(&"os-vol-tenant-attr".to_owned()),
+        "{aliases:?}"
+    );
+    // Volume image metadata's set/unset actions are not served, so it is not claimed.
+    assert!(
+        !aliases.contains(&"os-vol-image-meta".to_owned()),
+        "{aliases:?}"
+    );
+    let r = alice
+        .api
+        .get(&format!("{}/os-availability-zone", alice.root));
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    let zones = r.body_json()["availabilityZoneInfo"].clone();
+    assert_eq!(zones.as_array().unwrap().len(), 1, "{zones}");
+    let zone = zones[0]["zoneName"].as_str().unwrap();
+    assert_eq!(zones[0]["zoneState"]["available"], true);
+    let v = alice.available(json!({"size": 1, "availability_zone": zone}));
+    assert_eq!(v["availability_zone"], zone);
+    // Another project's URL is refused here too.
+    fault(&alice.api.get("/volume/v3/elsewhere/extensions"), 400);
+}
+
 /// Cinder's views per role: the owning project and the home host only for admins (its
 /// `volume_tenant_attribute` and `volume_host_attribute` policies), `volume_image_metadata`
 /// for any reader of the project, and all three only where Cinder's extensions add them, in

@@ -269,6 +269,9 @@ pub static POLICY: &[RouteRule] = &[
     entry(Method::DELETE, "/volume/v3/{project_id}/os-quota-sets/{target_project_id}", "volume_extension:quotas:delete", ADMIN),
     entry(Method::GET, "/volume/v3/{project_id}/os-quota-sets/{target_project_id}/defaults", "volume_extension:quotas:show", READER),
     entry(Method::GET, "/volume/v3/{project_id}/limits", "limits_extension:used_limits", READER),
+    // Cinder checks no policy on these two: any caller of the project.
+    entry(Method::GET, "/volume/v3/{project_id}/extensions", "volume:list_extensions", ANY),
+    entry(Method::GET, "/volume/v3/{project_id}/os-availability-zone", "volume:list_availability_zones", ANY),
     entry(Method::GET, "/volume/v3/{project_id}/types", "volume_extension:type_get_all", READER),
     entry(Method::GET, "/volume/v3/{project_id}/types/default", "volume_extension:default_get", READER),
     entry(Method::GET, "/volume/v3/{project_id}/types/{type_id}", "volume_extension:type_get", READER),

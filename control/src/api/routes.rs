@@ -229,6 +229,8 @@ pub static ROUTES: &[Route] = &[
     route(Method::GET, "/volume/v3/{project_id}/snapshots/detail", Volume, Caller, volume::snapshots::list_detail),
     route(Method::GET, "/volume/v3/{project_id}/snapshots/{snapshot_id}", Volume, Caller, volume::snapshots::show),
     route(Method::DELETE, "/volume/v3/{project_id}/snapshots/{snapshot_id}", Volume, Caller, volume::snapshots::delete),
+    route(Method::GET, "/volume/v3/{project_id}/extensions", Volume, Caller, volume::about::extensions),
+    route(Method::GET, "/volume/v3/{project_id}/os-availability-zone", Volume, Caller, volume::about::availability_zones),
     route(Method::GET, "/volume/v3/{project_id}/types", Volume, Caller, volume::types::list),
     route(Method::GET, "/volume/v3/{project_id}/types/default", Volume, Caller, volume::types::default),
     route(Method::GET, "/volume/v3/{project_id}/types/{type_id}", Volume, Caller, volume::types::show),

@@ -22,7 +22,7 @@ pub mod store;
 pub mod types;
 
 pub use attachments::{attach, attachments_of_server, detach, find};
-pub use homes::{HomePicker, Homes};
+pub use homes::{HomePicker, Homes, ZONE};
 pub use query::{ListQuery, SortKey};
 pub use reconcile::reconcile;
 pub use recovery::{recover, Recovered};

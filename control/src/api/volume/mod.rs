@@ -1,6 +1,7 @@
 //! Cinder v3 handlers under `/volume/v3/{project_id}`: volumes (with `os-extend`), snapshots
 //! and volume types; [`views`] renders them as Cinder 3.0 does.
 
+pub mod about;
 pub mod snapshots;
 pub mod types;
 mod views;

@@ -147,6 +147,7 @@ pub static POLICY: &[RouteRule] = &[
     entry(Method::GET, "/volume", "discovery", PUBLIC),
     entry(Method::GET, "/volume/v3", "discovery", PUBLIC),
     entry(Method::GET, "/network", "discovery", PUBLIC),
+    entry(Method::GET, "/network/v2.0", "discovery", PUBLIC),
     entry(Method::POST, "/identity/v3/auth/tokens", "identity:issue_token", PUBLIC),
     // Keystone: administration is admin-only; reading oneself and one's project is not.
     entry(Method::GET, "/identity/v3/auth/tokens", "identity:validate_token", ANY),

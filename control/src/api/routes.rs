@@ -132,6 +132,7 @@ pub static ROUTES: &[Route] = &[
     route(Method::GET, "/volume", Volume, Public, versions::volume_versions),
     route(Method::GET, "/volume/v3", Volume, Public, versions::volume_v3),
     route(Method::GET, "/network", Network, Public, versions::network_versions),
+    route(Method::GET, "/network/v2.0", Network, Public, versions::network_v2),
     // Keystone.
     route(Method::POST, "/identity/v3/auth/tokens", Identity, Public, identity::auth::issue),
     route(Method::GET, "/identity/v3/auth/tokens", Identity, Caller, identity::auth::validate),

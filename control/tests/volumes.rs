@@ -454,6 +454,89 @@ fn projects_see_their_own_volumes() {
     assert_eq!(r.body_json()["volume"]["name"], "renamed");
 }
 
+/// Cinder's volume metadata: merged by POST, replaced by PUT, one key at a time under
+/// `/metadata/{key}`; shown on the volume; a reader reads but does not write; another
+/// project's volume is not there.
+#[test]
+fn volume_metadata_is_merged_replaced_and_changed_by_key() {
+    let d = Daemon::start();
+    let (project, _) = d.make_member("alice", "alice-pw", "demo");
+    let alice = cinder(&d, "alice", "alice-pw", "demo");
+    let v = alice.available(json!({"size": 1, "metadata": {"a": "1"}}));
+    let meta = format!(
+        "{}/volumes/{}/metadata",
+        alice.root,
+        v["id"].as_str().unwrap()
+    );
+    let body = |r: ApiResponse| {
+        assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+        r.body_json()
+    };
+    let merged = body(
+        alice
+            .api
+            .post(&meta, &json!({"metadata": {"b": "2", "a": "one"}})),
+    );
+    assert_eq!(merged["metadata"], json!({"a": "one", "b": "2"}));
+    assert_eq!(body(alice.api.get(&meta))["metadata"], merged["metadata"]);
+    let replaced = body(alice.api.put(&meta, Some(&json!({"metadata": {"c": "3"}}))));
+    assert_eq!(replaced["metadata"], json!({"c": "3"}));
+    let one = body(
+        alice
+            .api
+            .put(&format!("{meta}/d"), Some(&json!({"meta": {"d": "4"}}))),
+    );
+    assert_eq!(one["meta"], json!({"d": "4"}));
+    assert_eq!(
+        body(alice.api.get(&format!("{meta}/d")))["meta"],
+        json!({"d": "4"})
+    );
+    let shown = alice.show("volume", v["id"].as_str().unwrap());
+    assert_eq!(shown["metadata"], json!({"c": "3", "d": "4"}), "{shown}");
+    // The body must name exactly the URL's key.
+    fault(
+        &alice
+            .api
+            .put(&format!("{meta}/d"), Some(&json!({"meta": {"e": "5"}}))),
+        400,
+    );
+    fault(
+        &alice.api.put(
+            &format!("{meta}/d"),
+            Some(&json!({"meta": {"d": "5", "e": "5"}})),
+        ),
+        400,
+    );
+    fault(&alice.api.post(&meta, &json!({"metadata": {"": "x"}})), 400);
+    let r = alice.api.delete(&format!("{meta}/c"));
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    fault(&alice.api.delete(&format!("{meta}/c")), 404);
+    fault(&alice.api.get(&format!("{meta}/c")), 404);
+    assert_eq!(body(alice.api.get(&meta))["metadata"], json!({"d": "4"}));
+    // A reader of the project reads and may not write.
+    let (_, reader) = d.make_member("rita", "rita-pw", "rita-home");
+    let api = d.unix();
+    let roles = api.get("/identity/v3/roles?name=reader").body_json();
+    let rid = roles["roles"][0]["id"].as_str().unwrap();
+    let g = api.put(
+        &format!("/identity/v3/projects/{project}/users/{reader}/roles/{rid}"),
+        None,
+    );
+    assert_eq!(g.status.as_u16(), 204, "{}", g.text());
+    let rita = cinder(&d, "rita", "rita-pw", "demo");
+    assert_eq!(body(rita.api.get(&meta))["metadata"], json!({"d": "4"}));
+    fault(&rita.api.post(&meta, &json!({"metadata": {"x": "y"}})), 403);
+    // Another project sees no such volume.
+    d.make_member("bob", "bob-pw", "other");
+    let bob = cinder(&d, "bob", "bob-pw", "other");
+    let theirs = meta.replace(&alice.root, &bob.root);
+    fault(&bob.api.get(&theirs), 404);
+    fault(
+        &bob.api.post(&theirs, &json!({"metadata": {"x": "y"}})),
+        404,
+    );
+}
+
 /// What a Cinder client asks first: the extensions served, and the zones a volume can be made
 /// in (a box alone has one, which volumes are created in and show).
 #[test]

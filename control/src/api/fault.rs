@@ -296,9 +296,11 @@ impl From<VolumeError> for Fault {
         use VolumeError as E;
         let status = match &e {
             // Cinder's MarkerNotFound is one of its NotFound exceptions, unlike Nova's 400.
-            E::NotFound(_) | E::SnapshotNotFound(_) | E::TypeNotFound(_) | E::MarkerNotFound(_) => {
-                StatusCode::NOT_FOUND
-            }
+            E::NotFound(_)
+            | E::SnapshotNotFound(_)
+            | E::TypeNotFound(_)
+            | E::MarkerNotFound(_)
+            | E::MetadataNotFound { .. } => StatusCode::NOT_FOUND,
             E::InvalidInput(_) | E::InvalidVolume(_) | E::InvalidSnapshot(_) | E::NoHome(_) => {
                 StatusCode::BAD_REQUEST
             }

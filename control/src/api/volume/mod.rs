@@ -2,6 +2,7 @@
 //! and volume types; [`views`] renders them as Cinder 3.0 does.
 
 pub mod about;
+pub mod metadata;
 pub mod snapshots;
 pub mod types;
 mod views;

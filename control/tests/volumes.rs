@@ -215,6 +215,21 @@ fn thin_volumes_are_sparse_and_thick_ones_fully_allocated() {
     let next = next.strip_prefix(&format!("http://{}", d.addr)).unwrap();
     let rest = c.api.get(next).body_json();
     assert_eq!(rest["volumes"].as_array().unwrap().len(), 1);
+    // Cinder's offset skips that many, after the marker when there is one.
+    let all = c.ids("volumes?sort_key=name&sort_dir=asc", "volumes");
+    assert_eq!(
+        c.ids(
+            "volumes?sort_key=name&sort_dir=asc&offset=1&limit=1",
+            "volumes"
+        ),
+        all[1..2]
+    );
+    let after = format!(
+        "volumes?sort_key=name&sort_dir=asc&marker={}&offset=1",
+        all[0]
+    );
+    assert_eq!(c.ids(&after, "volumes"), all[2..]);
+    fault(&c.api.get(&format!("{}/volumes?offset=-1", c.root)), 400);
     let summary = &page["volumes"][0];
     assert!(summary.get("status").is_none() && summary["links"].is_array());
 }

@@ -75,6 +75,13 @@ fn list_query(call: &Call<'_>) -> Result<ListQuery, Fault> {
                     )))
                 }
             },
+            "offset" => {
+                q.offset = v.parse().map_err(|_| {
+                    Fault::bad_request(format!(
+                        "Invalid offset {v:?}: a non-negative integer is required"
+                    ))
+                })?
+            }
             "sort_key" => sort_key = Some(key(v)?),
             "sort_dir" => sort_dir = Some(dir(v)?),
             "sort" => sort = Some(v.clone()),

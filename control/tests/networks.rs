@@ -680,6 +680,59 @@ fn security_groups_rules_and_project_isolation() {
     assert!(all >= 4, "{all}");
 }
 
+/// Neutron echoes an allowed address pair's address as written: one address without a
+/// prefix, a range as its CIDR; the pair's MAC defaults to the port's. And `GET /v2.0/` lists
+/// the core resources with their collections.
+#[test]
+fn address_pairs_echo_as_written_and_v2_lists_its_resources() {
+    let d = Daemon::start();
+    let (api, _, _) = member(&d, "pairs");
+    let net = id(&created(
+        api.post(
+            &format!("{NET}/networks"),
+            &json!({"network": {"name": "n"}}),
+        ),
+        "network",
+    ));
+    created(
+        api.post(
+            &format!("{NET}/subnets"),
+            &json!({"subnet": {"network_id": net, "cidr": "10.9.0.0/24", "ip_version": 4}}),
+        ),
+        "subnet",
+    );
+    let port = created(
+        port_on(
+            &api,
+            &net,
+            json!({"allowed_address_pairs": [
+                {"ip_address": "10.9.0.50", "mac_address": "fa:16:3e:00:00:01"},
+                {"ip_address": "10.9.0.64/28"},
+                {"ip_address": "2001:db8::3"},
+            ]}),
+        ),
+        "port",
+    );
+    let pairs = &port["allowed_address_pairs"];
+    assert_eq!(pairs[0]["ip_address"], "10.9.0.50", "{pairs}");
+    assert_eq!(pairs[0]["mac_address"], "fa:16:3e:00:00:01", "{pairs}");
+    assert_eq!(pairs[1]["ip_address"], "10.9.0.64/28", "{pairs}");
+    assert_eq!(pairs[1]["mac_address"], port["mac_address"], "{pairs}");
+    assert_eq!(pairs[2]["ip_address"], "2001:db8::3", "{pairs}");
+    let shown = ok(api.get(&format!("{NET}/ports/{}", id(&port))));
+    assert_eq!(shown["port"]["allowed_address_pairs"], *pairs);
+    let root = ok(api.get(&format!("{NET}/")));
+    let names: Vec<&str> = root["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["network", "subnet", "port"]);
+    let href = root["resources"][2]["links"][0]["href"].as_str().unwrap();
+    assert!(href.ends_with("/network/v2.0/ports"), "{href}");
+}
+
 #[test]
 fn bulk_creates_make_every_item_or_none() {
     let d = Daemon::start();

@@ -215,6 +215,21 @@ fn thin_volumes_are_sparse_and_thick_ones_fully_allocated() {
     let next = next.strip_prefix(&format!("http://{}", d.addr)).unwrap();
     let rest = c.api.get(next).body_json();
     assert_eq!(rest["volumes"].as_array().unwrap().len(), 1);
+    // Cinder's offset skips that many, after the marker when there is one.
+    let all = c.ids("volumes?sort_key=name&sort_dir=asc", "volumes");
+    assert_eq!(
+        c.ids(
+            "volumes?sort_key=name&sort_dir=asc&offset=1&limit=1",
+            "volumes"
+        ),
+        all[1..2]
+    );
+    let after = format!(
+        "volumes?sort_key=name&sort_dir=asc&marker={}&offset=1",
+        all[0]
+    );
+    assert_eq!(c.ids(&after, "volumes"), all[2..]);
+    fault(&c.api.get(&format!("{}/volumes?offset=-1", c.root)), 400);
     let summary = &page["volumes"][0];
     assert!(summary.get("status").is_none() && summary["links"].is_array());
 }
@@ -353,7 +368,6 @@ fn malformed_input_is_refused_with_nothing_made() {
         json!({"volume": {"size": 1.5}}),
         json!({"volume": {}}),
         json!({"volume": {"size": 1, "bogus": 1}}),
-        json!({"volume": {"size": 1, "source_volid": "x"}}),
         json!({"volume": {"size": 1, "multiattach": true}}),
         json!({"volume": {"size": 1, "availability_zone": "moon"}}),
         json!({"volume": {"size": 1, "name": "x".repeat(256)}}),
@@ -388,15 +402,34 @@ fn malformed_input_is_refused_with_nothing_made() {
     assert!(c.ids("volumes/detail", "volumes").is_empty());
     assert!(c.ids("snapshots", "snapshots").is_empty());
     assert!(files(&d, "volumes").is_empty());
-    for q in [
-        "?limit=-1",
-        "?limit=x",
-        "?sort_key=bogus",
-        "?sort_dir=up",
-        "?marker=nope",
-    ] {
+    for q in ["?limit=-1", "?limit=x", "?sort_key=bogus", "?sort_dir=up"] {
         fault(&c.api.get(&format!("{vols}{q}")), 400);
     }
+    // What names a volume that is not there is a 404 before anything else is looked at: a
+    // clone's source (cloning is not served), any action, served or not.
+    fault(
+        &c.api
+            .post(&vols, &json!({"volume": {"size": 1, "source_volid": "x"}})),
+        404,
+    );
+    for action in [
+        json!({"os-reserve": {}}),
+        json!({"os-extend": {"new_size": 2}}),
+    ] {
+        fault(&c.api.post(&format!("{vols}/nope/action"), &action), 404);
+    }
+    // A marker naming nothing is Cinder's MarkerNotFound, a 404.
+    for list in [&vols, &snaps] {
+        let m = fault(&c.api.get(&format!("{list}?marker=nope")), 404);
+        assert_eq!(m, "Marker nope could not be found.");
+    }
+    // A snapshot of no volume (null volume_id) names a volume that is not there, as Cinder
+    // answers it.
+    fault(
+        &c.api
+            .post(&snaps, &json!({"snapshot": {"volume_id": null}})),
+        404,
+    );
     // Another project's id in the URL is refused, as Cinder does.
     let other = c.api.get("/volume/v3/not-my-project/volumes");
     fault(&other, 400);
@@ -420,10 +453,6 @@ fn projects_see_their_own_volumes() {
     let bob = cinder(&d, "bob", "bob-pw", "other");
     let v = alice.available(json!({"size": 1, "name": "mine"}));
     let vid = v["id"].as_str().unwrap();
-    assert_eq!(
-        v["os-vol-tenant-attr:tenant_id"],
-        alice.root.rsplit('/').next().unwrap()
-    );
     assert!(bob.ids("volumes", "volumes").is_empty());
     fault(&bob.api.get(&format!("{}/volumes/{vid}", bob.root)), 404);
     fault(&bob.delete("volume", vid), 404);
@@ -438,6 +467,191 @@ fn projects_see_their_own_volumes() {
     );
     assert_eq!(r.status.as_u16(), 200, "{}", r.text());
     assert_eq!(r.body_json()["volume"]["name"], "renamed");
+}
+
+/// Cinder's volume metadata: merged by POST, replaced by PUT, one key at a time under
+/// `/metadata/{key}`; shown on the volume; a reader reads but does not write; another
+/// project's volume is not there.
+#[test]
+fn volume_metadata_is_merged_replaced_and_changed_by_key() {
+    let d = Daemon::start();
+    let (project, _) = d.make_member("alice", "alice-pw", "demo");
+    let alice = cinder(&d, "alice", "alice-pw", "demo");
+    let v = alice.available(json!({"size": 1, "metadata": {"a": "1"}}));
+    let meta = format!(
+        "{}/volumes/{}/metadata",
+        alice.root,
+        v["id"].as_str().unwrap()
+    );
+    let body = |r: ApiResponse| {
+        assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+        r.body_json()
+    };
+    let merged = body(
+        alice
+            .api
+            .post(&meta, &json!({"metadata": {"b": "2", "a": "one"}})),
+    );
+    assert_eq!(merged["metadata"], json!({"a": "one", "b": "2"}));
+    assert_eq!(body(alice.api.get(&meta))["metadata"], merged["metadata"]);
+    let replaced = body(alice.api.put(&meta, Some(&json!({"metadata": {"c": "3"}}))));
+    assert_eq!(replaced["metadata"], json!({"c": "3"}));
+    let one = body(
+        alice
+            .api
+            .put(&format!("{meta}/d"), Some(&json!({"meta": {"d": "4"}}))),
+    );
+    assert_eq!(one["meta"], json!({"d": "4"}));
+    assert_eq!(
+        body(alice.api.get(&format!("{meta}/d")))["meta"],
+        json!({"d": "4"})
+    );
+    let shown = alice.show("volume", v["id"].as_str().unwrap());
+    assert_eq!(shown["metadata"], json!({"c": "3", "d": "4"}), "{shown}");
+    // The body must name exactly the URL's key.
+    fault(
+        &alice
+            .api
+            .put(&format!("{meta}/d"), Some(&json!({"meta": {"e": "5"}}))),
+        400,
+    );
+    fault(
+        &alice.api.put(
+            &format!("{meta}/d"),
+            Some(&json!({"meta": {"d": "5", "e": "5"}})),
+        ),
+        400,
+    );
+    fault(&alice.api.post(&meta, &json!({"metadata": {"": "x"}})), 400);
+    let r = alice.api.delete(&format!("{meta}/c"));
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    fault(&alice.api.delete(&format!("{meta}/c")), 404);
+    fault(&alice.api.get(&format!("{meta}/c")), 404);
+    assert_eq!(body(alice.api.get(&meta))["metadata"], json!({"d": "4"}));
+    // A reader of the project reads and may not write.
+    let (_, reader) = d.make_member("rita", "rita-pw", "rita-home");
+    let api = d.unix();
+    let roles = api.get("/identity/v3/roles?name=reader").body_json();
+    let rid = roles["roles"][0]["id"].as_str().unwrap();
+    let g = api.put(
+        &format!("/identity/v3/projects/{project}/users/{reader}/roles/{rid}"),
+        None,
+    );
+    assert_eq!(g.status.as_u16(), 204, "{}", g.text());
+    let rita = cinder(&d, "rita", "rita-pw", "demo");
+    assert_eq!(body(rita.api.get(&meta))["metadata"], json!({"d": "4"}));
+    fault(&rita.api.post(&meta, &json!({"metadata": {"x": "y"}})), 403);
+    // Another project sees no such volume.
+    d.make_member("bob", "bob-pw", "other");
+    let bob = cinder(&d, "bob", "bob-pw", "other");
+    let theirs = meta.replace(&alice.root, &bob.root);
+    fault(&bob.api.get(&theirs), 404);
+    fault(
+        &bob.api.post(&theirs, &json!({"metadata": {"x": "y"}})),
+        404,
+    );
+}
+
+/// What a Cinder client asks first: the extensions served, and the zones a volume can be made
+/// in (a box alone has one, which volumes are created in and show).
+#[test]
+fn extensions_and_zones_say_what_is_served() {
+    let d = Daemon::start();
+    d.make_member("alice", "alice-pw", "demo");
+    let alice = cinder(&d, "alice", "alice-pw", "demo");
+    let r = alice.api.get(&format!("{}/extensions", alice.root));
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    let aliases: Vec<String> = r.body_json()["extensions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["alias"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        aliases.contains(&"os-vol-tenant-attr".to_owned()),
+        "{aliases:?}"
+    );
+    // Volume image metadata's set/unset actions are not served, so it is not claimed.
+    assert!(
+        !aliases.contains(&"os-vol-image-meta".to_owned()),
+        "{aliases:?}"
+    );
+    let r = alice
+        .api
+        .get(&format!("{}/os-availability-zone", alice.root));
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    let zones = r.body_json()["availabilityZoneInfo"].clone();
+    assert_eq!(zones.as_array().unwrap().len(), 1, "{zones}");
+    let zone = zones[0]["zoneName"].as_str().unwrap();
+    assert_eq!(zones[0]["zoneState"]["available"], true);
+    let v = alice.available(json!({"size": 1, "availability_zone": zone}));
+    assert_eq!(v["availability_zone"], zone);
+    // Another project's URL is refused here too.
+    fault(&alice.api.get("/volume/v3/elsewhere/extensions"), 400);
+}
+
+/// Cinder's views per role: the owning project and the home host only for admins (its
+/// `volume_tenant_attribute` and `volume_host_attribute` policies), `volume_image_metadata`
+/// for any reader of the project, and all three only where Cinder's extensions add them, in
+/// show and detail (create and update answer the volume's own fields).
+#[test]
+fn volume_views_follow_cinders_policy_per_role() {
+    let d = Daemon::start();
+    let admin = admin(&d);
+    let (project, _) = d.make_member("alice", "alice-pw", "demo");
+    let alice = cinder(&d, "alice", "alice-pw", "demo");
+    let img = image(&d, &alice, &[7u8; 4096]);
+    let created = alice.create(json!({"size": 1, "imageRef": img, "name": "boot"}));
+    for hidden in [
+        "os-vol-tenant-attr:tenant_id",
+        "os-vol-host-attr:host",
+        "volume_image_metadata",
+    ] {
+        assert!(
+            created.get(hidden).is_none(),
+            "create shows {hidden}: {created}"
+        );
+    }
+    let vid = created["id"].as_str().unwrap();
+    let mine = alice.settled("volume", vid);
+    assert_eq!(mine["volume_image_metadata"]["image_id"], img, "{mine}");
+    assert!(mine.get("os-vol-tenant-attr:tenant_id").is_none(), "{mine}");
+    assert!(mine.get("os-vol-host-attr:host").is_none(), "{mine}");
+    let r = alice.api.get(&format!("{}/volumes/detail", alice.root));
+    let listed = &r.body_json()["volumes"][0];
+    assert_eq!(listed["volume_image_metadata"]["image_id"], img, "{listed}");
+    assert!(
+        listed.get("os-vol-tenant-attr:tenant_id").is_none(),
+        "{listed}"
+    );
+    // The admin sees whose it is, in the detail list and (scoped to it) in show.
+    let r = admin
+        .api
+        .get(&format!("{}/volumes/detail?all_tenants=1", admin.root));
+    let seen = &r.body_json()["volumes"][0];
+    assert_eq!(
+        seen["os-vol-tenant-attr:tenant_id"],
+        project.as_str(),
+        "{seen}"
+    );
+    assert!(seen["os-vol-host-attr:host"].is_string(), "{seen}");
+    assert_eq!(seen["volume_image_metadata"]["image_id"], img, "{seen}");
+    // A volume of no image has no image metadata to show, even to an admin.
+    let blank = admin.available(json!({"size": 1}));
+    assert!(blank.get("volume_image_metadata").is_none(), "{blank}");
+    assert_eq!(
+        blank["os-vol-tenant-attr:tenant_id"],
+        admin.root.rsplit('/').next().unwrap()
+    );
+    // Update answers like create.
+    let r = alice.api.put(
+        &format!("{}/volumes/{vid}", alice.root),
+        Some(&json!({"volume": {"name": "renamed"}})),
+    );
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    assert!(r.body_json()["volume"]
+        .get("volume_image_metadata")
+        .is_none());
 }
 
 #[test]

@@ -296,12 +296,15 @@ impl From<VolumeError> for Fault {
         use outpost_image_store::VolumeError as D;
         use VolumeError as E;
         let status = match &e {
-            E::NotFound(_) | E::SnapshotNotFound(_) | E::TypeNotFound(_) => StatusCode::NOT_FOUND,
-            E::InvalidInput(_)
-            | E::InvalidVolume(_)
-            | E::InvalidSnapshot(_)
-            | E::NoHome(_)
-            | E::MarkerNotFound(_) => StatusCode::BAD_REQUEST,
+            // Cinder's MarkerNotFound is one of its NotFound exceptions, unlike Nova's 400.
+            E::NotFound(_)
+            | E::SnapshotNotFound(_)
+            | E::TypeNotFound(_)
+            | E::MarkerNotFound(_)
+            | E::MetadataNotFound { .. } => StatusCode::NOT_FOUND,
+            E::InvalidInput(_) | E::InvalidVolume(_) | E::InvalidSnapshot(_) | E::NoHome(_) => {
+                StatusCode::BAD_REQUEST
+            }
             E::InvalidImage(i) => match Fault::from_image_ref(i) {
                 Some(s) => s,
                 None => return Fault::internal(e),

@@ -108,6 +108,26 @@ pub fn image_versions_list(call: &Call<'_>) -> Result<Reply, Fault> {
     Ok(Reply::ok(glance_versions(base(call))))
 }
 
+/// Neutron's `GET /v2.0/`: the core resources served (no subnet pools here), each with the
+/// link to its collection.
+pub fn network_v2(call: &Call<'_>) -> Result<Reply, Fault> {
+    let resources: Vec<Value> = [
+        ("network", "networks"),
+        ("subnet", "subnets"),
+        ("port", "ports"),
+    ]
+    .iter()
+    .map(|(name, collection)| {
+        json!({
+            "name": name,
+            "collection": collection,
+            "links": self_link(format!("{}/network/v2.0/{collection}", base(call))),
+        })
+    })
+    .collect();
+    Ok(Reply::ok(json!({ "resources": resources })))
+}
+
 pub fn network_versions(call: &Call<'_>) -> Result<Reply, Fault> {
     Ok(Reply::ok(json!({"versions": [{
         "id": "v2.0",

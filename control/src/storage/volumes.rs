@@ -410,6 +410,32 @@ impl VolumeRecordStore for super::Db {
         })
     }
 
+    fn set_volume_metadata(
+        &self,
+        id: &str,
+        edit: &mut dyn FnMut(&mut BTreeMap<String, String>),
+    ) -> Result<Option<Volume>, StorageError> {
+        self.write(|tx| {
+            let Some(mut v) = volume(tx, id)? else {
+                return Ok(None);
+            };
+            edit(&mut v.metadata);
+            v.updated_at = Timestamp::now();
+            tx.execute("DELETE FROM volume_metadata WHERE volume_id = ?1", [id])?;
+            let mut st = tx.prepare(
+                "INSERT INTO volume_metadata (volume_id, key, value) VALUES (?1, ?2, ?3)",
+            )?;
+            for (k, val) in &v.metadata {
+                st.execute((id, k, val))?;
+            }
+            tx.execute(
+                "UPDATE volumes SET updated_at = ?2 WHERE id = ?1",
+                (id, v.updated_at.micros()),
+            )?;
+            Ok(Some(v))
+        })
+    }
+
     fn set_volume_text(
         &self,
         id: &str,

@@ -14,6 +14,7 @@
 mod attachments;
 pub mod homes;
 mod jobs;
+pub mod metadata;
 pub mod query;
 mod reconcile;
 mod recovery;
@@ -22,7 +23,7 @@ pub mod store;
 pub mod types;
 
 pub use attachments::{attach, attachments_of_server, detach, find};
-pub use homes::{HomePicker, Homes};
+pub use homes::{HomePicker, Homes, ZONE};
 pub use query::{ListQuery, SortKey};
 pub use reconcile::reconcile;
 pub use recovery::{recover, Recovered};
@@ -65,6 +66,8 @@ pub enum VolumeError {
     InvalidSnapshot(String),
     #[error("Invalid image identifier or unable to access requested image: {0}")]
     InvalidImage(#[from] ImageError),
+    #[error("Volume {volume} has no metadata with key {key}.")]
+    MetadataNotFound { volume: String, key: String },
     #[error("Marker {0} could not be found.")]
     MarkerNotFound(String),
     /// No box can hold a new volume.
@@ -374,13 +377,7 @@ fn begin(
     let glance = stores.image_records.as_ref();
     check_text("name", &new.name, 255)?;
     check_text("description", &new.description, 255)?;
-    for (k, v) in &new.metadata {
-        if k.is_empty() || k.chars().count() > 255 || v.chars().count() > 255 {
-            return Err(VolumeError::InvalidInput(format!(
-                "metadata key {k:?}: keys are 1 to 255 characters, values at most 255"
-            )));
-        }
-    }
+    metadata::check(&new.metadata)?;
     let vtype = match &new.volume_type {
         None => types::DEFAULT,
         Some(t) => types::find(t).ok_or_else(|| VolumeError::TypeNotFound(t.clone()))?,

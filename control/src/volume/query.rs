@@ -46,6 +46,8 @@ pub struct ListQuery {
     pub sort: Vec<(SortKey, bool)>,
     pub limit: Option<usize>,
     pub marker: Option<String>,
+    /// Cinder's `offset`: how many to skip (after the marker, when there is one).
+    pub offset: usize,
 }
 
 impl Default for ListQuery {
@@ -58,6 +60,7 @@ impl Default for ListQuery {
             sort: vec![(SortKey::CreatedAt, true)],
             limit: None,
             marker: None,
+            offset: 0,
         }
     }
 }
@@ -166,5 +169,9 @@ pub fn page<T: Listed>(items: Vec<T>, q: &ListQuery) -> Result<Vec<T>, VolumeErr
         }
     };
     let limit = q.limit.unwrap_or(MAX_PAGE).min(MAX_PAGE);
-    Ok(shown.into_iter().skip(start).take(limit).collect())
+    Ok(shown
+        .into_iter()
+        .skip(start.saturating_add(q.offset))
+        .take(limit)
+        .collect())
 }

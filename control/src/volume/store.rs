@@ -202,6 +202,15 @@ pub trait VolumeRecordStore: Send + Sync {
         description: Option<Option<&str>>,
     ) -> Result<Option<Volume>, StorageError>;
 
+    /// Replaces the volume's metadata with what `edit` makes of it, as one atomic step (so
+    /// two merges never lose one another's keys); the volume as stored after, None if there is
+    /// no such volume. `edit` may run more than once (a contested write is retried).
+    fn set_volume_metadata(
+        &self,
+        id: &str,
+        edit: &mut dyn FnMut(&mut BTreeMap<String, String>),
+    ) -> Result<Option<Volume>, StorageError>;
+
     /// Reads volume `id` and its snapshots, lets `decide` check them, and moves the volume to
     /// `extending` with `new_size` GiB recorded as its size, as one atomic step: how a box
     /// that is not the volume's home asks the home to grow the file (which then grows it to

@@ -8,7 +8,8 @@ use crate::api::{Call, Fault, Reply};
 use crate::cluster::site::BoxView;
 use crate::compute::aggregates::{self, ZoneHost};
 
-fn zones(call: &Call<'_>) -> Result<(Vec<aggregates::Zone>, Vec<BoxView>), Fault> {
+/// The site's zones with its boxes; Cinder's zone list in a site is the same.
+pub(crate) fn zones(call: &Call<'_>) -> Result<(Vec<aggregates::Zone>, Vec<BoxView>), Fault> {
     let boxes = super::site_boxes(call)?;
     let hosts: Vec<ZoneHost> = boxes
         .iter()

@@ -92,7 +92,7 @@ pub fn port(p: &Port) -> Value {
         "status": status,
         "port_security_enabled": p.port_security_enabled,
         "allowed_address_pairs": p.allowed_address_pairs.iter()
-            .map(|a| json!({"ip_address": a.ip_address.to_string(), "mac_address": a.mac_address.to_string()}))
+            .map(|a| json!({"ip_address": pair_address(&a.ip_address), "mac_address": a.mac_address.to_string()}))
             .collect::<Vec<_>>(),
         "binding:host_id": p.host_id,
         "binding:vif_type": if bound { "tap" } else { "unbound" },
@@ -147,4 +147,14 @@ pub fn group(g: &SecurityGroup, rules: &[SecurityGroupRule]) -> Value {
         "updated_at": g.updated_at.to_rfc3339(),
         "revision_number": g.revision_number,
     })
+}
+
+/// An allowed address pair's address as Neutron echoes it: one address is written without a
+/// prefix (`10.0.0.5`, not `10.0.0.5/32`), a range as a CIDR.
+fn pair_address(net: &ipnet::IpNet) -> String {
+    if net.prefix_len() == net.max_prefix_len() {
+        net.addr().to_string()
+    } else {
+        net.to_string()
+    }
 }

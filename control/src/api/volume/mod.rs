@@ -1,6 +1,8 @@
 //! Cinder v3 handlers under `/volume/v3/{project_id}`: volumes (with `os-extend`), snapshots
 //! and volume types; [`views`] renders them as Cinder 3.0 does.
 
+pub mod about;
+pub mod metadata;
 pub mod snapshots;
 pub mod types;
 mod views;
@@ -21,6 +23,15 @@ fn check_project(call: &Call<'_>) -> Result<(), Fault> {
         )));
     }
     Ok(())
+}
+
+/// Tells a field that is absent (None) from one that is null (Some(None)).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    serde::Deserialize::deserialize(d).map(Some)
 }
 
 /// oslo's bool_from_string vocabulary.
@@ -64,6 +75,13 @@ fn list_query(call: &Call<'_>) -> Result<ListQuery, Fault> {
                     )))
                 }
             },
+            "offset" => {
+                q.offset = v.parse().map_err(|_| {
+                    Fault::bad_request(format!(
+                        "Invalid offset {v:?}: a non-negative integer is required"
+                    ))
+                })?
+            }
             "sort_key" => sort_key = Some(key(v)?),
             "sort_dir" => sort_dir = Some(dir(v)?),
             "sort" => sort = Some(v.clone()),

@@ -1,9 +1,10 @@
 //! `/snapshots`: create (from a volume; `force` for an attached one), list, detail, show,
 //! delete.
 
-use super::{check_project, flag, list_query, next_link, views};
+use super::{check_project, flag, list_query, next_link, present, views};
 use crate::api::{Call, Fault, Reply};
 use crate::volume::snapshots::{self, NewSnapshot};
+use crate::volume::VolumeError;
 use hyper::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -18,7 +19,9 @@ struct SnapshotCreate {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SnapshotCreateBody {
-    volume_id: String,
+    /// Required, but Cinder's schema lets it be null, and then no volume is found.
+    #[serde(default, deserialize_with = "present")]
+    volume_id: Option<Option<String>>,
     /// Cinder takes a boolean or a boolean-like string.
     force: Option<Value>,
     name: Option<String>,
@@ -47,16 +50,26 @@ pub fn create(call: &Call<'_>) -> Result<Reply, Fault> {
             )))
         }
     };
+    let volume_id = match b.volume_id {
+        None => {
+            return Err(Fault::bad_request(
+                "Invalid input received: volume_id is required",
+            ))
+        }
+        Some(None) => return Err(VolumeError::NotFound("None".into()).into()),
+        Some(Some(id)) => id,
+    };
     let new = NewSnapshot {
-        volume_id: b.volume_id,
+        volume_id,
         force,
         name: b.name.or(b.display_name),
         description: b.description.or(b.display_description),
     };
     let s = snapshots::create(&call.state.volume_stores(), call.ctx(), new)?;
+    // Cinder's extended snapshot attributes extend show and detail, not create.
     Ok(Reply::json(
         StatusCode::ACCEPTED,
-        json!({"snapshot": views::snapshot(&s, true)}),
+        json!({"snapshot": views::snapshot(&s, false)}),
     ))
 }
 

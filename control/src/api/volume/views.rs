@@ -19,7 +19,8 @@ pub fn volume_summary(v: &Volume, base: &str) -> Value {
     json!({"id": v.id, "name": v.name, "links": links(base, &v.project_id, "volumes", &v.id)})
 }
 
-/// The full volume, as in show, detail and create.
+/// The volume as Cinder's create and update answer it: its own fields only. Show and detail
+/// add the extensions' attributes the caller may see ([`add_extended`]).
 pub fn volume(v: &Volume, base: &str) -> Value {
     let attachments: Vec<Value> = v
         .attachment
@@ -57,12 +58,8 @@ pub fn volume(v: &Volume, base: &str) -> Value {
         "source_volid": null,
         "metadata": v.metadata,
         "user_id": v.user_id,
-        "os-vol-tenant-attr:tenant_id": v.project_id,
         "links": links(base, &v.project_id, "volumes", &v.id),
     });
-    if !v.image_metadata.is_empty() {
-        out["volume_image_metadata"] = json!(v.image_metadata);
-    }
     if v.status == VolumeStatus::Error {
         // Not a Cinder field (Cinder keeps such reasons in its messages API): why it failed.
         out["outpost_fault"] = json!(v.fault);
@@ -70,11 +67,21 @@ pub fn volume(v: &Volume, base: &str) -> Value {
     out
 }
 
-/// Cinder's admin-only `os-vol-host-attr:host` (`host@backend#pool`): the volume's home box,
-/// whose one backend and pool are its volume store.
-pub fn add_host(out: &mut Value, v: &Volume) {
-    let host = (!v.home.is_empty()).then(|| format!("{}@outpost#local", v.home));
-    out["os-vol-host-attr:host"] = json!(host);
+/// What Cinder's extensions add to show and detail, by its default policy:
+/// `volume_image_metadata` (`volume_extension:volume_image_metadata:show`, any reader of the
+/// project) on a volume made from an image, and for admins only
+/// (`volume_extension:volume_tenant_attribute`, `volume_host_attribute`) the owning project
+/// and `os-vol-host-attr:host` (`host@backend#pool`: the volume's home box, whose one backend
+/// and pool are its volume store).
+pub fn add_extended(out: &mut Value, v: &Volume, admin: bool) {
+    if !v.image_metadata.is_empty() {
+        out["volume_image_metadata"] = json!(v.image_metadata);
+    }
+    if admin {
+        out["os-vol-tenant-attr:tenant_id"] = json!(v.project_id);
+        let host = (!v.home.is_empty()).then(|| format!("{}@outpost#local", v.home));
+        out["os-vol-host-attr:host"] = json!(host);
+    }
 }
 
 pub fn snapshot(s: &Snapshot, detail: bool) -> Value {

@@ -1,7 +1,7 @@
 //! `/volumes`: create (blank, from `imageRef`, from `snapshot_id`), list, detail, show,
 //! update, delete, and `POST /volumes/{id}/action` with `os-extend`.
 
-use super::{check_project, list_query, next_link, views};
+use super::{check_project, list_query, next_link, present, views};
 use crate::api::{Call, Fault, Reply};
 use crate::volume::{self, NewVolume, Volume};
 use hyper::StatusCode;
@@ -61,25 +61,18 @@ struct VolumeUpdateBody {
     display_description: Option<Option<String>>,
 }
 
-/// Tells a field that is absent (None) from one that is null (Some(None)).
-fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: serde::Deserialize<'de>,
-{
-    serde::Deserialize::deserialize(d).map(Some)
-}
-
 fn unsupported(field: &str) -> Fault {
     Fault::bad_request(format!(
         "Invalid input received: {field} is not supported by this appliance"
     ))
 }
 
-fn volume_reply(call: &Call<'_>, status: StatusCode, v: &Volume) -> Reply {
+/// Create and update answer the volume's own fields; show adds what the caller may see of
+/// the extensions' (Cinder extends only show and detail).
+fn volume_reply(call: &Call<'_>, status: StatusCode, v: &Volume, extended: bool) -> Reply {
     let mut shown = views::volume(v, &call.state.base_url);
-    if call.ctx().is_admin() {
-        views::add_host(&mut shown, v);
+    if extended {
+        views::add_extended(&mut shown, v, call.ctx().is_admin());
     }
     Reply::json(status, json!({ "volume": shown }))
 }
@@ -87,6 +80,10 @@ fn volume_reply(call: &Call<'_>, status: StatusCode, v: &Volume) -> Reply {
 pub fn create(call: &Call<'_>) -> Result<Reply, Fault> {
     check_project(call)?;
     let b = call.json::<VolumeCreate>()?.volume;
+    // Cloning is not served, but a source that is not there is Cinder's 404 all the same.
+    if let Some(Value::String(source)) = &b.source_volid {
+        volume::get(call.state.volume_records(), call.ctx(), source)?;
+    }
     for (field, given) in [
         ("source_volid", &b.source_volid),
         ("source_replica", &b.source_replica),
@@ -112,7 +109,7 @@ pub fn create(call: &Call<'_>) -> Result<Reply, Fault> {
         availability_zone: b.availability_zone,
     };
     let v = volume::create(&call.state.volume_stores(), call.ctx(), new)?;
-    Ok(volume_reply(call, StatusCode::ACCEPTED, &v))
+    Ok(volume_reply(call, StatusCode::ACCEPTED, &v, false))
 }
 
 pub fn show(call: &Call<'_>) -> Result<Reply, Fault> {
@@ -122,7 +119,7 @@ pub fn show(call: &Call<'_>) -> Result<Reply, Fault> {
         call.ctx(),
         call.param("volume_id"),
     )?;
-    Ok(volume_reply(call, StatusCode::OK, &v))
+    Ok(volume_reply(call, StatusCode::OK, &v, true))
 }
 
 pub fn update(call: &Call<'_>) -> Result<Reply, Fault> {
@@ -135,7 +132,7 @@ pub fn update(call: &Call<'_>) -> Result<Reply, Fault> {
         b.name.or(b.display_name),
         b.description.or(b.display_description),
     )?;
-    Ok(volume_reply(call, StatusCode::OK, &v))
+    Ok(volume_reply(call, StatusCode::OK, &v, false))
 }
 
 pub fn delete(call: &Call<'_>) -> Result<Reply, Fault> {
@@ -157,6 +154,13 @@ pub fn delete(call: &Call<'_>) -> Result<Reply, Fault> {
 /// `POST /volumes/{id}/action`: one action per body; only `os-extend` is served.
 pub fn action(call: &Call<'_>) -> Result<Reply, Fault> {
     check_project(call)?;
+    // Cinder finds the volume before it reads the action: a volume that is not there is a
+    // 404 whatever was asked of it.
+    volume::get(
+        call.state.volume_records(),
+        call.ctx(),
+        call.param("volume_id"),
+    )?;
     let body: Map<String, Value> = call.json()?;
     let mut actions = body.iter();
     let (Some((name, args)), None) = (actions.next(), actions.next()) else {
@@ -202,11 +206,11 @@ fn list_as(call: &Call<'_>, sub: &str, view: fn(&Volume, &str) -> Value) -> Resu
     let q = list_query(call)?;
     let page = volume::list(call.state.volume_records(), call.ctx(), &q)?;
     let base = &call.state.base_url;
-    let admin = call.ctx().is_admin() && sub.ends_with("detail");
+    let (detail, admin) = (sub.ends_with("detail"), call.ctx().is_admin());
     let shown = page.iter().map(|v| {
         let mut out = view(v, base);
-        if admin {
-            views::add_host(&mut out, v);
+        if detail {
+            views::add_extended(&mut out, v, admin);
         }
         out
     });

@@ -527,6 +527,18 @@ impl VolumeRecordStore for EtcdVolumes {
         })
     }
 
+    fn set_volume_metadata(
+        &self,
+        id: &str,
+        edit: &mut dyn FnMut(&mut BTreeMap<String, String>),
+    ) -> Result<Option<Volume>, StorageError> {
+        self.write_volume_if(id, |mut v| {
+            edit(&mut v.metadata);
+            v.updated_at = Timestamp::now();
+            Some(v)
+        })
+    }
+
     fn set_volume_text(
         &self,
         id: &str,

@@ -442,6 +442,35 @@ pub(crate) fn races<S: VolumeRecordStore>(pair: impl Fn() -> (S, S)) {
     a_snapshot_and_a_delete_racing_never_both_win(&a, &b);
     let (a, b) = pair();
     a_copy_and_its_snapshot_s_delete_racing_never_both_win(&a, &b);
+    let (a, b) = pair();
+    racing_metadata_merges_keep_both_keys(&a, &b);
+}
+
+/// Two merges of different keys at once: both keys stay (each edit sees the other's write),
+/// and a volume that is not there is None.
+fn racing_metadata_merges_keep_both_keys<S: VolumeRecordStore>(a: &S, b: &S) {
+    for round in 0..10 {
+        let id = format!("m{round}");
+        a.create_volume(&volume(&id, VolumeStatus::Available), &unlimited())
+            .unwrap();
+        let merge = |store: &S, key: &str| {
+            store.set_volume_metadata(&id, &mut |m| {
+                m.insert(key.to_owned(), round.to_string());
+            })
+        };
+        let (l, r) = at_once((a, b), |s| merge(s, "left"), |s| merge(s, "right"));
+        assert!(l.unwrap().is_some() && r.unwrap().is_some());
+        let m = b.volume(&id).unwrap().unwrap().metadata;
+        assert_eq!(
+            m.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["k", "left", "right"],
+            "round {round}"
+        );
+    }
+    assert!(a
+        .set_volume_metadata("nope", &mut |m| m.clear())
+        .unwrap()
+        .is_none());
 }
 
 /// Both writers want the same available volume: extending it, attaching it.

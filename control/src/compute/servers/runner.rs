@@ -34,6 +34,9 @@ use std::time::{Duration, Instant};
 const POLL: Duration = Duration::from_millis(250);
 /// How long a SIGKILLed monitor may take to be gone.
 const KILL_WAIT: Duration = Duration::from_secs(10);
+/// How often a clean shutdown presses the power button again (Nova's
+/// `SHUTDOWN_RETRY_INTERVAL`).
+const SHUTDOWN_RETRY: Duration = Duration::from_secs(10);
 /// Nova cuts fault messages to its column's 255 characters; the rest goes to details.
 const FAULT_MESSAGE_CHARS: usize = 255;
 
@@ -399,31 +402,38 @@ impl Runner {
     }
 
     /// Presses the guest's power button and waits up to `timeout` for its monitor to end
-    /// (the guest powered off, or rebooted). None: no monitor runs, the timeout is zero, the
-    /// button could not be pressed, or the guest did not end in time; the caller then stops
-    /// it hard.
+    /// (the guest powered off, or rebooted), pressing again every [`SHUTDOWN_RETRY`] as
+    /// Nova does: a guest still booting has no driver or handler yet and loses a press.
+    /// None: no monitor runs, the timeout is zero, the button cannot be pressed, or the
+    /// guest did not end in time; the caller then stops it hard.
     pub(super) fn clean_shutdown(&mut self, timeout: Duration) -> Option<MonitorExit> {
         if self.monitor.is_none() || timeout.is_zero() {
             return None;
         }
-        if let Err(e) = monitor::send_power_button(&self.dir) {
-            tracing::info!("server {}: cannot press its power button: {e}", self.id);
-            return None;
-        }
         let started = Instant::now();
-        let exit = self.wait_exit(timeout);
-        match &exit {
-            Some(e) => tracing::info!(
-                "server {}: the guest shut down in {:?} ({e:?})",
-                self.id,
-                started.elapsed()
-            ),
-            None => tracing::info!(
-                "server {}: the guest ignored its power button for {timeout:?}",
-                self.id
-            ),
+        let deadline = started + timeout;
+        loop {
+            if let Err(e) = monitor::send_power_button(&self.dir) {
+                tracing::info!("server {}: cannot press its power button: {e}", self.id);
+                return None;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if let Some(exit) = self.wait_exit(SHUTDOWN_RETRY.min(left)) {
+                tracing::info!(
+                    "server {}: the guest shut down in {:?} ({exit:?})",
+                    self.id,
+                    started.elapsed()
+                );
+                return Some(exit);
+            }
+            if Instant::now() >= deadline {
+                tracing::info!(
+                    "server {}: the guest ignored its power button for {timeout:?}",
+                    self.id
+                );
+                return None;
+            }
         }
-        exit
     }
 
     /// Waits up to `timeout` for the monitor to end.

@@ -6,6 +6,9 @@
 //! - one server's life: BUILD → ACTIVE → console marker → stop → start → hard reboot →
 //!   soft reboot → rename → resize (revert, then confirm) → delete, leaving no process,
 //!   file, row or claim;
+//! - clean shutdown: os-stop and a soft reboot press the guest's power button and it powers
+//!   off by itself; a guest that ignores the button is stopped hard after the shutdown
+//!   timeout;
 //! - the supervisor: a guest that reboots itself is started again, one that powers off is
 //!   SHUTOFF;
 //! - restart safety: kill -9 of outpostd with a guest running (the guest stays, is adopted,
@@ -39,7 +42,7 @@ use std::time::{Duration, Instant};
 fn a_server_lives_through_its_life() {
     check_assets();
     let _turn = one_guest_at_a_time();
-    let (d, _sweep) = start_daemon("soft_reboot_timeout_secs = 5\n");
+    let (d, _sweep) = start_daemon("soft_reboot_timeout_secs = 60\n");
     create_flavor(&d, "small", 1, 256, 1);
     create_flavor(&d, "bigger", 2, 512, 2);
     let id = create_server(&d, "life", "small");
@@ -115,12 +118,20 @@ fn a_server_lives_through_its_life() {
     );
     assert_eq!(wait_status(&d, &id, "ACTIVE")["OS-EXT-STS:power_state"], 1);
 
-    // Stop: SHUTOFF, no monitor left.
+    // Stop: the power button, and the guest powers itself off (well before the 60 s
+    // shutdown timeout); SHUTOFF, no monitor left.
     assert_eq!(
         action(&d, &id, json!({"os-stop": null})).status.as_u16(),
         202
     );
     let s = wait_status(&d, &id, "SHUTOFF");
+    assert_eq!(console(&d, &id, None).matches(POWER_BUTTON).count(), 1);
+    assert_eq!(
+        d.log().matches(SHUT_DOWN_BY_ITSELF).count(),
+        1,
+        "{}",
+        d.log()
+    );
     assert_eq!(s["OS-EXT-STS:vm_state"], "stopped");
     assert_eq!(s["OS-EXT-STS:power_state"], 4);
     assert!(monitor_pids(&d, &id).is_empty());
@@ -153,8 +164,8 @@ fn a_server_lives_through_its_life() {
     );
     wait_marker(&d, &id, markers + 1);
 
-    // Soft reboot: Ctrl-Alt-Del; the test kernel has no keyboard driver to act on it, so
-    // after the soft-reboot timeout it becomes a hard one (as Nova's libvirt driver does).
+    // Soft reboot: the power button; the guest powers off by itself and is started again
+    // (after the soft-reboot timeout it would have become a hard one, as in Nova).
     assert_eq!(
         action(&d, &id, json!({"reboot": {"type": "SOFT"}}))
             .status
@@ -171,6 +182,13 @@ fn a_server_lives_through_its_life() {
     assert!(
         soft.iter().all(|p| !after.contains(p)),
         "{after:?} {soft:?}"
+    );
+    assert_eq!(console(&d, &id, None).matches(POWER_BUTTON).count(), 2);
+    assert_eq!(
+        d.log().matches(SHUT_DOWN_BY_ITSELF).count(),
+        2,
+        "{}",
+        d.log()
     );
 
     // Rename and describe (2.19+); the answer is the server as GET shows it.
@@ -449,7 +467,46 @@ fn the_supervisor_follows_what_the_guest_does() {
     assert!(s.get("fault").is_none());
     assert!(monitor_pids(&d, &id).is_empty());
     delete_leaving_nothing(&d, &id);
+    drop(d);
+
+    // A guest that ignores its power button is stopped hard once the shutdown timeout is
+    // over, and only then SHUTOFF.
+    let (d, _sweep) = start_daemon(&format!(
+        "shutdown_timeout_secs = 4\n{}",
+        guest("wait outpost.button=ignore")
+    ));
+    create_flavor(&d, "small", 1, 256, 1);
+    let id = create_server(&d, "stubborn", "small");
+    wait_marker(&d, &id, 1);
+    let asked = Instant::now();
+    assert_eq!(
+        action(&d, &id, json!({"os-stop": null})).status.as_u16(),
+        202
+    );
+    assert_eq!(server(&d, &id)["OS-EXT-STS:task_state"], "powering-off");
+    let s = wait_status(&d, &id, "SHUTOFF");
+    assert!(
+        asked.elapsed() >= Duration::from_secs(4),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert_eq!(s["OS-EXT-STS:power_state"], 4);
+    assert!(monitor_pids(&d, &id).is_empty());
+    assert!(!console(&d, &id, None).contains(POWER_BUTTON));
+    assert!(
+        d.log()
+            .contains("the guest ignored its power button for 4s"),
+        "{}",
+        d.log()
+    );
+    assert!(!d.log().contains(SHUT_DOWN_BY_ITSELF), "{}", d.log());
+    delete_leaving_nothing(&d, &id);
 }
+
+/// What the guest's init prints when its power button is pressed (guest/init).
+const POWER_BUTTON: &str = "OUTPOST-POWER-BUTTON";
+/// What outpostd logs when a guest powered off after its button (runner.rs).
+const SHUT_DOWN_BY_ITSELF: &str = "the guest shut down in";
 
 #[test]
 fn guests_outlive_a_killed_daemon() {

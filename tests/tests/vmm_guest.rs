@@ -23,7 +23,9 @@ fn value<'a>(console: &'a str, key: &str) -> Option<&'a str> {
 /// One guest through the whole API flow: configured over the socket, started, paused and
 /// resumed, refusing configuration after start, with a root disk, a data disk, a read-only
 /// disk, a NIC on a tap in a network namespace and an entropy device; the guest checks its
-/// devices, both sides ping, and data crosses the disk both ways.
+/// devices, both sides ping, and data crosses the disk both ways. It then waits
+/// (`outpost.end=wait`) until its ACPI power button is pressed, and powers itself off: the
+/// monitor exits 0.
 #[test]
 fn api_guest_with_disks_network_and_rng() {
     let work = tempfile::tempdir().expect("tempdir");
@@ -85,7 +87,7 @@ echo "HOST-SAID=$(nc -l -p 7777)"
             "/boot-source",
             Some(&json!({
                 "kernel_image_path": asset("test-vmlinux"),
-                "boot_args": "console=ttyS0 reboot=k panic=1 outpost.end=poweroff"
+                "boot_args": "console=ttyS0 reboot=k panic=1 outpost.end=wait"
             })),
         ),
         "boot-source",
@@ -125,6 +127,10 @@ echo "HOST-SAID=$(nc -l -p 7777)"
         "network-interfaces",
     );
     ok(g.api("PUT", "/entropy", Some(&json!({}))), "entropy");
+    let button = json!({"action_type": "SendPowerButton"});
+    let (code, body) = g.api("PUT", "/actions", Some(&button));
+    assert_eq!(code, 400, "no guest to press the button of yet: {body}");
+    assert!(body.contains("InstanceStart first"), "{body}");
     let cfg: serde_json::Value =
         serde_json::from_str(&ok(g.api("GET", "/vm/config", None), "vm/config")).unwrap();
     assert_eq!(cfg["drives"].as_array().map(|a| a.len()), Some(3), "{cfg}");
@@ -197,8 +203,13 @@ echo "HOST-SAID=$(nc -l -p 7777)"
     ));
     assert!(nc.status.success(), "{nc:?}");
 
+    // The guest would wait for ever: its power button ends it, through the GED, the
+    // kernel's button driver and init's handler, which syncs and powers off.
+    g.wait_for("OUTPOST-CHECKS-DONE", BOOT_TIMEOUT);
+    ok(g.api("PUT", "/actions", Some(&button)), "SendPowerButton");
     let st = g.wait_exit(BOOT_TIMEOUT);
     let console = g.console_text();
+    assert!(console.contains("OUTPOST-POWER-BUTTON"), "{console}");
     assert_eq!(st.code(), Some(0), "poweroff must exit 0\n{console}");
     assert!(console.contains("OUTPOST-INIT-OK"), "{console}");
     assert_eq!(value(&console, "CPUS"), Some("1"), "{console}");

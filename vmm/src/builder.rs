@@ -19,6 +19,7 @@ use crate::boot::{self, params};
 use crate::config::{RateLimiterConfig, VmConfig};
 use crate::devices::bus::{Bus, BusDevice};
 use crate::devices::legacy::acpi_pm::AcpiPm;
+use crate::devices::legacy::ged::{Ged, GED_EVENT_POWER_BUTTON};
 use crate::devices::legacy::i8042::I8042;
 use crate::devices::legacy::serial::{ConsoleInput, ConsoleOut, SerialConsole};
 use crate::devices::legacy::{IrqLine, PowerEvent, PowerSignal};
@@ -155,6 +156,7 @@ pub struct RunningVm {
     control: Arc<VcpuControl>,
     power: Arc<PowerSignal>,
     i8042: Arc<Mutex<I8042>>,
+    ged: Arc<Mutex<Ged>>,
     stats: StatsSources,
     /// The guest profile being sampled and where it goes at exit.
     profile: Option<(Arc<crate::vstate::vcpu::GuestProfile>, std::path::PathBuf)>,
@@ -202,6 +204,18 @@ impl RunningVm {
         Ok(())
     }
 
+    /// Presses the ACPI power button: the guest's ACPI driver sees it through the Generic
+    /// Event Device and decides what to do (power off, usually). A paused guest sees it once
+    /// resumed.
+    pub fn press_power_button(&self) -> Result<(), VmError> {
+        self.check_running()?;
+        self.ged
+            .lock()
+            .expect("GED lock poisoned")
+            .signal(GED_EVENT_POWER_BUTTON)
+            .map_err(|e| VmError::Failed(format!("the GED's interrupt: {e}")))
+    }
+
     pub fn stats(&self) -> VmStats {
         self.stats.snapshot()
     }
@@ -227,6 +241,7 @@ impl RunningVm {
         let vm = VmState::save(&self.vm).map_err(|e| failed("VM", &e))?;
         let serial = self.serial.lock().expect("serial lock poisoned").state();
         let i8042 = self.i8042.lock().expect("i8042 lock poisoned").state();
+        let ged = self.ged.lock().expect("GED lock poisoned").state();
         let transports = self
             .transports
             .iter()
@@ -247,6 +262,7 @@ impl RunningVm {
             memory,
             serial,
             i8042,
+            ged,
             transports,
         };
         snapshot::file::write(&params.snapshot_path, &state).map_err(|e| failed("state", &e))
@@ -486,9 +502,12 @@ pub fn start(config: &VmConfig) -> Result<RunningVm, StartError> {
     tracing::info!(how = %kernel.how, "kernel loaded");
 
     let power = PowerSignal::new();
-    let serial = SerialConsole::new(irq_line(&vm, COM1_IRQ)?, console_out(config)?);
-    let i8042 = I8042::new(irq_line(&vm, I8042_IRQ)?, power.clone());
-    let devices = Devices::attach(config, &vm, &mem, power, serial, i8042, None)?;
+    let legacy = LegacyDevices {
+        serial: SerialConsole::new(irq_line(&vm, COM1_IRQ)?, console_out(config)?),
+        i8042: I8042::new(irq_line(&vm, I8042_IRQ)?, power.clone()),
+        ged: Ged::new(irq_line(&vm, ACPI_GED_IRQ)?),
+    };
+    let devices = Devices::attach(config, &vm, &mem, power, legacy, None)?;
 
     let cmdline = build_cmdline(config, on_pvm, &devices.mmio_infos)?;
     load_cmdline(&mem, GuestAddress(CMDLINE_START), &cmdline)
@@ -581,23 +600,20 @@ pub fn restore(params: &SnapshotLoadParams) -> Result<RunningVm, StartError> {
         .restore(&vm)
         .map_err(|e| StartError::Snapshot(e.to_string()))?;
     let power = PowerSignal::new();
-    let serial = SerialConsole::from_state(
-        &saved.serial,
-        irq_line(&vm, COM1_IRQ)?,
-        console_out(&config)?,
-    )
-    .map_err(|e| StartError::Snapshot(e.to_string()))?;
-    let i8042 = I8042::from_state(&saved.i8042, irq_line(&vm, I8042_IRQ)?, power.clone())
-        .map_err(|e| StartError::Snapshot(e.to_string()))?;
-    let devices = Devices::attach(
-        &config,
-        &vm,
-        &mem,
-        power,
-        serial,
-        i8042,
-        Some(&saved.transports),
-    )?;
+    let snapshot_err = |e: &dyn std::fmt::Display| StartError::Snapshot(e.to_string());
+    let legacy = LegacyDevices {
+        serial: SerialConsole::from_state(
+            &saved.serial,
+            irq_line(&vm, COM1_IRQ)?,
+            console_out(&config)?,
+        )
+        .map_err(|e| snapshot_err(&e))?,
+        i8042: I8042::from_state(&saved.i8042, irq_line(&vm, I8042_IRQ)?, power.clone())
+            .map_err(|e| snapshot_err(&e))?,
+        ged: Ged::from_state(&saved.ged, irq_line(&vm, ACPI_GED_IRQ)?)
+            .map_err(|e| snapshot_err(&e))?,
+    };
+    let devices = Devices::attach(&config, &vm, &mem, power, legacy, Some(&saved.transports))?;
     let setup = |index: u8, fd: &kvm_ioctls::VcpuFd| -> Result<(), StartError> {
         let state = saved
             .vcpus
@@ -619,6 +635,13 @@ pub fn restore(params: &SnapshotLoadParams) -> Result<RunningVm, StartError> {
     )
 }
 
+/// The port-I/O devices of a guest being built, fresh or as a snapshot saved them.
+struct LegacyDevices {
+    serial: SerialConsole,
+    i8042: I8042,
+    ged: Ged,
+}
+
 /// The devices of a guest being built, on their buses and event loop.
 struct Devices {
     power: Arc<PowerSignal>,
@@ -626,6 +649,7 @@ struct Devices {
     mmio: Bus,
     serial: Arc<Mutex<SerialConsole>>,
     i8042: Arc<Mutex<I8042>>,
+    ged: Arc<Mutex<Ged>>,
     event_manager: EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>>,
     device_loop: Arc<DeviceLoopGate>,
     mmio_infos: Vec<MmioDeviceInfo>,
@@ -641,13 +665,13 @@ impl Devices {
         vm: &Vm,
         mem: &GuestMemoryMmap,
         power: Arc<PowerSignal>,
-        serial: SerialConsole,
-        i8042: I8042,
+        legacy: LegacyDevices,
         saved: Option<&[mmio::MmioTransportState]>,
     ) -> Result<Devices, StartError> {
         let mut pio = Bus::new();
-        let serial = Arc::new(Mutex::new(serial));
-        let i8042 = Arc::new(Mutex::new(i8042));
+        let serial = Arc::new(Mutex::new(legacy.serial));
+        let i8042 = Arc::new(Mutex::new(legacy.i8042));
+        let ged = Arc::new(Mutex::new(legacy.ged));
         let acpi_pm = Arc::new(Mutex::new(AcpiPm::new(power.clone())));
         let bus_err = |e: crate::devices::bus::BusError| StartError::Device(e.to_string());
         pio.insert(
@@ -668,6 +692,12 @@ impl Devices {
             ACPI_PM_LEN.into(),
         )
         .map_err(bus_err)?;
+        pio.insert(
+            ged.clone() as Arc<Mutex<dyn BusDevice>>,
+            ACPI_GED_PORT.into(),
+            ACPI_GED_LEN.into(),
+        )
+        .map_err(bus_err)?;
 
         let mut event_manager: EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>> =
             EventManager::new().map_err(|e| StartError::Device(format!("event manager: {e}")))?;
@@ -684,6 +714,7 @@ impl Devices {
             mmio,
             serial,
             i8042,
+            ged,
             event_manager,
             device_loop,
             mmio_infos,
@@ -713,6 +744,7 @@ fn launch(
         mmio,
         serial,
         i8042,
+        ged,
         event_manager,
         device_loop: gate,
         mmio_infos: _,
@@ -801,6 +833,7 @@ fn launch(
         control,
         power,
         i8042,
+        ged,
         stats: StatsSources {
             exits: counters,
             pvm: pvm_stats,

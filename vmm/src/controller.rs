@@ -51,6 +51,9 @@ pub enum VmmAction {
     PutSerial(SerialConfig),
     InstanceStart,
     SendCtrlAltDel,
+    /// Our extension (Firecracker has none): presses the ACPI power button, which asks the
+    /// guest's OS to shut down cleanly.
+    SendPowerButton,
     /// Accepted for Firecracker compatibility; counters are read live through `GetStats`,
     /// so there is nothing buffered to flush.
     FlushMetrics,
@@ -306,6 +309,15 @@ impl Controller {
                 vm.send_ctrl_alt_del()
                     .map_err(|source| VmmActionError::VmOperation {
                         operation: "SendCtrlAltDel",
+                        source,
+                    })?;
+                Ok(VmmData::Empty)
+            }
+            SendPowerButton => {
+                let vm = self.running_vm("SendPowerButton")?;
+                vm.press_power_button()
+                    .map_err(|source| VmmActionError::VmOperation {
+                        operation: "SendPowerButton",
                         source,
                     })?;
                 Ok(VmmData::Empty)

@@ -25,6 +25,9 @@ pub const CONTAINER_FORMATS: [&str; 4] = ["ami", "ari", "aki", "bare"];
 pub const KERNEL_ID: &str = "kernel_id";
 pub const RAMDISK_ID: &str = "ramdisk_id";
 pub const OS_COMMAND_LINE: &str = "os_command_line";
+/// Nova's image property: how many seconds a clean shutdown (the ACPI power button) may
+/// take before the server is stopped hard; 0 skips it.
+pub const OS_SHUTDOWN_TIMEOUT: &str = "os_shutdown_timeout";
 
 /// Read-only attributes that describe a converted upload, shown with the image.
 pub const UPLOADED_DISK_FORMAT: &str = "outpost_uploaded_disk_format";

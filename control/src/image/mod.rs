@@ -332,6 +332,8 @@ pub struct BootSource {
     pub ramdisk: Option<BootFile>,
     /// `os_command_line`, if set.
     pub command_line: Option<String>,
+    /// `os_shutdown_timeout` in seconds, if set.
+    pub shutdown_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -368,10 +370,23 @@ pub fn boot_source(
             image_id: part_id.clone(),
         }))
     };
+    let shutdown_timeout_secs = image
+        .properties
+        .get(fields::OS_SHUTDOWN_TIMEOUT)
+        .map(|v| {
+            v.trim()
+                .parse::<u64>()
+                .map_err(|_| ImageError::InvalidField {
+                    field: fields::OS_SHUTDOWN_TIMEOUT.to_owned(),
+                    reason: format!("{v:?} is not a whole number of seconds (0 or more)"),
+                })
+        })
+        .transpose()?;
     Ok(BootSource {
         kernel: part(fields::KERNEL_ID, "aki")?,
         ramdisk: part(fields::RAMDISK_ID, "ari")?,
         command_line: image.properties.get(fields::OS_COMMAND_LINE).cloned(),
+        shutdown_timeout_secs,
         path: images.image_path(id)?,
         image,
     })

@@ -135,6 +135,7 @@ struct ActionBody {
 enum ActionType {
     InstanceStart,
     SendCtrlAltDel,
+    SendPowerButton,
     FlushMetrics,
 }
 
@@ -231,6 +232,7 @@ pub fn parse(method: &Method, path: &str, body: &[u8]) -> Result<VmmAction, Requ
         ("/actions", "PUT") => match json.parse::<ActionBody>()?.action_type {
             ActionType::InstanceStart => VmmAction::InstanceStart,
             ActionType::SendCtrlAltDel => VmmAction::SendCtrlAltDel,
+            ActionType::SendPowerButton => VmmAction::SendPowerButton,
             ActionType::FlushMetrics => VmmAction::FlushMetrics,
         },
         ("/vm", "PATCH") => match json.parse::<VmStateBody>()?.state {

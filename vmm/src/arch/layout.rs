@@ -50,6 +50,12 @@ pub const I8042_IRQ: u32 = 1;
 /// Our ACPI hardware-reduced power management block: sleep control, sleep status, reset.
 pub const ACPI_PM_PORT: u16 = 0x600;
 pub const ACPI_PM_LEN: u16 = 4;
+/// The Generic Event Device's event register (one byte), right after the PM block.
+pub const ACPI_GED_PORT: u16 = ACPI_PM_PORT + ACPI_PM_LEN;
+pub const ACPI_GED_LEN: u16 = 1;
+/// The GED's interrupt: COM2's legacy line, free here (only COM1 is emulated) and below the
+/// virtio devices' range.
+pub const ACPI_GED_IRQ: u32 = 3;
 
 /// RAM ranges for a guest with `mem_size` bytes, around the MMIO gap.
 pub fn ram_ranges(mem_size: u64) -> Vec<(GuestAddress, usize)> {

@@ -317,6 +317,7 @@ fn actions_that_need_a_guest_are_refused_before_start() {
         VmmAction::Pause,
         VmmAction::Resume,
         VmmAction::SendCtrlAltDel,
+        VmmAction::SendPowerButton,
         VmmAction::GetStats,
     ] {
         let err = c.handle(action.clone()).unwrap_err();

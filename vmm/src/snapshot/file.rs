@@ -14,7 +14,7 @@ const MAGIC: [u8; 8] = *b"OUTPOST\x53";
 
 /// The body's layout. Any change to a saved type (a field added, removed, reordered, or a
 /// type changed) bumps it; a monitor restores only its own version.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// magic, version (u32), body length (u64), CRC-32 of the body (u32); little-endian.
 const HEADER_LEN: usize = 8 + 4 + 8 + 4;

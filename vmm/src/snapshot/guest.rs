@@ -9,6 +9,7 @@ use super::memory::MemoryRegionState;
 use super::vcpu::VcpuState;
 use super::vm::VmState;
 use crate::config::VmConfig;
+use crate::devices::legacy::ged::GedState;
 use crate::devices::legacy::i8042::I8042State;
 use crate::devices::legacy::serial::SerialConsoleState;
 use crate::devices::virtio::mmio::MmioTransportState;
@@ -25,6 +26,8 @@ pub struct GuestSnapshot {
     pub memory: Vec<MemoryRegionState>,
     pub serial: SerialConsoleState,
     pub i8042: I8042State,
+    /// Power-button presses the guest has not read yet.
+    pub ged: GedState,
     /// In attach order, which is the order of their MMIO windows and GSIs.
     pub transports: Vec<MmioTransportState>,
 }

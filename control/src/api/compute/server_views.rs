@@ -256,6 +256,7 @@ mod tests {
                 images: Vec::new(),
                 root_volume: None,
                 block_devices: Vec::new(),
+                shutdown_timeout_secs: None,
             },
             vm_state: VmState::Active,
             task_state: None,

@@ -108,6 +108,7 @@ fn config(source: BootSource, root_source: bool) -> BootConfig {
         images: source.images,
         root_volume: None,
         block_devices: Vec::new(),
+        shutdown_timeout_secs: source.shutdown_timeout_secs,
     }
 }
 

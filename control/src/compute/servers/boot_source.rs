@@ -51,6 +51,8 @@ pub struct BootSource {
     /// Glance's `min_disk` (GiB) and `min_ram` (MB) of the image; 0 when not set.
     pub min_disk: i64,
     pub min_ram: i64,
+    /// The image's `os_shutdown_timeout`, which wins over `[compute] shutdown_timeout_secs`.
+    pub shutdown_timeout_secs: Option<u64>,
 }
 
 /// Resolves a create request's `imageRef` as the caller sees it.
@@ -113,6 +115,7 @@ impl BootSources for GlanceImages {
                 images: Vec::new(),
                 min_disk: 0,
                 min_ram: 0,
+                shutdown_timeout_secs: None,
             });
         }
         let unusable = |reason: String| BootSourceError::Unusable {
@@ -165,6 +168,7 @@ impl BootSources for GlanceImages {
             images,
             min_disk: b.image.min_disk,
             min_ram: b.image.min_ram,
+            shutdown_timeout_secs: b.shutdown_timeout_secs,
         })
     }
 
@@ -234,6 +238,18 @@ mod tests {
             json!({"disk_format": "raw", "container_format": "bare", "visibility": "private"}),
             4096,
         );
+        let patient = mk(
+            &f.member,
+            json!({"disk_format": "raw", "container_format": "bare",
+                   "os_shutdown_timeout": "5"}),
+            4096,
+        );
+        let garbled = mk(
+            &f.member,
+            json!({"disk_format": "raw", "container_format": "bare",
+                   "os_shutdown_timeout": "soon"}),
+            4096,
+        );
         let glance = GlanceImages::new(Arc::new(f.db.clone()), store.clone(), guest);
 
         let d = glance.resolve(&f.member, "outpost-guest").unwrap();
@@ -260,6 +276,17 @@ mod tests {
             glance.resolve(&f.member, &kernel),
             Err(BootSourceError::Unusable { .. })
         ));
+
+        // os_shutdown_timeout: the image's own clean-shutdown time, or a 400 naming it.
+        assert_eq!(p.shutdown_timeout_secs, None);
+        let t = glance.resolve(&f.member, &patient).unwrap();
+        assert_eq!(t.shutdown_timeout_secs, Some(5));
+        match glance.resolve(&f.member, &garbled) {
+            Err(BootSourceError::Unusable { reason, .. }) => {
+                assert!(reason.contains("os_shutdown_timeout"), "{reason}")
+            }
+            other => panic!("a garbled os_shutdown_timeout: {other:?}"),
+        }
         // Another project's private image is as unknown as a made-up id or a path.
         for bad in [private.as_str(), "nope", "../etc/passwd", ""] {
             assert!(matches!(

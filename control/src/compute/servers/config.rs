@@ -11,8 +11,9 @@
 //! disk_gb = 200                           # default: size of the state directory's file system
 //! reserved_host_memory_mb = 512
 //! cpu_allocation_ratio = 4.0
-//! stop_timeout_secs = 30                  # os-stop: SIGTERM, then SIGKILL after this long
-//! soft_reboot_timeout_secs = 120          # reboot SOFT: Ctrl-Alt-Del, then HARD after this
+//! shutdown_timeout_secs = 60              # os-stop, delete: the power button, then stop hard
+//! stop_timeout_secs = 30                  # the hard stop: SIGTERM, then SIGKILL after this
+//! soft_reboot_timeout_secs = 120          # reboot SOFT: the power button, then HARD after this
 //! resume_guests_state_on_host_boot = true # after a host reboot, start the servers that ran
 //! [compute.jail]                          # monitor::jail (each monitor's uid, root, cgroup)
 //! enabled = true
@@ -38,6 +39,8 @@ pub const DEFAULT_BOOT_ARGS: &str = "console=ttyS0 reboot=k panic=1 outpost.end=
 pub const DEFAULT_GUEST_IMAGE_ID: &str = "outpost-guest";
 pub const MONITOR_BINARY: &str = "outpost-vmm";
 const DEFAULT_STOP_TIMEOUT_SECS: u64 = 30;
+/// Nova's `shutdown_timeout`.
+const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 60;
 /// Nova's `[libvirt] wait_soft_reboot_seconds`.
 const DEFAULT_SOFT_REBOOT_TIMEOUT_SECS: u64 = 120;
 
@@ -69,6 +72,7 @@ pub struct ComputeSection {
     pub cpu_allocation_ratio: Option<f64>,
     pub ram_allocation_ratio: Option<f64>,
     pub disk_allocation_ratio: Option<f64>,
+    pub shutdown_timeout_secs: Option<u64>,
     pub stop_timeout_secs: Option<u64>,
     pub soft_reboot_timeout_secs: Option<u64>,
     pub resume_guests_state_on_host_boot: Option<bool>,
@@ -175,6 +179,10 @@ pub struct ComputeSettings {
     pub host: String,
     pub inventory: HostConfig,
     pub scheduler: SchedulerConfig,
+    /// Nova's `shutdown_timeout`: how long os-stop and delete wait for a guest to power
+    /// off after its power button is pressed, before stopping it hard. Zero skips the
+    /// button. An image's `os_shutdown_timeout` wins.
+    pub shutdown_timeout: Duration,
     pub stop_timeout: Duration,
     pub soft_reboot_timeout: Duration,
     /// Nova's option of the same name (its default is off; an appliance nobody tends after
@@ -255,6 +263,11 @@ impl ComputeSettings {
             host,
             inventory,
             scheduler,
+            shutdown_timeout: Duration::from_secs(
+                section
+                    .shutdown_timeout_secs
+                    .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT_SECS),
+            ),
             stop_timeout: secs(
                 section.stop_timeout_secs,
                 DEFAULT_STOP_TIMEOUT_SECS,
@@ -306,12 +319,21 @@ mod tests {
         let s = ComputeSettings::resolve(&ComputeSection::default(), MACHINE).unwrap();
         assert_eq!(s.inventory, HostConfig::new(2, 4096, 100));
         assert_eq!(s.stop_timeout, Duration::from_secs(30));
+        assert_eq!(
+            s.shutdown_timeout,
+            Duration::from_secs(60),
+            "Nova's default"
+        );
         let section: ComputeSection = toml::from_str(
             "vcpus = 4\nram_allocation_ratio = 1.5\nhost = \"box1\"\n[scheduler]\n\
              enabled_filters = []\n",
         )
         .unwrap();
         let s = ComputeSettings::resolve(&section, MACHINE).unwrap();
+        // Zero is Nova's "no clean shutdown", not an error.
+        let no_button: ComputeSection = toml::from_str("shutdown_timeout_secs = 0").unwrap();
+        let no_button = ComputeSettings::resolve(&no_button, MACHINE).unwrap();
+        assert_eq!(no_button.shutdown_timeout, Duration::ZERO);
         assert_eq!(s.inventory.vcpus, 4);
         assert_eq!(s.inventory.ram_mb, 4096);
         assert_eq!(s.inventory.ram_allocation_ratio, 1.5);

@@ -11,6 +11,11 @@
 //! status means: 0 (guest powered off) → SHUTOFF; 3 (guest rebooted) → start it again;
 //! anything else → ERROR with the monitor's last line on stderr as the fault. With a task
 //! under way (a stop, a reboot), the exit is that task's business.
+//!
+//! A stop, a soft reboot and a delete first ask the guest to shut down (the ACPI power
+//! button) and give it its shutdown timeout, as Nova's clean shutdown does; only a guest
+//! still running then is stopped hard. The runner waits in its own thread: the API has
+//! answered already, and the server shows its task (`powering-off`...) meanwhile.
 
 use super::fleet::Fleet;
 use super::monitor::{self, process, MonitorError, MonitorExit, MonitorSpec, ServerDir};
@@ -29,6 +34,9 @@ use std::time::{Duration, Instant};
 const POLL: Duration = Duration::from_millis(250);
 /// How long a SIGKILLed monitor may take to be gone.
 const KILL_WAIT: Duration = Duration::from_secs(10);
+/// How often a clean shutdown presses the power button again (Nova's
+/// `SHUTDOWN_RETRY_INTERVAL`).
+const SHUTDOWN_RETRY: Duration = Duration::from_secs(10);
 /// Nova cuts fault messages to its column's 255 characters; the rest goes to details.
 const FAULT_MESSAGE_CHARS: usize = 255;
 
@@ -384,6 +392,50 @@ impl Runner {
         Ok(exit)
     }
 
+    /// How long the guest may take to power off after its power button: the image's
+    /// `os_shutdown_timeout`, else `[compute] shutdown_timeout_secs`.
+    pub(super) fn shutdown_timeout(&self, s: &Server) -> Duration {
+        s.boot
+            .shutdown_timeout_secs
+            .map(Duration::from_secs)
+            .unwrap_or(self.fleet.settings.shutdown_timeout)
+    }
+
+    /// Presses the guest's power button and waits up to `timeout` for its monitor to end
+    /// (the guest powered off, or rebooted), pressing again every [`SHUTDOWN_RETRY`] as
+    /// Nova does: a guest still booting has no driver or handler yet and loses a press.
+    /// None: no monitor runs, the timeout is zero, the button cannot be pressed, or the
+    /// guest did not end in time; the caller then stops it hard.
+    pub(super) fn clean_shutdown(&mut self, timeout: Duration) -> Option<MonitorExit> {
+        if self.monitor.is_none() || timeout.is_zero() {
+            return None;
+        }
+        let started = Instant::now();
+        let deadline = started + timeout;
+        loop {
+            if let Err(e) = monitor::send_power_button(&self.dir) {
+                tracing::info!("server {}: cannot press its power button: {e}", self.id);
+                return None;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if let Some(exit) = self.wait_exit(SHUTDOWN_RETRY.min(left)) {
+                tracing::info!(
+                    "server {}: the guest shut down in {:?} ({exit:?})",
+                    self.id,
+                    started.elapsed()
+                );
+                return Some(exit);
+            }
+            if Instant::now() >= deadline {
+                tracing::info!(
+                    "server {}: the guest ignored its power button for {timeout:?}",
+                    self.id
+                );
+                return None;
+            }
+        }
+    }
+
     /// Waits up to `timeout` for the monitor to end.
     pub(super) fn wait_exit(&mut self, timeout: Duration) -> Option<MonitorExit> {
         let record = self.monitor.clone()?;
@@ -428,7 +480,11 @@ impl Runner {
         if s.task_state != Some(TaskState::PoweringOff) {
             return Ok(Flow::Continue);
         }
-        let exit = self.stop_monitor(Some(self.fleet.settings.stop_timeout))?;
+        let exit = match self.clean_shutdown(self.shutdown_timeout(&s)) {
+            // Gone by itself; stop_monitor still clears the record and any stray process.
+            Some(exit) => self.stop_monitor(None).map(|_| Some(exit))?,
+            None => self.stop_monitor(Some(self.fleet.settings.stop_timeout))?,
+        };
         tracing::info!("server {}: stopped ({exit:?})", self.id);
         self.update(|s| {
             s.vm_state = VmState::Stopped;
@@ -438,9 +494,9 @@ impl Runner {
         Ok(Flow::Continue)
     }
 
-    /// SOFT: Ctrl-Alt-Del, and the guest's own reboot (monitor exit 3) is awaited up to the
-    /// soft-reboot timeout, after which it becomes HARD, as Nova's libvirt driver does.
-    /// HARD: the monitor is killed and started again.
+    /// SOFT: the power button, and the guest's own shutdown (its monitor's end) is awaited
+    /// up to the soft-reboot timeout, after which it becomes HARD; then the server starts
+    /// again, as Nova's libvirt driver does. HARD: the monitor is killed and started again.
     pub(super) fn reboot(&mut self, hard: bool) -> Result<Flow, RunError> {
         let Some(s) = self.load()? else {
             return Ok(Flow::End);
@@ -453,20 +509,12 @@ impl Runner {
         if s.task_state != Some(task) {
             return Ok(Flow::Continue);
         }
-        if !hard && self.monitor.is_some() {
-            match monitor::send_ctrl_alt_del(&self.dir) {
-                Ok(()) => {
-                    let exit = self.wait_exit(self.fleet.settings.soft_reboot_timeout);
-                    match exit {
-                        Some(e) => tracing::info!("server {}: soft reboot ({e:?})", self.id),
-                        None => tracing::info!(
-                            "server {}: the guest ignored Ctrl-Alt-Del; rebooting hard",
-                            self.id
-                        ),
-                    }
-                }
-                Err(e) => tracing::info!("server {}: {e}; rebooting hard", self.id),
-            }
+        if !hard
+            && self
+                .clean_shutdown(self.fleet.settings.soft_reboot_timeout)
+                .is_none()
+        {
+            tracing::info!("server {}: no clean shutdown; rebooting hard", self.id);
         }
         self.stop_monitor(None)?;
         match self.start_monitor(&s) {

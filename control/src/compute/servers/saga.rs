@@ -273,6 +273,11 @@ impl Runner {
 
     fn destroy(&mut self) -> Result<(), RunError> {
         self.set_step(DELETE, "stop_monitor")?;
+        // Nova's delete is a hard stop; ours asks the guest first, as issue 15 wants, so a
+        // server with a volume leaves it consistent.
+        if let Some(s) = self.load()? {
+            self.clean_shutdown(self.shutdown_timeout(&s));
+        }
         self.stop_monitor(None)?;
         self.set_step(DELETE, "remove_disk")?;
         if let Some(s) = self.load()? {

@@ -154,6 +154,10 @@ pub struct BootConfig {
     /// create can find (and undo) a half-made volume.
     #[serde(default)]
     pub block_devices: Vec<BlockDevice>,
+    /// The image's `os_shutdown_timeout` (seconds) as it was at create, as Nova keeps image
+    /// properties with the instance; None: `[compute] shutdown_timeout_secs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown_timeout_secs: Option<u64>,
 }
 
 impl BootConfig {

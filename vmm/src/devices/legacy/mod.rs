@@ -1,7 +1,9 @@
 //! Legacy PC devices on port I/O: the 8250 serial console, an i8042 (reset line and
-//! Ctrl-Alt-Del) and the ACPI hardware-reduced power-management registers.
+//! Ctrl-Alt-Del), the ACPI hardware-reduced power-management registers and the Generic
+//! Event Device's register (the power button).
 
 pub mod acpi_pm;
+pub mod ged;
 pub mod i8042;
 pub mod serial;
 

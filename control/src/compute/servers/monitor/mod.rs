@@ -348,10 +348,11 @@ fn with_limiter(
     body
 }
 
-/// Asks the guest to reboot itself (Ctrl-Alt-Del through the i8042).
-pub fn send_ctrl_alt_del(dir: &ServerDir) -> Result<(), MonitorError> {
+/// Presses the guest's ACPI power button: a guest whose OS handles it shuts down cleanly
+/// and powers off (its monitor exits 0).
+pub fn send_power_button(dir: &ServerDir) -> Result<(), MonitorError> {
     MonitorApi::new(&dir.api_sock(), API_TIMEOUT)
-        .put("/actions", &json!({"action_type": "SendCtrlAltDel"}))
+        .put("/actions", &json!({"action_type": "SendPowerButton"}))
 }
 
 /// How long a fencing request may take: the fence walks every monitor each second, and a

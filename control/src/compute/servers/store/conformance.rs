@@ -37,6 +37,7 @@ pub(crate) fn server(id: &str, project: &str, created_at: i64) -> Server {
             images: vec!["img".into()],
             root_volume: None,
             block_devices: Vec::new(),
+            shutdown_timeout_secs: None,
         },
         vm_state: VmState::Building,
         task_state: Some(TaskState::Scheduling),

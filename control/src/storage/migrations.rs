@@ -94,6 +94,12 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "server_migrations",
         sql: include_str!("migrations/0014_server_migrations.sql"),
     },
+    // The admin password a create answered with, for the guest's metadata.
+    Migration {
+        version: 15,
+        name: "server_admin_pass",
+        sql: include_str!("migrations/0015_server_admin_pass.sql"),
+    },
 ];
 
 pub(super) fn apply(conn: &mut Connection, steps: &[Migration]) -> Result<(), StorageError> {

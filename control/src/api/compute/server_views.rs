@@ -260,6 +260,7 @@ mod tests {
             user_data: None,
             key_name: None,
             key_data: None,
+            admin_pass: Some("never-shown".into()),
             config_drive: String::new(),
             disk_config: "MANUAL".into(),
             networks: json!("none"),
@@ -343,5 +344,21 @@ mod tests {
         assert!(member["fault"].get("details").is_none());
         let admin = detail(&s, &ctx(true), "http://h", ApiVersion::new(2, 1));
         assert_eq!(admin["fault"]["details"], "No valid host was found.");
+    }
+
+    #[test]
+    fn the_admin_password_is_in_no_view() {
+        let s = server();
+        let views = [
+            summary(&s, "http://h"),
+            created(&s, "http://h"),
+            detail(&s, &ctx(false), "http://h", ApiVersion::new(2, 1)),
+            detail(&s, &ctx(true), "http://h", ApiVersion::new(2, 75)),
+        ];
+        for v in views {
+            let text = v.to_string();
+            assert!(!text.contains("never-shown"), "{text}");
+            assert!(v.get("adminPass").is_none() && v.get("admin_pass").is_none());
+        }
     }
 }

@@ -407,6 +407,8 @@ fn parse_create(call: &Call<'_>) -> Result<(NewServer, Option<String>), Fault> {
         metadata: b.metadata.unwrap_or_default(),
         user_data: b.user_data,
         key_name: b.key_name,
+        // Filled in by `create`: the one asked for or a generated one.
+        admin_pass: None,
         config_drive,
         disk_config,
         availability_zone: b.availability_zone,
@@ -472,14 +474,16 @@ fn uuid_like(id: &str) -> Option<&str> {
 /// `return_reservation_id` the id the servers of the request share.
 pub fn create(call: &Call<'_>) -> Result<Reply, Fault> {
     let reservation = return_reservation_id(call)?;
-    let (new, asked_pass) = parse_create(call)?;
+    let (mut new, asked_pass) = parse_create(call)?;
     // Nova's default (`enable_instance_password`): the answer carries the server's admin
     // password, the one asked for or a generated one (one for all the servers of a
-    // multi-create, as Nova's). It is not stored: the only copy leaves with this reply.
+    // multi-create, as Nova's). The server keeps it for its guest (the metadata service's
+    // and the config drive's `admin_pass`); no view shows it again.
     let admin_pass = match asked_pass {
         Some(p) => p,
         None => random::password().map_err(Fault::internal)?,
     };
+    new.admin_pass = Some(admin_pass.clone());
     let created = servers::create(&call.state.fleet, call.ctx(), new)?;
     if reservation {
         return Ok(Reply::json(

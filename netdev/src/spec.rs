@@ -50,6 +50,12 @@ pub struct OverlaySpec {
     pub remote_ports: Vec<(MacAddr, IpAddr)>,
 }
 
+/// The metadata service's address (Nova's and EC2's link-local one). Every bridge with an
+/// IPv4 address holds it too, so a guest reaches it through its gateway on the bridge, or,
+/// where the gateway is elsewhere, through the route DHCP gives it to the DHCP port
+/// (docs/networking.md, "Metadata service").
+pub const METADATA_ADDR: std::net::Ipv4Addr = std::net::Ipv4Addr::new(169, 254, 169, 254);
+
 /// VXLAN's IANA port (RFC 7348 §5).
 pub const VXLAN_PORT: u16 = 4789;
 

@@ -277,7 +277,7 @@ impl HostNetwork {
         // The metadata service's address, where the host can answer a guest from the bridge:
         // the control service listens on it, bound to this bridge (its requests name their
         // network by the bridge they arrive on).
-        if want.iter().any(|(a, _)| a.is_ipv4()) {
+        if net.serves_metadata() {
             want.insert((IpAddr::V4(METADATA_ADDR), 32));
         }
         let have: BTreeSet<(IpAddr, u8)> = link::addresses(bridge)?.into_iter().collect();

@@ -530,7 +530,7 @@ fn detail(call: &Call<'_>, s: &Server, zones: &BTreeMap<String, String>) -> Valu
     let mut out = views::detail(s, call.ctx(), &call.state.base_url, version(call));
     // A server placed without asking for a zone is in its host's (Nova records it there at
     // scheduling).
-    out["OS-EXT-AZ:availability_zone"] = json!(views::availability_zone(s, zones));
+    out["OS-EXT-AZ:availability_zone"] = json!(servers::availability_zone(s, zones));
     // Nova's os-extended-volumes:volumes_attached (delete_on_termination from 2.3).
     match servers::volumes::attached(&call.state.fleet, s) {
         Ok(volumes) => {

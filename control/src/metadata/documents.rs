@@ -362,4 +362,6 @@ pub fn drive_files(i: &Instance) -> Vec<(String, Vec<u8>)> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
+#[cfg(test)]
+pub(crate) use tests::instance as tests_instance;

@@ -5,6 +5,7 @@
 //! saw ([`requester`]); the documents are built from plain values ([`documents`]).
 //! docs/networking.md, "Metadata service", says why it is built this way.
 
+pub mod config_drive;
 pub mod documents;
 pub mod listener;
 mod neighbours;

@@ -1,6 +1,6 @@
 use super::*;
 
-fn instance() -> Instance {
+pub(crate) fn instance() -> Instance {
     Instance {
         uuid: "3f2a9c1e-8b7d-4e6f-9a0b-1c2d3e4f5a6b".into(),
         seq: 42,

@@ -251,7 +251,7 @@ fn guests_get_dhcp_addresses_and_security_groups_filter_them() {
         json!(null),
         // base64 of "OUTPOST-USER-DATA-A\n"
         json!({"key_name": "meta-key", "user_data": "T1VUUE9TVC1VU0VSLURBVEEtQQo=",
-               "adminPass": "meta-Pass-1"}),
+               "adminPass": "meta-Pass-1", "config_drive": true}),
     );
     let b = boot(
         "b",
@@ -337,7 +337,8 @@ fn guests_get_dhcp_addresses_and_security_groups_filter_them() {
     );
 
     // The metadata service (169.254.169.254 on the host's side of the network) tells A about
-    // A: its uuid, its key, its admin password, its user data, the EC2 tree. One step.
+    // A: its uuid, its key, its admin password, its user data, the EC2 tree; and its config
+    // drive holds the same. One step.
     let md_url = "http://169.254.169.254";
     let r = ctl.run(
         &a_ip,
@@ -345,7 +346,9 @@ fn guests_get_dhcp_addresses_and_security_groups_filter_them() {
             "wget -q -O - {md_url}/openstack/latest/meta_data.json && echo && \
              wget -q -O - {md_url}/openstack/latest/user_data && \
              wget -q -O - {md_url}/latest/meta-data/public-keys/0/openssh-key && echo && \
-             wget -q -O - {md_url}/latest/meta-data/local-ipv4"
+             wget -q -O - {md_url}/latest/meta-data/local-ipv4 && echo && \
+             {{ grep -a -q config-2 /dev/vdb && echo DRIVE-LABEL; \
+                grep -a -q '\"uuid\":\"{a}\"' /dev/vdb && echo DRIVE-UUID; true; }}"
         ),
         STEP,
     );
@@ -359,6 +362,9 @@ fn guests_get_dhcp_addresses_and_security_groups_filter_them() {
     assert_eq!(lines[1], "OUTPOST-USER-DATA-A", "{r:?}");
     assert_eq!(lines[2], public_key.trim(), "{r:?}");
     assert_eq!(lines[3], a_ip, "{r:?}");
+    // A asked for a config drive: its second disk (the test kernel has no vfat to mount
+    // it) carries the label cloud-init looks for and A's own meta_data.json.
+    assert_eq!(lines[4..], ["DRIVE-LABEL", "DRIVE-UUID"], "{r:?}");
     // B, on the same network, is told about B, and gets nothing of A's whatever it claims
     // in its headers: it has no user data of its own, so that is a 404.
     let r = ctl.run(

@@ -29,6 +29,28 @@ pub enum MetadataError {
     Storage(#[from] crate::store::StorageError),
     #[error("metadata: reading the availability zones: {0}")]
     Zones(String),
+    #[error(transparent)]
+    ConfigDrive(#[from] config_drive::ConfigDriveError),
+}
+
+/// Writes `server`'s config drive at `path` (see [`config_drive`]).
+pub fn write_config_drive(
+    fleet: &Fleet,
+    server: &Server,
+    path: &std::path::Path,
+) -> Result<(), MetadataError> {
+    let links = match fleet.network() {
+        Some(agent) => agent
+            .service()
+            .device_links(&server.id, &server.project_id)?,
+        None => Vec::new(),
+    };
+    let zones = fleet
+        .host_zones()
+        .map_err(|e| MetadataError::Zones(e.to_string()))?;
+    let instance = instance(server, servers::availability_zone(server, &zones), links);
+    config_drive::write(&instance, path)?;
+    Ok(())
 }
 
 /// Answers for the guests of this box: reads the records through the compute and network

@@ -242,9 +242,8 @@ fn guests_get_dhcp_addresses_and_security_groups_filter_them() {
         assert!(body["server"]["adminPass"].is_string(), "{body}");
         body["server"]["id"].as_str().unwrap().to_owned()
     };
-    let boot = |name: &str, networks: Value, groups: Value| {
-        boot_with(name, networks, groups, json!({}))
-    };
+    let boot =
+        |name: &str, networks: Value, groups: Value| boot_with(name, networks, groups, json!({}));
     let a = boot_with(
         "a",
         json!([{"port": port_a["id"]}]),
@@ -378,12 +377,13 @@ fn guests_get_dhcp_addresses_and_security_groups_filter_them() {
         STEP,
     );
     assert!(r.ok(), "{r:?}");
-    let md: Value =
-        serde_json::from_str(r.output.lines().next().unwrap_or("")).unwrap_or_else(|e| {
-            panic!("{e}: {r:?}")
-        });
+    let md: Value = serde_json::from_str(r.output.lines().next().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("{e}: {r:?}"));
     assert_eq!(md["uuid"], b.as_str(), "{md:#}");
-    assert!(md.get("public_keys").is_some_and(|k| k == &json!({})), "{md:#}");
+    assert!(
+        md.get("public_keys").is_some_and(|k| k == &json!({})),
+        "{md:#}"
+    );
     assert_ne!(md["admin_pass"], "meta-Pass-1");
     assert!(!r.output.contains("OUTPOST-USER-DATA-A"), "{r:?}");
     assert_eq!(r.output.lines().last(), Some("REFUSED"), "{r:?}");

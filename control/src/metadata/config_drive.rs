@@ -56,7 +56,11 @@ fn size_kib(bytes: usize) -> u64 {
     (kib * 2 + 1024).div_ceil(1024) * 1024
 }
 
-fn run(tool: &'static str, args: &[&std::ffi::OsStr], image: &Path) -> Result<(), ConfigDriveError> {
+fn run(
+    tool: &'static str,
+    args: &[&std::ffi::OsStr],
+    image: &Path,
+) -> Result<(), ConfigDriveError> {
     let out = Command::new(tool)
         .args(args)
         // mtools refuses an image whose geometry it cannot guess unless told not to check.
@@ -96,7 +100,13 @@ pub fn write(instance: &Instance, image: &Path) -> Result<(), ConfigDriveError> 
     let size = size_kib(total).to_string();
     run(
         "mkfs.vfat",
-        &["-C".as_ref(), "-n".as_ref(), LABEL.as_ref(), tmp.as_os_str(), size.as_ref()],
+        &[
+            "-C".as_ref(),
+            "-n".as_ref(),
+            LABEL.as_ref(),
+            tmp.as_os_str(),
+            size.as_ref(),
+        ],
         &tmp,
     )?;
     // The files go in from a staging folder beside the image: mcopy reads paths.
@@ -124,14 +134,23 @@ pub fn write(instance: &Instance, image: &Path) -> Result<(), ConfigDriveError> 
         }
         for dir in &dirs {
             let target = format!("::{dir}");
-            run("mmd", &["-i".as_ref(), tmp.as_os_str(), target.as_ref()], &tmp)?;
+            run(
+                "mmd",
+                &["-i".as_ref(), tmp.as_os_str(), target.as_ref()],
+                &tmp,
+            )?;
         }
         for (path, _) in &files {
             let target = format!("::{path}");
             let source = staging.join(path);
             run(
                 "mcopy",
-                &["-i".as_ref(), tmp.as_os_str(), source.as_os_str(), target.as_ref()],
+                &[
+                    "-i".as_ref(),
+                    tmp.as_os_str(),
+                    source.as_os_str(),
+                    target.as_ref(),
+                ],
                 &tmp,
             )?;
         }
@@ -194,7 +213,12 @@ mod tests {
         let ec2: serde_json::Value = serde_json::from_str(&ec2).unwrap();
         assert_eq!(ec2["instance-id"], "i-0000002a");
         let listed = mtools(&["mdir", "-b", "-i", img, "::openstack/latest"]);
-        for f in ["meta_data.json", "network_data.json", "vendor_data2.json", "user_data"] {
+        for f in [
+            "meta_data.json",
+            "network_data.json",
+            "vendor_data2.json",
+            "user_data",
+        ] {
             assert!(listed.contains(f), "{f} in {listed}");
         }
         // Written again (a restart): replaced whole, no staging left behind.

@@ -151,3 +151,90 @@ pub fn instance(
         links,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::network::store::{FixedIp, Port, Subnet};
+    use crate::timestamp::Timestamp;
+
+    fn subnet(id: &str, cidr: &str, gateway: Option<&str>) -> Subnet {
+        Subnet {
+            id: id.into(),
+            network_id: "n1".into(),
+            project_id: "p1".into(),
+            name: String::new(),
+            description: String::new(),
+            ip_version: 4,
+            cidr: cidr.parse().unwrap(),
+            gateway_ip: gateway.map(|g| g.parse().unwrap()),
+            enable_dhcp: true,
+            dns_nameservers: vec!["192.0.2.53".parse().unwrap()],
+            allocation_pools: Vec::new(),
+            host_routes: Vec::new(),
+            ipv6_address_mode: None,
+            ipv6_ra_mode: None,
+            created_at: Timestamp(0),
+            updated_at: Timestamp(0),
+            revision_number: 1,
+        }
+    }
+
+    #[test]
+    fn the_guest_is_told_what_its_records_hold() {
+        let mut s = crate::compute::servers::store::conformance::server("s1", "p1", 0);
+        s.name = "Web 1".into();
+        s.seq = 7;
+        s.user_data = Some("aGVsbG8K".into());
+        s.admin_pass = Some("pw".into());
+        let port = Port {
+            id: "port1".into(),
+            network_id: "n1".into(),
+            project_id: "p1".into(),
+            name: String::new(),
+            description: String::new(),
+            mac_address: "fa:16:3e:00:00:01".parse().unwrap(),
+            admin_state_up: true,
+            device_id: "s1".into(),
+            device_owner: "compute:nova".into(),
+            host_id: "box1".into(),
+            port_security_enabled: true,
+            allowed_address_pairs: Vec::new(),
+            auto_delete: true,
+            fixed_ips: vec![FixedIp {
+                subnet_id: "sub1".into(),
+                ip_address: "10.0.0.5".parse().unwrap(),
+            }],
+            security_groups: Vec::new(),
+            created_at: Timestamp(0),
+            updated_at: Timestamp(0),
+            revision_number: 1,
+        };
+        let subnets = vec![
+            subnet("other", "10.9.0.0/16", None),
+            subnet("sub1", "10.0.0.0/24", Some("10.0.0.1")),
+        ];
+        let i = instance(&s, "edge-1", vec![(port, 1450, subnets)]);
+        assert_eq!(i.uuid, "s1");
+        assert_eq!(i.seq, 7);
+        assert_eq!(i.hostname, "web-1");
+        assert_eq!(i.availability_zone, "edge-1");
+        assert_eq!(
+            i.key,
+            Some((s.key_name.clone().unwrap(), s.key_data.clone().unwrap()))
+        );
+        assert_eq!(i.user_data.as_deref(), Some(&b"hello\n"[..]));
+        assert_eq!(i.admin_pass.as_deref(), Some("pw"));
+        assert_eq!(i.meta, s.metadata);
+        let link = &i.links[0];
+        assert_eq!((link.mac.as_str(), link.mtu), ("fa:16:3e:00:00:01", 1450));
+        let a = &link.addresses[0];
+        assert_eq!(a.ip.to_string(), "10.0.0.5");
+        assert_eq!(a.prefix_len, 24);
+        assert_eq!(
+            a.gateway.map(|g| g.to_string()).as_deref(),
+            Some("10.0.0.1")
+        );
+        assert_eq!(a.dns.len(), 1);
+    }
+}

@@ -309,6 +309,8 @@ impl Runner {
         let config_drive =
             if crate::metadata::config_drive::wanted(&s.config_drive, &s.flavor.extra_specs) {
                 let path = self.dir.path().join("config-drive.img");
+                // Before the monitor's spawn makes it: the drive is written first.
+                self.dir.create()?;
                 crate::metadata::write_config_drive(&self.fleet, s, &path)?;
                 Some(path)
             } else {

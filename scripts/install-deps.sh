@@ -15,6 +15,8 @@ PACKAGES=(
     etcd-server etcd-client protobuf-compiler libprotobuf-dev
     # The rig talks to each box's outpostd over its unix socket with curl.
     curl
+    # outpostd writes config drives (vfat labelled config-2) without mounting them.
+    dosfstools mtools
 )
 
 missing=()

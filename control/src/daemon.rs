@@ -199,7 +199,17 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
         .enable_all()
         .build()
         .map_err(DaemonError::Runtime)?;
+    let metadata = Arc::new(crate::metadata::MetadataService::new(
+        fleet.clone(),
+        network.clone(),
+    ));
     let result = runtime.block_on(async {
+        if agent.enabled() {
+            tokio::spawn(crate::metadata::listener::run(
+                metadata,
+                agent.metadata_networks(),
+            ));
+        }
         tokio::spawn(agent.run());
         let unix = bind_socket(&settings.socket)?;
         let tcp = match settings.listen {

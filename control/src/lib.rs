@@ -23,6 +23,7 @@ pub mod context;
 pub mod daemon;
 pub mod identity;
 pub mod image;
+pub mod metadata;
 pub mod network;
 pub mod quota;
 pub mod random;

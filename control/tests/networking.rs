@@ -219,16 +219,39 @@ fn guests_get_dhcp_addresses_and_security_groups_filter_them() {
                         "fixed_ips": [{"ip_address": a_ip}], "security_groups": [gs]}}),
     )["port"]
         .clone();
-    let boot = |name: &str, networks: Value, groups: Value| {
-        let r = api(&d).post(
-            "/compute/v2.1/servers",
-            &json!({"server": {"name": name, "flavorRef": "net.small", "imageRef": image,
-                               "networks": networks, "security_groups": groups}}),
-        );
+    // A has a key pair, user data and asks for its admin password: what the metadata
+    // service must give A and never B.
+    let r = api(&d).post(
+        "/compute/v2.1/os-keypairs",
+        &json!({"keypair": {"name": "meta-key"}}),
+    );
+    assert!(r.status.is_success(), "{}", r.text());
+    let public_key = r.body_json()["keypair"]["public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let boot_with = |name: &str, networks: Value, groups: Value, extra: Value| {
+        let mut server = json!({"name": name, "flavorRef": "net.small", "imageRef": image,
+                                "networks": networks, "security_groups": groups});
+        for (k, v) in extra.as_object().unwrap() {
+            server[k] = v.clone();
+        }
+        let r = api(&d).post("/compute/v2.1/servers", &json!({ "server": server }));
         assert_eq!(r.status.as_u16(), 202, "{}", r.text());
-        r.body_json()["server"]["id"].as_str().unwrap().to_owned()
+        let body = r.body_json();
+        assert!(body["server"]["adminPass"].is_string(), "{body}");
+        body["server"]["id"].as_str().unwrap().to_owned()
     };
-    let a = boot("a", json!([{"port": port_a["id"]}]), json!(null));
+    let boot =
+        |name: &str, networks: Value, groups: Value| boot_with(name, networks, groups, json!({}));
+    let a = boot_with(
+        "a",
+        json!([{"port": port_a["id"]}]),
+        json!(null),
+        // base64 of "OUTPOST-USER-DATA-A\n"
+        json!({"key_name": "meta-key", "user_data": "T1VUUE9TVC1VU0VSLURBVEEtQQo=",
+               "adminPass": "meta-Pass-1", "config_drive": true}),
+    );
     let b = boot(
         "b",
         json!([{"uuid": net, "fixed_ip": b_ip}]),
@@ -311,6 +334,59 @@ fn guests_get_dhcp_addresses_and_security_groups_filter_them() {
         ],
         "{r:?}"
     );
+
+    // The metadata service (169.254.169.254 on the host's side of the network) tells A about
+    // A: its uuid, its key, its admin password, its user data, the EC2 tree; and its config
+    // drive holds the same. One step.
+    let md_url = "http://169.254.169.254";
+    let r = ctl.run(
+        &a_ip,
+        &format!(
+            "wget -q -O - {md_url}/openstack/latest/meta_data.json && echo && \
+             wget -q -O - {md_url}/openstack/latest/user_data && \
+             wget -q -O - {md_url}/latest/meta-data/public-keys/0/openssh-key && echo && \
+             wget -q -O - {md_url}/latest/meta-data/local-ipv4 && echo && \
+             {{ grep -a -q config-2 /dev/vdb && echo DRIVE-LABEL; \
+                grep -a -q '\"uuid\":\"{a}\"' /dev/vdb && echo DRIVE-UUID; true; }}"
+        ),
+        STEP,
+    );
+    assert!(r.ok(), "{r:?}");
+    let lines: Vec<&str> = r.output.lines().filter(|l| !l.is_empty()).collect();
+    let md: Value = serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("{e}: {r:?}"));
+    assert_eq!(md["uuid"], a.as_str(), "{md:#}");
+    assert_eq!(md["name"], "a");
+    assert_eq!(md["public_keys"]["meta-key"], public_key.as_str(), "{md:#}");
+    assert_eq!(md["admin_pass"], "meta-Pass-1");
+    assert_eq!(lines[1], "OUTPOST-USER-DATA-A", "{r:?}");
+    assert_eq!(lines[2], public_key.trim(), "{r:?}");
+    assert_eq!(lines[3], a_ip, "{r:?}");
+    // A asked for a config drive: its second disk (the test kernel has no vfat to mount
+    // it) carries the label cloud-init looks for and A's own meta_data.json.
+    assert_eq!(lines[4..], ["DRIVE-LABEL", "DRIVE-UUID"], "{r:?}");
+    // B, on the same network, is told about B, and gets nothing of A's whatever it claims
+    // in its headers: it has no user data of its own, so that is a 404.
+    let r = ctl.run(
+        &b_ip,
+        &format!(
+            "wget -q -O - {md_url}/openstack/latest/meta_data.json && echo && \
+             if wget -q -O - --header 'X-Instance-ID: {a}' \
+                  --header 'X-Forwarded-For: {a_ip}' --header 'X-Instance-ID-Signature: x' \
+                  {md_url}/openstack/latest/user_data; then echo GOT; else echo REFUSED; fi"
+        ),
+        STEP,
+    );
+    assert!(r.ok(), "{r:?}");
+    let md: Value = serde_json::from_str(r.output.lines().next().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("{e}: {r:?}"));
+    assert_eq!(md["uuid"], b.as_str(), "{md:#}");
+    assert!(
+        md.get("public_keys").is_some_and(|k| k == &json!({})),
+        "{md:#}"
+    );
+    assert_ne!(md["admin_pass"], "meta-Pass-1");
+    assert!(!r.output.contains("OUTPOST-USER-DATA-A"), "{r:?}");
+    assert_eq!(r.output.lines().last(), Some("REFUSED"), "{r:?}");
 
     // They reach each other; both listen on 22 with an echoing banner.
     for (from, to) in [(&a_ip, &b_ip), (&b_ip, &a_ip)] {

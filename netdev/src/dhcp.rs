@@ -126,6 +126,9 @@ pub fn render(net: &NetworkSpec, bridge: &str, files: &DnsmasqFiles) -> DnsmasqC
         if let (true, Some(gw)) = (v4, s.gateway) {
             let _ = writeln!(opts, "tag:s{i},option:router,{gw}");
         }
+        if let Some(route) = metadata_route(net, s) {
+            let _ = writeln!(opts, "tag:s{i},option:classless-static-route,{route}");
+        }
         let dns: Vec<&IpAddr> = s
             .dns_nameservers
             .iter()
@@ -163,6 +166,27 @@ pub fn render(net: &NetworkSpec, bridge: &str, files: &DnsmasqFiles) -> DnsmasqC
         let _ = writeln!(hosts, "{mac},{}", addrs.join(","));
     }
     DnsmasqConfig { conf, hosts, opts }
+}
+
+/// RFC 3442 (option 121) routes for a v4 subnet whose gateway is not on this box's bridge
+/// (the box does not route the network, or it has no gateway): the metadata address through
+/// the DHCP port, which is on the bridge, as Neutron's isolated metadata does. A client that
+/// gets option 121 ignores option 3 (RFC 3442 §3), so the default route is repeated here.
+fn metadata_route(net: &NetworkSpec, s: &SubnetSpec) -> Option<String> {
+    if !s.cidr.addr().is_ipv4() || (net.nat && s.gateway.is_some()) {
+        return None;
+    }
+    let dhcp_ip = net
+        .dhcp
+        .as_ref()?
+        .ips
+        .iter()
+        .find(|ip| s.cidr.contains(*ip))?;
+    let mut route = format!("{}/32,{dhcp_ip}", crate::spec::METADATA_ADDR);
+    if let Some(gw) = s.gateway {
+        let _ = write!(route, ",0.0.0.0/0,{gw}");
+    }
+    Some(route)
 }
 
 /// What [`ensure`] did.
@@ -403,6 +427,7 @@ mod tests {
             c.opts,
             "option:mtu,1450\n\
              tag:s0,option:router,10.0.0.1\n\
+             tag:s0,option:classless-static-route,169.254.169.254/32,10.0.0.2,0.0.0.0/0,10.0.0.1\n\
              tag:s0,option:dns-server,9.9.9.9,1.1.1.1\n\
              tag:s2,option6:dns-server,[fd00::53]\n"
         );
@@ -416,8 +441,28 @@ mod tests {
         n.subnets[0].gateway = None;
         n.subnets[0].dns_nameservers.clear();
         n.subnets.truncate(1);
+        n.dhcp = None;
         let c = render(&n, "opbn1", &DnsmasqFiles::new(Path::new("/st"), "opbn1"));
         assert_eq!(c.opts, "option:mtu,1450\n");
+    }
+
+    #[test]
+    fn the_metadata_route_goes_through_the_dhcp_port_when_the_gateway_is_elsewhere() {
+        let mut n = net();
+        n.subnets.truncate(1);
+        n.subnets[0].dns_nameservers.clear();
+        // This box routes the network: the gateway on the bridge answers for metadata too.
+        n.nat = true;
+        let c = render(&n, "opbn1", &DnsmasqFiles::new(Path::new("/st"), "opbn1"));
+        assert!(!c.opts.contains("classless-static-route"), "{}", c.opts);
+        // No gateway at all: only the metadata route.
+        n.subnets[0].gateway = None;
+        let c = render(&n, "opbn1", &DnsmasqFiles::new(Path::new("/st"), "opbn1"));
+        assert_eq!(
+            c.opts,
+            "option:mtu,1450\n\
+             tag:s0,option:classless-static-route,169.254.169.254/32,10.0.0.2\n"
+        );
     }
 
     #[test]

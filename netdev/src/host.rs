@@ -5,7 +5,7 @@
 use crate::dhcp::{self, DhcpAction, DhcpError, DnsmasqFiles};
 use crate::firewall::{self, FirewallError};
 use crate::link::{self, Link, LinkError};
-use crate::spec::{HostNetworkSpec, NetworkSpec, OverlaySpec, VXLAN_PORT};
+use crate::spec::{HostNetworkSpec, NetworkSpec, OverlaySpec, METADATA_ADDR, VXLAN_PORT};
 use crate::{bridge_name, tap_name, vxlan_name, NAME_PREFIX};
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -273,6 +273,12 @@ impl HostNetwork {
                     addr,
                 })?;
             want.insert((addr, subnet.cidr.prefix_len()));
+        }
+        // The metadata service's address, where the host can answer a guest from the bridge:
+        // the control service listens on it, bound to this bridge (its requests name their
+        // network by the bridge they arrive on).
+        if net.serves_metadata() {
+            want.insert((IpAddr::V4(METADATA_ADDR), 32));
         }
         let have: BTreeSet<(IpAddr, u8)> = link::addresses(bridge)?.into_iter().collect();
         for (a, p) in have.difference(&want) {

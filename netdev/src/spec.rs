@@ -35,6 +35,20 @@ pub struct NetworkSpec {
     pub overlay: Option<OverlaySpec>,
 }
 
+impl NetworkSpec {
+    /// Whether the network's bridge holds an IPv4 address of its own (the DHCP port's, or a
+    /// gateway the box routes), and so [`METADATA_ADDR`] too: the host can answer its guests.
+    pub fn serves_metadata(&self) -> bool {
+        let dhcp = self.dhcp.iter().flat_map(|d| &d.ips).any(|a| a.is_ipv4());
+        let gateway = self.nat
+            && self
+                .subnets
+                .iter()
+                .any(|s| s.gateway.is_some_and(|g| g.is_ipv4()));
+        dhcp || gateway
+    }
+}
+
 /// A network's VXLAN across the boxes of a site (docs/cluster.md, "Networks across boxes"):
 /// one device on the network's bridge, without multicast and without learning. Broadcast and
 /// unknown traffic is copied to every peer; a remote port's MAC goes to its box only.
@@ -49,6 +63,12 @@ pub struct OverlaySpec {
     /// Ports on other boxes: MAC → the underlay address of the box that runs them.
     pub remote_ports: Vec<(MacAddr, IpAddr)>,
 }
+
+/// The metadata service's address (Nova's and EC2's link-local one). Every bridge with an
+/// IPv4 address holds it too, so a guest reaches it through its gateway on the bridge, or,
+/// where the gateway is elsewhere, through the route DHCP gives it to the DHCP port
+/// (docs/networking.md, "Metadata service").
+pub const METADATA_ADDR: std::net::Ipv4Addr = std::net::Ipv4Addr::new(169, 254, 169, 254);
 
 /// VXLAN's IANA port (RFC 7348 §5).
 pub const VXLAN_PORT: u16 = 4789;

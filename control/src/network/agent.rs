@@ -19,10 +19,12 @@
 
 use super::{NetworkError, NetworkService, SiteView};
 use outpost_netdev::{HostNetwork, HostNetworkConfig, NetdevError, Report};
+use std::collections::BTreeSet;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// How often the agent reconciles without being asked.
 pub const REPAIR_PERIOD: Duration = Duration::from_secs(30);
@@ -53,6 +55,9 @@ pub struct HostAgent {
     host: Option<Mutex<HostNetwork>>,
     /// Some on a member of a site.
     site: Option<Box<dyn SiteSource>>,
+    /// The networks whose bridges the last reconcile left holding the metadata address:
+    /// what the metadata service listens on.
+    metadata_networks: watch::Sender<BTreeSet<String>>,
 }
 
 impl HostAgent {
@@ -77,6 +82,7 @@ impl HostAgent {
             service,
             host,
             site: None,
+            metadata_networks: watch::Sender::new(BTreeSet::new()),
         })
     }
 
@@ -85,6 +91,12 @@ impl HostAgent {
     pub fn in_site(mut self, site: Box<dyn SiteSource>) -> HostAgent {
         self.site = Some(site);
         self
+    }
+
+    /// The networks on this box whose bridges hold the metadata address, as of the last
+    /// reconcile.
+    pub fn metadata_networks(&self) -> watch::Receiver<BTreeSet<String>> {
+        self.metadata_networks.subscribe()
     }
 
     /// Whether this daemon wires servers to networks at all.
@@ -107,6 +119,17 @@ impl HostAgent {
         let site = self.site.as_ref().map(|s| s.view()).transpose()?;
         let spec = self.service.site_host_spec(site.as_ref())?;
         let report = host.reconcile(&spec)?;
+        let served: BTreeSet<String> = spec
+            .networks
+            .iter()
+            .filter(|n| n.serves_metadata())
+            .map(|n| n.id.clone())
+            .collect();
+        self.metadata_networks.send_if_modified(|old| {
+            let changed = *old != served;
+            *old = served;
+            changed
+        });
         if report.changed_anything() {
             tracing::info!("host network reconciled: {report:?}");
         }

@@ -3,7 +3,7 @@
 //! security groups replaced (Nova's addSecurityGroup / removeSecurityGroup).
 
 use super::ports::{find_port, NewPort, PortOrigin, PortUpdate};
-use super::store::{Network, Port, SecurityGroup, SecurityGroupRule};
+use super::store::{Network, Port, SecurityGroup, SecurityGroupRule, Subnet};
 use super::{NetworkError, NetworkService, COMPUTE_OWNER};
 use crate::context::RequestContext;
 
@@ -168,5 +168,40 @@ impl NetworkService {
         group_id: &str,
     ) -> Result<Vec<SecurityGroupRule>, NetworkError> {
         self.read(|c| Ok(c.list_rules(Some(group_id))?))
+    }
+
+    /// The port on `network_id` holding `ip`, whoever owns it: the metadata service's first
+    /// step from a request's source to its server. An address is held by one port per
+    /// network at most (the stores keep each address once).
+    pub fn port_holding(
+        &self,
+        network_id: &str,
+        ip: std::net::IpAddr,
+    ) -> Result<Option<Port>, NetworkError> {
+        self.read(|c| match c.ip_holder(network_id, ip)? {
+            Some(id) => Ok(c.get_port(&id)?),
+            None => Ok(None),
+        })
+    }
+
+    /// A server's ports (as [`Self::device_ports`]) with each one's network MTU and subnets:
+    /// what its guest is told in network_data.json.
+    pub fn device_links(
+        &self,
+        device_id: &str,
+        project_id: &str,
+    ) -> Result<Vec<(Port, u32, Vec<Subnet>)>, NetworkError> {
+        self.read(|c| {
+            let mut links = Vec::new();
+            for p in c.list_ports()? {
+                if p.device_id != device_id || p.project_id != project_id {
+                    continue;
+                }
+                let mtu = c.get_network(&p.network_id)?.map_or(1500, |n| n.mtu);
+                let subnets = c.list_subnets(Some(&p.network_id))?;
+                links.push((p, mtu, subnets));
+            }
+            Ok(links)
+        })
     }
 }

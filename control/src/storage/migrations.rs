@@ -100,6 +100,12 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "image_members",
         sql: include_str!("migrations/0015_image_members.sql"),
     },
+    // The admin password a create answered with, for the guest's metadata.
+    Migration {
+        version: 16,
+        name: "server_admin_pass",
+        sql: include_str!("migrations/0016_server_admin_pass.sql"),
+    },
 ];
 
 pub(super) fn apply(conn: &mut Connection, steps: &[Migration]) -> Result<(), StorageError> {

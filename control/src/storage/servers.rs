@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 const COLUMNS: &str = "seq, id, name, description, project_id, user_id, flavor, image_ref, boot, \
      vm_state, task_state, power_state, host, fault, metadata, user_data, key_name, \
      config_drive, disk_config, networks, monitor_pid, monitor_start_time, monitor_boot_id, \
-     resize, created_at, updated_at, launched_at, placement, key_data";
+     resize, created_at, updated_at, launched_at, placement, key_data, \
+     admin_pass";
 
 fn to_json<T: Serialize>(v: &T) -> Result<String, StorageError> {
     serde_json::to_string(v).map_err(|e| StorageError::Corrupt(format!("cannot encode: {e}")))
@@ -55,6 +56,7 @@ struct RawRow {
     launched_at: Option<i64>,
     placement: String,
     key_data: Option<String>,
+    admin_pass: Option<String>,
 }
 
 fn raw(r: &Row<'_>) -> rusqlite::Result<RawRow> {
@@ -88,6 +90,7 @@ fn raw(r: &Row<'_>) -> rusqlite::Result<RawRow> {
         launched_at: r.get(26)?,
         placement: r.get(27)?,
         key_data: r.get(28)?,
+        admin_pass: r.get(29)?,
     })
 }
 
@@ -146,6 +149,7 @@ impl RawRow {
             user_data: self.user_data,
             key_name: self.key_name,
             key_data: self.key_data,
+            admin_pass: self.admin_pass,
             config_drive: self.config_drive,
             disk_config: self.disk_config,
             monitor,
@@ -162,9 +166,9 @@ fn insert(conn: &Connection, s: &Server) -> Result<Server, StorageError> {
         "INSERT INTO servers (id, name, description, project_id, user_id, flavor, image_ref,
                               boot, vm_state, task_state, power_state, host, fault, metadata,
                               user_data, key_name, config_drive, disk_config, networks,
-                              created_at, placement, key_data)
+                              created_at, placement, key_data, admin_pass)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                 ?18, ?19, ?20, ?21, ?22)",
+                 ?18, ?19, ?20, ?21, ?22, ?23)",
         rusqlite::params![
             s.id,
             s.name,
@@ -188,6 +192,7 @@ fn insert(conn: &Connection, s: &Server) -> Result<Server, StorageError> {
             s.created_at.micros(),
             to_json(&s.placement)?,
             s.key_data,
+            s.admin_pass,
         ],
     )?;
     by_id(conn, &s.id)?.ok_or_else(|| StorageError::Corrupt(format!("server {} vanished", s.id)))
@@ -417,6 +422,7 @@ mod tests {
             user_data: None,
             key_name: None,
             key_data: None,
+            admin_pass: None,
             config_drive: String::new(),
             disk_config: "MANUAL".into(),
             networks: serde_json::json!("none"),

@@ -7,7 +7,7 @@
 
 use crate::api::microversion::ApiVersion;
 use crate::compute::servers::store::VmState;
-use crate::compute::servers::{state, Server};
+use crate::compute::servers::{availability_zone, hostname, state, Server};
 use crate::context::RequestContext;
 use crate::timestamp::Timestamp;
 use serde_json::{json, Value};
@@ -187,38 +187,6 @@ pub fn detail(s: &Server, ctx: &RequestContext, base_url: &str, v: ApiVersion) -
     out
 }
 
-/// Nova's hostname from a display name: lower case, runs of other characters as `-`.
-/// `OS-EXT-AZ:availability_zone`: the zone asked for, else, once placed, its host's zone
-/// (`zones`, by host; Nova's default when the host is not there); "" before placement, as
-/// Nova shows it.
-pub(super) fn availability_zone<'a>(s: &'a Server, zones: &'a BTreeMap<String, String>) -> &'a str {
-    match (&s.placement.availability_zone, &s.host) {
-        (Some(zone), _) => zone,
-        (None, Some(host)) => zones
-            .get(host)
-            .map_or(crate::compute::aggregates::DEFAULT_ZONE, String::as_str),
-        (None, None) => "",
-    }
-}
-
-fn hostname(name: &str) -> String {
-    let mut out = String::new();
-    for c in name.chars() {
-        if c.is_ascii_alphanumeric() {
-            out.push(c.to_ascii_lowercase());
-        } else if !out.ends_with('-') {
-            out.push('-');
-        }
-    }
-    let trimmed = out.trim_matches('-');
-    let cut: String = trimmed.chars().take(63).collect();
-    if cut.is_empty() {
-        "server".to_owned()
-    } else {
-        cut
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,6 +235,7 @@ mod tests {
             user_data: None,
             key_name: None,
             key_data: None,
+            admin_pass: Some("never-shown".into()),
             config_drive: String::new(),
             disk_config: "MANUAL".into(),
             networks: json!("none"),
@@ -350,5 +319,21 @@ mod tests {
         assert!(member["fault"].get("details").is_none());
         let admin = detail(&s, &ctx(true), "http://h", ApiVersion::new(2, 1));
         assert_eq!(admin["fault"]["details"], "No valid host was found.");
+    }
+
+    #[test]
+    fn the_admin_password_is_in_no_view() {
+        let s = server();
+        let views = [
+            summary(&s, "http://h"),
+            created(&s, "http://h", &[]),
+            detail(&s, &ctx(false), "http://h", ApiVersion::new(2, 1)),
+            detail(&s, &ctx(true), "http://h", ApiVersion::new(2, 75)),
+        ];
+        for v in views {
+            let text = v.to_string();
+            assert!(!text.contains("never-shown"), "{text}");
+            assert!(v.get("adminPass").is_none() && v.get("admin_pass").is_none());
+        }
     }
 }

@@ -426,6 +426,8 @@ fn parse_create(call: &Call<'_>) -> Result<(NewServer, Option<String>), Fault> {
         metadata: b.metadata.unwrap_or_default(),
         user_data: b.user_data,
         key_name: b.key_name,
+        // Filled in by `create`: the one asked for or a generated one.
+        admin_pass: None,
         config_drive,
         disk_config,
         availability_zone: b.availability_zone,
@@ -491,15 +493,17 @@ fn uuid_like(id: &str) -> Option<&str> {
 /// `return_reservation_id` the id the servers of the request share.
 pub fn create(call: &Call<'_>) -> Result<Reply, Fault> {
     let reservation = return_reservation_id(call)?;
-    let (new, asked_pass) = parse_create(call)?;
+    let (mut new, asked_pass) = parse_create(call)?;
     // Nova's default (`enable_instance_password`): the answer carries the server's admin
     // password, the one asked for or a generated one (one for all the servers of a
-    // multi-create, as Nova's). It is not stored: the only copy leaves with this reply.
+    // multi-create, as Nova's). The server keeps it for its guest (the metadata service's
+    // and the config drive's `admin_pass`); no view shows it again.
     let admin_pass = match asked_pass {
         Some(p) => p,
         None => random::password().map_err(Fault::internal)?,
     };
     let asked_groups = new.security_groups.clone();
+    new.admin_pass = Some(admin_pass.clone());
     let created = servers::create(&call.state.fleet, call.ctx(), new)?;
     if reservation {
         return Ok(Reply::json(
@@ -546,7 +550,7 @@ fn detail(call: &Call<'_>, s: &Server, zones: &BTreeMap<String, String>) -> Valu
     let mut out = views::detail(s, call.ctx(), &call.state.base_url, version(call));
     // A server placed without asking for a zone is in its host's (Nova records it there at
     // scheduling).
-    out["OS-EXT-AZ:availability_zone"] = json!(views::availability_zone(s, zones));
+    out["OS-EXT-AZ:availability_zone"] = json!(servers::availability_zone(s, zones));
     // Nova's os-extended-volumes:volumes_attached (delete_on_termination from 2.3).
     match servers::volumes::attached(&call.state.fleet, s) {
         Ok(volumes) => {

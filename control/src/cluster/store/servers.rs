@@ -56,6 +56,8 @@ struct ServerRecord {
     key_name: Option<String>,
     #[serde(default)]
     key_data: Option<String>,
+    #[serde(default)]
+    admin_pass: Option<String>,
     config_drive: String,
     disk_config: String,
     networks: serde_json::Value,
@@ -109,6 +111,7 @@ impl ServerRecord {
             metadata: s.metadata.clone(),
             key_name: s.key_name.clone(),
             key_data: s.key_data.clone(),
+            admin_pass: s.admin_pass.clone(),
             config_drive: s.config_drive.clone(),
             disk_config: s.disk_config.clone(),
             networks: s.networks.clone(),
@@ -152,6 +155,7 @@ impl ServerRecord {
             user_data,
             key_name: self.key_name,
             key_data: self.key_data,
+            admin_pass: self.admin_pass,
             config_drive: self.config_drive,
             disk_config: self.disk_config,
             networks: self.networks,

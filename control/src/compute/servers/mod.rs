@@ -148,6 +148,8 @@ pub struct NewServer {
     pub metadata: BTreeMap<String, String>,
     pub user_data: Option<String>,
     pub key_name: Option<String>,
+    /// Nova's `adminPass`: the one asked for or the one generated for the answer.
+    pub admin_pass: Option<String>,
     pub config_drive: String,
     pub disk_config: String,
     pub availability_zone: Option<String>,
@@ -507,6 +509,7 @@ pub fn create(
         user_data: new.user_data,
         key_name: new.key_name,
         key_data,
+        admin_pass: new.admin_pass,
         config_drive: new.config_drive,
         disk_config: new.disk_config,
         networks,
@@ -719,6 +722,38 @@ pub fn list(
     Ok(matching.into_iter().skip(start).take(limit).collect())
 }
 
+/// `OS-EXT-AZ:availability_zone`: the zone asked for, else, once placed, its host's zone
+/// (`zones`, by host; Nova's default when the host is not there); "" before placement, as
+/// Nova shows it.
+pub fn availability_zone<'a>(s: &'a Server, zones: &'a BTreeMap<String, String>) -> &'a str {
+    match (&s.placement.availability_zone, &s.host) {
+        (Some(zone), _) => zone,
+        (None, Some(host)) => zones
+            .get(host)
+            .map_or(crate::compute::aggregates::DEFAULT_ZONE, String::as_str),
+        (None, None) => "",
+    }
+}
+
+/// Nova's hostname from a display name: lower case, runs of other characters as `-`.
+pub fn hostname(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    let trimmed = out.trim_matches('-');
+    let cut: String = trimmed.chars().take(63).collect();
+    if cut.is_empty() {
+        "server".to_owned()
+    } else {
+        cut
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -735,6 +770,7 @@ mod tests {
             metadata: BTreeMap::new(),
             user_data: None,
             key_name: None,
+            admin_pass: None,
             config_drive: String::new(),
             disk_config: "MANUAL".into(),
             availability_zone: None,

@@ -86,6 +86,8 @@ pub enum RunError {
     /// The flavor's I/O quotas cannot be applied (set before they were checked).
     #[error(transparent)]
     Limits(#[from] monitor::limits::LimitError),
+    #[error(transparent)]
+    Metadata(#[from] crate::metadata::MetadataError),
     #[error("cannot resize the root disk {path:?}: {source}")]
     DiskResize {
         path: std::path::PathBuf,
@@ -310,6 +312,18 @@ impl Runner {
             (None, None) => None,
         };
         let boot = self.fleet.local_boot(&s.image_ref, &s.boot)?;
+        // Written at every start, from the records as they are then (Nova writes it at
+        // spawn): a restart after a port change shows the guest its network as it is.
+        let config_drive =
+            if crate::metadata::config_drive::wanted(&s.config_drive, &s.flavor.extra_specs) {
+                let path = self.dir.path().join("config-drive.img");
+                // Before the monitor's spawn makes it: the drive is written first.
+                self.dir.create()?;
+                crate::metadata::write_config_drive(&self.fleet, s, &path)?;
+                Some(path)
+            } else {
+                None
+            };
         Ok(MonitorSpec {
             kernel: boot.kernel,
             initrd: boot.initrd,
@@ -319,6 +333,7 @@ impl Runner {
             root_disk,
             volumes: super::volumes::drives(&self.fleet, s)?,
             nics: super::nics::monitor_nics(&self.fleet, s)?,
+            config_drive,
             limits: monitor::limits::from_extra_specs(&s.flavor.extra_specs)?,
             extra_specs: s.flavor.extra_specs.clone(),
         })

@@ -291,6 +291,10 @@ pub struct Server {
     /// The public key of `key_name` as it was when the server was made (Nova's `key_data`):
     /// what the guest is given, even if the pair is deleted or replaced later.
     pub key_data: Option<String>,
+    /// The admin password the create answered with (Nova's `adminPass`), kept for the guest
+    /// alone: the metadata service and the config drive give it as `admin_pass`; no API view
+    /// shows it.
+    pub admin_pass: Option<String>,
     pub config_drive: String,
     pub disk_config: String,
     /// What the request asked for in `networks`, kept for when networking arrives.

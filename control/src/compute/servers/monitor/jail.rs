@@ -171,6 +171,7 @@ pub fn prepare(
     files.extend(spec.initrd.iter().map(|p| (p.clone(), read())));
     files.extend(spec.root_disk.iter().map(|p| (p.clone(), read_write())));
     files.extend(spec.volumes.iter().map(|(_, p)| (p.clone(), read_write())));
+    files.extend(spec.config_drive.iter().map(|p| (p.clone(), read())));
     let mut console = OpenOptions::new();
     console.create(true).append(true).mode(0o600);
     files.push((dir.console_log(), console));

@@ -219,6 +219,8 @@ pub struct MonitorSpec {
     pub volumes: Vec<(String, PathBuf)>,
     /// Network interfaces (host tap, guest MAC), in order: eth0 onwards.
     pub nics: Vec<(String, String)>,
+    /// The config drive (label `config-2`), attached read-only after the volumes.
+    pub config_drive: Option<PathBuf>,
     /// The flavor's I/O quotas: every drive's and every interface's token buckets.
     pub limits: limits::IoLimits,
     /// The flavor's extra specs (the cgroup's CPU limits come from them).
@@ -315,6 +317,17 @@ pub fn configure_and_start(
                 "rate_limiter",
                 spec.limits.drive,
             ),
+        )?;
+    }
+    if let Some(path) = &spec.config_drive {
+        api.put(
+            "/drives/config2",
+            &json!({
+                "drive_id": "config2",
+                "path_on_host": path,
+                "is_root_device": false,
+                "is_read_only": true,
+            }),
         )?;
     }
     for (n, (tap, mac)) in spec.nics.iter().enumerate() {

@@ -48,6 +48,7 @@ pub(crate) fn server(id: &str, project: &str, created_at: i64) -> Server {
         user_data: None,
         key_name: Some("laptop".into()),
         key_data: Some("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKey user@laptop".into()),
+        admin_pass: Some("Tr0ub4dor".into()),
         config_drive: String::new(),
         disk_config: "MANUAL".into(),
         networks: serde_json::json!({"requested": [], "security_groups": null}),

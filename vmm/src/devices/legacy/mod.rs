@@ -2,6 +2,7 @@
 //! Ctrl-Alt-Del) and the ACPI hardware-reduced power-management registers.
 
 pub mod acpi_pm;
+pub mod console_socket;
 pub mod i8042;
 pub mod serial;
 

@@ -198,6 +198,7 @@ pub static ROUTES: &[Route] = &[
     route(Method::DELETE, "/compute/v2.1/servers/{server_id}", Compute, Caller, compute::servers::delete),
     route(Method::POST, "/compute/v2.1/servers/{server_id}/action", Compute, Caller, compute::server_actions::action),
     route(Method::GET, "/compute/v2.1/servers/{server_id}/os-security-groups", Compute, Caller, compute::server_actions::security_groups),
+    route(Method::POST, "/compute/v2.1/servers/{server_id}/remote-consoles", Compute, Caller, compute::remote_consoles::create),
     route(Method::GET, "/compute/v2.1/servers/{server_id}/os-volume_attachments", Compute, Caller, compute::volume_attachments::list),
     route(Method::POST, "/compute/v2.1/servers/{server_id}/os-volume_attachments", Compute, Caller, compute::volume_attachments::attach),
     route(Method::GET, "/compute/v2.1/servers/{server_id}/os-volume_attachments/{volume_id}", Compute, Caller, compute::volume_attachments::show),

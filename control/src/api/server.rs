@@ -12,10 +12,10 @@ use super::{fault, handle_streaming, ApiState, Fault, RawRequest, ReplyBody, Ser
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Bytes;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use std::convert::Infallible;
 use std::future::Future;
@@ -163,13 +163,17 @@ fn connection<S>(
     stream.set_read_timeout(Some(IO_STALL_TIMEOUT));
     stream.set_write_timeout(Some(IO_STALL_TIMEOUT));
     let service = service_fn(move |req| respond(req, state.clone(), t, peer));
-    let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .serve_connection(TokioIo::new(Box::pin(stream)), service);
-    let conn = watcher.watch(conn);
     tokio::spawn(async move {
-        if let Err(e) = conn.await {
+        // HTTP/1 only, with upgrades: the serial console's websocket takes its connection
+        // over (api::console). hyper-util's auto builder is the one whose upgradeable
+        // connections a graceful shutdown can watch.
+        let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT);
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(Box::pin(stream)), service);
+        if let Err(e) = watcher.watch(conn).await {
             tracing::debug!("connection ended with an error: {e}");
         }
         drop(slot);
@@ -182,6 +186,15 @@ async fn respond(
     transport: Transport,
     peer: Option<IpAddr>,
 ) -> Result<HttpResponse, Infallible> {
+    if req.uri().path() == super::console::PATH {
+        let reply = super::console::upgrade(req, state).await;
+        tracing::info!(
+            "{transport:?} GET {} -> {}",
+            super::console::PATH,
+            reply.status().as_u16()
+        );
+        return Ok(reply);
+    }
     let (parts, body) = req.into_parts();
     let target = parts
         .uri

@@ -8,6 +8,7 @@ pub mod extra_specs;
 pub mod flavors;
 pub mod keypairs;
 pub mod migrations;
+pub mod remote_consoles;
 pub mod server_actions;
 pub mod server_groups;
 mod server_query;

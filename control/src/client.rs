@@ -63,6 +63,10 @@ pub enum ClientError {
     Write(std::io::Error),
 }
 
+/// A byte stream to outpostd over either transport.
+pub trait Connection: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Connection for T {}
+
 #[derive(Debug, Clone)]
 pub struct ApiResponse {
     pub status: StatusCode,
@@ -193,6 +197,32 @@ impl Client {
             req = req.header(*k, *v);
         }
         req
+    }
+
+    /// Runs `f` on the client's runtime (for [`Client::connect`]'s users).
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.runtime.block_on(f)
+    }
+
+    /// A bare connection to outpostd, for a protocol other than a request and its reply
+    /// (the serial console's websocket).
+    pub async fn connect(&self) -> Result<Box<dyn Connection>, ClientError> {
+        match &self.endpoint {
+            Endpoint::Unix(path) => match tokio::net::UnixStream::connect(path).await {
+                Ok(s) => Ok(Box::new(s)),
+                Err(source) => Err(ClientError::Connect {
+                    endpoint: format!("{path:?}"),
+                    source,
+                }),
+            },
+            Endpoint::Tcp(addr) => match tokio::net::TcpStream::connect(addr).await {
+                Ok(s) => Ok(Box::new(s)),
+                Err(source) => Err(ClientError::Connect {
+                    endpoint: addr.to_string(),
+                    source,
+                }),
+            },
+        }
     }
 
     async fn connect_and_send<B>(

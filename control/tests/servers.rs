@@ -32,10 +32,10 @@ mod common;
 use common::cli::outpost;
 use common::guests::*;
 use common::{Daemon, Text, ADMIN_PASSWORD};
+use futures_util::{SinkExt, StreamExt};
 use outpost_control::client::ApiResponse;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use futures_util::{SinkExt, StreamExt};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -476,7 +476,10 @@ fn a_websocket_client_types_into_the_guests_shell() {
     // Only the server's project (and admins) may have its console.
     d.make_member("mallory", "mallory-pw", "other");
     let other = d.login("mallory", "mallory-pw", Some("other"));
-    let r = d.tcp(Some(&other)).with_header(V275.0, V275.1).post(&path, &serial);
+    let r = d
+        .tcp(Some(&other))
+        .with_header(V275.0, V275.1)
+        .post(&path, &serial);
     assert_eq!(r.status.as_u16(), 404, "{}", r.text());
     // Nova's other protocols are not served; remote-consoles is 2.6+, the action before.
     let vnc = json!({"remote_console": {"protocol": "vnc", "type": "novnc"}});
@@ -497,14 +500,19 @@ fn a_websocket_client_types_into_the_guests_shell() {
     assert_eq!(shown["type"], "serial", "{shown}");
     let prefix = format!("ws://{}/serial-console?token=", d.addr);
     assert!(
-        shown["url"].as_str().is_some_and(|u| u.starts_with(&prefix)),
+        shown["url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with(&prefix)),
         "{shown}"
     );
 
     let r = api(&d).post(&path, &serial);
     assert_eq!(r.status.as_u16(), 200, "{}", r.text());
     let remote = r.body_json()["remote_console"].clone();
-    assert_eq!((&remote["protocol"], &remote["type"]), (&json!("serial"), &json!("serial")));
+    assert_eq!(
+        (&remote["protocol"], &remote["type"]),
+        (&json!("serial"), &json!("serial"))
+    );
     let url = remote["url"].as_str().unwrap().to_owned();
 
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -512,7 +520,9 @@ fn a_websocket_client_types_into_the_guests_shell() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let refused = websocket(&d, &format!("{prefix}not-a-token")).await.unwrap_err();
+        let refused = websocket(&d, &format!("{prefix}not-a-token"))
+            .await
+            .unwrap_err();
         assert_eq!(refused, 401);
         let mut ws = websocket(&d, &url).await.unwrap();
         // The arithmetic makes the shell's answer differ from the echo of what was typed.
@@ -521,7 +531,10 @@ fn a_websocket_client_types_into_the_guests_shell() {
         let deadline = Instant::now() + BOOT_TIMEOUT;
         let mut seen = String::new();
         'typing: while !seen.contains("OUTPOST-CONSOLE-42") {
-            assert!(Instant::now() < deadline, "no answer from the shell:\n{seen}");
+            assert!(
+                Instant::now() < deadline,
+                "no answer from the shell:\n{seen}"
+            );
             ws.send(Message::Binary(command.as_bytes().to_vec().into()))
                 .await
                 .unwrap();

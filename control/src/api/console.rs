@@ -58,10 +58,8 @@ fn plain(status: StatusCode, message: &str) -> HttpResponse {
 
 fn has_token(headers: &HeaderMap, name: header::HeaderName, wanted: &str) -> bool {
     headers.get_all(name).iter().any(|v| {
-        v.to_str().is_ok_and(|s| {
-            s.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case(wanted))
-        })
+        v.to_str()
+            .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(wanted)))
     })
 }
 
@@ -74,7 +72,10 @@ fn websocket_key(req: &Request<Incoming>) -> Result<&HeaderValue, &'static str> 
     {
         return Err("this is the serial console's websocket: connect with a websocket client");
     }
-    if h.get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
+    if h.get(header::SEC_WEBSOCKET_VERSION)
+        .map(HeaderValue::as_bytes)
+        != Some(b"13")
+    {
         return Err("only websocket version 13 (RFC 6455) is served");
     }
     h.get(header::SEC_WEBSOCKET_KEY)
@@ -127,7 +128,11 @@ pub async fn upgrade(mut req: Request<Incoming>, state: Arc<ApiState>) -> HttpRe
             );
         }
     };
-    let binary = has_token(req.headers(), header::SEC_WEBSOCKET_PROTOCOL, BINARY_PROTOCOL);
+    let binary = has_token(
+        req.headers(),
+        header::SEC_WEBSOCKET_PROTOCOL,
+        BINARY_PROTOCOL,
+    );
     let upgrading = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         match upgrading.await {

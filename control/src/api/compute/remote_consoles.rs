@@ -98,7 +98,11 @@ pub fn create(call: &Call<'_>) -> Result<Reply, Fault> {
     check_kind(&rc.protocol, &rc.kind)?;
     let id = call.param("server_id");
     let forwarded = json!({"remote_console": {"protocol": rc.protocol, "type": rc.kind}});
-    match console_url(call, &forwarded, &format!("/compute/v2.1/servers/{id}/remote-consoles"))? {
+    match console_url(
+        call,
+        &forwarded,
+        &format!("/compute/v2.1/servers/{id}/remote-consoles"),
+    )? {
         Ok(url) => Ok(Reply::ok(json!({
             "remote_console": {"protocol": "serial", "type": "serial", "url": url}
         }))),
@@ -118,7 +122,11 @@ pub fn serial_action(call: &Call<'_>, args: SerialConsoleAction) -> Result<Reply
     check_kind("serial", &args.kind)?;
     let id = call.param("server_id");
     let forwarded = json!({"os-getSerialConsole": {"type": args.kind}});
-    match console_url(call, &forwarded, &format!("/compute/v2.1/servers/{id}/action"))? {
+    match console_url(
+        call,
+        &forwarded,
+        &format!("/compute/v2.1/servers/{id}/action"),
+    )? {
         Ok(url) => Ok(Reply::ok(
             json!({"console": {"type": "serial", "url": url}}),
         )),
@@ -135,7 +143,9 @@ mod tests {
         assert!(check_kind("serial", "serial").is_ok());
         let unavailable = check_kind("vnc", "novnc").unwrap_err();
         assert_eq!(unavailable.status, hyper::StatusCode::BAD_REQUEST);
-        assert!(unavailable.message.contains("Unavailable console type novnc"));
+        assert!(unavailable
+            .message
+            .contains("Unavailable console type novnc"));
         assert!(check_kind("serial", "novnc")
             .unwrap_err()
             .message

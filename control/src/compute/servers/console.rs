@@ -153,7 +153,10 @@ mod tests {
         let g = tokens.redeem("t1", now).unwrap();
         assert_eq!((g.server_id.as_str(), g.project_id.as_str()), ("s1", "p1"));
         assert_eq!(tokens.redeem("t1", now), Err(ConsoleError::InvalidToken));
-        assert_eq!(tokens.redeem("never-issued", now), Err(ConsoleError::InvalidToken));
+        assert_eq!(
+            tokens.redeem("never-issued", now),
+            Err(ConsoleError::InvalidToken)
+        );
     }
 
     #[test]
@@ -162,7 +165,9 @@ mod tests {
         let now = Instant::now();
         tokens.record("late", "s1", "p1", now);
         tokens.record("early", "s1", "p1", now);
-        assert!(tokens.redeem("early", now + TOKEN_TTL - Duration::from_secs(1)).is_ok());
+        assert!(tokens
+            .redeem("early", now + TOKEN_TTL - Duration::from_secs(1))
+            .is_ok());
         assert_eq!(
             tokens.redeem("late", now + TOKEN_TTL),
             Err(ConsoleError::InvalidToken)

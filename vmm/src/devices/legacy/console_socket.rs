@@ -283,16 +283,14 @@ mod tests {
     #[test]
     fn a_new_client_replaces_the_old_one_and_a_stalled_one_never_blocks_the_guest() {
         let mut rig = rig();
-        let old = UnixStream::connect(&rig.path).unwrap();
+        let mut old = UnixStream::connect(&rig.path).unwrap();
         rig.turn();
         let mut new = UnixStream::connect(&rig.path).unwrap();
         rig.turn();
         // The old client is closed by the monitor: it reads end-of-file.
         let mut buf = [0u8; 1];
-        (&old)
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        assert_eq!((&old).read(&mut buf).unwrap(), 0);
+        old.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(old.read(&mut buf).unwrap(), 0);
 
         // The new one never reads: a MiB of output still goes through without blocking.
         rig.guest_writes(&vec![b'x'; 1 << 20]);

@@ -299,11 +299,9 @@ mod tests {
     fn input_is_read_from_rbr_and_interrupts_only_when_ier_allows() {
         const LSR: u8 = 5;
         let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
-        let mut c = SerialConsole::new(
-            IrqLine(irq.try_clone().unwrap()),
-            Box::new(std::io::sink()),
-        )
-        .unwrap();
+        let mut c =
+            SerialConsole::new(IrqLine(irq.try_clone().unwrap()), Box::new(std::io::sink()))
+                .unwrap();
         let drained = c.input_drained().unwrap();
 
         // IER clear (a polling driver): the byte waits in the FIFO, no interrupt.
@@ -312,7 +310,11 @@ mod tests {
         assert_eq!(read(&mut c, LSR) & 0x01, 0x01, "data ready");
         assert_eq!(read(&mut c, DATA), b'a');
         assert_eq!(read(&mut c, LSR) & 0x01, 0);
-        assert_eq!(drained.read().unwrap(), 1, "reading the FIFO empty wakes its feeder");
+        assert_eq!(
+            drained.read().unwrap(),
+            1,
+            "reading the FIFO empty wakes its feeder"
+        );
 
         // RDA interrupts enabled: input raises IRQ 4.
         c.write(u64::from(IER), &[0x01]);

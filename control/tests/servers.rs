@@ -22,8 +22,9 @@
 //!   booted from an existing volume, whose guest reads the same record; delete_on_termination
 //!   deletes the first root volume and keeps the others; bad mappings and image minimums
 //!   refused with nothing made; a boot from volume interrupted by kill -9 undone;
-//! - the serial console: a remote-console URL (Nova's API, the stock client), and a
-//!   websocket client typing into the guest's shell and reading its answer;
+//! - the serial console: a remote-console URL (Nova's API, the stock client), a websocket
+//!   client and `outpost console attach` typing into the guest's shell and reading its
+//!   answer;
 //! - a request that does not fit (ERROR "No valid host was found. ..."), bad input refused
 //!   in Nova's shape with nothing created, visibility between projects, and the CLI.
 
@@ -560,6 +561,54 @@ fn a_websocket_client_types_into_the_guests_shell() {
     });
     // What went over the websocket is in the console log too.
     assert!(console(&d, &id, None).contains("OUTPOST-CONSOLE-42"));
+
+    // `outpost console attach` (over the unix socket): keys in, the answer out, Ctrl-] ends
+    // it.
+    let mut attach = std::process::Command::new(env!("CARGO_BIN_EXE_outpost"))
+        .env("OUTPOST_SOCKET", d.socket())
+        .args(["console", "attach", "console"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut keys = attach.stdin.take().unwrap();
+    let mut screen = attach.stdout.take().unwrap();
+    let (shown_tx, shown) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = std::io::Read::read(&mut screen, &mut buf) {
+            if shown_tx.send(buf[..n].to_vec()).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut seen = String::new();
+    'cli: loop {
+        assert!(
+            Instant::now() < deadline,
+            "no answer through the CLI:\n{seen}"
+        );
+        std::io::Write::write_all(&mut keys, b"echo OUTPOST-CLI-$((6*7))\n").unwrap();
+        let round = Instant::now() + Duration::from_secs(15);
+        while let Ok(b) = shown.recv_timeout(round.saturating_duration_since(Instant::now())) {
+            seen.push_str(&String::from_utf8_lossy(&b));
+            if seen.contains("OUTPOST-CLI-42") {
+                break 'cli;
+            }
+        }
+    }
+    std::io::Write::write_all(&mut keys, &[0x1d]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = attach.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "Ctrl-] did not detach");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status:?}");
     delete_leaving_nothing(&d, &id);
 }
 

@@ -205,7 +205,7 @@ impl Client {
     }
 
     /// A bare connection to outpostd, for a protocol other than a request and its reply
-    /// (the serial console's websocket).
+    /// (the serial console's websocket); every request goes over one, too.
     pub async fn connect(&self) -> Result<Box<dyn Connection>, ClientError> {
         match &self.endpoint {
             Endpoint::Unix(path) => match tokio::net::UnixStream::connect(path).await {
@@ -215,13 +215,16 @@ impl Client {
                     source,
                 }),
             },
-            Endpoint::Tcp(addr) => match tokio::net::TcpStream::connect(addr).await {
-                Ok(s) => Ok(Box::new(s)),
-                Err(source) => Err(ClientError::Connect {
-                    endpoint: addr.to_string(),
-                    source,
-                }),
-            },
+            Endpoint::Tcp(addr) => Ok(Box::new(tcp(addr).await?)),
+            Endpoint::TlsPinned(addr, pin) => {
+                let connector = crate::tls::pinned_client(*pin)
+                    .map_err(|e| ClientError::Tls(addr.to_string(), e.to_string()))?;
+                let s = connector
+                    .connect(crate::tls::server_name(*addr), tcp(addr).await?)
+                    .await
+                    .map_err(|e| ClientError::Tls(addr.to_string(), e.to_string()))?;
+                Ok(Box::new(s))
+            }
         }
     }
 
@@ -234,27 +237,7 @@ impl Client {
         B::Data: Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        match &self.endpoint {
-            Endpoint::Unix(path) => {
-                let s = tokio::net::UnixStream::connect(path)
-                    .await
-                    .map_err(|source| ClientError::Connect {
-                        endpoint: format!("{path:?}"),
-                        source,
-                    })?;
-                send(s, req).await
-            }
-            Endpoint::Tcp(addr) => send(tcp(addr).await?, req).await,
-            Endpoint::TlsPinned(addr, pin) => {
-                let connector = crate::tls::pinned_client(*pin)
-                    .map_err(|e| ClientError::Tls(addr.to_string(), e.to_string()))?;
-                let s = connector
-                    .connect(crate::tls::server_name(*addr), tcp(addr).await?)
-                    .await
-                    .map_err(|e| ClientError::Tls(addr.to_string(), e.to_string()))?;
-                send(s, req).await
-            }
-        }
+        send(self.connect().await?, req).await
     }
 }
 

@@ -63,6 +63,10 @@ pub enum ClientError {
     Write(std::io::Error),
 }
 
+/// A byte stream to outpostd over either transport.
+pub trait Connection: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Connection for T {}
+
 #[derive(Debug, Clone)]
 pub struct ApiResponse {
     pub status: StatusCode,
@@ -195,6 +199,35 @@ impl Client {
         req
     }
 
+    /// Runs `f` on the client's runtime (for [`Client::connect`]'s users).
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.runtime.block_on(f)
+    }
+
+    /// A bare connection to outpostd, for a protocol other than a request and its reply
+    /// (the serial console's websocket); every request goes over one, too.
+    pub async fn connect(&self) -> Result<Box<dyn Connection>, ClientError> {
+        match &self.endpoint {
+            Endpoint::Unix(path) => match tokio::net::UnixStream::connect(path).await {
+                Ok(s) => Ok(Box::new(s)),
+                Err(source) => Err(ClientError::Connect {
+                    endpoint: format!("{path:?}"),
+                    source,
+                }),
+            },
+            Endpoint::Tcp(addr) => Ok(Box::new(tcp(addr).await?)),
+            Endpoint::TlsPinned(addr, pin) => {
+                let connector = crate::tls::pinned_client(*pin)
+                    .map_err(|e| ClientError::Tls(addr.to_string(), e.to_string()))?;
+                let s = connector
+                    .connect(crate::tls::server_name(*addr), tcp(addr).await?)
+                    .await
+                    .map_err(|e| ClientError::Tls(addr.to_string(), e.to_string()))?;
+                Ok(Box::new(s))
+            }
+        }
+    }
+
     async fn connect_and_send<B>(
         &self,
         req: Request<B>,
@@ -204,27 +237,7 @@ impl Client {
         B::Data: Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        match &self.endpoint {
-            Endpoint::Unix(path) => {
-                let s = tokio::net::UnixStream::connect(path)
-                    .await
-                    .map_err(|source| ClientError::Connect {
-                        endpoint: format!("{path:?}"),
-                        source,
-                    })?;
-                send(s, req).await
-            }
-            Endpoint::Tcp(addr) => send(tcp(addr).await?, req).await,
-            Endpoint::TlsPinned(addr, pin) => {
-                let connector = crate::tls::pinned_client(*pin)
-                    .map_err(|e| ClientError::Tls(addr.to_string(), e.to_string()))?;
-                let s = connector
-                    .connect(crate::tls::server_name(*addr), tcp(addr).await?)
-                    .await
-                    .map_err(|e| ClientError::Tls(addr.to_string(), e.to_string()))?;
-                send(s, req).await
-            }
-        }
+        send(self.connect().await?, req).await
     }
 }
 

@@ -25,6 +25,9 @@
 //!   booted from an existing volume, whose guest reads the same record; delete_on_termination
 //!   deletes the first root volume and keeps the others; bad mappings and image minimums
 //!   refused with nothing made; a boot from volume interrupted by kill -9 undone;
+//! - the serial console: a remote-console URL (Nova's API, the stock client), a websocket
+//!   client and `outpost console attach` typing into the guest's shell and reading its
+//!   answer;
 //! - a request that does not fit (ERROR "No valid host was found. ..."), bad input refused
 //!   in Nova's shape with nothing created, visibility between projects, and the CLI.
 
@@ -33,10 +36,12 @@ mod common;
 use common::cli::outpost;
 use common::guests::*;
 use common::{Daemon, Text, ADMIN_PASSWORD};
+use futures_util::{SinkExt, StreamExt};
 use outpost_control::client::ApiResponse;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
 
 #[test]
 fn a_server_lives_through_its_life() {
@@ -507,6 +512,174 @@ fn the_supervisor_follows_what_the_guest_does() {
 const POWER_BUTTON: &str = "OUTPOST-POWER-BUTTON";
 /// What outpostd logs when a guest powered off after its button (runner.rs).
 const SHUT_DOWN_BY_ITSELF: &str = "the guest shut down in";
+
+/// Nova's serial console end to end: a remote-console URL (Nova's API and the stock
+/// `openstack console url show --serial`), and a websocket client that types a command into
+/// the guest's shell (`outpost.end=shell`) and reads what it printed, through outpostd and
+/// the monitor's console socket. Another project's member gets 404, a bad or spent token
+/// 401.
+#[test]
+fn a_websocket_client_types_into_the_guests_shell() {
+    check_assets();
+    let _turn = one_guest_at_a_time();
+    let (d, _sweep) =
+        start_daemon("[guest]\nboot_args = \"console=ttyS0 reboot=k panic=1 outpost.end=shell\"\n");
+    create_flavor(&d, "small", 1, 256, 1);
+    let id = create_server(&d, "console", "small");
+    wait_status(&d, &id, "ACTIVE");
+    wait_marker(&d, &id, 1);
+    let path = format!("/compute/v2.1/servers/{id}/remote-consoles");
+    let serial = json!({"remote_console": {"protocol": "serial", "type": "serial"}});
+
+    // Only the server's project (and admins) may have its console.
+    d.make_member("mallory", "mallory-pw", "other");
+    let other = d.login("mallory", "mallory-pw", Some("other"));
+    let r = d
+        .tcp(Some(&other))
+        .with_header(V275.0, V275.1)
+        .post(&path, &serial);
+    assert_eq!(r.status.as_u16(), 404, "{}", r.text());
+    // Nova's other protocols are not served; remote-consoles is 2.6+, the action before.
+    let vnc = json!({"remote_console": {"protocol": "vnc", "type": "novnc"}});
+    assert_eq!(api(&d).post(&path, &vnc).status.as_u16(), 400);
+    assert_eq!(d.unix().post(&path, &serial).status.as_u16(), 404);
+    let old = d.unix().post(
+        &format!("/compute/v2.1/servers/{id}/action"),
+        &json!({"os-getSerialConsole": {"type": "serial"}}),
+    );
+    assert_eq!(old.status.as_u16(), 200, "{}", old.text());
+    assert_eq!(old.body_json()["console"]["type"], "serial");
+    let r = action(&d, &id, json!({"os-getSerialConsole": {"type": "serial"}}));
+    assert_eq!(r.status.as_u16(), 400, "removed in 2.6: {}", r.text());
+
+    // The stock client prints the URL.
+    let admin = common::openstack::as_user(&d, "admin", ADMIN_PASSWORD, "admin");
+    let shown = admin.json(&["console", "url", "show", "--serial", &id]);
+    assert_eq!(shown["type"], "serial", "{shown}");
+    let prefix = format!("ws://{}/serial-console?token=", d.addr);
+    assert!(
+        shown["url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with(&prefix)),
+        "{shown}"
+    );
+
+    let r = api(&d).post(&path, &serial);
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
+    let remote = r.body_json()["remote_console"].clone();
+    assert_eq!(
+        (&remote["protocol"], &remote["type"]),
+        (&json!("serial"), &json!("serial"))
+    );
+    let url = remote["url"].as_str().unwrap().to_owned();
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let refused = websocket(&d, &format!("{prefix}not-a-token"))
+            .await
+            .unwrap_err();
+        assert_eq!(refused, 401);
+        let mut ws = websocket(&d, &url).await.unwrap();
+        // The arithmetic makes the shell's answer differ from the echo of what was typed.
+        // Typed again now and then: keys sent before the shell opened the tty are lost.
+        let command = "echo OUTPOST-CONSOLE-$((6*7))\n";
+        let deadline = Instant::now() + BOOT_TIMEOUT;
+        let mut seen = String::new();
+        'typing: while !seen.contains("OUTPOST-CONSOLE-42") {
+            assert!(
+                Instant::now() < deadline,
+                "no answer from the shell:\n{seen}"
+            );
+            ws.send(Message::Binary(command.as_bytes().to_vec().into()))
+                .await
+                .unwrap();
+            let round = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < round {
+                let left = round - Instant::now();
+                match tokio::time::timeout(left, ws.next()).await {
+                    Ok(Some(Ok(Message::Binary(b)))) => {
+                        seen.push_str(&String::from_utf8_lossy(&b));
+                        if seen.contains("OUTPOST-CONSOLE-42") {
+                            break 'typing;
+                        }
+                    }
+                    Ok(Some(Ok(_))) => {}
+                    Ok(other) => panic!("the console closed: {other:?}\n{seen}"),
+                    Err(_) => break,
+                }
+            }
+        }
+        let _ = ws.close(None).await;
+        // The token was spent by its use.
+        assert_eq!(websocket(&d, &url).await.unwrap_err(), 401);
+    });
+    // What went over the websocket is in the console log too.
+    assert!(console(&d, &id, None).contains("OUTPOST-CONSOLE-42"));
+
+    // `outpost console attach` (over the unix socket): keys in, the answer out, Ctrl-] ends
+    // it.
+    let mut attach = std::process::Command::new(env!("CARGO_BIN_EXE_outpost"))
+        .env("OUTPOST_SOCKET", d.socket())
+        .args(["console", "attach", "console"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut keys = attach.stdin.take().unwrap();
+    let mut screen = attach.stdout.take().unwrap();
+    let (shown_tx, shown) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = std::io::Read::read(&mut screen, &mut buf) {
+            if shown_tx.send(buf[..n].to_vec()).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut seen = String::new();
+    'cli: loop {
+        assert!(
+            Instant::now() < deadline,
+            "no answer through the CLI:\n{seen}"
+        );
+        std::io::Write::write_all(&mut keys, b"echo OUTPOST-CLI-$((6*7))\n").unwrap();
+        let round = Instant::now() + Duration::from_secs(15);
+        while let Ok(b) = shown.recv_timeout(round.saturating_duration_since(Instant::now())) {
+            seen.push_str(&String::from_utf8_lossy(&b));
+            if seen.contains("OUTPOST-CLI-42") {
+                break 'cli;
+            }
+        }
+    }
+    std::io::Write::write_all(&mut keys, &[0x1d]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = attach.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "Ctrl-] did not detach");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status:?}");
+    delete_leaving_nothing(&d, &id);
+}
+
+type ConsoleSocket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// A websocket to `url` on `d`'s TCP listener; the HTTP status when it is refused.
+async fn websocket(d: &Daemon, url: &str) -> Result<ConsoleSocket, u16> {
+    let tcp = tokio::net::TcpStream::connect(d.addr).await.unwrap();
+    match tokio_tungstenite::client_async(url, tcp).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err(r.status().as_u16()),
+        Err(e) => panic!("websocket to {url}: {e}"),
+    }
+}
 
 #[test]
 fn guests_outlive_a_killed_daemon() {

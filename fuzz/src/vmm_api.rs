@@ -111,6 +111,10 @@ fn confine_paths(action: &mut VmmAction) {
         }
         VmmAction::PutMetrics(m) => m.metrics_path = scratch,
         VmmAction::PutSerial(s) => {
+            // The console socket would be bound (and a file there replaced) at the start.
+            if let Some(p) = &mut s.socket_path {
+                *p = scratch.clone();
+            }
             if let Some(p) = &mut s.serial_out_path {
                 *p = scratch;
             }
@@ -139,6 +143,9 @@ fn confine_paths_in_config(config: &mut VmConfig) {
         m.metrics_path = scratch.clone();
     }
     if let Some(s) = &mut config.serial {
+        if let Some(p) = &mut s.socket_path {
+            *p = scratch.clone();
+        }
         if let Some(p) = &mut s.serial_out_path {
             *p = scratch;
         }

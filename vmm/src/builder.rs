@@ -20,6 +20,7 @@ use crate::config::{RateLimiterConfig, VmConfig};
 use crate::devices::bus::{Bus, BusDevice};
 use crate::devices::legacy::acpi_pm::AcpiPm;
 use crate::devices::legacy::ged::{Ged, GED_EVENT_POWER_BUTTON};
+use crate::devices::legacy::console_socket::ConsoleSocket;
 use crate::devices::legacy::i8042::I8042;
 use crate::devices::legacy::serial::{ConsoleInput, ConsoleOut, SerialConsole};
 use crate::devices::legacy::{IrqLine, PowerEvent, PowerSignal};
@@ -502,8 +503,10 @@ pub fn start(config: &VmConfig) -> Result<RunningVm, StartError> {
     tracing::info!(how = %kernel.how, "kernel loaded");
 
     let power = PowerSignal::new();
+    let serial = SerialConsole::new(irq_line(&vm, COM1_IRQ)?, console_out(config)?)
+        .map_err(|e| StartError::Device(format!("serial console: {e}")))?;
     let legacy = LegacyDevices {
-        serial: SerialConsole::new(irq_line(&vm, COM1_IRQ)?, console_out(config)?),
+        serial,
         i8042: I8042::new(irq_line(&vm, I8042_IRQ)?, power.clone()),
         ged: Ged::new(irq_line(&vm, ACPI_GED_IRQ)?),
     };
@@ -702,6 +705,13 @@ impl Devices {
         let mut event_manager: EventManager<Arc<Mutex<dyn MutEventSubscriber + Send>>> =
             EventManager::new().map_err(|e| StartError::Device(format!("event manager: {e}")))?;
         event_manager.add_subscriber(Arc::new(Mutex::new(ConsoleInput::new(serial.clone()))));
+        if let Some(path) = config.serial.as_ref().and_then(|s| s.socket_path.as_ref()) {
+            let path = crate::jail::own_path(path)
+                .map_err(|e| StartError::Device(format!("serial socket: {e}")))?;
+            let socket = ConsoleSocket::bind(&path, serial.clone())
+                .map_err(|e| StartError::Device(e.to_string()))?;
+            event_manager.add_subscriber(Arc::new(Mutex::new(socket)));
+        }
         let device_loop = DeviceLoopGate::new()
             .map_err(|e| StartError::Device(format!("device loop gate: {e}")))?;
         event_manager.add_subscriber(Arc::new(Mutex::new(device_loop.subscriber())));

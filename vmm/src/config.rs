@@ -221,6 +221,11 @@ pub struct SerialConfig {
     /// Where the guest's 8250 console goes; stdout when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serial_out_path: Option<PathBuf>,
+    /// Outpost extension: a unix socket the monitor binds for the console's input and
+    /// output, one client at a time (output still goes to `serial_out_path` too). Named as
+    /// the host sees it; a jailed monitor's must lie inside its jail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket_path: Option<PathBuf>,
 }
 
 /// `PUT /vm/deadline` (outpost extension): the guest runs only while whoever drives the

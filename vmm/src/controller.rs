@@ -168,6 +168,8 @@ pub enum VmmActionError {
     MacInUse { mac: String, iface_id: String },
     #[error("serial_out_path {path:?}: its directory does not exist")]
     SerialOutNotUsable { path: PathBuf },
+    #[error("serial socket_path {path:?}: {why}")]
+    SerialSocketNotUsable { path: PathBuf, why: String },
     #[error("the guest is already started: its configuration can no longer be changed and it cannot be started again")]
     AlreadyStarted,
     #[error("pause_in_ms {ms} is out of range: use 1 to {max} (PATCH /vm pauses at once)")]

@@ -10,6 +10,7 @@
 mod auth;
 pub mod body;
 mod compute;
+pub mod console;
 pub mod fault;
 mod forward;
 mod identity;

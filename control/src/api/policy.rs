@@ -94,6 +94,10 @@ const SERVER_ACTIONS: &[(&str, Rule)] = &[
         "os-getConsoleOutput",
         rule("os_compute_api:os-console-output", MEMBER),
     ),
+    (
+        "os-getSerialConsole",
+        rule("os_compute_api:os-remote-consoles", MEMBER),
+    ),
     ("resize", rule("os_compute_api:servers:resize", MEMBER)),
     (
         "confirmResize",
@@ -235,6 +239,7 @@ pub static POLICY: &[RouteRule] = &[
     entry(Method::GET, "/compute/v2.1/servers/{server_id}/os-security-groups", "os_compute_api:os-security-groups:list", READER),
     entry(Method::GET, "/compute/v2.1/servers/{server_id}/ips", "os_compute_api:ips:index", READER),
     entry(Method::GET, "/compute/v2.1/servers/{server_id}/ips/{network_label}", "os_compute_api:ips:show", READER),
+    entry(Method::POST, "/compute/v2.1/servers/{server_id}/remote-consoles", "os_compute_api:os-remote-consoles", MEMBER),
     entry(Method::GET, "/compute/v2.1/servers/{server_id}/os-volume_attachments", "os_compute_api:os-volumes-attachments:index", READER),
     entry(Method::POST, "/compute/v2.1/servers/{server_id}/os-volume_attachments", "os_compute_api:os-volumes-attachments:create", MEMBER),
     entry(Method::GET, "/compute/v2.1/servers/{server_id}/os-volume_attachments/{volume_id}", "os_compute_api:os-volumes-attachments:show", READER),

@@ -205,6 +205,7 @@ pub static ROUTES: &[Route] = &[
     route(Method::GET, "/compute/v2.1/servers/{server_id}/os-security-groups", Compute, Caller, compute::server_actions::security_groups),
     route(Method::GET, "/compute/v2.1/servers/{server_id}/ips", Compute, Caller, compute::server_ips::list),
     route(Method::GET, "/compute/v2.1/servers/{server_id}/ips/{network_label}", Compute, Caller, compute::server_ips::show),
+    route(Method::POST, "/compute/v2.1/servers/{server_id}/remote-consoles", Compute, Caller, compute::remote_consoles::create),
     route(Method::GET, "/compute/v2.1/servers/{server_id}/os-volume_attachments", Compute, Caller, compute::volume_attachments::list),
     route(Method::POST, "/compute/v2.1/servers/{server_id}/os-volume_attachments", Compute, Caller, compute::volume_attachments::attach),
     route(Method::GET, "/compute/v2.1/servers/{server_id}/os-volume_attachments/{volume_id}", Compute, Caller, compute::volume_attachments::show),

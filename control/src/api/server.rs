@@ -16,7 +16,6 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::IpAddr;
@@ -54,7 +53,10 @@ pub async fn serve(
     tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let graceful = GracefulShutdown::new();
+    // hyper-util's GracefulShutdown watches no HTTP/1 connection that may be upgraded (the
+    // serial console's websocket): the stop is broadcast here instead, each connection ends
+    // after its request in flight, and the drain waits for every slot to come back.
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let unix_slots = Arc::new(Semaphore::new(MAX_UNIX_CONNECTIONS));
     let tcp_slots = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
     tokio::pin!(shutdown);
@@ -64,7 +66,7 @@ pub async fn serve(
             accepted = unix.accept() => match accepted {
                 Ok((stream, _)) => {
                     if let Some(slot) = admit(&unix_slots, Transport::Unix) {
-                        connection(graceful.watcher(), stream, state.clone(), Transport::Unix, None, slot);
+                        connection(stop.clone(), stream, state.clone(), Transport::Unix, None, slot);
                     }
                 }
                 Err(e) => accept_failed(e).await,
@@ -73,11 +75,11 @@ pub async fn serve(
                 Ok((stream, peer)) => {
                     if let Some(slot) = admit(&tcp_slots, Transport::Tcp) {
                         let peer = Some(peer.ip());
-                        let watcher = graceful.watcher();
+                        let stop = stop.clone();
                         match &tls {
-                            None => connection(watcher, stream, state.clone(), Transport::Tcp, peer, slot),
+                            None => connection(stop, stream, state.clone(), Transport::Tcp, peer, slot),
                             Some(tls) => {
-                                tokio::spawn(handshake(tls.clone(), watcher, stream, state.clone(), peer, slot));
+                                tokio::spawn(handshake(tls.clone(), stop, stream, state.clone(), peer, slot));
                             }
                         }
                     }
@@ -89,14 +91,16 @@ pub async fn serve(
     // Closing the listeners refuses new connections while the old ones finish.
     drop(unix);
     drop(tcp);
-    tracing::info!(
-        "shutting down: waiting for {} open connection(s)",
-        graceful.count()
-    );
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let open = (MAX_UNIX_CONNECTIONS - unix_slots.available_permits())
+        + (MAX_TCP_CONNECTIONS - tcp_slots.available_permits());
+    tracing::info!("shutting down: waiting for {open} open connection(s)");
+    let _ = stop_tx.send(true);
+    let drained = async {
+        let unix = unix_slots.acquire_many(MAX_UNIX_CONNECTIONS as u32).await;
+        let tcp = tcp_slots.acquire_many(MAX_TCP_CONNECTIONS as u32).await;
+        (unix, tcp)
+    };
+    if tokio::time::timeout(DRAIN_TIMEOUT, drained).await.is_err() {
         tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
     }
 }
@@ -136,21 +140,21 @@ async fn accept_failed(e: std::io::Error) {
 /// a connection and says nothing costs its place for that long, no more), then its requests.
 async fn handshake(
     tls: tokio_rustls::TlsAcceptor,
-    watcher: Watcher,
+    stop: Stop,
     stream: tokio::net::TcpStream,
     state: Arc<ApiState>,
     peer: Option<IpAddr>,
     slot: OwnedSemaphorePermit,
 ) {
     match tokio::time::timeout(HEADER_READ_TIMEOUT, tls.accept(stream)).await {
-        Ok(Ok(stream)) => connection(watcher, stream, state, Transport::Tcp, peer, slot),
+        Ok(Ok(stream)) => connection(stop, stream, state, Transport::Tcp, peer, slot),
         Ok(Err(e)) => tracing::debug!("TLS handshake with {peer:?} failed: {e}"),
         Err(_) => tracing::debug!("TLS handshake with {peer:?} timed out"),
     }
 }
 
 fn connection<S>(
-    watcher: Watcher,
+    stop: Stop,
     stream: S,
     state: Arc<ApiState>,
     t: Transport,
@@ -166,14 +170,36 @@ fn connection<S>(
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
-        .serve_connection(TokioIo::new(Box::pin(stream)), service);
-    let conn = watcher.watch(conn);
+        .serve_connection(TokioIo::new(Box::pin(stream)), service)
+        // The serial console's websocket takes its connection over (api::console).
+        .with_upgrades();
     tokio::spawn(async move {
-        if let Err(e) = conn.await {
+        let mut conn = std::pin::pin!(conn);
+        let ended = tokio::select! {
+            ended = conn.as_mut() => ended,
+            () = stopped(stop) => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        };
+        if let Err(e) = ended {
             tracing::debug!("connection ended with an error: {e}");
         }
         drop(slot);
     });
+}
+
+/// Set when the server stops (see [`serve`]).
+type Stop = tokio::sync::watch::Receiver<bool>;
+
+/// Resolves once the server stops (or is gone).
+async fn stopped(mut stop: Stop) {
+    // The flag is copied out before any await: the borrow holds the channel's lock.
+    while !*stop.borrow_and_update() {
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 async fn respond(
@@ -182,6 +208,15 @@ async fn respond(
     transport: Transport,
     peer: Option<IpAddr>,
 ) -> Result<HttpResponse, Infallible> {
+    if req.uri().path() == super::console::PATH {
+        let reply = super::console::upgrade(req, state).await;
+        tracing::info!(
+            "{transport:?} GET {} -> {}",
+            super::console::PATH,
+            reply.status().as_u16()
+        );
+        return Ok(reply);
+    }
     let (parts, body) = req.into_parts();
     let target = parts
         .uri

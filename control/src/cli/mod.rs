@@ -5,6 +5,7 @@
 //! Output is a table by default or JSON with `-f json`; every API error becomes one line
 //! carrying the service's own message.
 
+pub mod console;
 pub mod flavor;
 pub mod image;
 pub mod network;
@@ -73,6 +74,9 @@ pub enum Command {
     /// Security groups and their rules (Neutron): `outpost security group ...`.
     #[command(subcommand)]
     Security(security_group::SecurityCommand),
+    /// A server's interactive serial console.
+    #[command(subcommand)]
+    Console(console::ConsoleCommand),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +88,8 @@ pub enum CliError {
     Api { status: u16, message: String },
     #[error("{0}")]
     Usage(String),
+    #[error("cannot attach to the console: {0}")]
+    Console(String),
 }
 
 /// The one resource a lookup by name found: a 404 saying `none` when it found nothing, a
@@ -117,6 +123,7 @@ pub fn run(cli: Cli) -> Result<String, CliError> {
         Command::Subnet(cmd) => subnet::run(&api, cmd, cli.format),
         Command::Port(cmd) => port::run(&api, cmd, cli.format),
         Command::Security(cmd) => security_group::run(&api, cmd, cli.format),
+        Command::Console(cmd) => console::run(&api, cmd),
     }
 }
 
@@ -132,6 +139,11 @@ const COMPUTE_VERSION: (&str, &str) = ("OpenStack-API-Version", "compute 2.75");
 impl Api {
     pub fn new(client: Client) -> Api {
         Api { client }
+    }
+
+    /// The connection to outpostd, for what is not a JSON request (the console).
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 
     fn call(

@@ -303,6 +303,22 @@ pub fn validate_serial(serial: &SerialConfig) -> Result<(), VmmActionError> {
             return Err(VmmActionError::SerialOutNotUsable { path: path.clone() });
         }
     }
+    if let Some(path) = &serial.socket_path {
+        let unusable = |why: String| VmmActionError::SerialSocketNotUsable {
+            path: path.clone(),
+            why,
+        };
+        let own = crate::jail::own_path(path).map_err(|e| unusable(e.to_string()))?;
+        // sun_path holds 108 bytes with the NUL.
+        if own.as_os_str().len() > 107 {
+            return Err(unusable(
+                "longer than a unix socket path may be (107 bytes)".into(),
+            ));
+        }
+        if !own.parent().is_some_and(Path::is_dir) {
+            return Err(unusable("its directory does not exist".into()));
+        }
+    }
     Ok(())
 }
 

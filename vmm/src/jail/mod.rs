@@ -13,6 +13,29 @@ use std::ffi::CString;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The jail this process entered, for naming host paths the API gives as it sees them.
+static ENTERED: OnceLock<PathBuf> = OnceLock::new();
+
+/// `path`, named as the host sees it, as this process reaches it: relative to the jail
+/// root once it is jailed, unchanged otherwise.
+pub fn own_path(path: &Path) -> Result<PathBuf, JailError> {
+    match ENTERED.get() {
+        Some(root) => inside(root, path),
+        None => Ok(path.to_owned()),
+    }
+}
+
+fn inside(root: &Path, path: &Path) -> Result<PathBuf, JailError> {
+    let rest = path
+        .strip_prefix(root)
+        .map_err(|_| JailError::OutsideRoot {
+            path: path.to_owned(),
+            root: root.to_owned(),
+        })?;
+    Ok(Path::new("/").join(rest))
+}
 
 /// Where and as whom the monitor runs (`--jail-root`, `--jail-uid`, `--jail-gid`,
 /// `--jail-cgroup`).
@@ -81,13 +104,7 @@ impl Jail {
 
     /// `path` (as the host names it) as the jailed monitor sees it: relative to the root.
     pub fn inside(&self, path: &Path) -> Result<PathBuf, JailError> {
-        let rest = path
-            .strip_prefix(&self.root)
-            .map_err(|_| JailError::OutsideRoot {
-                path: path.to_owned(),
-                root: self.root.clone(),
-            })?;
-        Ok(Path::new("/").join(rest))
+        inside(&self.root, path)
     }
 
     /// Enters the jail. Must run before the process has a second thread: unshare(CLONE_NEWNS)
@@ -111,7 +128,10 @@ impl Jail {
             })?;
         }
         self.pivot()?;
-        drop_privileges(self.uid, self.gid)
+        drop_privileges(self.uid, self.gid)?;
+        // A process enters one jail, once (process::run).
+        let _ = ENTERED.set(self.root.clone());
+        Ok(())
     }
 
     /// A mount namespace of its own whose `/` is the jail root, the host's tree detached.

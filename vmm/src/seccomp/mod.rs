@@ -285,10 +285,16 @@ fn rules(kind: ThreadKind, pvm: bool) -> Result<Rules, seccompiler::BackendError
                     // and disarm it when it is full again (the timerfd itself is created at
                     // build time; its expirations are read with `read`).
                     libc::SYS_timerfd_settime,
+                    // The serial console socket takes its client (devices/legacy/
+                    // console_socket.rs); the client is then read and written with read(2)
+                    // and write(2), on this thread and the vCPUs'.
+                    libc::SYS_accept4,
                 ],
             );
-            // A virtio-net device tells its tap the offloads the driver accepted.
-            allow_ioctls(&mut r, &[libc::TUNSETOFFLOAD])?;
+            // A virtio-net device tells its tap the offloads the driver accepted; the
+            // console socket makes its client non-blocking (std's set_nonblocking), so a
+            // vCPU writing the guest's output never waits for it.
+            allow_ioctls(&mut r, &[libc::TUNSETOFFLOAD, libc::FIONBIO])?;
         }
         ThreadKind::Api => {
             allow(&mut r, API_RUNTIME);

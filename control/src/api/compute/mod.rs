@@ -9,6 +9,7 @@ pub mod flavors;
 pub mod keypairs;
 pub mod migrations;
 mod nova_types;
+pub mod remote_consoles;
 pub mod server_actions;
 pub mod server_groups;
 pub mod server_ips;

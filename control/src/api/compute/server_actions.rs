@@ -1,8 +1,9 @@
 //! `POST /compute/v2.1/servers/{server_id}/action`: the body's single key names the action
-//! (`os-start`, `os-stop`, `reboot`, `os-getConsoleOutput`, `resize`, `confirmResize`,
-//! `revertResize`), its value the arguments. Status codes are Nova's: 202 for the power
-//! actions, resize and revertResize, 204 for confirmResize, 200 with the console output and
-//! for `evacuate` (admin; the server's box must be down, docs/cluster.md "Evacuation").
+//! (`os-start`, `os-stop`, `reboot`, `os-getConsoleOutput`, `os-getSerialConsole`, `resize`,
+//! `confirmResize`, `revertResize`, `evacuate`), its value the arguments. Status codes are
+//! Nova's: 202 for the power actions, resize and revertResize, 204 for confirmResize, 200
+//! with the console output and a serial console's URL and for `evacuate` (admin; the
+//! server's box must be down, docs/cluster.md "Evacuation").
 
 use crate::api::microversion::ApiVersion;
 use crate::api::{Call, Fault, Reply};
@@ -222,6 +223,10 @@ pub fn action(call: &Call<'_>) -> Result<Reply, Fault> {
             }
             let output = servers::console_output(fleet, ctx, id, length)?;
             Ok(Reply::ok(json!({ "output": output })))
+        }
+        "os-getSerialConsole" => {
+            let a = args(&name, value)?;
+            super::remote_consoles::serial_action(call, a)
         }
         "resize" => {
             let r: Resize = args(&name, value)?;

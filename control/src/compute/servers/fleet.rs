@@ -57,6 +57,8 @@ pub struct Fleet {
     image_puller: std::sync::OnceLock<Arc<crate::image::pull::Puller>>,
     /// The evacuated servers being built here at once (a few, not a dead box's all).
     evacuations: super::evacuation::StartSlots,
+    /// One-time tokens for serial consoles (this daemon's memory only: see console.rs).
+    console_tokens: super::console::ConsoleTokens,
 }
 
 impl Fleet {
@@ -102,7 +104,13 @@ impl Fleet {
             runners: Mutex::new(HashMap::new()),
             image_puller: std::sync::OnceLock::new(),
             evacuations: Default::default(),
+            console_tokens: Default::default(),
         }))
+    }
+
+    /// The serial consoles' outstanding one-time tokens.
+    pub fn console_tokens(&self) -> &super::console::ConsoleTokens {
+        &self.console_tokens
     }
 
     /// Where servers go (the evacuation's scheduling reads the site through it).

@@ -12,6 +12,7 @@ mod actions;
 pub mod block_devices;
 pub mod boot_source;
 pub mod config;
+pub mod console;
 pub mod evacuation;
 mod fleet;
 pub mod monitor;

@@ -4,6 +4,7 @@
 
 pub mod acpi_pm;
 pub mod ged;
+pub mod console_socket;
 pub mod i8042;
 pub mod serial;
 

@@ -1,19 +1,91 @@
-//! The 8250 UART console on COM1 (vm-superio's emulation), writing to stdout or a file.
+//! The 8250 UART console on COM1 (vm-superio's emulation), writing to stdout or a file and
+//! to the console socket's client, if one is attached (`console_socket`).
 //! IRQ 4 is an irqfd; vm-superio raises it when the transmitter empties and IER asks for it,
 //! so output through the guest's tty layer flows, not only printk.
 
-use std::io::Write;
+use std::fs::File;
+use std::io::{self, Write};
+use std::sync::Arc;
 
-use vm_superio::serial::{NoEvents, SerialState};
+use vm_superio::serial::{SerialEvents, SerialState};
 use vm_superio::Serial;
+use vmm_sys_util::eventfd::EventFd;
 
 use super::IrqLine;
 use crate::devices::bus::BusDevice;
 
+/// Where the console is kept: stdout or the console log.
 pub type ConsoleOut = Box<dyn Write + Send>;
 
+/// The UART's transmitter: every byte goes to the log, and to the attached client when
+/// there is one. The client's socket is non-blocking and a byte it has no room for is
+/// dropped, so a client that stops reading never stalls the vCPU writing (the log keeps
+/// every byte; the socket's buffer bounds what waits for the client).
+pub struct SerialOutput {
+    log: ConsoleOut,
+    client: Option<Arc<File>>,
+    /// Bytes the current client had no room for.
+    lost: u64,
+}
+
+impl SerialOutput {
+    fn new(log: ConsoleOut) -> Self {
+        SerialOutput {
+            log,
+            client: None,
+            lost: 0,
+        }
+    }
+
+    fn attach(&mut self, client: Option<Arc<File>>) {
+        if self.lost > 0 {
+            tracing::info!(
+                bytes = self.lost,
+                "the console client did not read all the output"
+            );
+        }
+        self.client = client;
+        self.lost = 0;
+    }
+}
+
+impl Write for SerialOutput {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(client) = &self.client {
+            match (&**client).write(buf) {
+                Ok(n) => self.lost += (buf.len() - n) as u64,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.lost += buf.len() as u64,
+                // The client went away (EPIPE; SIGPIPE is ignored): the device loop sees its
+                // hang-up and detaches it, until then its bytes go only to the log.
+                Err(_) => self.lost += buf.len() as u64,
+            }
+        }
+        self.log.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.log.flush()
+    }
+}
+
+/// Tells the console socket's reader that the guest emptied the receive FIFO, so it may
+/// read more of its client's input (the reader stops reading while the FIFO is full rather
+/// than drop keystrokes).
+pub struct InputDrained(EventFd);
+
+impl SerialEvents for InputDrained {
+    fn buffer_read(&self) {}
+    fn out_byte(&self) {}
+    fn tx_lost_byte(&self) {}
+    fn in_buffer_empty(&self) {
+        // A full counter (2^64 - 2 unread wake-ups) still wakes the reader.
+        let _ = self.0.write(1);
+    }
+}
+
 pub struct SerialConsole {
-    uart: Serial<IrqLine, NoEvents, ConsoleOut>,
+    uart: Serial<IrqLine, InputDrained, SerialOutput>,
     /// Whether the guest ever printed, for the "first console line" figure.
     pub first_output: Option<std::time::Instant>,
 }
@@ -75,7 +147,8 @@ impl SerialConsole {
             scratch: state.scratch,
             in_buffer: state.in_buffer.clone(),
         };
-        let uart = Serial::from_state(&s, irq, NoEvents, out)
+        let drained = drained_event().map_err(|e| SerialStateError(e.to_string()))?;
+        let uart = Serial::from_state(&s, irq, drained, SerialOutput::new(out))
             .map_err(|e| SerialStateError(format!("{e:?}")))?;
         Ok(SerialConsole {
             uart,
@@ -84,17 +157,38 @@ impl SerialConsole {
         })
     }
 
-    pub fn new(irq: IrqLine, out: ConsoleOut) -> Self {
-        SerialConsole {
-            uart: Serial::new(irq, out),
+    pub fn new(irq: IrqLine, out: ConsoleOut) -> io::Result<Self> {
+        Ok(SerialConsole {
+            uart: Serial::with_events(irq, drained_event()?, SerialOutput::new(out)),
             first_output: None,
-        }
+        })
     }
 
-    /// Feeds host input (stdin) to the guest; returns how many bytes fit the FIFO.
+    /// Feeds host input (stdin, the console socket) to the guest: what fits the receive
+    /// FIFO is queued and the guest interrupted if IER asks for it; returns how many bytes
+    /// fit.
     pub fn enqueue_input(&mut self, input: &[u8]) -> usize {
         self.uart.enqueue_raw_bytes(input).unwrap_or(0)
     }
+
+    /// How many more bytes of input the receive FIFO takes now.
+    pub fn input_room(&self) -> usize {
+        self.uart.fifo_capacity()
+    }
+
+    /// A handle on the event that fires whenever the guest empties the receive FIFO.
+    pub fn input_drained(&self) -> io::Result<EventFd> {
+        self.uart.events().0.try_clone()
+    }
+
+    /// Sends output to `client` from now on as well as to the log (None: to the log only).
+    pub fn attach_client(&mut self, client: Option<Arc<File>>) {
+        self.uart.writer_mut().attach(client);
+    }
+}
+
+fn drained_event() -> io::Result<InputDrained> {
+    EventFd::new(libc::EFD_NONBLOCK).map(InputDrained)
 }
 
 impl BusDevice for SerialConsole {
@@ -170,7 +264,7 @@ mod tests {
 
     fn console() -> SerialConsole {
         let irq = IrqLine(EventFd::new(libc::EFD_NONBLOCK).unwrap());
-        SerialConsole::new(irq, Box::new(std::io::sink()))
+        SerialConsole::new(irq, Box::new(std::io::sink())).unwrap()
     }
 
     fn read(c: &mut SerialConsole, off: u8) -> u8 {
@@ -199,6 +293,35 @@ mod tests {
         assert_eq!((read(&mut r, DATA), read(&mut r, DATA)), (b'o', b'k'));
         r.write(u64::from(LCR), &[DLAB | 0x03]);
         assert_eq!(read(&mut r, DATA), 0x0c, "baud divisor");
+    }
+
+    #[test]
+    fn input_is_read_from_rbr_and_interrupts_only_when_ier_allows() {
+        const LSR: u8 = 5;
+        let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+        let mut c =
+            SerialConsole::new(IrqLine(irq.try_clone().unwrap()), Box::new(std::io::sink()))
+                .unwrap();
+        let drained = c.input_drained().unwrap();
+
+        // IER clear (a polling driver): the byte waits in the FIFO, no interrupt.
+        assert_eq!(c.enqueue_input(b"a"), 1);
+        assert!(irq.read().is_err(), "no interrupt without IER's RDA bit");
+        assert_eq!(read(&mut c, LSR) & 0x01, 0x01, "data ready");
+        assert_eq!(read(&mut c, DATA), b'a');
+        assert_eq!(read(&mut c, LSR) & 0x01, 0);
+        assert_eq!(
+            drained.read().unwrap(),
+            1,
+            "reading the FIFO empty wakes its feeder"
+        );
+
+        // RDA interrupts enabled: input raises IRQ 4.
+        c.write(u64::from(IER), &[0x01]);
+        assert_eq!(c.enqueue_input(b"hi"), 2);
+        assert_eq!(irq.read().unwrap(), 1);
+        assert_eq!(c.input_room(), 62);
+        assert_eq!((read(&mut c, DATA), read(&mut c, DATA)), (b'h', b'i'));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! `<state>/servers/<id>/` holds `console.log` (the guest's serial console, appended across
 //! restarts), `vmm.log` (the monitor's stderr), `exit-status` (written by the shim when the
 //! monitor ends), `cgroup` (the path of the server's cgroup, if it has one) and `jail/`, the
-//! monitor's own root, where it binds `api.sock`.
+//! monitor's own root, where it binds `api.sock` and the console's `console.sock`.
 
 pub mod api;
 pub mod cgroup;
@@ -103,6 +103,11 @@ impl ServerDir {
 
     pub fn api_sock(&self) -> PathBuf {
         self.jail_root().join("api.sock")
+    }
+
+    /// The guest's serial console, served by the monitor (vmm's `serial.socket_path`).
+    pub fn console_sock(&self) -> PathBuf {
+        self.jail_root().join("console.sock")
     }
 
     /// Where the directories of the server's cgroup are kept (one a line), for its
@@ -236,8 +241,10 @@ pub fn spawn(
     server_id: &str,
     spec: &MonitorSpec,
 ) -> Result<MonitorRecord, MonitorError> {
-    if dir.api_sock().as_os_str().len() > MAX_SOCKET_PATH {
-        return Err(MonitorError::SocketPathTooLong(dir.api_sock()));
+    for socket in [dir.api_sock(), dir.console_sock()] {
+        if socket.as_os_str().len() > MAX_SOCKET_PATH {
+            return Err(MonitorError::SocketPathTooLong(socket));
+        }
     }
     dir.create()?;
     // Before the console is opened for the monitor: trimming replaces the file.
@@ -345,7 +352,10 @@ pub fn configure_and_start(
             ),
         )?;
     }
-    api.put("/serial", &json!({"serial_out_path": dir.console_log()}))?;
+    api.put(
+        "/serial",
+        &json!({"serial_out_path": dir.console_log(), "socket_path": dir.console_sock()}),
+    )?;
     api.put("/actions", &json!({"action_type": "InstanceStart"}))
 }
 

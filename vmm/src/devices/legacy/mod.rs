@@ -3,8 +3,8 @@
 //! Event Device's register (the power button).
 
 pub mod acpi_pm;
-pub mod ged;
 pub mod console_socket;
+pub mod ged;
 pub mod i8042;
 pub mod serial;
 

@@ -234,13 +234,15 @@ fn each_monitor_runs_jailed_with_its_own_files_and_cgroup() {
     // The process-wide view; the vCPU threads carry no filter on a PVM host (seccomp.rs).
     assert_eq!(status_field(&status, "Seccomp"), "2");
 
-    // Its root holds its API socket only; the host's files are not there to be named.
+    // Its root holds its API and console sockets only; the host's files are not there to be
+    // named.
     let root = PathBuf::from(format!("/proc/{vmm}/root"));
-    let listing: Vec<String> = std::fs::read_dir(&root)
+    let mut listing: Vec<String> = std::fs::read_dir(&root)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert_eq!(listing, ["api.sock"]);
+    listing.sort();
+    assert_eq!(listing, ["api.sock", "console.sock"]);
     let meta = std::fs::metadata(&root).unwrap();
     use std::os::unix::fs::MetadataExt;
     assert_eq!((meta.uid(), meta.mode() & 0o777), (uid, 0o700));

@@ -147,6 +147,16 @@ fn kill_dash_nine_and_restart_keeps_flavors_and_users() {
     assert_eq!(users["users"].as_array().unwrap().len(), 1);
 }
 
+/// A daemon started by hand, killed and reaped when dropped.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A listener reachable from off the box speaks TLS with a certificate made at the first
 /// start and kept; its fingerprint is in the log; plain HTTP gets no answer there; and plain
 /// HTTP off the box cannot be configured.
@@ -189,7 +199,8 @@ fn an_off_box_listener_speaks_tls_with_a_kept_certificate() {
             .map(|rest| rest.split_whitespace().next().unwrap_or("").to_owned())
     };
     let serve_once = || {
-        let mut child = start();
+        // Killed and reaped however this ends, a failed assertion included.
+        let child = Reaped(start());
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         let answer = loop {
             let out = curl("https");
@@ -214,8 +225,7 @@ fn an_off_box_listener_speaks_tls_with_a_kept_certificate() {
             "plain HTTP was answered on a TLS listener"
         );
         let logged = fingerprint_logged().expect("the log names the certificate's fingerprint");
-        child.kill().unwrap();
-        child.wait().unwrap();
+        drop(child);
         logged
     };
     let first = serve_once();
